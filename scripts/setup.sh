@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what Weft needs on a Debian machine (as root, or with sudo available) and builds it.
+# Safe to run again: every step is idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages: the real WireGuard peer and tools the tests drive, and what the data plane uses.
+APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-certificates)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+if ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+node_minor=$(node -p 'process.versions.node.split(".")[1]')
+if [ "$node_major" -lt 20 ] || { [ "$node_major" -eq 20 ] && [ "$node_minor" -lt 19 ]; }; then
+  echo "weft needs Node.js 20.19 or newer; this machine has $(node --version)." >&2
+  exit 1
+fi
+
+npm ci --no-audit --no-fund --loglevel=error
+npm run --silent build

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/**
+ * The `weft` command.
+ */
+import { Command, CommanderError } from 'commander';
+import { demo } from './demo.js';
+import { CliError, genkey, genpsk, pubkey, readStdin, writeSecret } from './keys.js';
+
+export function buildProgram(): Command {
+  const program = new Command('weft')
+    .description('Weft: a self-hosted WireGuard gateway')
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError();
+
+  program
+    .command('genkey')
+    .description('print a new private key (base64), as `wg genkey` does')
+    .option('-o, --output <file>', 'write the key to FILE with mode 0600')
+    .action((opts: { output?: string }) => writeSecret(genkey(), opts.output));
+
+  program
+    .command('pubkey')
+    .description('read a private key on standard input and print its public key, as `wg pubkey` does')
+    .action(async () => {
+      process.stdout.write(pubkey(await readStdin()));
+    });
+
+  program
+    .command('genpsk')
+    .description('print a new preshared key (base64), as `wg genpsk` does')
+    .option('-o, --output <file>', 'write the key to FILE with mode 0600')
+    .action((opts: { output?: string }) => writeSecret(genpsk(), opts.output));
+
+  program
+    .command('demo')
+    .description('two cores on 127.0.0.1 complete a handshake and exchange pings through the tunnel')
+    .option('-c, --count <n>', 'pings to send', '3')
+    .action(async (opts: { count: string }) => {
+      const ok = await demo(Math.max(1, Math.min(100, Number(opts.count) || 3)), (l) => console.log(l));
+      if (!ok) throw new CliError('weft: the demo did not get every reply back');
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof CliError) {
+      process.stderr.write(`${e.message}\n`);
+      return e.exitCode;
+    }
+    throw e;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,7 @@
+/**
+ * Every ChaCha20-Poly1305 backend the conformance tests hold to the published vectors. A new backend (a
+ * WebAssembly or native one, say) is covered by adding it here.
+ */
+import { nodeChaChaPoly, type ChaChaPoly } from '../../src/crypto/aead.js';
+
+export const backends: ChaChaPoly[] = [nodeChaChaPoly];
