@@ -89,6 +89,8 @@ function main(): void {
   };
 
   socket.on('message', (msg, rinfo) => {
+    if (msg.length > 0 && msg[0]! <= 3)
+      emit({ ev: 'rx', type: msg[0], from: `${rinfo.address}:${rinfo.port}` });
     handle(
       device.receive(
         new Uint8Array(msg.buffer, msg.byteOffset, msg.length),
