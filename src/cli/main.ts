@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { demo } from './demo.js';
+import { down, upBackground, upForeground } from './up.js';
 import { CliError, genkey, genpsk, pubkey, readStdin, writeSecret } from './keys.js';
 
 export function buildProgram(): Command {
@@ -31,6 +32,24 @@ export function buildProgram(): Command {
     .description('print a new preshared key (base64), as `wg genpsk` does')
     .option('-o, --output <file>', 'write the key to FILE with mode 0600')
     .action((opts: { output?: string }) => writeSecret(genpsk(), opts.output));
+
+  program
+    .command('up')
+    .description(
+      'bring up a WireGuard interface from a wg-quick style FILE (named after the file, as wg-quick does)',
+    )
+    .argument('<file>', 'configuration, e.g. /etc/weft/wg0.conf')
+    .option('--foreground', 'stay attached (for systemd); stop with SIGTERM or SIGINT')
+    .action(async (file: string, opts: { foreground?: boolean }) => {
+      if (opts.foreground) await upForeground(file);
+      else console.log(await upBackground(file));
+    });
+
+  program
+    .command('down')
+    .description('stop an interface brought up by `weft up` and remove it with its addresses and routes')
+    .argument('<name>', 'interface name, or the configuration file it came from')
+    .action(async (name: string) => console.log(await down(name)));
 
   program
     .command('demo')

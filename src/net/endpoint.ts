@@ -19,7 +19,7 @@ export function formatEndpoint(e: Endpoint): string {
 /** Parses a literal `ADDR:PORT` / `[ADDR]:PORT` (host names are resolved by the caller, not here). */
 export function parseEndpoint(text: string): ParseResult<Endpoint> {
   const t = text.trim();
-  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(t) ?? /^([^:[\]]+):(\d{1,5})$/.exec(t);
+  const m = /^\[([^\]\s]+)\]:(\d{1,5})$/.exec(t) ?? /^([^\s:[\]]+):(\d{1,5})$/.exec(t);
   if (!m)
     return {
       ok: false,

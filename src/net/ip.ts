@@ -87,6 +87,10 @@ export function parsePrefix(text: string): ParseResult<Prefix> {
 export function formatAddress(a: Address): string {
   const b = a.bytes;
   if (a.family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  // RFC 5952 §5: an IPv4-mapped address keeps its IPv4 part in dotted form.
+  if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) {
+    return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  }
   const words: number[] = [];
   for (let i = 0; i < 16; i += 2) words.push((b[i]! << 8) | b[i + 1]!);
   // RFC 5952 §4.2: compress the longest run of two or more zero words, the first if tied.

@@ -223,6 +223,11 @@ export class Device {
     return this.peers.size;
   }
 
+  /** Every allowed-IP prefix of every peer: the destinations this device routes. */
+  allowedPrefixes(): Prefix[] {
+    return [...this.allowedIps.entries()].map(([p]) => p);
+  }
+
   peerStatus(publicKey: PublicKey, now: number): PeerStatus | undefined {
     const peer = this.peers.get(publicKey.toBase64());
     return peer && this.statusOf(peer, now);

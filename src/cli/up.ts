@@ -1,0 +1,316 @@
+/**
+ * `weft up FILE.conf` and `weft down NAME`: a WireGuard interface from a wg-quick style file, run by Weft.
+ *
+ * Bringing an interface up (each step is undone, in reverse, if a later one fails: nothing is half-applied):
+ *   1. read and parse the file; every error names the file, the line and the key;
+ *   2. preflight: the interface name is free, no live UAPI socket has it, no interface address is already
+ *      on this host, every endpoint host name resolves;
+ *   3. PreUp hooks; the TUN device; the UDP port; the device with its key and peers; the UAPI socket;
+ *   4. MTU, link up, addresses, routes for the peers' AllowedIPs (a /0 is routed as two halves, with each
+ *      endpoint pinned to its current path so the tunnel never carries itself); PostUp hooks;
+ *   5. the pid file; then the daemon reports ready and the foreground command returns.
+ * Bringing it down (SIGTERM, SIGINT, or `weft down`): PreDown hooks, everything above undone, PostDown hooks.
+ */
+import { spawn } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { formatIssue, parseWgQuick, type WgQuickConfig } from '../config/wg-quick.js';
+import { monotonicEpochMs } from '../dataplane/clock.js';
+import { Gateway } from '../dataplane/gateway.js';
+import {
+  addAddress,
+  addRoute,
+  hostAddresses,
+  linkExists,
+  pinHostRoute,
+  routeTo,
+  runHook,
+  setLinkUp,
+} from '../dataplane/linux-net.js';
+import { LinuxTun } from '../dataplane/tun-linux.js';
+import { UapiServer } from '../dataplane/uapi-server.js';
+import { UdpBind } from '../dataplane/udp.js';
+import { WireGuardInterface } from '../dataplane/wireguard-interface.js';
+import { formatAddress, parsePrefix, type Prefix } from '../net/ip.js';
+import type { Endpoint } from '../net/endpoint.js';
+import { Device } from '../wireguard/device.js';
+import { UapiHandler } from '../wireguard/uapi.js';
+import { CliError } from './keys.js';
+
+export const RUN_DIR = '/run/weft';
+export const LOG_DIR = '/var/log/weft';
+const INTERFACE_NAME = /^[a-zA-Z0-9_=+.-]{1,15}$/;
+
+export function interfaceNameOf(file: string): string {
+  return basename(file).replace(/\.conf$/, '');
+}
+
+function pidFile(name: string): string {
+  return `${RUN_DIR}/${name}.pid`;
+}
+
+interface Resolved {
+  config: WgQuickConfig;
+  name: string;
+  endpoints: (Endpoint | undefined)[];
+}
+
+/** Steps 1–2: everything that can be checked before touching the system. */
+export async function prepare(file: string): Promise<Resolved> {
+  const name = interfaceNameOf(file);
+  if (!INTERFACE_NAME.test(name)) {
+    throw new CliError(
+      `${file}: the interface name "${name}" (from the file name) must be 1–15 of [a-zA-Z0-9_=+.-]`,
+    );
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CliError(`${file}: cannot read: ${(e as Error).message}`);
+  }
+  const parsed = parseWgQuick(text, file);
+  for (const w of parsed.warnings) process.stderr.write(`warning: ${formatIssue(w)}\n`);
+  if (!parsed.ok) throw new CliError(parsed.errors.map(formatIssue).join('\n'));
+  const config = parsed.config;
+
+  if (await linkExists(name)) throw new CliError(`${file}: interface ${name} already exists`);
+  if (existsSync(pidFile(name))) {
+    const pid = Number(readFileSync(pidFile(name), 'utf8'));
+    if (processAlive(pid)) throw new CliError(`${file}: ${name} is already up (pid ${pid})`);
+  }
+  const owners = await hostAddresses();
+  for (const a of config.interface.addresses) {
+    const text = formatAddress(a.address);
+    const owner = owners.find((o) => o.address === text);
+    if (owner)
+      throw new CliError(`${file}: Address ${a.text} is already in use on interface ${owner.ifname}`);
+  }
+  const endpoints = await Promise.all(
+    config.peers.map(async (peer): Promise<Endpoint | undefined> => {
+      if (!peer.endpoint) return undefined;
+      try {
+        const r = await lookup(peer.endpoint.host, { verbatim: true });
+        return { address: r.address, port: peer.endpoint.port };
+      } catch (e) {
+        throw new CliError(
+          `${file}:${peer.line}: Endpoint: cannot resolve ${peer.endpoint.host}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        );
+      }
+    }),
+  );
+  return { config, name, endpoints };
+}
+
+function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const HALVES: Record<4 | 6, string[]> = { 4: ['0.0.0.0/1', '128.0.0.0/1'], 6: ['::/1', '8000::/1'] };
+
+function kernelRoutes(prefixes: readonly Prefix[]): Prefix[] {
+  return prefixes.flatMap((p) =>
+    p.bits > 0
+      ? [p]
+      : HALVES[p.family].map((h) => {
+          const r = parsePrefix(h);
+          if (!r.ok) throw new Error(r.error);
+          return r.value;
+        }),
+  );
+}
+
+export interface Running {
+  readonly name: string;
+  readonly wg: WireGuardInterface;
+  readonly gateway: Gateway;
+  stop(): Promise<void>;
+}
+
+/** Steps 3–5: brings the interface up in this process. */
+export async function bringUp(r: Resolved, log: (line: string) => void = () => undefined): Promise<Running> {
+  const { config, name } = r;
+  const iface = config.interface;
+  const undo: (() => Promise<void>)[] = [];
+  const unwind = async (): Promise<void> => {
+    for (const step of undo.reverse()) await step().catch((e: Error) => log(`cleanup: ${e.message}`));
+    undo.length = 0;
+  };
+  try {
+    for (const cmd of iface.preUp) await runHook(cmd, name);
+    const tun = await LinuxTun.open(name, { mtu: iface.mtu });
+    undo.push(() => tun.close());
+    const bind = await UdpBind.open(iface.listenPort ?? 0);
+    undo.push(() => bind.close());
+    const device = new Device({ privateKey: iface.privateKey, mtu: iface.mtu });
+    config.peers.forEach((peer, i) =>
+      device.setPeer({
+        publicKey: peer.publicKey,
+        presharedKey: peer.presharedKey ?? null,
+        endpoint: r.endpoints[i] ?? null,
+        persistentKeepalive: peer.persistentKeepalive,
+        allowedIps: peer.allowedIps,
+      }),
+    );
+    const gateway = new Gateway(tun);
+    const wg = new WireGuardInterface({
+      name,
+      device,
+      bind,
+      openBind: (port) => UdpBind.open(port),
+      deliver: gateway.deliver,
+    });
+    undo.push(() => wg.close());
+    const syncRoutes = (): void => gateway.setRoutes(wg, device.allowedPrefixes());
+    const uapi = await UapiServer.listen(
+      name,
+      new UapiHandler(device, {
+        getListenPort: () => wg.listenPort,
+        setListenPort: (port: number) => wg.setListenPort(port),
+        now: monotonicEpochMs,
+        emit: (actions) => wg.perform(actions),
+        afterSet: syncRoutes,
+      }),
+    );
+    undo.push(() => uapi.close());
+
+    await setLinkUp(name, iface.mtu);
+    for (const a of iface.addresses) await addAddress(name, a.text);
+    const allowed = config.peers.flatMap((p) => p.allowedIps);
+    if (iface.table !== 'off') {
+      const table = iface.table === 'auto' ? undefined : iface.table;
+      if (allowed.some((p) => p.bits === 0)) {
+        for (const e of r.endpoints) {
+          if (!e) continue;
+          const path = await routeTo(e.address);
+          if (path && path.dev !== name) undo.push(await pinHostRoute(e.address, path));
+        }
+      }
+      for (const p of kernelRoutes(allowed)) await addRoute(name, p, table);
+    }
+    syncRoutes();
+    gateway.start();
+    wg.start();
+    for (const cmd of iface.postUp) await runHook(cmd, name);
+
+    mkdirSync(RUN_DIR, { recursive: true, mode: 0o755 });
+    writeFileSync(pidFile(name), `${process.pid}\n`);
+    undo.push(async () => rmSync(pidFile(name), { force: true }));
+    log(`${name} is up: listening on UDP port ${wg.listenPort}, ${config.peers.length} peer(s)`);
+
+    let stopping: Promise<void> | undefined;
+    const stop = (): Promise<void> => {
+      stopping ??= (async () => {
+        for (const cmd of iface.preDown)
+          await runHook(cmd, name).catch((e: Error) => log(`PreDown: ${e.message}`));
+        await unwind();
+        for (const cmd of iface.postDown)
+          await runHook(cmd, name).catch((e: Error) => log(`PostDown: ${e.message}`));
+        log(`${name} is down`);
+      })();
+      return stopping;
+    };
+    return { name, wg, gateway, stop };
+  } catch (e) {
+    await unwind();
+    throw e;
+  }
+}
+
+/** `weft up --foreground FILE`: runs until SIGTERM or SIGINT. Reports readiness over IPC when started by `up`. */
+export async function upForeground(file: string): Promise<void> {
+  const log = (line: string): void => void process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  let running: Running;
+  try {
+    running = await bringUp(await prepare(file), log);
+  } catch (e) {
+    const message = e instanceof CliError ? e.message : `weft: ${(e as Error).message}`;
+    if (process.send) {
+      process.send({ error: message });
+      process.disconnect();
+    }
+    throw e instanceof CliError ? e : new CliError(message);
+  }
+  if (process.send) {
+    process.send({ ready: true, port: running.wg.listenPort });
+    process.disconnect();
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = (): void => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      void running.stop().then(resolve, resolve);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+/** `weft up FILE`: checks the file, starts the daemon in the background and returns once it is up. */
+export async function upBackground(file: string): Promise<string> {
+  const resolved = await prepare(file); // report configuration errors here, in the operator's terminal
+  mkdirSync(LOG_DIR, { recursive: true, mode: 0o750 });
+  const logPath = `${LOG_DIR}/${resolved.name}.log`;
+  const logFd = openSync(logPath, 'a', 0o640);
+  const main = fileURLToPath(new URL('./main.js', import.meta.url));
+  const child = spawn(process.execPath, [main, 'up', '--foreground', file], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd, 'ipc'],
+  });
+  const outcome = await new Promise<{ ready?: boolean; port?: number; error?: string }>((resolve) => {
+    const timer = setTimeout(
+      () => resolve({ error: `weft: ${resolved.name} did not come up within 30 s (see ${logPath})` }),
+      30_000,
+    );
+    child.once('message', (m) => {
+      clearTimeout(timer);
+      resolve(m as { ready?: boolean; error?: string });
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({
+        error: `weft: the daemon for ${resolved.name} exited (${code}) before it was up (see ${logPath})`,
+      });
+    });
+  });
+  if (!outcome.ready) {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    throw new CliError(outcome.error ?? 'weft: the daemon failed');
+  }
+  child.unref();
+  child.channel?.unref();
+  return `${resolved.name} is up (pid ${child.pid}, UDP port ${outcome.port}); log: ${logPath}`;
+}
+
+/** `weft down NAME|FILE`: stops the daemon and waits until the interface is gone. */
+export async function down(nameOrFile: string): Promise<string> {
+  const name = interfaceNameOf(nameOrFile);
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile(name), 'utf8'));
+  } catch {
+    throw new CliError(`weft: ${name} is not up (no ${pidFile(name)})`);
+  }
+  if (!processAlive(pid)) {
+    rmSync(pidFile(name), { force: true });
+    throw new CliError(`weft: ${name} is not up (stale pid file removed)`);
+  }
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + 15_000;
+  while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (processAlive(pid)) {
+    process.kill(pid, 'SIGKILL');
+    throw new CliError(`weft: ${name} did not stop within 15 s; killed`);
+  }
+  while ((await linkExists(name)) && Date.now() < deadline + 2000)
+    await new Promise((r) => setTimeout(r, 50));
+  return `${name} is down`;
+}

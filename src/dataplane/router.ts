@@ -1,0 +1,56 @@
+/**
+ * The gateway's routing table: destination prefixes → tunnels of any kind (a WireGuard interface today;
+ * IPsec SAs, OpenVPN clients and multicast replication share it later). Packets read from the TUN device
+ * are routed here; whatever no tunnel owns is dropped and counted, never answered.
+ */
+import { readIpHeader } from '../net/ip-packet.js';
+import { formatPrefix, type Prefix } from '../net/ip.js';
+import { PrefixTrie } from '../net/prefix-trie.js';
+
+export interface Tunnel {
+  readonly name: string;
+  /** Takes an IP packet addressed to a destination this tunnel owns. */
+  send(packet: Uint8Array, now: number): void;
+}
+
+export class Router {
+  readonly counters = { routed: 0, noRoute: 0, malformed: 0 };
+  private readonly table = new PrefixTrie<Tunnel>();
+  private readonly owned = new Map<Tunnel, Map<string, Prefix>>();
+
+  /** Makes `prefixes` the tunnel's complete set of routes (adding and removing the difference). */
+  setRoutes(tunnel: Tunnel, prefixes: readonly Prefix[]): void {
+    const current = this.owned.get(tunnel) ?? new Map<string, Prefix>();
+    const wanted = new Map(prefixes.map((p) => [formatPrefix(p), p]));
+    for (const [key, p] of current) if (!wanted.has(key)) this.table.remove(p, tunnel);
+    for (const [key, p] of wanted) if (!current.has(key)) this.table.insert(p, tunnel);
+    this.owned.set(tunnel, wanted);
+  }
+
+  removeTunnel(tunnel: Tunnel): void {
+    this.setRoutes(tunnel, []);
+    this.owned.delete(tunnel);
+  }
+
+  lookup(packet: Uint8Array): Tunnel | undefined {
+    const header = readIpHeader(packet);
+    return header ? this.table.lookup(header.family, header.destination) : undefined;
+  }
+
+  /** Routes one packet; returns false (and counts why) when it is dropped. */
+  route(packet: Uint8Array, now: number): boolean {
+    const header = readIpHeader(packet);
+    if (!header) {
+      this.counters.malformed++;
+      return false;
+    }
+    const tunnel = this.table.lookup(header.family, header.destination);
+    if (!tunnel) {
+      this.counters.noRoute++;
+      return false;
+    }
+    this.counters.routed++;
+    tunnel.send(packet, now);
+    return true;
+  }
+}

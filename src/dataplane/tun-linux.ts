@@ -1,0 +1,313 @@
+/**
+ * LinuxTun: the kernel's /dev/net/tun as a TunDevice, through libc calls made with koffi (libc.ts).
+ *
+ * Opening (LinuxTun.open):
+ *   1. open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK). O_CLOEXEC so that a child process (`ip`, a
+ *      script) never inherits the fd and keeps the interface alive after close().
+ *   2. ioctl(TUNSETIFF) with IFF_TUN | IFF_NO_PI: a layer-3 device carrying bare IP packets (no 4-byte packet
+ *      information header; the kernel takes the protocol from the version nibble). The kernel writes the real
+ *      name back into the ifreq (it fills in templates such as "tun%d").
+ *   3. Optionally the MTU, with ioctl(SIOCSIFMTU) on a throwaway AF_INET datagram socket.
+ *   The link is left down and without addresses: the caller configures it (`ip link set NAME up`, `ip addr`).
+ * Inbound, kernel -> Weft (start):
+ *   4. A worker thread (tun-reader.worker.ts) polls the fd and reads packets in batches (up to 64 packets or
+ *      256 KiB), and transfers each batch as one ArrayBuffer: [u32 length × count][packets].
+ *   5. The main thread cuts it into Uint8Array views (no copy) and calls onPackets once per batch.
+ * Outbound, Weft -> kernel (write):
+ *   6. One write(2) per packet, synchronously on the main thread, straight from the caller's bytes. A TUN write
+ *      is one packet and does not block; a failure drops that packet only (counted), it never throws.
+ * Closing (close):
+ *   7. Raise the stop flag (SharedArrayBuffer), wait for the worker to leave poll (<= 100 ms) and exit, then
+ *      close the fd: a non-persistent interface disappears, with its addresses and routes.
+ */
+import { constants as osConstants } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import * as libc from './libc.js';
+import type { TunDevice } from './tun.js';
+import type { TunReaderConfig, TunReaderMessage } from './tun-reader.worker.js';
+
+// Linux UAPI, include/uapi/linux/if_tun.h, include/uapi/linux/if.h, include/uapi/linux/sockios.h.
+/** _IOW('T', 202, int) in the asm-generic ioctl encoding. */
+const TUNSETIFF = 0x400454ca;
+const IFF_TUN = 0x0001;
+const IFF_NO_PI = 0x1000;
+const SIOCSIFMTU = 0x8922;
+/** IFNAMSIZ, including the terminating NUL. */
+const IFNAMSIZ = 16;
+/** sizeof(struct ifreq) on 64-bit Linux (16-byte name + 24-byte union); a superset of the 32-bit size. */
+const IFREQ_SIZE = 40;
+/** Offset of the ifr_ifru union (ifr_flags: short, ifr_mtu: int). */
+const IFREQ_UNION = IFNAMSIZ;
+
+// Implementation choices.
+const TUN_PATH = '/dev/net/tun';
+const WORKER_URL = new URL('./tun-reader.worker.js', import.meta.url);
+/** How long the reader blocks in poll(2): the upper bound on close() waiting for it. */
+const POLL_TIMEOUT_MS = 100;
+const BATCH_MAX_PACKETS = 64;
+const BATCH_MAX_BYTES = 256 * 1024;
+/**
+ * If the worker has not exited this long after the stop flag, terminate() it: by then it is not inside poll(2)
+ * (bounded by POLL_TIMEOUT_MS), and a worker cannot be terminated in the middle of a native call anyway.
+ */
+const WORKER_EXIT_GRACE_MS = 2_000;
+
+const { EAGAIN } = osConstants.errno;
+
+export interface LinuxTunOptions {
+  /** MTU to set before anything uses the device (default: the kernel's, 1500). */
+  mtu?: number;
+  /** Called with read-side failures (the reader stops on a fatal one); they are also counted in `readErrors`. */
+  onError?: (error: Error) => void;
+}
+
+export interface TunCounters {
+  packetsRead: number;
+  bytesRead: number;
+  /** Messages from the reader worker; packetsRead / batchesRead is the mean batch size. */
+  batchesRead: number;
+  readErrors: number;
+  packetsWritten: number;
+  bytesWritten: number;
+  /** write(2) failures other than EAGAIN (e.g. EINVAL for a malformed packet, EIO while the link is down). */
+  writeErrors: number;
+  /** Packets not accepted because write(2) returned EAGAIN. */
+  writesWouldBlock: number;
+}
+
+type State = 'open' | 'reading' | 'closing';
+
+export class LinuxTun implements TunDevice {
+  #state: State = 'open';
+  #worker: Worker | undefined;
+  #workerExited: Promise<void> = Promise.resolve();
+  readonly #stop = new Int32Array(new SharedArrayBuffer(4));
+  #closed: Promise<void> | undefined;
+  readonly #onError: ((error: Error) => void) | undefined;
+  readonly #counters: TunCounters = {
+    packetsRead: 0,
+    bytesRead: 0,
+    batchesRead: 0,
+    readErrors: 0,
+    packetsWritten: 0,
+    bytesWritten: 0,
+    writeErrors: 0,
+    writesWouldBlock: 0,
+  };
+  /** The last read-side failure, if any. */
+  lastReadError: Error | undefined;
+
+  private constructor(
+    /** Interface name as the kernel reported it. */
+    readonly name: string,
+    /** The TUN file descriptor (owned by this object; closed by close()). */
+    readonly fd: number,
+    onError: ((error: Error) => void) | undefined,
+  ) {
+    this.#onError = onError;
+  }
+
+  /**
+   * Creates TUN interface `name` (or attaches to an existing persistent one) in the calling process's network
+   * namespace. An empty name, or one with "%d", lets the kernel choose (e.g. "tun0"). Needs CAP_NET_ADMIN.
+   *
+   * The MTU is set here with SIOCSIFMTU rather than left to `ip link set mtu`: it is synchronous, needs no
+   * iproute2 at run time nor a child process, fails with a precise errno, and the device never carries a packet
+   * at the wrong MTU.
+   */
+  static async open(name: string, options: LinuxTunOptions = {}): Promise<LinuxTun> {
+    libc.assertGenericLinuxAbi();
+    const context = `cannot open TUN device ${JSON.stringify(name)}`;
+    const encodedName = new TextEncoder().encode(name);
+    if (encodedName.length >= IFNAMSIZ || encodedName.includes(0)) {
+      throw new Error(`${context}: an interface name has at most ${IFNAMSIZ - 1} bytes and no NUL`);
+    }
+    const { mtu } = options;
+    if (mtu !== undefined && (!Number.isInteger(mtu) || mtu <= 0 || mtu > 0x7fffffff)) {
+      throw new Error(`${context}: bad MTU ${mtu}`);
+    }
+
+    const fd = libc.open(TUN_PATH, libc.O_RDWR | libc.O_CLOEXEC | libc.O_NONBLOCK);
+    if (fd < 0) {
+      const e = libc.errno();
+      throw libc.systemError(`open(${TUN_PATH})`, e, context, openHint(e));
+    }
+    try {
+      const ifr = new Uint8Array(IFREQ_SIZE);
+      ifr.set(encodedName, 0);
+      new Int16Array(ifr.buffer, IFREQ_UNION, 1)[0] = IFF_TUN | IFF_NO_PI;
+      if (libc.ioctl(fd, TUNSETIFF, ifr) < 0) {
+        const e = libc.errno();
+        throw libc.systemError('ioctl(TUNSETIFF)', e, context, setIffHint(e, name));
+      }
+      const end = ifr.indexOf(0);
+      const actualName = new TextDecoder().decode(
+        ifr.subarray(0, end < 0 || end > IFNAMSIZ ? IFNAMSIZ : end),
+      );
+      if (mtu !== undefined) setMtu(actualName, mtu);
+      return new LinuxTun(actualName, fd, options.onError);
+    } catch (error) {
+      libc.close(fd); // a non-persistent interface created above disappears with it
+      throw error;
+    }
+  }
+
+  /** A snapshot of the counters. */
+  get counters(): TunCounters {
+    return { ...this.#counters };
+  }
+
+  /**
+   * Starts the reader worker. Each batch's packets are views into one ArrayBuffer that belongs to the caller from
+   * then on. Like a listening socket, a reading device keeps the process alive until close().
+   */
+  start(onPackets: (packets: Uint8Array[]) => void): void {
+    if (this.#state !== 'open') {
+      throw new Error(
+        `TUN ${this.name}: start() ${this.#state === 'reading' ? 'called twice' : 'after close()'}`,
+      );
+    }
+    this.#state = 'reading';
+    const workerData: TunReaderConfig = {
+      fd: this.fd,
+      stop: this.#stop.buffer as SharedArrayBuffer,
+      pollTimeoutMs: POLL_TIMEOUT_MS,
+      maxPackets: BATCH_MAX_PACKETS,
+      maxBytes: BATCH_MAX_BYTES,
+    };
+    const worker = new Worker(WORKER_URL, { workerData, name: `tun-reader ${this.name}` });
+    this.#worker = worker;
+    worker.on('message', (message: TunReaderMessage) => {
+      if (this.#state !== 'reading') return; // closing: nobody wants packets any more
+      if (message.type === 'batch') onPackets(this.#unpack(message.buffer, message.count));
+      else this.#readFailed(libc.systemError(message.syscall, message.errno, `TUN ${this.name}: reader`));
+    });
+    worker.on('error', (error) => this.#readFailed(error));
+    this.#workerExited = new Promise((resolve) => {
+      worker.once('exit', (code) => {
+        if (this.#state === 'reading' && code !== 0) {
+          this.#readFailed(new Error(`TUN ${this.name}: reader worker exited with code ${code}`));
+        }
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Writes each packet with one write(2); returns how many the kernel accepted. A packet that is refused
+   * (EAGAIN, or an error such as EINVAL for a malformed packet, EIO while the link is down) is dropped and
+   * counted; the others are still written. After close(), accepts nothing (the fd number may be reused).
+   */
+  write(packets: readonly Uint8Array[]): number {
+    if (this.#closed !== undefined) return 0;
+    const c = this.#counters;
+    let accepted = 0;
+    for (const packet of packets) {
+      const n = libc.write(this.fd, packet, packet.byteLength);
+      if (n === packet.byteLength) {
+        accepted++;
+        c.packetsWritten++;
+        c.bytesWritten += n;
+      } else if (n < 0 && libc.errno() === EAGAIN) {
+        c.writesWouldBlock++;
+      } else {
+        c.writeErrors++;
+      }
+    }
+    return accepted;
+  }
+
+  /** Stops the reader (within about one poll timeout), then closes the fd. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    this.#state = 'closing';
+    Atomics.store(this.#stop, 0, 1);
+    Atomics.notify(this.#stop, 0);
+    const worker = this.#worker;
+    if (worker !== undefined) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), WORKER_EXIT_GRACE_MS);
+      });
+      const tooLate = await Promise.race([this.#workerExited.then(() => false), late]);
+      clearTimeout(timer);
+      if (tooLate) {
+        await worker.terminate();
+        await this.#workerExited;
+      }
+    }
+    // Only now: the reader no longer uses the fd, so its number cannot be reused under it.
+    libc.close(this.fd);
+  }
+
+  #unpack(buffer: ArrayBuffer, count: number): Uint8Array[] {
+    const lengths = new Uint32Array(buffer, 0, count);
+    const packets: Uint8Array[] = new Array<Uint8Array>(count);
+    let offset = count * 4;
+    for (let i = 0; i < count; i++) {
+      const length = lengths[i]!;
+      packets[i] = new Uint8Array(buffer, offset, length);
+      offset += length;
+    }
+    const c = this.#counters;
+    c.batchesRead++;
+    c.packetsRead += count;
+    c.bytesRead += offset - count * 4;
+    return packets;
+  }
+
+  #readFailed(error: Error): void {
+    this.#counters.readErrors++;
+    this.lastReadError = error;
+    this.#onError?.(error);
+  }
+}
+
+/** SIOCSIFMTU through an AF_INET datagram socket (AF_INET6 when IPv4 is compiled out). */
+function setMtu(name: string, mtu: number): void {
+  const context = `cannot set the MTU of ${name} to ${mtu}`;
+  let sock = libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
+  if (sock < 0 && libc.errno() === osConstants.errno.EAFNOSUPPORT) {
+    sock = libc.socket(libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
+  }
+  if (sock < 0) throw libc.systemError('socket', libc.errno(), context);
+  try {
+    const ifr = new Uint8Array(IFREQ_SIZE);
+    ifr.set(new TextEncoder().encode(name), 0);
+    new Int32Array(ifr.buffer, IFREQ_UNION, 1)[0] = mtu;
+    if (libc.ioctl(sock, SIOCSIFMTU, ifr) < 0) {
+      const e = libc.errno();
+      const hint = e === osConstants.errno.EINVAL ? 'a TUN MTU is between 68 and 65535' : '';
+      throw libc.systemError('ioctl(SIOCSIFMTU)', e, context, hint);
+    }
+  } finally {
+    libc.close(sock);
+  }
+}
+
+function openHint(e: number): string {
+  const { ENOENT, ENODEV, ENXIO, EACCES, EPERM } = osConstants.errno;
+  if (e === ENOENT || e === ENODEV || e === ENXIO) {
+    return 'no TUN driver (modprobe tun; in a container, pass the device, e.g. --device /dev/net/tun)';
+  }
+  if (e === EACCES || e === EPERM) return 'opening /dev/net/tun needs permission on the device node (root)';
+  return '';
+}
+
+function setIffHint(e: number, name: string): string {
+  const { EBUSY, EINVAL, EPERM } = osConstants.errno;
+  if (e === EBUSY) {
+    return `${name} is already attached to an open TUN file (a TUN device without IFF_MULTI_QUEUE has one queue): another process, or another LinuxTun in this one, holds it`;
+  }
+  if (e === EINVAL) {
+    return `either an interface named ${name} exists and is not a single-queue TUN device (e.g. a veth, a TAP or a multi-queue TUN), or the name is not a valid interface name`;
+  }
+  if (e === EPERM) {
+    return 'creating a TUN device needs CAP_NET_ADMIN in the owning user namespace of the network namespace, and attaching to a persistent one needs its owner';
+  }
+  return '';
+}

@@ -1,0 +1,128 @@
+/**
+ * The read side of LinuxTun (tun-linux.ts), run in a worker thread so that blocking in poll(2) and the read(2)
+ * loop never stall the main event loop. The file descriptor is shared: threads of one process share the fd
+ * table, so the main thread passes the number and keeps ownership (it closes the fd only after this worker
+ * has exited).
+ *
+ *   1. poll([fd], POLLIN, pollTimeoutMs); then look at the stop flag (a SharedArrayBuffer the main thread sets
+ *      in close()), so a stop request is seen within one poll timeout.
+ *   2. read(2) packet after packet (one packet per read on a TUN fd) into one preallocated buffer, until
+ *      EAGAIN (the fd is O_NONBLOCK) or a batch limit (maxPackets, or maxBytes of packet data). Every read is
+ *      offered at least MAX_PACKET bytes of room, so the kernel never truncates a packet.
+ *   3. Copy the batch into one right-sized ArrayBuffer laid out as [u32 length × count][packets back to back]
+ *      (one memcpy of the bytes actually read) and transfer it to the main thread: one message per batch.
+ *   4. A batch ended by a limit goes straight back to 2 (more is probably queued); one ended by EAGAIN to 1.
+ * Errors other than EAGAIN/EINTR are reported as messages; a transient one (ENOMEM, ENOBUFS) pauses the loop
+ * for one poll timeout, any other ends it.
+ */
+import { constants as osConstants } from 'node:os';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import * as libc from './libc.js';
+
+/** workerData for this worker. */
+export interface TunReaderConfig {
+  fd: number;
+  /** Int32 at index 0: 0 = run, 1 = stop. */
+  stop: SharedArrayBuffer;
+  pollTimeoutMs: number;
+  maxPackets: number;
+  maxBytes: number;
+}
+
+/** Messages to the main thread. */
+export type TunReaderMessage =
+  | {
+      type: 'batch';
+      /** [u32 length × count][packet bytes], native byte order; transferred. */
+      buffer: ArrayBuffer;
+      count: number;
+    }
+  | { type: 'error'; syscall: string; errno: number; fatal: boolean };
+
+/** The largest packet a TUN device can hand us: an IPv4/IPv6 total length is 16 bits. */
+export const MAX_PACKET = 65_535;
+
+const { EAGAIN, EINTR, ENOMEM, ENOBUFS } = osConstants.errno;
+const TRANSIENT: ReadonlySet<number> = new Set([ENOMEM, ENOBUFS]);
+
+function run(
+  config: TunReaderConfig,
+  post: (message: TunReaderMessage, transfer?: ArrayBuffer[]) => void,
+): void {
+  const { fd, pollTimeoutMs, maxPackets, maxBytes } = config;
+  const stop = new Int32Array(config.stop);
+  const stopped = (): boolean => Atomics.load(stop, 0) !== 0;
+  /** Pauses after a transient error; close() wakes it with Atomics.notify. */
+  const backOff = (): void => void Atomics.wait(stop, 0, 0, pollTimeoutMs);
+
+  // struct pollfd in native byte order: int fd; short events; short revents.
+  const pollfd = new ArrayBuffer(libc.POLLFD_SIZE);
+  new Int32Array(pollfd, 0, 1)[0] = fd;
+  const pollShorts = new Int16Array(pollfd, 4, 2);
+  pollShorts[0] = libc.POLLIN;
+  const pollView = new Uint8Array(pollfd);
+
+  const data = new Uint8Array(maxBytes + MAX_PACKET);
+  const lengths = new Uint32Array(maxPackets);
+
+  let drainNext = false;
+  while (!stopped()) {
+    if (!drainNext) {
+      pollShorts[1] = 0;
+      const ready = libc.poll(pollView, 1, pollTimeoutMs);
+      if (stopped()) return;
+      if (ready < 0) {
+        const e = libc.errno();
+        if (e === EINTR) continue;
+        post({ type: 'error', syscall: 'poll', errno: e, fatal: !TRANSIENT.has(e) });
+        if (!TRANSIENT.has(e)) return;
+        backOff();
+        continue;
+      }
+      if (ready === 0) continue;
+    }
+
+    // Read until EAGAIN or a limit. A hang-up or error condition (POLLERR: the device was detached) makes
+    // read() fail with the precise errno, reported below.
+    let count = 0;
+    let used = 0;
+    let failure = 0;
+    while (count < maxPackets && used < maxBytes) {
+      const n = libc.read(fd, data.subarray(used), data.length - used);
+      if (n < 0) {
+        const e = libc.errno();
+        if (e === EINTR) continue;
+        failure = e;
+        break;
+      }
+      lengths[count++] = n;
+      used += n;
+    }
+    if (count > 0) {
+      const headerBytes = count * 4;
+      const buffer = new ArrayBuffer(headerBytes + used);
+      new Uint32Array(buffer, 0, count).set(lengths.subarray(0, count));
+      new Uint8Array(buffer, headerBytes).set(data.subarray(0, used));
+      post({ type: 'batch', buffer, count }, [buffer]);
+    }
+    drainNext = failure === 0; // ended by a limit
+    if (failure === 0 || failure === EAGAIN) {
+      // EAGAIN right after poll reported only POLLERR/POLLHUP/POLLNVAL would spin: treat it as fatal.
+      const revents = pollShorts[1] ?? 0;
+      if (failure === EAGAIN && count === 0 && (revents & libc.POLLIN) === 0 && revents !== 0) {
+        post({ type: 'error', syscall: 'poll', errno: osConstants.errno.EIO, fatal: true });
+        return;
+      }
+      continue;
+    }
+    post({ type: 'error', syscall: 'read', errno: failure, fatal: !TRANSIENT.has(failure) });
+    if (!TRANSIENT.has(failure)) return;
+    backOff();
+  }
+}
+
+if (!isMainThread && parentPort) {
+  const port = parentPort;
+  libc.assertGenericLinuxAbi();
+  run(workerData as TunReaderConfig, (message, transfer) => port.postMessage(message, transfer));
+}

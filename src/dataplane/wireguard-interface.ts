@@ -1,0 +1,122 @@
+/**
+ * The I/O shell around one WireGuard device: it feeds the sans-IO core and carries out its actions.
+ *
+ * 1. Datagrams from the Bind → Device.receive → `send` actions back to the Bind, `deliver` actions to the
+ *    gateway (towards the TUN device).
+ * 2. Packets routed to this interface by the gateway → Device.send → datagrams to the Bind.
+ * 3. A periodic tick drives the protocol timers (paper §6) on the shell's clock.
+ * 4. A listen-port change (UAPI) rebinds without touching sessions.
+ */
+import type { Action } from '../wireguard/device.js';
+import type { Device } from '../wireguard/device.js';
+import type { Bind, Datagram } from './bind.js';
+import { monotonicEpochMs, type Clock } from './clock.js';
+import type { Tunnel } from './router.js';
+
+export interface WireGuardInterfaceOptions {
+  name: string;
+  device: Device;
+  bind: Bind;
+  /** Opens a Bind on another port (for listen-port changes). */
+  openBind: (port: number) => Promise<Bind>;
+  /** Receives decrypted packets for the TUN side. */
+  deliver: (packets: Uint8Array[]) => void;
+  clock?: Clock;
+  /** Timer resolution; the protocol's shortest timer is REKEY_TIMEOUT (5 s) with 333 ms of jitter. */
+  tickMs?: number;
+}
+
+export class WireGuardInterface implements Tunnel {
+  readonly name: string;
+  readonly device: Device;
+  readonly counters = { datagramsIn: 0, datagramsOut: 0, packetsIn: 0, packetsOut: 0 };
+  private bind: Bind;
+  private readonly openBind: (port: number) => Promise<Bind>;
+  private readonly deliver: (packets: Uint8Array[]) => void;
+  private readonly clock: Clock;
+  private readonly tickMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly actions: Action[] = [];
+
+  constructor(options: WireGuardInterfaceOptions) {
+    this.name = options.name;
+    this.device = options.device;
+    this.bind = options.bind;
+    this.openBind = options.openBind;
+    this.deliver = options.deliver;
+    this.clock = options.clock ?? monotonicEpochMs;
+    this.tickMs = options.tickMs ?? 100;
+  }
+
+  get listenPort(): number {
+    return this.bind.port;
+  }
+
+  start(): void {
+    this.attach(this.bind);
+    this.timer = setInterval(() => {
+      this.device.tick(this.clock(), this.actions);
+      this.flush();
+    }, this.tickMs);
+    this.timer.unref();
+  }
+
+  /** Tunnel: a packet from the TUN side whose destination this interface owns. */
+  send(packet: Uint8Array, now: number): void {
+    this.counters.packetsIn++;
+    this.device.send(packet, now, this.actions);
+    this.flush();
+  }
+
+  /** Carries out actions produced outside the packet paths (e.g. a keepalive started by a UAPI set). */
+  perform(actions: readonly Action[]): void {
+    this.actions.push(...actions);
+    this.flush();
+  }
+
+  async setListenPort(port: number): Promise<void> {
+    if (port !== 0 && port === this.bind.port) return;
+    const next = await this.openBind(port);
+    const previous = this.bind;
+    this.bind = next;
+    this.attach(next);
+    await previous.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.bind.close();
+  }
+
+  private attach(bind: Bind): void {
+    bind.start((datagrams) => {
+      if (bind !== this.bind) return;
+      const now = this.clock();
+      this.counters.datagramsIn += datagrams.length;
+      for (const d of datagrams) this.device.receive(d.data, d.endpoint, now, this.actions);
+      this.flush();
+    });
+  }
+
+  /** Carries out the queued actions: one batch to the network, one to the TUN side. */
+  private flush(): void {
+    const actions = this.actions;
+    if (actions.length === 0) return;
+    const outbound: Datagram[] = [];
+    const inbound: Uint8Array[] = [];
+    for (const a of actions) {
+      if (a.type === 'send') outbound.push({ data: a.data, endpoint: a.endpoint });
+      else if (a.type === 'deliver') inbound.push(a.packet);
+    }
+    actions.length = 0;
+    if (outbound.length > 0) {
+      this.counters.datagramsOut += outbound.length;
+      this.bind.send(outbound);
+    }
+    if (inbound.length > 0) {
+      this.counters.packetsOut += inbound.length;
+      this.deliver(inbound);
+    }
+  }
+}
