@@ -21,6 +21,13 @@ export interface ChaChaPoly {
   seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array;
   /** Returns the plaintext, or null if the tag does not verify. */
   open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Uint8Array | null;
+  /** Encrypts `data` in place and writes the 16-byte tag into `tag` (the transport hot path: no copies). */
+  sealInPlace(key: Uint8Array, nonce: Uint8Array, data: Uint8Array, tag: Uint8Array, ad: Uint8Array): void;
+  /**
+   * Decrypts `sealed` (ciphertext ‖ tag) into `out` (at least sealed.length − 16 bytes); false if the tag
+   * does not verify (then `out` holds garbage and must not be used).
+   */
+  openInto(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, out: Uint8Array, ad: Uint8Array): boolean;
 }
 
 /** ChaCha20-Poly1305 through node:crypto (OpenSSL). */
@@ -50,15 +57,40 @@ export const nodeChaChaPoly: ChaChaPoly = {
     }
     return new Uint8Array(out.buffer, out.byteOffset, out.length);
   },
+  sealInPlace(key, nonce, data, tag, ad) {
+    const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_LENGTH });
+    if (ad.length > 0) c.setAAD(ad, { plaintextLength: data.length });
+    data.set(c.update(data));
+    c.final();
+    tag.set(c.getAuthTag());
+  },
+  openInto(key, nonce, sealed, out, ad) {
+    const plain = this.open(key, nonce, sealed, ad);
+    if (!plain || out.length < plain.length) return false;
+    out.set(plain);
+    return true;
+  },
 };
+
+/** Writes the nonce for `counter` into a 12-byte buffer (see counterNonce), without allocating. */
+export function writeCounterNonce(n: Uint8Array, counter: number): Uint8Array {
+  n[0] = n[1] = n[2] = n[3] = 0;
+  const lo = counter >>> 0;
+  const hi = Math.floor(counter / 0x1_0000_0000);
+  n[4] = lo & 0xff;
+  n[5] = (lo >>> 8) & 0xff;
+  n[6] = (lo >>> 16) & 0xff;
+  n[7] = lo >>> 24;
+  n[8] = hi & 0xff;
+  n[9] = (hi >>> 8) & 0xff;
+  n[10] = (hi >>> 16) & 0xff;
+  n[11] = hi >>> 24;
+  return n;
+}
 
 /** The 96-bit nonce for a 64-bit counter: 4 zero bytes then the counter, little-endian. */
 export function counterNonce(counter: number): Uint8Array {
-  const n = new Uint8Array(12);
-  const v = new DataView(n.buffer);
-  v.setUint32(4, counter >>> 0, true);
-  v.setUint32(8, Math.floor(counter / 0x1_0000_0000), true);
-  return n;
+  return writeCounterNonce(new Uint8Array(12), counter);
 }
 
 /** XChaCha20-Poly1305 seal: ciphertext ‖ tag. */

@@ -42,6 +42,71 @@ export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const SOCK_DGRAM = 2;
 export const SOCK_CLOEXEC = O_CLOEXEC;
+export const SOCK_NONBLOCK = O_NONBLOCK;
+
+/** setsockopt(2) levels and options: include/uapi/asm-generic/socket.h, include/uapi/linux/in.h and in6.h. */
+export const SOL_SOCKET = 1;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+/** As SO_SNDBUF / SO_RCVBUF, but past net.core.wmem_max / rmem_max; needs CAP_NET_ADMIN. */
+export const SO_SNDBUFFORCE = 32;
+export const SO_RCVBUFFORCE = 33;
+export const IPPROTO_IPV6 = 41;
+export const IPV6_V6ONLY = 26;
+
+/** shutdown(2) `how`, include/linux/net.h. */
+export const SHUT_RD = 0;
+export const SHUT_RDWR = 2;
+
+/** send(2) / recv(2) flags, include/linux/socket.h. */
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;
+
+/** sizeof(struct sockaddr_in) { u16 family; be16 port; be32 addr; u8 zero[8]; }. */
+export const SOCKADDR_IN_SIZE = 16;
+/** sizeof(struct sockaddr_in6) { u16 family; be16 port; be32 flowinfo; u8 addr[16]; u32 scope_id; }. */
+export const SOCKADDR_IN6_SIZE = 28;
+/** IF_NAMESIZE, including the terminating NUL. */
+export const IF_NAMESIZE = 16;
+
+// Struct layouts that depend on the pointer size (LP64 or ILP32): koffi lays them out by the platform's C ABI.
+// Pointer and size_t fields are native-endian words of POINTER_SIZE bytes.
+
+/** sizeof(void *) and sizeof(size_t). */
+export const POINTER_SIZE = koffi.sizeof('void *');
+
+const iovecType = koffi.struct({ iov_base: 'void *', iov_len: 'size_t' });
+/** struct msghdr as the kernel and glibc define it (musl's padded int fields have the same offsets). */
+const msghdrType = koffi.struct({
+  msg_name: 'void *',
+  msg_namelen: 'uint32_t',
+  msg_iov: 'void *',
+  msg_iovlen: 'size_t',
+  msg_control: 'void *',
+  msg_controllen: 'size_t',
+  msg_flags: 'int',
+});
+const mmsghdrType = koffi.struct({ msg_hdr: msghdrType, msg_len: 'unsigned int' });
+
+/** struct iovec: size and field offsets. */
+export const IOVEC = {
+  size: koffi.sizeof(iovecType),
+  base: koffi.offsetof(iovecType, 'iov_base'),
+  len: koffi.offsetof(iovecType, 'iov_len'),
+} as const;
+
+/** struct mmsghdr (a struct msghdr at offset 0, then unsigned int msg_len): size and field offsets. */
+export const MMSGHDR = {
+  size: koffi.sizeof(mmsghdrType),
+  name: koffi.offsetof(msghdrType, 'msg_name'),
+  namelen: koffi.offsetof(msghdrType, 'msg_namelen'),
+  iov: koffi.offsetof(msghdrType, 'msg_iov'),
+  iovlen: koffi.offsetof(msghdrType, 'msg_iovlen'),
+  control: koffi.offsetof(msghdrType, 'msg_control'),
+  controllen: koffi.offsetof(msghdrType, 'msg_controllen'),
+  flags: koffi.offsetof(msghdrType, 'msg_flags'),
+  len: koffi.offsetof(mmsghdrType, 'msg_len'),
+} as const;
 
 const GENERIC_ABI_ARCHES: ReadonlySet<string> = new Set([
   'x64',
@@ -126,11 +191,149 @@ export function ioctl(fd: number, request: number, arg: ArrayBufferView): number
   return ioctlNative(fd, request, 'void *', arg) as number;
 }
 
+/** ioctl(2) whose argument is an integer passed by value (e.g. TUNSETOFFLOAD): the result, or -1. */
+export function ioctlValue(fd: number, request: number, value: number): number {
+  return ioctlNative(fd, request, 'unsigned long', value) as number;
+}
+
 const socketNative = libc.func('int socket(int domain, int type, int protocol)');
 
 /** socket(2): a new socket descriptor, or -1. */
 export function socket(domain: number, type: number, protocol: number): number {
   return socketNative(domain, type, protocol) as number;
+}
+
+const setsockoptNative = libc.func(
+  'int setsockopt(int sockfd, int level, int optname, const void *optval, uint32_t optlen)',
+);
+
+/** setsockopt(2) with the first `optlen` bytes of `optval` (e.g. an Int32Array(1) for an int option): 0, or -1. */
+export function setsockopt(
+  fd: number,
+  level: number,
+  optname: number,
+  optval: ArrayBufferView,
+  optlen: number,
+): number {
+  if (optlen > optval.byteLength) {
+    throw new RangeError(`setsockopt: optlen ${optlen} exceeds buffer (${optval.byteLength})`);
+  }
+  return setsockoptNative(fd, level, optname, optval, optlen) as number;
+}
+
+const getsockoptNative = libc.func(
+  'int getsockopt(int sockfd, int level, int optname, void *optval, uint32_t *optlen)',
+);
+
+/**
+ * getsockopt(2) into `optval`; `optlen[0]` is its room in bytes on entry (at most optval.byteLength) and the
+ * option's size on return: 0, or -1.
+ */
+export function getsockopt(
+  fd: number,
+  level: number,
+  optname: number,
+  optval: ArrayBufferView,
+  optlen: Uint32Array,
+): number {
+  if ((optlen[0] ?? Infinity) > optval.byteLength) {
+    throw new RangeError(`getsockopt: optlen ${optlen[0]} exceeds buffer (${optval.byteLength})`);
+  }
+  return getsockoptNative(fd, level, optname, optval, optlen) as number;
+}
+
+const bindNative = libc.func('int bind(int sockfd, const void *addr, uint32_t addrlen)');
+
+/** bind(2) to the struct sockaddr in the first `addrlen` bytes of `addr`: 0, or -1. */
+export function bind(fd: number, addr: ArrayBufferView, addrlen: number): number {
+  if (addrlen > addr.byteLength)
+    throw new RangeError(`bind: addrlen ${addrlen} exceeds buffer (${addr.byteLength})`);
+  return bindNative(fd, addr, addrlen) as number;
+}
+
+const getsocknameNative = libc.func('int getsockname(int sockfd, void *addr, uint32_t *addrlen)');
+
+/**
+ * getsockname(2) into `addr`; `addrlen[0]` is its room in bytes on entry (at most addr.byteLength) and the
+ * address's full size on return (larger than the room if it was truncated): 0, or -1.
+ */
+export function getsockname(fd: number, addr: ArrayBufferView, addrlen: Uint32Array): number {
+  if ((addrlen[0] ?? Infinity) > addr.byteLength) {
+    throw new RangeError(`getsockname: addrlen ${addrlen[0]} exceeds buffer (${addr.byteLength})`);
+  }
+  return getsocknameNative(fd, addr, addrlen) as number;
+}
+
+const recvmmsgNative = libc.func(
+  'int recvmmsg(int sockfd, void *msgvec, unsigned int vlen, int flags, void *timeout)',
+);
+
+/**
+ * recvmmsg(2) into `vlen` struct mmsghdr records (MMSGHDR.size bytes each) in `msgvec`, without a timeout: the
+ * number of messages received, or -1. The records' pointers (msg_name, msg_iov and the iovecs' iov_base) are
+ * raw addresses the caller wrote, which must stay valid for the call (see `address()`); the kernel writes each
+ * msg_namelen, msg_flags and msg_len back.
+ */
+export function recvmmsg(fd: number, msgvec: ArrayBufferView, vlen: number, flags: number): number {
+  if (vlen * MMSGHDR.size > msgvec.byteLength) {
+    throw new RangeError(`recvmmsg: ${vlen} mmsghdr records exceed buffer (${msgvec.byteLength})`);
+  }
+  return recvmmsgNative(fd, msgvec, vlen, flags, null) as number;
+}
+
+const sendmmsgNative = libc.func('int sendmmsg(int sockfd, void *msgvec, unsigned int vlen, int flags)');
+
+/**
+ * sendmmsg(2) of `vlen` struct mmsghdr records (MMSGHDR.size bytes each) in `msgvec`: the number of messages
+ * sent (possibly fewer than vlen: the first error after at least one message ends the call and is reported by
+ * the next one), or -1. The records' pointers are raw addresses, as for recvmmsg.
+ */
+export function sendmmsg(fd: number, msgvec: ArrayBufferView, vlen: number, flags: number): number {
+  if (vlen * MMSGHDR.size > msgvec.byteLength) {
+    throw new RangeError(`sendmmsg: ${vlen} mmsghdr records exceed buffer (${msgvec.byteLength})`);
+  }
+  return sendmmsgNative(fd, msgvec, vlen, flags) as number;
+}
+
+const shutdownNative = libc.func('int shutdown(int sockfd, int how)');
+
+/**
+ * shutdown(2): 0, or -1. On a UDP socket it fails with ENOTCONN unless connected, but still marks the socket
+ * shut down and wakes every thread blocked in poll(2) on it (POLLIN | POLLRDHUP for SHUT_RD).
+ */
+export function shutdown(fd: number, how: number): number {
+  return shutdownNative(fd, how) as number;
+}
+
+const ifNametoindexNative = libc.func('unsigned int if_nametoindex(const char *ifname)');
+
+/** if_nametoindex(3): the index of network interface `name`, or 0 (errno set) if there is none. */
+export function ifNameToIndex(name: string): number {
+  return ifNametoindexNative(name) as number;
+}
+
+const ifIndextonameNative = libc.func('void *if_indextoname(unsigned int ifindex, void *ifname)');
+
+/** if_indextoname(3): the name of the network interface with index `index`, or undefined (errno set). */
+export function ifIndexToName(index: number): string | undefined {
+  const name = new Uint8Array(IF_NAMESIZE);
+  if (ifIndextonameNative(index, name) === null) return undefined;
+  const end = name.indexOf(0);
+  return new TextDecoder().decode(name.subarray(0, end < 0 ? IF_NAMESIZE : end));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Raw memory
+
+/**
+ * The address of the first byte of `view`, for pointer fields inside structs built in JS memory (struct iovec,
+ * struct msghdr). It stays valid only as long as the ArrayBuffer is reachable and neither transferred nor
+ * detached: keep a reference for as long as any struct holds the address. Allocate such memory with
+ * `new ArrayBuffer(n)`: an ArrayBuffer's bytes live outside the garbage-collected heap and never move (unlike a
+ * small `new Uint8Array(n)`, which V8 may keep on the heap until something asks for its buffer).
+ */
+export function address(view: ArrayBufferView): bigint {
+  return koffi.address(view);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

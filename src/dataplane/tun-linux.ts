@@ -23,6 +23,7 @@
 import { constants as osConstants } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as libc from './libc.js';
+import { coalesce } from './offload.js';
 import type { TunDevice } from './tun.js';
 import type { TunReaderConfig, TunReaderMessage } from './tun-reader.worker.js';
 
@@ -31,6 +32,12 @@ import type { TunReaderConfig, TunReaderMessage } from './tun-reader.worker.js';
 const TUNSETIFF = 0x400454ca;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+/** _IOW('T', 208, unsigned int): which offloads the device may hand us. */
+const TUNSETOFFLOAD = 0x400454d0;
+const TUN_F_CSUM = 0x01;
+const TUN_F_TSO4 = 0x02;
+const TUN_F_TSO6 = 0x04;
 const SIOCSIFMTU = 0x8922;
 /** IFNAMSIZ, including the terminating NUL. */
 const IFNAMSIZ = 16;
@@ -57,6 +64,12 @@ const { EAGAIN } = osConstants.errno;
 export interface LinuxTunOptions {
   /** MTU to set before anything uses the device (default: the kernel's, 1500). */
   mtu?: number;
+  /**
+   * Exchange TCP super-packets with the kernel (IFF_VNET_HDR with checksum and TSO offload; see offload.ts):
+   * reads are segmented to MTU-sized packets in the reader worker, writes are coalesced per flow. The
+   * interface to callers is unchanged: plain IP packets in and out. Default: on, unless WEFT_TUN_OFFLOAD=0.
+   */
+  offload?: boolean;
   /** Called with read-side failures (the reader stops on a fatal one); they are also counted in `readErrors`. */
   onError?: (error: Error) => void;
 }
@@ -103,6 +116,8 @@ export class LinuxTun implements TunDevice {
     /** The TUN file descriptor (owned by this object; closed by close()). */
     readonly fd: number,
     onError: ((error: Error) => void) | undefined,
+    /** Whether packets cross the fd with a virtio-net header (TSO reads, coalesced writes). */
+    readonly offload = false,
   ) {
     this.#onError = onError;
   }
@@ -135,7 +150,8 @@ export class LinuxTun implements TunDevice {
     try {
       const ifr = new Uint8Array(IFREQ_SIZE);
       ifr.set(encodedName, 0);
-      new Int16Array(ifr.buffer, IFREQ_UNION, 1)[0] = IFF_TUN | IFF_NO_PI;
+      const offload = options.offload ?? process.env.WEFT_TUN_OFFLOAD !== '0';
+      new Int16Array(ifr.buffer, IFREQ_UNION, 1)[0] = IFF_TUN | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0);
       if (libc.ioctl(fd, TUNSETIFF, ifr) < 0) {
         const e = libc.errno();
         throw libc.systemError('ioctl(TUNSETIFF)', e, context, setIffHint(e, name));
@@ -145,7 +161,11 @@ export class LinuxTun implements TunDevice {
         ifr.subarray(0, end < 0 || end > IFNAMSIZ ? IFNAMSIZ : end),
       );
       if (mtu !== undefined) setMtu(actualName, mtu);
-      return new LinuxTun(actualName, fd, options.onError);
+      if (offload && libc.ioctlValue(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) < 0) {
+        const e = libc.errno();
+        throw libc.systemError('ioctl(TUNSETOFFLOAD)', e, context);
+      }
+      return new LinuxTun(actualName, fd, options.onError, offload);
     } catch (error) {
       libc.close(fd); // a non-persistent interface created above disappears with it
       throw error;
@@ -174,12 +194,14 @@ export class LinuxTun implements TunDevice {
       pollTimeoutMs: POLL_TIMEOUT_MS,
       maxPackets: BATCH_MAX_PACKETS,
       maxBytes: BATCH_MAX_BYTES,
+      offload: this.offload,
     };
     const worker = new Worker(WORKER_URL, { workerData, name: `tun-reader ${this.name}` });
     this.#worker = worker;
     worker.on('message', (message: TunReaderMessage) => {
       if (this.#state !== 'reading') return; // closing: nobody wants packets any more
       if (message.type === 'batch') onPackets(this.#unpack(message.buffer, message.count));
+      else if (message.type === 'dropped') this.#counters.readErrors += message.count;
       else this.#readFailed(libc.systemError(message.syscall, message.errno, `TUN ${this.name}: reader`));
     });
     worker.on('error', (error) => this.#readFailed(error));
@@ -202,7 +224,7 @@ export class LinuxTun implements TunDevice {
     if (this.#closed !== undefined) return 0;
     const c = this.#counters;
     let accepted = 0;
-    for (const packet of packets) {
+    for (const packet of this.offload ? coalesce(packets) : packets) {
       const n = libc.write(this.fd, packet, packet.byteLength);
       if (n === packet.byteLength) {
         accepted++;

@@ -18,6 +18,7 @@
 import { constants as osConstants } from 'node:os';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as libc from './libc.js';
+import { VNET_HDR_LENGTH, segmentInto } from './offload.js';
 
 /** workerData for this worker. */
 export interface TunReaderConfig {
@@ -27,6 +28,8 @@ export interface TunReaderConfig {
   pollTimeoutMs: number;
   maxPackets: number;
   maxBytes: number;
+  /** Frames carry a virtio-net header and may be TSO super-packets: segment them (offload.ts). */
+  offload: boolean;
 }
 
 /** Messages to the main thread. */
@@ -37,7 +40,9 @@ export type TunReaderMessage =
       buffer: ArrayBuffer;
       count: number;
     }
-  | { type: 'error'; syscall: string; errno: number; fatal: boolean };
+  | { type: 'error'; syscall: string; errno: number; fatal: boolean }
+  /** Frames that could not be segmented (counted as read errors). */
+  | { type: 'dropped'; count: number };
 
 /** The largest packet a TUN device can hand us: an IPv4/IPv6 total length is 16 bits. */
 export const MAX_PACKET = 65_535;
@@ -62,8 +67,12 @@ function run(
   pollShorts[0] = libc.POLLIN;
   const pollView = new Uint8Array(pollfd);
 
-  const data = new Uint8Array(maxBytes + MAX_PACKET);
-  const lengths = new Uint32Array(maxPackets);
+  // Room for one more maximal frame past the limits, segmented (each segment repeats the headers).
+  const data = new Uint8Array(maxBytes + 2 * MAX_PACKET);
+  const lengths = new Uint32Array(maxPackets + MAX_PACKET / 512);
+  const frame = config.offload ? new Uint8Array(VNET_HDR_LENGTH + MAX_PACKET) : undefined;
+  const segmentLengths: number[] = [];
+  let dropped = 0;
 
   let drainNext = false;
   while (!stopped()) {
@@ -88,15 +97,32 @@ function run(
     let used = 0;
     let failure = 0;
     while (count < maxPackets && used < maxBytes) {
-      const n = libc.read(fd, data.subarray(used), data.length - used);
+      const n = frame
+        ? libc.read(fd, frame, frame.length)
+        : libc.read(fd, data.subarray(used), data.length - used);
       if (n < 0) {
         const e = libc.errno();
         if (e === EINTR) continue;
         failure = e;
         break;
       }
-      lengths[count++] = n;
-      used += n;
+      if (!frame) {
+        lengths[count++] = n;
+        used += n;
+        continue;
+      }
+      segmentLengths.length = 0;
+      const written = segmentInto(frame.subarray(0, n), data, used, segmentLengths);
+      if (written < 0) {
+        dropped++;
+        continue;
+      }
+      for (const l of segmentLengths) lengths[count++] = l;
+      used += written;
+    }
+    if (dropped > 0) {
+      post({ type: 'dropped', count: dropped });
+      dropped = 0;
     }
     if (count > 0) {
       const headerBytes = count * 4;

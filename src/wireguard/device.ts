@@ -16,7 +16,8 @@
  * Time (`tick`): fire the per-peer timers that have passed (see timers.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { nodeChaChaPoly, type ChaChaPoly } from '../crypto/aead.js';
+import type { ChaChaPoly } from '../crypto/aead.js';
+import { bestChaChaPoly } from '../crypto/chacha-select.js';
 import { PrivateKey, type PresharedKey, type PublicKey } from '../crypto/keys.js';
 import { X25519Private } from '../crypto/x25519.js';
 import { endpointBytes, sameEndpoint, type Endpoint } from '../net/endpoint.js';
@@ -144,7 +145,7 @@ export class Device {
 
   constructor(options: DeviceOptions = {}) {
     this.random = options.random ?? randomBytes;
-    this.aead = options.aead ?? nodeChaChaPoly;
+    this.aead = options.aead ?? bestChaChaPoly();
     this.mtu = options.mtu ?? DEFAULT_MTU;
     this.wallClock = options.wallClock ?? ((now) => now);
     this.limits = {
@@ -516,6 +517,18 @@ export class Device {
     const peer = this.allowedIps.lookup(header.family, header.destination);
     if (!peer) return this.drop(out, 'no-route');
     if (!this.identity) return this.drop(out, 'no-private-key', peer);
+    const keypair = peer.keypairs.current;
+    if (peer.staged.length === 0 && this.usableForSending(keypair, now) && peer.endpoint) {
+      // Fast path: a live session and nothing queued ahead; seal without staging a copy.
+      this.emit(
+        out,
+        peer,
+        sealTransport(this.aead, keypair, packet.subarray(0, header.length), this.mtu),
+        now,
+      );
+      this.afterDataSent(peer, keypair, now, out);
+      return out;
+    }
     this.stage(peer, packet.subarray(0, header.length), out);
     this.sendStaged(peer, now, out);
     return out;
@@ -574,8 +587,17 @@ export class Device {
       if (packet.length > 0) sentData = true;
       this.emit(out, peer, sealTransport(this.aead, keypair, packet, this.mtu), now);
     }
-    if (sentData) peer.timers.dataSent(now, this.jitter());
-    // Rekey on send (§6.1): only the initiator of the current session rekeys, avoiding thundering herds.
+    if (sentData) this.afterDataSent(peer, keypair, now, out);
+    else this.rekeyIfDue(peer, keypair, now, out);
+  }
+
+  private afterDataSent(peer: Peer, keypair: Keypair, now: number, out: Action[]): void {
+    peer.timers.dataSent(now, this.jitterFn);
+    this.rekeyIfDue(peer, keypair, now, out);
+  }
+
+  /** Rekey on send (§6.1): only the initiator of the current session rekeys, avoiding thundering herds. */
+  private rekeyIfDue(peer: Peer, keypair: Keypair, now: number, out: Action[]): void {
     if (
       keypair.isInitiator &&
       (keypair.sendCounter > this.limits.rekeyAfterMessages || now - keypair.created >= REKEY_AFTER_TIME)
@@ -683,6 +705,8 @@ export class Device {
   private pskOf(peer: Peer): Uint8Array {
     return peer.presharedKey?.bytes ?? ZERO_PSK;
   }
+
+  private readonly jitterFn = (): number => this.jitter();
 
   private jitter(): number {
     const r = this.random(2);

@@ -2,7 +2,7 @@
  * A keypair: one direction's sending key and the other's receiving key from one handshake, with the send
  * counter and the replay window of the receive side (paper §5.4.6), and transport sealing/opening.
  */
-import { AEAD_TAG_LENGTH, counterNonce, type ChaChaPoly } from '../crypto/aead.js';
+import { AEAD_TAG_LENGTH, writeCounterNonce, type ChaChaPoly } from '../crypto/aead.js';
 import { PADDING_MULTIPLE, TRANSPORT_HEADER_LENGTH } from './constants.js';
 import { writeTransportHeader } from './messages.js';
 import { ReplayWindow } from './replay.js';
@@ -40,23 +40,30 @@ export function paddedLength(length: number, mtu: number): number {
   return length <= mtu ? Math.max(length, Math.min(rounded, mtu)) : rounded;
 }
 
-/** Seals one transport message with the next counter. The caller has checked the counter limit. */
+const nonce = new Uint8Array(12);
+
+/**
+ * Seals one transport message with the next counter, into a fresh datagram buffer: header, then the packet
+ * and its zero padding encrypted in place, then the tag. The caller has checked the counter limit.
+ */
 export function sealTransport(aead: ChaChaPoly, kp: Keypair, packet: Uint8Array, mtu: number): Uint8Array {
   const counter = kp.sendCounter++;
   const padded = paddedLength(packet.length, mtu);
-  let plaintext = packet;
-  if (padded !== packet.length) {
-    plaintext = new Uint8Array(padded);
-    plaintext.set(packet);
-  }
-  const sealed = aead.seal(kp.sendKey, counterNonce(counter), plaintext, EMPTY);
-  const out = new Uint8Array(TRANSPORT_HEADER_LENGTH + sealed.length);
+  const out = new Uint8Array(TRANSPORT_HEADER_LENGTH + padded + AEAD_TAG_LENGTH);
   writeTransportHeader(out, kp.remoteIndex, counter);
-  out.set(sealed, TRANSPORT_HEADER_LENGTH);
+  out.set(packet, TRANSPORT_HEADER_LENGTH);
+  const body = out.subarray(TRANSPORT_HEADER_LENGTH, TRANSPORT_HEADER_LENGTH + padded);
+  aead.sealInPlace(
+    kp.sendKey,
+    writeCounterNonce(nonce, counter),
+    body,
+    out.subarray(TRANSPORT_HEADER_LENGTH + padded),
+    EMPTY,
+  );
   return out;
 }
 
-/** Opens a transport payload; null if it does not authenticate. Replay is checked by the caller after. */
+/** Opens a transport payload into a new buffer; null if it does not authenticate. Replay is the caller's. */
 export function openTransport(
   aead: ChaChaPoly,
   kp: Keypair,
@@ -64,5 +71,6 @@ export function openTransport(
   sealed: Uint8Array,
 ): Uint8Array | null {
   if (sealed.length < AEAD_TAG_LENGTH) return null;
-  return aead.open(kp.receiveKey, counterNonce(counter), sealed, EMPTY);
+  const out = new Uint8Array(sealed.length - AEAD_TAG_LENGTH);
+  return aead.openInto(kp.receiveKey, writeCounterNonce(nonce, counter), sealed, out, EMPTY) ? out : null;
 }

@@ -40,9 +40,9 @@ export class PeerTimers {
   }
 
   /** After sending a data (non-keepalive) packet. */
-  dataSent(now: number, jitter: number): void {
+  dataSent(now: number, jitter: () => number): void {
     if (!this.pending('newHandshake'))
-      this.deadline.newHandshake = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter;
+      this.deadline.newHandshake = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter();
   }
 
   /** After receiving a data (non-keepalive) packet. */

@@ -211,10 +211,15 @@ export class SetRequestParser {
       return;
     }
     const section = this.sections[this.sections.length - 1];
-    const result = section ? peerOp(key, value) : deviceOp(key, value);
-    if ('message' in result) this.error = result;
-    else if (section) section.ops.push(result as PeerOp);
-    else this.deviceOps.push(result as DeviceOp);
+    if (section) {
+      const op = peerOp(key, value);
+      if ('message' in op) this.error = op;
+      else section.ops.push(op);
+    } else {
+      const op = deviceOp(key, value);
+      if ('message' in op) this.error = op;
+      else this.deviceOps.push(op);
+    }
   }
 
   result(): ParseSetResult {

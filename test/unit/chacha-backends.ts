@@ -3,5 +3,6 @@
  * WebAssembly or native one, say) is covered by adding it here.
  */
 import { nodeChaChaPoly, type ChaChaPoly } from '../../src/crypto/aead.js';
+import { createOpenSslChaChaPoly } from '../../src/crypto/aead-openssl.js';
 
-export const backends: ChaChaPoly[] = [nodeChaChaPoly];
+export const backends: ChaChaPoly[] = [nodeChaChaPoly, createOpenSslChaChaPoly()];

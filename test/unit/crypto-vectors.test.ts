@@ -585,6 +585,61 @@ for (const backend of backends) {
   });
 }
 
+for (const backend of backends) {
+  describe(`ChaCha20-Poly1305 backend "${backend.name}": in-place transport API`, () => {
+    it("sealInPlace reproduces RFC 8439 §2.8.2 in the caller's buffer", () => {
+      const v = RFC8439_282;
+      const data = Uint8Array.from(v.plaintext);
+      const tag = new Uint8Array(16);
+      backend.sealInPlace(v.key, v.nonce, data, tag, v.ad);
+      assert.equal(hex(data), hex(v.ciphertext));
+      assert.equal(hex(tag), hex(v.tag));
+    });
+
+    it('openInto recovers RFC 8439 Appendix A.5 and refuses any tampering', () => {
+      const v = RFC8439_A5;
+      const sealed = concat(v.ciphertext, v.tag);
+      const out = new Uint8Array(v.ciphertext.length);
+      assert.equal(backend.openInto(v.key, v.nonce, sealed, out, v.ad), true);
+      assert.equal(hex(out), hex(v.plaintext));
+      for (const at of [0, v.ciphertext.length - 1, sealed.length - 1]) {
+        const bad = Uint8Array.from(sealed);
+        bad[at]! ^= 1;
+        assert.equal(backend.openInto(v.key, v.nonce, bad, out, v.ad), false, `flip at ${at}`);
+      }
+      assert.equal(backend.openInto(v.key, v.nonce, sealed, out, new Uint8Array(0)), false, 'wrong AD');
+      assert.equal(backend.openInto(v.key, v.nonce, sealed.subarray(0, 15), out, v.ad), false, 'short');
+    });
+
+    it('agrees with every other backend on random transport-shaped inputs (no AD, subarray views)', () => {
+      for (let i = 0; i < 200; i++) {
+        const key = Uint8Array.from({ length: 32 }, (_, j) => (i * 31 + j * 7) & 0xff);
+        const nonce = counterNonce(i * 1_000_003);
+        const len = (i * 37) % 1441;
+        const buf = new Uint8Array(16 + len + 16).map((_, j) => (j * 13 + i) & 0xff);
+        const plain = Uint8Array.from(buf.subarray(16, 16 + len));
+        backend.sealInPlace(
+          key,
+          nonce,
+          buf.subarray(16, 16 + len),
+          buf.subarray(16 + len),
+          new Uint8Array(0),
+        );
+        for (const other of backends) {
+          const out = new Uint8Array(len);
+          assert.equal(
+            other.openInto(key, nonce, buf.subarray(16), out, new Uint8Array(0)),
+            true,
+            other.name,
+          );
+          assert.equal(hex(out), hex(plain));
+          assert.equal(hex(other.seal(key, nonce, plain, new Uint8Array(0))), hex(buf.subarray(16)));
+        }
+      }
+    });
+  });
+}
+
 describe('counterNonce', () => {
   // WireGuard whitepaper §5.4 (AEAD): 32 bits of zeros followed by the 64-bit little-endian counter.
   it('counter 0', () => {
