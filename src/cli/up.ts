@@ -207,6 +207,15 @@ export async function bringUp(r: Resolved, log: (line: string) => void = () => u
     log(`${name} is up: listening on UDP port ${wg.listenPort}, ${config.peers.length} peer(s)`);
 
     let stopping: Promise<void> | undefined;
+    // As the cross-platform interface asks: removing the UAPI socket stops the interface.
+    const watch = setInterval(() => {
+      if (!existsSync(uapi.path)) {
+        log(`${uapi.path} was removed: stopping`);
+        void stop();
+      }
+    }, 1000);
+    watch.unref();
+    undo.push(async () => clearInterval(watch));
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
         for (const cmd of iface.preDown)

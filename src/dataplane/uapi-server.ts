@@ -85,7 +85,6 @@ export class UapiServer {
     );
     const instance = new UapiServer(name, socketPath, server);
     server.maxConnections = options.maxConnections ?? 32;
-    server.on('error', (e) => onError(e));
 
     try {
       await listenOn(server, socketPath);
@@ -100,6 +99,7 @@ export class UapiServer {
       }
     }
 
+    server.on('error', (e) => onError(new Error(`UAPI ${name}: ${e.message}`, { cause: e })));
     try {
       await fsp.chmod(socketPath, 0o600);
       const st = await fsp.lstat(socketPath);

@@ -181,7 +181,7 @@ export class Device {
     }
     for (const peer of this.peers.values()) {
       this.forgetSessions(peer);
-      peer.staticStatic = this.identity ? this.identity.x25519.dh(peer.publicKey.bytes) : null;
+      peer.staticStatic = undefined;
     }
   }
 
@@ -192,7 +192,6 @@ export class Device {
     let peer = this.peers.get(id);
     if (!peer) {
       peer = new Peer(config.publicKey);
-      peer.staticStatic = this.identity ? this.identity.x25519.dh(config.publicKey.bytes) : null;
       this.peers.set(id, peer);
     }
     if (config.presharedKey !== undefined) peer.presharedKey = config.presharedKey ?? undefined;
@@ -356,7 +355,7 @@ export class Device {
     let peer: Peer | undefined;
     const consumed = consumeInitiation(msg, identity.x25519, (remoteStatic) => {
       peer = this.peers.get(Buffer.from(remoteStatic).toString('base64'));
-      return peer?.staticStatic ?? undefined;
+      return (peer && this.staticStaticOf(peer)) ?? undefined;
     });
     if (!consumed.ok || !peer) return this.drop(out, consumed.ok ? 'unknown-peer' : consumed.reason);
     // §5.1: only a timestamp newer than every one accepted before, and not faster than the flood limit.
@@ -617,7 +616,8 @@ export class Device {
   private sendInitiation(peer: Peer, now: number, isRetry: boolean, out: Action[]): void {
     if (!isRetry) peer.timers.handshakeAttempts = 0;
     const identity = this.identity;
-    if (!identity || !peer.staticStatic) return;
+    const staticStatic = this.staticStaticOf(peer);
+    if (!identity || !staticStatic) return;
     if (!peer.endpoint) {
       for (let i = 0; i < peer.staged.length; i++) this.drop(out, 'no-endpoint', peer);
       peer.staged = [];
@@ -630,7 +630,7 @@ export class Device {
     const created = createInitiation(
       identity.publicKey.bytes,
       peer.publicKey.bytes,
-      peer.staticStatic,
+      staticStatic,
       localIndex,
       tai64n(this.wallClock(now)),
       this.random,
@@ -700,6 +700,13 @@ export class Device {
   private handshakeComplete(peer: Peer, now: number): void {
     peer.timers.handshakeComplete();
     peer.lastHandshakeWall = this.wallClock(now);
+  }
+
+  private staticStaticOf(peer: Peer): Uint8Array | null {
+    if (peer.staticStatic === undefined) {
+      peer.staticStatic = this.identity ? this.identity.x25519.dh(peer.publicKey.bytes) : null;
+    }
+    return peer.staticStatic;
   }
 
   private pskOf(peer: Peer): Uint8Array {

@@ -29,8 +29,11 @@ export class Peer {
   presharedKey: PresharedKey | undefined;
   endpoint: Endpoint | undefined;
   allowedIps: Prefix[] = [];
-  /** DH(our static, their static), computed when either key changes; null if it is a low-order point. */
-  staticStatic: Uint8Array | null = null;
+  /**
+   * DH(our static, their static), computed at the first handshake after either key changes (undefined until
+   * then, so adding thousands of peers costs no X25519); null if it is a low-order point.
+   */
+  staticStatic: Uint8Array | null | undefined = undefined;
   readonly cookies: CookieGenerator;
   handshake: HandshakeProgress = { state: 'none' };
   readonly keypairs: KeypairSlots = { current: undefined, previous: undefined, next: undefined };

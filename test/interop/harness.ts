@@ -960,7 +960,7 @@ export function parseWgDump(text: string): WgDump {
       privateKey: none(privateKey),
       publicKey: none(publicKey),
       listenPort: int(listenPort),
-      fwmark: off(fwmark),
+      fwmark: fwmark === 'off' ? null : /^0x[0-9a-f]+$/i.test(fwmark) ? Number(fwmark) : int(fwmark), // wg prints hex
     },
     peers,
   };
