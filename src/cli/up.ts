@@ -31,7 +31,7 @@ import {
 } from '../dataplane/linux-net.js';
 import { LinuxTun } from '../dataplane/tun-linux.js';
 import { UapiServer } from '../dataplane/uapi-server.js';
-import { UdpBind } from '../dataplane/udp.js';
+import { openBestBind } from '../dataplane/udp-linux.js';
 import { WireGuardInterface } from '../dataplane/wireguard-interface.js';
 import { formatAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import type { Endpoint } from '../net/endpoint.js';
@@ -148,7 +148,7 @@ export async function bringUp(r: Resolved, log: (line: string) => void = () => u
     for (const cmd of iface.preUp) await runHook(cmd, name);
     const tun = await LinuxTun.open(name, { mtu: iface.mtu });
     undo.push(() => tun.close());
-    const bind = await UdpBind.open(iface.listenPort ?? 0);
+    const bind = await openBestBind(iface.listenPort ?? 0);
     undo.push(() => bind.close());
     const device = new Device({ privateKey: iface.privateKey, mtu: iface.mtu });
     config.peers.forEach((peer, i) =>
@@ -165,7 +165,7 @@ export async function bringUp(r: Resolved, log: (line: string) => void = () => u
       name,
       device,
       bind,
-      openBind: (port) => UdpBind.open(port),
+      openBind: (port) => openBestBind(port),
       deliver: gateway.deliver,
     });
     undo.push(() => wg.close());

@@ -1,6 +1,7 @@
 /**
  * The network side of the I/O shell: UDP datagrams to and from peers, in batches (after wireguard-go's
- * conn.Bind). Implementations: UdpBind (udp.ts, node:dgram) and MemoryBind (memory.ts, for tests).
+ * conn.Bind). Implementations: LinuxUdpBind (udp-linux.ts, recvmmsg/sendmmsg through koffi), UdpBind
+ * (udp.ts, node:dgram, the fallback) and MemoryBind (memory.ts, for tests).
  */
 import type { Endpoint } from '../net/endpoint.js';
 

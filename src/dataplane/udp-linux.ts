@@ -1,0 +1,766 @@
+/**
+ * LinuxUdpBind: the Bind over a raw Linux UDP socket, through libc calls made with koffi (libc.ts), batched with
+ * recvmmsg(2)/sendmmsg(2). A drop-in replacement for UdpBind (udp.ts, node:dgram), which stays the fallback:
+ * `openBestBind()` picks this one when koffi loads and the ABI is one libc.ts knows, and UdpBind otherwise or
+ * when WEFT_UDP=dgram. Why: with node:dgram every datagram costs one 'message' event on receive, and one send
+ * call (address lookup, a libuv request, a callback) on send; at ~100k datagrams/s that is most of the CPU.
+ *
+ * Opening (LinuxUdpBind.open):
+ *   1. socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC) with IPV6_V6ONLY off: one dual-stack socket
+ *      serves IPv4 peers as v4-mapped addresses (::ffff:a.b.c.d) and IPv6 peers on the same port, as
+ *      wireguard-go's does. Where the host has no IPv6 (EAFNOSUPPORT, or EADDRNOTAVAIL binding [::]), an
+ *      AF_INET socket instead. An explicit IPv4 bind address also gets an AF_INET socket.
+ *   2. Socket buffers of 4 MiB: SO_RCVBUFFORCE/SO_SNDBUFFORCE (past net.core.rmem_max/wmem_max; needs
+ *      CAP_NET_ADMIN), else SO_RCVBUF/SO_SNDBUF (capped by the sysctls), else the defaults.
+ *   3. bind(2), then getsockname(2) for the port actually bound (port 0 = any).
+ * Inbound, peers -> Weft (start):
+ *   4. A worker thread (udp-reader.worker.ts) polls the socket and takes up to 64 datagrams per recvmmsg(2)
+ *      call, and transfers each call's datagrams as one ArrayBuffer: lengths, sources, payloads (batchLayout).
+ *   5. The main thread cuts it into Uint8Array views (no copy) and calls onDatagrams once per batch. Sources
+ *      come from a cache keyed by address bytes and port, so a busy peer costs no string formatting nor
+ *      allocation: each one's Endpoint object is shared by all its datagrams (frozen), IPv4 in plain form.
+ * Outbound, Weft -> peers (send):
+ *   6. Synchronously on the main thread: each datagram's destination (parsed through a cache) goes into a
+ *      preallocated sockaddr_in6 (v4-mapped for IPv4), its bytes are copied into a preallocated send arena, and
+ *      the whole batch leaves in one sendmmsg(2) call (a few, for more than 1024 datagrams or 4 MiB).
+ *      Copying rather than pointing the iovecs at the callers' buffers: a memcpy costs 45-70 ns for 64-1400
+ *      bytes, less than asking koffi for each buffer's address (130-150 ns with the BigInt it returns), and it
+ *      needs no reasoning about buffers moved by the garbage collector or detached while in use.
+ *   7. Partial sends go on with the rest; a datagram the kernel refuses (no route, bad address, too long) is
+ *      counted in sendErrors and skipped; EAGAIN (socket buffer full) drops the rest of the batch, counted in
+ *      sendDropped. Nothing is thrown for a datagram.
+ * Closing (close):
+ *   8. Raise the stop flag (SharedArrayBuffer), shutdown(2) the socket, which wakes the worker out of poll at
+ *      once (else it would see the flag within one poll timeout, 100 ms), wait for it to exit, then close the
+ *      fd; the port is free again at once.
+ */
+import { constants as osConstants, endianness } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { Endpoint } from '../net/endpoint.js';
+import { formatAddress, parseAddress } from '../net/ip.js';
+import type { Bind, Datagram } from './bind.js';
+import type * as Libc from './libc.js';
+import { UdpBind } from './udp.js';
+import type { UdpReaderConfig, UdpReaderMessage } from './udp-reader.worker.js';
+
+type LibcModule = typeof Libc;
+
+// Implementation choices.
+const WORKER_URL = new URL('./udp-reader.worker.js', import.meta.url);
+/** How long the reader blocks in poll(2) between looks at the stop flag (close() also wakes it at once). */
+const POLL_TIMEOUT_MS = 100;
+/** Datagrams per recvmmsg(2) call, hence the largest batch onDatagrams sees. */
+const RECEIVE_BATCH = 64;
+/** The largest UDP payload (IPv6 without jumbograms: 65535 - 8; IPv4: 65535 - 28); room for each. */
+const MAX_DATAGRAM = 65_535;
+const SOCKET_BUFFER_BYTES = 4 << 20;
+/** If the worker has not exited this long after the stop flag, terminate() it (see tun-linux.ts). */
+const WORKER_EXIT_GRACE_MS = 2_000;
+/** mmsghdr records prepared for sendmmsg(2): grown with the batches, up to UIO_MAXIOV (the kernel's cap). */
+const SEND_VLEN_MIN = 64;
+const SEND_VLEN_MAX = 1024;
+/** The send arena (payload copies for one sendmmsg call): grown with the batches' bytes up to the maximum. */
+const SEND_ARENA_MIN = 256 * 1024;
+const SEND_ARENA_MAX = 4 << 20;
+/** Entries per address cache; a full cache forgets its oldest entry. */
+const ADDRESS_CACHE_SIZE = 1024;
+
+const { EAGAIN, EINTR, EAFNOSUPPORT, EADDRNOTAVAIL, EADDRINUSE, EACCES, EINVAL, EMSGSIZE } =
+  osConstants.errno;
+
+const LITTLE_ENDIAN = endianness() === 'LE';
+/** Bytes 00 00 ff ff (the third word of a v4-mapped address) as a native-endian u32. */
+const MAPPED_WORD = LITTLE_ENDIAN ? 0xffff0000 : 0x0000ffff;
+const TWO_32 = 2 ** 32;
+
+/** Bytes per sockaddr slot in the recvmmsg/sendmmsg arrays: sizeof(struct sockaddr_in6), 8-byte aligned. */
+export const SOCKADDR_SLOT = 32;
+
+/**
+ * Byte offsets of the parts of a receive batch (an ArrayBuffer from the reader worker) holding `count`
+ * datagrams, all native byte order:
+ *
+ *   [u32 length × count][u32 scope id × count][16-byte address × count][u16 port × count][payloads]
+ *
+ * Every source address is an IPv6 address, IPv4 as v4-mapped (::ffff:a.b.c.d); payloads are back to back.
+ */
+export function batchLayout(count: number): {
+  lengths: number;
+  scopes: number;
+  addresses: number;
+  ports: number;
+  payloads: number;
+} {
+  return { lengths: 0, scopes: 4 * count, addresses: 8 * count, ports: 24 * count, payloads: 26 * count };
+}
+
+export interface UdpCounters {
+  datagramsIn: number;
+  bytesIn: number;
+  /** Messages from the reader worker; datagramsIn / batchesIn is the mean batch size. */
+  batchesIn: number;
+  /** Datagrams dropped on receive because they were longer than the room for one (never with the default). */
+  truncatedIn: number;
+  /** Failures reported by the reader (a fatal one stops receiving). */
+  receiveErrors: number;
+  datagramsOut: number;
+  bytesOut: number;
+  /** Datagrams not sent because the socket buffer was full (EAGAIN): the rest of that batch. */
+  sendDropped: number;
+  /** Datagrams refused: an unparsable or unreachable destination, a wrong family, too long, ... */
+  sendErrors: number;
+}
+
+export interface LinuxUdpBindOptions {
+  /** Called with receive-side failures (the reader stops on a fatal one); also counted in receiveErrors. */
+  onError?: (error: Error) => void;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loading
+
+let libcLoading: Promise<LibcModule> | undefined;
+
+/**
+ * libc.ts, loaded on first use rather than imported, so that a host where koffi cannot load (no prebuilt
+ * binary for the platform) still gets UdpBind from openBestBind. Rejects with the reason it cannot be used.
+ */
+function loadLibc(): Promise<LibcModule> {
+  libcLoading ??= (async () => {
+    const libc = await import('./libc.js');
+    libc.assertGenericLinuxAbi();
+    const expected = libc.POINTER_SIZE === 8 ? { mmsghdr: 64, iovec: 16 } : { mmsghdr: 32, iovec: 8 };
+    if (libc.MMSGHDR.size !== expected.mmsghdr || libc.IOVEC.size !== expected.iovec) {
+      throw new Error(
+        `unexpected struct layout: mmsghdr ${libc.MMSGHDR.size} bytes, iovec ${libc.IOVEC.size} bytes`,
+      );
+    }
+    return libc;
+  })();
+  return libcLoading;
+}
+
+/** Why LinuxUdpBind cannot be used in this process (koffi, platform), or undefined if it can. */
+export async function linuxUdpUnavailable(): Promise<string | undefined> {
+  try {
+    await loadLibc();
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/**
+ * The best Bind for this host: a LinuxUdpBind when koffi and the ABI check work, else a node:dgram UdpBind.
+ * The environment variable WEFT_UDP=dgram forces UdpBind; WEFT_UDP=linux forces LinuxUdpBind (and fails if it is
+ * unavailable). A failure to bind (port in use, ...) is thrown, never papered over by the fallback.
+ */
+export async function openBestBind(port: number, address?: string): Promise<Bind> {
+  const choice = process.env.WEFT_UDP;
+  if (choice === 'dgram') return UdpBind.open(port, address);
+  if (choice !== 'linux' && (await linuxUdpUnavailable()) !== undefined) return UdpBind.open(port, address);
+  return LinuxUdpBind.open(port, address);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Address caches
+
+/** Adds to a bounded map, forgetting the oldest entry when full (hits do not reorder: a few peers dominate). */
+function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
+  if (map.size >= ADDRESS_CACHE_SIZE) {
+    const oldest = map.keys().next();
+    if (oldest.done !== true) map.delete(oldest.value);
+  }
+  map.set(key, value);
+}
+
+/** The dotted form of an IPv4 address held as a native-endian u32 of its network-order bytes. */
+function v4Text(word: number): string {
+  return LITTLE_ENDIAN
+    ? `${word & 0xff}.${(word >>> 8) & 0xff}.${(word >>> 16) & 0xff}.${word >>> 24}`
+    : `${word >>> 24}.${(word >>> 16) & 0xff}.${(word >>> 8) & 0xff}.${word & 0xff}`;
+}
+
+/** Source endpoints of received datagrams, by address bytes, port and scope. */
+class SourceCache {
+  /** IPv4 sources, by (address word × 65536 + port): a number, no string built per datagram. */
+  readonly #v4 = new Map<number, Endpoint>();
+  /** IPv6 sources, by an 11-character string of the address's 16-bit halves, port and scope. */
+  readonly #v6 = new Map<string, Endpoint>();
+
+  constructor(private readonly interfaceName: (index: number) => string | undefined) {}
+
+  /** The source of datagram `i`, whose address is words[4i .. 4i+3] (native-endian u32s of the bytes). */
+  get(words: Uint32Array, i: number, port: number, scope: number): Endpoint {
+    const w = i * 4;
+    const w0 = words[w]!;
+    const w1 = words[w + 1]!;
+    const w2 = words[w + 2]!;
+    const w3 = words[w + 3]!;
+    if (w0 === 0 && w1 === 0 && w2 === MAPPED_WORD && scope === 0) {
+      const key = w3 * 65536 + port;
+      let endpoint = this.#v4.get(key);
+      if (endpoint === undefined) {
+        endpoint = Object.freeze({ address: v4Text(w3), port });
+        remember(this.#v4, key, endpoint);
+      }
+      return endpoint;
+    }
+    const key = String.fromCharCode(
+      w0 & 0xffff,
+      w0 >>> 16,
+      w1 & 0xffff,
+      w1 >>> 16,
+      w2 & 0xffff,
+      w2 >>> 16,
+      w3 & 0xffff,
+      w3 >>> 16,
+      port,
+      scope & 0xffff,
+      scope >>> 16,
+    );
+    let endpoint = this.#v6.get(key);
+    if (endpoint === undefined) {
+      const bytes = new Uint8Array(Uint32Array.of(w0, w1, w2, w3).buffer);
+      let address = formatAddress({ family: 6, bytes });
+      if (scope !== 0) address += `%${this.interfaceName(scope) ?? scope}`;
+      endpoint = Object.freeze({ address, port });
+      remember(this.#v6, key, endpoint);
+    }
+    return endpoint;
+  }
+}
+
+/** A parsed destination address: its 16 bytes as an IPv6 address (IPv4 v4-mapped), as native-endian u32s. */
+interface Destination {
+  readonly v4: boolean;
+  readonly w0: number;
+  readonly w1: number;
+  readonly w2: number;
+  readonly w3: number;
+  readonly scope: number;
+}
+
+/** Destination addresses of datagrams to send, by their text; null for text that is not an IP address. */
+class DestinationCache {
+  readonly #map = new Map<string, Destination | null>();
+
+  constructor(private readonly interfaceIndex: (name: string) => number) {}
+
+  get(address: string): Destination | null {
+    let d = this.#map.get(address);
+    if (d === undefined) {
+      d = this.#parse(address);
+      remember(this.#map, address, d);
+    }
+    return d;
+  }
+
+  #parse(text: string): Destination | null {
+    const percent = text.indexOf('%');
+    const parsed = parseAddress(percent < 0 ? text : text.slice(0, percent));
+    if (!parsed.ok) return null;
+    const { family, bytes } = parsed.value;
+    const full = new Uint8Array(16);
+    if (family === 4) full.set([0xff, 0xff, ...bytes], 10);
+    else full.set(bytes);
+    const [w0 = 0, w1 = 0, w2 = 0, w3 = 0] = new Uint32Array(full.buffer);
+    let scope = 0;
+    if (percent >= 0) {
+      const zone = text.slice(percent + 1);
+      if (family !== 6 || zone === '') return null;
+      scope = /^\d+$/.test(zone) ? Number(zone) : this.interfaceIndex(zone);
+      if (scope === 0 || scope >= TWO_32) return null;
+    }
+    const v4 = w0 === 0 && w1 === 0 && w2 === MAPPED_WORD && scope === 0;
+    return { v4, w0, w1, w2, w3, scope };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The Bind
+
+type State = 'open' | 'receiving' | 'closing';
+
+export class LinuxUdpBind implements Bind {
+  readonly #libc: LibcModule;
+  /** AF_INET6 (dual stack) or AF_INET. */
+  readonly #v6: boolean;
+  #state: State = 'open';
+  #worker: Worker | undefined;
+  #workerExited: Promise<void> = Promise.resolve();
+  readonly #stop = new Int32Array(new SharedArrayBuffer(4));
+  #closed: Promise<void> | undefined;
+  readonly #onError: ((error: Error) => void) | undefined;
+  readonly #counters: UdpCounters = {
+    datagramsIn: 0,
+    bytesIn: 0,
+    batchesIn: 0,
+    truncatedIn: 0,
+    receiveErrors: 0,
+    datagramsOut: 0,
+    bytesOut: 0,
+    sendDropped: 0,
+    sendErrors: 0,
+  };
+  readonly #sources: SourceCache;
+  readonly #destinations: DestinationCache;
+  #lastSendErrno = 0;
+  /** The last receive-side failure, if any. */
+  lastReceiveError: Error | undefined;
+
+  // Send-side memory: mmsghdr, iovec and sockaddr records for #vlen datagrams (pointers written once per
+  // allocation), and the payload arena. Keeping these ArrayBuffers referenced keeps the addresses valid.
+  #vlen = 0;
+  #hdrs = new Uint8Array(0);
+  #iovWords = new Uint32Array(0);
+  #nameBytes = new Uint8Array(0);
+  #nameWords = new Uint32Array(0);
+  #lengths = new Uint32Array(0);
+  #arena = new Uint8Array(0);
+  /** The arena's address, as two u32 halves (pointer arithmetic without BigInt). */
+  #arenaLo = 0;
+  #arenaHi = 0;
+  /** Index of the low / high u32 of a pointer-sized field, relative to the field's first u32. */
+  readonly #lo: number;
+  readonly #hi: number;
+
+  private constructor(
+    libc: LibcModule,
+    /** The socket (owned by this object; closed by close()). */
+    readonly fd: number,
+    family: number,
+    /** The local UDP port actually bound. */
+    readonly port: number,
+    options: LinuxUdpBindOptions,
+  ) {
+    this.#libc = libc;
+    this.#v6 = family === libc.AF_INET6;
+    this.#onError = options.onError;
+    this.#sources = new SourceCache(libc.ifIndexToName);
+    this.#destinations = new DestinationCache(libc.ifNameToIndex);
+    this.#lo = libc.POINTER_SIZE === 8 && !LITTLE_ENDIAN ? 1 : 0;
+    this.#hi = 1 - this.#lo;
+    this.#growRecords(SEND_VLEN_MIN);
+    this.#growArena(SEND_ARENA_MIN);
+  }
+
+  /**
+   * Binds `port` (0 = any) on all addresses, IPv4 and IPv6 (or on `address` only). Throws a descriptive Error
+   * (with `code`, e.g. EADDRINUSE: "UDP port N is in use"), or the reason koffi/libc cannot be used here.
+   */
+  static async open(
+    port: number,
+    address?: string,
+    options: LinuxUdpBindOptions = {},
+  ): Promise<LinuxUdpBind> {
+    const context = `cannot bind UDP port ${port}${address === undefined ? '' : ` on ${address}`}`;
+    if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new Error(`${context}: bad port number`);
+    const libc = await loadLibc();
+
+    const attempts: { family: number; address: string }[] = [];
+    if (address === undefined) {
+      attempts.push({ family: libc.AF_INET6, address: '::' }, { family: libc.AF_INET, address: '0.0.0.0' });
+    } else {
+      const parsed = parseAddress(address.split('%')[0] ?? '');
+      if (!parsed.ok) throw new Error(`${context}: ${parsed.error}`);
+      attempts.push({ family: parsed.value.family === 4 ? libc.AF_INET : libc.AF_INET6, address });
+    }
+    for (let i = 0; ; i++) {
+      const attempt = attempts[i]!;
+      const last = i === attempts.length - 1;
+      try {
+        const { fd, port: bound } = openSocket(libc, attempt.family, attempt.address, port, context);
+        return new LinuxUdpBind(libc, fd, attempt.family, bound, options);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (last || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw error;
+      }
+    }
+  }
+
+  /** A snapshot of the counters. */
+  get counters(): UdpCounters {
+    return { ...this.#counters };
+  }
+
+  /** Datagrams refused (as UdpBind.sendErrors). */
+  get sendErrors(): number {
+    return this.#counters.sendErrors;
+  }
+
+  /** The errno name of the last refused datagram ("ENETUNREACH"), if any. */
+  get lastSendError(): string | undefined {
+    return this.#lastSendErrno === 0 ? undefined : this.#libc.errnoName(this.#lastSendErrno);
+  }
+
+  /** Whether the socket is AF_INET6 (bound to [::]: dual stack, IPv4 as v4-mapped); false: AF_INET, IPv4 only. */
+  get dualStack(): boolean {
+    return this.#v6;
+  }
+
+  /**
+   * Starts the reader worker. Each batch's datagrams are views into one ArrayBuffer that belongs to the caller
+   * from then on. Like a listening socket, a receiving bind keeps the process alive until close().
+   */
+  start(onDatagrams: (datagrams: readonly Datagram[]) => void): void {
+    if (this.#state !== 'open') {
+      throw new Error(
+        `UDP port ${this.port}: start() ${this.#state === 'receiving' ? 'called twice' : 'after close()'}`,
+      );
+    }
+    this.#state = 'receiving';
+    const libc = this.#libc;
+    const workerData: UdpReaderConfig = {
+      fd: this.fd,
+      family: this.#v6 ? libc.AF_INET6 : libc.AF_INET,
+      stop: this.#stop.buffer as SharedArrayBuffer,
+      pollTimeoutMs: POLL_TIMEOUT_MS,
+      maxDatagrams: RECEIVE_BATCH,
+      maxDatagramSize: MAX_DATAGRAM,
+    };
+    const worker = new Worker(WORKER_URL, { workerData, name: `udp-reader ${this.port}` });
+    this.#worker = worker;
+    worker.on('message', (message: UdpReaderMessage) => {
+      if (this.#state !== 'receiving') return; // closing: nobody wants datagrams any more
+      if (message.type === 'batch') {
+        this.#counters.truncatedIn += message.truncated;
+        if (message.count > 0) onDatagrams(this.#unpack(message.buffer, message.count));
+      } else {
+        this.#receiveFailed(
+          libc.systemError(message.syscall, message.errno, `UDP port ${this.port}: receiver`),
+        );
+      }
+    });
+    worker.on('error', (error) => this.#receiveFailed(error));
+    this.#workerExited = new Promise((resolve) => {
+      worker.once('exit', (code) => {
+        if (this.#state === 'receiving' && code !== 0) {
+          this.#receiveFailed(new Error(`UDP port ${this.port}: reader worker exited with code ${code}`));
+        }
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Sends every datagram, in as few sendmmsg(2) calls as the batch allows; never throws for a datagram. One the
+   * kernel refuses is counted in sendErrors and skipped; when the socket buffer is full (EAGAIN), the rest of the
+   * batch is dropped and counted in sendDropped. After close(), everything is dropped.
+   */
+  send(datagrams: readonly Datagram[]): void {
+    const total = datagrams.length;
+    if (total === 0) return;
+    const c = this.#counters;
+    if (this.#closed !== undefined) {
+      c.sendDropped += total;
+      return;
+    }
+    this.#reserve(datagrams);
+    const v6 = this.#v6;
+    const lo = this.#lo;
+    const hi = this.#hi;
+    const wide = this.#libc.POINTER_SIZE === 8;
+    const { IOVEC } = this.#libc;
+    const iovStride = IOVEC.size >> 2;
+    const iovBase = IOVEC.base >> 2;
+    const iovLen = IOVEC.len >> 2;
+    let i = 0;
+    while (i < total) {
+      // Fill the records for one sendmmsg call.
+      const iovWords = this.#iovWords;
+      const nameBytes = this.#nameBytes;
+      const nameWords = this.#nameWords;
+      const lengths = this.#lengths;
+      const arena = this.#arena;
+      const vlen = this.#vlen;
+      const room = arena.length;
+      let n = 0;
+      let used = 0;
+      while (i < total && n < vlen) {
+        const d = datagrams[i]!;
+        const data = d.data;
+        const length = data.byteLength;
+        if (used + length > room && length <= MAX_DATAGRAM) break; // n > 0: the arena holds any one datagram
+        i++;
+        const to = this.#destinations.get(d.endpoint.address);
+        const port = d.endpoint.port;
+        const refused =
+          to === null || port !== (port & 0xffff)
+            ? EINVAL
+            : length > MAX_DATAGRAM
+              ? EMSGSIZE
+              : !v6 && !to.v4
+                ? EAFNOSUPPORT
+                : 0;
+        if (refused !== 0 || to === null) {
+          c.sendErrors++;
+          this.#lastSendErrno = refused;
+          continue;
+        }
+        // sockaddr_in6 { u16 family; be16 port; be32 flowinfo; u8 addr[16]; u32 scope_id; } or
+        // sockaddr_in { u16 family; be16 port; u8 addr[4]; u8 zero[8]; } (family and zeros written once).
+        const s = n * SOCKADDR_SLOT;
+        nameBytes[s + 2] = port >>> 8;
+        nameBytes[s + 3] = port & 0xff;
+        const w = s >> 2;
+        if (v6) {
+          nameWords[w + 2] = to.w0;
+          nameWords[w + 3] = to.w1;
+          nameWords[w + 4] = to.w2;
+          nameWords[w + 5] = to.w3;
+          nameWords[w + 6] = to.scope;
+        } else {
+          nameWords[w + 1] = to.w3;
+        }
+        // struct iovec { void *iov_base; size_t iov_len; } (the high word of iov_len stays 0).
+        const v = n * iovStride;
+        let pointerLo = this.#arenaLo + used;
+        let pointerHi = this.#arenaHi;
+        if (pointerLo >= TWO_32) {
+          pointerLo -= TWO_32;
+          pointerHi++;
+        }
+        if (wide) {
+          iovWords[v + iovBase + lo] = pointerLo;
+          iovWords[v + iovBase + hi] = pointerHi;
+          iovWords[v + iovLen + lo] = length;
+        } else {
+          iovWords[v + iovBase] = pointerLo;
+          iovWords[v + iovLen] = length;
+        }
+        arena.set(data, used);
+        lengths[n++] = length;
+        used += length;
+      }
+      if (n > 0 && !this.#flush(n)) {
+        c.sendDropped += total - i;
+        return;
+      }
+    }
+  }
+
+  /** Stops the reader (at once: see 8 above), then closes the socket. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    this.#state = 'closing';
+    Atomics.store(this.#stop, 0, 1);
+    Atomics.notify(this.#stop, 0);
+    const worker = this.#worker;
+    if (worker !== undefined) {
+      // Wakes the reader out of poll(2) at once (it fails with ENOTCONN, as the socket is not connected).
+      this.#libc.shutdown(this.fd, this.#libc.SHUT_RDWR);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), WORKER_EXIT_GRACE_MS);
+      });
+      const tooLate = await Promise.race([this.#workerExited.then(() => false), late]);
+      clearTimeout(timer);
+      if (tooLate) {
+        await worker.terminate();
+        await this.#workerExited;
+      }
+    }
+    // Only now: the reader no longer uses the fd, so its number cannot be reused under it.
+    this.#libc.close(this.fd);
+  }
+
+  /**
+   * sendmmsg(2) of the first `n` prepared records, going on after partial sends and skipping refused datagrams.
+   * Returns false if EAGAIN stopped it (the rest of the `n` is counted in sendDropped).
+   */
+  #flush(n: number): boolean {
+    const libc = this.#libc;
+    const c = this.#counters;
+    const lengths = this.#lengths;
+    const recordSize = libc.MMSGHDR.size;
+    let i = 0;
+    while (i < n) {
+      const records = i === 0 ? this.#hdrs : this.#hdrs.subarray(i * recordSize);
+      const sent = libc.sendmmsg(this.fd, records, n - i, libc.MSG_DONTWAIT);
+      if (sent > 0) {
+        let bytes = 0;
+        for (let k = i; k < i + sent; k++) bytes += lengths[k]!;
+        c.datagramsOut += sent;
+        c.bytesOut += bytes;
+        i += sent;
+        continue;
+      }
+      const e = sent < 0 ? libc.errno() : EAGAIN;
+      if (e === EINTR) continue;
+      if (e === EAGAIN) {
+        c.sendDropped += n - i;
+        return false;
+      }
+      // The first remaining datagram was refused (no route, EACCES for a broadcast, EMSGSIZE, ...).
+      c.sendErrors++;
+      this.#lastSendErrno = e;
+      i++;
+    }
+    return true;
+  }
+
+  /** Grows the send records and arena for a batch (never shrinks them). */
+  #reserve(datagrams: readonly Datagram[]): void {
+    const n = Math.min(datagrams.length, SEND_VLEN_MAX);
+    if (n > this.#vlen) {
+      let vlen = this.#vlen;
+      while (vlen < n) vlen *= 2;
+      this.#growRecords(Math.min(vlen, SEND_VLEN_MAX));
+    }
+    if (this.#arena.length < SEND_ARENA_MAX) {
+      let bytes = 0;
+      for (const d of datagrams) bytes += d.data.byteLength;
+      let size = this.#arena.length;
+      while (size < bytes && size < SEND_ARENA_MAX) size *= 2;
+      if (size > this.#arena.length) this.#growArena(Math.min(size, SEND_ARENA_MAX));
+    }
+  }
+
+  #growRecords(vlen: number): void {
+    const libc = this.#libc;
+    const { MMSGHDR, IOVEC } = libc;
+    const hdrs = new ArrayBuffer(vlen * MMSGHDR.size);
+    const iovs = new ArrayBuffer(vlen * IOVEC.size);
+    const names = new ArrayBuffer(vlen * SOCKADDR_SLOT);
+    const hdrView = new DataView(hdrs);
+    const nameView = new DataView(names);
+    const iovsAt = libc.address(new Uint8Array(iovs));
+    const namesAt = libc.address(new Uint8Array(names));
+    const setWord = (view: DataView, offset: number, value: bigint): void => {
+      if (libc.POINTER_SIZE === 8) view.setBigUint64(offset, value, LITTLE_ENDIAN);
+      else view.setUint32(offset, Number(value), LITTLE_ENDIAN);
+    };
+    const family = this.#v6 ? libc.AF_INET6 : libc.AF_INET;
+    const namelen = this.#v6 ? libc.SOCKADDR_IN6_SIZE : libc.SOCKADDR_IN_SIZE;
+    for (let i = 0; i < vlen; i++) {
+      const h = i * MMSGHDR.size;
+      setWord(hdrView, h + MMSGHDR.name, namesAt + BigInt(i * SOCKADDR_SLOT));
+      hdrView.setUint32(h + MMSGHDR.namelen, namelen, LITTLE_ENDIAN);
+      setWord(hdrView, h + MMSGHDR.iov, iovsAt + BigInt(i * IOVEC.size));
+      setWord(hdrView, h + MMSGHDR.iovlen, 1n);
+      nameView.setUint16(i * SOCKADDR_SLOT, family, LITTLE_ENDIAN);
+    }
+    this.#vlen = vlen;
+    this.#hdrs = new Uint8Array(hdrs);
+    this.#iovWords = new Uint32Array(iovs);
+    this.#nameBytes = new Uint8Array(names);
+    this.#nameWords = new Uint32Array(names);
+    this.#lengths = new Uint32Array(vlen);
+  }
+
+  #growArena(size: number): void {
+    const arena = new Uint8Array(new ArrayBuffer(size));
+    const at = this.#libc.address(arena);
+    this.#arena = arena;
+    this.#arenaLo = Number(at & 0xffffffffn);
+    this.#arenaHi = Number(at >> 32n);
+  }
+
+  #unpack(buffer: ArrayBuffer, count: number): Datagram[] {
+    const layout = batchLayout(count);
+    const lengths = new Uint32Array(buffer, layout.lengths, count);
+    const scopes = new Uint32Array(buffer, layout.scopes, count);
+    const words = new Uint32Array(buffer, layout.addresses, count * 4);
+    const ports = new Uint16Array(buffer, layout.ports, count);
+    const sources = this.#sources;
+    const datagrams = new Array<Datagram>(count);
+    let offset = layout.payloads;
+    for (let i = 0; i < count; i++) {
+      const length = lengths[i]!;
+      datagrams[i] = {
+        data: new Uint8Array(buffer, offset, length),
+        endpoint: sources.get(words, i, ports[i]!, scopes[i]!),
+      };
+      offset += length;
+    }
+    const c = this.#counters;
+    c.batchesIn++;
+    c.datagramsIn += count;
+    c.bytesIn += offset - layout.payloads;
+    return datagrams;
+  }
+
+  #receiveFailed(error: Error): void {
+    this.#counters.receiveErrors++;
+    this.lastReceiveError = error;
+    this.#onError?.(error);
+  }
+}
+
+/** socket(2), options, bind(2) and getsockname(2); closes the socket if any step fails. */
+function openSocket(
+  libc: LibcModule,
+  family: number,
+  address: string,
+  port: number,
+  context: string,
+): { fd: number; port: number } {
+  const fd = libc.socket(family, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0);
+  if (fd < 0) throw libc.systemError('socket', libc.errno(), context);
+  try {
+    const int = new Int32Array(1);
+    if (family === libc.AF_INET6) {
+      int[0] = 0; // dual stack: IPv4 peers as v4-mapped addresses
+      if (libc.setsockopt(fd, libc.IPPROTO_IPV6, libc.IPV6_V6ONLY, int, 4) < 0) {
+        throw libc.systemError('setsockopt(IPV6_V6ONLY)', libc.errno(), context);
+      }
+    }
+    // Best effort: the forced sizes need CAP_NET_ADMIN; the plain ones are capped by the sysctls.
+    int[0] = SOCKET_BUFFER_BYTES;
+    for (const [force, plain] of [
+      [libc.SO_RCVBUFFORCE, libc.SO_RCVBUF],
+      [libc.SO_SNDBUFFORCE, libc.SO_SNDBUF],
+    ] as const) {
+      if (libc.setsockopt(fd, libc.SOL_SOCKET, force, int, 4) < 0) {
+        libc.setsockopt(fd, libc.SOL_SOCKET, plain, int, 4);
+      }
+    }
+
+    const sockaddr = new Uint8Array(SOCKADDR_SLOT);
+    const view = new DataView(sockaddr.buffer);
+    const parsed = parseAddress(address.split('%')[0] ?? '');
+    if (!parsed.ok) throw new Error(`${context}: ${parsed.error}`);
+    let addrlen: number;
+    view.setUint16(0, family, LITTLE_ENDIAN);
+    view.setUint16(2, port, false);
+    if (family === libc.AF_INET6) {
+      const bytes = parsed.value.bytes;
+      if (parsed.value.family === 4) sockaddr.set([0xff, 0xff, ...bytes], 18);
+      else sockaddr.set(bytes, 8);
+      const zone = address.includes('%') ? address.slice(address.indexOf('%') + 1) : '';
+      if (zone !== '') {
+        const scope = /^\d+$/.test(zone) ? Number(zone) : libc.ifNameToIndex(zone);
+        if (scope === 0) throw new Error(`${context}: no interface ${JSON.stringify(zone)}`);
+        view.setUint32(24, scope, LITTLE_ENDIAN);
+      }
+      addrlen = libc.SOCKADDR_IN6_SIZE;
+    } else {
+      sockaddr.set(parsed.value.bytes, 4);
+      addrlen = libc.SOCKADDR_IN_SIZE;
+    }
+    if (libc.bind(fd, sockaddr, addrlen) < 0) {
+      const e = libc.errno();
+      throw libc.systemError('bind', e, context, bindHint(e, port, address));
+    }
+
+    const name = new Uint8Array(SOCKADDR_SLOT);
+    const namelen = Uint32Array.of(name.length);
+    if (libc.getsockname(fd, name, namelen) < 0) throw libc.systemError('getsockname', libc.errno(), context);
+    return { fd, port: (name[2]! << 8) | name[3]! };
+  } catch (error) {
+    libc.close(fd);
+    throw error;
+  }
+}
+
+function bindHint(e: number, port: number, address: string): string {
+  if (e === EADDRINUSE) return `UDP port ${port} is in use`;
+  if (e === EACCES) return `UDP ports below 1024 need CAP_NET_BIND_SERVICE (root)`;
+  if (e === EADDRNOTAVAIL) return `${address} is not an address of this host`;
+  return '';
+}
