@@ -19,6 +19,7 @@ import { constants as osConstants } from 'node:os';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as libc from './libc.js';
 import { VNET_HDR_LENGTH, segmentInto } from './offload.js';
+import { ReadyWaiter, type ReaderErrorMessage } from './reader-wait.js';
 
 /** workerData for this worker. */
 export interface TunReaderConfig {
@@ -40,32 +41,21 @@ export type TunReaderMessage =
       buffer: ArrayBuffer;
       count: number;
     }
-  | { type: 'error'; syscall: string; errno: number; fatal: boolean }
+  | ReaderErrorMessage
   /** Frames that could not be segmented (counted as read errors). */
   | { type: 'dropped'; count: number };
 
 /** The largest packet a TUN device can hand us: an IPv4/IPv6 total length is 16 bits. */
 export const MAX_PACKET = 65_535;
 
-const { EAGAIN, EINTR, ENOMEM, ENOBUFS } = osConstants.errno;
-const TRANSIENT: ReadonlySet<number> = new Set([ENOMEM, ENOBUFS]);
+const { EAGAIN, EINTR } = osConstants.errno;
 
 function run(
   config: TunReaderConfig,
   post: (message: TunReaderMessage, transfer?: ArrayBuffer[]) => void,
 ): void {
-  const { fd, pollTimeoutMs, maxPackets, maxBytes } = config;
-  const stop = new Int32Array(config.stop);
-  const stopped = (): boolean => Atomics.load(stop, 0) !== 0;
-  /** Pauses after a transient error; close() wakes it with Atomics.notify. */
-  const backOff = (): void => void Atomics.wait(stop, 0, 0, pollTimeoutMs);
-
-  // struct pollfd in native byte order: int fd; short events; short revents.
-  const pollfd = new ArrayBuffer(libc.POLLFD_SIZE);
-  new Int32Array(pollfd, 0, 1)[0] = fd;
-  const pollShorts = new Int16Array(pollfd, 4, 2);
-  pollShorts[0] = libc.POLLIN;
-  const pollView = new Uint8Array(pollfd);
+  const { fd, maxPackets, maxBytes } = config;
+  const waiter = new ReadyWaiter(fd, config.stop, config.pollTimeoutMs, post);
 
   // Room for one more maximal frame past the limits, segmented (each segment repeats the headers).
   const data = new Uint8Array(maxBytes + 2 * MAX_PACKET);
@@ -75,20 +65,11 @@ function run(
   let dropped = 0;
 
   let drainNext = false;
-  while (!stopped()) {
+  while (!waiter.stopped()) {
     if (!drainNext) {
-      pollShorts[1] = 0;
-      const ready = libc.poll(pollView, 1, pollTimeoutMs);
-      if (stopped()) return;
-      if (ready < 0) {
-        const e = libc.errno();
-        if (e === EINTR) continue;
-        post({ type: 'error', syscall: 'poll', errno: e, fatal: !TRANSIENT.has(e) });
-        if (!TRANSIENT.has(e)) return;
-        backOff();
-        continue;
-      }
-      if (ready === 0) continue;
+      const state = waiter.wait();
+      if (state === 'stop') return;
+      if (state === 'idle') continue;
     }
 
     // Read until EAGAIN or a limit. A hang-up or error condition (POLLERR: the device was detached) makes
@@ -132,18 +113,12 @@ function run(
       post({ type: 'batch', buffer, count }, [buffer]);
     }
     drainNext = failure === 0; // ended by a limit
-    if (failure === 0 || failure === EAGAIN) {
-      // EAGAIN right after poll reported only POLLERR/POLLHUP/POLLNVAL would spin: treat it as fatal.
-      const revents = pollShorts[1] ?? 0;
-      if (failure === EAGAIN && count === 0 && (revents & libc.POLLIN) === 0 && revents !== 0) {
-        post({ type: 'error', syscall: 'poll', errno: osConstants.errno.EIO, fatal: true });
-        return;
-      }
+    if (failure === 0) continue;
+    if (failure === EAGAIN) {
+      if (count === 0 && waiter.deadAfterEmptyRead()) return;
       continue;
     }
-    post({ type: 'error', syscall: 'read', errno: failure, fatal: !TRANSIENT.has(failure) });
-    if (!TRANSIENT.has(failure)) return;
-    backOff();
+    if (!waiter.fail('read', failure)) return;
   }
 }
 

@@ -21,6 +21,7 @@
 import { constants as osConstants, endianness } from 'node:os';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as libc from './libc.js';
+import { ReadyWaiter, type ReaderErrorMessage } from './reader-wait.js';
 import { batchLayout, SOCKADDR_SLOT } from './udp-linux.js';
 
 /** workerData for this worker. */
@@ -47,13 +48,11 @@ export type UdpReaderMessage =
       /** Datagrams dropped from this batch because they were longer than maxDatagramSize. */
       truncated: number;
     }
-  | { type: 'error'; syscall: string; errno: number; fatal: boolean };
+  | ReaderErrorMessage;
 
-const { EAGAIN, EINTR, ENOMEM, ENOBUFS, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENETDOWN } =
-  osConstants.errno;
+const { EAGAIN, EINTR, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENETDOWN } = osConstants.errno;
 /** Linux's EHOSTDOWN (asm-generic errno.h), which node:os does not list. */
 const EHOSTDOWN = 112;
-const TRANSIENT: ReadonlySet<number> = new Set([ENOMEM, ENOBUFS]);
 /** Errors a UDP socket can return from recvmsg for an ICMP error about an earlier send (with IP_RECVERR). */
 const SEND_ERRORS: ReadonlySet<number> = new Set([
   ECONNREFUSED,
@@ -77,18 +76,8 @@ function run(
   config: UdpReaderConfig,
   post: (message: UdpReaderMessage, transfer?: ArrayBuffer[]) => void,
 ): void {
-  const { fd, family, pollTimeoutMs, maxDatagrams, maxDatagramSize } = config;
-  const stop = new Int32Array(config.stop);
-  const stopped = (): boolean => Atomics.load(stop, 0) !== 0;
-  /** Pauses after a transient error; close() wakes it with Atomics.notify. */
-  const backOff = (): void => void Atomics.wait(stop, 0, 0, pollTimeoutMs);
-
-  // struct pollfd in native byte order: int fd; short events; short revents.
-  const pollfd = new ArrayBuffer(libc.POLLFD_SIZE);
-  new Int32Array(pollfd, 0, 1)[0] = fd;
-  const pollShorts = new Int16Array(pollfd, 4, 2);
-  pollShorts[0] = libc.POLLIN;
-  const pollView = new Uint8Array(pollfd);
+  const { fd, family, maxDatagrams, maxDatagramSize } = config;
+  const waiter = new ReadyWaiter(fd, config.stop, config.pollTimeoutMs, post);
 
   // The slots. Payload slots are a multiple of 64 bytes apart plus 64, so that their starts do not all fall on
   // the same cache sets (a power-of-two stride would).
@@ -178,20 +167,11 @@ function run(
   };
 
   let drainNext = false;
-  while (!stopped()) {
+  while (!waiter.stopped()) {
     if (!drainNext) {
-      pollShorts[1] = 0;
-      const ready = libc.poll(pollView, 1, pollTimeoutMs);
-      if (stopped()) return;
-      if (ready < 0) {
-        const e = libc.errno();
-        if (e === EINTR) continue;
-        post({ type: 'error', syscall: 'poll', errno: e, fatal: !TRANSIENT.has(e) });
-        if (!TRANSIENT.has(e)) return;
-        backOff();
-        continue;
-      }
-      if (ready === 0) continue;
+      const state = waiter.wait();
+      if (state === 'stop') return;
+      if (state === 'idle') continue;
     }
 
     const n = libc.recvmmsg(fd, hdrBytes, maxDatagrams, libc.MSG_DONTWAIT);
@@ -209,12 +189,7 @@ function run(
       continue;
     }
     if (e === EAGAIN) {
-      // EAGAIN right after poll reported only POLLERR/POLLHUP/POLLNVAL would spin: treat it as fatal.
-      const revents = pollShorts[1] ?? 0;
-      if ((revents & libc.POLLIN) === 0 && (revents & (libc.POLLERR | libc.POLLHUP | libc.POLLNVAL)) !== 0) {
-        post({ type: 'error', syscall: 'poll', errno: osConstants.errno.EIO, fatal: true });
-        return;
-      }
+      if (waiter.deadAfterEmptyRead()) return;
       continue;
     }
     if (SEND_ERRORS.has(e)) {
@@ -222,9 +197,7 @@ function run(
       drainNext = true;
       continue;
     }
-    post({ type: 'error', syscall: 'recvmmsg', errno: e, fatal: !TRANSIENT.has(e) });
-    if (!TRANSIENT.has(e)) return;
-    backOff();
+    if (!waiter.fail('recvmmsg', e)) return;
   }
 }
 

@@ -1,0 +1,113 @@
+/**
+ * The shape of bench/results/*.json. Units are in the names: Mbit/s (mbps), packets per second (pps),
+ * milliseconds (Ms), bytes, seconds. `null` means "not applicable" (e.g. CPU of the plaintext configuration,
+ * which has no tunnel process).
+ */
+import type { ConfigId } from './options.js';
+
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  values: number[];
+}
+
+export interface TcpRun {
+  streams: number;
+  seconds: number;
+  /** Receiver-side goodput. */
+  mbps: number;
+  /** Bytes received. */
+  bytes: number;
+  /** Sender-side TCP retransmits (iperf3's count). */
+  retransmits: number;
+  /** CPU seconds of all tunnel processes during the run. */
+  cpuSeconds: number | null;
+}
+
+export interface UdpRun {
+  seconds: number;
+  sentPackets: number;
+  receivedPackets: number;
+  /** Packets received per second. */
+  pps: number;
+  lossPercent: number;
+  cpuSeconds: number | null;
+}
+
+export interface PingResult {
+  sent: number;
+  received: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface EndResult {
+  side: 'server' | 'client';
+  impl: string;
+  ifname: string;
+  pid: number;
+  comm: string;
+  /** VmHWM, bytes (process plus descendants). */
+  peakRss: number;
+  /** VmRSS at the end of the measurements, bytes. */
+  rss: number;
+}
+
+export interface ConfigResult {
+  id: ConfigId;
+  label: string;
+  description: string;
+  server: string;
+  client: string;
+  ok: boolean;
+  error?: string;
+  tcp1?: { mbps: Spread; retransmits: Spread; runs: TcpRun[] };
+  tcp4?: { mbps: Spread; retransmits: Spread; runs: TcpRun[] };
+  udp?: { pps: Spread; runs: UdpRun[] };
+  pingIdle?: PingResult;
+  pingLoaded?: PingResult & { loadMbps: number };
+  /** Over every TCP run (1 and 4 streams). */
+  tcpBytes?: number;
+  tcpCpuSeconds?: number | null;
+  cpuSecondsPerGB?: number | null;
+  retransmitsPerGB?: number | null;
+  /** The largest VmHWM of the tunnel processes. */
+  peakRssBytes?: number | null;
+  ends?: EndResult[];
+}
+
+export interface PeersResult {
+  ok: boolean;
+  error?: string;
+  peers: number;
+  /** Wall time of the one `wg addconf` that adds them all (over Weft's UAPI socket). */
+  addSeconds: number;
+  /** Peers `wg show` lists afterwards. */
+  listedPeers: number;
+  rssBefore: number;
+  rssAfter: number;
+  peakRss: number;
+  limits: { rssBytes: number; addSeconds: number };
+}
+
+export interface BenchResults {
+  schema: 1;
+  startedAt: string;
+  finishedAt: string;
+  host: { hostname: string; kernel: string; cpus: number; cpuModel: string; node: string };
+  versions: Record<string, string>;
+  options: {
+    quick: boolean;
+    runs: number;
+    tcpSeconds: number;
+    udpSeconds: number;
+    loadedPingSeconds: number;
+    idlePings: number;
+    pingIntervalS: number;
+    warmupSeconds: number;
+  };
+  configs: ConfigResult[];
+  peers?: PeersResult;
+}
