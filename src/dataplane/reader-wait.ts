@@ -1,9 +1,11 @@
 /**
  * What the reader workers (TUN and UDP) share: the stop flag the main thread raises in close(), waiting in
- * poll(2) until the fd is readable, backing off after a transient error, and reporting errors.
+ * poll(2) until the fd is readable, backing off after a transient error, reporting errors, and the
+ * worker's side of backpressure (reader-state.ts).
  */
 import { constants as osConstants } from 'node:os';
 import * as libc from './libc.js';
+import { IN_FLIGHT, MAX_BATCHES_IN_FLIGHT, STOP } from './reader-state.js';
 
 export type ReaderErrorMessage = { type: 'error'; syscall: string; errno: number; fatal: boolean };
 
@@ -32,7 +34,22 @@ export class ReadyWaiter {
   }
 
   stopped(): boolean {
-    return Atomics.load(this.stop, 0) !== 0;
+    return Atomics.load(this.stop, STOP) !== 0;
+  }
+
+  /** Waits until the main thread has room for another batch; false if the loop must stop instead. */
+  awaitCredit(): boolean {
+    for (;;) {
+      if (this.stopped()) return false;
+      const inFlight = Atomics.load(this.stop, IN_FLIGHT);
+      if (inFlight < MAX_BATCHES_IN_FLIGHT) return true;
+      Atomics.wait(this.stop, IN_FLIGHT, inFlight, this.timeoutMs);
+    }
+  }
+
+  /** Counts a batch posted to the main thread (which calls batchDone when it has processed it). */
+  posted(): void {
+    Atomics.add(this.stop, IN_FLIGHT, 1);
   }
 
   /**
@@ -67,7 +84,7 @@ export class ReadyWaiter {
   fail(syscall: string, errno: number): boolean {
     const transient = TRANSIENT.has(errno);
     this.post({ type: 'error', syscall, errno, fatal: !transient });
-    if (transient) Atomics.wait(this.stop, 0, 0, this.timeoutMs); // close() wakes it with Atomics.notify
+    if (transient) Atomics.wait(this.stop, STOP, 0, this.timeoutMs); // close() wakes it with Atomics.notify
     return transient;
   }
 }

@@ -23,6 +23,7 @@
 import { constants as osConstants } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as libc from './libc.js';
+import { READER_STATE_BYTES, batchDone, stopReader } from './reader-state.js';
 import { coalesce } from './offload.js';
 import type { TunDevice } from './tun.js';
 import type { TunReaderConfig, TunReaderMessage } from './tun-reader.worker.js';
@@ -94,7 +95,7 @@ export class LinuxTun implements TunDevice {
   #state: State = 'open';
   #worker: Worker | undefined;
   #workerExited: Promise<void> = Promise.resolve();
-  readonly #stop = new Int32Array(new SharedArrayBuffer(4));
+  readonly #stop = new Int32Array(new SharedArrayBuffer(READER_STATE_BYTES));
   #closed: Promise<void> | undefined;
   readonly #onError: ((error: Error) => void) | undefined;
   readonly #counters: TunCounters = {
@@ -200,8 +201,13 @@ export class LinuxTun implements TunDevice {
     this.#worker = worker;
     worker.on('message', (message: TunReaderMessage) => {
       if (this.#state !== 'reading') return; // closing: nobody wants packets any more
-      if (message.type === 'batch') onPackets(this.#unpack(message.buffer, message.count));
-      else if (message.type === 'dropped') this.#counters.readErrors += message.count;
+      if (message.type === 'batch') {
+        try {
+          onPackets(this.#unpack(message.buffer, message.count));
+        } finally {
+          batchDone(this.#stop);
+        }
+      } else if (message.type === 'dropped') this.#counters.readErrors += message.count;
       else this.#readFailed(libc.systemError(message.syscall, message.errno, `TUN ${this.name}: reader`));
     });
     worker.on('error', (error) => this.#readFailed(error));
@@ -247,8 +253,7 @@ export class LinuxTun implements TunDevice {
 
   async #close(): Promise<void> {
     this.#state = 'closing';
-    Atomics.store(this.#stop, 0, 1);
-    Atomics.notify(this.#stop, 0);
+    stopReader(this.#stop);
     const worker = this.#worker;
     if (worker !== undefined) {
       let timer: NodeJS.Timeout | undefined;

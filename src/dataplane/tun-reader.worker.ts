@@ -72,6 +72,7 @@ function run(
       if (state === 'idle') continue;
     }
 
+    if (!waiter.awaitCredit()) return;
     // Read until EAGAIN or a limit. A hang-up or error condition (POLLERR: the device was detached) makes
     // read() fail with the precise errno, reported below.
     let count = 0;
@@ -110,6 +111,7 @@ function run(
       const buffer = new ArrayBuffer(headerBytes + used);
       new Uint32Array(buffer, 0, count).set(lengths.subarray(0, count));
       new Uint8Array(buffer, headerBytes).set(data.subarray(0, used));
+      waiter.posted();
       post({ type: 'batch', buffer, count }, [buffer]);
     }
     drainNext = failure === 0; // ended by a limit

@@ -39,6 +39,7 @@ import { Worker } from 'node:worker_threads';
 import type { Endpoint } from '../net/endpoint.js';
 import { formatAddress, parseAddress } from '../net/ip.js';
 import type { Bind, Datagram } from './bind.js';
+import { READER_STATE_BYTES, batchDone, stopReader } from './reader-state.js';
 import type * as Libc from './libc.js';
 import { UdpBind } from './udp.js';
 import type { UdpReaderConfig, UdpReaderMessage } from './udp-reader.worker.js';
@@ -289,7 +290,7 @@ export class LinuxUdpBind implements Bind {
   #state: State = 'open';
   #worker: Worker | undefined;
   #workerExited: Promise<void> = Promise.resolve();
-  readonly #stop = new Int32Array(new SharedArrayBuffer(4));
+  readonly #stop = new Int32Array(new SharedArrayBuffer(READER_STATE_BYTES));
   #closed: Promise<void> | undefined;
   readonly #onError: ((error: Error) => void) | undefined;
   readonly #counters: UdpCounters = {
@@ -425,7 +426,11 @@ export class LinuxUdpBind implements Bind {
       if (this.#state !== 'receiving') return; // closing: nobody wants datagrams any more
       if (message.type === 'batch') {
         this.#counters.truncatedIn += message.truncated;
-        if (message.count > 0) onDatagrams(this.#unpack(message.buffer, message.count));
+        try {
+          if (message.count > 0) onDatagrams(this.#unpack(message.buffer, message.count));
+        } finally {
+          batchDone(this.#stop);
+        }
       } else {
         this.#receiveFailed(
           libc.systemError(message.syscall, message.errno, `UDP port ${this.port}: receiver`),
@@ -548,8 +553,7 @@ export class LinuxUdpBind implements Bind {
 
   async #close(): Promise<void> {
     this.#state = 'closing';
-    Atomics.store(this.#stop, 0, 1);
-    Atomics.notify(this.#stop, 0);
+    stopReader(this.#stop);
     const worker = this.#worker;
     if (worker !== undefined) {
       // Wakes the reader out of poll(2) at once (it fails with ENOTCONN, as the socket is not connected).

@@ -124,7 +124,10 @@ function run(
     }
     const truncated = n - kept;
     if (kept === 0) {
-      if (truncated > 0) post({ type: 'batch', buffer: new ArrayBuffer(0), count: 0, truncated });
+      if (truncated > 0) {
+        waiter.posted();
+        post({ type: 'batch', buffer: new ArrayBuffer(0), count: 0, truncated });
+      }
       return;
     }
     const layout = batchLayout(kept);
@@ -163,6 +166,7 @@ function run(
       offset += length;
       j++;
     }
+    waiter.posted();
     post({ type: 'batch', buffer, count: kept, truncated }, [buffer]);
   };
 
@@ -174,6 +178,7 @@ function run(
       if (state === 'idle') continue;
     }
 
+    if (!waiter.awaitCredit()) return;
     const n = libc.recvmmsg(fd, hdrBytes, maxDatagrams, libc.MSG_DONTWAIT);
     if (n > 0) {
       postBatch(n);
