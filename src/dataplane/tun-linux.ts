@@ -21,9 +21,8 @@
  *      close the fd: a non-persistent interface disappears, with its addresses and routes.
  */
 import { constants as osConstants } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import * as libc from './libc.js';
-import { READER_STATE_BYTES, batchDone, stopReader } from './reader-state.js';
+import { ReaderThread } from './reader-thread.js';
 import { coalesce } from './offload.js';
 import type { TunDevice } from './tun.js';
 import type { TunReaderConfig, TunReaderMessage } from './tun-reader.worker.js';
@@ -54,11 +53,6 @@ const WORKER_URL = new URL('./tun-reader.worker.js', import.meta.url);
 const POLL_TIMEOUT_MS = 100;
 const BATCH_MAX_PACKETS = 64;
 const BATCH_MAX_BYTES = 256 * 1024;
-/**
- * If the worker has not exited this long after the stop flag, terminate() it: by then it is not inside poll(2)
- * (bounded by POLL_TIMEOUT_MS), and a worker cannot be terminated in the middle of a native call anyway.
- */
-const WORKER_EXIT_GRACE_MS = 2_000;
 
 const { EAGAIN } = osConstants.errno;
 
@@ -93,9 +87,7 @@ type State = 'open' | 'reading' | 'closing';
 
 export class LinuxTun implements TunDevice {
   #state: State = 'open';
-  #worker: Worker | undefined;
-  #workerExited: Promise<void> = Promise.resolve();
-  readonly #stop = new Int32Array(new SharedArrayBuffer(READER_STATE_BYTES));
+  readonly #reader = new ReaderThread<TunReaderMessage>();
   #closed: Promise<void> | undefined;
   readonly #onError: ((error: Error) => void) | undefined;
   readonly #counters: TunCounters = {
@@ -189,36 +181,24 @@ export class LinuxTun implements TunDevice {
       );
     }
     this.#state = 'reading';
-    const workerData: TunReaderConfig = {
+    const workerData: Omit<TunReaderConfig, 'stop'> = {
       fd: this.fd,
-      stop: this.#stop.buffer as SharedArrayBuffer,
       pollTimeoutMs: POLL_TIMEOUT_MS,
       maxPackets: BATCH_MAX_PACKETS,
       maxBytes: BATCH_MAX_BYTES,
       offload: this.offload,
     };
-    const worker = new Worker(WORKER_URL, { workerData, name: `tun-reader ${this.name}` });
-    this.#worker = worker;
-    worker.on('message', (message: TunReaderMessage) => {
-      if (this.#state !== 'reading') return; // closing: nobody wants packets any more
-      if (message.type === 'batch') {
-        try {
-          onPackets(this.#unpack(message.buffer, message.count));
-        } finally {
-          batchDone(this.#stop);
-        }
-      } else if (message.type === 'dropped') this.#counters.readErrors += message.count;
-      else this.#readFailed(libc.systemError(message.syscall, message.errno, `TUN ${this.name}: reader`));
-    });
-    worker.on('error', (error) => this.#readFailed(error));
-    this.#workerExited = new Promise((resolve) => {
-      worker.once('exit', (code) => {
-        if (this.#state === 'reading' && code !== 0) {
-          this.#readFailed(new Error(`TUN ${this.name}: reader worker exited with code ${code}`));
-        }
-        resolve();
-      });
-    });
+    this.#reader.start(
+      WORKER_URL,
+      `tun-reader ${this.name}`,
+      { ...workerData },
+      (message) => {
+        if (message.type === 'batch') onPackets(this.#unpack(message.buffer, message.count));
+        else if (message.type === 'dropped') this.#counters.readErrors += message.count;
+        else this.#readFailed(libc.systemError(message.syscall, message.errno, `TUN ${this.name}: reader`));
+      },
+      (error) => this.#readFailed(error),
+    );
   }
 
   /**
@@ -253,20 +233,7 @@ export class LinuxTun implements TunDevice {
 
   async #close(): Promise<void> {
     this.#state = 'closing';
-    stopReader(this.#stop);
-    const worker = this.#worker;
-    if (worker !== undefined) {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), WORKER_EXIT_GRACE_MS);
-      });
-      const tooLate = await Promise.race([this.#workerExited.then(() => false), late]);
-      clearTimeout(timer);
-      if (tooLate) {
-        await worker.terminate();
-        await this.#workerExited;
-      }
-    }
+    await this.#reader.stop();
     // Only now: the reader no longer uses the fd, so its number cannot be reused under it.
     libc.close(this.fd);
   }

@@ -35,11 +35,10 @@
  *      fd; the port is free again at once.
  */
 import { constants as osConstants, endianness } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import type { Endpoint } from '../net/endpoint.js';
 import { formatAddress, parseAddress } from '../net/ip.js';
 import type { Bind, Datagram } from './bind.js';
-import { READER_STATE_BYTES, batchDone, stopReader } from './reader-state.js';
+import { ReaderThread } from './reader-thread.js';
 import type * as Libc from './libc.js';
 import { UdpBind } from './udp.js';
 import type { UdpReaderConfig, UdpReaderMessage } from './udp-reader.worker.js';
@@ -55,8 +54,6 @@ const RECEIVE_BATCH = 64;
 /** The largest UDP payload (IPv6 without jumbograms: 65535 - 8; IPv4: 65535 - 28); room for each. */
 const MAX_DATAGRAM = 65_535;
 const SOCKET_BUFFER_BYTES = 4 << 20;
-/** If the worker has not exited this long after the stop flag, terminate() it (see tun-linux.ts). */
-const WORKER_EXIT_GRACE_MS = 2_000;
 /** mmsghdr records prepared for sendmmsg(2): grown with the batches, up to UIO_MAXIOV (the kernel's cap). */
 const SEND_VLEN_MIN = 64;
 const SEND_VLEN_MAX = 1024;
@@ -288,9 +285,7 @@ export class LinuxUdpBind implements Bind {
   /** AF_INET6 (dual stack) or AF_INET. */
   readonly #v6: boolean;
   #state: State = 'open';
-  #worker: Worker | undefined;
-  #workerExited: Promise<void> = Promise.resolve();
-  readonly #stop = new Int32Array(new SharedArrayBuffer(READER_STATE_BYTES));
+  readonly #reader = new ReaderThread<UdpReaderMessage>();
   #closed: Promise<void> | undefined;
   readonly #onError: ((error: Error) => void) | undefined;
   readonly #counters: UdpCounters = {
@@ -412,40 +407,29 @@ export class LinuxUdpBind implements Bind {
     }
     this.#state = 'receiving';
     const libc = this.#libc;
-    const workerData: UdpReaderConfig = {
+    const workerData: Omit<UdpReaderConfig, 'stop'> = {
       fd: this.fd,
       family: this.#v6 ? libc.AF_INET6 : libc.AF_INET,
-      stop: this.#stop.buffer as SharedArrayBuffer,
       pollTimeoutMs: POLL_TIMEOUT_MS,
       maxDatagrams: RECEIVE_BATCH,
       maxDatagramSize: MAX_DATAGRAM,
     };
-    const worker = new Worker(WORKER_URL, { workerData, name: `udp-reader ${this.port}` });
-    this.#worker = worker;
-    worker.on('message', (message: UdpReaderMessage) => {
-      if (this.#state !== 'receiving') return; // closing: nobody wants datagrams any more
-      if (message.type === 'batch') {
-        this.#counters.truncatedIn += message.truncated;
-        try {
+    this.#reader.start(
+      WORKER_URL,
+      `udp-reader ${this.port}`,
+      { ...workerData },
+      (message) => {
+        if (message.type === 'batch') {
+          this.#counters.truncatedIn += message.truncated;
           if (message.count > 0) onDatagrams(this.#unpack(message.buffer, message.count));
-        } finally {
-          batchDone(this.#stop);
+        } else {
+          this.#receiveFailed(
+            libc.systemError(message.syscall, message.errno, `UDP port ${this.port}: receiver`),
+          );
         }
-      } else {
-        this.#receiveFailed(
-          libc.systemError(message.syscall, message.errno, `UDP port ${this.port}: receiver`),
-        );
-      }
-    });
-    worker.on('error', (error) => this.#receiveFailed(error));
-    this.#workerExited = new Promise((resolve) => {
-      worker.once('exit', (code) => {
-        if (this.#state === 'receiving' && code !== 0) {
-          this.#receiveFailed(new Error(`UDP port ${this.port}: reader worker exited with code ${code}`));
-        }
-        resolve();
-      });
-    });
+      },
+      (error) => this.#receiveFailed(error),
+    );
   }
 
   /**
@@ -553,22 +537,8 @@ export class LinuxUdpBind implements Bind {
 
   async #close(): Promise<void> {
     this.#state = 'closing';
-    stopReader(this.#stop);
-    const worker = this.#worker;
-    if (worker !== undefined) {
-      // Wakes the reader out of poll(2) at once (it fails with ENOTCONN, as the socket is not connected).
-      this.#libc.shutdown(this.fd, this.#libc.SHUT_RDWR);
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), WORKER_EXIT_GRACE_MS);
-      });
-      const tooLate = await Promise.race([this.#workerExited.then(() => false), late]);
-      clearTimeout(timer);
-      if (tooLate) {
-        await worker.terminate();
-        await this.#workerExited;
-      }
-    }
+    // shutdown(2) wakes the reader out of poll(2) at once (ENOTCONN: the socket is not connected).
+    await this.#reader.stop(() => this.#libc.shutdown(this.fd, this.#libc.SHUT_RDWR));
     // Only now: the reader no longer uses the fd, so its number cannot be reused under it.
     this.#libc.close(this.fd);
   }
