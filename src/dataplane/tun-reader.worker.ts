@@ -15,11 +15,10 @@
  * Errors other than EAGAIN/EINTR are reported as messages; a transient one (ENOMEM, ENOBUFS) pauses the loop
  * for one poll timeout, any other ends it.
  */
-import { constants as osConstants } from 'node:os';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as libc from './libc.js';
-import { VNET_HDR_LENGTH, segmentInto } from './offload.js';
 import { ReadyWaiter, type ReaderErrorMessage } from './reader-wait.js';
+import { TunBatchReader } from './tun-batch.js';
 
 /** workerData for this worker. */
 export interface TunReaderConfig {
@@ -45,24 +44,12 @@ export type TunReaderMessage =
   /** Frames that could not be segmented (counted as read errors). */
   | { type: 'dropped'; count: number };
 
-/** The largest packet a TUN device can hand us: an IPv4/IPv6 total length is 16 bits. */
-export const MAX_PACKET = 65_535;
-
-const { EAGAIN, EINTR } = osConstants.errno;
-
 function run(
   config: TunReaderConfig,
   post: (message: TunReaderMessage, transfer?: ArrayBuffer[]) => void,
 ): void {
-  const { fd, maxPackets, maxBytes } = config;
-  const waiter = new ReadyWaiter(fd, config.stop, config.pollTimeoutMs, post);
-
-  // Room for one more maximal frame past the limits, segmented (each segment repeats the headers).
-  const data = new Uint8Array(maxBytes + 2 * MAX_PACKET);
-  const lengths = new Uint32Array(maxPackets + MAX_PACKET / 512);
-  const frame = config.offload ? new Uint8Array(VNET_HDR_LENGTH + MAX_PACKET) : undefined;
-  const segmentLengths: number[] = [];
-  let dropped = 0;
+  const waiter = new ReadyWaiter(config.fd, config.stop, config.pollTimeoutMs, post);
+  const reader = new TunBatchReader(config.fd, config.maxPackets, config.maxBytes, config.offload);
 
   let drainNext = false;
   while (!waiter.stopped()) {
@@ -71,56 +58,22 @@ function run(
       if (state === 'stop') return;
       if (state === 'idle') continue;
     }
-
     if (!waiter.awaitCredit()) return;
-    // Read until EAGAIN or a limit. A hang-up or error condition (POLLERR: the device was detached) makes
-    // read() fail with the precise errno, reported below.
-    let count = 0;
-    let used = 0;
-    let failure = 0;
-    while (count < maxPackets && used < maxBytes) {
-      const n = frame
-        ? libc.read(fd, frame, frame.length)
-        : libc.read(fd, data.subarray(used), data.length - used);
-      if (n < 0) {
-        const e = libc.errno();
-        if (e === EINTR) continue;
-        failure = e;
-        break;
-      }
-      if (!frame) {
-        lengths[count++] = n;
-        used += n;
-        continue;
-      }
-      segmentLengths.length = 0;
-      const written = segmentInto(frame.subarray(0, n), data, used, segmentLengths);
-      if (written < 0) {
-        dropped++;
-        continue;
-      }
-      for (const l of segmentLengths) lengths[count++] = l;
-      used += written;
-    }
-    if (dropped > 0) {
-      post({ type: 'dropped', count: dropped });
-      dropped = 0;
-    }
-    if (count > 0) {
-      const headerBytes = count * 4;
-      const buffer = new ArrayBuffer(headerBytes + used);
-      new Uint32Array(buffer, 0, count).set(lengths.subarray(0, count));
-      new Uint8Array(buffer, headerBytes).set(data.subarray(0, used));
+    // A hang-up or error condition (POLLERR: the device was detached) makes read() fail with the precise
+    // errno, reported below.
+    const batch = reader.read();
+    if (batch.dropped > 0) post({ type: 'dropped', count: batch.dropped });
+    if (batch.buffer) {
       waiter.posted();
-      post({ type: 'batch', buffer, count }, [buffer]);
+      post({ type: 'batch', buffer: batch.buffer, count: batch.count }, [batch.buffer]);
     }
-    drainNext = failure === 0; // ended by a limit
-    if (failure === 0) continue;
-    if (failure === EAGAIN) {
-      if (count === 0 && waiter.deadAfterEmptyRead()) return;
+    drainNext = batch.end === 'limit';
+    if (batch.end === 'limit') continue;
+    if (batch.end === 'empty') {
+      if (batch.count === 0 && waiter.deadAfterEmptyRead()) return;
       continue;
     }
-    if (!waiter.fail('read', failure)) return;
+    if (!waiter.fail('read', batch.end.errno)) return;
   }
 }
 

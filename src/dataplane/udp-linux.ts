@@ -39,6 +39,7 @@ import type { Endpoint } from '../net/endpoint.js';
 import { formatAddress, parseAddress } from '../net/ip.js';
 import type { Bind, Datagram } from './bind.js';
 import { ReaderThread } from './reader-thread.js';
+import { SOCKADDR_SLOT, batchLayout } from './udp-batch.js';
 import type * as Libc from './libc.js';
 import { UdpBind } from './udp.js';
 import type { UdpReaderConfig, UdpReaderMessage } from './udp-reader.worker.js';
@@ -70,27 +71,6 @@ const LITTLE_ENDIAN = endianness() === 'LE';
 /** Bytes 00 00 ff ff (the third word of a v4-mapped address) as a native-endian u32. */
 const MAPPED_WORD = LITTLE_ENDIAN ? 0xffff0000 : 0x0000ffff;
 const TWO_32 = 2 ** 32;
-
-/** Bytes per sockaddr slot in the recvmmsg/sendmmsg arrays: sizeof(struct sockaddr_in6), 8-byte aligned. */
-export const SOCKADDR_SLOT = 32;
-
-/**
- * Byte offsets of the parts of a receive batch (an ArrayBuffer from the reader worker) holding `count`
- * datagrams, all native byte order:
- *
- *   [u32 length × count][u32 scope id × count][16-byte address × count][u16 port × count][payloads]
- *
- * Every source address is an IPv6 address, IPv4 as v4-mapped (::ffff:a.b.c.d); payloads are back to back.
- */
-export function batchLayout(count: number): {
-  lengths: number;
-  scopes: number;
-  addresses: number;
-  ports: number;
-  payloads: number;
-} {
-  return { lengths: 0, scopes: 4 * count, addresses: 8 * count, ports: 24 * count, payloads: 26 * count };
-}
 
 export interface UdpCounters {
   datagramsIn: number;
