@@ -22,7 +22,9 @@
  */
 import { constants as osConstants } from 'node:os';
 import * as libc from './libc.js';
+import { mainPoller, readerMode, transientReadError } from './poller.js';
 import { ReaderThread } from './reader-thread.js';
+import { TunBatchReader } from './tun-batch.js';
 import { coalesce } from './offload.js';
 import type { TunDevice } from './tun.js';
 import type { TunReaderConfig, TunReaderMessage } from './tun-reader.worker.js';
@@ -88,6 +90,8 @@ type State = 'open' | 'reading' | 'closing';
 export class LinuxTun implements TunDevice {
   #state: State = 'open';
   readonly #reader = new ReaderThread<TunReaderMessage>();
+  /** Read by the main-thread poller instead of a worker (poller.ts). */
+  #inline = false;
   #closed: Promise<void> | undefined;
   readonly #onError: ((error: Error) => void) | undefined;
   readonly #counters: TunCounters = {
@@ -181,6 +185,22 @@ export class LinuxTun implements TunDevice {
       );
     }
     this.#state = 'reading';
+    if (readerMode() === 'inline') {
+      const reader = new TunBatchReader(this.fd, BATCH_MAX_PACKETS, BATCH_MAX_BYTES, this.offload);
+      this.#inline = true;
+      mainPoller.add(this.fd, () => {
+        const batch = reader.read();
+        this.#counters.readErrors += batch.dropped;
+        if (batch.buffer) onPackets(this.#unpack(batch.buffer, batch.count));
+        if (batch.end === 'limit') return true;
+        if (batch.end !== 'empty') {
+          this.#readFailed(libc.systemError('read', batch.end.errno, `TUN ${this.name}: reader`));
+          if (!transientReadError(batch.end.errno)) mainPoller.remove(this.fd);
+        }
+        return false;
+      });
+      return;
+    }
     const workerData: Omit<TunReaderConfig, 'stop'> = {
       fd: this.fd,
       pollTimeoutMs: POLL_TIMEOUT_MS,
@@ -233,7 +253,8 @@ export class LinuxTun implements TunDevice {
 
   async #close(): Promise<void> {
     this.#state = 'closing';
-    await this.#reader.stop();
+    if (this.#inline) mainPoller.remove(this.fd);
+    else await this.#reader.stop();
     // Only now: the reader no longer uses the fd, so its number cannot be reused under it.
     libc.close(this.fd);
   }

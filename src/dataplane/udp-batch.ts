@@ -38,6 +38,18 @@ export type UdpReadResult =
   | { type: 'error'; errno: number };
 
 const { EAGAIN, EINTR } = osConstants.errno;
+const { ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENETDOWN } = osConstants.errno;
+/** Linux's EHOSTDOWN (asm-generic errno.h), which node:os does not list. */
+const EHOSTDOWN = 112;
+/** Errors a UDP socket can return from recvmsg for an ICMP error about an earlier send (with IP_RECVERR). */
+export const SEND_ERRORS: ReadonlySet<number> = new Set([
+  ECONNREFUSED,
+  EHOSTUNREACH,
+  ENETUNREACH,
+  EHOSTDOWN,
+  ENETDOWN,
+]);
+
 const LITTLE_ENDIAN = endianness() === 'LE';
 /** Bytes 00 00 ff ff (the third word of a v4-mapped address) as a native-endian u32. */
 const MAPPED_WORD = LITTLE_ENDIAN ? 0xffff0000 : 0x0000ffff;

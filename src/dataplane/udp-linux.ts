@@ -39,7 +39,7 @@ import type { Endpoint } from '../net/endpoint.js';
 import { formatAddress, parseAddress } from '../net/ip.js';
 import type { Bind, Datagram } from './bind.js';
 import { ReaderThread } from './reader-thread.js';
-import { SOCKADDR_SLOT, batchLayout } from './udp-batch.js';
+import { SEND_ERRORS, SOCKADDR_SLOT, UdpBatchReader, batchLayout } from './udp-batch.js';
 import type * as Libc from './libc.js';
 import { UdpBind } from './udp.js';
 import type { UdpReaderConfig, UdpReaderMessage } from './udp-reader.worker.js';
@@ -98,6 +98,8 @@ export interface LinuxUdpBindOptions {
 // Loading
 
 let libcLoading: Promise<LibcModule> | undefined;
+/** poller.ts, loaded with libc (it calls poll(2) through it). */
+let pollerModule: typeof import('./poller.js') | undefined;
 
 /**
  * libc.ts, loaded on first use rather than imported, so that a host where koffi cannot load (no prebuilt
@@ -107,6 +109,7 @@ function loadLibc(): Promise<LibcModule> {
   libcLoading ??= (async () => {
     const libc = await import('./libc.js');
     libc.assertGenericLinuxAbi();
+    pollerModule = await import('./poller.js');
     const expected = libc.POINTER_SIZE === 8 ? { mmsghdr: 64, iovec: 16 } : { mmsghdr: 32, iovec: 8 };
     if (libc.MMSGHDR.size !== expected.mmsghdr || libc.IOVEC.size !== expected.iovec) {
       throw new Error(
@@ -266,6 +269,8 @@ export class LinuxUdpBind implements Bind {
   readonly #v6: boolean;
   #state: State = 'open';
   readonly #reader = new ReaderThread<UdpReaderMessage>();
+  /** Read by the main-thread poller instead of a worker (poller.ts). */
+  #inline = false;
   #closed: Promise<void> | undefined;
   readonly #onError: ((error: Error) => void) | undefined;
   readonly #counters: UdpCounters = {
@@ -387,6 +392,32 @@ export class LinuxUdpBind implements Bind {
     }
     this.#state = 'receiving';
     const libc = this.#libc;
+    const poller = pollerModule;
+    if (poller && poller.readerMode() === 'inline') {
+      const family = this.#v6 ? libc.AF_INET6 : libc.AF_INET;
+      const reader = new UdpBatchReader(libc, this.fd, family, RECEIVE_BATCH, MAX_DATAGRAM);
+      this.#inline = true;
+      poller.mainPoller.add(this.fd, () => {
+        const r = reader.read();
+        switch (r.type) {
+          case 'batch':
+            this.#counters.truncatedIn += r.truncated;
+            if (r.count > 0) onDatagrams(this.#unpack(r.buffer, r.count));
+            return r.count + r.truncated === RECEIVE_BATCH;
+          case 'empty':
+            return false;
+          case 'closed':
+            poller.mainPoller.remove(this.fd);
+            return false;
+          case 'error':
+            this.#receiveFailed(libc.systemError('recvmmsg', r.errno, `UDP port ${this.port}: receiver`));
+            if (SEND_ERRORS.has(r.errno)) return true; // an ICMP error about an earlier send: read on
+            if (!poller.transientReadError(r.errno)) poller.mainPoller.remove(this.fd);
+            return false;
+        }
+      });
+      return;
+    }
     const workerData: Omit<UdpReaderConfig, 'stop'> = {
       fd: this.fd,
       family: this.#v6 ? libc.AF_INET6 : libc.AF_INET,
@@ -517,6 +548,11 @@ export class LinuxUdpBind implements Bind {
 
   async #close(): Promise<void> {
     this.#state = 'closing';
+    if (this.#inline) {
+      pollerModule?.mainPoller.remove(this.fd);
+      this.#libc.close(this.fd);
+      return;
+    }
     // shutdown(2) wakes the reader out of poll(2) at once (ENOTCONN: the socket is not connected).
     await this.#reader.stop(() => this.#libc.shutdown(this.fd, this.#libc.SHUT_RDWR));
     // Only now: the reader no longer uses the fd, so its number cannot be reused under it.

@@ -18,11 +18,10 @@
  * for one poll timeout; one caused by an earlier send (an ICMP error queued on the socket: ECONNREFUSED,
  * EHOSTUNREACH, ...) is reported and the loop goes on; any other ends it.
  */
-import { constants as osConstants } from 'node:os';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as libc from './libc.js';
 import { ReadyWaiter, type ReaderErrorMessage } from './reader-wait.js';
-import { UdpBatchReader } from './udp-batch.js';
+import { SEND_ERRORS, UdpBatchReader } from './udp-batch.js';
 
 /** workerData for this worker. */
 export interface UdpReaderConfig {
@@ -49,18 +48,6 @@ export type UdpReaderMessage =
       truncated: number;
     }
   | ReaderErrorMessage;
-
-const { ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENETDOWN } = osConstants.errno;
-/** Linux's EHOSTDOWN (asm-generic errno.h), which node:os does not list. */
-const EHOSTDOWN = 112;
-/** Errors a UDP socket can return from recvmsg for an ICMP error about an earlier send (with IP_RECVERR). */
-const SEND_ERRORS: ReadonlySet<number> = new Set([
-  ECONNREFUSED,
-  EHOSTUNREACH,
-  ENETUNREACH,
-  EHOSTDOWN,
-  ENETDOWN,
-]);
 
 function run(
   config: UdpReaderConfig,
