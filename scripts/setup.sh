@@ -23,5 +23,8 @@ if [ "$node_major" -lt 20 ] || { [ "$node_major" -eq 20 ] && [ "$node_minor" -lt
   exit 1
 fi
 
-npm ci --no-audit --no-fund --loglevel=error
+# npm packages exactly as package-lock.json pins them; skipped when node_modules already matches it.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
 npm run --silent build
