@@ -7,21 +7,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { echo } from '../../src/net/icmp.js';
+import type { TunCounters } from '../../src/dataplane/tun-linux.js';
 import { interopSkip, Lab, run, waitFor, type ManagedProcess, type Netns } from './harness.js';
 
 const HOST = fileURLToPath(new URL('./tun-echo-host.js', import.meta.url));
 const TOOLS = ['ip', 'ping'];
-
-interface TunCounters {
-  packetsRead: number;
-  bytesRead: number;
-  batchesRead: number;
-  readErrors: number;
-  packetsWritten: number;
-  bytesWritten: number;
-  writeErrors: number;
-  writesWouldBlock: number;
-}
 
 interface HostEvent {
   ev: string;
