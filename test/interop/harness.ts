@@ -1071,3 +1071,56 @@ export function parsePcap(buf: Buffer): Pcap {
   }
   return { linkType: u32(20), snapLength: u32(16), nanosecond: format.nanosecond, records, truncated };
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helper processes that report JSON lines
+
+/**
+ * A lab process that prints one JSON event per line on stdout (`{"ev": ...}`) and takes JSON commands on
+ * stdin: the test-side half of the small node helpers the interop tests run inside namespaces.
+ */
+export class JsonLinesProcess<E extends { ev: string }> {
+  constructor(readonly process: ManagedProcess) {}
+
+  /** Every event so far, in order (from the last 16 KiB of output). */
+  events(): E[] {
+    return this.process.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as E);
+  }
+
+  command(cmd: Record<string, unknown>): void {
+    this.process.write(`${JSON.stringify(cmd)}\n`);
+  }
+
+  /** The first event matching, waiting (bounded) for it; fails early if the process exits or reports an error. */
+  waitFor(what: string, match: (e: E) => boolean, timeoutMs = 10_000): Promise<E> {
+    return this.waitUntil(what, (events) => events.find(match), timeoutMs);
+  }
+
+  /** The `after`-th (0-based) event named `ev`. */
+  next(ev: string, after = 0, timeoutMs = 5_000): Promise<E> {
+    return this.waitUntil(`${ev} event`, (events) => events.filter((e) => e.ev === ev)[after], timeoutMs);
+  }
+
+  private async waitUntil(what: string, pick: (events: E[]) => E | undefined, timeoutMs: number): Promise<E> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const events = this.events();
+      const hit = pick(events);
+      if (hit) return hit;
+      if (events.some((e) => e.ev === 'error') || !this.process.running || Date.now() > deadline) {
+        throw new Error(`no ${what} within ${timeoutMs} ms: ${this.process.describe()}`);
+      }
+      await delay(10);
+    }
+  }
+
+  /** Sends `cmd` and waits for the next event named `ev`. */
+  request(cmd: Record<string, unknown>, ev: string, timeoutMs = 5_000): Promise<E> {
+    const before = this.events().filter((e) => e.ev === ev).length;
+    this.command(cmd);
+    return this.next(ev, before, timeoutMs);
+  }
+}

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { echo } from '../../src/net/icmp.js';
 import type { TunCounters } from '../../src/dataplane/tun-linux.js';
-import { interopSkip, Lab, run, waitFor, type ManagedProcess, type Netns } from './harness.js';
+import { interopSkip, JsonLinesProcess, Lab, run, waitFor, type Netns } from './harness.js';
 
 const HOST = fileURLToPath(new URL('./tun-echo-host.js', import.meta.url));
 const TOOLS = ['ip', 'ping'];
@@ -35,43 +35,10 @@ interface HostEvent {
 }
 
 /** The helper process, with its JSON-lines events parsed. */
-class EchoHost {
-  constructor(readonly process: ManagedProcess) {}
-
+class EchoHost extends JsonLinesProcess<HostEvent> {
   static start(ns: Netns, name: string, mtu?: number): EchoHost {
     const args = [HOST, name, ...(mtu === undefined ? [] : [String(mtu)])];
     return new EchoHost(ns.spawn(process.execPath, args));
-  }
-
-  events(): HostEvent[] {
-    return this.process.stdout
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as HostEvent);
-  }
-
-  command(cmd: Record<string, unknown>): void {
-    this.process.write(`${JSON.stringify(cmd)}\n`);
-  }
-
-  /** Sends `cmd` and waits for the next event named `ev`. */
-  async request(cmd: Record<string, unknown>, ev: string, timeoutMs = 5_000): Promise<HostEvent> {
-    const before = this.events().filter((e) => e.ev === ev).length;
-    this.command(cmd);
-    return this.next(ev, before, timeoutMs);
-  }
-
-  async next(ev: string, after = 0, timeoutMs = 5_000): Promise<HostEvent> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.events().filter((e) => e.ev === ev)[after];
-      if (hit) return hit;
-      const failed = this.events().find((e) => e.ev === 'error');
-      if (failed || !this.process.running || Date.now() > deadline) {
-        throw new Error(`no ${ev} event within ${timeoutMs} ms: ${this.process.describe()}`);
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
   }
 }
 

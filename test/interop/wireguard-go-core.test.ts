@@ -10,9 +10,9 @@ import { PrivateKey } from '../../src/crypto/keys.js';
 import type { CoreHostConfig } from './core-host.js';
 import {
   interopSkip,
+  JsonLinesProcess,
   Lab,
   startWireguardGo,
-  type ManagedProcess,
   type Netns,
   type WireguardGo,
 } from './harness.js';
@@ -35,37 +35,9 @@ interface HostEvent {
 }
 
 /** The core host process, with its JSON-lines events parsed. */
-class CoreHost {
-  constructor(readonly process: ManagedProcess) {}
-
-  events(): HostEvent[] {
-    return this.process.stdout
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as HostEvent);
-  }
-
-  command(cmd: Record<string, unknown>): void {
-    this.process.write(`${JSON.stringify(cmd)}\n`);
-  }
-
-  async waitFor(what: string, match: (e: HostEvent) => boolean, timeoutMs = 10_000): Promise<HostEvent> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.events().find(match);
-      if (hit) return hit;
-      if (!this.process.running || Date.now() > deadline) {
-        throw new Error(`no ${what} within ${timeoutMs} ms: ${this.process.describe()}`);
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
+class CoreHost extends JsonLinesProcess<HostEvent> {
   async status(): Promise<HostEvent> {
-    const before = this.events().filter((e) => e.ev === 'status').length;
-    this.command({ op: 'status' });
-    let n = 0;
-    return this.waitFor('status', (e) => e.ev === 'status' && ++n > before);
+    return this.request({ op: 'status' }, 'status');
   }
 }
 
