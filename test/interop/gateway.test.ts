@@ -639,6 +639,61 @@ describe('Weft gateway (`weft up`) against real peers', { skip: interopSkip(TOOL
     }
   });
 
+  it('8b. AllowedIPs 0.0.0.0/0 and ::/0: the default route goes into the tunnel, the tunnel never carries itself', async () => {
+    const pair = await linkedPair(lab, 'dfa', 'dfb', 9);
+    const weftKeys = generateKeyPair();
+    const wgoKeys = generateKeyPair();
+    const weftT = tunnelAddress(9, 1);
+    const wgoT = tunnelAddress(9, 2);
+    const wgo = await startWireguardGo(pair.b, lab.ifname('g9'), {
+      privateKey: wgoKeys.privateKey,
+      listenPort: 51829,
+      addresses: [`${wgoT.v4}/24`, `${wgoT.v6}/64`],
+      peers: [{ publicKey: weftKeys.publicKey, allowedIps: [`${weftT.v4}/32`, `${weftT.v6}/128`] }],
+    });
+    peers.push(wgo);
+    // The outer path to the peer goes through a gateway, as on a real host's default route.
+    await pair.a.exec('ip', ['route', 'add', 'default', 'via', pair.b4]);
+    const ifname = lab.ifname('w9');
+    const weft = await up(pair.a, ifname, {
+      privateKey: weftKeys.privateKey,
+      listenPort: 51828,
+      addresses: [`${weftT.v4}/24`, `${weftT.v6}/64`],
+      peers: [
+        { publicKey: wgoKeys.publicKey, endpoint: `${pair.b4}:51829`, allowedIps: ['0.0.0.0/0', '::/0'] },
+      ],
+    });
+    const routes = async (): Promise<string> =>
+      (await pair.a.exec('ip', ['-4', 'route', 'show'])).stdout +
+      (await pair.a.exec('ip', ['-6', 'route', 'show'])).stdout;
+    const table = await routes();
+    for (const half of ['0.0.0.0/1', '128.0.0.0/1', '::/1', '8000::/1']) {
+      assert.match(table, new RegExp(`^${half.replaceAll('.', '\\.')} dev ${ifname}\\b`, 'm'), table);
+    }
+    assert.match(
+      table,
+      new RegExp(`^${pair.b4.replaceAll('.', '\\.')} dev ${pair.aIf}\\b`, 'm'),
+      'endpoint pinned',
+    );
+
+    // The handshake reaches the endpoint (its packets do not enter the tunnel), and data flows.
+    const through = await ping(pair.a, wgoT.v4, { count: 3, waitS: 3 });
+    assert.equal(through.received, 3, through.output);
+    // Any other destination now goes into the tunnel: wireguard-go receives it (and has nowhere to send it).
+    const rxBefore = (await wgo.dump()).peers[0]!.rxBytes;
+    await ping(pair.a, '10.250.0.9', { count: 2, waitS: 1 });
+    assert.ok((await wgo.dump()).peers[0]!.rxBytes > rxBefore, 'a default-routed packet crossed the tunnel');
+
+    await weft.stop();
+    const after = await routes();
+    assert.doesNotMatch(after, new RegExp(`dev ${ifname}\\b`), after);
+    assert.doesNotMatch(
+      after,
+      new RegExp(`^${pair.b4.replaceAll('.', '\\.')} dev`, 'm'),
+      'pinned route removed',
+    );
+  });
+
   it('9. nothing the suite created remains: sockets, pid files, processes, namespaces', async (t) => {
     // Bring every interface down the normal way first: what Weft leaves is Weft's fault, not the lab's.
     for (const w of started) await w.stop();
