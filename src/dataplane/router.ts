@@ -3,14 +3,14 @@
  * IPsec SAs, OpenVPN clients and multicast replication share it later). Packets read from the TUN device
  * are routed here; whatever no tunnel owns is dropped and counted, never answered.
  */
-import { readIpHeader } from '../net/ip-packet.js';
+import { readIpHeader, type IpHeader } from '../net/ip-packet.js';
 import { formatPrefix, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefix-trie.js';
 
 export interface Tunnel {
   readonly name: string;
-  /** Takes an IP packet addressed to a destination this tunnel owns. */
-  send(packet: Uint8Array, now: number): void;
+  /** Takes an IP packet addressed to a destination this tunnel owns, with its header as the router read it. */
+  send(packet: Uint8Array, now: number, header: IpHeader): void;
 }
 
 export class Router {
@@ -50,7 +50,7 @@ export class Router {
       return false;
     }
     this.counters.routed++;
-    tunnel.send(packet, now);
+    tunnel.send(packet, now, header);
     return true;
   }
 }

@@ -7,6 +7,7 @@
  * 3. A periodic tick drives the protocol timers (paper §6) on the shell's clock.
  * 4. A listen-port change (UAPI) rebinds without touching sessions.
  */
+import type { IpHeader } from '../net/ip-packet.js';
 import type { Action } from '../wireguard/device.js';
 import type { Device } from '../wireguard/device.js';
 import type { Bind, Datagram } from './bind.js';
@@ -62,9 +63,9 @@ export class WireGuardInterface implements Tunnel {
   }
 
   /** Tunnel: a packet from the TUN side whose destination this interface owns. */
-  send(packet: Uint8Array, now: number): void {
+  send(packet: Uint8Array, now: number, header?: IpHeader): void {
     this.counters.packetsIn++;
-    this.device.send(packet, now, this.actions);
+    this.device.send(packet, now, this.actions, header);
     this.flush();
   }
 

@@ -21,7 +21,7 @@ import { bestChaChaPoly } from '../crypto/chacha-select.js';
 import { PrivateKey, type PresharedKey, type PublicKey } from '../crypto/keys.js';
 import { X25519Private } from '../crypto/x25519.js';
 import { endpointBytes, sameEndpoint, type Endpoint } from '../net/endpoint.js';
-import { readIpHeader } from '../net/ip-packet.js';
+import { readIpHeader, type IpHeader } from '../net/ip-packet.js';
 import { formatPrefix, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefix-trie.js';
 import {
@@ -510,8 +510,13 @@ export class Device {
   // ---------------------------------------------------------------- outbound
 
   /** Handles one IP packet from the tunnel interface. */
-  send(packet: Uint8Array, now: number, out: Action[] = []): Action[] {
-    const header = readIpHeader(packet);
+  send(
+    packet: Uint8Array,
+    now: number,
+    out: Action[] = [],
+    /** The packet's header, when the caller (the router) has read it already. */
+    header: IpHeader | null = readIpHeader(packet),
+  ): Action[] {
     if (!header) return this.drop(out, 'bad-inner-packet');
     const peer = this.allowedIps.lookup(header.family, header.destination);
     if (!peer) return this.drop(out, 'no-route');

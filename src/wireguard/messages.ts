@@ -62,11 +62,12 @@ export interface Transport {
 export type Message = Initiation | Response | CookieReply | Transport;
 export type ParsedMessage = Message | { readonly type: 'invalid'; readonly reason: DropReason };
 
-function u32(b: Uint8Array, at: number): number {
+/** Little-endian u32 fields, as every WireGuard message encodes its indices and counters. */
+export function u32(b: Uint8Array, at: number): number {
   return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
 }
 
-function putU32(b: Uint8Array, at: number, v: number): void {
+export function putU32(b: Uint8Array, at: number, v: number): void {
   b[at] = v & 0xff;
   b[at + 1] = (v >>> 8) & 0xff;
   b[at + 2] = (v >>> 16) & 0xff;

@@ -49,6 +49,8 @@ import {
   INITIATION_MAC2,
   RESPONSE_MAC1,
   RESPONSE_MAC2,
+  putU32,
+  u32,
 } from '../../src/wireguard/messages.js';
 import { tai64n } from '../../src/wireguard/tai64n.js';
 import { ipv4, ipv6, payloadOf } from '../support/packets.js';
@@ -118,17 +120,6 @@ const encoder = new TextEncoder();
 
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex');
-}
-
-function u32(b: Uint8Array, at: number): number {
-  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
-}
-
-function putU32(b: Uint8Array, at: number, v: number): void {
-  b[at] = v & 0xff;
-  b[at + 1] = (v >>> 8) & 0xff;
-  b[at + 2] = (v >>> 16) & 0xff;
-  b[at + 3] = (v >>> 24) & 0xff;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
