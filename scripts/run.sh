@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
-# Sets up Weft (scripts/setup.sh) and runs a gateway on its embedded defaults, in the foreground:
-# interface wg0 from /etc/weft/wg0.conf, created on first run with a new key, UDP port 51820 and the tunnel
-# address 10.66.0.1/24. Add peers while it runs with `wg set wg0 peer ...`; stop it with Ctrl-C.
-# WEFT_CONF=/path/NAME.conf uses another file (the interface is named after it).
+# Sets up Weft (scripts/setup.sh) and runs the people VPN gateway on its embedded defaults, in the foreground:
+# the SQLite store in /var/lib/weft (created on first run, printing the admin password and an API token once),
+# interface weft0, UDP port 51820, members in 10.66.0.0/24, the REST API on 127.0.0.1:8780. Stop it with Ctrl-C.
+#   WEFT_DATA=DIR        another data directory
+#   WEFT_ENDPOINT=HOST   what members dial (default: this machine's first address)
+#   WEFT_CONF=FILE.conf  instead, run a plain WireGuard interface from a wg-quick style file (`weft up`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-conf=${WEFT_CONF:-/etc/weft/wg0.conf}
 weft=(node "$PWD/dist/src/cli/main.js")
-if [ ! -e "$conf" ]; then
-  mkdir -p "$(dirname "$conf")"
-  chmod 700 "$(dirname "$conf")"
-  key=$("${weft[@]}" genkey)
-  (umask 077; printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\nAddress = 10.66.0.1/24\n' "$key" > "$conf")
-  echo "created $conf (public key $(printf '%s\n' "$key" | "${weft[@]}" pubkey))"
+if [ -n "${WEFT_CONF:-}" ]; then exec "${weft[@]}" up --foreground "$WEFT_CONF"; fi
+data=${WEFT_DATA:-/var/lib/weft}
+if [ ! -e "$data/weft.db" ]; then
+  endpoint=${WEFT_ENDPOINT:-$(hostname -I 2>/dev/null | awk '{print $1}')}
+  "${weft[@]}" server init --data "$data" --endpoint "${endpoint:-127.0.0.1}:51820" --subnet 10.66.0.0/24
 fi
-name=$(basename "$conf" .conf)
-echo "starting $name; in another terminal: wg show $name; wg set $name peer <KEY> allowed-ips 10.66.0.2/32"
-exec "${weft[@]}" up --foreground "$conf"
+echo "starting the gateway; in another terminal: export WEFT_DATA=$data; weft member add alice; weft member config alice"
+exec "${weft[@]}" server run --data "$data"

@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages: the real WireGuard peer and tools the tests drive, and what the data plane uses.
-APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-certificates iperf3 openvpn openssl procps libc-bin)
+# Debian packages: the real WireGuard peer and tools the tests drive, what the data plane uses (nftables for
+# NAT), and the compiler better-sqlite3 is built with (its prebuilt binaries are not fetched).
+APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-certificates iperf3 openvpn openssl procps libc-bin
+  nftables curl python3 make g++)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
@@ -24,6 +26,8 @@ if [ "$node_major" -lt 20 ] || { [ "$node_major" -eq 20 ] && [ "$node_minor" -lt
 fi
 
 # npm packages exactly as package-lock.json pins them; skipped when node_modules already matches it.
+# Native addons build against the headers Debian's nodejs ships, never against a download.
+if [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi

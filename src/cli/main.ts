@@ -3,7 +3,9 @@
  * The `weft` command.
  */
 import { Command, CommanderError } from 'commander';
+import { WeftError } from '../control/errors.js';
 import { demo } from './demo.js';
+import { registerPeopleCommands } from './people.js';
 import { down, upBackground, upForeground } from './up.js';
 import { CliError, genkey, genpsk, pubkey, readStdin, writeSecret } from './keys.js';
 
@@ -60,6 +62,7 @@ export function buildProgram(): Command {
       if (!ok) throw new CliError('weft: the demo did not get every reply back');
     });
 
+  registerPeopleCommands(program);
   return program;
 }
 
@@ -69,6 +72,10 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof WeftError) {
+      process.stderr.write(`weft: ${e.message} [${e.code}]\n`);
+      return 1;
+    }
     if (e instanceof CliError) {
       process.stderr.write(`${e.message}\n`);
       return e.exitCode;

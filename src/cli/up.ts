@@ -35,6 +35,7 @@ import { openBestBind } from '../dataplane/udp-linux.js';
 import { WireGuardInterface } from '../dataplane/wireguard-interface.js';
 import { formatAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import type { Endpoint } from '../net/endpoint.js';
+import type { PublicKey } from '../crypto/keys.js';
 import { Device } from '../wireguard/device.js';
 import { UapiHandler } from '../wireguard/uapi.js';
 import { CliError } from './keys.js';
@@ -51,7 +52,7 @@ function pidFile(name: string): string {
   return `${RUN_DIR}/${name}.pid`;
 }
 
-interface Resolved {
+export interface Resolved {
   config: WgQuickConfig;
   name: string;
   endpoints: (Endpoint | undefined)[];
@@ -130,13 +131,29 @@ function kernelRoutes(prefixes: readonly Prefix[]): Prefix[] {
 
 export interface Running {
   readonly name: string;
+  readonly device: Device;
   readonly wg: WireGuardInterface;
   readonly gateway: Gateway;
   stop(): Promise<void>;
 }
 
+export interface BringUpOptions {
+  /** Checks each decrypted packet before it reaches the TUN device (the people VPN's member firewall). */
+  admit?: (packet: Uint8Array, peer: PublicKey) => boolean;
+  /**
+   * Prefixes the gateway routes into the WireGuard device whatever its peers are (the people VPN routes its
+   * whole member subnet; the device's cryptokey routing then picks the member). Default: the peers'
+   * AllowedIPs, kept in step with UAPI changes.
+   */
+  routes?: readonly Prefix[];
+}
+
 /** Steps 3–5: brings the interface up in this process. */
-export async function bringUp(r: Resolved, log: (line: string) => void = () => undefined): Promise<Running> {
+export async function bringUp(
+  r: Resolved,
+  log: (line: string) => void = () => undefined,
+  options: BringUpOptions = {},
+): Promise<Running> {
   const { config, name } = r;
   const iface = config.interface;
   const undo: (() => Promise<void>)[] = [];
@@ -167,9 +184,12 @@ export async function bringUp(r: Resolved, log: (line: string) => void = () => u
       bind,
       openBind: (port) => openBestBind(port),
       deliver: gateway.deliver,
+      admit: options.admit,
     });
     undo.push(() => wg.close());
-    const syncRoutes = (): void => gateway.setRoutes(wg, device.allowedPrefixes());
+    const fixedRoutes = options.routes;
+    const syncRoutes = (): void =>
+      gateway.setRoutes(wg, fixedRoutes ? [...fixedRoutes] : device.allowedPrefixes());
     const uapi = await UapiServer.listen(
       name,
       new UapiHandler(device, {
@@ -227,7 +247,7 @@ export async function bringUp(r: Resolved, log: (line: string) => void = () => u
       })();
       return stopping;
     };
-    return { name, wg, gateway, stop };
+    return { name, device, wg, gateway, stop };
   } catch (e) {
     await unwind();
     throw e;

@@ -14,12 +14,25 @@ export class CommandError extends Error {
   }
 }
 
-export function run(cmd: string, args: readonly string[], timeoutMs = 10_000): Promise<string> {
+export function run(
+  cmd: string,
+  args: readonly string[],
+  timeoutMs = 10_000,
+  input?: string,
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
-      if (error) reject(new CommandError([cmd, ...args].join(' '), stderr || error.message));
-      else resolve(stdout);
-    });
+    const child = execFile(
+      cmd,
+      args,
+      { timeout: timeoutMs, killSignal: 'SIGKILL' },
+      (error, stdout, stderr) => {
+        if (error) reject(new CommandError([cmd, ...args].join(' '), stderr || error.message));
+        else resolve(stdout);
+      },
+    );
+    // A command that exits without reading its input must not turn into an EPIPE error here.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(input);
   });
 }
 

@@ -3,11 +3,13 @@
  *
  * 1. Datagrams from the Bind → Device.receive → `send` actions back to the Bind, `deliver` actions to the
  *    gateway (towards the TUN device).
+ *    An optional `admit` check sees each decrypted packet and its peer first.
  * 2. Packets routed to this interface by the gateway → Device.send → datagrams to the Bind.
  * 3. A periodic tick drives the protocol timers (paper §6) on the shell's clock.
  * 4. A listen-port change (UAPI) rebinds without touching sessions.
  */
 import type { IpHeader } from '../net/ip-packet.js';
+import type { PublicKey } from '../crypto/keys.js';
 import type { Action } from '../wireguard/device.js';
 import type { Device } from '../wireguard/device.js';
 import type { Bind, Datagram } from './bind.js';
@@ -22,6 +24,8 @@ export interface WireGuardInterfaceOptions {
   openBind: (port: number) => Promise<Bind>;
   /** Receives decrypted packets for the TUN side. */
   deliver: (packets: Uint8Array[]) => void;
+  /** Decides whether a decrypted packet from `peer` may go on to the TUN side (e.g. a member firewall). */
+  admit?: (packet: Uint8Array, peer: PublicKey) => boolean;
   clock?: Clock;
   /** Timer resolution; the protocol's shortest timer is REKEY_TIMEOUT (5 s) with 333 ms of jitter. */
   tickMs?: number;
@@ -30,10 +34,11 @@ export interface WireGuardInterfaceOptions {
 export class WireGuardInterface implements Tunnel {
   readonly name: string;
   readonly device: Device;
-  readonly counters = { datagramsIn: 0, datagramsOut: 0, packetsIn: 0, packetsOut: 0 };
+  readonly counters = { datagramsIn: 0, datagramsOut: 0, packetsIn: 0, packetsOut: 0, packetsRefused: 0 };
   private bind: Bind;
   private readonly openBind: (port: number) => Promise<Bind>;
   private readonly deliver: (packets: Uint8Array[]) => void;
+  private readonly admit: ((packet: Uint8Array, peer: PublicKey) => boolean) | undefined;
   private readonly clock: Clock;
   private readonly tickMs: number;
   private timer: NodeJS.Timeout | undefined;
@@ -45,6 +50,7 @@ export class WireGuardInterface implements Tunnel {
     this.bind = options.bind;
     this.openBind = options.openBind;
     this.deliver = options.deliver;
+    this.admit = options.admit;
     this.clock = options.clock ?? monotonicEpochMs;
     this.tickMs = options.tickMs ?? 100;
   }
@@ -108,7 +114,10 @@ export class WireGuardInterface implements Tunnel {
     const inbound: Uint8Array[] = [];
     for (const a of actions) {
       if (a.type === 'send') outbound.push({ data: a.data, endpoint: a.endpoint });
-      else if (a.type === 'deliver') inbound.push(a.packet);
+      else if (a.type === 'deliver') {
+        if (this.admit === undefined || this.admit(a.packet, a.peer)) inbound.push(a.packet);
+        else this.counters.packetsRefused++;
+      }
     }
     actions.length = 0;
     if (outbound.length > 0) {

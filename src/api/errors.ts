@@ -1,0 +1,148 @@
+/**
+ * Every error the API answers with has one shape, `{ error: { code, message, field? } }`, and its HTTP status
+ * comes from ERROR_STATUS (src/control/errors.ts), the one place codes map to statuses.
+ *
+ * What can fail, and the code it becomes:
+ *   1. the control plane's WeftErrors, as they are;
+ *   2. request input that does not fit its zod schema (body, path or query) -> WEFT_ERR_VALIDATION, `field`
+ *      naming the failing path as the control plane names fields ("groups[1]", "ports.from");
+ *   3. fastify's own client errors (malformed JSON, body over the limit, unsupported media type, bad URL)
+ *      -> WEFT_ERR_VALIDATION / WEFT_ERR_PAYLOAD_TOO_LARGE / ..., by their status;
+ *   4. anything else -> 500 WEFT_ERR_INTERNAL with a fixed message: the real one goes to the log only.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { z } from 'zod';
+import { ERROR_STATUS, WeftError, type ErrorCode } from '../control/errors.js';
+
+export interface ErrorBody {
+  readonly error: { readonly code: ErrorCode; readonly message: string; readonly field?: string };
+}
+
+/** Where a piece of request input came from, for messages about input that has no field name. */
+export type InputSource = 'body' | 'path' | 'query';
+
+const SOURCE_NAME: Record<InputSource, string> = {
+  body: 'request body',
+  path: 'path',
+  query: 'query',
+};
+
+/** A zod path in the control plane's notation: `groups[1]`, `ports.from`. */
+export function fieldPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+/** The first problem zod found, as a WeftError naming its field. */
+export function fromZod(error: z.ZodError, source: InputSource): WeftError {
+  const issue = error.issues[0];
+  if (!issue) return new WeftError('WEFT_ERR_VALIDATION', `${SOURCE_NAME[source]}: invalid`);
+  if (issue.code === 'unrecognized_keys') {
+    const field = fieldPath([...issue.path, issue.keys[0] ?? '']);
+    return new WeftError('WEFT_ERR_VALIDATION', `${field}: is not a field of this request`, field);
+  }
+  const message = issue.message.replace(/^Invalid input: /, '');
+  if (issue.path.length === 0)
+    return new WeftError('WEFT_ERR_VALIDATION', `${SOURCE_NAME[source]}: ${message}`);
+  const field = fieldPath(issue.path);
+  return new WeftError('WEFT_ERR_VALIDATION', `${field}: ${message}`, field);
+}
+
+const LIMIT_TEXT = (bytes: number): string =>
+  bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${bytes} bytes`;
+
+/** The code a client error of this status gets when nothing more specific is known. */
+function codeForStatus(status: number): ErrorCode {
+  switch (status) {
+    case 401:
+      return 'WEFT_ERR_UNAUTHORIZED';
+    case 403:
+      return 'WEFT_ERR_FORBIDDEN';
+    case 404:
+      return 'WEFT_ERR_NOT_FOUND';
+    case 413:
+      return 'WEFT_ERR_PAYLOAD_TOO_LARGE';
+    case 429:
+      return 'WEFT_ERR_RATE_LIMITED';
+    default:
+      // 405, 415 and the rest have no code of their own: they are all a request the API cannot take.
+      return 'WEFT_ERR_VALIDATION';
+  }
+}
+
+function isFastifyError(err: unknown): err is FastifyError {
+  return err instanceof Error && ('statusCode' in err || 'validation' in err);
+}
+
+/** Whatever was thrown, as the WeftError the client sees. */
+export function toWeftError(err: unknown, bodyLimit: number): WeftError {
+  if (err instanceof WeftError) return err;
+  if (!isFastifyError(err)) return new WeftError('WEFT_ERR_INTERNAL', 'internal error');
+  if (err.validation && err.validation.length > 0) {
+    // Fastify's own (ajv) validation; the API validates with zod, but a route with a JSON schema would land here.
+    const first = err.validation[0]!;
+    const missing = (first.params as { missingProperty?: unknown } | undefined)?.missingProperty;
+    const path = `${first.instancePath.replace(/^\//, '').replace(/\//g, '.')}${
+      typeof missing === 'string' ? (first.instancePath ? `.${missing}` : missing) : ''
+    }`;
+    const message = first.message ?? 'is invalid';
+    return path === ''
+      ? new WeftError('WEFT_ERR_VALIDATION', `${err.validationContext ?? 'request'}: ${message}`)
+      : new WeftError('WEFT_ERR_VALIDATION', `${path}: ${message}`, path);
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new WeftError(
+        'WEFT_ERR_PAYLOAD_TOO_LARGE',
+        `the request body is larger than ${LIMIT_TEXT(bodyLimit)}`,
+      );
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new WeftError('WEFT_ERR_VALIDATION', 'request body: is not valid JSON');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new WeftError('WEFT_ERR_VALIDATION', 'request body: is empty, but Content-Type says JSON');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new WeftError(
+        'WEFT_ERR_VALIDATION',
+        'content-type: is not a media type this API takes (send application/json)',
+        'content-type',
+      );
+  }
+  const status = err.statusCode ?? 500;
+  if (status >= 400 && status < 500) return new WeftError(codeForStatus(status), err.message);
+  return new WeftError('WEFT_ERR_INTERNAL', 'internal error');
+}
+
+export function errorBody(err: WeftError): ErrorBody {
+  return { error: err.toJSON() };
+}
+
+/**
+ * For fastify's `frameworkErrors` option: errors met before routing (a URL that does not decode), which
+ * the error handler never sees.
+ */
+export function frameworkErrorHandler(bodyLimit: number) {
+  return (err: FastifyError, _request: unknown, reply: FastifyReply): void => {
+    const weft = toWeftError(err, bodyLimit);
+    void reply.code(ERROR_STATUS[weft.code]).send(errorBody(weft));
+  };
+}
+
+/** Installs the error and not-found handlers: after this, nothing leaves the server in another shape. */
+export function installErrorHandling(app: FastifyInstance, bodyLimit: number): void {
+  app.setErrorHandler((err, request, reply) => {
+    const weft = toWeftError(err, bodyLimit);
+    const status = ERROR_STATUS[weft.code];
+    if (status >= 500) request.log.error({ err }, 'request failed');
+    if (weft.code === 'WEFT_ERR_UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="weft"');
+    return reply.code(status).send(errorBody(weft));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    const weft = new WeftError('WEFT_ERR_NOT_FOUND', `no endpoint ${request.method} ${path}`);
+    return reply.code(ERROR_STATUS[weft.code]).send(errorBody(weft));
+  });
+}

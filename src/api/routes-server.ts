@@ -1,0 +1,96 @@
+/**
+ * The server as a whole: health, the OpenAPI document, status and settings.
+ */
+import type { ApiContext } from './context.js';
+import * as s from './schemas.js';
+
+export function serverRoutes(ctx: ApiContext, document: () => unknown): void {
+  const { routes, controlPlane: cp } = ctx;
+
+  routes.add({
+    method: 'GET',
+    path: '/health',
+    operationId: 'health',
+    summary: 'Whether the API answers (no authentication)',
+    tag: 'server',
+    public: true,
+    responses: { 200: { description: 'The API is up', schema: s.Health } },
+    handler: () => ({ ok: true }),
+  });
+
+  routes.add({
+    method: 'GET',
+    path: '/openapi.json',
+    operationId: 'openapi',
+    summary: 'This OpenAPI 3.1 document (no authentication)',
+    tag: 'server',
+    public: true,
+    responses: { 200: { description: 'The document', schema: s.OpenApiDocument } },
+    handler: () => document(),
+  });
+
+  routes.add({
+    method: 'GET',
+    path: '/status',
+    operationId: 'getStatus',
+    summary: "The network's settings, the gateway's key and addresses, live figures and member counts",
+    tag: 'server',
+    errors: ['WEFT_ERR_NOT_INITIALIZED'],
+    responses: { 200: { description: 'The status', schema: s.Status } },
+    handler: () => {
+      const settings = cp.settings();
+      const now = new Date();
+      const members = cp.store.allMembers();
+      const online = new Set(
+        cp.store
+          .allStatuses()
+          .filter((st) => st.online)
+          .map((st) => st.name),
+      );
+      const active = members.filter((m) => cp.isActive(m, now)).length;
+      const disabled = members.filter((m) => m.disabled).length;
+      return {
+        settings: {
+          endpoint: settings.endpoint,
+          listenPort: settings.listenPort,
+          interfaceName: settings.interfaceName,
+          subnet: settings.subnet,
+          subnet6: settings.subnet6,
+          defaultPolicy: settings.defaultPolicy,
+        },
+        gateway: { publicKey: cp.gatewayPublicKey(), ...cp.gatewayAddresses() },
+        live: ctx.live?.gateway() ?? null,
+        members: {
+          total: members.length,
+          active,
+          disabled,
+          expired: members.length - active - disabled,
+          online: members.filter((m) => online.has(m.name)).length,
+        },
+      };
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    path: '/settings',
+    operationId: 'getSettings',
+    summary: "The network's settings",
+    tag: 'server',
+    errors: ['WEFT_ERR_NOT_INITIALIZED'],
+    responses: { 200: { description: 'The settings', schema: s.Settings } },
+    handler: () => cp.settings(),
+  });
+
+  routes.add({
+    method: 'PATCH',
+    path: '/settings',
+    operationId: 'updateSettings',
+    summary: 'Changes settings (not the subnets)',
+    tag: 'server',
+    body: s.SettingsPatch,
+    errors: ['WEFT_ERR_NOT_INITIALIZED'],
+    responses: { 200: { description: 'The settings after the change', schema: s.Settings } },
+    handler: ({ actor, body }) => cp.updateSettings(actor, body),
+  });
+}

@@ -1,0 +1,291 @@
+/**
+ * The API's request and response shapes, as zod schemas: requests are checked against them, and the OpenAPI
+ * document is generated from them (openapi.ts), so the two cannot drift apart.
+ *
+ * Request schemas check shapes and types only. What a value means (a valid name, a prefix without host
+ * bits, an address inside the subnet, a port range) is the control plane's to judge (validate.ts), so the
+ * CLI, `weft apply` and the API give the same answer with the same field.
+ */
+import { z } from 'zod';
+import { desiredStateSchema } from '../control/desired-state.js';
+
+// ---- building blocks ----
+
+const name = z.string().describe('1-63 characters of letters, digits, ".", "_" or "-"');
+const isoTime = z.string().meta({ format: 'date-time' });
+/** Query and path values arrive as text; these take "25" as 25. */
+const intText = z.coerce.number().int();
+
+// ---- requests: path parameters ----
+
+export const NameParams = z.object({ name: name.min(1).describe('The name') });
+export const IdParams = z.object({ id: intText.describe('The numeric id') });
+export const CidrParams = z.object({
+  cidr: z.string().describe('The prefix, URL-encoded ("10.20.0.0%2F24")'),
+});
+
+// ---- requests: query strings ----
+
+export const MemberListQuery = z.object({
+  after: z.string().optional().describe('The `next` of the previous page'),
+  limit: intText.optional().describe('Page size, 1-1000 (default 100)'),
+  search: z.string().optional().describe('Case-insensitive part of a name, address or group'),
+});
+
+export const TrafficQuery = z.object({
+  since: isoTime
+    .refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 time')
+    .optional()
+    .describe('Start of the history (default: 24 hours ago)'),
+});
+
+export const AuditQuery = z.object({
+  before: intText.optional().describe('Entries with ids below this (the last id of the previous page)'),
+  limit: intText.optional().describe('How many, 1-1000 (default 100)'),
+  target: z.string().optional().describe('Only entries about this member, group, route or "#policy-id"'),
+});
+
+export const ApplyQuery = z.object({
+  dryRun: z.stringbool().optional().describe('Report the changes without making them'),
+});
+
+// ---- requests: bodies ----
+
+export const SettingsPatch = z
+  .strictObject({
+    endpoint: z.string().optional().describe('HOST[:PORT] members dial'),
+    listenPort: z.number().int().optional(),
+    interfaceName: z.string().optional(),
+    dns: z.array(z.string()).optional(),
+    natEgress: z.string().nullable().optional(),
+    defaultPolicy: z.enum(['allow', 'deny']).optional(),
+    persistentKeepalive: z.number().int().optional(),
+    mtu: z.number().int().optional(),
+    apiListen: z.string().optional(),
+  })
+  .describe('Settings to change; the subnets cannot change (members hold addresses in them)');
+
+export const MemberInput = z.strictObject({
+  name,
+  ip: z.string().nullable().optional().describe('A fixed address in the subnet (default: the lowest free)'),
+  groups: z.array(z.string()).optional(),
+  expiresAt: z.string().nullable().optional().describe('YYYY-MM-DD, an ISO 8601 time, or null for never'),
+  publicKey: z
+    .string()
+    .nullable()
+    .optional()
+    .describe("The member's own public key; without one the server generates the key pair"),
+  fullTunnel: z.boolean().optional(),
+  disabled: z.boolean().optional(),
+});
+
+export const MemberPatch = z.strictObject({
+  groups: z.array(z.string()).optional(),
+  expiresAt: z.string().nullable().optional(),
+  fullTunnel: z.boolean().optional(),
+  disabled: z.boolean().optional(),
+});
+
+export const RotateInput = z.strictObject({
+  publicKey: z
+    .string()
+    .nullable()
+    .optional()
+    .describe("The member's new public key; without one the server generates a new key pair"),
+});
+
+export const GroupInput = z.strictObject({ name, description: z.string().optional() });
+export const GroupPatch = z.strictObject({ description: z.string() });
+
+export const RouteInput = z.strictObject({
+  cidr: z.string().describe('A prefix behind the gateway, e.g. 10.20.0.0/24'),
+  description: z.string().optional(),
+});
+
+const PortRange = z.strictObject({ from: z.number().int(), to: z.number().int() });
+
+export const PolicyInput = z.strictObject({
+  action: z.enum(['allow', 'deny']),
+  group: z.string().describe('A group name, or "*" for every member'),
+  destination: z.string().describe('A prefix, an address, "group:NAME" or "any"'),
+  proto: z.enum(['any', 'tcp', 'udp', 'icmp']).optional(),
+  ports: PortRange.partial({ to: true })
+    .nullable()
+    .optional()
+    .describe('tcp/udp only; `to` defaults to `from`'),
+});
+
+export const TokenInput = z.strictObject({ name });
+
+/** The document of `weft apply`, as desired-state.ts defines it (JSON here, or YAML with its media type). */
+export const DesiredState = desiredStateSchema.describe(
+  'The declarative state of `weft apply` (as JSON, or as YAML with Content-Type application/yaml)',
+);
+
+// ---- responses ----
+
+export const ErrorBody = z.object({
+  error: z.object({
+    code: z.string().describe('A stable WEFT_ERR_* code'),
+    message: z.string(),
+    field: z.string().optional().describe('The input field the error is about'),
+  }),
+});
+
+export const Health = z.object({ ok: z.literal(true) });
+
+export const Settings = z.object({
+  endpoint: z.string(),
+  listenPort: z.number().int(),
+  interfaceName: z.string(),
+  subnet: z.string(),
+  subnet6: z.string().nullable(),
+  dns: z.array(z.string()),
+  natEgress: z.string().nullable(),
+  defaultPolicy: z.enum(['allow', 'deny']),
+  persistentKeepalive: z.number().int(),
+  mtu: z.number().int(),
+  apiListen: z.string(),
+});
+
+export const LiveGateway = z.object({
+  interfaceName: z.string(),
+  listenPort: z.number().int(),
+  publicKey: z.string(),
+  membersOnline: z.number().int(),
+  rxBytes: z.number(),
+  txBytes: z.number(),
+  startedAt: isoTime,
+});
+
+export const Status = z.object({
+  settings: Settings.pick({
+    endpoint: true,
+    listenPort: true,
+    interfaceName: true,
+    subnet: true,
+    subnet6: true,
+    defaultPolicy: true,
+  }),
+  gateway: z.object({ publicKey: z.string(), ip: z.string(), ip6: z.string().nullable() }),
+  live: LiveGateway.nullable().describe('Figures from the running gateway; null when it is not running here'),
+  members: z.object({
+    total: z.number().int(),
+    active: z.number().int().describe('Enabled and not expired'),
+    disabled: z.number().int(),
+    expired: z.number().int().describe('Enabled but past their expiry'),
+    online: z.number().int().describe('Online in the gateway’s last report'),
+  }),
+});
+
+export const MemberStatus = z.object({
+  name: z.string(),
+  online: z.boolean(),
+  endpoint: z.string().nullable(),
+  lastHandshake: isoTime.nullable(),
+  rxBytes: z.number(),
+  txBytes: z.number(),
+  policyDrops: z.number(),
+  updatedAt: isoTime,
+});
+
+export const MemberView = z.object({
+  name: z.string(),
+  ip: z.string(),
+  ip6: z.string().nullable(),
+  publicKey: z.string(),
+  hasPrivateKey: z.boolean().describe('Whether the server holds the private key (and so a complete config)'),
+  groups: z.array(z.string()),
+  disabled: z.boolean(),
+  expiresAt: isoTime.nullable(),
+  fullTunnel: z.boolean(),
+  createdAt: isoTime,
+  updatedAt: isoTime,
+  active: z.boolean().describe('Enabled and not expired: the gateway accepts it'),
+  status: MemberStatus.nullable(),
+});
+
+export const MemberPage = z.object({
+  items: z.array(MemberView),
+  next: z.string().nullable().describe('Pass as `after` for the next page; null on the last one'),
+  total: z.number().int(),
+});
+
+export const TrafficSample = z.object({
+  name: z.string(),
+  at: isoTime.describe('Start of the minute'),
+  rxBytes: z.number(),
+  txBytes: z.number(),
+});
+
+export const Group = z.object({ name: z.string(), description: z.string() });
+export const GroupWithCount = Group.extend({ members: z.number().int() });
+
+export const SharedRoute = z.object({ cidr: z.string(), description: z.string() });
+
+export const Policy = z.object({
+  id: z.number().int(),
+  action: z.enum(['allow', 'deny']),
+  group: z.string(),
+  destination: z.string(),
+  proto: z.enum(['any', 'tcp', 'udp', 'icmp']),
+  ports: PortRange.nullable(),
+});
+
+export const AuditEntry = z.object({
+  id: z.number().int(),
+  at: isoTime,
+  actor: z.string().describe('"token:NAME", "cli:USER", "admin", ...'),
+  action: z.string(),
+  target: z.string(),
+  detail: z.record(z.string(), z.unknown()),
+});
+
+export const ApiToken = z.object({
+  id: z.number().int(),
+  name: z.string(),
+  createdAt: isoTime,
+  lastUsedAt: isoTime.nullable(),
+});
+
+export const CreatedToken = z.object({
+  token: ApiToken,
+  secret: z.string().describe('Shown this once; the server keeps only its hash'),
+});
+
+export const StateChange = z.object({
+  op: z.enum(['add', 'update', 'remove']),
+  kind: z.enum(['settings', 'group', 'member', 'route', 'policy']),
+  target: z.string(),
+  detail: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const ApplyResult = z.object({ changes: z.array(StateChange) });
+
+export const OpenApiDocument = z.record(z.string(), z.unknown()).describe('This document');
+
+/** Schemas that appear under components.schemas by these names; others are named after their operation. */
+export const NAMED_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
+  Error: ErrorBody,
+  Settings,
+  SettingsPatch,
+  Status,
+  LiveGateway,
+  MemberInput,
+  MemberPatch,
+  MemberView,
+  MemberStatus,
+  MemberPage,
+  TrafficSample,
+  Group,
+  GroupWithCount,
+  SharedRoute,
+  Policy,
+  PolicyInput,
+  AuditEntry,
+  ApiToken,
+  CreatedToken,
+  DesiredState,
+  StateChange,
+  ApplyResult,
+};

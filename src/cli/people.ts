@@ -1,0 +1,510 @@
+/**
+ * The people VPN's commands: `weft server`, `member`, `group`, `route`, `policy`, `apply`, `export`,
+ * `audit`, `token`.
+ *
+ * Every command but `server run` works on the data directory's store through the control plane, the same
+ * code the REST API calls. A running server follows the store and applies each change within a second;
+ * with no server running, changes wait in the store and take effect when it starts.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import type { Command } from 'commander';
+import { ControlPlane, type MemberView } from '../control/control-plane.js';
+import { applyState, exportState, formatStateYaml, parseStateYaml } from '../control/desired-state.js';
+import type { Store } from '../control/store.js';
+import { destinationSpec, policyText } from '../control/validate.js';
+import { renderQr } from '../control/qr.js';
+import { createStore, DEFAULT_DATA_DIR, openStore } from '../server/data-dir.js';
+import { CliError } from './keys.js';
+
+interface DataOption {
+  data?: string;
+}
+
+function dataDir(opts: DataOption): string {
+  return opts.data ?? process.env['WEFT_DATA'] ?? DEFAULT_DATA_DIR;
+}
+
+function actor(): string {
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return `cli:uid${process.getuid?.() ?? '?'}`;
+  }
+}
+
+/** Runs `fn` with the control plane of the data directory, closing the store afterwards. */
+function withControlPlane<T>(opts: DataOption, fn: (cp: ControlPlane) => T): T {
+  const store: Store = openStore(dataDir(opts));
+  try {
+    return fn(new ControlPlane(store));
+  } finally {
+    store.close();
+  }
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function print(value: unknown, json: boolean | undefined, human: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
+}
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+function ago(iso: string | null): string {
+  if (!iso) return 'never';
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+function memberState(m: MemberView): string {
+  if (m.disabled) return 'disabled';
+  if (!m.active) return 'expired';
+  return 'enabled';
+}
+
+function memberDetail(m: MemberView): string {
+  const s = m.status;
+  return [
+    `member:         ${m.name}`,
+    `ip:             ${m.ip}${m.ip6 ? `, ${m.ip6}` : ''}`,
+    `public key:     ${m.publicKey}${m.hasPrivateKey ? '' : ' (the member holds its private key)'}`,
+    `groups:         ${m.groups.join(', ') || '(none)'}`,
+    `state:          ${memberState(m)}`,
+    `expires:        ${m.expiresAt ?? 'never'}`,
+    `full tunnel:    ${m.fullTunnel ? 'yes' : 'no'}`,
+    `online:         ${s?.online ? 'yes' : 'no'}`,
+    `endpoint:       ${s?.endpoint ?? '-'}`,
+    `last handshake: ${ago(s?.lastHandshake ?? null)}`,
+    `transfer:       ${bytes(s?.rxBytes ?? 0)} received, ${bytes(s?.txBytes ?? 0)} sent`,
+    `policy drops:   ${s?.policyDrops ?? 0}`,
+  ].join('\n');
+}
+
+export function registerPeopleCommands(program: Command): void {
+  const data = (c: Command): Command =>
+    c.option('-d, --data <dir>', `data directory (default: $WEFT_DATA or ${DEFAULT_DATA_DIR})`);
+
+  // ---- server ----
+  const server = program.command('server').description('the people VPN gateway: create its store, run it');
+  data(
+    server
+      .command('init')
+      .description('create the store, the gateway key pair and the first admin credentials (printed once)')
+      .requiredOption('--endpoint <host[:port]>', 'what members dial (port default 51820)')
+      .requiredOption('--subnet <cidr>', "members' IPv4 subnet; the gateway takes its first address")
+      .option('--subnet6 <cidr>', "members' IPv6 subnet")
+      .option('--dns <ip>', 'DNS server for member configs (repeatable)', collect)
+      .option('--nat-egress <iface>', "members egress from this interface's address (source NAT)")
+      .option('--interface <name>', 'WireGuard interface name', 'weft0')
+      .option('--api-listen <host:port>', 'REST API address', '127.0.0.1:8780')
+      .option('--default-policy <allow|deny>', 'what traffic no policy matches gets', 'deny')
+      .option('--force', 'replace an existing store in the data directory'),
+  ).action(
+    (
+      opts: DataOption & {
+        endpoint: string;
+        subnet: string;
+        subnet6?: string;
+        dns?: string[];
+        natEgress?: string;
+        interface: string;
+        apiListen: string;
+        defaultPolicy: string;
+        force?: boolean;
+      },
+    ) => {
+      const dir = dataDir(opts);
+      // Validate before touching the directory, so a typo never replaces a store.
+      const input = {
+        endpoint: opts.endpoint,
+        subnet: opts.subnet,
+        subnet6: opts.subnet6 ?? null,
+        dns: opts.dns ?? [],
+        natEgress: opts.natEgress ?? null,
+        interfaceName: opts.interface,
+        apiListen: opts.apiListen,
+        defaultPolicy: opts.defaultPolicy,
+      };
+      ControlPlane.validateInit(input);
+      const store = createStore(dir, opts.force === true);
+      try {
+        const r = ControlPlane.init(store, input);
+        process.stdout.write(
+          [
+            `initialised ${dir}`,
+            `gateway public key: ${r.gatewayPublicKey}`,
+            `admin user: admin`,
+            `admin password: ${r.adminPassword}`,
+            `api token: ${r.apiToken}`,
+            'The password and the token are shown only now; keep them somewhere safe.',
+            '',
+          ].join('\n'),
+        );
+      } finally {
+        store.close();
+      }
+    },
+  );
+  data(
+    server.command('run').description('run the gateway and the REST API in the foreground (stop: SIGTERM)'),
+  ).action(async (opts: DataOption) => {
+    // Loaded here so the other commands start without the data plane and the HTTP server.
+    const { serverRunForeground } = await import('../server/run.js');
+    await serverRunForeground(dataDir(opts));
+  });
+
+  // ---- members ----
+  const member = program
+    .command('member')
+    .description("members: people's devices, each with keys and a fixed tunnel IP");
+  data(
+    member
+      .command('add')
+      .argument('<name>')
+      .description('add a member (keys generated here unless --public-key is given)')
+      .option('--ip <addr>', 'fixed tunnel address (default: the lowest free one)')
+      .option('--group <group>', 'group (repeatable)', collect)
+      .option('--expires <date>', 'cut the member off at this date (YYYY-MM-DD) or ISO time')
+      .option('--public-key <key>', "the member's own public key; its private key never reaches the server")
+      .option('--full-tunnel', "send all the member's traffic through the gateway")
+      .option('--json', 'print JSON'),
+  ).action(
+    (
+      name: string,
+      opts: DataOption & {
+        ip?: string;
+        group?: string[];
+        expires?: string;
+        publicKey?: string;
+        fullTunnel?: boolean;
+        json?: boolean;
+      },
+    ) =>
+      withControlPlane(opts, (cp) => {
+        const m = cp.addMember(actor(), {
+          name,
+          ip: opts.ip,
+          groups: opts.group,
+          expiresAt: opts.expires,
+          publicKey: opts.publicKey,
+          fullTunnel: opts.fullTunnel,
+        });
+        print(
+          m,
+          opts.json,
+          () => `added ${m.name}: ${m.ip}${m.ip6 ? `, ${m.ip6}` : ''}, public key ${m.publicKey}`,
+        );
+      }),
+  );
+  data(
+    member
+      .command('list')
+      .description('members with online state, endpoint, last handshake and transfer')
+      .option('--search <text>', 'only members whose name, IP or group contains TEXT')
+      .option('--after <name>', 'start after this name (pages)')
+      .option('--limit <n>', 'page size', '1000')
+      .option('--json', 'print JSON'),
+  ).action((opts: DataOption & { search?: string; after?: string; limit: string; json?: boolean }) =>
+    withControlPlane(opts, (cp) => {
+      const page = cp.listMembers({ search: opts.search, after: opts.after, limit: Number(opts.limit) });
+      print(page, opts.json, () => {
+        const rows = page.items.map((m) => [
+          m.name,
+          m.ip,
+          m.groups.join(',') || '-',
+          memberState(m),
+          m.status?.online ? 'online' : 'offline',
+          m.status?.endpoint ?? '-',
+          ago(m.status?.lastHandshake ?? null),
+          bytes(m.status?.rxBytes ?? 0),
+          bytes(m.status?.txBytes ?? 0),
+        ]);
+        const footer = page.next ? `\n(${page.total} in all; next page: --after ${page.next})` : '';
+        return (
+          table(['NAME', 'IP', 'GROUPS', 'STATE', 'ONLINE', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX'], rows) +
+          footer
+        );
+      });
+    }),
+  );
+  data(member.command('show').argument('<name>').option('--json', 'print JSON')).action(
+    (name: string, opts: DataOption & { json?: boolean }) =>
+      withControlPlane(opts, (cp) => {
+        const m = cp.getMember(name);
+        print(m, opts.json, () => memberDetail(m));
+      }),
+  );
+  for (const [verb, disabled] of [
+    ['disable', true],
+    ['enable', false],
+  ] as const) {
+    data(member.command(verb).argument('<name>').description(`${verb} a member (applies at once)`)).action(
+      (name: string, opts: DataOption) =>
+        withControlPlane(opts, (cp) => {
+          const m = cp.setDisabled(actor(), name, disabled);
+          console.log(`${m.name} is ${memberState(m)}`);
+        }),
+    );
+  }
+  data(
+    member
+      .command('set')
+      .argument('<name>')
+      .description("change a member's groups, expiry or tunnel mode")
+      .option('--group <group>', 'the member is in exactly these groups (repeatable)', collect)
+      .option('--no-groups', 'remove the member from every group')
+      .option('--expires <date>', 'YYYY-MM-DD, ISO time, or "never"')
+      .option('--full-tunnel', 'all traffic through the gateway')
+      .option('--split-tunnel', 'only what its policies allow through the gateway'),
+  ).action(
+    (
+      name: string,
+      opts: DataOption & {
+        group?: string[];
+        groups?: boolean;
+        expires?: string;
+        fullTunnel?: boolean;
+        splitTunnel?: boolean;
+      },
+    ) =>
+      withControlPlane(opts, (cp) => {
+        if (opts.fullTunnel && opts.splitTunnel)
+          throw new CliError('weft: --full-tunnel or --split-tunnel, not both');
+        const m = cp.updateMember(actor(), name, {
+          groups: opts.groups === false ? [] : opts.group,
+          expiresAt: opts.expires,
+          fullTunnel: opts.fullTunnel ? true : opts.splitTunnel ? false : undefined,
+        });
+        console.log(memberDetail(m));
+      }),
+  );
+  data(
+    member.command('remove').argument('<name>').description('remove a member; its address is freed'),
+  ).action((name: string, opts: DataOption) =>
+    withControlPlane(opts, (cp) => {
+      cp.removeMember(actor(), name);
+      console.log(`removed ${name}`);
+    }),
+  );
+  data(
+    member
+      .command('rotate')
+      .argument('<name>')
+      .description('new keys for a member; the old key stops working at once')
+      .option('--public-key <key>', "the member's new public key (its own key pair)"),
+  ).action((name: string, opts: DataOption & { publicKey?: string }) =>
+    withControlPlane(opts, (cp) => {
+      const m = cp.rotateMember(actor(), name, opts.publicKey);
+      console.log(
+        `${m.name}: new public key ${m.publicKey}; hand out its new config (weft member config ${m.name})`,
+      );
+    }),
+  );
+  data(
+    member
+      .command('config')
+      .argument('<name>')
+      .description("the member device's wg-quick config")
+      .option('--qr', 'print it as a QR code for the WireGuard mobile apps')
+      .option('--qr-png <file>', 'write the QR code to a PNG file (mode 0600)'),
+  ).action(async (name: string, opts: DataOption & { qr?: boolean; qrPng?: string }) => {
+    const text = withControlPlane(opts, (cp) => cp.memberConfig(name));
+    if (opts.qrPng) {
+      writeFileSync(opts.qrPng, await renderQr(text, 'png'), { mode: 0o600 });
+      console.error(`wrote ${opts.qrPng}`);
+    }
+    if (opts.qr) process.stdout.write(await renderQr(text, 'terminal'));
+    else if (!opts.qrPng) process.stdout.write(text);
+  });
+
+  // ---- groups ----
+  const group = program.command('group').description('groups of members, which policies refer to');
+  data(
+    group.command('add').argument('<name>').option('--description <text>', 'what the group is for'),
+  ).action((name: string, opts: DataOption & { description?: string }) =>
+    withControlPlane(opts, (cp) => {
+      cp.addGroup(actor(), { name, description: opts.description });
+      console.log(`added group ${name}`);
+    }),
+  );
+  data(
+    group.command('remove').argument('<name>').description('refused while members or policies use it'),
+  ).action((name: string, opts: DataOption) =>
+    withControlPlane(opts, (cp) => {
+      cp.removeGroup(actor(), name);
+      console.log(`removed group ${name}`);
+    }),
+  );
+  data(group.command('list').option('--json', 'print JSON')).action((opts: DataOption & { json?: boolean }) =>
+    withControlPlane(opts, (cp) => {
+      const groups = cp.listGroups();
+      print(groups, opts.json, () =>
+        table(
+          ['GROUP', 'MEMBERS', 'DESCRIPTION'],
+          groups.map((g) => [g.name, String(g.members), g.description]),
+        ),
+      );
+    }),
+  );
+
+  // ---- routes ----
+  const route = program.command('route').description('shared subnets behind the gateway (e.g. a cloud VPC)');
+  data(route.command('add').argument('<cidr>').option('--description <text>', 'what lives there')).action(
+    (cidr: string, opts: DataOption & { description?: string }) =>
+      withControlPlane(opts, (cp) => {
+        const r = cp.addRoute(actor(), { cidr, description: opts.description });
+        console.log(`added route ${r.cidr}`);
+      }),
+  );
+  data(route.command('remove').argument('<cidr>')).action((cidr: string, opts: DataOption) =>
+    withControlPlane(opts, (cp) => {
+      cp.removeRoute(actor(), cidr);
+      console.log(`removed route ${cidr}`);
+    }),
+  );
+  data(route.command('list').option('--json', 'print JSON')).action((opts: DataOption & { json?: boolean }) =>
+    withControlPlane(opts, (cp) => {
+      const routes = cp.listRoutes();
+      print(routes, opts.json, () =>
+        table(
+          ['ROUTE', 'DESCRIPTION'],
+          routes.map((r) => [r.cidr, r.description]),
+        ),
+      );
+    }),
+  );
+
+  // ---- policies ----
+  const policy = program
+    .command('policy')
+    .description('who reaches what: deny rules win over allow rules; the default policy decides the rest');
+  for (const action of ['allow', 'deny'] as const) {
+    data(
+      policy
+        .command(action)
+        .argument('<group>', 'a group, or "*" for every member')
+        .argument('<dest>', 'CIDR, group:NAME or any, optionally :tcp|udp|icmp[/PORT[-PORT]]'),
+    ).action((groupName: string, dest: string, opts: DataOption) =>
+      withControlPlane(opts, (cp) => {
+        const spec = destinationSpec('destination', dest);
+        const p = cp.addPolicy(actor(), { action, group: groupName, ...spec });
+        console.log(`added policy #${p.id}: ${policyText(p)}`);
+      }),
+    );
+  }
+  data(policy.command('remove').argument('<id>')).action((id: string, opts: DataOption) =>
+    withControlPlane(opts, (cp) => {
+      cp.removePolicy(actor(), Number(id.replace(/^#/, '')));
+      console.log(`removed policy #${id.replace(/^#/, '')}`);
+    }),
+  );
+  data(policy.command('list').option('--json', 'print JSON')).action(
+    (opts: DataOption & { json?: boolean }) =>
+      withControlPlane(opts, (cp) => {
+        const policies = cp.listPolicies();
+        print(policies, opts.json, () =>
+          [
+            `default: ${cp.settings().defaultPolicy}`,
+            ...policies.map((p) => `#${p.id}  ${policyText(p)}`),
+          ].join('\n'),
+        );
+      }),
+  );
+
+  // ---- declarative state ----
+  data(
+    program
+      .command('apply')
+      .description(
+        'make the network match a YAML file (settings, groups, routes, policies, members); idempotent',
+      )
+      .requiredOption('-f, --file <file>', 'the desired state ("-" for standard input)')
+      .option('--dry-run', 'print what would change, change nothing'),
+  ).action((opts: DataOption & { file: string; dryRun?: boolean }) => {
+    let text: string;
+    try {
+      text = readFileSync(opts.file === '-' ? 0 : opts.file, 'utf8');
+    } catch (e) {
+      throw new CliError(`weft: cannot read ${opts.file}: ${(e as Error).message}`);
+    }
+    const state = parseStateYaml(text);
+    withControlPlane(opts, (cp) => {
+      const changes = applyState(cp, actor(), state, { dryRun: opts.dryRun });
+      if (changes.length === 0) console.log('no changes');
+      for (const c of changes) console.log(`${opts.dryRun ? 'would ' : ''}${c.op} ${c.kind} ${c.target}`);
+    });
+  });
+  data(
+    program
+      .command('export')
+      .description('print the current state as YAML for `weft apply` (no private keys)'),
+  ).action((opts: DataOption) =>
+    withControlPlane(opts, (cp) => void process.stdout.write(formatStateYaml(exportState(cp)))),
+  );
+
+  // ---- audit and tokens ----
+  data(
+    program
+      .command('audit')
+      .description('the audit log, newest first')
+      .option('--limit <n>', 'entries', '50')
+      .option('--target <name>', 'only entries about this member, group, ...')
+      .option('--json', 'print JSON'),
+  ).action((opts: DataOption & { limit: string; target?: string; json?: boolean }) =>
+    withControlPlane(opts, (cp) => {
+      const entries = cp.listAudit({ limit: Number(opts.limit), target: opts.target });
+      print(entries, opts.json, () =>
+        table(
+          ['WHEN', 'WHO', 'WHAT', 'TARGET', 'DETAIL'],
+          entries.map((e) => [e.at, e.actor, e.action, e.target, JSON.stringify(e.detail)]),
+        ),
+      );
+    }),
+  );
+  const token = program.command('token').description('REST API tokens');
+  data(token.command('create').argument('<name>')).action((name: string, opts: DataOption) =>
+    withControlPlane(opts, (cp) => {
+      const t = cp.createToken(actor(), name);
+      console.log(`token #${t.token.id} (${name}): ${t.secret}\nIt is shown only now.`);
+    }),
+  );
+  data(token.command('list').option('--json', 'print JSON')).action((opts: DataOption & { json?: boolean }) =>
+    withControlPlane(opts, (cp) => {
+      const tokens = cp.listTokens();
+      print(tokens, opts.json, () =>
+        table(
+          ['ID', 'NAME', 'CREATED', 'LAST USED'],
+          tokens.map((t) => [String(t.id), t.name, t.createdAt, t.lastUsedAt ?? 'never']),
+        ),
+      );
+    }),
+  );
+  data(token.command('revoke').argument('<id>')).action((id: string, opts: DataOption) =>
+    withControlPlane(opts, (cp) => {
+      cp.revokeToken(actor(), Number(id));
+      console.log(`revoked token #${id}`);
+    }),
+  );
+}

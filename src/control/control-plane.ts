@@ -1,0 +1,743 @@
+/**
+ * The people VPN's control plane: every change an operator makes, from the CLI, the REST API, the web
+ * console or `weft apply`, goes through this one class.
+ *
+ * Each operation:
+ *   1. validates its input (errors name the field and carry a stable code, errors.ts);
+ *   2. changes the store in one transaction, together with an audit entry (who, what, when);
+ *   3. the store appends to its change feed in that same transaction; the running gateway follows the feed
+ *      (gateway-sync.ts), so a change reaches the data plane whichever process made it.
+ */
+import { PrivateKey } from '../crypto/keys.js';
+import { formatAddress, formatPrefix, parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
+import { allocate, contains, gatewayAddress, isMemberAddress, pairedIp6 } from './addressing.js';
+import { invalid, WeftError } from './errors.js';
+import type {
+  ApiToken,
+  AuditEntry,
+  Group,
+  Member,
+  MemberRecord,
+  MemberStatus,
+  Page,
+  Policy,
+  PolicyInput,
+  Settings,
+  SharedRoute,
+  TrafficSample,
+} from './model.js';
+import { hashPassword, newPassword, newTokenSecret, tokenHash, verifyPassword } from './secrets.js';
+import { StoreConflict, type Store } from './store.js';
+import * as v from './validate.js';
+
+export const GATEWAY_KEY = 'gateway.private-key';
+export const ADMIN_USER = 'admin';
+
+export interface InitInput {
+  endpoint: string;
+  subnet: string;
+  subnet6?: string | null;
+  dns?: readonly string[];
+  natEgress?: string | null;
+  interfaceName?: string;
+  apiListen?: string;
+  defaultPolicy?: string;
+  persistentKeepalive?: number;
+  mtu?: number;
+}
+
+export interface InitResult {
+  readonly adminPassword: string;
+  readonly apiToken: string;
+  readonly gatewayPublicKey: string;
+}
+
+export interface MemberInput {
+  name: string;
+  ip?: string | null;
+  groups?: readonly string[];
+  expiresAt?: string | null;
+  publicKey?: string | null;
+  fullTunnel?: boolean;
+  disabled?: boolean;
+}
+
+export interface MemberPatch {
+  groups?: readonly string[];
+  expiresAt?: string | null;
+  fullTunnel?: boolean;
+  disabled?: boolean;
+}
+
+export interface MemberView extends Member {
+  /** Enabled and not expired: the gateway accepts it. */
+  readonly active: boolean;
+  readonly status: MemberStatus | null;
+}
+
+export type SettingsPatch = Partial<Omit<Settings, 'subnet' | 'subnet6'>>;
+
+const DEFAULTS = {
+  interfaceName: 'weft0',
+  apiListen: '127.0.0.1:8780',
+  defaultPolicy: 'deny',
+  persistentKeepalive: 25,
+  mtu: 1420,
+} as const;
+
+export function settingsFrom(input: InitInput): Settings {
+  const ep = v.endpoint('endpoint', input.endpoint);
+  const subnet = v.subnet('subnet', input.subnet, 4);
+  const subnet6 =
+    input.subnet6 === undefined || input.subnet6 === null ? null : v.subnet('subnet6', input.subnet6, 6);
+  return {
+    endpoint: ep.text,
+    listenPort: ep.port,
+    interfaceName: v.interfaceName('interfaceName', input.interfaceName ?? DEFAULTS.interfaceName),
+    subnet: formatPrefix(subnet),
+    subnet6: subnet6 ? formatPrefix(subnet6) : null,
+    dns: (input.dns ?? []).map((d, i) => formatAddress(v.address(`dns[${i}]`, d))),
+    natEgress:
+      input.natEgress === undefined || input.natEgress === null
+        ? null
+        : v.interfaceName('natEgress', input.natEgress),
+    defaultPolicy: v.policyAction('defaultPolicy', input.defaultPolicy ?? DEFAULTS.defaultPolicy),
+    persistentKeepalive: v.integer(
+      'persistentKeepalive',
+      input.persistentKeepalive ?? DEFAULTS.persistentKeepalive,
+      0,
+      65535,
+    ),
+    mtu: v.integer('mtu', input.mtu ?? DEFAULTS.mtu, 1280, 9000),
+    apiListen: listenAddress('apiListen', input.apiListen ?? DEFAULTS.apiListen),
+  };
+}
+
+function listenAddress(field: string, value: unknown): string {
+  const ep = v.endpoint(field, value);
+  return ep.text;
+}
+
+function parsed(text: string): Prefix {
+  const r = parsePrefix(text);
+  if (!r.ok) throw new WeftError('WEFT_ERR_INTERNAL', `stored prefix ${text} is invalid`);
+  return r.value;
+}
+
+const CONFLICTS: Record<string, [WeftError['code'], string]> = {
+  'members.name': ['WEFT_ERR_MEMBER_EXISTS', 'name'],
+  'members.ip': ['WEFT_ERR_IP_CONFLICT', 'ip'],
+  'members.ip6': ['WEFT_ERR_IP_CONFLICT', 'ip'],
+  'members.public_key': ['WEFT_ERR_KEY_CONFLICT', 'publicKey'],
+  'groups.name': ['WEFT_ERR_GROUP_EXISTS', 'name'],
+  'routes.cidr': ['WEFT_ERR_ROUTE_EXISTS', 'cidr'],
+  'member_groups.group': ['WEFT_ERR_GROUP_NOT_FOUND', 'groups'],
+};
+
+export class ControlPlane {
+  /** Where the next address search starts: just past the last one this instance allocated. */
+  private allocationHint: bigint | undefined;
+  private gatewayKeyCache: { text: string; key: PrivateKey } | undefined;
+
+  constructor(
+    readonly store: Store,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  /** Checks init input without touching anything (throws a WeftError naming the field). */
+  static validateInit(input: InitInput): Settings {
+    return settingsFrom(input);
+  }
+
+  /** Creates the settings, the gateway key pair, the admin account and a first API token. */
+  static init(store: Store, input: InitInput, now: Date = new Date()): InitResult {
+    const settings = settingsFrom(input);
+    if (store.getSettings())
+      throw new WeftError('WEFT_ERR_ALREADY_INITIALIZED', 'the store is already initialised');
+    const key = PrivateKey.generate();
+    const adminPassword = newPassword();
+    const apiToken = newTokenSecret();
+    store.transaction(() => {
+      store.putSettings(settings);
+      store.putSecret(GATEWAY_KEY, key.toBase64());
+      store.putAdmin({ username: ADMIN_USER, passwordHash: hashPassword(adminPassword), totpSecret: null });
+      store.insertToken('init', tokenHash(apiToken), now.toISOString());
+      store.appendAudit({
+        at: now.toISOString(),
+        actor: 'init',
+        action: 'server.init',
+        target: settings.interfaceName,
+        detail: { ...settings },
+      });
+    });
+    return { adminPassword, apiToken, gatewayPublicKey: key.publicKey().toBase64() };
+  }
+
+  private now(): string {
+    return this.clock().toISOString();
+  }
+
+  private audit(actor: string, action: string, target: string, detail: Record<string, unknown> = {}): void {
+    this.store.appendAudit({ at: this.now(), actor, action, target, detail });
+  }
+
+  /**
+   * Runs a change with its audit entry in one transaction. The checks before each insert make conflicts
+   * rare; one that still reaches the store (another process won a race) gets the code the check would have.
+   */
+  private change<T>(fn: () => T): T {
+    try {
+      return this.store.transaction(fn);
+    } catch (e) {
+      if (e instanceof StoreConflict) {
+        const column = e.message.split(':')[0] ?? '';
+        const [code, field] = CONFLICTS[column] ?? ['WEFT_ERR_VALIDATION', undefined];
+        throw new WeftError(code, e.message, field);
+      }
+      throw e;
+    }
+  }
+
+  // ---- settings and the gateway's key ----
+
+  settings(): Settings {
+    const s = this.store.getSettings();
+    if (!s)
+      throw new WeftError(
+        'WEFT_ERR_NOT_INITIALIZED',
+        'the store is not initialised (run `weft server init`)',
+      );
+    return s;
+  }
+
+  gatewayPrivateKey(): PrivateKey {
+    const text = this.store.getSecret(GATEWAY_KEY);
+    if (this.gatewayKeyCache?.text === text && this.gatewayKeyCache) return this.gatewayKeyCache.key;
+    const r = text === undefined ? undefined : PrivateKey.parse(text);
+    if (!r?.ok) throw new WeftError('WEFT_ERR_NOT_INITIALIZED', 'the gateway key is missing from the store');
+    this.gatewayKeyCache = { text: text!, key: r.key };
+    return r.key;
+  }
+
+  gatewayPublicKey(): string {
+    return this.gatewayPrivateKey().publicKey().toBase64();
+  }
+
+  /** The gateway's own tunnel addresses ("10.66.0.1", "fd66::1"). */
+  gatewayAddresses(): { ip: string; ip6: string | null } {
+    const s = this.settings();
+    return {
+      ip: formatAddress(gatewayAddress(parsed(s.subnet))),
+      ip6: s.subnet6 ? formatAddress(gatewayAddress(parsed(s.subnet6))) : null,
+    };
+  }
+
+  /** Changes settings other than the subnets (members' addresses depend on those). */
+  updateSettings(actor: string, patchArg: SettingsPatch): Settings {
+    // A key present with the value undefined means "not given", as when absent.
+    const patch = Object.fromEntries(
+      Object.entries(patchArg).filter(([, value]) => value !== undefined),
+    ) as SettingsPatch;
+    const current = this.settings();
+    const merged: InitInput = {
+      ...current,
+      ...patch,
+      endpoint: patch.endpoint ?? current.endpoint,
+      subnet: current.subnet,
+      subnet6: current.subnet6,
+    };
+    const next = settingsFrom(merged);
+    // The endpoint's port is what members dial; listenPort follows it unless given on its own.
+    const settings =
+      patch.listenPort !== undefined && patch.endpoint === undefined
+        ? { ...next, listenPort: v.integer('listenPort', patch.listenPort, 1, 65535) }
+        : next;
+    const changed = Object.keys(settings).filter(
+      (k) => JSON.stringify(settings[k as keyof Settings]) !== JSON.stringify(current[k as keyof Settings]),
+    );
+    if (changed.length === 0) return current;
+    this.change(() => {
+      this.store.putSettings(settings);
+      this.audit(actor, 'settings.update', 'settings', {
+        changed: Object.fromEntries(changed.map((k) => [k, settings[k as keyof Settings]])),
+      });
+    });
+    return settings;
+  }
+
+  /** The subnets fix every member's address, so they change only while the network has no members. */
+  changeSubnets(actor: string, subnetArg: string, subnet6Arg: string | null): Settings {
+    const current = this.settings();
+    const next = settingsFrom({ ...current, subnet: subnetArg, subnet6: subnet6Arg });
+    if (next.subnet === current.subnet && next.subnet6 === current.subnet6) return current;
+    return this.change(() => {
+      if (this.store.countMembers() > 0)
+        throw invalid('subnet', 'cannot change while the network has members (their addresses are fixed)');
+      this.store.putSettings(next);
+      this.audit(actor, 'settings.update', 'settings', { subnet: next.subnet, subnet6: next.subnet6 });
+      return next;
+    });
+  }
+
+  // ---- members ----
+
+  private memberRecord(name: string): MemberRecord {
+    const m = this.store.getMember(name);
+    if (!m) throw new WeftError('WEFT_ERR_MEMBER_NOT_FOUND', `member ${name} does not exist`, 'name');
+    return m;
+  }
+
+  isActive(m: Member, at: Date = this.clock()): boolean {
+    return !m.disabled && (m.expiresAt === null || Date.parse(m.expiresAt) > at.getTime());
+  }
+
+  view(m: MemberRecord): MemberView {
+    const { privateKey: _secret, ...member } = m;
+    return { ...member, active: this.isActive(m), status: this.store.getStatus(m.name) ?? null };
+  }
+
+  getMember(name: string): MemberView {
+    return this.view(this.memberRecord(v.name('name', name)));
+  }
+
+  listMembers(query: { after?: string; limit?: number; search?: string } = {}): Page<MemberView> {
+    const limit = v.integer('limit', query.limit ?? 100, 1, 1000);
+    const search = query.search ? v.text('search', query.search, 100) : undefined;
+    const rows = this.store.listMembers({ after: query.after, limit: limit + 1, search });
+    const items = rows.slice(0, limit).map((m) => this.view(m));
+    return {
+      items,
+      next: rows.length > limit ? (items[items.length - 1]?.name ?? null) : null,
+      total: this.store.countMembers(search),
+    };
+  }
+
+  private checkGroups(field: string, groups: readonly unknown[] | undefined): string[] {
+    if (groups === undefined) return [];
+    if (!Array.isArray(groups)) throw invalid(field, 'must be a list of group names');
+    const out = [...new Set(groups.map((g, i) => v.name(`${field}[${i}]`, g)))];
+    out.forEach((g) => {
+      if (!this.store.getGroup(g))
+        throw new WeftError(
+          'WEFT_ERR_GROUP_NOT_FOUND',
+          `${field}: group ${g} does not exist (create it with \`weft group add ${g}\`)`,
+          field,
+        );
+    });
+    return out.sort();
+  }
+
+  /** The address a new member gets: the one asked for (checked) or the lowest free one. */
+  private assignIp(requested: string | null | undefined): { ip: string; ip6: string | null } {
+    const s = this.settings();
+    const subnet = parsed(s.subnet);
+    let ip: string;
+    if (requested !== undefined && requested !== null) {
+      const a = v.address('ip', requested);
+      if (!contains(subnet, a))
+        throw new WeftError(
+          'WEFT_ERR_IP_OUTSIDE_SUBNET',
+          `ip: ${requested} is outside the subnet ${s.subnet}`,
+          'ip',
+        );
+      if (!isMemberAddress(subnet, a))
+        throw new WeftError(
+          'WEFT_ERR_IP_OUTSIDE_SUBNET',
+          `ip: ${requested} is reserved (the network, the gateway's ${formatAddress(gatewayAddress(subnet))} or the broadcast address)`,
+          'ip',
+        );
+      ip = formatAddress(a);
+      const holder = this.store.getMemberByIp(ip);
+      if (holder)
+        throw new WeftError(
+          'WEFT_ERR_IP_CONFLICT',
+          `ip: ${ip} already belongs to member ${holder.name}`,
+          'ip',
+        );
+    } else {
+      const free = allocate(subnet, (a) => this.store.getMemberByIp(a) !== undefined, this.allocationHint);
+      if (!free)
+        throw new WeftError('WEFT_ERR_SUBNET_FULL', `the subnet ${s.subnet} has no free address`, 'ip');
+      ip = free.address;
+      this.allocationHint = free.host + 1n;
+    }
+    const parsedIp = parseAddress(ip);
+    const ip6 = s.subnet6 && parsedIp.ok ? pairedIp6(subnet, parsed(s.subnet6), parsedIp.value) : null;
+    return { ip, ip6 };
+  }
+
+  addMember(actor: string, input: MemberInput): MemberView {
+    const name = v.name('name', input.name);
+    return this.change(() => {
+      if (this.store.getMember(name))
+        throw new WeftError('WEFT_ERR_MEMBER_EXISTS', `member ${name} already exists`, 'name');
+      const groups = this.checkGroups('groups', input.groups);
+      const expiresAt = v.expiry('expiresAt', input.expiresAt);
+      const fullTunnel = input.fullTunnel === undefined ? false : v.bool('fullTunnel', input.fullTunnel);
+      const disabled = input.disabled === undefined ? false : v.bool('disabled', input.disabled);
+      const keys = this.keysFor('publicKey', input.publicKey);
+      const { ip, ip6 } = this.assignIp(input.ip);
+      const now = this.now();
+      const record: MemberRecord = {
+        name,
+        ip,
+        ip6,
+        publicKey: keys.publicKey,
+        privateKey: keys.privateKey,
+        hasPrivateKey: keys.privateKey !== null,
+        groups,
+        disabled,
+        expiresAt,
+        fullTunnel,
+        createdAt: now,
+        updatedAt: now,
+      };
+      this.store.insertMember(record);
+      this.audit(actor, 'member.add', name, {
+        ip,
+        ip6,
+        groups,
+        expiresAt,
+        fullTunnel,
+        disabled,
+        ownKey: keys.privateKey === null,
+      });
+      return this.view(record);
+    });
+  }
+
+  private keysFor(
+    field: string,
+    publicKey: string | null | undefined,
+  ): { publicKey: string; privateKey: string | null } {
+    if (publicKey !== undefined && publicKey !== null) {
+      const pub = v.publicKey(field, publicKey);
+      if (pub === this.gatewayPublicKey()) throw invalid(field, "is the gateway's own key");
+      const holder = this.store.getMemberByPublicKey(pub);
+      if (holder)
+        throw new WeftError(
+          'WEFT_ERR_KEY_CONFLICT',
+          `${field}: the key already belongs to member ${holder.name}`,
+          field,
+        );
+      return { publicKey: pub, privateKey: null };
+    }
+    const key = PrivateKey.generate();
+    return { publicKey: key.publicKey().toBase64(), privateKey: key.toBase64() };
+  }
+
+  updateMember(actor: string, nameArg: string, patch: MemberPatch): MemberView {
+    const name = v.name('name', nameArg);
+    return this.change(() => {
+      const m = this.memberRecord(name);
+      const next: MemberRecord = {
+        ...m,
+        groups: patch.groups === undefined ? m.groups : this.checkGroups('groups', patch.groups),
+        expiresAt: patch.expiresAt === undefined ? m.expiresAt : v.expiry('expiresAt', patch.expiresAt),
+        fullTunnel: patch.fullTunnel === undefined ? m.fullTunnel : v.bool('fullTunnel', patch.fullTunnel),
+        disabled: patch.disabled === undefined ? m.disabled : v.bool('disabled', patch.disabled),
+      };
+      const changed = (['groups', 'expiresAt', 'fullTunnel', 'disabled'] as const).filter(
+        (k) => JSON.stringify(next[k]) !== JSON.stringify(m[k]),
+      );
+      if (changed.length === 0) return this.view(m);
+      const updated = { ...next, updatedAt: this.now() };
+      this.store.updateMember(updated);
+      const action =
+        changed.length === 1 && changed[0] === 'disabled'
+          ? updated.disabled
+            ? 'member.disable'
+            : 'member.enable'
+          : 'member.update';
+      this.audit(actor, action, name, Object.fromEntries(changed.map((k) => [k, updated[k]])));
+      return this.view(updated);
+    });
+  }
+
+  setDisabled(actor: string, name: string, disabled: boolean): MemberView {
+    return this.updateMember(actor, name, { disabled });
+  }
+
+  removeMember(actor: string, nameArg: string): void {
+    const name = v.name('name', nameArg);
+    this.change(() => {
+      const m = this.memberRecord(name);
+      this.store.deleteMember(name);
+      this.audit(actor, 'member.remove', name, { ip: m.ip, publicKey: m.publicKey });
+    });
+  }
+
+  /** New keys: generated here, or the member's own public key. The old key stops working at once. */
+  rotateMember(actor: string, nameArg: string, publicKey?: string | null): MemberView {
+    const name = v.name('name', nameArg);
+    return this.change(() => {
+      const m = this.memberRecord(name);
+      const keys = this.keysFor('publicKey', publicKey);
+      const updated: MemberRecord = {
+        ...m,
+        publicKey: keys.publicKey,
+        privateKey: keys.privateKey,
+        hasPrivateKey: keys.privateKey !== null,
+        updatedAt: this.now(),
+      };
+      this.store.updateMember(updated);
+      this.audit(actor, 'member.rotate', name, {
+        previousPublicKey: m.publicKey,
+        publicKey: keys.publicKey,
+        ownKey: keys.privateKey === null,
+      });
+      return this.view(updated);
+    });
+  }
+
+  /**
+   * Prefixes a member's device should send into the tunnel: the gateway's own addresses, plus what its
+   * allow policies reach (the member subnet for a group destination, everything for "any"), or everything
+   * for a full-tunnel member. Deny policies are not subtracted: the gateway enforces them per packet.
+   */
+  memberAllowedIps(m: Member): string[] {
+    const s = this.settings();
+    const gw = this.gatewayAddresses();
+    const out = [`${gw.ip}/32`, ...(gw.ip6 ? [`${gw.ip6}/128`] : [])];
+    const everything = ['0.0.0.0/0', ...(s.subnet6 ? ['::/0'] : [])];
+    if (m.fullTunnel) return everything;
+    const applies = (p: Policy): boolean => p.group === '*' || m.groups.includes(p.group);
+    const reach: string[] =
+      s.defaultPolicy === 'allow'
+        ? [s.subnet, ...(s.subnet6 ? [s.subnet6] : []), ...this.store.listRoutes().map((r) => r.cidr)]
+        : [];
+    for (const p of this.store.listPolicies()) {
+      if (p.action !== 'allow' || !applies(p)) continue;
+      if (p.destination === 'any') return everything;
+      if (p.destination.startsWith('group:')) reach.push(s.subnet, ...(s.subnet6 ? [s.subnet6] : []));
+      else reach.push(p.destination);
+    }
+    return [...new Set([...out, ...reach])];
+  }
+
+  /** A wg-quick config for the member's device. Without a stored private key, a placeholder stands in. */
+  memberConfig(nameArg: string): string {
+    const m = this.memberRecord(v.name('name', nameArg));
+    const s = this.settings();
+    const addresses = [`${m.ip}/32`, ...(m.ip6 ? [`${m.ip6}/128`] : [])];
+    const lines = [
+      `# Weft member ${m.name}`,
+      '[Interface]',
+      m.privateKey
+        ? `PrivateKey = ${m.privateKey}`
+        : '# This member brought its own key: put its private key on the next line.\nPrivateKey = REPLACE_WITH_YOUR_PRIVATE_KEY',
+      `Address = ${addresses.join(', ')}`,
+      ...(s.dns.length > 0 ? [`DNS = ${s.dns.join(', ')}`] : []),
+      `MTU = ${s.mtu}`,
+      '',
+      '[Peer]',
+      `PublicKey = ${this.gatewayPublicKey()}`,
+      `Endpoint = ${s.endpoint}`,
+      `AllowedIPs = ${this.memberAllowedIps(m).join(', ')}`,
+      ...(s.persistentKeepalive > 0 ? [`PersistentKeepalive = ${s.persistentKeepalive}`] : []),
+      '',
+    ];
+    return lines.join('\n');
+  }
+
+  // ---- groups ----
+
+  listGroups(): (Group & { members: number })[] {
+    return this.store.listGroups().map((g) => ({ ...g, members: this.store.groupMembers(g.name).length }));
+  }
+
+  addGroup(actor: string, input: { name: string; description?: string }): Group {
+    const group = { name: v.name('name', input.name), description: v.text('description', input.description) };
+    return this.change(() => {
+      if (this.store.getGroup(group.name))
+        throw new WeftError('WEFT_ERR_GROUP_EXISTS', `group ${group.name} already exists`, 'name');
+      this.store.insertGroup(group);
+      this.audit(actor, 'group.add', group.name, { description: group.description });
+      return group;
+    });
+  }
+
+  updateGroup(actor: string, nameArg: string, description: string): Group {
+    const group = { name: v.name('name', nameArg), description: v.text('description', description) };
+    return this.change(() => {
+      const g = this.store.getGroup(group.name);
+      if (!g) throw new WeftError('WEFT_ERR_GROUP_NOT_FOUND', `group ${group.name} does not exist`, 'name');
+      if (g.description === group.description) return g;
+      this.store.updateGroup(group);
+      this.audit(actor, 'group.update', group.name, { description: group.description });
+      return group;
+    });
+  }
+
+  /** Refused while members or policies still use the group, so nobody's access changes by accident. */
+  removeGroup(actor: string, nameArg: string): void {
+    const name = v.name('name', nameArg);
+    this.change(() => {
+      if (!this.store.getGroup(name))
+        throw new WeftError('WEFT_ERR_GROUP_NOT_FOUND', `group ${name} does not exist`, 'name');
+      const members = this.store.groupMembers(name);
+      if (members.length > 0)
+        throw new WeftError(
+          'WEFT_ERR_GROUP_IN_USE',
+          `group ${name} still has ${members.length} member(s), e.g. ${members.slice(0, 3).join(', ')}`,
+          'name',
+        );
+      const policies = this.store
+        .listPolicies()
+        .filter((p) => p.group === name || p.destination === `group:${name}`);
+      if (policies.length > 0)
+        throw new WeftError(
+          'WEFT_ERR_GROUP_IN_USE',
+          `group ${name} is used by policies ${policies.map((p) => `#${p.id}`).join(', ')}`,
+          'name',
+        );
+      this.store.deleteGroup(name);
+      this.audit(actor, 'group.remove', name);
+    });
+  }
+
+  // ---- shared routes ----
+
+  listRoutes(): SharedRoute[] {
+    return this.store.listRoutes();
+  }
+
+  addRoute(actor: string, input: { cidr: string; description?: string }): SharedRoute {
+    const p = v.prefix('cidr', input.cidr);
+    const route = { cidr: formatPrefix(p), description: v.text('description', input.description) };
+    const s = this.settings();
+    for (const own of [s.subnet, s.subnet6]) {
+      if (own && (contains(parsed(own), p) || contains(p, parsed(own))))
+        throw invalid('cidr', `overlaps the members' subnet ${own}`);
+    }
+    return this.change(() => {
+      if (this.store.listRoutes().some((r) => r.cidr === route.cidr))
+        throw new WeftError('WEFT_ERR_ROUTE_EXISTS', `route ${route.cidr} already exists`, 'cidr');
+      this.store.insertRoute(route);
+      this.audit(actor, 'route.add', route.cidr, { description: route.description });
+      return route;
+    });
+  }
+
+  removeRoute(actor: string, cidrArg: string): void {
+    const cidr = formatPrefix(v.prefix('cidr', cidrArg));
+    this.change(() => {
+      if (!this.store.deleteRoute(cidr))
+        throw new WeftError('WEFT_ERR_ROUTE_NOT_FOUND', `route ${cidr} does not exist`, 'cidr');
+      this.audit(actor, 'route.remove', cidr);
+    });
+  }
+
+  // ---- policies ----
+
+  listPolicies(): Policy[] {
+    return this.store.listPolicies();
+  }
+
+  addPolicy(actor: string, input: Partial<PolicyInput>): Policy {
+    const p = v.policy('policy', input);
+    return this.change(() => {
+      if (p.group !== '*' && !this.store.getGroup(p.group))
+        throw new WeftError(
+          'WEFT_ERR_GROUP_NOT_FOUND',
+          `policy.group: group ${p.group} does not exist`,
+          'policy.group',
+        );
+      if (p.destination.startsWith('group:') && !this.store.getGroup(p.destination.slice(6)))
+        throw new WeftError(
+          'WEFT_ERR_GROUP_NOT_FOUND',
+          `policy.destination: group ${p.destination.slice(6)} does not exist`,
+          'policy.destination',
+        );
+      const same = this.store.listPolicies().find((q) => v.policyText(q) === v.policyText(p));
+      if (same)
+        throw new WeftError('WEFT_ERR_POLICY_EXISTS', `the same policy exists as #${same.id}`, 'policy');
+      const created = this.store.insertPolicy(p);
+      this.audit(actor, 'policy.add', `#${created.id}`, { rule: v.policyText(p) });
+      return created;
+    });
+  }
+
+  removePolicy(actor: string, id: number): void {
+    const n = v.integer('id', id, 1, Number.MAX_SAFE_INTEGER);
+    this.change(() => {
+      const p = this.store.listPolicies().find((q) => q.id === n);
+      if (!p || !this.store.deletePolicy(n))
+        throw new WeftError('WEFT_ERR_POLICY_NOT_FOUND', `policy #${n} does not exist`, 'id');
+      this.audit(actor, 'policy.remove', `#${n}`, { rule: v.policyText(p) });
+    });
+  }
+
+  // ---- audit, status, traffic ----
+
+  listAudit(query: { before?: number; limit?: number; target?: string } = {}): AuditEntry[] {
+    return this.store.listAudit({
+      before: query.before,
+      limit: v.integer('limit', query.limit ?? 100, 1, 1000),
+      target: query.target,
+    });
+  }
+
+  traffic(name: string, since: Date): TrafficSample[] {
+    if (name !== '') this.memberRecord(v.name('name', name));
+    return this.store.traffic(name, since.toISOString());
+  }
+
+  // ---- credentials ----
+
+  createToken(actor: string, nameArg: string): { token: ApiToken; secret: string } {
+    const name = v.name('name', nameArg);
+    const secret = newTokenSecret();
+    return this.change(() => {
+      const token = this.store.insertToken(name, tokenHash(secret), this.now());
+      this.audit(actor, 'token.create', name, { id: token.id });
+      return { token, secret };
+    });
+  }
+
+  listTokens(): ApiToken[] {
+    return this.store.listTokens();
+  }
+
+  revokeToken(actor: string, id: number): void {
+    const n = v.integer('id', id, 1, Number.MAX_SAFE_INTEGER);
+    this.change(() => {
+      const token = this.store.listTokens().find((t) => t.id === n);
+      if (!token || !this.store.deleteToken(n))
+        throw new WeftError('WEFT_ERR_TOKEN_NOT_FOUND', `token #${n} does not exist`, 'id');
+      this.audit(actor, 'token.revoke', token.name, { id: n });
+    });
+  }
+
+  /** The token a secret belongs to, or undefined. Records when it was last used (at most once a minute). */
+  authenticateToken(secret: string): ApiToken | undefined {
+    if (!secret.startsWith('weft_') || secret.length > 100) return undefined;
+    const token = this.store.findToken(tokenHash(secret));
+    if (!token) return undefined;
+    const now = this.clock();
+    if (!token.lastUsedAt || now.getTime() - Date.parse(token.lastUsedAt) > 60_000)
+      this.store.touchToken(token.id, now.toISOString());
+    return token;
+  }
+
+  verifyAdminPassword(username: string, password: string): boolean {
+    const account = this.store.getAdmin(username);
+    // Hash even for an unknown user, so the answer takes the same time either way.
+    const stored = account?.passwordHash ?? hashPassword('');
+    return verifyPassword(password, stored) && account !== undefined;
+  }
+
+  setAdminPassword(actor: string, username: string, password: string): void {
+    if (typeof password !== 'string' || password.length < 12)
+      throw invalid('password', 'must be at least 12 characters');
+    const account = this.store.getAdmin(username);
+    this.change(() => {
+      this.store.putAdmin({
+        username,
+        passwordHash: hashPassword(password),
+        totpSecret: account?.totpSecret ?? null,
+      });
+      this.audit(actor, 'admin.password', username);
+    });
+  }
+}

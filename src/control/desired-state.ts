@@ -1,0 +1,429 @@
+/**
+ * Declarative state: `weft apply -f team.yaml` makes the network match a file, `weft export` prints the
+ * network in the same format (without private keys). Applying the same file twice changes nothing.
+ *
+ * Applying, in one transaction (a failure anywhere changes nothing):
+ *   1. settings (only the keys given; the subnets only while the network has no members);
+ *   2. groups that are new or whose description changed;
+ *   3. routes: new ones added, absent ones removed;
+ *   4. members: absent ones removed (freeing their addresses), new ones added, changed ones updated
+ *      (groups, expiry, disabled, tunnel mode; a different public key rotates the member's keys);
+ *   5. policies: compared by their text form; absent ones removed, new ones added;
+ *   6. groups absent from the file removed (nothing refers to them any more).
+ * Every step goes through the control plane, so each change is validated and audited as if typed at the CLI.
+ */
+import { parseDocument, stringify } from 'yaml';
+import { z } from 'zod';
+import type { ControlPlane, SettingsPatch } from './control-plane.js';
+import { WeftError } from './errors.js';
+import type { Member, PolicyInput, Settings } from './model.js';
+import * as v from './validate.js';
+
+const settingsSchema = z
+  .object({
+    endpoint: z.string(),
+    listenPort: z.number().int(),
+    interfaceName: z.string(),
+    subnet: z.string(),
+    subnet6: z.string().nullable(),
+    dns: z.array(z.string()),
+    natEgress: z.string().nullable(),
+    defaultPolicy: z.enum(['allow', 'deny']),
+    persistentKeepalive: z.number().int(),
+    mtu: z.number().int(),
+    apiListen: z.string(),
+  })
+  .partial()
+  .strict();
+
+const groupSchema = z.union([
+  z.string(),
+  z.object({ name: z.string(), description: z.string().optional() }).strict(),
+]);
+
+const routeSchema = z.union([
+  z.string(),
+  z.object({ cidr: z.string(), description: z.string().optional() }).strict(),
+]);
+
+/** `{allow: eng, to: "10.20.0.0/24:tcp/443"}` or `{deny: "*", to: any}`. */
+const policySchema = z.union([
+  z.object({ allow: z.string(), to: z.string() }).strict(),
+  z.object({ deny: z.string(), to: z.string() }).strict(),
+]);
+
+const memberSchema = z
+  .object({
+    name: z.string(),
+    ip: z.string().optional(),
+    ip6: z.string().nullable().optional(),
+    publicKey: z.string().optional(),
+    groups: z.array(z.string()).optional(),
+    expires: z.string().nullable().optional(),
+    disabled: z.boolean().optional(),
+    fullTunnel: z.boolean().optional(),
+  })
+  .strict();
+
+export const desiredStateSchema = z
+  .object({
+    settings: settingsSchema.optional(),
+    groups: z.array(groupSchema).optional(),
+    routes: z.array(routeSchema).optional(),
+    policies: z.array(policySchema).optional(),
+    members: z.array(memberSchema).optional(),
+  })
+  .strict();
+
+export type DesiredState = z.infer<typeof desiredStateSchema>;
+
+export interface StateChange {
+  readonly op: 'add' | 'update' | 'remove';
+  readonly kind: 'settings' | 'group' | 'member' | 'route' | 'policy';
+  readonly target: string;
+  readonly detail?: Readonly<Record<string, unknown>>;
+}
+
+function fieldOf(path: readonly PropertyKey[]): string {
+  return path.reduce<string>(
+    (acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)),
+    '',
+  );
+}
+
+/** Checks the shape of a state document (from YAML or JSON); errors name the field. */
+export function parseState(value: unknown): DesiredState {
+  const r = desiredStateSchema.safeParse(value ?? {});
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  const field = fieldOf(issue.path) || '(document)';
+  const message =
+    issue.code === 'unrecognized_keys' ? `unknown key ${issue.keys.join(', ')}` : issue.message.toLowerCase();
+  throw new WeftError('WEFT_ERR_VALIDATION', `${field}: ${message}`, field);
+}
+
+export function parseStateYaml(text: string): DesiredState {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  const err = doc.errors[0];
+  if (err) throw new WeftError('WEFT_ERR_VALIDATION', `YAML: ${err.message.split('\n')[0]}`, '(document)');
+  return parseState(doc.toJS({ maxAliasCount: 100 }));
+}
+
+/** Runs `fn`, prefixing any field error with `path` ("members[2]" + "groups[0]"). */
+function within<T>(path: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof WeftError) {
+      const field = e.field ? `${path}.${e.field}` : path;
+      const message = e.message.startsWith(`${e.field ?? '\0'}:`)
+        ? `${path}.${e.message}`
+        : `${path}: ${e.message}`;
+      throw new WeftError(e.code, message, field);
+    }
+    throw e;
+  }
+}
+
+class Rollback extends Error {}
+
+const EXPORTED_SETTINGS = [
+  'endpoint',
+  'subnet',
+  'subnet6',
+  'dns',
+  'natEgress',
+  'defaultPolicy',
+  'persistentKeepalive',
+  'mtu',
+] as const;
+
+function policyOf(p: NonNullable<DesiredState['policies']>[number], field: string): PolicyInput {
+  const action = 'allow' in p ? 'allow' : 'deny';
+  const group = 'allow' in p ? p.allow : p.deny;
+  const spec = v.destinationSpec(`${field}.to`, p.to);
+  return v.policy(field, { action, group, ...spec });
+}
+
+function same(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export function applyState(
+  cp: ControlPlane,
+  actor: string,
+  state: DesiredState,
+  options: { dryRun?: boolean } = {},
+): StateChange[] {
+  const changes: StateChange[] = [];
+  try {
+    cp.store.transaction(() => {
+      applyInTransaction(cp, actor, state, changes);
+      if (changes.length > 0 && !options.dryRun)
+        cp.store.appendAudit({
+          at: new Date().toISOString(),
+          actor,
+          action: 'apply',
+          target: 'state',
+          detail: { changes: changes.length },
+        });
+      if (options.dryRun) throw new Rollback();
+    });
+  } catch (e) {
+    if (!(e instanceof Rollback)) throw e;
+  }
+  return changes;
+}
+
+function applyInTransaction(
+  cp: ControlPlane,
+  actor: string,
+  state: DesiredState,
+  changes: StateChange[],
+): void {
+  // 1. settings
+  if (state.settings) {
+    const s = state.settings;
+    const current = cp.settings();
+    const patch: Record<string, unknown> = {};
+    for (const [k, value] of Object.entries(s)) {
+      if (!same(value, current[k as keyof Settings])) patch[k] = value;
+    }
+    if ('subnet' in patch || 'subnet6' in patch) {
+      within('settings', () =>
+        cp.changeSubnets(
+          actor,
+          s.subnet ?? current.subnet,
+          s.subnet6 === undefined ? current.subnet6 : s.subnet6,
+        ),
+      );
+      delete patch['subnet'];
+      delete patch['subnet6'];
+    }
+    if (Object.keys(patch).length > 0)
+      within('settings', () => cp.updateSettings(actor, patch as SettingsPatch));
+    const after = cp.settings();
+    const changed = Object.keys(s).filter(
+      (k) => !same(after[k as keyof Settings], current[k as keyof Settings]),
+    );
+    if (changed.length > 0)
+      changes.push({
+        op: 'update',
+        kind: 'settings',
+        target: changed.join(','),
+        detail: Object.fromEntries(changed.map((k) => [k, after[k as keyof Settings]])),
+      });
+  }
+
+  // 2. groups (new or changed)
+  const wantedGroups = state.groups?.map((g, i) =>
+    within(`groups[${i}]`, () => {
+      const o = typeof g === 'string' ? { name: g } : g;
+      return { name: v.name('name', o.name), description: v.text('description', o.description) };
+    }),
+  );
+  if (wantedGroups) {
+    const existing = new Map(cp.listGroups().map((g) => [g.name, g]));
+    wantedGroups.forEach((g, i) =>
+      within(`groups[${i}]`, () => {
+        const had = existing.get(g.name);
+        if (!had) {
+          cp.addGroup(actor, g);
+          changes.push({ op: 'add', kind: 'group', target: g.name });
+        } else if (had.description !== g.description) {
+          cp.updateGroup(actor, g.name, g.description);
+          changes.push({ op: 'update', kind: 'group', target: g.name });
+        }
+      }),
+    );
+  }
+
+  // 3. routes
+  if (state.routes) {
+    const wanted = state.routes.map((r, i) =>
+      within(`routes[${i}]`, () => {
+        const o = typeof r === 'string' ? { cidr: r } : r;
+        const p = v.prefix('cidr', o.cidr);
+        return {
+          cidr: `${v.destination('cidr', o.cidr)}`,
+          description: v.text('description', o.description),
+          p,
+        };
+      }),
+    );
+    const existing = new Map(cp.listRoutes().map((r) => [r.cidr, r]));
+    const wantedKeys = new Set(wanted.map((r) => r.cidr));
+    for (const r of existing.values()) {
+      if (!wantedKeys.has(r.cidr)) {
+        cp.removeRoute(actor, r.cidr);
+        changes.push({ op: 'remove', kind: 'route', target: r.cidr });
+      }
+    }
+    wanted.forEach((r, i) =>
+      within(`routes[${i}]`, () => {
+        const had = existing.get(r.cidr);
+        if (had && had.description === r.description) return;
+        if (had) cp.removeRoute(actor, r.cidr);
+        cp.addRoute(actor, { cidr: r.cidr, description: r.description });
+        changes.push({ op: had ? 'update' : 'add', kind: 'route', target: r.cidr });
+      }),
+    );
+  }
+
+  // 4. members
+  if (state.members) {
+    const seen = new Set<string>();
+    state.members.forEach((m, i) =>
+      within(`members[${i}]`, () => {
+        const name = v.name('name', m.name);
+        if (seen.has(name)) throw new WeftError('WEFT_ERR_VALIDATION', `name: ${name} appears twice`, 'name');
+        seen.add(name);
+      }),
+    );
+    for (const m of cp.store.allMembers()) {
+      if (!seen.has(m.name)) {
+        cp.removeMember(actor, m.name);
+        changes.push({ op: 'remove', kind: 'member', target: m.name });
+      }
+    }
+    state.members.forEach((m, i) =>
+      within(`members[${i}]`, () => {
+        const existing = cp.store.getMember(m.name);
+        if (!existing) {
+          const added = cp.addMember(actor, {
+            name: m.name,
+            ip: m.ip,
+            groups: m.groups,
+            expiresAt: m.expires,
+            publicKey: m.publicKey,
+            fullTunnel: m.fullTunnel,
+            disabled: m.disabled,
+          });
+          if (m.ip6 !== undefined && m.ip6 !== added.ip6)
+            throw new WeftError(
+              'WEFT_ERR_VALIDATION',
+              `ip6: would be ${added.ip6 ?? 'none'}, not ${m.ip6}`,
+              'ip6',
+            );
+          changes.push({ op: 'add', kind: 'member', target: m.name, detail: { ip: added.ip } });
+          return;
+        }
+        updateMember(cp, actor, existing, m, changes);
+      }),
+    );
+  }
+
+  // 5. policies
+  if (state.policies) {
+    const wanted = state.policies.map((p, i) => policyOf(p, `policies[${i}]`));
+    const wantedText = new Set(wanted.map((p) => v.policyText(p)));
+    const existing = cp.listPolicies();
+    const existingText = new Set(existing.map((p) => v.policyText(p)));
+    for (const p of existing) {
+      if (!wantedText.has(v.policyText(p))) {
+        cp.removePolicy(actor, p.id);
+        changes.push({ op: 'remove', kind: 'policy', target: v.policyText(p) });
+      }
+    }
+    wanted.forEach((p, i) =>
+      within(`policies[${i}]`, () => {
+        const text = v.policyText(p);
+        if (existingText.has(text)) return;
+        existingText.add(text);
+        cp.addPolicy(actor, p);
+        changes.push({ op: 'add', kind: 'policy', target: text });
+      }),
+    );
+  }
+
+  // 6. groups absent from the file
+  if (wantedGroups) {
+    const keep = new Set(wantedGroups.map((g) => g.name));
+    for (const g of cp.listGroups()) {
+      if (keep.has(g.name)) continue;
+      within(`groups`, () => cp.removeGroup(actor, g.name));
+      changes.push({ op: 'remove', kind: 'group', target: g.name });
+    }
+  }
+}
+
+function updateMember(
+  cp: ControlPlane,
+  actor: string,
+  existing: Member,
+  m: NonNullable<DesiredState['members']>[number],
+  changes: StateChange[],
+): void {
+  if (m.ip !== undefined && m.ip !== existing.ip) {
+    const ip = v.address('ip', m.ip);
+    if (v.destination('ip', m.ip) !== `${existing.ip}/${ip.family === 4 ? 32 : 128}`)
+      throw new WeftError(
+        'WEFT_ERR_VALIDATION',
+        `ip: ${m.name} has ${existing.ip}; a member's address does not change (remove and add it to move it)`,
+        'ip',
+      );
+  }
+  const detail: Record<string, unknown> = {};
+  if (m.publicKey !== undefined && v.publicKey('publicKey', m.publicKey) !== existing.publicKey) {
+    cp.rotateMember(actor, existing.name, m.publicKey);
+    detail['publicKey'] = m.publicKey;
+  }
+  const patch = {
+    groups: m.groups === undefined ? undefined : [...new Set(m.groups)].sort(),
+    expiresAt: m.expires === undefined ? undefined : v.expiry('expires', m.expires),
+    disabled: m.disabled,
+    fullTunnel: m.fullTunnel,
+  };
+  const differs =
+    (patch.groups !== undefined && !same(patch.groups, existing.groups)) ||
+    (patch.expiresAt !== undefined && patch.expiresAt !== existing.expiresAt) ||
+    (patch.disabled !== undefined && patch.disabled !== existing.disabled) ||
+    (patch.fullTunnel !== undefined && patch.fullTunnel !== existing.fullTunnel);
+  if (differs) {
+    cp.updateMember(actor, existing.name, patch);
+    Object.assign(
+      detail,
+      Object.fromEntries(
+        Object.entries(patch).filter(
+          ([k, val]) => val !== undefined && !same(val, existing[k as keyof Member]),
+        ),
+      ),
+    );
+  }
+  if (Object.keys(detail).length > 0)
+    changes.push({ op: 'update', kind: 'member', target: existing.name, detail });
+}
+
+/** The network as a state document: settings, groups, routes, policies, members (public keys only). */
+export function exportState(cp: ControlPlane): DesiredState {
+  const s = cp.settings();
+  const settings = Object.fromEntries(EXPORTED_SETTINGS.map((k) => [k, s[k]])) as DesiredState['settings'];
+  return {
+    settings,
+    groups: cp
+      .listGroups()
+      .map((g) => (g.description ? { name: g.name, description: g.description } : g.name)),
+    routes: cp
+      .listRoutes()
+      .map((r) => (r.description ? { cidr: r.cidr, description: r.description } : r.cidr)),
+    policies: cp.listPolicies().map((p) => {
+      const [action, group, ...rest] = v.policyText(p).split(' ');
+      const to = rest.join(' ');
+      return action === 'allow' ? { allow: group!, to } : { deny: group!, to };
+    }),
+    members: cp.store.allMembers().map((m) => ({
+      name: m.name,
+      ip: m.ip,
+      publicKey: m.publicKey,
+      groups: [...m.groups],
+      ...(m.expiresAt ? { expires: m.expiresAt } : {}),
+      ...(m.disabled ? { disabled: true } : {}),
+      ...(m.fullTunnel ? { fullTunnel: true } : {}),
+    })),
+  };
+}
+
+export function formatStateYaml(state: DesiredState): string {
+  const header = '# Weft network state: `weft apply -f FILE` makes a network match it.\n';
+  return header + stringify(state, { lineWidth: 0 });
+}

@@ -1,0 +1,150 @@
+/**
+ * The people VPN's domain model: what an operator configures (settings, groups, members, shared routes,
+ * policies) and what the control plane records about it (audit entries, API tokens, member status).
+ *
+ * Every value here is plain data, already validated: addresses and prefixes in their canonical text form,
+ * keys in base64, times as ISO 8601 strings. Parsing and validation live in validate.ts.
+ */
+
+export type PolicyAction = 'allow' | 'deny';
+export type Proto = 'any' | 'tcp' | 'udp' | 'icmp';
+
+export interface Settings {
+  /** What members dial: host name or address, with the port. */
+  readonly endpoint: string;
+  readonly listenPort: number;
+  /** The gateway's WireGuard interface (TUN device) name. */
+  readonly interfaceName: string;
+  /** The members' IPv4 subnet; the gateway takes its first host address. */
+  readonly subnet: string;
+  readonly subnet6: string | null;
+  /** DNS servers written into member configs. */
+  readonly dns: readonly string[];
+  /** Interface whose address members egress from (source NAT); null leaves NAT off. */
+  readonly natEgress: string | null;
+  /** What a packet no policy matches gets. */
+  readonly defaultPolicy: PolicyAction;
+  /** Seconds; written into member configs (0 leaves it out). */
+  readonly persistentKeepalive: number;
+  readonly mtu: number;
+  /** host:port of the REST API. */
+  readonly apiListen: string;
+}
+
+export interface Group {
+  readonly name: string;
+  readonly description: string;
+}
+
+export interface Member {
+  readonly name: string;
+  /** Fixed tunnel address inside `subnet`. */
+  readonly ip: string;
+  /** Fixed IPv6 tunnel address inside `subnet6`, when the network has one. */
+  readonly ip6: string | null;
+  readonly publicKey: string;
+  /** Whether the store holds the member's private key (false when the member brought its own). */
+  readonly hasPrivateKey: boolean;
+  readonly groups: readonly string[];
+  readonly disabled: boolean;
+  /** ISO 8601; the member is cut off from this instant on. */
+  readonly expiresAt: string | null;
+  /** The member's config sends all its traffic through the gateway. */
+  readonly fullTunnel: boolean;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+/** The stored form of a member, with its secret. Never leaves the control plane except in a member config. */
+export interface MemberRecord extends Member {
+  readonly privateKey: string | null;
+}
+
+/** A subnet behind the gateway that members may be given (e.g. a cloud VPC). */
+export interface SharedRoute {
+  readonly cidr: string;
+  readonly description: string;
+}
+
+export interface PortRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+/**
+ * `action` traffic from members of `group` ("*" for every member) to `destination`:
+ * a prefix ("10.20.0.0/24"), the members of a group ("group:eng"), or anywhere ("any").
+ */
+export interface Policy {
+  readonly id: number;
+  readonly action: PolicyAction;
+  readonly group: string;
+  readonly destination: string;
+  readonly proto: Proto;
+  readonly ports: PortRange | null;
+}
+
+export type PolicyInput = Omit<Policy, 'id'>;
+
+export interface AuditEntry {
+  readonly id: number;
+  readonly at: string;
+  /** Who: "cli:root", "token:ci", "admin". */
+  readonly actor: string;
+  /** What: "member.add", "policy.remove", "apply", ... */
+  readonly action: string;
+  readonly target: string;
+  readonly detail: Readonly<Record<string, unknown>>;
+}
+
+export interface ApiToken {
+  readonly id: number;
+  readonly name: string;
+  readonly createdAt: string;
+  readonly lastUsedAt: string | null;
+}
+
+export interface AdminAccount {
+  readonly username: string;
+  /** scrypt, in the form "scrypt$N$r$p$salt$hash" (base64 parts). */
+  readonly passwordHash: string;
+  readonly totpSecret: string | null;
+}
+
+/** What the running gateway last reported about a member. */
+export interface MemberStatus {
+  readonly name: string;
+  readonly online: boolean;
+  readonly endpoint: string | null;
+  readonly lastHandshake: string | null;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  /** Packets the gateway's policy dropped from this member. */
+  readonly policyDrops: number;
+  readonly updatedAt: string;
+}
+
+/** One point of a member's traffic history (bytes moved in the minute starting at `at`). */
+export interface TrafficSample {
+  readonly name: string;
+  readonly at: string;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+}
+
+export type ChangeKind = 'settings' | 'member' | 'group' | 'route' | 'policy';
+
+/** One entry of the store's change feed; `rev` only grows. */
+export interface Change {
+  readonly rev: number;
+  readonly kind: ChangeKind;
+  /** The member/group name, route prefix or policy id ("" for settings). */
+  readonly key: string;
+}
+
+export interface Page<T> {
+  readonly items: readonly T[];
+  /** Pass as `after` to get the next page; null on the last one. */
+  readonly next: string | null;
+  readonly total: number;
+}

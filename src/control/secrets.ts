@@ -1,0 +1,48 @@
+/**
+ * Credentials: API tokens (random, stored only as a SHA-256 hash) and the admin password (scrypt,
+ * RFC 7914, with a per-password salt). Comparisons are constant-time.
+ */
+import { createHash, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+
+const SCRYPT = { N: 1 << 15, r: 8, p: 1, keyLength: 32, maxmem: 64 * 1024 * 1024 };
+
+export function newTokenSecret(): string {
+  return `weft_${randomBytes(32).toString('base64url')}`;
+}
+
+export function tokenHash(secret: string): string {
+  return createHash('sha256').update(secret, 'utf8').digest('hex');
+}
+
+/** A password for people to type once and keep: 20 characters from an alphabet without look-alikes. */
+export function newPassword(): string {
+  const alphabet = 'abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
+  const bytes = randomBytes(40);
+  let out = '';
+  // 256 is not a multiple of the alphabet's size: reject the top values so every character is equally likely.
+  const limit = 256 - (256 % alphabet.length);
+  for (const b of bytes) {
+    if (b >= limit) continue;
+    out += alphabet[b % alphabet.length];
+    if (out.length === 20) return out;
+  }
+  return out + newPassword().slice(0, 20 - out.length);
+}
+
+export function hashPassword(password: string): string {
+  const salt = randomBytes(16);
+  const { N, r, p, keyLength, maxmem } = SCRYPT;
+  const hash = scryptSync(password, salt, keyLength, { N, r, p, maxmem });
+  return `scrypt$${N}$${r}$${p}$${salt.toString('base64')}$${hash.toString('base64')}`;
+}
+
+export function verifyPassword(password: string, stored: string): boolean {
+  const parts = stored.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  const salt = Buffer.from(parts[4]!, 'base64');
+  const expected = Buffer.from(parts[5]!, 'base64');
+  if (!Number.isInteger(N) || N > 1 << 20 || expected.length !== SCRYPT.keyLength) return false;
+  const actual = scryptSync(password, salt, expected.length, { N, r, p, maxmem: SCRYPT.maxmem });
+  return timingSafeEqual(actual, expected);
+}

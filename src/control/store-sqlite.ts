@@ -1,0 +1,885 @@
+/**
+ * The embedded control-plane store: one SQLite file, opened through better-sqlite3 (synchronous), shared by the
+ * running server and the CLI, which may have it open from different processes at the same time.
+ *
+ * - Durability: WAL with synchronous=FULL, so a commit is on disk before the method that made it returns, and
+ *   survives kill -9 and power loss.
+ * - Concurrency: every write transaction starts with BEGIN IMMEDIATE, taking the single write lock up front (a
+ *   deferred transaction that reads and then writes can fail with SQLITE_BUSY without waiting); a busy lock is
+ *   waited on for up to BUSY_TIMEOUT_MS.
+ * - Schema: `PRAGMA user_version` is the schema version; MIGRATIONS[v] takes a file from version v to v + 1.
+ *   Opening applies the pending ones in one transaction and refuses a file written by a newer build.
+ * - Change feed: every mutation of settings, members, groups, routes and policies appends to `changes` in the
+ *   same transaction. Revisions come from AUTOINCREMENT, whose counter rolls back with the transaction, so they
+ *   have no gaps: a follower that asks for the changes after `rev` and gets a first revision other than
+ *   rev + 1 has fallen behind the pruned window and must reload everything.
+ * - Privacy: the file holds member private keys and the gateway's key, so it and its -wal/-shm files are 0600.
+ */
+import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import type {
+  AdminAccount,
+  ApiToken,
+  AuditEntry,
+  Change,
+  ChangeKind,
+  Group,
+  MemberRecord,
+  MemberStatus,
+  Policy,
+  PolicyAction,
+  PolicyInput,
+  Proto,
+  Settings,
+  SharedRoute,
+  TrafficSample,
+} from './model.js';
+import { StoreConflict, type MemberQuery, type Store } from './store.js';
+
+/** How long a connection waits for another process's write lock before failing with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5000;
+/** The change feed keeps at least this many of its newest rows... */
+const CHANGE_FEED_KEEP = 10_000;
+/** ...and is trimmed back to that every this many revisions, so the trimming costs nothing per write. */
+const CHANGE_FEED_PRUNE_EVERY = 1000;
+const DEFAULT_CHANGES_LIMIT = 1000;
+const FILE_MODE = 0o600;
+
+type Migration = (db: Database) => void;
+
+/**
+ * Version 1. Members and groups have integer ids so member_groups is two small integers per row; names stay
+ * unique and are what the interface speaks. member_groups keeps the order a member's groups were given in.
+ */
+const SCHEMA_V1 = `
+CREATE TABLE settings (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  value TEXT NOT NULL CHECK (json_valid(value))
+) STRICT;
+
+CREATE TABLE secrets (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE members (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  ip TEXT NOT NULL UNIQUE,
+  ip6 TEXT UNIQUE,
+  public_key TEXT NOT NULL UNIQUE,
+  private_key TEXT,
+  disabled INTEGER NOT NULL CHECK (disabled IN (0, 1)),
+  expires_at TEXT,
+  full_tunnel INTEGER NOT NULL CHECK (full_tunnel IN (0, 1)),
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE "groups" (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  description TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE member_groups (
+  member_id INTEGER NOT NULL REFERENCES members (id) ON DELETE CASCADE,
+  group_id INTEGER NOT NULL REFERENCES "groups" (id) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  PRIMARY KEY (member_id, group_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX member_groups_by_group ON member_groups (group_id, member_id);
+
+CREATE TABLE routes (
+  cidr TEXT PRIMARY KEY,
+  description TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE policies (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  action TEXT NOT NULL CHECK (action IN ('allow', 'deny')),
+  grp TEXT NOT NULL,
+  destination TEXT NOT NULL,
+  proto TEXT NOT NULL CHECK (proto IN ('any', 'tcp', 'udp', 'icmp')),
+  port_from INTEGER,
+  port_to INTEGER,
+  CHECK ((port_from IS NULL) = (port_to IS NULL))
+) STRICT;
+
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  detail TEXT NOT NULL CHECK (json_valid(detail))
+) STRICT;
+CREATE INDEX audit_by_target ON audit (target, id);
+
+CREATE TABLE tokens (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL,
+  last_used_at TEXT
+) STRICT;
+
+CREATE TABLE admins (
+  username TEXT PRIMARY KEY,
+  password_hash TEXT NOT NULL,
+  totp_secret TEXT
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE member_status (
+  name TEXT PRIMARY KEY,
+  online INTEGER NOT NULL CHECK (online IN (0, 1)),
+  endpoint TEXT,
+  last_handshake TEXT,
+  rx_bytes INTEGER NOT NULL,
+  tx_bytes INTEGER NOT NULL,
+  policy_drops INTEGER NOT NULL,
+  updated_at TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE traffic (
+  name TEXT NOT NULL,
+  at TEXT NOT NULL,
+  rx INTEGER NOT NULL,
+  tx INTEGER NOT NULL,
+  PRIMARY KEY (name, at)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX traffic_by_at ON traffic (at);
+
+CREATE TABLE changes (
+  rev INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL CHECK (kind IN ('settings', 'member', 'group', 'route', 'policy')),
+  key TEXT NOT NULL
+) STRICT;
+`;
+
+/** Append only: a released build's migration never changes, the next one is added after it. */
+const MIGRATIONS: readonly Migration[] = [(db) => db.exec(SCHEMA_V1)];
+
+/** The schema version this build writes; a file at a higher version was written by a newer build. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export class StoreSchemaTooNew extends Error {
+  constructor(
+    readonly path: string,
+    readonly found: number,
+  ) {
+    super(
+      `${path}: the store is at schema version ${found}, but this build of Weft knows versions up to ` +
+        `${SCHEMA_VERSION}; upgrade Weft, or restore a backup taken with this version`,
+    );
+    this.name = 'StoreSchemaTooNew';
+  }
+}
+
+/**
+ * A member row as an array (better-sqlite3's raw mode): with 10,000 members, building an object per row
+ * that is then copied into a MemberRecord is a third of allMembers' time. The order is MEMBER_SELECT's.
+ */
+type MemberTuple = readonly [
+  name: string,
+  ip: string,
+  ip6: string | null,
+  publicKey: string,
+  privateKey: string | null,
+  disabled: number,
+  expiresAt: string | null,
+  fullTunnel: number,
+  createdAt: string,
+  updatedAt: string,
+  /** JSON array of group names, in the member's order. */
+  groups: string,
+];
+
+interface PolicyRow {
+  readonly id: number;
+  readonly action: PolicyAction;
+  readonly grp: string;
+  readonly destination: string;
+  readonly proto: Proto;
+  readonly port_from: number | null;
+  readonly port_to: number | null;
+}
+
+interface AuditRow {
+  readonly id: number;
+  readonly at: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string;
+  readonly detail: string;
+}
+
+interface TokenRow {
+  readonly id: number;
+  readonly name: string;
+  readonly created_at: string;
+  readonly last_used_at: string | null;
+}
+
+interface AdminRow {
+  readonly username: string;
+  readonly password_hash: string;
+  readonly totp_secret: string | null;
+}
+
+interface StatusRow {
+  readonly name: string;
+  readonly online: number;
+  readonly endpoint: string | null;
+  readonly last_handshake: string | null;
+  readonly rx_bytes: number;
+  readonly tx_bytes: number;
+  readonly policy_drops: number;
+  readonly updated_at: string;
+}
+
+interface TrafficRow {
+  readonly name: string;
+  readonly at: string;
+  readonly rx: number;
+  readonly tx: number;
+}
+
+/** A member with its groups in one row, so a page of members costs one query rather than one per member. */
+const MEMBER_SELECT = `
+SELECT m.name, m.ip, m.ip6, m.public_key, m.private_key, m.disabled, m.expires_at, m.full_tunnel,
+       m.created_at, m.updated_at,
+       (SELECT json_group_array(g.name ORDER BY mg.position)
+          FROM member_groups mg JOIN "groups" g ON g.id = mg.group_id
+         WHERE mg.member_id = m.id) AS groups
+  FROM members m`;
+
+/** The search predicate of listMembers/countMembers; `:pattern` is a LIKE pattern with `\` as its escape. */
+const MEMBER_MATCHES = `
+(m.name LIKE :pattern ESCAPE '\\' OR m.ip LIKE :pattern ESCAPE '\\' OR m.ip6 LIKE :pattern ESCAPE '\\'
+ OR EXISTS (SELECT 1 FROM member_groups mg JOIN "groups" g ON g.id = mg.group_id
+             WHERE mg.member_id = m.id AND g.name LIKE :pattern ESCAPE '\\'))`;
+
+const MEMBER_COLUMNS = `ip = :ip, ip6 = :ip6, public_key = :public_key, private_key = :private_key,
+  disabled = :disabled, expires_at = :expires_at, full_tunnel = :full_tunnel, created_at = :created_at,
+  updated_at = :updated_at`;
+
+function prepareStatements(db: Database) {
+  return {
+    integrityCheck: db.prepare('PRAGMA integrity_check').pluck<string>(),
+
+    revision: db.prepare('SELECT coalesce(max(rev), 0) FROM changes').pluck<number>(),
+    changesSince: db.prepare<Change>('SELECT rev, kind, key FROM changes WHERE rev > ? ORDER BY rev LIMIT ?'),
+    appendChange: db.prepare('INSERT INTO changes (kind, key) VALUES (?, ?)'),
+    pruneChanges: db.prepare('DELETE FROM changes WHERE rev <= ?'),
+
+    getSettings: db.prepare('SELECT value FROM settings WHERE id = 1').pluck<string>(),
+    putSettings: db.prepare(
+      'INSERT INTO settings (id, value) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET value = excluded.value',
+    ),
+    getSecret: db.prepare('SELECT value FROM secrets WHERE name = ?').pluck<string>(),
+    putSecret: db.prepare(
+      'INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
+    ),
+
+    getMember: db.prepare(`${MEMBER_SELECT} WHERE m.name = ?`).raw<MemberTuple>(),
+    getMemberByIp: db.prepare(`${MEMBER_SELECT} WHERE m.ip = :ip OR m.ip6 = :ip`).raw<MemberTuple>(),
+    getMemberByPublicKey: db.prepare(`${MEMBER_SELECT} WHERE m.public_key = ?`).raw<MemberTuple>(),
+    allMembers: db.prepare(`${MEMBER_SELECT} ORDER BY m.name`).raw<MemberTuple>(),
+    listMembers: db
+      .prepare(`${MEMBER_SELECT} WHERE m.name > :after ORDER BY m.name LIMIT :limit`)
+      .raw<MemberTuple>(),
+    searchMembers: db
+      .prepare(`${MEMBER_SELECT} WHERE m.name > :after AND ${MEMBER_MATCHES} ORDER BY m.name LIMIT :limit`)
+      .raw<MemberTuple>(),
+    countMembers: db.prepare('SELECT count(*) FROM members').pluck<number>(),
+    countMatchingMembers: db
+      .prepare(`SELECT count(*) FROM members m WHERE ${MEMBER_MATCHES}`)
+      .pluck<number>(),
+    usedIps: db.prepare('SELECT ip, ip6 FROM members').raw<[string, string | null]>(),
+    insertMember: db.prepare(
+      `INSERT INTO members (name, ip, ip6, public_key, private_key, disabled, expires_at, full_tunnel,
+                            created_at, updated_at)
+       VALUES (:name, :ip, :ip6, :public_key, :private_key, :disabled, :expires_at, :full_tunnel,
+               :created_at, :updated_at)`,
+    ),
+    updateMember: db.prepare<{ id: number }>(
+      `UPDATE members SET ${MEMBER_COLUMNS} WHERE name = :name RETURNING id`,
+    ),
+    deleteMember: db.prepare('DELETE FROM members WHERE name = ?'),
+    addMemberGroup: db.prepare(
+      'INSERT INTO member_groups (member_id, group_id, position) SELECT ?, id, ? FROM "groups" WHERE name = ?',
+    ),
+    clearMemberGroups: db.prepare('DELETE FROM member_groups WHERE member_id = ?'),
+
+    listGroups: db.prepare<Group>('SELECT name, description FROM "groups" ORDER BY name'),
+    getGroup: db.prepare<Group>('SELECT name, description FROM "groups" WHERE name = ?'),
+    insertGroup: db.prepare('INSERT INTO "groups" (name, description) VALUES (?, ?)'),
+    updateGroup: db.prepare('UPDATE "groups" SET description = ? WHERE name = ?'),
+    deleteGroup: db.prepare('DELETE FROM "groups" WHERE name = ?'),
+    groupMembers: db
+      .prepare(
+        `SELECT m.name FROM "groups" g
+           JOIN member_groups mg ON mg.group_id = g.id
+           JOIN members m ON m.id = mg.member_id
+          WHERE g.name = ? ORDER BY m.name`,
+      )
+      .pluck<string>(),
+
+    listRoutes: db.prepare<SharedRoute>('SELECT cidr, description FROM routes ORDER BY cidr'),
+    insertRoute: db.prepare('INSERT INTO routes (cidr, description) VALUES (?, ?)'),
+    deleteRoute: db.prepare('DELETE FROM routes WHERE cidr = ?'),
+
+    listPolicies: db.prepare<PolicyRow>(
+      'SELECT id, action, grp, destination, proto, port_from, port_to FROM policies ORDER BY id',
+    ),
+    insertPolicy: db.prepare(
+      `INSERT INTO policies (action, grp, destination, proto, port_from, port_to)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+    ),
+    deletePolicy: db.prepare('DELETE FROM policies WHERE id = ?'),
+
+    appendAudit: db.prepare(
+      'INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, json(?))',
+    ),
+    // Two statements rather than "(? IS NULL OR target = ?)", which would keep SQLite off audit_by_target.
+    listAudit: db.prepare<AuditRow>(
+      'SELECT id, at, actor, action, target, detail FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?',
+    ),
+    listAuditOfTarget: db.prepare<AuditRow>(
+      `SELECT id, at, actor, action, target, detail FROM audit
+        WHERE target = ? AND id < ? ORDER BY id DESC LIMIT ?`,
+    ),
+
+    insertToken: db.prepare('INSERT INTO tokens (name, hash, created_at) VALUES (?, ?, ?)'),
+    findToken: db.prepare<TokenRow>('SELECT id, name, created_at, last_used_at FROM tokens WHERE hash = ?'),
+    touchToken: db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?'),
+    listTokens: db.prepare<TokenRow>('SELECT id, name, created_at, last_used_at FROM tokens ORDER BY id'),
+    deleteToken: db.prepare('DELETE FROM tokens WHERE id = ?'),
+
+    getAdmin: db.prepare<AdminRow>(
+      'SELECT username, password_hash, totp_secret FROM admins WHERE username = ?',
+    ),
+    putAdmin: db.prepare(
+      `INSERT INTO admins (username, password_hash, totp_secret) VALUES (?, ?, ?)
+       ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash,
+                                            totp_secret = excluded.totp_secret`,
+    ),
+
+    putStatus: db.prepare(
+      `INSERT INTO member_status (name, online, endpoint, last_handshake, rx_bytes, tx_bytes, policy_drops,
+                                  updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET online = excluded.online, endpoint = excluded.endpoint,
+         last_handshake = excluded.last_handshake, rx_bytes = excluded.rx_bytes, tx_bytes = excluded.tx_bytes,
+         policy_drops = excluded.policy_drops, updated_at = excluded.updated_at`,
+    ),
+    getStatus: db.prepare<StatusRow>('SELECT * FROM member_status WHERE name = ?'),
+    allStatuses: db.prepare<StatusRow>('SELECT * FROM member_status ORDER BY name'),
+
+    addTraffic: db.prepare(
+      `INSERT INTO traffic (name, at, rx, tx) VALUES (?, ?, ?, ?)
+       ON CONFLICT (name, at) DO UPDATE SET rx = rx + excluded.rx, tx = tx + excluded.tx`,
+    ),
+    traffic: db.prepare<TrafficRow>(
+      'SELECT name, at, rx, tx FROM traffic WHERE name = ? AND at >= ? ORDER BY at',
+    ),
+    trafficTotal: db.prepare<TrafficRow>(
+      `SELECT '' AS name, at, sum(rx) AS rx, sum(tx) AS tx FROM traffic
+        WHERE at >= ? GROUP BY at ORDER BY at`,
+    ),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+export class SqliteStore implements Store {
+  readonly schemaVersion: number;
+  readonly #db: Database;
+  readonly #sql: Statements;
+  /** Runs its argument in a transaction, or in a savepoint when one is already open. */
+  readonly #atomically: Database.TransactionFunction<(fn: () => unknown) => unknown>;
+
+  constructor(readonly path: string) {
+    const onDisk = path !== '' && path !== ':memory:';
+    if (onDisk) makePrivate(path, true);
+    const db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+    try {
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (onDisk && mode !== 'wal')
+        throw new Error(`${path}: SQLite could not switch to WAL (got ${String(mode)})`);
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      this.schemaVersion = migrate(db, path);
+      // SQLite gives a new -wal/-shm the database file's mode; this catches ones left wider by something else.
+      if (onDisk) makePrivate(path, false);
+      this.#sql = prepareStatements(db);
+      this.#atomically = db.transaction((fn: () => unknown) => fn());
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    this.#db = db;
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.#write(fn);
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+
+  /** SQLite's own consistency check: "ok", or what it found wrong (one problem per line). */
+  integrityCheck(): string {
+    return this.#sql.integrityCheck.all().join('\n');
+  }
+
+  revision(): number {
+    return this.#sql.revision.get() ?? 0;
+  }
+
+  changesSince(rev: number, limit = DEFAULT_CHANGES_LIMIT): Change[] {
+    return this.#sql.changesSince.all(rev, clampLimit(limit));
+  }
+
+  getSettings(): Settings | undefined {
+    const json = this.#sql.getSettings.get();
+    return json === undefined ? undefined : (JSON.parse(json) as Settings);
+  }
+
+  putSettings(settings: Settings): void {
+    this.#write(() => {
+      this.#sql.putSettings.run(JSON.stringify(settings));
+      this.#changed('settings', '');
+    });
+  }
+
+  getSecret(name: string): string | undefined {
+    return this.#sql.getSecret.get(name);
+  }
+
+  putSecret(name: string, value: string): void {
+    this.#sql.putSecret.run(name, value);
+  }
+
+  getMember(name: string): MemberRecord | undefined {
+    return toMember(this.#sql.getMember.get(name));
+  }
+
+  /** Looks the address up among both the IPv4 and the IPv6 addresses. */
+  getMemberByIp(ip: string): MemberRecord | undefined {
+    return toMember(this.#sql.getMemberByIp.get({ ip }));
+  }
+
+  getMemberByPublicKey(publicKey: string): MemberRecord | undefined {
+    return toMember(this.#sql.getMemberByPublicKey.get(publicKey));
+  }
+
+  /** `search` folds case for ASCII letters only (SQLite's LIKE), which covers names, addresses and groups. */
+  listMembers(query: MemberQuery): MemberRecord[] {
+    const after = query.after ?? '';
+    const limit = clampLimit(query.limit);
+    const rows =
+      query.search === undefined || query.search === ''
+        ? this.#sql.listMembers.all({ after, limit })
+        : this.#sql.searchMembers.all({ after, limit, pattern: containsPattern(query.search) });
+    return rows.map(memberFromRow);
+  }
+
+  countMembers(search?: string): number {
+    return search === undefined || search === ''
+      ? (this.#sql.countMembers.get() ?? 0)
+      : (this.#sql.countMatchingMembers.get({ pattern: containsPattern(search) }) ?? 0);
+  }
+
+  allMembers(): MemberRecord[] {
+    return this.#sql.allMembers.all().map(memberFromRow);
+  }
+
+  usedIps(): Set<string> {
+    const ips = new Set<string>();
+    for (const [ip, ip6] of this.#sql.usedIps.all()) {
+      ips.add(ip);
+      if (ip6 !== null) ips.add(ip6);
+    }
+    return ips;
+  }
+
+  insertMember(member: MemberRecord): void {
+    this.#write(() => {
+      const id = Number(this.#sql.insertMember.run(memberParams(member)).lastInsertRowid);
+      this.#setGroups(id, member.groups);
+      this.#changed('member', member.name);
+    });
+  }
+
+  updateMember(member: MemberRecord): boolean {
+    return this.#write(() => {
+      const row = this.#sql.updateMember.get(memberParams(member));
+      if (row === undefined) return false;
+      this.#sql.clearMemberGroups.run(row.id);
+      this.#setGroups(row.id, member.groups);
+      this.#changed('member', member.name);
+      return true;
+    });
+  }
+
+  deleteMember(name: string): boolean {
+    return this.#write(() => {
+      if (this.#sql.deleteMember.run(name).changes === 0) return false;
+      this.#changed('member', name);
+      return true;
+    });
+  }
+
+  listGroups(): Group[] {
+    return this.#sql.listGroups.all();
+  }
+
+  getGroup(name: string): Group | undefined {
+    return this.#sql.getGroup.get(name);
+  }
+
+  insertGroup(group: Group): void {
+    this.#write(() => {
+      this.#sql.insertGroup.run(group.name, group.description);
+      this.#changed('group', group.name);
+    });
+  }
+
+  updateGroup(group: Group): boolean {
+    return this.#write(() => {
+      if (this.#sql.updateGroup.run(group.description, group.name).changes === 0) return false;
+      this.#changed('group', group.name);
+      return true;
+    });
+  }
+
+  /**
+   * Members still in the group leave it (the control plane normally refuses that case first); each of them
+   * gets a member change too, since a follower that only reloaded the group would miss that their groups moved.
+   */
+  deleteGroup(name: string): boolean {
+    return this.#write(() => {
+      const members = this.#sql.groupMembers.all(name);
+      if (this.#sql.deleteGroup.run(name).changes === 0) return false;
+      this.#changed('group', name);
+      for (const member of members) this.#changed('member', member);
+      return true;
+    });
+  }
+
+  groupMembers(name: string): string[] {
+    return this.#sql.groupMembers.all(name);
+  }
+
+  listRoutes(): SharedRoute[] {
+    return this.#sql.listRoutes.all();
+  }
+
+  insertRoute(route: SharedRoute): void {
+    this.#write(() => {
+      this.#sql.insertRoute.run(route.cidr, route.description);
+      this.#changed('route', route.cidr);
+    });
+  }
+
+  deleteRoute(cidr: string): boolean {
+    return this.#write(() => {
+      if (this.#sql.deleteRoute.run(cidr).changes === 0) return false;
+      this.#changed('route', cidr);
+      return true;
+    });
+  }
+
+  listPolicies(): Policy[] {
+    return this.#sql.listPolicies.all().map(policyFromRow);
+  }
+
+  insertPolicy(policy: PolicyInput): Policy {
+    return this.#write(() => {
+      const { action, group, destination, proto, ports } = policy;
+      const result = this.#sql.insertPolicy.run(
+        action,
+        group,
+        destination,
+        proto,
+        ports?.from ?? null,
+        ports?.to ?? null,
+      );
+      const id = Number(result.lastInsertRowid);
+      this.#changed('policy', String(id));
+      return { id, action, group, destination, proto, ports: ports === null ? null : { ...ports } };
+    });
+  }
+
+  deletePolicy(id: number): boolean {
+    return this.#write(() => {
+      if (this.#sql.deletePolicy.run(id).changes === 0) return false;
+      this.#changed('policy', String(id));
+      return true;
+    });
+  }
+
+  appendAudit(entry: Omit<AuditEntry, 'id'>): AuditEntry {
+    const detail = JSON.stringify(entry.detail);
+    const result = this.#sql.appendAudit.run(entry.at, entry.actor, entry.action, entry.target, detail);
+    return {
+      ...entry,
+      id: Number(result.lastInsertRowid),
+      detail: JSON.parse(detail) as AuditEntry['detail'],
+    };
+  }
+
+  listAudit(query: { before?: number; limit: number; target?: string }): AuditEntry[] {
+    const before = query.before ?? Number.MAX_SAFE_INTEGER;
+    const limit = clampLimit(query.limit);
+    const rows =
+      query.target === undefined
+        ? this.#sql.listAudit.all(before, limit)
+        : this.#sql.listAuditOfTarget.all(query.target, before, limit);
+    return rows.map((r) => ({
+      id: r.id,
+      at: r.at,
+      actor: r.actor,
+      action: r.action,
+      target: r.target,
+      detail: JSON.parse(r.detail) as AuditEntry['detail'],
+    }));
+  }
+
+  insertToken(name: string, hash: string, createdAt: string): ApiToken {
+    const id = this.#mapped(() => Number(this.#sql.insertToken.run(name, hash, createdAt).lastInsertRowid));
+    return { id, name, createdAt, lastUsedAt: null };
+  }
+
+  findToken(hash: string): ApiToken | undefined {
+    const row = this.#sql.findToken.get(hash);
+    return row === undefined ? undefined : tokenFromRow(row);
+  }
+
+  touchToken(id: number, at: string): void {
+    this.#sql.touchToken.run(at, id);
+  }
+
+  listTokens(): ApiToken[] {
+    return this.#sql.listTokens.all().map(tokenFromRow);
+  }
+
+  deleteToken(id: number): boolean {
+    return this.#sql.deleteToken.run(id).changes > 0;
+  }
+
+  getAdmin(username: string): AdminAccount | undefined {
+    const row = this.#sql.getAdmin.get(username);
+    return row === undefined
+      ? undefined
+      : { username: row.username, passwordHash: row.password_hash, totpSecret: row.totp_secret };
+  }
+
+  putAdmin(account: AdminAccount): void {
+    this.#sql.putAdmin.run(account.username, account.passwordHash, account.totpSecret);
+  }
+
+  putStatuses(statuses: readonly MemberStatus[]): void {
+    this.#write(() => {
+      for (const s of statuses) {
+        this.#sql.putStatus.run(
+          s.name,
+          s.online ? 1 : 0,
+          s.endpoint,
+          s.lastHandshake,
+          s.rxBytes,
+          s.txBytes,
+          s.policyDrops,
+          s.updatedAt,
+        );
+      }
+    });
+  }
+
+  getStatus(name: string): MemberStatus | undefined {
+    const row = this.#sql.getStatus.get(name);
+    return row === undefined ? undefined : statusFromRow(row);
+  }
+
+  allStatuses(): MemberStatus[] {
+    return this.#sql.allStatuses.all().map(statusFromRow);
+  }
+
+  addTraffic(samples: readonly TrafficSample[]): void {
+    this.#write(() => {
+      for (const s of samples) this.#sql.addTraffic.run(s.name, s.at, s.rxBytes, s.txBytes);
+    });
+  }
+
+  traffic(name: string, since: string): TrafficSample[] {
+    const rows = name === '' ? this.#sql.trafficTotal.all(since) : this.#sql.traffic.all(name, since);
+    return rows.map((r) => ({ name: r.name, at: r.at, rxBytes: r.rx, txBytes: r.tx }));
+  }
+
+  /** Runs `fn` atomically (joining an open transaction), with unique violations reported as StoreConflict. */
+  #write<T>(fn: () => T): T {
+    return this.#mapped(() => this.#atomically.immediate(fn) as T);
+  }
+
+  #mapped<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw asConflict(err);
+    }
+  }
+
+  #setGroups(memberId: number, groups: readonly string[]): void {
+    let position = 0;
+    for (const group of new Set(groups)) {
+      if (this.#sql.addMemberGroup.run(memberId, position++, group).changes === 0) {
+        throw new StoreConflict(`member_groups.group: there is no group named ${JSON.stringify(group)}`);
+      }
+    }
+  }
+
+  #changed(kind: ChangeKind, key: string): void {
+    const rev = Number(this.#sql.appendChange.run(kind, key).lastInsertRowid);
+    if (rev % CHANGE_FEED_PRUNE_EVERY === 0) this.#sql.pruneChanges.run(rev - CHANGE_FEED_KEEP);
+  }
+}
+
+export function openSqliteStore(path: string): SqliteStore {
+  return new SqliteStore(path);
+}
+
+/** Brings the file to the schema this build writes; returns that version. */
+function migrate(db: Database, path: string): number {
+  const userVersion = db.prepare('PRAGMA user_version').pluck<number>();
+  const known = (): number => {
+    const version = userVersion.get() ?? 0;
+    if (version > SCHEMA_VERSION) throw new StoreSchemaTooNew(path, version);
+    return version;
+  };
+  // The common case, an up-to-date file, takes no write lock.
+  if (known() === SCHEMA_VERSION) return SCHEMA_VERSION;
+  // Read the version again under the write lock: another process may have migrated in between.
+  const apply = db.transaction(() => {
+    const from = known();
+    for (const migration of MIGRATIONS.slice(from)) migration(db);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  });
+  apply.immediate();
+  return SCHEMA_VERSION;
+}
+
+/**
+ * Creates the database file with mode 0600 when it is missing (so it is never readable by others, not even
+ * for an instant) and narrows the mode of it and its -wal/-shm files when they are wider.
+ */
+function makePrivate(path: string, create: boolean): void {
+  if (create) closeSync(openSync(path, 'a', FILE_MODE));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    let mode: number;
+    try {
+      mode = statSync(file).mode & 0o777;
+    } catch {
+      continue;
+    }
+    // Only when needed: a process that does not own the file (and finds it private already) may not chmod it.
+    if (mode !== FILE_MODE) chmodSync(file, FILE_MODE);
+  }
+}
+
+function asConflict(err: unknown): unknown {
+  if (!(err instanceof Error) || !('code' in err)) return err;
+  if (err.code !== 'SQLITE_CONSTRAINT_UNIQUE' && err.code !== 'SQLITE_CONSTRAINT_PRIMARYKEY') return err;
+  // SQLite says "UNIQUE constraint failed: members.ip"; the table.column part is what callers need.
+  const columns = /constraint failed: (.+)$/.exec(err.message)?.[1] ?? 'a unique column';
+  return new StoreConflict(`${columns}: another row already has this value`);
+}
+
+/** LIMIT -1 means "no limit" to SQLite; a caller's negative or fractional limit must not become that. */
+function clampLimit(limit: number): number {
+  return Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : 0;
+}
+
+function containsPattern(search: string): string {
+  return `%${search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+function memberParams(m: MemberRecord): Record<string, unknown> {
+  return {
+    name: m.name,
+    ip: m.ip,
+    ip6: m.ip6,
+    public_key: m.publicKey,
+    private_key: m.privateKey,
+    disabled: m.disabled ? 1 : 0,
+    expires_at: m.expiresAt,
+    full_tunnel: m.fullTunnel ? 1 : 0,
+    created_at: m.createdAt,
+    updated_at: m.updatedAt,
+  };
+}
+
+function toMember(row: MemberTuple | undefined): MemberRecord | undefined {
+  return row === undefined ? undefined : memberFromRow(row);
+}
+
+function memberFromRow(row: MemberTuple): MemberRecord {
+  const [
+    name,
+    ip,
+    ip6,
+    publicKey,
+    privateKey,
+    disabled,
+    expiresAt,
+    fullTunnel,
+    createdAt,
+    updatedAt,
+    groups,
+  ] = row;
+  return {
+    name,
+    ip,
+    ip6,
+    publicKey,
+    hasPrivateKey: privateKey !== null,
+    privateKey,
+    groups: JSON.parse(groups) as string[],
+    disabled: disabled === 1,
+    expiresAt,
+    fullTunnel: fullTunnel === 1,
+    createdAt,
+    updatedAt,
+  };
+}
+
+function policyFromRow(r: PolicyRow): Policy {
+  return {
+    id: r.id,
+    action: r.action,
+    group: r.grp,
+    destination: r.destination,
+    proto: r.proto,
+    ports: r.port_from === null || r.port_to === null ? null : { from: r.port_from, to: r.port_to },
+  };
+}
+
+function tokenFromRow(r: TokenRow): ApiToken {
+  return { id: r.id, name: r.name, createdAt: r.created_at, lastUsedAt: r.last_used_at };
+}
+
+function statusFromRow(r: StatusRow): MemberStatus {
+  return {
+    name: r.name,
+    online: r.online === 1,
+    endpoint: r.endpoint,
+    lastHandshake: r.last_handshake,
+    rxBytes: r.rx_bytes,
+    txBytes: r.tx_bytes,
+    policyDrops: r.policy_drops,
+    updatedAt: r.updated_at,
+  };
+}

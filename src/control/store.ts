@@ -1,0 +1,112 @@
+/**
+ * The control plane's storage interface. The embedded implementation is SQLite (store-sqlite.ts).
+ *
+ * Rules every implementation keeps:
+ * 1. A method that changes anything commits before it returns (or, inside `transaction`, when the outermost
+ *    transaction returns); what was acknowledged survives a crash.
+ * 2. Every change to settings, members, groups, routes or policies appends to the change feed in the same
+ *    transaction, so a running gateway (this process or another) can follow it with `changesSince`.
+ * 3. Names are unique per kind; inserting a duplicate or deleting a missing row throws StoreConflict /
+ *    returns false — validation with clear messages happens before, in the control plane.
+ */
+import type {
+  AdminAccount,
+  ApiToken,
+  AuditEntry,
+  Change,
+  Group,
+  MemberRecord,
+  MemberStatus,
+  Policy,
+  PolicyInput,
+  Settings,
+  SharedRoute,
+  TrafficSample,
+} from './model.js';
+
+export class StoreConflict extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreConflict';
+  }
+}
+
+export interface MemberQuery {
+  /** Names greater than this (pagination is by name). */
+  readonly after?: string;
+  readonly limit: number;
+  /** Case-insensitive substring of the name, ip, or a group name. */
+  readonly search?: string;
+}
+
+export interface Store {
+  readonly path: string;
+  /** The schema version the store is at (after migrations). */
+  readonly schemaVersion: number;
+  /** Runs `fn` in one transaction (nested calls join the outer one). Throws propagate and roll back. */
+  transaction<T>(fn: () => T): T;
+  close(): void;
+
+  /** The latest change-feed revision (0 for a new store). */
+  revision(): number;
+  changesSince(rev: number, limit?: number): Change[];
+
+  getSettings(): Settings | undefined;
+  putSettings(settings: Settings): void;
+  /** Small named secrets: the gateway's private key, the session-signing key. */
+  getSecret(name: string): string | undefined;
+  putSecret(name: string, value: string): void;
+
+  getMember(name: string): MemberRecord | undefined;
+  getMemberByIp(ip: string): MemberRecord | undefined;
+  getMemberByPublicKey(publicKey: string): MemberRecord | undefined;
+  listMembers(query: MemberQuery): MemberRecord[];
+  countMembers(search?: string): number;
+  /** Every member, ordered by name (used to build the gateway's state on start). */
+  allMembers(): MemberRecord[];
+  /** Every address (v4 and v6) held by a member. */
+  usedIps(): Set<string>;
+  insertMember(member: MemberRecord): void;
+  /** Replaces the member row with this name (its groups too). Returns false if there is none. */
+  updateMember(member: MemberRecord): boolean;
+  deleteMember(name: string): boolean;
+
+  listGroups(): Group[];
+  getGroup(name: string): Group | undefined;
+  insertGroup(group: Group): void;
+  updateGroup(group: Group): boolean;
+  deleteGroup(name: string): boolean;
+  /** Names of the members in a group. */
+  groupMembers(name: string): string[];
+
+  listRoutes(): SharedRoute[];
+  insertRoute(route: SharedRoute): void;
+  deleteRoute(cidr: string): boolean;
+
+  listPolicies(): Policy[];
+  insertPolicy(policy: PolicyInput): Policy;
+  deletePolicy(id: number): boolean;
+
+  appendAudit(entry: Omit<AuditEntry, 'id'>): AuditEntry;
+  /** Newest first; `before` is an id (pagination). */
+  listAudit(query: { before?: number; limit: number; target?: string }): AuditEntry[];
+
+  insertToken(name: string, hash: string, createdAt: string): ApiToken;
+  /** Looks a token up by the hash of its secret. */
+  findToken(hash: string): ApiToken | undefined;
+  touchToken(id: number, at: string): void;
+  listTokens(): ApiToken[];
+  deleteToken(id: number): boolean;
+
+  getAdmin(username: string): AdminAccount | undefined;
+  putAdmin(account: AdminAccount): void;
+
+  /** Replaces the status rows of the given members (the running gateway reports every few seconds). */
+  putStatuses(statuses: readonly MemberStatus[]): void;
+  getStatus(name: string): MemberStatus | undefined;
+  allStatuses(): MemberStatus[];
+  /** Adds to the per-minute traffic buckets (`at` is the bucket's start). */
+  addTraffic(samples: readonly TrafficSample[]): void;
+  /** A member's buckets from `since` on, oldest first; the name "" sums every member. */
+  traffic(name: string, since: string): TrafficSample[];
+}

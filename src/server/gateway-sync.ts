@@ -1,0 +1,341 @@
+/**
+ * Keeps the running gateway in step with the store, whoever changes it (this process's API, the CLI in
+ * another process, another gateway on a shared database).
+ *
+ * Each poll (every 200 ms by default):
+ *   1. read the store's change feed from the last revision seen; for each changed member, install, update or
+ *      remove its WireGuard peer (a disabled, expired or removed member's sessions end at once);
+ *   2. when policies, groups, settings, or the membership of a group some policy names change, recompile the
+ *      policy and hand each installed member its rules;
+ *   3. cut off members whose expiry has passed.
+ * Every few seconds it also reports each member's status and traffic to the store (status.ts readers: the
+ * CLI, the API, the console).
+ */
+import { PublicKey } from '../crypto/keys.js';
+import type { ControlPlane } from '../control/control-plane.js';
+import type { MemberRecord, MemberStatus, Settings, TrafficSample } from '../control/model.js';
+import { compilePolicy, type CompiledPolicy, type MemberAddresses } from '../control/policy.js';
+import { MemberFirewall, type FirewallMember } from '../dataplane/member-firewall.js';
+import { readIpHeader } from '../net/ip-packet.js';
+import { formatEndpoint } from '../net/endpoint.js';
+import { parsePrefix, type Prefix } from '../net/ip.js';
+import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
+import type { Device, PeerStatus } from '../wireguard/device.js';
+
+interface Installed extends FirewallMember {
+  readonly record: MemberRecord;
+  readonly key: PublicKey;
+  readonly expiresAt: number | null;
+}
+
+interface Reported {
+  rx: number;
+  tx: number;
+  online: boolean;
+  endpoint: string | null;
+  lastHandshake: number;
+  drops: number;
+}
+
+export interface SyncEvents {
+  /** Settings that need work outside the device changed (listen port, NAT). */
+  settingsChanged?: (previous: Settings, next: Settings) => void;
+  log?: (line: string) => void;
+}
+
+function prefixes(texts: readonly (string | null)[]): Prefix[] {
+  const out: Prefix[] = [];
+  for (const t of texts) {
+    if (t === null) continue;
+    const r = parsePrefix(t);
+    if (r.ok) out.push(r.value);
+  }
+  return out;
+}
+
+const FULL_RECONCILE = Symbol('full');
+
+function addressesOf(m: MemberRecord): MemberAddresses {
+  return { addresses: m.ip6 ? [m.ip, m.ip6] : [m.ip], groups: m.groups };
+}
+
+export class GatewaySync {
+  readonly counters = { polls: 0, changes: 0, installs: 0, removals: 0, fullReconciles: 0, expiries: 0 };
+  private revision = -1;
+  private settings: Settings;
+  private policy: CompiledPolicy;
+  private readonly firewall: MemberFirewall;
+  private readonly installed = new Map<string, Installed>();
+  private readonly byKey = new Map<string, Installed>();
+  /** The device hands back the PublicKey objects it holds; resolving each once keeps base64 off the path. */
+  private byKeyObject = new WeakMap<PublicKey, Installed | null>();
+  /** Every member's addresses and groups (installed or not): what group destinations are made of. */
+  private readonly known = new Map<string, MemberAddresses>();
+  private readonly reported = new Map<string, Reported>();
+
+  constructor(
+    private readonly cp: ControlPlane,
+    private readonly device: Device,
+    private readonly events: SyncEvents = {},
+  ) {
+    this.settings = cp.settings();
+    this.firewall = new MemberFirewall(this.firewallOptions());
+    this.policy = this.compile();
+  }
+
+  private firewallOptions(): { defaultAllow: boolean; gateway: Prefix[]; members: Prefix[] } {
+    const gw = this.cp.gatewayAddresses();
+    return {
+      defaultAllow: this.settings.defaultPolicy === 'allow',
+      gateway: prefixes([gw.ip, gw.ip6]),
+      members: prefixes([this.settings.subnet, this.settings.subnet6]),
+    };
+  }
+
+  get memberCount(): number {
+    return this.installed.size;
+  }
+
+  get firewallCounters(): MemberFirewall['counters'] {
+    return this.firewall.counters;
+  }
+
+  /** The data plane's check for each decrypted packet (WireGuardInterface `admit`). */
+  readonly admit = (packet: Uint8Array, peer: PublicKey): boolean => {
+    let member = this.byKeyObject.get(peer);
+    if (member === undefined) {
+      member = this.byKey.get(peer.toBase64()) ?? null;
+      this.byKeyObject.set(peer, member);
+    }
+    if (member === null) return false; // a peer added behind the control plane's back gets nowhere
+    const header = readIpHeader(packet);
+    return header !== null && this.firewall.admit(member, packet, header, Date.now());
+  };
+
+  private compile(): CompiledPolicy {
+    const store = this.cp.store;
+    const s = this.settings;
+    const policies = store.listPolicies();
+    // One pass over the known members gives every group's addresses.
+    const byGroup = new Map<string, string[]>();
+    for (const m of this.known.values())
+      for (const g of m.groups) {
+        let list = byGroup.get(g);
+        if (!list) byGroup.set(g, (list = []));
+        list.push(...m.addresses);
+      }
+    const policy = compilePolicy(s.defaultPolicy, policies, (group) => byGroup.get(group) ?? []);
+    this.firewall.configure(this.firewallOptions());
+    return policy;
+  }
+
+  private recompile(): void {
+    this.policy = this.compile();
+    for (const m of this.installed.values()) m.rules = this.policy.rulesFor(m.record.groups);
+  }
+
+  /** Reads the store and makes the device match it; call often (it is cheap when nothing changed). */
+  poll(now: number = Date.now()): void {
+    this.counters.polls++;
+    const store = this.cp.store;
+    const head = store.revision();
+    if (head !== this.revision) {
+      const changes = this.revision < 0 ? FULL_RECONCILE : store.changesSince(this.revision, 10_000);
+      // A feed that skips revisions was pruned past us: rebuild from the whole store.
+      if (changes === FULL_RECONCILE || changes.length === 0 || changes[0]!.rev !== this.revision + 1) {
+        this.reconcileAll(now);
+      } else {
+        this.apply(changes, now);
+      }
+      this.revision = head;
+    }
+    this.expire(now);
+  }
+
+  private apply(changes: ReturnType<ControlPlane['store']['changesSince']>, now: number): void {
+    let recompile = false;
+    const members = new Set<string>();
+    for (const c of changes) {
+      this.counters.changes++;
+      if (c.kind === 'member') members.add(c.key);
+      else if (c.kind === 'settings') {
+        const previous = this.settings;
+        this.settings = this.cp.settings();
+        this.events.settingsChanged?.(previous, this.settings);
+        recompile = true;
+      } else recompile = true;
+    }
+    for (const name of members) {
+      const before = this.known.get(name);
+      const record = this.cp.store.getMember(name);
+      const after = record ? addressesOf(record) : undefined;
+      if (after) this.known.set(name, after);
+      else this.known.delete(name);
+      // A member joining or leaving a group some rule points at moves its addresses in that rule alone.
+      if (!recompile && (before !== undefined || after !== undefined))
+        this.policy.memberChanged(before, after);
+      this.reconcileMember(name, record, now);
+    }
+    if (recompile) this.recompile();
+  }
+
+  private reconcileAll(now: number): void {
+    this.counters.fullReconciles++;
+    this.settings = this.cp.settings();
+    const members = this.cp.store.allMembers();
+    this.known.clear();
+    for (const m of members) this.known.set(m.name, addressesOf(m));
+    this.policy = this.compile();
+    const seen = new Set<string>();
+    for (const m of members) {
+      seen.add(m.name);
+      this.reconcileMember(m.name, m, now);
+    }
+    for (const name of [...this.installed.keys()]) if (!seen.has(name)) this.uninstall(name);
+  }
+
+  private reconcileMember(name: string, record: MemberRecord | undefined, now: number): void {
+    const current = this.installed.get(name);
+    const wanted = record !== undefined && this.cp.isActive(record, new Date(now));
+    if (!wanted) {
+      if (current) this.uninstall(name);
+      return;
+    }
+    if (current && current.record.publicKey !== record.publicKey) this.uninstall(name);
+    const previous = this.installed.get(name);
+    const parsed = PublicKey.parse(record.publicKey);
+    if (!parsed.ok) {
+      this.events.log?.(`member ${name}: stored public key is invalid; not installed`);
+      return;
+    }
+    const key = previous?.key ?? parsed.key;
+    const entry: Installed = {
+      name,
+      record,
+      key,
+      expiresAt: record.expiresAt === null ? null : Date.parse(record.expiresAt),
+      rules: this.policy.rulesFor(record.groups),
+      drops: previous?.drops ?? 0,
+    };
+    if (!previous || previous.record.ip !== record.ip || previous.record.ip6 !== record.ip6) {
+      this.device.setPeer({
+        publicKey: key,
+        allowedIps: prefixes([`${record.ip}/32`, record.ip6 ? `${record.ip6}/128` : null]),
+        replaceAllowedIps: true,
+      });
+      if (!previous) this.counters.installs++;
+    }
+    this.installed.set(name, entry);
+    this.byKey.set(record.publicKey, entry);
+    this.byKeyObject = new WeakMap();
+  }
+
+  private uninstall(name: string): void {
+    const m = this.installed.get(name);
+    if (!m) return;
+    this.device.removePeer(m.key);
+    this.installed.delete(name);
+    this.byKey.delete(m.record.publicKey);
+    this.byKeyObject = new WeakMap();
+    this.counters.removals++;
+  }
+
+  private expire(now: number): void {
+    for (const m of this.installed.values()) {
+      if (m.expiresAt !== null && m.expiresAt <= now) {
+        this.events.log?.(`member ${m.name} expired`);
+        this.uninstall(m.name);
+        this.counters.expiries++;
+      }
+    }
+    this.firewall.expire(now);
+  }
+
+  /**
+   * Writes what changed since the last report: each member's status, and the bytes it moved into the
+   * per-minute traffic buckets. Members no longer installed are reported offline once.
+   */
+  report(now: number = Date.now()): void {
+    const store = this.cp.store;
+    const statuses = new Map<string, PeerStatus>();
+    for (const s of this.device.peerStatuses(now)) statuses.set(s.publicKey.toBase64(), s);
+    const at = new Date(now).toISOString();
+    const bucket = new Date(now - (now % 60_000)).toISOString();
+    const rows: MemberStatus[] = [];
+    const samples: TrafficSample[] = [];
+    for (const m of this.installed.values()) {
+      const s = statuses.get(m.record.publicKey);
+      const last = this.reported.get(m.name);
+      const online = s !== undefined && s.lastHandshake > 0 && now - s.lastHandshake < REJECT_AFTER_TIME;
+      const endpoint = s?.endpoint ? formatEndpoint(s.endpoint) : null;
+      const rx = s?.rxBytes ?? 0;
+      const tx = s?.txBytes ?? 0;
+      const next: Reported = {
+        rx,
+        tx,
+        online,
+        endpoint,
+        lastHandshake: s?.lastHandshake ?? 0,
+        drops: m.drops,
+      };
+      // Counters restart when a peer is reinstalled (new key): count from zero then.
+      const drx = last && rx >= last.rx ? rx - last.rx : rx;
+      const dtx = last && tx >= last.tx ? tx - last.tx : tx;
+      if (drx > 0 || dtx > 0) samples.push({ name: m.name, at: bucket, rxBytes: drx, txBytes: dtx });
+      if (
+        !last ||
+        last.rx !== rx ||
+        last.tx !== tx ||
+        last.online !== online ||
+        last.endpoint !== endpoint ||
+        last.lastHandshake !== next.lastHandshake ||
+        last.drops !== next.drops
+      ) {
+        rows.push({
+          name: m.name,
+          online,
+          endpoint,
+          lastHandshake: next.lastHandshake > 0 ? new Date(next.lastHandshake).toISOString() : null,
+          rxBytes: rx,
+          txBytes: tx,
+          policyDrops: m.drops,
+          updatedAt: at,
+        });
+      }
+      this.reported.set(m.name, next);
+    }
+    for (const [name, last] of this.reported) {
+      if (this.installed.has(name)) continue;
+      this.reported.delete(name);
+      if (!store.getMember(name)) continue;
+      rows.push({
+        name,
+        online: false,
+        endpoint: last.endpoint,
+        lastHandshake: last.lastHandshake > 0 ? new Date(last.lastHandshake).toISOString() : null,
+        rxBytes: last.rx,
+        txBytes: last.tx,
+        policyDrops: last.drops,
+        updatedAt: at,
+      });
+    }
+    if (rows.length === 0 && samples.length === 0) return;
+    store.transaction(() => {
+      if (rows.length > 0) store.putStatuses(rows);
+      if (samples.length > 0) store.addTraffic(samples);
+    });
+  }
+
+  /** Live figures for the API's status endpoint. */
+  summary(): { membersOnline: number; rxBytes: number; txBytes: number } {
+    let membersOnline = 0;
+    let rxBytes = 0;
+    let txBytes = 0;
+    for (const r of this.reported.values()) {
+      if (r.online) membersOnline++;
+      rxBytes += r.rx;
+      txBytes += r.tx;
+    }
+    return { membersOnline, rxBytes, txBytes };
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * `weft server run --data DIR`: the people VPN gateway.
+ *
+ * Starting (each step is undone if a later one fails):
+ *   1. open the store and read the settings and the gateway's key;
+ *   2. bring the WireGuard interface up (the data plane of `weft up`) with the gateway's tunnel addresses,
+ *      routing the whole member subnet into the device, with the member firewall checking every packet a
+ *      member sends;
+ *   3. install every active member from the store (GatewaySync), turn forwarding on, install NAT if set;
+ *   4. serve the REST API;
+ *   5. follow the store every 200 ms and report member status every 5 s.
+ * Stopping (SIGTERM, SIGINT): the API, NAT, forwarding, the interface, a last status report, the store.
+ */
+import { buildApi } from '../api/server.js';
+import { ControlPlane } from '../control/control-plane.js';
+import type { Settings } from '../control/model.js';
+import { endpoint } from '../control/validate.js';
+import type { WgQuickConfig, InterfaceAddress } from '../config/wg-quick.js';
+import { bringUp, type Running } from '../cli/up.js';
+import { CliError } from '../cli/keys.js';
+import { hostAddresses, linkExists } from '../dataplane/linux-net.js';
+import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
+import type { PublicKey } from '../crypto/keys.js';
+import { openStore } from './data-dir.js';
+import { GatewaySync } from './gateway-sync.js';
+import { enableForwarding, installNat, removeNat } from './nat.js';
+
+export interface RunningServer {
+  readonly sync: GatewaySync;
+  readonly running: Running;
+  readonly apiUrl: string;
+  stop(): Promise<void>;
+}
+
+function interfaceAddress(host: string, subnet: string): InterfaceAddress {
+  const a = parseAddress(host);
+  const p = parsePrefix(subnet);
+  if (!a.ok || !p.ok) throw new CliError(`weft: stored address ${host} or subnet ${subnet} is invalid`);
+  return { address: a.value, prefix: p.value, bits: p.value.bits, text: `${host}/${p.value.bits}` };
+}
+
+function prefixOf(text: string): Prefix {
+  const p = parsePrefix(text);
+  if (!p.ok) throw new CliError(`weft: stored subnet ${text} is invalid`);
+  return p.value;
+}
+
+export async function runServer(dataDir: string, log: (line: string) => void): Promise<RunningServer> {
+  const store = openStore(dataDir);
+  const undo: (() => Promise<void> | void)[] = [() => store.close()];
+  const unwind = async (): Promise<void> => {
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch (e) {
+        log(`cleanup: ${(e as Error).message}`);
+      }
+    }
+    undo.length = 0;
+  };
+  try {
+    const cp = new ControlPlane(store);
+    const settings = cp.settings();
+    const name = settings.interfaceName;
+    const gw = cp.gatewayAddresses();
+    const addresses = [interfaceAddress(gw.ip, settings.subnet)];
+    if (gw.ip6 && settings.subnet6) addresses.push(interfaceAddress(gw.ip6, settings.subnet6));
+
+    if (await linkExists(name))
+      throw new CliError(`weft: interface ${name} already exists (is a server running?)`);
+    const owners = await hostAddresses();
+    for (const a of addresses) {
+      const owner = owners.find((o) => o.address === a.text.split('/')[0]);
+      if (owner) throw new CliError(`weft: ${a.text} is already in use on interface ${owner.ifname}`);
+    }
+
+    const config: WgQuickConfig = {
+      interface: {
+        privateKey: cp.gatewayPrivateKey(),
+        listenPort: settings.listenPort,
+        addresses,
+        mtu: settings.mtu,
+        dns: [],
+        dnsSearch: [],
+        table: 'off',
+        preUp: [],
+        postUp: [],
+        preDown: [],
+        postDown: [],
+        saveConfig: false,
+      },
+      peers: [],
+    };
+    // The member firewall exists once the device does; until then no member is installed to admit.
+    const late: { sync?: GatewaySync } = {};
+    const running = await bringUp({ config, name, endpoints: [] }, log, {
+      admit: (packet: Uint8Array, peer: PublicKey) => late.sync?.admit(packet, peer) ?? false,
+      routes: [settings.subnet, settings.subnet6].filter((s): s is string => s !== null).map(prefixOf),
+    });
+    undo.push(() => running.stop());
+
+    const restoreForwarding = enableForwarding(settings.subnet6 !== null);
+    undo.push(restoreForwarding);
+    const applyNat = async (s: Settings): Promise<void> => {
+      if (s.natEgress)
+        await installNat({ interfaceName: name, egress: s.natEgress, subnet: s.subnet, subnet6: s.subnet6 });
+      else await removeNat(name);
+    };
+    await applyNat(settings);
+    undo.push(() => removeNat(name));
+
+    const activeSync = new GatewaySync(cp, running.device, {
+      log,
+      settingsChanged: (previous, next) => {
+        if (next.listenPort !== previous.listenPort)
+          running.wg.setListenPort(next.listenPort).then(
+            () => log(`listening on UDP port ${next.listenPort}`),
+            (e: Error) => log(`listen port ${next.listenPort}: ${e.message}`),
+          );
+        if (next.natEgress !== previous.natEgress)
+          applyNat(next).then(
+            () => log(next.natEgress ? `NAT egress through ${next.natEgress}` : 'NAT egress off'),
+            (e: Error) => log(`NAT: ${e.message}`),
+          );
+        for (const k of ['interfaceName', 'mtu', 'apiListen'] as const)
+          if (next[k] !== previous[k]) log(`settings: ${k} changes on the next start`);
+      },
+    });
+    late.sync = activeSync;
+    activeSync.poll();
+    const startedAt = new Date().toISOString();
+    const pollTimer = setInterval(() => {
+      try {
+        activeSync.poll();
+      } catch (e) {
+        log(`sync: ${(e as Error).message}`);
+      }
+    }, 200);
+    const reportTimer = setInterval(() => {
+      try {
+        activeSync.report();
+      } catch (e) {
+        log(`status report: ${(e as Error).message}`);
+      }
+    }, 5000);
+    undo.push(() => {
+      clearInterval(pollTimer);
+      clearInterval(reportTimer);
+      activeSync.report();
+    });
+
+    const api = buildApi({
+      controlPlane: cp,
+      live: {
+        gateway: () => ({
+          interfaceName: name,
+          listenPort: running.wg.listenPort,
+          publicKey: cp.gatewayPublicKey(),
+          startedAt,
+          ...activeSync.summary(),
+        }),
+      },
+    });
+    const listen = endpoint('apiListen', settings.apiListen);
+    try {
+      await api.listen({ host: listen.host, port: listen.port });
+    } catch (e) {
+      await api.close().catch(() => undefined);
+      throw new CliError(`weft: the API cannot listen on ${settings.apiListen}: ${(e as Error).message}`);
+    }
+    undo.push(() => api.close());
+    const apiUrl = `http://${settings.apiListen}/api/v1`;
+    log(
+      `ready: ${name} on UDP port ${running.wg.listenPort}, ${activeSync.memberCount} active member(s), API ${apiUrl}`,
+    );
+
+    let stopping: Promise<void> | undefined;
+    return {
+      sync: activeSync,
+      running,
+      apiUrl,
+      stop: () => (stopping ??= unwind().then(() => log(`${name} stopped`))),
+    };
+  } catch (e) {
+    await unwind();
+    throw e;
+  }
+}
+
+/** Foreground: runs until SIGTERM or SIGINT. */
+export async function serverRunForeground(dataDir: string): Promise<void> {
+  const log = (line: string): void => void process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  const server = await runServer(dataDir, log);
+  await new Promise<void>((resolve) => {
+    const onSignal = (): void => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      void server.stop().then(resolve, resolve);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

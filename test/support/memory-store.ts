@@ -1,0 +1,446 @@
+/**
+ * An in-memory Store (src/control/store.ts) for unit tests: Maps instead of SQLite, with the same observable
+ * behaviour as store-sqlite.ts, so a test written against one holds for the other.
+ *
+ * - Transactions: every call (nested or not) snapshots the state and restores it if `fn` throws, like the
+ *   savepoints better-sqlite3 uses for nested transactions. Each mutating method is atomic on its own too.
+ * - Change feed: settings, member, group, route and policy mutations append `{rev, kind, key}`; revisions
+ *   roll back with the transaction, so they have no gaps.
+ * - Uniqueness as in the SQLite schema: member name, ip, ip6 and public key; group name; route prefix; token
+ *   hash. A violation, or a member in a group that does not exist, throws StoreConflict.
+ * - Values are copied in and out: a caller can never change what the store holds except through its methods.
+ */
+import type {
+  AdminAccount,
+  ApiToken,
+  AuditEntry,
+  Change,
+  ChangeKind,
+  Group,
+  MemberRecord,
+  MemberStatus,
+  Policy,
+  PolicyInput,
+  Settings,
+  SharedRoute,
+  TrafficSample,
+} from '../../src/control/model.js';
+import { StoreConflict, type MemberQuery, type Store } from '../../src/control/store.js';
+
+const DEFAULT_CHANGES_LIMIT = 1000;
+
+interface State {
+  settings: Settings | undefined;
+  secrets: Map<string, string>;
+  members: Map<string, MemberRecord>;
+  groups: Map<string, Group>;
+  routes: Map<string, SharedRoute>;
+  policies: Map<number, Policy>;
+  /** Oldest first. */
+  audit: AuditEntry[];
+  tokens: Map<number, { token: ApiToken; hash: string }>;
+  admins: Map<string, AdminAccount>;
+  statuses: Map<string, MemberStatus>;
+  /** Keyed by `${name}\n${at}`. */
+  traffic: Map<string, TrafficSample>;
+  changes: Change[];
+  /** Last ids handed out (AUTOINCREMENT: never reused, rolled back with the transaction). */
+  seq: { policy: number; audit: number; token: number; rev: number };
+}
+
+function emptyState(): State {
+  return {
+    settings: undefined,
+    secrets: new Map(),
+    members: new Map(),
+    groups: new Map(),
+    routes: new Map(),
+    policies: new Map(),
+    audit: [],
+    tokens: new Map(),
+    admins: new Map(),
+    statuses: new Map(),
+    traffic: new Map(),
+    changes: [],
+    seq: { policy: 0, audit: 0, token: 0, rev: 0 },
+  };
+}
+
+const copy = <T>(value: T): T => structuredClone(value);
+
+/** Case-insensitive for ASCII letters only, as SQLite's LIKE. */
+function foldAscii(text: string): string {
+  return text.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
+function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+export class MemoryStore implements Store {
+  readonly path = ':memory:';
+  readonly schemaVersion = 1;
+  #state: State = emptyState();
+  #closed = false;
+
+  transaction<T>(fn: () => T): T {
+    this.#open();
+    const snapshot = copy(this.#state);
+    try {
+      return fn();
+    } catch (err) {
+      this.#state = snapshot;
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  revision(): number {
+    return this.#open().changes.at(-1)?.rev ?? 0;
+  }
+
+  changesSince(rev: number, limit = DEFAULT_CHANGES_LIMIT): Change[] {
+    const n = Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : 0;
+    return copy(
+      this.#open()
+        .changes.filter((c) => c.rev > rev)
+        .slice(0, n),
+    );
+  }
+
+  getSettings(): Settings | undefined {
+    return copy(this.#open().settings);
+  }
+
+  putSettings(settings: Settings): void {
+    this.transaction(() => {
+      this.#state.settings = copy(settings);
+      this.#changed('settings', '');
+    });
+  }
+
+  getSecret(name: string): string | undefined {
+    return this.#open().secrets.get(name);
+  }
+
+  putSecret(name: string, value: string): void {
+    this.#open().secrets.set(name, value);
+  }
+
+  getMember(name: string): MemberRecord | undefined {
+    return copy(this.#open().members.get(name));
+  }
+
+  getMemberByIp(ip: string): MemberRecord | undefined {
+    return copy([...this.#open().members.values()].find((m) => m.ip === ip || m.ip6 === ip));
+  }
+
+  getMemberByPublicKey(publicKey: string): MemberRecord | undefined {
+    return copy([...this.#open().members.values()].find((m) => m.publicKey === publicKey));
+  }
+
+  #matching(search: string | undefined): MemberRecord[] {
+    const all = [...this.#open().members.values()].sort(byName);
+    if (search === undefined || search === '') return all;
+    const needle = foldAscii(search);
+    const has = (text: string | null): boolean => text !== null && foldAscii(text).includes(needle);
+    return all.filter((m) => has(m.name) || has(m.ip) || has(m.ip6) || m.groups.some(has));
+  }
+
+  listMembers(query: MemberQuery): MemberRecord[] {
+    const after = query.after ?? '';
+    const limit = Number.isFinite(query.limit) ? Math.max(0, Math.floor(query.limit)) : 0;
+    return copy(
+      this.#matching(query.search)
+        .filter((m) => m.name > after)
+        .slice(0, limit),
+    );
+  }
+
+  countMembers(search?: string): number {
+    return this.#matching(search).length;
+  }
+
+  allMembers(): MemberRecord[] {
+    return copy(this.#matching(undefined));
+  }
+
+  usedIps(): Set<string> {
+    const ips = new Set<string>();
+    for (const m of this.#open().members.values()) {
+      ips.add(m.ip);
+      if (m.ip6 !== null) ips.add(m.ip6);
+    }
+    return ips;
+  }
+
+  /** The checks SQLite's UNIQUE and FOREIGN KEY constraints make, for a row replacing `replacing` (if any). */
+  #checkMember(member: MemberRecord, replacing: string | undefined): void {
+    for (const other of this.#state.members.values()) {
+      if (other.name === replacing) continue;
+      if (other.name === member.name)
+        throw new StoreConflict('members.name: another row already has this value');
+      if (other.ip === member.ip) throw new StoreConflict('members.ip: another row already has this value');
+      if (member.ip6 !== null && other.ip6 === member.ip6)
+        throw new StoreConflict('members.ip6: another row already has this value');
+      if (other.publicKey === member.publicKey)
+        throw new StoreConflict('members.public_key: another row already has this value');
+    }
+    for (const g of member.groups) {
+      if (!this.#state.groups.has(g))
+        throw new StoreConflict(`member_groups.group: there is no group named ${JSON.stringify(g)}`);
+    }
+  }
+
+  /** Groups keep the order given, without repeats (as member_groups.position). */
+  #stored(member: MemberRecord): MemberRecord {
+    return copy({ ...member, groups: [...new Set(member.groups)] });
+  }
+
+  insertMember(member: MemberRecord): void {
+    this.transaction(() => {
+      this.#checkMember(member, undefined);
+      this.#state.members.set(member.name, this.#stored(member));
+      this.#changed('member', member.name);
+    });
+  }
+
+  updateMember(member: MemberRecord): boolean {
+    return this.transaction(() => {
+      if (!this.#state.members.has(member.name)) return false;
+      this.#checkMember(member, member.name);
+      this.#state.members.set(member.name, this.#stored(member));
+      this.#changed('member', member.name);
+      return true;
+    });
+  }
+
+  deleteMember(name: string): boolean {
+    return this.transaction(() => {
+      if (!this.#state.members.delete(name)) return false;
+      this.#changed('member', name);
+      return true;
+    });
+  }
+
+  listGroups(): Group[] {
+    return copy([...this.#open().groups.values()].sort(byName));
+  }
+
+  getGroup(name: string): Group | undefined {
+    return copy(this.#open().groups.get(name));
+  }
+
+  insertGroup(group: Group): void {
+    this.transaction(() => {
+      if (this.#state.groups.has(group.name))
+        throw new StoreConflict('groups.name: another row already has this value');
+      this.#state.groups.set(group.name, copy(group));
+      this.#changed('group', group.name);
+    });
+  }
+
+  updateGroup(group: Group): boolean {
+    return this.transaction(() => {
+      if (!this.#state.groups.has(group.name)) return false;
+      this.#state.groups.set(group.name, copy(group));
+      this.#changed('group', group.name);
+      return true;
+    });
+  }
+
+  /** Members still in the group leave it, each with a member change (as store-sqlite.ts). */
+  deleteGroup(name: string): boolean {
+    return this.transaction(() => {
+      if (!this.#state.groups.delete(name)) return false;
+      this.#changed('group', name);
+      for (const m of [...this.#state.members.values()].sort(byName)) {
+        if (!m.groups.includes(name)) continue;
+        this.#state.members.set(m.name, { ...m, groups: m.groups.filter((g) => g !== name) });
+        this.#changed('member', m.name);
+      }
+      return true;
+    });
+  }
+
+  groupMembers(name: string): string[] {
+    return [...this.#open().members.values()]
+      .filter((m) => m.groups.includes(name))
+      .sort(byName)
+      .map((m) => m.name);
+  }
+
+  listRoutes(): SharedRoute[] {
+    return copy(
+      [...this.#open().routes.values()].sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0)),
+    );
+  }
+
+  insertRoute(route: SharedRoute): void {
+    this.transaction(() => {
+      if (this.#state.routes.has(route.cidr))
+        throw new StoreConflict('routes.cidr: another row already has this value');
+      this.#state.routes.set(route.cidr, copy(route));
+      this.#changed('route', route.cidr);
+    });
+  }
+
+  deleteRoute(cidr: string): boolean {
+    return this.transaction(() => {
+      if (!this.#state.routes.delete(cidr)) return false;
+      this.#changed('route', cidr);
+      return true;
+    });
+  }
+
+  listPolicies(): Policy[] {
+    return copy([...this.#open().policies.values()].sort((a, b) => a.id - b.id));
+  }
+
+  insertPolicy(policy: PolicyInput): Policy {
+    return this.transaction(() => {
+      const id = ++this.#state.seq.policy;
+      const { action, group, destination, proto, ports } = policy;
+      const stored: Policy = {
+        id,
+        action,
+        group,
+        destination,
+        proto,
+        ports: ports === null ? null : { ...ports },
+      };
+      this.#state.policies.set(id, stored);
+      this.#changed('policy', String(id));
+      return copy(stored);
+    });
+  }
+
+  deletePolicy(id: number): boolean {
+    return this.transaction(() => {
+      if (!this.#state.policies.delete(id)) return false;
+      this.#changed('policy', String(id));
+      return true;
+    });
+  }
+
+  appendAudit(entry: Omit<AuditEntry, 'id'>): AuditEntry {
+    const state = this.#open();
+    // Through JSON, as the SQLite store keeps `detail` (undefined values vanish, dates become strings).
+    const stored: AuditEntry = {
+      id: ++state.seq.audit,
+      at: entry.at,
+      actor: entry.actor,
+      action: entry.action,
+      target: entry.target,
+      detail: JSON.parse(JSON.stringify(entry.detail)) as AuditEntry['detail'],
+    };
+    state.audit.push(stored);
+    return copy(stored);
+  }
+
+  listAudit(query: { before?: number; limit: number; target?: string }): AuditEntry[] {
+    const before = query.before ?? Number.MAX_SAFE_INTEGER;
+    const limit = Number.isFinite(query.limit) ? Math.max(0, Math.floor(query.limit)) : 0;
+    return copy(
+      this.#open()
+        .audit.filter((e) => e.id < before && (query.target === undefined || e.target === query.target))
+        .reverse()
+        .slice(0, limit),
+    );
+  }
+
+  insertToken(name: string, hash: string, createdAt: string): ApiToken {
+    const state = this.#open();
+    if ([...state.tokens.values()].some((t) => t.hash === hash))
+      throw new StoreConflict('tokens.hash: another row already has this value');
+    const token: ApiToken = { id: ++state.seq.token, name, createdAt, lastUsedAt: null };
+    state.tokens.set(token.id, { token, hash });
+    return copy(token);
+  }
+
+  findToken(hash: string): ApiToken | undefined {
+    return copy([...this.#open().tokens.values()].find((t) => t.hash === hash)?.token);
+  }
+
+  touchToken(id: number, at: string): void {
+    const row = this.#open().tokens.get(id);
+    if (row) row.token = { ...row.token, lastUsedAt: at };
+  }
+
+  listTokens(): ApiToken[] {
+    return copy([...this.#open().tokens.values()].map((t) => t.token).sort((a, b) => a.id - b.id));
+  }
+
+  deleteToken(id: number): boolean {
+    return this.#open().tokens.delete(id);
+  }
+
+  getAdmin(username: string): AdminAccount | undefined {
+    return copy(this.#open().admins.get(username));
+  }
+
+  putAdmin(account: AdminAccount): void {
+    this.#open().admins.set(account.username, copy(account));
+  }
+
+  putStatuses(statuses: readonly MemberStatus[]): void {
+    const state = this.#open();
+    for (const s of statuses) state.statuses.set(s.name, copy(s));
+  }
+
+  getStatus(name: string): MemberStatus | undefined {
+    return copy(this.#open().statuses.get(name));
+  }
+
+  allStatuses(): MemberStatus[] {
+    return copy([...this.#open().statuses.values()].sort(byName));
+  }
+
+  addTraffic(samples: readonly TrafficSample[]): void {
+    const state = this.#open();
+    for (const s of samples) {
+      const key = `${s.name}\n${s.at}`;
+      const old = state.traffic.get(key);
+      state.traffic.set(key, {
+        name: s.name,
+        at: s.at,
+        rxBytes: (old?.rxBytes ?? 0) + s.rxBytes,
+        txBytes: (old?.txBytes ?? 0) + s.txBytes,
+      });
+    }
+  }
+
+  traffic(name: string, since: string): TrafficSample[] {
+    const rows = [...this.#open().traffic.values()].filter(
+      (s) => s.at >= since && (name === '' || s.name === name),
+    );
+    const buckets = new Map<string, TrafficSample>();
+    for (const s of rows) {
+      const key = name === '' ? s.at : `${s.name}\n${s.at}`;
+      const old = buckets.get(key);
+      buckets.set(key, {
+        name,
+        at: s.at,
+        rxBytes: (old?.rxBytes ?? 0) + s.rxBytes,
+        txBytes: (old?.txBytes ?? 0) + s.txBytes,
+      });
+    }
+    return [...buckets.values()].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  }
+
+  #open(): State {
+    if (this.#closed) throw new Error('the store is closed');
+    return this.#state;
+  }
+
+  #changed(kind: ChangeKind, key: string): void {
+    this.#state.changes.push({ rev: ++this.#state.seq.rev, kind, key });
+  }
+}
+
+export function openMemoryStore(): MemoryStore {
+  return new MemoryStore();
+}

@@ -1,0 +1,229 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ControlPlane } from '../../src/control/control-plane.js';
+import { openSqliteStore } from '../../src/control/store-sqlite.js';
+import { PublicKey } from '../../src/crypto/keys.js';
+import { GatewaySync } from '../../src/server/gateway-sync.js';
+import { parseAddress } from '../../src/net/ip.js';
+import { Device } from '../../src/wireguard/device.js';
+
+function tcp(src: string, dst: string, dport: number): Uint8Array {
+  const p = new Uint8Array(40);
+  p[0] = 0x45;
+  p[3] = 40;
+  p[8] = 64;
+  p[9] = 6;
+  const s = parseAddress(src);
+  const d = parseAddress(dst);
+  assert.ok(s.ok && d.ok);
+  p.set(s.value.bytes, 12);
+  p.set(d.value.bytes, 16);
+  p[20] = 0x9c;
+  p[22] = dport >> 8;
+  p[23] = dport & 0xff;
+  return p;
+}
+
+interface Fixture {
+  cp: ControlPlane;
+  /** A second control plane on the same file: what the CLI in another process is. */
+  cli: ControlPlane;
+  device: Device;
+  sync: GatewaySync;
+  /** The key object the device holds for a member (what the data plane hands to `admit`). */
+  keyOf: (name: string) => PublicKey | undefined;
+  close: () => void;
+}
+
+function fixture(subnet = '10.66.0.0/24', clock?: () => Date): Fixture {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-sync-'));
+  const path = join(dir, 'weft.db');
+  const store = openSqliteStore(path);
+  ControlPlane.init(store, { endpoint: 'vpn.example.com', subnet });
+  const cp = new ControlPlane(store, clock);
+  const other = openSqliteStore(path);
+  const cli = new ControlPlane(other, clock);
+  const device = new Device({ privateKey: cp.gatewayPrivateKey() });
+  const sync = new GatewaySync(cp, device);
+  return {
+    cp,
+    cli,
+    device,
+    sync,
+    keyOf: (name) => {
+      const m = store.getMember(name);
+      return device.peerStatuses(0).find((s) => s.publicKey.toBase64() === m?.publicKey)?.publicKey;
+    },
+    close: () => {
+      store.close();
+      other.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+test('changes made through another connection reach the device on the next poll', () => {
+  const f = fixture();
+  try {
+    f.cli.addGroup('cli:root', { name: 'eng' });
+    const alice = f.cli.addMember('cli:root', { name: 'alice', groups: ['eng'] });
+    f.cli.addMember('cli:root', { name: 'bob' });
+    f.sync.poll();
+    assert.equal(f.device.peerStatuses(0).length, 2);
+    assert.deepEqual(
+      f.device.peerStatus(PublicKey.parse(alice.publicKey).ok ? f.keyOf('alice')! : f.keyOf('x')!, 0)
+        ?.allowedIps,
+      ['10.66.0.2/32'],
+    );
+
+    f.cli.setDisabled('cli:root', 'bob', true);
+    f.sync.poll();
+    assert.equal(f.device.peerStatuses(0).length, 1);
+    f.cli.setDisabled('cli:root', 'bob', false);
+    f.sync.poll();
+    assert.equal(f.device.peerStatuses(0).length, 2);
+
+    const rotated = f.cli.rotateMember('cli:root', 'alice');
+    f.sync.poll();
+    const keys = f.device.peerStatuses(0).map((s) => s.publicKey.toBase64());
+    assert.ok(keys.includes(rotated.publicKey));
+    assert.ok(!keys.includes(alice.publicKey));
+
+    f.cli.removeMember('cli:root', 'bob');
+    f.sync.poll();
+    assert.equal(f.device.peerStatuses(0).length, 1);
+    assert.equal(f.sync.counters.fullReconciles, 1);
+  } finally {
+    f.close();
+  }
+});
+
+test('the firewall follows policy changes; unknown peers get nowhere', () => {
+  const f = fixture();
+  try {
+    f.cp.addGroup('t', { name: 'eng' });
+    f.cp.addMember('t', { name: 'alice', ip: '10.66.0.10', groups: ['eng'] });
+    f.sync.poll();
+    const key = f.keyOf('alice')!;
+    const toCloud = tcp('10.66.0.10', '10.20.0.10', 22);
+    assert.equal(f.sync.admit(toCloud, key), false);
+    assert.equal(f.sync.admit(tcp('10.66.0.10', '10.66.0.1', 22), key), true);
+    const p = f.cli.addPolicy('t', { action: 'allow', group: 'eng', destination: '10.20.0.0/24' });
+    f.sync.poll();
+    assert.equal(f.sync.admit(toCloud, key), true);
+    f.cli.addPolicy('t', {
+      action: 'deny',
+      group: 'eng',
+      destination: '10.20.0.0/24',
+      proto: 'tcp',
+      ports: { from: 22, to: 22 },
+    });
+    f.sync.poll();
+    assert.equal(f.sync.admit(toCloud, key), false);
+    assert.equal(f.sync.admit(tcp('10.66.0.10', '10.20.0.10', 443), key), true);
+    f.cli.removePolicy('t', p.id);
+    f.cli.updateSettings('t', { defaultPolicy: 'allow' });
+    f.sync.poll();
+    assert.equal(f.sync.admit(tcp('10.66.0.10', '10.20.0.10', 443), key), true);
+    assert.equal(f.sync.admit(toCloud, key), false);
+    // A key the control plane never installed (e.g. added with `wg set`) is refused.
+    const stranger = PublicKey.fromBytes(new Uint8Array(32).fill(7));
+    assert.equal(f.sync.admit(toCloud, stranger), false);
+  } finally {
+    f.close();
+  }
+});
+
+test('group destinations follow membership changes', () => {
+  const f = fixture();
+  try {
+    f.cp.addGroup('t', { name: 'eng' });
+    f.cp.addGroup('t', { name: 'sales' });
+    f.cp.addPolicy('t', { action: 'allow', group: 'sales', destination: 'group:eng' });
+    f.cp.addMember('t', { name: 'bob', ip: '10.66.0.20', groups: ['sales'] });
+    f.cp.addMember('t', { name: 'alice', ip: '10.66.0.10' });
+    f.sync.poll();
+    const bob = f.keyOf('bob')!;
+    assert.equal(f.sync.admit(tcp('10.66.0.20', '10.66.0.10', 443), bob), false);
+    f.cli.updateMember('t', 'alice', { groups: ['eng'] });
+    f.sync.poll();
+    assert.equal(f.sync.admit(tcp('10.66.0.20', '10.66.0.10', 443), bob), true);
+    // A newcomer to the group is reachable at once; one who leaves is not.
+    f.cli.addMember('t', { name: 'carol', ip: '10.66.0.11', groups: ['eng'] });
+    f.cli.updateMember('t', 'alice', { groups: [] });
+    f.sync.poll();
+    assert.equal(f.sync.admit(tcp('10.66.0.20', '10.66.0.11', 443), bob), true);
+    assert.equal(f.sync.admit(tcp('10.66.0.20', '10.66.0.10', 443), bob), false);
+    f.cli.removeMember('t', 'carol');
+    f.sync.poll();
+    assert.equal(f.sync.admit(tcp('10.66.0.20', '10.66.0.11', 443), bob), false);
+    assert.equal(f.sync.counters.fullReconciles, 1);
+  } finally {
+    f.close();
+  }
+});
+
+test('expiry cuts a member off when its time comes, without a store change', () => {
+  let now = new Date('2026-03-01T12:00:00Z');
+  const f = fixture('10.66.0.0/24', () => now);
+  try {
+    f.cp.addMember('t', { name: 'temp', expiresAt: '2026-03-01T12:00:10Z' });
+    f.cp.addMember('t', { name: 'staff' });
+    f.sync.poll(now.getTime());
+    assert.equal(f.device.peerStatuses(0).length, 2);
+    now = new Date('2026-03-01T12:00:11Z');
+    f.sync.poll(now.getTime());
+    assert.equal(f.device.peerStatuses(0).length, 1);
+    assert.equal(f.sync.counters.expiries, 1);
+    // Extending the expiry brings it back.
+    f.cli.updateMember('t', 'temp', { expiresAt: '2026-04-01' });
+    f.sync.poll(now.getTime());
+    assert.equal(f.device.peerStatuses(0).length, 2);
+  } finally {
+    f.close();
+  }
+});
+
+test('status reports: what changed is written, drops are counted per member', () => {
+  const f = fixture();
+  try {
+    f.cp.addMember('t', { name: 'alice' });
+    f.sync.poll();
+    f.sync.admit(tcp('10.66.0.2', '10.20.0.10', 22), f.keyOf('alice')!);
+    f.sync.report(Date.parse('2026-03-01T12:00:00Z'));
+    const s = f.cli.getMember('alice').status;
+    assert.equal(s?.online, false);
+    assert.equal(s?.policyDrops, 1);
+    assert.equal(s?.rxBytes, 0);
+  } finally {
+    f.close();
+  }
+});
+
+test('10,000 members: the gateway installs them all, and one more is picked up by a poll', (t) => {
+  const f = fixture('10.64.0.0/16');
+  try {
+    f.cli.store.transaction(() => {
+      for (let i = 0; i < 10_000; i++) f.cli.addMember('t', { name: `m${i}` });
+    });
+    let t0 = performance.now();
+    f.sync.poll();
+    t.diagnostic(`first poll with 10,000 members: ${(performance.now() - t0).toFixed(0)} ms`);
+    assert.equal(f.sync.memberCount, 10_000);
+    t0 = performance.now();
+    f.cli.addMember('t', { name: 'one-more' });
+    const added = performance.now() - t0;
+    t0 = performance.now();
+    f.sync.poll();
+    t.diagnostic(
+      `add: ${added.toFixed(1)} ms; poll that installs it: ${(performance.now() - t0).toFixed(1)} ms`,
+    );
+    assert.equal(f.sync.memberCount, 10_001);
+    assert.equal(f.device.peerStatuses(0).length, 10_001);
+  } finally {
+    f.close();
+  }
+});
