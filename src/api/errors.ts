@@ -9,6 +9,8 @@
  *   3. fastify's own client errors (malformed JSON, body over the limit, unsupported media type, bad URL)
  *      -> WEFT_ERR_VALIDATION / WEFT_ERR_PAYLOAD_TOO_LARGE / ..., by their status;
  *   4. anything else -> 500 WEFT_ERR_INTERNAL with a fixed message: the real one goes to the log only.
+ * Two codes add a header: 401 says how to authenticate (WWW-Authenticate, RFC 6750 section 3), 429 when to
+ * come back (Retry-After, RFC 9110 section 10.2.3, from RateLimitedError).
  */
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import type { z } from 'zod';
@@ -116,6 +118,18 @@ export function toWeftError(err: unknown, bodyLimit: number): WeftError {
   return new WeftError('WEFT_ERR_INTERNAL', 'internal error');
 }
 
+/** WEFT_ERR_RATE_LIMITED with the time the client must wait, sent as Retry-After. */
+export class RateLimitedError extends WeftError {
+  constructor(
+    message: string,
+    /** Whole seconds, at least 1. */
+    readonly retryAfterSeconds: number,
+  ) {
+    super('WEFT_ERR_RATE_LIMITED', message);
+    this.name = 'RateLimitedError';
+  }
+}
+
 export function errorBody(err: WeftError): ErrorBody {
   return { error: err.toJSON() };
 }
@@ -138,6 +152,7 @@ export function installErrorHandling(app: FastifyInstance, bodyLimit: number): v
     const status = ERROR_STATUS[weft.code];
     if (status >= 500) request.log.error({ err }, 'request failed');
     if (weft.code === 'WEFT_ERR_UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="weft"');
+    if (weft instanceof RateLimitedError) void reply.header('retry-after', String(weft.retryAfterSeconds));
     return reply.code(status).send(errorBody(weft));
   });
   app.setNotFoundHandler((request, reply) => {

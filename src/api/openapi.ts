@@ -70,7 +70,7 @@ const STATUS_TEXT: Record<number, string> = {
 
 function errorResponses(spec: AnyRouteSpec): Json {
   const codes: ErrorCode[] = ['WEFT_ERR_VALIDATION', ...(spec.errors ?? []), 'WEFT_ERR_INTERNAL'];
-  if (!spec.public) codes.push('WEFT_ERR_UNAUTHORIZED');
+  if (!spec.public) codes.push('WEFT_ERR_UNAUTHORIZED', 'WEFT_ERR_RATE_LIMITED');
   if (spec.body) codes.push('WEFT_ERR_PAYLOAD_TOO_LARGE');
   const byStatus = new Map<number, Set<ErrorCode>>();
   for (const code of codes) {

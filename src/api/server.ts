@@ -3,7 +3,8 @@
  * of what is valid. The caller (the server runner) listens; tests use `inject()`.
  *
  * What a request meets, in order:
- *   1. the auth hook: a bearer API token (auth.ts), except on /health and /openapi.json;
+ *   1. the auth hook: a bearer API token (auth.ts), except on /health and /openapi.json; a client with too many
+ *      refused credentials lately is refused before its credential is looked at (429, throttle.ts);
  *   2. the body parser: JSON, or YAML as text for /apply; at most BODY_LIMIT bytes;
  *   3. the route's zod schemas for path, query and body (route.ts);
  *   4. the handler, which calls ControlPlane with the actor "token:<name>" for the audit log;
@@ -17,6 +18,7 @@ import type { ApiContext, LiveStatus } from './context.js';
 import { frameworkErrorHandler, installErrorHandling } from './errors.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { RouteRegistry } from './route.js';
+import { AUTH_FAILURE_LIMITS, FailureThrottle } from './throttle.js';
 import { adminRoutes } from './routes-admin.js';
 import { memberRoutes } from './routes-members.js';
 import { networkRoutes } from './routes-network.js';
@@ -35,6 +37,11 @@ export interface ApiOptions {
   controlPlane: ControlPlane;
   logger?: boolean;
   live?: LiveStatus;
+  /**
+   * Failed-authentication throttle by client address (auth.ts); by default a new one with
+   * AUTH_FAILURE_LIMITS. Pass one to share it (the web console's login), or null for none.
+   */
+  authThrottle?: FailureThrottle | null;
 }
 
 export function buildApi(options: ApiOptions): FastifyInstance {
@@ -47,7 +54,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   // The web console's session authenticator goes here, after the token (see auth.ts).
   const authenticators: Authenticator[] = [bearerToken(options.controlPlane)];
-  installAuth(app, authenticators);
+  const throttle =
+    options.authThrottle === undefined ? new FailureThrottle(AUTH_FAILURE_LIMITS) : options.authThrottle;
+  installAuth(app, authenticators, throttle === null ? {} : { throttle });
 
   // JSON as fastify parses it (prototype-poisoning checks included), except that an empty body is no body:
   // clients send "Content-Type: application/json" on a bodiless POST or DELETE too.

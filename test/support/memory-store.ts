@@ -2,8 +2,12 @@
  * An in-memory Store (src/control/store.ts) for unit tests: Maps instead of SQLite, with the same observable
  * behaviour as store-sqlite.ts, so a test written against one holds for the other.
  *
- * - Transactions: every call (nested or not) snapshots the state and restores it if `fn` throws, like the
- *   savepoints better-sqlite3 uses for nested transactions. Each mutating method is atomic on its own too.
+ * - Transactions: every write inside a transaction records how to undo itself in a journal; a call (nested or
+ *   not) that throws undoes the writes made since it began, like the savepoints better-sqlite3 uses for nested
+ *   transactions, and the journal is dropped when the outermost call returns. Each mutating method is a
+ *   transaction of its own, so it is atomic too. An undo step costs O(1), so a transaction of n inserts costs
+ *   O(n) rather than a copy of the whole state per insert. Like better-sqlite3, a function that returns a
+ *   promise is refused (TypeError) and its writes undone.
  * - Change feed: settings, member, group, route and policy mutations append `{rev, kind, key}`; revisions
  *   roll back with the transaction, so they have no gaps.
  * - Uniqueness as in the SQLite schema: member name, ip, ip6 and public key; group name; route prefix; token
@@ -29,24 +33,30 @@ import { StoreConflict, type MemberQuery, type Store } from '../../src/control/s
 
 const DEFAULT_CHANGES_LIMIT = 1000;
 
+/**
+ * What the store holds. The containers are never replaced and the values in them never changed in place (a
+ * write puts a new value), so an undo step can hold on to the old value as it is.
+ */
 interface State {
   settings: Settings | undefined;
-  secrets: Map<string, string>;
-  members: Map<string, MemberRecord>;
-  groups: Map<string, Group>;
-  routes: Map<string, SharedRoute>;
-  policies: Map<number, Policy>;
+  readonly secrets: Map<string, string>;
+  readonly members: Map<string, MemberRecord>;
+  readonly groups: Map<string, Group>;
+  readonly routes: Map<string, SharedRoute>;
+  readonly policies: Map<number, Policy>;
   /** Oldest first. */
-  audit: AuditEntry[];
-  tokens: Map<number, { token: ApiToken; hash: string }>;
-  admins: Map<string, AdminAccount>;
-  statuses: Map<string, MemberStatus>;
+  readonly audit: AuditEntry[];
+  readonly tokens: Map<number, { readonly token: ApiToken; readonly hash: string }>;
+  readonly admins: Map<string, AdminAccount>;
+  readonly statuses: Map<string, MemberStatus>;
   /** Keyed by `${name}\n${at}`. */
-  traffic: Map<string, TrafficSample>;
-  changes: Change[];
+  readonly traffic: Map<string, TrafficSample>;
+  readonly changes: Change[];
   /** Last ids handed out (AUTOINCREMENT: never reused, rolled back with the transaction). */
-  seq: { policy: number; audit: number; token: number; rev: number };
+  readonly seq: Record<Sequence, number>;
 }
+
+type Sequence = 'policy' | 'audit' | 'token' | 'rev';
 
 function emptyState(): State {
   return {
@@ -77,20 +87,42 @@ function byName(a: { name: string }, b: { name: string }): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
+function isThenable(value: unknown): boolean {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+function clampLimit(limit: number): number {
+  return Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : 0;
+}
+
 export class MemoryStore implements Store {
   readonly path = ':memory:';
   readonly schemaVersion = 1;
-  #state: State = emptyState();
+  readonly #state: State = emptyState();
   #closed = false;
+  /** How to undo each write made inside the open transaction, oldest first; empty outside one. */
+  readonly #journal: (() => void)[] = [];
+  /** How many transaction calls are open (nested calls count too). */
+  #depth = 0;
 
   transaction<T>(fn: () => T): T {
     this.#open();
-    const snapshot = copy(this.#state);
+    const mark = this.#journal.length;
+    this.#depth++;
     try {
-      return fn();
+      const result = fn();
+      // better-sqlite3 refuses these too: the transaction would commit before the function's awaits ran.
+      if (isThenable(result)) throw new TypeError('Transaction function cannot return a promise');
+      return result;
     } catch (err) {
-      this.#state = snapshot;
+      while (this.#journal.length > mark) this.#journal.pop()?.();
       throw err;
+    } finally {
+      if (--this.#depth === 0) this.#journal.length = 0;
     }
   }
 
@@ -103,11 +135,10 @@ export class MemoryStore implements Store {
   }
 
   changesSince(rev: number, limit = DEFAULT_CHANGES_LIMIT): Change[] {
-    const n = Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : 0;
     return copy(
       this.#open()
         .changes.filter((c) => c.rev > rev)
-        .slice(0, n),
+        .slice(0, clampLimit(limit)),
     );
   }
 
@@ -117,6 +148,8 @@ export class MemoryStore implements Store {
 
   putSettings(settings: Settings): void {
     this.transaction(() => {
+      const old = this.#state.settings;
+      this.#undoable(() => (this.#state.settings = old));
       this.#state.settings = copy(settings);
       this.#changed('settings', '');
     });
@@ -127,7 +160,7 @@ export class MemoryStore implements Store {
   }
 
   putSecret(name: string, value: string): void {
-    this.#open().secrets.set(name, value);
+    this.transaction(() => this.#set(this.#state.secrets, name, value));
   }
 
   getMember(name: string): MemberRecord | undefined {
@@ -152,11 +185,10 @@ export class MemoryStore implements Store {
 
   listMembers(query: MemberQuery): MemberRecord[] {
     const after = query.after ?? '';
-    const limit = Number.isFinite(query.limit) ? Math.max(0, Math.floor(query.limit)) : 0;
     return copy(
       this.#matching(query.search)
         .filter((m) => m.name > after)
-        .slice(0, limit),
+        .slice(0, clampLimit(query.limit)),
     );
   }
 
@@ -203,7 +235,7 @@ export class MemoryStore implements Store {
   insertMember(member: MemberRecord): void {
     this.transaction(() => {
       this.#checkMember(member, undefined);
-      this.#state.members.set(member.name, this.#stored(member));
+      this.#set(this.#state.members, member.name, this.#stored(member));
       this.#changed('member', member.name);
     });
   }
@@ -212,7 +244,7 @@ export class MemoryStore implements Store {
     return this.transaction(() => {
       if (!this.#state.members.has(member.name)) return false;
       this.#checkMember(member, member.name);
-      this.#state.members.set(member.name, this.#stored(member));
+      this.#set(this.#state.members, member.name, this.#stored(member));
       this.#changed('member', member.name);
       return true;
     });
@@ -220,7 +252,7 @@ export class MemoryStore implements Store {
 
   deleteMember(name: string): boolean {
     return this.transaction(() => {
-      if (!this.#state.members.delete(name)) return false;
+      if (!this.#delete(this.#state.members, name)) return false;
       this.#changed('member', name);
       return true;
     });
@@ -238,7 +270,7 @@ export class MemoryStore implements Store {
     this.transaction(() => {
       if (this.#state.groups.has(group.name))
         throw new StoreConflict('groups.name: another row already has this value');
-      this.#state.groups.set(group.name, copy(group));
+      this.#set(this.#state.groups, group.name, copy(group));
       this.#changed('group', group.name);
     });
   }
@@ -246,7 +278,7 @@ export class MemoryStore implements Store {
   updateGroup(group: Group): boolean {
     return this.transaction(() => {
       if (!this.#state.groups.has(group.name)) return false;
-      this.#state.groups.set(group.name, copy(group));
+      this.#set(this.#state.groups, group.name, copy(group));
       this.#changed('group', group.name);
       return true;
     });
@@ -255,11 +287,11 @@ export class MemoryStore implements Store {
   /** Members still in the group leave it, each with a member change (as store-sqlite.ts). */
   deleteGroup(name: string): boolean {
     return this.transaction(() => {
-      if (!this.#state.groups.delete(name)) return false;
+      if (!this.#delete(this.#state.groups, name)) return false;
       this.#changed('group', name);
       for (const m of [...this.#state.members.values()].sort(byName)) {
         if (!m.groups.includes(name)) continue;
-        this.#state.members.set(m.name, { ...m, groups: m.groups.filter((g) => g !== name) });
+        this.#set(this.#state.members, m.name, { ...m, groups: m.groups.filter((g) => g !== name) });
         this.#changed('member', m.name);
       }
       return true;
@@ -283,14 +315,14 @@ export class MemoryStore implements Store {
     this.transaction(() => {
       if (this.#state.routes.has(route.cidr))
         throw new StoreConflict('routes.cidr: another row already has this value');
-      this.#state.routes.set(route.cidr, copy(route));
+      this.#set(this.#state.routes, route.cidr, copy(route));
       this.#changed('route', route.cidr);
     });
   }
 
   deleteRoute(cidr: string): boolean {
     return this.transaction(() => {
-      if (!this.#state.routes.delete(cidr)) return false;
+      if (!this.#delete(this.#state.routes, cidr)) return false;
       this.#changed('route', cidr);
       return true;
     });
@@ -302,7 +334,7 @@ export class MemoryStore implements Store {
 
   insertPolicy(policy: PolicyInput): Policy {
     return this.transaction(() => {
-      const id = ++this.#state.seq.policy;
+      const id = this.#nextId('policy');
       const { action, group, destination, proto, ports } = policy;
       const stored: Policy = {
         id,
@@ -312,7 +344,7 @@ export class MemoryStore implements Store {
         proto,
         ports: ports === null ? null : { ...ports },
       };
-      this.#state.policies.set(id, stored);
+      this.#set(this.#state.policies, id, stored);
       this.#changed('policy', String(id));
       return copy(stored);
     });
@@ -320,45 +352,46 @@ export class MemoryStore implements Store {
 
   deletePolicy(id: number): boolean {
     return this.transaction(() => {
-      if (!this.#state.policies.delete(id)) return false;
+      if (!this.#delete(this.#state.policies, id)) return false;
       this.#changed('policy', String(id));
       return true;
     });
   }
 
   appendAudit(entry: Omit<AuditEntry, 'id'>): AuditEntry {
-    const state = this.#open();
-    // Through JSON, as the SQLite store keeps `detail` (undefined values vanish, dates become strings).
-    const stored: AuditEntry = {
-      id: ++state.seq.audit,
-      at: entry.at,
-      actor: entry.actor,
-      action: entry.action,
-      target: entry.target,
-      detail: JSON.parse(JSON.stringify(entry.detail)) as AuditEntry['detail'],
-    };
-    state.audit.push(stored);
-    return copy(stored);
+    return this.transaction(() => {
+      // Through JSON, as the SQLite store keeps `detail` (undefined values vanish, dates become strings).
+      const stored: AuditEntry = {
+        id: this.#nextId('audit'),
+        at: entry.at,
+        actor: entry.actor,
+        action: entry.action,
+        target: entry.target,
+        detail: JSON.parse(JSON.stringify(entry.detail)) as AuditEntry['detail'],
+      };
+      this.#append(this.#state.audit, stored);
+      return copy(stored);
+    });
   }
 
   listAudit(query: { before?: number; limit: number; target?: string }): AuditEntry[] {
     const before = query.before ?? Number.MAX_SAFE_INTEGER;
-    const limit = Number.isFinite(query.limit) ? Math.max(0, Math.floor(query.limit)) : 0;
     return copy(
       this.#open()
         .audit.filter((e) => e.id < before && (query.target === undefined || e.target === query.target))
         .reverse()
-        .slice(0, limit),
+        .slice(0, clampLimit(query.limit)),
     );
   }
 
   insertToken(name: string, hash: string, createdAt: string): ApiToken {
-    const state = this.#open();
-    if ([...state.tokens.values()].some((t) => t.hash === hash))
-      throw new StoreConflict('tokens.hash: another row already has this value');
-    const token: ApiToken = { id: ++state.seq.token, name, createdAt, lastUsedAt: null };
-    state.tokens.set(token.id, { token, hash });
-    return copy(token);
+    return this.transaction(() => {
+      if ([...this.#state.tokens.values()].some((t) => t.hash === hash))
+        throw new StoreConflict('tokens.hash: another row already has this value');
+      const token: ApiToken = { id: this.#nextId('token'), name, createdAt, lastUsedAt: null };
+      this.#set(this.#state.tokens, token.id, { token, hash });
+      return copy(token);
+    });
   }
 
   findToken(hash: string): ApiToken | undefined {
@@ -366,8 +399,10 @@ export class MemoryStore implements Store {
   }
 
   touchToken(id: number, at: string): void {
-    const row = this.#open().tokens.get(id);
-    if (row) row.token = { ...row.token, lastUsedAt: at };
+    this.transaction(() => {
+      const row = this.#state.tokens.get(id);
+      if (row) this.#set(this.#state.tokens, id, { ...row, token: { ...row.token, lastUsedAt: at } });
+    });
   }
 
   listTokens(): ApiToken[] {
@@ -375,7 +410,7 @@ export class MemoryStore implements Store {
   }
 
   deleteToken(id: number): boolean {
-    return this.#open().tokens.delete(id);
+    return this.transaction(() => this.#delete(this.#state.tokens, id));
   }
 
   getAdmin(username: string): AdminAccount | undefined {
@@ -383,12 +418,13 @@ export class MemoryStore implements Store {
   }
 
   putAdmin(account: AdminAccount): void {
-    this.#open().admins.set(account.username, copy(account));
+    this.transaction(() => this.#set(this.#state.admins, account.username, copy(account)));
   }
 
   putStatuses(statuses: readonly MemberStatus[]): void {
-    const state = this.#open();
-    for (const s of statuses) state.statuses.set(s.name, copy(s));
+    this.transaction(() => {
+      for (const s of statuses) this.#set(this.#state.statuses, s.name, copy(s));
+    });
   }
 
   getStatus(name: string): MemberStatus | undefined {
@@ -400,17 +436,18 @@ export class MemoryStore implements Store {
   }
 
   addTraffic(samples: readonly TrafficSample[]): void {
-    const state = this.#open();
-    for (const s of samples) {
-      const key = `${s.name}\n${s.at}`;
-      const old = state.traffic.get(key);
-      state.traffic.set(key, {
-        name: s.name,
-        at: s.at,
-        rxBytes: (old?.rxBytes ?? 0) + s.rxBytes,
-        txBytes: (old?.txBytes ?? 0) + s.txBytes,
-      });
-    }
+    this.transaction(() => {
+      for (const s of samples) {
+        const key = `${s.name}\n${s.at}`;
+        const old = this.#state.traffic.get(key);
+        this.#set(this.#state.traffic, key, {
+          name: s.name,
+          at: s.at,
+          rxBytes: (old?.rxBytes ?? 0) + s.rxBytes,
+          txBytes: (old?.txBytes ?? 0) + s.txBytes,
+        });
+      }
+    });
   }
 
   traffic(name: string, since: string): TrafficSample[] {
@@ -437,7 +474,41 @@ export class MemoryStore implements Store {
   }
 
   #changed(kind: ChangeKind, key: string): void {
-    this.#state.changes.push({ rev: ++this.#state.seq.rev, kind, key });
+    this.#append(this.#state.changes, { rev: this.#nextId('rev'), kind, key });
+  }
+
+  // ---- writes, each with its undo step (recorded only inside a transaction: outside one, nothing undoes) ----
+
+  #undoable(undo: () => void): void {
+    if (this.#depth > 0) this.#journal.push(undo);
+  }
+
+  #set<K, V>(map: Map<K, V>, key: K, value: V): void {
+    if (map.has(key)) {
+      const old = map.get(key) as V;
+      this.#undoable(() => map.set(key, old));
+    } else {
+      this.#undoable(() => map.delete(key));
+    }
+    map.set(key, value);
+  }
+
+  #delete<K, V>(map: Map<K, V>, key: K): boolean {
+    if (!map.has(key)) return false;
+    const old = map.get(key) as V;
+    this.#undoable(() => map.set(key, old));
+    return map.delete(key);
+  }
+
+  #append<T>(list: T[], item: T): void {
+    list.push(item);
+    this.#undoable(() => list.pop());
+  }
+
+  #nextId(sequence: Sequence): number {
+    const old = this.#state.seq[sequence];
+    this.#undoable(() => (this.#state.seq[sequence] = old));
+    return (this.#state.seq[sequence] = old + 1);
   }
 }
 
