@@ -17,7 +17,7 @@ import type { MemberRecord, MemberStatus, Settings, TrafficSample } from '../con
 import { compilePolicy, type CompiledPolicy, type MemberAddresses } from '../control/policy.js';
 import { MemberFirewall, type FirewallMember } from '../dataplane/member-firewall.js';
 import { readIpHeader } from '../net/ip-packet.js';
-import { formatEndpoint } from '../net/endpoint.js';
+import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
 import type { Device, PeerStatus } from '../wireguard/device.js';
@@ -41,6 +41,8 @@ export interface SyncEvents {
   /** Settings that need work outside the device changed (listen port, NAT). */
   settingsChanged?: (previous: Settings, next: Settings) => void;
   log?: (line: string) => void;
+  /** Starts a handshake with a member the gateway knows an endpoint for (a member enabled again). */
+  handshake?: (key: PublicKey) => void;
 }
 
 function prefixes(texts: readonly (string | null)[]): Prefix[] {
@@ -72,6 +74,8 @@ export class GatewaySync {
   /** Every member's addresses and groups (installed or not): what group destinations are made of. */
   private readonly known = new Map<string, MemberAddresses>();
   private readonly reported = new Map<string, Reported>();
+  /** Where a member was last seen, kept while it is disabled or expired (by public key). */
+  private readonly lastEndpoints = new Map<string, Endpoint>();
 
   constructor(
     private readonly cp: ControlPlane,
@@ -218,12 +222,20 @@ export class GatewaySync {
       drops: previous?.drops ?? 0,
     };
     if (!previous || previous.record.ip !== record.ip || previous.record.ip6 !== record.ip6) {
+      const endpoint = previous ? undefined : this.lastEndpoints.get(record.publicKey);
       this.device.setPeer({
         publicKey: key,
         allowedIps: prefixes([`${record.ip}/32`, record.ip6 ? `${record.ip6}/128` : null]),
         replaceAllowedIps: true,
+        ...(endpoint ? { endpoint } : {}),
       });
       if (!previous) this.counters.installs++;
+      // An enabled-again member's client waits up to 15 s before it retries (paper §6.4); reaching out from
+      // here restores its tunnel at once.
+      if (endpoint) {
+        this.lastEndpoints.delete(record.publicKey);
+        this.events.handshake?.(key);
+      }
     }
     this.installed.set(name, entry);
     this.byKey.set(record.publicKey, entry);
@@ -233,6 +245,11 @@ export class GatewaySync {
   private uninstall(name: string): void {
     const m = this.installed.get(name);
     if (!m) return;
+    const endpoint = this.device.peerStatus(m.key, 0)?.endpoint;
+    if (endpoint && this.cp.store.getMember(name)?.publicKey === m.record.publicKey) {
+      if (this.lastEndpoints.size >= 65536) this.lastEndpoints.clear();
+      this.lastEndpoints.set(m.record.publicKey, endpoint);
+    }
     this.device.removePeer(m.key);
     this.installed.delete(name);
     this.byKey.delete(m.record.publicKey);

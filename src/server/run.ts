@@ -18,6 +18,7 @@ import { endpoint } from '../control/validate.js';
 import type { WgQuickConfig, InterfaceAddress } from '../config/wg-quick.js';
 import { bringUp, type Running } from '../cli/up.js';
 import { CliError } from '../cli/keys.js';
+import { monotonicEpochMs } from '../dataplane/clock.js';
 import { hostAddresses, linkExists } from '../dataplane/linux-net.js';
 import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import type { PublicKey } from '../crypto/keys.js';
@@ -111,6 +112,7 @@ export async function runServer(dataDir: string, log: (line: string) => void): P
 
     const activeSync = new GatewaySync(cp, running.device, {
       log,
+      handshake: (key) => running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs())),
       settingsChanged: (previous, next) => {
         if (next.listenPort !== previous.listenPort)
           running.wg.setListenPort(next.listenPort).then(

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { ControlPlane } from '../../src/control/control-plane.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
-import { PublicKey } from '../../src/crypto/keys.js';
+import { PrivateKey, PublicKey } from '../../src/crypto/keys.js';
 import { GatewaySync } from '../../src/server/gateway-sync.js';
 import { parseAddress } from '../../src/net/ip.js';
 import { Device } from '../../src/wireguard/device.js';
@@ -223,6 +223,52 @@ test('10,000 members: the gateway installs them all, and one more is picked up b
     );
     assert.equal(f.sync.memberCount, 10_001);
     assert.equal(f.device.peerStatuses(0).length, 10_001);
+  } finally {
+    f.close();
+  }
+});
+
+test('a member enabled again is sent a handshake at the endpoint it was last seen at', () => {
+  const f = fixture();
+  try {
+    f.cp.addMember('t', { name: 'alice' });
+    f.sync.poll();
+    // alice's device completes a handshake with the gateway from 192.0.2.7:40000.
+    const secret = f.cp.store.getMember('alice')!.privateKey!;
+    const parsedKey = PrivateKey.parse(secret);
+    assert.ok(parsedKey.ok);
+    const client = new Device({ privateKey: parsedKey.key });
+    client.setPeer({
+      publicKey: f.cp.gatewayPrivateKey().publicKey(),
+      endpoint: { address: '192.0.2.1', port: 51820 },
+      allowedIps: [],
+    });
+    const now = Date.parse('2026-03-01T12:00:00Z');
+    const init = client.initiateHandshake(f.cp.gatewayPrivateKey().publicKey(), now);
+    const first = init.find((a) => a.type === 'send');
+    assert.ok(first?.type === 'send');
+    const replies = f.device.receive(first.data, { address: '192.0.2.7', port: 40000 }, now);
+    assert.ok(replies.some((a) => a.type === 'send'));
+
+    const handshakes: string[] = [];
+    const sync = new GatewaySync(f.cp, f.device, { handshake: (k) => handshakes.push(k.toBase64()) });
+    sync.poll();
+    f.cli.setDisabled('t', 'alice', true);
+    sync.poll();
+    f.cli.setDisabled('t', 'alice', false);
+    sync.poll();
+    assert.deepEqual(handshakes, [f.cp.store.getMember('alice')!.publicKey]);
+    const out = f.device.initiateHandshake(f.keyOf('alice')!, now + 1000);
+    const sent = out.find((a) => a.type === 'send');
+    assert.ok(sent?.type === 'send');
+    assert.deepEqual(sent.endpoint, { address: '192.0.2.7', port: 40000 });
+    // Rotated keys are not reached out to: the old endpoint belongs to the old key.
+    f.cli.setDisabled('t', 'alice', true);
+    sync.poll();
+    f.cli.rotateMember('t', 'alice');
+    f.cli.setDisabled('t', 'alice', false);
+    sync.poll();
+    assert.equal(handshakes.length, 1);
   } finally {
     f.close();
   }
