@@ -59,7 +59,7 @@ function parameters(schema: z.ZodType | undefined, location: 'path' | 'query'): 
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Invalid input',
-  401: 'Missing or invalid API token',
+  401: 'Missing or invalid credentials',
   403: 'Forbidden',
   404: 'Not found',
   409: 'Conflicts with the current state',
@@ -71,6 +71,9 @@ const STATUS_TEXT: Record<number, string> = {
 function errorResponses(spec: AnyRouteSpec): Json {
   const codes: ErrorCode[] = ['WEFT_ERR_VALIDATION', ...(spec.errors ?? []), 'WEFT_ERR_INTERNAL'];
   if (!spec.public) codes.push('WEFT_ERR_UNAUTHORIZED', 'WEFT_ERR_RATE_LIMITED');
+  // A session's request other than GET must carry its CSRF token; a session-only route refuses tokens.
+  if (!spec.public && spec.method !== 'GET') codes.push('WEFT_ERR_CSRF');
+  if (spec.sessionOnly) codes.push('WEFT_ERR_FORBIDDEN');
   if (spec.body) codes.push('WEFT_ERR_PAYLOAD_TOO_LARGE');
   const byStatus = new Map<number, Set<ErrorCode>>();
   for (const code of codes) {
@@ -85,6 +88,13 @@ function errorResponses(spec: AnyRouteSpec): Json {
     };
   }
   return out;
+}
+
+/** Who may call: nobody in particular, a console session only, or an API token or a session. */
+function security(spec: AnyRouteSpec): Json[] {
+  if (spec.public) return [];
+  if (spec.sessionOnly) return [{ session: [] }];
+  return [{ bearer: [] }, { session: [] }];
 }
 
 export function buildOpenApiDocument(routes: readonly AnyRouteSpec[], info: DocumentInfo): Json {
@@ -118,7 +128,7 @@ export function buildOpenApiDocument(routes: readonly AnyRouteSpec[], info: Docu
       summary: spec.summary,
       ...(spec.description ? { description: spec.description } : {}),
       tags: [spec.tag],
-      security: spec.public ? [] : [{ bearer: [] }],
+      security: security(spec),
       parameters: [...parameters(spec.params, 'path'), ...parameters(spec.query, 'query')],
       ...(spec.body
         ? {
@@ -159,7 +169,7 @@ export function buildOpenApiDocument(routes: readonly AnyRouteSpec[], info: Docu
       ...(info.description ? { description: info.description } : {}),
     },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
-    security: [{ bearer: [] }],
+    security: [{ bearer: [] }, { session: [] }],
     paths,
     components: {
       schemas,
@@ -169,6 +179,14 @@ export function buildOpenApiDocument(routes: readonly AnyRouteSpec[], info: Docu
           scheme: 'bearer',
           description:
             'An API token ("weft_..."), from `weft server init`, `weft token create` or POST /tokens',
+        },
+        session: {
+          type: 'apiKey',
+          in: 'cookie',
+          name: 'weft_session',
+          description:
+            "The web console's session (POST /api/v1/session); every request other than GET and HEAD must " +
+            "also carry the session's csrfToken in the X-CSRF-Token header",
         },
       },
     },

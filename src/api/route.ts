@@ -4,7 +4,8 @@
  * endpoint cannot exist without being documented (server.ts refuses any route added another way).
  *
  * A request to a declared route goes through:
- *   1. the auth hook (auth.ts), unless the route is public;
+ *   1. the auth hook (auth.ts), unless the route is public; a session-only route then refuses a bearer token
+ *      (403 WEFT_ERR_FORBIDDEN);
  *   2. fastify's body parser (JSON, or a declared extra media type such as YAML, as text);
  *   3. `decodeBody`, when the route has one (YAML text -> object);
  *   4. the zod schemas of the path, the query and the body, the first problem becoming a WeftError that
@@ -13,11 +14,11 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
-import type { ErrorCode } from '../control/errors.js';
+import { WeftError, type ErrorCode } from '../control/errors.js';
 import { auditActor } from './auth.js';
 import { fromZod, type InputSource } from './errors.js';
 
-export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
+export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** Everything under this prefix; paths in declarations are relative to it. */
 export const API_PREFIX = '/api/v1';
@@ -44,14 +45,23 @@ export interface RouteInput<P extends z.ZodType, Q extends z.ZodType, B extends 
 
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
   readonly method: Method;
-  /** Fastify syntax, relative to API_PREFIX: "/members/:name". */
+  /** Fastify syntax, relative to API_PREFIX ("/members/:name"), or to the server's root when `root` is set. */
   readonly path: string;
+  /** The path is from the server's root, outside API_PREFIX (the download links' "/dl/:token"). */
+  readonly root?: boolean;
   readonly operationId: string;
   readonly summary: string;
   readonly description?: string;
   readonly tag: string;
   /** Served without authentication. */
   readonly public?: boolean;
+  /** Only for a console session: a bearer token gets 403 WEFT_ERR_FORBIDDEN (the session's own endpoints). */
+  readonly sessionOnly?: boolean;
+  /**
+   * A GET that HEAD must not run (fastify answers HEAD by running the GET handler): one whose handler uses
+   * something up, such as a one-time download link.
+   */
+  readonly noHead?: boolean;
   readonly params?: P;
   readonly query?: Q;
   readonly body?: B;
@@ -71,8 +81,8 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
 /** A declaration with its types erased, as the registry and the OpenAPI generator hold it. */
 export type AnyRouteSpec = RouteSpec<z.ZodType, z.ZodType, z.ZodType>;
 
-export function fullPath(spec: Pick<AnyRouteSpec, 'path'>): string {
-  return `${API_PREFIX}${spec.path}`;
+export function fullPath(spec: Pick<AnyRouteSpec, 'path' | 'root'>): string {
+  return spec.root ? spec.path : `${API_PREFIX}${spec.path}`;
 }
 
 export function successStatus(spec: Pick<AnyRouteSpec, 'responses'>): number {
@@ -123,7 +133,13 @@ export class RouteRegistry {
       method: spec.method,
       url: fullPath(spec),
       config: { public: spec.public === true },
+      ...(spec.noHead ? { exposeHeadRoute: false } : {}),
       handler: async (request, reply) => {
+        if (spec.sessionOnly && request.actor?.via !== 'session')
+          throw new WeftError(
+            'WEFT_ERR_FORBIDDEN',
+            'this endpoint is for a console session (log in with POST /api/v1/session), not an API token',
+          );
         let raw: unknown = request.body;
         if (raw === undefined && spec.bodyOptional) raw = {};
         const type = mediaType(request);

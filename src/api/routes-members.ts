@@ -1,5 +1,8 @@
 /**
- * Members: the people (devices) of the VPN, their configs and their traffic.
+ * Members: the people (devices) of the VPN, their configs, one-time download links of those, and their traffic.
+ *
+ * GET /members/next-ip is a static path beside /members/:name; fastify's router prefers the static one, and
+ * "next-ip" is not a name a member may take (validate.ts RESERVED_MEMBER_NAMES), so neither hides the other.
  */
 import { WeftError } from '../control/errors.js';
 import { renderQr } from '../control/qr.js';
@@ -41,6 +44,17 @@ export function memberRoutes(ctx: ApiContext): void {
     ],
     responses: { 201: { description: 'The new member', schema: s.MemberView } },
     handler: ({ actor, body }) => cp.addMember(actor, body),
+  });
+
+  routes.add({
+    method: 'GET',
+    path: '/members/next-ip',
+    operationId: 'nextMemberIp',
+    summary: 'The addresses POST /members would give a member added now without `ip` (nothing is reserved)',
+    tag,
+    errors: ['WEFT_ERR_NOT_INITIALIZED', 'WEFT_ERR_SUBNET_FULL'],
+    responses: { 200: { description: 'The next free addresses', schema: s.NextIp } },
+    handler: () => cp.suggestIp(),
   });
 
   routes.add({
@@ -153,6 +167,27 @@ export function memberRoutes(ctx: ApiContext): void {
       const svg = await renderQr(cp.memberConfig(params.name), 'svg');
       void reply.type('image/svg+xml').header('cache-control', 'no-store');
       return svg;
+    },
+  });
+
+  routes.add({
+    method: 'POST',
+    path: '/members/:name/links',
+    operationId: 'createMemberLink',
+    summary: "A one-time download link of the member's config (GET /dl/{token}, no authentication, once)",
+    description:
+      'The token is in the answer only: the server keeps its hash. The link stops working when used, when ' +
+      'it expires, and when the member is removed.',
+    tag,
+    params: s.NameParams,
+    body: s.LinkInput,
+    bodyOptional: true,
+    errors: notFound,
+    responses: { 201: { description: 'The link', schema: s.CreatedLink } },
+    handler: ({ actor, params, body, reply }) => {
+      const link = cp.createDownloadLink(actor, params.name, body.ttlMinutes);
+      void reply.header('cache-control', 'no-store');
+      return { url: `/dl/${link.token}`, expiresAt: link.expiresAt };
     },
   });
 

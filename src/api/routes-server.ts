@@ -1,8 +1,10 @@
 /**
- * The server as a whole: health, the OpenAPI document, status and settings.
+ * The server as a whole: health, the OpenAPI document, status, the network's traffic and settings.
  */
 import type { ApiContext } from './context.js';
 import * as s from './schemas.js';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 export function serverRoutes(ctx: ApiContext, document: () => unknown): void {
   const { routes, controlPlane: cp } = ctx;
@@ -69,6 +71,20 @@ export function serverRoutes(ctx: ApiContext, document: () => unknown): void {
         },
       };
     },
+  });
+
+  routes.add({
+    method: 'GET',
+    path: '/traffic',
+    operationId: 'getTraffic',
+    summary: "The whole network's traffic per minute: every member's summed (the console's dashboard)",
+    tag: 'server',
+    query: s.TrafficQuery,
+    responses: {
+      200: { description: 'Samples, oldest first, with the name ""', schema: s.TrafficSample.array() },
+    },
+    handler: ({ query }) =>
+      cp.traffic('', query.since ? new Date(query.since) : new Date(Date.now() - DAY_MS)),
   });
 
   routes.add({

@@ -20,6 +20,9 @@ const intText = z.coerce.number().int();
 
 export const NameParams = z.object({ name: name.min(1).describe('The name') });
 export const IdParams = z.object({ id: intText.describe('The numeric id') });
+export const TokenParams = z.object({
+  token: z.string().describe('The token of the link, as POST /members/{name}/links gave it'),
+});
 export const CidrParams = z.object({
   cidr: z.string().describe('The prefix, URL-encoded ("10.20.0.0%2F24")'),
 });
@@ -116,6 +119,28 @@ export const PolicyInput = z.strictObject({
 });
 
 export const TokenInput = z.strictObject({ name });
+
+/** Long enough for any passphrase, short enough that nobody makes the server hash a megabyte. */
+const password = z.string().max(1024);
+
+export const LoginInput = z.strictObject({
+  username: z.string().max(100),
+  password,
+  totp: z.string().max(20).optional().describe('The current code of the authenticator app, when TOTP is on'),
+});
+
+export const TotpCode = z.strictObject({
+  code: z.string().max(20).describe('The current 6-digit code of the authenticator app'),
+});
+
+export const PasswordChange = z.strictObject({
+  current: password,
+  next: password.describe('At least 12 characters'),
+});
+
+export const LinkInput = z.strictObject({
+  ttlMinutes: z.number().int().optional().describe('How long the link works, 1-10080 minutes (default 1440)'),
+});
 
 /** The document of `weft apply`, as desired-state.ts defines it (JSON here, or YAML with its media type). */
 export const DesiredState = desiredStateSchema.describe(
@@ -262,6 +287,27 @@ export const StateChange = z.object({
 
 export const ApplyResult = z.object({ changes: z.array(StateChange) });
 
+export const SessionInfo = z.object({
+  username: z.string(),
+  csrfToken: z.string().describe('Send it as X-CSRF-Token with every request other than GET and HEAD'),
+  totpEnabled: z.boolean(),
+});
+
+export const TotpEnrolment = z.object({
+  secret: z.string().describe('The new TOTP secret in base32 (RFC 4648), for typing into the app'),
+  otpauthUrl: z.string().describe('The otpauth:// URI the QR code holds'),
+  qrSvg: z.string().describe('The QR code of otpauthUrl, as an SVG document'),
+});
+
+export const TotpState = z.object({ totpEnabled: z.boolean() });
+
+export const NextIp = z.object({ ip: z.string(), ip6: z.string().nullable() });
+
+export const CreatedLink = z.object({
+  url: z.string().describe('The path of the link, "/dl/<token>"; it works once'),
+  expiresAt: isoTime,
+});
+
 export const OpenApiDocument = z.record(z.string(), z.unknown()).describe('This document');
 
 /** Schemas that appear under components.schemas by these names; others are named after their operation. */
@@ -288,4 +334,5 @@ export const NAMED_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   DesiredState,
   StateChange,
   ApplyResult,
+  SessionInfo,
 };

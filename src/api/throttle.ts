@@ -26,6 +26,13 @@ export interface ThrottleLimits {
 /** The API's limits for failed authentication: more than 20 within a minute, per client address. */
 export const AUTH_FAILURE_LIMITS: ThrottleLimits = { maxFailures: 20, windowMs: 60_000, maxKeys: 10_000 };
 
+/**
+ * The console's login (docs/console.md): five failed logins per client address within five minutes, and every
+ * attempt after the fifth is refused until the oldest is five minutes old. A key is refused once it has more
+ * than maxFailures failures, so that is 4 here.
+ */
+export const LOGIN_FAILURE_LIMITS: ThrottleLimits = { maxFailures: 4, windowMs: 5 * 60_000, maxKeys: 10_000 };
+
 export class FailureThrottle {
   readonly limits: ThrottleLimits;
   /** Key -> times of its newest failures, oldest first; least recently failed key first. */

@@ -26,8 +26,16 @@ import type {
   SharedRoute,
   TrafficSample,
 } from './model.js';
-import { hashPassword, newPassword, newTokenSecret, tokenHash, verifyPassword } from './secrets.js';
+import {
+  hashPassword,
+  newLinkToken,
+  newPassword,
+  newTokenSecret,
+  tokenHash,
+  verifyPassword,
+} from './secrets.js';
 import { StoreConflict, type Store } from './store.js';
+import { totpKey, verifyTotp } from './totp.js';
 import * as v from './validate.js';
 
 export const GATEWAY_KEY = 'gateway.private-key';
@@ -76,6 +84,20 @@ export interface MemberView extends Member {
 }
 
 export type SettingsPatch = Partial<Omit<Settings, 'subnet' | 'subnet6'>>;
+
+/** One-time download links: how long one lives, in minutes (default a day, at most a week). */
+export const LINK_TTL_MINUTES = { min: 1, max: 10_080, default: 1440 } as const;
+
+/** What checking a console login found. */
+export type AdminLogin =
+  | { readonly ok: true; readonly username: string }
+  /** Wrong username or password (which of the two is not told), or a wrong or replayed TOTP code. */
+  | { readonly ok: false; readonly reason: 'credentials' | 'totp' }
+  /** The right password, but TOTP is on and no code came with it: not a guess, the first step of a login. */
+  | { readonly ok: false; readonly reason: 'totp-missing' };
+
+/** The admin password's minimum length. */
+export const ADMIN_PASSWORD_MIN = 12;
 
 const DEFAULTS = {
   interfaceName: 'weft0',
@@ -138,6 +160,14 @@ export class ControlPlane {
   /** Where the next address search starts: just past the last one this instance allocated. */
   private allocationHint: bigint | undefined;
   private gatewayKeyCache: { text: string; key: PrivateKey } | undefined;
+  /**
+   * Per admin account, the last TOTP step a code was accepted for: a code is good once (RFC 6238 section 5.2),
+   * so one seen over a shoulder or in a proxy log cannot be used again within its window. In memory: the CLI
+   * never takes codes, and after a restart the window has long passed for any code seen before it.
+   */
+  private readonly totpLastStep = new Map<string, bigint>();
+  /** A hash of no password, checked against when the username is unknown (computed once, when first needed). */
+  private static unknownUserHash: string | undefined;
 
   constructor(
     readonly store: Store,
@@ -355,19 +385,42 @@ export class ControlPlane {
           'ip',
         );
     } else {
-      const free = allocate(subnet, (a) => this.store.getMemberByIp(a) !== undefined, this.allocationHint);
-      if (!free)
-        throw new WeftError('WEFT_ERR_SUBNET_FULL', `the subnet ${s.subnet} has no free address`, 'ip');
+      const free = this.nextFree(s);
       ip = free.address;
       this.allocationHint = free.host + 1n;
     }
+    return { ip, ip6: this.pairedIp6(s, ip) };
+  }
+
+  /** The address the next member added without `ip` gets: where the search from the hint lands. */
+  private nextFree(s: Settings): { address: string; host: bigint } {
+    const free = allocate(
+      parsed(s.subnet),
+      (a) => this.store.getMemberByIp(a) !== undefined,
+      this.allocationHint,
+    );
+    if (!free)
+      throw new WeftError('WEFT_ERR_SUBNET_FULL', `the subnet ${s.subnet} has no free address`, 'ip');
+    return free;
+  }
+
+  private pairedIp6(s: Settings, ip: string): string | null {
     const parsedIp = parseAddress(ip);
-    const ip6 = s.subnet6 && parsedIp.ok ? pairedIp6(subnet, parsed(s.subnet6), parsedIp.value) : null;
-    return { ip, ip6 };
+    return s.subnet6 && parsedIp.ok ? pairedIp6(parsed(s.subnet), parsed(s.subnet6), parsedIp.value) : null;
+  }
+
+  /**
+   * The addresses the next `addMember` of this instance would give a member without `ip`, allocating nothing.
+   * Exact for this instance only: another process (the CLI) searches from its own hint.
+   */
+  suggestIp(): { ip: string; ip6: string | null } {
+    const s = this.settings();
+    const ip = this.nextFree(s).address;
+    return { ip, ip6: this.pairedIp6(s, ip) };
   }
 
   addMember(actor: string, input: MemberInput): MemberView {
-    const name = v.name('name', input.name);
+    const name = v.memberName('name', input.name);
     return this.change(() => {
       if (this.store.getMember(name))
         throw new WeftError('WEFT_ERR_MEMBER_EXISTS', `member ${name} already exists`, 'name');
@@ -538,6 +591,48 @@ export class ControlPlane {
       '',
     ];
     return lines.join('\n');
+  }
+
+  /**
+   * A one-time link to the member's config: the token (shown once: only its hash is stored) and when the
+   * link expires. The audit entry records the expiry, never the token.
+   */
+  createDownloadLink(
+    actor: string,
+    nameArg: string,
+    ttlMinutes: number = LINK_TTL_MINUTES.default,
+  ): { token: string; expiresAt: string } {
+    const name = v.name('name', nameArg);
+    const ttl = v.integer('ttlMinutes', ttlMinutes, LINK_TTL_MINUTES.min, LINK_TTL_MINUTES.max);
+    const token = newLinkToken();
+    return this.change(() => {
+      this.memberRecord(name);
+      const now = this.clock();
+      const expiresAt = new Date(now.getTime() + ttl * 60_000).toISOString();
+      this.store.insertLink(tokenHash(token), name, now.toISOString(), expiresAt);
+      this.audit(actor, 'member.link', name, { expiresAt });
+      return { token, expiresAt };
+    });
+  }
+
+  /**
+   * Uses a download link up: the member's config and name, once. Unknown, used and expired tokens, and those
+   * of a removed member, all get the same WEFT_ERR_LINK_INVALID. `from` (the client's address) goes into the
+   * audit entry.
+   */
+  redeemDownloadLink(token: string, from?: string): { name: string; config: string } {
+    const invalidLink = new WeftError(
+      'WEFT_ERR_LINK_INVALID',
+      'this download link is not valid: it was used already, has expired, or never existed',
+    );
+    if (typeof token !== 'string' || token.length === 0 || token.length > 100) throw invalidLink;
+    return this.change(() => {
+      const name = this.store.takeLink(tokenHash(token), this.now());
+      if (name === undefined) throw invalidLink;
+      const config = this.memberConfig(name);
+      this.audit('link', 'member.link.used', name, from === undefined ? {} : { from });
+      return { name, config };
+    });
   }
 
   // ---- groups ----
@@ -721,15 +816,15 @@ export class ControlPlane {
   }
 
   verifyAdminPassword(username: string, password: string): boolean {
-    const account = this.store.getAdmin(username);
-    // Hash even for an unknown user, so the answer takes the same time either way.
-    const stored = account?.passwordHash ?? hashPassword('');
-    return verifyPassword(password, stored) && account !== undefined;
+    const account = typeof username === 'string' ? this.store.getAdmin(username) : undefined;
+    // One scrypt run even for an unknown user, so the answer takes the same time either way.
+    const stored = account?.passwordHash ?? (ControlPlane.unknownUserHash ??= hashPassword(newPassword()));
+    return typeof password === 'string' && verifyPassword(password, stored) && account !== undefined;
   }
 
-  setAdminPassword(actor: string, username: string, password: string): void {
-    if (typeof password !== 'string' || password.length < 12)
-      throw invalid('password', 'must be at least 12 characters');
+  setAdminPassword(actor: string, username: string, password: string, field = 'password'): void {
+    if (typeof password !== 'string' || password.length < ADMIN_PASSWORD_MIN)
+      throw invalid(field, `must be at least ${ADMIN_PASSWORD_MIN} characters`);
     const account = this.store.getAdmin(username);
     this.change(() => {
       this.store.putAdmin({
@@ -738,6 +833,77 @@ export class ControlPlane {
         totpSecret: account?.totpSecret ?? null,
       });
       this.audit(actor, 'admin.password', username);
+    });
+  }
+
+  /**
+   * A console login: the password first (a wrong one says nothing about TOTP), then, when the account has
+   * TOTP on, the code, which is good once (replayed codes are refused like wrong ones).
+   */
+  verifyAdminLogin(username: string, password: string, code: string | undefined): AdminLogin {
+    if (!this.verifyAdminPassword(username, password)) return { ok: false, reason: 'credentials' };
+    const account = this.store.getAdmin(username);
+    if (!account) return { ok: false, reason: 'credentials' };
+    if (account.totpSecret !== null) {
+      if (code === undefined || code === '') return { ok: false, reason: 'totp-missing' };
+      if (!this.takeTotp(username, account.totpSecret, code)) return { ok: false, reason: 'totp' };
+    }
+    return { ok: true, username };
+  }
+
+  adminTotpEnabled(username: string): boolean {
+    return (this.store.getAdmin(username)?.totpSecret ?? null) !== null;
+  }
+
+  /** Whether `code` is a current code of `secret` not used before on this account; if so it is now used. */
+  private takeTotp(username: string, secret: string, code: string): boolean {
+    const step = verifyTotp(totpKey(secret), code, this.clock().getTime(), {
+      afterStep: this.totpLastStep.get(username),
+    });
+    if (step === undefined) return false;
+    this.totpLastStep.set(username, step);
+    return true;
+  }
+
+  /** Changes the admin password after checking the current one (a wrong one: WEFT_ERR_VALIDATION, `current`). */
+  changeAdminPassword(actor: string, username: string, current: string, next: string): void {
+    if (!this.verifyAdminPassword(username, current)) throw invalid('current', 'is not the current password');
+    this.setAdminPassword(actor, username, next, 'next');
+  }
+
+  /**
+   * Turns TOTP on with `secret` (base32, from enrolment), once `code` proves the authenticator app has it.
+   * The code counts as used: it cannot log in afterwards.
+   */
+  enableAdminTotp(actor: string, username: string, secret: string, code: string): void {
+    const account = this.store.getAdmin(username);
+    if (!account) throw new WeftError('WEFT_ERR_UNAUTHORIZED', `there is no admin account ${username}`);
+    if (account.totpSecret !== null)
+      throw new WeftError(
+        'WEFT_ERR_TOTP_ALREADY_ENABLED',
+        'two-factor authentication is already on (turn it off first to enrol another app)',
+      );
+    this.totpLastStep.delete(username);
+    if (!this.takeTotp(username, secret, code))
+      throw invalid('code', 'is not the current code of the authenticator app');
+    this.change(() => {
+      this.store.putAdmin({ ...account, totpSecret: secret });
+      // Never the secret: the audit log is readable by every API token.
+      this.audit(actor, 'admin.totp.enable', username);
+    });
+  }
+
+  /** Turns TOTP off; needs a current code of the enrolled app. */
+  disableAdminTotp(actor: string, username: string, code: string): void {
+    const account = this.store.getAdmin(username);
+    if (!account) throw new WeftError('WEFT_ERR_UNAUTHORIZED', `there is no admin account ${username}`);
+    if (account.totpSecret === null)
+      throw new WeftError('WEFT_ERR_TOTP_NOT_ENABLED', 'two-factor authentication is not on');
+    if (!this.takeTotp(username, account.totpSecret, code))
+      throw invalid('code', 'is not the current code of the authenticator app');
+    this.change(() => {
+      this.store.putAdmin({ ...account, totpSecret: null });
+      this.audit(actor, 'admin.totp.disable', username);
     });
   }
 }

@@ -1,6 +1,6 @@
 /**
- * Credentials: API tokens (random, stored only as a SHA-256 hash) and the admin password (scrypt,
- * RFC 7914, with a per-password salt). Comparisons are constant-time.
+ * Credentials: API tokens and download-link tokens (random, stored only as a SHA-256 hash) and the admin
+ * password (scrypt, RFC 7914, with a per-password salt). Comparisons are constant-time.
  */
 import { createHash, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 
@@ -8,6 +8,11 @@ const SCRYPT = { N: 1 << 15, r: 8, p: 1, keyLength: 32, maxmem: 64 * 1024 * 1024
 
 export function newTokenSecret(): string {
   return `weft_${randomBytes(32).toString('base64url')}`;
+}
+
+/** The secret part of a one-time download link (`/dl/<token>`): 256 random bits, URL-safe. */
+export function newLinkToken(): string {
+  return randomBytes(32).toString('base64url');
 }
 
 export function tokenHash(secret: string): string {

@@ -157,8 +157,28 @@ CREATE TABLE changes (
 ) STRICT;
 `;
 
-/** Append only: a released build's migration never changes, the next one is added after it. */
-const MIGRATIONS: readonly Migration[] = [(db) => db.exec(SCHEMA_V1)];
+/**
+ * Version 2: one-time download links of member configs, kept by the SHA-256 of their token (the token itself
+ * is shown once, in the link). A link points at the member row, so removing the member deletes its links
+ * (ON DELETE CASCADE): a later member of the same name never inherits them.
+ */
+const SCHEMA_V2 = `
+CREATE TABLE download_links (
+  hash TEXT PRIMARY KEY,
+  member_id INTEGER NOT NULL REFERENCES members (id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  used_at TEXT
+) STRICT, WITHOUT ROWID;
+CREATE INDEX download_links_by_member ON download_links (member_id);
+CREATE INDEX download_links_by_expiry ON download_links (expires_at);
+`;
+
+/**
+ * Append only: a released build's migration never changes, the next one is added after it. Exported for the
+ * migration tests, which build files at older versions with it.
+ */
+export const MIGRATIONS: readonly Migration[] = [(db) => db.exec(SCHEMA_V1), (db) => db.exec(SCHEMA_V2)];
 
 /** The schema version this build writes; a file at a higher version was written by a newer build. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -365,6 +385,21 @@ function prepareStatements(db: Database) {
        ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash,
                                             totp_secret = excluded.totp_secret`,
     ),
+
+    insertLink: db.prepare(
+      `INSERT INTO download_links (hash, member_id, created_at, expires_at)
+       SELECT ?, id, ?, ? FROM members WHERE name = ?`,
+    ),
+    pruneLinks: db.prepare('DELETE FROM download_links WHERE expires_at <= ?'),
+    // Unused and unexpired, or nothing: the WHERE clause is the whole check, so the update is the decision.
+    takeLink: db
+      .prepare(
+        `UPDATE download_links SET used_at = :now
+          WHERE hash = :hash AND used_at IS NULL AND expires_at > :now
+         RETURNING member_id`,
+      )
+      .pluck<number>(),
+    memberNameById: db.prepare('SELECT name FROM members WHERE id = ?').pluck<string>(),
 
     putStatus: db.prepare(
       `INSERT INTO member_status (name, online, endpoint, last_handshake, rx_bytes, tx_bytes, policy_drops,
@@ -681,6 +716,22 @@ export class SqliteStore implements Store {
 
   putAdmin(account: AdminAccount): void {
     this.#sql.putAdmin.run(account.username, account.passwordHash, account.totpSecret);
+  }
+
+  insertLink(hash: string, member: string, createdAt: string, expiresAt: string): void {
+    this.#write(() => {
+      this.#sql.pruneLinks.run(createdAt);
+      if (this.#sql.insertLink.run(hash, createdAt, expiresAt, member).changes === 0)
+        throw new StoreConflict(`download_links.member: there is no member named ${JSON.stringify(member)}`);
+    });
+  }
+
+  takeLink(hash: string, now: string): string | undefined {
+    return this.#write(() => {
+      const memberId = this.#sql.takeLink.get({ hash, now });
+      // The foreign key cascade removes a removed member's links, so the member is there; the lookup says so.
+      return memberId === undefined ? undefined : this.#sql.memberNameById.get(memberId);
+    });
   }
 
   putStatuses(statuses: readonly MemberStatus[]): void {

@@ -101,6 +101,20 @@ export interface Store {
   getAdmin(username: string): AdminAccount | undefined;
   putAdmin(account: AdminAccount): void;
 
+  /**
+   * Records a one-time download link of a member's config by the hash of its token (times are ISO 8601).
+   * Throws StoreConflict ("download_links.member") when there is no such member, and ("download_links.hash")
+   * when the hash is taken. Links that expired by `createdAt` may be forgotten on the way.
+   */
+  insertLink(hash: string, member: string, createdAt: string, expiresAt: string): void;
+  /**
+   * Uses a link up, atomically: returns the member's name and marks the link used if it is unused, expires
+   * after `now` and its member still exists; otherwise returns undefined and changes nothing. A link belongs
+   * to the member it was made for: once that member is removed, its links never work again, not even for a
+   * new member of the same name.
+   */
+  takeLink(hash: string, now: string): string | undefined;
+
   /** Replaces the status rows of the given members (the running gateway reports every few seconds). */
   putStatuses(statuses: readonly MemberStatus[]): void;
   getStatus(name: string): MemberStatus | undefined;

@@ -31,6 +31,18 @@ export function name(field: string, value: unknown): string {
   return value;
 }
 
+/**
+ * Names a member may not take: they are paths of the REST API next to /members/{name}
+ * (GET /members/next-ip would never reach a member of that name).
+ */
+export const RESERVED_MEMBER_NAMES: ReadonlySet<string> = new Set(['next-ip']);
+
+export function memberName(field: string, value: unknown): string {
+  const n = name(field, value);
+  if (RESERVED_MEMBER_NAMES.has(n)) throw invalid(field, `"${n}" is reserved (it is a path of the REST API)`);
+  return n;
+}
+
 export function interfaceName(field: string, value: unknown): string {
   if (typeof value !== 'string' || !INTERFACE.test(value))
     throw invalid(field, 'must be 1–15 characters of letters, digits and _=+.-');

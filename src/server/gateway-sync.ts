@@ -74,6 +74,10 @@ export class GatewaySync {
   /** Every member's addresses and groups (installed or not): what group destinations are made of. */
   private readonly known = new Map<string, MemberAddresses>();
   private readonly reported = new Map<string, Reported>();
+  /** Bytes of members uninstalled since the last report, not yet in the traffic history. */
+  private unreported: { name: string; rx: number; tx: number }[] = [];
+  /** Bytes moved since this gateway started, over every member, including members since removed. */
+  private readonly moved = { rx: 0, tx: 0 };
   /** Where a member was last seen, kept while it is disabled or expired (by public key). */
   private readonly lastEndpoints = new Map<string, Endpoint>();
 
@@ -245,7 +249,19 @@ export class GatewaySync {
   private uninstall(name: string): void {
     const m = this.installed.get(name);
     if (!m) return;
-    const endpoint = this.device.peerStatus(m.key, 0)?.endpoint;
+    const status = this.device.peerStatus(m.key, 0);
+    const endpoint = status?.endpoint;
+    // The bytes it moved since the last report would go with the peer: keep them for the next report.
+    const last = this.reported.get(name);
+    if (status && last) {
+      const drx = status.rxBytes >= last.rx ? status.rxBytes - last.rx : status.rxBytes;
+      const dtx = status.txBytes >= last.tx ? status.txBytes - last.tx : status.txBytes;
+      if (drx > 0 || dtx > 0) this.unreported.push({ name, rx: drx, tx: dtx });
+      last.rx = status.rxBytes;
+      last.tx = status.txBytes;
+    } else if (status && (status.rxBytes > 0 || status.txBytes > 0)) {
+      this.unreported.push({ name, rx: status.rxBytes, tx: status.txBytes });
+    }
     if (endpoint && this.cp.store.getMember(name)?.publicKey === m.record.publicKey) {
       if (this.lastEndpoints.size >= 65536) this.lastEndpoints.clear();
       this.lastEndpoints.set(m.record.publicKey, endpoint);
@@ -280,6 +296,11 @@ export class GatewaySync {
     const bucket = new Date(now - (now % 60_000)).toISOString();
     const rows: MemberStatus[] = [];
     const samples: TrafficSample[] = [];
+    for (const u of this.unreported.splice(0, 10_000)) {
+      this.moved.rx += u.rx;
+      this.moved.tx += u.tx;
+      if (store.getMember(u.name)) samples.push({ name: u.name, at: bucket, rxBytes: u.rx, txBytes: u.tx });
+    }
     for (const m of this.installed.values()) {
       const s = statuses.get(m.record.publicKey);
       const last = this.reported.get(m.name);
@@ -299,6 +320,8 @@ export class GatewaySync {
       const drx = last && rx >= last.rx ? rx - last.rx : rx;
       const dtx = last && tx >= last.tx ? tx - last.tx : tx;
       if (drx > 0 || dtx > 0) samples.push({ name: m.name, at: bucket, rxBytes: drx, txBytes: dtx });
+      this.moved.rx += drx;
+      this.moved.tx += dtx;
       if (
         !last ||
         last.rx !== rx ||
@@ -343,16 +366,10 @@ export class GatewaySync {
     });
   }
 
-  /** Live figures for the API's status endpoint. */
+  /** Live figures for the API's status endpoint (as of the last report). */
   summary(): { membersOnline: number; rxBytes: number; txBytes: number } {
     let membersOnline = 0;
-    let rxBytes = 0;
-    let txBytes = 0;
-    for (const r of this.reported.values()) {
-      if (r.online) membersOnline++;
-      rxBytes += r.rx;
-      txBytes += r.tx;
-    }
-    return { membersOnline, rxBytes, txBytes };
+    for (const r of this.reported.values()) if (r.online) membersOnline++;
+    return { membersOnline, rxBytes: this.moved.rx, txBytes: this.moved.tx };
   }
 }

@@ -7,10 +7,13 @@
  *      routing the whole member subnet into the device, with the member firewall checking every packet a
  *      member sends;
  *   3. install every active member from the store (GatewaySync), turn forwarding on, install NAT if set;
- *   4. serve the REST API;
+ *   4. serve the REST API and the web console (over TLS with --tls-cert/--tls-key; on --api-listen, or the
+ *      stored apiListen setting);
  *   5. follow the store every 200 ms and report member status every 5 s.
  * Stopping (SIGTERM, SIGINT): the API, NAT, forwarding, the interface, a last status report, the store.
  */
+import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { buildApi } from '../api/server.js';
 import { ControlPlane } from '../control/control-plane.js';
 import type { Settings } from '../control/model.js';
@@ -25,6 +28,61 @@ import type { PublicKey } from '../crypto/keys.js';
 import { openStore } from './data-dir.js';
 import { GatewaySync } from './gateway-sync.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
+
+/** What `weft server run` takes besides the data directory. */
+export interface ServerRunOptions {
+  /** HOST:PORT for the REST API and the console, instead of the stored apiListen setting (checked). */
+  readonly apiListen?: string;
+  /** PEM certificate chain and private key: serve HTTPS. */
+  readonly tls?: TlsFiles;
+}
+
+export interface TlsFiles {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+/**
+ * Reads `--tls-cert` and `--tls-key` (both or neither) and checks that they make a TLS context (PEM that
+ * parses, a key that belongs to the certificate), so a mistake is reported before anything is set up.
+ */
+export function readTlsFiles(
+  certFile: string | undefined,
+  keyFile: string | undefined,
+): TlsFiles | undefined {
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined)
+    throw new CliError(
+      `weft: --tls-cert and --tls-key go together (got only ${certFile === undefined ? '--tls-key' : '--tls-cert'})`,
+    );
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new CliError(`weft: ${flag}: cannot read ${file}: ${(e as Error).message}`);
+    }
+  };
+  const files = { cert: read('--tls-cert', certFile), key: read('--tls-key', keyFile) };
+  try {
+    createSecureContext(files);
+  } catch (e) {
+    throw new CliError(
+      `weft: --tls-cert ${certFile} / --tls-key ${keyFile}: not a usable PEM certificate and matching key: ` +
+        (e as Error).message,
+    );
+  }
+  return files;
+}
+
+/** Checks `--api-listen HOST:PORT` (the port is required); returns it in canonical form. */
+export function apiListenOption(value: string): string {
+  if (!/:\d+$/.test(value)) throw new CliError(`weft: --api-listen: ${value} must be HOST:PORT`);
+  try {
+    return endpoint('--api-listen', value).text;
+  } catch (e) {
+    throw new CliError(`weft: ${(e as Error).message}`);
+  }
+}
 
 export interface RunningServer {
   readonly sync: GatewaySync;
@@ -46,7 +104,11 @@ function prefixOf(text: string): Prefix {
   return p.value;
 }
 
-export async function runServer(dataDir: string, log: (line: string) => void): Promise<RunningServer> {
+export async function runServer(
+  dataDir: string,
+  log: (line: string) => void,
+  options: ServerRunOptions = {},
+): Promise<RunningServer> {
   const store = openStore(dataDir);
   const undo: (() => Promise<void> | void)[] = [() => store.close()];
   const unwind = async (): Promise<void> => {
@@ -153,6 +215,7 @@ export async function runServer(dataDir: string, log: (line: string) => void): P
 
     const api = buildApi({
       controlPlane: cp,
+      https: options.tls ?? null,
       live: {
         gateway: () => ({
           interfaceName: name,
@@ -163,17 +226,19 @@ export async function runServer(dataDir: string, log: (line: string) => void): P
         }),
       },
     });
-    const listen = endpoint('apiListen', settings.apiListen);
+    const apiListen = options.apiListen ?? settings.apiListen;
+    const listen = endpoint('apiListen', apiListen);
     try {
       await api.listen({ host: listen.host, port: listen.port });
     } catch (e) {
       await api.close().catch(() => undefined);
-      throw new CliError(`weft: the API cannot listen on ${settings.apiListen}: ${(e as Error).message}`);
+      throw new CliError(`weft: the API cannot listen on ${apiListen}: ${(e as Error).message}`);
     }
     undo.push(() => api.close());
-    const apiUrl = `http://${settings.apiListen}/api/v1`;
+    const origin = `${options.tls ? 'https' : 'http'}://${apiListen}`;
+    const apiUrl = `${origin}/api/v1`;
     log(
-      `ready: ${name} on UDP port ${running.wg.listenPort}, ${activeSync.memberCount} active member(s), API ${apiUrl}`,
+      `ready: ${name} on UDP port ${running.wg.listenPort}, ${activeSync.memberCount} active member(s), API ${apiUrl}, console ${origin}/`,
     );
 
     let stopping: Promise<void> | undefined;
@@ -190,9 +255,9 @@ export async function runServer(dataDir: string, log: (line: string) => void): P
 }
 
 /** Foreground: runs until SIGTERM or SIGINT. */
-export async function serverRunForeground(dataDir: string): Promise<void> {
+export async function serverRunForeground(dataDir: string, options: ServerRunOptions = {}): Promise<void> {
   const log = (line: string): void => void process.stderr.write(`${new Date().toISOString()} ${line}\n`);
-  const server = await runServer(dataDir, log);
+  const server = await runServer(dataDir, log, options);
   await new Promise<void>((resolve) => {
     const onSignal = (): void => {
       process.off('SIGTERM', onSignal);

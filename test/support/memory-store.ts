@@ -48,6 +48,8 @@ interface State {
   readonly audit: AuditEntry[];
   readonly tokens: Map<number, { readonly token: ApiToken; readonly hash: string }>;
   readonly admins: Map<string, AdminAccount>;
+  /** One-time download links by the hash of their token. */
+  readonly links: Map<string, DownloadLink>;
   readonly statuses: Map<string, MemberStatus>;
   /** Keyed by `${name}\n${at}`. */
   readonly traffic: Map<string, TrafficSample>;
@@ -57,6 +59,13 @@ interface State {
 }
 
 type Sequence = 'policy' | 'audit' | 'token' | 'rev';
+
+interface DownloadLink {
+  readonly member: string;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  readonly usedAt: string | null;
+}
 
 function emptyState(): State {
   return {
@@ -69,6 +78,7 @@ function emptyState(): State {
     audit: [],
     tokens: new Map(),
     admins: new Map(),
+    links: new Map(),
     statuses: new Map(),
     traffic: new Map(),
     changes: [],
@@ -101,7 +111,7 @@ function clampLimit(limit: number): number {
 
 export class MemoryStore implements Store {
   readonly path = ':memory:';
-  readonly schemaVersion = 1;
+  readonly schemaVersion = 2;
   readonly #state: State = emptyState();
   #closed = false;
   /** How to undo each write made inside the open transaction, oldest first; empty outside one. */
@@ -250,9 +260,13 @@ export class MemoryStore implements Store {
     });
   }
 
+  /** The member's download links go with it (as SQLite's ON DELETE CASCADE). */
   deleteMember(name: string): boolean {
     return this.transaction(() => {
       if (!this.#delete(this.#state.members, name)) return false;
+      for (const [hash, link] of [...this.#state.links]) {
+        if (link.member === name) this.#delete(this.#state.links, hash);
+      }
       this.#changed('member', name);
       return true;
     });
@@ -419,6 +433,28 @@ export class MemoryStore implements Store {
 
   putAdmin(account: AdminAccount): void {
     this.transaction(() => this.#set(this.#state.admins, account.username, copy(account)));
+  }
+
+  insertLink(hash: string, member: string, createdAt: string, expiresAt: string): void {
+    this.transaction(() => {
+      for (const [key, link] of [...this.#state.links]) {
+        if (link.expiresAt <= createdAt) this.#delete(this.#state.links, key);
+      }
+      if (!this.#state.members.has(member))
+        throw new StoreConflict(`download_links.member: there is no member named ${JSON.stringify(member)}`);
+      if (this.#state.links.has(hash))
+        throw new StoreConflict('download_links.hash: another row already has this value');
+      this.#set(this.#state.links, hash, { member, createdAt, expiresAt, usedAt: null });
+    });
+  }
+
+  takeLink(hash: string, now: string): string | undefined {
+    return this.transaction(() => {
+      const link = this.#open().links.get(hash);
+      if (link === undefined || link.usedAt !== null || link.expiresAt <= now) return undefined;
+      this.#set(this.#state.links, hash, { ...link, usedAt: now });
+      return link.member;
+    });
   }
 
   putStatuses(statuses: readonly MemberStatus[]): void {

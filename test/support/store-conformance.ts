@@ -10,7 +10,8 @@
  *
  * The cases, in order:
  *   1. a new store is empty;
- *   2. settings and secrets; members, groups, routes, policies, audit, tokens, admins, statuses, traffic;
+ *   2. settings and secrets; members, groups, routes, policies, audit, tokens, admins, download links,
+ *      statuses, traffic;
  *   3. unique violations -> StoreConflict naming the column, with nothing left behind;
  *   4. cascades: a deleted member leaves its groups, a deleted group leaves its members;
  *   5. the change feed: revisions 1, 2, 3... without gaps, failures and rollbacks append nothing;
@@ -881,6 +882,53 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
       assert.deepEqual(store.getAdmin('admin'), account, 'the TOTP secret can be removed again');
       assert.equal(store.getAdmin('root'), undefined);
       assert.equal(store.getAdmin('ADMIN'), undefined);
+    });
+
+    it('download links: taken once, before they expire, while their member exists', (t) => {
+      const store = fresh(t);
+      store.insertMember(member(1));
+      store.insertMember(member(2));
+      const rev = store.revision();
+      store.insertLink('hash-1', 'm00001', T0, T2);
+      store.insertLink('hash-2', 'm00002', T0, T2);
+      store.insertLink('hash-3', 'm00001', T0, T1);
+      store.insertLink('hash-4', 'm00001', T0, T2);
+      assert.equal(store.revision(), rev, 'links are not part of the change feed');
+
+      assert.equal(store.takeLink('hash-nope', T0), undefined);
+      assert.equal(store.takeLink('hash-1', T0), 'm00001');
+      assert.equal(store.takeLink('hash-1', T0), undefined, 'a used link is not taken again');
+      assert.equal(store.takeLink('hash-1', T1), undefined);
+      assert.equal(store.takeLink('hash-3', T1), undefined, 'a link is expired from its expiry on');
+      assert.equal(store.takeLink('hash-3', T0), 'm00001', 'the refused take did not use it up');
+
+      // A failed transaction gives the link back.
+      assert.throws(() =>
+        store.transaction(() => {
+          assert.equal(store.takeLink('hash-4', T0), 'm00001');
+          throw new Error('rolled back');
+        }),
+      );
+      assert.equal(store.takeLink('hash-4', T0), 'm00001', 'the rolled-back take left the link unused');
+
+      // Removing the member ends its links, also for a later member of the same name.
+      store.insertLink('hash-5', 'm00002', T0, T2);
+      assert.equal(store.deleteMember('m00002'), true);
+      store.insertMember(member(2));
+      assert.equal(store.takeLink('hash-2', T0), undefined);
+      assert.equal(store.takeLink('hash-5', T0), undefined);
+
+      assert.throws(
+        () => store.insertLink('hash-6', 'nobody', T0, T2),
+        conflictNaming('download_links.member'),
+      );
+      assert.throws(
+        () => store.insertLink('hash-1', 'm00001', T0, T2),
+        conflictNaming('download_links.hash'),
+      );
+      assert.equal(store.takeLink('hash-6', T0), undefined, 'nothing is left of a refused insert');
+      store.insertLink('hash-6', 'm00002', T0, T2);
+      assert.equal(store.takeLink('hash-6', T1), 'm00002');
     });
 
     it('member statuses: putStatuses upserts many rows at once, allStatuses by name', (t) => {

@@ -95,7 +95,27 @@ function assertConforms(schema: z.ZodType, value: unknown): void {
 
 /** Fills an OpenAPI path's parameters with plausible values. */
 function concretePath(path: string): string {
-  return path.replace('{name}', 'alice').replace('{cidr}', '10.20.0.0%2F24').replace('{id}', '1');
+  return path
+    .replace('{name}', 'alice')
+    .replace('{cidr}', '10.20.0.0%2F24')
+    .replace('{id}', '1')
+    .replace('{token}', 'x');
+}
+
+/** Operations served without credentials ("method path", as in the OpenAPI document). */
+const PUBLIC_OPERATIONS = new Set([
+  'get /api/v1/health',
+  'get /api/v1/openapi.json',
+  'post /api/v1/session',
+  'get /dl/{token}',
+]);
+
+/** Operations that answer without credentials as such (others check their input first). */
+const ANSWERS_ANYONE = new Set(['get /api/v1/health', 'get /api/v1/openapi.json']);
+
+/** The console session's own endpoints: a session only, never an API token. */
+function sessionOnly(method: string, path: string): boolean {
+  return path.startsWith('/api/v1/session') && !PUBLIC_OPERATIONS.has(`${method} ${path}`);
 }
 
 const METHODS = ['get', 'post', 'patch', 'delete', 'put'] as const;
@@ -130,7 +150,7 @@ for (const { name: storeName, open } of STORES) {
         });
         assert.ok(Object.keys(doc.paths).length >= 20);
         for (const [path, item] of Object.entries(doc.paths)) {
-          assert.ok(path.startsWith('/api/v1/'), path);
+          assert.ok(path.startsWith('/api/v1/') || path.startsWith('/dl/'), path);
           const ops = METHODS.filter((m) => item[m]);
           assert.ok(ops.length > 0, `${path} has no operations`);
           for (const m of ops) {
@@ -147,9 +167,14 @@ for (const { name: storeName, open } of STORES) {
               `${m} ${path} has no success response`,
             );
             assert.ok(statuses.includes(400) && statuses.includes(500), `${m} ${path}`);
-            const isPublic = path === '/api/v1/health' || path === '/api/v1/openapi.json';
-            assert.deepEqual(op.security, isPublic ? [] : [{ bearer: [] }], `${m} ${path}`);
-            assert.equal(statuses.includes(401), !isPublic, `${m} ${path}`);
+            const isPublic = PUBLIC_OPERATIONS.has(`${m} ${path}`);
+            assert.deepEqual(
+              op.security,
+              isPublic ? [] : sessionOnly(m, path) ? [{ session: [] }] : [{ bearer: [] }, { session: [] }],
+              `${m} ${path}`,
+            );
+            // Login is public, and answers 401 to a wrong password.
+            assert.equal(statuses.includes(401), !isPublic || path === '/api/v1/session', `${m} ${path}`);
             // Every {param} of the path is a documented, required path parameter.
             for (const p of path.match(/\{[^}]+\}/g) ?? []) {
               const param = op.parameters.find((q) => q.name === p.slice(1, -1));
@@ -203,11 +228,12 @@ for (const { name: storeName, open } of STORES) {
           for (const m of METHODS.filter((x) => item[x])) {
             const url = concretePath(path);
             const method = m.toUpperCase() as InjectOptions['method'];
-            const isPublic = path === '/api/v1/health' || path === '/api/v1/openapi.json';
+            const isPublic = PUBLIC_OPERATIONS.has(`${m} ${path}`);
             const body = m === 'get' || m === 'delete' ? undefined : {};
             for (const token of [null, 'weft_wrong', 'not-even-a-token', '']) {
               const res = await request(f, method, url, { token, body });
-              if (isPublic) assert.equal(res.statusCode, 200, `${m} ${path}`);
+              if (ANSWERS_ANYONE.has(`${m} ${path}`)) assert.equal(res.statusCode, 200, `${m} ${path}`);
+              else if (isPublic) assert.notEqual(res.statusCode, 401, `${m} ${path}`);
               else {
                 assertError(res, 401, 'WEFT_ERR_UNAUTHORIZED');
                 assert.match(String(res.headers['www-authenticate']), /^Bearer/);

@@ -20,6 +20,7 @@ import Database from 'better-sqlite3';
 import type { MemberRecord, Settings } from '../../src/control/model.js';
 import { StoreConflict } from '../../src/control/store.js';
 import {
+  MIGRATIONS,
   SCHEMA_VERSION,
   SqliteStore,
   StoreSchemaTooNew,
@@ -120,6 +121,7 @@ test('an empty file is migrated to SCHEMA_VERSION with every table', (t) => {
       'admins',
       'audit',
       'changes',
+      'download_links',
       'groups',
       'member_groups',
       'member_status',
@@ -152,6 +154,56 @@ test('reopening keeps the data and the revision', (t) => {
   assert.deepEqual(again.getMember('m00001'), member(1, { groups: ['eng'] }));
   assert.equal(again.revision(), rev);
   assert.equal(again.integrityCheck(), 'ok');
+});
+
+test('a version 1 file is migrated to version 2 and keeps its data', (t) => {
+  const path = join(tempDir(t), 'weft.db');
+  // A file as the first release left it: the version 1 schema and rows written with plain SQL.
+  const v1 = new Database(path);
+  try {
+    MIGRATIONS[0]!(v1);
+    v1.pragma('user_version = 1');
+    v1.prepare('INSERT INTO settings (id, value) VALUES (1, ?)').run(JSON.stringify(SETTINGS));
+    v1.prepare('INSERT INTO "groups" (name, description) VALUES (?, ?)').run('eng', 'Engineering');
+    const m = member(1);
+    const id = v1
+      .prepare(
+        `INSERT INTO members (name, ip, ip6, public_key, private_key, disabled, expires_at, full_tunnel,
+                              created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, NULL, 0, ?, ?)`,
+      )
+      .run(m.name, m.ip, m.ip6, m.publicKey, m.privateKey, m.createdAt, m.updatedAt).lastInsertRowid;
+    v1.prepare('INSERT INTO member_groups (member_id, group_id, position) VALUES (?, 1, 0)').run(id);
+    v1.prepare('INSERT INTO admins (username, password_hash, totp_secret) VALUES (?, ?, NULL)').run(
+      'admin',
+      'scrypt$16384$8$1$c2FsdA==$aGFzaA==',
+    );
+    v1.prepare('INSERT INTO changes (kind, key) VALUES (?, ?)').run('member', m.name);
+  } finally {
+    v1.close();
+  }
+
+  const store = openSqliteStore(path);
+  t.after(() => store.close());
+  assert.equal(SCHEMA_VERSION, 2);
+  assert.equal(store.schemaVersion, 2);
+  assert.deepEqual(store.getSettings(), SETTINGS);
+  assert.deepEqual(store.getMember('m00001'), member(1, { groups: ['eng'] }));
+  assert.deepEqual(store.getAdmin('admin')?.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
+  assert.equal(store.revision(), 1);
+  // The new table works, and its cascade reaches members written before it existed.
+  store.insertLink('hash-1', 'm00001', T0, '2099-01-01T00:00:00.000Z');
+  store.insertLink('hash-2', 'm00001', T0, '2099-01-01T00:00:00.000Z');
+  assert.equal(store.takeLink('hash-1', T0), 'm00001');
+  assert.equal(store.deleteMember('m00001'), true);
+  assert.equal(store.takeLink('hash-2', T0), undefined);
+  assert.equal(store.integrityCheck(), 'ok');
+  const raw = new Database(path);
+  try {
+    assert.equal(raw.pragma('user_version', { simple: true }), 2);
+    assert.equal(raw.prepare('SELECT count(*) FROM download_links').pluck<number>().get(), 0);
+  } finally {
+    raw.close();
+  }
 });
 
 test('a store written by a newer schema refuses to open, and is left as it was', (t) => {

@@ -1,0 +1,719 @@
+/**
+ * The web console end to end, as an operator uses it: Debian's Chromium (playwright-core, headless, in the root
+ * namespace) drives the console that `weft server run` serves on a veth into the gateway namespace, and a REAL
+ * WireGuard client (wg-quick + wireguard-go) in a member namespace runs the config the console hands out. Each
+ * step of the scenario is one `it`, in order; a step whose prerequisite failed fails with a message naming it,
+ * and a failing step leaves a screenshot in test-results/failures/ and the page's state in the diagnostics.
+ *
+ *   1. `server init` prints the admin password; `server run --api-listen` serves the console; logging in as
+ *      admin lands on the dashboard.
+ *   2. Adding "dana" through the form: she appears in the list with the address the form suggested
+ *      (= GET /members/next-ip).
+ *   3. Her page: the QR code image loads (naturalWidth > 0) and her config is shown.
+ *   4. The download link saves a wg-quick config (parsed by src/config/wg-quick.ts) with her address, the
+ *      gateway's public key and endpoint.
+ *   5. That file brings up a real wg-quick client in the member namespace, which pings the gateway's tunnel
+ *      address.
+ *   6. A one-time link made in the console gives the config once; the second fetch gets 404.
+ *   7. Disabling her in the console: her state says disabled, and her client's pings stop within 2 s.
+ *   8. The audit page shows the disable (admin:admin, member.disable, dana).
+ *   9. Logging out: the members page then sends the browser to the login page.
+ *  10. Refusals: a wrong password shows an error and logs nothing in; a change with the session cookie but no
+ *      (or a wrong) X-CSRF-Token is refused with 403 WEFT_ERR_CSRF, and accepted (201) with the right one.
+ *  11. Screenshots of every page at 1280×800 and 390×844 (test-results/screenshots/<page>-<desktop|phone>.png);
+ *      on the phone no page scrolls sideways, and no page shows an error banner.
+ *  12. No uncaught script error and no Content-Security-Policy violation in any page.
+ *
+ * Topology: console-lab.ts (gateway 192.168.71.1 ↔ member 192.168.71.10; root ↔ gateway on a random /30 in
+ * 10.251.0.0/16, where the API listens).
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { formatIssue, parseWgQuick, type WgQuickConfig } from '../../src/config/wg-quick.js';
+import { formatPrefix } from '../../src/net/ip.js';
+import { ping, weftCli, WEFT_MAIN, within } from '../interop/gateway-lab.js';
+import { interopSkip, Lab, waitFor, type ManagedProcess } from '../interop/harness.js';
+import {
+  anyContains,
+  pingFinished,
+  pingTimeline,
+  replaceConfigLine,
+  wgQuickUp,
+  type WgQuickClient,
+} from '../interop/people-lab.js';
+import {
+  closeBrowser,
+  consoleTopology,
+  describePage,
+  E2E_TOOLS,
+  errorCode,
+  horizontalOverflow,
+  http,
+  imageFacts,
+  launchChromium,
+  PageWatch,
+  REPO_ROOT,
+  screenshotFile,
+  shownText,
+  UNDERLAY,
+  urlCandidates,
+  VIEWPORTS,
+  type ConsoleTopology,
+  type HttpReply,
+  type ViewportName,
+} from './console-lab.js';
+
+const SUBNET = '10.67.0.0/24';
+const GATEWAY_IP = '10.67.0.1';
+const WG_PORT = 51820;
+const ENDPOINT = `${UNDERLAY.gateway}:${WG_PORT}`;
+const API_PORT = 8780;
+const MEMBER = 'dana';
+/** The member added from node in step 10 (with a session cookie and the CSRF token). */
+const CSRF_MEMBER = 'erin';
+/** Bound on waiting for something the console shows after an action. */
+const UI_MS = 8_000;
+/** The client's pings must stop this soon after the disable click. */
+const CUTOFF_MS = 2_000;
+const FAILURE_DIR = path.join(REPO_ROOT, 'test-results', 'failures');
+
+function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`prerequisite missing: ${what} (an earlier step failed)`);
+  return value;
+}
+
+/** The host address of every `Address` of a parsed config. */
+function addressesOf(config: WgQuickConfig): string[] {
+  return config.interface.addresses.map((a) => a.text.split('/')[0]!);
+}
+
+/** Parses wg-quick text with Weft's own parser; fails the test with every issue it reports. */
+function parseConfig(text: string, file: string): WgQuickConfig {
+  const outcome = parseWgQuick(text, file);
+  if (!outcome.ok) {
+    assert.fail(
+      `${file} is not a valid wg-quick config:\n${outcome.errors.map(formatIssue).join('\n')}\n${text}`,
+    );
+  }
+  return outcome.config;
+}
+
+describe(
+  'web console: Chromium drives `weft server run`, a real WireGuard client runs its config',
+  {
+    skip: interopSkip(E2E_TOOLS),
+  },
+  () => {
+    let lab: Lab;
+    let topo: ConsoleTopology | undefined;
+    let dataDir = '';
+    let serverIf = '';
+    let base = '';
+    let server: ManagedProcess | undefined;
+    let browser: Browser | undefined;
+    let context: BrowserContext | undefined;
+    let page: Page | undefined;
+    const watches: PageWatch[] = [];
+    let admin: { password: string; token: string; gatewayPublicKey: string } | undefined;
+    let memberIp: string | undefined;
+    let downloaded: { text: string; config: WgQuickConfig } | undefined;
+    let client: WgQuickClient | undefined;
+    const suiteStart = Date.now();
+
+    before(async () => {
+      assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
+      lab = await Lab.create('console', { tools: E2E_TOOLS });
+      await fsp.rm(FAILURE_DIR, { recursive: true, force: true }); // the last run's
+      dataDir = lab.file('data');
+      serverIf = lab.ifname('wg');
+      lab.registerWgInterface(serverIf); // in case the gateway opens a UAPI socket
+      topo = await consoleTopology(lab);
+      base = `http://${topo.api.nsAddr}:${API_PORT}`;
+      browser = await launchChromium(lab);
+      context = await browser.newContext({ acceptDownloads: true, viewport: VIEWPORTS.desktop });
+      page = await context.newPage();
+      watches.push(new PageWatch(page));
+    });
+
+    after(async () => {
+      if (!lab) return;
+      try {
+        await closeBrowser(browser);
+        await client?.down().catch(() => undefined);
+        if (server?.running) await server.stop(8_000).catch(() => undefined);
+      } finally {
+        await lab.cleanup();
+      }
+    });
+
+    const net = (): ConsoleTopology => need(topo, 'the topology');
+    const thePage = (): Page => need(page, 'the browser page');
+    const creds = (): NonNullable<typeof admin> => need(admin, "the admin's credentials from `server init`");
+    const watch = (): PageWatch => watches[0]!;
+
+    /** A REST call with the API token `server init` printed (the test's own view of the store). */
+    const api = (method: string, apiPath: string, body?: unknown): Promise<HttpReply> =>
+      http(`${base}/api/v1${apiPath}`, {
+        method,
+        headers: { authorization: `Bearer ${creds().token}` },
+        ...(body === undefined ? {} : { body }),
+      });
+
+    /** The running gateway; throws with its output if it has exited. */
+    const liveServer = (): ManagedProcess => {
+      const proc = need(server, 'a running server');
+      if (!proc.running) throw new Error(`the gateway is no longer running: ${proc.describe()}`);
+      return proc;
+    };
+
+    /** Waits (bounded) for `data-testid=ID` to be visible; the error says what the page showed instead. */
+    const visible = async (p: Page, id: string, timeoutMs = UI_MS): Promise<void> => {
+      try {
+        await p.getByTestId(id).first().waitFor({ state: 'visible', timeout: timeoutMs });
+      } catch {
+        assert.fail(`[data-testid=${id}] not visible within ${timeoutMs} ms; ${await describePage(p)}`);
+      }
+    };
+
+    /** Waits (bounded) until the URL's hash is `hash` exactly (e.g. "#/members"). */
+    const atHash = async (p: Page, hash: string, timeoutMs = UI_MS): Promise<void> => {
+      try {
+        await p.waitForURL((u) => u.hash === hash, { timeout: timeoutMs });
+      } catch {
+        assert.fail(`expected ${hash} within ${timeoutMs} ms; ${await describePage(p)}`);
+      }
+    };
+
+    /** Fills the login form and submits it. */
+    const submitLogin = async (p: Page, password: string): Promise<void> => {
+      await visible(p, 'login-username');
+      await p.getByTestId('login-username').fill('admin');
+      await p.getByTestId('login-password').fill(password);
+      await p.getByTestId('login-submit').click();
+    };
+
+    /**
+     * One step: on failure, saves a screenshot and reports the page's state and the gateway's last output
+     * before failing.
+     */
+    const step = (
+      name: string,
+      fn: (t: TestContext) => Promise<void>,
+      { needsServer = true }: { needsServer?: boolean } = {},
+    ): void => {
+      it(name, async (t) => {
+        try {
+          if (needsServer) liveServer(); // fail at once rather than wait on a console that is gone
+          await fn(t);
+        } catch (error) {
+          const consequential = /^(prerequisite missing|the gateway is no longer running)/.test(
+            (error as Error).message,
+          );
+          if (page && !consequential) {
+            try {
+              await fsp.mkdir(FAILURE_DIR, { recursive: true });
+              const file = path.join(FAILURE_DIR, `step-${name.split('.')[0]}.png`);
+              await page.screenshot({ path: file, fullPage: true, timeout: 5_000 });
+              t.diagnostic(`screenshot: ${path.relative(REPO_ROOT, file)}`);
+            } catch {
+              // no screenshot
+            }
+            t.diagnostic(await describePage(page));
+          }
+          if (server && !consequential) t.diagnostic(`gateway: ${server.describe().slice(-3_000)}`);
+          throw error;
+        }
+      });
+    };
+
+    // -------------------------------------------------------------------------------------------------------------
+
+    step(
+      '1. the admin password from `server init` logs in; the console lands on the dashboard',
+      async (t) => {
+        const { gw, api: link } = net();
+        const apiListen = `${link.nsAddr}:${API_PORT}`;
+        const init = await weftCli(
+          gw,
+          [
+            'server',
+            'init',
+            '--data',
+            dataDir,
+            '--endpoint',
+            ENDPOINT,
+            '--subnet',
+            SUBNET,
+            '--interface',
+            serverIf,
+            '--api-listen',
+            apiListen,
+          ],
+          { timeoutMs: 20_000 },
+        );
+        const password = /^admin password: (\S+)/m.exec(init.stdout)?.[1];
+        const token = /^api token: (\S+)/m.exec(init.stdout)?.[1];
+        const gatewayPublicKey = /^gateway public key: (\S+)/m.exec(init.stdout)?.[1];
+        assert.ok(password && token && gatewayPublicKey, `server init printed:\n${init.stdout}`);
+        admin = { password, token, gatewayPublicKey };
+
+        const started = Date.now();
+        server = gw.spawn(process.execPath, [
+          WEFT_MAIN,
+          'server',
+          'run',
+          '--data',
+          dataDir,
+          '--api-listen',
+          apiListen,
+        ]);
+        await server.waitForOutput(/ready/, 20_000);
+        t.diagnostic(`server ready after ${Date.now() - started} ms; console at ${base}/`);
+
+        const index = await http(`${base}/`);
+        assert.equal(index.status, 200, `GET / → ${index.status}: ${index.text.slice(0, 300)}`);
+        assert.match(index.headers.get('content-type') ?? '', /text\/html/);
+
+        const p = thePage();
+        await p.goto(`${base}/`, { timeout: UI_MS });
+        await visible(p, 'login-username');
+        t.diagnostic(`GET / (not logged in) shows the login form at ${new URL(p.url()).hash || '(no hash)'}`);
+        await submitLogin(p, password);
+        await atHash(p, '#/dashboard');
+        await visible(p, 'logout');
+        for (const nav of ['dashboard', 'members', 'groups', 'policies', 'routes', 'settings', 'audit']) {
+          await visible(p, `nav-${nav}`, 2_000);
+        }
+        const session = await p.context().request.get(`${base}/api/v1/session`);
+        assert.equal(session.status(), 200, 'the browser has a session');
+        assert.equal(((await session.json()) as { username?: string }).username, 'admin');
+      },
+      { needsServer: false },
+    );
+
+    step('2. a member added through the form appears in the list with the suggested address', async (t) => {
+      const p = thePage();
+      await visible(p, 'nav-members');
+      await p.getByTestId('nav-members').click();
+      await atHash(p, '#/members');
+      await visible(p, 'add-member-name');
+
+      const nextIp = await api('GET', '/members/next-ip');
+      assert.equal(nextIp.status, 200, nextIp.text);
+      const expected = (nextIp.json as { ip: string }).ip;
+      const ipField = p.getByTestId('add-member-ip');
+      const suggested = await waitFor(
+        'the form to suggest an address',
+        async () => (await ipField.inputValue()) || (await ipField.getAttribute('placeholder')) || '',
+        { timeoutMs: UI_MS },
+      ).catch(async (e: Error) => assert.fail(`${e.message}; ${await describePage(p)}`));
+      t.diagnostic(`the form suggests ${suggested} (GET /members/next-ip: ${expected})`);
+      assert.equal(suggested, expected, 'the suggested address is the one the API would allocate');
+
+      await p.getByTestId('add-member-name').fill(MEMBER);
+      await p.getByTestId('add-member-submit').click();
+      // The console may stay on the list or open the new member's page; either way the list must show her.
+      await waitFor(
+        `${MEMBER} to be added`,
+        async () =>
+          (await p.getByTestId(`member-row-${MEMBER}`).isVisible()) ||
+          new URL(p.url()).hash === `#/members/${MEMBER}` ||
+          (await p.getByTestId('error-banner').isVisible()),
+        { timeoutMs: UI_MS },
+      ).catch(async (e: Error) => assert.fail(`${e.message}; ${await describePage(p)}`));
+      if (await p.getByTestId('error-banner').isVisible()) {
+        assert.fail(`adding ${MEMBER} failed: ${await p.getByTestId('error-banner').textContent()}`);
+      }
+      if (new URL(p.url()).hash !== '#/members') {
+        t.diagnostic(`after adding, the console went to ${new URL(p.url()).hash}`);
+        await p.getByTestId('nav-members').click();
+        await atHash(p, '#/members');
+      }
+      await visible(p, `member-row-${MEMBER}`);
+      const row = (await p.getByTestId(`member-row-${MEMBER}`).textContent()) ?? '';
+      assert.ok(row.includes(expected), `${MEMBER}'s row shows ${expected}: ${JSON.stringify(row)}`);
+
+      const stored = await api('GET', `/members/${MEMBER}`);
+      assert.equal(stored.status, 200, stored.text);
+      assert.equal((stored.json as { ip: string }).ip, expected, stored.text);
+      memberIp = expected;
+    });
+
+    step('3. her page: the QR code image loads and her config is shown', async () => {
+      const p = thePage();
+      const ip = need(memberIp, `${MEMBER}'s address`);
+      const row = p.getByTestId(`member-row-${MEMBER}`);
+      const link = row.locator('a').first();
+      await ((await link.count()) > 0 ? link : row).click();
+      await atHash(p, `#/members/${MEMBER}`);
+      await visible(p, 'member-qr');
+      const qr = await waitFor(
+        'the QR code image to load',
+        async () => {
+          const facts = await imageFacts(p.getByTestId('member-qr'));
+          return facts.img?.complete && facts.img.naturalWidth > 0 ? facts : undefined;
+        },
+        { timeoutMs: UI_MS },
+      ).catch(async (e: Error) =>
+        assert.fail(
+          `${e.message}: ${JSON.stringify(await imageFacts(p.getByTestId('member-qr')).catch(() => null))}`,
+        ),
+      );
+      assert.ok(qr.box > 0, `the QR code is not laid out: ${JSON.stringify(qr)}`);
+
+      await visible(p, 'member-config');
+      const shown = await waitFor('the config to be shown', async () => {
+        const text = await shownText(p.getByTestId('member-config'));
+        return /\[Interface\]/.test(text) ? text : undefined;
+      }).catch(async (e: Error) => assert.fail(`${e.message}; ${await describePage(p)}`));
+      const config = parseConfig(shown, 'member-config (shown)');
+      assert.ok(addressesOf(config).includes(ip), `the shown config has Address ${ip}:\n${shown}`);
+    });
+
+    step("4. the download link saves a wg-quick config with her address and the gateway's key", async (t) => {
+      const p = thePage();
+      const ip = need(memberIp, `${MEMBER}'s address`);
+      const { gatewayPublicKey } = creds();
+      await visible(p, 'member-download');
+      const [download] = await Promise.all([
+        p.waitForEvent('download', { timeout: UI_MS }),
+        p.getByTestId('member-download').click(),
+      ]);
+      const file = lab.file('download.conf');
+      await download.saveAs(file);
+      const text = await fsp.readFile(file, 'utf8');
+      t.diagnostic(`downloaded ${JSON.stringify(download.suggestedFilename())} (${text.length} bytes)`);
+      assert.match(download.suggestedFilename(), /\.conf$/, 'the download is named *.conf');
+      const config = parseConfig(text, download.suggestedFilename());
+      assert.deepEqual(
+        addressesOf(config).filter((a) => !a.includes(':')),
+        [ip],
+        text,
+      );
+      assert.equal(config.peers.length, 1, text);
+      const peer = config.peers[0]!;
+      assert.equal(peer.publicKey.toBase64(), gatewayPublicKey, "the peer is the gateway's public key");
+      assert.deepEqual(
+        peer.endpoint,
+        { host: UNDERLAY.gateway, port: WG_PORT },
+        'the endpoint init was given',
+      );
+      const allowed = peer.allowedIps.map(formatPrefix);
+      assert.ok(anyContains(allowed, GATEWAY_IP), `AllowedIPs ${allowed.join(', ')} lack ${GATEWAY_IP}`);
+      downloaded = { text, config };
+    });
+
+    step(
+      "5. the downloaded config brings up a real wg-quick client that pings the gateway's tunnel address",
+      async (t) => {
+        const { member } = net();
+        liveServer();
+        const { text, config } = need(downloaded, 'the downloaded config');
+        let runnable = text;
+        if (config.interface.dns.length > 0) {
+          // init had no --dns; a DNS line would make wg-quick need resolvconf.
+          t.diagnostic('the config has a DNS line although init had no --dns; removed for wg-quick');
+          runnable = replaceConfigLine(runnable, 'DNS', null);
+        }
+        client = await wgQuickUp(member, lab.ifname('m'), runnable);
+        await waitFor(
+          `${MEMBER}'s client to reach ${GATEWAY_IP}`,
+          async () => (await ping(member, GATEWAY_IP, { count: 1, waitS: 1 })).received === 1,
+          { timeoutMs: 10_000, intervalMs: 100 },
+        ).catch(async (e: Error) =>
+          assert.fail(`${e.message}\nclient: ${JSON.stringify(await client?.dump().catch(() => null))}`),
+        );
+        const p = await ping(member, GATEWAY_IP, { count: 3, waitS: 2 });
+        assert.equal(p.received, 3, p.output);
+        const dump = await client.dump();
+        assert.ok(
+          (dump.peers[0]?.latestHandshake ?? 0) > 0,
+          `a handshake with the gateway: ${JSON.stringify(dump)}`,
+        );
+      },
+    );
+
+    step('6. a one-time link made in the console gives the config once, then 404', async (t) => {
+      const p = thePage();
+      const ip = need(memberIp, `${MEMBER}'s address`);
+      const { config: fromDownload } = need(downloaded, 'the downloaded config');
+      await visible(p, 'member-link-create');
+      await p.getByTestId('member-link-create').click();
+      await visible(p, 'member-link-url');
+      const linkText = await waitFor(
+        'the one-time link to be shown',
+        async () =>
+          (await urlCandidates(p.getByTestId('member-link-url'))).find((c) =>
+            /\/dl\/[A-Za-z0-9_-]{16,}/.test(c),
+          ),
+        { timeoutMs: UI_MS },
+      ).catch(async (e: Error) => assert.fail(`${e.message}; ${await describePage(p)}`));
+      const url = new URL(/\S*\/dl\/[A-Za-z0-9_-]+/.exec(linkText)![0], `${base}/`);
+      t.diagnostic(`the console shows the link as ${JSON.stringify(linkText)}`);
+      assert.equal(url.origin, base, `the link points at the console's origin: ${url.href}`);
+
+      const first = await http(url.href);
+      assert.equal(first.status, 200, `first fetch: ${first.status} ${first.text}`);
+      assert.match(first.headers.get('content-type') ?? '', /^text\/plain/);
+      assert.match(
+        first.headers.get('content-disposition') ?? '',
+        new RegExp(`attachment;\\s*filename="${MEMBER}\\.conf"`),
+      );
+      const config = parseConfig(first.text, 'one-time link');
+      assert.ok(addressesOf(config).includes(ip), first.text);
+      assert.equal(
+        config.interface.privateKey.toBase64(),
+        fromDownload.interface.privateKey.toBase64(),
+        "the link gives the same member's config as the download",
+      );
+
+      const second = await http(url.href);
+      assert.equal(second.status, 404, `second fetch: ${second.status} ${second.text.slice(0, 200)}`);
+      assert.equal(errorCode(second), 'WEFT_ERR_LINK_INVALID', second.text);
+    });
+
+    step(
+      '7. disabling her in the console: the state says disabled and her pings stop within 2 s',
+      async (t) => {
+        const p = thePage();
+        const { member } = net();
+        liveServer();
+        need(client, `${MEMBER}'s client`);
+        await visible(p, 'member-disable');
+        const pinger = pingTimeline(member, GATEWAY_IP, { intervalS: 0.1, deadlineS: 5 });
+        const pingStart = Date.now();
+        await pinger.waitForOutput(/bytes from/, 3_000);
+        await new Promise((r) => setTimeout(r, 700));
+        const clickAt = Date.now();
+        await p.getByTestId('member-disable').click();
+        await waitFor(
+          'the state to say disabled',
+          async () => {
+            // The console may ask first (its own <dialog>, see web/src/confirm.ts).
+            if (await p.getByTestId('confirm-ok').isVisible()) {
+              t.diagnostic('disable asked for confirmation');
+              await p.getByTestId('confirm-ok').click();
+            }
+            return /disabled/i.test((await p.getByTestId('member-state').textContent()) ?? '');
+          },
+          { timeoutMs: UI_MS },
+        ).catch(async (e: Error) => assert.fail(`${e.message}; ${await describePage(p)}`));
+        const shownAt = Date.now();
+        const replies = await pingFinished(pinger, 15_000);
+        const transmitted = Number(/(\d+) packets transmitted/.exec(pinger.stdout)?.[1] ?? 0);
+        const lastSentMs = pingStart + (transmitted - 1) * 100;
+        const before = replies.filter((r) => r.atMs < clickAt);
+        const late = replies.filter((r) => r.atMs > clickAt + CUTOFF_MS);
+        const last = replies.at(-1);
+        t.diagnostic(
+          `disable: state shown ${shownAt - clickAt} ms after the click; last reply ` +
+            `${last ? ((last.atMs - clickAt) / 1000).toFixed(3) : '?'} s after the click; ` +
+            `${replies.length} of ${transmitted} answered; dialogs: ${JSON.stringify(watch().dialogs)}`,
+        );
+        assert.ok(before.length >= 3, `the pings flowed before the click: ${pinger.describe()}`);
+        assert.ok(
+          lastSentMs >= clickAt + CUTOFF_MS + 500,
+          `the ping stopped sending too early: ${pinger.describe()}`,
+        );
+        assert.deepEqual(late, [], `replies more than ${CUTOFF_MS} ms after the disable click`);
+        await visible(p, 'member-enable', 2_000);
+        const stored = await api('GET', `/members/${MEMBER}`);
+        assert.equal((stored.json as { disabled?: boolean }).disabled, true, stored.text);
+        t.diagnostic(`${MEMBER} in the store: ${stored.text}`);
+      },
+    );
+
+    step('8. the audit page shows the disable: admin:admin, member.disable, dana', async (t) => {
+      const p = thePage();
+      await p.getByTestId('nav-audit').click();
+      await atHash(p, '#/audit');
+      await visible(p, 'audit-row');
+      const rows = await waitFor(
+        'an audit row for the disable',
+        async () => {
+          // innerText keeps the cells apart (tabs, newlines), so "dana" cannot match inside another word.
+          const texts = await p.getByTestId('audit-row').allInnerTexts();
+          const wanted = ['admin:admin', 'member.disable', MEMBER];
+          return texts.some((r) => wanted.every((w) => r.split(/\s+/).includes(w))) ? texts : undefined;
+        },
+        { timeoutMs: UI_MS },
+      ).catch(async (e: Error) =>
+        assert.fail(`${e.message}: ${JSON.stringify(await p.getByTestId('audit-row').allInnerTexts())}`),
+      );
+      t.diagnostic(`audit rows: ${rows.length}; first: ${JSON.stringify(rows[0]?.replace(/\s+/g, ' '))}`);
+    });
+
+    step('9. after logging out, the members page sends the browser to the login page', async () => {
+      const p = thePage();
+      await p.getByTestId('logout').click();
+      await visible(p, 'login-username');
+      const session = await p.context().request.get(`${base}/api/v1/session`);
+      assert.equal(session.status(), 401, 'the session ended');
+      await p.goto(`${base}/#/members`, { timeout: UI_MS });
+      await atHash(p, '#/login');
+      await visible(p, 'login-username');
+      assert.equal(await p.getByTestId(`member-row-${MEMBER}`).count(), 0, 'no member list while logged out');
+    });
+
+    step('10. refusals: a wrong password; a change without (or with a wrong) CSRF token', async (t) => {
+      const p = thePage();
+      const { password } = creds();
+      // In the browser: a wrong password shows an error and logs nothing in.
+      await p.goto(`${base}/#/login`, { timeout: UI_MS });
+      await submitLogin(p, `${password}-wrong`);
+      await visible(p, 'error-banner');
+      const banner = ((await p.getByTestId('error-banner').textContent()) ?? '').trim();
+      t.diagnostic(`wrong password: ${JSON.stringify(banner)}`);
+      assert.ok(banner.length > 0, 'the error banner says something');
+      assert.equal(new URL(p.url()).hash, '#/login');
+      assert.equal(await p.getByTestId('logout').count(), 0, 'not logged in');
+      const session = await p.context().request.get(`${base}/api/v1/session`);
+      assert.equal(session.status(), 401, 'no session after a wrong password');
+
+      // From node: log in, then change something with the cookie but without the CSRF token.
+      const login = await http(`${base}/api/v1/session`, {
+        method: 'POST',
+        body: { username: 'admin', password },
+      });
+      assert.equal(login.status, 200, login.text);
+      const csrfToken = (login.json as { csrfToken?: unknown }).csrfToken;
+      assert.ok(typeof csrfToken === 'string' && csrfToken.length > 0, login.text);
+      const setCookie = login.cookies.find((c) => c.startsWith('weft_session='));
+      assert.ok(setCookie, `a weft_session cookie: ${JSON.stringify(login.cookies)}`);
+      assert.match(setCookie, /;\s*HttpOnly/i, setCookie);
+      assert.match(setCookie, /;\s*SameSite=Strict/i, setCookie);
+      assert.match(setCookie, /;\s*Path=\//i, setCookie);
+      const cookie = setCookie.split(';')[0]!;
+
+      const add = (headers: Record<string, string>): Promise<HttpReply> =>
+        http(`${base}/api/v1/members`, {
+          method: 'POST',
+          headers: { cookie, ...headers },
+          body: { name: CSRF_MEMBER },
+        });
+      const noToken = await add({});
+      assert.equal(noToken.status, 403, `no X-CSRF-Token: ${noToken.status} ${noToken.text}`);
+      assert.equal(errorCode(noToken), 'WEFT_ERR_CSRF', noToken.text);
+      const wrongToken = await add({ 'x-csrf-token': `${csrfToken}x` });
+      assert.equal(wrongToken.status, 403, `wrong X-CSRF-Token: ${wrongToken.status} ${wrongToken.text}`);
+      assert.equal(errorCode(wrongToken), 'WEFT_ERR_CSRF', wrongToken.text);
+      const absent = await api('GET', `/members/${CSRF_MEMBER}`);
+      assert.equal(absent.status, 404, `the refused requests added nothing: ${absent.text}`);
+
+      const withToken = await add({ 'x-csrf-token': csrfToken });
+      assert.equal(withToken.status, 201, `with X-CSRF-Token: ${withToken.status} ${withToken.text}`);
+      const audit = await api('GET', `/audit?target=${CSRF_MEMBER}`);
+      t.diagnostic(`audit for ${CSRF_MEMBER}: ${audit.text.slice(0, 300)}`);
+    });
+
+    step(
+      '11. screenshots of every page at desktop and phone widths; nothing scrolls sideways on the phone',
+      async (t) => {
+        const b = need(browser, 'the browser');
+        const { password } = creds();
+        need(memberIp, MEMBER);
+        const problems: string[] = [];
+        const pages: { name: string; hash: string; ready: (p: Page) => Promise<void> }[] = [
+          { name: 'dashboard', hash: '#/dashboard', ready: async () => undefined },
+          { name: 'members', hash: '#/members', ready: (p) => visible(p, `member-row-${MEMBER}`) },
+          {
+            name: 'member',
+            hash: `#/members/${MEMBER}`,
+            ready: async (p) => {
+              await visible(p, 'member-config');
+              await waitFor(
+                'the QR code',
+                async () => (await imageFacts(p.getByTestId('member-qr'))).img?.naturalWidth,
+                {
+                  timeoutMs: UI_MS,
+                },
+              );
+            },
+          },
+          { name: 'groups', hash: '#/groups', ready: async () => undefined },
+          { name: 'policies', hash: '#/policies', ready: async () => undefined },
+          { name: 'routes', hash: '#/routes', ready: async () => undefined },
+          { name: 'settings', hash: '#/settings', ready: async () => undefined },
+          { name: 'audit', hash: '#/audit', ready: (p) => visible(p, 'audit-row') },
+        ];
+        for (const viewport of Object.keys(VIEWPORTS) as ViewportName[]) {
+          const ctx = await b.newContext({ viewport: VIEWPORTS[viewport], acceptDownloads: true });
+          try {
+            const p = await ctx.newPage();
+            const w = new PageWatch(p);
+            watches.push(w);
+            const shoot = async (name: string): Promise<void> => {
+              if (!(await w.settled()))
+                t.diagnostic(`${name}-${viewport}: requests still in flight after 5 s`);
+              const loading = p.getByText('Loading…', { exact: true });
+              await waitFor('nothing to be loading', async () => (await loading.count()) === 0, {
+                timeoutMs: 5_000,
+              }).catch(() => problems.push(`${name}-${viewport}: still "Loading…" after 5 s`));
+              const file = await screenshotFile(name, viewport);
+              await p.screenshot({ path: file, fullPage: true, timeout: 10_000 });
+              if (await p.getByTestId('error-banner').isVisible()) {
+                problems.push(
+                  `${name}-${viewport}: error banner ${JSON.stringify(await p.getByTestId('error-banner').textContent())}`,
+                );
+              }
+              if (viewport === 'phone') {
+                const o = await horizontalOverflow(p);
+                if (o.scrollWidth > o.innerWidth + 1) {
+                  problems.push(
+                    `${name}-phone: scrollWidth ${o.scrollWidth} > innerWidth ${o.innerWidth}; sticking out: ${o.offenders.join(', ')}`,
+                  );
+                }
+              }
+            };
+            await p.goto(`${base}/#/login`, { timeout: UI_MS });
+            await visible(p, 'login-username');
+            await shoot('login');
+            await submitLogin(p, password);
+            await atHash(p, '#/dashboard');
+            for (const { name, hash, ready } of pages) {
+              await p.goto(`${base}/${hash}`, { timeout: UI_MS });
+              await atHash(p, hash);
+              await ready(p);
+              await shoot(name);
+            }
+          } finally {
+            await ctx.close().catch(() => undefined);
+          }
+        }
+        t.diagnostic(
+          `screenshots in ${path.relative(REPO_ROOT, await screenshotFile('x', 'y').then(path.dirname))}/`,
+        );
+        assert.deepEqual(problems, [], problems.join('\n'));
+      },
+    );
+
+    step(
+      '12. no uncaught script error and no CSP violation in any page',
+      async (t) => {
+        const errors = watches.flatMap((w) => w.pageErrors);
+        const csp = watches.flatMap((w) => w.cspViolations);
+        const otherConsole = watches.flatMap((w) => w.consoleErrors).filter((m) => !csp.includes(m));
+        if (otherConsole.length > 0)
+          t.diagnostic(`console errors (not failing): ${otherConsole.join(' | ')}`);
+        assert.deepEqual(errors, [], 'uncaught errors in the console');
+        assert.deepEqual(csp, [], 'Content-Security-Policy violations');
+        t.diagnostic(`suite time ${((Date.now() - suiteStart) / 1000).toFixed(1)} s`);
+      },
+      { needsServer: false },
+    );
+
+    it('cleanup: the server stops on SIGTERM with exit 0', async () => {
+      const proc = need(server, 'a running server');
+      if (!proc.running) assert.fail(`the gateway exited early: ${proc.describe()}`);
+      await client?.down();
+      proc.kill('SIGTERM');
+      const status = await within(proc.exited, 10_000);
+      assert.ok(status, `weft server run did not exit within 10 s of SIGTERM: ${proc.describe()}`);
+      assert.equal(status.code, 0, proc.describe());
+    });
+  },
+);

@@ -1,0 +1,126 @@
+/**
+ * Routes: the subnets behind the gateway that members may reach (what policies then allow).
+ */
+import * as api from '../api.js';
+import { showNotice } from '../banner.js';
+import { confirmDialog } from '../confirm.js';
+import { h, replace } from '../dom.js';
+import { clearFieldErrors, showApiError } from '../form-errors.js';
+import type { PageContext } from '../page.js';
+import { busy, card, emptyState, field, loading, pageHeader, table } from '../ui.js';
+
+export async function routesPage(ctx: PageContext): Promise<void> {
+  const list = h('div', { class: 'list' }, loading());
+
+  const reload = async (): Promise<void> => {
+    try {
+      const routes = await api.listRoutes(ctx.signal);
+      if (routes.length === 0) {
+        replace(list, emptyState('No shared routes yet.', { testid: 'routes-empty' }));
+        return;
+      }
+      replace(
+        list,
+        table(
+          [
+            { title: 'Subnet', class: 'col-name', cell: (r) => h('code', null, r.cidr) },
+            {
+              title: 'Description',
+              class: 'col-grow',
+              cell: (r) => (r.description ? r.description : h('span', { class: 'muted' }, '—')),
+            },
+            {
+              title: 'Actions',
+              class: 'col-actions',
+              cell: (r) => {
+                const b = h(
+                  'button',
+                  { type: 'button', class: 'small danger', 'aria-label': `Remove route ${r.cidr}` },
+                  'Remove',
+                );
+                b.addEventListener('click', () => {
+                  void (async () => {
+                    const ok = await confirmDialog({
+                      title: `Remove route ${r.cidr}?`,
+                      message: 'Members stop being routed to this subnet through the gateway.',
+                      confirm: 'Remove route',
+                      danger: true,
+                    });
+                    if (!ok) return;
+                    try {
+                      await api.removeRoute(r.cidr);
+                      showNotice(`Route ${r.cidr} removed.`);
+                      await reload();
+                    } catch (err) {
+                      showApiError(err);
+                    }
+                  })();
+                });
+                return b;
+              },
+            },
+          ],
+          routes,
+          (r) => ({ testid: `route-row-${r.cidr}` }),
+          'Shared routes',
+        ),
+      );
+    } catch (err) {
+      showApiError(err);
+    }
+  };
+
+  const cidr = h('input', {
+    name: 'cidr',
+    required: true,
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: '10.20.0.0/24',
+    'data-field': 'cidr',
+    testid: 'add-route-cidr',
+  });
+  const description = h('input', {
+    name: 'description',
+    autocomplete: 'off',
+    'data-field': 'description',
+    testid: 'add-route-description',
+  });
+  const submit = h('button', { type: 'submit', class: 'primary', testid: 'add-route-submit' }, 'Add route');
+  const form = h(
+    'form',
+    { class: 'form', novalidate: true, 'aria-label': 'Add route' },
+    h(
+      'div',
+      { class: 'row' },
+      field('Subnet', cidr, 'A prefix the gateway can reach.'),
+      field('Description', description, undefined, { class: 'grow' }),
+    ),
+    h('div', { class: 'actions' }, submit),
+  );
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    clearFieldErrors(form);
+    void busy(submit, async () => {
+      try {
+        const r = await api.addRoute({ cidr: cidr.value.trim(), description: description.value.trim() });
+        form.reset();
+        showNotice(`Route ${r.cidr} added.`);
+        await reload();
+      } catch (err) {
+        showApiError(err, form);
+      }
+    });
+  });
+
+  ctx.main.append(
+    pageHeader('Routes'),
+    card(
+      'Shared routes',
+      null,
+      h('p', { class: 'hint' }, 'Subnets behind the gateway. Members reach them where a policy allows it.'),
+      list,
+    ),
+    card('Add a route', null, form),
+  );
+  await reload();
+}

@@ -1,0 +1,194 @@
+/**
+ * The shapes the console reads from and sends to the REST API, as src/api/schemas.ts declares them (the
+ * OpenAPI document at /api/v1/openapi.json is generated from the same schemas). Times are ISO 8601 strings.
+ */
+
+export interface ErrorBody {
+  readonly error: { readonly code: string; readonly message: string; readonly field?: string };
+}
+
+export interface Session {
+  readonly username: string;
+  readonly csrfToken: string;
+  readonly totpEnabled: boolean;
+}
+
+export interface LoginInput {
+  readonly username: string;
+  readonly password: string;
+  readonly totp?: string;
+}
+
+export interface TotpEnrolment {
+  readonly secret: string;
+  readonly otpauthUrl: string;
+  /** An SVG document (text) of the otpauth URL as a QR code. */
+  readonly qrSvg: string;
+}
+
+export type PolicyAction = 'allow' | 'deny';
+export type Proto = 'any' | 'tcp' | 'udp' | 'icmp';
+
+export interface Settings {
+  readonly endpoint: string;
+  readonly listenPort: number;
+  readonly interfaceName: string;
+  readonly subnet: string;
+  readonly subnet6: string | null;
+  readonly dns: readonly string[];
+  readonly natEgress: string | null;
+  readonly defaultPolicy: PolicyAction;
+  readonly persistentKeepalive: number;
+  readonly mtu: number;
+  readonly apiListen: string;
+}
+
+export interface SettingsPatch {
+  endpoint?: string;
+  dns?: string[];
+  natEgress?: string | null;
+  defaultPolicy?: PolicyAction;
+  persistentKeepalive?: number;
+  mtu?: number;
+}
+
+export interface LiveGateway {
+  readonly interfaceName: string;
+  readonly listenPort: number;
+  readonly publicKey: string;
+  readonly membersOnline: number;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  readonly startedAt: string;
+}
+
+export interface Status {
+  readonly settings: Pick<
+    Settings,
+    'endpoint' | 'listenPort' | 'interfaceName' | 'subnet' | 'subnet6' | 'defaultPolicy'
+  >;
+  readonly gateway: { readonly publicKey: string; readonly ip: string; readonly ip6: string | null };
+  /** Null when the gateway is not running in the API's process. */
+  readonly live: LiveGateway | null;
+  readonly members: {
+    readonly total: number;
+    readonly active: number;
+    readonly disabled: number;
+    readonly expired: number;
+    readonly online: number;
+  };
+}
+
+export interface MemberStatus {
+  readonly name: string;
+  readonly online: boolean;
+  readonly endpoint: string | null;
+  readonly lastHandshake: string | null;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  readonly policyDrops: number;
+  readonly updatedAt: string;
+}
+
+export interface Member {
+  readonly name: string;
+  readonly ip: string;
+  readonly ip6: string | null;
+  readonly publicKey: string;
+  /** Whether the server holds the private key (and so can make a complete config and QR code). */
+  readonly hasPrivateKey: boolean;
+  readonly groups: readonly string[];
+  readonly disabled: boolean;
+  readonly expiresAt: string | null;
+  readonly fullTunnel: boolean;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  /** Enabled and not expired. */
+  readonly active: boolean;
+  readonly status: MemberStatus | null;
+}
+
+export interface MemberPage {
+  readonly items: readonly Member[];
+  readonly next: string | null;
+  readonly total: number;
+}
+
+export interface MemberInput {
+  name: string;
+  ip?: string | null;
+  groups?: string[];
+  expiresAt?: string | null;
+  publicKey?: string | null;
+  fullTunnel?: boolean;
+}
+
+export interface MemberPatch {
+  groups?: string[];
+  expiresAt?: string | null;
+  fullTunnel?: boolean;
+}
+
+export interface NextIp {
+  readonly ip: string;
+  readonly ip6: string | null;
+}
+
+export interface DownloadLink {
+  /** Relative to the console's origin: "/dl/<token>". */
+  readonly url: string;
+  readonly expiresAt: string;
+}
+
+export interface TrafficSample {
+  readonly name: string;
+  /** The start of the minute. */
+  readonly at: string;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+}
+
+export interface Group {
+  readonly name: string;
+  readonly description: string;
+}
+
+export interface GroupWithCount extends Group {
+  readonly members: number;
+}
+
+export interface SharedRoute {
+  readonly cidr: string;
+  readonly description: string;
+}
+
+export interface PortRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+export interface Policy {
+  readonly id: number;
+  readonly action: PolicyAction;
+  readonly group: string;
+  readonly destination: string;
+  readonly proto: Proto;
+  readonly ports: PortRange | null;
+}
+
+export interface PolicyInput {
+  action: PolicyAction;
+  group: string;
+  destination: string;
+  proto?: Proto;
+  ports?: PortRange | null;
+}
+
+export interface AuditEntry {
+  readonly id: number;
+  readonly at: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string;
+  readonly detail: Readonly<Record<string, unknown>>;
+}
