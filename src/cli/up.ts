@@ -5,9 +5,10 @@
  *   1. read and parse the file; every error names the file, the line and the key;
  *   2. preflight: the interface name is free, no live UAPI socket has it, no interface address is already
  *      on this host, every endpoint host name resolves;
- *   3. PreUp hooks; the TUN device; the UDP port; the device with its key and peers; the UAPI socket;
+ *   3. PreUp hooks; the TUN device; the UDP port; the device with its key and peers;
  *   4. MTU, link up, addresses, routes for the peers' AllowedIPs (a /0 is routed as two halves, with each
- *      endpoint pinned to its current path so the tunnel never carries itself); PostUp hooks;
+ *      endpoint pinned to its current path so the tunnel never carries itself); the packet path warmed
+ *      (dataplane/warmup.ts); the UAPI socket; PostUp hooks;
  *   5. the pid file; then the daemon reports ready and the foreground command returns.
  * Bringing it down (SIGTERM, SIGINT, or `weft down`): PreDown hooks, everything above undone, PostDown hooks.
  */
@@ -31,6 +32,7 @@ import {
 } from '../dataplane/linux-net.js';
 import { LinuxTun } from '../dataplane/tun-linux.js';
 import { UapiServer } from '../dataplane/uapi-server.js';
+import { warmLivePath } from '../dataplane/warmup.js';
 import { openBestBind } from '../dataplane/udp-linux.js';
 import { WireGuardInterface } from '../dataplane/wireguard-interface.js';
 import { formatAddress, parsePrefix, type Prefix } from '../net/ip.js';
@@ -190,17 +192,6 @@ export async function bringUp(
     const fixedRoutes = options.routes;
     const syncRoutes = (): void =>
       gateway.setRoutes(wg, fixedRoutes ? [...fixedRoutes] : device.allowedPrefixes());
-    const uapi = await UapiServer.listen(
-      name,
-      new UapiHandler(device, {
-        getListenPort: () => wg.listenPort,
-        setListenPort: (port: number) => wg.setListenPort(port),
-        now: monotonicEpochMs,
-        emit: (actions) => wg.perform(actions),
-        afterSet: syncRoutes,
-      }),
-    );
-    undo.push(() => uapi.close());
 
     await setLinkUp(name, iface.mtu);
     for (const a of iface.addresses) await addAddress(name, a.text);
@@ -219,6 +210,27 @@ export async function bringUp(
     syncRoutes();
     gateway.start();
     wg.start();
+    const target = { device, listenPort: wg.listenPort, addresses: iface.addresses, syncRoutes };
+    // Twice: adding and removing the throwaway peer changes object layouts the first round's optimised code
+    // relied on, and V8 discards that code; the second round optimises for the layouts that stay.
+    await warmLivePath(target);
+    const warm = await warmLivePath(target);
+    log(
+      warm.warmed
+        ? `packet path warmed: ${warm.packets} echo replies in ${warm.ms.toFixed(0)} ms`
+        : `packet path not warmed: ${warm.reason}`,
+    );
+    const uapi = await UapiServer.listen(
+      name,
+      new UapiHandler(device, {
+        getListenPort: () => wg.listenPort,
+        setListenPort: (port: number) => wg.setListenPort(port),
+        now: monotonicEpochMs,
+        emit: (actions) => wg.perform(actions),
+        afterSet: syncRoutes,
+      }),
+    );
+    undo.push(() => uapi.close());
     for (const cmd of iface.postUp) await runHook(cmd, name);
 
     mkdirSync(RUN_DIR, { recursive: true, mode: 0o755 });

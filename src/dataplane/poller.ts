@@ -26,6 +26,9 @@ export function transientReadError(errno: number): boolean {
   return errno === 12 /* ENOMEM */ || errno === 105; /* ENOBUFS */
 }
 
+/** Polls without waiting after a batch, before the event loop's turn (see Poller.turn). */
+const FOLLOW_UP_POLLS = 3;
+
 /** The longest the loop blocks the event loop when the data plane is idle. */
 export const IDLE_WAIT_MS = 20;
 
@@ -77,16 +80,24 @@ export class Poller {
       pollfds[i * libc.POLLFD_SIZE + 6] = 0;
       pollfds[i * libc.POLLFD_SIZE + 7] = 0;
     }
-    const ready = libc.poll(pollfds, n, this.busy ? 0 : IDLE_WAIT_MS);
+    let wait = this.busy ? 0 : IDLE_WAIT_MS;
     this.busy = false;
-    if (ready > 0) {
+    // What one batch causes (a TUN write the kernel answers at once, say) is usually ready right away: look
+    // again without waiting, a few times, before giving node's event loop its turn.
+    for (let round = 0; round < FOLLOW_UP_POLLS; round++) {
+      const ready = libc.poll(pollfds, n, wait);
+      if (ready <= 0) break;
       const fds = this.fds;
       for (let i = 0; i < n; i++) {
         const revents = pollfds[i * libc.POLLFD_SIZE + 6]! | (pollfds[i * libc.POLLFD_SIZE + 7]! << 8);
         if (revents === 0) continue;
+        pollfds[i * libc.POLLFD_SIZE + 6] = 0;
+        pollfds[i * libc.POLLFD_SIZE + 7] = 0;
         const handler = this.handlers.get(fds[i]!);
         if (handler && handler()) this.busy = true;
       }
+      if (this.busy) break;
+      wait = 0;
     }
     this.schedule();
   };

@@ -154,10 +154,11 @@ export async function runServer(
       },
       peers: [],
     };
-    // The member firewall exists once the device does; until then no member is installed to admit.
+    // The member firewall exists once the device does. Until then the only peer is the one that warms the
+    // packet path (warmup.ts), whose packets never leave the host.
     const late: { sync?: GatewaySync } = {};
     const running = await bringUp({ config, name, endpoints: [] }, log, {
-      admit: (packet: Uint8Array, peer: PublicKey) => late.sync?.admit(packet, peer) ?? false,
+      admit: (packet: Uint8Array, peer: PublicKey) => (late.sync ? late.sync.admit(packet, peer) : true),
       routes: [settings.subnet, settings.subnet6].filter((s): s is string => s !== null).map(prefixOf),
     });
     undo.push(() => running.stop());
