@@ -10,10 +10,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { ControlPlane, type MemberView } from '../control/control-plane.js';
-import { applyState, exportState, formatStateYaml, parseStateYaml } from '../control/desired-state.js';
 import type { Store } from '../control/store.js';
 import { destinationSpec, policyText } from '../control/validate.js';
-import { renderQr } from '../control/qr.js';
 import { createStore, DEFAULT_DATA_DIR, openStore } from '../server/data-dir.js';
 import { CliError } from './keys.js';
 
@@ -343,10 +341,11 @@ export function registerPeopleCommands(program: Command): void {
   ).action(async (name: string, opts: DataOption & { qr?: boolean; qrPng?: string }) => {
     const text = withControlPlane(opts, (cp) => cp.memberConfig(name));
     if (opts.qrPng) {
+      const { renderQr } = await import('../control/qr.js');
       writeFileSync(opts.qrPng, await renderQr(text, 'png'), { mode: 0o600 });
       console.error(`wrote ${opts.qrPng}`);
     }
-    if (opts.qr) process.stdout.write(await renderQr(text, 'terminal'));
+    if (opts.qr) process.stdout.write(await (await import('../control/qr.js')).renderQr(text, 'terminal'));
     else if (!opts.qrPng) process.stdout.write(text);
   });
 
@@ -453,7 +452,9 @@ export function registerPeopleCommands(program: Command): void {
       )
       .requiredOption('-f, --file <file>', 'the desired state ("-" for standard input)')
       .option('--dry-run', 'print what would change, change nothing'),
-  ).action((opts: DataOption & { file: string; dryRun?: boolean }) => {
+  ).action(async (opts: DataOption & { file: string; dryRun?: boolean }) => {
+    // The state-file modules (YAML, schemas) load only for the commands that use them.
+    const { applyState, parseStateYaml } = await import('../control/desired-state.js');
     let text: string;
     try {
       text = readFileSync(opts.file === '-' ? 0 : opts.file, 'utf8');
@@ -471,9 +472,10 @@ export function registerPeopleCommands(program: Command): void {
     program
       .command('export')
       .description('print the current state as YAML for `weft apply` (no private keys)'),
-  ).action((opts: DataOption) =>
-    withControlPlane(opts, (cp) => void process.stdout.write(formatStateYaml(exportState(cp)))),
-  );
+  ).action(async (opts: DataOption) => {
+    const { exportState, formatStateYaml } = await import('../control/desired-state.js');
+    withControlPlane(opts, (cp) => void process.stdout.write(formatStateYaml(exportState(cp))));
+  });
 
   // ---- audit and tokens ----
   data(
