@@ -7,7 +7,7 @@
  * CLI, `weft apply` and the API give the same answer with the same field.
  */
 import { z } from 'zod';
-import { desiredStateSchema } from '../control/desired-state.js';
+import { desiredStateSchema, settingsObject } from '../control/desired-state.js';
 
 // ---- building blocks ----
 
@@ -159,19 +159,7 @@ export const ErrorBody = z.object({
 
 export const Health = z.object({ ok: z.literal(true) });
 
-export const Settings = z.object({
-  endpoint: z.string(),
-  listenPort: z.number().int(),
-  interfaceName: z.string(),
-  subnet: z.string(),
-  subnet6: z.string().nullable(),
-  dns: z.array(z.string()),
-  natEgress: z.string().nullable(),
-  defaultPolicy: z.enum(['allow', 'deny']),
-  persistentKeepalive: z.number().int(),
-  mtu: z.number().int(),
-  apiListen: z.string(),
-});
+export const Settings = settingsObject;
 
 export const LiveGateway = z.object({
   interfaceName: z.string(),

@@ -19,22 +19,22 @@ import { WeftError } from './errors.js';
 import type { Member, PolicyInput, Settings } from './model.js';
 import * as v from './validate.js';
 
-const settingsSchema = z
-  .object({
-    endpoint: z.string(),
-    listenPort: z.number().int(),
-    interfaceName: z.string(),
-    subnet: z.string(),
-    subnet6: z.string().nullable(),
-    dns: z.array(z.string()),
-    natEgress: z.string().nullable(),
-    defaultPolicy: z.enum(['allow', 'deny']),
-    persistentKeepalive: z.number().int(),
-    mtu: z.number().int(),
-    apiListen: z.string(),
-  })
-  .partial()
-  .strict();
+/** Settings as the API shows them; a state file may give any subset. */
+export const settingsObject = z.object({
+  endpoint: z.string(),
+  listenPort: z.number().int(),
+  interfaceName: z.string(),
+  subnet: z.string(),
+  subnet6: z.string().nullable(),
+  dns: z.array(z.string()),
+  natEgress: z.string().nullable(),
+  defaultPolicy: z.enum(['allow', 'deny']),
+  persistentKeepalive: z.number().int(),
+  mtu: z.number().int(),
+  apiListen: z.string(),
+});
+
+const settingsSchema = settingsObject.partial().strict();
 
 const groupSchema = z.union([
   z.string(),

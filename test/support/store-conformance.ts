@@ -31,11 +31,11 @@ export interface OpenedStore {
   readonly close: () => void;
 }
 
-const T0 = '2024-05-01T12:00:00.000Z';
+export const T0 = '2024-05-01T12:00:00.000Z';
 const T1 = '2024-05-01T12:01:00.000Z';
 const T2 = '2024-05-01T12:02:00.000Z';
 
-const SETTINGS: Settings = {
+export const SETTINGS: Settings = {
   endpoint: 'vpn.example.com:51820',
   listenPort: 51820,
   interfaceName: 'weft0',
@@ -50,7 +50,7 @@ const SETTINGS: Settings = {
 };
 
 /** Member `i`: name m00042, address 10.77.0.42, fd00:77::2a, keys derived from `i`. */
-function member(i: number, overrides: Partial<MemberRecord> = {}): MemberRecord {
+export function member(i: number, overrides: Partial<MemberRecord> = {}): MemberRecord {
   const name = overrides.name ?? `m${String(i).padStart(5, '0')}`;
   return {
     name,

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import type { MemberRecord, Settings } from '../../src/control/model.js';
+import type { MemberRecord } from '../../src/control/model.js';
 import { StoreConflict } from '../../src/control/store.js';
 import {
   MIGRATIONS,
@@ -26,22 +26,7 @@ import {
   StoreSchemaTooNew,
   openSqliteStore,
 } from '../../src/control/store-sqlite.js';
-
-const T0 = '2024-05-01T12:00:00.000Z';
-
-const SETTINGS: Settings = {
-  endpoint: 'vpn.example.com:51820',
-  listenPort: 51820,
-  interfaceName: 'weft0',
-  subnet: '10.77.0.0/16',
-  subnet6: 'fd00:77::/64',
-  dns: ['10.77.0.1', '1.1.1.1'],
-  natEgress: 'eth0',
-  defaultPolicy: 'deny',
-  persistentKeepalive: 25,
-  mtu: 1420,
-  apiListen: '127.0.0.1:8080',
-};
+import { member, SETTINGS, T0 } from '../support/store-conformance.js';
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'weft-store-'));
@@ -54,25 +39,6 @@ function freshStore(t: TestContext): SqliteStore {
   const store = openSqliteStore(join(tempDir(t), 'weft.db'));
   t.after(() => store.close());
   return store;
-}
-
-function member(i: number, overrides: Partial<MemberRecord> = {}): MemberRecord {
-  const name = overrides.name ?? `m${String(i).padStart(5, '0')}`;
-  return {
-    name,
-    ip: `10.77.${(i >> 8) & 255}.${i & 255}`,
-    ip6: `fd00:77::${i.toString(16)}`,
-    publicKey: Buffer.from(`pub-${i}`.padEnd(32, '.')).toString('base64'),
-    hasPrivateKey: true,
-    privateKey: Buffer.from(`priv-${i}`.padEnd(32, '.')).toString('base64'),
-    groups: [],
-    disabled: false,
-    expiresAt: null,
-    fullTunnel: false,
-    createdAt: T0,
-    updatedAt: T0,
-    ...overrides,
-  };
 }
 
 test('the database file and its -wal/-shm files are 0600, in WAL mode, at SCHEMA_VERSION', (t) => {

@@ -49,3 +49,39 @@ export function confirmDialog(options: ConfirmOptions): Promise<boolean> {
     cancel.focus();
   });
 }
+
+export interface RemoveButtonOptions extends Omit<ConfirmOptions, 'danger' | 'extra'> {
+  /** The button's accessible name ("Remove group eng"). */
+  readonly label: string;
+  /** Does the removal; the notice shown after it succeeded; what to refresh then. */
+  readonly remove: () => Promise<unknown>;
+  readonly notice: string;
+  readonly onNotice?: (text: string) => void;
+  readonly after: () => Promise<void>;
+  /** Where an API error goes. */
+  readonly onError: (err: unknown) => void;
+}
+
+/** A small "Remove" button that asks first, removes, shows a notice and refreshes. */
+export function removeButton(o: RemoveButtonOptions): HTMLButtonElement {
+  const b = h('button', { type: 'button', class: 'small danger', 'aria-label': o.label }, 'Remove');
+  b.addEventListener('click', () => {
+    void (async () => {
+      const ok = await confirmDialog({
+        title: o.title,
+        message: o.message,
+        confirm: o.confirm,
+        danger: true,
+      });
+      if (!ok) return;
+      try {
+        await o.remove();
+        o.onNotice?.(o.notice);
+        await o.after();
+      } catch (err) {
+        o.onError(err);
+      }
+    })();
+  });
+  return b;
+}

@@ -4,7 +4,7 @@
  */
 import * as api from '../api.js';
 import { showNotice } from '../banner.js';
-import { confirmDialog } from '../confirm.js';
+import { removeButton } from '../confirm.js';
 import { h, replace } from '../dom.js';
 import { clearFieldErrors, showApiError } from '../form-errors.js';
 import type { PageContext } from '../page.js';
@@ -82,32 +82,18 @@ export async function groupsPage(ctx: PageContext): Promise<void> {
             {
               title: 'Actions',
               class: 'col-actions',
-              cell: (g) => {
-                const b = h(
-                  'button',
-                  { type: 'button', class: 'small danger', 'aria-label': `Remove group ${g.name}` },
-                  'Remove',
-                );
-                b.addEventListener('click', () => {
-                  void (async () => {
-                    const ok = await confirmDialog({
-                      title: `Remove group ${g.name}?`,
-                      message: 'A group that a member or a policy still uses cannot be removed.',
-                      confirm: 'Remove group',
-                      danger: true,
-                    });
-                    if (!ok) return;
-                    try {
-                      await api.removeGroup(g.name);
-                      showNotice(`Group ${g.name} removed.`);
-                      await reload();
-                    } catch (err) {
-                      showApiError(err);
-                    }
-                  })();
-                });
-                return b;
-              },
+              cell: (g) =>
+                removeButton({
+                  label: `Remove group ${g.name}`,
+                  title: `Remove group ${g.name}?`,
+                  message: 'A group that a member or a policy still uses cannot be removed.',
+                  confirm: 'Remove group',
+                  remove: () => api.removeGroup(g.name),
+                  notice: `Group ${g.name} removed.`,
+                  onNotice: showNotice,
+                  after: reload,
+                  onError: showApiError,
+                }),
             },
           ],
           groups,

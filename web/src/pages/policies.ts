@@ -4,7 +4,7 @@
  */
 import * as api from '../api.js';
 import { showNotice } from '../banner.js';
-import { confirmDialog } from '../confirm.js';
+import { removeButton } from '../confirm.js';
 import { h, replace } from '../dom.js';
 import { clearFieldErrors, showApiError, showFieldError } from '../form-errors.js';
 import type { PageContext } from '../page.js';
@@ -138,28 +138,16 @@ export async function policiesPage(ctx: PageContext): Promise<void> {
       }
       const ul = h('ul', { class: 'rules' });
       for (const p of policies) {
-        const remove = h(
-          'button',
-          { type: 'button', class: 'small danger', 'aria-label': `Remove rule ${policyText(p)}` },
-          'Remove',
-        );
-        remove.addEventListener('click', () => {
-          void (async () => {
-            const ok = await confirmDialog({
-              title: 'Remove this rule?',
-              message: `${policyText(p)}. The gateway applies the change to the next packet.`,
-              confirm: 'Remove rule',
-              danger: true,
-            });
-            if (!ok) return;
-            try {
-              await api.removePolicy(p.id);
-              showNotice(`Rule removed: ${policyText(p)}.`);
-              await reload();
-            } catch (err) {
-              showApiError(err);
-            }
-          })();
+        const remove = removeButton({
+          label: `Remove rule ${policyText(p)}`,
+          title: 'Remove this rule?',
+          message: `${policyText(p)}. The gateway applies the change to the next packet.`,
+          confirm: 'Remove rule',
+          remove: () => api.removePolicy(p.id),
+          notice: `Rule removed: ${policyText(p)}.`,
+          onNotice: showNotice,
+          after: reload,
+          onError: showApiError,
         });
         ul.appendChild(
           h('li', { class: `rule-row rule-${p.action}`, testid: `policy-row-${p.id}` }, ruleView(p), remove),

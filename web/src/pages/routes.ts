@@ -3,7 +3,7 @@
  */
 import * as api from '../api.js';
 import { showNotice } from '../banner.js';
-import { confirmDialog } from '../confirm.js';
+import { removeButton } from '../confirm.js';
 import { h, replace } from '../dom.js';
 import { clearFieldErrors, showApiError } from '../form-errors.js';
 import type { PageContext } from '../page.js';
@@ -32,32 +32,18 @@ export async function routesPage(ctx: PageContext): Promise<void> {
             {
               title: 'Actions',
               class: 'col-actions',
-              cell: (r) => {
-                const b = h(
-                  'button',
-                  { type: 'button', class: 'small danger', 'aria-label': `Remove route ${r.cidr}` },
-                  'Remove',
-                );
-                b.addEventListener('click', () => {
-                  void (async () => {
-                    const ok = await confirmDialog({
-                      title: `Remove route ${r.cidr}?`,
-                      message: 'Members stop being routed to this subnet through the gateway.',
-                      confirm: 'Remove route',
-                      danger: true,
-                    });
-                    if (!ok) return;
-                    try {
-                      await api.removeRoute(r.cidr);
-                      showNotice(`Route ${r.cidr} removed.`);
-                      await reload();
-                    } catch (err) {
-                      showApiError(err);
-                    }
-                  })();
-                });
-                return b;
-              },
+              cell: (r) =>
+                removeButton({
+                  label: `Remove route ${r.cidr}`,
+                  title: `Remove route ${r.cidr}?`,
+                  message: 'Members stop being routed to this subnet through the gateway.',
+                  confirm: 'Remove route',
+                  remove: () => api.removeRoute(r.cidr),
+                  notice: `Route ${r.cidr} removed.`,
+                  onNotice: showNotice,
+                  after: reload,
+                  onError: showApiError,
+                }),
             },
           ],
           routes,
