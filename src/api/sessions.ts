@@ -11,7 +11,7 @@
  * - The clock is injected (milliseconds), so a test can step over 30 minutes at once. In memory on purpose:
  *   a restart of the server logs everyone out, and no session secret ever reaches the store's file.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomSecret, sameSecret, tokenHash } from '../control/secrets.js';
 
 export interface SessionLimits {
   /** A session ends this long after login, used or not. */
@@ -50,14 +50,6 @@ export interface Session {
   pendingTotpSecret: string | null;
 }
 
-function newId(): string {
-  return randomBytes(32).toString('base64url');
-}
-
-function keyOf(id: string): string {
-  return createHash('sha256').update(id, 'utf8').digest('hex');
-}
-
 export class SessionTable {
   readonly limits: SessionLimits;
   /** Key -> session, least recently used first (a session is moved to the end on each use). */
@@ -88,11 +80,11 @@ export class SessionTable {
       if (oldest.done === true) break;
       this.#sessions.delete(oldest.value);
     }
-    const id = newId();
+    const id = randomSecret();
     const session: Session = {
-      key: keyOf(id),
+      key: tokenHash(id),
       username,
-      csrfToken: randomBytes(32).toString('base64url'),
+      csrfToken: randomSecret(),
       createdAt: now,
       lastUsedAt: now,
       pendingTotpSecret: null,
@@ -107,7 +99,7 @@ export class SessionTable {
    */
   find(id: string): Session | undefined {
     if (!ID_PATTERN.test(id)) return undefined;
-    const key = keyOf(id);
+    const key = tokenHash(id);
     const session = this.#sessions.get(key);
     if (session === undefined) return undefined;
     if (this.#expired(session, this.now())) {
@@ -164,10 +156,7 @@ export class SessionTable {
 
 /** Whether the CSRF token a request sent is the session's (constant time). */
 export function csrfMatches(session: Session, sent: string | undefined): boolean {
-  if (sent === undefined) return false;
-  const a = Buffer.from(sent, 'utf8');
-  const b = Buffer.from(session.csrfToken, 'utf8');
-  return a.length === b.length && timingSafeEqual(a, b);
+  return sent !== undefined && sameSecret(sent, session.csrfToken);
 }
 
 /** The values of the cookie `name` in a Cookie header (RFC 6265 section 5.4: "name=value" pairs joined by "; "). */

@@ -28,7 +28,7 @@ import type {
 } from './model.js';
 import {
   hashPassword,
-  newLinkToken,
+  randomSecret,
   newPassword,
   newTokenSecret,
   tokenHash,
@@ -604,7 +604,7 @@ export class ControlPlane {
   ): { token: string; expiresAt: string } {
     const name = v.name('name', nameArg);
     const ttl = v.integer('ttlMinutes', ttlMinutes, LINK_TTL_MINUTES.min, LINK_TTL_MINUTES.max);
-    const token = newLinkToken();
+    const token = randomSecret();
     return this.change(() => {
       this.memberRecord(name);
       const now = this.clock();

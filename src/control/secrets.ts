@@ -10,13 +10,21 @@ export function newTokenSecret(): string {
   return `weft_${randomBytes(32).toString('base64url')}`;
 }
 
-/** The secret part of a one-time download link (`/dl/<token>`): 256 random bits, URL-safe. */
-export function newLinkToken(): string {
+/** 256 random bits, URL-safe: one-time download links (`/dl/<token>`), session ids, CSRF tokens. */
+export function randomSecret(): string {
   return randomBytes(32).toString('base64url');
 }
 
+/** What is stored of a token, link or session id: its SHA-256. */
 export function tokenHash(secret: string): string {
   return createHash('sha256').update(secret, 'utf8').digest('hex');
+}
+
+/** Whether two secrets (codes, CSRF tokens) are equal, in time that does not depend on where they differ. */
+export function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'utf8');
+  const y = Buffer.from(b, 'utf8');
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 /** A password for people to type once and keep: 20 characters from an alphabet without look-alikes. */

@@ -7,7 +7,8 @@
  * Replay protection (a code is good once) needs memory of the last step used, which the caller keeps
  * (ControlPlane, per account): `verifyTotp` returns the step it matched and refuses steps up to `afterStep`.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { sameSecret } from './secrets.js';
 
 /** RFC 6238 section 4.1: X, the time step; 30 s is the recommended default. */
 export const TOTP_STEP_SECONDS = 30;
@@ -106,12 +107,6 @@ export function totp(key: Uint8Array, timeMs: number, options: TotpOptions = {})
   return hotp(key, totpStep(timeMs, options.stepSeconds), options.digits, options.algorithm);
 }
 
-function sameCode(a: string, b: string): boolean {
-  const x = Buffer.from(a, 'utf8');
-  const y = Buffer.from(b, 'utf8');
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
 export interface VerifyOptions extends TotpOptions {
   /** Steps accepted either side of the current one (default TOTP_WINDOW). */
   readonly window?: number;
@@ -137,7 +132,7 @@ export function verifyTotp(
   let matched: bigint | undefined;
   for (let step = now - window; step <= now + window; step++) {
     if (step < 0n) continue;
-    const ok = sameCode(hotp(key, step, digits, options.algorithm), normalized);
+    const ok = sameSecret(hotp(key, step, digits, options.algorithm), normalized);
     if (ok && matched === undefined && (options.afterStep === undefined || step > options.afterStep))
       matched = step;
   }
