@@ -34,10 +34,9 @@ import { LinuxTun } from '../dataplane/tun-linux.js';
 import { UapiServer } from '../dataplane/uapi-server.js';
 import { warmLivePath } from '../dataplane/warmup.js';
 import { openBestBind } from '../dataplane/udp-linux.js';
-import { WireGuardInterface } from '../dataplane/wireguard-interface.js';
+import { WireGuardInterface, type Admit } from '../dataplane/wireguard-interface.js';
 import { formatAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import type { Endpoint } from '../net/endpoint.js';
-import type { PublicKey } from '../crypto/keys.js';
 import { Device } from '../wireguard/device.js';
 import { UapiHandler } from '../wireguard/uapi.js';
 import { CliError } from './keys.js';
@@ -141,7 +140,7 @@ export interface Running {
 
 export interface BringUpOptions {
   /** Checks each decrypted packet before it reaches the TUN device (the people VPN's member firewall). */
-  admit?: (packet: Uint8Array, peer: PublicKey) => boolean;
+  admit?: Admit;
   /**
    * Prefixes the gateway routes into the WireGuard device whatever its peers are (the people VPN routes its
    * whole member subnet; the device's cryptokey routing then picks the member). Default: the peers'

@@ -16,6 +16,9 @@ import type { Bind, Datagram } from './bind.js';
 import { monotonicEpochMs, type Clock } from './clock.js';
 import type { Tunnel } from './router.js';
 
+/** A check of one decrypted packet, with the header the device read, before it goes to the TUN side. */
+export type Admit = (packet: Uint8Array, header: IpHeader, peer: PublicKey) => boolean;
+
 export interface WireGuardInterfaceOptions {
   name: string;
   device: Device;
@@ -25,7 +28,7 @@ export interface WireGuardInterfaceOptions {
   /** Receives decrypted packets for the TUN side. */
   deliver: (packets: Uint8Array[]) => void;
   /** Decides whether a decrypted packet from `peer` may go on to the TUN side (e.g. a member firewall). */
-  admit?: (packet: Uint8Array, peer: PublicKey) => boolean;
+  admit?: Admit;
   clock?: Clock;
   /** Timer resolution; the protocol's shortest timer is REKEY_TIMEOUT (5 s) with 333 ms of jitter. */
   tickMs?: number;
@@ -38,7 +41,7 @@ export class WireGuardInterface implements Tunnel {
   private bind: Bind;
   private readonly openBind: (port: number) => Promise<Bind>;
   private readonly deliver: (packets: Uint8Array[]) => void;
-  private readonly admit: ((packet: Uint8Array, peer: PublicKey) => boolean) | undefined;
+  private readonly admit: Admit | undefined;
   private readonly clock: Clock;
   private readonly tickMs: number;
   private timer: NodeJS.Timeout | undefined;
@@ -115,7 +118,7 @@ export class WireGuardInterface implements Tunnel {
     for (const a of actions) {
       if (a.type === 'send') outbound.push({ data: a.data, endpoint: a.endpoint });
       else if (a.type === 'deliver') {
-        if (this.admit === undefined || this.admit(a.packet, a.peer)) inbound.push(a.packet);
+        if (this.admit === undefined || this.admit(a.packet, a.header, a.peer)) inbound.push(a.packet);
         else this.counters.packetsRefused++;
       }
     }

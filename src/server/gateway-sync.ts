@@ -16,7 +16,7 @@ import type { ControlPlane } from '../control/control-plane.js';
 import type { MemberRecord, MemberStatus, Settings, TrafficSample } from '../control/model.js';
 import { compilePolicy, type CompiledPolicy, type MemberAddresses } from '../control/policy.js';
 import { MemberFirewall, type FirewallMember } from '../dataplane/member-firewall.js';
-import { readIpHeader } from '../net/ip-packet.js';
+import type { IpHeader } from '../net/ip-packet.js';
 import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
@@ -109,15 +109,14 @@ export class GatewaySync {
   }
 
   /** The data plane's check for each decrypted packet (WireGuardInterface `admit`). */
-  readonly admit = (packet: Uint8Array, peer: PublicKey): boolean => {
+  readonly admit = (packet: Uint8Array, header: IpHeader, peer: PublicKey): boolean => {
     let member = this.byKeyObject.get(peer);
     if (member === undefined) {
       member = this.byKey.get(peer.toBase64()) ?? null;
       this.byKeyObject.set(peer, member);
     }
     if (member === null) return false; // a peer added behind the control plane's back gets nowhere
-    const header = readIpHeader(packet);
-    return header !== null && this.firewall.admit(member, packet, header, Date.now());
+    return this.firewall.admit(member, packet, header, Date.now());
   };
 
   private compile(): CompiledPolicy {

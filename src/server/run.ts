@@ -24,7 +24,6 @@ import { CliError } from '../cli/keys.js';
 import { monotonicEpochMs } from '../dataplane/clock.js';
 import { hostAddresses, linkExists } from '../dataplane/linux-net.js';
 import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
-import type { PublicKey } from '../crypto/keys.js';
 import { openStore } from './data-dir.js';
 import { GatewaySync } from './gateway-sync.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
@@ -158,7 +157,7 @@ export async function runServer(
     // packet path (warmup.ts), whose packets never leave the host.
     const late: { sync?: GatewaySync } = {};
     const running = await bringUp({ config, name, endpoints: [] }, log, {
-      admit: (packet: Uint8Array, peer: PublicKey) => (late.sync ? late.sync.admit(packet, peer) : true),
+      admit: (packet, header, peer) => (late.sync ? late.sync.admit(packet, header, peer) : true),
       routes: [settings.subnet, settings.subnet6].filter((s): s is string => s !== null).map(prefixOf),
     });
     undo.push(() => running.stop());

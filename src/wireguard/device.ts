@@ -67,7 +67,13 @@ export type Action =
       readonly data: Uint8Array;
       readonly peer: PublicKey;
     }
-  | { readonly type: 'deliver'; readonly packet: Uint8Array; readonly peer: PublicKey }
+  | {
+      readonly type: 'deliver';
+      readonly packet: Uint8Array;
+      /** The packet's header as the source check read it (views into `packet`). */
+      readonly header: IpHeader;
+      readonly peer: PublicKey;
+    }
   | { readonly type: 'drop'; readonly reason: DropReason; readonly peer?: PublicKey };
 
 export interface Limits {
@@ -503,7 +509,7 @@ export class Device {
     if (!header) return this.drop(out, 'bad-inner-packet', peer);
     if (this.allowedIps.lookup(header.family, header.source) !== peer)
       return this.drop(out, 'disallowed-source', peer);
-    out.push({ type: 'deliver', packet: plaintext.subarray(0, header.length), peer: peer.publicKey });
+    out.push({ type: 'deliver', packet: plaintext.subarray(0, header.length), header, peer: peer.publicKey });
     return out;
   }
 

@@ -7,6 +7,7 @@ import { ControlPlane } from '../../src/control/control-plane.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
 import { PrivateKey, PublicKey } from '../../src/crypto/keys.js';
 import { GatewaySync } from '../../src/server/gateway-sync.js';
+import { readIpHeader } from '../../src/net/ip-packet.js';
 import { parseAddress } from '../../src/net/ip.js';
 import { Device } from '../../src/wireguard/device.js';
 
@@ -25,6 +26,13 @@ function tcp(src: string, dst: string, dport: number): Uint8Array {
   p[22] = dport >> 8;
   p[23] = dport & 0xff;
   return p;
+}
+
+/** What the data plane does with a decrypted packet: the header as the device read it, then the check. */
+function admit(sync: GatewaySync, packet: Uint8Array, peer: PublicKey): boolean {
+  const header = readIpHeader(packet);
+  assert.ok(header);
+  return sync.admit(packet, header, peer);
 }
 
 interface Fixture {
@@ -109,11 +117,11 @@ test('the firewall follows policy changes; unknown peers get nowhere', () => {
     f.sync.poll();
     const key = f.keyOf('alice')!;
     const toCloud = tcp('10.66.0.10', '10.20.0.10', 22);
-    assert.equal(f.sync.admit(toCloud, key), false);
-    assert.equal(f.sync.admit(tcp('10.66.0.10', '10.66.0.1', 22), key), true);
+    assert.equal(admit(f.sync, toCloud, key), false);
+    assert.equal(admit(f.sync, tcp('10.66.0.10', '10.66.0.1', 22), key), true);
     const p = f.cli.addPolicy('t', { action: 'allow', group: 'eng', destination: '10.20.0.0/24' });
     f.sync.poll();
-    assert.equal(f.sync.admit(toCloud, key), true);
+    assert.equal(admit(f.sync, toCloud, key), true);
     f.cli.addPolicy('t', {
       action: 'deny',
       group: 'eng',
@@ -122,16 +130,16 @@ test('the firewall follows policy changes; unknown peers get nowhere', () => {
       ports: { from: 22, to: 22 },
     });
     f.sync.poll();
-    assert.equal(f.sync.admit(toCloud, key), false);
-    assert.equal(f.sync.admit(tcp('10.66.0.10', '10.20.0.10', 443), key), true);
+    assert.equal(admit(f.sync, toCloud, key), false);
+    assert.equal(admit(f.sync, tcp('10.66.0.10', '10.20.0.10', 443), key), true);
     f.cli.removePolicy('t', p.id);
     f.cli.updateSettings('t', { defaultPolicy: 'allow' });
     f.sync.poll();
-    assert.equal(f.sync.admit(tcp('10.66.0.10', '10.20.0.10', 443), key), true);
-    assert.equal(f.sync.admit(toCloud, key), false);
+    assert.equal(admit(f.sync, tcp('10.66.0.10', '10.20.0.10', 443), key), true);
+    assert.equal(admit(f.sync, toCloud, key), false);
     // A key the control plane never installed (e.g. added with `wg set`) is refused.
     const stranger = PublicKey.fromBytes(new Uint8Array(32).fill(7));
-    assert.equal(f.sync.admit(toCloud, stranger), false);
+    assert.equal(admit(f.sync, toCloud, stranger), false);
   } finally {
     f.close();
   }
@@ -147,19 +155,19 @@ test('group destinations follow membership changes', () => {
     f.cp.addMember('t', { name: 'alice', ip: '10.66.0.10' });
     f.sync.poll();
     const bob = f.keyOf('bob')!;
-    assert.equal(f.sync.admit(tcp('10.66.0.20', '10.66.0.10', 443), bob), false);
+    assert.equal(admit(f.sync, tcp('10.66.0.20', '10.66.0.10', 443), bob), false);
     f.cli.updateMember('t', 'alice', { groups: ['eng'] });
     f.sync.poll();
-    assert.equal(f.sync.admit(tcp('10.66.0.20', '10.66.0.10', 443), bob), true);
+    assert.equal(admit(f.sync, tcp('10.66.0.20', '10.66.0.10', 443), bob), true);
     // A newcomer to the group is reachable at once; one who leaves is not.
     f.cli.addMember('t', { name: 'carol', ip: '10.66.0.11', groups: ['eng'] });
     f.cli.updateMember('t', 'alice', { groups: [] });
     f.sync.poll();
-    assert.equal(f.sync.admit(tcp('10.66.0.20', '10.66.0.11', 443), bob), true);
-    assert.equal(f.sync.admit(tcp('10.66.0.20', '10.66.0.10', 443), bob), false);
+    assert.equal(admit(f.sync, tcp('10.66.0.20', '10.66.0.11', 443), bob), true);
+    assert.equal(admit(f.sync, tcp('10.66.0.20', '10.66.0.10', 443), bob), false);
     f.cli.removeMember('t', 'carol');
     f.sync.poll();
-    assert.equal(f.sync.admit(tcp('10.66.0.20', '10.66.0.11', 443), bob), false);
+    assert.equal(admit(f.sync, tcp('10.66.0.20', '10.66.0.11', 443), bob), false);
     assert.equal(f.sync.counters.fullReconciles, 1);
   } finally {
     f.close();
@@ -192,7 +200,7 @@ test('status reports: what changed is written, drops are counted per member', ()
   try {
     f.cp.addMember('t', { name: 'alice' });
     f.sync.poll();
-    f.sync.admit(tcp('10.66.0.2', '10.20.0.10', 22), f.keyOf('alice')!);
+    admit(f.sync, tcp('10.66.0.2', '10.20.0.10', 22), f.keyOf('alice')!);
     f.sync.report(Date.parse('2026-03-01T12:00:00Z'));
     const s = f.cli.getMember('alice').status;
     assert.equal(s?.online, false);
