@@ -3,41 +3,15 @@
  * addresses from the rest. A member's IPv6 address carries the same host number as its IPv4 address
  * (10.66.0.10 ↔ fd66::a), so the two never disagree and need no second allocation.
  */
-import { addressLength, formatAddress, type Address, type Prefix } from '../net/ip.js';
-
-function toBig(bytes: Uint8Array): bigint {
-  let n = 0n;
-  for (const b of bytes) n = (n << 8n) | BigInt(b);
-  return n;
-}
-
-function fromBig(n: bigint, family: 4 | 6): Address {
-  const len = addressLength(family);
-  const bytes = new Uint8Array(len);
-  for (let i = len - 1; i >= 0; i--) {
-    bytes[i] = Number(n & 0xffn);
-    n >>= 8n;
-  }
-  return { family, bytes };
-}
-
-function hostBits(p: Prefix): bigint {
-  return BigInt(addressLength(p.family) * 8 - p.bits);
-}
-
-export function contains(p: Prefix, a: Address): boolean {
-  if (p.family !== a.family) return false;
-  return toBig(a.bytes) >> hostBits(p) === toBig(p.bytes) >> hostBits(p);
-}
-
-/** The host number of `a` inside `p` (0 is the network address). */
-export function hostNumber(p: Prefix, a: Address): bigint {
-  return toBig(a.bytes) - toBig(p.bytes);
-}
-
-export function hostAddress(p: Prefix, host: bigint): Address {
-  return fromBig(toBig(p.bytes) + host, p.family);
-}
+import {
+  addressLength,
+  formatAddress,
+  hostAddress,
+  hostNumber,
+  prefixContains,
+  type Address,
+  type Prefix,
+} from '../net/ip.js';
 
 export function gatewayAddress(p: Prefix): Address {
   return hostAddress(p, 1n);
@@ -45,13 +19,13 @@ export function gatewayAddress(p: Prefix): Address {
 
 /** Host numbers members may hold: from 2 up to the last before the IPv4 broadcast address. */
 export function memberHostRange(p: Prefix): { first: bigint; last: bigint } {
-  const size = 1n << hostBits(p);
+  const size = 1n << BigInt(addressLength(p.family) * 8 - p.bits);
   return { first: 2n, last: p.family === 4 ? size - 2n : size - 1n };
 }
 
 /** Whether `a` is an address a member may be given in `p` (not the network, gateway or broadcast). */
 export function isMemberAddress(p: Prefix, a: Address): boolean {
-  if (!contains(p, a)) return false;
+  if (!prefixContains(p, a)) return false;
   const h = hostNumber(p, a);
   const { first, last } = memberHostRange(p);
   return h >= first && h <= last;

@@ -9,8 +9,15 @@
  *      (gateway-sync.ts), so a change reaches the data plane whichever process made it.
  */
 import { PrivateKey } from '../crypto/keys.js';
-import { formatAddress, formatPrefix, parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
-import { allocate, contains, gatewayAddress, isMemberAddress, pairedIp6 } from './addressing.js';
+import {
+  formatAddress,
+  formatPrefix,
+  parseAddress,
+  parsePrefix,
+  prefixContains,
+  type Prefix,
+} from '../net/ip.js';
+import { allocate, gatewayAddress, isMemberAddress, pairedIp6 } from './addressing.js';
 import { invalid, WeftError } from './errors.js';
 import type {
   ApiToken,
@@ -364,7 +371,7 @@ export class ControlPlane {
     let ip: string;
     if (requested !== undefined && requested !== null) {
       const a = v.address('ip', requested);
-      if (!contains(subnet, a))
+      if (!prefixContains(subnet, a))
         throw new WeftError(
           'WEFT_ERR_IP_OUTSIDE_SUBNET',
           `ip: ${requested} is outside the subnet ${s.subnet}`,
@@ -702,7 +709,7 @@ export class ControlPlane {
     const route = { cidr: formatPrefix(p), description: v.text('description', input.description) };
     const s = this.settings();
     for (const own of [s.subnet, s.subnet6]) {
-      if (own && (contains(parsed(own), p) || contains(p, parsed(own))))
+      if (own && (prefixContains(parsed(own), p) || prefixContains(p, parsed(own))))
         throw invalid('cidr', `overlaps the members' subnet ${own}`);
     }
     return this.change(() => {

@@ -20,7 +20,7 @@
 import { PrivateKey } from '../crypto/keys.js';
 import type { InterfaceAddress } from '../config/wg-quick.js';
 import { echo } from '../net/icmp.js';
-import type { Prefix } from '../net/ip.js';
+import { hostAddress, prefixContains, sameAddress, type Prefix } from '../net/ip.js';
 import { Device, type Action } from '../wireguard/device.js';
 import type { Bind, Datagram } from './bind.js';
 import { monotonicEpochMs } from './clock.js';
@@ -38,28 +38,16 @@ export type WarmupResult =
   | { readonly warmed: true; readonly packets: number; readonly ms: number }
   | { readonly warmed: false; readonly reason: string };
 
-function covers(p: Prefix, bytes: Uint8Array): boolean {
-  if (p.family !== 4) return false;
-  for (let bit = 0; bit < p.bits; bit++) {
-    const mask = 0x80 >> (bit % 8);
-    if ((p.bytes[bit >> 3]! & mask) !== (bytes[bit >> 3]! & mask)) return false;
-  }
-  return true;
-}
-
-/** The highest host address of the subnet that is neither ours nor any peer's. */
+/** The highest host address of the subnet that is neither ours nor any peer's (at most 64 tried). */
 function pickAddress(own: InterfaceAddress, taken: readonly Prefix[]): Uint8Array | undefined {
   const hostBits = 32 - own.bits;
   if (hostBits < 2) return undefined;
-  const base = own.prefix.bytes;
-  const baseNum = ((base[0]! << 24) | (base[1]! << 16) | (base[2]! << 8) | base[3]!) >>> 0;
-  const last = 2 ** hostBits - 2;
-  for (let host = last; host >= 1 && host > last - 64; host--) {
-    const n = baseNum + host;
-    const bytes = Uint8Array.of(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
-    if (bytes.every((b, i) => b === own.address.bytes[i])) continue;
-    if (taken.some((p) => covers(p, bytes))) continue;
-    return bytes;
+  const last = (1n << BigInt(hostBits)) - 2n;
+  for (let host = last; host >= 1n && host > last - 64n; host--) {
+    const candidate = hostAddress(own.prefix, host);
+    if (sameAddress(candidate, own.address)) continue;
+    if (taken.some((p) => prefixContains(p, candidate))) continue;
+    return candidate.bytes;
   }
   return undefined;
 }

@@ -123,3 +123,41 @@ export function sameAddress(a: Address, b: Address): boolean {
   for (let i = 0; i < a.bytes.length; i++) if (a.bytes[i] !== b.bytes[i]) return false;
   return true;
 }
+
+// Prefix arithmetic, on any family (BigInt: IPv6 host numbers exceed 2^53).
+
+function toBig(bytes: Uint8Array): bigint {
+  let n = 0n;
+  for (const b of bytes) n = (n << 8n) | BigInt(b);
+  return n;
+}
+
+function fromBig(n: bigint, family: 4 | 6): Address {
+  const len = addressLength(family);
+  const bytes = new Uint8Array(len);
+  for (let i = len - 1; i >= 0; i--) {
+    bytes[i] = Number(n & 0xffn);
+    n >>= 8n;
+  }
+  return { family, bytes };
+}
+
+function hostBits(p: Prefix): bigint {
+  return BigInt(addressLength(p.family) * 8 - p.bits);
+}
+
+/** Whether `a` lies inside `p`. */
+export function prefixContains(p: Prefix, a: Address): boolean {
+  if (p.family !== a.family) return false;
+  return toBig(a.bytes) >> hostBits(p) === toBig(p.bytes) >> hostBits(p);
+}
+
+/** The host number of `a` inside `p` (0 is the network address). */
+export function hostNumber(p: Prefix, a: Address): bigint {
+  return toBig(a.bytes) - toBig(p.bytes);
+}
+
+/** The address with host number `host` inside `p`. */
+export function hostAddress(p: Prefix, host: bigint): Address {
+  return fromBig(toBig(p.bytes) + host, p.family);
+}

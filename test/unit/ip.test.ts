@@ -10,9 +10,12 @@ import {
   addressLength,
   formatAddress,
   formatPrefix,
+  hostAddress,
+  hostNumber,
   maskBytes,
   parseAddress,
   parsePrefix,
+  prefixContains,
   sameAddress,
   type Address,
   type ParseResult,
@@ -333,6 +336,30 @@ describe('maskBytes, addressLength and sameAddress', () => {
     assert.equal(sameAddress(ok(parseAddress('::1')), ok(parseAddress('0::0:1'))), true);
     assert.equal(sameAddress(ok(parseAddress('::1')), ok(parseAddress('::2'))), false);
     assert.equal(sameAddress(ok(parseAddress('::a00:1')), a), false);
+  });
+});
+
+describe('prefix arithmetic: prefixContains, hostNumber, hostAddress', () => {
+  it('contains exactly the addresses under the prefix, of its own family', () => {
+    const p = ok(parsePrefix('10.66.0.0/24'));
+    assert.equal(prefixContains(p, ok(parseAddress('10.66.0.0'))), true);
+    assert.equal(prefixContains(p, ok(parseAddress('10.66.0.255'))), true);
+    assert.equal(prefixContains(p, ok(parseAddress('10.66.1.0'))), false);
+    assert.equal(prefixContains(p, ok(parseAddress('::ffff:10.66.0.1'))), false);
+    assert.equal(prefixContains(ok(parsePrefix('0.0.0.0/0')), ok(parseAddress('203.0.113.9'))), true);
+    assert.equal(prefixContains(ok(parsePrefix('fd66::/64')), ok(parseAddress('fd66::ffff:1'))), true);
+    assert.equal(prefixContains(ok(parsePrefix('fd66::/64')), ok(parseAddress('fd67::1'))), false);
+  });
+
+  it('host numbers and addresses round-trip, beyond 2^53 in IPv6', () => {
+    const p4 = ok(parsePrefix('10.66.0.0/16'));
+    assert.equal(formatAddress(hostAddress(p4, 258n)), '10.66.1.2');
+    assert.equal(hostNumber(p4, ok(parseAddress('10.66.1.2'))), 258n);
+    const p6 = ok(parsePrefix('fd66::/64'));
+    const big = (1n << 60n) + 5n;
+    const a = hostAddress(p6, big);
+    assert.equal(formatAddress(a), 'fd66::1000:0:0:5');
+    assert.equal(hostNumber(p6, a), big);
   });
 });
 
