@@ -71,6 +71,8 @@ export class GatewaySync {
   private readonly byKey = new Map<string, Installed>();
   /** The device hands back the PublicKey objects it holds; resolving each once keeps base64 off the path. */
   private byKeyObject = new WeakMap<PublicKey, Installed | null>();
+  /** Set when installed entries changed this poll: the resolved keys are dropped once, at its end. */
+  private entriesChanged = false;
   /** Every member's addresses and groups (installed or not): what group destinations are made of. */
   private readonly known = new Map<string, MemberAddresses>();
   private readonly reported = new Map<string, Reported>();
@@ -157,6 +159,10 @@ export class GatewaySync {
       this.revision = head;
     }
     this.expire(now);
+    if (this.entriesChanged) {
+      this.byKeyObject = new WeakMap();
+      this.entriesChanged = false;
+    }
   }
 
   private apply(changes: ReturnType<ControlPlane['store']['changesSince']>, now: number): void {
@@ -242,7 +248,7 @@ export class GatewaySync {
     }
     this.installed.set(name, entry);
     this.byKey.set(record.publicKey, entry);
-    this.byKeyObject = new WeakMap();
+    this.entriesChanged = true;
   }
 
   private uninstall(name: string): void {
@@ -268,7 +274,7 @@ export class GatewaySync {
     this.device.removePeer(m.key);
     this.installed.delete(name);
     this.byKey.delete(m.record.publicKey);
-    this.byKeyObject = new WeakMap();
+    this.entriesChanged = true;
     this.counters.removals++;
   }
 
