@@ -316,7 +316,6 @@ function prepareStatements(db: Database) {
     countMatchingMembers: db
       .prepare(`SELECT count(*) FROM members m WHERE ${MEMBER_MATCHES}`)
       .pluck<number>(),
-    usedIps: db.prepare('SELECT ip, ip6 FROM members').raw<[string, string | null]>(),
     insertMember: db.prepare(
       `INSERT INTO members (name, ip, ip6, public_key, private_key, disabled, expires_at, full_tunnel,
                             created_at, updated_at)
@@ -531,15 +530,6 @@ export class SqliteStore implements Store {
 
   allMembers(): MemberRecord[] {
     return this.#sql.allMembers.all().map(memberFromRow);
-  }
-
-  usedIps(): Set<string> {
-    const ips = new Set<string>();
-    for (const [ip, ip6] of this.#sql.usedIps.all()) {
-      ips.add(ip);
-      if (ip6 !== null) ips.add(ip6);
-    }
-    return ips;
   }
 
   insertMember(member: MemberRecord): void {

@@ -64,8 +64,6 @@ export interface Store {
   countMembers(search?: string): number;
   /** Every member, ordered by name (used to build the gateway's state on start). */
   allMembers(): MemberRecord[];
-  /** Every address (v4 and v6) held by a member. */
-  usedIps(): Set<string>;
   insertMember(member: MemberRecord): void;
   /** Replaces the member row with this name (its groups too). Returns false if there is none. */
   updateMember(member: MemberRecord): boolean;

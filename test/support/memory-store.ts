@@ -210,15 +210,6 @@ export class MemoryStore implements Store {
     return copy(this.#matching(undefined));
   }
 
-  usedIps(): Set<string> {
-    const ips = new Set<string>();
-    for (const m of this.#open().members.values()) {
-      ips.add(m.ip);
-      if (m.ip6 !== null) ips.add(m.ip6);
-    }
-    return ips;
-  }
-
   /** The checks SQLite's UNIQUE and FOREIGN KEY constraints make, for a row replacing `replacing` (if any). */
   #checkMember(member: MemberRecord, replacing: string | undefined): void {
     for (const other of this.#state.members.values()) {
