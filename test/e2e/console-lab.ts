@@ -10,9 +10,9 @@
  *   await page.goto(`http://${topo.api.gwAddr}:8780/#/login`);
  *
  * Underlay (inside namespaces only): gateway 192.168.71.1/24 ↔ member 192.168.71.10/24. Console link: a random
- * free /30 in 10.251.0.0/16, root end .1, gateway end .2; the root end is removed with the gateway namespace
- * (deleting a namespace deletes its veth, and a veth's peer goes with it) and, belt and braces, by
- * `RootLink.remove()`.
+ * free /30 in 10.251.0.0/16, root end .1, gateway end .2. cleanupConsoleLab() removes the root end before the
+ * lab's namespaces: deleting the gateway namespace deletes the pair too, but the kernel does that after
+ * `ip netns del` has returned, so a check right after cleanup could still see it.
  */
 import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
@@ -152,6 +152,15 @@ export interface ConsoleTopology {
   member: Netns;
   /** The console link: Chromium and node's fetch (root namespace) reach the API at `api.nsAddr`. */
   api: RootLink;
+}
+
+/** Removes the console link's root end, then everything else the lab made. */
+export async function cleanupConsoleLab(lab: Lab, topo: ConsoleTopology | undefined): Promise<void> {
+  try {
+    await topo?.api.remove();
+  } finally {
+    await lab.cleanup();
+  }
 }
 
 /** The gateway and member namespaces, their underlay, and the root↔gateway console link. */

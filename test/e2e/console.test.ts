@@ -47,6 +47,7 @@ import {
 } from '../interop/people-lab.js';
 import {
   closeBrowser,
+  cleanupConsoleLab,
   consoleTopology,
   describePage,
   E2E_TOOLS,
@@ -146,7 +147,7 @@ describe(
         await client?.down().catch(() => undefined);
         if (server?.running) await server.stop(8_000).catch(() => undefined);
       } finally {
-        await lab.cleanup();
+        await cleanupConsoleLab(lab, topo);
       }
     });
 

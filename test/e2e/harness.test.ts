@@ -15,6 +15,7 @@ import { interopSkip, Lab, LAB_ENV, startWireguardGo } from '../interop/harness.
 import { wgQuickUp } from '../interop/people-lab.js';
 import {
   closeBrowser,
+  cleanupConsoleLab,
   consoleTopology,
   E2E_TOOLS,
   http,
@@ -71,7 +72,7 @@ describe(
 
     after(async () => {
       await closeBrowser(browser);
-      if (lab) await lab.cleanup();
+      if (lab) await cleanupConsoleLab(lab, topo);
     });
 
     it('Chromium in the root namespace loads a page served in the gateway namespace over the veth', async () => {
@@ -130,7 +131,7 @@ describe(
       assert.ok(fs.existsSync(`/sys/class/net/${rootIf}`), `${rootIf} exists before cleanup`);
       await closeBrowser(browser);
       browser = undefined;
-      await lab.cleanup();
+      await cleanupConsoleLab(lab, topo);
       assert.ok(!fs.existsSync(`/sys/class/net/${rootIf}`), `${rootIf} is gone after cleanup`);
       const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
       assert.ok(!namespaces.includes(`${lab.prefix}-`), `namespaces of ${lab.prefix} remain:\n${namespaces}`);
