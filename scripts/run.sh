@@ -15,5 +15,5 @@ if [ ! -e "$data/weft.db" ]; then
   endpoint=${WEFT_ENDPOINT:-$(hostname -I 2>/dev/null | awk '{print $1}')}
   "${weft[@]}" server init --data "$data" --endpoint "${endpoint:-127.0.0.1}:51820" --subnet 10.66.0.0/24
 fi
-echo "starting the gateway; in another terminal: export WEFT_DATA=$data; weft member add alice; weft member config alice"
+echo "starting the gateway; in another terminal: export WEFT_DATA=$data; ${weft[*]} member add alice; ${weft[*]} member config alice"
 exec "${weft[@]}" server run --data "$data"
