@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: the real WireGuard peer and tools the tests drive, what the data plane uses (nftables for
-# NAT), and the compiler better-sqlite3 is built with (its prebuilt binaries are not fetched).
+# NAT, libsodium for ChaCha20-Poly1305), and the compiler better-sqlite3 is built with (its prebuilt binaries
+# are not fetched).
 APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-certificates iperf3 openvpn openssl procps libc-bin
-  nftables curl python3 make g++)
+  nftables libsodium23 curl python3 make g++)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi

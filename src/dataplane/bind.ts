@@ -14,7 +14,11 @@ export interface Datagram {
 export interface Bind {
   /** The local UDP port actually bound. */
   readonly port: number;
-  /** Starts receiving; `onDatagrams` gets every datagram that arrives, in batches. */
+  /**
+   * Starts receiving; `onDatagrams` gets every datagram that arrives, in batches. The datagrams are the
+   * callback's until it returns: it may overwrite them (Device.receive decrypts in place), and must copy what it
+   * keeps longer, since the bind may reuse their memory for the next batch.
+   */
   start(onDatagrams: (datagrams: readonly Datagram[]) => void): void;
   send(datagrams: readonly Datagram[]): void;
   close(): Promise<void>;

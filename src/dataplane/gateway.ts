@@ -22,7 +22,9 @@ export class Gateway {
     this.tun.start((packets) => {
       const now = this.clock();
       this.counters.tunPacketsIn += packets.length;
-      for (const p of packets) this.router.route(p, now);
+      const router = this.router;
+      for (const p of packets) router.route(p, now);
+      router.flush();
     });
   }
 

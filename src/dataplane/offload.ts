@@ -12,6 +12,7 @@
  * flow into one GSO packet with a partial checksum; every other packet is marked DATA_VALID — it was
  * authenticated by the tunnel, as the WireGuard kernel module marks decrypted packets.
  */
+import { Slab } from '../net/slab.js';
 
 export const VNET_HDR_LENGTH = 10;
 export const VNET_F_NEEDS_CSUM = 1;
@@ -29,6 +30,8 @@ const TCP_CWR = 0x80;
 /** Segments in one coalesced packet at most (Linux GRO's limit is 64 too). */
 const MAX_COALESCE = 64;
 const MAX_IP_PACKET = 65_535;
+/** Frames written to the device live only until the write: they come from slabs (net/slab.ts). */
+const frameSlab = new Slab();
 
 function u16(b: Uint8Array, at: number): number {
   return (b[at]! << 8) | b[at + 1]!;
@@ -241,7 +244,7 @@ function mergeable(a: Segment, b: Segment): boolean {
 }
 
 function plainFrame(p: Uint8Array): Uint8Array {
-  const f = new Uint8Array(VNET_HDR_LENGTH + p.length);
+  const f = frameSlab.take(VNET_HDR_LENGTH + p.length);
   f[0] = VNET_F_DATA_VALID;
   f.set(p, VNET_HDR_LENGTH);
   return f;
@@ -278,7 +281,7 @@ export function coalesce(packets: readonly Uint8Array[]): Uint8Array[] {
       i++;
       continue;
     }
-    const f = new Uint8Array(VNET_HDR_LENGTH + headers + total);
+    const f = frameSlab.take(VNET_HDR_LENGTH + headers + total);
     const q = f.subarray(VNET_HDR_LENGTH);
     q.set(first.p.subarray(0, headers), 0);
     let at = headers;

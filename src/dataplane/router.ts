@@ -9,14 +9,21 @@ import { PrefixTrie } from '../net/prefix-trie.js';
 
 export interface Tunnel {
   readonly name: string;
-  /** Takes an IP packet addressed to a destination this tunnel owns, with its header as the router read it. */
+  /**
+   * Takes an IP packet addressed to a destination this tunnel owns, with its header as the router read it.
+   * What it sends may wait for flush().
+   */
   send(packet: Uint8Array, now: number, header: IpHeader): void;
+  /** Sends what send() queued: the router calls it once per batch of packets, so a batch leaves together. */
+  flush(): void;
 }
 
 export class Router {
   readonly counters = { routed: 0, noRoute: 0, malformed: 0 };
   private readonly table = new PrefixTrie<Tunnel>();
   private readonly owned = new Map<Tunnel, Map<string, Prefix>>();
+  /** Tunnels sent to since the last flush(). */
+  private readonly pending: Tunnel[] = [];
 
   /** Makes `prefixes` the tunnel's complete set of routes (adding and removing the difference). */
   setRoutes(tunnel: Tunnel, prefixes: readonly Prefix[]): void {
@@ -51,6 +58,18 @@ export class Router {
     }
     this.counters.routed++;
     tunnel.send(packet, now, header);
+    const pending = this.pending;
+    if (pending[pending.length - 1] !== tunnel && !pending.includes(tunnel)) pending.push(tunnel);
     return true;
+  }
+
+  /** Flushes every tunnel routed to since the last call (the end of a batch from the TUN device). */
+  flush(): void {
+    const pending = this.pending;
+    try {
+      for (const tunnel of pending) tunnel.flush();
+    } finally {
+      pending.length = 0;
+    }
   }
 }

@@ -24,7 +24,7 @@ import { constants as osConstants } from 'node:os';
 import * as libc from './libc.js';
 import { mainPoller, readerMode, transientReadError } from './poller.js';
 import { ReaderThread } from './reader-thread.js';
-import { TunBatchReader } from './tun-batch.js';
+import { TunBatchReader, type TunFill } from './tun-batch.js';
 import { coalesce } from './offload.js';
 import type { TunDevice } from './tun.js';
 import type { TunReaderConfig, TunReaderMessage } from './tun-reader.worker.js';
@@ -175,8 +175,9 @@ export class LinuxTun implements TunDevice {
   }
 
   /**
-   * Starts the reader worker. Each batch's packets are views into one ArrayBuffer that belongs to the caller from
-   * then on. Like a listening socket, a reading device keeps the process alive until close().
+   * Starts reading: on the main thread's poller (each batch's packets are views into the reader's buffer, valid
+   * until the callback returns), or in a reader worker (WEFT_READERS=worker: each batch is an ArrayBuffer of its
+   * own). Like a listening socket, a reading device keeps the process alive until close().
    */
   start(onPackets: (packets: Uint8Array[]) => void): void {
     if (this.#state !== 'open') {
@@ -188,17 +189,21 @@ export class LinuxTun implements TunDevice {
     if (readerMode() === 'inline') {
       const reader = new TunBatchReader(this.fd, BATCH_MAX_PACKETS, BATCH_MAX_BYTES, this.offload);
       this.#inline = true;
-      mainPoller.add(this.fd, () => {
-        const batch = reader.read();
+      // Hands the packets over as views into the reader's buffer; true when the batch stopped at a limit (more
+      // is probably queued).
+      const hand = (batch: TunFill): boolean => {
         this.#counters.readErrors += batch.dropped;
-        if (batch.buffer) onPackets(this.#unpack(batch.buffer, batch.count));
+        if (batch.count > 0) onPackets(this.#borrow(reader, batch));
         if (batch.end === 'limit') return true;
         if (batch.end !== 'empty') {
           this.#readFailed(libc.systemError('read', batch.end.errno, `TUN ${this.name}: reader`));
           if (!transientReadError(batch.end.errno)) mainPoller.remove(this.fd);
         }
         return false;
-      });
+      };
+      // The first frame is handed over before the rest is read: a lone packet (an idle tunnel's) then leaves
+      // without waiting for the read that finds the queue empty.
+      mainPoller.add(this.fd, () => hand(reader.fill(1)) && hand(reader.fill()));
       return;
     }
     const workerData: Omit<TunReaderConfig, 'stop'> = {
@@ -257,6 +262,16 @@ export class LinuxTun implements TunDevice {
     else await this.#reader.stop();
     // Only now: the reader no longer uses the fd, so its number cannot be reused under it.
     libc.close(this.fd);
+  }
+
+  #borrow(reader: TunBatchReader, batch: TunFill): Uint8Array[] {
+    const packets: Uint8Array[] = new Array<Uint8Array>(batch.count);
+    for (let i = 0; i < batch.count; i++) packets[i] = reader.packet(i);
+    const c = this.#counters;
+    c.batchesRead++;
+    c.packetsRead += batch.count;
+    c.bytesRead += batch.used;
+    return packets;
   }
 
   #unpack(buffer: ArrayBuffer, count: number): Uint8Array[] {

@@ -6,7 +6,11 @@
 export interface TunDevice {
   /** Interface name as the kernel knows it. */
   readonly name: string;
-  /** Starts reading; `onPackets` receives every packet the kernel routes into the device, in batches. */
+  /**
+   * Starts reading; `onPackets` receives every packet the kernel routes into the device, in batches. The
+   * packets are the callback's until it returns: it must copy what it keeps longer, since the device may reuse
+   * their memory for the next batch.
+   */
   start(onPackets: (packets: Uint8Array[]) => void): void;
   /** Writes packets to the kernel, as if they arrived on this interface; returns how many were accepted. */
   write(packets: readonly Uint8Array[]): number;

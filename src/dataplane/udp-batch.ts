@@ -30,7 +30,12 @@ export function batchLayout(count: number): {
 }
 
 export type UdpReadResult =
-  | { type: 'batch'; buffer: ArrayBuffer; count: number; truncated: number }
+  { type: 'batch'; buffer: ArrayBuffer; count: number; truncated: number } | UdpReceiveEnd;
+
+/** What receive() found: `count` slots filled (truncated ones included), or why none. */
+export type UdpReceiveResult = { type: 'slots'; count: number } | UdpReceiveEnd;
+
+type UdpReceiveEnd =
   /** Nothing queued (EAGAIN). */
   | { type: 'empty' }
   /** The socket was shut down for reading. */
@@ -112,21 +117,79 @@ export class UdpBatchReader {
     this.dataBytes = new Uint8Array(data);
   }
 
-  /** One recvmmsg(2) call (non-blocking). */
-  read(): UdpReadResult {
+  /** Slots filled by the last receive(); their names are reset before the next call. */
+  private filled = 0;
+
+  /**
+   * One recvmmsg(2) call (non-blocking), leaving the datagrams in the reader's own slots: read them with the
+   * slot accessors (payload, length, truncated, source words, port) before the next call, which reuses them.
+   */
+  receive(): UdpReceiveResult {
     const libc = this.libc;
+    this.resetNames(this.filled);
+    this.filled = 0;
     for (;;) {
       const n = libc.recvmmsg(this.fd, this.hdrBytes, this.maxDatagrams, libc.MSG_DONTWAIT);
       if (n > 0) {
-        const batch = this.pack(n);
-        this.resetNames(n);
-        return batch;
+        this.filled = n;
+        return { type: 'slots', count: n };
       }
       if (n === 0) return { type: 'closed' };
       const e = libc.errno();
       if (e === EINTR) continue;
       return e === EAGAIN ? { type: 'empty' } : { type: 'error', errno: e };
     }
+  }
+
+  /** One recvmmsg(2) call (non-blocking), copied into a batch of its own (transferable to another thread). */
+  read(): UdpReadResult {
+    const r = this.receive();
+    return r.type === 'slots' ? this.pack(r.count) : r;
+  }
+
+  /** Whether the kernel cut slot `i`'s datagram short (it was larger than a slot). */
+  truncated(i: number): boolean {
+    const { MMSGHDR, MSG_TRUNC } = this.libc;
+    return (this.hdrWords[(i * MMSGHDR.size + MMSGHDR.flags) >> 2]! & MSG_TRUNC) !== 0;
+  }
+
+  length(i: number): number {
+    const { MMSGHDR } = this.libc;
+    return this.hdrWords[(i * MMSGHDR.size + MMSGHDR.len) >> 2]!;
+  }
+
+  /** Slot `i`'s datagram: a view into the slot, valid until the next receive(). */
+  payload(i: number): Uint8Array {
+    const at = i * this.stride;
+    return this.dataBytes.subarray(at, at + this.length(i));
+  }
+
+  port(i: number): number {
+    // sockaddr_in6 { u16 family; be16 port; be32 flowinfo; u8 addr[16]; u32 scope_id; } or
+    // sockaddr_in { u16 family; be16 port; u8 addr[4]; ... }.
+    const s = i * SOCKADDR_SLOT;
+    return (this.nameBytes[s + 2]! << 8) | this.nameBytes[s + 3]!;
+  }
+
+  /**
+   * Slot `i`'s source address as an IPv6 address (IPv4 v4-mapped) in native-endian u32s, written to
+   * `into[at .. at+3]`; returns the scope id.
+   */
+  source(i: number, into: Uint32Array, at: number): number {
+    const w = (i * SOCKADDR_SLOT) >> 2;
+    const names = this.nameWords;
+    if (this.v6) {
+      into[at] = names[w + 2]!;
+      into[at + 1] = names[w + 3]!;
+      into[at + 2] = names[w + 4]!;
+      into[at + 3] = names[w + 5]!;
+      return names[w + 6]!;
+    }
+    into[at] = 0;
+    into[at + 1] = 0;
+    into[at + 2] = MAPPED_WORD;
+    into[at + 3] = names[w + 1]!;
+    return 0;
   }
 
   private resetNames(n: number): void {
@@ -137,15 +200,12 @@ export class UdpBatchReader {
 
   /** Packs the first `n` slots into a batch, leaving out datagrams the kernel truncated. */
   private pack(n: number): UdpReadResult {
-    const { MMSGHDR, MSG_TRUNC } = this.libc;
-    const { hdrWords, nameBytes, nameWords, dataBytes, stride } = this;
     let kept = 0;
     let bytes = 0;
     for (let i = 0; i < n; i++) {
-      const h = i * MMSGHDR.size;
-      if ((hdrWords[(h + MMSGHDR.flags) >> 2]! & MSG_TRUNC) !== 0) continue;
+      if (this.truncated(i)) continue;
       kept++;
-      bytes += hdrWords[(h + MMSGHDR.len) >> 2]!;
+      bytes += this.length(i);
     }
     const truncated = n - kept;
     const layout = batchLayout(kept);
@@ -159,30 +219,13 @@ export class UdpBatchReader {
     let j = 0;
     let offset = 0;
     for (let i = 0; i < n; i++) {
-      const h = i * MMSGHDR.size;
-      if ((hdrWords[(h + MMSGHDR.flags) >> 2]! & MSG_TRUNC) !== 0) continue;
-      const length = hdrWords[(h + MMSGHDR.len) >> 2]!;
-      lengths[j] = length;
-      // sockaddr_in6 { u16 family; be16 port; be32 flowinfo; u8 addr[16]; u32 scope_id; } or
-      // sockaddr_in { u16 family; be16 port; u8 addr[4]; ... }.
-      const s = i * SOCKADDR_SLOT;
-      ports[j] = (nameBytes[s + 2]! << 8) | nameBytes[s + 3]!;
-      const w = s >> 2;
-      if (this.v6) {
-        addresses[j * 4] = nameWords[w + 2]!;
-        addresses[j * 4 + 1] = nameWords[w + 3]!;
-        addresses[j * 4 + 2] = nameWords[w + 4]!;
-        addresses[j * 4 + 3] = nameWords[w + 5]!;
-        scopes[j] = nameWords[w + 6]!;
-      } else {
-        addresses[j * 4] = 0;
-        addresses[j * 4 + 1] = 0;
-        addresses[j * 4 + 2] = MAPPED_WORD;
-        addresses[j * 4 + 3] = nameWords[w + 1]!;
-        scopes[j] = 0;
-      }
-      payloads.set(dataBytes.subarray(i * stride, i * stride + length), offset);
-      offset += length;
+      if (this.truncated(i)) continue;
+      const payload = this.payload(i);
+      lengths[j] = payload.length;
+      ports[j] = this.port(i);
+      scopes[j] = this.source(i, addresses, j * 4);
+      payloads.set(payload, offset);
+      offset += payload.length;
       j++;
     }
     return { type: 'batch', buffer, count: kept, truncated };

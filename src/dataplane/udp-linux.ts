@@ -14,11 +14,14 @@
  *      CAP_NET_ADMIN), else SO_RCVBUF/SO_SNDBUF (capped by the sysctls), else the defaults.
  *   3. bind(2), then getsockname(2) for the port actually bound (port 0 = any).
  * Inbound, peers -> Weft (start):
- *   4. A worker thread (udp-reader.worker.ts) polls the socket and takes up to 64 datagrams per recvmmsg(2)
- *      call, and transfers each call's datagrams as one ArrayBuffer: lengths, sources, payloads (batchLayout).
- *   5. The main thread cuts it into Uint8Array views (no copy) and calls onDatagrams once per batch. Sources
- *      come from a cache keyed by address bytes and port, so a busy peer costs no string formatting nor
- *      allocation: each one's Endpoint object is shared by all its datagrams (frozen), IPv4 in plain form.
+ *   4. By default the main thread's poller (poller.ts) watches the socket; when it is readable, one recvmmsg(2)
+ *      takes up to 64 datagrams into preallocated slots, and onDatagrams gets Uint8Array views of the slots (no
+ *      copy, no allocation but the views), valid until it returns.
+ *   5. With WEFT_READERS=worker, a worker thread (udp-reader.worker.ts) polls the socket instead and transfers
+ *      each call's datagrams as one ArrayBuffer: lengths, sources, payloads (batchLayout), which the main
+ *      thread cuts into views. Either way, sources come from a cache keyed by address bytes and port, so a busy
+ *      peer costs no string formatting nor allocation: each one's Endpoint object is shared by all its
+ *      datagrams (frozen), IPv4 in plain form.
  * Outbound, Weft -> peers (send):
  *   6. Synchronously on the main thread: each datagram's destination (parsed through a cache) goes into a
  *      preallocated sockaddr_in6 (v4-mapped for IPv4), its bytes are copied into a preallocated send arena, and
@@ -171,9 +174,8 @@ class SourceCache {
 
   constructor(private readonly interfaceName: (index: number) => string | undefined) {}
 
-  /** The source of datagram `i`, whose address is words[4i .. 4i+3] (native-endian u32s of the bytes). */
-  get(words: Uint32Array, i: number, port: number, scope: number): Endpoint {
-    const w = i * 4;
+  /** The source whose address is words[w .. w+3] (native-endian u32s of the bytes). */
+  get(words: Uint32Array, w: number, port: number, scope: number): Endpoint {
     const w0 = words[w]!;
     const w1 = words[w + 1]!;
     const w2 = words[w + 2]!;
@@ -298,6 +300,8 @@ export class LinuxUdpBind implements Bind {
   #nameBytes = new Uint8Array(0);
   #nameWords = new Uint32Array(0);
   #lengths = new Uint32Array(0);
+  /** One source address, as SourceCache reads it. */
+  readonly #sourceWords = new Uint32Array(4);
   #arena = new Uint8Array(0);
   /** The arena's address, as two u32 halves (pointer arithmetic without BigInt). */
   #arenaLo = 0;
@@ -381,8 +385,9 @@ export class LinuxUdpBind implements Bind {
   }
 
   /**
-   * Starts the reader worker. Each batch's datagrams are views into one ArrayBuffer that belongs to the caller
-   * from then on. Like a listening socket, a receiving bind keeps the process alive until close().
+   * Starts receiving: on the main thread's poller (each batch's datagrams are views into the reader's slots,
+   * valid until the callback returns), or in a reader worker (each batch is an ArrayBuffer of its own). Like a
+   * listening socket, a receiving bind keeps the process alive until close().
    */
   start(onDatagrams: (datagrams: readonly Datagram[]) => void): void {
     if (this.#state !== 'open') {
@@ -398,12 +403,13 @@ export class LinuxUdpBind implements Bind {
       const reader = new UdpBatchReader(libc, this.fd, family, RECEIVE_BATCH, MAX_DATAGRAM);
       this.#inline = true;
       poller.mainPoller.add(this.fd, () => {
-        const r = reader.read();
+        const r = reader.receive();
         switch (r.type) {
-          case 'batch':
-            this.#counters.truncatedIn += r.truncated;
-            if (r.count > 0) onDatagrams(this.#unpack(r.buffer, r.count));
-            return r.count + r.truncated === RECEIVE_BATCH;
+          case 'slots': {
+            const datagrams = this.#borrow(reader, r.count);
+            if (datagrams.length > 0) onDatagrams(datagrams);
+            return r.count === RECEIVE_BATCH;
+          }
           case 'empty':
             return false;
           case 'closed':
@@ -651,6 +657,32 @@ export class LinuxUdpBind implements Bind {
     this.#arenaHi = Number(at >> 32n);
   }
 
+  /**
+   * The datagrams of the reader's first `count` slots, as views into the slots (no copy; the receive callback
+   * may use them until it returns); truncated ones are counted and left out.
+   */
+  #borrow(reader: UdpBatchReader, count: number): Datagram[] {
+    const sources = this.#sources;
+    const words = this.#sourceWords;
+    const datagrams: Datagram[] = [];
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      if (reader.truncated(i)) {
+        this.#counters.truncatedIn++;
+        continue;
+      }
+      const data = reader.payload(i);
+      const scope = reader.source(i, words, 0);
+      datagrams.push({ data, endpoint: sources.get(words, 0, reader.port(i), scope) });
+      bytes += data.length;
+    }
+    const c = this.#counters;
+    c.batchesIn++;
+    c.datagramsIn += datagrams.length;
+    c.bytesIn += bytes;
+    return datagrams;
+  }
+
   #unpack(buffer: ArrayBuffer, count: number): Datagram[] {
     const layout = batchLayout(count);
     const lengths = new Uint32Array(buffer, layout.lengths, count);
@@ -664,7 +696,7 @@ export class LinuxUdpBind implements Bind {
       const length = lengths[i]!;
       datagrams[i] = {
         data: new Uint8Array(buffer, offset, length),
-        endpoint: sources.get(words, i, ports[i]!, scopes[i]!),
+        endpoint: sources.get(words, i * 4, ports[i]!, scopes[i]!),
       };
       offset += length;
     }

@@ -4,7 +4,8 @@
  * 1. Datagrams from the Bind → Device.receive → `send` actions back to the Bind, `deliver` actions to the
  *    gateway (towards the TUN device).
  *    An optional `admit` check sees each decrypted packet and its peer first.
- * 2. Packets routed to this interface by the gateway → Device.send → datagrams to the Bind.
+ * 2. Packets routed to this interface by the gateway → Device.send → datagrams to the Bind, one batch per
+ *    batch read from the TUN device (the router calls flush at its end).
  * 3. A periodic tick drives the protocol timers (paper §6) on the shell's clock.
  * 4. A listen-port change (UAPI) rebinds without touching sessions.
  */
@@ -71,11 +72,10 @@ export class WireGuardInterface implements Tunnel {
     this.timer.unref();
   }
 
-  /** Tunnel: a packet from the TUN side whose destination this interface owns. */
+  /** Tunnel: a packet from the TUN side whose destination this interface owns; it leaves at flush(). */
   send(packet: Uint8Array, now: number, header?: IpHeader): void {
     this.counters.packetsIn++;
     this.device.send(packet, now, this.actions, header);
-    this.flush();
   }
 
   /** Carries out actions produced outside the packet paths (e.g. a keepalive started by a UAPI set). */
@@ -110,7 +110,7 @@ export class WireGuardInterface implements Tunnel {
   }
 
   /** Carries out the queued actions: one batch to the network, one to the TUN side. */
-  private flush(): void {
+  flush(): void {
     const actions = this.actions;
     if (actions.length === 0) return;
     const outbound: Datagram[] = [];

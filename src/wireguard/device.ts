@@ -5,7 +5,8 @@
  * Inbound datagram (`receive`):
  *   1. parse: type word and exact length → typed message or drop reason;
  *   2. handshake messages: mac1, then (under load) mac2 and a per-source rate limit, then Noise;
- *   3. transport: receiver index → keypair, age and counter limits, AEAD open, replay window;
+ *   3. transport: receiver index → keypair, age and counter limits, replay window (a look), AEAD open in place,
+ *      replay window (recorded);
  *   4. key confirmation and rotation, rekey-on-receive, endpoint roaming, timers;
  *   5. inner packet: IP header sanity, source address must be one of the peer's allowed IPs → deliver.
  * Outbound packet (`send`):
@@ -19,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import type { ChaChaPoly } from '../crypto/aead.js';
 import { bestChaChaPoly } from '../crypto/chacha-select.js';
 import { PrivateKey, type PresharedKey, type PublicKey } from '../crypto/keys.js';
+import { RandomPool } from '../crypto/random-pool.js';
 import { X25519Private } from '../crypto/x25519.js';
 import { endpointBytes, sameEndpoint, type Endpoint } from '../net/endpoint.js';
 import { readIpHeader, type IpHeader } from '../net/ip-packet.js';
@@ -137,6 +139,8 @@ export class Device {
   readonly mtu: number;
   private identity: Identity | undefined;
   private readonly random: (n: number) => Uint8Array;
+  /** Jitter is drawn per data packet: from a pool, not one call to `random` each (random-pool.ts). */
+  private readonly jitterPool: RandomPool;
   private readonly aead: ChaChaPoly;
   private readonly wallClock: (now: number) => number;
   private readonly limits: Limits;
@@ -151,6 +155,7 @@ export class Device {
 
   constructor(options: DeviceOptions = {}) {
     this.random = options.random ?? randomBytes;
+    this.jitterPool = new RandomPool(this.random);
     this.aead = options.aead ?? bestChaChaPoly();
     this.mtu = options.mtu ?? DEFAULT_MTU;
     this.wallClock = options.wallClock ?? ((now) => now);
@@ -276,7 +281,10 @@ export class Device {
 
   // ---------------------------------------------------------------- inbound
 
-  /** Handles one UDP datagram from `from`. */
+  /**
+   * Handles one UDP datagram from `from`. A transport message is decrypted in place: `datagram` is
+   * overwritten, and a delivered packet is a view into it, so the caller hands over a buffer it may lose.
+   */
   receive(datagram: Uint8Array, from: Endpoint, now: number, out: Action[] = []): Action[] {
     const msg = parseMessage(datagram);
     switch (msg.type) {
@@ -472,9 +480,11 @@ export class Device {
     const peer = entry.peer;
     if (now - keypair.created >= REJECT_AFTER_TIME) return this.drop(out, 'key-expired', peer);
     if (msg.counter >= this.limits.rejectAfterMessages) return this.drop(out, 'counter-limit', peer);
+    const limit = this.limits.rejectAfterMessages;
+    if (keypair.replay.refuses(msg.counter, limit)) return this.drop(out, 'replayed-counter', peer);
     const plaintext = openTransport(this.aead, keypair, msg.counter, msg.sealed);
     if (!plaintext) return this.drop(out, 'decrypt-failed', peer);
-    if (!keypair.replay.accept(msg.counter, this.limits.rejectAfterMessages)) {
+    if (!keypair.replay.accept(msg.counter, limit)) {
       return this.drop(out, 'replayed-counter', peer);
     }
 
@@ -727,8 +737,7 @@ export class Device {
   private readonly jitterFn = (): number => this.jitter();
 
   private jitter(): number {
-    const r = this.random(2);
-    return ((r[0]! << 8) | r[1]!) % (REKEY_TIMEOUT_JITTER_MAX + 1);
+    return this.jitterPool.uint16() % (REKEY_TIMEOUT_JITTER_MAX + 1);
   }
 
   private allocateIndex(peer: Peer): number {

@@ -3,6 +3,7 @@
  * counter and the replay window of the receive side (paper §5.4.6), and transport sealing/opening.
  */
 import { AEAD_TAG_LENGTH, writeCounterNonce, type ChaChaPoly } from '../crypto/aead.js';
+import { Slab } from '../net/slab.js';
 import { PADDING_MULTIPLE, TRANSPORT_HEADER_LENGTH } from './constants.js';
 import { writeTransportHeader } from './messages.js';
 import { ReplayWindow } from './replay.js';
@@ -41,15 +42,17 @@ export function paddedLength(length: number, mtu: number): number {
 }
 
 const nonce = new Uint8Array(12);
+/** Where sealed datagrams are carved from (slab.ts): they are short-lived, and one allocation each is costly. */
+const datagrams = new Slab();
 
 /**
- * Seals one transport message with the next counter, into a fresh datagram buffer: header, then the packet
+ * Seals one transport message with the next counter, into a fresh (zeroed) datagram buffer: header, then the packet
  * and its zero padding encrypted in place, then the tag. The caller has checked the counter limit.
  */
 export function sealTransport(aead: ChaChaPoly, kp: Keypair, packet: Uint8Array, mtu: number): Uint8Array {
   const counter = kp.sendCounter++;
   const padded = paddedLength(packet.length, mtu);
-  const out = new Uint8Array(TRANSPORT_HEADER_LENGTH + padded + AEAD_TAG_LENGTH);
+  const out = datagrams.take(TRANSPORT_HEADER_LENGTH + padded + AEAD_TAG_LENGTH);
   writeTransportHeader(out, kp.remoteIndex, counter);
   out.set(packet, TRANSPORT_HEADER_LENGTH);
   const body = out.subarray(TRANSPORT_HEADER_LENGTH, TRANSPORT_HEADER_LENGTH + padded);
@@ -63,7 +66,11 @@ export function sealTransport(aead: ChaChaPoly, kp: Keypair, packet: Uint8Array,
   return out;
 }
 
-/** Opens a transport payload into a new buffer; null if it does not authenticate. Replay is the caller's. */
+/**
+ * Opens a transport payload in place: the plaintext overwrites the front of `sealed` and comes back as a view
+ * of it (no allocation on the receive path); null if it does not authenticate, and then `sealed` holds
+ * garbage. Replay is the caller's.
+ */
 export function openTransport(
   aead: ChaChaPoly,
   kp: Keypair,
@@ -71,6 +78,6 @@ export function openTransport(
   sealed: Uint8Array,
 ): Uint8Array | null {
   if (sealed.length < AEAD_TAG_LENGTH) return null;
-  const out = new Uint8Array(sealed.length - AEAD_TAG_LENGTH);
+  const out = sealed.subarray(0, sealed.length - AEAD_TAG_LENGTH);
   return aead.openInto(kp.receiveKey, writeCounterNonce(nonce, counter), sealed, out, EMPTY) ? out : null;
 }

@@ -34,6 +34,18 @@ export class ReplayWindow {
     return true;
   }
 
+  /**
+   * Whether accept() would refuse `counter` now (out of range, older than the window, or seen), without
+   * recording anything: a replay is dropped before the work (and, in place, the damage) of decrypting it.
+   */
+  refuses(counter: number, limit: number): boolean {
+    if (counter >= limit || counter < 0 || !Number.isInteger(counter)) return true;
+    if (counter > this.highest) return false;
+    if (this.highest - counter > REPLAY_WINDOW_SIZE) return true;
+    const bit = (1 << (counter % 32)) >>> 0;
+    return (this.ring[Math.floor(counter / 32) % REPLAY_WINDOW_WORDS]! & bit) !== 0;
+  }
+
   reset(): void {
     this.ring.fill(0);
     this.highest = 0;

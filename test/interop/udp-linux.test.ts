@@ -40,7 +40,8 @@ class Sink {
     bind.start((datagrams) => {
       this.batches++;
       this.largestBatch = Math.max(this.largestBatch, datagrams.length);
-      this.datagrams.push(...datagrams);
+      // The bind may reuse the memory once the callback returns: keep copies.
+      for (const d of datagrams) this.datagrams.push({ data: Uint8Array.from(d.data), endpoint: d.endpoint });
       onBatch?.(datagrams);
     });
   }

@@ -4,5 +4,6 @@
  */
 import { nodeChaChaPoly, type ChaChaPoly } from '../../src/crypto/aead.js';
 import { createOpenSslChaChaPoly } from '../../src/crypto/aead-openssl.js';
+import { createSodiumChaChaPoly } from '../../src/crypto/aead-sodium.js';
 
-export const backends: ChaChaPoly[] = [nodeChaChaPoly, createOpenSslChaChaPoly()];
+export const backends: ChaChaPoly[] = [nodeChaChaPoly, createOpenSslChaChaPoly(), createSodiumChaChaPoly()];

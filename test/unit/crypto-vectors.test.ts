@@ -611,6 +611,24 @@ for (const backend of backends) {
       assert.equal(backend.openInto(v.key, v.nonce, sealed.subarray(0, 15), out, v.ad), false, 'short');
     });
 
+    it('openInto decrypts in place (out over the front of sealed), as the transport path does', () => {
+      const v = RFC8439_A5;
+      for (const length of [0, 1, 63, 64, 65, v.ciphertext.length]) {
+        const plaintext = v.plaintext.subarray(0, length);
+        const sealed = backend.seal(v.key, v.nonce, plaintext, v.ad);
+        const expected = hex(sealed.subarray(length));
+        assert.equal(backend.openInto(v.key, v.nonce, sealed, sealed.subarray(0, length), v.ad), true);
+        assert.equal(hex(sealed.subarray(0, length)), hex(plaintext), `length ${length}`);
+        assert.equal(hex(sealed.subarray(length)), expected, 'the tag is left alone');
+      }
+      const sealed = concat(v.ciphertext, v.tag);
+      assert.equal(
+        backend.openInto(v.key, v.nonce, sealed, sealed.subarray(0, v.ciphertext.length), v.ad),
+        true,
+      );
+      assert.equal(hex(sealed.subarray(0, v.ciphertext.length)), hex(v.plaintext), 'RFC 8439 A.5 in place');
+    });
+
     it('agrees with every other backend on random transport-shaped inputs (no AD, subarray views)', () => {
       for (let i = 0; i < 200; i++) {
         const key = Uint8Array.from({ length: 32 }, (_, j) => (i * 31 + j * 7) & 0xff);

@@ -330,6 +330,8 @@ function runDifferential(seed: number, operations: number): void {
     if (Number.isInteger(counter) && counter >= 0 && ref.highest - counter > REPLAY_WINDOW_SIZE)
       tally.tooOld++;
     const want = ref.accept(counter, limit);
+    // refuses() is a look without recording: it must predict accept() exactly.
+    assert.equal(w.refuses(counter, limit), !want, `seed ${seed}, op ${op}: refuses(${counter}, ${limit})`);
     assert.equal(w.accept(counter, limit), want, `seed ${seed}, op ${op}: accept(${counter}, ${limit})`);
     if (want) {
       tally.accepted++;
@@ -347,7 +349,7 @@ function runDifferential(seed: number, operations: number): void {
   assert.ok(tally.aliased > operations / 100, JSON.stringify(tally));
 }
 
-describe('ReplayWindow: differential test against a Set-based model', () => {
+describe('ReplayWindow: differential test against a Set-based model (accept and refuses)', () => {
   it('agrees for 100,000 operations (seed 1)', () => {
     runDifferential(1, 100_000);
   });
