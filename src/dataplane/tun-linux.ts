@@ -10,12 +10,15 @@
  *   3. Optionally the MTU, with ioctl(SIOCSIFMTU) on a throwaway AF_INET datagram socket.
  *   The link is left down and without addresses: the caller configures it (`ip link set NAME up`, `ip addr`).
  * Inbound, kernel -> Weft (start):
- *   4. A worker thread (tun-reader.worker.ts) polls the fd and reads packets in batches (up to 64 packets or
- *      256 KiB), and transfers each batch as one ArrayBuffer: [u32 length × count][packets].
- *   5. The main thread cuts it into Uint8Array views (no copy) and calls onPackets once per batch.
+ *   4. By default the main thread's poller (poller.ts) watches the fd; when it is readable, the first frame is
+ *      read and handed over alone (a lone packet leaves at once), then the rest in a batch (up to 64 packets
+ *      or 256 KiB). onPackets gets Uint8Array views into the reader's buffer (no copy), valid until it returns.
+ *   5. With WEFT_READERS=worker, a worker thread (tun-reader.worker.ts) polls and reads instead, and transfers
+ *      each batch as one ArrayBuffer of its own, [u32 length × count][packets], cut into views on arrival.
  * Outbound, Weft -> kernel (write):
- *   6. One write(2) per packet, synchronously on the main thread, straight from the caller's bytes. A TUN write
- *      is one packet and does not block; a failure drops that packet only (counted), it never throws.
+ *   6. One write(2) per frame, synchronously on the main thread. With offload, runs of one TCP flow are merged
+ *      into GSO frames first (offload.ts). A TUN write does not block; a failure drops that frame only
+ *      (counted), it never throws.
  * Closing (close):
  *   7. Raise the stop flag (SharedArrayBuffer), wait for the worker to leave poll (<= 100 ms) and exit, then
  *      close the fd: a non-persistent interface disappears, with its addresses and routes.
