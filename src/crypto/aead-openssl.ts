@@ -10,7 +10,7 @@
  * Contexts belong to one thread: each worker that loads this module gets its own.
  */
 import koffi from 'koffi';
-import { AEAD_TAG_LENGTH, type ChaChaPoly } from './aead.js';
+import { AEAD_TAG_LENGTH, chachaPolyFrom, type ChaChaPoly, type SealInto } from './aead.js';
 
 /** include/openssl/evp.h */
 const EVP_CTRL_AEAD_GET_TAG = 0x10;
@@ -66,14 +66,7 @@ export function createOpenSslChaChaPoly(): ChaChaPoly {
     throw new Error('EVP_CipherInit_ex(chacha20-poly1305) failed');
   }
 
-  const sealInto = (
-    key: Uint8Array,
-    nonce: Uint8Array,
-    data: Uint8Array,
-    out: Uint8Array,
-    tag: Uint8Array,
-    ad: Uint8Array,
-  ): void => {
+  const sealInto: SealInto = (key, nonce, data, out, tag, ad) => {
     if (evp.init(sealCtx, null, null, key, nonce, 1) !== 1) throw new Error('EVP_CipherInit_ex failed');
     if (ad.length > 0) evp.update(sealCtx, null, outl, ad, ad.length);
     if (data.length > 0) evp.update(sealCtx, out, outl, data, data.length);
@@ -81,13 +74,7 @@ export function createOpenSslChaChaPoly(): ChaChaPoly {
     evp.ctrl(sealCtx, EVP_CTRL_AEAD_GET_TAG, AEAD_TAG_LENGTH, tag);
   };
 
-  const openInto = (
-    key: Uint8Array,
-    nonce: Uint8Array,
-    sealed: Uint8Array,
-    out: Uint8Array,
-    ad: Uint8Array,
-  ): boolean => {
+  const openInto: ChaChaPoly['openInto'] = (key, nonce, sealed, out, ad) => {
     if (sealed.length < AEAD_TAG_LENGTH || out.length < sealed.length - AEAD_TAG_LENGTH) return false;
     const bodyLength = sealed.length - AEAD_TAG_LENGTH;
     if (evp.init(openCtx, null, null, key, nonce, 0) !== 1) return false;
@@ -98,21 +85,5 @@ export function createOpenSslChaChaPoly(): ChaChaPoly {
     return evp.final(openCtx, SCRATCH, outl) === 1;
   };
 
-  return {
-    name: 'openssl-ffi',
-    seal(key, nonce, plaintext, ad) {
-      const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
-      sealInto(key, nonce, plaintext, out, out.subarray(plaintext.length), ad);
-      return out;
-    },
-    open(key, nonce, sealed, ad) {
-      if (sealed.length < AEAD_TAG_LENGTH) return null;
-      const out = new Uint8Array(sealed.length - AEAD_TAG_LENGTH);
-      return openInto(key, nonce, sealed, out, ad) ? out : null;
-    },
-    sealInPlace(key, nonce, data, tag, ad) {
-      sealInto(key, nonce, data, data, tag, ad);
-    },
-    openInto,
-  };
+  return chachaPolyFrom('openssl-ffi', sealInto, openInto);
 }

@@ -11,7 +11,7 @@
  * directions work in place (output over input).
  */
 import koffi from 'koffi';
-import { AEAD_TAG_LENGTH, type ChaChaPoly } from './aead.js';
+import { AEAD_TAG_LENGTH, chachaPolyFrom, type ChaChaPoly, type SealInto } from './aead.js';
 
 /** The library's soname on Debian and most distributions. */
 const LIBSODIUM = 'libsodium.so.23';
@@ -57,26 +57,13 @@ export function createSodiumChaChaPoly(): ChaChaPoly {
       'const uint8_t *k)',
   ) as Decrypt;
 
-  const sealInto = (
-    key: Uint8Array,
-    nonce: Uint8Array,
-    data: Uint8Array,
-    out: Uint8Array,
-    tag: Uint8Array,
-    ad: Uint8Array,
-  ): void => {
+  const sealInto: SealInto = (key, nonce, data, out, tag, ad) => {
     const adOrNull = ad.length > 0 ? ad : null;
     if (encrypt(out, tag, null, data, data.length, adOrNull, ad.length, null, nonce, key) !== 0)
       throw new Error('crypto_aead_chacha20poly1305_ietf_encrypt_detached failed');
   };
 
-  const openInto = (
-    key: Uint8Array,
-    nonce: Uint8Array,
-    sealed: Uint8Array,
-    out: Uint8Array,
-    ad: Uint8Array,
-  ): boolean => {
+  const openInto: ChaChaPoly['openInto'] = (key, nonce, sealed, out, ad) => {
     if (sealed.length < AEAD_TAG_LENGTH || out.length < sealed.length - AEAD_TAG_LENGTH) return false;
     const bodyLength = sealed.length - AEAD_TAG_LENGTH;
     const tag = sealed.subarray(bodyLength);
@@ -84,21 +71,5 @@ export function createSodiumChaChaPoly(): ChaChaPoly {
     return decrypt(out, null, sealed, bodyLength, tag, adOrNull, ad.length, nonce, key) === 0;
   };
 
-  return {
-    name: 'libsodium-ffi',
-    seal(key, nonce, plaintext, ad) {
-      const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
-      sealInto(key, nonce, plaintext, out, out.subarray(plaintext.length), ad);
-      return out;
-    },
-    open(key, nonce, sealed, ad) {
-      if (sealed.length < AEAD_TAG_LENGTH) return null;
-      const out = new Uint8Array(sealed.length - AEAD_TAG_LENGTH);
-      return openInto(key, nonce, sealed, out, ad) ? out : null;
-    },
-    sealInPlace(key, nonce, data, tag, ad) {
-      sealInto(key, nonce, data, data, tag, ad);
-    },
-    openInto,
-  };
+  return chachaPolyFrom('libsodium-ffi', sealInto, openInto);
 }

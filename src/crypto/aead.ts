@@ -30,6 +30,41 @@ export interface ChaChaPoly {
   openInto(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, out: Uint8Array, ad: Uint8Array): boolean;
 }
 
+/** Encrypts `data` into `out` (the same length; may be `data` itself) and writes the tag into `tag`. */
+export type SealInto = (
+  key: Uint8Array,
+  nonce: Uint8Array,
+  data: Uint8Array,
+  out: Uint8Array,
+  tag: Uint8Array,
+  ad: Uint8Array,
+) => void;
+
+/** A ChaChaPoly from a backend's two primitives (the FFI backends): the allocating forms wrap them. */
+export function chachaPolyFrom(
+  name: string,
+  sealInto: SealInto,
+  openInto: ChaChaPoly['openInto'],
+): ChaChaPoly {
+  return {
+    name,
+    seal(key, nonce, plaintext, ad) {
+      const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
+      sealInto(key, nonce, plaintext, out, out.subarray(plaintext.length), ad);
+      return out;
+    },
+    open(key, nonce, sealed, ad) {
+      if (sealed.length < AEAD_TAG_LENGTH) return null;
+      const out = new Uint8Array(sealed.length - AEAD_TAG_LENGTH);
+      return openInto(key, nonce, sealed, out, ad) ? out : null;
+    },
+    sealInPlace(key, nonce, data, tag, ad) {
+      sealInto(key, nonce, data, data, tag, ad);
+    },
+    openInto,
+  };
+}
+
 /** ChaCha20-Poly1305 through node:crypto (OpenSSL). */
 export const nodeChaChaPoly: ChaChaPoly = {
   name: 'node:crypto',
