@@ -3,7 +3,8 @@
  *   - iperf3 TCP throughput, 1 and 4 streams, `runs` times (median and spread), with retransmits, and the CPU
  *     seconds the tunnel processes spent during each run;
  *   - iperf3 UDP with 64-byte payloads at an unlimited target rate (-b 0): packets per second received;
- *   - ping round trips (every 10 ms) through the idle tunnel, and during a single-stream TCP run;
+ *   - ping round trips (every 10 ms) through the idle tunnel (with the tunnel's CPU time meanwhile), and during
+ *     a single-stream TCP run;
  *   - peak RSS (VmHWM) of every tunnel process, read after the measurements.
  */
 import { setTimeout as delay } from 'node:timers/promises';
@@ -257,10 +258,17 @@ export async function measureAll(
     }
 
     log(`  ping, idle: ${options.idlePings} × ${options.pingIntervalS * 1000} ms`);
-    const pingIdle = await ping(rig, tunnel, options.idlePings, options.pingIntervalS);
+    const idleBefore = cpuSnapshot(tunnelPids(tunnel));
+    const pinged = await ping(rig, tunnel, options.idlePings, options.pingIntervalS);
+    const idleAfter = cpuSnapshot(tunnelPids(tunnel));
+    const pingIdle = {
+      ...pinged,
+      cpuSeconds: tunnel.ends.length > 0 ? cpuSecondsBetween(idleBefore, idleAfter) : null,
+    };
     into.pingIdle = pingIdle;
     log(
-      `    p50 ${pingIdle.p50Ms} ms, p99 ${pingIdle.p99Ms} ms, ${pingIdle.received}/${pingIdle.sent} replies`,
+      `    p50 ${pingIdle.p50Ms} ms, p99 ${pingIdle.p99Ms} ms, ${pingIdle.received}/${pingIdle.sent} replies` +
+        (pingIdle.cpuSeconds == null ? '' : `, tunnel CPU ${pingIdle.cpuSeconds.toFixed(2)} s`),
     );
 
     for (let i = 0; i < options.runs; i++) {

@@ -88,6 +88,17 @@ export const METRICS: Metric[] = [
     format: ms,
   },
   {
+    key: 'pingIdleCpu',
+    title: 'tunnel CPU, idle ping',
+    unit: 'ms per ping',
+    better: 'lower',
+    value: (r) =>
+      r.pingIdle?.cpuSeconds == null || r.pingIdle.sent === 0
+        ? undefined
+        : (r.pingIdle.cpuSeconds * 1000) / r.pingIdle.sent,
+    format: fixed(2),
+  },
+  {
     key: 'pingLoadP50',
     title: 'ping loaded p50',
     unit: 'ms',
@@ -321,7 +332,7 @@ export function formatReport(results: BenchResults, checks: readonly BarCheck[])
     `TCP: ${o.runs} run(s) × ${o.tcpSeconds} s per stream count (median, (min–max) over runs); UDP: ${o.runs} × ${o.udpSeconds} s, ` +
       `64-byte payloads, unlimited rate; ping every ${o.pingIntervalS * 1000} ms: ${o.idlePings} idle, ` +
       `and during ${o.loadedPingSeconds} s of TCP×1. CPU and RSS: the tunnel processes of both ends ` +
-      `(CPU over all TCP runs; RSS: the larger VmHWM of the two).`,
+      `(CPU per GB: over all TCP runs; per ping: over the idle pings; RSS: the larger VmHWM of the two).`,
     '',
     'Measured values',
     valuesTable(results),

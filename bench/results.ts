@@ -66,7 +66,8 @@ export interface ConfigResult {
   tcp1?: { mbps: Spread; retransmits: Spread; runs: TcpRun[] };
   tcp4?: { mbps: Spread; retransmits: Spread; runs: TcpRun[] };
   udp?: { pps: Spread; runs: UdpRun[] };
-  pingIdle?: PingResult;
+  /** cpuSeconds: of the tunnel processes (both ends) while the idle pings ran. */
+  pingIdle?: PingResult & { cpuSeconds?: number | null };
   pingLoaded?: PingResult & { loadMbps: number };
   /** Over every TCP run (1 and 4 streams). */
   tcpBytes?: number;
