@@ -10,7 +10,9 @@
  *   3. the TOTP code, when the account has TOTP on (good once);
  *   4. a new session (sessions.ts) and its cookie; a session the request still carried is ended.
  * A wrong password or code counts as a failure; a right password without a code (the console's first step
- * when TOTP is on) does not. A successful login forgets the address's failures.
+ * when TOTP is on) does not. A successful login forgets the address's failures. Logins, failures and
+ * logouts go into the audit log with the client's address (session.login, session.login.refused,
+ * session.logout).
  *
  * The account endpoints need a session (a bearer token is not a person who knows the password) and count
  * wrong passwords and codes toward the same throttle, so a stolen session cannot be used to guess either.
@@ -78,7 +80,10 @@ export function sessionRoutes(ctx: ApiContext): void {
       const key = admitted(request);
       const result = cp.verifyAdminLogin(body.username, body.password, body.totp);
       if (!result.ok) {
-        if (result.reason !== 'totp-missing') failed(key);
+        if (result.reason !== 'totp-missing') {
+          failed(key);
+          cp.auditSession('login.refused', body.username, request.ip, result.reason);
+        }
         if (result.reason === 'credentials')
           throw new WeftError('WEFT_ERR_UNAUTHORIZED', 'wrong username or password');
         throw new WeftError(
@@ -94,6 +99,7 @@ export function sessionRoutes(ctx: ApiContext): void {
       const previous = cookieSession(sessions, request);
       if (previous) sessions.end(previous);
       const { id, session } = sessions.create(result.username);
+      cp.auditSession('login', result.username, request.ip);
       setSessionCookie(request, reply, id, sessions.limits.absoluteMs);
       void reply.header('cache-control', 'no-store');
       return info(session);
@@ -123,7 +129,9 @@ export function sessionRoutes(ctx: ApiContext): void {
     sessionOnly: true,
     responses: { 204: { description: 'Logged out' } },
     handler: ({ request, reply }) => {
-      sessions.end(sessionOf(request));
+      const session = sessionOf(request);
+      sessions.end(session);
+      cp.auditSession('logout', session.username, request.ip);
       setSessionCookie(request, reply, null);
     },
   });

@@ -858,6 +858,21 @@ export class ControlPlane {
     return { ok: true, username };
   }
 
+  /**
+   * Records a console login, a refused one (`reason`: wrong credentials or TOTP code) or a logout in the
+   * audit log, with the client's address. Refusals are bounded by the login throttle (a few per address
+   * and window), so a guesser cannot fill the log.
+   */
+  auditSession(
+    event: 'login' | 'login.refused' | 'logout',
+    username: string,
+    from: string,
+    reason?: 'credentials' | 'totp',
+  ): void {
+    const actor = event === 'login.refused' ? `client:${from}` : `admin:${username}`;
+    this.audit(actor, `session.${event}`, username, reason === undefined ? { from } : { from, reason });
+  }
+
   adminTotpEnabled(username: string): boolean {
     return (this.store.getAdmin(username)?.totpSecret ?? null) !== null;
   }

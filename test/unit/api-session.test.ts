@@ -241,6 +241,46 @@ describe('console login', () => {
   });
 });
 
+describe('console login audit', () => {
+  it('records logins, refused logins (with the reason) and logouts, with the client address', async (t) => {
+    const f = await fixture(t);
+    await login(f, { password: 'wrong password!' }, '192.0.2.7');
+    await login(f, { username: 'root' }, '192.0.2.7');
+    const { cookie, csrf } = await session(f, '198.51.100.9');
+    const out = await call(f, 'DELETE', '/api/v1/session', { cookie, csrf, ip: '198.51.100.9' });
+    assert.equal(out.statusCode, 204, out.body);
+    const entries = f.cp
+      .listAudit({ limit: 100 })
+      .filter((e) => e.action.startsWith('session.'))
+      .reverse()
+      .map(({ actor, action, target, detail }) => ({ actor, action, target, detail }));
+    assert.deepEqual(entries, [
+      {
+        actor: 'client:192.0.2.7',
+        action: 'session.login.refused',
+        target: 'admin',
+        detail: { from: '192.0.2.7', reason: 'credentials' },
+      },
+      {
+        actor: 'client:192.0.2.7',
+        action: 'session.login.refused',
+        target: 'root',
+        detail: { from: '192.0.2.7', reason: 'credentials' },
+      },
+      { actor: 'admin:admin', action: 'session.login', target: 'admin', detail: { from: '198.51.100.9' } },
+      { actor: 'admin:admin', action: 'session.logout', target: 'admin', detail: { from: '198.51.100.9' } },
+    ]);
+    assert.ok(!JSON.stringify(f.cp.listAudit({ limit: 100 })).includes(f.password), 'no password is written');
+  });
+
+  it('writes nothing for attempts the throttle refuses', async (t) => {
+    const f = await fixture(t);
+    for (let i = 0; i < 8; i++) await login(f, { password: `wrong password ${i}` }, '203.0.113.5');
+    const refused = f.cp.listAudit({ limit: 100 }).filter((e) => e.action === 'session.login.refused');
+    assert.equal(refused.length, 5, 'five failures reach the check; the rest get 429 first');
+  });
+});
+
 describe('console sessions', () => {
   it('GET /session answers the session; 401 without one; 403 for an API token', async (t) => {
     const f = await fixture(t);
