@@ -41,16 +41,7 @@ export function serverRoutes(ctx: ApiContext, document: () => unknown): void {
     responses: { 200: { description: 'The status', schema: s.Status } },
     handler: () => {
       const settings = cp.settings();
-      const now = new Date();
-      const members = cp.store.allMembers();
-      const online = new Set(
-        cp.store
-          .allStatuses()
-          .filter((st) => st.online)
-          .map((st) => st.name),
-      );
-      const active = members.filter((m) => cp.isActive(m, now)).length;
-      const disabled = members.filter((m) => m.disabled).length;
+      const counts = cp.store.memberCounts(new Date().toISOString());
       return {
         settings: {
           endpoint: settings.endpoint,
@@ -62,13 +53,7 @@ export function serverRoutes(ctx: ApiContext, document: () => unknown): void {
         },
         gateway: { publicKey: cp.gatewayPublicKey(), ...cp.gatewayAddresses() },
         live: ctx.live?.gateway() ?? null,
-        members: {
-          total: members.length,
-          active,
-          disabled,
-          expired: members.length - active - disabled,
-          online: members.filter((m) => online.has(m.name)).length,
-        },
+        members: { ...counts, active: counts.total - counts.disabled - counts.expired },
       };
     },
   });

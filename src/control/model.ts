@@ -111,6 +111,16 @@ export interface AdminAccount {
   readonly totpSecret: string | null;
 }
 
+/** Members by state at one moment (the status page), counted by the store without loading them. */
+export interface MemberCounts {
+  readonly total: number;
+  readonly disabled: number;
+  /** Not disabled, and expired at or before the moment. */
+  readonly expired: number;
+  /** With a status row that says online (disabled or expired ones included, as the gateway reported). */
+  readonly online: number;
+}
+
 /** What the running gateway last reported about a member. */
 export interface MemberStatus {
   readonly name: string;

@@ -24,6 +24,7 @@ import type {
   Change,
   ChangeKind,
   Group,
+  MemberCounts,
   MemberRecord,
   MemberStatus,
   Policy,
@@ -313,6 +314,15 @@ function prepareStatements(db: Database) {
       .prepare(`${MEMBER_SELECT} WHERE m.name > :after AND ${MEMBER_MATCHES} ORDER BY m.name LIMIT :limit`)
       .raw<MemberTuple>(),
     countMembers: db.prepare('SELECT count(*) FROM members').pluck<number>(),
+    // expires_at holds toISOString() text, whose order is the time order.
+    memberCounts: db.prepare<MemberCounts>(
+      `SELECT count(*) AS total,
+              coalesce(sum(disabled), 0) AS disabled,
+              coalesce(sum(disabled = 0 AND expires_at IS NOT NULL AND expires_at <= :now), 0) AS expired,
+              (SELECT count(*) FROM member_status s JOIN members o ON o.name = s.name WHERE s.online = 1)
+                AS online
+         FROM members`,
+    ),
     countMatchingMembers: db
       .prepare(`SELECT count(*) FROM members m WHERE ${MEMBER_MATCHES}`)
       .pluck<number>(),
@@ -530,6 +540,16 @@ export class SqliteStore implements Store {
 
   allMembers(): MemberRecord[] {
     return this.#sql.allMembers.all().map(memberFromRow);
+  }
+
+  memberCounts(now: string): MemberCounts {
+    const row = this.#sql.memberCounts.get({ now });
+    return {
+      total: row?.total ?? 0,
+      disabled: row?.disabled ?? 0,
+      expired: row?.expired ?? 0,
+      online: row?.online ?? 0,
+    };
   }
 
   insertMember(member: MemberRecord): void {

@@ -15,6 +15,7 @@ import type {
   AuditEntry,
   Change,
   Group,
+  MemberCounts,
   MemberRecord,
   MemberStatus,
   Policy,
@@ -62,6 +63,8 @@ export interface Store {
   getMemberByPublicKey(publicKey: string): MemberRecord | undefined;
   listMembers(query: MemberQuery): MemberRecord[];
   countMembers(search?: string): number;
+  /** Members by state at `now` (ISO 8601), without loading them. */
+  memberCounts(now: string): MemberCounts;
   /** Every member, ordered by name (used to build the gateway's state on start). */
   allMembers(): MemberRecord[];
   insertMember(member: MemberRecord): void;

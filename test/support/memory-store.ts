@@ -21,6 +21,7 @@ import type {
   Change,
   ChangeKind,
   Group,
+  MemberCounts,
   MemberRecord,
   MemberStatus,
   Policy,
@@ -208,6 +209,19 @@ export class MemoryStore implements Store {
 
   allMembers(): MemberRecord[] {
     return copy(this.#matching(undefined));
+  }
+
+  memberCounts(now: string): MemberCounts {
+    const { members, statuses } = this.#open();
+    const all = [...members.values()];
+    const nowMs = Date.parse(now);
+    return {
+      total: all.length,
+      disabled: all.filter((m) => m.disabled).length,
+      expired: all.filter((m) => !m.disabled && m.expiresAt !== null && Date.parse(m.expiresAt) <= nowMs)
+        .length,
+      online: all.filter((m) => statuses.get(m.name)?.online === true).length,
+    };
   }
 
   /** The checks SQLite's UNIQUE and FOREIGN KEY constraints make, for a row replacing `replacing` (if any). */

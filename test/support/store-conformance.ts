@@ -951,6 +951,39 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
       assert.equal(store.getStatus('carol'), undefined);
     });
 
+    it('memberCounts: all, disabled, expired at the moment given, online as reported', (t) => {
+      const store = fresh(t);
+      assert.deepEqual(store.memberCounts(T1), { total: 0, disabled: 0, expired: 0, online: 0 });
+      store.transaction(() => {
+        store.insertMember(member(1));
+        store.insertMember(member(2, { disabled: true }));
+        store.insertMember(member(3, { expiresAt: T0 }));
+        store.insertMember(member(4, { expiresAt: T1 }));
+        store.insertMember(member(5, { expiresAt: T2 }));
+        store.insertMember(member(6, { disabled: true, expiresAt: T0 }));
+      });
+      store.putStatuses([
+        status('m00001'),
+        status('m00002'),
+        status('m00005', { online: false }),
+        status('gone'), // a status row outlives its member until the gateway reports again
+      ]);
+      assert.deepEqual(store.memberCounts(T0), { total: 6, disabled: 2, expired: 1, online: 2 });
+      assert.deepEqual(
+        store.memberCounts(T1),
+        { total: 6, disabled: 2, expired: 2, online: 2 },
+        'expiring at the moment given counts as expired, as ControlPlane.isActive has it',
+      );
+      assert.deepEqual(store.memberCounts('2030-01-01T00:00:00.000Z'), {
+        total: 6,
+        disabled: 2,
+        expired: 3,
+        online: 2,
+      });
+      store.deleteMember('m00001');
+      assert.deepEqual(store.memberCounts(T0), { total: 5, disabled: 2, expired: 1, online: 1 });
+    });
+
     it('traffic: buckets add up, since filters, "" sums every member', (t) => {
       const store = fresh(t);
       store.addTraffic([
