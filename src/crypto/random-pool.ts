@@ -24,13 +24,6 @@ export class RandomPool {
     return (this.pool[p]! << 8) | this.pool[p + 1]!;
   }
 
-  /** A uniformly random integer in [0, 2^32). */
-  uint32(): number {
-    const p = this.take(4);
-    const b = this.pool;
-    return (b[p]! | (b[p + 1]! << 8) | (b[p + 2]! << 16) | (b[p + 3]! << 24)) >>> 0;
-  }
-
   /** The offset of `n` unused bytes, refilling first if fewer are left. */
   private take(n: number): number {
     if (this.next + n > this.pool.length) {

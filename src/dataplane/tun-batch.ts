@@ -105,8 +105,8 @@ export class TunBatchReader {
   }
 
   /** fill(), then the packets copied into one right-sized ArrayBuffer of their own (transferable). */
-  read(maxFrames = Infinity): TunBatch {
-    const { count, used, dropped, end } = this.fill(maxFrames);
+  read(): TunBatch {
+    const { count, used, dropped, end } = this.fill();
     if (count === 0) return { buffer: null, count, dropped, end };
     const headerBytes = count * 4;
     const buffer = new ArrayBuffer(headerBytes + used);

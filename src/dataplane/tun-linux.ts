@@ -270,11 +270,15 @@ export class LinuxTun implements TunDevice {
   #borrow(reader: TunBatchReader, batch: TunFill): Uint8Array[] {
     const packets: Uint8Array[] = new Array<Uint8Array>(batch.count);
     for (let i = 0; i < batch.count; i++) packets[i] = reader.packet(i);
+    this.#countBatch(batch.count, batch.used);
+    return packets;
+  }
+
+  #countBatch(packets: number, bytes: number): void {
     const c = this.#counters;
     c.batchesRead++;
-    c.packetsRead += batch.count;
-    c.bytesRead += batch.used;
-    return packets;
+    c.packetsRead += packets;
+    c.bytesRead += bytes;
   }
 
   #unpack(buffer: ArrayBuffer, count: number): Uint8Array[] {
@@ -286,10 +290,7 @@ export class LinuxTun implements TunDevice {
       packets[i] = new Uint8Array(buffer, offset, length);
       offset += length;
     }
-    const c = this.#counters;
-    c.batchesRead++;
-    c.packetsRead += count;
-    c.bytesRead += offset - count * 4;
+    this.#countBatch(count, offset - count * 4);
     return packets;
   }
 

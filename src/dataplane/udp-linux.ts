@@ -676,11 +676,15 @@ export class LinuxUdpBind implements Bind {
       datagrams.push({ data, endpoint: sources.get(words, 0, reader.port(i), scope) });
       bytes += data.length;
     }
+    this.#countBatch(datagrams.length, bytes);
+    return datagrams;
+  }
+
+  #countBatch(datagrams: number, bytes: number): void {
     const c = this.#counters;
     c.batchesIn++;
-    c.datagramsIn += datagrams.length;
+    c.datagramsIn += datagrams;
     c.bytesIn += bytes;
-    return datagrams;
   }
 
   #unpack(buffer: ArrayBuffer, count: number): Datagram[] {
@@ -700,10 +704,7 @@ export class LinuxUdpBind implements Bind {
       };
       offset += length;
     }
-    const c = this.#counters;
-    c.batchesIn++;
-    c.datagramsIn += count;
-    c.bytesIn += offset - layout.payloads;
+    this.#countBatch(count, offset - layout.payloads);
     return datagrams;
   }
 
