@@ -4,16 +4,8 @@
  * `--output` or by redirecting standard output to a regular file, end up with mode 0600.
  */
 import { chmodSync, fchmodSync, fstatSync, writeFileSync } from 'node:fs';
+import { UserError } from '../control/errors.js';
 import { PresharedKey, PrivateKey } from '../crypto/keys.js';
-
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-  }
-}
 
 /** Writes a secret line to `file` (created 0600) or to standard output, tightening a redirect target. */
 export function writeSecret(line: string, file: string | undefined): void {
@@ -41,7 +33,7 @@ export function genpsk(): string {
 /** The public key line for a private key given as text (as read from standard input). */
 export function pubkey(input: string): string {
   const parsed = PrivateKey.parse(input);
-  if (!parsed.ok) throw new CliError('weft: key is not the correct length or format');
+  if (!parsed.ok) throw new UserError('weft: key is not the correct length or format');
   return `${parsed.key.publicKey().toBase64()}\n`;
 }
 
@@ -51,7 +43,7 @@ export async function readStdin(limit = 4096): Promise<string> {
   for await (const chunk of process.stdin) {
     const b = chunk as Buffer;
     size += b.length;
-    if (size > limit) throw new CliError('weft: input too long');
+    if (size > limit) throw new UserError('weft: input too long');
     chunks.push(b);
   }
   return Buffer.concat(chunks).toString('utf8');

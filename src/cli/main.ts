@@ -3,11 +3,11 @@
  * The `weft` command.
  */
 import { Command, CommanderError } from 'commander';
-import { WeftError } from '../control/errors.js';
+import { UserError, WeftError } from '../control/errors.js';
 import { demo } from './demo.js';
 import { registerPeopleCommands } from './people.js';
 import { down, upBackground, upForeground } from './up.js';
-import { CliError, genkey, genpsk, pubkey, readStdin, writeSecret } from './keys.js';
+import { genkey, genpsk, pubkey, readStdin, writeSecret } from './keys.js';
 
 export function buildProgram(): Command {
   const program = new Command('weft')
@@ -59,7 +59,7 @@ export function buildProgram(): Command {
     .option('-c, --count <n>', 'pings to send', '3')
     .action(async (opts: { count: string }) => {
       const ok = await demo(Math.max(1, Math.min(100, Number(opts.count) || 3)), (l) => console.log(l));
-      if (!ok) throw new CliError('weft: the demo did not get every reply back');
+      if (!ok) throw new UserError('weft: the demo did not get every reply back');
     });
 
   registerPeopleCommands(program);
@@ -76,7 +76,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`weft: ${e.message} [${e.code}]\n`);
       return 1;
     }
-    if (e instanceof CliError) {
+    if (e instanceof UserError) {
       process.stderr.write(`${e.message}\n`);
       return e.exitCode;
     }

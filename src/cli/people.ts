@@ -13,7 +13,7 @@ import { ControlPlane, type MemberView } from '../control/control-plane.js';
 import type { Store } from '../control/store.js';
 import { destinationSpec, policyText } from '../control/validate.js';
 import { createStore, DEFAULT_DATA_DIR, openStore } from '../server/data-dir.js';
-import { CliError } from './keys.js';
+import { UserError } from '../control/errors.js';
 
 interface DataOption {
   data?: string;
@@ -300,7 +300,7 @@ export function registerPeopleCommands(program: Command): void {
     ) =>
       withControlPlane(opts, (cp) => {
         if (opts.fullTunnel && opts.splitTunnel)
-          throw new CliError('weft: --full-tunnel or --split-tunnel, not both');
+          throw new UserError('weft: --full-tunnel or --split-tunnel, not both');
         const m = cp.updateMember(actor(), name, {
           groups: opts.groups === false ? [] : opts.group,
           expiresAt: opts.expires,
@@ -459,7 +459,7 @@ export function registerPeopleCommands(program: Command): void {
     try {
       text = readFileSync(opts.file === '-' ? 0 : opts.file, 'utf8');
     } catch (e) {
-      throw new CliError(`weft: cannot read ${opts.file}: ${(e as Error).message}`);
+      throw new UserError(`weft: cannot read ${opts.file}: ${(e as Error).message}`);
     }
     const state = parseStateYaml(text);
     withControlPlane(opts, (cp) => {

@@ -63,3 +63,16 @@ export class WeftError extends Error {
 export function invalid(field: string, message: string): WeftError {
   return new WeftError('WEFT_ERR_VALIDATION', `${field}: ${message}`, field);
 }
+
+/**
+ * An error the operator can act on, such as a bad file or a port in use: the CLI prints its message as it is,
+ * without a stack trace, and exits with `exitCode`.
+ */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}

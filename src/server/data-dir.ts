@@ -4,7 +4,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { CliError } from '../cli/keys.js';
+import { UserError } from '../control/errors.js';
 import { openSqliteStore } from '../control/store-sqlite.js';
 import type { Store } from '../control/store.js';
 
@@ -18,7 +18,7 @@ export function storePath(dir: string): string {
 /** Opens the store of an initialised data directory. */
 export function openStore(dir: string): Store {
   if (!existsSync(storePath(dir)))
-    throw new CliError(
+    throw new UserError(
       `weft: ${dir} holds no Weft store; create one with \`weft server init --data ${dir} ...\``,
     );
   return openSqliteStore(storePath(dir));
@@ -30,7 +30,7 @@ export function createStore(dir: string, force: boolean): Store {
   chmodSync(dir, 0o700);
   const existing = readdirSync(dir).filter((f) => f.startsWith(STORE_FILE));
   if (existing.length > 0) {
-    if (!force) throw new CliError(`weft: ${dir} already holds a Weft store; use --force to replace it`);
+    if (!force) throw new UserError(`weft: ${dir} already holds a Weft store; use --force to replace it`);
     for (const f of existing) rmSync(join(dir, f), { force: true });
   }
   return openSqliteStore(storePath(dir));

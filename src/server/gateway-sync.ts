@@ -15,7 +15,7 @@ import { PublicKey } from '../crypto/keys.js';
 import type { ControlPlane } from '../control/control-plane.js';
 import type { MemberRecord, MemberStatus, Settings, TrafficSample } from '../control/model.js';
 import { compilePolicy, type CompiledPolicy, type MemberAddresses } from '../control/policy.js';
-import { MemberFirewall, type FirewallMember } from '../dataplane/member-firewall.js';
+import { MemberFirewall, type FirewallMember } from '../gateway/member-firewall.js';
 import type { IpHeader } from '../net/ip-packet.js';
 import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';

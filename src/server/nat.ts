@@ -7,7 +7,7 @@
  * duplicates a rule and a crash between steps leaves either the old table or the new one.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { run } from '../dataplane/linux-net.js';
+import { run } from '../io/linux-net.js';
 
 export interface NatPlan {
   /** The gateway's WireGuard interface; it names the table. */

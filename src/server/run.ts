@@ -19,10 +19,10 @@ import { ControlPlane } from '../control/control-plane.js';
 import type { Settings } from '../control/model.js';
 import { endpoint } from '../control/validate.js';
 import type { WgQuickConfig, InterfaceAddress } from '../config/wg-quick.js';
-import { bringUp, type Running } from '../cli/up.js';
-import { CliError } from '../cli/keys.js';
-import { monotonicEpochMs } from '../dataplane/clock.js';
-import { hostAddresses, linkExists } from '../dataplane/linux-net.js';
+import { bringUp, type Running } from '../gateway/bring-up.js';
+import { UserError } from '../control/errors.js';
+import { monotonicEpochMs } from '../io/clock.js';
+import { hostAddresses, linkExists } from '../io/linux-net.js';
 import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import { openStore } from './data-dir.js';
 import { GatewaySync } from './gateway-sync.js';
@@ -51,21 +51,21 @@ export function readTlsFiles(
 ): TlsFiles | undefined {
   if (certFile === undefined && keyFile === undefined) return undefined;
   if (certFile === undefined || keyFile === undefined)
-    throw new CliError(
+    throw new UserError(
       `weft: --tls-cert and --tls-key go together (got only ${certFile === undefined ? '--tls-key' : '--tls-cert'})`,
     );
   const read = (flag: string, file: string): Buffer => {
     try {
       return readFileSync(file);
     } catch (e) {
-      throw new CliError(`weft: ${flag}: cannot read ${file}: ${(e as Error).message}`);
+      throw new UserError(`weft: ${flag}: cannot read ${file}: ${(e as Error).message}`);
     }
   };
   const files = { cert: read('--tls-cert', certFile), key: read('--tls-key', keyFile) };
   try {
     createSecureContext(files);
   } catch (e) {
-    throw new CliError(
+    throw new UserError(
       `weft: --tls-cert ${certFile} / --tls-key ${keyFile}: not a usable PEM certificate and matching key: ` +
         (e as Error).message,
     );
@@ -75,11 +75,11 @@ export function readTlsFiles(
 
 /** Checks `--api-listen HOST:PORT` (the port is required); returns it in canonical form. */
 export function apiListenOption(value: string): string {
-  if (!/:\d+$/.test(value)) throw new CliError(`weft: --api-listen: ${value} must be HOST:PORT`);
+  if (!/:\d+$/.test(value)) throw new UserError(`weft: --api-listen: ${value} must be HOST:PORT`);
   try {
     return endpoint('--api-listen', value).text;
   } catch (e) {
-    throw new CliError(`weft: ${(e as Error).message}`);
+    throw new UserError(`weft: ${(e as Error).message}`);
   }
 }
 
@@ -93,13 +93,13 @@ export interface RunningServer {
 function interfaceAddress(host: string, subnet: string): InterfaceAddress {
   const a = parseAddress(host);
   const p = parsePrefix(subnet);
-  if (!a.ok || !p.ok) throw new CliError(`weft: stored address ${host} or subnet ${subnet} is invalid`);
+  if (!a.ok || !p.ok) throw new UserError(`weft: stored address ${host} or subnet ${subnet} is invalid`);
   return { address: a.value, prefix: p.value, bits: p.value.bits, text: `${host}/${p.value.bits}` };
 }
 
 function prefixOf(text: string): Prefix {
   const p = parsePrefix(text);
-  if (!p.ok) throw new CliError(`weft: stored subnet ${text} is invalid`);
+  if (!p.ok) throw new UserError(`weft: stored subnet ${text} is invalid`);
   return p.value;
 }
 
@@ -129,11 +129,11 @@ export async function runServer(
     if (gw.ip6 && settings.subnet6) addresses.push(interfaceAddress(gw.ip6, settings.subnet6));
 
     if (await linkExists(name))
-      throw new CliError(`weft: interface ${name} already exists (is a server running?)`);
+      throw new UserError(`weft: interface ${name} already exists (is a server running?)`);
     const owners = await hostAddresses();
     for (const a of addresses) {
       const owner = owners.find((o) => o.address === a.text.split('/')[0]);
-      if (owner) throw new CliError(`weft: ${a.text} is already in use on interface ${owner.ifname}`);
+      if (owner) throw new UserError(`weft: ${a.text} is already in use on interface ${owner.ifname}`);
     }
 
     const config: WgQuickConfig = {
@@ -232,7 +232,7 @@ export async function runServer(
       await api.listen({ host: listen.host, port: listen.port });
     } catch (e) {
       await api.close().catch(() => undefined);
-      throw new CliError(`weft: the API cannot listen on ${apiListen}: ${(e as Error).message}`);
+      throw new UserError(`weft: the API cannot listen on ${apiListen}: ${(e as Error).message}`);
     }
     undo.push(() => api.close());
     const origin = `${options.tls ? 'https' : 'http'}://${apiListen}`;

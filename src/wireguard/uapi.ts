@@ -1,7 +1,7 @@
 /**
  * The cross-platform userspace API (UAPI, wireguard.com/xplatform) that `wg(8)` speaks over
  * /var/run/wireguard/NAME.sock: a sans-IO parser, formatter and request stream. The socket itself is
- * src/dataplane/uapi-server.ts.
+ * src/gateway/uapi-server.ts.
  *
  * Protocol. A connection carries any number of requests, each answered in order:
  *   `get=1\n\n`                  → `key=value\n` lines describing the device, then `errno=0\n\n`;

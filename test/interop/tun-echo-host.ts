@@ -9,7 +9,7 @@
  */
 import { createInterface } from 'node:readline';
 import { echo, readEcho } from '../../src/net/icmp.js';
-import { LinuxTun } from '../../src/dataplane/tun-linux.js';
+import { LinuxTun } from '../../src/io/tun-linux.js';
 
 function emit(event: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(event)}\n`);

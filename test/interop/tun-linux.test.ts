@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { echo } from '../../src/net/icmp.js';
-import type { TunCounters } from '../../src/dataplane/tun-linux.js';
+import type { TunCounters } from '../../src/io/tun-linux.js';
 import { interopSkip, JsonLinesProcess, Lab, run, waitFor, type Netns } from './harness.js';
 
 const HOST = fileURLToPath(new URL('./tun-echo-host.js', import.meta.url));

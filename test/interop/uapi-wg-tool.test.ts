@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PresharedKey, PrivateKey, PublicKey } from '../../src/crypto/keys.js';
-import { UapiServer } from '../../src/dataplane/uapi-server.js';
+import { UapiServer } from '../../src/gateway/uapi-server.js';
 import { Device } from '../../src/wireguard/device.js';
 import { UapiHandler, type UapiHandlerOptions, type UapiHooks } from '../../src/wireguard/uapi.js';
 import { ipv4, payloadOf } from '../support/packets.js';

@@ -13,9 +13,9 @@
  *     reports how many it handed to the Bind and how long that took.
  */
 import { setImmediate as yieldToLoop, setTimeout as delay } from 'node:timers/promises';
-import type { Bind, Datagram } from '../../src/dataplane/bind.js';
-import { UdpBind } from '../../src/dataplane/udp.js';
-import { LinuxUdpBind } from '../../src/dataplane/udp-linux.js';
+import type { Bind, Datagram } from '../../src/io/bind.js';
+import { UdpBind } from '../../src/io/udp.js';
+import { LinuxUdpBind } from '../../src/io/udp-linux.js';
 
 function emit(event: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(event)}\n`);

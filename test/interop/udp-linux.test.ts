@@ -12,9 +12,9 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { setImmediate as yieldToLoop, setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Endpoint } from '../../src/net/endpoint.js';
-import type { Bind, Datagram } from '../../src/dataplane/bind.js';
-import { UdpBind } from '../../src/dataplane/udp.js';
-import { LinuxUdpBind, linuxUdpUnavailable, openBestBind } from '../../src/dataplane/udp-linux.js';
+import type { Bind, Datagram } from '../../src/io/bind.js';
+import { UdpBind } from '../../src/io/udp.js';
+import { LinuxUdpBind, linuxUdpUnavailable, openBestBind } from '../../src/io/udp-linux.js';
 import { Lab, requireRoot, run, waitFor } from './harness.js';
 
 const PEER = fileURLToPath(new URL('./udp-linux-peer.js', import.meta.url));

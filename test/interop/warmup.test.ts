@@ -1,5 +1,5 @@
 /**
- * The packet-path warm-up at start (src/dataplane/warmup.ts): it runs over loopback and the interface's own
+ * The packet-path warm-up at start (src/gateway/warmup.ts): it runs over loopback and the interface's own
  * TUN device only, leaves no peer behind, and is skipped where the interface has no spare address.
  */
 import assert from 'node:assert/strict';

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { buildApi } from '../../src/api/server.js';
-import { CliError } from '../../src/cli/keys.js';
+import { UserError } from '../../src/control/errors.js';
 import { ControlPlane } from '../../src/control/control-plane.js';
 import { apiListenOption, readTlsFiles } from '../../src/server/run.js';
 import { MemoryStore } from '../support/memory-store.js';
@@ -166,35 +166,35 @@ describe('server run options', () => {
     assert.equal(readTlsFiles(undefined, undefined), undefined);
     assert.throws(
       () => readTlsFiles(pem.cert, undefined),
-      (e: unknown) => e instanceof CliError && /--tls-cert and --tls-key go together/.test(e.message),
+      (e: unknown) => e instanceof UserError && /--tls-cert and --tls-key go together/.test(e.message),
     );
     assert.throws(
       () => readTlsFiles(undefined, pem.key),
-      (e: unknown) => e instanceof CliError && /only --tls-key/.test(e.message),
+      (e: unknown) => e instanceof UserError && /only --tls-key/.test(e.message),
     );
     const missing = join(pem.dir, 'nope.pem');
     assert.throws(
       () => readTlsFiles(missing, pem.key),
       (e: unknown) =>
-        e instanceof CliError &&
+        e instanceof UserError &&
         e.message.startsWith('weft: --tls-cert: cannot read') &&
         e.message.includes(missing),
     );
     assert.throws(
       () => readTlsFiles(pem.cert, missing),
-      (e: unknown) => e instanceof CliError && e.message.startsWith('weft: --tls-key: cannot read'),
+      (e: unknown) => e instanceof UserError && e.message.startsWith('weft: --tls-key: cannot read'),
     );
     const garbage = join(pem.dir, 'garbage.pem');
     writeFileSync(garbage, 'not a certificate');
     assert.throws(
       () => readTlsFiles(garbage, pem.key),
       (e: unknown) =>
-        e instanceof CliError && /not a usable PEM certificate and matching key/.test(e.message),
+        e instanceof UserError && /not a usable PEM certificate and matching key/.test(e.message),
     );
     const other = selfSigned(t);
     assert.throws(
       () => readTlsFiles(pem.cert, other.key),
-      (e: unknown) => e instanceof CliError && /matching key/.test(e.message),
+      (e: unknown) => e instanceof UserError && /matching key/.test(e.message),
     );
     const files = readTlsFiles(pem.cert, pem.key);
     assert.deepEqual(files?.cert, readFileSync(pem.cert));
@@ -207,7 +207,7 @@ describe('server run options', () => {
     for (const bad of ['127.0.0.1', '127.0.0.1:0', '127.0.0.1:99999', 'bad host:80', ':80'])
       assert.throws(
         () => apiListenOption(bad),
-        (e: unknown) => e instanceof CliError && e.message.includes('--api-listen'),
+        (e: unknown) => e instanceof UserError && e.message.includes('--api-listen'),
         bad,
       );
   });

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PrivateKey } from '../../src/crypto/keys.js';
-import { Gateway } from '../../src/dataplane/gateway.js';
-import { MemoryNetwork, MemoryTun, type MemoryBind } from '../../src/dataplane/memory.js';
-import { WireGuardInterface } from '../../src/dataplane/wireguard-interface.js';
+import { Gateway } from '../../src/gateway/gateway.js';
+import { MemoryNetwork, MemoryTun, type MemoryBind } from '../../src/io/memory.js';
+import { WireGuardInterface } from '../../src/gateway/wireguard-interface.js';
 import { echo, readEcho } from '../../src/net/icmp.js';
 import { Device } from '../../src/wireguard/device.js';
 import { ipv4 } from '../support/packets.js';

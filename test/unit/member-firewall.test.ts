@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { compilePolicy } from '../../src/control/policy.js';
 import type { Policy } from '../../src/control/model.js';
-import { MemberFirewall, type FirewallMember } from '../../src/dataplane/member-firewall.js';
+import { MemberFirewall, type FirewallMember } from '../../src/gateway/member-firewall.js';
 import { readIpHeader } from '../../src/net/ip-packet.js';
 import { parseAddress, parsePrefix, type Prefix } from '../../src/net/ip.js';
 

@@ -16,7 +16,7 @@ import {
   readVnetHeader,
   segmentInto,
   sum16,
-} from '../../src/dataplane/offload.js';
+} from '../../src/io/offload.js';
 import { parseAddress } from '../../src/net/ip.js';
 import { seededRandom } from '../support/random.js';
 

@@ -1,11 +1,11 @@
 /**
- * The main-thread poll loop's waiting policy (src/dataplane/poller.ts), with poll(2) and the clock replaced:
+ * The main-thread poll loop's waiting policy (src/io/poller.ts), with poll(2) and the clock replaced:
  * how long each poll may wait after a batch, within and after the warm window, and that a busy handler
  * makes the next poll look without waiting.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { IDLE_WAIT_MS, POLLFD_REVENTS_OFFSET, Poller, WARM_WAIT_MS } from '../../src/dataplane/poller.js';
+import { IDLE_WAIT_MS, POLLFD_REVENTS_OFFSET, Poller, WARM_WAIT_MS } from '../../src/io/poller.js';
 
 /** Lets the poller run a few turns (each is one setImmediate). */
 async function turns(k: number): Promise<void> {

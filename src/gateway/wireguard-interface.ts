@@ -13,8 +13,8 @@ import type { IpHeader } from '../net/ip-packet.js';
 import type { PublicKey } from '../crypto/keys.js';
 import type { Action } from '../wireguard/device.js';
 import type { Device } from '../wireguard/device.js';
-import type { Bind, Datagram } from './bind.js';
-import { monotonicEpochMs, type Clock } from './clock.js';
+import type { Bind, Datagram } from '../io/bind.js';
+import { monotonicEpochMs, type Clock } from '../io/clock.js';
 import type { Tunnel } from './router.js';
 
 /** A check of one decrypted packet, with the header the device read, before it goes to the TUN side. */

@@ -5,9 +5,9 @@
  * 2. Packets a tunnel decrypts → written to the TUN device for the kernel to deliver or forward.
  */
 import type { Prefix } from '../net/ip.js';
-import { monotonicEpochMs, type Clock } from './clock.js';
+import { monotonicEpochMs, type Clock } from '../io/clock.js';
 import { Router, type Tunnel } from './router.js';
-import type { TunDevice } from './tun.js';
+import type { TunDevice } from '../io/tun.js';
 
 export class Gateway {
   readonly router = new Router();

@@ -22,9 +22,9 @@ import type { InterfaceAddress } from '../config/wg-quick.js';
 import { echo } from '../net/icmp.js';
 import { hostAddress, prefixContains, sameAddress, type Prefix } from '../net/ip.js';
 import { Device, type Action } from '../wireguard/device.js';
-import type { Bind, Datagram } from './bind.js';
-import { monotonicEpochMs } from './clock.js';
-import { openBestBind } from './udp-linux.js';
+import type { Bind, Datagram } from '../io/bind.js';
+import { monotonicEpochMs } from '../io/clock.js';
+import { openBestBind } from '../io/udp-linux.js';
 
 export interface WarmTarget {
   readonly device: Device;
