@@ -214,11 +214,6 @@ export type TlsCryptDropReason =
   /** Authenticated, but the plaintext is not a well-formed control body (a peer holding the key misbehaves). */
   | PacketDropReason;
 
-export interface Unwrapped {
-  readonly packet: ControlPacket | AckPacket;
-  readonly wrap: WrapId;
-}
-
 export type UnwrapResult =
   | { readonly ok: true; readonly packet: ControlPacket | AckPacket; readonly wrap: WrapId }
   | { readonly ok: false; readonly drop: TlsCryptDropReason };

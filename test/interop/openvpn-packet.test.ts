@@ -7,7 +7,9 @@
  *   1. the client's hard reset (V2, or V3 with its WKc) unwraps with our code, fields as expected;
  *   2. a server reset wrapped with the wrong key is refused by the client (its log says so), and by us;
  *   3. our wrapped P_CONTROL_HARD_RESET_SERVER_V2, ACKing the client's packet id 0, is accepted: the client's
- *      next packet is a P_CONTROL_V1 that ACKs our packet id 0 and carries a TLS record (0x16, handshake).
+ *      next packet is a P_CONTROL_V1 that ACKs our packet id 0 and carries a TLS record (0x16, handshake);
+ *   4. (tls-crypt-v2) with EARLY_NEG_FLAGS asking for it in our reset, that next packet is a P_CONTROL_WKC_V1
+ *      that unwraps with the server key alone, as a stateless server needs.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -21,11 +23,14 @@ import {
   P_CONTROL_HARD_RESET_CLIENT_V3,
   P_CONTROL_HARD_RESET_SERVER_V2,
   P_CONTROL_V1,
+  P_CONTROL_WKC_V1,
 } from '../../src/openvpn/constants.js';
+import { announcesEarlyNegotiation, encodeEarlyNegotiation } from '../../src/openvpn/early-negotiation.js';
 import {
   parseHeaderByte,
   sameSessionId,
   sessionId,
+  type AckPacket,
   type ControlPacket,
   type SessionId,
 } from '../../src/openvpn/packet.js';
@@ -35,7 +40,6 @@ import {
   TlsCryptChannel,
   TlsCryptKeys,
   tlsCryptUnwrap,
-  type UnwrapResult,
 } from '../../src/openvpn/tls-crypt.js';
 import {
   decodeMetadata,
@@ -64,6 +68,8 @@ interface Datagram {
   address: string;
   port: number;
 }
+
+type ClientUnwrap = { ok: true; packet: ControlPacket | AckPacket } | { ok: false; drop: string };
 
 const bytesOf = (hex: string): Uint8Array => new Uint8Array(Buffer.from(hex, 'hex'));
 
@@ -168,7 +174,11 @@ describe('OpenVPN packet layer against openvpn 2.6', { skip: interopSkip(TOOLS) 
     }
   }
 
-  function serverReset(clientSid: SessionId, ourSid: SessionId): ControlPacket {
+  function serverReset(
+    clientSid: SessionId,
+    ourSid: SessionId,
+    payload: Uint8Array = new Uint8Array(0),
+  ): ControlPacket {
     return {
       kind: 'control',
       opcode: P_CONTROL_HARD_RESET_SERVER_V2,
@@ -176,7 +186,7 @@ describe('OpenVPN packet layer against openvpn 2.6', { skip: interopSkip(TOOLS) 
       sessionId: ourSid,
       acks: { ids: [0], remoteSessionId: clientSid },
       packetId: 0,
-      payload: new Uint8Array(0),
+      payload,
     };
   }
 
@@ -190,7 +200,11 @@ describe('OpenVPN packet layer against openvpn 2.6', { skip: interopSkip(TOOLS) 
     clientSid: SessionId,
     serverKeys: TlsCryptKeys,
     clientKeys: TlsCryptKeys,
-    unwrapClient: (bytes: Uint8Array) => UnwrapResult,
+    unwrapClient: (bytes: Uint8Array) => ClientUnwrap,
+    {
+      resetPayload = new Uint8Array(0),
+      expectOpcode = P_CONTROL_V1,
+    }: { resetPayload?: Uint8Array; expectOpcode?: number } = {},
   ): Promise<void> {
     const { relay, openvpn, datagrams } = session;
     const ourSid = sessionId(randomBytes(8))!;
@@ -208,7 +222,7 @@ describe('OpenVPN packet layer against openvpn 2.6', { skip: interopSkip(TOOLS) 
 
     // Our real answer.
     const channel = new TlsCryptChannel(serverKeys);
-    const answer = channel.wrap(serverReset(clientSid, ourSid), now);
+    const answer = channel.wrap(serverReset(clientSid, ourSid, resetPayload), now);
     assert.ok(tlsCryptUnwrap(clientKeys, answer).ok, 'the client direction of the same key opens our answer');
     const sentAt = datagrams().length;
     await relay.request(
@@ -229,7 +243,7 @@ describe('OpenVPN packet layer against openvpn 2.6', { skip: interopSkip(TOOLS) 
     const packet = unwrapped.packet;
     assert.equal(packet.kind, 'control');
     assert.ok(packet.kind === 'control');
-    assert.equal(packet.opcode, P_CONTROL_V1);
+    assert.equal(packet.opcode, expectOpcode);
     assert.equal(packet.keyId, 0);
     assert.ok(sameSessionId(packet.sessionId, clientSid), 'the client keeps its session id');
     assert.deepEqual(packet.acks.ids, [0], 'it acknowledges our reset (packet id 0)');
@@ -286,6 +300,7 @@ describe('OpenVPN packet layer against openvpn 2.6', { skip: interopSkip(TOOLS) 
     serverKey: TlsCryptV2ServerKey,
     clientKeyFile: string,
     expectMetadata: (m: Uint8Array) => void,
+    { resendWkc = false } = {},
   ): Promise<void> {
     const session = await start(['--tls-crypt-v2', clientKeyFile]);
     try {
@@ -300,6 +315,7 @@ describe('OpenVPN packet layer against openvpn 2.6', { skip: interopSkip(TOOLS) 
       assert.deepEqual(packet.acks.ids, []);
       // A 2.6 client announces early negotiation through its first tls-crypt packet id.
       assert.equal((result.wrap.packetId & EARLY_NEG_MASK) >>> 0, EARLY_NEG_START);
+      assert.ok(announcesEarlyNegotiation(result.wrap.packetId));
       expectMetadata(result.metadata);
       const fileKey = parseClientKey(await fsp.readFile(clientKeyFile, 'utf8'));
       assert.ok(
@@ -315,13 +331,23 @@ describe('OpenVPN packet layer against openvpn 2.6', { skip: interopSkip(TOOLS) 
 
       const receive = new TlsCryptChannel(result.keys);
       receive.replay.commit(result.wrap.packetId, result.wrap.time);
+      // Asked to, the client appends its WKc again to its next packet, which then unwraps with the server
+      // key alone (no state kept from the reset), to the same Kc.
+      const statelessUnwrap = (b: Uint8Array): ClientUnwrap => {
+        const again = unwrapWithWkc(serverKey, b);
+        if (again.ok) assert.ok(again.clientKey.equals(result.clientKey), 'the resent WKc holds the same Kc');
+        return again;
+      };
       await answerAndExpectClientHello(
         session,
         reset,
         packet.sessionId,
         result.keys,
         TlsCryptKeys.fromStaticKey(result.clientKey, 'client'),
-        (b) => receive.unwrap(b),
+        resendWkc ? statelessUnwrap : (b) => receive.unwrap(b),
+        resendWkc
+          ? { resetPayload: encodeEarlyNegotiation({ resendWkc: true }), expectOpcode: P_CONTROL_WKC_V1 }
+          : {},
       );
     } finally {
       await session.stop();
@@ -359,6 +385,26 @@ describe('OpenVPN packet layer against openvpn 2.6', { skip: interopSkip(TOOLS) 
     await v3Case(serverKey, clientFile, (m) => {
       assert.deepEqual(decodeMetadata(m), { type: 'timestamp', seconds });
     });
+  });
+
+  it('tls-crypt-v2 stateless: asked in our reset (EARLY_NEG_FLAGS), the client resends its WKc in P_CONTROL_WKC_V1', async () => {
+    const serverKey = TlsCryptV2ServerKey.generate();
+    const made = generateClientKey(serverKey, {
+      type: 'user',
+      data: Uint8Array.from(Buffer.from('member:wkc')),
+    });
+    const clientFile = lab.file('v2-client-wkc.key');
+    await fsp.writeFile(clientFile, made.pem, { mode: 0o600 });
+    await v3Case(
+      serverKey,
+      clientFile,
+      (m) =>
+        assert.deepEqual(decodeMetadata(m), {
+          type: 'user',
+          data: Uint8Array.from(Buffer.from('member:wkc')),
+        }),
+      { resendWkc: true },
+    );
   });
 
   it('reads a server key made by openvpn --genkey tls-crypt-v2-server', async () => {
