@@ -410,6 +410,53 @@ for (const { name: storeName, open } of STORES) {
         );
       });
 
+      it('say when a config changed since it was downloaded (download, QR code)', async () => {
+        const view = async (name: string) =>
+          json<{ configDownload: { at: string; stale: boolean } | null }>(
+            await request(f, 'GET', `/api/v1/members/${name}`),
+          );
+        await request(f, 'POST', '/api/v1/groups', { body: { name: 'ops' } });
+        for (const name of ['olga', 'otto'])
+          assert.equal(
+            (await request(f, 'POST', '/api/v1/members', { body: { name, groups: ['ops'] } })).statusCode,
+            201,
+          );
+        const before = await view('olga');
+        assertConforms(schemas.MemberView, before);
+        assert.equal(before.configDownload, null);
+        assert.equal((await request(f, 'GET', '/api/v1/members/olga/config')).statusCode, 200);
+        assert.equal((await request(f, 'GET', '/api/v1/members/otto/config.svg')).statusCode, 200);
+        assert.equal((await view('olga')).configDownload?.stale, false);
+        assert.equal((await view('otto')).configDownload?.stale, false);
+
+        const policy = await request(f, 'POST', '/api/v1/policies', {
+          body: { action: 'allow', group: 'ops', destination: '10.77.0.0/24' },
+        });
+        assert.equal(policy.statusCode, 201, policy.body);
+        const stale = await view('olga');
+        assertConforms(schemas.MemberView, stale);
+        assert.equal(stale.configDownload?.stale, true);
+        const page = json<{ items: { name: string; configDownload: { stale: boolean } | null }[] }>(
+          await request(f, 'GET', '/api/v1/members?search=o'),
+        );
+        assert.deepEqual(
+          page.items.filter((m) => m.name.startsWith('o')).map((m) => [m.name, m.configDownload?.stale]),
+          [
+            ['olga', true],
+            ['otto', true],
+          ],
+        );
+
+        assert.equal((await request(f, 'GET', '/api/v1/members/olga/config')).statusCode, 200);
+        assert.equal((await view('olga')).configDownload?.stale, false, 'the new one was handed out');
+        assert.equal((await view('otto')).configDownload?.stale, true);
+        const id = json<{ id: number }>(policy).id;
+        assert.equal((await request(f, 'DELETE', `/api/v1/policies/${id}`)).statusCode, 204);
+        for (const name of ['olga', 'otto'])
+          assert.equal((await request(f, 'DELETE', `/api/v1/members/${name}`)).statusCode, 204);
+        assert.equal((await request(f, 'DELETE', '/api/v1/groups/ops')).statusCode, 204);
+      });
+
       it('refuse a taken name, a foreign address, a taken address and an unknown group', async () => {
         assertError(
           await request(f, 'POST', '/api/v1/members', { body: { name: 'bob' } }),
