@@ -933,4 +933,75 @@ describe('REST API (failures and live figures)', () => {
     assert.equal(a.status.online, true);
     await f.app.close();
   });
+
+  it('serves Prometheus metrics to API tokens: members, traffic, handshakes, drops by reason, memory', async () => {
+    let running = true;
+    const live: LiveStatus = {
+      gateway: () => undefined,
+      metrics: () =>
+        running
+          ? {
+              members: [
+                { name: 'a', online: true, rxBytes: 1500, txBytes: 900, handshakes: 3, policyDrops: 2 },
+                { name: 'b', online: false, rxBytes: 0, txBytes: 0, handshakes: 0, policyDrops: 0 },
+              ],
+              drops: {
+                wireguard: { 'bad-mac1': 4, 'a-reason-added-later': 1 },
+                router: { 'no-route': 5 },
+                firewall: { policy: 2 },
+              },
+            }
+          : undefined,
+    };
+    const f = await fixture(new MemoryStore(), live);
+    for (const body of [{ name: 'a' }, { name: 'b', disabled: true }])
+      assert.equal((await request(f, 'POST', '/api/v1/members', { body })).statusCode, 201);
+    assertError(await request(f, 'GET', '/api/v1/metrics', { token: null }), 401, 'WEFT_ERR_UNAUTHORIZED');
+    assertError(
+      await request(f, 'GET', '/api/v1/metrics', { token: 'weft_notavalidtoken' }),
+      401,
+      'WEFT_ERR_UNAUTHORIZED',
+    );
+    const res = await request(f, 'GET', '/api/v1/metrics');
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+    const body = res.body;
+    assert.ok(body.endsWith('\n'));
+    // Every sample line is NAME{labels} VALUE, and every family has HELP and TYPE before its samples.
+    const families = new Set<string>();
+    for (const line of body.trimEnd().split('\n')) {
+      const type = /^# TYPE (\w+) (counter|gauge)$/.exec(line);
+      if (type) families.add(type[1]!);
+      if (line.startsWith('#')) continue;
+      const sample = /^(\w+)(\{[^}]*\})? (\d+|NaN)$/.exec(line);
+      assert.ok(sample, line);
+      assert.ok(families.has(sample[1]!), `${sample[1]} has a TYPE line before it`);
+    }
+    for (const line of [
+      'weft_members 2',
+      'weft_members_active 1',
+      'weft_gateway_up 1',
+      'weft_members_online 1',
+      'weft_member_online{member="a"} 1',
+      'weft_member_receive_bytes_total{member="a"} 1500',
+      'weft_member_transmit_bytes_total{member="a"} 900',
+      'weft_member_handshakes_total{member="a"} 3',
+      'weft_member_policy_drops_total{member="a"} 2',
+      'weft_handshakes_total 3',
+      'weft_drops_total{source="wireguard",reason="bad-mac1"} 4',
+      'weft_drops_total{source="wireguard",reason="a-reason-added-later"} 1',
+      'weft_drops_total{source="router",reason="no-route"} 5',
+      'weft_drops_total{source="firewall",reason="policy"} 2',
+    ])
+      assert.ok(body.split('\n').includes(line), `missing: ${line}`);
+    const rss = /^process_resident_memory_bytes (\d+)$/m.exec(body);
+    assert.ok(rss && Number(rss[1]) > 1_000_000);
+
+    running = false;
+    const idle = (await request(f, 'GET', '/api/v1/metrics')).body;
+    assert.match(idle, /^weft_gateway_up 0$/m);
+    assert.match(idle, /^weft_members 2$/m);
+    assert.doesNotMatch(idle, /weft_member_online/);
+    await f.app.close();
+  });
 });
