@@ -528,6 +528,74 @@ describe(
       },
     );
 
+    step(
+      '7b. her page: expiry as ISO text (a US date refused), traffic labelled, a stale config said so',
+      async (t) => {
+        const p = thePage();
+        await visible(p, 'member-expires');
+        const expires = p.getByTestId('member-expires');
+        assert.equal(await expires.getAttribute('type'), 'text', 'no locale-dependent date picker');
+        assert.equal(await expires.getAttribute('placeholder'), 'YYYY-MM-DD');
+
+        await expires.fill('06/30/2031');
+        await p.getByTestId('member-save').click();
+        await visible(p, 'field-error');
+        const error = (await p.getByTestId('field-error').first().textContent()) ?? '';
+        assert.match(error, /YYYY-MM-DD/, error);
+        const unchanged = await api('GET', `/members/${MEMBER}`);
+        assert.equal((unchanged.json as { expiresAt: unknown }).expiresAt, null, unchanged.text);
+
+        await expires.fill('2031-06-30');
+        await p.getByTestId('member-save').click();
+        const saved = await waitFor(
+          'the expiry to be stored',
+          async () => {
+            const r = await api('GET', `/members/${MEMBER}`);
+            const at = (r.json as { expiresAt: string | null }).expiresAt;
+            return at ? at : undefined;
+          },
+          { timeoutMs: UI_MS },
+        ).catch(async (e: Error) => assert.fail(`${e.message}; ${await describePage(p)}`));
+        assert.equal(saved, '2031-06-30T23:59:59.999Z');
+        await waitFor('the field to show the saved date', async () =>
+          (await p.getByTestId('member-expires').inputValue()) === '2031-06-30' ? true : undefined,
+        );
+
+        const session = (await p.getByTestId('member-session-traffic').textContent()) ?? '';
+        t.diagnostic(`session traffic: ${JSON.stringify(session)}`);
+        assert.match(session, /since the gateway last started or enabled/, session);
+        assert.doesNotMatch(session, /\b[kMG]B\b/, 'IEC units (KiB), as the CLI');
+
+        // A policy that reaches every member changes her AllowedIPs: the page says her config is stale.
+        const policy = await api('POST', '/policies', {
+          action: 'allow',
+          group: '*',
+          destination: '10.99.0.0/24',
+        });
+        assert.equal(policy.status, 201, policy.text);
+        try {
+          await p.reload({ timeout: UI_MS });
+          await visible(p, 'member-config-stale');
+          const notice = (await p.getByTestId('member-config-stale').textContent()) ?? '';
+          assert.match(notice, /changed since it was downloaded/i, notice);
+          assert.match(
+            (await p.getByTestId('member-config-state').textContent()) ?? '',
+            /Changed since it was downloaded/,
+          );
+          const file = await screenshotFile('member-stale-config', 'desktop');
+          await p.screenshot({ path: file, fullPage: true, timeout: 10_000 });
+          t.diagnostic(`screenshot: ${path.relative(REPO_ROOT, file)}`);
+        } finally {
+          const id = (policy.json as { id: number }).id;
+          assert.equal((await api('DELETE', `/policies/${id}`)).status, 204);
+        }
+        const view = await api('PATCH', `/members/${MEMBER}`, { expiresAt: null });
+        assert.equal(view.status, 200, view.text);
+        await p.reload({ timeout: UI_MS });
+        await visible(p, 'member-enable');
+      },
+    );
+
     step('8. the audit page shows the disable: admin:admin, member.disable, dana', async (t) => {
       const p = thePage();
       await p.getByTestId('nav-audit').click();
