@@ -344,13 +344,21 @@ describe(
       memberIp = expected;
     });
 
-    step('3. her page: the QR code image loads and her config is shown', async () => {
+    step('3. her page: the QR code image loads and her config is shown when asked for', async () => {
       const p = thePage();
       const ip = need(memberIp, `${MEMBER}'s address`);
       const row = p.getByTestId(`member-row-${MEMBER}`);
       const link = row.locator('a').first();
       await ((await link.count()) > 0 ? link : row).click();
       await atHash(p, `#/members/${MEMBER}`);
+      await visible(p, 'member-qr-show');
+      const opened = await api('GET', `/members/${MEMBER}`);
+      assert.equal(
+        (opened.json as { configDownload: unknown }).configDownload,
+        null,
+        `opening her page hands no config out: ${opened.text}`,
+      );
+      await p.getByTestId('member-qr-show').click();
       await visible(p, 'member-qr');
       const qr = await waitFor(
         'the QR code image to load',
@@ -366,6 +374,7 @@ describe(
       );
       assert.ok(qr.box > 0, `the QR code is not laid out: ${JSON.stringify(qr)}`);
 
+      await p.getByTestId('member-config-show').click();
       await visible(p, 'member-config');
       const shown = await waitFor('the config to be shown', async () => {
         const text = await shownText(p.getByTestId('member-config'));
@@ -585,6 +594,19 @@ describe(
           const file = await screenshotFile('member-stale-config', 'desktop');
           await p.screenshot({ path: file, fullPage: true, timeout: 10_000 });
           t.diagnostic(`screenshot: ${path.relative(REPO_ROOT, file)}`);
+          // Looking at her page again hands nothing out: the notice stays until the config is shown.
+          await p.reload({ timeout: UI_MS });
+          await visible(p, 'member-config-stale');
+          await p.getByTestId('member-qr-show').click();
+          await waitFor(
+            'the QR code to load',
+            async () => (await imageFacts(p.getByTestId('member-qr'))).img?.naturalWidth,
+            { timeoutMs: UI_MS },
+          );
+          await p.reload({ timeout: UI_MS });
+          await visible(p, 'member-config-state');
+          assert.equal(await p.getByTestId('member-config-stale').count(), 0, 'the QR code handed it out');
+          assert.match((await p.getByTestId('member-config-state').textContent()) ?? '', /^Current/);
         } finally {
           const id = (policy.json as { id: number }).id;
           assert.equal((await api('DELETE', `/policies/${id}`)).status, 204);
@@ -693,6 +715,8 @@ describe(
             name: 'member',
             hash: `#/members/${MEMBER}`,
             ready: async (p) => {
+              await p.getByTestId('member-qr-show').click();
+              await p.getByTestId('member-config-show').click();
               await visible(p, 'member-config');
               await waitFor(
                 'the QR code',

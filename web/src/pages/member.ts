@@ -191,46 +191,66 @@ function linkSection(m: Member): HTMLElement {
   );
 }
 
+/**
+ * The config text and the QR code load when asked for, not with the page: handing a config out is recorded
+ * (its fingerprint, to tell later when it went stale), and merely opening the member's page hands nothing out.
+ */
 function configTextCard(m: Member, signal: AbortSignal): HTMLElement {
-  const pre = h('pre', { class: 'config', testid: 'member-config' }, 'Loading…');
-  api.getMemberConfig(m.name, signal).then(
-    (text) => (pre.textContent = text),
-    (err: unknown) => {
-      if (isAbort(err)) return;
-      pre.textContent = '';
-      showApiError(err);
-    },
-  );
+  const pre = h('pre', { class: 'config hidden', testid: 'member-config' });
+  const show = h('button', { type: 'button', testid: 'member-config-show' }, 'Show config');
+  const copy = copyButton(pre, 'Copy config', 'member-config-copy');
+  copy.classList.add('hidden');
+  show.addEventListener('click', () => {
+    show.remove();
+    pre.classList.remove('hidden');
+    copy.classList.remove('hidden');
+    pre.textContent = 'Loading…';
+    api.getMemberConfig(m.name, signal).then(
+      (text) => (pre.textContent = text),
+      (err: unknown) => {
+        if (isAbort(err)) return;
+        pre.textContent = '';
+        showApiError(err);
+      },
+    );
+  });
   return h(
     'section',
     { class: 'card', testid: 'member-config-card' },
-    h(
-      'div',
-      { class: 'subsection-head' },
-      h('h2', null, 'wg-quick config'),
-      copyButton(pre, 'Copy config', 'member-config-copy'),
-    ),
+    h('div', { class: 'subsection-head' }, h('h2', null, 'wg-quick config'), copy),
     m.hasPrivateKey
       ? null
       : h('p', { class: 'hint' }, 'The device puts its own private key where the placeholder is.'),
+    show,
     pre,
   );
 }
 
+function qrFigure(m: Member): HTMLElement {
+  const show = h('button', { type: 'button', class: 'qr-show', testid: 'member-qr-show' }, 'Show QR code');
+  const figure = h(
+    'figure',
+    { class: 'qr' },
+    show,
+    h('figcaption', { class: 'hint' }, 'Scan with the WireGuard app (Add tunnel → Scan from QR code).'),
+  );
+  show.addEventListener('click', () =>
+    show.replaceWith(
+      h('img', {
+        src: api.memberQrUrl(m.name),
+        alt: `QR code of ${m.name}’s WireGuard configuration`,
+        width: 240,
+        height: 240,
+        testid: 'member-qr',
+      }),
+    ),
+  );
+  return figure;
+}
+
 function configCard(m: Member): HTMLElement {
   const qr = m.hasPrivateKey
-    ? h(
-        'figure',
-        { class: 'qr' },
-        h('img', {
-          src: api.memberQrUrl(m.name),
-          alt: `QR code of ${m.name}’s WireGuard configuration`,
-          width: 240,
-          height: 240,
-          testid: 'member-qr',
-        }),
-        h('figcaption', { class: 'hint' }, 'Scan with the WireGuard app (Add tunnel → Scan from QR code).'),
-      )
+    ? qrFigure(m)
     : h(
         'div',
         { class: 'qr-note', testid: 'member-qr-note' },
