@@ -439,6 +439,30 @@ describe(
         );
         const p = await ping(member, GATEWAY_IP, { count: 3, waitS: 2 });
         assert.equal(p.received, 3, p.output);
+        // The gateway's log names her when she connects (at its next status report, every 5 s).
+        await liveServer()
+          .waitForOutput(new RegExp(`member ${MEMBER} connected`), 8_000)
+          .catch((e: Error) => assert.fail(`${e.message}: ${liveServer().stderr.slice(-2_000)}`));
+        // ...and /metrics (with the API token) counts her online, with her traffic and a handshake.
+        const metrics = await api('GET', '/metrics');
+        assert.equal(metrics.status, 200, metrics.text);
+        t.diagnostic(
+          `metrics: ${metrics.text
+            .split('\n')
+            .filter((l) => l.includes(MEMBER))
+            .join('; ')}`,
+        );
+        assert.match(metrics.text, new RegExp(`^weft_member_online\\{member="${MEMBER}"\\} 1$`, 'm'));
+        assert.match(
+          metrics.text,
+          new RegExp(`^weft_member_handshakes_total\\{member="${MEMBER}"\\} [1-9]`, 'm'),
+        );
+        assert.match(
+          metrics.text,
+          new RegExp(`^weft_member_receive_bytes_total\\{member="${MEMBER}"\\} [1-9]`, 'm'),
+        );
+        assert.match(metrics.text, /^weft_drops_total\{source="wireguard",reason="[a-z0-9-]+"\} \d+$/m);
+        assert.match(metrics.text, /^process_resident_memory_bytes [1-9]\d*$/m);
         const dump = await client.dump();
         assert.ok(
           (dump.peers[0]?.latestHandshake ?? 0) > 0,
@@ -531,6 +555,11 @@ describe(
         );
         assert.deepEqual(late, [], `replies more than ${CUTOFF_MS} ms after the disable click`);
         await visible(p, 'member-enable', 2_000);
+        await liveServer()
+          .waitForOutput(new RegExp(`member ${MEMBER} disabled; its session ended`), 5_000)
+          .catch((e: Error) => assert.fail(`${e.message}: ${liveServer().stderr.slice(-2_000)}`));
+        const log = liveServer().stderr;
+        assert.doesNotMatch(log, new RegExp(`member ${MEMBER}.*${GATEWAY_IP.replace(/\./g, '\\.')}`), log);
         const stored = await api('GET', `/members/${MEMBER}`);
         assert.equal((stored.json as { disabled?: boolean }).disabled, true, stored.text);
         t.diagnostic(`${MEMBER} in the store: ${stored.text}`);
