@@ -3,6 +3,7 @@
  * call, the console's sessions and the throttles, and, when the gateway runs in this process, its live
  * figures.
  */
+import type { GatewayMetrics } from './metrics.js';
 import type { ControlPlane } from '../control/control-plane.js';
 import type { RouteRegistry } from './route.js';
 import type { SessionTable } from './sessions.js';
@@ -22,6 +23,8 @@ export interface LiveStatus {
         startedAt: string;
       }
     | undefined;
+  /** Per-member figures and drop counters for /metrics; undefined while the gateway is not running. */
+  metrics?(): GatewayMetrics | undefined;
 }
 
 /** The console's sessions and the throttles of failed credentials (server.ts makes them). */

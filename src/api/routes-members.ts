@@ -135,7 +135,7 @@ export function memberRoutes(ctx: ApiContext): void {
     errors: notFound,
     responses: { 200: { description: 'A wg-quick .conf file', text: ['text/plain'] } },
     handler: ({ params, reply }) => {
-      const config = cp.memberConfig(params.name);
+      const config = cp.deliverConfig(params.name);
       // The name is validated (letters, digits, "._-"), so it needs no quoting in the header.
       void reply
         .type('text/plain; charset=utf-8')
@@ -164,7 +164,7 @@ export function memberRoutes(ctx: ApiContext): void {
           `member ${params.name} brought its own key, so the server cannot make a complete config to scan`,
           'name',
         );
-      const svg = await renderQr(cp.memberConfig(params.name), 'svg');
+      const svg = await renderQr(cp.deliverConfig(params.name), 'svg');
       void reply.type('image/svg+xml').header('cache-control', 'no-store');
       return svg;
     },

@@ -2,6 +2,7 @@
  * The server as a whole: health, the OpenAPI document, status, the network's traffic and settings.
  */
 import type { ApiContext } from './context.js';
+import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import * as s from './schemas.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -55,6 +56,27 @@ export function serverRoutes(ctx: ApiContext, document: () => unknown): void {
         live: ctx.live?.gateway() ?? null,
         members: { ...counts, active: counts.total - counts.disabled - counts.expired },
       };
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    path: '/metrics',
+    operationId: 'getMetrics',
+    summary: 'Prometheus metrics (text exposition format 0.0.4): members, traffic, handshakes, drops, memory',
+    description:
+      'Authenticated like the rest of the API (a bearer API token). Per-member figures are labelled by the ' +
+      "member's name and appear while the gateway runs in this process.",
+    tag: 'server',
+    responses: { 200: { description: 'The metrics', text: ['text/plain'] } },
+    handler: ({ reply }) => {
+      const counts = cp.store.memberCounts(new Date().toISOString());
+      void reply.type(METRICS_CONTENT_TYPE).header('cache-control', 'no-store');
+      return renderMetrics({
+        members: counts,
+        gateway: ctx.live?.metrics?.(),
+        residentMemoryBytes: process.memoryUsage.rss(),
+      });
     },
   });
 

@@ -216,6 +216,15 @@ export const MemberView = z.object({
   updatedAt: isoTime,
   active: z.boolean().describe('Enabled and not expired: the gateway accepts it'),
   status: MemberStatus.nullable(),
+  configDownload: z
+    .object({
+      at: isoTime.describe('When the member was last handed its config (download, QR code, link, CLI)'),
+      stale: z
+        .boolean()
+        .describe('The config changed since it was downloaded (policies, routes, settings, keys or groups)'),
+    })
+    .nullable()
+    .describe('null until the config is handed out'),
 });
 
 export const MemberPage = z.object({

@@ -82,6 +82,35 @@ function memberState(m: MemberView): string {
   return 'enabled';
 }
 
+/** The CONFIG column: whether the config the member was last handed is still the one it would get. */
+function configState(m: MemberView): string {
+  if (!m.configDownload) return 'never';
+  return m.configDownload.stale ? 'stale' : 'current';
+}
+
+function configDetail(m: MemberView): string {
+  const d = m.configDownload;
+  if (!d) return 'never handed out';
+  return d.stale
+    ? `changed since it was downloaded (${ago(d.at)}): hand out the new one (weft member config ${m.name})`
+    : `current (downloaded ${ago(d.at)})`;
+}
+
+/**
+ * After a change of policies or routes: the members whose downloaded config no longer matches (their
+ * AllowedIPs moved), so the operator knows whom to send a new one.
+ */
+function staleNotice(cp: ControlPlane): string {
+  const names = cp.staleConfigs();
+  if (names.length === 0) return '';
+  const shown =
+    names.slice(0, 10).join(', ') + (names.length > 10 ? `, ... (${names.length - 10} more)` : '');
+  return (
+    `\n${names.length} member config(s) changed since they were downloaded: ${shown}\n` +
+    'hand out the new ones (weft member config NAME)'
+  );
+}
+
 function memberDetail(m: MemberView): string {
   const s = m.status;
   return [
@@ -92,6 +121,7 @@ function memberDetail(m: MemberView): string {
     `state:          ${memberState(m)}`,
     `expires:        ${m.expiresAt ?? 'never'}`,
     `full tunnel:    ${m.fullTunnel ? 'yes' : 'no'}`,
+    `config:         ${configDetail(m)}`,
     `online:         ${s?.online ? 'yes' : 'no'}`,
     `endpoint:       ${s?.endpoint ?? '-'}`,
     `last handshake: ${ago(s?.lastHandshake ?? null)}`,
@@ -249,11 +279,14 @@ export function registerPeopleCommands(program: Command): void {
           ago(m.status?.lastHandshake ?? null),
           bytes(m.status?.rxBytes ?? 0),
           bytes(m.status?.txBytes ?? 0),
+          configState(m),
         ]);
         const footer = page.next ? `\n(${page.total} in all; next page: --after ${page.next})` : '';
         return (
-          table(['NAME', 'IP', 'GROUPS', 'STATE', 'ONLINE', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX'], rows) +
-          footer
+          table(
+            ['NAME', 'IP', 'GROUPS', 'STATE', 'ONLINE', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX', 'CONFIG'],
+            rows,
+          ) + footer
         );
       });
     }),
@@ -339,7 +372,7 @@ export function registerPeopleCommands(program: Command): void {
       .option('--qr', 'print it as a QR code for the WireGuard mobile apps')
       .option('--qr-png <file>', 'write the QR code to a PNG file (mode 0600)'),
   ).action(async (name: string, opts: DataOption & { qr?: boolean; qrPng?: string }) => {
-    const text = withControlPlane(opts, (cp) => cp.memberConfig(name));
+    const text = withControlPlane(opts, (cp) => cp.deliverConfig(name));
     if (opts.qrPng) {
       const { renderQr } = await import('../control/qr.js');
       writeFileSync(opts.qrPng, await renderQr(text, 'png'), { mode: 0o600 });
@@ -385,13 +418,13 @@ export function registerPeopleCommands(program: Command): void {
     (cidr: string, opts: DataOption & { description?: string }) =>
       withControlPlane(opts, (cp) => {
         const r = cp.addRoute(actor(), { cidr, description: opts.description });
-        console.log(`added route ${r.cidr}`);
+        console.log(`added route ${r.cidr}${staleNotice(cp)}`);
       }),
   );
   data(route.command('remove').argument('<cidr>')).action((cidr: string, opts: DataOption) =>
     withControlPlane(opts, (cp) => {
       cp.removeRoute(actor(), cidr);
-      console.log(`removed route ${cidr}`);
+      console.log(`removed route ${cidr}${staleNotice(cp)}`);
     }),
   );
   data(route.command('list').option('--json', 'print JSON')).action((opts: DataOption & { json?: boolean }) =>
@@ -420,14 +453,14 @@ export function registerPeopleCommands(program: Command): void {
       withControlPlane(opts, (cp) => {
         const spec = destinationSpec('destination', dest);
         const p = cp.addPolicy(actor(), { action, group: groupName, ...spec });
-        console.log(`added policy #${p.id}: ${policyText(p)}`);
+        console.log(`added policy #${p.id}: ${policyText(p)}${staleNotice(cp)}`);
       }),
     );
   }
   data(policy.command('remove').argument('<id>')).action((id: string, opts: DataOption) =>
     withControlPlane(opts, (cp) => {
       cp.removePolicy(actor(), Number(id.replace(/^#/, '')));
-      console.log(`removed policy #${id.replace(/^#/, '')}`);
+      console.log(`removed policy #${id.replace(/^#/, '')}${staleNotice(cp)}`);
     }),
   );
   data(policy.command('list').option('--json', 'print JSON')).action(

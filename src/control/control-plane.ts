@@ -8,6 +8,7 @@
  *   3. the store appends to its change feed in that same transaction; the running gateway follows the feed
  *      (gateway-sync.ts), so a change reaches the data plane whichever process made it.
  */
+import { createHash } from 'node:crypto';
 import { PrivateKey } from '../crypto/keys.js';
 import {
   formatAddress,
@@ -84,10 +85,29 @@ export interface MemberPatch {
   disabled?: boolean;
 }
 
+/** The config a member was last handed, against the one it would get now. */
+export interface ConfigDownloadState {
+  /** When it was handed out (CLI `member config`, API download or QR code, one-time link). */
+  readonly at: string;
+  /** The config changed since: a policy, route, setting or the member's key or groups moved its content. */
+  readonly stale: boolean;
+}
+
 export interface MemberView extends Member {
   /** Enabled and not expired: the gateway accepts it. */
   readonly active: boolean;
   readonly status: MemberStatus | null;
+  /** null until the member's config is handed out for the first time. */
+  readonly configDownload: ConfigDownloadState | null;
+}
+
+/** What every member's config is made from besides the member: read once for a page of members. */
+interface ConfigInputs {
+  readonly settings: Settings;
+  readonly gateway: { readonly ip: string; readonly ip6: string | null };
+  readonly gatewayPublicKey: string;
+  readonly routes: readonly SharedRoute[];
+  readonly policies: readonly Policy[];
 }
 
 export type SettingsPatch = Partial<Omit<Settings, 'subnet' | 'subnet6'>>;
@@ -328,9 +348,21 @@ export class ControlPlane {
     return !m.disabled && (m.expiresAt === null || Date.parse(m.expiresAt) > at.getTime());
   }
 
-  view(m: MemberRecord): MemberView {
+  view(m: MemberRecord, inputs?: ConfigInputs): MemberView {
     const { privateKey: _secret, ...member } = m;
-    return { ...member, active: this.isActive(m), status: this.store.getStatus(m.name) ?? null };
+    return {
+      ...member,
+      active: this.isActive(m),
+      status: this.store.getStatus(m.name) ?? null,
+      configDownload: this.configDownload(m, inputs),
+    };
+  }
+
+  private configDownload(m: MemberRecord, inputs: ConfigInputs | undefined): ConfigDownloadState | null {
+    const delivery = this.store.getConfigDelivery(m.name);
+    if (!delivery) return null;
+    const current = this.configFingerprint(m, inputs ?? this.configInputs());
+    return { at: delivery.deliveredAt, stale: delivery.fingerprint !== current };
   }
 
   getMember(name: string): MemberView {
@@ -341,7 +373,8 @@ export class ControlPlane {
     const limit = v.integer('limit', query.limit ?? 100, 1, 1000);
     const search = query.search ? v.text('search', query.search, 100) : undefined;
     const rows = this.store.listMembers({ after: query.after, limit: limit + 1, search });
-    const items = rows.slice(0, limit).map((m) => this.view(m));
+    const inputs = this.configInputs();
+    const items = rows.slice(0, limit).map((m) => this.view(m, inputs));
     return {
       items,
       next: rows.length > limit ? (items[items.length - 1]?.name ?? null) : null,
@@ -555,18 +588,17 @@ export class ControlPlane {
    * allow policies reach (the member subnet for a group destination, everything for "any"), or everything
    * for a full-tunnel member. Deny policies are not subtracted: the gateway enforces them per packet.
    */
-  memberAllowedIps(m: Member): string[] {
-    const s = this.settings();
-    const gw = this.gatewayAddresses();
+  memberAllowedIps(m: Member, inputs: ConfigInputs = this.configInputs()): string[] {
+    const { settings: s, gateway: gw } = inputs;
     const out = [`${gw.ip}/32`, ...(gw.ip6 ? [`${gw.ip6}/128`] : [])];
     const everything = ['0.0.0.0/0', ...(s.subnet6 ? ['::/0'] : [])];
     if (m.fullTunnel) return everything;
     const applies = (p: Policy): boolean => p.group === '*' || m.groups.includes(p.group);
     const reach: string[] =
       s.defaultPolicy === 'allow'
-        ? [s.subnet, ...(s.subnet6 ? [s.subnet6] : []), ...this.store.listRoutes().map((r) => r.cidr)]
+        ? [s.subnet, ...(s.subnet6 ? [s.subnet6] : []), ...inputs.routes.map((r) => r.cidr)]
         : [];
-    for (const p of this.store.listPolicies()) {
+    for (const p of inputs.policies) {
       if (p.action !== 'allow' || !applies(p)) continue;
       if (p.destination === 'any') return everything;
       if (p.destination.startsWith('group:')) reach.push(s.subnet, ...(s.subnet6 ? [s.subnet6] : []));
@@ -575,29 +607,82 @@ export class ControlPlane {
     return [...new Set([...out, ...reach])];
   }
 
-  /** A wg-quick config for the member's device. Without a stored private key, a placeholder stands in. */
-  memberConfig(nameArg: string): string {
-    const m = this.memberRecord(v.name('name', nameArg));
-    const s = this.settings();
+  private configInputs(): ConfigInputs {
+    return {
+      settings: this.settings(),
+      gateway: this.gatewayAddresses(),
+      gatewayPublicKey: this.gatewayPublicKey(),
+      routes: this.store.listRoutes(),
+      policies: this.store.listPolicies(),
+    };
+  }
+
+  /** The config's lines, with `keyLines` where the [Interface] section's private key goes. */
+  private renderConfig(m: MemberRecord, inputs: ConfigInputs, keyLines: string): string {
+    const s = inputs.settings;
     const addresses = [`${m.ip}/32`, ...(m.ip6 ? [`${m.ip6}/128`] : [])];
     const lines = [
       `# Weft member ${m.name}`,
       '[Interface]',
-      m.privateKey
-        ? `PrivateKey = ${m.privateKey}`
-        : '# This member brought its own key: put its private key on the next line.\nPrivateKey = REPLACE_WITH_YOUR_PRIVATE_KEY',
+      keyLines,
       `Address = ${addresses.join(', ')}`,
       ...(s.dns.length > 0 ? [`DNS = ${s.dns.join(', ')}`] : []),
       `MTU = ${s.mtu}`,
       '',
       '[Peer]',
-      `PublicKey = ${this.gatewayPublicKey()}`,
+      `PublicKey = ${inputs.gatewayPublicKey}`,
       `Endpoint = ${s.endpoint}`,
-      `AllowedIPs = ${this.memberAllowedIps(m).join(', ')}`,
+      `AllowedIPs = ${this.memberAllowedIps(m, inputs).join(', ')}`,
       ...(s.persistentKeepalive > 0 ? [`PersistentKeepalive = ${s.persistentKeepalive}`] : []),
       '',
     ];
     return lines.join('\n');
+  }
+
+  /**
+   * A fingerprint of the config the member would get now: SHA-256 of the config with its private key left
+   * out. The member's public key stands in for it, so a rotation changes the fingerprint as well; nothing
+   * secret goes into the hash, and only the hash is stored.
+   */
+  configFingerprint(m: MemberRecord, inputs: ConfigInputs = this.configInputs()): string {
+    const keyLine = `# key: ${m.hasPrivateKey ? 'kept by the server' : "the member's own"}, public ${m.publicKey}`;
+    const text = this.renderConfig(m, inputs, keyLine);
+    return `sha256:${createHash('sha256').update(text).digest('base64')}`;
+  }
+
+  /** A wg-quick config for the member's device. Without a stored private key, a placeholder stands in. */
+  memberConfig(nameArg: string): string {
+    const m = this.memberRecord(v.name('name', nameArg));
+    return this.renderConfig(
+      m,
+      this.configInputs(),
+      m.privateKey
+        ? `PrivateKey = ${m.privateKey}`
+        : '# This member brought its own key: put its private key on the next line.\nPrivateKey = REPLACE_WITH_YOUR_PRIVATE_KEY',
+    );
+  }
+
+  /**
+   * The member's config as handed out (CLI, API download, QR code, one-time link): records its fingerprint,
+   * so the member's view can say when a later change made it stale.
+   */
+  deliverConfig(nameArg: string): string {
+    const name = v.name('name', nameArg);
+    return this.change(() => {
+      const m = this.memberRecord(name);
+      const config = this.memberConfig(name);
+      this.store.putConfigDelivery({ name, fingerprint: this.configFingerprint(m), deliveredAt: this.now() });
+      return config;
+    });
+  }
+
+  /** Members whose last handed-out config no longer matches the one they would get now, by name. */
+  staleConfigs(): string[] {
+    const inputs = this.configInputs();
+    return this.store.allConfigDeliveries().flatMap((d) => {
+      const m = this.store.getMember(d.name);
+      return m && this.configFingerprint(m, inputs) !== d.fingerprint ? [d.name] : [];
+    });
   }
 
   /**
@@ -636,7 +721,7 @@ export class ControlPlane {
     return this.change(() => {
       const name = this.store.takeLink(tokenHash(token), this.now());
       if (name === undefined) throw invalidLink;
-      const config = this.memberConfig(name);
+      const config = this.deliverConfig(name);
       this.audit('link', 'member.link.used', name, from === undefined ? {} : { from });
       return { name, config };
     });

@@ -134,6 +134,16 @@ export interface MemberStatus {
   readonly updatedAt: string;
 }
 
+/**
+ * The config a member was last handed (CLI, API download, one-time link, QR code), by a fingerprint: a hash of
+ * the config's non-secret content (ControlPlane.configFingerprint), never the config itself, since that holds the private key.
+ */
+export interface ConfigDelivery {
+  readonly name: string;
+  readonly fingerprint: string;
+  readonly deliveredAt: string;
+}
+
 /** One point of a member's traffic history (bytes moved in the minute starting at `at`). */
 export interface TrafficSample {
   readonly name: string;

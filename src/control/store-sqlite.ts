@@ -23,6 +23,7 @@ import type {
   AuditEntry,
   Change,
   ChangeKind,
+  ConfigDelivery,
   Group,
   MemberCounts,
   MemberRecord,
@@ -176,10 +177,27 @@ CREATE INDEX download_links_by_expiry ON download_links (expires_at);
 `;
 
 /**
+ * Version 3: per member, the fingerprint of the config it was last handed (a hash of the config's non-secret
+ * content, never the config: that holds the private key), so the control plane can tell when a policy or
+ * route change made it stale. It goes with the member row (ON DELETE CASCADE).
+ */
+const SCHEMA_V3 = `
+CREATE TABLE config_deliveries (
+  member_id INTEGER PRIMARY KEY REFERENCES members (id) ON DELETE CASCADE,
+  fingerprint TEXT NOT NULL,
+  delivered_at TEXT NOT NULL
+) STRICT;
+`;
+
+/**
  * Append only: a released build's migration never changes, the next one is added after it. Exported for the
  * migration tests, which build files at older versions with it.
  */
-export const MIGRATIONS: readonly Migration[] = [(db) => db.exec(SCHEMA_V1), (db) => db.exec(SCHEMA_V2)];
+export const MIGRATIONS: readonly Migration[] = [
+  (db) => db.exec(SCHEMA_V1),
+  (db) => db.exec(SCHEMA_V2),
+  (db) => db.exec(SCHEMA_V3),
+];
 
 /** The schema version this build writes; a file at a higher version was written by a newer build. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -409,6 +427,21 @@ function prepareStatements(db: Database) {
       )
       .pluck<number>(),
     memberNameById: db.prepare('SELECT name FROM members WHERE id = ?').pluck<string>(),
+
+    putConfigDelivery: db.prepare(
+      `INSERT INTO config_deliveries (member_id, fingerprint, delivered_at)
+       SELECT id, :fingerprint, :at FROM members WHERE name = :name
+       ON CONFLICT (member_id) DO UPDATE SET fingerprint = excluded.fingerprint,
+                                             delivered_at = excluded.delivered_at`,
+    ),
+    getConfigDelivery: db.prepare<ConfigDelivery>(
+      `SELECT m.name, d.fingerprint, d.delivered_at AS deliveredAt
+         FROM config_deliveries d JOIN members m ON m.id = d.member_id WHERE m.name = ?`,
+    ),
+    allConfigDeliveries: db.prepare<ConfigDelivery>(
+      `SELECT m.name, d.fingerprint, d.delivered_at AS deliveredAt
+         FROM config_deliveries d JOIN members m ON m.id = d.member_id ORDER BY m.name`,
+    ),
 
     putStatus: db.prepare(
       `INSERT INTO member_status (name, online, endpoint, last_handshake, rx_bytes, tx_bytes, policy_drops,
@@ -742,6 +775,22 @@ export class SqliteStore implements Store {
       // The foreign key cascade removes a removed member's links, so the member is there; the lookup says so.
       return memberId === undefined ? undefined : this.#sql.memberNameById.get(memberId);
     });
+  }
+
+  putConfigDelivery(delivery: ConfigDelivery): void {
+    this.#write(() => {
+      const { name, fingerprint, deliveredAt: at } = delivery;
+      if (this.#sql.putConfigDelivery.run({ name, fingerprint, at }).changes === 0)
+        throw new StoreConflict(`config_deliveries.member: there is no member named ${JSON.stringify(name)}`);
+    });
+  }
+
+  getConfigDelivery(name: string): ConfigDelivery | undefined {
+    return this.#sql.getConfigDelivery.get(name);
+  }
+
+  allConfigDeliveries(): ConfigDelivery[] {
+    return this.#sql.allConfigDeliveries.all();
   }
 
   putStatuses(statuses: readonly MemberStatus[]): void {

@@ -14,6 +14,7 @@ import type {
   ApiToken,
   AuditEntry,
   Change,
+  ConfigDelivery,
   Group,
   MemberCounts,
   MemberRecord,
@@ -115,6 +116,16 @@ export interface Store {
    * new member of the same name.
    */
   takeLink(hash: string, now: string): string | undefined;
+
+  /**
+   * Records the fingerprint of the config just handed to a member (replacing the one before). Not a change
+   * of the network, so nothing goes to the change feed. Throws StoreConflict ("config_deliveries.member")
+   * when there is no such member. The record goes with the member: a new member of the same name has none.
+   */
+  putConfigDelivery(delivery: ConfigDelivery): void;
+  getConfigDelivery(name: string): ConfigDelivery | undefined;
+  /** Every member's record, ordered by name. */
+  allConfigDeliveries(): ConfigDelivery[];
 
   /** Replaces the status rows of the given members (the running gateway reports every few seconds). */
   putStatuses(statuses: readonly MemberStatus[]): void;

@@ -10,6 +10,11 @@
  *   3. cut off members whose expiry has passed.
  * Every few seconds it also reports each member's status and traffic to the store (status.ts readers: the
  * CLI, the API, the console).
+ *
+ * The log gets one line per member event, naming the member and never its traffic (no addresses or ports of
+ * its flows): connected (the first completed handshake after being offline), disconnected (no handshake for
+ * a session's lifetime, REJECT_AFTER_TIME, or its session ended), disabled, enabled, expired, removed; and
+ * policy drops summed per member, at most one line a minute each (DROP_LOG_INTERVAL_MS).
  */
 import { PublicKey } from '../crypto/keys.js';
 import type { ControlPlane } from '../control/control-plane.js';
@@ -21,6 +26,9 @@ import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
 import type { Device, PeerStatus } from '../wireguard/device.js';
+
+/** A member's policy drops are logged as one line with their count, at most this often. */
+export const DROP_LOG_INTERVAL_MS = 60_000;
 
 interface Installed extends FirewallMember {
   readonly record: MemberRecord;
@@ -35,6 +43,17 @@ interface Reported {
   endpoint: string | null;
   lastHandshake: number;
   drops: number;
+}
+
+/** Per member, for /metrics: what the gateway saw since it started. */
+export interface MemberMetrics {
+  readonly name: string;
+  readonly online: boolean;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  /** Completed handshakes seen (a new handshake time between two reports counts one). */
+  readonly handshakes: number;
+  readonly policyDrops: number;
 }
 
 export interface SyncEvents {
@@ -80,6 +99,12 @@ export class GatewaySync {
   private unreported: { name: string; rx: number; tx: number }[] = [];
   /** Bytes moved since this gateway started, over every member, including members since removed. */
   private readonly moved = { rx: 0, tx: 0 };
+  /** Handshakes seen per member name, since start (for /metrics). */
+  private readonly handshakes = new Map<string, number>();
+  /** Per member: drops already logged, and when the last drop line was written. */
+  private readonly dropLog = new Map<string, { logged: number; at: number }>();
+  /** Members whose last stored record was disabled: their next install is logged as "enabled". */
+  private readonly disabledNames = new Set<string>();
   /** Where a member was last seen, kept while it is disabled or expired (by public key). */
   private readonly lastEndpoints = new Map<string, Endpoint>();
 
@@ -210,10 +235,19 @@ export class GatewaySync {
   private reconcileMember(name: string, record: MemberRecord | undefined, now: number): void {
     const current = this.installed.get(name);
     const wanted = record !== undefined && this.cp.isActive(record, new Date(now));
+    const wasDisabled = this.disabledNames.has(name);
+    if (record?.disabled) this.disabledNames.add(name);
+    else this.disabledNames.delete(name);
     if (!wanted) {
-      if (current) this.uninstall(name);
+      if (current) {
+        const why = record === undefined ? 'removed' : record.disabled ? 'disabled' : 'expired';
+        this.events.log?.(`member ${name} ${why}${this.endsSession(current)}`);
+        this.uninstall(name);
+      }
+      if (record === undefined) this.forget(name);
       return;
     }
+    if (!current && wasDisabled) this.events.log?.(`member ${name} enabled`);
     if (current && current.record.publicKey !== record.publicKey) this.uninstall(name);
     const previous = this.installed.get(name);
     const parsed = PublicKey.parse(record.publicKey);
@@ -278,10 +312,23 @@ export class GatewaySync {
     this.counters.removals++;
   }
 
+  /** ", its session ended" when the member was online as of the last report (the line says so once). */
+  private endsSession(m: Installed): string {
+    const last = this.reported.get(m.name);
+    if (!last?.online) return '';
+    last.online = false;
+    return '; its session ended (disconnected)';
+  }
+
+  private forget(name: string): void {
+    this.handshakes.delete(name);
+    this.dropLog.delete(name);
+  }
+
   private expire(now: number): void {
     for (const m of this.installed.values()) {
       if (m.expiresAt !== null && m.expiresAt <= now) {
-        this.events.log?.(`member ${m.name} expired`);
+        this.events.log?.(`member ${m.name} expired${this.endsSession(m)}`);
         this.uninstall(m.name);
         this.counters.expiries++;
       }
@@ -321,6 +368,12 @@ export class GatewaySync {
         lastHandshake: s?.lastHandshake ?? 0,
         drops: m.drops,
       };
+      if (online && !last?.online) this.events.log?.(`member ${m.name} connected`);
+      else if (!online && last?.online)
+        this.events.log?.(`member ${m.name} disconnected (no handshake for ${REJECT_AFTER_TIME / 1000} s)`);
+      if (next.lastHandshake > 0 && next.lastHandshake !== (last?.lastHandshake ?? 0))
+        this.handshakes.set(m.name, (this.handshakes.get(m.name) ?? 0) + 1);
+      this.logDrops(m, now);
       // Counters restart when a peer is reinstalled (new key): count from zero then.
       const drx = last && rx >= last.rx ? rx - last.rx : rx;
       const dtx = last && tx >= last.tx ? tx - last.tx : tx;
@@ -369,6 +422,40 @@ export class GatewaySync {
       if (rows.length > 0) store.putStatuses(rows);
       if (samples.length > 0) store.addTraffic(samples);
     });
+  }
+
+  /** One line per member and minute at most, with the count of packets its policy dropped since the last. */
+  private logDrops(m: Installed, now: number): void {
+    const entry = this.dropLog.get(m.name);
+    if (!entry) {
+      // Drops counted before this member was first seen here are not news (a reinstall keeps its count).
+      this.dropLog.set(m.name, { logged: m.drops, at: now });
+      return;
+    }
+    if (m.drops < entry.logged) entry.logged = m.drops;
+    const count = m.drops - entry.logged;
+    if (count === 0 || now - entry.at < DROP_LOG_INTERVAL_MS) return;
+    const seconds = Math.round((now - entry.at) / 1000);
+    this.events.log?.(`member ${m.name}: ${count} packet(s) dropped by policy in the last ${seconds} s`);
+    entry.logged = m.drops;
+    entry.at = now;
+  }
+
+  /** Per-member figures for /metrics (as of the last report; bytes since this gateway installed the member). */
+  memberMetrics(): MemberMetrics[] {
+    const out: MemberMetrics[] = [];
+    for (const m of this.installed.values()) {
+      const r = this.reported.get(m.name);
+      out.push({
+        name: m.name,
+        online: r?.online ?? false,
+        rxBytes: r?.rx ?? 0,
+        txBytes: r?.tx ?? 0,
+        handshakes: this.handshakes.get(m.name) ?? 0,
+        policyDrops: m.drops,
+      });
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   /** Live figures for the API's status endpoint (as of the last report). */

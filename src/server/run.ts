@@ -224,6 +224,17 @@ export async function runServer(
           startedAt,
           ...activeSync.summary(),
         }),
+        metrics: () => ({
+          members: activeSync.memberMetrics(),
+          drops: {
+            wireguard: { ...running.device.drops },
+            router: {
+              'no-route': running.gateway.router.counters.noRoute,
+              malformed: running.gateway.router.counters.malformed,
+            },
+            firewall: { policy: activeSync.firewallCounters.dropped },
+          },
+        }),
       },
     });
     const apiListen = options.apiListen ?? settings.apiListen;

@@ -344,13 +344,21 @@ describe(
       memberIp = expected;
     });
 
-    step('3. her page: the QR code image loads and her config is shown', async () => {
+    step('3. her page: the QR code image loads and her config is shown when asked for', async () => {
       const p = thePage();
       const ip = need(memberIp, `${MEMBER}'s address`);
       const row = p.getByTestId(`member-row-${MEMBER}`);
       const link = row.locator('a').first();
       await ((await link.count()) > 0 ? link : row).click();
       await atHash(p, `#/members/${MEMBER}`);
+      await visible(p, 'member-qr-show');
+      const opened = await api('GET', `/members/${MEMBER}`);
+      assert.equal(
+        (opened.json as { configDownload: unknown }).configDownload,
+        null,
+        `opening her page hands no config out: ${opened.text}`,
+      );
+      await p.getByTestId('member-qr-show').click();
       await visible(p, 'member-qr');
       const qr = await waitFor(
         'the QR code image to load',
@@ -366,6 +374,7 @@ describe(
       );
       assert.ok(qr.box > 0, `the QR code is not laid out: ${JSON.stringify(qr)}`);
 
+      await p.getByTestId('member-config-show').click();
       await visible(p, 'member-config');
       const shown = await waitFor('the config to be shown', async () => {
         const text = await shownText(p.getByTestId('member-config'));
@@ -430,6 +439,30 @@ describe(
         );
         const p = await ping(member, GATEWAY_IP, { count: 3, waitS: 2 });
         assert.equal(p.received, 3, p.output);
+        // The gateway's log names her when she connects (at its next status report, every 5 s).
+        await liveServer()
+          .waitForOutput(new RegExp(`member ${MEMBER} connected`), 8_000)
+          .catch((e: Error) => assert.fail(`${e.message}: ${liveServer().stderr.slice(-2_000)}`));
+        // ...and /metrics (with the API token) counts her online, with her traffic and a handshake.
+        const metrics = await api('GET', '/metrics');
+        assert.equal(metrics.status, 200, metrics.text);
+        t.diagnostic(
+          `metrics: ${metrics.text
+            .split('\n')
+            .filter((l) => l.includes(MEMBER))
+            .join('; ')}`,
+        );
+        assert.match(metrics.text, new RegExp(`^weft_member_online\\{member="${MEMBER}"\\} 1$`, 'm'));
+        assert.match(
+          metrics.text,
+          new RegExp(`^weft_member_handshakes_total\\{member="${MEMBER}"\\} [1-9]`, 'm'),
+        );
+        assert.match(
+          metrics.text,
+          new RegExp(`^weft_member_receive_bytes_total\\{member="${MEMBER}"\\} [1-9]`, 'm'),
+        );
+        assert.match(metrics.text, /^weft_drops_total\{source="wireguard",reason="[a-z0-9-]+"\} \d+$/m);
+        assert.match(metrics.text, /^process_resident_memory_bytes [1-9]\d*$/m);
         const dump = await client.dump();
         assert.ok(
           (dump.peers[0]?.latestHandshake ?? 0) > 0,
@@ -522,9 +555,95 @@ describe(
         );
         assert.deepEqual(late, [], `replies more than ${CUTOFF_MS} ms after the disable click`);
         await visible(p, 'member-enable', 2_000);
+        await liveServer()
+          .waitForOutput(new RegExp(`member ${MEMBER} disabled; its session ended`), 5_000)
+          .catch((e: Error) => assert.fail(`${e.message}: ${liveServer().stderr.slice(-2_000)}`));
+        const log = liveServer().stderr;
+        assert.doesNotMatch(log, new RegExp(`member ${MEMBER}.*${GATEWAY_IP.replace(/\./g, '\\.')}`), log);
         const stored = await api('GET', `/members/${MEMBER}`);
         assert.equal((stored.json as { disabled?: boolean }).disabled, true, stored.text);
         t.diagnostic(`${MEMBER} in the store: ${stored.text}`);
+      },
+    );
+
+    step(
+      '7b. her page: expiry as ISO text (a US date refused), traffic labelled, a stale config said so',
+      async (t) => {
+        const p = thePage();
+        await visible(p, 'member-expires');
+        const expires = p.getByTestId('member-expires');
+        assert.equal(await expires.getAttribute('type'), 'text', 'no locale-dependent date picker');
+        assert.equal(await expires.getAttribute('placeholder'), 'YYYY-MM-DD');
+
+        await expires.fill('06/30/2031');
+        await p.getByTestId('member-save').click();
+        await visible(p, 'field-error');
+        const error = (await p.getByTestId('field-error').first().textContent()) ?? '';
+        assert.match(error, /YYYY-MM-DD/, error);
+        const unchanged = await api('GET', `/members/${MEMBER}`);
+        assert.equal((unchanged.json as { expiresAt: unknown }).expiresAt, null, unchanged.text);
+
+        await expires.fill('2031-06-30');
+        await p.getByTestId('member-save').click();
+        const saved = await waitFor(
+          'the expiry to be stored',
+          async () => {
+            const r = await api('GET', `/members/${MEMBER}`);
+            const at = (r.json as { expiresAt: string | null }).expiresAt;
+            return at ? at : undefined;
+          },
+          { timeoutMs: UI_MS },
+        ).catch(async (e: Error) => assert.fail(`${e.message}; ${await describePage(p)}`));
+        assert.equal(saved, '2031-06-30T23:59:59.999Z');
+        await waitFor('the field to show the saved date', async () =>
+          (await p.getByTestId('member-expires').inputValue()) === '2031-06-30' ? true : undefined,
+        );
+
+        const session = (await p.getByTestId('member-session-traffic').textContent()) ?? '';
+        t.diagnostic(`session traffic: ${JSON.stringify(session)}`);
+        assert.match(session, /since the gateway last started or enabled/, session);
+        assert.doesNotMatch(session, /\b[kMG]B\b/, 'IEC units (KiB), as the CLI');
+
+        // A policy that reaches every member changes her AllowedIPs: the page says her config is stale.
+        const policy = await api('POST', '/policies', {
+          action: 'allow',
+          group: '*',
+          destination: '10.99.0.0/24',
+        });
+        assert.equal(policy.status, 201, policy.text);
+        try {
+          await p.reload({ timeout: UI_MS });
+          await visible(p, 'member-config-stale');
+          const notice = (await p.getByTestId('member-config-stale').textContent()) ?? '';
+          assert.match(notice, /changed since it was downloaded/i, notice);
+          assert.match(
+            (await p.getByTestId('member-config-state').textContent()) ?? '',
+            /Changed since it was downloaded/,
+          );
+          const file = await screenshotFile('member-stale-config', 'desktop');
+          await p.screenshot({ path: file, fullPage: true, timeout: 10_000 });
+          t.diagnostic(`screenshot: ${path.relative(REPO_ROOT, file)}`);
+          // Looking at her page again hands nothing out: the notice stays until the config is shown.
+          await p.reload({ timeout: UI_MS });
+          await visible(p, 'member-config-stale');
+          await p.getByTestId('member-qr-show').click();
+          await waitFor(
+            'the QR code to load',
+            async () => (await imageFacts(p.getByTestId('member-qr'))).img?.naturalWidth,
+            { timeoutMs: UI_MS },
+          );
+          await p.reload({ timeout: UI_MS });
+          await visible(p, 'member-config-state');
+          assert.equal(await p.getByTestId('member-config-stale').count(), 0, 'the QR code handed it out');
+          assert.match((await p.getByTestId('member-config-state').textContent()) ?? '', /^Current/);
+        } finally {
+          const id = (policy.json as { id: number }).id;
+          assert.equal((await api('DELETE', `/policies/${id}`)).status, 204);
+        }
+        const view = await api('PATCH', `/members/${MEMBER}`, { expiresAt: null });
+        assert.equal(view.status, 200, view.text);
+        await p.reload({ timeout: UI_MS });
+        await visible(p, 'member-enable');
       },
     );
 
@@ -625,6 +744,8 @@ describe(
             name: 'member',
             hash: `#/members/${MEMBER}`,
             ready: async (p) => {
+              await p.getByTestId('member-qr-show').click();
+              await p.getByTestId('member-config-show').click();
               await visible(p, 'member-config');
               await waitFor(
                 'the QR code',

@@ -20,6 +20,7 @@ import type {
   AuditEntry,
   Change,
   ChangeKind,
+  ConfigDelivery,
   Group,
   MemberCounts,
   MemberRecord,
@@ -51,6 +52,8 @@ interface State {
   readonly admins: Map<string, AdminAccount>;
   /** One-time download links by the hash of their token. */
   readonly links: Map<string, DownloadLink>;
+  /** The fingerprint of the config each member was last handed, by member name. */
+  readonly deliveries: Map<string, ConfigDelivery>;
   readonly statuses: Map<string, MemberStatus>;
   /** Keyed by `${name}\n${at}`. */
   readonly traffic: Map<string, TrafficSample>;
@@ -80,6 +83,7 @@ function emptyState(): State {
     tokens: new Map(),
     admins: new Map(),
     links: new Map(),
+    deliveries: new Map(),
     statuses: new Map(),
     traffic: new Map(),
     changes: [],
@@ -112,7 +116,7 @@ function clampLimit(limit: number): number {
 
 export class MemoryStore implements Store {
   readonly path = ':memory:';
-  readonly schemaVersion = 2;
+  readonly schemaVersion = 3;
   readonly #state: State = emptyState();
   #closed = false;
   /** How to undo each write made inside the open transaction, oldest first; empty outside one. */
@@ -265,10 +269,11 @@ export class MemoryStore implements Store {
     });
   }
 
-  /** The member's download links go with it (as SQLite's ON DELETE CASCADE). */
+  /** The member's download links and config record go with it (as SQLite's ON DELETE CASCADE). */
   deleteMember(name: string): boolean {
     return this.transaction(() => {
       if (!this.#delete(this.#state.members, name)) return false;
+      this.#delete(this.#state.deliveries, name);
       for (const [hash, link] of [...this.#state.links]) {
         if (link.member === name) this.#delete(this.#state.links, hash);
       }
@@ -460,6 +465,24 @@ export class MemoryStore implements Store {
       this.#set(this.#state.links, hash, { ...link, usedAt: now });
       return link.member;
     });
+  }
+
+  putConfigDelivery(delivery: ConfigDelivery): void {
+    this.transaction(() => {
+      if (!this.#state.members.has(delivery.name))
+        throw new StoreConflict(
+          `config_deliveries.member: there is no member named ${JSON.stringify(delivery.name)}`,
+        );
+      this.#set(this.#state.deliveries, delivery.name, copy(delivery));
+    });
+  }
+
+  getConfigDelivery(name: string): ConfigDelivery | undefined {
+    return copy(this.#open().deliveries.get(name));
+  }
+
+  allConfigDeliveries(): ConfigDelivery[] {
+    return copy([...this.#open().deliveries.values()].sort(byName));
   }
 
   putStatuses(statuses: readonly MemberStatus[]): void {

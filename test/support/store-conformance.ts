@@ -936,6 +936,45 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
       assert.equal(store.takeLink('hash-6', T1), 'm00002');
     });
 
+    it('config deliveries: one per member, replaced, kept over updates, gone with the member', (t) => {
+      const store = fresh(t);
+      store.insertMember(member(1));
+      store.insertMember(member(2));
+      const rev = store.revision();
+      assert.equal(store.getConfigDelivery('m00001'), undefined);
+      assert.deepEqual(store.allConfigDeliveries(), []);
+      const first = { name: 'm00002', fingerprint: 'sha256:aa', deliveredAt: T0 };
+      store.putConfigDelivery(first);
+      store.putConfigDelivery({ name: 'm00001', fingerprint: 'sha256:bb', deliveredAt: T0 });
+      const again = { name: 'm00001', fingerprint: 'sha256:cc', deliveredAt: T1 };
+      store.putConfigDelivery(again);
+      assert.deepEqual(store.getConfigDelivery('m00001'), again, 'the newer one replaces the older');
+      assert.deepEqual(store.allConfigDeliveries(), [again, first], 'by name');
+      assert.equal(store.revision(), rev, 'not part of the change feed');
+
+      // An update of the member row (a key rotation) keeps the record: the fingerprint tells it is stale.
+      assert.equal(store.updateMember(member(1, { publicKey: member(9).publicKey, updatedAt: T1 })), true);
+      assert.deepEqual(store.getConfigDelivery('m00001'), again);
+
+      assert.throws(
+        () => store.putConfigDelivery({ name: 'nobody', fingerprint: 'x', deliveredAt: T0 }),
+        conflictNaming('config_deliveries.member'),
+      );
+      assert.throws(() =>
+        store.transaction(() => {
+          store.putConfigDelivery({ name: 'm00002', fingerprint: 'sha256:dd', deliveredAt: T1 });
+          throw new Error('rolled back');
+        }),
+      );
+      assert.deepEqual(store.getConfigDelivery('m00002'), first, 'a rolled-back put leaves the old one');
+
+      // Removing the member removes its record, also for a later member of the same name.
+      assert.equal(store.deleteMember('m00002'), true);
+      store.insertMember(member(2));
+      assert.equal(store.getConfigDelivery('m00002'), undefined);
+      assert.deepEqual(store.allConfigDeliveries(), [again]);
+    });
+
     it('member statuses: putStatuses upserts many rows at once, allStatuses by name', (t) => {
       const store = fresh(t);
       const alice = status('alice');

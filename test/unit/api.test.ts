@@ -410,6 +410,53 @@ for (const { name: storeName, open } of STORES) {
         );
       });
 
+      it('say when a config changed since it was downloaded (download, QR code)', async () => {
+        const view = async (name: string) =>
+          json<{ configDownload: { at: string; stale: boolean } | null }>(
+            await request(f, 'GET', `/api/v1/members/${name}`),
+          );
+        await request(f, 'POST', '/api/v1/groups', { body: { name: 'ops' } });
+        for (const name of ['olga', 'otto'])
+          assert.equal(
+            (await request(f, 'POST', '/api/v1/members', { body: { name, groups: ['ops'] } })).statusCode,
+            201,
+          );
+        const before = await view('olga');
+        assertConforms(schemas.MemberView, before);
+        assert.equal(before.configDownload, null);
+        assert.equal((await request(f, 'GET', '/api/v1/members/olga/config')).statusCode, 200);
+        assert.equal((await request(f, 'GET', '/api/v1/members/otto/config.svg')).statusCode, 200);
+        assert.equal((await view('olga')).configDownload?.stale, false);
+        assert.equal((await view('otto')).configDownload?.stale, false);
+
+        const policy = await request(f, 'POST', '/api/v1/policies', {
+          body: { action: 'allow', group: 'ops', destination: '10.77.0.0/24' },
+        });
+        assert.equal(policy.statusCode, 201, policy.body);
+        const stale = await view('olga');
+        assertConforms(schemas.MemberView, stale);
+        assert.equal(stale.configDownload?.stale, true);
+        const page = json<{ items: { name: string; configDownload: { stale: boolean } | null }[] }>(
+          await request(f, 'GET', '/api/v1/members?search=o'),
+        );
+        assert.deepEqual(
+          page.items.filter((m) => m.name.startsWith('o')).map((m) => [m.name, m.configDownload?.stale]),
+          [
+            ['olga', true],
+            ['otto', true],
+          ],
+        );
+
+        assert.equal((await request(f, 'GET', '/api/v1/members/olga/config')).statusCode, 200);
+        assert.equal((await view('olga')).configDownload?.stale, false, 'the new one was handed out');
+        assert.equal((await view('otto')).configDownload?.stale, true);
+        const id = json<{ id: number }>(policy).id;
+        assert.equal((await request(f, 'DELETE', `/api/v1/policies/${id}`)).statusCode, 204);
+        for (const name of ['olga', 'otto'])
+          assert.equal((await request(f, 'DELETE', `/api/v1/members/${name}`)).statusCode, 204);
+        assert.equal((await request(f, 'DELETE', '/api/v1/groups/ops')).statusCode, 204);
+      });
+
       it('refuse a taken name, a foreign address, a taken address and an unknown group', async () => {
         assertError(
           await request(f, 'POST', '/api/v1/members', { body: { name: 'bob' } }),
@@ -884,6 +931,77 @@ describe('REST API (failures and live figures)', () => {
     const a = json<{ status: Json }>(await request(f, 'GET', '/api/v1/members/a'));
     assertConforms(schemas.MemberView, a);
     assert.equal(a.status.online, true);
+    await f.app.close();
+  });
+
+  it('serves Prometheus metrics to API tokens: members, traffic, handshakes, drops by reason, memory', async () => {
+    let running = true;
+    const live: LiveStatus = {
+      gateway: () => undefined,
+      metrics: () =>
+        running
+          ? {
+              members: [
+                { name: 'a', online: true, rxBytes: 1500, txBytes: 900, handshakes: 3, policyDrops: 2 },
+                { name: 'b', online: false, rxBytes: 0, txBytes: 0, handshakes: 0, policyDrops: 0 },
+              ],
+              drops: {
+                wireguard: { 'bad-mac1': 4, 'a-reason-added-later': 1 },
+                router: { 'no-route': 5 },
+                firewall: { policy: 2 },
+              },
+            }
+          : undefined,
+    };
+    const f = await fixture(new MemoryStore(), live);
+    for (const body of [{ name: 'a' }, { name: 'b', disabled: true }])
+      assert.equal((await request(f, 'POST', '/api/v1/members', { body })).statusCode, 201);
+    assertError(await request(f, 'GET', '/api/v1/metrics', { token: null }), 401, 'WEFT_ERR_UNAUTHORIZED');
+    assertError(
+      await request(f, 'GET', '/api/v1/metrics', { token: 'weft_notavalidtoken' }),
+      401,
+      'WEFT_ERR_UNAUTHORIZED',
+    );
+    const res = await request(f, 'GET', '/api/v1/metrics');
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+    const body = res.body;
+    assert.ok(body.endsWith('\n'));
+    // Every sample line is NAME{labels} VALUE, and every family has HELP and TYPE before its samples.
+    const families = new Set<string>();
+    for (const line of body.trimEnd().split('\n')) {
+      const type = /^# TYPE (\w+) (counter|gauge)$/.exec(line);
+      if (type) families.add(type[1]!);
+      if (line.startsWith('#')) continue;
+      const sample = /^(\w+)(\{[^}]*\})? (\d+|NaN)$/.exec(line);
+      assert.ok(sample, line);
+      assert.ok(families.has(sample[1]!), `${sample[1]} has a TYPE line before it`);
+    }
+    for (const line of [
+      'weft_members 2',
+      'weft_members_active 1',
+      'weft_gateway_up 1',
+      'weft_members_online 1',
+      'weft_member_online{member="a"} 1',
+      'weft_member_receive_bytes_total{member="a"} 1500',
+      'weft_member_transmit_bytes_total{member="a"} 900',
+      'weft_member_handshakes_total{member="a"} 3',
+      'weft_member_policy_drops_total{member="a"} 2',
+      'weft_handshakes_total 3',
+      'weft_drops_total{source="wireguard",reason="bad-mac1"} 4',
+      'weft_drops_total{source="wireguard",reason="a-reason-added-later"} 1',
+      'weft_drops_total{source="router",reason="no-route"} 5',
+      'weft_drops_total{source="firewall",reason="policy"} 2',
+    ])
+      assert.ok(body.split('\n').includes(line), `missing: ${line}`);
+    const rss = /^process_resident_memory_bytes (\d+)$/m.exec(body);
+    assert.ok(rss && Number(rss[1]) > 1_000_000);
+
+    running = false;
+    const idle = (await request(f, 'GET', '/api/v1/metrics')).body;
+    assert.match(idle, /^weft_gateway_up 0$/m);
+    assert.match(idle, /^weft_members 2$/m);
+    assert.doesNotMatch(idle, /weft_member_online/);
     await f.app.close();
   });
 });

@@ -298,3 +298,79 @@ test('tokens: shown once, stored hashed, revocable; the admin password verifies'
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('config downloads: a policy, route, group or key change marks the handed-out config stale', () => {
+  withPlane((cp, store) => {
+    cp.addGroup('t', { name: 'eng' });
+    cp.addMember('t', { name: 'alice', groups: ['eng'] });
+    cp.addMember('t', { name: 'bob' });
+    const own = PrivateKey.generate().publicKey().toBase64();
+    cp.addMember('t', { name: 'carol', publicKey: own });
+    assert.equal(cp.getMember('alice').configDownload, null, 'nothing handed out yet');
+    assert.deepEqual(cp.staleConfigs(), []);
+
+    const config = cp.deliverConfig('alice');
+    cp.deliverConfig('bob');
+    cp.deliverConfig('carol');
+    assert.equal(config, cp.memberConfig('alice'));
+    assert.equal(cp.getMember('alice').configDownload?.stale, false);
+    assert.deepEqual(cp.staleConfigs(), []);
+
+    // The stored record holds a hash of the config, not the config and never the private key.
+    const record = store.getConfigDelivery('alice');
+    assert.ok(record);
+    assert.match(record.fingerprint, /^sha256:[A-Za-z0-9+/]{43}=$/);
+    const privateKey = /PrivateKey = (\S+)/.exec(config)?.[1];
+    assert.ok(privateKey && !JSON.stringify(record).includes(privateKey));
+
+    // A policy for eng changes alice's AllowedIPs only.
+    cp.addPolicy('t', { action: 'allow', group: 'eng', destination: '10.20.0.0/24' });
+    assert.equal(cp.getMember('alice').configDownload?.stale, true);
+    assert.equal(cp.getMember('bob').configDownload?.stale, false);
+    assert.deepEqual(cp.staleConfigs(), ['alice']);
+    const page = cp.listMembers();
+    assert.deepEqual(
+      page.items.map((m) => [m.name, m.configDownload?.stale]),
+      [
+        ['alice', true],
+        ['bob', false],
+        ['carol', false],
+      ],
+    );
+
+    // Handing the new config out makes it current again; removing the policy makes that one stale.
+    cp.deliverConfig('alice');
+    assert.deepEqual(cp.staleConfigs(), []);
+    const policy = cp.listPolicies()[0]!;
+    cp.removePolicy('t', policy.id);
+    assert.deepEqual(cp.staleConfigs(), ['alice']);
+    cp.deliverConfig('alice');
+
+    // A policy for every member, a group change and a key rotation each count.
+    cp.addPolicy('t', { action: 'allow', group: '*', destination: '10.30.0.0/24' });
+    assert.deepEqual(cp.staleConfigs(), ['alice', 'bob', 'carol']);
+    for (const name of ['alice', 'bob', 'carol']) cp.deliverConfig(name);
+    cp.updateMember('t', 'bob', { fullTunnel: true });
+    cp.rotateMember('t', 'carol', PrivateKey.generate().publicKey().toBase64());
+    assert.deepEqual(cp.staleConfigs(), ['bob', 'carol']);
+
+    // With the default policy allow, a new shared route reaches every member that is not full tunnel.
+    cp.updateSettings('t', { defaultPolicy: 'allow' });
+    for (const name of ['alice', 'bob', 'carol']) cp.deliverConfig(name);
+    cp.addRoute('t', { cidr: '10.40.0.0/24' });
+    assert.deepEqual(cp.staleConfigs(), ['alice', 'carol']);
+
+    // Enabling or disabling does not change the config.
+    cp.deliverConfig('alice');
+    cp.setDisabled('t', 'alice', true);
+    assert.equal(cp.getMember('alice').configDownload?.stale, false);
+
+    // A one-time link records its download too.
+    cp.addPolicy('t', { action: 'allow', group: 'eng', destination: '10.50.0.0/24' });
+    assert.equal(cp.getMember('alice').configDownload?.stale, true);
+    const link = cp.createDownloadLink('t', 'alice');
+    cp.redeemDownloadLink(link.token);
+    assert.equal(cp.getMember('alice').configDownload?.stale, false);
+    assert.equal(code(() => cp.deliverConfig('nobody')).code, 'WEFT_ERR_MEMBER_NOT_FOUND');
+  });
+});

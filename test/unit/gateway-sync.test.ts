@@ -73,6 +73,18 @@ function fixture(subnet = '10.66.0.0/24', clock?: () => Date): Fixture {
   };
 }
 
+/** A member's device completes a handshake with the gateway at `at`, confirmed by its keepalive. */
+function handshake(f: Fixture, client: Device, at: number): void {
+  const gatewayKey = f.cp.gatewayPrivateKey().publicKey();
+  const from = { address: '192.0.2.7', port: 40000 };
+  const sends = (actions: ReturnType<Device['receive']>): Uint8Array[] =>
+    actions.flatMap((a) => (a.type === 'send' ? [a.data] : []));
+  for (const init of sends(client.initiateHandshake(gatewayKey, at)))
+    for (const response of sends(f.device.receive(init, from, at)))
+      for (const keepalive of sends(client.receive(response, { address: '192.0.2.1', port: 51820 }, at)))
+        f.device.receive(keepalive, from, at);
+}
+
 test('changes made through another connection reach the device on the next poll', () => {
   const f = fixture();
   try {
@@ -277,6 +289,120 @@ test('a member enabled again is sent a handshake at the endpoint it was last see
     f.cli.setDisabled('t', 'alice', false);
     sync.poll();
     assert.equal(handshakes.length, 1);
+  } finally {
+    f.close();
+  }
+});
+
+test('the log: one line per member event, drops summed per minute, never a flow address', () => {
+  const f = fixture();
+  try {
+    f.cp.addMember('t', { name: 'alice' });
+    f.cp.addMember('t', { name: 'bob' });
+    const lines: string[] = [];
+    const sync = new GatewaySync(f.cp, f.device, { log: (line) => lines.push(line) });
+    sync.poll();
+    const take = (): string[] => lines.splice(0);
+    assert.deepEqual(take(), []);
+
+    // alice's device completes a handshake with the gateway.
+    const parsedKey = PrivateKey.parse(f.cp.store.getMember('alice')!.privateKey!);
+    assert.ok(parsedKey.ok);
+    const client = new Device({ privateKey: parsedKey.key });
+    const gatewayKey = f.cp.gatewayPrivateKey().publicKey();
+    client.setPeer({
+      publicKey: gatewayKey,
+      endpoint: { address: '192.0.2.1', port: 51820 },
+      allowedIps: [],
+    });
+    const t0 = Date.parse('2026-03-01T12:00:00Z');
+    handshake(f, client, t0);
+
+    sync.report(t0 + 1000);
+    assert.deepEqual(take(), ['member alice connected']);
+    sync.report(t0 + 6000);
+    assert.deepEqual(take(), [], 'still online: nothing new');
+
+    // Policy drops (default deny): counted, then one line with the count once a minute has passed.
+    for (let i = 0; i < 3; i++) admit(sync, tcp('10.66.0.2', '10.20.0.10', 22), f.keyOf('alice')!);
+    sync.report(t0 + 11_000);
+    assert.deepEqual(take(), []);
+    for (let i = 0; i < 2; i++) admit(sync, tcp('10.66.0.2', '10.20.0.10', 22), f.keyOf('alice')!);
+    sync.report(t0 + 61_000);
+    assert.deepEqual(take(), ['member alice: 5 packet(s) dropped by policy in the last 60 s']);
+    admit(sync, tcp('10.66.0.2', '10.20.0.11', 443), f.keyOf('alice')!);
+    sync.report(t0 + 91_000);
+    assert.deepEqual(take(), [], 'at most one line a minute');
+    sync.report(t0 + 121_000);
+    assert.deepEqual(take(), ['member alice: 1 packet(s) dropped by policy in the last 60 s']);
+
+    // No handshake for a session's lifetime (180 s): disconnected.
+    sync.report(t0 + 181_000);
+    assert.deepEqual(take(), ['member alice disconnected (no handshake for 180 s)']);
+
+    f.cli.setDisabled('t', 'bob', true);
+    sync.poll();
+    f.cli.setDisabled('t', 'bob', false);
+    sync.poll();
+    f.cli.updateMember('t', 'bob', { expiresAt: '2020-01-01' });
+    sync.poll();
+    f.cli.updateMember('t', 'bob', { expiresAt: null });
+    sync.poll();
+    f.cli.removeMember('t', 'bob');
+    sync.poll();
+    assert.deepEqual(take(), [
+      'member bob disabled',
+      'member bob enabled',
+      'member bob expired',
+      'member bob removed',
+    ]);
+
+    // An online member cut off: the line says its session ended.
+    handshake(f, client, t0 + 200_000);
+    sync.report(t0 + 201_000);
+    f.cli.setDisabled('t', 'alice', true);
+    sync.poll();
+    sync.report(t0 + 202_000);
+    assert.deepEqual(take(), [
+      'member alice connected',
+      'member alice disabled; its session ended (disconnected)',
+    ]);
+
+    const metrics = sync.memberMetrics();
+    assert.deepEqual(metrics, [], 'no member is installed now');
+  } finally {
+    f.close();
+  }
+});
+
+test('metrics per member: bytes, handshakes and drops as of the last report', () => {
+  const f = fixture();
+  try {
+    f.cp.addMember('t', { name: 'alice' });
+    const sync = new GatewaySync(f.cp, f.device);
+    sync.poll();
+    const parsedKey = PrivateKey.parse(f.cp.store.getMember('alice')!.privateKey!);
+    assert.ok(parsedKey.ok);
+    const client = new Device({ privateKey: parsedKey.key });
+    const gatewayKey = f.cp.gatewayPrivateKey().publicKey();
+    client.setPeer({
+      publicKey: gatewayKey,
+      endpoint: { address: '192.0.2.1', port: 51820 },
+      allowedIps: [],
+    });
+    const t0 = Date.parse('2026-03-01T12:00:00Z');
+    for (const at of [t0, t0 + 130_000]) {
+      handshake(f, client, at);
+      sync.report(at + 1000);
+    }
+    admit(sync, tcp('10.66.0.2', '10.20.0.10', 22), f.keyOf('alice')!);
+    sync.report(t0 + 140_000);
+    const [alice] = sync.memberMetrics();
+    assert.equal(alice?.name, 'alice');
+    assert.equal(alice?.online, true);
+    assert.equal(alice?.handshakes, 2);
+    assert.equal(alice?.policyDrops, 1);
+    assert.ok((alice?.rxBytes ?? 0) > 0, 'the keepalives count as received bytes');
   } finally {
     f.close();
   }

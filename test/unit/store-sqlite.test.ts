@@ -87,6 +87,7 @@ test('an empty file is migrated to SCHEMA_VERSION with every table', (t) => {
       'admins',
       'audit',
       'changes',
+      'config_deliveries',
       'download_links',
       'groups',
       'member_groups',
@@ -122,7 +123,7 @@ test('reopening keeps the data and the revision', (t) => {
   assert.equal(again.integrityCheck(), 'ok');
 });
 
-test('a version 1 file is migrated to version 2 and keeps its data', (t) => {
+test('a version 1 file is migrated to the current version and keeps its data', (t) => {
   const path = join(tempDir(t), 'weft.db');
   // A file as the first release left it: the version 1 schema and rows written with plain SQL.
   const v1 = new Database(path);
@@ -150,8 +151,8 @@ test('a version 1 file is migrated to version 2 and keeps its data', (t) => {
 
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(SCHEMA_VERSION, 2);
-  assert.equal(store.schemaVersion, 2);
+  assert.equal(SCHEMA_VERSION, 3);
+  assert.equal(store.schemaVersion, 3);
   assert.deepEqual(store.getSettings(), SETTINGS);
   assert.deepEqual(store.getMember('m00001'), member(1, { groups: ['eng'] }));
   assert.deepEqual(store.getAdmin('admin')?.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
@@ -165,11 +166,38 @@ test('a version 1 file is migrated to version 2 and keeps its data', (t) => {
   assert.equal(store.integrityCheck(), 'ok');
   const raw = new Database(path);
   try {
-    assert.equal(raw.pragma('user_version', { simple: true }), 2);
+    assert.equal(raw.pragma('user_version', { simple: true }), 3);
     assert.equal(raw.prepare('SELECT count(*) FROM download_links').pluck<number>().get(), 0);
   } finally {
     raw.close();
   }
+});
+
+test('a version 2 file is migrated to version 3: config fingerprints, which go with their member', (t) => {
+  const path = join(tempDir(t), 'weft.db');
+  const v2 = new Database(path);
+  try {
+    MIGRATIONS[0]!(v2);
+    MIGRATIONS[1]!(v2);
+    v2.pragma('user_version = 2');
+    const m = member(1);
+    v2.prepare(
+      `INSERT INTO members (name, ip, ip6, public_key, private_key, disabled, expires_at, full_tunnel,
+                            created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, NULL, 0, ?, ?)`,
+    ).run(m.name, m.ip, m.ip6, m.publicKey, m.privateKey, m.createdAt, m.updatedAt);
+  } finally {
+    v2.close();
+  }
+  const store = openSqliteStore(path);
+  t.after(() => store.close());
+  assert.equal(store.schemaVersion, 3);
+  assert.deepEqual(store.getMember('m00001'), member(1));
+  assert.equal(store.getConfigDelivery('m00001'), undefined);
+  store.putConfigDelivery({ name: 'm00001', fingerprint: 'f1', deliveredAt: T0 });
+  assert.deepEqual(store.getConfigDelivery('m00001'), { name: 'm00001', fingerprint: 'f1', deliveredAt: T0 });
+  assert.equal(store.deleteMember('m00001'), true);
+  assert.deepEqual(store.allConfigDeliveries(), []);
+  assert.equal(store.integrityCheck(), 'ok');
 });
 
 test('a store written by a newer schema refuses to open, and is left as it was', (t) => {

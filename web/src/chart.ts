@@ -2,11 +2,13 @@
  * A time-series chart drawn as SVG with DOM calls (no library, nothing the CSP would refuse):
  *   1. the figure measures its width (ResizeObserver) and draws at exactly that size, so text is never
  *      stretched the way a scaled viewBox would stretch it;
- *   2. the y axis gets "nice" ticks (1, 2, 2.5, 5 × 10^n) with labels in the caller's units;
+ *   2. the y axis gets "nice" ticks (1, 2, 2.5, 5 × 10^n) with labels in the caller's units, never two alike
+ *      (axis.ts);
  *   3. the x axis gets clock labels on whole hours, as many as fit;
  *   4. each series is an area with a line on top; pointing at the chart shows the bucket's values in a
  *      readout line under it (no floating tooltip to position).
  */
+import { yAxis } from './axis.js';
 import { h, replace, s } from './dom.js';
 import { formatClock, formatHour } from './format.js';
 
@@ -28,17 +30,11 @@ export interface TimeChartOptions {
   /** Under the chart while nothing is pointed at ("Average per 15 minutes"). */
   readonly hint?: string;
   readonly height?: number;
+  /** The smallest y step that means anything (1 for whole bytes); default 0. */
+  readonly minStep?: number;
 }
 
 const PAD = { left: 64, right: 12, top: 12, bottom: 26 };
-
-/** The smallest "nice" number (1, 2, 2.5, 5 × 10^n) at or above `x`. */
-function niceStep(x: number): number {
-  if (x <= 0) return 1;
-  const mag = 10 ** Math.floor(Math.log10(x));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * mag >= x) return m * mag;
-  return 10 * mag;
-}
 
 const HOUR = 3600 * 1000;
 
@@ -54,8 +50,8 @@ function draw(width: number, o: TimeChartOptions, readout: HTMLElement): SVGSVGE
   const xOf = (i: number): number => xAt(o.start + (i + 0.5) * o.stepMs);
 
   const max = Math.max(0, ...o.series.flatMap((x) => x.values));
-  const step = niceStep(max / 4);
-  const top = Math.max(step, Math.ceil(max / step) * step);
+  const axis = yAxis(max, o.formatValue, 4, o.minStep ?? 0);
+  const top = axis.top;
   const yOf = (v: number): number => y1 - (v / top) * (y1 - y0);
 
   const svg = s('svg', {
@@ -68,13 +64,13 @@ function draw(width: number, o: TimeChartOptions, readout: HTMLElement): SVGSVGE
   });
 
   // y axis: grid lines and labels
-  for (let v = 0; v <= top + step / 2; v += step) {
+  axis.ticks.forEach((v, i) => {
     const y = yOf(v);
     svg.append(
       s('line', { x1: x0, x2: x1, y1: y, y2: y, class: v === 0 ? 'axis' : 'grid' }),
-      s('text', { x: x0 - 6, y: y + 4, 'text-anchor': 'end', class: 'tick' }, o.formatValue(v)),
+      s('text', { x: x0 - 6, y: y + 4, 'text-anchor': 'end', class: 'tick' }, axis.labels[i] ?? ''),
     );
-  }
+  });
 
   // x axis: whole local hours, every `every` hours so labels stay ~50px apart
   const hourPx = ((x1 - x0) * HOUR) / (end - o.start);

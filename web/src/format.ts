@@ -1,20 +1,23 @@
 /**
- * Numbers and times as people read them: "12.3 MB", "4 min ago", "2027-06-30".
+ * Numbers and times as people read them: "12.3 MiB", "4 min ago", "2027-06-30". No DOM here: the unit tests
+ * run this module under node.
  */
 
-const BYTE_UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'] as const;
+/** IEC units (1 KiB = 1024 B), as the CLI prints them (src/cli/people.ts `bytes`). */
+const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'] as const;
 
-/** Bytes in SI units (1 kB = 1000 B), three significant digits. */
+/** Bytes in IEC units, three significant digits ("412 B", "1.36 KiB", "12.3 MiB"). */
 export function formatBytes(bytes: number): string {
   if (!Number.isFinite(bytes) || bytes < 0) return '—';
   let value = bytes;
   let unit = 0;
+  // 1000 KiB and up reads as MiB ("0.98 MiB"), so a value never shows four digits before its unit.
   while (value >= 1000 && unit < BYTE_UNITS.length - 1) {
-    value /= 1000;
+    value /= 1024;
     unit += 1;
   }
   const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
-  // "50.0 kB" → "50 kB", "1.50 GB" → "1.5 GB"
+  // "50.0 KiB" → "50 KiB", "1.50 GiB" → "1.5 GiB"
   const text = value.toFixed(digits).replace(/\.0+$|(\.\d*?)0+$/, '$1');
   return `${text} ${BYTE_UNITS[unit]}`;
 }
@@ -63,6 +66,22 @@ export function formatDateTime(iso: string | null): string {
   if (iso === null) return '—';
   const t = Date.parse(iso);
   return Number.isNaN(t) ? '—' : dateTime.format(t);
+}
+
+/**
+ * Checks an expiry typed as YYYY-MM-DD (the console's field is ISO text, the same whatever the browser's
+ * locale): the text back when it is a real calendar date, "" for an empty field, undefined otherwise.
+ */
+export function parseExpiryInput(text: string): string | undefined {
+  const t = text.trim();
+  if (t === '') return '';
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(t);
+  if (!m) return undefined;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const d = new Date(Date.UTC(year, month - 1, day));
+  return d.getUTCFullYear() === year && d.getUTCMonth() === month - 1 && d.getUTCDate() === day
+    ? t
+    : undefined;
 }
 
 /**

@@ -33,8 +33,18 @@ export function trafficCard(o: TrafficCardOptions): HTMLElement {
       const summary = h(
         'p',
         { class: 'traffic-summary' },
-        h('span', null, `${o.inLabel}: `, h('strong', null, formatBytes(b.totalRx))),
-        h('span', null, `${o.outLabel}: `, h('strong', null, formatBytes(b.totalTx))),
+        h(
+          'span',
+          null,
+          `${o.inLabel}, last 24 hours: `,
+          h('strong', { testid: 'traffic-total-in' }, formatBytes(b.totalRx)),
+        ),
+        h(
+          'span',
+          null,
+          `${o.outLabel}, last 24 hours: `,
+          h('strong', { testid: 'traffic-total-out' }, formatBytes(b.totalTx)),
+        ),
       );
       if (b.totalRx === 0 && b.totalTx === 0) {
         replace(body, emptyState('No traffic in the last 24 hours.', { testid: 'traffic-empty' }));
@@ -52,6 +62,7 @@ export function trafficCard(o: TrafficCardOptions): HTMLElement {
             { label: o.outLabel, class: 'series-out', values: b.tx.map(perSecond) },
           ],
           formatValue: formatRate,
+          minStep: 1,
           hint: 'Average rate per 15 minutes; point at the chart for the values.',
           description: `${o.title}: ${o.inLabel} ${formatBytes(b.totalRx)}, ${o.outLabel} ${formatBytes(
             b.totalTx,

@@ -106,6 +106,8 @@ export interface Member {
   /** Enabled and not expired. */
   readonly active: boolean;
   readonly status: MemberStatus | null;
+  /** The config last handed out (download, QR code, link, CLI); null until then. */
+  readonly configDownload: { readonly at: string; readonly stale: boolean } | null;
 }
 
 export interface MemberPage {

@@ -61,8 +61,6 @@ function statusView(st: Status): HTMLElement[] {
       ['Gateway address', [st.gateway.ip, st.gateway.ip6].filter(Boolean).join(', ')],
       ['Member subnet', [st.settings.subnet, st.settings.subnet6].filter(Boolean).join(', ')],
       ['Default policy', st.settings.defaultPolicy],
-      ['Started', live ? formatDateTime(live.startedAt) : '—'],
-      ['Members online', `${m.online} of ${m.total}`],
     ]),
   );
   return [tiles, gateway];

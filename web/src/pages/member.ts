@@ -8,8 +8,8 @@ import { flashNotice, showNotice } from '../banner.js';
 import { copyButton } from '../clipboard.js';
 import { confirmDialog } from '../confirm.js';
 import { h, replace } from '../dom.js';
-import { clearFieldErrors, showApiError } from '../form-errors.js';
-import { expiryDate, formatBytes, formatDateTime, formatRelative } from '../format.js';
+import { clearFieldErrors, showApiError, showFieldError } from '../form-errors.js';
+import { expiryDate, formatBytes, formatDateTime, formatRelative, parseExpiryInput } from '../format.js';
 import { groupPicker } from '../group-picker.js';
 import { ApiError, isAbort } from '../http.js';
 import { memberState } from '../member-state.js';
@@ -61,8 +61,32 @@ function detailsCard(m: Member): HTMLElement {
           ? `${formatRelative(st.lastHandshake)} (${formatDateTime(st.lastHandshake)})`
           : 'Never',
       ],
-      ['Traffic', st ? `in ${formatBytes(st.rxBytes)} · out ${formatBytes(st.txBytes)}` : '—'],
+      [
+        'Traffic this session',
+        h(
+          'span',
+          { testid: 'member-session-traffic' },
+          st ? `in ${formatBytes(st.rxBytes)} · out ${formatBytes(st.txBytes)}` : '—',
+          h(
+            'span',
+            { class: 'hint' },
+            ' (since the gateway last started or enabled the member; the chart below covers 24 hours)',
+          ),
+        ),
+      ],
       ['Dropped by policy', st ? `${st.policyDrops} packet${st.policyDrops === 1 ? '' : 's'}` : '—'],
+      [
+        'Config',
+        h(
+          'span',
+          { testid: 'member-config-state' },
+          m.configDownload === null
+            ? 'Never handed out'
+            : m.configDownload.stale
+              ? `Changed since it was downloaded (${formatRelative(m.configDownload.at)})`
+              : `Current (downloaded ${formatRelative(m.configDownload.at)})`,
+        ),
+      ],
       ['Created', formatDateTime(m.createdAt)],
     ]),
   );
@@ -70,10 +94,15 @@ function detailsCard(m: Member): HTMLElement {
 
 function editCard(m: Member, groups: readonly Group[], onSaved: (m: Member) => void): HTMLElement {
   const picker = groupPicker(groups, m.groups);
+  // ISO text rather than type=date, whose picker shows the date in the browser's (often US) format.
   const expires = h('input', {
-    type: 'date',
+    type: 'text',
     name: 'expiresAt',
     value: expiryDate(m.expiresAt),
+    placeholder: 'YYYY-MM-DD',
+    inputmode: 'numeric',
+    autocomplete: 'off',
+    maxlength: 10,
     'data-field': 'expiresAt',
     testid: 'member-expires',
   });
@@ -88,18 +117,23 @@ function editCard(m: Member, groups: readonly Group[], onSaved: (m: Member) => v
     'form',
     { class: 'form', novalidate: true, 'aria-label': 'Groups and expiry' },
     picker.el,
-    field('Expires', expires, 'Leave empty: never.'),
+    field('Expires', expires, 'A date as YYYY-MM-DD (the member is cut off at its end, UTC); empty: never.'),
     checkbox('Full tunnel (all traffic through the gateway)', fullTunnel),
     h('div', { class: 'actions' }, save),
   );
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     clearFieldErrors(form);
+    const expiry = parseExpiryInput(expires.value);
+    if (expiry === undefined) {
+      showFieldError(form, 'expiresAt', 'Give a date as YYYY-MM-DD, e.g. 2027-06-30, or leave it empty.');
+      return;
+    }
     void busy(save, async () => {
       try {
         const updated = await api.updateMember(m.name, {
           groups: picker.value(),
-          expiresAt: expires.value || null,
+          expiresAt: expiry || null,
           fullTunnel: fullTunnel.checked,
         });
         onSaved(updated);
@@ -157,46 +191,66 @@ function linkSection(m: Member): HTMLElement {
   );
 }
 
+/**
+ * The config text and the QR code load when asked for, not with the page: handing a config out is recorded
+ * (its fingerprint, to tell later when it went stale), and merely opening the member's page hands nothing out.
+ */
 function configTextCard(m: Member, signal: AbortSignal): HTMLElement {
-  const pre = h('pre', { class: 'config', testid: 'member-config' }, 'Loading…');
-  api.getMemberConfig(m.name, signal).then(
-    (text) => (pre.textContent = text),
-    (err: unknown) => {
-      if (isAbort(err)) return;
-      pre.textContent = '';
-      showApiError(err);
-    },
-  );
+  const pre = h('pre', { class: 'config hidden', testid: 'member-config' });
+  const show = h('button', { type: 'button', testid: 'member-config-show' }, 'Show config');
+  const copy = copyButton(pre, 'Copy config', 'member-config-copy');
+  copy.classList.add('hidden');
+  show.addEventListener('click', () => {
+    show.remove();
+    pre.classList.remove('hidden');
+    copy.classList.remove('hidden');
+    pre.textContent = 'Loading…';
+    api.getMemberConfig(m.name, signal).then(
+      (text) => (pre.textContent = text),
+      (err: unknown) => {
+        if (isAbort(err)) return;
+        pre.textContent = '';
+        showApiError(err);
+      },
+    );
+  });
   return h(
     'section',
     { class: 'card', testid: 'member-config-card' },
-    h(
-      'div',
-      { class: 'subsection-head' },
-      h('h2', null, 'wg-quick config'),
-      copyButton(pre, 'Copy config', 'member-config-copy'),
-    ),
+    h('div', { class: 'subsection-head' }, h('h2', null, 'wg-quick config'), copy),
     m.hasPrivateKey
       ? null
       : h('p', { class: 'hint' }, 'The device puts its own private key where the placeholder is.'),
+    show,
     pre,
   );
 }
 
+function qrFigure(m: Member): HTMLElement {
+  const show = h('button', { type: 'button', class: 'qr-show', testid: 'member-qr-show' }, 'Show QR code');
+  const figure = h(
+    'figure',
+    { class: 'qr' },
+    show,
+    h('figcaption', { class: 'hint' }, 'Scan with the WireGuard app (Add tunnel → Scan from QR code).'),
+  );
+  show.addEventListener('click', () =>
+    show.replaceWith(
+      h('img', {
+        src: api.memberQrUrl(m.name),
+        alt: `QR code of ${m.name}’s WireGuard configuration`,
+        width: 240,
+        height: 240,
+        testid: 'member-qr',
+      }),
+    ),
+  );
+  return figure;
+}
+
 function configCard(m: Member): HTMLElement {
   const qr = m.hasPrivateKey
-    ? h(
-        'figure',
-        { class: 'qr' },
-        h('img', {
-          src: api.memberQrUrl(m.name),
-          alt: `QR code of ${m.name}’s WireGuard configuration`,
-          width: 240,
-          height: 240,
-          testid: 'member-qr',
-        }),
-        h('figcaption', { class: 'hint' }, 'Scan with the WireGuard app (Add tunnel → Scan from QR code).'),
-      )
+    ? qrFigure(m)
     : h(
         'div',
         { class: 'qr-note', testid: 'member-qr-note' },
@@ -346,6 +400,15 @@ export async function memberPage(ctx: PageContext, name: string): Promise<void> 
           removeButton,
         ),
       ),
+      m.configDownload?.stale
+        ? h(
+            'p',
+            { class: 'notice warning', role: 'status', testid: 'member-config-stale' },
+            h('strong', null, 'Config changed since it was downloaded'),
+            ` (${formatDateTime(m.configDownload.at)}): a policy, route or setting changed what ${m.name}'s `,
+            'device should route. Hand out the new config: download it, show the QR code or send a link.',
+          )
+        : null,
       h(
         'div',
         { class: 'grid-2' },
