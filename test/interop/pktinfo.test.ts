@@ -15,11 +15,30 @@
 import assert from 'node:assert/strict';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { after, describe, it } from 'node:test';
+import * as fs from 'node:fs';
+import { after, before, describe, it } from 'node:test';
 import type { Datagram } from '../../src/dataplane/bind.js';
 import { LinuxUdpBind, linuxUdpUnavailable } from '../../src/dataplane/udp-linux.js';
 import type { Endpoint } from '../../src/net/endpoint.js';
-import { waitFor } from './harness.js';
+import {
+  capture,
+  DEFAULT_TOOLS,
+  interopSkip,
+  Lab,
+  startWireguardGo,
+  waitFor,
+  type Netns,
+  type WireguardGo,
+} from './harness.js';
+import {
+  generateKeyPair,
+  readCapture,
+  startWeft,
+  stopWeftInterfaces,
+  WEFT_MAIN,
+  wireguardType,
+  type WeftInterface,
+} from './gateway-lab.js';
 
 const unavailable = await linuxUdpUnavailable();
 const loopbackSkip: string | false =
@@ -226,3 +245,151 @@ describe('LinuxUdpBind answers from the address the peer wrote to (loopback)', {
     );
   });
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// A gateway with two addresses, a client behind a stateful firewall
+
+const TOOLS = [...DEFAULT_TOOLS, 'nft'];
+const WEFT_PORT = 51820;
+
+/**
+ * Gateway namespace: veth 10.251.0.1/24 + fd51::1/64 (primary) and 10.251.1.1/24 + fd52::1/64 (secondary, on the
+ * same link). Client namespace: 10.251.0.2/24 + fd51::2/64, with host routes to the secondary addresses over
+ * the link. The gateway's own choice of source toward the client is the primary address (the client's subnet
+ * is on-link there), so a reply to a datagram sent to the secondary address comes from the primary one unless
+ * the gateway answers from the address dialed.
+ *
+ * Two wireguard-go clients in the client namespace dial the secondary addresses (IPv4 and IPv6). nftables in the
+ * client namespace admits from the link only what belongs to connections the client opened (`ct state
+ * established,related`) and neighbour discovery; everything else from the gateway is dropped.
+ */
+describe(
+  'A Weft gateway answers from the address the client dialed (two addresses, stateful firewall)',
+  {
+    skip: interopSkip(TOOLS),
+  },
+  () => {
+    let lab: Lab;
+    let gw: Netns;
+    let client: Netns;
+    let gwIf: string;
+    let weft: WeftInterface;
+    const clients: WireguardGo[] = [];
+
+    before(async () => {
+      assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first`);
+      lab = await Lab.create('pktinfo', { tools: TOOLS });
+      gw = await lab.netns('gw');
+      client = await lab.netns('cl');
+      const link = await lab.veth(gw, client, {
+        aAddr: '10.251.0.1/24',
+        bAddr: '10.251.0.2/24',
+        aAddr6: 'fd51::1/64',
+        bAddr6: 'fd51::2/64',
+      });
+      gwIf = link.aIf;
+      const clIf = link.bIf;
+      await gw.exec('ip', ['addr', 'add', '10.251.1.1/24', 'dev', gwIf]);
+      await gw.exec('ip', ['-6', 'addr', 'add', 'fd52::1/64', 'dev', gwIf, 'nodad']);
+      await client.exec('ip', ['route', 'add', '10.251.1.1/32', 'dev', clIf]);
+      await client.exec('ip', ['-6', 'route', 'add', 'fd52::1/128', 'dev', clIf]);
+      // The kernel's own choice of source toward the client is the primary address.
+      const route4 = await gw.exec('ip', ['route', 'get', '10.251.0.2']);
+      assert.match(route4.stdout, /src 10\.251\.0\.1\b/);
+      const route6 = await gw.exec('ip', ['-6', 'route', 'get', 'fd51::2']);
+      assert.match(route6.stdout, /src fd51::1\b/);
+
+      const rules = [
+        'table inet pktinfo {',
+        '  chain input {',
+        '    type filter hook input priority 0; policy accept;',
+        `    iifname "${clIf}" ct state established,related accept`,
+        `    iifname "${clIf}" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept`,
+        `    iifname "${clIf}" counter drop`,
+        '  }',
+        '}',
+      ].join('\n');
+      const file = lab.file('client.nft');
+      fs.writeFileSync(file, `${rules}\n`);
+      await client.exec('nft', ['-f', file]);
+
+      const weftKeys = generateKeyPair();
+      const c4 = generateKeyPair();
+      const c6 = generateKeyPair();
+      weft = await startWeft(gw, lab.ifname('w0'), {
+        privateKey: weftKeys.privateKey,
+        listenPort: WEFT_PORT,
+        addresses: ['10.99.0.1/24'],
+        peers: [
+          { publicKey: c4.publicKey, allowedIps: ['10.99.0.4/32'] },
+          { publicKey: c6.publicKey, allowedIps: ['10.99.0.6/32'] },
+        ],
+      });
+      for (const [keys, endpoint, address, name] of [
+        [c4, `10.251.1.1:${WEFT_PORT}`, '10.99.0.4', 'c4'],
+        [c6, `[fd52::1]:${WEFT_PORT}`, '10.99.0.6', 'c6'],
+      ] as const) {
+        clients.push(
+          await startWireguardGo(client, lab.ifname(name), {
+            privateKey: keys.privateKey,
+            addresses: [`${address}/32`],
+            peers: [{ publicKey: weftKeys.publicKey, endpoint, allowedIps: ['10.99.0.1/32'] }],
+          }),
+        );
+      }
+    });
+
+    after(async () => {
+      if (!lab) return;
+      try {
+        for (const c of clients) await c.stop().catch(() => undefined);
+        await stopWeftInterfaces(lab);
+      } finally {
+        await lab.cleanup();
+      }
+    });
+
+    for (const [family, dialed, primary, index] of [
+      ['IPv4', '10.251.1.1', '10.251.0.1', 0],
+      ['IPv6', 'fd52::1', 'fd51::1', 1],
+    ] as const) {
+      it(`${family}: handshake and ping to ${dialed} succeed, every datagram back leaves from it`, async () => {
+        const cap = await capture(gw, gwIf, `udp port ${WEFT_PORT}`);
+        // Each client interface has no route of its own: bound to it, ping takes 10.99.0.1 as on-link there.
+        const ifname = clients[index]!.ifname;
+        const result = await client.exec(
+          'ping',
+          ['-4', '-n', '-c', '5', '-i', '0.2', '-W', '2', '-I', ifname, '10.99.0.1'],
+          {
+            allowFail: true,
+            timeoutMs: 20_000,
+          },
+        );
+        const stats = /(\d+) packets transmitted, (\d+) received/.exec(result.stdout);
+        await cap.stop({ settleMs: 200 });
+        // What the gateway sent toward this client (the other client's traffic is of the other family).
+        const fromGateway = (await readCapture(cap.file)).filter(
+          (p) => p.srcPort === WEFT_PORT && p.family === (family === 'IPv4' ? 4 : 6),
+        );
+        const sources = [...new Set(fromGateway.map((p) => p.src))];
+        const types = fromGateway.map((p) => wireguardType(p));
+        assert.deepEqual(
+          sources,
+          [dialed],
+          `the gateway answered from ${sources.join(', ')}, not only ${dialed}`,
+        );
+        assert.ok(
+          stats !== null && Number(stats[2]) >= 4,
+          `ping through the tunnel: ${result.stdout}${result.stderr}`,
+        );
+        assert.ok(types.includes(2), `a handshake response from the gateway (types ${types.join(',')})`);
+        assert.ok(types.filter((t) => t === 4).length >= 4, `transport datagrams from the gateway`);
+        assert.ok(!(sources as string[]).includes(primary));
+        const dump = await weft.dump();
+        assert.ok(
+          dump.peers.some((p) => p.endpoint?.startsWith(family === 'IPv4' ? '10.251.0.2:' : '[fd51::2]:')),
+        );
+      });
+    }
+  },
+);
