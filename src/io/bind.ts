@@ -7,7 +7,12 @@ import type { Endpoint } from '../net/endpoint.js';
 
 export interface Datagram {
   readonly data: Uint8Array;
-  /** Source on receive, destination on send. */
+  /**
+   * Source on receive, destination on send. A received endpoint's `local` is the address the datagram was
+   * sent to, where the bind can tell; a datagram sent to an endpoint with a `local` leaves from that address
+   * (LinuxUdpBind, MemoryBind), so that keeping the endpoint a peer last wrote from keeps answers coming from
+   * the address it wrote to. UdpBind (node:dgram) can do neither: the kernel picks the source.
+   */
   readonly endpoint: Endpoint;
 }
 

@@ -51,14 +51,19 @@ export const SO_RCVBUF = 8;
 /** As SO_SNDBUF / SO_RCVBUF, but past net.core.wmem_max / rmem_max; needs CAP_NET_ADMIN. */
 export const SO_SNDBUFFORCE = 32;
 export const SO_RCVBUFFORCE = 33;
+export const IPPROTO_IP = 0;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
+/** Ask for each datagram's local address as a control message (pktinfo.ts). */
+export const IP_PKTINFO = 8;
+export const IPV6_RECVPKTINFO = 49;
 
 /** shutdown(2) `how`, include/linux/net.h. */
 export const SHUT_RD = 0;
 export const SHUT_RDWR = 2;
 
 /** send(2) / recv(2) flags, include/linux/socket.h. */
+export const MSG_CTRUNC = 0x08;
 export const MSG_TRUNC = 0x20;
 export const MSG_DONTWAIT = 0x40;
 
@@ -87,6 +92,7 @@ const msghdrType = koffi.struct({
   msg_flags: 'int',
 });
 const mmsghdrType = koffi.struct({ msg_hdr: msghdrType, msg_len: 'unsigned int' });
+const cmsghdrType = koffi.struct({ cmsg_len: 'size_t', cmsg_level: 'int', cmsg_type: 'int' });
 
 /** struct iovec: size and field offsets. */
 export const IOVEC = {
@@ -106,6 +112,17 @@ export const MMSGHDR = {
   controllen: koffi.offsetof(msghdrType, 'msg_controllen'),
   flags: koffi.offsetof(msghdrType, 'msg_flags'),
   len: koffi.offsetof(mmsghdrType, 'msg_len'),
+} as const;
+
+/**
+ * struct cmsghdr (cmsg(3)): size and field offsets. Its data starts at CMSG_ALIGN(size), and each control
+ * message takes CMSG_SPACE(n) = CMSG_ALIGN(size) + CMSG_ALIGN(n) bytes; CMSG_ALIGN rounds up to sizeof(size_t).
+ */
+export const CMSGHDR = {
+  size: koffi.sizeof(cmsghdrType),
+  len: koffi.offsetof(cmsghdrType, 'cmsg_len'),
+  level: koffi.offsetof(cmsghdrType, 'cmsg_level'),
+  type: koffi.offsetof(cmsghdrType, 'cmsg_type'),
 } as const;
 
 const GENERIC_ABI_ARCHES: ReadonlySet<string> = new Set([

@@ -1,11 +1,13 @@
 /**
- * One recvmmsg(2) call into preallocated slots (one struct mmsghdr, iovec, sockaddr_in6 and payload buffer
- * per datagram, whose pointers are written once), packed into one right-sized ArrayBuffer laid out as
+ * One recvmmsg(2) call into preallocated slots (one struct mmsghdr, iovec, sockaddr_in6, control buffer for the
+ * local address (pktinfo.ts) and payload buffer per datagram, whose pointers are written once), packed into one
+ * right-sized ArrayBuffer laid out as
  * `batchLayout` describes. Used by the reader worker and by the main-thread poller alike; libc is passed in
  * so that this module loads no FFI by itself.
  */
 import { constants as osConstants, endianness } from 'node:os';
 import type * as Libc from './libc.js';
+import { CONTROL_SLOT, PktinfoCodec } from './pktinfo.js';
 
 type LibcModule = typeof Libc;
 
@@ -15,18 +17,28 @@ export const SOCKADDR_SLOT = 32;
 /**
  * Byte offsets of the parts of a receive batch holding `count` datagrams, all native byte order:
  *
- *   [u32 length × count][u32 scope id × count][16-byte address × count][u16 port × count][payloads]
+ *   [u32 length × count][u32 scope id × count][16-byte source × count][16-byte local × count][u16 port × count]
+ *   [payloads]
  *
- * Every source address is an IPv6 address, IPv4 as v4-mapped (::ffff:a.b.c.d); payloads are back to back.
+ * Every address is an IPv6 address, IPv4 as v4-mapped (::ffff:a.b.c.d); a local address of all zeros means the
+ * kernel did not say (no control message). Payloads are back to back.
  */
 export function batchLayout(count: number): {
   lengths: number;
   scopes: number;
   addresses: number;
+  locals: number;
   ports: number;
   payloads: number;
 } {
-  return { lengths: 0, scopes: 4 * count, addresses: 8 * count, ports: 24 * count, payloads: 26 * count };
+  return {
+    lengths: 0,
+    scopes: 4 * count,
+    addresses: 8 * count,
+    locals: 24 * count,
+    ports: 40 * count,
+    payloads: 42 * count,
+  };
 }
 
 export type UdpReadResult =
@@ -67,6 +79,10 @@ export class UdpBatchReader {
   private readonly nameBytes: Uint8Array;
   private readonly nameWords: Uint32Array;
   private readonly dataBytes: Uint8Array;
+  private readonly controlWords: Uint32Array;
+  private readonly pktinfo: PktinfoCodec;
+  /** Index of the u32 holding msg_controllen's value, relative to the record's first u32. */
+  private readonly controllenWord: number;
   private readonly v6: boolean;
   /** The iovec array: the kernel reads it through pointers, so it must live as long as the reader. */
   private readonly iovs: ArrayBuffer;
@@ -90,6 +106,7 @@ export class UdpBatchReader {
     const iovs = new ArrayBuffer(maxDatagrams * IOVEC.size);
     this.iovs = iovs;
     const names = new ArrayBuffer(maxDatagrams * SOCKADDR_SLOT);
+    const controls = new ArrayBuffer(maxDatagrams * CONTROL_SLOT);
     const data = new ArrayBuffer(maxDatagrams * stride);
     this.hdrBytes = new Uint8Array(hdrs);
     this.hdrWords = new Uint32Array(hdrs);
@@ -97,6 +114,7 @@ export class UdpBatchReader {
     const iovView = new DataView(iovs);
     const iovsAt = libc.address(new Uint8Array(iovs));
     const namesAt = libc.address(new Uint8Array(names));
+    const controlsAt = libc.address(new Uint8Array(controls));
     const dataAt = libc.address(new Uint8Array(data));
     /** Writes a pointer or size_t field (native endianness, POINTER_SIZE bytes). */
     const setWord = (view: DataView, offset: number, value: bigint): void => {
@@ -108,9 +126,13 @@ export class UdpBatchReader {
       setWord(hdrView, h + MMSGHDR.name, namesAt + BigInt(i * SOCKADDR_SLOT));
       setWord(hdrView, h + MMSGHDR.iov, iovsAt + BigInt(i * IOVEC.size));
       setWord(hdrView, h + MMSGHDR.iovlen, 1n);
+      setWord(hdrView, h + MMSGHDR.control, controlsAt + BigInt(i * CONTROL_SLOT));
       setWord(iovView, i * IOVEC.size + IOVEC.base, dataAt + BigInt(i * stride));
       setWord(iovView, i * IOVEC.size + IOVEC.len, BigInt(maxDatagramSize));
     }
+    this.pktinfo = new PktinfoCodec(libc.CMSGHDR, libc.POINTER_SIZE);
+    this.controllenWord = (MMSGHDR.controllen >> 2) + (libc.POINTER_SIZE === 8 && !LITTLE_ENDIAN ? 1 : 0);
+    this.controlWords = new Uint32Array(controls);
     this.resetNames(maxDatagrams);
     this.nameBytes = new Uint8Array(names);
     this.nameWords = new Uint32Array(names);
@@ -192,10 +214,26 @@ export class UdpBatchReader {
     return 0;
   }
 
+  /**
+   * Slot `i`'s local address (the destination the peer wrote to, from the IP_PKTINFO / IPV6_PKTINFO control
+   * message) as an IPv6 address (IPv4 v4-mapped) in native-endian u32s, written to `into[at .. at+3]`; zeros and
+   * false when the kernel gave none.
+   */
+  local(i: number, into: Uint32Array, at: number): boolean {
+    const controllen = this.hdrWords[((i * this.libc.MMSGHDR.size) >> 2) + this.controllenWord]!;
+    return this.pktinfo.readLocal(this.controlWords, i * CONTROL_SLOT, controllen, into, at);
+  }
+
+  /** Gives the first `n` slots back their full name and control room (the kernel writes the used lengths). */
   private resetNames(n: number): void {
-    const { MMSGHDR } = this.libc;
-    for (let i = 0; i < n; i++)
-      this.hdrWords[(i * MMSGHDR.size + MMSGHDR.namelen) >> 2] = this.libc.SOCKADDR_IN6_SIZE;
+    const { MMSGHDR, SOCKADDR_IN6_SIZE } = this.libc;
+    const words = this.hdrWords;
+    const controllen = this.controllenWord;
+    for (let i = 0; i < n; i++) {
+      const h = (i * MMSGHDR.size) >> 2;
+      words[h + (MMSGHDR.namelen >> 2)] = SOCKADDR_IN6_SIZE;
+      words[h + controllen] = CONTROL_SLOT;
+    }
   }
 
   /** Packs the first `n` slots into a batch, leaving out datagrams the kernel truncated. */
@@ -214,6 +252,7 @@ export class UdpBatchReader {
     const lengths = new Uint32Array(buffer, layout.lengths, kept);
     const scopes = new Uint32Array(buffer, layout.scopes, kept);
     const addresses = new Uint32Array(buffer, layout.addresses, kept * 4);
+    const locals = new Uint32Array(buffer, layout.locals, kept * 4);
     const ports = new Uint16Array(buffer, layout.ports, kept);
     const payloads = new Uint8Array(buffer, layout.payloads);
     let j = 0;
@@ -224,6 +263,7 @@ export class UdpBatchReader {
       lengths[j] = payload.length;
       ports[j] = this.port(i);
       scopes[j] = this.source(i, addresses, j * 4);
+      this.local(i, locals, j * 4);
       payloads.set(payload, offset);
       offset += payload.length;
       j++;

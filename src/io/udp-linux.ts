@@ -12,28 +12,38 @@
  *      AF_INET socket instead. An explicit IPv4 bind address also gets an AF_INET socket.
  *   2. Socket buffers of 4 MiB: SO_RCVBUFFORCE/SO_SNDBUFFORCE (past net.core.rmem_max/wmem_max; needs
  *      CAP_NET_ADMIN), else SO_RCVBUF/SO_SNDBUF (capped by the sysctls), else the defaults.
- *   3. bind(2), then getsockname(2) for the port actually bound (port 0 = any).
+ *   3. IPV6_RECVPKTINFO (dual stack: IPv4 datagrams too, v4-mapped) or IP_PKTINFO: each datagram's local
+ *      address comes with it (pktinfo.ts).
+ *   4. bind(2), then getsockname(2) for the port actually bound (port 0 = any).
  * Inbound, peers -> Weft (start):
- *   4. By default the main thread's poller (poller.ts) watches the socket; when it is readable, one recvmmsg(2)
+ *   5. By default the main thread's poller (poller.ts) watches the socket; when it is readable, one recvmmsg(2)
  *      takes up to 64 datagrams into preallocated slots, and onDatagrams gets Uint8Array views of the slots (no
  *      copy, no allocation but the views), valid until it returns.
- *   5. With WEFT_READERS=worker, a worker thread (udp-reader.worker.ts) polls the socket instead and transfers
- *      each call's datagrams as one ArrayBuffer: lengths, sources, payloads (batchLayout), which the main
- *      thread cuts into views. Either way, sources come from a cache keyed by address bytes and port, so a busy
- *      peer costs no string formatting nor allocation: each one's Endpoint object is shared by all its
- *      datagrams (frozen), IPv4 in plain form.
+ *   6. With WEFT_READERS=worker, a worker thread (udp-reader.worker.ts) polls the socket instead and transfers
+ *      each call's datagrams as one ArrayBuffer: lengths, sources, local addresses, payloads (batchLayout),
+ *      which the main thread cuts into views. Either way, sources come from a cache keyed by address bytes,
+ *      port and local address, so a busy peer costs no string formatting nor allocation: each one's Endpoint
+ *      object is shared by all its datagrams (frozen), IPv4 in plain form, with `local` the address it wrote
+ *      to. The device keeps that Endpoint as the peer's, so the local address sticks to the peer until it
+ *      reaches us on another one (as wireguard-go and the kernel module keep theirs).
  * Outbound, Weft -> peers (send):
- *   6. Synchronously on the main thread: each datagram's destination (parsed through a cache) goes into a
- *      preallocated sockaddr_in6 (v4-mapped for IPv4), its bytes are copied into a preallocated send arena, and
- *      the whole batch leaves in one sendmmsg(2) call (a few, for more than 1024 datagrams or 4 MiB).
+ *   7. Synchronously on the main thread: each datagram's destination (parsed through a cache) goes into a
+ *      preallocated sockaddr_in6 (v4-mapped for IPv4), its endpoint's local address into the record's
+ *      preallocated IPV6_PKTINFO / IP_PKTINFO control message (msg_controllen 0 when it has none: the kernel
+ *      picks), its bytes are copied into a preallocated send arena, and the whole batch leaves in one
+ *      sendmmsg(2) call (a few, for more than 1024 datagrams or 4 MiB). Consecutive datagrams to one endpoint
+ *      (the usual batch) reuse the parsed addresses.
  *      Copying rather than pointing the iovecs at the callers' buffers: a memcpy costs 45-70 ns for 64-1400
  *      bytes, less than asking koffi for each buffer's address (130-150 ns with the BigInt it returns), and it
  *      needs no reasoning about buffers moved by the garbage collector or detached while in use.
- *   7. Partial sends go on with the rest; a datagram the kernel refuses (no route, bad address, too long) is
+ *   8. Partial sends go on with the rest; a datagram the kernel refuses (no route, bad address, too long) is
  *      counted in sendErrors and skipped; EAGAIN (socket buffer full) drops the rest of the batch, counted in
- *      sendDropped. Nothing is thrown for a datagram.
+ *      sendDropped. Nothing is thrown for a datagram. A datagram with a local address refused with EINVAL,
+ *      EADDRNOTAVAIL or ENETUNREACH is sent once more without it; if that goes, the address has gone from the
+ *      host: it is forgotten (for every peer that had it; counted in sourcesForgotten) until a datagram arrives
+ *      on it again.
  * Closing (close):
- *   8. Raise the stop flag (SharedArrayBuffer), shutdown(2) the socket, which wakes the worker out of poll at
+ *   9. Raise the stop flag (SharedArrayBuffer), shutdown(2) the socket, which wakes the worker out of poll at
  *      once (else it would see the flag within one poll timeout, 100 ms), wait for it to exit, then close the
  *      fd; the port is free again at once.
  */
@@ -41,6 +51,7 @@ import { constants as osConstants, endianness } from 'node:os';
 import type { Endpoint } from '../net/endpoint.js';
 import { formatAddress, parseAddress } from '../net/ip.js';
 import type { Bind, Datagram } from './bind.js';
+import { PktinfoCodec } from './pktinfo.js';
 import { ReaderThread } from './reader-thread.js';
 import { SEND_ERRORS, SOCKADDR_SLOT, UdpBatchReader, batchLayout } from './udp-batch.js';
 import type * as Libc from './libc.js';
@@ -66,9 +77,18 @@ const SEND_ARENA_MIN = 256 * 1024;
 const SEND_ARENA_MAX = 4 << 20;
 /** Entries per address cache; a full cache forgets its oldest entry. */
 const ADDRESS_CACHE_SIZE = 1024;
+/** Local addresses the IPv4 source cache keeps a table for (the host's addresses a peer can write to). */
+const LOCAL_CACHE_SIZE = 64;
 
-const { EAGAIN, EINTR, EAFNOSUPPORT, EADDRNOTAVAIL, EADDRINUSE, EACCES, EINVAL, EMSGSIZE } =
+const { EAGAIN, EINTR, EAFNOSUPPORT, EADDRNOTAVAIL, EADDRINUSE, EACCES, EINVAL, EMSGSIZE, ENETUNREACH } =
   osConstants.errno;
+/**
+ * How Linux refuses a source address that is not (or no longer) one of the host's: IPv6 and IPV6_PKTINFO
+ * EINVAL (ip6_datagram_send_ctl), IPv4 ENETUNREACH from the route lookup (as seen on 6.18), or
+ * EADDRNOTAVAIL. ENETUNREACH is also "no route to the destination": send() tells them apart by sending once
+ * more without the source.
+ */
+const REFUSED_SOURCE: ReadonlySet<number> = new Set([EINVAL, EADDRNOTAVAIL, ENETUNREACH]);
 
 const LITTLE_ENDIAN = endianness() === 'LE';
 /** Bytes 00 00 ff ff (the third word of a v4-mapped address) as a native-endian u32. */
@@ -90,6 +110,8 @@ export interface UdpCounters {
   sendDropped: number;
   /** Datagrams refused: an unparsable or unreachable destination, a wrong family, too long, ... */
   sendErrors: number;
+  /** Local addresses forgotten because the kernel refused them as a source (gone from the host). */
+  sourcesForgotten: number;
 }
 
 export interface LinuxUdpBindOptions {
@@ -150,8 +172,8 @@ export async function openBestBind(port: number, address?: string): Promise<Bind
 // Address caches
 
 /** Adds to a bounded map, forgetting the oldest entry when full (hits do not reorder: a few peers dominate). */
-function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
-  if (map.size >= ADDRESS_CACHE_SIZE) {
+function remember<K, V>(map: Map<K, V>, key: K, value: V, limit = ADDRESS_CACHE_SIZE): void {
+  if (map.size >= limit) {
     const oldest = map.keys().next();
     if (oldest.done !== true) map.delete(oldest.value);
   }
@@ -165,27 +187,63 @@ function v4Text(word: number): string {
     : `${word >>> 24}.${(word >>> 16) & 0xff}.${(word >>> 8) & 0xff}.${word & 0xff}`;
 }
 
-/** Source endpoints of received datagrams, by address bytes, port and scope. */
+/** The text of an address held as four native-endian u32s (IPv4 v4-mapped, in plain form), or undefined for ::. */
+function wordsText(w0: number, w1: number, w2: number, w3: number): string | undefined {
+  if (w0 === 0 && w1 === 0 && w2 === MAPPED_WORD) return v4Text(w3);
+  if (w0 === 0 && w1 === 0 && w2 === 0 && w3 === 0) return undefined;
+  return formatAddress({ family: 6, bytes: new Uint8Array(Uint32Array.of(w0, w1, w2, w3).buffer) });
+}
+
+/** Source endpoints of received datagrams, by address bytes, port, scope and local address. */
 class SourceCache {
-  /** IPv4 sources, by (address word × 65536 + port): a number, no string built per datagram. */
-  readonly #v4 = new Map<number, Endpoint>();
-  /** IPv6 sources, by an 11-character string of the address's 16-bit halves, port and scope. */
+  /**
+   * IPv4 sources: a table per local address (its u32 word; 0 when the kernel gave none), each by (address
+   * word × 65536 + port): numbers, no string built per datagram.
+   */
+  readonly #v4 = new Map<number, Map<number, Endpoint>>();
+  /** The table last used and its local word: a batch's datagrams usually share their local address. */
+  #v4Local = -1;
+  #v4Table = new Map<number, Endpoint>();
+  /** IPv6 sources, by a 19-character string of the 16-bit halves of address, port, scope and local address. */
   readonly #v6 = new Map<string, Endpoint>();
 
   constructor(private readonly interfaceName: (index: number) => string | undefined) {}
 
-  /** The source whose address is words[w .. w+3] (native-endian u32s of the bytes). */
-  get(words: Uint32Array, w: number, port: number, scope: number): Endpoint {
+  /**
+   * The source whose address is words[w .. w+3] and whose datagram arrived on locals[l .. l+3] (native-endian
+   * u32s of the bytes; a local of all zeros: unknown).
+   */
+  get(words: Uint32Array, w: number, port: number, scope: number, locals: Uint32Array, l: number): Endpoint {
     const w0 = words[w]!;
     const w1 = words[w + 1]!;
     const w2 = words[w + 2]!;
     const w3 = words[w + 3]!;
+    const l0 = locals[l]!;
+    const l1 = locals[l + 1]!;
+    const l2 = locals[l + 2]!;
+    const l3 = locals[l + 3]!;
     if (w0 === 0 && w1 === 0 && w2 === MAPPED_WORD && scope === 0) {
+      // An IPv4 datagram's local address is IPv4 (v4-mapped) or unknown.
+      const local = l0 === 0 && l1 === 0 && l2 === MAPPED_WORD ? l3 : 0;
+      let table = this.#v4Table;
+      if (local !== this.#v4Local) {
+        let found = this.#v4.get(local);
+        if (found === undefined) {
+          found = new Map<number, Endpoint>();
+          remember(this.#v4, local, found, LOCAL_CACHE_SIZE);
+        }
+        this.#v4Local = local;
+        this.#v4Table = table = found;
+      }
       const key = w3 * 65536 + port;
-      let endpoint = this.#v4.get(key);
+      let endpoint = table.get(key);
       if (endpoint === undefined) {
-        endpoint = Object.freeze({ address: v4Text(w3), port });
-        remember(this.#v4, key, endpoint);
+        endpoint = Object.freeze({
+          address: v4Text(w3),
+          port,
+          local: local === 0 ? undefined : v4Text(local),
+        });
+        remember(table, key, endpoint);
       }
       return endpoint;
     }
@@ -201,13 +259,21 @@ class SourceCache {
       port,
       scope & 0xffff,
       scope >>> 16,
+      l0 & 0xffff,
+      l0 >>> 16,
+      l1 & 0xffff,
+      l1 >>> 16,
+      l2 & 0xffff,
+      l2 >>> 16,
+      l3 & 0xffff,
+      l3 >>> 16,
     );
     let endpoint = this.#v6.get(key);
     if (endpoint === undefined) {
       const bytes = new Uint8Array(Uint32Array.of(w0, w1, w2, w3).buffer);
       let address = formatAddress({ family: 6, bytes });
       if (scope !== 0) address += `%${this.interfaceName(scope) ?? scope}`;
-      endpoint = Object.freeze({ address, port });
+      endpoint = Object.freeze({ address, port, local: wordsText(l0, l1, l2, l3) });
       remember(this.#v6, key, endpoint);
     }
     return endpoint;
@@ -285,9 +351,17 @@ export class LinuxUdpBind implements Bind {
     bytesOut: 0,
     sendDropped: 0,
     sendErrors: 0,
+    sourcesForgotten: 0,
   };
   readonly #sources: SourceCache;
   readonly #destinations: DestinationCache;
+  readonly #pktinfo: PktinfoCodec;
+  /** Local addresses the kernel refused as a source (gone from the host), until a datagram arrives on one. */
+  readonly #goneLocals = new Set<string>();
+  /** The last endpoint send() parsed, with its destination and usable source (null: none). */
+  #lastEndpoint: Endpoint | undefined;
+  #lastTo: Destination | null = null;
+  #lastFrom: Destination | null = null;
   #lastSendErrno = 0;
   /** The last receive-side failure, if any. */
   lastReceiveError: Error | undefined;
@@ -299,9 +373,16 @@ export class LinuxUdpBind implements Bind {
   #iovWords = new Uint32Array(0);
   #nameBytes = new Uint8Array(0);
   #nameWords = new Uint32Array(0);
+  #hdrWords = new Uint32Array(0);
+  /** Each record's control message (pktinfo.ts; header written once) and the local address it carries. */
+  #controlWords = new Uint32Array(0);
+  #recordLocals: (string | undefined)[] = [];
   #lengths = new Uint32Array(0);
-  /** One source address, as SourceCache reads it. */
-  readonly #sourceWords = new Uint32Array(4);
+  /** Bytes per record's control message, and the index of msg_controllen's value u32 in a record. */
+  readonly #controlSpace: number;
+  readonly #controllenWord: number;
+  /** One source and one local address, as SourceCache reads them. */
+  readonly #sourceWords = new Uint32Array(8);
   #arena = new Uint8Array(0);
   /** The arena's address, as two u32 halves (pointer arithmetic without BigInt). */
   #arenaLo = 0;
@@ -326,6 +407,9 @@ export class LinuxUdpBind implements Bind {
     this.#destinations = new DestinationCache(libc.ifNameToIndex);
     this.#lo = libc.POINTER_SIZE === 8 && !LITTLE_ENDIAN ? 1 : 0;
     this.#hi = 1 - this.#lo;
+    this.#pktinfo = new PktinfoCodec(libc.CMSGHDR, libc.POINTER_SIZE);
+    this.#controlSpace = this.#v6 ? this.#pktinfo.spaceV6 : this.#pktinfo.spaceV4;
+    this.#controllenWord = (libc.MMSGHDR.controllen >> 2) + this.#lo;
     this.#growRecords(SEND_VLEN_MIN);
     this.#growArena(SEND_ARENA_MIN);
   }
@@ -471,12 +555,19 @@ export class LinuxUdpBind implements Bind {
     const iovStride = IOVEC.size >> 2;
     const iovBase = IOVEC.base >> 2;
     const iovLen = IOVEC.len >> 2;
+    const recordWords = this.#libc.MMSGHDR.size >> 2;
+    const controllenWord = this.#controllenWord;
+    const controlSpace = this.#controlSpace;
     let i = 0;
     while (i < total) {
       // Fill the records for one sendmmsg call.
       const iovWords = this.#iovWords;
       const nameBytes = this.#nameBytes;
       const nameWords = this.#nameWords;
+      const hdrWords = this.#hdrWords;
+      const controlWords = this.#controlWords;
+      const recordLocals = this.#recordLocals;
+      const pktinfo = this.#pktinfo;
       const lengths = this.#lengths;
       const arena = this.#arena;
       const vlen = this.#vlen;
@@ -489,8 +580,11 @@ export class LinuxUdpBind implements Bind {
         const length = data.byteLength;
         if (used + length > room && length <= MAX_DATAGRAM) break; // n > 0: the arena holds any one datagram
         i++;
-        const to = this.#destinations.get(d.endpoint.address);
-        const port = d.endpoint.port;
+        const endpoint = d.endpoint;
+        if (endpoint !== this.#lastEndpoint) this.#parseEndpoint(endpoint);
+        const to = this.#lastTo;
+        const from = this.#lastFrom;
+        const port = endpoint.port;
         const refused =
           to === null || port !== (port & 0xffff)
             ? EINVAL
@@ -519,6 +613,16 @@ export class LinuxUdpBind implements Bind {
         } else {
           nameWords[w + 1] = to.w3;
         }
+        // The source address: an IPV6_PKTINFO / IP_PKTINFO message (header written once), or none.
+        const h = n * recordWords + controllenWord;
+        if (from === null) {
+          hdrWords[h] = 0;
+          recordLocals[n] = undefined;
+        } else {
+          pktinfo.setSource(controlWords, n * controlSpace, v6, from.w0, from.w1, from.w2, from.w3);
+          hdrWords[h] = controlSpace;
+          recordLocals[n] = endpoint.local;
+        }
         // struct iovec { void *iov_base; size_t iov_len; } (the high word of iov_len stays 0).
         const v = n * iovStride;
         let pointerLo = this.#arenaLo + used;
@@ -546,7 +650,47 @@ export class LinuxUdpBind implements Bind {
     }
   }
 
-  /** Stops the reader (at once: see 8 above), then closes the socket. Idempotent. */
+  /**
+   * Parses `endpoint` for send(): its destination (null: not an address) and the source to send from (null:
+   * none, the kernel picks): its local address, unless that is gone, unparsable, scoped or of the other family.
+   */
+  #parseEndpoint(endpoint: Endpoint): void {
+    const to = this.#destinations.get(endpoint.address);
+    const local = endpoint.local;
+    let from: Destination | null = null;
+    if (to !== null && local !== undefined && !this.#goneLocals.has(local)) {
+      from = this.#destinations.get(local);
+      if (from !== null && (from.v4 !== to.v4 || from.scope !== 0)) from = null;
+    }
+    this.#lastEndpoint = endpoint;
+    this.#lastTo = to;
+    this.#lastFrom = from;
+  }
+
+  /**
+   * The kernel refused a datagram from `local` and took it without: `local` is no longer an address of the host.
+   * Forgets it for every peer, and takes it off records i.. of the batch being sent, so they go out with the
+   * kernel's choice of source.
+   */
+  #forgetLocal(local: string, i: number, n: number): void {
+    this.#goneLocals.add(local);
+    this.#counters.sourcesForgotten++;
+    this.#lastEndpoint = undefined;
+    const recordWords = this.#libc.MMSGHDR.size >> 2;
+    const locals = this.#recordLocals;
+    for (let k = i; k < n; k++) {
+      if (locals[k] !== local) continue;
+      locals[k] = undefined;
+      this.#hdrWords[k * recordWords + this.#controllenWord] = 0;
+    }
+  }
+
+  /** A datagram arrived on `local`: it is an address of the host again, if it had been forgotten. */
+  #revive(local: string | undefined): void {
+    if (local !== undefined && this.#goneLocals.delete(local)) this.#lastEndpoint = undefined;
+  }
+
+  /** Stops the reader (at once: see 9 above), then closes the socket. Idempotent. */
   close(): Promise<void> {
     this.#closed ??= this.#close();
     return this.#closed;
@@ -574,6 +718,8 @@ export class LinuxUdpBind implements Bind {
     const c = this.#counters;
     const lengths = this.#lengths;
     const recordSize = libc.MMSGHDR.size;
+    /** The local address just taken off record i because the kernel refused the datagram with it. */
+    let retried: string | undefined;
     let i = 0;
     while (i < n) {
       const records = i === 0 ? this.#hdrs : this.#hdrs.subarray(i * recordSize);
@@ -584,6 +730,11 @@ export class LinuxUdpBind implements Bind {
         c.datagramsOut += sent;
         c.bytesOut += bytes;
         i += sent;
+        if (retried !== undefined) {
+          // Without it, the datagram went: the address was at fault, not the destination.
+          this.#forgetLocal(retried, i, n);
+          retried = undefined;
+        }
         continue;
       }
       const e = sent < 0 ? libc.errno() : EAGAIN;
@@ -592,6 +743,15 @@ export class LinuxUdpBind implements Bind {
         c.sendDropped += n - i;
         return false;
       }
+      const local = this.#recordLocals[i];
+      if (local !== undefined && retried === undefined && REFUSED_SOURCE.has(e)) {
+        // Perhaps the local address has gone from the host: send once more, from the kernel's choice.
+        this.#recordLocals[i] = undefined;
+        this.#hdrWords[i * (recordSize >> 2) + this.#controllenWord] = 0;
+        retried = local;
+        continue;
+      }
+      retried = undefined; // refused without it too: the destination is at fault (no route, ...)
       // The first remaining datagram was refused (no route, EACCES for a broadcast, EMSGSIZE, ...).
       c.sendErrors++;
       this.#lastSendErrno = e;
@@ -623,10 +783,14 @@ export class LinuxUdpBind implements Bind {
     const hdrs = new ArrayBuffer(vlen * MMSGHDR.size);
     const iovs = new ArrayBuffer(vlen * IOVEC.size);
     const names = new ArrayBuffer(vlen * SOCKADDR_SLOT);
+    const controlSpace = this.#controlSpace;
+    const controls = new ArrayBuffer(vlen * controlSpace);
+    const controlWords = new Uint32Array(controls);
     const hdrView = new DataView(hdrs);
     const nameView = new DataView(names);
     const iovsAt = libc.address(new Uint8Array(iovs));
     const namesAt = libc.address(new Uint8Array(names));
+    const controlsAt = libc.address(new Uint8Array(controls));
     const setWord = (view: DataView, offset: number, value: bigint): void => {
       if (libc.POINTER_SIZE === 8) view.setBigUint64(offset, value, LITTLE_ENDIAN);
       else view.setUint32(offset, Number(value), LITTLE_ENDIAN);
@@ -640,9 +804,15 @@ export class LinuxUdpBind implements Bind {
       setWord(hdrView, h + MMSGHDR.iov, iovsAt + BigInt(i * IOVEC.size));
       setWord(hdrView, h + MMSGHDR.iovlen, 1n);
       nameView.setUint16(i * SOCKADDR_SLOT, family, LITTLE_ENDIAN);
+      // msg_controllen stays 0 until a datagram carries a local address.
+      setWord(hdrView, h + MMSGHDR.control, controlsAt + BigInt(i * controlSpace));
+      this.#pktinfo.writeHeader(controlWords, i * controlSpace, this.#v6);
     }
     this.#vlen = vlen;
     this.#hdrs = new Uint8Array(hdrs);
+    this.#hdrWords = new Uint32Array(hdrs);
+    this.#controlWords = controlWords;
+    this.#recordLocals = new Array<string | undefined>(vlen).fill(undefined);
     this.#iovWords = new Uint32Array(iovs);
     this.#nameBytes = new Uint8Array(names);
     this.#nameWords = new Uint32Array(names);
@@ -664,6 +834,7 @@ export class LinuxUdpBind implements Bind {
   #borrow(reader: UdpBatchReader, count: number): Datagram[] {
     const sources = this.#sources;
     const words = this.#sourceWords;
+    const gone = this.#goneLocals;
     const datagrams: Datagram[] = [];
     let bytes = 0;
     for (let i = 0; i < count; i++) {
@@ -673,7 +844,10 @@ export class LinuxUdpBind implements Bind {
       }
       const data = reader.payload(i);
       const scope = reader.source(i, words, 0);
-      datagrams.push({ data, endpoint: sources.get(words, 0, reader.port(i), scope) });
+      reader.local(i, words, 4);
+      const endpoint = sources.get(words, 0, reader.port(i), scope, words, 4);
+      if (gone.size > 0) this.#revive(endpoint.local);
+      datagrams.push({ data, endpoint });
       bytes += data.length;
     }
     this.#countBatch(datagrams.length, bytes);
@@ -692,16 +866,17 @@ export class LinuxUdpBind implements Bind {
     const lengths = new Uint32Array(buffer, layout.lengths, count);
     const scopes = new Uint32Array(buffer, layout.scopes, count);
     const words = new Uint32Array(buffer, layout.addresses, count * 4);
+    const locals = new Uint32Array(buffer, layout.locals, count * 4);
     const ports = new Uint16Array(buffer, layout.ports, count);
     const sources = this.#sources;
+    const gone = this.#goneLocals;
     const datagrams = new Array<Datagram>(count);
     let offset = layout.payloads;
     for (let i = 0; i < count; i++) {
       const length = lengths[i]!;
-      datagrams[i] = {
-        data: new Uint8Array(buffer, offset, length),
-        endpoint: sources.get(words, i * 4, ports[i]!, scopes[i]!),
-      };
+      const endpoint = sources.get(words, i * 4, ports[i]!, scopes[i]!, locals, i * 4);
+      if (gone.size > 0) this.#revive(endpoint.local);
+      datagrams[i] = { data: new Uint8Array(buffer, offset, length), endpoint };
       offset += length;
     }
     this.#countBatch(count, offset - layout.payloads);
@@ -733,6 +908,11 @@ function openSocket(
         throw libc.systemError('setsockopt(IPV6_V6ONLY)', libc.errno(), context);
       }
     }
+    // Each datagram's local address, to answer from it (pktinfo.ts). Without it (never seen on Linux) the
+    // kernel picks the source of every reply, as with node:dgram.
+    int[0] = 1;
+    if (family === libc.AF_INET6) libc.setsockopt(fd, libc.IPPROTO_IPV6, libc.IPV6_RECVPKTINFO, int, 4);
+    else libc.setsockopt(fd, libc.IPPROTO_IP, libc.IP_PKTINFO, int, 4);
     // Best effort: the forced sizes need CAP_NET_ADMIN; the plain ones are capped by the sysctls.
     int[0] = SOCKET_BUFFER_BYTES;
     for (const [force, plain] of [

@@ -2,6 +2,11 @@
  * UdpBind: the Bind over node:dgram. One dual-stack socket ([::]:port, IPv4 as v4-mapped addresses), so a
  * single port serves IPv4 and IPv6 peers as wireguard-go's does; falls back to IPv4 only where the host has
  * no IPv6. Endpoints are reported and taken in plain form (1.2.3.4, not ::ffff:1.2.3.4).
+ *
+ * node:dgram gives neither a datagram's local address nor a way to choose the source of a send (no
+ * IP_PKTINFO), so this bind leaves Endpoint.local unset and answers from the kernel's choice of source: on a
+ * host with several addresses, a peer that wrote to one may be answered from another, which its NAT or
+ * stateful firewall drops. LinuxUdpBind answers from the address the peer wrote to.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';

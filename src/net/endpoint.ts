@@ -6,10 +6,20 @@ import { formatAddress, parseAddress, type ParseResult } from './ip.js';
 export interface Endpoint {
   readonly address: string;
   readonly port: number;
+  /**
+   * On a received datagram: our own address it was sent to, when the bind can tell (LinuxUdpBind; MemoryBind).
+   * Datagrams to this endpoint leave from that address, so a peer behind a NAT or a stateful firewall sees
+   * answers from the address it wrote to; kept with the peer's endpoint, it sticks until the peer reaches us on
+   * another address. Undefined: the kernel picks the source (configured endpoints, node:dgram).
+   */
+  readonly local?: string | undefined;
 }
 
+/** Same peer address and port, and the same local address (a peer that switches ours has roamed too). */
 export function sameEndpoint(a: Endpoint | undefined, b: Endpoint | undefined): boolean {
-  return a !== undefined && b !== undefined && a.port === b.port && a.address === b.address;
+  return (
+    a !== undefined && b !== undefined && a.port === b.port && a.address === b.address && a.local === b.local
+  );
 }
 
 export function formatEndpoint(e: Endpoint): string {

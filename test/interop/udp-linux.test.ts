@@ -128,7 +128,8 @@ async function integrity(
   });
   let sourceObject: Endpoint | undefined;
   for (const d of received) {
-    assert.deepEqual({ ...d.endpoint }, { address: expectedSource, port: from.port });
+    // Every sink here is a LinuxUdpBind, which reports the address each datagram was sent to.
+    assert.deepEqual({ ...d.endpoint }, { address: expectedSource, port: from.port, local: dest.address });
     sourceObject ??= d.endpoint;
     assert.equal(d.endpoint, sourceObject, 'one cached Endpoint object per source');
     let seq: number;
@@ -200,14 +201,16 @@ for (const mode of ['inline', 'worker'] as const) {
       const sources = new Map<string, Endpoint>();
       for (const d of atB.datagrams) {
         const family = new TextDecoder().decode(d.data).slice(0, 2);
-        assert.deepEqual({ ...d.endpoint }, { address: family === 'v4' ? '127.0.0.1' : '::1', port: a.port });
+        const address = family === 'v4' ? '127.0.0.1' : '::1';
+        assert.deepEqual({ ...d.endpoint }, { address, port: a.port, local: address });
         const first = sources.get(family) ?? d.endpoint;
         sources.set(family, first);
         assert.equal(d.endpoint, first, 'the same Endpoint object for every datagram of one source');
       }
       for (const d of atA.datagrams) {
         const family = new TextDecoder().decode(d.data).slice(3, 5);
-        assert.deepEqual({ ...d.endpoint }, { address: family === 'v4' ? '127.0.0.1' : '::1', port: b.port });
+        const address = family === 'v4' ? '127.0.0.1' : '::1';
+        assert.deepEqual({ ...d.endpoint }, { address, port: b.port, local: address });
       }
       assert.deepEqual(atB.texts().sort(), batch.map((d) => new TextDecoder().decode(d.data)).sort());
       assert.deepEqual(
@@ -288,8 +291,14 @@ for (const mode of ['inline', 'worker'] as const) {
       await atPeer.waitFor(2);
       await atV4.waitFor(1);
       assert.deepEqual(atPeer.texts().sort(), ['mapped', 'to v4']);
-      assert.deepEqual({ ...atPeer.datagrams[0]!.endpoint }, { address: '127.0.0.1', port: v4.port });
-      assert.deepEqual({ ...atV4.datagrams[0]!.endpoint }, { address: '127.0.0.1', port: peer.port });
+      assert.deepEqual(
+        { ...atPeer.datagrams[0]!.endpoint },
+        { address: '127.0.0.1', port: v4.port, local: '127.0.0.1' },
+      );
+      assert.deepEqual(
+        { ...atV4.datagrams[0]!.endpoint },
+        { address: '127.0.0.1', port: peer.port, local: '127.0.0.1' },
+      );
       assert.equal(v4.counters.sendErrors, 1);
       assert.equal(v4.lastSendError, 'EAFNOSUPPORT');
 
@@ -297,7 +306,7 @@ for (const mode of ['inline', 'worker'] as const) {
       const atV6 = new Sink(v6);
       peer.send([{ data: text('to ::1'), endpoint: to('::1', v6.port) }]);
       await atV6.waitFor(1);
-      assert.deepEqual({ ...atV6.datagrams[0]!.endpoint }, { address: '::1', port: peer.port });
+      assert.deepEqual({ ...atV6.datagrams[0]!.endpoint }, { address: '::1', port: peer.port, local: '::1' });
     });
 
     it('reports a port in use (EADDRINUSE) with a descriptive message', async (t) => {

@@ -29,7 +29,7 @@ interface Side {
   wg: WireGuardInterface;
 }
 
-function side(net: MemoryNetwork, name: string, address: string, port: number): Side {
+function side(net: MemoryNetwork, name: string, address: string | string[], port: number): Side {
   const key = PrivateKey.generate();
   const tun = new MemoryTun(name);
   const bind = net.bind(address, port);
@@ -137,11 +137,68 @@ describe('I/O shell with in-memory TUN and network', () => {
       a.tun.inject(ipv4('10.0.0.1', '10.0.0.2', 'after'));
       await until('second packet', () => b.tun.written.length === 2);
       const status = b.wg.device.peerStatus(a.key.publicKey(), Date.now())!;
-      assert.deepEqual(status.endpoint, { address: '192.0.2.1', port: 40000 });
+      assert.deepEqual(status.endpoint, { address: '192.0.2.1', port: 40000, local: '192.0.2.2' });
       b.tun.inject(ipv4('10.0.0.2', '10.0.0.1', 'reply'));
       await until('reply at new port', () => a.tun.written.length === 1);
     } finally {
       await Promise.all([a, b].map(async (s) => (await s.wg.close(), await s.gateway.close())));
+    }
+  });
+
+  it('answers from the address the peer wrote to, sticky per peer, and forgets an address that has gone', async () => {
+    const net = new MemoryNetwork();
+    // The gateway has two addresses; its "kernel" would answer from the first. The client dials the second.
+    const gw = side(net, 'gw', ['192.0.2.1', '198.51.100.1'], 51820);
+    const client = side(net, 'client', '203.0.113.7', 51820);
+    connect(gw, client, '10.0.0.1', '10.0.0.2');
+    gw.wg.device.setPeer({ publicKey: client.key.publicKey(), endpoint: null });
+    client.wg.device.setPeer({
+      publicKey: gw.key.publicKey(),
+      endpoint: { address: '198.51.100.1', port: 51820 },
+    });
+    // What leaves the gateway, by source address.
+    const sources: string[] = [];
+    net.filter = (from, d) => {
+      if (d.endpoint.address === '203.0.113.7') sources.push(from.address);
+      return true;
+    };
+    const status = (): string | undefined =>
+      gw.wg.device.peerStatus(client.key.publicKey(), Date.now())?.endpoint?.local;
+    try {
+      // The handshake and a ping, initiated by the client: every answer leaves from 198.51.100.1.
+      client.tun.inject(echo('request', '10.0.0.2', '10.0.0.1', 1, 1, new Uint8Array(8)));
+      await until('request at the gateway', () => gw.tun.written.length === 1);
+      gw.tun.inject(echo('reply', '10.0.0.1', '10.0.0.2', 1, 1, new Uint8Array(8)));
+      await until('reply at the client', () => client.tun.written.length === 1);
+      assert.equal(status(), '198.51.100.1');
+      // Sticky: later traffic the gateway starts leaves from it as well.
+      gw.tun.inject(ipv4('10.0.0.1', '10.0.0.2', 'unprompted'));
+      await until('second packet at the client', () => client.tun.written.length === 2);
+      assert.ok(sources.length >= 3);
+      assert.deepEqual(new Set(sources), new Set(['198.51.100.1']));
+
+      // The client now dials the other address from the same address and port: the gateway follows.
+      client.wg.device.setPeer({
+        publicKey: gw.key.publicKey(),
+        endpoint: { address: '192.0.2.1', port: 51820 },
+      });
+      sources.length = 0;
+      client.tun.inject(ipv4('10.0.0.2', '10.0.0.1', 'via the first address'));
+      await until('packet at the gateway', () => gw.tun.written.length === 2);
+      assert.equal(status(), '192.0.2.1');
+      gw.tun.inject(ipv4('10.0.0.1', '10.0.0.2', 'answer'));
+      await until('answer at the client', () => client.tun.written.length === 3);
+      assert.deepEqual(sources, ['192.0.2.1']);
+
+      // 192.0.2.1 goes away: the datagram is sent from the address left instead.
+      gw.bind.addresses.splice(0, 1);
+      sources.length = 0;
+      gw.tun.inject(ipv4('10.0.0.1', '10.0.0.2', 'after the address went'));
+      await until('packet at the client', () => client.tun.written.length === 4);
+      assert.deepEqual(sources, ['198.51.100.1']);
+      assert.equal(gw.bind.sourcesForgotten, 1);
+    } finally {
+      await Promise.all([gw, client].map(async (s) => (await s.wg.close(), await s.gateway.close())));
     }
   });
 });
