@@ -1,6 +1,8 @@
 /**
- * Per-source token buckets for handshake messages while the device is under load (after mac2 has proved
- * the source address), as wireguard-go's ratelimiter does: a steady rate with a small burst per address.
+ * Token buckets for handshake messages (paper §5.3), as wireguard-go's ratelimiter: a steady rate with a
+ * burst. RateLimiter keeps one bucket per source address (the device uses two: the budget checked before
+ * mac1, and the stricter one checked under load once mac2 has proved the address); TokenBucket is one
+ * bucket for a total (cookie replies). Every table here is bounded.
  */
 import { RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND } from './constants.js';
 
@@ -9,7 +11,8 @@ interface Bucket {
   at: number;
 }
 
-const MAX_TRACKED = 65_536;
+/** Source addresses tracked at most; past this, buckets that have refilled are forgotten (or all). */
+export const MAX_TRACKED = 65_536;
 
 export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
@@ -34,10 +37,38 @@ export class RateLimiter {
     return true;
   }
 
+  /** Source addresses tracked now (at most MAX_TRACKED). */
+  get size(): number {
+    return this.buckets.size;
+  }
+
   /** Forgets buckets that have refilled completely; they behave exactly like new ones. */
   private sweep(now: number): void {
     const full = (this.burst * 1000) / this.perSecond;
     for (const [k, b] of this.buckets) if (now - b.at >= full) this.buckets.delete(k);
     if (this.buckets.size >= MAX_TRACKED) this.buckets.clear();
+  }
+}
+
+/** One token bucket: `perSecond` on average, up to `burst` at once. */
+export class TokenBucket {
+  private tokens: number;
+  private at = -Infinity;
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  take(now: number): boolean {
+    if (now > this.at) {
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) * this.perSecond) / 1000);
+      this.at = now;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
   }
 }
