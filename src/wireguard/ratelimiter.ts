@@ -4,6 +4,7 @@
  * mac1, and the stricter one checked under load once mac2 has proved the address); TokenBucket is one
  * bucket for a total (cookie replies). Every table here is bounded.
  */
+import { parseAddress } from '../net/ip.js';
 import { RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND } from './constants.js';
 
 interface Bucket {
@@ -13,6 +14,8 @@ interface Bucket {
 
 /** Source addresses tracked at most; past this, buckets that have refilled are forgotten (or all). */
 export const MAX_TRACKED = 65_536;
+/** IPv6 addresses whose /64 is remembered (see sourceOf). */
+const PREFIX_CACHE_SIZE = 4096;
 
 export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
@@ -22,7 +25,12 @@ export class RateLimiter {
     private readonly burst = RATE_LIMIT_BURST,
   ) {}
 
-  allow(source: string, now: number): boolean {
+  /**
+   * Takes a token from the bucket of `address` (an IPv4 or IPv6 address as text). IPv6 sources are counted
+   * per /64, as wireguard-go does: one host commonly holds a whole /64, and would otherwise have 2^64 budgets.
+   */
+  allow(address: string, now: number): boolean {
+    const source = address.includes(':') ? this.prefixOf(address) : address;
     let b = this.buckets.get(source);
     if (!b) {
       if (this.buckets.size >= MAX_TRACKED) this.sweep(now);
@@ -40,6 +48,21 @@ export class RateLimiter {
   /** Source addresses tracked now (at most MAX_TRACKED). */
   get size(): number {
     return this.buckets.size;
+  }
+
+  private readonly prefixes = new Map<string, string>();
+
+  /** The /64 of an IPv6 address, as 16 hex digits (the text itself if it does not parse). */
+  private prefixOf(address: string): string {
+    let prefix = this.prefixes.get(address);
+    if (prefix === undefined) {
+      const percent = address.indexOf('%');
+      const parsed = parseAddress(percent < 0 ? address : address.slice(0, percent));
+      prefix = parsed.ok ? Buffer.from(parsed.value.bytes.subarray(0, 8)).toString('hex') : address;
+      if (this.prefixes.size >= PREFIX_CACHE_SIZE) this.prefixes.clear();
+      this.prefixes.set(address, prefix);
+    }
+    return prefix;
   }
 
   /** Forgets buckets that have refilled completely; they behave exactly like new ones. */

@@ -94,6 +94,22 @@ describe('handshake flood: per-source budget before mac1', () => {
     assert.equal(count(device, 'source-over-budget'), total - SOURCE_HANDSHAKE_BURST);
   });
 
+  it('counts IPv6 sources per /64: a flood from one network is one source', () => {
+    const device = newDevice();
+    const init = strangerInitiation(device);
+    const total = SOURCE_HANDSHAKE_BURST * 3;
+    for (let i = 0; i < total; i++)
+      device.receive(
+        Uint8Array.from(init),
+        { address: `2001:db8:1:2::${(i + 1).toString(16)}`, port: 1 },
+        START,
+      );
+    assert.equal(count(device, 'unknown-peer'), SOURCE_HANDSHAKE_BURST);
+    assert.equal(count(device, 'source-over-budget'), total - SOURCE_HANDSHAKE_BURST);
+    device.receive(Uint8Array.from(init), { address: '2001:db8:1:3::1', port: 1 }, START);
+    assert.equal(count(device, 'unknown-peer'), SOURCE_HANDSHAKE_BURST + 1, 'another /64 has its own budget');
+  });
+
   it('leaves transport data alone: a member flooding handshakes still has its session', () => {
     const a = newDevice();
     const b = newDevice();
