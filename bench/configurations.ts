@@ -253,7 +253,10 @@ export async function startWeft(
   const dir = rig.dir(`${ifname}-conf`);
   const file = path.join(dir, `${ifname}.conf`);
   fs.writeFileSync(file, config, { mode: 0o600 });
-  const proc = ns.spawn(process.execPath, [WEFT_MAIN, 'up', '--foreground', file]);
+  // BENCH_WEFT_NODE_ARGS: extra node arguments for Weft, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile
+  // it (node refuses --cpu-prof in NODE_OPTIONS).
+  const nodeArgs = (process.env.BENCH_WEFT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = ns.spawn(process.execPath, [...nodeArgs, WEFT_MAIN, 'up', '--foreground', file]);
   try {
     await waitFor(
       `Weft ${ifname} to come up`,

@@ -4,7 +4,9 @@
  *   --quick            a few seconds per measurement (what CI uses): 1 run, 2 s, no warm-up
  *   --runs N           TCP/UDP runs per configuration (median and spread are reported); default 3
  *   --duration S       seconds per TCP run; default 10 (UDP and loaded-ping runs are shorter, see below)
- *   --only A,B,...     configurations / sections to run: plain, wg-go, openvpn, weft, weft-wg-go, peers
+ *   --only A,B,...     configurations / sections to run: plain, wg-go, openvpn, weft, weft-wg-go, peers, flood
+ *   --flood            the flood section only (a handshake flood against a gateway with a member; not in the
+ *                      default run); with --only, added to the sections listed
  *   --out DIR          where results go; default bench/results/ in the repository
  *   --report FILE      measure nothing: print the report of a saved results JSON and redraw its chart
  *                      (FILE with .svg instead of .json)
@@ -20,7 +22,9 @@ export const CONFIG_IDS = ['plain', 'wg-go', 'openvpn', 'weft', 'weft-wg-go'] as
 export type ConfigId = (typeof CONFIG_IDS)[number];
 /** The 1,000-peer memory / UAPI section. */
 export const PEERS_SECTION = 'peers';
-export const SECTION_IDS: readonly string[] = [...CONFIG_IDS, PEERS_SECTION];
+/** The handshake-flood section (bench/flood.ts); run only when asked for. */
+export const FLOOD_SECTION = 'flood';
+export const SECTION_IDS: readonly string[] = [...CONFIG_IDS, PEERS_SECTION, FLOOD_SECTION];
 
 export interface BenchOptions {
   quick: boolean;
@@ -41,6 +45,8 @@ export interface BenchOptions {
   configs: ConfigId[];
   /** Whether to run the 1,000-peer section. */
   peers: boolean;
+  /** Whether to run the flood section. */
+  flood: boolean;
   /** Results directory (absolute). */
   outDir: string;
 }
@@ -52,7 +58,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--duration S
   --quick        a few seconds per measurement (CI): 1 run of 2 s, no warm-up
   --runs N       runs per TCP/UDP measurement (default 3; quick 1)
   --duration S   seconds per TCP run (default 10; quick 2)
-  --only LIST    comma-separated configurations/sections (default: all)
+  --only LIST    comma-separated configurations/sections (default: all but flood)
+  --flood        the handshake-flood section only (or, with --only, as well)
   --out DIR      results directory (default bench/results/)
   --report FILE  no measuring: print the report of a saved JSON, redraw its chart as FILE.svg
 environment: BENCH_QUICK=1 BENCH_RUNS BENCH_DURATION BENCH_ONLY BENCH_OUT`;
@@ -81,6 +88,7 @@ export function parseOptions(
   let duration = env.BENCH_DURATION ? positive('BENCH_DURATION', env.BENCH_DURATION, false) : undefined;
   let only = env.BENCH_ONLY || undefined;
   let out = env.BENCH_OUT || undefined;
+  let floodFlag = false;
 
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -108,6 +116,9 @@ export function parseOptions(
       case '--out':
         out = value();
         break;
+      case '--flood':
+        floodFlag = true;
+        break;
       case '-h':
       case '--help':
         return 'help';
@@ -118,8 +129,9 @@ export function parseOptions(
     }
   }
 
-  let configs: ConfigId[] = [...CONFIG_IDS];
-  let peers = true;
+  let configs: ConfigId[] = floodFlag ? [] : [...CONFIG_IDS];
+  let peers = !floodFlag;
+  let flood = floodFlag;
   if (only !== undefined) {
     const wanted = only
       .split(',')
@@ -133,6 +145,7 @@ export function parseOptions(
     }
     configs = CONFIG_IDS.filter((id) => wanted.includes(id));
     peers = wanted.includes(PEERS_SECTION);
+    flood = floodFlag || wanted.includes(FLOOD_SECTION);
   }
 
   const tcpSeconds = duration ?? (quick ? 2 : 10);
@@ -147,6 +160,7 @@ export function parseOptions(
     warmupSeconds: quick ? 0 : 2,
     configs,
     peers,
+    flood,
     outDir: out === undefined ? DEFAULT_OUT_DIR : path.resolve(out),
   };
 }

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CONFIGS } from './configurations.js';
 import type { ConfigId } from './options.js';
-import type { BenchResults, ConfigResult, PeersResult } from './results.js';
+import type { BenchResults, ConfigResult, FloodResult, PeersResult } from './results.js';
 
 export interface BarCheck {
   name: string;
@@ -300,6 +300,43 @@ function peersBars(peers: PeersResult | undefined): BarCheck[] {
   ];
 }
 
+function floodBars(flood: FloodResult | undefined): BarCheck[] {
+  if (!flood) return [];
+  const names = {
+    loss: `flood: member ping loss < ${flood.limits.pingLossPercent}%`,
+    tcp: `flood: member TCP ≥ ${flood.limits.throughputRatio * 100}% of the same run's without a flood`,
+    rss: `flood: gateway peak RSS < ${flood.limits.rssBytes / 1e6} MB`,
+  };
+  const { baseline, flood: during } = flood;
+  if (!flood.ok || !baseline || !during || flood.peakRss === undefined) {
+    const detail = `not measured${flood.error ? `: ${flood.error}` : ''}`;
+    return Object.values(names).map((name) => ({ name, status: 'FAIL' as const, detail }));
+  }
+  const ratio = baseline.tcpMbps > 0 ? during.tcpMbps / baseline.tcpMbps : 0;
+  const mb = (b: number | undefined): string => `${((b ?? 0) / 1e6).toFixed(1)} MB`;
+  return [
+    {
+      name: names.loss,
+      status: during.ping.lossPercent < flood.limits.pingLossPercent ? 'PASS' : 'FAIL',
+      detail:
+        `${during.ping.lossPercent.toFixed(1)}% (${during.ping.received}/${during.ping.sent}, max ` +
+        `${during.ping.maxMs.toFixed(1)} ms; without the flood ${baseline.ping.lossPercent.toFixed(1)}%)`,
+    },
+    {
+      name: names.tcp,
+      status: ratio >= flood.limits.throughputRatio ? 'PASS' : 'FAIL',
+      detail: `${(ratio * 100).toFixed(0)}% (${during.tcpMbps.toFixed(0)} vs ${baseline.tcpMbps.toFixed(0)} Mbit/s)`,
+    },
+    {
+      name: names.rss,
+      status: flood.peakRss < flood.limits.rssBytes ? 'PASS' : 'FAIL',
+      detail:
+        `VmHWM ${mb(flood.peakRss)}; RSS ${mb(flood.rssBefore)} before, ${mb(flood.rssPeakDuringFlood)} ` +
+        `at most during, ${mb(flood.rssAfter)} after`,
+    },
+  ];
+}
+
 export function barChecks(results: BenchResults): BarCheck[] {
   const metric = (key: string): Metric => METRICS.find((m) => m.key === key) as Metric;
   const tcp1 = metric('tcp1');
@@ -316,6 +353,7 @@ export function barChecks(results: BenchResults): BarCheck[] {
     noWorseBar(results, 'weft', metric('retrPerGB')),
     noWorseBar(results, 'weft-wg-go', metric('retrPerGB')),
     ...peersBars(results.peers),
+    ...floodBars(results.flood),
   ];
 }
 
@@ -352,6 +390,16 @@ export function formatReport(results: BenchResults, checks: readonly BarCheck[])
       `1,000 peers: ${p.listedPeers}/${p.peers} listed, added in ${p.addSeconds.toFixed(3)} s; Weft RSS ` +
         `${(p.rssBefore / 1e6).toFixed(1)} MB before, ${(p.rssAfter / 1e6).toFixed(1)} MB after, peak ${(p.peakRss / 1e6).toFixed(1)} MB` +
         (p.error ? ` (${p.error})` : ''),
+      '',
+    );
+  }
+  if (results.flood) {
+    const f = results.flood;
+    const rate = f.flooder ? `${(f.flooder.perSecond / 1000).toFixed(0)}k initiations/s` : '?';
+    parts.push(
+      `Flood: ${f.gateway} gateway, ${f.member} member; flooder ${rate}, gateway CPU ` +
+        `${f.gatewayCpuPercent?.toFixed(0) ?? '?'}%, UDP receive-buffer drops ${f.udpRcvbufErrors ?? '?'}` +
+        (f.error ? ` (${f.error})` : ''),
       '',
     );
   }

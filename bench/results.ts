@@ -93,6 +93,38 @@ export interface PeersResult {
   limits: { rssBytes: number; addSeconds: number };
 }
 
+/** One phase of the flood section: the member's ping and TCP throughput through the gateway. */
+export interface FloodPhase {
+  ping: PingResult & { lossPercent: number };
+  tcpMbps: number;
+}
+
+/** The flood section (bench/flood.ts). */
+export interface FloodResult {
+  ok: boolean;
+  error?: string;
+  gateway: string;
+  member: string;
+  /** Pings per phase (every 10 ms) and seconds of the TCP run per phase. */
+  pings: number;
+  tcpSeconds: number;
+  baseline?: FloodPhase;
+  flood?: FloodPhase;
+  /** What the flooder sent (and its socket refused, buffer full), over `seconds`. */
+  flooder?: { sent: number; refused: number; seconds: number; perSecond: number };
+  /** The gateway's CPU time over the flood (100 = one core). */
+  gatewayCpuPercent?: number;
+  /** Datagrams the server namespace's UDP dropped during the flood: receive buffer full / all receive errors. */
+  udpRcvbufErrors?: number;
+  udpInErrors?: number;
+  /** The gateway's VmRSS before, its largest sample during, and after the flood; VmHWM at the end. */
+  rssBefore?: number;
+  rssPeakDuringFlood?: number;
+  rssAfter?: number;
+  peakRss?: number;
+  limits: { pingLossPercent: number; throughputRatio: number; rssBytes: number };
+}
+
 export interface BenchResults {
   schema: 1;
   startedAt: string;
@@ -111,4 +143,5 @@ export interface BenchResults {
   };
   configs: ConfigResult[];
   peers?: PeersResult;
+  flood?: FloodResult;
 }

@@ -17,9 +17,10 @@ import { renderChart } from './chart.js';
 import { bringUp, CONFIGS, WEFT_MAIN, type Tunnel } from './configurations.js';
 import { measureAll } from './measure.js';
 import { parseOptions, USAGE, UsageError, type BenchOptions } from './options.js';
+import { FLOOD_LIMITS, floodSection } from './flood.js';
 import { PEER_COUNT, PEERS_ADD_LIMIT_S, PEERS_RSS_LIMIT, peersSection } from './peers.js';
 import { barChecks, formatReport, writeJson } from './report.js';
-import type { BenchResults, ConfigResult, PeersResult } from './results.js';
+import type { BenchResults, ConfigResult, FloodResult, PeersResult } from './results.js';
 import { Rig } from './rig.js';
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -85,6 +86,11 @@ async function benchConfig(rig: Rig, options: BenchOptions, id: keyof typeof CON
   return result;
 }
 
+/** Pings per phase of the flood section (every 10 ms): 3 s, or 10 s for a full run. */
+function floodPings(options: BenchOptions): number {
+  return options.quick ? 300 : 1000;
+}
+
 /** `--report FILE`: the report and chart of saved results, without measuring. */
 function reportOnly(file: string): number {
   const results = JSON.parse(fs.readFileSync(file, 'utf8')) as BenchResults;
@@ -126,9 +132,10 @@ async function main(): Promise<number> {
         options.runs * (2 * options.tcpSeconds + options.udpSeconds) +
         options.loadedPingSeconds +
         4) +
-    (options.peers ? 8 : 0);
+    (options.peers ? 8 : 0) +
+    (options.flood ? 2 * (floodPings(options) * 0.01 + options.tcpSeconds) + 12 : 0);
   log(
-    `Weft bench: ${options.configs.join(', ')}${options.peers ? ', 1,000 peers' : ''}; ${options.runs} run(s), ` +
+    `Weft bench: ${[...options.configs, ...(options.peers ? ['1,000 peers'] : []), ...(options.flood ? ['flood'] : [])].join(', ')}; ${options.runs} run(s), ` +
       `TCP ${options.tcpSeconds} s, UDP ${options.udpSeconds} s${options.quick ? ' (quick)' : ''}; ` +
       `about ${Math.ceil(estimate / 60)} min`,
   );
@@ -174,6 +181,25 @@ async function main(): Promise<number> {
         };
       }
     }
+    let flood: FloodResult | undefined;
+    if (options.flood) {
+      log(`\n== Flood: valid-mac1 handshake initiations against a Weft gateway with a connected member`);
+      const pings = floodPings(options);
+      try {
+        flood = await floodSection(rig, { pings, tcpSeconds: options.tcpSeconds }, (l) => log(l));
+      } catch (error) {
+        log(`  FAILED: ${errorText(error)}`);
+        flood = {
+          ok: false,
+          error: errorText(error),
+          gateway: 'weft',
+          member: 'wireguard-go',
+          pings,
+          tcpSeconds: options.tcpSeconds,
+          limits: FLOOD_LIMITS,
+        };
+      }
+    }
     results = {
       schema: 1,
       startedAt: startedAt.toISOString(),
@@ -198,6 +224,7 @@ async function main(): Promise<number> {
       },
       configs,
       ...(peers ? { peers } : {}),
+      ...(flood ? { flood } : {}),
     };
   } finally {
     log('\nteardown');
@@ -215,7 +242,10 @@ async function main(): Promise<number> {
   }
   console.log(`\n${formatReport(results, checks)}\n`);
   console.log(`Results: ${files.join(', ')}`);
-  const failed = results.configs.some((c) => !c.ok) || (results.peers !== undefined && !results.peers.ok);
+  const failed =
+    results.configs.some((c) => !c.ok) ||
+    (results.peers !== undefined && !results.peers.ok) ||
+    (results.flood !== undefined && !results.flood.ok);
   return failed ? 1 : 0;
 }
 

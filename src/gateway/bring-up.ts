@@ -166,7 +166,7 @@ export async function bringUp(
     undo.push(() => tun.close());
     const bind = await openBestBind(iface.listenPort ?? 0);
     undo.push(() => bind.close());
-    const device = new Device({ privateKey: iface.privateKey, mtu: iface.mtu });
+    const device = new Device({ privateKey: iface.privateKey, mtu: iface.mtu, handshakeQueue: true });
     config.peers.forEach((peer, i) =>
       device.setPeer({
         publicKey: peer.publicKey,

@@ -4,10 +4,17 @@
  * 1. Datagrams from the Bind → Device.receive → `send` actions back to the Bind, `deliver` actions to the
  *    gateway (towards the TUN device).
  *    An optional `admit` check sees each decrypted packet and its peer first.
- * 2. Packets routed to this interface by the gateway → Device.send → datagrams to the Bind, one batch per
+ * 2. Handshake messages the device queued (DeviceOptions.handshakeQueue) are served after the batch's
+ *    transport data has gone out, in a task of their own on the event loop (setImmediate), for at most
+ *    HANDSHAKE_BUDGET_MS per turn; what is left waits for the next turn, after the next poll's transport data.
+ *    So a flood of handshakes costs transport data at most that much latency per turn and a bounded share of
+ *    the thread, and the queue (bounded, oldest dropped) absorbs the rest. Not a worker thread: the handshake
+ *    needs the device's peers and indices, which live on this thread; a worker would need them shared or
+ *    copied, and on two cores it would compete with the data plane for the same CPU anyway.
+ * 3. Packets routed to this interface by the gateway → Device.send → datagrams to the Bind, one batch per
  *    batch read from the TUN device (the router calls flush at its end).
- * 3. A periodic tick drives the protocol timers (paper §6) on the shell's clock.
- * 4. A listen-port change (UAPI) rebinds without touching sessions.
+ * 4. A periodic tick drives the protocol timers (paper §6) on the shell's clock.
+ * 5. A listen-port change (UAPI) rebinds without touching sessions.
  */
 import type { IpHeader } from '../net/ip-packet.js';
 import type { PublicKey } from '../crypto/keys.js';
@@ -16,6 +23,13 @@ import type { Device } from '../wireguard/device.js';
 import type { Bind, Datagram } from '../io/bind.js';
 import { monotonicEpochMs, type Clock } from '../io/clock.js';
 import type { Tunnel } from './router.js';
+
+/**
+ * Time for queued handshake messages per event-loop turn. A handshake costs ~0.1-0.2 ms here (two X25519
+ * operations and the BLAKE2s hashing), so a few per turn: hundreds to thousands per second, far above what
+ * honest peers need, while transport data waits at most this long for them.
+ */
+export const HANDSHAKE_BUDGET_MS = 0.5;
 
 /** A check of one decrypted packet, with the header the device read, before it goes to the TUN side. */
 export type Admit = (packet: Uint8Array, header: IpHeader, peer: PublicKey) => boolean;
@@ -33,6 +47,10 @@ export interface WireGuardInterfaceOptions {
   clock?: Clock;
   /** Timer resolution; the protocol's shortest timer is REKEY_TIMEOUT (5 s) with 333 ms of jitter. */
   tickMs?: number;
+  /** Milliseconds on a monotonic clock for the handshake budget (performance.now by default). */
+  budgetClock?: () => number;
+  /** HANDSHAKE_BUDGET_MS by default. */
+  handshakeBudgetMs?: number;
 }
 
 export class WireGuardInterface implements Tunnel {
@@ -47,6 +65,9 @@ export class WireGuardInterface implements Tunnel {
   private readonly tickMs: number;
   private timer: NodeJS.Timeout | undefined;
   private readonly actions: Action[] = [];
+  private readonly budgetClock: () => number;
+  private readonly handshakeBudgetMs: number;
+  private handshakeTask: NodeJS.Immediate | undefined;
 
   constructor(options: WireGuardInterfaceOptions) {
     this.name = options.name;
@@ -57,6 +78,8 @@ export class WireGuardInterface implements Tunnel {
     this.admit = options.admit;
     this.clock = options.clock ?? monotonicEpochMs;
     this.tickMs = options.tickMs ?? 100;
+    this.budgetClock = options.budgetClock ?? (() => performance.now());
+    this.handshakeBudgetMs = options.handshakeBudgetMs ?? HANDSHAKE_BUDGET_MS;
   }
 
   get listenPort(): number {
@@ -96,6 +119,8 @@ export class WireGuardInterface implements Tunnel {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    if (this.handshakeTask) clearImmediate(this.handshakeTask);
+    this.handshakeTask = undefined;
     await this.bind.close();
   }
 
@@ -106,8 +131,26 @@ export class WireGuardInterface implements Tunnel {
       this.counters.datagramsIn += datagrams.length;
       for (const d of datagrams) this.device.receive(d.data, d.endpoint, now, this.actions);
       this.flush();
+      if (this.device.pendingHandshakes > 0) this.scheduleHandshakes();
     });
   }
+
+  private scheduleHandshakes(): void {
+    if (this.handshakeTask === undefined && this.timer !== undefined)
+      this.handshakeTask = setImmediate(this.serveHandshakes);
+  }
+
+  /** Serves queued handshake messages for at most the budget (at least one), then yields (see 2 above). */
+  readonly serveHandshakes = (): void => {
+    this.handshakeTask = undefined;
+    const deadline = this.budgetClock() + this.handshakeBudgetMs;
+    const now = this.clock();
+    while (this.device.serveHandshake(now, this.actions)) {
+      if (this.budgetClock() >= deadline) break;
+    }
+    this.flush();
+    if (this.device.pendingHandshakes > 0) this.scheduleHandshakes();
+  };
 
   /** Carries out the queued actions: one batch to the network, one to the TUN side. */
   flush(): void {

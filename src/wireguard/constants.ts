@@ -64,6 +64,26 @@ export const UNDER_LOAD_AFTER = 1000;
 /** Per-source-address rate limit for handshakes while under load (wireguard-go: 20/s, burst 5). */
 export const RATE_LIMIT_PER_SECOND = 20;
 export const RATE_LIMIT_BURST = 5;
+/**
+ * Per-source-address budget for handshake messages, checked before mac1 (before any BLAKE2s work), always, not
+ * only under load: a source over it costs one table lookup. An honest peer sends one initiation per
+ * REKEY_TIMEOUT at most; even a thousand members behind one NAT address rekeying every two minutes send under
+ * 10/s. A source that is spoofed can have its address held down while the spoofing lasts: the price of doing
+ * no cryptographic work before the check. Sessions already up are not affected (transport skips the check).
+ */
+export const SOURCE_HANDSHAKES_PER_SECOND = 50;
+export const SOURCE_HANDSHAKE_BURST = 100;
+/** Cookie replies sent per second, all sources together (each costs a BLAKE2s and an XChaCha20-Poly1305). */
+export const COOKIE_REPLIES_PER_SECOND = 1000;
+export const COOKIE_REPLY_BURST = 100;
+/**
+ * Handshake messages waiting for the handshake stage when the shell defers them (DeviceOptions.handshakeQueue);
+ * beyond this the oldest is dropped. wireguard-go's handshake queue holds 4096 (QueueHandshakeSize); a
+ * smaller one here, since one thread serves it: 1024 × 148 bytes, preallocated.
+ */
+export const HANDSHAKE_QUEUE_LENGTH = 1024;
+/** Under load once the handshake queue is this full (wireguard-go: an eighth of its queue). */
+export const UNDER_LOAD_QUEUE_FRACTION = 1 / 8;
 /** TAI64N timestamps are rounded down to this many nanoseconds so they leak little about the clock. */
 export const TIMESTAMP_WHITENING_NS = 0x1000000;
 export const DEFAULT_MTU = 1420;

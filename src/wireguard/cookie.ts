@@ -25,6 +25,12 @@ function cookieKey(receiverPublic: Uint8Array): Uint8Array {
   return hash(COOKIE_LABEL, receiverPublic);
 }
 
+function isZero(b: Uint8Array): boolean {
+  let acc = 0;
+  for (let i = 0; i < b.length; i++) acc |= b[i]!;
+  return acc === 0;
+}
+
 function macMatches(key: Uint8Array, covered: Uint8Array, expected: Uint8Array): boolean {
   return timingSafeEqual(mac(key, covered), expected);
 }
@@ -49,36 +55,30 @@ export class CookieChecker {
     );
   }
 
-  checkMac2(
-    message: Uint8Array,
-    mac2Offset: number,
-    source: Uint8Array,
-    now: number,
-    random: (n: number) => Uint8Array,
-  ): boolean {
-    const cookie = this.cookieFor(source, now, random);
-    return macMatches(
-      cookie,
-      message.subarray(0, mac2Offset),
-      message.subarray(mac2Offset, mac2Offset + MAC_LENGTH),
-    );
+  /** Whether mac2 is MAC(τ, message up to mac2). An all-zero mac2 (none: §5.4.7) fails without a MAC. */
+  checkMac2(message: Uint8Array, mac2Offset: number, cookie: Uint8Array): boolean {
+    const mac2 = message.subarray(mac2Offset, mac2Offset + MAC_LENGTH);
+    if (isZero(mac2)) return false;
+    return macMatches(cookie, message.subarray(0, mac2Offset), mac2);
   }
 
-  /** A cookie reply for a message whose sender index is `receiver` and whose mac1 is `mac1`. */
+  /** A cookie reply carrying `cookie` for a message whose sender index is `receiver` and whose mac1 is `mac1`. */
   createReply(
     receiver: number,
     mac1: Uint8Array,
-    source: Uint8Array,
-    now: number,
+    cookie: Uint8Array,
     random: (n: number) => Uint8Array,
   ): Uint8Array {
     const nonce = random(XAEAD_NONCE_LENGTH);
-    const sealed = xaeadSeal(this.encryptionKey, nonce, this.cookieFor(source, now, random), mac1);
+    const sealed = xaeadSeal(this.encryptionKey, nonce, cookie, mac1);
     return encodeCookieReply(receiver, nonce, sealed);
   }
 
-  /** τ = MAC(R_m, A_m): R_m is a random secret replaced every two minutes, A_m the source address. */
-  private cookieFor(source: Uint8Array, now: number, random: (n: number) => Uint8Array): Uint8Array {
+  /**
+   * τ = MAC(R_m, A_m): R_m is a random secret replaced every two minutes, A_m the source address. Computed
+   * once per message: checking mac2 and answering with a cookie reply both need it.
+   */
+  cookie(source: Uint8Array, now: number, random: (n: number) => Uint8Array): Uint8Array {
     if (!this.secret || now - this.secretSetAt >= COOKIE_REFRESH_TIME) {
       this.secret = Uint8Array.from(random(32));
       this.secretSetAt = now;

@@ -4,7 +4,10 @@
  *
  * Inbound datagram (`receive`):
  *   1. parse: type word and exact length → typed message or drop reason;
- *   2. handshake messages: mac1, then (under load) mac2 and a per-source rate limit, then Noise;
+ *   2. handshake messages (initiation, response): the source address's handshake budget, before any BLAKE2s
+ *      work (§5.3); then, when the shell defers them (`handshakeQueue`), into a bounded queue that drops its
+ *      oldest, served by `serveHandshake` after transport data; else at once. Either way: mac1, then (under
+ *      load) mac2, or a cookie reply within the cookie-reply budget, and the per-source rate limit, then Noise;
  *   3. transport: receiver index → keypair, age and counter limits, replay window (a look), AEAD open in place,
  *      replay window (recorded);
  *   4. key confirmation and rotation, rekey-on-receive, endpoint roaming, timers;
@@ -27,10 +30,16 @@ import { readIpHeader, type IpHeader } from '../net/ip-packet.js';
 import { formatPrefix, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefix-trie.js';
 import {
+  COOKIE_REPLIES_PER_SECOND,
+  COOKIE_REPLY_BURST,
   DEFAULT_MTU,
+  HANDSHAKE_QUEUE_LENGTH,
+  INITIATION_LENGTH,
   KEEPALIVE_TIMEOUT,
   MAX_HANDSHAKE_ATTEMPTS,
   MAX_STAGED_PACKETS,
+  MESSAGE_INITIATION,
+  MESSAGE_RESPONSE,
   MIN_INITIATION_INTERVAL,
   REJECT_AFTER_MESSAGES,
   REJECT_AFTER_TIME,
@@ -39,13 +48,18 @@ import {
   REKEY_ON_RECEIVE_AGE,
   REKEY_TIMEOUT,
   REKEY_TIMEOUT_JITTER_MAX,
+  RESPONSE_LENGTH,
+  SOURCE_HANDSHAKE_BURST,
+  SOURCE_HANDSHAKES_PER_SECOND,
   UNDER_LOAD_AFTER,
   UNDER_LOAD_HANDSHAKES_PER_SECOND,
+  UNDER_LOAD_QUEUE_FRACTION,
   ZERO_KEYS_AFTER,
 } from './constants.js';
 import { CookieChecker } from './cookie.js';
 import { newDropCounters, type DropCounters, type DropReason } from './drops.js';
 import { consumeInitiation, consumeResponse, createInitiation, createResponse } from './handshake.js';
+import { HandshakeQueue } from './handshake-queue.js';
 import { Keypair, openTransport, sealTransport } from './keypair.js';
 import {
   INITIATION_MAC1,
@@ -53,13 +67,14 @@ import {
   RESPONSE_MAC1,
   RESPONSE_MAC2,
   parseMessage,
+  u32,
   type CookieReply,
   type Initiation,
   type Response,
   type Transport,
 } from './messages.js';
 import { Peer } from './peer.js';
-import { RateLimiter } from './ratelimiter.js';
+import { RateLimiter, TokenBucket } from './ratelimiter.js';
 import { tai64n, tai64nAfter } from './tai64n.js';
 
 export type Action =
@@ -83,6 +98,12 @@ export interface Limits {
   rejectAfterMessages: number;
   /** Handshake messages per second above which mac2 (cookies) is demanded. */
   underLoadHandshakesPerSecond: number;
+  /** Handshake messages per second (and burst) from one source address, checked before mac1. */
+  sourceHandshakesPerSecond: number;
+  sourceHandshakeBurst: number;
+  /** Cookie replies per second (and burst), all sources together. */
+  cookieRepliesPerSecond: number;
+  cookieReplyBurst: number;
 }
 
 export interface DeviceOptions {
@@ -94,6 +115,12 @@ export interface DeviceOptions {
   /** Maps `now` to wall-clock epoch milliseconds for TAI64N and `wg show`; by default `now` is one. */
   wallClock?: (now: number) => number;
   limits?: Partial<Limits>;
+  /**
+   * Defer handshake messages: `receive` queues them (at most this many, HANDSHAKE_QUEUE_LENGTH if true; the
+   * oldest is dropped beyond) and `serveHandshake` processes them, which the shell does after the transport
+   * data of each batch, within a time budget. Off (0, the default): `receive` processes them at once.
+   */
+  handshakeQueue?: number | boolean;
 }
 
 export interface PeerConfig {
@@ -148,6 +175,10 @@ export class Device {
   private readonly indices = new Map<number, IndexEntry>();
   private readonly allowedIps = new PrefixTrie<Peer>();
   private readonly rateLimiter = new RateLimiter();
+  /** The handshake budget per source address, checked before mac1 (before any BLAKE2s work). */
+  private readonly sourceBudget: RateLimiter;
+  private readonly cookieReplies: TokenBucket;
+  private readonly handshakeQueue: HandshakeQueue | undefined;
   private loadWindowStart = -Infinity;
   private loadWindowCount = 0;
   private underLoadUntil = -Infinity;
@@ -163,8 +194,19 @@ export class Device {
       rekeyAfterMessages: REKEY_AFTER_MESSAGES,
       rejectAfterMessages: REJECT_AFTER_MESSAGES,
       underLoadHandshakesPerSecond: UNDER_LOAD_HANDSHAKES_PER_SECOND,
+      sourceHandshakesPerSecond: SOURCE_HANDSHAKES_PER_SECOND,
+      sourceHandshakeBurst: SOURCE_HANDSHAKE_BURST,
+      cookieRepliesPerSecond: COOKIE_REPLIES_PER_SECOND,
+      cookieReplyBurst: COOKIE_REPLY_BURST,
       ...options.limits,
     };
+    this.sourceBudget = new RateLimiter(
+      this.limits.sourceHandshakesPerSecond,
+      this.limits.sourceHandshakeBurst,
+    );
+    this.cookieReplies = new TokenBucket(this.limits.cookieRepliesPerSecond, this.limits.cookieReplyBurst);
+    const queue = options.handshakeQueue === true ? HANDSHAKE_QUEUE_LENGTH : options.handshakeQueue || 0;
+    this.handshakeQueue = queue > 0 ? new HandshakeQueue(queue) : undefined;
     if (options.privateKey) this.setPrivateKey(options.privateKey);
   }
 
@@ -286,18 +328,67 @@ export class Device {
    * overwritten, and a delivered packet is a view into it, so the caller hands over a buffer it may lose.
    */
   receive(datagram: Uint8Array, from: Endpoint, now: number, out: Action[] = []): Action[] {
+    // Handshake messages first, by type word and exact length alone: their admission must cost no parsing.
+    const length = datagram.length;
+    if (
+      (length === INITIATION_LENGTH || length === RESPONSE_LENGTH) &&
+      u32(datagram, 0) === (length === INITIATION_LENGTH ? MESSAGE_INITIATION : MESSAGE_RESPONSE)
+    ) {
+      return this.receiveHandshake(datagram, from, now, out);
+    }
     const msg = parseMessage(datagram);
     switch (msg.type) {
       case 'invalid':
         return this.drop(out, msg.reason);
       case 'initiation':
-        return this.receiveInitiation(msg, from, now, out);
       case 'response':
-        return this.receiveResponse(msg, from, now, out);
+        return this.receiveHandshake(datagram, from, now, out); // not reached: caught above
       case 'cookie-reply':
         return this.receiveCookieReply(msg, now, out);
       case 'transport':
         return this.receiveTransport(msg, datagram.length, from, now, out);
+    }
+  }
+
+  /** Handshake messages waiting in the queue (0 when handshakes are not deferred). */
+  get pendingHandshakes(): number {
+    return this.handshakeQueue?.length ?? 0;
+  }
+
+  /**
+   * Processes the oldest queued handshake message, if any (see DeviceOptions.handshakeQueue); returns whether
+   * there was one. The shell calls it after each batch's transport data, as long as its time budget lasts.
+   */
+  serveHandshake(now: number, out: Action[] = []): boolean {
+    const queued = this.handshakeQueue?.shift();
+    if (!queued) return false;
+    this.processHandshake(queued.bytes, queued.from, now, out);
+    return true;
+  }
+
+  /**
+   * Admission of an initiation or a response before any cryptography: an interface key, and the source
+   * address's handshake budget (§5.3: a flood from one address is dropped at the cost of a table lookup, before
+   * mac1 is even checked). Then into the queue, or processed at once.
+   */
+  private receiveHandshake(datagram: Uint8Array, from: Endpoint, now: number, out: Action[]): Action[] {
+    if (!this.identity) return this.drop(out, 'no-private-key');
+    if (!this.sourceBudget.allow(from.address, now)) return this.drop(out, 'source-over-budget');
+    const queue = this.handshakeQueue;
+    if (queue === undefined) return this.processHandshake(datagram, from, now, out);
+    if (queue.push(datagram, from, now)) this.drop(out, 'handshake-queue-full');
+    return out;
+  }
+
+  private processHandshake(bytes: Uint8Array, from: Endpoint, now: number, out: Action[]): Action[] {
+    const msg = parseMessage(bytes);
+    switch (msg.type) {
+      case 'initiation':
+        return this.receiveInitiation(msg, from, now, out);
+      case 'response':
+        return this.receiveResponse(msg, from, now, out);
+      default:
+        return this.drop(out, msg.type === 'invalid' ? msg.reason : 'unknown-type'); // not reached
     }
   }
 
@@ -314,12 +405,16 @@ export class Device {
     }
     if (++this.loadWindowCount > this.limits.underLoadHandshakesPerSecond)
       this.underLoadUntil = now + UNDER_LOAD_AFTER;
+    const queue = this.handshakeQueue;
+    if (queue && queue.length >= queue.capacity * UNDER_LOAD_QUEUE_FRACTION)
+      this.underLoadUntil = now + UNDER_LOAD_AFTER;
     return this.forcedUnderLoad || now < this.underLoadUntil;
   }
 
   /**
-   * Admission for handshake messages (§5.3): mac1 always; under load, mac2 (else a cookie reply) and a
-   * per-source rate limit. Returns the identity when the message may proceed.
+   * Admission for handshake messages past the source budget (§5.3): mac1 always; under load, mac2 (else a
+   * cookie reply, within the cookie-reply budget) and a per-source rate limit. Returns the identity when the
+   * message may proceed.
    */
   private admitHandshake(
     bytes: Uint8Array,
@@ -340,10 +435,14 @@ export class Device {
       return undefined;
     }
     if (!this.underLoad(now)) return identity;
-    const source = endpointBytes(from);
-    if (!identity.cookies.checkMac2(bytes, mac2Offset, source, now, this.random)) {
+    const cookie = identity.cookies.cookie(endpointBytes(from), now, this.random);
+    if (!identity.cookies.checkMac2(bytes, mac2Offset, cookie)) {
+      if (!this.cookieReplies.take(now)) {
+        this.drop(out, 'cookie-reply-limited');
+        return undefined;
+      }
       const mac1 = bytes.subarray(mac1Offset, mac1Offset + 16);
-      const reply = identity.cookies.createReply(sender, mac1, source, now, this.random);
+      const reply = identity.cookies.createReply(sender, mac1, cookie, this.random);
       out.push({ type: 'send', endpoint: from, data: reply, peer: identity.publicKey });
       this.drop(out, 'bad-mac2');
       return undefined;

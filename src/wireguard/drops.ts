@@ -12,6 +12,12 @@ export const DROP_REASONS = [
   'bad-mac2',
   'rate-limited',
   'no-private-key',
+  /** The source address is over its handshake budget: dropped before any BLAKE2s work (paper §5.3). */
+  'source-over-budget',
+  /** The oldest waiting handshake message, pushed out of the full handshake queue by a newer one. */
+  'handshake-queue-full',
+  /** Under load, a message without a good mac2 that earned a cookie reply while cookie replies were spent. */
+  'cookie-reply-limited',
   // handshake processing (handshake.ts)
   'handshake-decrypt-failed',
   'unknown-peer',
