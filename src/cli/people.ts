@@ -6,14 +6,14 @@
  * code the REST API calls. A running server follows the store and applies each change within a second;
  * with no server running, changes wait in the store and take effect when it starts.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { ControlPlane, type MemberView } from '../control/control-plane.js';
 import type { Store } from '../control/store.js';
 import { destinationSpec, policyText } from '../control/validate.js';
 import { createStore, DEFAULT_DATA_DIR, openStore } from '../server/data-dir.js';
-import { CliError } from './keys.js';
+import { CliError, tightenStdout, writeSecret } from './keys.js';
 
 interface DataOption {
   data?: string;
@@ -149,6 +149,7 @@ export function registerPeopleCommands(program: Command): void {
       const store = createStore(dir, opts.force === true);
       try {
         const r = ControlPlane.init(store, input);
+        tightenStdout(); // the admin password and the token, when the output goes to a file
         process.stdout.write(
           [
             `initialised ${dir}`,
@@ -335,18 +336,23 @@ export function registerPeopleCommands(program: Command): void {
     member
       .command('config')
       .argument('<name>')
-      .description("the member device's wg-quick config")
+      .description("the member device's wg-quick config (it holds the member's private key: files are 0600)")
+      .option('-o, --output <file>', 'write the config to FILE (mode 0600) instead of standard output')
       .option('--qr', 'print it as a QR code for the WireGuard mobile apps')
       .option('--qr-png <file>', 'write the QR code to a PNG file (mode 0600)'),
-  ).action(async (name: string, opts: DataOption & { qr?: boolean; qrPng?: string }) => {
+  ).action(async (name: string, opts: DataOption & { output?: string; qr?: boolean; qrPng?: string }) => {
     const text = withControlPlane(opts, (cp) => cp.memberConfig(name));
+    if (opts.output) {
+      writeSecret(text, opts.output);
+      console.error(`wrote ${opts.output}`);
+    }
     if (opts.qrPng) {
       const { renderQr } = await import('../control/qr.js');
-      writeFileSync(opts.qrPng, await renderQr(text, 'png'), { mode: 0o600 });
+      writeSecret(await renderQr(text, 'png'), opts.qrPng);
       console.error(`wrote ${opts.qrPng}`);
     }
-    if (opts.qr) process.stdout.write(await (await import('../control/qr.js')).renderQr(text, 'terminal'));
-    else if (!opts.qrPng) process.stdout.write(text);
+    if (opts.qr) writeSecret(await (await import('../control/qr.js')).renderQr(text, 'terminal'), undefined);
+    else if (!opts.qrPng && !opts.output) writeSecret(text, undefined);
   });
 
   // ---- groups ----
@@ -497,10 +503,18 @@ export function registerPeopleCommands(program: Command): void {
     }),
   );
   const token = program.command('token').description('REST API tokens');
-  data(token.command('create').argument('<name>')).action((name: string, opts: DataOption) =>
+  data(
+    token
+      .command('create')
+      .argument('<name>')
+      .option('-o, --output <file>', 'write only the token to FILE (mode 0600) instead of printing it'),
+  ).action((name: string, opts: DataOption & { output?: string }) =>
     withControlPlane(opts, (cp) => {
       const t = cp.createToken(actor(), name);
-      console.log(`token #${t.token.id} (${name}): ${t.secret}\nIt is shown only now.`);
+      if (opts.output) {
+        writeSecret(`${t.secret}\n`, opts.output);
+        console.log(`token #${t.token.id} (${name}) written to ${opts.output}; it is shown nowhere else.`);
+      } else writeSecret(`token #${t.token.id} (${name}): ${t.secret}\nIt is shown only now.\n`, undefined);
     }),
   );
   data(token.command('list').option('--json', 'print JSON')).action((opts: DataOption & { json?: boolean }) =>

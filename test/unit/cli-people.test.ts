@@ -1,0 +1,138 @@
+/**
+ * The people VPN's commands as a person runs them: `weft server init`, `member ...`, `token ...` in a child
+ * process on a data directory of their own (no server running, no network).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const WEFT = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+interface Run {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function weft(args: string[], env: NodeJS.ProcessEnv = {}): Run {
+  const r = spawnSync(process.execPath, [WEFT, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, WEFT_DATA: '', ...env },
+    timeout: 60_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs the command with standard output redirected to `file` (which exists with mode `mode`). */
+function weftInto(file: string, mode: number, args: string[]): Run {
+  writeFileSync(file, '', { mode });
+  const fd = openSync(file, 'w');
+  try {
+    const r = spawnSync(process.execPath, [WEFT, ...args], {
+      stdio: ['ignore', fd, 'pipe'],
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    return { status: r.status, stdout: '', stderr: r.stderr };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function modeOf(file: string): number {
+  return statSync(file).mode & 0o777;
+}
+
+function initData(dir: string, extra: string[] = []): string {
+  const data = join(dir, 'data');
+  const r = weft([
+    'server',
+    'init',
+    '--data',
+    data,
+    '--endpoint',
+    'vpn.example.com',
+    '--subnet',
+    '10.66.0.0/24',
+    ...extra,
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  return data;
+}
+
+describe('commands that print secrets write them for their owner only', () => {
+  let dir = '';
+  let data = '';
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-cli-'));
+    data = initData(dir);
+    assert.equal(weft(['member', 'add', 'alice', '--data', data]).status, 0);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('member config > FILE: the redirect target becomes 0600', () => {
+    const file = join(dir, 'redirected.conf');
+    const r = weftInto(file, 0o644, ['member', 'config', 'alice', '--data', data]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(readFileSync(file, 'utf8'), /PrivateKey = /);
+    assert.equal(modeOf(file), 0o600);
+  });
+
+  it('member config -o FILE: created 0600, an existing file narrowed to 0600', () => {
+    const created = join(dir, 'created.conf');
+    let r = weft(['member', 'config', 'alice', '--data', data, '-o', created]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(readFileSync(created, 'utf8'), /PrivateKey = /);
+    assert.equal(modeOf(created), 0o600);
+    const existing = join(dir, 'existing.conf');
+    writeFileSync(existing, 'old\n', { mode: 0o644 });
+    r = weft(['member', 'config', 'alice', '--data', data, '--output', existing]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(readFileSync(existing, 'utf8'), /^# Weft member alice\n\[Interface\]/);
+    assert.equal(modeOf(existing), 0o600);
+  });
+
+  it('member config --qr-png FILE and --qr > FILE: 0600 too', () => {
+    const png = join(dir, 'alice.png');
+    writeFileSync(png, '', { mode: 0o644 });
+    const r = weft(['member', 'config', 'alice', '--data', data, '--qr-png', png]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(readFileSync(png).subarray(1, 4).toString('latin1'), 'PNG');
+    assert.equal(modeOf(png), 0o600);
+    const terminal = join(dir, 'alice.qr');
+    assert.equal(weftInto(terminal, 0o644, ['member', 'config', 'alice', '--data', data, '--qr']).status, 0);
+    assert.equal(modeOf(terminal), 0o600);
+  });
+
+  it('token create > FILE and -o FILE, server init > FILE: 0600', () => {
+    const redirected = join(dir, 'token.txt');
+    assert.equal(weftInto(redirected, 0o644, ['token', 'create', 'ci', '--data', data]).status, 0);
+    assert.match(readFileSync(redirected, 'utf8'), /weft_/);
+    assert.equal(modeOf(redirected), 0o600);
+    const named = join(dir, 'token2.txt');
+    const r = weft(['token', 'create', 'ci2', '--data', data, '-o', named]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /weft_/);
+    assert.match(readFileSync(named, 'utf8'), /^weft_[A-Za-z0-9_-]+\n$/);
+    assert.equal(modeOf(named), 0o600);
+    const initOut = join(dir, 'init.txt');
+    const init = weftInto(initOut, 0o644, [
+      'server',
+      'init',
+      '--data',
+      join(dir, 'data2'),
+      '--endpoint',
+      'vpn.example.com',
+      '--subnet',
+      '10.67.0.0/24',
+    ]);
+    assert.equal(init.status, 0, init.stderr);
+    assert.match(readFileSync(initOut, 'utf8'), /admin password: /);
+    assert.equal(modeOf(initOut), 0o600);
+  });
+});
