@@ -185,6 +185,25 @@ export function registerPeopleCommands(program: Command): void {
     });
   });
 
+  data(
+    server
+      .command('endpoint')
+      .description('print what members dial, or change it (configs handed out before keep the old one)')
+      .argument('[host[:port]]', 'the new endpoint (port default 51820)'),
+  ).action((endpoint: string | undefined, opts: DataOption) =>
+    withControlPlane(opts, (cp) => {
+      const before = cp.settings().endpoint;
+      if (endpoint === undefined) return void console.log(before);
+      const after = cp.updateSettings(actor(), { endpoint }).endpoint;
+      if (after === before) return void console.log(`endpoint: ${after} (unchanged)`);
+      console.log(
+        `endpoint changed: ${before} -> ${after}\n` +
+          `Configs handed out before still dial ${before}: give each member its config again ` +
+          '(weft member config NAME).',
+      );
+    }),
+  );
+
   // ---- members ----
   const member = program
     .command('member')

@@ -136,3 +136,33 @@ describe('commands that print secrets write them for their owner only', () => {
     assert.equal(modeOf(initOut), 0o600);
   });
 });
+
+describe('weft server endpoint', () => {
+  let dir = '';
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-cli-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('prints the endpoint, changes it (saying from what to what), and refuses a bad one', () => {
+    const data = initData(dir);
+    assert.equal(weft(['member', 'add', 'alice', '--data', data]).status, 0);
+    let r = weft(['server', 'endpoint', '--data', data]);
+    assert.equal(r.stdout, 'vpn.example.com:51820\n');
+    r = weft(['server', 'endpoint', '--data', data, 'vpn2.example.com']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^endpoint changed: vpn\.example\.com:51820 -> vpn2\.example\.com:51820\n/);
+    assert.match(r.stdout, /still dial vpn\.example\.com:51820.*weft member config NAME/s);
+    assert.match(
+      weft(['member', 'config', 'alice', '--data', data]).stdout,
+      /Endpoint = vpn2\.example\.com:51820/,
+    );
+    r = weft(['server', 'endpoint', '--data', data, 'vpn2.example.com:51820']);
+    assert.equal(r.stdout, 'endpoint: vpn2.example.com:51820 (unchanged)\n');
+    r = weft(['server', 'endpoint', '--data', data, 'not a host']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /endpoint: .*\[WEFT_ERR_VALIDATION\]/);
+    assert.equal(weft(['server', 'endpoint', '--data', data]).stdout, 'vpn2.example.com:51820\n');
+    assert.match(weft(['audit', '--data', data, '--limit', '1']).stdout, /settings\.update/);
+  });
+});
