@@ -6,13 +6,15 @@
  * code the REST API calls. A running server follows the store and applies each change within a second;
  * with no server running, changes wait in the store and take effect when it starts.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { ControlPlane, type MemberView } from '../control/control-plane.js';
 import type { Store } from '../control/store.js';
 import { destinationSpec, policyText } from '../control/validate.js';
-import { createStore, DEFAULT_DATA_DIR, openStore } from '../server/data-dir.js';
+import { openSqliteStore } from '../control/store-sqlite.js';
+import { createStore, DEFAULT_DATA_DIR, openStore, storePath } from '../server/data-dir.js';
 import { CliError, tightenStdout, writeSecret } from './keys.js';
 
 interface DataOption {
@@ -500,6 +502,45 @@ export function registerPeopleCommands(program: Command): void {
   ).action(async (opts: DataOption) => {
     const { exportState, formatStateYaml } = await import('../control/desired-state.js');
     withControlPlane(opts, (cp) => void process.stdout.write(formatStateYaml(exportState(cp))));
+  });
+
+  // ---- backup ----
+  data(
+    program
+      .command('backup')
+      .argument('<file>', 'where the copy goes (created with mode 0600)')
+      .description(
+        'copy the store to FILE, consistent even while the server runs (restoring: docs/people-vpn.md)',
+      )
+      .option('--force', 'replace FILE if it exists'),
+  ).action(async (file: string, opts: DataOption & { force?: boolean }) => {
+    const dir = dataDir(opts);
+    const source = storePath(dir);
+    if ([source, `${source}-wal`, `${source}-shm`].map((f) => resolve(f)).includes(resolve(file)))
+      throw new CliError(`weft: ${file} is the store itself; back it up to another file`);
+    if (existsSync(file)) {
+      if (!opts.force) throw new CliError(`weft: ${file} exists; use --force to replace it`);
+      for (const f of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) rmSync(f, { force: true });
+    }
+    const store = openStore(dir); // refuses a damaged store: a copy of it would be no backup
+    try {
+      await store.backup(file);
+    } catch (e) {
+      rmSync(file, { force: true }); // half a copy must not pass for a backup
+      throw e;
+    } finally {
+      store.close();
+    }
+    const copy = openSqliteStore(file);
+    try {
+      const check = copy.quickCheck();
+      if (check !== 'ok')
+        throw new CliError(`weft: the copy in ${file} does not pass SQLite's check: ${check}`);
+      const members = copy.memberCounts(new Date().toISOString()).total;
+      console.log(`backed up ${source} to ${file} (${members} members; SQLite's check: ok)`);
+    } finally {
+      copy.close();
+    }
   });
 
   // ---- audit and tokens ----
