@@ -13,6 +13,7 @@ import type { Command } from 'commander';
 import { ControlPlane, type MemberView } from '../control/control-plane.js';
 import type { Store } from '../control/store.js';
 import { destinationSpec, policyText } from '../control/validate.js';
+import { internetWarning } from '../control/internet-access.js';
 import { openSqliteStore } from '../control/store-sqlite.js';
 import { createStore, DEFAULT_DATA_DIR, openStore, storePath } from '../server/data-dir.js';
 import { CliError, tightenStdout, writeSecret } from './keys.js';
@@ -76,6 +77,12 @@ function table(header: string[], rows: string[][]): string {
       .join('  ')
       .trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
+}
+
+/** On standard error (standard output may be a config file): why a full-tunnel member has no internet. */
+function warnInternet(cp: ControlPlane, m: MemberView): void {
+  const w = internetWarning(m.name, m.fullTunnel, m.groups, cp.settings(), cp.listPolicies());
+  if (w) process.stderr.write(`weft: warning: ${w}\n`);
 }
 
 function memberState(m: MemberView): string {
@@ -247,6 +254,7 @@ export function registerPeopleCommands(program: Command): void {
           opts.json,
           () => `added ${m.name}: ${m.ip}${m.ip6 ? `, ${m.ip6}` : ''}, public key ${m.publicKey}`,
         );
+        warnInternet(cp, m);
       }),
   );
   data(
@@ -329,6 +337,7 @@ export function registerPeopleCommands(program: Command): void {
           fullTunnel: opts.fullTunnel ? true : opts.splitTunnel ? false : undefined,
         });
         console.log(memberDetail(m));
+        warnInternet(cp, m);
       }),
   );
   data(
@@ -362,7 +371,11 @@ export function registerPeopleCommands(program: Command): void {
       .option('--qr', 'print it as a QR code for the WireGuard mobile apps')
       .option('--qr-png <file>', 'write the QR code to a PNG file (mode 0600)'),
   ).action(async (name: string, opts: DataOption & { output?: string; qr?: boolean; qrPng?: string }) => {
-    const text = withControlPlane(opts, (cp) => cp.memberConfig(name));
+    const text = withControlPlane(opts, (cp) => {
+      const config = cp.memberConfig(name);
+      warnInternet(cp, cp.getMember(name));
+      return config;
+    });
     if (opts.output) {
       writeSecret(text, opts.output);
       console.error(`wrote ${opts.output}`);

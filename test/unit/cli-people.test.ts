@@ -166,3 +166,32 @@ describe('weft server endpoint', () => {
     assert.match(weft(['audit', '--data', data, '--limit', '1']).stdout, /settings\.update/);
   });
 });
+
+describe('a full-tunnel member without internet is told so', () => {
+  let dir = '';
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-cli-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('member add and member config warn on standard error until NAT egress and a policy are there', () => {
+    const data = initData(dir);
+    let r = weft(['member', 'add', 'bob', '--full-tunnel', '--data', data]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /warning: bob is full-tunnel but will have no internet: NAT egress is off/);
+    assert.match(r.stderr, /default policy is deny \(weft policy allow '\*' 0\.0\.0\.0\/0\)/);
+    r = weft(['member', 'config', 'bob', '--data', data]);
+    assert.match(r.stderr, /bob is full-tunnel but will have no internet/);
+    assert.match(r.stdout, /^# Weft member bob\n/);
+    assert.equal(weft(['member', 'add', 'carol', '--data', data]).stderr, '');
+
+    const state = join(dir, 'state.yaml');
+    writeFileSync(state, 'settings:\n  natEgress: eth0\n');
+    assert.equal(weft(['apply', '-f', state, '--data', data]).status, 0);
+    r = weft(['member', 'config', 'bob', '--data', data]);
+    assert.doesNotMatch(r.stderr, /NAT egress/);
+    assert.match(r.stderr, /no policy lets its traffic out/);
+    assert.equal(weft(['policy', 'allow', '*', '0.0.0.0/0', '--data', data]).status, 0);
+    assert.equal(weft(['member', 'config', 'bob', '--data', data]).stderr, '');
+  });
+});

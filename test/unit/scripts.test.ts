@@ -61,6 +61,10 @@ function sandbox(): Sandbox {
   for (const cmd of ['bash', 'env', 'dirname', 'basename', 'awk']) symlinkSync(which(cmd), join(bin, cmd));
   executable(join(bin, 'id'), '#!/bin/bash\necho "${FAKE_UID:-1000}"\n');
   executable(join(bin, 'node'), '#!/bin/bash\necho "node $*" >> "$FAKE_LOG"\n');
+  executable(
+    join(bin, 'ip'),
+    '#!/bin/bash\n[ "$*" = "-o route show default" ] && echo "default via 10.0.0.1 dev eth7 proto dhcp metric 100"\n',
+  );
   const sudoBin = join(root, 'sudo-bin');
   mkdirSync(sudoBin);
   executable(
@@ -136,7 +140,7 @@ describe('run.sh and WEFT_ENDPOINT', () => {
   });
   after(() => rmSync(sb.root, { recursive: true, force: true }));
 
-  it('first run: the store is created with WEFT_ENDPOINT and port 51820, then the gateway runs', () => {
+  it('first run: the store is created with WEFT_ENDPOINT, port 51820 and NAT egress on the default route', () => {
     const data = join(sb.root, 'first');
     const r = runScript(sb, 'run.sh', {
       uid: 0,
@@ -147,7 +151,7 @@ describe('run.sh and WEFT_ENDPOINT', () => {
     const main = join(sb.repo, 'dist/src/cli/main.js');
     assert.deepEqual(r.log, [
       'setup uid=0',
-      `node ${main} server init --data ${data} --endpoint [fd00::1]:51820 --subnet 10.66.0.0/24`,
+      `node ${main} server init --data ${data} --endpoint [fd00::1]:51820 --subnet 10.66.0.0/24 --nat-egress eth7`,
       `node ${main} server run --data ${data}`,
     ]);
   });
