@@ -10,7 +10,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { ControlPlane, type MemberView } from '../control/control-plane.js';
+import { ControlPlane, LINK_TTL_MINUTES, type MemberView } from '../control/control-plane.js';
 import type { Store } from '../control/store.js';
 import { destinationSpec, policyText } from '../control/validate.js';
 import { internetWarning } from '../control/internet-access.js';
@@ -83,6 +83,12 @@ function table(header: string[], rows: string[][]): string {
 function warnInternet(cp: ControlPlane, m: MemberView): void {
   const w = internetWarning(m.name, m.fullTunnel, m.groups, cp.settings(), cp.listPolicies());
   if (w) process.stderr.write(`weft: warning: ${w}\n`);
+}
+
+/** Whether HOST:PORT is a loopback address (or localhost): reachable from this machine only. */
+function loopbackOnly(listen: string): boolean {
+  const host = listen.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 function memberState(m: MemberView): string {
@@ -388,6 +394,33 @@ export function registerPeopleCommands(program: Command): void {
     if (opts.qr) writeSecret(await (await import('../control/qr.js')).renderQr(text, 'terminal'), undefined);
     else if (!opts.qrPng && !opts.output) writeSecret(text, undefined);
   });
+
+  data(
+    member
+      .command('link')
+      .argument('<name>')
+      .description("a one-time download link of the member's config (works once, until it expires)")
+      .option('--ttl <minutes>', 'minutes until the link expires', String(LINK_TTL_MINUTES.default)),
+  ).action((name: string, opts: DataOption & { ttl: string }) =>
+    withControlPlane(opts, (cp) => {
+      const link = cp.createDownloadLink(actor(), name, Number(opts.ttl));
+      const { apiListen: listen, endpoint } = cp.settings();
+      // An API on every address: the link names the host members dial, which people reach.
+      const wildcard = /^(0\.0\.0\.0|\[::\]|::):\d+$/.exec(listen);
+      const origin = wildcard ? `${endpoint.replace(/:\d+$/, '')}:${listen.replace(/^.*:/, '')}` : listen;
+      writeSecret(`http://${origin}/dl/${link.token}\n`, undefined);
+      process.stderr.write(
+        `weft: the link works once, until ${link.expiresAt}; https:// when the server runs with --tls-cert\n`,
+      );
+      if (loopbackOnly(listen))
+        process.stderr.write(
+          `weft: warning: the API listens on ${listen} (apiListen), on this machine only, so this link ` +
+            'works only here; to send it to someone, serve the API on an address they reach, e.g. ' +
+            '`weft server run --api-listen 0.0.0.0:8780 --tls-cert FILE --tls-key FILE`, or set ' +
+            'apiListen in the settings\n',
+        );
+    }),
+  );
 
   // ---- groups ----
   const group = program.command('group').description('groups of members, which policies refer to');

@@ -195,3 +195,42 @@ describe('a full-tunnel member without internet is told so', () => {
     assert.equal(weft(['member', 'config', 'bob', '--data', data]).stderr, '');
   });
 });
+
+describe('weft member link', () => {
+  let dir = '';
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-cli-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('prints a one-time link, and says when the API listens on loopback only', () => {
+    const local = initData(dir);
+    assert.equal(weft(['member', 'add', 'alice', '--data', local]).status, 0);
+    let r = weft(['member', 'link', 'alice', '--data', local]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^http:\/\/127\.0\.0\.1:8780\/dl\/[A-Za-z0-9_-]{43}\n$/);
+    assert.match(
+      r.stderr,
+      /warning: the API listens on 127\.0\.0\.1:8780 .*works only here.*--api-listen 0\.0\.0\.0:8780/,
+    );
+    const open = join(dir, 'open');
+    const init = weft([
+      'server',
+      'init',
+      '--data',
+      open,
+      '--endpoint',
+      'vpn.example.com',
+      '--subnet',
+      '10.67.0.0/24',
+      '--api-listen',
+      '0.0.0.0:8780',
+    ]);
+    assert.equal(init.status, 0, init.stderr);
+    assert.equal(weft(['member', 'add', 'bob', '--data', open]).status, 0);
+    r = weft(['member', 'link', 'bob', '--data', open, '--ttl', '10']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^http:\/\/vpn\.example\.com:8780\/dl\/[A-Za-z0-9_-]{43}\n$/);
+    assert.doesNotMatch(r.stderr, /warning/);
+  });
+});
