@@ -4,7 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "scripts/setup.sh: installing Debian packages needs root, and sudo is not installed: run it as root" >&2
+    exit 1
+  fi
+}
 
 # Debian packages: the real WireGuard peer and tools the tests drive, what the data plane uses (nftables for
 # NAT, libsodium for ChaCha20-Poly1305), and the compiler better-sqlite3 is built with (its prebuilt binaries

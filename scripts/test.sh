@@ -2,14 +2,17 @@
 # Sets up (scripts/setup.sh) and runs every test: lint, format, unit, interop and the web console's end-to-end
 # tests. Interop and end-to-end tests need root: they create network namespaces and start real peers
 # (wireguard-go, wg-quick) inside them; the console is driven in Debian's Chromium through playwright-core.
+# Run as another user, it starts again through sudo.
 set -euo pipefail
+self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/.."
+. scripts/root.sh
+become_root "$self" "$@"
 bash scripts/setup.sh
 # Test-only Debian packages: the browser the console's tests drive (never downloaded by a test tool).
 if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'ok installed'; then
-  if [ "$(id -u)" -eq 0 ]; then as_root=(); else as_root=(sudo); fi
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 fi
 npm run --silent lint
 tests=(dist/test/unit/ dist/test/interop/)

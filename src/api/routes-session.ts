@@ -40,10 +40,10 @@ export function sessionRoutes(ctx: ApiContext): void {
   const failed = (key: string): void => loginThrottle?.fail(key, now());
 
   /** Runs an account change; a wrong password or code (a validation error on `field`) counts as a failure. */
-  const guarded = <T>(request: FastifyRequest, field: string, fn: () => T): T => {
+  const guarded = async <T>(request: FastifyRequest, field: string, fn: () => T | Promise<T>): Promise<T> => {
     const key = admitted(request);
     try {
-      return fn();
+      return await fn();
     } catch (err) {
       if (err instanceof WeftError && err.code === 'WEFT_ERR_VALIDATION' && err.field === field) failed(key);
       throw err;
@@ -76,9 +76,9 @@ export function sessionRoutes(ctx: ApiContext): void {
     body: s.LoginInput,
     errors: ['WEFT_ERR_UNAUTHORIZED', 'WEFT_ERR_TOTP_REQUIRED', 'WEFT_ERR_RATE_LIMITED'],
     responses: { 200: { description: 'Logged in; the cookie weft_session is set', schema: s.SessionInfo } },
-    handler: ({ body, request, reply }) => {
+    handler: async ({ body, request, reply }) => {
       const key = admitted(request);
-      const result = cp.verifyAdminLogin(body.username, body.password, body.totp);
+      const result = await cp.verifyAdminLogin(body.username, body.password, body.totp);
       if (!result.ok) {
         if (result.reason !== 'totp-missing') {
           failed(key);
@@ -174,7 +174,7 @@ export function sessionRoutes(ctx: ApiContext): void {
     body: s.TotpCode,
     errors: ['WEFT_ERR_TOTP_NOT_STARTED', 'WEFT_ERR_TOTP_ALREADY_ENABLED', 'WEFT_ERR_RATE_LIMITED'],
     responses: { 200: { description: 'TOTP is on', schema: s.TotpState } },
-    handler: ({ actor, body, request }) => {
+    handler: async ({ actor, body, request }) => {
       const session = sessionOf(request);
       const secret = session.pendingTotpSecret;
       if (secret === null)
@@ -182,7 +182,7 @@ export function sessionRoutes(ctx: ApiContext): void {
           'WEFT_ERR_TOTP_NOT_STARTED',
           'no enrolment is in progress in this session (POST /api/v1/session/totp first)',
         );
-      guarded(request, 'code', () => cp.enableAdminTotp(actor, session.username, secret, body.code));
+      await guarded(request, 'code', () => cp.enableAdminTotp(actor, session.username, secret, body.code));
       session.pendingTotpSecret = null;
       return { totpEnabled: true };
     },
@@ -198,9 +198,9 @@ export function sessionRoutes(ctx: ApiContext): void {
     body: s.TotpCode,
     errors: ['WEFT_ERR_TOTP_NOT_ENABLED', 'WEFT_ERR_RATE_LIMITED'],
     responses: { 200: { description: 'TOTP is off', schema: s.TotpState } },
-    handler: ({ actor, body, request }) => {
+    handler: async ({ actor, body, request }) => {
       const session = sessionOf(request);
-      guarded(request, 'code', () => cp.disableAdminTotp(actor, session.username, body.code));
+      await guarded(request, 'code', () => cp.disableAdminTotp(actor, session.username, body.code));
       return { totpEnabled: false };
     },
   });
@@ -218,9 +218,9 @@ export function sessionRoutes(ctx: ApiContext): void {
     body: s.PasswordChange,
     errors: ['WEFT_ERR_RATE_LIMITED'],
     responses: { 204: { description: 'Changed' } },
-    handler: ({ actor, body, request }) => {
+    handler: async ({ actor, body, request }) => {
       const session = sessionOf(request);
-      guarded(request, 'current', () =>
+      await guarded(request, 'current', () =>
         cp.changeAdminPassword(actor, session.username, body.current, body.next),
       );
       sessions.endAllOf(session.username, session);

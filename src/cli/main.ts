@@ -4,6 +4,8 @@
  */
 import { Command, CommanderError } from 'commander';
 import { UserError, WeftError } from '../control/errors.js';
+import { isDamageError } from '../control/store-sqlite.js';
+import { damagedStoreError } from '../server/data-dir.js';
 import { demo } from './demo.js';
 import { registerPeopleCommands } from './people.js';
 import { down, upBackground, upForeground } from './up.js';
@@ -70,7 +72,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     await buildProgram().parseAsync(argv, { from: 'user' });
     return 0;
-  } catch (e) {
+  } catch (caught) {
+    // Damage that opening the store did not reveal, met by a later read.
+    const e = isDamageError(caught) ? damagedStoreError(undefined, caught.message) : caught;
     if (e instanceof CommanderError) return e.exitCode;
     if (e instanceof WeftError) {
       process.stderr.write(`weft: ${e.message} [${e.code}]\n`);

@@ -6,14 +6,18 @@
  * code the REST API calls. A running server follows the store and applies each change within a second;
  * with no server running, changes wait in the store and take effect when it starts.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { ControlPlane, type MemberView } from '../control/control-plane.js';
+import { ControlPlane, LINK_TTL_MINUTES, type MemberView } from '../control/control-plane.js';
 import type { Store } from '../control/store.js';
 import { destinationSpec, policyText } from '../control/validate.js';
-import { createStore, DEFAULT_DATA_DIR, openStore } from '../server/data-dir.js';
+import { internetWarning } from '../control/internet-access.js';
+import { openSqliteStore } from '../control/store-sqlite.js';
+import { createStore, DEFAULT_DATA_DIR, openStore, storePath } from '../server/data-dir.js';
 import { UserError } from '../control/errors.js';
+import { tightenStdout, writeSecret } from './keys.js';
 
 interface DataOption {
   data?: string;
@@ -74,6 +78,18 @@ function table(header: string[], rows: string[][]): string {
       .join('  ')
       .trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
+}
+
+/** On standard error (standard output may be a config file): why a full-tunnel member has no internet. */
+function warnInternet(cp: ControlPlane, m: MemberView): void {
+  const w = internetWarning(m.name, m.fullTunnel, m.groups, cp.settings(), cp.listPolicies());
+  if (w) process.stderr.write(`weft: warning: ${w}\n`);
+}
+
+/** Whether HOST:PORT is a loopback address (or localhost): reachable from this machine only. */
+function loopbackOnly(listen: string): boolean {
+  const host = listen.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 function memberState(m: MemberView): string {
@@ -179,6 +195,7 @@ export function registerPeopleCommands(program: Command): void {
       const store = createStore(dir, opts.force === true);
       try {
         const r = ControlPlane.init(store, input);
+        tightenStdout(); // the admin password and the token, when the output goes to a file
         process.stdout.write(
           [
             `initialised ${dir}`,
@@ -213,6 +230,25 @@ export function registerPeopleCommands(program: Command): void {
       ...(apiListen ? { apiListen } : {}),
     });
   });
+
+  data(
+    server
+      .command('endpoint')
+      .description('print what members dial, or change it (configs handed out before keep the old one)')
+      .argument('[host[:port]]', 'the new endpoint (port default 51820)'),
+  ).action((endpoint: string | undefined, opts: DataOption) =>
+    withControlPlane(opts, (cp) => {
+      const before = cp.settings().endpoint;
+      if (endpoint === undefined) return void console.log(before);
+      const after = cp.updateSettings(actor(), { endpoint }).endpoint;
+      if (after === before) return void console.log(`endpoint: ${after} (unchanged)`);
+      console.log(
+        `endpoint changed: ${before} -> ${after}\n` +
+          `Configs handed out before still dial ${before}: give each member its config again ` +
+          '(weft member config NAME).',
+      );
+    }),
+  );
 
   // ---- members ----
   const member = program
@@ -255,6 +291,7 @@ export function registerPeopleCommands(program: Command): void {
           opts.json,
           () => `added ${m.name}: ${m.ip}${m.ip6 ? `, ${m.ip6}` : ''}, public key ${m.publicKey}`,
         );
+        warnInternet(cp, m);
       }),
   );
   data(
@@ -340,6 +377,7 @@ export function registerPeopleCommands(program: Command): void {
           fullTunnel: opts.fullTunnel ? true : opts.splitTunnel ? false : undefined,
         });
         console.log(memberDetail(m));
+        warnInternet(cp, m);
       }),
   );
   data(
@@ -368,19 +406,55 @@ export function registerPeopleCommands(program: Command): void {
     member
       .command('config')
       .argument('<name>')
-      .description("the member device's wg-quick config")
+      .description("the member device's wg-quick config (it holds the member's private key: files are 0600)")
+      .option('-o, --output <file>', 'write the config to FILE (mode 0600) instead of standard output')
       .option('--qr', 'print it as a QR code for the WireGuard mobile apps')
       .option('--qr-png <file>', 'write the QR code to a PNG file (mode 0600)'),
-  ).action(async (name: string, opts: DataOption & { qr?: boolean; qrPng?: string }) => {
-    const text = withControlPlane(opts, (cp) => cp.deliverConfig(name));
+  ).action(async (name: string, opts: DataOption & { output?: string; qr?: boolean; qrPng?: string }) => {
+    const text = withControlPlane(opts, (cp) => {
+      const config = cp.deliverConfig(name);
+      warnInternet(cp, cp.getMember(name));
+      return config;
+    });
+    if (opts.output) {
+      writeSecret(text, opts.output);
+      console.error(`wrote ${opts.output}`);
+    }
     if (opts.qrPng) {
       const { renderQr } = await import('../control/qr.js');
-      writeFileSync(opts.qrPng, await renderQr(text, 'png'), { mode: 0o600 });
+      writeSecret(await renderQr(text, 'png'), opts.qrPng);
       console.error(`wrote ${opts.qrPng}`);
     }
-    if (opts.qr) process.stdout.write(await (await import('../control/qr.js')).renderQr(text, 'terminal'));
-    else if (!opts.qrPng) process.stdout.write(text);
+    if (opts.qr) writeSecret(await (await import('../control/qr.js')).renderQr(text, 'terminal'), undefined);
+    else if (!opts.qrPng && !opts.output) writeSecret(text, undefined);
   });
+
+  data(
+    member
+      .command('link')
+      .argument('<name>')
+      .description("a one-time download link of the member's config (works once, until it expires)")
+      .option('--ttl <minutes>', 'minutes until the link expires', String(LINK_TTL_MINUTES.default)),
+  ).action((name: string, opts: DataOption & { ttl: string }) =>
+    withControlPlane(opts, (cp) => {
+      const link = cp.createDownloadLink(actor(), name, Number(opts.ttl));
+      const { apiListen: listen, endpoint } = cp.settings();
+      // An API on every address: the link names the host members dial, which people reach.
+      const wildcard = /^(0\.0\.0\.0|\[::\]|::):\d+$/.exec(listen);
+      const origin = wildcard ? `${endpoint.replace(/:\d+$/, '')}:${listen.replace(/^.*:/, '')}` : listen;
+      writeSecret(`http://${origin}/dl/${link.token}\n`, undefined);
+      process.stderr.write(
+        `weft: the link works once, until ${link.expiresAt}; https:// when the server runs with --tls-cert\n`,
+      );
+      if (loopbackOnly(listen))
+        process.stderr.write(
+          `weft: warning: the API listens on ${listen} (apiListen), on this machine only, so this link ` +
+            'works only here; to send it to someone, serve the API on an address they reach, e.g. ' +
+            '`weft server run --api-listen 0.0.0.0:8780 --tls-cert FILE --tls-key FILE`, or set ' +
+            'apiListen in the settings\n',
+        );
+    }),
+  );
 
   // ---- groups ----
   const group = program.command('group').description('groups of members, which policies refer to');
@@ -510,6 +584,45 @@ export function registerPeopleCommands(program: Command): void {
     withControlPlane(opts, (cp) => void process.stdout.write(formatStateYaml(exportState(cp))));
   });
 
+  // ---- backup ----
+  data(
+    program
+      .command('backup')
+      .argument('<file>', 'where the copy goes (created with mode 0600)')
+      .description(
+        'copy the store to FILE, consistent even while the server runs (restoring: docs/people-vpn.md)',
+      )
+      .option('--force', 'replace FILE if it exists'),
+  ).action(async (file: string, opts: DataOption & { force?: boolean }) => {
+    const dir = dataDir(opts);
+    const source = storePath(dir);
+    if ([source, `${source}-wal`, `${source}-shm`].map((f) => resolve(f)).includes(resolve(file)))
+      throw new UserError(`weft: ${file} is the store itself; back it up to another file`);
+    if (existsSync(file)) {
+      if (!opts.force) throw new UserError(`weft: ${file} exists; use --force to replace it`);
+      for (const f of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) rmSync(f, { force: true });
+    }
+    const store = openStore(dir); // refuses a damaged store: a copy of it would be no backup
+    try {
+      await store.backup(file);
+    } catch (e) {
+      rmSync(file, { force: true }); // half a copy must not pass for a backup
+      throw e;
+    } finally {
+      store.close();
+    }
+    const copy = openSqliteStore(file);
+    try {
+      const check = copy.quickCheck();
+      if (check !== 'ok')
+        throw new UserError(`weft: the copy in ${file} does not pass SQLite's check: ${check}`);
+      const members = copy.memberCounts(new Date().toISOString()).total;
+      console.log(`backed up ${source} to ${file} (${members} members; SQLite's check: ok)`);
+    } finally {
+      copy.close();
+    }
+  });
+
   // ---- audit and tokens ----
   data(
     program
@@ -530,10 +643,18 @@ export function registerPeopleCommands(program: Command): void {
     }),
   );
   const token = program.command('token').description('REST API tokens');
-  data(token.command('create').argument('<name>')).action((name: string, opts: DataOption) =>
+  data(
+    token
+      .command('create')
+      .argument('<name>')
+      .option('-o, --output <file>', 'write only the token to FILE (mode 0600) instead of printing it'),
+  ).action((name: string, opts: DataOption & { output?: string }) =>
     withControlPlane(opts, (cp) => {
       const t = cp.createToken(actor(), name);
-      console.log(`token #${t.token.id} (${name}): ${t.secret}\nIt is shown only now.`);
+      if (opts.output) {
+        writeSecret(`${t.secret}\n`, opts.output);
+        console.log(`token #${t.token.id} (${name}) written to ${opts.output}; it is shown nowhere else.`);
+      } else writeSecret(`token #${t.token.id} (${name}): ${t.secret}\nIt is shown only now.\n`, undefined);
     }),
   );
   data(token.command('list').option('--json', 'print JSON')).action((opts: DataOption & { json?: boolean }) =>

@@ -39,6 +39,11 @@ declare module 'better-sqlite3' {
     interface PragmaOptions {
       readonly simple?: boolean;
     }
+
+    interface BackupMetadata {
+      readonly totalPages: number;
+      readonly remainingPages: number;
+    }
   }
 
   class Database {
@@ -50,6 +55,14 @@ declare module 'better-sqlite3' {
     exec(sql: string): this;
     pragma(source: string, options?: Database.PragmaOptions): unknown;
     transaction<F extends (...args: never[]) => unknown>(fn: F): Database.TransactionFunction<F>;
+    /**
+     * SQLite's online backup into the file `destination`, `progress()` pages per event-loop turn (100 when
+     * it returns undefined).
+     */
+    backup(
+      destination: string,
+      options?: { readonly progress?: (p: Database.BackupMetadata) => number | undefined },
+    ): Promise<Database.BackupMetadata>;
     close(): this;
   }
 

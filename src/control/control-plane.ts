@@ -36,6 +36,7 @@ import type {
 } from './model.js';
 import {
   hashPassword,
+  hashPasswordBlocking,
   randomSecret,
   newPassword,
   newTokenSecret,
@@ -194,7 +195,7 @@ export class ControlPlane {
    */
   private readonly totpLastStep = new Map<string, bigint>();
   /** A hash of no password, checked against when the username is unknown (computed once, when first needed). */
-  private static unknownUserHash: string | undefined;
+  private static unknownUserHash: Promise<string> | undefined;
 
   constructor(
     readonly store: Store,
@@ -217,7 +218,12 @@ export class ControlPlane {
     store.transaction(() => {
       store.putSettings(settings);
       store.putSecret(GATEWAY_KEY, key.toBase64());
-      store.putAdmin({ username: ADMIN_USER, passwordHash: hashPassword(adminPassword), totpSecret: null });
+      // `init` runs in `weft server init`, a process without a tunnel: blocking for one scrypt run is fine there.
+      store.putAdmin({
+        username: ADMIN_USER,
+        passwordHash: hashPasswordBlocking(adminPassword),
+        totpSecret: null,
+      });
       store.insertToken('init', tokenHash(apiToken), now.toISOString());
       store.appendAudit({
         at: now.toISOString(),
@@ -907,21 +913,30 @@ export class ControlPlane {
     return token;
   }
 
-  verifyAdminPassword(username: string, password: string): boolean {
+  /** Checks a password; the scrypt run happens on the thread pool, never on the tunnel's thread. */
+  async verifyAdminPassword(username: string, password: string): Promise<boolean> {
     const account = typeof username === 'string' ? this.store.getAdmin(username) : undefined;
     // One scrypt run even for an unknown user, so the answer takes the same time either way.
-    const stored = account?.passwordHash ?? (ControlPlane.unknownUserHash ??= hashPassword(newPassword()));
-    return typeof password === 'string' && verifyPassword(password, stored) && account !== undefined;
+    const stored =
+      account?.passwordHash ?? (await (ControlPlane.unknownUserHash ??= hashPassword(newPassword())));
+    return typeof password === 'string' && (await verifyPassword(password, stored)) && account !== undefined;
   }
 
-  setAdminPassword(actor: string, username: string, password: string, field = 'password'): void {
+  async setAdminPassword(
+    actor: string,
+    username: string,
+    password: string,
+    field = 'password',
+  ): Promise<void> {
     if (typeof password !== 'string' || password.length < ADMIN_PASSWORD_MIN)
       throw invalid(field, `must be at least ${ADMIN_PASSWORD_MIN} characters`);
+    const passwordHash = await hashPassword(password);
+    // Read after the hash is ready: a TOTP change made meanwhile must not be undone.
     const account = this.store.getAdmin(username);
     this.change(() => {
       this.store.putAdmin({
         username,
-        passwordHash: hashPassword(password),
+        passwordHash,
         totpSecret: account?.totpSecret ?? null,
       });
       this.audit(actor, 'admin.password', username);
@@ -932,8 +947,8 @@ export class ControlPlane {
    * A console login: the password first (a wrong one says nothing about TOTP), then, when the account has
    * TOTP on, the code, which is good once (replayed codes are refused like wrong ones).
    */
-  verifyAdminLogin(username: string, password: string, code: string | undefined): AdminLogin {
-    if (!this.verifyAdminPassword(username, password)) return { ok: false, reason: 'credentials' };
+  async verifyAdminLogin(username: string, password: string, code: string | undefined): Promise<AdminLogin> {
+    if (!(await this.verifyAdminPassword(username, password))) return { ok: false, reason: 'credentials' };
     const account = this.store.getAdmin(username);
     if (!account) return { ok: false, reason: 'credentials' };
     if (account.totpSecret !== null) {
@@ -973,9 +988,10 @@ export class ControlPlane {
   }
 
   /** Changes the admin password after checking the current one (a wrong one: WEFT_ERR_VALIDATION, `current`). */
-  changeAdminPassword(actor: string, username: string, current: string, next: string): void {
-    if (!this.verifyAdminPassword(username, current)) throw invalid('current', 'is not the current password');
-    this.setAdminPassword(actor, username, next, 'next');
+  async changeAdminPassword(actor: string, username: string, current: string, next: string): Promise<void> {
+    if (!(await this.verifyAdminPassword(username, current)))
+      throw invalid('current', 'is not the current password');
+    await this.setAdminPassword(actor, username, next, 'next');
   }
 
   /**

@@ -1,8 +1,20 @@
 /**
  * Credentials: API tokens and download-link tokens (random, stored only as a SHA-256 hash) and the admin
  * password (scrypt, RFC 7914, with a per-password salt). Comparisons are constant-time.
+ *
+ * One scrypt run costs tens of milliseconds of CPU and 32 MiB of memory (N = 2^15, r = 8). The server process
+ * runs the tunnel on its main thread, so a password is hashed and verified on libuv's thread pool
+ * (`hashPassword`, `verifyPassword`): a stream of wrong console logins must not delay a single packet.
+ * `hashPasswordBlocking` is for the one-shot `weft server init`, which carries no traffic.
  */
-import { createHash, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import {
+  createHash,
+  randomBytes,
+  scrypt,
+  scryptSync,
+  timingSafeEqual,
+  type ScryptOptions,
+} from 'node:crypto';
 
 const SCRYPT = { N: 1 << 15, r: 8, p: 1, keyLength: 32, maxmem: 64 * 1024 * 1024 };
 
@@ -42,20 +54,44 @@ export function newPassword(): string {
   return out + newPassword().slice(0, 20 - out.length);
 }
 
-export function hashPassword(password: string): string {
-  const salt = randomBytes(16);
-  const { N, r, p, keyLength, maxmem } = SCRYPT;
-  const hash = scryptSync(password, salt, keyLength, { N, r, p, maxmem });
+function scryptAsync(
+  password: string,
+  salt: Buffer,
+  keyLength: number,
+  options: ScryptOptions,
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    scrypt(password, salt, keyLength, options, (err, key) => (err ? reject(err) : resolve(key)));
+  });
+}
+
+function encoded(salt: Buffer, hash: Buffer): string {
+  const { N, r, p } = SCRYPT;
   return `scrypt$${N}$${r}$${p}$${salt.toString('base64')}$${hash.toString('base64')}`;
 }
 
-export function verifyPassword(password: string, stored: string): boolean {
+/** The stored form of a password, computed on the thread pool. */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const { N, r, p, keyLength, maxmem } = SCRYPT;
+  return encoded(salt, await scryptAsync(password, salt, keyLength, { N, r, p, maxmem }));
+}
+
+/** `hashPassword` on the calling thread: only for a process that carries no traffic (`weft server init`). */
+export function hashPasswordBlocking(password: string): string {
+  const salt = randomBytes(16);
+  const { N, r, p, keyLength, maxmem } = SCRYPT;
+  return encoded(salt, scryptSync(password, salt, keyLength, { N, r, p, maxmem }));
+}
+
+/** Whether `password` is the one `stored` was made from; the scrypt run happens on the thread pool. */
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
   const parts = stored.split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
   const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
   const salt = Buffer.from(parts[4]!, 'base64');
   const expected = Buffer.from(parts[5]!, 'base64');
   if (!Number.isInteger(N) || N > 1 << 20 || expected.length !== SCRYPT.keyLength) return false;
-  const actual = scryptSync(password, salt, expected.length, { N, r, p, maxmem: SCRYPT.maxmem });
+  const actual = await scryptAsync(password, salt, expected.length, { N, r, p, maxmem: SCRYPT.maxmem });
   return timingSafeEqual(actual, expected);
 }

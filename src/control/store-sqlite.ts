@@ -14,6 +14,8 @@
  *   have no gaps: a follower that asks for the changes after `rev` and gets a first revision other than
  *   rev + 1 has fallen behind the pruned window and must reload everything.
  * - Privacy: the file holds member private keys and the gateway's key, so it and its -wal/-shm files are 0600.
+ * - Damage: a file SQLite cannot read as a database (SQLITE_NOTADB, SQLITE_CORRUPT) is a StoreDamaged at open;
+ *   `quickCheck` finds damage that opening does not touch. `backup` copies the live file consistently.
  */
 import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
@@ -495,6 +497,7 @@ export class SqliteStore implements Store {
       this.#atomically = db.transaction((fn: () => unknown) => fn());
     } catch (err) {
       db.close();
+      if (isDamageError(err)) throw new StoreDamaged(path, err.message);
       throw err;
     }
     this.#db = db;
@@ -511,6 +514,31 @@ export class SqliteStore implements Store {
   /** SQLite's own consistency check: "ok", or what it found wrong (one problem per line). */
   integrityCheck(): string {
     return this.#sql.integrityCheck.all().join('\n');
+  }
+
+  /**
+   * SQLite's quick check (every page readable, every record well formed; no index-against-table comparison):
+   * "ok", or what it found wrong. Fast enough to run at every open; a file too damaged to check says why.
+   */
+  quickCheck(): string {
+    try {
+      return this.#db.prepare('PRAGMA quick_check').pluck<string>().all().join('\n');
+    } catch (err) {
+      if (isDamageError(err)) return err.message;
+      throw err;
+    }
+  }
+
+  /**
+   * Copies the store to `destination` (SQLite's online backup: a consistent snapshot, even while other
+   * connections write). The file is created with mode 0600 and must not exist.
+   */
+  async backup(destination: string): Promise<void> {
+    closeSync(openSync(destination, 'wx', FILE_MODE));
+    // Every page in one step, under one read transaction: a step at a time, a write by another connection
+    // between two steps would start the copy over, and a busy server could keep it from ever finishing.
+    await this.#db.backup(destination, { progress: () => 0x7fffffff });
+    makePrivate(destination, false);
   }
 
   revision(): number {
@@ -880,6 +908,23 @@ function migrate(db: Database, path: string): number {
   });
   apply.immediate();
   return SCHEMA_VERSION;
+}
+
+/** SQLite error codes that mean the file itself is damaged (not a lock, not a full disk). */
+export function isDamageError(err: unknown): err is Error & { code: string } {
+  if (!(err instanceof Error) || !('code' in err) || typeof err.code !== 'string') return false;
+  return err.code === 'SQLITE_NOTADB' || err.code.startsWith('SQLITE_CORRUPT');
+}
+
+/** The store file is damaged: SQLite cannot read it as a database, or its own check found problems. */
+export class StoreDamaged extends Error {
+  constructor(
+    readonly path: string,
+    readonly detail: string,
+  ) {
+    super(`${path}: the store is damaged (${detail})`);
+    this.name = 'StoreDamaged';
+  }
 }
 
 /**

@@ -17,6 +17,7 @@ import { createSecureContext } from 'node:tls';
 import { buildApi } from '../api/server.js';
 import { ControlPlane } from '../control/control-plane.js';
 import type { Settings } from '../control/model.js';
+import { internetWarning } from '../control/internet-access.js';
 import { endpoint } from '../control/validate.js';
 import type { WgQuickConfig, InterfaceAddress } from '../config/wg-quick.js';
 import { bringUp, type Running } from '../gateway/bring-up.js';
@@ -251,6 +252,16 @@ export async function runServer(
     log(
       `ready: ${name} on UDP port ${running.wg.listenPort}, ${activeSync.memberCount} active member(s), API ${apiUrl}, console ${origin}/`,
     );
+    // Full-tunnel members this configuration leaves without internet, and why (at most 5 lines).
+    const policies = cp.listPolicies();
+    const cutOff = store
+      .allMembers()
+      .filter((m) => !m.disabled)
+      .map((m) => internetWarning(m.name, m.fullTunnel, m.groups, settings, policies))
+      .filter((w) => w !== '');
+    for (const w of cutOff.slice(0, 5)) log(`warning: ${w}`);
+    if (cutOff.length > 5)
+      log(`warning: and ${cutOff.length - 5} more full-tunnel member(s) without internet`);
 
     let stopping: Promise<void> | undefined;
     return {

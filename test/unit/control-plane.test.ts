@@ -276,7 +276,7 @@ test('listing is paginated over 2,500 members, with search', () => {
   );
 });
 
-test('tokens: shown once, stored hashed, revocable; the admin password verifies', () => {
+test('tokens: shown once, stored hashed, revocable; the admin password verifies', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-cp-'));
   const store = openSqliteStore(join(dir, 'weft.db'));
   try {
@@ -290,9 +290,9 @@ test('tokens: shown once, stored hashed, revocable; the admin password verifies'
     assert.ok(!JSON.stringify(store.listTokens()).includes(t.secret));
     cp.revokeToken('t', t.token.id);
     assert.equal(cp.authenticateToken(t.secret), undefined);
-    assert.equal(cp.verifyAdminPassword('admin', r.adminPassword), true);
-    assert.equal(cp.verifyAdminPassword('admin', 'wrong'), false);
-    assert.equal(cp.verifyAdminPassword('root', r.adminPassword), false);
+    assert.equal(await cp.verifyAdminPassword('admin', r.adminPassword), true);
+    assert.equal(await cp.verifyAdminPassword('admin', 'wrong'), false);
+    assert.equal(await cp.verifyAdminPassword('root', r.adminPassword), false);
   } finally {
     store.close();
     rmSync(dir, { recursive: true, force: true });
