@@ -110,6 +110,21 @@ export function networkRoutes(ctx: ApiContext): void {
     handler: ({ actor, params }) => cp.removeRoute(actor, params.cidr),
   });
 
+  routes.add({
+    method: 'DELETE',
+    path: '/routes/:address/:bits',
+    operationId: 'removeRouteByParts',
+    summary: 'Removes a route named with its slash as it is (DELETE /routes/10.20.0.0/24)',
+    description:
+      'The same as DELETE /routes/{cidr} with the slash percent-encoded: a client that does not encode it ' +
+      'reaches this path, and the prefix is its two segments.',
+    tag: 'routes',
+    params: s.CidrPartsParams,
+    errors: ['WEFT_ERR_ROUTE_NOT_FOUND'],
+    responses: { 204: { description: 'Removed' } },
+    handler: ({ actor, params }) => cp.removeRoute(actor, `${params.address}/${params.bits}`),
+  });
+
   // ---- policies ----
 
   routes.add({

@@ -8,13 +8,17 @@
  */
 import { z } from 'zod';
 import { desiredStateSchema, settingsObject } from '../control/desired-state.js';
+import { instant } from '../control/validate.js';
 
 // ---- building blocks ----
 
 const name = z.string().describe('1-63 characters of letters, digits, ".", "_" or "-"');
 const isoTime = z.string().meta({ format: 'date-time' });
-/** Query and path values arrive as text; these take "25" as 25. */
-const intText = z.coerce.number().int();
+/** Query and path values arrive as text: "25" is 25; "0x19", "2.5e1", "025" and " 25" are refused. */
+const intText = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,15})$/, 'must be a whole number in decimal')
+  .pipe(z.coerce.number<string>().int());
 
 // ---- requests: path parameters ----
 
@@ -24,7 +28,15 @@ export const TokenParams = z.object({
   token: z.string().describe('The token of the link, as POST /members/{name}/links gave it'),
 });
 export const CidrParams = z.object({
-  cidr: z.string().describe('The prefix, URL-encoded ("10.20.0.0%2F24")'),
+  cidr: z.string().describe('The prefix, its slash percent-encoded ("10.20.0.0%2F24")'),
+});
+/** The same prefix with its slash left as it is ("/routes/10.20.0.0/24"): two path segments. */
+export const CidrPartsParams = z.object({
+  address: z.string().describe('The prefix\'s address ("10.20.0.0", "fd20::")'),
+  bits: z
+    .string()
+    .regex(/^[0-9]{1,3}$/, 'must be a prefix length such as 24')
+    .describe('The prefix length ("24")'),
 });
 
 // ---- requests: query strings ----
@@ -37,7 +49,14 @@ export const MemberListQuery = z.object({
 
 export const TrafficQuery = z.object({
   since: isoTime
-    .refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 time')
+    .refine((s) => {
+      try {
+        instant('since', s);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be an ISO 8601 time with its offset (2027-01-31T18:00:00Z)')
     .optional()
     .describe('Start of the history (default: 24 hours ago)'),
 });

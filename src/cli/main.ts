@@ -3,7 +3,7 @@
  * The `weft` command.
  */
 import { Command, CommanderError } from 'commander';
-import { WeftError } from '../control/errors.js';
+import { WeftError, type ErrorCode } from '../control/errors.js';
 import { demo } from './demo.js';
 import { registerPeopleCommands } from './people.js';
 import { down, upBackground, upForeground } from './up.js';
@@ -66,6 +66,12 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** What to type next, for errors the CLI can suggest a command for (the API's messages name no commands). */
+const HINTS: Partial<Record<ErrorCode, string>> = {
+  WEFT_ERR_GROUP_NOT_FOUND: 'the groups are in `weft group list`; add one with `weft group add NAME`',
+  WEFT_ERR_NOT_INITIALIZED: 'create the store with `weft server init`',
+};
+
 export async function main(argv: string[]): Promise<number> {
   try {
     await buildProgram().parseAsync(argv, { from: 'user' });
@@ -73,7 +79,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
     if (e instanceof WeftError) {
-      process.stderr.write(`weft: ${e.message} [${e.code}]\n`);
+      const hint = HINTS[e.code];
+      process.stderr.write(`weft: ${e.message} [${e.code}]\n${hint ? `hint: ${hint}\n` : ''}`);
       return 1;
     }
     if (e instanceof CliError) {

@@ -17,7 +17,7 @@ import { createSecureContext } from 'node:tls';
 import { buildApi } from '../api/server.js';
 import { ControlPlane } from '../control/control-plane.js';
 import type { Settings } from '../control/model.js';
-import { endpoint } from '../control/validate.js';
+import { endpoint, listenAddress } from '../control/validate.js';
 import type { WgQuickConfig, InterfaceAddress } from '../config/wg-quick.js';
 import { bringUp, type Running } from '../cli/up.js';
 import { CliError } from '../cli/keys.js';
@@ -25,6 +25,7 @@ import { monotonicEpochMs } from '../dataplane/clock.js';
 import { hostAddresses, linkExists } from '../dataplane/linux-net.js';
 import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import { openStore } from './data-dir.js';
+import { hostUplinks } from './host-networks.js';
 import { GatewaySync } from './gateway-sync.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
 
@@ -73,11 +74,10 @@ export function readTlsFiles(
   return files;
 }
 
-/** Checks `--api-listen HOST:PORT` (the port is required); returns it in canonical form. */
+/** Checks `--api-listen ADDRESS:PORT` as the apiListen setting is checked; returns it in canonical form. */
 export function apiListenOption(value: string): string {
-  if (!/:\d+$/.test(value)) throw new CliError(`weft: --api-listen: ${value} must be HOST:PORT`);
   try {
-    return endpoint('--api-listen', value).text;
+    return listenAddress('--api-listen', value);
   } catch (e) {
     throw new CliError(`weft: ${(e as Error).message}`);
   }
@@ -121,7 +121,7 @@ export async function runServer(
     undo.length = 0;
   };
   try {
-    const cp = new ControlPlane(store);
+    const cp = new ControlPlane(store, undefined, { uplinks: hostUplinks });
     const settings = cp.settings();
     const name = settings.interfaceName;
     const gw = cp.gatewayAddresses();
