@@ -31,10 +31,11 @@ export function networkRoutes(ctx: ApiContext): void {
     method: 'GET',
     path: '/groups',
     operationId: 'listGroups',
-    summary: 'Lists groups, with how many members each has',
+    summary: 'Lists groups by name, a page at a time, with how many members each has',
     tag: 'groups',
-    responses: { 200: { description: 'The groups', schema: s.GroupWithCount.array() } },
-    handler: () => cp.listGroups(),
+    query: s.ListQuery,
+    responses: { 200: { description: 'A page of groups', schema: s.GroupPage } },
+    handler: ({ query }) => cp.pageGroups(query),
   });
 
   routes.add({
@@ -80,10 +81,11 @@ export function networkRoutes(ctx: ApiContext): void {
     method: 'GET',
     path: '/routes',
     operationId: 'listRoutes',
-    summary: 'Lists the subnets behind the gateway that members may reach',
+    summary: 'Lists the subnets behind the gateway that members may reach, a page at a time',
     tag: 'routes',
-    responses: { 200: { description: 'The routes', schema: s.SharedRoute.array() } },
-    handler: () => cp.listRoutes(),
+    query: s.ListQuery,
+    responses: { 200: { description: 'A page of routes', schema: s.RoutePage } },
+    handler: ({ query }) => cp.pageRoutes(query),
   });
 
   routes.add({
@@ -131,10 +133,11 @@ export function networkRoutes(ctx: ApiContext): void {
     method: 'GET',
     path: '/policies',
     operationId: 'listPolicies',
-    summary: 'Lists policies',
+    summary: 'Lists policies by id, a page at a time',
     tag: 'policies',
-    responses: { 200: { description: 'The policies', schema: s.Policy.array() } },
-    handler: () => cp.listPolicies(),
+    query: s.ListQuery,
+    responses: { 200: { description: 'A page of policies', schema: s.PolicyPage } },
+    handler: ({ query }) => cp.pagePolicies(query),
   });
 
   routes.add({

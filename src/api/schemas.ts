@@ -47,6 +47,13 @@ export const MemberListQuery = z.object({
   search: z.string().optional().describe('Case-insensitive part of a name, address or group'),
 });
 
+/** The query of the other list endpoints: the same parameters as GET /members. */
+export const ListQuery = z.object({
+  after: z.string().optional().describe('The `next` of the previous page'),
+  limit: intText.optional().describe('Page size, 1-1000 (default 100)'),
+  search: z.string().optional().describe('Case-insensitive part of what the list shows'),
+});
+
 export const TrafficQuery = z.object({
   since: isoTime
     .refine((s) => {
@@ -253,7 +260,19 @@ export const TrafficSample = z.object({
 export const Group = z.object({ name: z.string(), description: z.string() });
 export const GroupWithCount = Group.extend({ members: z.number().int() });
 
+/** A page of a list, in the shape of MemberPage. */
+function pageOf<T extends z.ZodType>(item: T) {
+  return z.object({
+    items: z.array(item),
+    next: z.string().nullable().describe('Pass as `after` for the next page; null on the last one'),
+    total: z.number().int().describe('How many match, on every page'),
+  });
+}
+
+export const GroupPage = pageOf(GroupWithCount);
+
 export const SharedRoute = z.object({ cidr: z.string(), description: z.string() });
+export const RoutePage = pageOf(SharedRoute);
 
 export const Policy = z.object({
   id: z.number().int(),
@@ -263,6 +282,8 @@ export const Policy = z.object({
   proto: z.enum(['any', 'tcp', 'udp', 'icmp']),
   ports: PortRange.nullable(),
 });
+
+export const PolicyPage = pageOf(Policy);
 
 export const AuditEntry = z.object({
   id: z.number().int(),
@@ -279,6 +300,8 @@ export const ApiToken = z.object({
   createdAt: isoTime,
   lastUsedAt: isoTime.nullable(),
 });
+
+export const TokenPage = pageOf(ApiToken);
 
 export const CreatedToken = z.object({
   token: ApiToken,
@@ -332,7 +355,11 @@ export const NAMED_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   TrafficSample,
   Group,
   GroupWithCount,
+  GroupPage,
   SharedRoute,
+  RoutePage,
+  PolicyPage,
+  TokenPage,
   Policy,
   PolicyInput,
   AuditEntry,

@@ -90,6 +90,13 @@ export interface MemberView extends Member {
   readonly status: MemberStatus | null;
 }
 
+/** The query of a list endpoint, as GET /members takes it. */
+export interface PageQuery {
+  readonly after?: string;
+  readonly limit?: number | string;
+  readonly search?: string;
+}
+
 export type SettingsPatch = Partial<Omit<Settings, 'subnet' | 'subnet6'>>;
 
 /** One-time download links: how long one lives, in minutes (default a day, at most a week). */
@@ -646,6 +653,80 @@ export class ControlPlane {
       this.audit('link', 'member.link.used', name, from === undefined ? {} : { from });
       return { name, config };
     });
+  }
+
+  // ---- pages of the other lists ----
+
+  /**
+   * One page of `all` (sorted by `key`), as listMembers pages: `after` is the key of the previous page's
+   * last item, `limit` 1-1000 (default 100), `search` a case-insensitive part of `text(item)`.
+   */
+  private page<T, K extends string | number>(
+    all: readonly T[],
+    key: (item: T) => K,
+    text: (item: T) => string,
+    query: PageQuery,
+    parseAfter: (after: string) => K,
+  ): { items: T[]; next: string | null; total: number } {
+    const limit = v.integer('limit', query.limit ?? 100, 1, 1000);
+    const search = query.search ? v.text('search', query.search, 100).toLowerCase() : undefined;
+    const after = query.after === undefined || query.after === '' ? undefined : parseAfter(query.after);
+    const sorted = [...all].sort((x, y) => (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));
+    const matching =
+      search === undefined ? sorted : sorted.filter((x) => text(x).toLowerCase().includes(search));
+    const rest = after === undefined ? matching : matching.filter((x) => key(x) > after);
+    const items = rest.slice(0, limit);
+    const last = items[items.length - 1];
+    return {
+      items,
+      next: rest.length > limit && last !== undefined ? String(key(last)) : null,
+      total: matching.length,
+    };
+  }
+
+  /** Groups by name, a page at a time, with how many members each has (counted for the page only). */
+  pageGroups(query: PageQuery = {}): Page<Group & { members: number }> {
+    const p = this.page(
+      this.store.listGroups(),
+      (g) => g.name,
+      (g) => `${g.name} ${g.description}`,
+      query,
+      (a) => v.text('after', a, 100),
+    );
+    return { ...p, items: p.items.map((g) => ({ ...g, members: this.store.groupMembers(g.name).length })) };
+  }
+
+  /** Shared routes by prefix text, a page at a time. */
+  pageRoutes(query: PageQuery = {}): Page<SharedRoute> {
+    return this.page(
+      this.store.listRoutes(),
+      (r) => r.cidr,
+      (r) => `${r.cidr} ${r.description}`,
+      query,
+      (a) => v.text('after', a, 100),
+    );
+  }
+
+  /** Policies by id, a page at a time; `search` matches their text form ("allow eng 10.20.0.0/24"). */
+  pagePolicies(query: PageQuery = {}): Page<Policy> {
+    return this.page(
+      this.store.listPolicies(),
+      (p) => p.id,
+      (p) => v.policyText(p),
+      query,
+      (a) => v.id('after', a),
+    );
+  }
+
+  /** API tokens by id, a page at a time; `search` matches their names. */
+  pageTokens(query: PageQuery = {}): Page<ApiToken> {
+    return this.page(
+      this.store.listTokens(),
+      (t) => t.id,
+      (t) => t.name,
+      query,
+      (a) => v.id('after', a),
+    );
   }
 
   // ---- groups ----

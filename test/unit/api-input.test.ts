@@ -309,3 +309,60 @@ describe('error wording', () => {
     error(await call(f, 'DELETE', '/api/v1/routes/10.20.0.0/x'), 400, 'WEFT_ERR_VALIDATION');
   });
 });
+
+describe('list endpoints page as GET /members does', () => {
+  it('GET /groups, /routes, /policies and /tokens answer { items, next, total } pages', async () => {
+    const f = await fixture();
+    for (let i = 0; i < 25; i++) {
+      const name = `g${String(i).padStart(2, '0')}`;
+      f.cp.addGroup('t', { name, description: i % 2 ? 'odd' : 'even' });
+      f.cp.addRoute('t', { cidr: `10.${100 + i}.0.0/16` });
+      f.cp.addPolicy('t', { action: 'allow', group: name, destination: 'any' });
+      f.cp.createToken('t', `ci${i}`);
+    }
+    f.cp.addMember('t', { name: 'alice', groups: ['g03'] });
+    for (const [path, total, key] of [
+      ['/api/v1/groups', 25, 'name'],
+      ['/api/v1/routes', 25, 'cidr'],
+      ['/api/v1/policies', 25, 'id'],
+      ['/api/v1/tokens', 26, 'id'],
+    ] as const) {
+      const seen: unknown[] = [];
+      let after: string | null = '';
+      for (let pages = 0; after !== null; pages++) {
+        assert.ok(pages < 10, path);
+        const res = await call(
+          f,
+          'GET',
+          `${path}?limit=10${after ? `&after=${encodeURIComponent(after)}` : ''}`,
+        );
+        assert.equal(res.statusCode, 200, res.body);
+        const page = res.json<{ items: Record<string, unknown>[]; next: string | null; total: number }>();
+        assert.equal(page.total, total, path);
+        assert.ok(page.items.length <= 10);
+        seen.push(...page.items.map((x) => x[key]));
+        after = page.next;
+      }
+      assert.equal(seen.length, total, path);
+      assert.equal(new Set(seen).size, total, path);
+    }
+    const odd = (await call(f, 'GET', '/api/v1/groups?search=ODD&limit=5')).json<{
+      items: { name: string; members: number }[];
+      total: number;
+    }>();
+    assert.equal(odd.total, 12);
+    assert.deepEqual(
+      odd.items.map((g) => [g.name, g.members]),
+      [
+        ['g01', 0],
+        ['g03', 1],
+        ['g05', 0],
+        ['g07', 0],
+        ['g09', 0],
+      ],
+    );
+    error(await call(f, 'GET', '/api/v1/groups?limit=1001'), 400, 'WEFT_ERR_VALIDATION');
+    error(await call(f, 'GET', '/api/v1/policies?after=0x1'), 400, 'WEFT_ERR_VALIDATION');
+    await f.app.close();
+  });
+});
