@@ -8,13 +8,15 @@
  *      naming the failing path as the control plane names fields ("groups[1]", "ports.from");
  *   3. fastify's own client errors (malformed JSON, body over the limit, unsupported media type, bad URL)
  *      -> WEFT_ERR_VALIDATION / WEFT_ERR_PAYLOAD_TOO_LARGE / ..., by their status;
- *   4. anything else -> 500 WEFT_ERR_INTERNAL with a fixed message: the real one goes to the log only.
+ *   4. anything else -> 500 WEFT_ERR_INTERNAL with a fixed message and the request's id: the real error goes
+ *      to the log only, under that id.
  * Two codes add a header: 401 says how to authenticate (WWW-Authenticate, RFC 6750 section 3), 429 when to
  * come back (Retry-After, RFC 9110 section 10.2.3, from RateLimitedError).
  */
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import type { z } from 'zod';
 import { ERROR_STATUS, WeftError, type ErrorCode } from '../control/errors.js';
+import { describeIssue } from '../control/input-issues.js';
 
 export interface ErrorBody {
   readonly error: { readonly code: ErrorCode; readonly message: string; readonly field?: string };
@@ -29,28 +31,14 @@ const SOURCE_NAME: Record<InputSource, string> = {
   query: 'query',
 };
 
-/** A zod path in the control plane's notation: `groups[1]`, `ports.from`. */
-export function fieldPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
-  }
-  return out;
-}
-
-/** The first problem zod found, as a WeftError naming its field. */
-export function fromZod(error: z.ZodError, source: InputSource): WeftError {
+/** The first problem zod found in `input`, as a WeftError naming its field (input-issues.ts). */
+export function fromZod(error: z.ZodError, source: InputSource, input?: unknown): WeftError {
   const issue = error.issues[0];
   if (!issue) return new WeftError('WEFT_ERR_VALIDATION', `${SOURCE_NAME[source]}: invalid`);
-  if (issue.code === 'unrecognized_keys') {
-    const field = fieldPath([...issue.path, issue.keys[0] ?? '']);
+  const { field, message } = describeIssue(issue, input);
+  if (issue.code === 'unrecognized_keys')
     return new WeftError('WEFT_ERR_VALIDATION', `${field}: is not a field of this request`, field);
-  }
-  const message = issue.message.replace(/^Invalid input: /, '');
-  if (issue.path.length === 0)
-    return new WeftError('WEFT_ERR_VALIDATION', `${SOURCE_NAME[source]}: ${message}`);
-  const field = fieldPath(issue.path);
+  if (field === '') return new WeftError('WEFT_ERR_VALIDATION', `${SOURCE_NAME[source]}: ${message}`);
   return new WeftError('WEFT_ERR_VALIDATION', `${field}: ${message}`, field);
 }
 
@@ -145,12 +133,30 @@ export function frameworkErrorHandler(bodyLimit: number) {
   };
 }
 
+/** Where the API writes a line about a failure nobody expected (default: standard error, with the time). */
+export type ErrorLog = (line: string) => void;
+
+export const stderrLog: ErrorLog = (line) =>
+  void process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+
 /** Installs the error and not-found handlers: after this, nothing leaves the server in another shape. */
-export function installErrorHandling(app: FastifyInstance, bodyLimit: number): void {
+export function installErrorHandling(
+  app: FastifyInstance,
+  bodyLimit: number,
+  log: ErrorLog = stderrLog,
+): void {
   app.setErrorHandler((err, request, reply) => {
-    const weft = toWeftError(err, bodyLimit);
+    let weft = toWeftError(err, request.routeOptions.bodyLimit ?? bodyLimit);
     const status = ERROR_STATUS[weft.code];
-    if (status >= 500) request.log.error({ err }, 'request failed');
+    if (status >= 500) {
+      const path = request.url.split('?')[0] ?? '';
+      const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      log(`api: request ${request.id} ${request.method} ${path} failed: ${detail}`);
+      weft = new WeftError(
+        weft.code,
+        `internal error (request ${request.id}; the server's log has the details)`,
+      );
+    }
     if (weft.code === 'WEFT_ERR_UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="weft"');
     if (weft instanceof RateLimitedError) void reply.header('retry-after', String(weft.retryAfterSeconds));
     return reply.code(status).send(errorBody(weft));

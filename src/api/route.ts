@@ -67,6 +67,8 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
   readonly body?: B;
   /** The body may be left out (it is then `{}`). */
   readonly bodyOptional?: boolean;
+  /** The largest body this route takes, in bytes, when not the server's BODY_LIMIT. */
+  readonly bodyLimit?: number;
   /** Media types the body may also come in (server.ts registers their parsers; `decodeBody` reads them). */
   readonly bodyAlsoAs?: readonly string[];
   /** Turns a body in one of `bodyAlsoAs` into what `body` describes. */
@@ -97,7 +99,7 @@ export function successStatus(spec: Pick<AnyRouteSpec, 'responses'>): number {
 function parse<S extends z.ZodType>(schema: S | undefined, value: unknown, source: InputSource): z.output<S> {
   if (schema === undefined) return undefined as z.output<S>;
   const result = schema.safeParse(value);
-  if (!result.success) throw fromZod(result.error, source);
+  if (!result.success) throw fromZod(result.error, source, value);
   return result.data;
 }
 
@@ -134,6 +136,7 @@ export class RouteRegistry {
       url: fullPath(spec),
       config: { public: spec.public === true },
       ...(spec.noHead ? { exposeHeadRoute: false } : {}),
+      ...(spec.bodyLimit === undefined ? {} : { bodyLimit: spec.bodyLimit }),
       handler: async (request, reply) => {
         if (spec.sessionOnly && request.actor?.via !== 'session')
           throw new WeftError(

@@ -22,10 +22,11 @@ export function adminRoutes(ctx: ApiContext): void {
     method: 'GET',
     path: '/tokens',
     operationId: 'listTokens',
-    summary: 'Lists API tokens (never their secrets)',
+    summary: 'Lists API tokens by id, a page at a time (never their secrets)',
     tag: 'tokens',
-    responses: { 200: { description: 'The tokens', schema: s.ApiToken.array() } },
-    handler: () => cp.listTokens(),
+    query: s.ListQuery,
+    responses: { 200: { description: 'A page of tokens', schema: s.TokenPage } },
+    handler: ({ query }) => cp.pageTokens(query),
   });
 
   routes.add({

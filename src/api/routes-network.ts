@@ -31,10 +31,11 @@ export function networkRoutes(ctx: ApiContext): void {
     method: 'GET',
     path: '/groups',
     operationId: 'listGroups',
-    summary: 'Lists groups, with how many members each has',
+    summary: 'Lists groups by name, a page at a time, with how many members each has',
     tag: 'groups',
-    responses: { 200: { description: 'The groups', schema: s.GroupWithCount.array() } },
-    handler: () => cp.listGroups(),
+    query: s.ListQuery,
+    responses: { 200: { description: 'A page of groups', schema: s.GroupPage } },
+    handler: ({ query }) => cp.pageGroups(query),
   });
 
   routes.add({
@@ -80,10 +81,11 @@ export function networkRoutes(ctx: ApiContext): void {
     method: 'GET',
     path: '/routes',
     operationId: 'listRoutes',
-    summary: 'Lists the subnets behind the gateway that members may reach',
+    summary: 'Lists the subnets behind the gateway that members may reach, a page at a time',
     tag: 'routes',
-    responses: { 200: { description: 'The routes', schema: s.SharedRoute.array() } },
-    handler: () => cp.listRoutes(),
+    query: s.ListQuery,
+    responses: { 200: { description: 'A page of routes', schema: s.RoutePage } },
+    handler: ({ query }) => cp.pageRoutes(query),
   });
 
   routes.add({
@@ -110,16 +112,32 @@ export function networkRoutes(ctx: ApiContext): void {
     handler: ({ actor, params }) => cp.removeRoute(actor, params.cidr),
   });
 
+  routes.add({
+    method: 'DELETE',
+    path: '/routes/:address/:bits',
+    operationId: 'removeRouteByParts',
+    summary: 'Removes a route named with its slash as it is (DELETE /routes/10.20.0.0/24)',
+    description:
+      'The same as DELETE /routes/{cidr} with the slash percent-encoded: a client that does not encode it ' +
+      'reaches this path, and the prefix is its two segments.',
+    tag: 'routes',
+    params: s.CidrPartsParams,
+    errors: ['WEFT_ERR_ROUTE_NOT_FOUND'],
+    responses: { 204: { description: 'Removed' } },
+    handler: ({ actor, params }) => cp.removeRoute(actor, `${params.address}/${params.bits}`),
+  });
+
   // ---- policies ----
 
   routes.add({
     method: 'GET',
     path: '/policies',
     operationId: 'listPolicies',
-    summary: 'Lists policies',
+    summary: 'Lists policies by id, a page at a time',
     tag: 'policies',
-    responses: { 200: { description: 'The policies', schema: s.Policy.array() } },
-    handler: () => cp.listPolicies(),
+    query: s.ListQuery,
+    responses: { 200: { description: 'A page of policies', schema: s.PolicyPage } },
+    handler: ({ query }) => cp.pagePolicies(query),
   });
 
   routes.add({

@@ -1,7 +1,13 @@
 /**
  * Declarative state: `weft apply` and `weft export` over HTTP, in JSON or YAML.
  */
-import { applyState, exportState, formatStateYaml, parseStateYaml } from '../control/desired-state.js';
+import {
+  applyState,
+  exportState,
+  formatStateYaml,
+  parseStateYaml,
+  STATE_FILE_LIMIT,
+} from '../control/desired-state.js';
 import type { ApiContext } from './context.js';
 import * as s from './schemas.js';
 
@@ -25,12 +31,14 @@ export function stateRoutes(ctx: ApiContext): void {
     operationId: 'applyState',
     summary: 'Brings the network to a declared state (as `weft apply`)',
     description:
-      'The body is the desired state as JSON, or as YAML with Content-Type application/yaml. With ' +
-      '`dryRun=true` nothing changes and the answer lists what would.',
+      'The body is the desired state as JSON, or as YAML with Content-Type application/yaml, at most 4 MiB ' +
+      '(as for `weft apply -f`); YAML aliases may expand to at most 100 nodes. With `dryRun=true` nothing ' +
+      'changes and the answer lists what would.',
     tag: 'state',
     query: s.ApplyQuery,
     body: s.DesiredState,
     bodyAlsoAs: YAML_TYPES,
+    bodyLimit: STATE_FILE_LIMIT,
     decodeBody: (body) => (typeof body === 'string' ? parseStateYaml(body) : body),
     errors: [
       'WEFT_ERR_MEMBER_EXISTS',

@@ -8,13 +8,17 @@
  */
 import { z } from 'zod';
 import { desiredStateSchema, settingsObject } from '../control/desired-state.js';
+import { instant } from '../control/validate.js';
 
 // ---- building blocks ----
 
 const name = z.string().describe('1-63 characters of letters, digits, ".", "_" or "-"');
 const isoTime = z.string().meta({ format: 'date-time' });
-/** Query and path values arrive as text; these take "25" as 25. */
-const intText = z.coerce.number().int();
+/** Query and path values arrive as text: "25" is 25; "0x19", "2.5e1", "025" and " 25" are refused. */
+const intText = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,15})$/, 'must be a whole number in decimal')
+  .pipe(z.coerce.number<string>().int());
 
 // ---- requests: path parameters ----
 
@@ -24,7 +28,15 @@ export const TokenParams = z.object({
   token: z.string().describe('The token of the link, as POST /members/{name}/links gave it'),
 });
 export const CidrParams = z.object({
-  cidr: z.string().describe('The prefix, URL-encoded ("10.20.0.0%2F24")'),
+  cidr: z.string().describe('The prefix, its slash percent-encoded ("10.20.0.0%2F24")'),
+});
+/** The same prefix with its slash left as it is ("/routes/10.20.0.0/24"): two path segments. */
+export const CidrPartsParams = z.object({
+  address: z.string().describe('The prefix\'s address ("10.20.0.0", "fd20::")'),
+  bits: z
+    .string()
+    .regex(/^[0-9]{1,3}$/, 'must be a prefix length such as 24')
+    .describe('The prefix length ("24")'),
 });
 
 // ---- requests: query strings ----
@@ -35,9 +47,23 @@ export const MemberListQuery = z.object({
   search: z.string().optional().describe('Case-insensitive part of a name, address or group'),
 });
 
+/** The query of the other list endpoints: the same parameters as GET /members. */
+export const ListQuery = z.object({
+  after: z.string().optional().describe('The `next` of the previous page'),
+  limit: intText.optional().describe('Page size, 1-1000 (default 100)'),
+  search: z.string().optional().describe('Case-insensitive part of what the list shows'),
+});
+
 export const TrafficQuery = z.object({
   since: isoTime
-    .refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 time')
+    .refine((s) => {
+      try {
+        instant('since', s);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be an ISO 8601 time with its offset (2027-01-31T18:00:00Z)')
     .optional()
     .describe('Start of the history (default: 24 hours ago)'),
 });
@@ -243,7 +269,19 @@ export const TrafficSample = z.object({
 export const Group = z.object({ name: z.string(), description: z.string() });
 export const GroupWithCount = Group.extend({ members: z.number().int() });
 
+/** A page of a list, in the shape of MemberPage. */
+function pageOf<T extends z.ZodType>(item: T) {
+  return z.object({
+    items: z.array(item),
+    next: z.string().nullable().describe('Pass as `after` for the next page; null on the last one'),
+    total: z.number().int().describe('How many match, on every page'),
+  });
+}
+
+export const GroupPage = pageOf(GroupWithCount);
+
 export const SharedRoute = z.object({ cidr: z.string(), description: z.string() });
+export const RoutePage = pageOf(SharedRoute);
 
 export const Policy = z.object({
   id: z.number().int(),
@@ -253,6 +291,8 @@ export const Policy = z.object({
   proto: z.enum(['any', 'tcp', 'udp', 'icmp']),
   ports: PortRange.nullable(),
 });
+
+export const PolicyPage = pageOf(Policy);
 
 export const AuditEntry = z.object({
   id: z.number().int(),
@@ -269,6 +309,8 @@ export const ApiToken = z.object({
   createdAt: isoTime,
   lastUsedAt: isoTime.nullable(),
 });
+
+export const TokenPage = pageOf(ApiToken);
 
 export const CreatedToken = z.object({
   token: ApiToken,
@@ -322,7 +364,11 @@ export const NAMED_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   TrafficSample,
   Group,
   GroupWithCount,
+  GroupPage,
   SharedRoute,
+  RoutePage,
+  PolicyPage,
+  TokenPage,
   Policy,
   PolicyInput,
   AuditEntry,

@@ -19,7 +19,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { ControlPlane } from '../control/control-plane.js';
 import { bearerToken, installAuth, sessionAuth, type Authenticator } from './auth.js';
 import type { ApiContext, LiveStatus } from './context.js';
-import { frameworkErrorHandler, installErrorHandling } from './errors.js';
+import { frameworkErrorHandler, installErrorHandling, type ErrorLog } from './errors.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { RouteRegistry } from './route.js';
 import { AUTH_FAILURE_LIMITS, FailureThrottle, LOGIN_FAILURE_LIMITS } from './throttle.js';
@@ -44,6 +44,8 @@ export const API_VERSION = '1.0.0';
 export interface ApiOptions {
   controlPlane: ControlPlane;
   logger?: boolean;
+  /** Where failures nobody expected are logged, with the request's id (default: standard error). */
+  log?: ErrorLog;
   live?: LiveStatus;
   /**
    * Failed-authentication throttle by client address (auth.ts); by default a new one with
@@ -75,7 +77,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         https: { cert: options.https.cert, key: options.https.key },
       }) as unknown as FastifyInstance)
     : Fastify(common);
-  installErrorHandling(app, BODY_LIMIT);
+  installErrorHandling(app, BODY_LIMIT, options.log);
   installSecurityHeaders(app);
 
   const now = options.now ?? Date.now;

@@ -3,7 +3,7 @@
  * The `weft` command.
  */
 import { Command, CommanderError } from 'commander';
-import { UserError, WeftError } from '../control/errors.js';
+import { UserError, WeftError, type ErrorCode } from '../control/errors.js';
 import { isDamageError } from '../control/store-sqlite.js';
 import { damagedStoreError } from '../server/data-dir.js';
 import { demo } from './demo.js';
@@ -68,6 +68,12 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** What to type next, for errors the CLI can suggest a command for (the API's messages name no commands). */
+const HINTS: Partial<Record<ErrorCode, string>> = {
+  WEFT_ERR_GROUP_NOT_FOUND: 'the groups are in `weft group list`; add one with `weft group add NAME`',
+  WEFT_ERR_NOT_INITIALIZED: 'create the store with `weft server init`',
+};
+
 export async function main(argv: string[]): Promise<number> {
   try {
     await buildProgram().parseAsync(argv, { from: 'user' });
@@ -77,7 +83,8 @@ export async function main(argv: string[]): Promise<number> {
     const e = isDamageError(caught) ? damagedStoreError(undefined, caught.message) : caught;
     if (e instanceof CommanderError) return e.exitCode;
     if (e instanceof WeftError) {
-      process.stderr.write(`weft: ${e.message} [${e.code}]\n`);
+      const hint = HINTS[e.code];
+      process.stderr.write(`weft: ${e.message} [${e.code}]\n${hint ? `hint: ${hint}\n` : ''}`);
       return 1;
     }
     if (e instanceof UserError) {

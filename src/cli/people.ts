@@ -6,7 +6,7 @@
  * code the REST API calls. A running server follows the store and applies each change within a second;
  * with no server running, changes wait in the store and take effect when it starts.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
@@ -16,6 +16,7 @@ import { destinationSpec, policyText } from '../control/validate.js';
 import { internetWarning } from '../control/internet-access.js';
 import { openSqliteStore } from '../control/store-sqlite.js';
 import { createStore, DEFAULT_DATA_DIR, openStore, storePath } from '../server/data-dir.js';
+import { hostUplinks } from '../server/host-networks.js';
 import { UserError } from '../control/errors.js';
 import { tightenStdout, writeSecret } from './keys.js';
 
@@ -39,7 +40,7 @@ function actor(): string {
 function withControlPlane<T>(opts: DataOption, fn: (cp: ControlPlane) => T): T {
   const store: Store = openStore(dataDir(opts));
   try {
-    return fn(new ControlPlane(store));
+    return fn(new ControlPlane(store, undefined, { uplinks: hostUplinks }));
   } finally {
     store.close();
   }
@@ -304,7 +305,7 @@ export function registerPeopleCommands(program: Command): void {
       .option('--json', 'print JSON'),
   ).action((opts: DataOption & { search?: string; after?: string; limit: string; json?: boolean }) =>
     withControlPlane(opts, (cp) => {
-      const page = cp.listMembers({ search: opts.search, after: opts.after, limit: Number(opts.limit) });
+      const page = cp.listMembers({ search: opts.search, after: opts.after, limit: opts.limit });
       print(page, opts.json, () => {
         const rows = page.items.map((m) => [
           m.name,
@@ -533,7 +534,7 @@ export function registerPeopleCommands(program: Command): void {
   }
   data(policy.command('remove').argument('<id>')).action((id: string, opts: DataOption) =>
     withControlPlane(opts, (cp) => {
-      cp.removePolicy(actor(), Number(id.replace(/^#/, '')));
+      cp.removePolicy(actor(), id.replace(/^#/, ''));
       console.log(`removed policy #${id.replace(/^#/, '')}${staleNotice(cp)}`);
     }),
   );
@@ -562,13 +563,8 @@ export function registerPeopleCommands(program: Command): void {
   ).action(async (opts: DataOption & { file: string; dryRun?: boolean }) => {
     // The state-file modules (YAML, schemas) load only for the commands that use them.
     const { applyState, parseStateYaml } = await import('../control/desired-state.js');
-    let text: string;
-    try {
-      text = readFileSync(opts.file === '-' ? 0 : opts.file, 'utf8');
-    } catch (e) {
-      throw new UserError(`weft: cannot read ${opts.file}: ${(e as Error).message}`);
-    }
-    const state = parseStateYaml(text);
+    const { readStateFile } = await import('./state-file.js');
+    const state = parseStateYaml(readStateFile(opts.file));
     withControlPlane(opts, (cp) => {
       const changes = applyState(cp, actor(), state, { dryRun: opts.dryRun });
       if (changes.length === 0) console.log('no changes');
@@ -633,7 +629,7 @@ export function registerPeopleCommands(program: Command): void {
       .option('--json', 'print JSON'),
   ).action((opts: DataOption & { limit: string; target?: string; json?: boolean }) =>
     withControlPlane(opts, (cp) => {
-      const entries = cp.listAudit({ limit: Number(opts.limit), target: opts.target });
+      const entries = cp.listAudit({ limit: opts.limit, target: opts.target });
       print(entries, opts.json, () =>
         table(
           ['WHEN', 'WHO', 'WHAT', 'TARGET', 'DETAIL'],
@@ -670,7 +666,7 @@ export function registerPeopleCommands(program: Command): void {
   );
   data(token.command('revoke').argument('<id>')).action((id: string, opts: DataOption) =>
     withControlPlane(opts, (cp) => {
-      cp.revokeToken(actor(), Number(id));
+      cp.revokeToken(actor(), id);
       console.log(`revoked token #${id}`);
     }),
   );

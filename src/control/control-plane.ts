@@ -111,6 +111,13 @@ interface ConfigInputs {
   readonly policies: readonly Policy[];
 }
 
+/** The query of a list endpoint, as GET /members takes it. */
+export interface PageQuery {
+  readonly after?: string;
+  readonly limit?: number | string;
+  readonly search?: string;
+}
+
 export type SettingsPatch = Partial<Omit<Settings, 'subnet' | 'subnet6'>>;
 
 /** One-time download links: how long one lives, in minutes (default a day, at most a week). */
@@ -146,11 +153,8 @@ export function settingsFrom(input: InitInput): Settings {
     interfaceName: v.interfaceName('interfaceName', input.interfaceName ?? DEFAULTS.interfaceName),
     subnet: formatPrefix(subnet),
     subnet6: subnet6 ? formatPrefix(subnet6) : null,
-    dns: (input.dns ?? []).map((d, i) => formatAddress(v.address(`dns[${i}]`, d))),
-    natEgress:
-      input.natEgress === undefined || input.natEgress === null
-        ? null
-        : v.interfaceName('natEgress', input.natEgress),
+    dns: v.dnsServers('dns', input.dns),
+    natEgress: natEgress(input),
     defaultPolicy: v.policyAction('defaultPolicy', input.defaultPolicy ?? DEFAULTS.defaultPolicy),
     persistentKeepalive: v.integer(
       'persistentKeepalive',
@@ -159,13 +163,28 @@ export function settingsFrom(input: InitInput): Settings {
       65535,
     ),
     mtu: v.integer('mtu', input.mtu ?? DEFAULTS.mtu, 1280, 9000),
-    apiListen: listenAddress('apiListen', input.apiListen ?? DEFAULTS.apiListen),
+    apiListen: v.listenAddress('apiListen', input.apiListen ?? DEFAULTS.apiListen),
   };
 }
 
-function listenAddress(field: string, value: unknown): string {
-  const ep = v.endpoint(field, value);
-  return ep.text;
+/** The NAT egress interface: a kernel interface name, and not the gateway's own tunnel. */
+function natEgress(input: InitInput): string | null {
+  if (input.natEgress === undefined || input.natEgress === null) return null;
+  const egress = v.interfaceName('natEgress', input.natEgress);
+  if (egress === (input.interfaceName ?? DEFAULTS.interfaceName))
+    throw invalid('natEgress', "is the gateway's own WireGuard interface; name the uplink (e.g. eth0)");
+  return egress;
+}
+
+/**
+ * The networks the gateway's host is attached to through its uplink, as seen now: the subnets of the
+ * interface holding the default route and of the one holding the endpoint's address (when it is one).
+ */
+export type UplinkNetworks = (endpointHost: string) => readonly v.HostNetwork[];
+
+export interface ControlPlaneOptions {
+  /** Read at each check, so a route added after the uplink changed is judged by the new one (default: none). */
+  readonly uplinks?: UplinkNetworks;
 }
 
 function parsed(text: string): Prefix {
@@ -200,6 +219,7 @@ export class ControlPlane {
   constructor(
     readonly store: Store,
     private readonly clock: () => Date = () => new Date(),
+    private readonly options: ControlPlaneOptions = {},
   ) {}
 
   /** Checks init input without touching anything (throws a WeftError naming the field). */
@@ -265,11 +285,7 @@ export class ControlPlane {
 
   settings(): Settings {
     const s = this.store.getSettings();
-    if (!s)
-      throw new WeftError(
-        'WEFT_ERR_NOT_INITIALIZED',
-        'the store is not initialised (run `weft server init`)',
-      );
+    if (!s) throw new WeftError('WEFT_ERR_NOT_INITIALIZED', 'the store is not initialised');
     return s;
   }
 
@@ -375,9 +391,10 @@ export class ControlPlane {
     return this.view(this.memberRecord(v.name('name', name)));
   }
 
-  listMembers(query: { after?: string; limit?: number; search?: string } = {}): Page<MemberView> {
+  listMembers(query: { after?: string; limit?: number | string; search?: string } = {}): Page<MemberView> {
     const limit = v.integer('limit', query.limit ?? 100, 1, 1000);
     const search = query.search ? v.text('search', query.search, 100) : undefined;
+    if (query.after !== undefined) v.text('after', query.after, 100);
     const rows = this.store.listMembers({ after: query.after, limit: limit + 1, search });
     const inputs = this.configInputs();
     const items = rows.slice(0, limit).map((m) => this.view(m, inputs));
@@ -389,16 +406,12 @@ export class ControlPlane {
   }
 
   private checkGroups(field: string, groups: readonly unknown[] | undefined): string[] {
-    if (groups === undefined) return [];
-    if (!Array.isArray(groups)) throw invalid(field, 'must be a list of group names');
-    const out = [...new Set(groups.map((g, i) => v.name(`${field}[${i}]`, g)))];
+    const out = [
+      ...new Set(v.list(field, groups, v.LIMITS.memberGroups).map((g, i) => v.name(`${field}[${i}]`, g))),
+    ];
     out.forEach((g) => {
       if (!this.store.getGroup(g))
-        throw new WeftError(
-          'WEFT_ERR_GROUP_NOT_FOUND',
-          `${field}: group ${g} does not exist (create it with \`weft group add ${g}\`)`,
-          field,
-        );
+        throw new WeftError('WEFT_ERR_GROUP_NOT_FOUND', `${field}: group ${g} does not exist`, field);
     });
     return out.sort();
   }
@@ -733,6 +746,80 @@ export class ControlPlane {
     });
   }
 
+  // ---- pages of the other lists ----
+
+  /**
+   * One page of `all` (sorted by `key`), as listMembers pages: `after` is the key of the previous page's
+   * last item, `limit` 1-1000 (default 100), `search` a case-insensitive part of `text(item)`.
+   */
+  private page<T, K extends string | number>(
+    all: readonly T[],
+    key: (item: T) => K,
+    text: (item: T) => string,
+    query: PageQuery,
+    parseAfter: (after: string) => K,
+  ): { items: T[]; next: string | null; total: number } {
+    const limit = v.integer('limit', query.limit ?? 100, 1, 1000);
+    const search = query.search ? v.text('search', query.search, 100).toLowerCase() : undefined;
+    const after = query.after === undefined || query.after === '' ? undefined : parseAfter(query.after);
+    const sorted = [...all].sort((x, y) => (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));
+    const matching =
+      search === undefined ? sorted : sorted.filter((x) => text(x).toLowerCase().includes(search));
+    const rest = after === undefined ? matching : matching.filter((x) => key(x) > after);
+    const items = rest.slice(0, limit);
+    const last = items[items.length - 1];
+    return {
+      items,
+      next: rest.length > limit && last !== undefined ? String(key(last)) : null,
+      total: matching.length,
+    };
+  }
+
+  /** Groups by name, a page at a time, with how many members each has (counted for the page only). */
+  pageGroups(query: PageQuery = {}): Page<Group & { members: number }> {
+    const p = this.page(
+      this.store.listGroups(),
+      (g) => g.name,
+      (g) => `${g.name} ${g.description}`,
+      query,
+      (a) => v.text('after', a, 100),
+    );
+    return { ...p, items: p.items.map((g) => ({ ...g, members: this.store.groupMembers(g.name).length })) };
+  }
+
+  /** Shared routes by prefix text, a page at a time. */
+  pageRoutes(query: PageQuery = {}): Page<SharedRoute> {
+    return this.page(
+      this.store.listRoutes(),
+      (r) => r.cidr,
+      (r) => `${r.cidr} ${r.description}`,
+      query,
+      (a) => v.text('after', a, 100),
+    );
+  }
+
+  /** Policies by id, a page at a time; `search` matches their text form ("allow eng 10.20.0.0/24"). */
+  pagePolicies(query: PageQuery = {}): Page<Policy> {
+    return this.page(
+      this.store.listPolicies(),
+      (p) => p.id,
+      (p) => v.policyText(p),
+      query,
+      (a) => v.id('after', a),
+    );
+  }
+
+  /** API tokens by id, a page at a time; `search` matches their names. */
+  pageTokens(query: PageQuery = {}): Page<ApiToken> {
+    return this.page(
+      this.store.listTokens(),
+      (t) => t.id,
+      (t) => t.name,
+      query,
+      (a) => v.id('after', a),
+    );
+  }
+
   // ---- groups ----
 
   listGroups(): (Group & { members: number })[] {
@@ -796,9 +883,12 @@ export class ControlPlane {
   }
 
   addRoute(actor: string, input: { cidr: string; description?: string }): SharedRoute {
-    const p = v.prefix('cidr', input.cidr);
-    const route = { cidr: formatPrefix(p), description: v.text('description', input.description) };
     const s = this.settings();
+    // The stored endpoint is "host:port" or "[v6]:port".
+    const endpointHost = s.endpoint.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+    const uplinks = this.options.uplinks?.(endpointHost) ?? [];
+    const p = v.routePrefix('cidr', input.cidr, uplinks);
+    const route = { cidr: formatPrefix(p), description: v.text('description', input.description) };
     for (const own of [s.subnet, s.subnet6]) {
       if (own && (prefixContains(parsed(own), p) || prefixContains(p, parsed(own))))
         throw invalid('cidr', `overlaps the members' subnet ${own}`);
@@ -851,8 +941,8 @@ export class ControlPlane {
     });
   }
 
-  removePolicy(actor: string, id: number): void {
-    const n = v.integer('id', id, 1, Number.MAX_SAFE_INTEGER);
+  removePolicy(actor: string, id: number | string): void {
+    const n = v.id('id', id);
     this.change(() => {
       const p = this.store.listPolicies().find((q) => q.id === n);
       if (!p || !this.store.deletePolicy(n))
@@ -863,11 +953,13 @@ export class ControlPlane {
 
   // ---- audit, status, traffic ----
 
-  listAudit(query: { before?: number; limit?: number; target?: string } = {}): AuditEntry[] {
+  listAudit(
+    query: { before?: number | string; limit?: number | string; target?: string } = {},
+  ): AuditEntry[] {
     return this.store.listAudit({
-      before: query.before,
+      before: query.before === undefined ? undefined : v.id('before', query.before),
       limit: v.integer('limit', query.limit ?? 100, 1, 1000),
-      target: query.target,
+      target: query.target === undefined ? undefined : v.text('target', query.target, 100),
     });
   }
 
@@ -892,8 +984,8 @@ export class ControlPlane {
     return this.store.listTokens();
   }
 
-  revokeToken(actor: string, id: number): void {
-    const n = v.integer('id', id, 1, Number.MAX_SAFE_INTEGER);
+  revokeToken(actor: string, id: number | string): void {
+    const n = v.id('id', id);
     this.change(() => {
       const token = this.store.listTokens().find((t) => t.id === n);
       if (!token || !this.store.deleteToken(n))

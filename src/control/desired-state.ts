@@ -12,10 +12,11 @@
  *   6. groups absent from the file removed (nothing refers to them any more).
  * Every step goes through the control plane, so each change is validated and audited as if typed at the CLI.
  */
-import { parseDocument, stringify } from 'yaml';
+import { LineCounter, parseDocument, stringify, visit } from 'yaml';
 import { z } from 'zod';
 import type { ControlPlane, SettingsPatch } from './control-plane.js';
 import { WeftError } from './errors.js';
+import { describeIssue } from './input-issues.js';
 import type { Member, PolicyInput, Settings } from './model.js';
 import * as v from './validate.js';
 
@@ -84,29 +85,78 @@ export interface StateChange {
   readonly detail?: Readonly<Record<string, unknown>>;
 }
 
-function fieldOf(path: readonly PropertyKey[]): string {
-  return path.reduce<string>(
-    (acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)),
-    '',
-  );
-}
-
 /** Checks the shape of a state document (from YAML or JSON); errors name the field. */
 export function parseState(value: unknown): DesiredState {
   const r = desiredStateSchema.safeParse(value ?? {});
   if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const field = fieldOf(issue.path) || '(document)';
-  const message =
-    issue.code === 'unrecognized_keys' ? `unknown key ${issue.keys.join(', ')}` : issue.message.toLowerCase();
-  throw new WeftError('WEFT_ERR_VALIDATION', `${field}: ${message}`, field);
+  const { field, message } = describeIssue(r.error.issues[0]!, value ?? {});
+  const named = field || '(document)';
+  throw new WeftError('WEFT_ERR_VALIDATION', `${named}: ${message}`, named);
 }
 
+/**
+ * The largest state file `weft apply` and POST /apply take: 4 MiB holds tens of thousands of members (some
+ * 70,000 short entries, or about 30,000 with keys and addresses). Parsing a full one took about 5 s and
+ * 450 MB on a small machine; larger files are refused before they are parsed.
+ */
+export const STATE_FILE_LIMIT = 4 * 1024 * 1024;
+
+/**
+ * How many aliases the file's aliases may expand to, in all (the yaml package's `maxAliasCount`): enough to
+ * share a list of groups between members, far too few for a "billion laughs" file.
+ */
+export const STATE_FILE_MAX_ALIASES = 100;
+
+function yamlError(message: string, at?: { line: number; col: number }): WeftError {
+  const where = at ? `YAML, line ${at.line}, column ${at.col}` : 'YAML';
+  return new WeftError('WEFT_ERR_VALIDATION', `${where}: ${message}`, '(document)');
+}
+
+/**
+ * Reads a state file's text. Every failure is a WEFT_ERR_VALIDATION naming the line and column (or
+ * WEFT_ERR_PAYLOAD_TOO_LARGE over STATE_FILE_LIMIT); nothing the YAML parser throws leaks out as it is.
+ */
 export function parseStateYaml(text: string): DesiredState {
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
-  const err = doc.errors[0];
-  if (err) throw new WeftError('WEFT_ERR_VALIDATION', `YAML: ${err.message.split('\n')[0]}`, '(document)');
-  return parseState(doc.toJS({ maxAliasCount: 100 }));
+  if (Buffer.byteLength(text, 'utf8') > STATE_FILE_LIMIT)
+    throw new WeftError(
+      'WEFT_ERR_PAYLOAD_TOO_LARGE',
+      `the state file is larger than ${STATE_FILE_LIMIT / (1024 * 1024)} MiB`,
+    );
+  const lineCounter = new LineCounter();
+  let js: unknown;
+  let firstAlias: { line: number; col: number } | undefined;
+  const aliases = new Map<string, { line: number; col: number }>();
+  try {
+    const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter });
+    const err = doc.errors[0];
+    if (err) {
+      // The parser's message ends with where it is, which is said here in the one form.
+      const message = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      throw yamlError(message, lineCounter.linePos(err.pos[0]));
+    }
+    visit(doc, {
+      Alias: (_key, node) => {
+        const at = node.range ? lineCounter.linePos(node.range[0]) : undefined;
+        firstAlias ??= at;
+        if (at && !aliases.has(node.source)) aliases.set(node.source, at);
+      },
+    });
+    js = doc.toJS({ maxAliasCount: STATE_FILE_MAX_ALIASES });
+  } catch (e) {
+    if (e instanceof WeftError) throw e;
+    const message = e instanceof Error ? e.message : String(e);
+    if (/Excessive alias count/.test(message))
+      throw yamlError(
+        `aliases expand to more than ${STATE_FILE_MAX_ALIASES} nodes; write the values out instead`,
+        firstAlias,
+      );
+    const unresolved = /^Unresolved alias.*: (.*)$/.exec(message);
+    if (unresolved)
+      throw yamlError(`alias *${unresolved[1]} has no anchor before it`, aliases.get(unresolved[1]!));
+    if (e instanceof RangeError) throw yamlError('nested too deeply');
+    throw yamlError(`cannot be read (${message.split('\n')[0]!.slice(0, 200)})`);
+  }
+  return parseState(js);
 }
 
 /** Runs `fn`, prefixing any field error with `path` ("members[2]" + "groups[0]"). */
@@ -294,7 +344,8 @@ function applyInTransaction(
             name: m.name,
             ip: m.ip,
             groups: m.groups,
-            expiresAt: m.expires,
+            // Checked here so an error names the file's key, "expires".
+            expiresAt: m.expires === undefined ? undefined : v.expiry('expires', m.expires),
             publicKey: m.publicKey,
             fullTunnel: m.fullTunnel,
             disabled: m.disabled,

@@ -18,7 +18,7 @@ import { buildApi } from '../api/server.js';
 import { ControlPlane } from '../control/control-plane.js';
 import type { Settings } from '../control/model.js';
 import { internetWarning } from '../control/internet-access.js';
-import { endpoint } from '../control/validate.js';
+import { endpoint, listenAddress } from '../control/validate.js';
 import type { WgQuickConfig, InterfaceAddress } from '../config/wg-quick.js';
 import { bringUp, type Running } from '../gateway/bring-up.js';
 import { UserError } from '../control/errors.js';
@@ -26,6 +26,7 @@ import { monotonicEpochMs } from '../io/clock.js';
 import { hostAddresses, linkExists } from '../io/linux-net.js';
 import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import { openStore } from './data-dir.js';
+import { hostUplinks } from './host-networks.js';
 import { GatewaySync } from './gateway-sync.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
 
@@ -74,11 +75,10 @@ export function readTlsFiles(
   return files;
 }
 
-/** Checks `--api-listen HOST:PORT` (the port is required); returns it in canonical form. */
+/** Checks `--api-listen ADDRESS:PORT` as the apiListen setting is checked; returns it in canonical form. */
 export function apiListenOption(value: string): string {
-  if (!/:\d+$/.test(value)) throw new UserError(`weft: --api-listen: ${value} must be HOST:PORT`);
   try {
-    return endpoint('--api-listen', value).text;
+    return listenAddress('--api-listen', value);
   } catch (e) {
     throw new UserError(`weft: ${(e as Error).message}`);
   }
@@ -122,7 +122,7 @@ export async function runServer(
     undo.length = 0;
   };
   try {
-    const cp = new ControlPlane(store);
+    const cp = new ControlPlane(store, undefined, { uplinks: hostUplinks });
     const settings = cp.settings();
     const name = settings.interfaceName;
     const gw = cp.gatewayAddresses();

@@ -143,7 +143,7 @@ test('a failure anywhere changes nothing, and errors name the field', () => {
     assert.equal(cp.store.countMembers(), 0);
     assert.equal(
       fieldOf(() => parseStateYaml('members:\n  - name: a\n    colour: red\n')),
-      'members[0]',
+      'members[0].colour',
     );
     assert.equal(
       fieldOf(() => parseStateYaml('members:\n  - ip: 10.0.0.1\n')),

@@ -84,23 +84,40 @@ export const memberQrUrl = (name: string): string => apiUrl(`${member(name)}/con
 
 // ---- groups, routes, policies ----
 
-export const listGroups = (signal?: Signal): Promise<GroupWithCount[]> =>
-  requestJson('GET', '/groups', { signal });
+/** A page of a list endpoint (GET /groups, /routes, /policies: the shape of GET /members). */
+interface Page<T> {
+  readonly items: readonly T[];
+  readonly next: string | null;
+  readonly total: number;
+}
+
+/** Every item of a paged list, a page of 1000 at a time (the console shows whole lists). */
+async function listAll<T>(path: string, signal: Signal): Promise<T[]> {
+  const out: T[] = [];
+  let after: string | null = null;
+  do {
+    const query: Record<string, string | number> = { limit: 1000, ...(after === null ? {} : { after }) };
+    const page: Page<T> = await requestJson('GET', path, { query, signal });
+    out.push(...page.items);
+    after = page.next;
+  } while (after !== null);
+  return out;
+}
+
+export const listGroups = (signal?: Signal): Promise<GroupWithCount[]> => listAll('/groups', signal);
 export const addGroup = (input: Group): Promise<Group> => requestJson('POST', '/groups', { body: input });
 export const updateGroup = (name: string, description: string): Promise<Group> =>
   requestJson('PATCH', `/groups/${encodeURIComponent(name)}`, { body: { description } });
 export const removeGroup = (name: string): Promise<void> =>
   requestJson('DELETE', `/groups/${encodeURIComponent(name)}`);
 
-export const listRoutes = (signal?: Signal): Promise<SharedRoute[]> =>
-  requestJson('GET', '/routes', { signal });
+export const listRoutes = (signal?: Signal): Promise<SharedRoute[]> => listAll('/routes', signal);
 export const addRoute = (input: SharedRoute): Promise<SharedRoute> =>
   requestJson('POST', '/routes', { body: input });
 export const removeRoute = (cidr: string): Promise<void> =>
   requestJson('DELETE', `/routes/${encodeURIComponent(cidr)}`);
 
-export const listPolicies = (signal?: Signal): Promise<Policy[]> =>
-  requestJson('GET', '/policies', { signal });
+export const listPolicies = (signal?: Signal): Promise<Policy[]> => listAll('/policies', signal);
 export const addPolicy = (input: PolicyInput): Promise<Policy> =>
   requestJson('POST', '/policies', { body: input });
 export const removePolicy = (id: number): Promise<void> => requestJson('DELETE', `/policies/${id}`);
