@@ -7,20 +7,11 @@
  * are (the WireGuard core's `Device.drops`, the router's and the member firewall's), not from a list kept
  * here, so a reason added to the core shows up without a change to this file.
  */
-
-/** One member as the running gateway sees it (gateway-sync.ts `memberMetrics`). */
-export interface MemberSample {
-  readonly name: string;
-  readonly online: boolean;
-  readonly rxBytes: number;
-  readonly txBytes: number;
-  readonly handshakes: number;
-  readonly policyDrops: number;
-}
+import type { MemberMetrics } from '../server/gateway-sync.js';
 
 /** What the running gateway adds to /metrics. */
 export interface GatewayMetrics {
-  readonly members: readonly MemberSample[];
+  readonly members: readonly MemberMetrics[];
   /** Dropped packets by where they were dropped ("wireguard", "router", "firewall"), then by reason. */
   readonly drops: Readonly<Record<string, Readonly<Record<string, number>>>>;
 }
