@@ -4,41 +4,42 @@
  *
  * Each poll (every 200 ms by default):
  *   1. read the store's change feed from the last revision seen; for each changed member, install, update or
- *      remove its WireGuard peer (a disabled, expired or removed member's sessions end at once);
+ *      remove it on every transport (its WireGuard peer, its OpenVPN sessions): a disabled, expired or
+ *      removed member's sessions end at once, whatever protocol they use;
  *   2. when policies, groups, settings, or the membership of a group some policy names change, recompile the
  *      policy and hand each installed member its rules;
  *   3. cut off members whose expiry has passed.
  * Every few seconds it also reports each member's status and traffic to the store (status.ts readers: the
- * CLI, the API, the console).
+ * CLI, the API, the console), summed over the transports it is connected with.
  *
  * The log gets one line per member event, naming the member and never its traffic (no addresses or ports of
  * its flows): connected (the first completed handshake after being offline), disconnected (no handshake for
  * a session's lifetime, REJECT_AFTER_TIME, or its session ended), disabled, enabled, expired, removed; and
  * policy drops summed per member, at most one line a minute each (DROP_LOG_INTERVAL_MS).
  */
-import { PublicKey } from '../crypto/keys.js';
+import type { PublicKey } from '../crypto/keys.js';
 import type { ControlPlane } from '../control/control-plane.js';
 import type { MemberRecord, MemberStatus, Settings, TrafficSample } from '../control/model.js';
 import { compilePolicy, type CompiledPolicy, type MemberAddresses } from '../control/policy.js';
-import { MemberFirewall, type FirewallMember } from '../gateway/member-firewall.js';
+import { MemberFirewall } from '../gateway/member-firewall.js';
 import type { IpHeader } from '../net/ip-packet.js';
-import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
-import type { Device, PeerStatus } from '../wireguard/device.js';
+import type { Device } from '../wireguard/device.js';
+import type { InstalledMember, MemberTransport, UninstallReason } from './member-transport.js';
+import { WireGuardMembers } from './wireguard-members.js';
 
 /** A member's policy drops are logged as one line with their count, at most this often. */
 export const DROP_LOG_INTERVAL_MS = 60_000;
 
-interface Installed extends FirewallMember {
-  readonly record: MemberRecord;
-  readonly key: PublicKey;
-  readonly expiresAt: number | null;
-}
+type Installed = InstalledMember;
 
 interface Reported {
+  /** Sums over the transports of the bytes each reported (each transport's own figures are in `by`). */
   rx: number;
   tx: number;
+  /** Per transport, its figures as last reported: traffic samples are the differences. */
+  readonly by: Map<MemberTransport, { rx: number; tx: number }>;
   online: boolean;
   endpoint: string | null;
   lastHandshake: number;
@@ -87,16 +88,15 @@ export class GatewaySync {
   private policy: CompiledPolicy;
   private readonly firewall: MemberFirewall;
   private readonly installed = new Map<string, Installed>();
-  private readonly byKey = new Map<string, Installed>();
-  /** The device hands back the PublicKey objects it holds; resolving each once keeps base64 off the path. */
-  private byKeyObject = new WeakMap<PublicKey, Installed | null>();
-  /** Set when installed entries changed this poll: the resolved keys are dropped once, at its end. */
-  private entriesChanged = false;
+  /** WireGuard, always; other protocols attach themselves (attach()). */
+  private readonly wireguard: WireGuardMembers;
+  private readonly transports: MemberTransport[] = [];
   /** Every member's addresses and groups (installed or not): what group destinations are made of. */
   private readonly known = new Map<string, MemberAddresses>();
   private readonly reported = new Map<string, Reported>();
   /** Bytes of members uninstalled since the last report, not yet in the traffic history. */
   private unreported: { name: string; rx: number; tx: number }[] = [];
+
   /** Bytes moved since this gateway started, over every member, including members since removed. */
   private readonly moved = { rx: 0, tx: 0 };
   /** Handshakes seen per member name, since start (for /metrics). */
@@ -105,18 +105,37 @@ export class GatewaySync {
   private readonly dropLog = new Map<string, { logged: number; at: number }>();
   /** Members whose last stored record was disabled: their next install is logged as "enabled". */
   private readonly disabledNames = new Set<string>();
-  /** Where a member was last seen, kept while it is disabled or expired (by public key). */
-  private readonly lastEndpoints = new Map<string, Endpoint>();
 
   constructor(
     private readonly cp: ControlPlane,
-    private readonly device: Device,
+    device: Device,
     private readonly events: SyncEvents = {},
   ) {
     this.settings = cp.settings();
     this.firewall = new MemberFirewall(this.firewallOptions());
     this.policy = this.compile();
+    this.wireguard = new WireGuardMembers(
+      device,
+      this.admitMember,
+      (line) => this.events.log?.(line),
+      events.handshake,
+    );
+    this.transports.push(this.wireguard);
   }
+
+  /**
+   * Adds another protocol's sessions: from now on every installed member is installed there too, and its
+   * status there counts toward the member's.
+   */
+  attach(transport: MemberTransport): void {
+    if (this.transports.includes(transport)) return;
+    this.transports.push(transport);
+    for (const m of this.installed.values()) transport.install(m, undefined);
+  }
+
+  /** The firewall's check of a packet an installed member sent, whichever transport carried it. */
+  readonly admitMember = (member: InstalledMember, packet: Uint8Array, header: IpHeader): boolean =>
+    this.installed.get(member.name) === member && this.firewall.admit(member, packet, header, Date.now());
 
   private firewallOptions(): { defaultAllow: boolean; gateway: Prefix[]; members: Prefix[] } {
     const gw = this.cp.gatewayAddresses();
@@ -135,16 +154,9 @@ export class GatewaySync {
     return this.firewall.counters;
   }
 
-  /** The data plane's check for each decrypted packet (WireGuardInterface `admit`). */
-  readonly admit = (packet: Uint8Array, header: IpHeader, peer: PublicKey): boolean => {
-    let member = this.byKeyObject.get(peer);
-    if (member === undefined) {
-      member = this.byKey.get(peer.toBase64()) ?? null;
-      this.byKeyObject.set(peer, member);
-    }
-    if (member === null) return false; // a peer added behind the control plane's back gets nowhere
-    return this.firewall.admit(member, packet, header, Date.now());
-  };
+  /** The WireGuard data plane's check for each decrypted packet (WireGuardInterface `admit`). */
+  readonly admit = (packet: Uint8Array, header: IpHeader, peer: PublicKey): boolean =>
+    this.wireguard.admit(packet, header, peer);
 
   private compile(): CompiledPolicy {
     const store = this.cp.store;
@@ -184,10 +196,7 @@ export class GatewaySync {
       this.revision = head;
     }
     this.expire(now);
-    if (this.entriesChanged) {
-      this.byKeyObject = new WeakMap();
-      this.entriesChanged = false;
-    }
+    this.wireguard.settle();
   }
 
   private apply(changes: ReturnType<ControlPlane['store']['changesSince']>, now: number): void {
@@ -229,7 +238,7 @@ export class GatewaySync {
       seen.add(m.name);
       this.reconcileMember(m.name, m, now);
     }
-    for (const name of [...this.installed.keys()]) if (!seen.has(name)) this.uninstall(name);
+    for (const name of [...this.installed.keys()]) if (!seen.has(name)) this.uninstall(name, 'removed');
   }
 
   private reconcileMember(name: string, record: MemberRecord | undefined, now: number): void {
@@ -242,73 +251,46 @@ export class GatewaySync {
       if (current) {
         const why = record === undefined ? 'removed' : record.disabled ? 'disabled' : 'expired';
         this.events.log?.(`member ${name} ${why}${this.endsSession(current)}`);
-        this.uninstall(name);
+        this.uninstall(name, why);
       }
       if (record === undefined) this.forget(name);
       return;
     }
     if (!current && wasDisabled) this.events.log?.(`member ${name} enabled`);
-    if (current && current.record.publicKey !== record.publicKey) this.uninstall(name);
-    const previous = this.installed.get(name);
-    const parsed = PublicKey.parse(record.publicKey);
-    if (!parsed.ok) {
-      this.events.log?.(`member ${name}: stored public key is invalid; not installed`);
-      return;
-    }
-    const key = previous?.key ?? parsed.key;
+    const previous = current;
     const entry: Installed = {
       name,
       record,
-      key,
       expiresAt: record.expiresAt === null ? null : Date.parse(record.expiresAt),
       rules: this.policy.rulesFor(record.groups),
       drops: previous?.drops ?? 0,
     };
-    if (!previous || previous.record.ip !== record.ip || previous.record.ip6 !== record.ip6) {
-      const endpoint = previous ? undefined : this.lastEndpoints.get(record.publicKey);
-      this.device.setPeer({
-        publicKey: key,
-        allowedIps: prefixes([`${record.ip}/32`, record.ip6 ? `${record.ip6}/128` : null]),
-        replaceAllowedIps: true,
-        ...(endpoint ? { endpoint } : {}),
-      });
-      if (!previous) this.counters.installs++;
-      // An enabled-again member's client waits up to 15 s before it retries (paper §6.4); reaching out from
-      // here restores its tunnel at once.
-      if (endpoint) {
-        this.lastEndpoints.delete(record.publicKey);
-        this.events.handshake?.(key);
-      }
-    }
+    if (!previous) this.counters.installs++;
     this.installed.set(name, entry);
-    this.byKey.set(record.publicKey, entry);
-    this.entriesChanged = true;
+    for (const t of this.transports) t.install(entry, previous);
   }
 
-  private uninstall(name: string): void {
+  private uninstall(name: string, reason: UninstallReason): void {
     const m = this.installed.get(name);
     if (!m) return;
-    const status = this.device.peerStatus(m.key, 0);
-    const endpoint = status?.endpoint;
-    // The bytes it moved since the last report would go with the peer: keep them for the next report.
-    const last = this.reported.get(name);
-    if (status && last) {
-      const drx = status.rxBytes >= last.rx ? status.rxBytes - last.rx : status.rxBytes;
-      const dtx = status.txBytes >= last.tx ? status.txBytes - last.tx : status.txBytes;
-      if (drx > 0 || dtx > 0) this.unreported.push({ name, rx: drx, tx: dtx });
-      last.rx = status.rxBytes;
-      last.tx = status.txBytes;
-    } else if (status && (status.rxBytes > 0 || status.txBytes > 0)) {
-      this.unreported.push({ name, rx: status.rxBytes, tx: status.txBytes });
-    }
-    if (endpoint && this.cp.store.getMember(name)?.publicKey === m.record.publicKey) {
-      if (this.lastEndpoints.size >= 65536) this.lastEndpoints.clear();
-      this.lastEndpoints.set(m.record.publicKey, endpoint);
-    }
-    this.device.removePeer(m.key);
     this.installed.delete(name);
-    this.byKey.delete(m.record.publicKey);
-    this.entriesChanged = true;
+    const stored = reason === 'removed' ? undefined : this.cp.store.getMember(name);
+    const last = this.reported.get(name);
+    for (const t of this.transports) {
+      const status = t.uninstall(m, reason, stored);
+      if (!status) continue;
+      // The bytes it moved since the last report would go with its sessions: keep them for the next report.
+      const before = last?.by.get(t);
+      const drx = before && status.rxBytes >= before.rx ? status.rxBytes - before.rx : status.rxBytes;
+      const dtx = before && status.txBytes >= before.tx ? status.txBytes - before.tx : status.txBytes;
+      if (drx > 0 || dtx > 0) this.unreported.push({ name, rx: drx, tx: dtx });
+      if (last) {
+        last.rx += drx;
+        last.tx += dtx;
+        // A transport counts a member installed again from zero.
+        last.by.delete(t);
+      }
+    }
     this.counters.removals++;
   }
 
@@ -329,7 +311,7 @@ export class GatewaySync {
     for (const m of this.installed.values()) {
       if (m.expiresAt !== null && m.expiresAt <= now) {
         this.events.log?.(`member ${m.name} expired${this.endsSession(m)}`);
-        this.uninstall(m.name);
+        this.uninstall(m.name, 'expired');
         this.counters.expiries++;
       }
     }
@@ -342,8 +324,7 @@ export class GatewaySync {
    */
   report(now: number = Date.now()): void {
     const store = this.cp.store;
-    const statuses = new Map<string, PeerStatus>();
-    for (const s of this.device.peerStatuses(now)) statuses.set(s.publicKey.toBase64(), s);
+    const statuses = this.transports.map((t) => ({ t, byName: t.statuses(now) }));
     const at = new Date(now).toISOString();
     const bucket = new Date(now - (now % 60_000)).toISOString();
     const rows: MemberStatus[] = [];
@@ -354,29 +335,40 @@ export class GatewaySync {
       if (store.getMember(u.name)) samples.push({ name: u.name, at: bucket, rxBytes: u.rx, txBytes: u.tx });
     }
     for (const m of this.installed.values()) {
-      const s = statuses.get(m.record.publicKey);
       const last = this.reported.get(m.name);
-      const online = s !== undefined && s.lastHandshake > 0 && now - s.lastHandshake < REJECT_AFTER_TIME;
-      const endpoint = s?.endpoint ? formatEndpoint(s.endpoint) : null;
-      const rx = s?.rxBytes ?? 0;
-      const tx = s?.txBytes ?? 0;
-      const next: Reported = {
-        rx,
-        tx,
-        online,
-        endpoint,
-        lastHandshake: s?.lastHandshake ?? 0,
-        drops: m.drops,
-      };
+      const by = new Map<MemberTransport, { rx: number; tx: number }>();
+      let online = false;
+      let endpoint: string | null = null;
+      let endpointAt = -1;
+      let lastHandshake = 0;
+      let drx = 0;
+      let dtx = 0;
+      for (const { t, byName } of statuses) {
+        const s = byName.get(m.name);
+        if (!s) continue;
+        // A transport's figures for a member only go up while it stays installed; less means it started over.
+        const before = last?.by.get(t);
+        drx += before && s.rxBytes >= before.rx ? s.rxBytes - before.rx : s.rxBytes;
+        dtx += before && s.txBytes >= before.tx ? s.txBytes - before.tx : s.txBytes;
+        by.set(t, { rx: s.rxBytes, tx: s.txBytes });
+        // The endpoint shown is the one of the session seen last (an online one before any offline one).
+        const rank = (s.online ? 2 ** 52 : 0) + s.lastHandshake;
+        if (s.endpoint !== null && rank > endpointAt) {
+          endpoint = s.endpoint;
+          endpointAt = rank;
+        }
+        if (s.online) online = true;
+        if (s.lastHandshake > lastHandshake) lastHandshake = s.lastHandshake;
+      }
+      const rx = (last?.rx ?? 0) + drx;
+      const tx = (last?.tx ?? 0) + dtx;
+      const next: Reported = { rx, tx, by, online, endpoint, lastHandshake, drops: m.drops };
       if (online && !last?.online) this.events.log?.(`member ${m.name} connected`);
       else if (!online && last?.online)
         this.events.log?.(`member ${m.name} disconnected (no handshake for ${REJECT_AFTER_TIME / 1000} s)`);
       if (next.lastHandshake > 0 && next.lastHandshake !== (last?.lastHandshake ?? 0))
         this.handshakes.set(m.name, (this.handshakes.get(m.name) ?? 0) + 1);
       this.logDrops(m, now);
-      // Counters restart when a peer is reinstalled (new key): count from zero then.
-      const drx = last && rx >= last.rx ? rx - last.rx : rx;
-      const dtx = last && tx >= last.tx ? tx - last.tx : tx;
       if (drx > 0 || dtx > 0) samples.push({ name: m.name, at: bucket, rxBytes: drx, txBytes: dtx });
       this.moved.rx += drx;
       this.moved.tx += dtx;

@@ -7,6 +7,12 @@ import { ControlPlane } from '../../src/control/control-plane.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
 import { PrivateKey, PublicKey } from '../../src/crypto/keys.js';
 import { GatewaySync } from '../../src/server/gateway-sync.js';
+import type {
+  InstalledMember,
+  MemberTransport,
+  TransportStatus,
+  UninstallReason,
+} from '../../src/server/member-transport.js';
 import { readIpHeader } from '../../src/net/ip-packet.js';
 import { parseAddress } from '../../src/net/ip.js';
 import { Device } from '../../src/wireguard/device.js';
@@ -403,6 +409,121 @@ test('metrics per member: bytes, handshakes and drops as of the last report', ()
     assert.equal(alice?.handshakes, 2);
     assert.equal(alice?.policyDrops, 1);
     assert.ok((alice?.rxBytes ?? 0) > 0, 'the keepalives count as received bytes');
+  } finally {
+    f.close();
+  }
+});
+
+/** A second protocol's sessions, as a transport sees them: what GatewaySync tells it, and what it reports. */
+class RecordingTransport implements MemberTransport {
+  readonly protocol = 'second';
+  readonly handles = new Map<string, InstalledMember>();
+  readonly events: string[] = [];
+  readonly figures = new Map<string, { rx: number; tx: number; at: number }>();
+  install(member: InstalledMember, previous: InstalledMember | undefined): void {
+    this.events.push(`${previous ? 'update' : 'install'} ${member.name}`);
+    this.handles.set(member.name, member);
+  }
+  uninstall(member: InstalledMember, reason: UninstallReason): TransportStatus | undefined {
+    this.events.push(`uninstall ${member.name} ${reason}`);
+    this.handles.delete(member.name);
+    const f = this.figures.get(member.name);
+    this.figures.delete(member.name);
+    return f
+      ? { online: false, endpoint: null, lastHandshake: f.at, rxBytes: f.rx, txBytes: f.tx }
+      : undefined;
+  }
+  statuses(now: number): Map<string, TransportStatus> {
+    const out = new Map<string, TransportStatus>();
+    for (const [name, f] of this.figures)
+      if (this.handles.has(name))
+        out.set(name, {
+          online: now - f.at < 180_000,
+          endpoint: '198.51.100.9:1194',
+          lastHandshake: f.at,
+          rxBytes: f.rx,
+          txBytes: f.tx,
+        });
+    return out;
+  }
+}
+
+test('a second transport: members installed and cut off there too, checked by the same firewall, counted as one', () => {
+  const f = fixture();
+  try {
+    const t0 = Date.parse('2026-03-01T12:00:00Z');
+    f.cp.addGroup('t', { name: 'eng' });
+    f.cp.addRoute('t', { cidr: '10.20.0.0/24' });
+    f.cp.addPolicy('t', {
+      action: 'allow',
+      group: 'eng',
+      destination: '10.20.0.0/24',
+      proto: 'tcp',
+      ports: { from: 443, to: 443 },
+    });
+    f.cp.addMember('t', { name: 'alice', ip: '10.66.0.10', groups: ['eng'] });
+    f.cp.addMember('t', { name: 'bob', ip: '10.66.0.20' });
+    f.sync.poll();
+    const second = new RecordingTransport();
+    f.sync.attach(second);
+    assert.deepEqual(second.events.sort(), ['install alice', 'install bob']);
+
+    // The same rules, whichever transport carried the packet.
+    const alice = second.handles.get('alice')!;
+    const header = (p: Uint8Array) => readIpHeader(p)!;
+    const ok = tcp('10.66.0.10', '10.20.0.10', 443);
+    const denied = tcp('10.66.0.10', '10.20.0.10', 22);
+    assert.equal(f.sync.admitMember(alice, ok, header(ok)), true);
+    assert.equal(f.sync.admitMember(alice, denied, header(denied)), false);
+    const bobOk = tcp('10.66.0.20', '10.20.0.10', 443);
+    assert.equal(f.sync.admitMember(second.handles.get('bob')!, bobOk, header(bobOk)), false);
+
+    // Traffic on both transports is the member's: one status row, one traffic series.
+    second.figures.set('alice', { rx: 1000, tx: 2000, at: t0 });
+    f.sync.report(t0 + 1000);
+    assert.equal(f.cli.getMember('alice').status?.rxBytes, 1000);
+    assert.equal(f.cli.getMember('alice').status?.online, true);
+    assert.equal(f.cli.getMember('alice').status?.endpoint, '198.51.100.9:1194');
+    second.figures.set('alice', { rx: 1500, tx: 2000, at: t0 });
+    f.sync.report(t0 + 2000);
+    assert.equal(f.cli.getMember('alice').status?.rxBytes, 1500);
+
+    // A policy change reaches the handles the transport holds.
+    f.cli.addPolicy('t', {
+      action: 'allow',
+      group: '*',
+      destination: '10.20.0.0/24',
+      proto: 'tcp',
+      ports: { from: 443, to: 443 },
+    });
+    f.sync.poll();
+    assert.equal(f.sync.admitMember(second.handles.get('bob')!, bobOk, header(bobOk)), true);
+
+    // Disable: the member's sessions end on every transport in the same poll, and an old handle is refused.
+    second.figures.set('alice', { rx: 1700, tx: 2100, at: t0 });
+    f.cli.setDisabled('t', 'alice', true);
+    f.sync.poll();
+    assert.ok(second.events.includes('uninstall alice disabled'));
+    assert.equal(second.handles.has('alice'), false);
+    assert.equal(f.device.peerStatuses(0).length, 1);
+    assert.equal(f.sync.admitMember(alice, ok, header(ok)), false);
+    f.sync.report(t0 + 3000);
+    const status = f.cli.getMember('alice').status;
+    assert.equal(status?.online, false);
+    assert.equal(status?.rxBytes, 1700, 'the bytes moved before the cut are kept');
+    const series = f.cp.store.traffic('alice', '2026-03-01T00:00:00Z');
+    assert.equal(
+      series.reduce((sum, s) => sum + s.rxBytes, 0),
+      1700,
+    );
+
+    // Enabled again: installed everywhere again; removed: cut everywhere.
+    f.cli.setDisabled('t', 'alice', false);
+    f.sync.poll();
+    assert.equal(second.events.at(-1), 'install alice');
+    f.cli.removeMember('t', 'alice');
+    f.sync.poll();
+    assert.equal(second.events.at(-1), 'uninstall alice removed');
   } finally {
     f.close();
   }
