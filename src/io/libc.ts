@@ -31,6 +31,7 @@ export const O_CLOEXEC = 0o2000000;
 
 /** poll(2) events, include/uapi/asm-generic/poll.h. */
 export const POLLIN = 0x001;
+export const POLLOUT = 0x004;
 export const POLLERR = 0x008;
 export const POLLHUP = 0x010;
 export const POLLNVAL = 0x020;
@@ -40,18 +41,22 @@ export const POLLFD_SIZE = 8;
 /** socket(2), include/linux/socket.h and include/linux/net.h. */
 export const AF_INET = 2;
 export const AF_INET6 = 10;
+export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 export const SOCK_CLOEXEC = O_CLOEXEC;
 export const SOCK_NONBLOCK = O_NONBLOCK;
 
 /** setsockopt(2) levels and options: include/uapi/asm-generic/socket.h, include/uapi/linux/in.h and in6.h. */
 export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 /** As SO_SNDBUF / SO_RCVBUF, but past net.core.wmem_max / rmem_max; needs CAP_NET_ADMIN. */
 export const SO_SNDBUFFORCE = 32;
 export const SO_RCVBUFFORCE = 33;
 export const IPPROTO_IP = 0;
+export const IPPROTO_TCP = 6;
+export const TCP_NODELAY = 1;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
 /** Ask for each datagram's local address as a control message (pktinfo.ts). */
@@ -279,6 +284,26 @@ export function getsockname(fd: number, addr: ArrayBufferView, addrlen: Uint32Ar
     throw new RangeError(`getsockname: addrlen ${addrlen[0]} exceeds buffer (${addr.byteLength})`);
   }
   return getsocknameNative(fd, addr, addrlen) as number;
+}
+
+const listenNative = libc.func('int listen(int sockfd, int backlog)');
+
+/** listen(2): 0, or -1. */
+export function listen(fd: number, backlog: number): number {
+  return listenNative(fd, backlog) as number;
+}
+
+const accept4Native = libc.func('int accept4(int sockfd, void *addr, uint32_t *addrlen, int flags)');
+
+/**
+ * accept4(2): a new connected socket (with `flags`, e.g. SOCK_NONBLOCK | SOCK_CLOEXEC) and its peer's address
+ * in `addr` (`addrlen[0]` its room on entry, the address's size on return), or -1.
+ */
+export function accept4(fd: number, addr: ArrayBufferView, addrlen: Uint32Array, flags: number): number {
+  if ((addrlen[0] ?? Infinity) > addr.byteLength) {
+    throw new RangeError(`accept4: addrlen ${addrlen[0]} exceeds buffer (${addr.byteLength})`);
+  }
+  return accept4Native(fd, addr, addrlen, flags) as number;
 }
 
 const recvmmsgNative = libc.func(

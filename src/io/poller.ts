@@ -54,12 +54,16 @@ export interface PollerOptions {
 }
 
 export type ReadableHandler = () => boolean;
+/** Called when a descriptor the caller asked to watch for writing can take more (POLLOUT). */
+export type WritableHandler = () => void;
 
 /** Offset of `short revents` in a struct pollfd { int fd; short events; short revents; }. */
 export const POLLFD_REVENTS_OFFSET = 6;
 
 export class Poller {
   private readonly handlers = new Map<number, ReadableHandler>();
+  /** Descriptors also watched for POLLOUT (a stream socket with bytes waiting to be written). */
+  private readonly writers = new Map<number, WritableHandler>();
   private fds: number[] = [];
   private pollfds = new Uint8Array(0);
   private scheduled: NodeJS.Immediate | undefined;
@@ -83,8 +87,28 @@ export class Poller {
     this.schedule();
   }
 
+  /**
+   * Also calls `onWritable` when `fd` (already added) can be written again; undefined stops watching. A
+   * stream socket asks while it has queued bytes and stops once they are out, since an idle socket is
+   * always writable.
+   */
+  watchWritable(fd: number, onWritable: WritableHandler | undefined): void {
+    if (!this.handlers.has(fd)) return;
+    if (onWritable === undefined) {
+      if (!this.writers.delete(fd)) return;
+    } else {
+      const had = this.writers.has(fd);
+      this.writers.set(fd, onWritable);
+      if (had) return;
+    }
+    this.rebuild();
+    this.busy = true;
+    this.schedule();
+  }
+
   remove(fd: number): void {
     this.handlers.delete(fd);
+    this.writers.delete(fd);
     this.rebuild();
     if (this.handlers.size === 0 && this.scheduled) {
       clearImmediate(this.scheduled);
@@ -98,7 +122,7 @@ export class Poller {
     const view = new DataView(this.pollfds.buffer);
     this.fds.forEach((fd, i) => {
       view.setInt32(i * libc.POLLFD_SIZE, fd, true);
-      view.setInt16(i * libc.POLLFD_SIZE + 4, libc.POLLIN, true);
+      view.setInt16(i * libc.POLLFD_SIZE + 4, libc.POLLIN | (this.writers.has(fd) ? libc.POLLOUT : 0), true);
     });
   }
 
@@ -143,7 +167,12 @@ export class Poller {
         if (revents === 0) continue;
         pollfds[at] = 0;
         pollfds[at + 1] = 0;
-        const handler = this.handlers.get(fds[i]!);
+        const fd = fds[i]!;
+        if (revents & libc.POLLOUT) {
+          this.writers.get(fd)?.();
+          if ((revents & ~libc.POLLOUT) === 0) continue;
+        }
+        const handler = this.handlers.get(fd);
         if (handler && handler()) this.busy = true;
       }
       this.lastActive = this.now();

@@ -106,3 +106,48 @@ describe('Poller: waiting policy', () => {
     }
   });
 });
+
+describe('Poller: write interest', () => {
+  it('asks for POLLOUT only while a writer is registered, and calls the writer, not the reader, for it', async () => {
+    const events: number[] = [];
+    let revents = 0;
+    let reads = 0;
+    let writes = 0;
+    const poll = (fds: Uint8Array, n: number): number => {
+      assert.equal(n, 1);
+      events.push(fds[4]! | (fds[5]! << 8));
+      if (revents === 0) return 0;
+      fds[POLLFD_REVENTS_OFFSET] = revents;
+      revents = 0;
+      return 1;
+    };
+    const poller = new Poller({ poll, now: () => 0, warmWindowMs: 0 });
+    poller.add(9, () => {
+      reads++;
+      return false;
+    });
+    try {
+      await turns(2);
+      assert.equal(events.at(-1), 0x001, 'POLLIN only');
+      poller.watchWritable(9, () => void writes++);
+      await turns(2);
+      assert.equal(events.at(-1), 0x005, 'POLLIN | POLLOUT');
+      revents = 0x004;
+      await turns(3);
+      assert.equal(writes, 1);
+      assert.equal(reads, 0, 'POLLOUT alone does not call the reader');
+      revents = 0x005;
+      await turns(3);
+      assert.equal(writes, 2);
+      assert.equal(reads, 1);
+      poller.watchWritable(9, undefined);
+      await turns(2);
+      assert.equal(events.at(-1), 0x001);
+      poller.watchWritable(10, () => void writes++);
+      await turns(2);
+      assert.equal(events.at(-1), 0x001, 'a descriptor that was never added is not watched');
+    } finally {
+      poller.remove(9);
+    }
+  });
+});
