@@ -22,6 +22,12 @@ export class Router {
   readonly counters = { routed: 0, noRoute: 0, malformed: 0 };
   private readonly table = new PrefixTrie<Tunnel>();
   private readonly owned = new Map<Tunnel, Map<string, Prefix>>();
+  /**
+   * Tunnels claiming the same prefix, oldest first; the newest claim is the one in the table. A member
+   * connected over two protocols at once is reached over the session it opened last; when that session ends,
+   * the route falls back to the one before, without a gap.
+   */
+  private readonly claims = new Map<string, Tunnel[]>();
   /** Tunnels sent to since the last flush(). */
   private readonly pending: Tunnel[] = [];
 
@@ -29,14 +35,41 @@ export class Router {
   setRoutes(tunnel: Tunnel, prefixes: readonly Prefix[]): void {
     const current = this.owned.get(tunnel) ?? new Map<string, Prefix>();
     const wanted = new Map(prefixes.map((p) => [formatPrefix(p), p]));
-    for (const [key, p] of current) if (!wanted.has(key)) this.table.remove(p, tunnel);
-    for (const [key, p] of wanted) if (!current.has(key)) this.table.insert(p, tunnel);
+    for (const [key, p] of current) if (!wanted.has(key)) this.release(key, p, tunnel);
+    for (const [key, p] of wanted) if (!current.has(key)) this.claim(key, p, tunnel);
     this.owned.set(tunnel, wanted);
   }
 
   removeTunnel(tunnel: Tunnel): void {
     this.setRoutes(tunnel, []);
     this.owned.delete(tunnel);
+  }
+
+  /** The tunnels claiming exactly this prefix, oldest first (the last one carries its traffic). */
+  claimants(prefix: Prefix): readonly Tunnel[] {
+    return this.claims.get(formatPrefix(prefix)) ?? [];
+  }
+
+  private claim(key: string, p: Prefix, tunnel: Tunnel): void {
+    const list = this.claims.get(key);
+    if (list) list.push(tunnel);
+    else this.claims.set(key, [tunnel]);
+    this.table.insert(p, tunnel);
+  }
+
+  private release(key: string, p: Prefix, tunnel: Tunnel): void {
+    const list = this.claims.get(key);
+    if (!list) return;
+    const at = list.lastIndexOf(tunnel);
+    if (at < 0) return;
+    list.splice(at, 1);
+    const next = list[list.length - 1];
+    if (next === undefined) {
+      this.claims.delete(key);
+      this.table.remove(p, tunnel);
+    } else if (at === list.length) {
+      this.table.insert(p, next);
+    }
   }
 
   lookup(packet: Uint8Array): Tunnel | undefined {
