@@ -64,6 +64,8 @@ export const HAND_WINDOW_DEFAULT = 60_000;
  * the whole packet; 1100 leaves room for the largest wrapping (tls-crypt: 48 bytes, plus 8 ACKs).
  */
 export const MAX_CONTROL_PAYLOAD = 1100;
+/** Of this implementation: the largest key-method 2 message waited for across TLS records. */
+export const MAX_KEY_METHOD_MESSAGE = 16_384;
 /** Of this implementation: how long a closing session waits for its last message to be acknowledged. */
 export const CLOSING_LINGER = 5_000;
 /** The options string of our key-method 2 message (OCC; OpenVPN 2.6 only logs differences). */
@@ -154,6 +156,8 @@ interface KeyState {
   /** Set when a newer key took over: the time this one is retired. */
   retireAt: number | undefined;
   readonly splitter: MessageSplitter;
+  /** Plaintext of a key-method 2 message that arrived in more than one TLS record. */
+  kmPending: Uint8Array;
 }
 
 export interface ControlSessionCounters {
@@ -230,6 +234,7 @@ export class ControlSession {
       activeSince: 0,
       retireAt: undefined,
       splitter: new MessageSplitter(),
+      kmPending: new Uint8Array(0),
     };
   }
 
@@ -404,11 +409,20 @@ export class ControlSession {
   }
 
   private onKeyMethod(ks: KeyState, chunk: Uint8Array, now: number, out: ControlAction[]): void {
-    const parsed = parseClientKeyMethod(chunk);
+    // OpenVPN writes the message with one SSL_write, so it is normally one TLS record; a message cut
+    // across records waits for the rest (bounded).
+    const bytes = ks.kmPending.length === 0 ? chunk : new Uint8Array(Buffer.concat([ks.kmPending, chunk]));
+    const parsed = parseClientKeyMethod(bytes);
     if (!parsed.ok) {
+      const truncated = parsed.drop.startsWith('truncated-');
+      if (truncated && bytes.length < MAX_KEY_METHOD_MESSAGE) {
+        ks.kmPending = bytes;
+        return;
+      }
       out.push(...this.end('key-method-invalid', parsed.drop));
       return;
     }
+    ks.kmPending = new Uint8Array(0);
     const km = parsed.message;
     ks.clientKeyMethod = km;
     // Our key-method 2 message answers first; a refusal (AUTH_FAILED) follows it, as OpenVPN's server does.
