@@ -38,6 +38,11 @@ export interface ReliableOptions {
   maxBacklog?: number;
   /** The first packet id this side sends (0 for a new key state). */
   firstPacketId?: number;
+  /**
+   * The first packet id expected from the peer (0 for a new key state; 1 when a stateless server takes
+   * over a key state whose reset, packet 0, it answered before keeping any state).
+   */
+  firstReceiveId?: number;
 }
 
 /** A message as the layer above sees it. */
@@ -124,6 +129,7 @@ export class Reliable {
     this.maxTimeout = options.maxTimeout ?? RELIABLE_MAX_TIMEOUT;
     this.maxBacklog = options.maxBacklog ?? RELIABLE_MAX_BACKLOG;
     this.nextSendId = options.firstPacketId ?? 0;
+    this.nextDeliverId = options.firstReceiveId ?? 0;
     for (const [name, value] of [
       ['sendWindow', this.sendWindow],
       ['receiveWindow', this.receiveWindow],
