@@ -249,6 +249,12 @@ export class DataChannel {
     return id === undefined ? undefined : this.slots[id]?.cipher;
   }
 
+  /** Which AEAD implementation serves the sending key ('openssl-ffi' or 'node'; aead-evp.ts). */
+  get backend(): string | undefined {
+    const id = this.sendKeyId;
+    return id === undefined ? undefined : this.slots[id]?.seal.backend;
+  }
+
   /** The last packet id sealed with the sending key. */
   get sendPacketId(): number {
     const id = this.sendKeyId;
