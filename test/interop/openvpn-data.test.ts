@@ -19,6 +19,11 @@
  *       with our channel;
  *   (c) the same datagram injected again is a replay: our open() says 'replayed', openvpn logs "bad packet
  *       ID (may be a replay)" and no second reply comes.
+ *
+ * And once, with AES-256-GCM and the client renegotiating after a few seconds: the second key id gets its own
+ * block (the same at both ends), the client's key-1 packets open, our echo request sealed under key id 1 is
+ * answered under key id 1, key-0 packets held back still open with both keys installed, and not once key 0 is
+ * retired.
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -193,7 +198,7 @@ describe('OpenVPN data channel against openvpn 2.6', { skip: interopSkip(TOOLS) 
   });
 
   /** Both ends of a pair negotiating `cipher`, through the relay, with the key-block shim preloaded. */
-  async function startPair(cipher: DataCipherName, tag: string) {
+  async function startPair(cipher: DataCipherName, tag: string, clientArgs: readonly string[] = []) {
     const relay = new JsonLinesProcess<RelayEvent>(
       server.spawn(process.execPath, [
         RELAY,
@@ -260,6 +265,7 @@ describe('OpenVPN data channel against openvpn 2.6', { skip: interopSkip(TOOLS) 
           '--remote',
           SERVER_ADDR,
           String(RELAY_PORT),
+          ...clientArgs,
         ],
         env('client'),
       );
@@ -375,4 +381,104 @@ describe('OpenVPN data channel against openvpn 2.6', { skip: interopSkip(TOOLS) 
       }
     });
   }
+
+  it('renegotiation: the new key id has its own block; both key ids open, the newest seals', async () => {
+    // The client renegotiates after 6 s (2.6 clients pick a time between 90% and 100% of --reneg-sec).
+    const pair = await startPair('AES-256-GCM', 'rn', ['--reneg-sec', '6']);
+    try {
+      const blocks = async (file: string): Promise<string[]> =>
+        (await fsp.readFile(file, 'utf8').catch(() => '')).split('\n').filter((l) => l.length === 512);
+      const reports = new Map<number, Extract<RelayEvent, { ev: 'data' }>>();
+      const data = (from: 'client' | 'server'): Extract<RelayEvent, { ev: 'data' }>[] => {
+        for (const e of pair.relay.events()) if (e.ev === 'data') reports.set(e.n, e);
+        return [...reports.values()].filter((e) => e.from === from).sort((a, b) => a.n - b.n);
+      };
+      // Key 0 traffic; keep its packets unopened for now (they arrive "late", during the transition).
+      await client.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', TUN_SERVER], { timeoutMs: 10_000 });
+      const early = await waitFor('key-0 packets', () =>
+        data('client').length >= 2 ? data('client') : undefined,
+      );
+      await waitFor('a second key block', async () => (await blocks(pair.keys.client)).length >= 2, {
+        timeoutMs: 20_000,
+        intervalMs: 200,
+      });
+      const clientBlocks = await blocks(pair.keys.client);
+      assert.deepEqual(
+        await waitFor('server blocks', async () => {
+          const b = await blocks(pair.keys.server);
+          return b.length >= 2 ? b : undefined;
+        }),
+        clientBlocks,
+        'both ends exported the same two blocks',
+      );
+      assert.notEqual(clientBlocks[0], clientBlocks[1]);
+
+      // Traffic after the renegotiation uses key id 1.
+      const before = data('client').length;
+      await waitFor(
+        'key-1 packets',
+        async () => {
+          await client.exec('ping', ['-c', '1', '-W', '1', TUN_SERVER], {
+            allowFail: true,
+            timeoutMs: 5_000,
+          });
+          return data('client')
+            .slice(before)
+            .some((r) => (bytesOf(r.hex)[0]! & 7) === 1);
+        },
+        { timeoutMs: 15_000, intervalMs: 100 },
+      );
+      const first = bytesOf(early[0]!.hex);
+      const peerId = (first[1]! << 16) | (first[2]! << 8) | first[3]!;
+      const observer = new DataChannel({ role: 'server', peerId });
+      observer.installKey(0, bytesOf(clientBlocks[0]!), 'AES-256-GCM');
+      observer.installKey(1, bytesOf(clientBlocks[1]!), 'AES-256-GCM');
+      assert.equal(observer.sendKeyId, 1);
+      const plain = new Uint8Array(2048);
+      const later = data('client')
+        .slice(before)
+        .filter((r) => (bytesOf(r.hex)[0]! & 7) === 1);
+      for (const r of later) {
+        assert.equal(observer.open(bytesOf(r.hex), plain, Date.now()), 'ip');
+        assert.equal(observer.opened.keyId, 1);
+      }
+      // The newest key seals: our echo request under key id 1 is answered by the real server under key id 1.
+      const forger = new DataChannel({ role: 'client', peerId });
+      forger.installKey(0, bytesOf(clientBlocks[0]!), 'AES-256-GCM');
+      forger.installKey(1, bytesOf(clientBlocks[1]!), 'AES-256-GCM');
+      forger.setSendPacketIdForTest(observer.opened.packetId);
+      const request = icmpEcho(TUN_CLIENT, TUN_SERVER, 0x5747, 1);
+      const wire = new Uint8Array(request.length + DATA_V2_HEADER);
+      const n = forger.seal(request, wire);
+      assert.equal(typeof n, 'number');
+      assert.equal(wire[0]! & 7, 1, 'sealed with key id 1');
+      const serverBefore = data('server').length;
+      const packet = wire.subarray(0, n as number);
+      await pair.relay.request(
+        { cmd: 'inject', to: 'server', hex: Buffer.from(packet).toString('hex') },
+        'sent',
+      );
+      await waitFor('the real server to answer under key id 1', () =>
+        data('server')
+          .slice(serverBefore)
+          .some((r) => {
+            if (forger.open(bytesOf(r.hex), plain, Date.now()) !== 'ip') return false;
+            const icmp = parseIcmp(plain.subarray(0, forger.opened.length));
+            return forger.opened.keyId === 1 && icmp?.type === 0 && icmp.id === 0x5747;
+          }),
+      );
+
+      // The key-0 packets still open: the old key id is alive through the transition window.
+      for (const r of early) {
+        assert.equal(observer.open(bytesOf(r.hex), plain, Date.now()), 'ip');
+        assert.equal(observer.opened.keyId, 0);
+      }
+      // Once retired, key id 0 is unknown.
+      observer.retireKey(0);
+      const replay0 = bytesOf(early[0]!.hex);
+      assert.equal(observer.open(replay0, plain, Date.now()), 'unknown-key-id');
+    } finally {
+      await pair.stop();
+    }
+  });
 });
