@@ -3,9 +3,10 @@
  * plaintext before writing it to the tun device:
  *
  *   - exactly the 16-byte ping string (ping.c ping_string): a keepalive, never written to the tun;
- *   - a payload starting with the 16-byte OCC magic (occ.c occ_magic) and an opcode byte: an OCC message;
- *     Weft acts on OCC_EXIT (what `--explicit-exit-notify` sends: the client is leaving) and ignores the
- *     option-compatibility requests and MTU probes;
+ *   - a payload starting with the 16-byte OCC magic (occ.c occ_magic) and an opcode byte: an OCC message.
+ *     OCC_EXIT is what `--explicit-exit-notify` sends when the peer did not agree on IV_PROTO_CC_EXIT_NOTIFY
+ *     (2.6 peers that did send "EXIT" on the control channel instead; sig.c): the client is leaving. The
+ *     option-compatibility requests and `--mtu-test` probes are OCC messages too; the session may ignore them;
  *   - anything else is an IP packet for the tun.
  *
  * Compression: Weft pushes no `compress`/`comp-lzo`, so a conforming client sends bare IP packets. A client
@@ -17,44 +18,14 @@
  * of the tunnel.
  */
 
+function fromHex(hex: string): Uint8Array {
+  return Uint8Array.from(Buffer.from(hex, 'hex'));
+}
+
 /** ping.c */
-export const PING_STRING: Readonly<Uint8Array> = Uint8Array.of(
-  0x2a,
-  0x18,
-  0x7b,
-  0xf3,
-  0x64,
-  0x1e,
-  0xb4,
-  0xcb,
-  0x07,
-  0xed,
-  0x2d,
-  0x0a,
-  0x98,
-  0x1f,
-  0xc7,
-  0x48,
-);
+export const PING_STRING: Readonly<Uint8Array> = fromHex('2a187bf3641eb4cb07ed2d0a981fc748');
 /** occ.c, occ.h OCC_STRING_SIZE */
-export const OCC_MAGIC: Readonly<Uint8Array> = Uint8Array.of(
-  0x28,
-  0x7f,
-  0x34,
-  0x6b,
-  0xd4,
-  0xef,
-  0x7a,
-  0x81,
-  0x2d,
-  0x56,
-  0xb8,
-  0xd3,
-  0xaf,
-  0xc5,
-  0x45,
-  0x9c,
-);
+export const OCC_MAGIC: Readonly<Uint8Array> = fromHex('287f346bd4ef7a812d56b8d3afc5459c');
 export const OCC_STRING_SIZE = 16;
 /** occ.h: the OCC opcodes. */
 export const OCC_REQUEST = 0;

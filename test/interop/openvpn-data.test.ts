@@ -23,7 +23,9 @@
  * And once, with AES-256-GCM and the client renegotiating after a few seconds: the second key id gets its own
  * block (the same at both ends), the client's key-1 packets open, our echo request sealed under key id 1 is
  * answered under key id 1, key-0 packets held back still open with both keys installed, and not once key 0 is
- * retired.
+ * retired. And the payload classes on real traffic: the client's --ping keepalives open as 'ping' and its
+ * --mtu-test probes as 'occ' with their OCC opcodes. (OCC_EXIT is not seen here: two 2.6 peers agree on
+ * IV_PROTO_CC_EXIT_NOTIFY and send the exit notification over the control channel instead; ssl_ncp.c, sig.c.)
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -32,6 +34,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DATA_V2_HEADER, DataChannel, isDrop } from '../../src/openvpn/data-channel.js';
 import { DATA_CIPHERS, type DataCipherName } from '../../src/openvpn/data-channel-keys.js';
+import { OCC_MTU_LOAD_REQUEST, OCC_MTU_REPLY } from '../../src/openvpn/data-channel-payload.js';
 import {
   interopSkip,
   JsonLinesProcess,
@@ -477,6 +480,55 @@ describe('OpenVPN data channel against openvpn 2.6', { skip: interopSkip(TOOLS) 
       observer.retireKey(0);
       const replay0 = bytesOf(early[0]!.hex);
       assert.equal(observer.open(replay0, plain, Date.now()), 'unknown-key-id');
+    } finally {
+      await pair.stop();
+    }
+  });
+
+  it("payload classes on real traffic: openvpn's keepalive ping and its OCC MTU probes", async () => {
+    const pair = await startPair('CHACHA20-POLY1305', 'pc', ['--ping', '1', '--mtu-test']);
+    try {
+      const block = await waitFor('key block', async () => {
+        const line = (await fsp.readFile(pair.keys.client, 'utf8').catch(() => '')).split('\n')[0] ?? '';
+        return line.length === 512 ? bytesOf(line) : undefined;
+      });
+      const reports = new Map<number, Extract<RelayEvent, { ev: 'data' }>>();
+      const fromClient = (): Extract<RelayEvent, { ev: 'data' }>[] => {
+        for (const e of pair.relay.events()) if (e.ev === 'data') reports.set(e.n, e);
+        return [...reports.values()].filter((e) => e.from === 'client').sort((a, b) => a.n - b.n);
+      };
+      let observer: DataChannel | undefined;
+      const plain = new Uint8Array(2048);
+      const opened = new Set<number>();
+      const classes: string[] = [];
+      const occ: number[] = [];
+      const pump = (): void => {
+        for (const r of fromClient()) {
+          if (opened.has(r.n)) continue;
+          opened.add(r.n);
+          const bytes = bytesOf(r.hex);
+          if (!observer) {
+            observer = new DataChannel({
+              role: 'server',
+              peerId: (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!,
+            });
+            observer.installKey(0, block, 'CHACHA20-POLY1305');
+          }
+          const result = observer.open(bytes, plain, Date.now());
+          classes.push(result);
+          if (result === 'occ') occ.push(observer.opened.occOpcode);
+        }
+      };
+      await waitFor('a keepalive ping from the client', () => (pump(), classes.includes('ping')), {
+        timeoutMs: 10_000,
+      });
+      // --mtu-test probes the path with OCC messages on the data channel (occ.c: OCC_MTU_LOAD_REQUEST first).
+      await waitFor('an OCC message from the client', () => (pump(), occ.length > 0), { timeoutMs: 10_000 });
+      assert.ok(
+        occ.every((op) => op >= OCC_MTU_LOAD_REQUEST && op <= OCC_MTU_REPLY),
+        `OCC opcodes ${occ.join(', ')}`,
+      );
+      assert.ok(!classes.some((c) => c !== 'ping' && c !== 'occ' && c !== 'ip'), classes.join(', '));
     } finally {
       await pair.stop();
     }
