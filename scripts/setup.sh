@@ -17,7 +17,7 @@ as_root() {
 
 # Debian packages: the real WireGuard peer and tools the tests drive, what the data plane uses (nftables for
 # NAT, libsodium for ChaCha20-Poly1305), and the compiler better-sqlite3 is built with (its prebuilt binaries
-# are not fetched).
+# are not fetched; the OpenVPN data-channel interop test also compiles a small OpenSSL shim with it).
 APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-certificates iperf3 openvpn openssl procps libc-bin
   nftables libsodium23 curl python3 make g++)
 missing=()
