@@ -7,7 +7,7 @@
  * CLI, `weft apply` and the API give the same answer with the same field.
  */
 import { z } from 'zod';
-import { desiredStateSchema, settingsObject } from '../control/desired-state.js';
+import { desiredStateSchema, openVpnSettingsObject, settingsObject } from '../control/desired-state.js';
 import { instant } from '../control/validate.js';
 
 // ---- building blocks ----
@@ -91,6 +91,7 @@ export const SettingsPatch = z
     persistentKeepalive: z.number().int().optional(),
     mtu: z.number().int().optional(),
     apiListen: z.string().optional(),
+    openvpn: openVpnSettingsObject.partial().strict().optional().describe('Only the keys given change'),
   })
   .describe('Settings to change; the subnets cannot change (members hold addresses in them)');
 

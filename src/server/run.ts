@@ -124,6 +124,8 @@ export async function runServer(
   try {
     const cp = new ControlPlane(store, undefined, { uplinks: hostUplinks });
     const settings = cp.settings();
+    // A store from before OpenVPN gets its CA here; a server certificate near its end is renewed.
+    await cp.ensureOpenVpn();
     const name = settings.interfaceName;
     const gw = cp.gatewayAddresses();
     const addresses = [interfaceAddress(gw.ip, settings.subnet)];
