@@ -167,6 +167,22 @@ export const PasswordChange = z.strictObject({
 
 export const LinkInput = z.strictObject({
   ttlMinutes: z.number().int().optional().describe('How long the link works, 1-10080 minutes (default 1440)'),
+  protocol: z
+    .enum(['wireguard', 'openvpn'])
+    .optional()
+    .describe('Which config the link hands out: the wg-quick config (default) or the OpenVPN profile'),
+});
+
+export const ConfigQuery = z.object({
+  format: z
+    .enum(['wireguard', 'openvpn'])
+    .optional()
+    .describe('wireguard (default): a wg-quick .conf; openvpn: an inline .ovpn profile'),
+});
+
+export const PackQuery = z.object({
+  os: z.enum(['windows', 'linux', 'macos']).describe('windows: PowerShell; linux, macos: sh'),
+  protocol: z.enum(['openvpn', 'wireguard']).optional().describe('Default openvpn'),
 });
 
 /** The document of `weft apply`, as desired-state.ts defines it (JSON here, or YAML with its media type). */

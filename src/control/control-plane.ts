@@ -872,18 +872,48 @@ export class ControlPlane {
     actor: string,
     nameArg: string,
     ttlMinutes: number = LINK_TTL_MINUTES.default,
+    protocol: ConfigProtocol = 'wireguard',
   ): { token: string; expiresAt: string } {
     const name = v.name('name', nameArg);
     const ttl = v.integer('ttlMinutes', ttlMinutes, LINK_TTL_MINUTES.min, LINK_TTL_MINUTES.max);
+    if (protocol !== 'wireguard' && protocol !== 'openvpn')
+      throw invalid('protocol', 'must be wireguard or openvpn');
     const token = randomSecret();
     return this.change(() => {
       this.memberRecord(name);
       const now = this.clock();
       const expiresAt = new Date(now.getTime() + ttl * 60_000).toISOString();
-      this.store.insertLink(tokenHash(token), name, now.toISOString(), expiresAt);
-      this.audit(actor, 'member.link', name, { expiresAt });
+      this.store.insertLink(tokenHash(token), name, now.toISOString(), expiresAt, protocol);
+      this.audit(actor, 'member.link', name, { expiresAt, ...(protocol === 'openvpn' ? { protocol } : {}) });
       return { token, expiresAt };
     });
+  }
+
+  /**
+   * Uses a download link up, whichever protocol it was made for: the member's wg-quick config or `.ovpn`
+   * profile (issuing OpenVPN credentials first when the member has none), once. Errors as redeemDownloadLink.
+   */
+  async redeemLink(
+    token: string,
+    from?: string,
+  ): Promise<{ name: string; config: string; protocol: ConfigProtocol }> {
+    const protocol =
+      typeof token === 'string' && token.length > 0 && token.length <= 100
+        ? this.store.linkProtocol(tokenHash(token))
+        : undefined;
+    if (protocol !== 'openvpn') return { ...this.redeemDownloadLink(token, from), protocol: 'wireguard' };
+    // The link is used up first, so two requests racing with it cannot both get the profile.
+    const name = this.change(() => {
+      const taken = this.store.takeLink(tokenHash(token), this.now());
+      if (taken === undefined)
+        throw new WeftError(
+          'WEFT_ERR_LINK_INVALID',
+          'this download link is not valid: it was used already, has expired, or never existed',
+        );
+      this.audit('link', 'member.link.used', taken, { protocol, ...(from === undefined ? {} : { from }) });
+      return taken;
+    });
+    return { name, config: await this.deliverOpenVpnConfig(name), protocol };
   }
 
   /**
@@ -898,6 +928,8 @@ export class ControlPlane {
     );
     if (typeof token !== 'string' || token.length === 0 || token.length > 100) throw invalidLink;
     return this.change(() => {
+      // An OpenVPN link is for redeemLink, which hands out the profile it was made for.
+      if (this.store.linkProtocol(tokenHash(token)) === 'openvpn') throw invalidLink;
       const name = this.store.takeLink(tokenHash(token), this.now());
       if (name === undefined) throw invalidLink;
       const config = this.deliverConfig(name);

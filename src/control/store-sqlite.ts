@@ -198,7 +198,8 @@ CREATE TABLE config_deliveries (
  * Version 4: OpenVPN. Per member its current credentials (certificate, key, tls-crypt-v2 client key), going
  * with the member row; the revocation list, which outlives the member (a removed member's certificate must
  * stay refused); and config fingerprints per protocol, so a WireGuard and an OpenVPN config handed to the
- * same member are tracked apart (the existing rows are WireGuard's). The CA itself and the gateway's server
+ * same member are tracked apart (the existing rows are WireGuard's); and which config a one-time link hands out
+(existing links: WireGuard's). The CA itself and the gateway's server
  * certificate are secrets (the `secrets` table), made by pki.ts when first needed: creating them takes
  * asynchronous WebCrypto calls, which a migration (one synchronous transaction) cannot make.
  */
@@ -233,6 +234,9 @@ INSERT INTO config_deliveries_v4 (member_id, protocol, fingerprint, delivered_at
   SELECT member_id, 'wireguard', fingerprint, delivered_at FROM config_deliveries;
 DROP TABLE config_deliveries;
 ALTER TABLE config_deliveries_v4 RENAME TO config_deliveries;
+
+ALTER TABLE download_links ADD COLUMN protocol TEXT NOT NULL DEFAULT 'wireguard'
+  CHECK (protocol IN ('wireguard', 'openvpn'));
 `;
 
 /**
@@ -469,9 +473,10 @@ function prepareStatements(db: Database) {
     ),
 
     insertLink: db.prepare(
-      `INSERT INTO download_links (hash, member_id, created_at, expires_at)
-       SELECT ?, id, ?, ? FROM members WHERE name = ?`,
+      `INSERT INTO download_links (hash, member_id, created_at, expires_at, protocol)
+       SELECT ?, id, ?, ?, ? FROM members WHERE name = ?`,
     ),
+    linkProtocol: db.prepare('SELECT protocol FROM download_links WHERE hash = ?').pluck<ConfigProtocol>(),
     pruneLinks: db.prepare('DELETE FROM download_links WHERE expires_at <= ?'),
     // Unused and unexpired, or nothing: the WHERE clause is the whole check, so the update is the decision.
     takeLink: db
@@ -866,12 +871,22 @@ export class SqliteStore implements Store {
     this.#sql.putAdmin.run(account.username, account.passwordHash, account.totpSecret);
   }
 
-  insertLink(hash: string, member: string, createdAt: string, expiresAt: string): void {
+  insertLink(
+    hash: string,
+    member: string,
+    createdAt: string,
+    expiresAt: string,
+    protocol: ConfigProtocol = 'wireguard',
+  ): void {
     this.#write(() => {
       this.#sql.pruneLinks.run(createdAt);
-      if (this.#sql.insertLink.run(hash, createdAt, expiresAt, member).changes === 0)
+      if (this.#sql.insertLink.run(hash, createdAt, expiresAt, protocol, member).changes === 0)
         throw new StoreConflict(`download_links.member: there is no member named ${JSON.stringify(member)}`);
     });
+  }
+
+  linkProtocol(hash: string): ConfigProtocol | undefined {
+    return this.#sql.linkProtocol.get(hash);
   }
 
   takeLink(hash: string, now: string): string | undefined {

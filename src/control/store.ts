@@ -111,7 +111,16 @@ export interface Store {
    * Throws StoreConflict ("download_links.member") when there is no such member, and ("download_links.hash")
    * when the hash is taken. Links that expired by `createdAt` may be forgotten on the way.
    */
-  insertLink(hash: string, member: string, createdAt: string, expiresAt: string): void;
+  insertLink(
+    hash: string,
+    member: string,
+    createdAt: string,
+    expiresAt: string,
+    /** Which config the link hands out (default 'wireguard'). */
+    protocol?: ConfigProtocol,
+  ): void;
+  /** The protocol of a link's config, whether or not it is still usable (undefined: no such link). */
+  linkProtocol(hash: string): ConfigProtocol | undefined;
   /**
    * Uses a link up, atomically: returns the member's name and marks the link used if it is unused, expires
    * after `now` and its member still exists; otherwise returns undefined and changes nothing. A link belongs

@@ -73,6 +73,7 @@ type Sequence = 'policy' | 'audit' | 'token' | 'rev';
 
 interface DownloadLink {
   readonly member: string;
+  readonly protocol: ConfigProtocol;
   readonly createdAt: string;
   readonly expiresAt: string;
   readonly usedAt: string | null;
@@ -457,7 +458,13 @@ export class MemoryStore implements Store {
     this.transaction(() => this.#set(this.#state.admins, account.username, copy(account)));
   }
 
-  insertLink(hash: string, member: string, createdAt: string, expiresAt: string): void {
+  insertLink(
+    hash: string,
+    member: string,
+    createdAt: string,
+    expiresAt: string,
+    protocol: ConfigProtocol = 'wireguard',
+  ): void {
     this.transaction(() => {
       for (const [key, link] of [...this.#state.links]) {
         if (link.expiresAt <= createdAt) this.#delete(this.#state.links, key);
@@ -466,8 +473,12 @@ export class MemoryStore implements Store {
         throw new StoreConflict(`download_links.member: there is no member named ${JSON.stringify(member)}`);
       if (this.#state.links.has(hash))
         throw new StoreConflict('download_links.hash: another row already has this value');
-      this.#set(this.#state.links, hash, { member, createdAt, expiresAt, usedAt: null });
+      this.#set(this.#state.links, hash, { member, protocol, createdAt, expiresAt, usedAt: null });
     });
+  }
+
+  linkProtocol(hash: string): ConfigProtocol | undefined {
+    return this.#open().links.get(hash)?.protocol;
   }
 
   takeLink(hash: string, now: string): string | undefined {
