@@ -10,7 +10,12 @@ import { existsSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { ControlPlane, LINK_TTL_MINUTES, type MemberView } from '../control/control-plane.js';
+import {
+  ControlPlane,
+  LINK_TTL_MINUTES,
+  type ConfigDownloadState,
+  type MemberView,
+} from '../control/control-plane.js';
 import type { Store } from '../control/store.js';
 import { destinationSpec, policyText } from '../control/validate.js';
 import { internetWarning } from '../control/internet-access.js';
@@ -145,7 +150,18 @@ function staleNotice(cp: ControlPlane): string {
   );
 }
 
-function memberDetail(m: MemberView): string {
+function openVpnDetail(m: MemberView, d: ConfigDownloadState | null | undefined): string[] {
+  if (d === undefined) return [];
+  if (d === null) return ['openvpn:        never handed out'];
+  return [
+    d.stale
+      ? `openvpn:        changed since it was downloaded (${ago(d.at)}): hand out the new one ` +
+        `(weft member config ${m.name} --openvpn)`
+      : `openvpn:        current (downloaded ${ago(d.at)})`,
+  ];
+}
+
+function memberDetail(m: MemberView, openvpn?: ConfigDownloadState | null): string {
   const s = m.status;
   return [
     `member:         ${m.name}`,
@@ -156,6 +172,7 @@ function memberDetail(m: MemberView): string {
     `expires:        ${m.expiresAt ?? 'never'}`,
     `full tunnel:    ${m.fullTunnel ? 'yes' : 'no'}`,
     `config:         ${configDetail(m)}`,
+    ...openVpnDetail(m, openvpn),
     `online:         ${s?.online ? 'yes' : 'no'}`,
     `endpoint:       ${s?.endpoint ?? '-'}`,
     `last handshake: ${ago(s?.lastHandshake ?? null)}`,
@@ -408,7 +425,7 @@ export function registerPeopleCommands(program: Command): void {
     (name: string, opts: DataOption & { json?: boolean }) =>
       withControlPlane(opts, (cp) => {
         const m = cp.getMember(name);
-        print(m, opts.json, () => memberDetail(m));
+        print(m, opts.json, () => memberDetail(m, cp.openVpnConfigDownload(m.name)));
       }),
   );
   for (const [verb, disabled] of [
@@ -559,10 +576,16 @@ export function registerPeopleCommands(program: Command): void {
       .command('link')
       .argument('<name>')
       .description("a one-time download link of the member's config (works once, until it expires)")
-      .option('--ttl <minutes>', 'minutes until the link expires', String(LINK_TTL_MINUTES.default)),
-  ).action((name: string, opts: DataOption & { ttl: string }) =>
+      .option('--ttl <minutes>', 'minutes until the link expires', String(LINK_TTL_MINUTES.default))
+      .option('--openvpn', 'a link to the OpenVPN profile (.ovpn) instead of the WireGuard config'),
+  ).action((name: string, opts: DataOption & { ttl: string; openvpn?: boolean }) =>
     withControlPlane(opts, (cp) => {
-      const link = cp.createDownloadLink(actor(), name, Number(opts.ttl));
+      const link = cp.createDownloadLink(
+        actor(),
+        name,
+        Number(opts.ttl),
+        opts.openvpn ? 'openvpn' : 'wireguard',
+      );
       const { apiListen: listen, endpoint } = cp.settings();
       // An API on every address: the link names the host members dial, which people reach.
       const wildcard = /^(0\.0\.0\.0|\[::\]|::):\d+$/.exec(listen);

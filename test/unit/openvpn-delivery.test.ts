@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { buildApi } from '../../src/api/server.js';
 import { ControlPlane } from '../../src/control/control-plane.js';
+import { tokenHash } from '../../src/control/secrets.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
 import { clientPack, PACK_OSES, PACK_PROTOCOLS, psQuote, shQuote } from '../../src/openvpn/client-pack.js';
 import { MemoryStore } from '../support/memory-store.js';
@@ -212,10 +213,21 @@ describe('the CLI', () => {
     assert.equal(rotated.status, 0, rotated.stderr);
     assert.match(rotated.stdout, /OpenVPN certificate and key revoked; new certificate serial [0-9a-f]+/);
     assert.doesNotMatch(rotated.stdout, /WireGuard/);
-    const status = weft('member', 'list');
-    assert.equal(status.status, 0);
+    const show = weft('member', 'show', 'alice');
+    assert.match(show.stdout, /^openvpn: +changed since it was downloaded/m, 'the rotation made it stale');
     const after = weft('member', 'config', 'alice', '--openvpn');
     assert.notEqual(after.stdout, printed.stdout);
+    assert.match(weft('member', 'show', 'alice').stdout, /^openvpn: +current/m, 'the new one was handed out');
+    const link = weft('member', 'link', 'alice', '--openvpn');
+    assert.equal(link.status, 0, link.stderr);
+    const token = /\/dl\/(\S+)/.exec(link.stdout)?.[1];
+    assert.ok(token, link.stdout);
+    const store = openSqliteStore(join(data, 'weft.db'));
+    try {
+      assert.equal(store.linkProtocol(tokenHash(token)), 'openvpn');
+    } finally {
+      store.close();
+    }
     const bad = weft('member', 'rotate', 'alice', '--only', 'ipsec');
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /--only must be one of wireguard, openvpn/);
