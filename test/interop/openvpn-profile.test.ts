@@ -7,7 +7,8 @@
  *      --topology subnet and --server;
  *   3. an openvpn CLIENT started with exactly the `.ovpn` that `weft member config alice --openvpn` printed
  *      (the endpoint is the server's lab address, so nothing is rewritten): "Initialization Sequence
- *      Completed", and a ping crosses the tunnel;
+ *      Completed", and a ping crosses the tunnel; then the same over the profile's TCP 443 remote (the
+ *      client told `--proto-force tcp-client`, the server on TCP);
  *   4. `weft member rotate alice`, the server restarted with the new CRL: the old profile is refused (the
  *      server logs the certificate as revoked, the client never completes), and the new profile connects.
  */
@@ -55,8 +56,11 @@ describe('Weft OpenVPN profiles against openvpn 2.6', { skip: interopSkip(TOOLS)
     await lab?.cleanup();
   });
 
-  /** Starts an openvpn server from what Weft's library gives (read from the store now, CRL included). */
-  async function startServer(): Promise<ManagedProcess> {
+  /**
+   * Starts an openvpn server from what Weft's library gives (read from the store now, CRL included), on UDP
+   * 1194 or TCP 443 as the profile's remotes say.
+   */
+  async function startServer(proto: 'udp' | 'tcp' = 'udp'): Promise<ManagedProcess> {
     const store = openSqliteStore(join(dataDir, 'weft.db'));
     let files: { ca: string; cert: string; key: string; tlsCrypt: string; crl: string };
     try {
@@ -80,11 +84,11 @@ describe('Weft OpenVPN profiles against openvpn 2.6', { skip: interopSkip(TOOLS)
       '--dev',
       'tun',
       '--proto',
-      'udp',
+      proto === 'udp' ? 'udp' : 'tcp-server',
       '--local',
       SERVER_ADDR,
       '--port',
-      '1194',
+      proto === 'udp' ? '1194' : '443',
       '--dh',
       'none',
       '--ca',
@@ -109,10 +113,14 @@ describe('Weft OpenVPN profiles against openvpn 2.6', { skip: interopSkip(TOOLS)
     return server;
   }
 
-  /** Starts a client with the profile as printed, written 0600 into the lab directory. */
-  async function startClient(profile: string, name: string): Promise<ManagedProcess> {
+  /**
+   * Starts a client with the profile as printed, written 0600 into the lab directory. `--proto-force tcp-client`
+   * makes openvpn skip the profile's UDP remote and use its TCP one, as a client behind a UDP-blocking
+   * firewall ends up doing; the profile itself is not touched.
+   */
+  async function startClient(profile: string, name: string, tcp = false): Promise<ManagedProcess> {
     const file = await lab.writeSecret(`${name}.ovpn`, profile);
-    return clientNs.spawn('openvpn', ['--config', file]);
+    return clientNs.spawn('openvpn', ['--config', file, ...(tcp ? ['--proto-force', 'tcp-client'] : [])]);
   }
 
   async function pingThroughTunnel(): Promise<void> {
@@ -124,7 +132,7 @@ describe('Weft OpenVPN profiles against openvpn 2.6', { skip: interopSkip(TOOLS)
     assert.match(r.stdout, /3 received/);
   }
 
-  it('connects with the printed profile, refuses it after a rotation, and connects with the new one', async () => {
+  it('connects with the printed profile (UDP, then TCP 443), refuses it after a rotation, and connects with the new one', async () => {
     const oldProfile = await weft('member', 'config', 'alice', '--openvpn');
     assert.match(oldProfile, new RegExp(`^remote ${SERVER_ADDR.replaceAll('.', '\\.')} 1194 udp$`, 'm'));
 
@@ -137,6 +145,23 @@ describe('Weft OpenVPN profiles against openvpn 2.6', { skip: interopSkip(TOOLS)
     }
     await pingThroughTunnel();
     await first.stop();
+    await server.stop();
+
+    // The second remote, TCP 443, with the same profile.
+    assert.match(
+      oldProfile,
+      new RegExp(`^remote ${SERVER_ADDR.replaceAll('.', '\\.')} 443 tcp-client$`, 'm'),
+    );
+    server = await startServer('tcp');
+    const overTcp = await startClient(oldProfile, 'old-tcp', true);
+    try {
+      await overTcp.waitForOutput(CONNECTED, 30_000);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\nclient: ${overTcp.describe()}\nserver: ${server.describe()}`);
+    }
+    assert.match(overTcp.stdout, /TCP connection established|TCP_CLIENT link remote/);
+    await pingThroughTunnel();
+    await overTcp.stop();
     await server.stop();
 
     await weft('member', 'rotate', 'alice');
