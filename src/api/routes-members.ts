@@ -115,14 +115,17 @@ export function memberRoutes(ctx: ApiContext): void {
     method: 'POST',
     path: '/members/:name/rotate',
     operationId: 'rotateMember',
-    summary: "Replaces a member's keys; the old key stops working at once",
+    summary:
+      "Replaces a member's keys (WireGuard key, OpenVPN certificate and tls-crypt-v2 key); the old ones stop " +
+      'working at once',
     tag,
     params: s.NameParams,
     body: s.RotateInput,
     bodyOptional: true,
     errors: [...notFound, 'WEFT_ERR_KEY_CONFLICT'],
     responses: { 200: { description: 'The member with its new public key', schema: s.MemberView } },
-    handler: ({ actor, params, body }) => cp.rotateMember(actor, params.name, body.publicKey),
+    handler: ({ actor, params, body }) =>
+      cp.rotateMember(actor, params.name, body.publicKey, body.only === undefined ? undefined : [body.only]),
   });
 
   routes.add({

@@ -122,6 +122,13 @@ export const RotateInput = z.strictObject({
     .nullable()
     .optional()
     .describe("The member's new public key; without one the server generates a new key pair"),
+  only: z
+    .enum(['wireguard', 'openvpn'])
+    .optional()
+    .describe(
+      "Rotate only this protocol's credentials (default both: a new WireGuard key, and the OpenVPN " +
+        'certificate and tls-crypt-v2 key revoked, new ones issued at the next profile download)',
+    ),
 });
 
 export const GroupInput = z.strictObject({ name, description: z.string().optional() });

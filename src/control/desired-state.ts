@@ -431,7 +431,8 @@ function updateMember(
   }
   const detail: Record<string, unknown> = {};
   if (m.publicKey !== undefined && v.publicKey('publicKey', m.publicKey) !== existing.publicKey) {
-    cp.rotateMember(actor, existing.name, m.publicKey);
+    // A state file carries WireGuard keys only: the member's OpenVPN certificate is not its business.
+    cp.rotateMember(actor, existing.name, m.publicKey, ['wireguard']);
     detail['publicKey'] = m.publicKey;
   }
   const patch = {

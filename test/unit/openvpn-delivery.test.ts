@@ -359,6 +359,27 @@ for (const { name: storeName, open } of [
       assert.ok(doc.paths['/api/v1/openvpn/crl']?.get);
     });
 
+    it('rotates one protocol with {only}, both without', async () => {
+      cp.addMember('cli', { name: 'rot' });
+      await cp.openVpnCredential('rot');
+      const before = cp.getMember('rot').publicKey;
+      const serial = store.getOpenVpnCredential('rot')!.serial;
+      const only = await app.inject({
+        method: 'POST',
+        url: '/api/v1/members/rot/rotate',
+        headers: auth,
+        payload: { only: 'openvpn' },
+      });
+      assert.equal(only.statusCode, 200, only.body);
+      assert.equal(only.json<{ publicKey: string }>().publicKey, before);
+      assert.equal(store.getOpenVpnCredential('rot'), undefined);
+      assert.equal(store.findOpenVpnRevocation({ serial })?.reason, 'rotated');
+      await cp.openVpnCredential('rot');
+      const both = await app.inject({ method: 'POST', url: '/api/v1/members/rot/rotate', headers: auth });
+      assert.notEqual(both.json<{ publicKey: string }>().publicKey, before);
+      assert.equal(store.getOpenVpnCredential('rot'), undefined);
+    });
+
     it('changes the openvpn settings with PATCH /settings, naming a bad field', async () => {
       const ok = await app.inject({
         method: 'PATCH',

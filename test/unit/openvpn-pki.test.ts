@@ -24,6 +24,7 @@ import {
   PKI_SECRETS,
 } from '../../src/control/pki.js';
 import { MIGRATIONS, openSqliteStore } from '../../src/control/store-sqlite.js';
+import { PrivateKey } from '../../src/crypto/keys.js';
 import type { Store } from '../../src/control/store.js';
 import { parseClientKey, unwrapClientKey } from '../../src/openvpn/tls-crypt-v2.js';
 import { MemoryStore } from '../support/memory-store.js';
@@ -361,7 +362,7 @@ for (const { name: storeName, open } of STORES) {
       store.close();
     });
 
-    it('validates the openvpn settings, naming the field; the state file round-trips them', () => {
+    it('validates the openvpn settings, naming the field; the state file round-trips them', async () => {
       const store = open();
       const cp = plane(store);
       assert.deepEqual(cp.settings().openvpn, {
@@ -391,6 +392,19 @@ for (const { name: storeName, open } of STORES) {
           assert.equal(e.field, field, e.message);
         }
       }
+
+      // A state file's new public key rotates the WireGuard key only; the certificate stays.
+      cp.addMember('cli', { name: 'sf' });
+      const issued = await cp.openVpnCredential('sf');
+      const key = PrivateKey.generate().publicKey().toBase64();
+      applyState(cp, 'cli', { members: [{ name: 'sf', publicKey: key }] });
+      assert.equal(cp.getMember('sf').publicKey, key);
+      assert.equal(
+        store.getOpenVpnCredential('sf')?.serial,
+        issued.serial,
+        'the OpenVPN certificate is kept',
+      );
+      cp.removeMember('cli', 'sf');
 
       cp.updateSettings('cli', { openvpn: { tcpPort: null, renegSec: 600 } });
       const exported = exportState(cp);
