@@ -755,9 +755,12 @@ export class ControlPlane {
       const m = this.store.getMember(d.name);
       return m && this.configFingerprint(m, inputs) !== d.fingerprint ? [d.name] : [];
     });
-    const openvpn = this.store
-      .allConfigDeliveries('openvpn')
-      .flatMap((d) => (this.openVpnFingerprint(d.name) !== d.fingerprint ? [`${d.name} (openvpn)`] : []));
+    const deliveries = this.store.allConfigDeliveries('openvpn');
+    // Read once for every member: what all profiles share (a delivery means the PKI exists).
+    const common = deliveries.length > 0 ? this.openVpnCommon() : undefined;
+    const openvpn = deliveries.flatMap((d) =>
+      this.openVpnFingerprint(d.name, common) !== d.fingerprint ? [`${d.name} (openvpn)`] : [],
+    );
     return [...wireguard, ...openvpn].sort();
   }
 
@@ -779,31 +782,38 @@ export class ControlPlane {
     return ensureMemberCredential(this.store, name, this.settings().openvpn, this.clock());
   }
 
-  private openVpnProfileInput(
-    name: string,
-    credential: Pick<OpenVpnCredential, 'certificate'>,
-  ): Omit<ProfileInput, 'privateKey' | 'tlsCryptV2Key'> {
+  /** What every member's profile shares: remotes, ciphers, the CA and the server's name. */
+  private openVpnCommon(): Omit<ProfileInput, 'memberName' | 'certificate' | 'privateKey' | 'tlsCryptV2Key'> {
     const s = this.settings();
     const server = openVpnServerCredentials(this.store);
     return {
-      memberName: name,
       host: v.endpoint('endpoint', s.endpoint).host,
       udpPort: s.openvpn.udpPort,
       tcpPort: s.openvpn.tcpPort,
       serverName: server.serverName,
       dataCiphers: s.openvpn.dataCiphers,
       ca: server.ca,
-      certificate: credential.certificate,
     };
   }
 
+  private openVpnProfileInput(
+    name: string,
+    credential: Pick<OpenVpnCredential, 'certificate'>,
+    common = this.openVpnCommon(),
+  ): Omit<ProfileInput, 'privateKey' | 'tlsCryptV2Key'> {
+    return { ...common, memberName: name, certificate: credential.certificate };
+  }
+
   /** The fingerprint of the profile the member would get now (undefined: it has no credentials now). */
-  private openVpnFingerprint(name: string): string | undefined {
+  private openVpnFingerprint(
+    name: string,
+    common?: ReturnType<ControlPlane['openVpnCommon']>,
+  ): string | undefined {
     const credential = this.store.getOpenVpnCredential(name);
     if (credential === undefined || Date.parse(credential.notAfter) <= this.clock().getTime())
       return undefined;
     const text = openVpnProfileFingerprintText({
-      ...this.openVpnProfileInput(name, credential),
+      ...this.openVpnProfileInput(name, credential, common),
       serial: credential.serial,
       clientKeyId: credential.clientKeyId,
     });

@@ -420,6 +420,13 @@ function admit(
   return { ok: true, member };
 }
 
+/** The CA certificate, parsed once per PEM (the server checks every handshake against it). */
+let caCache: { readonly pem: string; readonly cert: X509Certificate } | undefined;
+function parsedCa(pem: string): X509Certificate {
+  if (caCache?.pem !== pem) caCache = { pem, cert: new X509Certificate(pem) };
+  return caCache.cert;
+}
+
 /**
  * The member a client certificate (as the TLS handshake presented it, already chain-checked or not) belongs
  * to. The certificate must be signed by Weft's CA and be the member's current one (same serial and same
@@ -438,7 +445,7 @@ export function memberForCertificate(
   }
   const caPem = store.getSecret(PKI_SECRETS.caCertificate);
   if (caPem === undefined) return { ok: false, refusal: 'unknown' };
-  const ca = new X509Certificate(caPem);
+  const ca = parsedCa(caPem);
   if (!parsed.checkIssued(ca) || !parsed.verify(ca.publicKey)) return { ok: false, refusal: 'unknown' };
   const serial = normalizeSerial(parsed.serialNumber);
   const credential = store.findOpenVpnCredential({ serial });
