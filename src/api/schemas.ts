@@ -275,6 +275,15 @@ export const MemberView = z.object({
     })
     .nullable()
     .describe('null until the config is handed out'),
+  openvpnConfigDownload: z
+    .object({
+      at: isoTime.describe('When the member was last handed its OpenVPN profile'),
+      stale: z
+        .boolean()
+        .describe('The profile changed since (rotated or expired credentials, ports, ciphers, server name)'),
+    })
+    .nullable()
+    .describe('null until the OpenVPN profile is handed out'),
 });
 
 export const MemberPage = z.object({

@@ -117,6 +117,8 @@ export interface MemberView extends Member {
   readonly status: MemberStatus | null;
   /** null until the member's config is handed out for the first time. */
   readonly configDownload: ConfigDownloadState | null;
+  /** The same for its OpenVPN profile (stale after a rotation, or a change of ports, ciphers or server). */
+  readonly openvpnConfigDownload: ConfigDownloadState | null;
 }
 
 /** What every member's config is made from besides the member: read once for a page of members. */
@@ -400,6 +402,7 @@ export class ControlPlane {
       active: this.isActive(m),
       status: this.store.getStatus(m.name) ?? null,
       configDownload: this.configDownload(m, inputs),
+      openvpnConfigDownload: this.openVpnConfigDownload(m.name),
     };
   }
 

@@ -302,6 +302,21 @@ for (const { name: storeName, open } of [
       assert.match(res.body, /^remote-cert-tls server$/m);
       assert.ok(store.getConfigDelivery('alice', 'openvpn'));
       assert.equal(store.getConfigDelivery('alice'), undefined, 'no WireGuard config was handed out');
+      const view = await app.inject({ url: '/api/v1/members/alice', headers: auth });
+      const m = view.json<{
+        configDownload: unknown;
+        openvpnConfigDownload: { at: string; stale: boolean } | null;
+      }>();
+      assert.equal(m.configDownload, null);
+      assert.equal(m.openvpnConfigDownload?.stale, false);
+      cp.rotateMember('cli', 'alice', undefined, ['openvpn']);
+      await cp.openVpnCredential('alice');
+      const after = await app.inject({ url: '/api/v1/members/alice', headers: auth });
+      assert.equal(
+        after.json<{ openvpnConfigDownload: { stale: boolean } }>().openvpnConfigDownload.stale,
+        true,
+        'a rotation makes the handed-out profile stale',
+      );
       const bad = await app.inject({ url: '/api/v1/members/alice/config?format=ipsec', headers: auth });
       assert.equal(bad.statusCode, 400);
       assert.equal(bad.json<{ error: { field: string } }>().error.field, 'format');

@@ -87,6 +87,18 @@ function detailsCard(m: Member): HTMLElement {
               : `Current (downloaded ${formatRelative(m.configDownload.at)})`,
         ),
       ],
+      [
+        'OpenVPN profile',
+        h(
+          'span',
+          { testid: 'member-openvpn-config-state' },
+          m.openvpnConfigDownload === null
+            ? 'Never handed out'
+            : m.openvpnConfigDownload.stale
+              ? `Changed since it was downloaded (${formatRelative(m.openvpnConfigDownload.at)})`
+              : `Current (downloaded ${formatRelative(m.openvpnConfigDownload.at)})`,
+        ),
+      ],
       ['Created', formatDateTime(m.createdAt)],
     ]),
   );
