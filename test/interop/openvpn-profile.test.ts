@@ -10,7 +10,10 @@
  *      Completed", and a ping crosses the tunnel; then the same over the profile's TCP 443 remote (the
  *      client told `--proto-force tcp-client`, the server on TCP);
  *   4. `weft member rotate alice`, the server restarted with the new CRL: the old profile is refused (the
- *      server logs the certificate as revoked, the client never completes), and the new profile connects.
+ *      server logs the certificate as revoked, the client never completes), and the new profile connects;
+ *   5. the server asking memberForClientKeyMetadata about each client key (`--tls-crypt-v2-verify`, on the
+ *      first packet, before any TLS): a revoked key and a disabled member's key are refused, the current key
+ *      of an enabled member connects.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -22,6 +25,7 @@ import { openSqliteStore } from '../../src/control/store-sqlite.js';
 import { interopSkip, Lab, run, type ManagedProcess, type Netns } from './harness.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const VERIFY = fileURLToPath(new URL('./tls-crypt-v2-verify.js', import.meta.url));
 const TOOLS = ['ip', 'openvpn', 'openssl', 'ping'];
 const SERVER_ADDR = '10.92.0.1';
 const CLIENT_ADDR = '10.92.0.2';
@@ -60,7 +64,10 @@ describe('Weft OpenVPN profiles against openvpn 2.6', { skip: interopSkip(TOOLS)
    * Starts an openvpn server from what Weft's library gives (read from the store now, CRL included), on UDP
    * 1194 or TCP 443 as the profile's remotes say.
    */
-  async function startServer(proto: 'udp' | 'tcp' = 'udp'): Promise<ManagedProcess> {
+  async function startServer(
+    proto: 'udp' | 'tcp' = 'udp',
+    { verifyClientKeys = false }: { verifyClientKeys?: boolean } = {},
+  ): Promise<ManagedProcess> {
     const store = openSqliteStore(join(dataDir, 'weft.db'));
     let files: { ca: string; cert: string; key: string; tlsCrypt: string; crl: string };
     try {
@@ -108,6 +115,14 @@ describe('Weft OpenVPN profiles against openvpn 2.6', { skip: interopSkip(TOOLS)
       '10',
       '--verb',
       '3',
+      ...(verifyClientKeys
+        ? [
+            '--script-security',
+            '2',
+            '--tls-crypt-v2-verify',
+            `${process.execPath} ${VERIFY} ${join(dataDir, 'weft.db')}`,
+          ]
+        : []),
     ]);
     await server.waitForOutput(CONNECTED, 15_000);
     return server;
@@ -182,6 +197,44 @@ describe('Weft OpenVPN profiles against openvpn 2.6', { skip: interopSkip(TOOLS)
     }
     await pingThroughTunnel();
     await second.stop();
+    await server.stop();
+  });
+
+  it('refuses a revoked client key and a disabled member before TLS (tls-crypt-v2 metadata)', async () => {
+    const revoked = await weft('member', 'config', 'alice', '--openvpn');
+    await weft('member', 'rotate', 'alice', '--only', 'openvpn');
+    const current = await weft('member', 'config', 'alice', '--openvpn');
+    const server = await startServer('udp', { verifyClientKeys: true });
+
+    const old = await startClient(revoked, 'revoked-key');
+    await server.waitForOutput(/weft-verify: refused \(revoked, member alice\)/, 30_000);
+    assert.doesNotMatch(
+      server.stdout,
+      /VERIFY OK: depth=0/,
+      'no TLS handshake got as far as the certificate',
+    );
+    await old.stop();
+
+    const ok = await startClient(current, 'current-key');
+    try {
+      await ok.waitForOutput(CONNECTED, 30_000);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\nclient: ${ok.describe()}\nserver: ${server.describe()}`);
+    }
+    assert.match(server.stdout, /weft-verify: member alice admitted/);
+    await pingThroughTunnel();
+    await ok.stop();
+
+    await weft('member', 'disable', 'alice');
+    const disabled = await startClient(current, 'disabled');
+    await server.waitForOutput(/weft-verify: refused \(disabled, member alice\)/, 30_000);
+    assert.doesNotMatch(disabled.stdout, CONNECTED);
+    await disabled.stop();
+
+    await weft('member', 'enable', 'alice');
+    const again = await startClient(current, 'enabled-again');
+    await again.waitForOutput(CONNECTED, 30_000);
+    await again.stop();
     await server.stop();
   });
 });
