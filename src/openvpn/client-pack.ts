@@ -334,14 +334,15 @@ if ! command -v wg-quick >/dev/null 2>&1; then
   brew install wireguard-tools wireguard-go
 fi
 
-# wg-quick on macOS looks in $(brew --prefix)/etc/wireguard; the tunnel is named after the file.
+# The config goes under Homebrew's etc; wg-quick is given its path (the tunnel is named after the file).
 dir="$(brew --prefix)/etc/wireguard"
+conf="$dir/${TUNNEL}.conf"
 sudo mkdir -p "$dir"
-sudo sh -c 'umask 077; cat > "$1"' sh "$dir/${TUNNEL}.conf" ${h.start}
+sudo sh -c 'umask 077; cat > "$1"' sh "$conf" ${h.start}
 ${config}${h.end}
-sudo chmod 600 "$dir/${TUNNEL}.conf"
-sudo wg-quick down ${TUNNEL} >/dev/null 2>&1 || true
-sudo wg-quick up ${TUNNEL}
-echo "weft: WireGuard tunnel of $member is up (sudo wg-quick down ${TUNNEL} stops it)"
+sudo chmod 600 "$conf"
+sudo wg-quick down "$conf" >/dev/null 2>&1 || true
+sudo wg-quick up "$conf"
+echo "weft: WireGuard tunnel of $member is up (sudo wg-quick down $conf stops it)"
 `;
 }
