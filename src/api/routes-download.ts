@@ -25,19 +25,26 @@ export function downloadRoutes(ctx: ApiContext): void {
     root: true,
     noHead: true,
     operationId: 'downloadMemberConfig',
-    summary: "A member's wg-quick config through a one-time link (no authentication; works once)",
+    summary:
+      "A member's wg-quick config or OpenVPN profile (as the link was made for) through a one-time link " +
+      '(no authentication; works once)',
     tag: 'members',
     public: true,
     params: s.TokenParams,
     errors: ['WEFT_ERR_LINK_INVALID', 'WEFT_ERR_RATE_LIMITED'],
-    responses: { 200: { description: 'A wg-quick .conf file', text: ['text/plain'] } },
-    handler: ({ params, request, reply }) => {
+    responses: {
+      200: {
+        description: 'A wg-quick .conf file or an .ovpn profile',
+        text: ['text/plain', 'application/x-openvpn-profile'],
+      },
+    },
+    handler: async ({ params, request, reply }) => {
       void reply.header('cache-control', 'no-store');
       const key = throttle === null ? null : throttleKey(request.ip);
       if (throttle !== null && key !== null) refuseIfThrottled(throttle, key, now(), 'failed requests');
-      let link: { name: string; config: string };
+      let link: { name: string; config: string; protocol: 'wireguard' | 'openvpn' };
       try {
-        link = cp.redeemDownloadLink(params.token, request.ip);
+        link = await cp.redeemLink(params.token, request.ip);
       } catch (err) {
         if (
           throttle !== null &&
@@ -49,9 +56,14 @@ export function downloadRoutes(ctx: ApiContext): void {
         throw err;
       }
       // Member names are letters, digits and "._-": no quoting needed in the header.
-      void reply
-        .type('text/plain; charset=utf-8')
-        .header('content-disposition', `attachment; filename="${link.name}.conf"`);
+      if (link.protocol === 'openvpn')
+        void reply
+          .type('application/x-openvpn-profile')
+          .header('content-disposition', `attachment; filename="${link.name}.ovpn"`);
+      else
+        void reply
+          .type('text/plain; charset=utf-8')
+          .header('content-disposition', `attachment; filename="${link.name}.conf"`);
       return link.config;
     },
   });

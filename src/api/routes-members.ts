@@ -115,26 +115,48 @@ export function memberRoutes(ctx: ApiContext): void {
     method: 'POST',
     path: '/members/:name/rotate',
     operationId: 'rotateMember',
-    summary: "Replaces a member's keys; the old key stops working at once",
+    summary:
+      "Replaces a member's keys (WireGuard key, OpenVPN certificate and tls-crypt-v2 key); the old ones stop " +
+      'working at once',
     tag,
     params: s.NameParams,
     body: s.RotateInput,
     bodyOptional: true,
     errors: [...notFound, 'WEFT_ERR_KEY_CONFLICT'],
     responses: { 200: { description: 'The member with its new public key', schema: s.MemberView } },
-    handler: ({ actor, params, body }) => cp.rotateMember(actor, params.name, body.publicKey),
+    handler: ({ actor, params, body }) =>
+      cp.rotateMember(actor, params.name, body.publicKey, body.only === undefined ? undefined : [body.only]),
   });
 
   routes.add({
     method: 'GET',
     path: '/members/:name/config',
     operationId: 'getMemberConfig',
-    summary: "The member's wg-quick configuration file (holds its private key when the server has it)",
+    summary:
+      "The member's wg-quick configuration file (holds its private key when the server has it), or with " +
+      'format=openvpn its inline OpenVPN profile',
+    description:
+      'The OpenVPN profile holds the CA, the member certificate and key and its tls-crypt-v2 client key; the ' +
+      'certificate is issued on the first request.',
     tag,
     params: s.NameParams,
-    errors: notFound,
-    responses: { 200: { description: 'A wg-quick .conf file', text: ['text/plain'] } },
-    handler: ({ params, reply }) => {
+    query: s.ConfigQuery,
+    errors: [...notFound, 'WEFT_ERR_OPENVPN_OFF'],
+    responses: {
+      200: {
+        description: 'A wg-quick .conf file, or an .ovpn profile',
+        text: ['text/plain', 'application/x-openvpn-profile'],
+      },
+    },
+    handler: async ({ params, query, reply }) => {
+      if (query.format === 'openvpn') {
+        const profile = await cp.deliverOpenVpnConfig(params.name);
+        void reply
+          .type('application/x-openvpn-profile')
+          .header('content-disposition', `attachment; filename="${params.name}.ovpn"`)
+          .header('cache-control', 'no-store');
+        return profile;
+      }
       const config = cp.deliverConfig(params.name);
       // The name is validated (letters, digits, "._-"), so it needs no quoting in the header.
       void reply
@@ -185,9 +207,32 @@ export function memberRoutes(ctx: ApiContext): void {
     errors: notFound,
     responses: { 201: { description: 'The link', schema: s.CreatedLink } },
     handler: ({ actor, params, body, reply }) => {
-      const link = cp.createDownloadLink(actor, params.name, body.ttlMinutes);
+      const link = cp.createDownloadLink(actor, params.name, body.ttlMinutes, body.protocol);
       void reply.header('cache-control', 'no-store');
       return { url: `/dl/${link.token}`, expiresAt: link.expiresAt };
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    path: '/members/:name/pack',
+    operationId: 'getMemberClientPack',
+    summary:
+      'A client pack: a script that installs the VPN client unattended with the member config embedded ' +
+      '(Windows PowerShell, Linux or macOS sh)',
+    description: 'It holds the member private key. Counts as handing out the config of its protocol.',
+    tag,
+    params: s.NameParams,
+    query: s.PackQuery,
+    errors: [...notFound, 'WEFT_ERR_OPENVPN_OFF'],
+    responses: { 200: { description: 'A script', text: ['text/plain', 'text/x-shellscript'] } },
+    handler: async ({ params, query, reply }) => {
+      const pack = await cp.deliverClientPack(params.name, query.os, query.protocol ?? 'openvpn');
+      void reply
+        .type(`${pack.mediaType}; charset=utf-8`)
+        .header('content-disposition', `attachment; filename="${pack.fileName}"`)
+        .header('cache-control', 'no-store');
+      return pack.script;
     },
   });
 

@@ -106,6 +106,21 @@ export function serverRoutes(ctx: ApiContext, document: () => unknown): void {
   });
 
   routes.add({
+    method: 'GET',
+    path: '/openvpn/crl',
+    operationId: 'getOpenVpnCrl',
+    summary:
+      "The revocation list of Weft's CA (PEM): member certificates revoked by rotation or removal, valid 30 days",
+    tag: 'server',
+    responses: { 200: { description: 'A PEM CRL', text: ['application/x-pem-file'] } },
+    handler: async ({ reply }) => {
+      const crl = await cp.openVpnCrl();
+      void reply.type('application/x-pem-file').header('cache-control', 'no-store');
+      return crl;
+    },
+  });
+
+  routes.add({
     method: 'PATCH',
     path: '/settings',
     operationId: 'updateSettings',

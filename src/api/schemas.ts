@@ -7,7 +7,7 @@
  * CLI, `weft apply` and the API give the same answer with the same field.
  */
 import { z } from 'zod';
-import { desiredStateSchema, settingsObject } from '../control/desired-state.js';
+import { desiredStateSchema, openVpnSettingsObject, settingsObject } from '../control/desired-state.js';
 import { instant } from '../control/validate.js';
 
 // ---- building blocks ----
@@ -91,6 +91,7 @@ export const SettingsPatch = z
     persistentKeepalive: z.number().int().optional(),
     mtu: z.number().int().optional(),
     apiListen: z.string().optional(),
+    openvpn: openVpnSettingsObject.partial().strict().optional().describe('Only the keys given change'),
   })
   .describe('Settings to change; the subnets cannot change (members hold addresses in them)');
 
@@ -121,6 +122,13 @@ export const RotateInput = z.strictObject({
     .nullable()
     .optional()
     .describe("The member's new public key; without one the server generates a new key pair"),
+  only: z
+    .enum(['wireguard', 'openvpn'])
+    .optional()
+    .describe(
+      "Rotate only this protocol's credentials (default both: a new WireGuard key, and the OpenVPN " +
+        'certificate and tls-crypt-v2 key revoked, new ones issued at the next profile download)',
+    ),
 });
 
 export const GroupInput = z.strictObject({ name, description: z.string().optional() });
@@ -166,6 +174,22 @@ export const PasswordChange = z.strictObject({
 
 export const LinkInput = z.strictObject({
   ttlMinutes: z.number().int().optional().describe('How long the link works, 1-10080 minutes (default 1440)'),
+  protocol: z
+    .enum(['wireguard', 'openvpn'])
+    .optional()
+    .describe('Which config the link hands out: the wg-quick config (default) or the OpenVPN profile'),
+});
+
+export const ConfigQuery = z.object({
+  format: z
+    .enum(['wireguard', 'openvpn'])
+    .optional()
+    .describe('wireguard (default): a wg-quick .conf; openvpn: an inline .ovpn profile'),
+});
+
+export const PackQuery = z.object({
+  os: z.enum(['windows', 'linux', 'macos']).describe('windows: PowerShell; linux, macos: sh'),
+  protocol: z.enum(['openvpn', 'wireguard']).optional().describe('Default openvpn'),
 });
 
 /** The document of `weft apply`, as desired-state.ts defines it (JSON here, or YAML with its media type). */
@@ -251,6 +275,15 @@ export const MemberView = z.object({
     })
     .nullable()
     .describe('null until the config is handed out'),
+  openvpnConfigDownload: z
+    .object({
+      at: isoTime.describe('When the member was last handed its OpenVPN profile'),
+      stale: z
+        .boolean()
+        .describe('The profile changed since (rotated or expired credentials, ports, ciphers, server name)'),
+    })
+    .nullable()
+    .describe('null until the OpenVPN profile is handed out'),
 });
 
 export const MemberPage = z.object({

@@ -10,7 +10,12 @@ import { existsSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { ControlPlane, LINK_TTL_MINUTES, type MemberView } from '../control/control-plane.js';
+import {
+  ControlPlane,
+  LINK_TTL_MINUTES,
+  type ConfigDownloadState,
+  type MemberView,
+} from '../control/control-plane.js';
 import type { Store } from '../control/store.js';
 import { destinationSpec, policyText } from '../control/validate.js';
 import { internetWarning } from '../control/internet-access.js';
@@ -19,6 +24,7 @@ import { createStore, DEFAULT_DATA_DIR, openStore, storePath } from '../server/d
 import { hostUplinks } from '../server/host-networks.js';
 import { UserError } from '../control/errors.js';
 import { tightenStdout, writeSecret } from './keys.js';
+import { PACK_OSES, PACK_PROTOCOLS } from '../openvpn/client-pack.js';
 
 interface DataOption {
   data?: string;
@@ -44,6 +50,22 @@ function withControlPlane<T>(opts: DataOption, fn: (cp: ControlPlane) => T): T {
   } finally {
     store.close();
   }
+}
+
+/** withControlPlane for work that awaits (signing certificates): the store stays open until it is done. */
+async function withControlPlaneAsync<T>(opts: DataOption, fn: (cp: ControlPlane) => Promise<T>): Promise<T> {
+  const store: Store = openStore(dataDir(opts));
+  try {
+    return await fn(new ControlPlane(store, undefined, { uplinks: hostUplinks }));
+  } finally {
+    store.close();
+  }
+}
+
+function oneOf<T extends string>(option: string, value: string, allowed: readonly T[]): T {
+  const found = allowed.find((a) => a === value);
+  if (found === undefined) throw new UserError(`weft: ${option} must be one of ${allowed.join(', ')}`);
+  return found;
 }
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -128,7 +150,18 @@ function staleNotice(cp: ControlPlane): string {
   );
 }
 
-function memberDetail(m: MemberView): string {
+function openVpnDetail(m: MemberView, d: ConfigDownloadState | null | undefined): string[] {
+  if (d === undefined) return [];
+  if (d === null) return ['openvpn:        never handed out'];
+  return [
+    d.stale
+      ? `openvpn:        changed since it was downloaded (${ago(d.at)}): hand out the new one ` +
+        `(weft member config ${m.name} --openvpn)`
+      : `openvpn:        current (downloaded ${ago(d.at)})`,
+  ];
+}
+
+function memberDetail(m: MemberView, openvpn?: ConfigDownloadState | null): string {
   const s = m.status;
   return [
     `member:         ${m.name}`,
@@ -139,6 +172,7 @@ function memberDetail(m: MemberView): string {
     `expires:        ${m.expiresAt ?? 'never'}`,
     `full tunnel:    ${m.fullTunnel ? 'yes' : 'no'}`,
     `config:         ${configDetail(m)}`,
+    ...openVpnDetail(m, openvpn),
     `online:         ${s?.online ? 'yes' : 'no'}`,
     `endpoint:       ${s?.endpoint ?? '-'}`,
     `last handshake: ${ago(s?.lastHandshake ?? null)}`,
@@ -167,7 +201,7 @@ export function registerPeopleCommands(program: Command): void {
       .option('--default-policy <allow|deny>', 'what traffic no policy matches gets', 'deny')
       .option('--force', 'replace an existing store in the data directory'),
   ).action(
-    (
+    async (
       opts: DataOption & {
         endpoint: string;
         subnet: string;
@@ -196,6 +230,8 @@ export function registerPeopleCommands(program: Command): void {
       const store = createStore(dir, opts.force === true);
       try {
         const r = ControlPlane.init(store, input);
+        // Weft's CA, the OpenVPN server certificate and tls-crypt-v2 key (secrets in the store, never printed).
+        await new ControlPlane(store).ensureOpenVpn();
         tightenStdout(); // the admin password and the token, when the output goes to a file
         process.stdout.write(
           [
@@ -250,6 +286,62 @@ export function registerPeopleCommands(program: Command): void {
       );
     }),
   );
+
+  data(
+    server
+      .command('openvpn')
+      .description("print OpenVPN's settings, or change them (profiles handed out before keep the old ports)")
+      .option('--udp-port <port|off>', 'UDP listener port (default 1194), or "off"')
+      .option('--tcp-port <port|off>', 'TCP listener port (default 443), or "off"')
+      .option('--data-ciphers <list>', 'data ciphers in order, e.g. AES-256-GCM:CHACHA20-POLY1305')
+      .option('--reneg-sec <seconds>', 'seconds between data key renegotiations (0: never)')
+      .option('--certificate-days <days>', 'member certificate lifetime when the member has no expiry')
+      .option('--json', 'print JSON'),
+  ).action(
+    (
+      opts: DataOption & {
+        udpPort?: string;
+        tcpPort?: string;
+        dataCiphers?: string;
+        renegSec?: string;
+        certificateDays?: string;
+        json?: boolean;
+      },
+    ) =>
+      withControlPlane(opts, (cp) => {
+        const port = (p: string | undefined): string | null | undefined => (p === 'off' ? null : p);
+        const patch = {
+          ...(opts.udpPort !== undefined ? { udpPort: port(opts.udpPort) } : {}),
+          ...(opts.tcpPort !== undefined ? { tcpPort: port(opts.tcpPort) } : {}),
+          ...(opts.dataCiphers !== undefined ? { dataCiphers: opts.dataCiphers.split(/[:,]/) } : {}),
+          ...(opts.renegSec !== undefined ? { renegSec: opts.renegSec } : {}),
+          ...(opts.certificateDays !== undefined ? { certificateDays: opts.certificateDays } : {}),
+        };
+        const o =
+          Object.keys(patch).length === 0
+            ? cp.settings().openvpn
+            : cp.updateSettings(actor(), { openvpn: patch }).openvpn;
+        print(o, opts.json, () =>
+          [
+            `udp port: ${o?.udpPort ?? 'off'}`,
+            `tcp port: ${o?.tcpPort ?? 'off'}`,
+            `data ciphers: ${o?.dataCiphers.join(':')}`,
+            `reneg-sec: ${o?.renegSec}`,
+            `certificate days: ${o?.certificateDays}`,
+          ].join('\n'),
+        );
+      }),
+  );
+  data(
+    server
+      .command('crl')
+      .description("the revocation list of Weft's CA (PEM), for an OpenVPN server's --crl-verify")
+      .option('-o, --output <file>', 'write it to FILE instead of standard output'),
+  ).action(async (opts: DataOption & { output?: string }) => {
+    const crl = await withControlPlaneAsync(opts, (cp) => cp.openVpnCrl());
+    writeSecret(crl, opts.output);
+    if (opts.output) console.error(`wrote ${opts.output}`);
+  });
 
   // ---- members ----
   const member = program
@@ -333,7 +425,7 @@ export function registerPeopleCommands(program: Command): void {
     (name: string, opts: DataOption & { json?: boolean }) =>
       withControlPlane(opts, (cp) => {
         const m = cp.getMember(name);
-        print(m, opts.json, () => memberDetail(m));
+        print(m, opts.json, () => memberDetail(m, cp.openVpnConfigDownload(m.name)));
       }),
   );
   for (const [verb, disabled] of [
@@ -393,14 +485,26 @@ export function registerPeopleCommands(program: Command): void {
     member
       .command('rotate')
       .argument('<name>')
-      .description('new keys for a member; the old key stops working at once')
-      .option('--public-key <key>', "the member's new public key (its own key pair)"),
-  ).action((name: string, opts: DataOption & { publicKey?: string }) =>
-    withControlPlane(opts, (cp) => {
-      const m = cp.rotateMember(actor(), name, opts.publicKey);
-      console.log(
-        `${m.name}: new public key ${m.publicKey}; hand out its new config (weft member config ${m.name})`,
-      );
+      .description(
+        'new keys for a member: WireGuard key, and OpenVPN certificate and tls-crypt-v2 key (the old ones are ' +
+          'revoked at once)',
+      )
+      .option('--public-key <key>', "the member's new WireGuard public key (its own key pair)")
+      .option('--only <protocol>', "rotate only this protocol's credentials: wireguard or openvpn"),
+  ).action((name: string, opts: DataOption & { publicKey?: string; only?: string }) =>
+    withControlPlaneAsync(opts, async (cp) => {
+      const protocols =
+        opts.only === undefined ? undefined : [oneOf('--only', opts.only, ['wireguard', 'openvpn'])];
+      const m = cp.rotateMember(actor(), name, opts.publicKey, protocols);
+      if (protocols === undefined || protocols.includes('wireguard'))
+        console.log(`${m.name}: new WireGuard public key ${m.publicKey} (weft member config ${m.name})`);
+      if (protocols === undefined || protocols.includes('openvpn')) {
+        const credential = await cp.openVpnCredential(m.name);
+        console.log(
+          `${m.name}: OpenVPN certificate and key revoked; new certificate serial ${credential.serial} ` +
+            `(weft member config ${m.name} --openvpn)`,
+        );
+      }
     }),
   );
   data(
@@ -410,24 +514,61 @@ export function registerPeopleCommands(program: Command): void {
       .description("the member device's wg-quick config (it holds the member's private key: files are 0600)")
       .option('-o, --output <file>', 'write the config to FILE (mode 0600) instead of standard output')
       .option('--qr', 'print it as a QR code for the WireGuard mobile apps')
-      .option('--qr-png <file>', 'write the QR code to a PNG file (mode 0600)'),
-  ).action(async (name: string, opts: DataOption & { output?: string; qr?: boolean; qrPng?: string }) => {
-    const text = withControlPlane(opts, (cp) => {
-      const config = cp.deliverConfig(name);
-      warnInternet(cp, cp.getMember(name));
-      return config;
-    });
-    if (opts.output) {
-      writeSecret(text, opts.output);
-      console.error(`wrote ${opts.output}`);
-    }
-    if (opts.qrPng) {
-      const { renderQr } = await import('../control/qr.js');
-      writeSecret(await renderQr(text, 'png'), opts.qrPng);
-      console.error(`wrote ${opts.qrPng}`);
-    }
-    if (opts.qr) writeSecret(await (await import('../control/qr.js')).renderQr(text, 'terminal'), undefined);
-    else if (!opts.qrPng && !opts.output) writeSecret(text, undefined);
+      .option('--qr-png <file>', 'write the QR code to a PNG file (mode 0600)')
+      .option(
+        '--openvpn',
+        'the inline OpenVPN profile (.ovpn) instead (issues the certificate on first use)',
+      ),
+  ).action(
+    async (
+      name: string,
+      opts: DataOption & { output?: string; qr?: boolean; qrPng?: string; openvpn?: boolean },
+    ) => {
+      if (opts.openvpn) {
+        if (opts.qr || opts.qrPng)
+          throw new UserError('weft: --qr and --qr-png are for WireGuard configs only');
+        const profile = await withControlPlaneAsync(opts, (cp) => cp.deliverOpenVpnConfig(name));
+        writeSecret(profile, opts.output);
+        if (opts.output) console.error(`wrote ${opts.output}`);
+        return;
+      }
+      const text = withControlPlane(opts, (cp) => {
+        const config = cp.deliverConfig(name);
+        warnInternet(cp, cp.getMember(name));
+        return config;
+      });
+      if (opts.output) {
+        writeSecret(text, opts.output);
+        console.error(`wrote ${opts.output}`);
+      }
+      if (opts.qrPng) {
+        const { renderQr } = await import('../control/qr.js');
+        writeSecret(await renderQr(text, 'png'), opts.qrPng);
+        console.error(`wrote ${opts.qrPng}`);
+      }
+      if (opts.qr)
+        writeSecret(await (await import('../control/qr.js')).renderQr(text, 'terminal'), undefined);
+      else if (!opts.qrPng && !opts.output) writeSecret(text, undefined);
+    },
+  );
+
+  data(
+    member
+      .command('pack')
+      .argument('<name>')
+      .description(
+        "a script that installs the VPN client unattended with the member's config, started at boot " +
+          '(it holds the private key: files are 0600)',
+      )
+      .requiredOption('--os <os>', 'windows (PowerShell), linux or macos (sh)')
+      .option('--protocol <protocol>', 'openvpn or wireguard', 'openvpn')
+      .option('-o, --output <file>', 'write the script to FILE (default: standard output)'),
+  ).action(async (name: string, opts: DataOption & { os: string; protocol: string; output?: string }) => {
+    const os = oneOf('--os', opts.os, PACK_OSES);
+    const protocol = oneOf('--protocol', opts.protocol, PACK_PROTOCOLS);
+    const pack = await withControlPlaneAsync(opts, (cp) => cp.deliverClientPack(name, os, protocol));
+    writeSecret(pack.script, opts.output);
+    if (opts.output) console.error(`wrote ${opts.output}`);
   });
 
   data(
@@ -435,10 +576,16 @@ export function registerPeopleCommands(program: Command): void {
       .command('link')
       .argument('<name>')
       .description("a one-time download link of the member's config (works once, until it expires)")
-      .option('--ttl <minutes>', 'minutes until the link expires', String(LINK_TTL_MINUTES.default)),
-  ).action((name: string, opts: DataOption & { ttl: string }) =>
+      .option('--ttl <minutes>', 'minutes until the link expires', String(LINK_TTL_MINUTES.default))
+      .option('--openvpn', 'a link to the OpenVPN profile (.ovpn) instead of the WireGuard config'),
+  ).action((name: string, opts: DataOption & { ttl: string; openvpn?: boolean }) =>
     withControlPlane(opts, (cp) => {
-      const link = cp.createDownloadLink(actor(), name, Number(opts.ttl));
+      const link = cp.createDownloadLink(
+        actor(),
+        name,
+        Number(opts.ttl),
+        opts.openvpn ? 'openvpn' : 'wireguard',
+      );
       const { apiListen: listen, endpoint } = cp.settings();
       // An API on every address: the link names the host members dial, which people reach.
       const wildcard = /^(0\.0\.0\.0|\[::\]|::):\d+$/.exec(listen);

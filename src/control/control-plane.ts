@@ -27,6 +27,7 @@ import type {
   Member,
   MemberRecord,
   MemberStatus,
+  OpenVpnSettings,
   Page,
   Policy,
   PolicyInput,
@@ -43,6 +44,20 @@ import {
   tokenHash,
   verifyPassword,
 } from './secrets.js';
+import { OPENVPN_DEFAULTS, type ConfigProtocol, type OpenVpnCredential } from './model.js';
+import {
+  ensureMemberCredential,
+  ensureOpenVpnPki,
+  openVpnCrl,
+  openVpnServerCredentials,
+  type EnsureResult,
+} from './pki.js';
+import { clientPack, type ClientPack, type PackOs, type PackProtocol } from '../openvpn/client-pack.js';
+import {
+  openVpnProfileFingerprintText,
+  renderOpenVpnProfile,
+  type ProfileInput,
+} from '../openvpn/profile.js';
 import { StoreConflict, type Store } from './store.js';
 import { totpKey, verifyTotp } from './totp.js';
 import * as v from './validate.js';
@@ -61,6 +76,8 @@ export interface InitInput {
   defaultPolicy?: string;
   persistentKeepalive?: number;
   mtu?: number;
+  /** The OpenVPN section; keys left out take OPENVPN_DEFAULTS (or, in updateSettings, the current values). */
+  openvpn?: Partial<Record<keyof OpenVpnSettings, unknown>> | null;
 }
 
 export interface InitResult {
@@ -100,6 +117,8 @@ export interface MemberView extends Member {
   readonly status: MemberStatus | null;
   /** null until the member's config is handed out for the first time. */
   readonly configDownload: ConfigDownloadState | null;
+  /** The same for its OpenVPN profile (stale after a rotation, or a change of ports, ciphers or server). */
+  readonly openvpnConfigDownload: ConfigDownloadState | null;
 }
 
 /** What every member's config is made from besides the member: read once for a page of members. */
@@ -118,7 +137,9 @@ export interface PageQuery {
   readonly search?: string;
 }
 
-export type SettingsPatch = Partial<Omit<Settings, 'subnet' | 'subnet6'>>;
+export type SettingsPatch = Partial<Omit<Settings, 'subnet' | 'subnet6' | 'openvpn'>> & {
+  readonly openvpn?: Partial<Record<keyof OpenVpnSettings, unknown>>;
+};
 
 /** One-time download links: how long one lives, in minutes (default a day, at most a week). */
 export const LINK_TTL_MINUTES = { min: 1, max: 10_080, default: 1440 } as const;
@@ -164,6 +185,7 @@ export function settingsFrom(input: InitInput): Settings {
     ),
     mtu: v.integer('mtu', input.mtu ?? DEFAULTS.mtu, 1280, 9000),
     apiListen: v.listenAddress('apiListen', input.apiListen ?? DEFAULTS.apiListen),
+    openvpn: v.openVpnSettings('openvpn', input.openvpn, OPENVPN_DEFAULTS),
   };
 }
 
@@ -283,10 +305,11 @@ export class ControlPlane {
 
   // ---- settings and the gateway's key ----
 
-  settings(): Settings {
+  /** The settings; ones written before OpenVPN existed get its defaults. */
+  settings(): Settings & { readonly openvpn: OpenVpnSettings } {
     const s = this.store.getSettings();
     if (!s) throw new WeftError('WEFT_ERR_NOT_INITIALIZED', 'the store is not initialised');
-    return s;
+    return { ...s, openvpn: s.openvpn ?? OPENVPN_DEFAULTS };
   }
 
   gatewayPrivateKey(): PrivateKey {
@@ -321,6 +344,8 @@ export class ControlPlane {
     const merged: InitInput = {
       ...current,
       ...patch,
+      // A partial openvpn section changes only the keys it gives.
+      openvpn: v.openVpnSettings('openvpn', patch.openvpn, current.openvpn),
       endpoint: patch.endpoint ?? current.endpoint,
       subnet: current.subnet,
       subnet6: current.subnet6,
@@ -377,6 +402,7 @@ export class ControlPlane {
       active: this.isActive(m),
       status: this.store.getStatus(m.name) ?? null,
       configDownload: this.configDownload(m, inputs),
+      openvpnConfigDownload: this.openVpnConfigDownload(m.name),
     };
   }
 
@@ -570,21 +596,43 @@ export class ControlPlane {
     return this.updateMember(actor, name, { disabled });
   }
 
+  /** Removes the member; its OpenVPN certificate and tls-crypt-v2 client key go on the revocation list. */
   removeMember(actor: string, nameArg: string): void {
     const name = v.name('name', nameArg);
     this.change(() => {
       const m = this.memberRecord(name);
+      const revoked = this.store.revokeOpenVpnCredential(name, this.now(), 'removed');
       this.store.deleteMember(name);
-      this.audit(actor, 'member.remove', name, { ip: m.ip, publicKey: m.publicKey });
+      this.audit(actor, 'member.remove', name, {
+        ip: m.ip,
+        publicKey: m.publicKey,
+        ...(revoked ? { revokedSerial: revoked.serial } : {}),
+      });
     });
   }
 
-  /** New keys: generated here, or the member's own public key. The old key stops working at once. */
-  rotateMember(actor: string, nameArg: string, publicKey?: string | null): MemberView {
+  /**
+   * New keys, for both protocols unless `protocols` narrows it. WireGuard: generated here, or the member's own
+   * public key; the old key stops working at once. OpenVPN: the current certificate and tls-crypt-v2 client
+   * key are revoked at once; new ones are issued when next asked for (`openVpnCredential`; the CLI does so
+   * right after). The member row is updated either way, so a running gateway ends the member's sessions.
+   */
+  rotateMember(
+    actor: string,
+    nameArg: string,
+    publicKey?: string | null,
+    protocols: readonly ConfigProtocol[] = ['wireguard', 'openvpn'],
+  ): MemberView {
     const name = v.name('name', nameArg);
+    if (protocols.length === 0) throw invalid('protocols', 'must name wireguard, openvpn or both');
+    const wireguard = protocols.includes('wireguard');
+    if (!wireguard && publicKey !== undefined && publicKey !== null)
+      throw invalid('publicKey', 'is a WireGuard key: it cannot go with an OpenVPN-only rotation');
     return this.change(() => {
       const m = this.memberRecord(name);
-      const keys = this.keysFor('publicKey', publicKey);
+      const keys = wireguard
+        ? this.keysFor('publicKey', publicKey)
+        : { publicKey: m.publicKey, privateKey: m.privateKey };
       const updated: MemberRecord = {
         ...m,
         publicKey: keys.publicKey,
@@ -593,10 +641,14 @@ export class ControlPlane {
         updatedAt: this.now(),
       };
       this.store.updateMember(updated);
+      const revoked = protocols.includes('openvpn')
+        ? this.store.revokeOpenVpnCredential(name, this.now(), 'rotated')
+        : undefined;
       this.audit(actor, 'member.rotate', name, {
-        previousPublicKey: m.publicKey,
-        publicKey: keys.publicKey,
-        ownKey: keys.privateKey === null,
+        ...(wireguard
+          ? { previousPublicKey: m.publicKey, publicKey: keys.publicKey, ownKey: keys.privateKey === null }
+          : {}),
+        ...(revoked ? { revokedSerial: revoked.serial } : {}),
       });
       return this.view(updated);
     });
@@ -695,13 +747,134 @@ export class ControlPlane {
     });
   }
 
-  /** Members whose last handed-out config no longer matches the one they would get now, by name. */
+  /**
+   * Members whose last handed-out config no longer matches the one they would get now, by name; an OpenVPN
+   * profile that went stale (rotated or expired credentials, new ports, ciphers or server name) adds
+   * "NAME (openvpn)".
+   */
   staleConfigs(): string[] {
     const inputs = this.configInputs();
-    return this.store.allConfigDeliveries().flatMap((d) => {
+    const wireguard = this.store.allConfigDeliveries().flatMap((d) => {
       const m = this.store.getMember(d.name);
       return m && this.configFingerprint(m, inputs) !== d.fingerprint ? [d.name] : [];
     });
+    const deliveries = this.store.allConfigDeliveries('openvpn');
+    // Read once for every member: what all profiles share (a delivery means the PKI exists).
+    const common = deliveries.length > 0 ? this.openVpnCommon() : undefined;
+    const openvpn = deliveries.flatMap((d) =>
+      this.openVpnFingerprint(d.name, common) !== d.fingerprint ? [`${d.name} (openvpn)`] : [],
+    );
+    return [...wireguard, ...openvpn].sort();
+  }
+
+  // ---- OpenVPN: the CA, member credentials, profiles ----
+
+  /**
+   * Makes the CA, the tls-crypt-v2 server key and the gateway's server certificate when missing, and renews
+   * the server certificate when it nears its end or the endpoint's host changed (pki.ts ensureOpenVpnPki).
+   */
+  async ensureOpenVpn(): Promise<EnsureResult> {
+    return ensureOpenVpnPki(this.store, v.endpoint('endpoint', this.settings().endpoint).host, this.clock());
+  }
+
+  /** The member's OpenVPN credentials, issued now when it has none (lazily: see pki.ts). */
+  async openVpnCredential(nameArg: string): Promise<OpenVpnCredential> {
+    const name = v.name('name', nameArg);
+    this.memberRecord(name);
+    await this.ensureOpenVpn();
+    return ensureMemberCredential(this.store, name, this.settings().openvpn, this.clock());
+  }
+
+  /** What every member's profile shares: remotes, ciphers, the CA and the server's name. */
+  private openVpnCommon(): Omit<ProfileInput, 'memberName' | 'certificate' | 'privateKey' | 'tlsCryptV2Key'> {
+    const s = this.settings();
+    const server = openVpnServerCredentials(this.store);
+    return {
+      host: v.endpoint('endpoint', s.endpoint).host,
+      udpPort: s.openvpn.udpPort,
+      tcpPort: s.openvpn.tcpPort,
+      serverName: server.serverName,
+      dataCiphers: s.openvpn.dataCiphers,
+      ca: server.ca,
+    };
+  }
+
+  private openVpnProfileInput(
+    name: string,
+    credential: Pick<OpenVpnCredential, 'certificate'>,
+    common = this.openVpnCommon(),
+  ): Omit<ProfileInput, 'privateKey' | 'tlsCryptV2Key'> {
+    return { ...common, memberName: name, certificate: credential.certificate };
+  }
+
+  /** The fingerprint of the profile the member would get now (undefined: it has no credentials now). */
+  private openVpnFingerprint(
+    name: string,
+    common?: ReturnType<ControlPlane['openVpnCommon']>,
+  ): string | undefined {
+    const credential = this.store.getOpenVpnCredential(name);
+    if (credential === undefined || Date.parse(credential.notAfter) <= this.clock().getTime())
+      return undefined;
+    const text = openVpnProfileFingerprintText({
+      ...this.openVpnProfileInput(name, credential, common),
+      serial: credential.serial,
+      clientKeyId: credential.clientKeyId,
+    });
+    return `sha256:${createHash('sha256').update(text).digest('base64')}`;
+  }
+
+  /** The member's inline `.ovpn` profile, issuing its credentials first when it has none. */
+  async openVpnProfile(nameArg: string): Promise<string> {
+    const name = v.name('name', nameArg);
+    const s = this.settings();
+    if (s.openvpn.udpPort === null && s.openvpn.tcpPort === null)
+      throw new WeftError(
+        'WEFT_ERR_OPENVPN_OFF',
+        'OpenVPN has neither a UDP nor a TCP port (settings openvpn.udpPort, openvpn.tcpPort)',
+        'openvpn',
+      );
+    const credential = await this.openVpnCredential(name);
+    return renderOpenVpnProfile({
+      ...this.openVpnProfileInput(name, credential),
+      privateKey: credential.privateKey,
+      tlsCryptV2Key: credential.tlsCryptV2Key,
+    });
+  }
+
+  /** The profile as handed out: records its fingerprint (protocol "openvpn") for the stale-config check. */
+  async deliverOpenVpnConfig(nameArg: string): Promise<string> {
+    const name = v.name('name', nameArg);
+    const profile = await this.openVpnProfile(name);
+    this.change(() => {
+      this.memberRecord(name);
+      const fingerprint = this.openVpnFingerprint(name);
+      if (fingerprint !== undefined)
+        this.store.putConfigDelivery({ name, fingerprint, deliveredAt: this.now() }, 'openvpn');
+    });
+    return profile;
+  }
+
+  /** When the member's OpenVPN profile was last handed out, and whether it went stale since. */
+  openVpnConfigDownload(name: string): ConfigDownloadState | null {
+    const delivery = this.store.getConfigDelivery(name, 'openvpn');
+    if (!delivery) return null;
+    return { at: delivery.deliveredAt, stale: delivery.fingerprint !== this.openVpnFingerprint(name) };
+  }
+
+  /**
+   * A client pack: a script installing the client with the member's config embedded (client-pack.ts). The
+   * config counts as handed out, for the stale-config check of its protocol.
+   */
+  async deliverClientPack(nameArg: string, os: PackOs, protocol: PackProtocol): Promise<ClientPack> {
+    const name = v.name('name', nameArg);
+    const config = protocol === 'openvpn' ? await this.deliverOpenVpnConfig(name) : this.deliverConfig(name);
+    return clientPack({ os, protocol, memberName: name, config });
+  }
+
+  /** The CRL of every revoked member certificate (PEM), for an OpenVPN server's `--crl-verify`. */
+  async openVpnCrl(): Promise<string> {
+    await this.ensureOpenVpn();
+    return openVpnCrl(this.store, this.clock());
   }
 
   /**
@@ -712,18 +885,48 @@ export class ControlPlane {
     actor: string,
     nameArg: string,
     ttlMinutes: number = LINK_TTL_MINUTES.default,
+    protocol: ConfigProtocol = 'wireguard',
   ): { token: string; expiresAt: string } {
     const name = v.name('name', nameArg);
     const ttl = v.integer('ttlMinutes', ttlMinutes, LINK_TTL_MINUTES.min, LINK_TTL_MINUTES.max);
+    if (protocol !== 'wireguard' && protocol !== 'openvpn')
+      throw invalid('protocol', 'must be wireguard or openvpn');
     const token = randomSecret();
     return this.change(() => {
       this.memberRecord(name);
       const now = this.clock();
       const expiresAt = new Date(now.getTime() + ttl * 60_000).toISOString();
-      this.store.insertLink(tokenHash(token), name, now.toISOString(), expiresAt);
-      this.audit(actor, 'member.link', name, { expiresAt });
+      this.store.insertLink(tokenHash(token), name, now.toISOString(), expiresAt, protocol);
+      this.audit(actor, 'member.link', name, { expiresAt, ...(protocol === 'openvpn' ? { protocol } : {}) });
       return { token, expiresAt };
     });
+  }
+
+  /**
+   * Uses a download link up, whichever protocol it was made for: the member's wg-quick config or `.ovpn`
+   * profile (issuing OpenVPN credentials first when the member has none), once. Errors as redeemDownloadLink.
+   */
+  async redeemLink(
+    token: string,
+    from?: string,
+  ): Promise<{ name: string; config: string; protocol: ConfigProtocol }> {
+    const protocol =
+      typeof token === 'string' && token.length > 0 && token.length <= 100
+        ? this.store.linkProtocol(tokenHash(token))
+        : undefined;
+    if (protocol !== 'openvpn') return { ...this.redeemDownloadLink(token, from), protocol: 'wireguard' };
+    // The link is used up first, so two requests racing with it cannot both get the profile.
+    const name = this.change(() => {
+      const taken = this.store.takeLink(tokenHash(token), this.now());
+      if (taken === undefined)
+        throw new WeftError(
+          'WEFT_ERR_LINK_INVALID',
+          'this download link is not valid: it was used already, has expired, or never existed',
+        );
+      this.audit('link', 'member.link.used', taken, { protocol, ...(from === undefined ? {} : { from }) });
+      return taken;
+    });
+    return { name, config: await this.deliverOpenVpnConfig(name), protocol };
   }
 
   /**
@@ -738,6 +941,8 @@ export class ControlPlane {
     );
     if (typeof token !== 'string' || token.length === 0 || token.length > 100) throw invalidLink;
     return this.change(() => {
+      // An OpenVPN link is for redeemLink, which hands out the profile it was made for.
+      if (this.store.linkProtocol(tokenHash(token)) === 'openvpn') throw invalidLink;
       const name = this.store.takeLink(tokenHash(token), this.now());
       if (name === undefined) throw invalidLink;
       const config = this.deliverConfig(name);

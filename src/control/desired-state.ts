@@ -20,6 +20,15 @@ import { describeIssue } from './input-issues.js';
 import type { Member, PolicyInput, Settings } from './model.js';
 import * as v from './validate.js';
 
+/** The `openvpn` section of the settings (validate.ts openVpnSettings checks the values). */
+export const openVpnSettingsObject = z.object({
+  udpPort: z.number().int().nullable().describe('UDP port of the OpenVPN listener; null: none'),
+  tcpPort: z.number().int().nullable().describe('TCP port of the OpenVPN listener; null: none'),
+  dataCiphers: z.array(z.string()).describe('AES-256-GCM, AES-128-GCM, CHACHA20-POLY1305, in order'),
+  renegSec: z.number().int().describe('Seconds between data-channel key renegotiations; 0: never'),
+  certificateDays: z.number().int().describe('Member certificate lifetime for members without an expiry'),
+});
+
 /** Settings as the API shows them; a state file may give any subset. */
 export const settingsObject = z.object({
   endpoint: z.string(),
@@ -33,9 +42,14 @@ export const settingsObject = z.object({
   persistentKeepalive: z.number().int(),
   mtu: z.number().int(),
   apiListen: z.string(),
+  openvpn: openVpnSettingsObject,
 });
 
-const settingsSchema = settingsObject.partial().strict();
+/** A state file's settings: any subset, and any subset of the openvpn section. */
+const settingsSchema = settingsObject
+  .extend({ openvpn: openVpnSettingsObject.partial().strict() })
+  .partial()
+  .strict();
 
 const groupSchema = z.union([
   z.string(),
@@ -186,6 +200,7 @@ const EXPORTED_SETTINGS = [
   'defaultPolicy',
   'persistentKeepalive',
   'mtu',
+  'openvpn',
 ] as const;
 
 function policyOf(p: NonNullable<DesiredState['policies']>[number], field: string): PolicyInput {
@@ -416,7 +431,8 @@ function updateMember(
   }
   const detail: Record<string, unknown> = {};
   if (m.publicKey !== undefined && v.publicKey('publicKey', m.publicKey) !== existing.publicKey) {
-    cp.rotateMember(actor, existing.name, m.publicKey);
+    // A state file carries WireGuard keys only: the member's OpenVPN certificate is not its business.
+    cp.rotateMember(actor, existing.name, m.publicKey, ['wireguard']);
     detail['publicKey'] = m.publicKey;
   }
   const patch = {

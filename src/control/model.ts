@@ -29,7 +29,37 @@ export interface Settings {
   readonly mtu: number;
   /** host:port of the REST API. */
   readonly apiListen: string;
+  /**
+   * OpenVPN: listeners, data ciphers, renegotiation and the member certificates' default lifetime. Absent in
+   * settings written before OpenVPN existed; ControlPlane.settings() fills in OPENVPN_DEFAULTS then.
+   */
+  readonly openvpn?: OpenVpnSettings;
 }
+
+/** The data ciphers OpenVPN 2.5+ negotiates (NCP) that Weft offers. */
+export const OPENVPN_CIPHERS = ['AES-256-GCM', 'AES-128-GCM', 'CHACHA20-POLY1305'] as const;
+export type OpenVpnCipher = (typeof OPENVPN_CIPHERS)[number];
+
+export interface OpenVpnSettings {
+  /** UDP port of the OpenVPN listener; null: no UDP listener. */
+  readonly udpPort: number | null;
+  /** TCP port of the OpenVPN listener (443 passes most firewalls); null: no TCP listener. */
+  readonly tcpPort: number | null;
+  /** Offered in this order (`data-ciphers` in profiles). */
+  readonly dataCiphers: readonly OpenVpnCipher[];
+  /** Seconds between data-channel key renegotiations (OpenVPN's reneg-sec); 0 turns it off. */
+  readonly renegSec: number;
+  /** Lifetime of a member certificate, in days, for members without an expiry. */
+  readonly certificateDays: number;
+}
+
+export const OPENVPN_DEFAULTS: OpenVpnSettings = {
+  udpPort: 1194,
+  tcpPort: 443,
+  dataCiphers: ['AES-256-GCM', 'AES-128-GCM', 'CHACHA20-POLY1305'],
+  renegSec: 3600,
+  certificateDays: 825,
+};
 
 export interface Group {
   readonly name: string;
@@ -138,10 +168,44 @@ export interface MemberStatus {
  * The config a member was last handed (CLI, API download, one-time link, QR code), by a fingerprint: a hash of
  * the config's non-secret content (ControlPlane.configFingerprint), never the config itself, since that holds the private key.
  */
+export type ConfigProtocol = 'wireguard' | 'openvpn';
+
 export interface ConfigDelivery {
   readonly name: string;
   readonly fingerprint: string;
   readonly deliveredAt: string;
+}
+
+/**
+ * A member's OpenVPN credentials, issued by Weft's CA (pki.ts): an ECDSA P-256 key and certificate, and a
+ * tls-crypt-v2 client key whose metadata carries `clientKeyId`. Secret like a member's WireGuard key.
+ */
+export interface OpenVpnCredential {
+  readonly name: string;
+  /** The certificate's serial number, lowercase hex without leading zeros' ambiguity (as pki.ts writes it). */
+  readonly serial: string;
+  /** Hex; what the tls-crypt-v2 client key's metadata identifies the member by. */
+  readonly clientKeyId: string;
+  /** PEM. */
+  readonly certificate: string;
+  /** PEM (PKCS #8). */
+  readonly privateKey: string;
+  /** PEM "OpenVPN tls-crypt-v2 client key". */
+  readonly tlsCryptV2Key: string;
+  readonly notAfter: string;
+  readonly issuedAt: string;
+}
+
+export type RevocationReason = 'rotated' | 'removed';
+
+/** A certificate and tls-crypt-v2 client key that no longer admit anyone. */
+export interface OpenVpnRevocation {
+  readonly serial: string;
+  readonly clientKeyId: string;
+  /** The member it was issued to (the member may be gone). */
+  readonly name: string;
+  readonly revokedAt: string;
+  readonly reason: RevocationReason;
 }
 
 /** One point of a member's traffic history (bytes moved in the minute starting at `at`). */

@@ -26,10 +26,13 @@ import type {
   Change,
   ChangeKind,
   ConfigDelivery,
+  ConfigProtocol,
   Group,
   MemberCounts,
   MemberRecord,
   MemberStatus,
+  OpenVpnCredential,
+  OpenVpnRevocation,
   Policy,
   PolicyAction,
   PolicyInput,
@@ -192,6 +195,51 @@ CREATE TABLE config_deliveries (
 `;
 
 /**
+ * Version 4: OpenVPN. Per member its current credentials (certificate, key, tls-crypt-v2 client key), going
+ * with the member row; the revocation list, which outlives the member (a removed member's certificate must
+ * stay refused); and config fingerprints per protocol, so a WireGuard and an OpenVPN config handed to the
+ * same member are tracked apart (the existing rows are WireGuard's); and which config a one-time link hands out
+(existing links: WireGuard's). The CA itself and the gateway's server
+ * certificate are secrets (the `secrets` table), made by pki.ts when first needed: creating them takes
+ * asynchronous WebCrypto calls, which a migration (one synchronous transaction) cannot make.
+ */
+const SCHEMA_V4 = `
+CREATE TABLE openvpn_credentials (
+  member_id INTEGER PRIMARY KEY REFERENCES members (id) ON DELETE CASCADE,
+  serial TEXT NOT NULL UNIQUE,
+  client_key_id TEXT NOT NULL UNIQUE,
+  certificate TEXT NOT NULL,
+  private_key TEXT NOT NULL,
+  tls_crypt_v2_key TEXT NOT NULL,
+  not_after TEXT NOT NULL,
+  issued_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE openvpn_revocations (
+  serial TEXT PRIMARY KEY,
+  client_key_id TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  revoked_at TEXT NOT NULL,
+  reason TEXT NOT NULL CHECK (reason IN ('rotated', 'removed'))
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE config_deliveries_v4 (
+  member_id INTEGER NOT NULL REFERENCES members (id) ON DELETE CASCADE,
+  protocol TEXT NOT NULL CHECK (protocol IN ('wireguard', 'openvpn')),
+  fingerprint TEXT NOT NULL,
+  delivered_at TEXT NOT NULL,
+  PRIMARY KEY (member_id, protocol)
+) STRICT, WITHOUT ROWID;
+INSERT INTO config_deliveries_v4 (member_id, protocol, fingerprint, delivered_at)
+  SELECT member_id, 'wireguard', fingerprint, delivered_at FROM config_deliveries;
+DROP TABLE config_deliveries;
+ALTER TABLE config_deliveries_v4 RENAME TO config_deliveries;
+
+ALTER TABLE download_links ADD COLUMN protocol TEXT NOT NULL DEFAULT 'wireguard'
+  CHECK (protocol IN ('wireguard', 'openvpn'));
+`;
+
+/**
  * Append only: a released build's migration never changes, the next one is added after it. Exported for the
  * migration tests, which build files at older versions with it.
  */
@@ -199,6 +247,7 @@ export const MIGRATIONS: readonly Migration[] = [
   (db) => db.exec(SCHEMA_V1),
   (db) => db.exec(SCHEMA_V2),
   (db) => db.exec(SCHEMA_V3),
+  (db) => db.exec(SCHEMA_V4),
 ];
 
 /** The schema version this build writes; a file at a higher version was written by a newer build. */
@@ -304,6 +353,14 @@ const MEMBER_MATCHES = `
 const MEMBER_COLUMNS = `ip = :ip, ip6 = :ip6, public_key = :public_key, private_key = :private_key,
   disabled = :disabled, expires_at = :expires_at, full_tunnel = :full_tunnel, created_at = :created_at,
   updated_at = :updated_at`;
+
+const CREDENTIAL_SELECT = `
+SELECT m.name, c.serial, c.client_key_id AS clientKeyId, c.certificate, c.private_key AS privateKey,
+       c.tls_crypt_v2_key AS tlsCryptV2Key, c.not_after AS notAfter, c.issued_at AS issuedAt
+  FROM openvpn_credentials c JOIN members m ON m.id = c.member_id`;
+
+const REVOCATION_SELECT = `
+SELECT serial, client_key_id AS clientKeyId, name, revoked_at AS revokedAt, reason FROM openvpn_revocations`;
 
 function prepareStatements(db: Database) {
   return {
@@ -416,9 +473,10 @@ function prepareStatements(db: Database) {
     ),
 
     insertLink: db.prepare(
-      `INSERT INTO download_links (hash, member_id, created_at, expires_at)
-       SELECT ?, id, ?, ? FROM members WHERE name = ?`,
+      `INSERT INTO download_links (hash, member_id, created_at, expires_at, protocol)
+       SELECT ?, id, ?, ?, ? FROM members WHERE name = ?`,
     ),
+    linkProtocol: db.prepare('SELECT protocol FROM download_links WHERE hash = ?').pluck<ConfigProtocol>(),
     pruneLinks: db.prepare('DELETE FROM download_links WHERE expires_at <= ?'),
     // Unused and unexpired, or nothing: the WHERE clause is the whole check, so the update is the decision.
     takeLink: db
@@ -431,19 +489,41 @@ function prepareStatements(db: Database) {
     memberNameById: db.prepare('SELECT name FROM members WHERE id = ?').pluck<string>(),
 
     putConfigDelivery: db.prepare(
-      `INSERT INTO config_deliveries (member_id, fingerprint, delivered_at)
-       SELECT id, :fingerprint, :at FROM members WHERE name = :name
-       ON CONFLICT (member_id) DO UPDATE SET fingerprint = excluded.fingerprint,
-                                             delivered_at = excluded.delivered_at`,
+      `INSERT INTO config_deliveries (member_id, protocol, fingerprint, delivered_at)
+       SELECT id, :protocol, :fingerprint, :at FROM members WHERE name = :name
+       ON CONFLICT (member_id, protocol) DO UPDATE SET fingerprint = excluded.fingerprint,
+                                                       delivered_at = excluded.delivered_at`,
     ),
     getConfigDelivery: db.prepare<ConfigDelivery>(
       `SELECT m.name, d.fingerprint, d.delivered_at AS deliveredAt
-         FROM config_deliveries d JOIN members m ON m.id = d.member_id WHERE m.name = ?`,
+         FROM config_deliveries d JOIN members m ON m.id = d.member_id WHERE m.name = ? AND d.protocol = ?`,
     ),
     allConfigDeliveries: db.prepare<ConfigDelivery>(
       `SELECT m.name, d.fingerprint, d.delivered_at AS deliveredAt
-         FROM config_deliveries d JOIN members m ON m.id = d.member_id ORDER BY m.name`,
+         FROM config_deliveries d JOIN members m ON m.id = d.member_id WHERE d.protocol = ? ORDER BY m.name`,
     ),
+
+    getOpenVpnCredential: db.prepare<OpenVpnCredential>(`${CREDENTIAL_SELECT} WHERE m.name = ?`),
+    credentialBySerial: db.prepare<OpenVpnCredential>(`${CREDENTIAL_SELECT} WHERE c.serial = ?`),
+    credentialByKeyId: db.prepare<OpenVpnCredential>(`${CREDENTIAL_SELECT} WHERE c.client_key_id = ?`),
+    memberIdByName: db.prepare('SELECT id FROM members WHERE name = ?').pluck<number>(),
+    putOpenVpnCredential: db.prepare(
+      `INSERT INTO openvpn_credentials (member_id, serial, client_key_id, certificate, private_key,
+                                        tls_crypt_v2_key, not_after, issued_at)
+       VALUES (:memberId, :serial, :clientKeyId, :certificate, :privateKey, :tlsCryptV2Key, :notAfter, :issuedAt)
+       ON CONFLICT (member_id) DO NOTHING`,
+    ),
+    revokeCredentials: db.prepare(
+      `INSERT INTO openvpn_revocations (serial, client_key_id, name, revoked_at, reason)
+       SELECT c.serial, c.client_key_id, m.name, :at, :reason
+         FROM openvpn_credentials c JOIN members m ON m.id = c.member_id WHERE m.name = :name`,
+    ),
+    deleteCredentials: db.prepare(
+      'DELETE FROM openvpn_credentials WHERE member_id = (SELECT id FROM members WHERE name = ?)',
+    ),
+    revocationBySerial: db.prepare<OpenVpnRevocation>(`${REVOCATION_SELECT} WHERE serial = ?`),
+    revocationByKeyId: db.prepare<OpenVpnRevocation>(`${REVOCATION_SELECT} WHERE client_key_id = ?`),
+    allRevocations: db.prepare<OpenVpnRevocation>(`${REVOCATION_SELECT} ORDER BY revoked_at, serial`),
 
     putStatus: db.prepare(
       `INSERT INTO member_status (name, online, endpoint, last_handshake, rx_bytes, tx_bytes, policy_drops,
@@ -632,8 +712,10 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** A removed member's OpenVPN credentials go to the revocation list first (the cascade would drop them). */
   deleteMember(name: string): boolean {
     return this.#write(() => {
+      this.#sql.revokeCredentials.run({ name, at: new Date().toISOString(), reason: 'removed' });
       if (this.#sql.deleteMember.run(name).changes === 0) return false;
       this.#changed('member', name);
       return true;
@@ -789,12 +871,22 @@ export class SqliteStore implements Store {
     this.#sql.putAdmin.run(account.username, account.passwordHash, account.totpSecret);
   }
 
-  insertLink(hash: string, member: string, createdAt: string, expiresAt: string): void {
+  insertLink(
+    hash: string,
+    member: string,
+    createdAt: string,
+    expiresAt: string,
+    protocol: ConfigProtocol = 'wireguard',
+  ): void {
     this.#write(() => {
       this.#sql.pruneLinks.run(createdAt);
-      if (this.#sql.insertLink.run(hash, createdAt, expiresAt, member).changes === 0)
+      if (this.#sql.insertLink.run(hash, createdAt, expiresAt, protocol, member).changes === 0)
         throw new StoreConflict(`download_links.member: there is no member named ${JSON.stringify(member)}`);
     });
+  }
+
+  linkProtocol(hash: string): ConfigProtocol | undefined {
+    return this.#sql.linkProtocol.get(hash);
   }
 
   takeLink(hash: string, now: string): string | undefined {
@@ -805,20 +897,76 @@ export class SqliteStore implements Store {
     });
   }
 
-  putConfigDelivery(delivery: ConfigDelivery): void {
+  putConfigDelivery(delivery: ConfigDelivery, protocol: ConfigProtocol = 'wireguard'): void {
     this.#write(() => {
       const { name, fingerprint, deliveredAt: at } = delivery;
-      if (this.#sql.putConfigDelivery.run({ name, fingerprint, at }).changes === 0)
+      if (this.#sql.putConfigDelivery.run({ name, protocol, fingerprint, at }).changes === 0)
         throw new StoreConflict(`config_deliveries.member: there is no member named ${JSON.stringify(name)}`);
     });
   }
 
-  getConfigDelivery(name: string): ConfigDelivery | undefined {
-    return this.#sql.getConfigDelivery.get(name);
+  getConfigDelivery(name: string, protocol: ConfigProtocol = 'wireguard'): ConfigDelivery | undefined {
+    return this.#sql.getConfigDelivery.get(name, protocol);
   }
 
-  allConfigDeliveries(): ConfigDelivery[] {
-    return this.#sql.allConfigDeliveries.all();
+  allConfigDeliveries(protocol: ConfigProtocol = 'wireguard'): ConfigDelivery[] {
+    return this.#sql.allConfigDeliveries.all(protocol);
+  }
+
+  getOpenVpnCredential(name: string): OpenVpnCredential | undefined {
+    return this.#sql.getOpenVpnCredential.get(name);
+  }
+
+  findOpenVpnCredential(by: { serial: string } | { clientKeyId: string }): OpenVpnCredential | undefined {
+    return 'serial' in by
+      ? this.#sql.credentialBySerial.get(by.serial)
+      : this.#sql.credentialByKeyId.get(by.clientKeyId);
+  }
+
+  putOpenVpnCredential(credential: OpenVpnCredential): boolean {
+    return this.#write(() => {
+      const memberId = this.#sql.memberIdByName.get(credential.name);
+      if (memberId === undefined)
+        throw new StoreConflict(
+          `openvpn_credentials.member: there is no member named ${JSON.stringify(credential.name)}`,
+        );
+      const { serial, clientKeyId, certificate, privateKey, tlsCryptV2Key, notAfter, issuedAt } = credential;
+      const params = {
+        memberId,
+        serial,
+        clientKeyId,
+        certificate,
+        privateKey,
+        tlsCryptV2Key,
+        notAfter,
+        issuedAt,
+      };
+      return this.#sql.putOpenVpnCredential.run(params).changes === 1;
+    });
+  }
+
+  revokeOpenVpnCredential(
+    name: string,
+    at: string,
+    reason: OpenVpnRevocation['reason'],
+  ): OpenVpnRevocation | undefined {
+    return this.#write(() => {
+      const current = this.#sql.getOpenVpnCredential.get(name);
+      if (current === undefined) return undefined;
+      this.#sql.revokeCredentials.run({ name, at, reason });
+      this.#sql.deleteCredentials.run(name);
+      return this.#sql.revocationBySerial.get(current.serial);
+    });
+  }
+
+  findOpenVpnRevocation(by: { serial: string } | { clientKeyId: string }): OpenVpnRevocation | undefined {
+    return 'serial' in by
+      ? this.#sql.revocationBySerial.get(by.serial)
+      : this.#sql.revocationByKeyId.get(by.clientKeyId);
+  }
+
+  allOpenVpnRevocations(): OpenVpnRevocation[] {
+    return this.#sql.allRevocations.all();
   }
 
   putStatuses(statuses: readonly MemberStatus[]): void {

@@ -15,10 +15,13 @@ import type {
   AuditEntry,
   Change,
   ConfigDelivery,
+  ConfigProtocol,
   Group,
   MemberCounts,
   MemberRecord,
   MemberStatus,
+  OpenVpnCredential,
+  OpenVpnRevocation,
   Policy,
   PolicyInput,
   Settings,
@@ -108,7 +111,16 @@ export interface Store {
    * Throws StoreConflict ("download_links.member") when there is no such member, and ("download_links.hash")
    * when the hash is taken. Links that expired by `createdAt` may be forgotten on the way.
    */
-  insertLink(hash: string, member: string, createdAt: string, expiresAt: string): void;
+  insertLink(
+    hash: string,
+    member: string,
+    createdAt: string,
+    expiresAt: string,
+    /** Which config the link hands out (default 'wireguard'). */
+    protocol?: ConfigProtocol,
+  ): void;
+  /** The protocol of a link's config, whether or not it is still usable (undefined: no such link). */
+  linkProtocol(hash: string): ConfigProtocol | undefined;
   /**
    * Uses a link up, atomically: returns the member's name and marks the link used if it is unused, expires
    * after `now` and its member still exists; otherwise returns undefined and changes nothing. A link belongs
@@ -122,10 +134,35 @@ export interface Store {
    * of the network, so nothing goes to the change feed. Throws StoreConflict ("config_deliveries.member")
    * when there is no such member. The record goes with the member: a new member of the same name has none.
    */
-  putConfigDelivery(delivery: ConfigDelivery): void;
-  getConfigDelivery(name: string): ConfigDelivery | undefined;
-  /** Every member's record, ordered by name. */
-  allConfigDeliveries(): ConfigDelivery[];
+  putConfigDelivery(delivery: ConfigDelivery, protocol?: ConfigProtocol): void;
+  /** A record per protocol: `protocol` (default 'wireguard') says which config was handed out. */
+  getConfigDelivery(name: string, protocol?: ConfigProtocol): ConfigDelivery | undefined;
+  /** Every member's record for `protocol` (default 'wireguard'), ordered by name. */
+  allConfigDeliveries(protocol?: ConfigProtocol): ConfigDelivery[];
+
+  /** The member's current OpenVPN credentials (none until first issued). */
+  getOpenVpnCredential(name: string): OpenVpnCredential | undefined;
+  /** The current credentials with this certificate serial or tls-crypt-v2 client key id. */
+  findOpenVpnCredential(by: { serial: string } | { clientKeyId: string }): OpenVpnCredential | undefined;
+  /**
+   * Records a member's first credentials, or new ones after a revocation. Returns false, changing nothing,
+   * when the member already has current ones (another process issued them first). Throws StoreConflict
+   * ("openvpn_credentials.member") when there is no such member. Not a change of the network: no change feed.
+   */
+  putOpenVpnCredential(credential: OpenVpnCredential): boolean;
+  /**
+   * Revokes the member's current credentials: they move to the revocation list. Returns the revocation, or
+   * undefined when the member has none. Removing a member does the same with the reason 'removed'.
+   */
+  revokeOpenVpnCredential(
+    name: string,
+    at: string,
+    reason: OpenVpnRevocation['reason'],
+  ): OpenVpnRevocation | undefined;
+  /** The revocation of this serial or client key id, if it was revoked. */
+  findOpenVpnRevocation(by: { serial: string } | { clientKeyId: string }): OpenVpnRevocation | undefined;
+  /** Every revocation, oldest first (what a CRL lists). */
+  allOpenVpnRevocations(): OpenVpnRevocation[];
 
   /** Replaces the status rows of the given members (the running gateway reports every few seconds). */
   putStatuses(statuses: readonly MemberStatus[]): void;

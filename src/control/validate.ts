@@ -14,7 +14,14 @@ import {
   type Prefix,
 } from '../net/ip.js';
 import { invalid, WeftError } from './errors.js';
-import type { PolicyAction, PolicyInput, PortRange, Proto } from './model.js';
+import {
+  OPENVPN_CIPHERS,
+  type OpenVpnSettings,
+  type PolicyAction,
+  type PolicyInput,
+  type PortRange,
+  type Proto,
+} from './model.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 /**
@@ -407,4 +414,51 @@ export function policyText(p: PolicyInput): string {
 export function assertFound<T>(value: T | undefined, code: WeftError['code'], what: string): T {
   if (value === undefined) throw new WeftError(code, `${what} does not exist`);
   return value;
+}
+
+/**
+ * The `openvpn` section of the settings: a full one, or changes to `current` (only the keys given). Errors
+ * name the field as `openvpn.udpPort`, `openvpn.dataCiphers[1]`, ... (`field` is the section's own name).
+ */
+export function openVpnSettings(field: string, value: unknown, current: OpenVpnSettings): OpenVpnSettings {
+  if (value === undefined || value === null) return current;
+  if (typeof value !== 'object' || Array.isArray(value)) throw invalid(field, 'must be an object');
+  const o = value as Record<string, unknown>;
+  const known = ['udpPort', 'tcpPort', 'dataCiphers', 'renegSec', 'certificateDays'];
+  for (const key of Object.keys(o))
+    if (!known.includes(key))
+      throw invalid(`${field}.${key}`, `is not an OpenVPN setting (${known.join(', ')})`);
+  const port = (key: 'udpPort' | 'tcpPort'): number | null => {
+    const given = o[key];
+    if (given === undefined) return current[key];
+    if (given === null || given === false || given === 'off') return null;
+    return integer(`${field}.${key}`, given, 1, 65535);
+  };
+  let dataCiphers = current.dataCiphers;
+  if (o['dataCiphers'] !== undefined) {
+    const items = list(`${field}.dataCiphers`, o['dataCiphers'], OPENVPN_CIPHERS.length);
+    if (items.length === 0) throw invalid(`${field}.dataCiphers`, 'must name at least one cipher');
+    dataCiphers = items.map((c, i) => {
+      const at = `${field}.dataCiphers[${i}]`;
+      const upper = typeof c === 'string' ? c.toUpperCase() : undefined;
+      const cipher = OPENVPN_CIPHERS.find((k) => k === upper);
+      if (cipher === undefined) throw invalid(at, `must be one of ${OPENVPN_CIPHERS.join(', ')}`);
+      return cipher;
+    });
+    if (new Set(dataCiphers).size !== dataCiphers.length)
+      throw invalid(`${field}.dataCiphers`, 'names a cipher twice');
+  }
+  return {
+    udpPort: port('udpPort'),
+    tcpPort: port('tcpPort'),
+    dataCiphers,
+    renegSec:
+      o['renegSec'] === undefined
+        ? current.renegSec
+        : integer(`${field}.renegSec`, o['renegSec'], 0, 604_800),
+    certificateDays:
+      o['certificateDays'] === undefined
+        ? current.certificateDays
+        : integer(`${field}.certificateDays`, o['certificateDays'], 1, 3650),
+  };
 }

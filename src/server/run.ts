@@ -104,6 +104,9 @@ function prefixOf(text: string): Prefix {
   return p.value;
 }
 
+/** How often a running server checks whether the OpenVPN server certificate needs renewing. */
+const PKI_CHECK_MS = 12 * 3600_000;
+
 export async function runServer(
   dataDir: string,
   log: (line: string) => void,
@@ -124,6 +127,14 @@ export async function runServer(
   try {
     const cp = new ControlPlane(store, undefined, { uplinks: hostUplinks });
     const settings = cp.settings();
+    // A store from before OpenVPN gets its CA here; a server certificate near its end is renewed, here and
+    // twice a day while the server runs (renewal starts 30 days before the end).
+    await cp.ensureOpenVpn();
+    const pkiTimer = setInterval(() => {
+      cp.ensureOpenVpn().catch((e: unknown) => log(`openvpn certificates: ${(e as Error).message}`));
+    }, PKI_CHECK_MS);
+    pkiTimer.unref();
+    undo.push(() => clearInterval(pkiTimer));
     const name = settings.interfaceName;
     const gw = cp.gatewayAddresses();
     const addresses = [interfaceAddress(gw.ip, settings.subnet)];

@@ -418,6 +418,26 @@ describe(
     });
 
     step(
+      "4b. the OpenVPN button saves her inline .ovpn profile, naming the gateway's endpoint",
+      async (t) => {
+        const p = thePage();
+        await visible(p, 'member-download-openvpn');
+        const [download] = await Promise.all([
+          p.waitForEvent('download', { timeout: UI_MS }),
+          p.getByTestId('member-download-openvpn').click(),
+        ]);
+        const file = lab.file('download.ovpn');
+        await download.saveAs(file);
+        const text = await fsp.readFile(file, 'utf8');
+        t.diagnostic(`downloaded ${JSON.stringify(download.suggestedFilename())} (${text.length} bytes)`);
+        assert.equal(download.suggestedFilename(), `${MEMBER}.ovpn`);
+        assert.match(text, new RegExp(`^remote ${UNDERLAY.gateway.replaceAll('.', '\\.')} 1194 udp$`, 'm'));
+        for (const tag of ['ca', 'cert', 'key', 'tls-crypt-v2'])
+          assert.match(text, new RegExp(`^<${tag}>\\n-----BEGIN [^\\n]+-----\\n`, 'm'), `<${tag}> inline`);
+      },
+    );
+
+    step(
       "5. the downloaded config brings up a real wg-quick client that pings the gateway's tunnel address",
       async (t) => {
         const { member } = net();

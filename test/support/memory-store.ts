@@ -21,10 +21,13 @@ import type {
   Change,
   ChangeKind,
   ConfigDelivery,
+  ConfigProtocol,
   Group,
   MemberCounts,
   MemberRecord,
   MemberStatus,
+  OpenVpnCredential,
+  OpenVpnRevocation,
   Policy,
   PolicyInput,
   Settings,
@@ -52,8 +55,12 @@ interface State {
   readonly admins: Map<string, AdminAccount>;
   /** One-time download links by the hash of their token. */
   readonly links: Map<string, DownloadLink>;
-  /** The fingerprint of the config each member was last handed, by member name. */
+  /** The fingerprint of the config each member was last handed, by `${protocol}\n${name}`. */
   readonly deliveries: Map<string, ConfigDelivery>;
+  /** Current OpenVPN credentials by member name. */
+  readonly credentials: Map<string, OpenVpnCredential>;
+  /** Revocations by serial, in the order they were made. */
+  readonly revocations: Map<string, OpenVpnRevocation>;
   readonly statuses: Map<string, MemberStatus>;
   /** Keyed by `${name}\n${at}`. */
   readonly traffic: Map<string, TrafficSample>;
@@ -66,6 +73,7 @@ type Sequence = 'policy' | 'audit' | 'token' | 'rev';
 
 interface DownloadLink {
   readonly member: string;
+  readonly protocol: ConfigProtocol;
   readonly createdAt: string;
   readonly expiresAt: string;
   readonly usedAt: string | null;
@@ -84,6 +92,8 @@ function emptyState(): State {
     admins: new Map(),
     links: new Map(),
     deliveries: new Map(),
+    credentials: new Map(),
+    revocations: new Map(),
     statuses: new Map(),
     traffic: new Map(),
     changes: [],
@@ -116,7 +126,7 @@ function clampLimit(limit: number): number {
 
 export class MemoryStore implements Store {
   readonly path = ':memory:';
-  readonly schemaVersion = 3;
+  readonly schemaVersion = 4;
   readonly #state: State = emptyState();
   #closed = false;
   /** How to undo each write made inside the open transaction, oldest first; empty outside one. */
@@ -272,8 +282,11 @@ export class MemoryStore implements Store {
   /** The member's download links and config record go with it (as SQLite's ON DELETE CASCADE). */
   deleteMember(name: string): boolean {
     return this.transaction(() => {
-      if (!this.#delete(this.#state.members, name)) return false;
-      this.#delete(this.#state.deliveries, name);
+      if (!this.#state.members.has(name)) return false;
+      this.revokeOpenVpnCredential(name, new Date().toISOString(), 'removed');
+      this.#delete(this.#state.members, name);
+      for (const protocol of ['wireguard', 'openvpn'] as const)
+        this.#delete(this.#state.deliveries, `${protocol}\n${name}`);
       for (const [hash, link] of [...this.#state.links]) {
         if (link.member === name) this.#delete(this.#state.links, hash);
       }
@@ -445,7 +458,13 @@ export class MemoryStore implements Store {
     this.transaction(() => this.#set(this.#state.admins, account.username, copy(account)));
   }
 
-  insertLink(hash: string, member: string, createdAt: string, expiresAt: string): void {
+  insertLink(
+    hash: string,
+    member: string,
+    createdAt: string,
+    expiresAt: string,
+    protocol: ConfigProtocol = 'wireguard',
+  ): void {
     this.transaction(() => {
       for (const [key, link] of [...this.#state.links]) {
         if (link.expiresAt <= createdAt) this.#delete(this.#state.links, key);
@@ -454,8 +473,12 @@ export class MemoryStore implements Store {
         throw new StoreConflict(`download_links.member: there is no member named ${JSON.stringify(member)}`);
       if (this.#state.links.has(hash))
         throw new StoreConflict('download_links.hash: another row already has this value');
-      this.#set(this.#state.links, hash, { member, createdAt, expiresAt, usedAt: null });
+      this.#set(this.#state.links, hash, { member, protocol, createdAt, expiresAt, usedAt: null });
     });
+  }
+
+  linkProtocol(hash: string): ConfigProtocol | undefined {
+    return this.#open().links.get(hash)?.protocol;
   }
 
   takeLink(hash: string, now: string): string | undefined {
@@ -467,22 +490,90 @@ export class MemoryStore implements Store {
     });
   }
 
-  putConfigDelivery(delivery: ConfigDelivery): void {
+  putConfigDelivery(delivery: ConfigDelivery, protocol: ConfigProtocol = 'wireguard'): void {
     this.transaction(() => {
       if (!this.#state.members.has(delivery.name))
         throw new StoreConflict(
           `config_deliveries.member: there is no member named ${JSON.stringify(delivery.name)}`,
         );
-      this.#set(this.#state.deliveries, delivery.name, copy(delivery));
+      this.#set(this.#state.deliveries, `${protocol}\n${delivery.name}`, copy(delivery));
     });
   }
 
-  getConfigDelivery(name: string): ConfigDelivery | undefined {
-    return copy(this.#open().deliveries.get(name));
+  getConfigDelivery(name: string, protocol: ConfigProtocol = 'wireguard'): ConfigDelivery | undefined {
+    return copy(this.#open().deliveries.get(`${protocol}\n${name}`));
   }
 
-  allConfigDeliveries(): ConfigDelivery[] {
-    return copy([...this.#open().deliveries.values()].sort(byName));
+  allConfigDeliveries(protocol: ConfigProtocol = 'wireguard'): ConfigDelivery[] {
+    return copy(
+      [...this.#open().deliveries.entries()]
+        .filter(([key]) => key.startsWith(`${protocol}\n`))
+        .map(([, d]) => d)
+        .sort(byName),
+    );
+  }
+
+  getOpenVpnCredential(name: string): OpenVpnCredential | undefined {
+    return copy(this.#open().credentials.get(name));
+  }
+
+  findOpenVpnCredential(by: { serial: string } | { clientKeyId: string }): OpenVpnCredential | undefined {
+    const found = [...this.#open().credentials.values()].find((c) =>
+      'serial' in by ? c.serial === by.serial : c.clientKeyId === by.clientKeyId,
+    );
+    return copy(found);
+  }
+
+  putOpenVpnCredential(credential: OpenVpnCredential): boolean {
+    return this.transaction(() => {
+      if (!this.#open().members.has(credential.name))
+        throw new StoreConflict(
+          `openvpn_credentials.member: there is no member named ${JSON.stringify(credential.name)}`,
+        );
+      if (this.#state.credentials.has(credential.name)) return false;
+      const taken = [...this.#state.credentials.values(), ...this.#state.revocations.values()].some(
+        (c) => c.serial === credential.serial || c.clientKeyId === credential.clientKeyId,
+      );
+      if (taken) throw new StoreConflict('openvpn_credentials.serial: another row already has this value');
+      this.#set(this.#state.credentials, credential.name, copy(credential));
+      return true;
+    });
+  }
+
+  revokeOpenVpnCredential(
+    name: string,
+    at: string,
+    reason: OpenVpnRevocation['reason'],
+  ): OpenVpnRevocation | undefined {
+    return this.transaction(() => {
+      const current = this.#open().credentials.get(name);
+      if (current === undefined) return undefined;
+      const revocation: OpenVpnRevocation = {
+        serial: current.serial,
+        clientKeyId: current.clientKeyId,
+        name,
+        revokedAt: at,
+        reason,
+      };
+      this.#delete(this.#state.credentials, name);
+      this.#set(this.#state.revocations, current.serial, revocation);
+      return copy(revocation);
+    });
+  }
+
+  findOpenVpnRevocation(by: { serial: string } | { clientKeyId: string }): OpenVpnRevocation | undefined {
+    const found = [...this.#open().revocations.values()].find((r) =>
+      'serial' in by ? r.serial === by.serial : r.clientKeyId === by.clientKeyId,
+    );
+    return copy(found);
+  }
+
+  allOpenVpnRevocations(): OpenVpnRevocation[] {
+    return copy(
+      [...this.#open().revocations.values()].sort((a, b) =>
+        a.revokedAt < b.revokedAt ? -1 : a.revokedAt > b.revokedAt ? 1 : a.serial < b.serial ? -1 : 1,
+      ),
+    );
   }
 
   putStatuses(statuses: readonly MemberStatus[]): void {

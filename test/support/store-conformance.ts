@@ -22,7 +22,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import type { MemberRecord, MemberStatus, Settings } from '../../src/control/model.js';
+import type { MemberRecord, MemberStatus, OpenVpnCredential, Settings } from '../../src/control/model.js';
 import { StoreConflict, type Store } from '../../src/control/store.js';
 
 export interface OpenedStore {
@@ -973,6 +973,95 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
       store.insertMember(member(2));
       assert.equal(store.getConfigDelivery('m00002'), undefined);
       assert.deepEqual(store.allConfigDeliveries(), [again]);
+    });
+
+    it('config deliveries and links per protocol: an OpenVPN record beside the WireGuard one', (t) => {
+      const store = fresh(t);
+      store.insertMember(member(1));
+      const wg = { name: 'm00001', fingerprint: 'sha256:wg', deliveredAt: T0 };
+      const ovpn = { name: 'm00001', fingerprint: 'sha256:ovpn', deliveredAt: T1 };
+      store.putConfigDelivery(wg);
+      store.putConfigDelivery(ovpn, 'openvpn');
+      assert.deepEqual(store.getConfigDelivery('m00001'), wg);
+      assert.deepEqual(store.getConfigDelivery('m00001', 'wireguard'), wg);
+      assert.deepEqual(store.getConfigDelivery('m00001', 'openvpn'), ovpn);
+      assert.deepEqual(store.allConfigDeliveries(), [wg]);
+      assert.deepEqual(store.allConfigDeliveries('openvpn'), [ovpn]);
+      store.insertLink('hash-w', 'm00001', T0, T2);
+      store.insertLink('hash-o', 'm00001', T0, T2, 'openvpn');
+      assert.equal(store.linkProtocol('hash-w'), 'wireguard');
+      assert.equal(store.linkProtocol('hash-o'), 'openvpn');
+      assert.equal(store.linkProtocol('hash-x'), undefined);
+      assert.equal(store.deleteMember('m00001'), true);
+      assert.deepEqual(store.allConfigDeliveries('openvpn'), []);
+      assert.equal(store.linkProtocol('hash-o'), undefined, 'links go with the member');
+    });
+
+    it('OpenVPN credentials: one current per member, revoked to a list that outlives the member', (t) => {
+      const store = fresh(t);
+      store.insertMember(member(1));
+      store.insertMember(member(2));
+      const rev = store.revision();
+      const credential = (name: string, n: number): OpenVpnCredential => ({
+        name,
+        serial: `0${n}ab`,
+        clientKeyId: `c${n}`.repeat(8),
+        certificate: `CERT ${n}`,
+        privateKey: `KEY ${n}`,
+        tlsCryptV2Key: `TC2 ${n}`,
+        notAfter: T2,
+        issuedAt: T0,
+      });
+      assert.equal(store.getOpenVpnCredential('m00001'), undefined);
+      assert.equal(store.putOpenVpnCredential(credential('m00001', 1)), true);
+      assert.equal(store.putOpenVpnCredential(credential('m00001', 2)), false, 'the first one stays');
+      assert.deepEqual(store.getOpenVpnCredential('m00001'), credential('m00001', 1));
+      assert.deepEqual(store.findOpenVpnCredential({ serial: '01ab' }), credential('m00001', 1));
+      assert.deepEqual(store.findOpenVpnCredential({ clientKeyId: 'c1'.repeat(8) }), credential('m00001', 1));
+      assert.equal(store.findOpenVpnCredential({ serial: '02ab' }), undefined);
+      assert.throws(
+        () => store.putOpenVpnCredential(credential('nobody', 3)),
+        conflictNaming('openvpn_credentials.member'),
+      );
+      assert.equal(store.revision(), rev, 'not part of the change feed');
+
+      assert.throws(() =>
+        store.transaction(() => {
+          store.revokeOpenVpnCredential('m00001', T1, 'rotated');
+          throw new Error('rolled back');
+        }),
+      );
+      assert.deepEqual(
+        store.getOpenVpnCredential('m00001'),
+        credential('m00001', 1),
+        'a rolled-back revocation',
+      );
+      assert.deepEqual(store.allOpenVpnRevocations(), []);
+
+      const revoked = store.revokeOpenVpnCredential('m00001', T1, 'rotated');
+      assert.deepEqual(revoked, {
+        serial: '01ab',
+        clientKeyId: 'c1'.repeat(8),
+        name: 'm00001',
+        revokedAt: T1,
+        reason: 'rotated',
+      });
+      assert.equal(store.getOpenVpnCredential('m00001'), undefined);
+      assert.equal(store.findOpenVpnCredential({ serial: '01ab' }), undefined);
+      assert.deepEqual(store.findOpenVpnRevocation({ serial: '01ab' }), revoked);
+      assert.deepEqual(store.findOpenVpnRevocation({ clientKeyId: 'c1'.repeat(8) }), revoked);
+      assert.equal(store.revokeOpenVpnCredential('m00001', T1, 'rotated'), undefined);
+      assert.equal(store.putOpenVpnCredential(credential('m00001', 3)), true, 'new ones after a revocation');
+
+      store.putOpenVpnCredential(credential('m00002', 2));
+      assert.equal(store.deleteMember('m00002'), true);
+      assert.equal(store.findOpenVpnRevocation({ serial: '02ab' })?.reason, 'removed');
+      store.insertMember(member(2));
+      assert.equal(store.getOpenVpnCredential('m00002'), undefined, 'a new member of the name has none');
+      assert.deepEqual(
+        store.allOpenVpnRevocations().map((r) => r.serial),
+        ['01ab', '02ab'],
+      );
     });
 
     it('member statuses: putStatuses upserts many rows at once, allStatuses by name', (t) => {

@@ -214,7 +214,10 @@ for (const { name: storeName, open } of STORES) {
         const config = doc.paths['/api/v1/members/{name}/config']!.get as {
           responses: { 200: { content: Record<string, unknown> } };
         };
-        assert.deepEqual(Object.keys(config.responses[200].content), ['text/plain']);
+        assert.deepEqual(Object.keys(config.responses[200].content), [
+          'text/plain',
+          'application/x-openvpn-profile',
+        ]);
       });
     });
 

@@ -93,6 +93,8 @@ test('an empty file is migrated to SCHEMA_VERSION with every table', (t) => {
       'member_groups',
       'member_status',
       'members',
+      'openvpn_credentials',
+      'openvpn_revocations',
       'policies',
       'routes',
       'secrets',
@@ -151,8 +153,8 @@ test('a version 1 file is migrated to the current version and keeps its data', (
 
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(SCHEMA_VERSION, 3);
-  assert.equal(store.schemaVersion, 3);
+  assert.equal(SCHEMA_VERSION, 4);
+  assert.equal(store.schemaVersion, 4);
   assert.deepEqual(store.getSettings(), SETTINGS);
   assert.deepEqual(store.getMember('m00001'), member(1, { groups: ['eng'] }));
   assert.deepEqual(store.getAdmin('admin')?.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
@@ -166,7 +168,7 @@ test('a version 1 file is migrated to the current version and keeps its data', (
   assert.equal(store.integrityCheck(), 'ok');
   const raw = new Database(path);
   try {
-    assert.equal(raw.pragma('user_version', { simple: true }), 3);
+    assert.equal(raw.pragma('user_version', { simple: true }), 4);
     assert.equal(raw.prepare('SELECT count(*) FROM download_links').pluck<number>().get(), 0);
   } finally {
     raw.close();
@@ -190,13 +192,88 @@ test('a version 2 file is migrated to version 3: config fingerprints, which go w
   }
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(store.schemaVersion, 3);
+  assert.equal(store.schemaVersion, SCHEMA_VERSION);
   assert.deepEqual(store.getMember('m00001'), member(1));
   assert.equal(store.getConfigDelivery('m00001'), undefined);
   store.putConfigDelivery({ name: 'm00001', fingerprint: 'f1', deliveredAt: T0 });
   assert.deepEqual(store.getConfigDelivery('m00001'), { name: 'm00001', fingerprint: 'f1', deliveredAt: T0 });
   assert.equal(store.deleteMember('m00001'), true);
   assert.deepEqual(store.allConfigDeliveries(), []);
+  assert.equal(store.integrityCheck(), 'ok');
+});
+
+test('a version 3 file is migrated to version 4: OpenVPN credentials, revocations, deliveries per protocol', (t) => {
+  const path = join(tempDir(t), 'weft.db');
+  const v3 = new Database(path);
+  try {
+    for (const migration of MIGRATIONS.slice(0, 3)) migration(v3);
+    v3.pragma('user_version = 3');
+    for (const i of [1, 2]) {
+      const m = member(i);
+      const id = v3
+        .prepare(
+          `INSERT INTO members (name, ip, ip6, public_key, private_key, disabled, expires_at, full_tunnel,
+                                created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, NULL, 0, ?, ?)`,
+        )
+        .run(m.name, m.ip, m.ip6, m.publicKey, m.privateKey, m.createdAt, m.updatedAt).lastInsertRowid;
+      v3.prepare('INSERT INTO config_deliveries (member_id, fingerprint, delivered_at) VALUES (?, ?, ?)').run(
+        id,
+        `f${i}`,
+        T0,
+      );
+    }
+  } finally {
+    v3.close();
+  }
+  const store = openSqliteStore(path);
+  t.after(() => store.close());
+  assert.equal(store.schemaVersion, 4);
+  // The deliveries recorded before were of WireGuard configs, and stay so.
+  assert.deepEqual(store.getConfigDelivery('m00001'), { name: 'm00001', fingerprint: 'f1', deliveredAt: T0 });
+  assert.equal(store.getConfigDelivery('m00001', 'openvpn'), undefined);
+  store.putConfigDelivery({ name: 'm00001', fingerprint: 'o1', deliveredAt: T0 }, 'openvpn');
+  assert.deepEqual(store.allConfigDeliveries('openvpn'), [
+    { name: 'm00001', fingerprint: 'o1', deliveredAt: T0 },
+  ]);
+  assert.equal(store.getConfigDelivery('m00001')?.fingerprint, 'f1', 'the WireGuard record is kept apart');
+
+  const credential = (name: string, n: number) => ({
+    name,
+    serial: `0${n}aa`,
+    clientKeyId: `${n}b`.repeat(4),
+    certificate: 'CERT',
+    privateKey: 'KEY',
+    tlsCryptV2Key: 'TC2',
+    notAfter: '2099-01-01T00:00:00.000Z',
+    issuedAt: T0,
+  });
+  assert.equal(store.putOpenVpnCredential(credential('m00001', 1)), true);
+  assert.equal(store.putOpenVpnCredential(credential('m00001', 3)), false, 'one current credential each');
+  assert.equal(store.putOpenVpnCredential(credential('m00002', 2)), true);
+  assert.throws(() => store.putOpenVpnCredential(credential('nobody', 4)), StoreConflict);
+  assert.equal(store.findOpenVpnCredential({ serial: '01aa' })?.name, 'm00001');
+  assert.equal(store.findOpenVpnCredential({ clientKeyId: '2b2b2b2b' })?.name, 'm00002');
+
+  const rotated = store.revokeOpenVpnCredential('m00001', T0, 'rotated');
+  assert.deepEqual(rotated, {
+    serial: '01aa',
+    clientKeyId: '1b1b1b1b',
+    name: 'm00001',
+    revokedAt: T0,
+    reason: 'rotated',
+  });
+  assert.equal(store.getOpenVpnCredential('m00001'), undefined);
+  assert.equal(store.revokeOpenVpnCredential('m00001', T0, 'rotated'), undefined, 'nothing left to revoke');
+  // Removing a member revokes its credentials; the revocation outlives it.
+  assert.equal(store.deleteMember('m00002'), true);
+  assert.equal(store.findOpenVpnRevocation({ clientKeyId: '2b2b2b2b' })?.reason, 'removed');
+  assert.deepEqual(
+    store.allOpenVpnRevocations().map((r) => [r.serial, r.name, r.reason]),
+    [
+      ['01aa', 'm00001', 'rotated'],
+      ['02aa', 'm00002', 'removed'],
+    ].sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
+  );
   assert.equal(store.integrityCheck(), 'ok');
 });
 

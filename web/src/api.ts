@@ -80,6 +80,9 @@ export const getMemberTraffic = (name: string, since: Date, signal?: Signal): Pr
   requestJson('GET', `${member(name)}/traffic`, { query: { since: since.toISOString() }, signal });
 /** For <img src> and <a href download>: the browser fetches these itself, with the session cookie. */
 export const memberConfigUrl = (name: string): string => apiUrl(`${member(name)}/config`);
+/** The inline OpenVPN profile (.ovpn); the first download issues the member's certificate. */
+export const memberOpenVpnUrl = (name: string): string =>
+  apiUrl(`${member(name)}/config`, { format: 'openvpn' });
 export const memberQrUrl = (name: string): string => apiUrl(`${member(name)}/config.svg`);
 
 // ---- groups, routes, policies ----

@@ -108,6 +108,7 @@ export interface Member {
   readonly status: MemberStatus | null;
   /** The config last handed out (download, QR code, link, CLI); null until then. */
   readonly configDownload: { readonly at: string; readonly stale: boolean } | null;
+  readonly openvpnConfigDownload: { readonly at: string; readonly stale: boolean } | null;
 }
 
 export interface MemberPage {

@@ -87,6 +87,18 @@ function detailsCard(m: Member): HTMLElement {
               : `Current (downloaded ${formatRelative(m.configDownload.at)})`,
         ),
       ],
+      [
+        'OpenVPN profile',
+        h(
+          'span',
+          { testid: 'member-openvpn-config-state' },
+          m.openvpnConfigDownload === null
+            ? 'Never handed out'
+            : m.openvpnConfigDownload.stale
+              ? `Changed since it was downloaded (${formatRelative(m.openvpnConfigDownload.at)})`
+              : `Current (downloaded ${formatRelative(m.openvpnConfigDownload.at)})`,
+        ),
+      ],
       ['Created', formatDateTime(m.createdAt)],
     ]),
   );
@@ -283,6 +295,16 @@ function configCard(m: Member): HTMLElement {
           },
           `Download ${m.name}.conf`,
         ),
+        h(
+          'a',
+          {
+            class: 'button',
+            href: api.memberOpenVpnUrl(m.name),
+            download: `${m.name}.ovpn`,
+            testid: 'member-download-openvpn',
+          },
+          `Download ${m.name}.ovpn (OpenVPN)`,
+        ),
         linkSection(m),
       ),
     ),
@@ -298,7 +320,9 @@ async function rotate(m: Member, rerender: () => void): Promise<void> {
   });
   const ok = await confirmDialog({
     title: `Rotate ${m.name}’s keys?`,
-    message: 'The current key stops working at once: the device cannot connect until it gets the new config.',
+    message:
+      'The current WireGuard key and OpenVPN certificate stop working at once: the device cannot connect ' +
+      'until it gets its new config.',
     confirm: 'Rotate keys',
     danger: true,
     extra: m.hasPrivateKey
