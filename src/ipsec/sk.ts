@@ -34,6 +34,52 @@ function aeadCipher(s: EncrSuite): string {
   return `aes-${s.keyBits}-gcm`;
 }
 
+/**
+ * AEAD seal as SK uses it: `encrKey` is the cipher key followed by the 4-byte salt, the nonce is salt | iv
+ * (RFC 5282 §4, RFC 7634 §2). Returns ciphertext | 16-byte tag.
+ */
+export function aeadSeal(s: EncrSuite, encrKey: Buffer, iv: Buffer, aad: Buffer, plain: Buffer): Buffer {
+  const keyLength = s.keymatLength - 4;
+  const nonce = Buffer.concat([encrKey.subarray(keyLength), iv]);
+  const c = createCipheriv(aeadCipher(s) as 'aes-256-gcm', encrKey.subarray(0, keyLength), nonce, {
+    authTagLength: 16,
+  });
+  c.setAAD(aad);
+  return Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
+}
+
+/** The inverse of `aeadSeal`; null when the tag does not verify. */
+export function aeadOpen(
+  s: EncrSuite,
+  encrKey: Buffer,
+  iv: Buffer,
+  aad: Buffer,
+  sealed: Buffer,
+): Buffer | null {
+  if (sealed.length < s.tagLength) return null;
+  const keyLength = s.keymatLength - 4;
+  const nonce = Buffer.concat([encrKey.subarray(keyLength), iv]);
+  try {
+    const d = createDecipheriv(aeadCipher(s) as 'aes-256-gcm', encrKey.subarray(0, keyLength), nonce, {
+      authTagLength: 16,
+    });
+    d.setAAD(aad);
+    d.setAuthTag(sealed.subarray(sealed.length - s.tagLength));
+    return Buffer.concat([d.update(sealed.subarray(0, sealed.length - s.tagLength)), d.final()]);
+  } catch {
+    return null;
+  }
+}
+
+/** AES-CBC without padding (RFC 3602): SK pads the plaintext itself. */
+export function cbc(s: EncrSuite, key: Buffer, iv: Buffer, data: Buffer, encrypt: boolean): Buffer {
+  const c = encrypt
+    ? createCipheriv(`aes-${s.keyBits}-cbc`, key, iv)
+    : createDecipheriv(`aes-${s.keyBits}-cbc`, key, iv);
+  c.setAutoPadding(false);
+  return Buffer.concat([c.update(data), c.final()]);
+}
+
 /** Builds a whole protected message: header, SK payload around `inner`. `iv` must be ivLength random bytes. */
 export function sealMessage(
   h: Omit<IkeHeader, 'nextPayload'>,
@@ -57,18 +103,10 @@ export function sealMessage(
   skHeader[0] = chain.first;
   skHeader.writeUInt16BE(skLength, 2);
   if (s.aead) {
-    const keyLength = s.keymatLength - 4;
-    const nonce = Buffer.concat([keys.encrKey.subarray(keyLength), iv]);
-    const c = createCipheriv(aeadCipher(s) as 'aes-256-gcm', keys.encrKey.subarray(0, keyLength), nonce, {
-      authTagLength: 16,
-    });
-    c.setAAD(Buffer.concat([header, skHeader]));
-    const ct = Buffer.concat([c.update(plain), c.final()]);
-    return Buffer.concat([header, skHeader, iv, ct, c.getAuthTag()]);
+    const sealed = aeadSeal(s, keys.encrKey, iv, Buffer.concat([header, skHeader]), plain);
+    return Buffer.concat([header, skHeader, iv, sealed]);
   }
-  const c = createCipheriv(`aes-${s.keyBits}-cbc`, keys.encrKey, iv);
-  c.setAutoPadding(false);
-  const ct = Buffer.concat([c.update(plain), c.final()]);
+  const ct = cbc(s, keys.encrKey, iv, plain, true);
   const body = Buffer.concat([header, skHeader, iv, ct]);
   const icv = createHmac(keys.integ!.hash, keys.integKey!).update(body).digest().subarray(0, icvLength);
   return Buffer.concat([body, icv]);
@@ -89,18 +127,15 @@ export function openMessage(msg: IkeMessage, keys: SkKeys): Parsed<Payload[]> {
   const icv = body.subarray(body.length - icvLength);
   let plain: Buffer;
   if (s.aead) {
-    const keyLength = s.keymatLength - 4;
-    const nonce = Buffer.concat([keys.encrKey.subarray(keyLength), iv]);
-    try {
-      const d = createDecipheriv(aeadCipher(s) as 'aes-256-gcm', keys.encrKey.subarray(0, keyLength), nonce, {
-        authTagLength: 16,
-      });
-      d.setAAD(raw.subarray(0, skStart + PAYLOAD_HEADER_LENGTH));
-      d.setAuthTag(icv);
-      plain = Buffer.concat([d.update(ct), d.final()]);
-    } catch {
-      return { ok: false, reason: 'integrity-check-failed' };
-    }
+    const opened = aeadOpen(
+      s,
+      keys.encrKey,
+      iv,
+      raw.subarray(0, skStart + PAYLOAD_HEADER_LENGTH),
+      body.subarray(s.ivLength),
+    );
+    if (opened === null) return { ok: false, reason: 'integrity-check-failed' };
+    plain = opened;
   } else {
     const expect = createHmac(keys.integ!.hash, keys.integKey!)
       .update(raw.subarray(0, raw.length - icvLength))
@@ -108,9 +143,7 @@ export function openMessage(msg: IkeMessage, keys: SkKeys): Parsed<Payload[]> {
       .subarray(0, icvLength);
     if (!timingSafeEqual(expect, icv)) return { ok: false, reason: 'integrity-check-failed' };
     if (ct.length === 0 || ct.length % 16 !== 0) return { ok: false, reason: 'bad-padding' };
-    const d = createDecipheriv(`aes-${s.keyBits}-cbc`, keys.encrKey, iv);
-    d.setAutoPadding(false);
-    plain = Buffer.concat([d.update(ct), d.final()]);
+    plain = cbc(s, keys.encrKey, iv, ct, false);
   }
   const padLength = plain[plain.length - 1]!;
   if (padLength + 1 > plain.length) return { ok: false, reason: 'bad-padding' };
