@@ -122,6 +122,31 @@ describe('IKEv2 two cores: establishment', () => {
   });
 });
 
+describe('IKEv2 two cores: NAT traversal', () => {
+  it('A behind a NAT: both move to 4500 after IKE_SA_INIT, A keeps the mapping open with 0xFF keepalives', () => {
+    const p = Pair.create({ dpdIntervalMs: 0, keepaliveIntervalMs: 20_000 }, { dpdIntervalMs: 0 });
+    p.natA = { address: '198.51.100.7', ports: { 500: 40500, 4500: 44500 } };
+    p.initiate();
+    p.run();
+    established(p);
+    assert.equal(p.of('a', 'ike-sa-up')[0]!.behindNat, true);
+    assert.equal(p.of('b', 'ike-sa-up')[0]!.behindNat, false);
+    const cb = p.of('b', 'child-sa-up')[0]!;
+    assert.deepEqual(cb.encapsulation, { localPort: 4500, remote: { address: '198.51.100.7', port: 44500 } });
+    const sendsBefore = p.of('a', 'send').length;
+    p.advance(61_000);
+    const keepalives = p.of('a', 'send').slice(sendsBefore);
+    assert.equal(keepalives.length, 3);
+    for (const k of keepalives) {
+      assert.deepEqual([...k.data], [0xff]);
+      assert.equal(k.localPort, 4500);
+      assert.equal(k.nonEspMarker, false);
+    }
+    assert.equal(p.b.stats.drops['natt-keepalive'], 3);
+    assert.equal(p.of('b', 'send').length, 2, 'B, not behind a NAT, sends no keepalives');
+  });
+});
+
 describe('IKEv2 two cores: traffic selectors', () => {
   it('several subnets in one TS payload, narrowed to what the responder allows', () => {
     const p = Pair.create(

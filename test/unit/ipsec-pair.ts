@@ -86,6 +86,8 @@ export class Pair {
   readonly log: { a: IkeAction[]; b: IkeAction[] } = { a: [], b: [] };
   readonly wire: Delivery[] = [];
   filter: (d: Delivery, index: number) => Fate = () => 'deliver';
+  /** When set, A sits behind a NAT: B sees A's datagrams from this address, ports 500/4500 mapped to these. */
+  natA: { address: string; ports: Record<number, number> } | null = null;
   private sent = 0;
 
   constructor(
@@ -132,14 +134,27 @@ export class Pair {
     for (let i = 0; i < limit && this.wire.length > 0; i++) {
       const d = this.wire.shift()!;
       const to = d.from === 'a' ? 'b' : 'a';
-      const [src, dst] = d.from === 'a' ? [A_ADDR, B_ADDR] : [B_ADDR, A_ADDR];
+      let [src, dst] = d.from === 'a' ? [A_ADDR, B_ADDR] : [B_ADDR, A_ADDR];
+      let srcPort = d.localPort;
+      let dstPort = d.remotePort;
+      const nat = this.natA;
+      if (nat && d.from === 'a') {
+        src = nat.address;
+        srcPort = nat.ports[d.localPort] ?? d.localPort;
+      } else if (nat) {
+        // B answers the mapped address and port; the NAT translates back.
+        dst = A_ADDR;
+        dstPort = Number(
+          Object.keys(nat.ports).find((k) => nat.ports[Number(k)] === d.remotePort) ?? d.remotePort,
+        );
+      }
       this.take(
         to,
         this.core(to).receive(
           {
             data: d.data,
-            remote: { address: src, port: d.localPort },
-            local: { address: dst, port: d.remotePort },
+            remote: { address: src, port: srcPort },
+            local: { address: dst, port: dstPort },
           },
           this.now,
         ),
