@@ -28,14 +28,10 @@ export const IKE_DROP_REASONS = [
   'missing-payload',
   'bad-nonce',
   'bad-ke',
-  'unsupported-group',
-  'no-proposal-chosen',
-  'peer-refused',
   'retransmitted-request',
   // protected messages
   'integrity-check-failed',
   'bad-padding',
-  'authentication-failed',
   'sa-closed',
 ] as const;
 

@@ -259,7 +259,7 @@ export class IkeSa {
     const nonce = p.find((x) => x.kind === 'nonce');
     if (!sa || !ke || !nonce || msg.header.spiR.every((b) => b === 0)) return 'missing-payload';
     if (nonce.data.length < NONCE_MIN || nonce.data.length > NONCE_MAX) return 'bad-nonce';
-    const chosen = this.acceptChosen(sa.proposals, this.ctx.config.ikeProposals, 'ike', 8, 0);
+    const chosen = this.acceptChosen(sa.proposals, this.ctx.config.ikeProposals, 'ike', 0);
     if (chosen === null) {
       this.fail(
         'bad-response',
@@ -299,7 +299,6 @@ export class IkeSa {
     proposals: readonly Proposal[],
     ours: readonly (readonly Transform[])[],
     kind: 'ike' | 'esp',
-    _spiLength: number,
     expectSpi: number,
   ): { chosen: Chosen; spi: Buffer } | null {
     if (proposals.length !== 1) return null;
@@ -716,7 +715,7 @@ export class IkeSa {
       this.emitFail('bad-response', `peer ${this.peerId} established the IKE SA without a CHILD SA`);
       return;
     }
-    const c = this.acceptChosen(sa.proposals, cfg.espProposals, 'esp', 4, 4);
+    const c = this.acceptChosen(sa.proposals, cfg.espProposals, 'esp', 4);
     if (c === null) {
       this.emitFail('bad-response', `peer ${this.peerId} chose an ESP proposal we did not offer`);
       return;
