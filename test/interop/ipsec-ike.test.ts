@@ -4,7 +4,7 @@
  * /etc, see shared/INTEROP-NOTES.md); test/interop/ike-host.ts runs the core over UDP 500/4500 in another.
  * PSK net-to-net with each side initiating and several suites: both sides ESTABLISHED/INSTALLED with the
  * same SPIs; a wrong PSK and a proposal mismatch fail with the promised messages; an IKEv1 initiation gets
- * no answer; strongSwan's liveness checks are answered.
+ * no answer; strongSwan's liveness checks are answered, and ours are answered by it.
  */
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
@@ -422,6 +422,23 @@ describe(
       assert.match(out, /ESTABLISHED/);
       assert.match(await charon.logText(), /sending DPD request/);
       assert.equal(host.events().filter((e) => e.ev === 'ike-sa-down').length, 0);
+    });
+
+    it('DPD: our liveness checks (every 1 s) are answered by strongSwan and the SA stays up', async () => {
+      const s: Scenario = { ike: suites[1]![0], esp: suites[1]![1], swInitiates: false };
+      const { host, charon } = await bringUp(s, { dpdIntervalMs: 1_000 });
+      await charon.expect(host, 'child-sa-up', (e) => e.ev === 'child-sa-up', 20_000);
+      const status = async () => {
+        const st = await host.request({ op: 'status' }, 'status');
+        return st.processed ?? 0;
+      };
+      const before = await status();
+      await delay(3_500);
+      const after = await status();
+      // Each answered check is one processed response; none retransmitted, none dropped as unknown.
+      assert.ok(after >= before + 2, `answers processed: ${before} -> ${after}`);
+      assert.equal(host.events().filter((e) => e.ev === 'ike-sa-down' || e.ev === 'failed').length, 0);
+      assert.match(await charon.swanctl(['--list-sas']), /ESTABLISHED/);
     });
   },
 );
