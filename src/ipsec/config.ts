@@ -1,0 +1,131 @@
+/**
+ * What one IKE peer (a site) is configured with, checked once into the form the core works with. Checking
+ * returns a typed error naming the field; nothing here throws.
+ */
+import type { IpsecMode, TrafficSelector } from './child-sa.js';
+import { formatProposals, parseProposal } from './algorithms.js';
+import type { IkeIdentity } from './auth.js';
+import {
+  DPD_INTERVAL_MS,
+  NATT_KEEPALIVE_MS,
+  PSK_MIN_LENGTH,
+  RETRANSMIT_BASE,
+  RETRANSMIT_TIMEOUT_MS,
+  RETRANSMIT_TRIES,
+  TRANSFORM_TYPE,
+} from './constants.js';
+import { isDhGroupId, LEGACY_GROUPS } from './dh.js';
+import type { Transform } from './messages.js';
+
+export interface IkePeerConfig {
+  readonly localId: IkeIdentity;
+  /** The ID the peer must present; null accepts any ID that authenticates with the PSK. */
+  readonly remoteId: IkeIdentity | null;
+  readonly psk: string | Buffer;
+  /** Accept a PSK under 20 characters (RFC 7296 §2.15 warns against short keys). */
+  readonly forceShortPsk?: boolean;
+  /** IKE proposals in preference order ("aes256gcm16-prfsha256-x25519"). */
+  readonly ikeProposals: readonly string[];
+  /** ESP proposals in preference order ("aes256gcm16", "aes128-sha256-esn"). */
+  readonly espProposals: readonly string[];
+  readonly localSelectors: readonly TrafficSelector[];
+  readonly remoteSelectors: readonly TrafficSelector[];
+  readonly mode: IpsecMode;
+  /** Offer and accept DH groups 2 and 5. */
+  readonly allowLegacyGroups?: boolean;
+  /** Pretend a NAT is in the way (a fake NAT_DETECTION_SOURCE_IP) so the peer moves to UDP 4500 at once. */
+  readonly forceEncapsulation?: boolean;
+  readonly dpdIntervalMs?: number;
+  readonly keepaliveIntervalMs?: number;
+  readonly retransmitTimeoutMs?: number;
+  readonly retransmitBase?: number;
+  readonly retransmitTries?: number;
+}
+
+export interface CheckedConfig {
+  readonly localId: IkeIdentity;
+  readonly remoteId: IkeIdentity | null;
+  readonly psk: Buffer;
+  readonly ikeProposals: readonly (readonly Transform[])[];
+  readonly espProposals: readonly (readonly Transform[])[];
+  readonly localSelectors: readonly TrafficSelector[];
+  readonly remoteSelectors: readonly TrafficSelector[];
+  readonly mode: IpsecMode;
+  readonly forceEncapsulation: boolean;
+  readonly dpdIntervalMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly retransmitTimeoutMs: number;
+  readonly retransmitBase: number;
+  readonly retransmitTries: number;
+}
+
+export type ConfigError = { readonly field: string; readonly message: string };
+
+export function checkConfig(
+  c: IkePeerConfig,
+): { ok: true; value: CheckedConfig } | { ok: false; error: ConfigError } {
+  const psk = typeof c.psk === 'string' ? Buffer.from(c.psk, 'utf8') : Buffer.from(c.psk);
+  if (psk.length === 0) return { ok: false, error: { field: 'psk', message: 'the pre-shared key is empty' } };
+  if (psk.length < PSK_MIN_LENGTH && c.forceShortPsk !== true) {
+    return {
+      ok: false,
+      error: {
+        field: 'psk',
+        message: `the pre-shared key has ${psk.length} characters; at least ${PSK_MIN_LENGTH} are required unless forced`,
+      },
+    };
+  }
+  const lists: { ike: Transform[][]; esp: Transform[][] } = { ike: [], esp: [] };
+  for (const kind of ['ike', 'esp'] as const) {
+    const texts = kind === 'ike' ? c.ikeProposals : c.espProposals;
+    if (texts.length === 0)
+      return { ok: false, error: { field: `${kind}Proposals`, message: 'no proposals' } };
+    for (const t of texts) {
+      const p = parseProposal(t, kind);
+      if (!p.ok) return { ok: false, error: { field: `${kind}Proposals`, message: p.error } };
+      const dh = p.value.filter((x) => x.type === TRANSFORM_TYPE.DH);
+      if (kind === 'ike' && dh.some((x) => !isDhGroupId(x.id)))
+        return { ok: false, error: { field: 'ikeProposals', message: `unsupported DH group in "${t}"` } };
+      if (dh.some((x) => LEGACY_GROUPS.has(x.id)) && c.allowLegacyGroups !== true) {
+        return {
+          ok: false,
+          error: {
+            field: `${kind}Proposals`,
+            message: `"${t}" uses a legacy DH group (2 or 5); allow legacy groups to use it`,
+          },
+        };
+      }
+      lists[kind].push(p.value);
+    }
+  }
+  if (c.localSelectors.length === 0 || c.remoteSelectors.length === 0) {
+    return {
+      ok: false,
+      error: {
+        field: c.localSelectors.length === 0 ? 'localSelectors' : 'remoteSelectors',
+        message: 'no traffic selectors',
+      },
+    };
+  }
+  return {
+    ok: true,
+    value: {
+      localId: c.localId,
+      remoteId: c.remoteId,
+      psk,
+      ikeProposals: lists.ike,
+      espProposals: lists.esp,
+      localSelectors: c.localSelectors,
+      remoteSelectors: c.remoteSelectors,
+      mode: c.mode,
+      forceEncapsulation: c.forceEncapsulation === true,
+      dpdIntervalMs: c.dpdIntervalMs ?? DPD_INTERVAL_MS,
+      keepaliveIntervalMs: c.keepaliveIntervalMs ?? NATT_KEEPALIVE_MS,
+      retransmitTimeoutMs: c.retransmitTimeoutMs ?? RETRANSMIT_TIMEOUT_MS,
+      retransmitBase: c.retransmitBase ?? RETRANSMIT_BASE,
+      retransmitTries: c.retransmitTries ?? RETRANSMIT_TRIES,
+    },
+  };
+}
+
+export { formatProposals };

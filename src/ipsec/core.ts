@@ -1,0 +1,171 @@
+/**
+ * The IKEv2 core for one configured peer, sans-IO: datagrams and `now` in, actions out (actions.ts).
+ *
+ * Receiving a datagram:
+ *   1. framing: on port 4500 strip the non-ESP marker (RFC 3948 §2.2); a lone 0xFF is a NAT keepalive;
+ *   2. parse the header and payload chain (messages.ts) — an IKEv1 header is dropped as
+ *      "ikev1-not-supported" and never answered;
+ *   3. an IKE_SA_INIT request with a zero responder SPI starts a half-open responder SA (bounded in number);
+ *      its retransmission is answered from that SA's cache;
+ *   4. anything else goes to the SA whose SPI (ours: SPIr when the I flag is set, SPIi otherwise) it names.
+ * Every datagram ends either processed or as exactly one counted drop.
+ */
+import { randomBytes } from 'node:crypto';
+
+import type { IkeAction } from './actions.js';
+import { checkConfig, type CheckedConfig, type ConfigError, type IkePeerConfig } from './config.js';
+import { EXCHANGE, HALF_OPEN_MAX, NATT_KEEPALIVE, NATT_PORT, NON_ESP_MARKER_LENGTH } from './constants.js';
+import { newIkeDropCounters, type IkeDropCounters, type IkeDropReason } from './drops.js';
+import { IkeSa, type Handled, type SaContext } from './ike-sa.js';
+import { parseMessage } from './messages.js';
+import type { UdpEndpoint } from './nat.js';
+
+export interface IkeDatagram {
+  readonly data: Buffer;
+  /** Who sent it. */
+  readonly remote: UdpEndpoint;
+  /** Our address and port it arrived on (the port says whether the non-ESP marker is expected). */
+  readonly local: UdpEndpoint;
+}
+
+export interface IkeCoreOptions {
+  /** Randomness for SPIs, nonces and IVs (tests inject a seeded source). */
+  readonly random?: (n: number) => Buffer;
+}
+
+export interface IkeStats {
+  received: number;
+  processed: number;
+  readonly drops: IkeDropCounters;
+}
+
+export class IkeCore {
+  readonly stats: IkeStats = { received: 0, processed: 0, drops: newIkeDropCounters() };
+  private readonly sas = new Map<string, IkeSa>();
+  private readonly halfOpen = new Map<string, IkeSa>();
+  private readonly ctx: SaContext & { out: IkeAction[] };
+
+  private constructor(
+    readonly config: CheckedConfig,
+    options: IkeCoreOptions,
+  ) {
+    this.ctx = { config, random: options.random ?? ((n) => randomBytes(n)), out: [] };
+  }
+
+  /** Checks the configuration (PSK length, proposals, selectors) and returns a core or the field at fault. */
+  static create(
+    config: IkePeerConfig,
+    options: IkeCoreOptions = {},
+  ): { ok: true; value: IkeCore } | { ok: false; error: ConfigError } {
+    const c = checkConfig(config);
+    if (!c.ok) return c;
+    return { ok: true, value: new IkeCore(c.value, options) };
+  }
+
+  /** Starts an IKE SA as initiator towards `remote` (normally port 500) from our `local` address and port. */
+  initiate(remote: UdpEndpoint, local: UdpEndpoint, now: number): IkeAction[] {
+    const sa = IkeSa.initiate(this.ctx, remote, local, now);
+    this.sas.set(sa.localSpi.toString('hex'), sa);
+    return this.flush();
+  }
+
+  receive(d: IkeDatagram, now: number): IkeAction[] {
+    this.stats.received++;
+    const handled = this.dispatch(d, now);
+    if (handled === 'processed') this.stats.processed++;
+    else {
+      this.stats.drops[handled]++;
+      this.ctx.out.push({ type: 'drop', reason: handled, remote: d.remote });
+    }
+    this.reap();
+    return this.flush();
+  }
+
+  private dispatch(d: IkeDatagram, now: number): Handled {
+    let data = d.data;
+    if (d.local.port === NATT_PORT) {
+      if (data.length === 1 && data[0] === NATT_KEEPALIVE) return 'natt-keepalive';
+      if (data.length < NON_ESP_MARKER_LENGTH) return 'too-short';
+      if (data.readUInt32BE(0) !== 0) return 'esp-on-ike-port';
+      data = data.subarray(NON_ESP_MARKER_LENGTH);
+    }
+    const parsed = parseMessage(data);
+    if (!parsed.ok) return parsed.reason;
+    const msg = parsed.value;
+    const h = msg.header;
+    if (h.exchange < EXCHANGE.IKE_SA_INIT || h.exchange > EXCHANGE.INFORMATIONAL) return 'unknown-exchange';
+    const zeroR = h.spiR.every((b) => b === 0);
+    if (h.exchange === EXCHANGE.IKE_SA_INIT && !h.response && h.initiator && zeroR) {
+      if (h.messageId !== 0) return 'unexpected-message-id';
+      const key = `${d.remote.address}|${d.remote.port}|${h.spiI.toString('hex')}`;
+      const existing = this.halfOpen.get(key);
+      if (existing) return existing.handle(msg, d.remote, d.local, now);
+      if (this.halfOpen.size >= HALF_OPEN_MAX) return 'half-open-limit';
+      const r = IkeSa.respondInit(this.ctx, msg, d.remote, d.local, now);
+      if (r.sa) {
+        this.halfOpen.set(key, r.sa);
+        this.sas.set(r.sa.localSpi.toString('hex'), r.sa);
+      }
+      return r.handled;
+    }
+    const local = h.initiator ? h.spiR : h.spiI;
+    const sa = this.sas.get(local.toString('hex'));
+    if (sa === undefined) return 'unknown-spi';
+    return sa.handle(msg, d.remote, d.local, now);
+  }
+
+  tick(now: number): IkeAction[] {
+    for (const sa of this.sas.values()) {
+      const t = sa.nextDeadline();
+      if (t !== null && now >= t) sa.tick(now);
+    }
+    this.reap();
+    return this.flush();
+  }
+
+  /** When `tick` must next be called, or null when nothing is pending. */
+  nextDeadline(): number | null {
+    let best: number | null = null;
+    for (const sa of this.sas.values()) {
+      const t = sa.nextDeadline();
+      if (t !== null && (best === null || t < best)) best = t;
+    }
+    return best;
+  }
+
+  /** Sends a liveness check on every established IKE SA. */
+  dpd(now: number): IkeAction[] {
+    for (const sa of this.sas.values()) sa.dpd(now);
+    return this.flush();
+  }
+
+  /** Deletes every IKE SA (INFORMATIONAL with a Delete payload; the SA ends when the peer answers). */
+  deleteAll(now: number): IkeAction[] {
+    for (const sa of this.sas.values()) sa.deleteIke(now);
+    this.reap();
+    return this.flush();
+  }
+
+  /** Deletes the CHILD SA of every established IKE SA. */
+  deleteChildren(now: number): IkeAction[] {
+    for (const sa of this.sas.values()) sa.deleteChild(now);
+    return this.flush();
+  }
+
+  /** The SAs this core holds (for status and tests). */
+  list(): readonly IkeSa[] {
+    return [...this.sas.values()];
+  }
+
+  private reap(): void {
+    for (const [k, sa] of this.sas) if (sa.state === 'closed') this.sas.delete(k);
+    for (const [k, sa] of this.halfOpen) if (sa.state !== 'auth-wait') this.halfOpen.delete(k);
+  }
+
+  private flush(): IkeAction[] {
+    const out = this.ctx.out.splice(0);
+    return out;
+  }
+}
+
+export type { IkeDropReason };

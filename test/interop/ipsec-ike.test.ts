@@ -1,0 +1,444 @@
+/**
+ * Weft's IKEv2 core against strongSwan 5.9 (charon-systemd + swanctl, kernel-libipsec): charon runs in one
+ * namespace, in a mount namespace of its own (tmpfs on /run, its own strongswan.conf and swanctl/ bound over
+ * /etc, see shared/INTEROP-NOTES.md); test/interop/ike-host.ts runs the core over UDP 500/4500 in another.
+ * PSK net-to-net with each side initiating and several suites: both sides ESTABLISHED/INSTALLED with the
+ * same SPIs; a wrong PSK and a proposal mismatch fail with the promised messages; an IKEv1 initiation gets
+ * no answer; strongSwan's liveness checks are answered, and ours are answered by it.
+ */
+import assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as delay } from 'node:timers/promises';
+
+import type { IkePeerConfig } from '../../src/ipsec/config.js';
+import { selectorFromPrefix } from '../../src/ipsec/traffic-selectors.js';
+import type { TrafficSelector } from '../../src/ipsec/child-sa.js';
+import type { IkeHostConfig } from './ike-host.js';
+import { interopSkip, JsonLinesProcess, Lab, waitFor, type ManagedProcess, type Netns } from './harness.js';
+
+const IKE_HOST = fileURLToPath(new URL('./ike-host.js', import.meta.url));
+const TOOLS = ['ip', 'charon-systemd', 'swanctl', 'unshare', 'nsenter'];
+
+const SW_ADDR = '10.80.0.1';
+const WEFT_ADDR = '10.80.0.2';
+const SW_NET = '10.11.0.0/24';
+const WEFT_NET = '10.12.0.0/24';
+const PSK = 'interop-psk-0123456789-abcdef';
+
+interface HostEvent {
+  ev: string;
+  reason?: string;
+  failure?: string;
+  message?: string;
+  spiI?: string;
+  spiR?: string;
+  proposal?: string;
+  localPort?: number;
+  spec?: {
+    inboundSpi: string;
+    outboundSpi: string;
+    encryption: number;
+    encryptionKeyBits: number;
+    mode: string;
+  };
+  drops?: Record<string, number>;
+  received?: number;
+  processed?: number;
+}
+
+function ts(prefix: string): TrafficSelector {
+  const s = selectorFromPrefix(prefix);
+  assert.ok(s);
+  return s;
+}
+
+interface Scenario {
+  ike: string;
+  esp: string;
+  /** strongSwan's proposals, when they differ from ours. */
+  swIke?: string;
+  swEsp?: string;
+  swPsk?: string;
+  swInitiates: boolean;
+  version?: 1 | 2;
+  dpdDelay?: string;
+}
+
+class Charon {
+  constructor(
+    readonly ns: Netns,
+    readonly process: ManagedProcess,
+    readonly log: string,
+  ) {}
+
+  async swanctl(args: string[]): Promise<string> {
+    const r = await this.ns.exec('nsenter', ['-t', String(this.process.pid), '-m', 'swanctl', ...args], {
+      allowFail: true,
+      timeoutMs: 15_000,
+    });
+    return r.stdout + r.stderr;
+  }
+
+  async logText(): Promise<string> {
+    return fsp.readFile(this.log, 'utf8').catch(() => '');
+  }
+
+  /** `host.waitFor`, failing with the tail of charon's log attached. */
+  async expect(
+    host: JsonLinesProcess<HostEvent>,
+    what: string,
+    match: (e: HostEvent) => boolean,
+    timeoutMs: number,
+  ): Promise<HostEvent> {
+    try {
+      return await host.waitFor(what, match, timeoutMs);
+    } catch (error) {
+      const log = (await this.logText()).split('\n').slice(-60).join('\n');
+      throw new Error(`${(error as Error).message}\n--- charon log (tail) ---\n${log}`, { cause: error });
+    }
+  }
+}
+
+describe(
+  'IKEv2: Weft core ↔ strongSwan 5.9 (charon-systemd, kernel-libipsec), PSK net-to-net',
+  { skip: interopSkip(TOOLS) },
+  () => {
+    let lab: Lab;
+    let sw: Netns;
+    let wf: Netns;
+    const running: { charon?: Charon; host?: JsonLinesProcess<HostEvent> } = {};
+    const tempDirs: string[] = [];
+
+    before(async () => {
+      lab = await Lab.create('ike', { tools: TOOLS });
+      sw = await lab.netns('sw');
+      wf = await lab.netns('wf');
+      await lab.veth(sw, wf, { aAddr: `${SW_ADDR}/24`, bAddr: `${WEFT_ADDR}/24` });
+      // "error installing route" otherwise: charon wants an address inside its local subnet.
+      await sw.exec('ip', ['addr', 'add', '10.11.0.1/24', 'dev', 'lo']);
+    });
+
+    after(async () => {
+      await stopAll();
+      await lab?.cleanup();
+      for (const d of tempDirs) await fsp.rm(d, { recursive: true, force: true });
+    });
+
+    async function stopAll(): Promise<void> {
+      if (running.host) {
+        running.host.command({ op: 'exit' });
+        await running.host.process.stop(2_000).catch(() => undefined);
+        running.host = undefined;
+      }
+      if (running.charon) {
+        await running.charon.process.stop(3_000).catch(() => undefined);
+        running.charon = undefined;
+      }
+    }
+
+    async function startCharon(s: Scenario): Promise<Charon> {
+      // Outside /run: charon's mount namespace puts a tmpfs over /run, which would hide its log from us.
+      const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `weft-ike-${lab.prefix}-`));
+      tempDirs.push(dir);
+      await fsp.mkdir(path.join(dir, 'swanctl', 'conf.d'), { recursive: true });
+      const log = path.join(dir, 'charon.log');
+      await fsp.writeFile(
+        path.join(dir, 'strongswan.conf'),
+        [
+          'charon {',
+          '  load_modular = yes',
+          '  plugins {',
+          '    include /etc/strongswan.d/charon/*.conf',
+          '    kernel-libipsec {',
+          '      load = yes',
+          '    }',
+          '  }',
+          '}',
+          'charon-systemd {',
+          '  filelog {',
+          '    f {',
+          `      path = ${log}`,
+          '      default = 1',
+          '      flush_line = yes',
+          '      ike = 2',
+          '      enc = 1',
+          '    }',
+          '  }',
+          '}',
+          'include /etc/strongswan.d/*.conf',
+          '',
+        ].join('\n'),
+      );
+      await fsp.writeFile(
+        path.join(dir, 'swanctl', 'swanctl.conf'),
+        [
+          'connections {',
+          '  weft {',
+          `    version = ${s.version ?? 2}`,
+          `    local_addrs = ${SW_ADDR}`,
+          `    remote_addrs = ${WEFT_ADDR}`,
+          `    proposals = ${s.swIke ?? s.ike}`,
+          ...(s.dpdDelay ? [`    dpd_delay = ${s.dpdDelay}`] : []),
+          '    rekey_time = 0',
+          '    local {',
+          '      auth = psk',
+          '      id = sw.example',
+          '    }',
+          '    remote {',
+          '      auth = psk',
+          '      id = weft.example',
+          '    }',
+          '    children {',
+          '      net {',
+          `        local_ts = ${SW_NET}`,
+          `        remote_ts = ${WEFT_NET}`,
+          `        esp_proposals = ${s.swEsp ?? s.esp}`,
+          '        rekey_time = 0',
+          `        start_action = ${s.swInitiates ? 'start' : 'none'}`,
+          '      }',
+          '    }',
+          '  }',
+          '}',
+          'secrets {',
+          '  ike-weft {',
+          '    id-1 = sw.example',
+          '    id-2 = weft.example',
+          `    secret = "${s.swPsk ?? PSK}"`,
+          '  }',
+          '}',
+          '',
+        ].join('\n'),
+        { mode: 0o600 },
+      );
+      const script =
+        `mount --bind ${dir}/strongswan.conf /etc/strongswan.conf && ` +
+        `mount --bind ${dir}/swanctl /etc/swanctl && mount -t tmpfs tmpfs /run && exec /usr/sbin/charon-systemd`;
+      const proc = sw.spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script]);
+      const charon = new Charon(sw, proc, log);
+      running.charon = charon;
+      await waitFor(
+        'charon to answer on vici',
+        async () => /IKE_SAs/.test(await charon.swanctl(['--stats'])),
+        { timeoutMs: 15_000, intervalMs: 200 },
+      );
+      return charon;
+    }
+
+    async function startHost(
+      s: Scenario,
+      over: Partial<IkePeerConfig> = {},
+    ): Promise<JsonLinesProcess<HostEvent>> {
+      const site: IkePeerConfig = {
+        localId: { type: 'fqdn', value: 'weft.example' },
+        remoteId: { type: 'fqdn', value: 'sw.example' },
+        psk: PSK,
+        ikeProposals: [s.ike],
+        espProposals: [s.esp],
+        localSelectors: [ts(WEFT_NET)],
+        remoteSelectors: [ts(SW_NET)],
+        mode: 'tunnel',
+        ...over,
+      };
+      const config: IkeHostConfig = { address: WEFT_ADDR, peer: SW_ADDR, site };
+      const host = new JsonLinesProcess<HostEvent>(
+        wf.spawn(process.execPath, [IKE_HOST, JSON.stringify(config)]),
+      );
+      running.host = host;
+      await host.waitFor('ready', (e) => e.ev === 'ready');
+      return host;
+    }
+
+    /** Brings the pair up with the side the scenario names initiating; returns the host. */
+    async function bringUp(
+      s: Scenario,
+      over: Partial<IkePeerConfig> = {},
+    ): Promise<{ host: JsonLinesProcess<HostEvent>; charon: Charon }> {
+      await stopAll();
+      const host = await startHost(s, over);
+      const charon = await startCharon(s);
+      await charon.swanctl(['--load-all']);
+      if (!s.swInitiates) host.command({ op: 'initiate' });
+      return { host, charon };
+    }
+
+    async function checkEstablished(s: Scenario): Promise<void> {
+      const { host, charon } = await bringUp(s);
+      const ike = await charon.expect(
+        host,
+        'ike-sa-up',
+        (e) => e.ev === 'ike-sa-up' || e.ev === 'failed',
+        20_000,
+      );
+      assert.equal(ike.ev, 'ike-sa-up', `${JSON.stringify(ike)}\n${await charon.logText()}`);
+      const child = await charon.expect(
+        host,
+        'child-sa-up',
+        (e) => e.ev === 'child-sa-up' || e.ev === 'failed',
+        10_000,
+      );
+      assert.equal(child.ev, 'child-sa-up', JSON.stringify(child));
+      const sas = await waitFor(
+        'swanctl to list the CHILD SA as INSTALLED',
+        async () => {
+          const out = await charon.swanctl(['--list-sas']);
+          return /INSTALLED/.test(out) ? out : null;
+        },
+        { timeoutMs: 10_000, intervalMs: 200 },
+      );
+      assert.match(sas, /ESTABLISHED, IKEv2/);
+      // IKE SPIs as charon prints them ("<spiI>_i <spiR>_r", the local one starred).
+      const spis = /([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r/.exec(sas);
+      assert.ok(spis, sas);
+      assert.equal(spis[1], ike.spiI);
+      assert.equal(spis[2], ike.spiR);
+      // strongSwan's inbound SPI is our outbound one, and the other way round.
+      const inSpi = /\bin +([0-9a-f]{8})/.exec(sas)?.[1];
+      const outSpi = /\bout +([0-9a-f]{8})/.exec(sas)?.[1];
+      assert.equal(inSpi, child.spec!.outboundSpi, sas);
+      assert.equal(outSpi, child.spec!.inboundSpi, sas);
+      assert.match(sas, new RegExp(`local +${SW_NET.replace(/\./g, '\\.')}`));
+      assert.match(sas, new RegExp(`remote +${WEFT_NET.replace(/\./g, '\\.')}`));
+      // kernel-libipsec forces UDP encapsulation: IKE_AUTH and everything after it went over 4500.
+      assert.match(sas, /TUNNEL-in-UDP/);
+      process.stdout.write(
+        `# ${s.swInitiates ? 'strongSwan' : 'Weft'} initiating, ${s.ike} / esp ${s.esp}: IKE ${ike.spiI}_i ${ike.spiR}_r, CHILD in ${child.spec!.inboundSpi} out ${child.spec!.outboundSpi}\n`,
+      );
+    }
+
+    const suites: [string, string][] = [
+      ['aes256gcm16-prfsha256-x25519', 'aes256gcm16'],
+      ['aes128-sha256-modp2048', 'aes128-sha256'],
+      ['chacha20poly1305-prfsha512-ecp384', 'chacha20poly1305'],
+    ];
+    for (const swInitiates of [true, false]) {
+      for (const [ike, esp] of suites) {
+        it(`${swInitiates ? 'strongSwan' : 'Weft'} initiates ${ike} / esp ${esp}: ESTABLISHED and INSTALLED with the same SPIs on both sides`, async () => {
+          await checkEstablished({ ike, esp, swInitiates });
+        });
+      }
+    }
+
+    it('a wrong PSK, Weft initiating: strongSwan answers AUTHENTICATION_FAILED and the core says so', async () => {
+      const { host, charon } = await bringUp({
+        ike: suites[0]![0],
+        esp: suites[0]![1],
+        swInitiates: false,
+        swPsk: 'some-other-psk-0123456789',
+      });
+      const f = await charon.expect(host, 'failed', (e) => e.ev === 'failed' || e.ev === 'ike-sa-up', 20_000);
+      assert.equal(f.ev, 'failed');
+      assert.equal(f.failure, 'authentication-failed');
+      assert.match(f.message!, /refused our authentication \(AUTHENTICATION_FAILED\)/);
+    });
+
+    it('a wrong PSK, strongSwan initiating: the core refuses with AUTHENTICATION_FAILED and says why', async () => {
+      const { host, charon } = await bringUp({
+        ike: suites[0]![0],
+        esp: suites[0]![1],
+        swInitiates: true,
+        swPsk: 'some-other-psk-0123456789',
+      });
+      const f = await charon.expect(host, 'failed', (e) => e.ev === 'failed' || e.ev === 'ike-sa-up', 20_000);
+      assert.equal(f.failure, 'authentication-failed');
+      assert.match(f.message!, /AUTH from peer fqdn:sw\.example does not verify with our pre-shared key/);
+      await waitFor(
+        'charon to log AUTHENTICATION_FAILED',
+        async () => /AUTHENTICATION_FAILED/.test(await charon.logText()),
+        { timeoutMs: 10_000 },
+      );
+    });
+
+    it('no common IKE proposal, strongSwan initiating: NO_PROPOSAL_CHOSEN naming both sides proposals', async () => {
+      const { host, charon } = await bringUp({
+        ike: 'aes256gcm16-prfsha256-x25519',
+        swIke: 'aes128-sha1-modp2048',
+        esp: 'aes256gcm16',
+        swInitiates: true,
+      });
+      const f = await charon.expect(host, 'failed', (e) => e.ev === 'failed' || e.ev === 'ike-sa-up', 20_000);
+      assert.equal(f.failure, 'no-proposal-chosen');
+      assert.match(
+        f.message!,
+        /peer offered \[aes128-sha1-prfsha1-modp2048\]; we accept \[aes256gcm16-prfsha256-x25519\]/,
+      );
+      await waitFor(
+        'charon to log NO_PROPOSAL_CHOSEN',
+        async () => /NO_PROPOSAL_CHOSEN/.test(await charon.logText()),
+        { timeoutMs: 10_000 },
+      );
+    });
+
+    it('no common IKE proposal, Weft initiating: NO_PROPOSAL_CHOSEN from strongSwan, our proposals named', async () => {
+      const { host, charon } = await bringUp({
+        ike: 'aes256gcm16-prfsha256-x25519',
+        swIke: 'aes128-sha1-modp2048',
+        esp: 'aes256gcm16',
+        swInitiates: false,
+      });
+      const f = await charon.expect(host, 'failed', (e) => e.ev === 'failed' || e.ev === 'ike-sa-up', 20_000);
+      assert.equal(f.failure, 'no-proposal-chosen');
+      assert.match(
+        f.message!,
+        /answered NO_PROPOSAL_CHOSEN: none of our IKE proposals \[aes256gcm16-prfsha256-x25519\]/,
+      );
+    });
+
+    it('an IKEv1 initiation (strongSwan version = 1) gets no answer', async () => {
+      const { host, charon } = await bringUp({
+        ike: 'aes128-sha256-modp2048',
+        esp: 'aes128-sha256',
+        swInitiates: true,
+        version: 1,
+      });
+      await charon.expect(
+        host,
+        'ikev1 drop',
+        (e) => e.ev === 'drop' && e.reason === 'ikev1-not-supported',
+        20_000,
+      );
+      await delay(2_000);
+      const events = host.events();
+      assert.equal(events.filter((e) => e.ev === 'send').length, 0);
+      assert.ok(events.filter((e) => e.ev === 'drop').every((e) => e.reason === 'ikev1-not-supported'));
+      assert.match(await charon.logText(), /initiating Main Mode/);
+    });
+
+    it("DPD: strongSwan's liveness checks are answered and the SA stays up", async () => {
+      const s: Scenario = { ike: suites[0]![0], esp: suites[0]![1], swInitiates: true, dpdDelay: '1s' };
+      const { host, charon } = await bringUp(s);
+      await charon.expect(host, 'child-sa-up', (e) => e.ev === 'child-sa-up', 20_000);
+      const sendsBefore = host.events().filter((e) => e.ev === 'send').length;
+      // charon sends a liveness check after dpd_delay without inbound traffic.
+      await waitFor(
+        'three liveness checks answered',
+        () => host.events().filter((e) => e.ev === 'send').length >= sendsBefore + 3,
+        { timeoutMs: 15_000, intervalMs: 200 },
+      );
+      const out = await charon.swanctl(['--list-sas']);
+      assert.match(out, /ESTABLISHED/);
+      assert.match(await charon.logText(), /sending DPD request/);
+      assert.equal(host.events().filter((e) => e.ev === 'ike-sa-down').length, 0);
+    });
+
+    it('DPD: our liveness checks (every 1 s) are answered by strongSwan and the SA stays up', async () => {
+      const s: Scenario = { ike: suites[1]![0], esp: suites[1]![1], swInitiates: false };
+      const { host, charon } = await bringUp(s, { dpdIntervalMs: 1_000 });
+      await charon.expect(host, 'child-sa-up', (e) => e.ev === 'child-sa-up', 20_000);
+      const status = async () => {
+        const st = await host.request({ op: 'status' }, 'status');
+        return st.processed ?? 0;
+      };
+      const before = await status();
+      await delay(3_500);
+      const after = await status();
+      // Each answered check is one processed response; none retransmitted, none dropped as unknown.
+      assert.ok(after >= before + 2, `answers processed: ${before} -> ${after}`);
+      assert.equal(host.events().filter((e) => e.ev === 'ike-sa-down' || e.ev === 'failed').length, 0);
+      assert.match(await charon.swanctl(['--list-sas']), /ESTABLISHED/);
+    });
+  },
+);
