@@ -2,12 +2,15 @@
  * RawEspBind: ESP straight over IP (protocol 50), for peers with no NAT between us (RFC 4303; RFC 3948 is
  * only for the NAT case), as a Bind so the ESP shell treats it like the UDP 4500 socket. IPv4 only for now.
  *
- * This kernel has no ESP module (no xfrm "esp" type, see ../shared notes): an ESP packet addressed to us has
- * no protocol handler, and the kernel would answer it with ICMP protocol-unreachable, except that a raw
- * socket for protocol 50 is open: raw_local_deliver() hands the packet to the raw socket first, and a packet
- * a raw socket took is not answered (net/ipv4/ip_input.c). The interop test proves both directions.
+ * This kernel (6.18, no ESP module: no xfrm "esp" type) has no protocol handler for 50, and answers an ESP
+ * packet addressed to it with ICMP protocol-unreachable unless a raw socket for protocol 50 takes it
+ * (ip_protocol_deliver_rcu, net/ipv4/ip_input.c). Seen in the interop test (test/interop/ipsec-esp.test.ts):
+ * with the raw socket open and its default receive buffer, bursts of packets that overflowed the buffer were
+ * each answered with protocol-unreachable (rate-limited); with the 4 MiB buffer set below, a 20 MB transfer
+ * passes with no ICMP at all. So the buffer matters for correctness here, not only for speed.
  *
- * 1. socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ESP); needs CAP_NET_RAW.
+ * 1. socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ESP); needs CAP_NET_RAW. Buffers of
+ *    4 MiB (SO_RCVBUFFORCE / SO_SNDBUFFORCE, else up to the sysctl caps).
  * 2. Receive on the main thread's poller: recvfrom(2) until EAGAIN (at most a batch), each packet with its
  *    IPv4 header, which is skipped (IHL); the source address comes from the header. Views into one receive
  *    arena, valid until the callback returns (as LinuxUdpBind's).
@@ -23,6 +26,7 @@ const IPPROTO_ESP = 50;
 const BATCH = 64;
 const MAX_PACKET = 65_535;
 const EAGAIN = 11;
+const SOCKET_BUFFER_BYTES = 4 << 20;
 
 export class RawEspBind implements Bind {
   readonly port = 0;
@@ -43,6 +47,15 @@ export class RawEspBind implements Bind {
   static open(): RawEspBind {
     const fd = libc.socket(libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, IPPROTO_ESP);
     if (fd < 0) throw libc.systemError('socket', libc.errno(), 'raw ESP socket');
+    // Large buffers, as for the UDP socket (udp-linux.ts): past the sysctl caps where we may, else up to them.
+    const size = Int32Array.of(SOCKET_BUFFER_BYTES);
+    for (const [force, plain] of [
+      [libc.SO_RCVBUFFORCE, libc.SO_RCVBUF],
+      [libc.SO_SNDBUFFORCE, libc.SO_SNDBUF],
+    ] as const) {
+      if (libc.setsockopt(fd, libc.SOL_SOCKET, force, size, 4) < 0)
+        libc.setsockopt(fd, libc.SOL_SOCKET, plain, size, 4);
+    }
     return new RawEspBind(fd);
   }
 
