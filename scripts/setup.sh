@@ -17,9 +17,10 @@ as_root() {
 
 # Debian packages: the real WireGuard peer and tools the tests drive, what the data plane uses (nftables for
 # NAT, libsodium for ChaCha20-Poly1305), and the compiler better-sqlite3 is built with (its prebuilt binaries
-# are not fetched).
+# are not fetched), and strongSwan with its userspace ESP (kernel-libipsec) for the ESP bench's reference pair.
 APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-certificates iperf3 openvpn openssl procps libc-bin
-  nftables libsodium23 curl python3 make g++)
+  nftables libsodium23 curl python3 make g++
+  charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins util-linux)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
