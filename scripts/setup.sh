@@ -25,6 +25,10 @@ APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-cert
   nftables libsodium23 curl python3 make g++
   charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
   util-linux)
+# are not fetched), and strongSwan with its userspace ESP (kernel-libipsec) for the ESP bench's reference pair.
+APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-certificates iperf3 openvpn openssl procps libc-bin
+  nftables libsodium23 curl python3 make g++
+  charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins util-linux)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi

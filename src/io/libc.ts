@@ -43,6 +43,7 @@ export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
+export const SOCK_RAW = 3;
 export const SOCK_CLOEXEC = O_CLOEXEC;
 export const SOCK_NONBLOCK = O_NONBLOCK;
 
@@ -335,6 +336,43 @@ export function sendmmsg(fd: number, msgvec: ArrayBufferView, vlen: number, flag
     throw new RangeError(`sendmmsg: ${vlen} mmsghdr records exceed buffer (${msgvec.byteLength})`);
   }
   return sendmmsgNative(fd, msgvec, vlen, flags) as number;
+}
+
+const recvfromNative = libc.func(
+  'long recvfrom(int sockfd, void *buf, unsigned long len, int flags, void *src_addr, uint32_t *addrlen)',
+);
+
+/**
+ * recvfrom(2) into `buf` (at most `len` bytes), the sender's struct sockaddr into `addr` (`addrlen[0]` its room
+ * on entry, the address's size on return): bytes received, or -1.
+ */
+export function recvfrom(
+  fd: number,
+  buf: ArrayBufferView,
+  len: number,
+  flags: number,
+  addr: ArrayBufferView,
+  addrlen: Uint32Array,
+): number {
+  if (len > buf.byteLength) throw new RangeError(`recvfrom: len ${len} exceeds buffer (${buf.byteLength})`);
+  return recvfromNative(fd, buf, len, flags, addr, addrlen) as number;
+}
+
+const sendtoNative = libc.func(
+  'long sendto(int sockfd, const void *buf, unsigned long len, int flags, const void *dest_addr, uint32_t addrlen)',
+);
+
+/** sendto(2) of the first `len` bytes of `buf` to the struct sockaddr in `addr`: bytes sent, or -1. */
+export function sendto(
+  fd: number,
+  buf: ArrayBufferView,
+  len: number,
+  flags: number,
+  addr: ArrayBufferView,
+  addrlen: number,
+): number {
+  if (len > buf.byteLength) throw new RangeError(`sendto: len ${len} exceeds buffer (${buf.byteLength})`);
+  return sendtoNative(fd, buf, len, flags, addr, addrlen) as number;
 }
 
 const shutdownNative = libc.func('int shutdown(int sockfd, int how)');

@@ -1,0 +1,256 @@
+/**
+ * The shell of one IPsec site (a peer gateway and the subnets behind it): a Tunnel for the router, the CHILD
+ * SAs the IKE side installs, replaces and removes, and per-SA counters.
+ *
+ * Outbound (Router → send → flush):
+ * 1. The router hands a packet whose destination is one of the site's routes (its remote subnets).
+ * 2. Tunnel mode: the whole packet is the payload, next header 4 or 41. Transport mode: the payload is what
+ *    follows the IP header, next header its protocol; the kernel writes the new outer header when the ESP
+ *    packet leaves through the socket.
+ * 3. The current outbound SA seals it into a slab buffer; it leaves with the batch over UDP 4500 (to the
+ *    peer's endpoint, which follows NAT mapping changes) or the raw ESP socket. An exhausted SA drops and
+ *    counts; `rekeyNeeded` tells the IKE side to replace it first.
+ * Inbound (EspPort → receive → flushInbound):
+ * 4. Tunnel mode: the inner packet as opened. Transport mode: an IPv4/IPv6 header is rebuilt in front of the
+ *    payload from the peer's and our outer addresses.
+ * 5. The gateway's `admit` (the policy hook, as for members) sees each packet with the site; what passes is
+ *    written to the TUN device in one batch.
+ */
+import type { ChildSaSpec } from '../ipsec/child-sa.js';
+import { EspInboundSa, EspOutboundSa, type EspDropReason } from '../ipsec/esp.js';
+import { NEXT_HEADER_IPV4, NEXT_HEADER_IPV6 } from '../ipsec/esp-constants.js';
+import type { Datagram } from '../io/bind.js';
+import type { Endpoint } from '../net/endpoint.js';
+import { parseAddress } from '../net/ip.js';
+import { readIpHeader, type IpHeader } from '../net/ip-packet.js';
+import { Slab } from '../net/slab.js';
+import type { EspCarrier, EspPort, EspReceiver } from './esp-port.js';
+import type { Tunnel } from './router.js';
+
+export interface IpsecSiteOptions {
+  name: string;
+  port: EspPort;
+  deliver: (packets: Uint8Array[]) => void;
+  /** Decides whether an opened packet from this site may go on to the TUN side (policies). */
+  admit?: (packet: Uint8Array, header: IpHeader, site: IpsecSite) => boolean;
+}
+
+export interface ChildSaPath {
+  /** The peer: its address, and its UDP port for 'udp' (4500, or what its NAT maps it to). */
+  peer: Endpoint;
+  carrier: EspCarrier;
+  /** Our own outer address, for the header rebuilt in front of transport-mode payloads. */
+  localAddress?: string;
+}
+
+export interface ChildSaStatus {
+  inboundSpi: number;
+  outboundSpi: number;
+  mode: string;
+  transform: string;
+  carrier: EspCarrier;
+  peer: Endpoint;
+  inbound: { packets: number; bytes: number; drops: Partial<Record<EspDropReason, number>> };
+  outbound: { packets: number; bytes: number; exhausted: number; rekeyNeeded: boolean } | null;
+}
+
+interface ChildSa {
+  spec: ChildSaSpec;
+  inbound: EspInboundSa;
+  outbound: EspOutboundSa;
+  path: ChildSaPath;
+  /** Parsed outer addresses for transport mode. */
+  peerBytes: Uint8Array | null;
+  localBytes: Uint8Array | null;
+}
+
+export class IpsecSite implements Tunnel, EspReceiver {
+  readonly name: string;
+  readonly counters = { packetsIn: 0, packetsOut: 0, refused: 0, noSa: 0, exhausted: 0, oversize: 0 };
+  private readonly port: EspPort;
+  private readonly deliverPackets: (packets: Uint8Array[]) => void;
+  private readonly admit: IpsecSiteOptions['admit'];
+  private readonly sas = new Map<number, ChildSa>();
+  /** The SA new packets are sealed with: the most recently installed. */
+  private current: ChildSa | undefined;
+  private readonly outbound: Datagram[] = [];
+  private readonly inbound: Uint8Array[] = [];
+  private readonly slab = new Slab(256 * 1024);
+
+  constructor(options: IpsecSiteOptions) {
+    this.name = options.name;
+    this.port = options.port;
+    this.deliverPackets = options.deliver;
+    this.admit = options.admit;
+  }
+
+  /**
+   * Installs a CHILD SA (or replaces the one with the same inbound SPI). New packets go out on it at once; the
+   * SAs it replaces in a rekey keep receiving until removeChildSa (RFC 7296 §2.8: the old inbound SA lives
+   * until the delete), so nothing in flight is lost.
+   */
+  installChildSa(spec: ChildSaSpec, path: ChildSaPath): void {
+    const previous = this.sas.get(spec.inboundSpi >>> 0);
+    if (previous) this.removeChildSa(spec.inboundSpi);
+    const transport = spec.mode === 'transport';
+    const bytes = (a: string | undefined): Uint8Array | null => {
+      const p = a === undefined ? undefined : parseAddress(a);
+      return p?.ok ? p.value.bytes : null;
+    };
+    const sa: ChildSa = {
+      spec,
+      inbound: new EspInboundSa(spec),
+      outbound: new EspOutboundSa(spec),
+      path,
+      peerBytes: transport ? bytes(path.peer.address) : null,
+      localBytes: transport ? bytes(path.localAddress) : null,
+    };
+    if (transport && (!sa.peerBytes || !sa.localBytes || sa.peerBytes.length !== sa.localBytes.length))
+      throw new RangeError('transport mode needs the peer and local addresses of one family');
+    this.sas.set(sa.inbound.spi, sa);
+    this.port.register(sa.inbound, this);
+    this.current = sa;
+  }
+
+  /** Removes a CHILD SA by our (inbound) SPI; the newest remaining one carries outbound traffic. */
+  removeChildSa(inboundSpi: number): boolean {
+    const sa = this.sas.get(inboundSpi >>> 0);
+    if (!sa) return false;
+    this.sas.delete(sa.inbound.spi);
+    this.port.unregister(sa.inbound.spi);
+    sa.outbound.dispose();
+    if (this.current === sa) this.current = [...this.sas.values()].pop();
+    return true;
+  }
+
+  childSas(): ChildSaStatus[] {
+    return [...this.sas.values()].map((sa) => ({
+      inboundSpi: sa.inbound.spi,
+      outboundSpi: sa.outbound.spi,
+      mode: sa.spec.mode,
+      transform: sa.inbound.transformName,
+      carrier: sa.path.carrier,
+      peer: sa.path.peer,
+      inbound: {
+        packets: sa.inbound.counters.packets,
+        bytes: sa.inbound.counters.bytes,
+        drops: Object.fromEntries(Object.entries(sa.inbound.counters.drops).filter(([, n]) => n > 0)),
+      },
+      outbound:
+        this.current === sa || sa.outbound.counters.packets > 0
+          ? {
+              packets: sa.outbound.counters.packets,
+              bytes: sa.outbound.counters.bytes,
+              exhausted: sa.outbound.counters.exhausted,
+              rekeyNeeded: sa.outbound.rekeyNeeded,
+            }
+          : null,
+    }));
+  }
+
+  /** Tunnel: seals one packet routed to this site; it leaves at flush(). */
+  send(packet: Uint8Array, _now: number, header: IpHeader): void {
+    const sa = this.current;
+    if (!sa) {
+      this.counters.noSa++;
+      return;
+    }
+    let payload = packet.subarray(0, header.length);
+    let nextHeader = header.family === 4 ? NEXT_HEADER_IPV4 : NEXT_HEADER_IPV6;
+    if (sa.spec.mode === 'transport') {
+      const headerLength = header.family === 4 ? (packet[0]! & 0x0f) * 4 : 40;
+      nextHeader = header.family === 4 ? packet[9]! : packet[6]!;
+      payload = packet.subarray(headerLength, header.length);
+    }
+    const out = this.slab.take(sa.outbound.sealedLength(payload.length));
+    const n = sa.outbound.seal(payload, nextHeader, out);
+    if (n < 0) {
+      if (sa.outbound.exhausted) this.counters.exhausted++;
+      else this.counters.oversize++;
+      return;
+    }
+    this.counters.packetsOut++;
+    this.outbound.push({ data: out.subarray(0, n), endpoint: sa.path.peer });
+  }
+
+  flush(): void {
+    if (this.outbound.length === 0) return;
+    const sa = this.current;
+    const batch = this.outbound.splice(0);
+    this.port.send(sa?.path.carrier ?? 'udp', batch);
+  }
+
+  /** EspReceiver: `payload` has 40 bytes of room in front (for a rebuilt header), then the opened payload. */
+  receive(inbound: EspInboundSa, buffer: Uint8Array, from: Endpoint, carrier: EspCarrier): void {
+    const sa = this.sas.get(inbound.spi);
+    if (!sa) return;
+    // RFC 3948 §3: a NAT may change the peer's port or address; answer where authenticated packets come from.
+    if (carrier === 'udp' && sa.path.carrier === 'udp') {
+      const peer = sa.path.peer;
+      if (peer.port !== from.port || peer.address !== from.address) sa.path.peer = from;
+    }
+    let packet: Uint8Array;
+    if (sa.spec.mode === 'transport') {
+      packet = rebuildHeader(buffer, inbound.opened.nextHeader, sa.peerBytes!, sa.localBytes!);
+    } else {
+      packet = buffer.subarray(40);
+    }
+    const header = readIpHeader(packet);
+    if (!header) return;
+    if (this.admit && !this.admit(packet, header, this)) {
+      this.counters.refused++;
+      return;
+    }
+    this.counters.packetsIn++;
+    this.inbound.push(packet);
+  }
+
+  flushInbound(): void {
+    if (this.inbound.length === 0) return;
+    this.deliverPackets(this.inbound.splice(0));
+  }
+
+  async close(): Promise<void> {
+    for (const spi of [...this.sas.keys()]) this.removeChildSa(spi);
+    return Promise.resolve();
+  }
+}
+
+/** Writes an IPv4 (RFC 791) or IPv6 (RFC 8200) header before the transport payload at buffer[40..]. */
+function rebuildHeader(
+  buffer: Uint8Array,
+  protocol: number,
+  source: Uint8Array,
+  destination: Uint8Array,
+): Uint8Array {
+  const payloadLength = buffer.length - 40;
+  if (source.length === 4) {
+    const h = buffer.subarray(20);
+    h.fill(0, 0, 20);
+    const total = 20 + payloadLength;
+    h[0] = 0x45;
+    h[2] = total >> 8;
+    h[3] = total & 0xff;
+    h[6] = 0x40; // DF
+    h[8] = 64;
+    h[9] = protocol;
+    h.set(source, 12);
+    h.set(destination, 16);
+    let sum = 0;
+    for (let i = 0; i < 20; i += 2) sum += (h[i]! << 8) | h[i + 1]!;
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    const checksum = ~sum & 0xffff;
+    h[10] = checksum >> 8;
+    h[11] = checksum & 0xff;
+    return h;
+  }
+  buffer.fill(0, 0, 40);
+  buffer[0] = 0x60;
+  buffer[4] = payloadLength >> 8;
+  buffer[5] = payloadLength & 0xff;
+  buffer[6] = protocol;
+  buffer[7] = 64;
+  buffer.set(source, 8);
+  buffer.set(destination, 24);
+  return buffer;
+}

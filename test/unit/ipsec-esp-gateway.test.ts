@@ -1,0 +1,182 @@
+/**
+ * The ESP shell without root: two gateways (MemoryTun) whose EspPorts talk over a MemoryNetwork on port
+ * 4500, each with an IpsecSite holding mirror-image CHILD SAs. Pings both ways (IPv4 and IPv6 inner), transport
+ * mode with the rebuilt header, a replayed and a wrong-SPI datagram dropped and counted, IKE and keepalives
+ * demultiplexed (RFC 3948), the peer's endpoint following a NAT mapping change, and SA replacement.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { Gateway } from '../../src/gateway/gateway.js';
+import { EspPort } from '../../src/gateway/esp-port.js';
+import { IpsecSite } from '../../src/gateway/ipsec-site.js';
+import { MemoryBind, MemoryNetwork, MemoryTun } from '../../src/io/memory.js';
+import { echo, readEcho } from '../../src/net/icmp.js';
+import { parsePrefix } from '../../src/net/ip.js';
+import type { Datagram } from '../../src/io/bind.js';
+import type { Endpoint } from '../../src/net/endpoint.js';
+import { mirrorSpecs, selector } from '../support/esp-specs.js';
+
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function prefix(text: string) {
+  const p = parsePrefix(text);
+  if (!p.ok) throw new Error(p.error);
+  return p.value;
+}
+
+function lab(mode: 'tunnel' | 'transport' = 'tunnel') {
+  const net = new MemoryNetwork();
+  const sent: { from: Endpoint; d: Datagram }[] = [];
+  net.filter = (from, d) => {
+    sent.push({ from, d: { data: Uint8Array.from(d.data), endpoint: d.endpoint } });
+    return true;
+  };
+  const side = (addr: string) => {
+    const tun = new MemoryTun(`tun-${addr}`);
+    const gw = new Gateway(tun);
+    const ike: Uint8Array[] = [];
+    const bind: MemoryBind = net.bind(addr, 4500);
+    const port = new EspPort({ udp: bind, onIke: (m) => ike.push(m) });
+    const site = new IpsecSite({ name: `site-${addr}`, port, deliver: gw.deliver });
+    gw.start();
+    port.start();
+    return { tun, gw, port, site, ike, bind };
+  };
+  const a = side('192.0.2.1');
+  const b = side('192.0.2.2');
+  const netA =
+    mode === 'tunnel'
+      ? [selector('10.1.0.0', '10.1.0.255'), selector('fd00:1::', 'fd00:1::ffff')]
+      : [selector('192.0.2.1', '192.0.2.1')];
+  const netB =
+    mode === 'tunnel'
+      ? [selector('10.2.0.0', '10.2.0.255'), selector('fd00:2::', 'fd00:2::ffff')]
+      : [selector('192.0.2.2', '192.0.2.2')];
+  const specs = mirrorSpecs(netA, netB, { mode });
+  a.site.installChildSa(specs.a, {
+    peer: { address: '192.0.2.2', port: 4500 },
+    carrier: 'udp',
+    localAddress: '192.0.2.1',
+  });
+  b.site.installChildSa(specs.b, {
+    peer: { address: '192.0.2.1', port: 4500 },
+    carrier: 'udp',
+    localAddress: '192.0.2.2',
+  });
+  if (mode === 'tunnel') {
+    a.gw.setRoutes(a.site, [prefix('10.2.0.0/24'), prefix('fd00:2::/64')]);
+    b.gw.setRoutes(b.site, [prefix('10.1.0.0/24'), prefix('fd00:1::/64')]);
+  } else {
+    a.gw.setRoutes(a.site, [prefix('192.0.2.2/32')]);
+    b.gw.setRoutes(b.site, [prefix('192.0.2.1/32')]);
+  }
+  return { net, sent, a, b, specs };
+}
+
+describe('ESP shell (EspPort + IpsecSite)', () => {
+  it('carries pings both ways, IPv4 and IPv6 inner, in tunnel mode', async () => {
+    const { a, b } = lab();
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 1, new Uint8Array(32)));
+    a.tun.inject(echo('request', 'fd00:1::5', 'fd00:2::7', 1, 2, new Uint8Array(32)));
+    await tick();
+    assert.equal(b.tun.written.length, 2);
+    assert.equal(readEcho(b.tun.written[0]!)?.seq, 1);
+    assert.equal(readEcho(b.tun.written[1]!)?.family, 6);
+    b.tun.inject(echo('reply', '10.2.0.7', '10.1.0.5', 1, 1, new Uint8Array(32)));
+    await tick();
+    assert.equal(a.tun.written.length, 1);
+    const [status] = b.site.childSas();
+    assert.equal(status?.inbound.packets, 2);
+    assert.equal(status?.outbound?.packets, 1);
+  });
+
+  it('transport mode: the payload travels, the receiver rebuilds the IP header', async () => {
+    const { a, b } = lab('transport');
+    const ping = echo('request', '192.0.2.1', '192.0.2.2', 9, 3, new Uint8Array(16).fill(7));
+    a.tun.inject(ping);
+    await tick();
+    assert.equal(b.tun.written.length, 1);
+    const got = b.tun.written[0]!;
+    assert.deepEqual(got.subarray(20), ping.subarray(20), 'ICMP message unchanged');
+    assert.equal(readEcho(got)?.seq, 3, 'a valid IPv4 header in front');
+    assert.deepEqual([...got.subarray(12, 20)], [192, 0, 2, 1, 192, 0, 2, 2]);
+  });
+
+  it('drops a replayed datagram and one with a wrong SPI, and counts them', async () => {
+    const { a, b, sent, net } = lab();
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 1, new Uint8Array(32)));
+    await tick();
+    const captured = sent[0]!;
+    net.transmit(captured.from, captured.d);
+    const wrong = Uint8Array.from(captured.d.data);
+    wrong[0]! ^= 0x55;
+    net.transmit(captured.from, { data: wrong, endpoint: captured.d.endpoint });
+    await tick();
+    assert.equal(b.tun.written.length, 1);
+    assert.equal(b.site.childSas()[0]?.inbound.drops.replay, 1);
+    assert.equal(b.port.inbound.drops.unknownSpi, 1);
+  });
+
+  it('hands IKE (non-ESP marker) to the IKE side and ignores NAT keepalives', async () => {
+    const { a, b } = lab();
+    a.bind.send([
+      { data: Uint8Array.of(0, 0, 0, 0, 1, 2, 3), endpoint: { address: '192.0.2.2', port: 4500 } },
+    ]);
+    a.bind.send([{ data: Uint8Array.of(0xff), endpoint: { address: '192.0.2.2', port: 4500 } }]);
+    a.bind.send([{ data: Uint8Array.of(1, 2), endpoint: { address: '192.0.2.2', port: 4500 } }]);
+    await tick();
+    assert.deepEqual(b.ike, [Uint8Array.of(1, 2, 3)]);
+    assert.equal(b.port.counters.keepalives, 1);
+    assert.equal(b.port.counters.invalid, 1);
+  });
+
+  it("answers at the peer's new endpoint after its NAT mapping changed", async () => {
+    const { a, b, net } = lab();
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 1, new Uint8Array(8)));
+    await tick();
+    // A's packets now arrive from another port (the NAT rebound): B follows once one authenticates.
+    const moved = net.bind('192.0.2.1', 34567);
+    const seen: Uint8Array[] = [];
+    moved.start((ds) => ds.forEach((d) => seen.push(d.data)));
+    const sa = a.site.childSas()[0]!;
+    assert.equal(sa.peer.port, 4500);
+    const captured: Datagram[] = [];
+    net.filter = (from, d) => {
+      if (from.port === 4500 && from.address === '192.0.2.1') {
+        captured.push(d);
+        return false;
+      }
+      return true;
+    };
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 2, new Uint8Array(8)));
+    await tick();
+    net.filter = () => true;
+    moved.send(captured);
+    await tick();
+    assert.equal(b.site.childSas()[0]?.peer.port, 34567);
+    b.tun.inject(echo('reply', '10.2.0.7', '10.1.0.5', 1, 2, new Uint8Array(8)));
+    await tick();
+    assert.equal(seen.length, 1);
+  });
+
+  it('a rekey: the new SA carries outbound traffic, the old one still opens until removed', async () => {
+    const { a, b, specs } = lab();
+    const next = mirrorSpecs(specs.a.localSelectors, specs.a.remoteSelectors, { spiA: 0x1111, spiB: 0x2222 });
+    // Only A moves to the new SA at first; B still sends on the old one.
+    b.site.installChildSa(next.b, { peer: { address: '192.0.2.1', port: 4500 }, carrier: 'udp' });
+    a.site.installChildSa(next.a, { peer: { address: '192.0.2.2', port: 4500 }, carrier: 'udp' });
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 1, new Uint8Array(8)));
+    await tick();
+    assert.equal(b.tun.written.length, 1);
+    assert.deepEqual(
+      b.site.childSas().map((s) => [s.inboundSpi, s.inbound.packets]),
+      [
+        [0xc0b00001, 0],
+        [0x2222, 1],
+      ],
+    );
+    assert.equal(a.site.removeChildSa(0xc0a00001), true);
+    assert.equal(a.site.childSas().length, 1);
+  });
+});
