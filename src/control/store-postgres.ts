@@ -913,9 +913,15 @@ export class PostgresStore implements AsyncStore {
     this.#usable();
     const tx = this.#tx.getStore();
     try {
-      return tx !== undefined
-        ? await tx.client.query<R>(text, values as unknown[])
-        : await this.#pool.query<R>(text, values as unknown[]);
+      if (tx !== undefined) return await tx.client.query<R>(text, values as unknown[]);
+      try {
+        return await this.#pool.query<R>(text, values as unknown[]);
+      } catch (err) {
+        // A pooled connection that the server closed since it was last used (a restart) fails at once; a read
+        // may be asked again on a new one. A second failure means the server is away.
+        if (!isConnectionError(err)) throw err;
+        return await this.#pool.query<R>(text, values as unknown[]);
+      }
     } catch (err) {
       throw this.#mapped(err);
     }
@@ -973,16 +979,10 @@ export class PostgresStore implements AsyncStore {
       }
     }
 
-    let client: pg.PoolClient;
-    try {
-      client = await this.#pool.connect();
-    } catch (err) {
-      throw this.#mapped(err);
-    }
+    const client = await this.#begin();
     const tx: Tx = { client, depth: 0, changed: false };
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
       const result = await this.#tx.run(tx, () => fn(tx));
       if (tx.changed) await client.query(`SELECT pg_notify('${CHANGES_CHANNEL}', rev::text) FROM feed_head`);
       await client.query('COMMIT');
@@ -996,6 +996,28 @@ export class PostgresStore implements AsyncStore {
       throw this.#mapped(err);
     } finally {
       client.release(broken);
+    }
+  }
+
+  /**
+   * A pooled connection with a transaction begun on it. Nothing has been done yet when BEGIN fails, so a
+   * connection that the server closed since its last use (a restart) is dropped and a new one tried, once.
+   */
+  async #begin(): Promise<pg.PoolClient> {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.#pool.connect();
+      } catch (err) {
+        throw this.#mapped(err);
+      }
+      try {
+        await client.query('BEGIN');
+        return client;
+      } catch (err) {
+        client.release(err instanceof Error ? err : true);
+        if (attempt >= 2 || !isConnectionError(err)) throw this.#mapped(err);
+      }
     }
   }
 
@@ -1049,8 +1071,10 @@ class Listener implements FeedListener {
   async #connect(): Promise<number> {
     const client = new pg.Client({ ...this.config, types: TYPES });
     let lost = false;
+    // Until LISTEN is in place, a failure rejects #connect (whose caller retries); after, it is a loss.
+    let established = false;
     const onLost = (err: Error): void => {
-      if (lost) return;
+      if (lost || !established) return;
       lost = true;
       if (this.#client === client) this.#client = undefined;
       client.end().catch(() => {});
@@ -1074,6 +1098,7 @@ class Listener implements FeedListener {
         await client.end().catch(() => {});
         return 0;
       }
+      established = true;
       this.#client = client;
       return rows[0]?.rev ?? 0;
     } catch (err) {
