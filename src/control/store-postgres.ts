@@ -248,8 +248,13 @@ interface Tx {
   readonly client: pg.PoolClient;
   /** Savepoints open inside the transaction. */
   depth: number;
-  /** Whether the feed was appended to (the transaction then notifies before it commits). */
+  /** Whether the feed was appended to (the transaction then notifies as it commits). */
   changed: boolean;
+  /**
+   * The savepoint depth at which the feed's lock was taken (0: the transaction itself), or undefined when this
+   * transaction does not hold it: rolling back to a savepoint releases the locks taken after it.
+   */
+  feedLockedAt: number | undefined;
 }
 
 const MEMBER_SELECT = `
@@ -939,7 +944,10 @@ export class PostgresStore implements AsyncStore {
   #change<T>(fn: (q: Querier) => Promise<{ result: T; changes: [ChangeKind, string][] }>): Promise<T> {
     return this.#atomically(async (tx) => {
       const q = querier(tx);
-      await q('SELECT rev FROM feed_head WHERE id = 1 FOR UPDATE');
+      if (tx.feedLockedAt === undefined) {
+        await q('SELECT rev FROM feed_head WHERE id = 1 FOR UPDATE');
+        tx.feedLockedAt = tx.depth;
+      }
       const { result, changes } = await fn(q);
       for (const [kind, key] of changes) {
         const { rows } = await q<{ rev: number }>(
@@ -961,15 +969,19 @@ export class PostgresStore implements AsyncStore {
     this.#usable();
     const open = this.#tx.getStore();
     if (open !== undefined) {
-      const savepoint = `weft_${++open.depth}`;
+      const depth = ++open.depth;
+      const savepoint = `weft_${depth}`;
       try {
         await open.client.query(`SAVEPOINT ${savepoint}`);
         try {
           const result = await fn(open);
           await open.client.query(`RELEASE SAVEPOINT ${savepoint}`);
+          // What the savepoint held, the enclosing level holds now.
+          if (open.feedLockedAt === depth) open.feedLockedAt = depth - 1;
           return result;
         } catch (err) {
           await open.client.query(`ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => {});
+          if (open.feedLockedAt !== undefined && open.feedLockedAt >= depth) open.feedLockedAt = undefined;
           throw err;
         }
       } catch (err) {
@@ -980,12 +992,14 @@ export class PostgresStore implements AsyncStore {
     }
 
     const client = await this.#begin();
-    const tx: Tx = { client, depth: 0, changed: false };
+    const tx: Tx = { client, depth: 0, changed: false, feedLockedAt: undefined };
     let broken: Error | undefined;
     try {
       const result = await this.#tx.run(tx, () => fn(tx));
-      if (tx.changed) await client.query(`SELECT pg_notify('${CHANGES_CHANNEL}', rev::text) FROM feed_head`);
-      await client.query('COMMIT');
+      // One round trip (the simple protocol takes several statements); the notification goes out at COMMIT.
+      await client.query(
+        tx.changed ? `SELECT pg_notify('${CHANGES_CHANNEL}', rev::text) FROM feed_head; COMMIT` : 'COMMIT',
+      );
       return result;
     } catch (err) {
       try {
