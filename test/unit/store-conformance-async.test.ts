@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { asyncStore } from '../../src/control/store-async.js';
+import { isPostgresUrl, openStore } from '../../src/control/store-open.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
 import { openMemoryStore } from '../support/memory-store.js';
 import { asyncStoreConformance } from '../support/store-conformance-async.js';
@@ -90,5 +91,45 @@ describe('asyncStore adapter', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('openStore', () => {
+  it('opens a SQLite file for a path, from the argument, then WEFT_STORE, then the fallback', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-open-'));
+    try {
+      const given = await openStore(join(dir, 'given.db'), join(dir, 'fallback.db'), {
+        WEFT_STORE: join(dir, 'env.db'),
+      });
+      await given.insertGroup({ name: 'given', description: '' });
+      await given.close();
+      const fromEnv = await openStore(undefined, join(dir, 'fallback.db'), {
+        WEFT_STORE: join(dir, 'env.db'),
+      });
+      await fromEnv.insertGroup({ name: 'env', description: '' });
+      await fromEnv.close();
+      const fallback = await openStore(undefined, join(dir, 'fallback.db'), { WEFT_STORE: '' });
+      assert.equal(await fallback.revision(), 0);
+      await fallback.close();
+      for (const [file, group] of [
+        ['given.db', 'given'],
+        ['env.db', 'env'],
+      ] as const) {
+        const sqlite = openSqliteStore(join(dir, file));
+        assert.deepEqual(sqlite.listGroups(), [{ name: group, description: '' }], file);
+        sqlite.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes postgres:// and postgresql:// URLs for PostgreSQL, and nothing else', () => {
+    assert.equal(isPostgresUrl('postgres://weft@db.example/weft'), true);
+    assert.equal(isPostgresUrl('postgresql://weft@db.example/weft'), true);
+    assert.equal(isPostgresUrl('POSTGRES://weft@db.example/weft'), true);
+    assert.equal(isPostgresUrl('/var/lib/weft/weft.db'), false);
+    assert.equal(isPostgresUrl('./postgres://x'), false);
+    assert.equal(isPostgresUrl('postgres.db'), false);
   });
 });
