@@ -16,6 +16,8 @@ const COLORS: Record<string, string> = {
   openvpn: '#f28e2b',
   weft: '#2e9e52',
   'weft-wg-go': '#8cd17d',
+  'ovpn-server': '#b6992d',
+  'weft-ovpn': '#1b5e20',
 };
 const SHORT: Record<string, string> = {
   plain: 'plaintext',

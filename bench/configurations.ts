@@ -7,6 +7,10 @@
  *               certificates pinned by --peer-fingerprint, AES-256-GCM, tun MTU 1420 like WireGuard's
  *   weft        Weft <-> Weft (`node dist/src/cli/main.js up --foreground NAME.conf`, wg-quick files)
  *   weft-wg-go  Weft (server) <-> wireguard-go (client)
+ *   ovpn-server OpenVPN 2.6 client -> OpenVPN 2.6 server (`--server`, a CA made with openssl, tls-crypt-v2,
+ *               AES-256-GCM, UDP): what a team runs today
+ *   weft-ovpn   the same OpenVPN 2.6 client -> `weft server run` (Weft's OpenVPN server), with the `.ovpn`
+ *               that `weft member config --openvpn` prints, AES-256-GCM, UDP
  *
  * Interface names come from lab.ifname(), so they are unique machine-wide (wireguard-go's and Weft's UAPI
  * sockets share /var/run/wireguard across namespaces).
@@ -83,6 +87,20 @@ export const CONFIGS: Record<ConfigId, ConfigDef> = {
     server: 'weft',
     client: 'wireguard-go',
   },
+  'ovpn-server': {
+    id: 'ovpn-server',
+    label: 'OpenVPN cl→OpenVPN srv',
+    description: 'OpenVPN 2.6 client -> OpenVPN 2.6 server (--server, CA, tls-crypt-v2, AES-256-GCM, UDP)',
+    server: 'openvpn',
+    client: 'openvpn',
+  },
+  'weft-ovpn': {
+    id: 'weft-ovpn',
+    label: 'OpenVPN cl→Weft srv',
+    description: 'the same OpenVPN 2.6 client -> weft server run (its .ovpn profile, AES-256-GCM, UDP)',
+    server: 'weft',
+    client: 'openvpn',
+  },
 };
 
 /** One end of a tunnel: the process whose CPU time and memory are the tunnel's cost. */
@@ -151,6 +169,20 @@ export async function bringUp(rig: Rig, id: ConfigId): Promise<Tunnel> {
         ends = [
           { side: 'server', impl: serverImpl, ifname: server.ifname, pid: server.pid },
           { side: 'client', impl: clientImpl, ifname: client.ifname, pid: client.pid },
+        ];
+        break;
+      }
+      case 'ovpn-server':
+      case 'weft-ovpn': {
+        const pair = id === 'ovpn-server' ? await startOpenvpnServer(rig) : await startWeftOpenvpn(rig);
+        stops.push(
+          () => pair.client.stop(),
+          () => pair.server.stop(),
+        );
+        target = OVERLAY.server;
+        ends = [
+          { side: 'server', impl: def.server, ifname: pair.serverIf, pid: pair.server.pid },
+          { side: 'client', impl: 'openvpn', ifname: pair.clientIf, pid: pair.client.pid },
         ];
         break;
       }
@@ -372,6 +404,219 @@ async function startOpenvpnPair(
     return { server, client, serverIf, clientIf };
   } catch (error) {
     await Promise.allSettled([server.stop(), client?.stop()]);
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// OpenVPN client against a server: OpenVPN's own, or Weft's
+
+interface ServerPair {
+  server: ManagedProcess;
+  client: ManagedProcess;
+  serverIf: string;
+  clientIf: string;
+}
+
+/** Client options both servers are measured with (the profile or the files give the rest). */
+function clientOptions(ifname: string): string[] {
+  return [
+    '--verb',
+    '3',
+    '--disable-dco',
+    '--dev',
+    ifname,
+    '--dev-type',
+    'tun',
+    '--proto',
+    'udp',
+    '--data-ciphers',
+    'AES-256-GCM',
+    '--nobind',
+  ];
+}
+
+async function startClient(rig: Rig, args: readonly string[]): Promise<ManagedProcess> {
+  const client = rig.client.spawn('openvpn', args);
+  try {
+    await client.waitForOutput(/Initialization Sequence Completed/, START_TIMEOUT_MS);
+    return client;
+  } catch (error) {
+    await client.stop().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** A CA and a certificate it signs (openssl), for OpenVPN's own server and its client. */
+async function caSigned(
+  dir: string,
+  name: string,
+  ca: { cert: string; key: string } | undefined,
+  eku: string,
+): Promise<{ cert: string; key: string }> {
+  const cert = path.join(dir, `${name}.crt`);
+  const key = path.join(dir, `${name}.key`);
+  if (!ca) {
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name}`,
+    ]);
+  } else {
+    const csr = path.join(dir, `${name}.csr`);
+    const ext = path.join(dir, `${name}.ext`);
+    fs.writeFileSync(ext, `extendedKeyUsage=${eku}\nkeyUsage=digitalSignature\n`);
+    await run('openssl', [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      csr,
+      '-subj',
+      `/CN=${name}`,
+    ]);
+    await run('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      ca.cert,
+      '-CAkey',
+      ca.key,
+      '-CAcreateserial',
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-extfile',
+      ext,
+    ]);
+  }
+  fs.chmodSync(key, 0o600);
+  return { cert, key };
+}
+
+async function startOpenvpnServer(rig: Rig): Promise<ServerPair> {
+  const dir = rig.dir('openvpn-server');
+  const ca = await caSigned(dir, 'ca', undefined, '');
+  const server = await caSigned(dir, 'server', ca, 'serverAuth');
+  const client = await caSigned(dir, 'client', ca, 'clientAuth');
+  const serverKey = path.join(dir, 'tc2-server.key');
+  const clientKey = path.join(dir, 'tc2-client.key');
+  await run('openvpn', ['--genkey', 'tls-crypt-v2-server', serverKey]);
+  await run('openvpn', ['--tls-crypt-v2', serverKey, '--genkey', 'tls-crypt-v2-client', clientKey]);
+  const serverIf = rig.lab.ifname('osv');
+  const clientIf = rig.lab.ifname('ocl');
+  const proc = rig.server.spawn('openvpn', [
+    '--verb',
+    '3',
+    '--disable-dco',
+    '--dev',
+    serverIf,
+    '--dev-type',
+    'tun',
+    '--proto',
+    'udp',
+    '--local',
+    UNDERLAY.server,
+    '--lport',
+    String(OPENVPN_PORT),
+    '--server',
+    '10.100.0.0',
+    '255.255.255.0',
+    '--topology',
+    'subnet',
+    '--ca',
+    ca.cert,
+    '--cert',
+    server.cert,
+    '--key',
+    server.key,
+    '--dh',
+    'none',
+    '--tls-crypt-v2',
+    serverKey,
+    '--data-ciphers',
+    'AES-256-GCM',
+    '--keepalive',
+    '10',
+    '60',
+  ]);
+  try {
+    await proc.waitForOutput(/Initialization Sequence Completed/, START_TIMEOUT_MS);
+    const c = await startClient(rig, [
+      ...clientOptions(clientIf),
+      '--client',
+      '--remote',
+      UNDERLAY.server,
+      String(OPENVPN_PORT),
+      '--ca',
+      ca.cert,
+      '--cert',
+      client.cert,
+      '--key',
+      client.key,
+      '--tls-crypt-v2',
+      clientKey,
+      '--remote-cert-tls',
+      'server',
+    ]);
+    return { server: proc, client: c, serverIf, clientIf };
+  } catch (error) {
+    await proc.stop().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function startWeftOpenvpn(rig: Rig): Promise<ServerPair> {
+  const data = rig.dir('weft-openvpn');
+  const serverIf = rig.lab.ifname('wsv');
+  const clientIf = rig.lab.ifname('wcl');
+  rig.lab.registerWgInterface(serverIf);
+  const weft = (args: readonly string[]) =>
+    rig.server.exec(process.execPath, [WEFT_MAIN, ...args, '--data', data], { timeoutMs: 30_000 });
+  await weft([
+    'server',
+    'init',
+    '--endpoint',
+    `${UNDERLAY.server}:${SERVER_PORT}`,
+    '--subnet',
+    '10.100.0.0/24',
+    '--interface',
+    serverIf,
+    '--default-policy',
+    'deny',
+  ]);
+  await weft(['member', 'add', 'bench', '--ip', OVERLAY.client]);
+  const profile = (await weft(['member', 'config', 'bench', '--openvpn'])).stdout;
+  const file = path.join(data, 'bench.ovpn');
+  fs.writeFileSync(file, profile, { mode: 0o600 });
+  const nodeArgs = (process.env.BENCH_WEFT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = rig.server.spawn(process.execPath, [...nodeArgs, WEFT_MAIN, 'server', 'run', '--data', data]);
+  try {
+    await proc.waitForOutput(/ready/, START_TIMEOUT_MS);
+    const c = await startClient(rig, ['--config', file, ...clientOptions(clientIf)]);
+    return { server: proc, client: c, serverIf, clientIf };
+  } catch (error) {
+    await proc.stop().catch(() => undefined);
     throw error;
   }
 }

@@ -101,11 +101,17 @@ function tunnelPids(tunnel: Tunnel): number[] {
   return tunnel.ends.map((e) => e.pid);
 }
 
+function serverPids(tunnel: Tunnel): number[] {
+  return tunnel.ends.filter((e) => e.side === 'server').map((e) => e.pid);
+}
+
 /** One TCP throughput run with `streams` parallel streams. */
 export async function tcpRun(rig: Rig, tunnel: Tunnel, streams: number, seconds: number): Promise<TcpRun> {
   const before = cpuSnapshot(tunnelPids(tunnel));
+  const serverBefore = cpuSnapshot(serverPids(tunnel));
   const json = await iperf(rig, tunnel, ['-P', String(streams)], seconds);
   const after = cpuSnapshot(tunnelPids(tunnel));
+  const serverAfter = cpuSnapshot(serverPids(tunnel));
   const received = json.end?.sum_received ?? {};
   const sent = json.end?.sum_sent ?? {};
   return {
@@ -115,6 +121,7 @@ export async function tcpRun(rig: Rig, tunnel: Tunnel, streams: number, seconds:
     bytes: received.bytes ?? 0,
     retransmits: sent.retransmits ?? 0,
     cpuSeconds: tunnel.ends.length > 0 ? cpuSecondsBetween(before, after) : null,
+    serverCpuSeconds: tunnel.ends.length > 0 ? cpuSecondsBetween(serverBefore, serverAfter) : null,
   };
 }
 
@@ -245,6 +252,9 @@ export async function measureAll(
     into.tcpBytes = bytes;
     into.tcpCpuSeconds = cpuSeconds;
     into.cpuSecondsPerGB = cpuSeconds === null || bytes === 0 ? null : cpuSeconds / (bytes / 1e9);
+    const serverCpu =
+      tunnel.ends.length > 0 ? tcpRuns.reduce((s, r) => s + (r.serverCpuSeconds ?? 0), 0) : null;
+    into.serverCpuSecondsPerGB = serverCpu === null || bytes === 0 ? null : serverCpu / (bytes / 1e9);
     into.retransmitsPerGB = bytes === 0 ? null : retransmits / (bytes / 1e9);
     const ends = endsMemory(tunnel);
     into.ends = ends;

@@ -4,7 +4,8 @@
  *   --quick            a few seconds per measurement (what CI uses): 1 run, 2 s, no warm-up
  *   --runs N           TCP/UDP runs per configuration (median and spread are reported); default 3
  *   --duration S       seconds per TCP run; default 10 (UDP and loaded-ping runs are shorter, see below)
- *   --only A,B,...     configurations / sections to run: plain, wg-go, openvpn, weft, weft-wg-go, peers, flood
+ *   --only A,B,...     configurations / sections to run: plain, wg-go, openvpn, weft, weft-wg-go, ovpn-server,
+ *                      weft-ovpn, peers, flood
  *   --flood            the flood section only (a handshake flood against a gateway with a member; not in the
  *                      default run); with --only, added to the sections listed
  *   --out DIR          where results go; default bench/results/ in the repository
@@ -18,7 +19,15 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const CONFIG_IDS = ['plain', 'wg-go', 'openvpn', 'weft', 'weft-wg-go'] as const;
+export const CONFIG_IDS = [
+  'plain',
+  'wg-go',
+  'openvpn',
+  'weft',
+  'weft-wg-go',
+  'ovpn-server',
+  'weft-ovpn',
+] as const;
 export type ConfigId = (typeof CONFIG_IDS)[number];
 /** The 1,000-peer memory / UAPI section. */
 export const PEERS_SECTION = 'peers';

@@ -147,6 +147,14 @@ export const METRICS: Metric[] = [
     format: fixed(2),
   },
   {
+    key: 'serverCpuPerGB',
+    title: 'server CPU',
+    unit: 'CPU s per GB',
+    better: 'lower',
+    value: (r) => r.serverCpuSecondsPerGB,
+    format: fixed(2),
+  },
+  {
     key: 'rss',
     title: 'tunnel peak RSS',
     unit: 'MB',
@@ -270,6 +278,28 @@ function noWorseBar(results: BenchResults, id: ConfigId, metric: Metric): BarChe
   };
 }
 
+/** `id`'s value of a lower-is-better metric is at most `factor` × `baseId`'s. */
+function atMostBar(
+  results: BenchResults,
+  id: ConfigId,
+  baseId: ConfigId,
+  factor: number,
+  metric: Metric,
+): BarCheck {
+  const r = results.configs.find((c) => c.id === id);
+  const b = results.configs.find((c) => c.id === baseId);
+  const name = `${CONFIGS[id].label} ${metric.title} ≤ ${factor}× ${CONFIGS[baseId].label}'s`;
+  if (!r?.ok || !b?.ok) return { name, status: 'SKIP', detail: 'not measured (or failed)' };
+  const v = metric.value(r);
+  const w = metric.value(b);
+  if (!valid(v) || !valid(w) || w === 0) return { name, status: 'SKIP', detail: 'no data' };
+  return {
+    name,
+    status: v <= factor * w ? 'PASS' : 'FAIL',
+    detail: `${(v / w).toFixed(2)}× (${metric.format(v)} vs ${metric.format(w)} ${metric.unit})`,
+  };
+}
+
 function peersBars(peers: PeersResult | undefined): BarCheck[] {
   const rssName = `1,000 peers: Weft RSS < ${(peers?.limits.rssBytes ?? 150e6) / 1e6} MB`;
   const timeName = `1,000 peers: added over the UAPI in < ${peers?.limits.addSeconds ?? 2} s`;
@@ -352,6 +382,9 @@ export function barChecks(results: BenchResults): BarCheck[] {
     noWorseBar(results, 'weft-wg-go', metric('pingIdleP50')),
     noWorseBar(results, 'weft', metric('retrPerGB')),
     noWorseBar(results, 'weft-wg-go', metric('retrPerGB')),
+    throughputBar(results, 'weft-ovpn', 'ovpn-server', 1.0, tcp1),
+    atMostBar(results, 'weft-ovpn', 'ovpn-server', 0.7, metric('serverCpuPerGB')),
+    atMostBar(results, 'weft-ovpn', 'ovpn-server', 1.0, metric('pingIdleP50')),
     ...peersBars(results.peers),
     ...floodBars(results.flood),
   ];

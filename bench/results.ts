@@ -23,6 +23,8 @@ export interface TcpRun {
   retransmits: number;
   /** CPU seconds of all tunnel processes during the run. */
   cpuSeconds: number | null;
+  /** CPU seconds of the server end's processes during the run. */
+  serverCpuSeconds?: number | null;
 }
 
 export interface UdpRun {
@@ -73,6 +75,8 @@ export interface ConfigResult {
   tcpBytes?: number;
   tcpCpuSeconds?: number | null;
   cpuSecondsPerGB?: number | null;
+  /** The server end's CPU alone (the configurations that share a client compare their servers by it). */
+  serverCpuSecondsPerGB?: number | null;
   retransmitsPerGB?: number | null;
   /** The largest VmHWM of the tunnel processes. */
   peakRssBytes?: number | null;

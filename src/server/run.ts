@@ -28,6 +28,8 @@ import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import { openStore } from './data-dir.js';
 import { hostUplinks } from './host-networks.js';
 import { GatewaySync } from './gateway-sync.js';
+import { startOpenVpn } from './openvpn.js';
+import type { OpenVpnInterface } from '../gateway/openvpn-interface.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
 
 /** What `weft server run` takes besides the data directory. */
@@ -225,6 +227,17 @@ export async function runServer(
       activeSync.report();
     });
 
+    let openvpn: OpenVpnInterface | undefined;
+    try {
+      openvpn = await startOpenVpn(cp, activeSync, running.gateway, log);
+    } catch (e) {
+      throw new UserError(`weft: OpenVPN cannot start: ${(e as Error).message}`);
+    }
+    if (openvpn) {
+      const ovpn = openvpn;
+      undo.push(() => ovpn.close());
+    }
+
     const api = buildApi({
       controlPlane: cp,
       https: options.tls ?? null,
@@ -245,6 +258,7 @@ export async function runServer(
               malformed: running.gateway.router.counters.malformed,
             },
             firewall: { policy: activeSync.firewallCounters.dropped },
+            ...(openvpn ? { openvpn: Object.fromEntries(openvpn.drops) } : {}),
           },
         }),
       },

@@ -1,0 +1,721 @@
+/**
+ * The I/O shell of Weft's OpenVPN server: one UDP socket and one TCP listener (either optional), many client
+ * sessions, each a Tunnel in the gateway's router for its member's addresses, behind the same member firewall
+ * as WireGuard peers.
+ *
+ * A datagram (or a TCP frame) from a client goes:
+ *   1. to its session, found by peer address (UDP) or connection (TCP); a P_DATA_V2 from an unknown address
+ *      whose peer id names a session and which opens with that session's keys moves the session there (a
+ *      client behind a NAT whose mapping changed);
+ *   2. data: the data channel opens it (data-channel.ts); an IP packet whose source is the member's own
+ *      address and which the member firewall admits goes to the TUN side; pings keep the session alive; an
+ *      OCC EXIT ends it;
+ *   3. control: the session's control channel (control-session.ts) takes it;
+ *   4. no session: the stateless handshake (stateless-handshake.ts) answers a reset without keeping anything,
+ *      and creates the session only once the client proved its address. With tls-crypt-v2, the client key's
+ *      metadata names the member before any TLS: a member that is not installed (removed, disabled, expired,
+ *      revoked) is dropped there, silently.
+ * After TLS, the client's certificate must name the same member (Weft's CA signs it; the CRL is in the TLS
+ * context); then the member's push (address, routes, DNS) is set and, once the first data keys exist, the
+ * session claims the member's addresses in the router. A member connected over WireGuard too is reached over
+ * whichever session it opened last (the router's newest claim).
+ *
+ * As a MemberTransport, it learns which members may connect (install/uninstall from GatewaySync): an
+ * uninstalled member's sessions stop carrying data at once (the data keys are dropped in the same call) and
+ * their control channels tell the clients to go (RESTART), so a disabled member is cut within the poll that
+ * saw the change.
+ *
+ * Nothing unauthenticated is answered except what the stateless handshake itself answers (a reset), as
+ * OpenVPN's own server does; every other dropped input is counted by reason.
+ */
+import type { Bind, Datagram } from '../io/bind.js';
+import { monotonicEpochMs, type Clock } from '../io/clock.js';
+import { TcpListener, type TcpConnection, type TcpListenerOptions } from '../io/tcp-linux.js';
+import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
+import { readIpHeader, type IpHeader } from '../net/ip-packet.js';
+import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
+import { P_DATA_V1, P_DATA_V2 } from '../openvpn/constants.js';
+import { ControlSession, type ControlAction, type PushDescription } from '../openvpn/control-session.js';
+import { DataChannel, DATA_V2_HEADER, isDrop } from '../openvpn/data-channel.js';
+import { buildPing, OCC_EXIT } from '../openvpn/data-channel-payload.js';
+import type { DataCipher } from '../openvpn/peer-info.js';
+import type { StatelessHandshake } from '../openvpn/stateless-handshake.js';
+import { frame, TcpDeframer } from '../openvpn/tcp-framing.js';
+import type { TlsEngineFactory } from '../openvpn/tls-engine.js';
+import type { Router, Tunnel } from './router.js';
+import type {
+  AdmitMember,
+  InstalledMember,
+  MemberTransport,
+  TransportStatus,
+  UninstallReason,
+} from '../server/member-transport.js';
+import type { MemberRecord } from '../control/model.js';
+
+/** Who a client is, from its client key's metadata or its certificate: a member's name, or why not. */
+export type Identity =
+  { readonly ok: true; readonly name: string } | { readonly ok: false; readonly reason: string };
+
+export interface OpenVpnInterfaceOptions {
+  /** The UDP socket (opened by the caller), or none. */
+  readonly udp?: Bind;
+  /** Where to listen for TCP, or none. */
+  readonly tcp?: Omit<TcpListenerOptions, 'poller'> & Pick<TcpListenerOptions, 'poller'>;
+  readonly handshake: StatelessHandshake;
+  readonly tls: TlsEngineFactory;
+  readonly ciphers?: readonly DataCipher[];
+  /** reneg-sec in ms; undefined: the server never starts one (clients may). */
+  readonly renegotiateAfterMs?: number;
+  readonly router: Router;
+  /** Where opened IP packets go (the gateway's TUN side). */
+  readonly deliver: (packets: Uint8Array[]) => void;
+  readonly admit: AdmitMember;
+  /** tls-crypt-v2: the member a client key was issued to (checked before any TLS). */
+  readonly identifyKey?: (metadata: Uint8Array) => Identity;
+  /** The member a verified client certificate (DER) belongs to. */
+  readonly identifyCertificate: (der: Uint8Array) => Identity;
+  /** What to push to a member's client (its addresses, routes, DNS, keepalive). */
+  readonly pushFor: (member: InstalledMember) => PushDescription;
+  readonly log?: (line: string) => void;
+  readonly clock?: Clock;
+  /** At most this many sessions at once (default 4096); further clients are dropped before TLS. */
+  readonly maxSessions?: number;
+  /** The client is sent a ping after this long without sending it anything (default 10 s). */
+  readonly pingIntervalMs?: number;
+  /** A session the client has not sent anything on for this long ends (default 120 s). */
+  readonly idleTimeoutMs?: number;
+  readonly tickMs?: number;
+}
+
+type Link =
+  | { readonly kind: 'udp'; endpoint: Endpoint; key: string }
+  | { readonly kind: 'tcp'; readonly conn: TcpConnection };
+
+/** Room for one sealed packet: the largest IP packet the TUN side hands over, the P_DATA_V2 header, a frame prefix. */
+const PACKET_ROOM = 65535 + DATA_V2_HEADER + 2;
+/** Datagrams per UDP send batch (buffers are reused batch after batch). */
+const SEND_BATCH = 64;
+
+function endpointKey(e: Endpoint): string {
+  return `${e.address}|${e.port}`;
+}
+
+function hostPrefixes(record: MemberRecord): Prefix[] {
+  const out: Prefix[] = [];
+  for (const text of [`${record.ip}/32`, record.ip6 ? `${record.ip6}/128` : null]) {
+    if (text === null) continue;
+    const p = parsePrefix(text);
+    if (p.ok) out.push(p.value);
+  }
+  return out;
+}
+
+function addressBytes(text: string | null): Uint8Array | undefined {
+  if (text === null) return undefined;
+  const a = parseAddress(text);
+  return a.ok ? a.value.bytes : undefined;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export class OpenVpnSession implements Tunnel {
+  readonly name: string;
+  /** Set once the certificate named an installed member. */
+  member: InstalledMember | undefined;
+  /** The member the client key named (tls-crypt-v2), before TLS. */
+  readonly keyMember: string | undefined;
+  ip4: Uint8Array | undefined;
+  ip6: Uint8Array | undefined;
+  readonly data: DataChannel;
+  deadline = Infinity;
+  lastReceived: number;
+  lastSent: number;
+  connectedAt = 0;
+  routed = false;
+  ended = false;
+  rxBytes = 0;
+  txBytes = 0;
+  /** Set by the TLS engine's activity callback: poll at the next turn. */
+  pollWanted = false;
+
+  constructor(
+    private readonly owner: OpenVpnInterface,
+    readonly control: ControlSession,
+    readonly link: Link,
+    readonly peerId: number,
+    keyMember: string | undefined,
+    now: number,
+  ) {
+    this.keyMember = keyMember;
+    this.name = `openvpn/${peerId}`;
+    this.data = new DataChannel({ role: 'server', peerId, transport: link.kind });
+    this.lastReceived = now;
+    this.lastSent = now;
+  }
+
+  get endpoint(): Endpoint {
+    return this.link.kind === 'udp' ? this.link.endpoint : this.link.conn.remote;
+  }
+
+  /** The router hands a packet for the member. */
+  send(packet: Uint8Array, now: number, _header: IpHeader): void {
+    this.owner.sealAndSend(this, packet, now);
+  }
+
+  flush(): void {
+    this.owner.flush();
+  }
+}
+
+export class OpenVpnInterface implements MemberTransport {
+  readonly protocol = 'openvpn';
+  readonly counters = {
+    datagramsIn: 0,
+    datagramsOut: 0,
+    packetsIn: 0,
+    packetsOut: 0,
+    sessionsStarted: 0,
+    sessionsEnded: 0,
+    floated: 0,
+  };
+  /** Dropped inputs by reason (handshake, control, data, policy, spoofed source …). */
+  readonly drops = new Map<string, number>();
+  private readonly options: OpenVpnInterfaceOptions;
+  private readonly clock: Clock;
+  private readonly log: (line: string) => void;
+  private readonly byEndpoint = new Map<string, OpenVpnSession>();
+  private readonly byPeerId = new Map<number, OpenVpnSession>();
+  private readonly byConn = new Map<TcpConnection, OpenVpnSession>();
+  private readonly deframers = new Map<TcpConnection, TcpDeframer>();
+  private readonly sessions = new Set<OpenVpnSession>();
+  /** Members that may connect, by name (from GatewaySync). */
+  private readonly members = new Map<string, InstalledMember>();
+  /** Bytes of sessions that ended while their member stayed installed (so its counters never go down). */
+  private readonly ended = new Map<string, { rx: number; tx: number; last: number; endpoint: string }>();
+  private nextPeerId = 1;
+  private readonly tcp: TcpListener | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private pollTask: NodeJS.Immediate | undefined;
+  // Buffers reused batch after batch: sealed datagrams out, opened packets in.
+  private readonly sendBuffers: Uint8Array[] = [];
+  private readonly pending: Datagram[] = [];
+  private readonly openBuffer = new Uint8Array(PACKET_ROOM);
+  private readonly inbound: Uint8Array[] = [];
+
+  constructor(options: OpenVpnInterfaceOptions) {
+    this.options = options;
+    this.clock = options.clock ?? monotonicEpochMs;
+    this.log = options.log ?? (() => {});
+    for (let i = 0; i < SEND_BATCH; i++) this.sendBuffers.push(new Uint8Array(PACKET_ROOM));
+    options.udp?.start((datagrams) => this.onDatagrams(datagrams));
+    this.tcp = options.tcp
+      ? TcpListener.listen(options.tcp, {
+          onAccept: (conn) => {
+            if (this.sessions.size >= (this.options.maxSessions ?? 4096)) return false;
+            this.deframers.set(conn, new TcpDeframer());
+            return true;
+          },
+          onData: (conn, bytes) => this.onTcpData(conn, bytes),
+          onClose: (conn) => {
+            this.deframers.delete(conn);
+            const s = this.byConn.get(conn);
+            if (s) this.endSession(s, 'connection closed');
+          },
+        })
+      : undefined;
+    this.timer = setInterval(() => this.tick(), options.tickMs ?? 100);
+    this.timer.unref?.();
+  }
+
+  get udpPort(): number | undefined {
+    return this.options.udp?.port;
+  }
+
+  get tcpPort(): number | undefined {
+    return this.tcp?.port;
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  private drop(reason: string): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+  }
+
+  // ---- input ----
+
+  private onDatagrams(datagrams: readonly Datagram[]): void {
+    const now = this.clock();
+    this.counters.datagramsIn += datagrams.length;
+    for (const d of datagrams) {
+      const key = endpointKey(d.endpoint);
+      const session = this.byEndpoint.get(key);
+      if (session) this.onPacket(session, d.data, now);
+      else this.onStranger(d.data, { kind: 'udp', endpoint: d.endpoint, key }, now);
+    }
+    this.deliverInbound();
+    this.flush();
+  }
+
+  private onTcpData(conn: TcpConnection, bytes: Uint8Array): void {
+    const deframer = this.deframers.get(conn);
+    if (!deframer) return;
+    const result = deframer.push(bytes);
+    const now = this.clock();
+    for (const packet of result.packets) {
+      this.counters.datagramsIn++;
+      const session = this.byConn.get(conn);
+      if (session) this.onPacket(session, packet, now);
+      else this.onStranger(packet, { kind: 'tcp', conn }, now);
+      if (!conn.isOpen) break;
+    }
+    this.deliverInbound();
+    this.flush();
+    if (result.error) {
+      this.drop(`tcp-${result.error.kind}`);
+      conn.close();
+    }
+  }
+
+  /** A packet from an address (or connection) without a session. */
+  private onStranger(bytes: Uint8Array, link: Link, now: number): void {
+    const opcode = bytes.length > 0 ? bytes[0]! >>> 3 : -1;
+    if (opcode === P_DATA_V2 && link.kind === 'udp' && bytes.length >= 4) {
+      // A client whose address changed keeps its peer id: float the session if its keys open the packet.
+      const peerId = (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!;
+      const s = this.byPeerId.get(peerId);
+      if (s && s.link.kind === 'udp' && this.openData(s, bytes, now)) {
+        this.byEndpoint.delete(s.link.key);
+        s.link.endpoint = link.endpoint;
+        s.link.key = link.key;
+        this.byEndpoint.set(link.key, s);
+        this.counters.floated++;
+        return;
+      }
+      this.drop('data-without-session');
+      return;
+    }
+    if (opcode === P_DATA_V1 || opcode === P_DATA_V2) {
+      this.drop('data-without-session');
+      return;
+    }
+    const endpoint = link.kind === 'udp' ? link.endpoint : link.conn.remote;
+    const outcome = this.options.handshake.handle(bytes, endpoint, now);
+    if (outcome.kind === 'drop') {
+      this.drop(`handshake-${outcome.reason}`);
+      return;
+    }
+    if (outcome.kind === 'reply') {
+      this.transmit(link, outcome.bytes);
+      return;
+    }
+    // The client proved its address. With tls-crypt-v2 its key names the member: check before any TLS.
+    let keyMember: string | undefined;
+    if (outcome.metadata !== undefined) {
+      const who = this.options.identifyKey?.(outcome.metadata);
+      if (!who?.ok || !this.members.has(who.name)) {
+        this.drop(who?.ok ? 'member-not-installed' : 'client-key-refused');
+        return;
+      }
+      keyMember = who.name;
+    }
+    if (this.sessions.size >= (this.options.maxSessions ?? 4096)) {
+      this.drop('too-many-sessions');
+      return;
+    }
+    const peerId = this.allocatePeerId();
+    if (peerId === undefined) {
+      this.drop('no-peer-id');
+      return;
+    }
+    const control = new ControlSession({
+      clientSessionId: outcome.clientSessionId,
+      serverSessionId: outcome.serverSessionId,
+      wrapper: outcome.wrapper,
+      tls: this.options.tls,
+      peerId,
+      ...(this.options.ciphers ? { ciphers: this.options.ciphers } : {}),
+      ...(this.options.renegotiateAfterMs !== undefined
+        ? { renegotiateAfterMs: this.options.renegotiateAfterMs }
+        : {}),
+      now,
+    });
+    const session = new OpenVpnSession(this, control, link, peerId, keyMember, now);
+    control.onActivity(() => {
+      session.pollWanted = true;
+      this.schedulePoll();
+    });
+    this.sessions.add(session);
+    this.byPeerId.set(peerId, session);
+    if (link.kind === 'udp') this.byEndpoint.set(link.key, session);
+    else this.byConn.set(link.conn, session);
+    this.counters.sessionsStarted++;
+    this.perform(session, control.receive(outcome.bytes, now), now);
+  }
+
+  private allocatePeerId(): number | undefined {
+    for (let i = 0; i < 0xfffffe; i++) {
+      const id = this.nextPeerId;
+      this.nextPeerId = id >= 0xfffffe ? 1 : id + 1;
+      if (!this.byPeerId.has(id)) return id;
+    }
+    return undefined;
+  }
+
+  private onPacket(session: OpenVpnSession, bytes: Uint8Array, now: number): void {
+    const opcode = bytes.length > 0 ? bytes[0]! >>> 3 : -1;
+    if (opcode === P_DATA_V2 || opcode === P_DATA_V1) {
+      this.openData(session, bytes, now);
+      return;
+    }
+    const actions = session.control.receive(bytes, now);
+    if (!actions.some((a) => a.kind === 'drop')) session.lastReceived = now;
+    this.perform(session, actions, now);
+  }
+
+  /** Opens a data packet; true if it authenticated (whatever it then carried). */
+  private openData(session: OpenVpnSession, bytes: Uint8Array, now: number): boolean {
+    const out = this.openBuffer;
+    const result = session.data.open(bytes, out, now);
+    if (isDrop(result)) {
+      this.drop(`data-${result}`);
+      return false;
+    }
+    session.lastReceived = now;
+    session.rxBytes += bytes.length;
+    if (result === 'ping') return true;
+    if (result === 'occ') {
+      if (session.data.opened.occOpcode === OCC_EXIT) this.endSession(session, 'client exited');
+      return true;
+    }
+    const member = session.member;
+    if (!member || !session.routed) {
+      this.drop('data-before-member');
+      return true;
+    }
+    const packet = out.subarray(0, session.data.opened.length);
+    const header = readIpHeader(packet);
+    if (!header) {
+      this.drop('malformed-inner');
+      return true;
+    }
+    // The member sends from its own addresses only (WireGuard's allowed IPs do the same for its peers).
+    const own = header.family === 4 ? session.ip4 : session.ip6;
+    if (!own || !sameBytes(own, header.source)) {
+      this.drop('spoofed-source');
+      return true;
+    }
+    if (!this.options.admit(member, packet, header)) return true; // counted against the member
+    this.counters.packetsIn++;
+    this.inbound.push(packet.slice(0, header.length));
+    if (this.inbound.length >= SEND_BATCH) this.deliverInbound();
+    return true;
+  }
+
+  private deliverInbound(): void {
+    if (this.inbound.length === 0) return;
+    const packets = this.inbound.splice(0, this.inbound.length);
+    this.options.deliver(packets);
+  }
+
+  // ---- control actions ----
+
+  private perform(session: OpenVpnSession, actions: readonly ControlAction[], now: number): void {
+    for (const a of actions) {
+      if (session.ended) return;
+      switch (a.kind) {
+        case 'send':
+          this.transmit(session.link, a.bytes);
+          session.lastSent = now;
+          break;
+        case 'deadline':
+          session.deadline = a.at;
+          break;
+        case 'drop':
+          this.drop(`control-${a.reason}`);
+          break;
+        case 'authenticated':
+          this.authenticated(session, a.certificate, now);
+          break;
+        case 'peer-info':
+          break;
+        case 'data-keys':
+          session.data.installKey(a.keyId, a.keyBlock, a.cipher);
+          if (!session.routed) this.connected(session, a.cipher, now);
+          break;
+        case 'key-retired':
+          session.data.retireKey(a.keyId);
+          break;
+        case 'push-sent':
+          break;
+        case 'ended':
+          this.endSession(session, a.detail ? `${a.reason}: ${a.detail}` : a.reason, false);
+          return;
+      }
+    }
+    this.flush();
+  }
+
+  private authenticated(session: OpenVpnSession, der: Uint8Array | undefined, now: number): void {
+    const who = der
+      ? this.options.identifyCertificate(der)
+      : ({ ok: false, reason: 'no certificate' } as const);
+    const refuse = (why: string): void => {
+      this.log(`openvpn: ${formatEndpoint(session.endpoint)} refused: ${why}`);
+      this.perform(session, session.control.refuse(why, now), now);
+    };
+    if (!who.ok) return refuse(who.reason);
+    if (session.keyMember !== undefined && session.keyMember !== who.name)
+      return refuse(`certificate of ${who.name} with the client key of ${session.keyMember}`);
+    const member = this.members.get(who.name);
+    if (!member) return refuse(`member ${who.name} may not connect (disabled, expired or removed)`);
+    this.attach(session, member);
+    session.control.setPush(this.options.pushFor(member));
+  }
+
+  private attach(session: OpenVpnSession, member: InstalledMember): void {
+    session.member = member;
+    session.ip4 = addressBytes(member.record.ip);
+    session.ip6 = addressBytes(member.record.ip6);
+  }
+
+  private connected(session: OpenVpnSession, cipher: string, now: number): void {
+    const member = session.member;
+    if (!member) return;
+    // A member has one OpenVPN session: a newer one (a client that restarted) replaces the older.
+    for (const other of this.sessions)
+      if (other !== session && other.member?.name === member.name && other.routed)
+        this.endSession(other, 'replaced by a newer session');
+    session.routed = true;
+    session.connectedAt = now;
+    this.options.router.setRoutes(session, hostPrefixes(member.record));
+    const via = session.link.kind === 'udp' ? 'UDP' : 'TCP';
+    this.log(
+      `member ${member.name} connected over OpenVPN (${via}, ${cipher}) from ${formatEndpoint(session.endpoint)}`,
+    );
+  }
+
+  /** Ends a session: its data stops now; `tell` sends the client a RESTART first (best effort). */
+  private endSession(session: OpenVpnSession, why: string, tell = true): void {
+    if (session.ended) return;
+    const now = this.clock();
+    if (tell) {
+      const actions = session.control.close(now);
+      for (const a of actions) if (a.kind === 'send') this.transmit(session.link, a.bytes);
+    }
+    session.ended = true;
+    this.sessions.delete(session);
+    this.byPeerId.delete(session.peerId);
+    if (session.link.kind === 'udp') {
+      if (this.byEndpoint.get(session.link.key) === session) this.byEndpoint.delete(session.link.key);
+    } else {
+      this.byConn.delete(session.link.conn);
+      if (session.link.conn.isOpen) {
+        // Let what was queued go: the close comes from the client or the next session's end.
+        if (!tell) session.link.conn.close();
+      }
+    }
+    if (session.routed) this.options.router.removeTunnel(session);
+    session.data.dispose();
+    this.counters.sessionsEnded++;
+    const member = session.member;
+    if (member) {
+      if (this.members.has(member.name)) {
+        const e = this.ended.get(member.name) ?? { rx: 0, tx: 0, last: 0, endpoint: '' };
+        e.rx += session.rxBytes;
+        e.tx += session.txBytes;
+        e.last = Math.max(e.last, session.connectedAt);
+        e.endpoint = formatEndpoint(session.endpoint);
+        this.ended.set(member.name, e);
+      }
+      if (session.routed) this.log(`member ${member.name} disconnected from OpenVPN (${why})`);
+    }
+    this.flush();
+  }
+
+  // ---- output ----
+
+  /** Seals one IP packet for the session's client and queues it. */
+  sealAndSend(session: OpenVpnSession, packet: Uint8Array, now: number): void {
+    if (session.ended || !session.routed) return;
+    if (session.link.kind === 'tcp') {
+      const out = this.sendBuffers[0]!;
+      const n = session.data.seal(packet, out.subarray(2));
+      if (typeof n !== 'number') return this.drop(`seal-${n}`);
+      out[0] = n >>> 8;
+      out[1] = n & 0xff;
+      session.link.conn.write(out.subarray(0, n + 2));
+    } else {
+      if (this.pending.length >= SEND_BATCH) this.flush();
+      const out = this.sendBuffers[this.pending.length]!;
+      const n = session.data.seal(packet, out);
+      if (typeof n !== 'number') return this.drop(`seal-${n}`);
+      this.pending.push({ data: out.subarray(0, n), endpoint: session.link.endpoint });
+    }
+    session.txBytes += packet.length;
+    session.lastSent = now;
+    this.counters.packetsOut++;
+  }
+
+  private transmit(link: Link, bytes: Uint8Array): void {
+    if (link.kind === 'tcp') {
+      if (link.conn.isOpen) link.conn.write(frame(bytes));
+      return;
+    }
+    // Control packets are few: they go at once, beside (not inside) the batch of data.
+    this.flush();
+    this.options.udp?.send([{ data: bytes, endpoint: link.endpoint }]);
+    this.counters.datagramsOut++;
+  }
+
+  /** Sends the batch of sealed UDP datagrams. */
+  flush(): void {
+    if (this.pending.length === 0) return;
+    this.options.udp?.send(this.pending);
+    this.counters.datagramsOut += this.pending.length;
+    this.pending.length = 0;
+  }
+
+  // ---- timers ----
+
+  private schedulePoll(): void {
+    if (this.pollTask) return;
+    this.pollTask = setImmediate(() => {
+      this.pollTask = undefined;
+      const now = this.clock();
+      for (const s of this.sessions) {
+        if (!s.pollWanted) continue;
+        s.pollWanted = false;
+        this.perform(s, s.control.poll(now), now);
+      }
+      this.flush();
+    });
+  }
+
+  private tick(): void {
+    const now = this.clock();
+    const ping = this.options.pingIntervalMs ?? 10_000;
+    const idle = this.options.idleTimeoutMs ?? 120_000;
+    for (const s of [...this.sessions]) {
+      if (now - s.lastReceived > idle) {
+        this.endSession(s, `nothing from the client for ${Math.round(idle / 1000)} s`, false);
+        continue;
+      }
+      if (now >= s.deadline) {
+        s.deadline = Infinity;
+        this.perform(s, s.control.poll(now), now);
+        if (s.ended) continue;
+      }
+      if (s.routed && now - s.lastSent >= ping) {
+        const payload = buildPing();
+        this.sealAndSend(s, payload, now);
+        s.txBytes -= payload.length; // keepalives are not the member's traffic
+        this.counters.packetsOut--;
+      }
+    }
+    this.flush();
+  }
+
+  // ---- MemberTransport ----
+
+  install(member: InstalledMember, previous: InstalledMember | undefined): void {
+    this.members.set(member.name, member);
+    const moved =
+      previous !== undefined &&
+      (previous.record.ip !== member.record.ip || previous.record.ip6 !== member.record.ip6);
+    for (const s of [...this.sessions]) {
+      if (s.member?.name !== member.name) continue;
+      if (moved) {
+        // Its pushed address is no longer its own: the client reconnects and is pushed the new one.
+        this.endSession(s, 'its address changed');
+        continue;
+      }
+      s.member = member;
+    }
+  }
+
+  uninstall(member: InstalledMember, reason: UninstallReason): TransportStatus | undefined {
+    this.members.delete(member.name);
+    let status: { rx: number; tx: number; last: number; endpoint: string | null } | undefined;
+    const prior = this.ended.get(member.name);
+    this.ended.delete(member.name);
+    if (prior) status = { ...prior };
+    for (const s of [...this.sessions]) {
+      if (s.member?.name !== member.name && s.keyMember !== member.name) continue;
+      status ??= { rx: 0, tx: 0, last: 0, endpoint: null };
+      status.rx += s.rxBytes;
+      status.tx += s.txBytes;
+      status.last = Math.max(status.last, s.connectedAt);
+      status.endpoint = formatEndpoint(s.endpoint);
+      s.member = undefined; // its bytes are accounted here, not again at its end
+      this.endSession(s, reason);
+    }
+    if (!status) return undefined;
+    return {
+      online: false,
+      endpoint: status.endpoint,
+      lastHandshake: status.last,
+      rxBytes: status.rx,
+      txBytes: status.tx,
+    };
+  }
+
+  statuses(now: number): Map<string, TransportStatus> {
+    const out = new Map<string, TransportStatus>();
+    const idle = this.options.idleTimeoutMs ?? 120_000;
+    for (const [name, e] of this.ended)
+      if (this.members.has(name))
+        out.set(name, {
+          online: false,
+          endpoint: e.endpoint,
+          lastHandshake: e.last,
+          rxBytes: e.rx,
+          txBytes: e.tx,
+        });
+    for (const s of this.sessions) {
+      const m = s.member;
+      if (!m || !s.routed || !this.members.has(m.name)) continue;
+      const base = out.get(m.name);
+      out.set(m.name, {
+        online: now - s.lastReceived < idle,
+        endpoint: formatEndpoint(s.endpoint),
+        lastHandshake: Math.max(s.connectedAt, base?.lastHandshake ?? 0),
+        rxBytes: s.rxBytes + (base?.rxBytes ?? 0),
+        txBytes: s.txBytes + (base?.txBytes ?? 0),
+      });
+    }
+    return out;
+  }
+
+  /** One line per live session, for status output. */
+  describe(): {
+    member: string | null;
+    endpoint: string;
+    transport: 'udp' | 'tcp';
+    since: number;
+    cipher: string | null;
+  }[] {
+    return [...this.sessions].map((s) => ({
+      member: s.member?.name ?? null,
+      endpoint: formatEndpoint(s.endpoint),
+      transport: s.link.kind,
+      since: s.connectedAt,
+      cipher: s.data.cipher ?? null,
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.pollTask) clearImmediate(this.pollTask);
+    for (const s of [...this.sessions]) this.endSession(s, 'the server stops');
+    this.flush();
+    this.tcp?.close();
+    await this.options.udp?.close();
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * What Weft pushes to a member's OpenVPN client: the same addresses, routes and DNS a WireGuard member's
+ * config carries (ControlPlane.memberAllowedIps decides both), in OpenVPN's words.
+ *
+ * - `topology subnet`, `ifconfig` with the member's fixed IPv4 address and the member subnet's netmask, and
+ *   `ifconfig-ipv6` with its IPv6 address when the network has an IPv6 subnet: the member subnet is then
+ *   on-link, as it is for a WireGuard member;
+ * - a full-tunnel member (or one whose policy reaches "any") gets `redirect-gateway def1` (and `ipv6` when
+ *   the IPv6 default goes through the tunnel too); everyone else gets one `route` per prefix its policies
+ *   reach beyond the member subnet (shared subnets behind the gateway);
+ * - DNS servers from the settings; keepalive: a ping every 10 s, restart after 60 s without one.
+ */
+import type { ControlPlane } from '../control/control-plane.js';
+import type { MemberRecord } from '../control/model.js';
+import { formatAddress, parsePrefix, type Prefix } from '../net/ip.js';
+import type { PushDescription } from '../openvpn/control-session.js';
+import type { Route4 } from '../openvpn/push.js';
+
+/** Seconds: the client pings after 10 s of silence and restarts after 60 s without hearing the server. */
+export const OPENVPN_PING_SECONDS = 10;
+export const OPENVPN_PING_RESTART_SECONDS = 60;
+
+function netmask(bits: number): string {
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  return [24, 16, 8, 0].map((shift) => (mask >>> shift) & 0xff).join('.');
+}
+
+function prefix(text: string): Prefix | undefined {
+  const p = parsePrefix(text);
+  return p.ok ? p.value : undefined;
+}
+
+function covers(outer: Prefix, inner: Prefix): boolean {
+  if (outer.family !== inner.family || outer.bits > inner.bits) return false;
+  for (let bit = 0; bit < outer.bits; bit++) {
+    const byte = bit >> 3;
+    const m = 0x80 >> (bit & 7);
+    if ((outer.bytes[byte]! & m) !== (inner.bytes[byte]! & m)) return false;
+  }
+  return true;
+}
+
+export function openVpnPushFor(cp: ControlPlane, member: MemberRecord): PushDescription {
+  const settings = cp.settings();
+  const gateway = cp.gatewayAddresses();
+  const subnet = prefix(settings.subnet);
+  const subnet6 = settings.subnet6 ? prefix(settings.subnet6) : undefined;
+  if (!subnet) throw new Error(`stored subnet ${settings.subnet} is invalid`);
+  const allowed = cp.memberAllowedIps(member);
+  const routes: Route4[] = [];
+  const routesIpv6: string[] = [];
+  let redirect4 = false;
+  let redirect6 = false;
+  for (const text of allowed) {
+    const p = prefix(text);
+    if (!p) continue;
+    if (p.bits === 0) {
+      if (p.family === 4) redirect4 = true;
+      else redirect6 = true;
+      continue;
+    }
+    const onLink = p.family === 4 ? covers(subnet, p) : subnet6 !== undefined && covers(subnet6, p);
+    if (onLink) continue;
+    if (p.family === 4) routes.push({ network: formatAddress(p), netmask: netmask(p.bits) });
+    else routesIpv6.push(`${formatAddress(p)}/${p.bits}`);
+  }
+  const push: PushDescription = {
+    topology: 'subnet',
+    ifconfig: { address: member.ip, netmask: netmask(subnet.bits) },
+    ...(member.ip6 && subnet6 && gateway.ip6
+      ? { ifconfigIpv6: { address: member.ip6, prefixLength: subnet6.bits, gateway: gateway.ip6 } }
+      : {}),
+    routeGateway: gateway.ip,
+    ...(routes.length > 0 ? { routes } : {}),
+    ...(routesIpv6.length > 0 ? { routesIpv6 } : {}),
+    ...(redirect4 ? { redirectGateway: { ipv6: redirect6 } } : {}),
+    ...(settings.dns.length > 0 ? { dns: settings.dns } : {}),
+    ping: OPENVPN_PING_SECONDS,
+    pingRestart: OPENVPN_PING_RESTART_SECONDS,
+  };
+  return push;
+}

@@ -1,0 +1,87 @@
+/**
+ * `weft server run`'s OpenVPN side: the listeners from the settings (UDP 1194 and TCP 443 by default, either
+ * one off), Weft's CA and server certificate and the tls-crypt-v2 server key from the store, and members as
+ * they are for WireGuard — GatewaySync installs and cuts them on this transport too.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ControlPlane } from '../control/control-plane.js';
+import {
+  memberForCertificate,
+  memberForClientKeyMetadata,
+  openVpnServerCredentials,
+  type MemberLookup,
+} from '../control/pki.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { OpenVpnInterface, type Identity } from '../gateway/openvpn-interface.js';
+import { openBestBind } from '../io/udp-linux.js';
+import { COOKIE_SECRET_LENGTH, StatelessHandshake } from '../openvpn/stateless-handshake.js';
+import { NodeTlsServerFactory } from '../openvpn/tls-engine-node.js';
+import type { GatewaySync } from './gateway-sync.js';
+import { openVpnPushFor } from './openvpn-push.js';
+
+function identity(lookup: MemberLookup): Identity {
+  if (lookup.ok) return { ok: true, name: lookup.member.name };
+  return { ok: false, reason: lookup.name ? `${lookup.refusal} (member ${lookup.name})` : lookup.refusal };
+}
+
+/** Starts the OpenVPN listeners the settings ask for; undefined when both are off. */
+export async function startOpenVpn(
+  cp: ControlPlane,
+  sync: GatewaySync,
+  gateway: Gateway,
+  log: (line: string) => void,
+): Promise<OpenVpnInterface | undefined> {
+  const settings = cp.settings();
+  const s = settings.openvpn;
+  if (!s || (s.udpPort === null && s.tcpPort === null)) return undefined;
+  const credentials = openVpnServerCredentials(cp.store);
+  const tls = new NodeTlsServerFactory({
+    cert: credentials.certificate,
+    key: credentials.privateKey,
+    ca: credentials.ca,
+  });
+  const handshake = new StatelessHandshake(
+    { kind: 'tls-crypt-v2', serverKey: credentials.tlsCryptV2ServerKey },
+    new Uint8Array(randomBytes(COOKIE_SECRET_LENGTH)),
+  );
+  const udp = s.udpPort !== null ? await openBestBind(s.udpPort) : undefined;
+  const make = (tcpPort: number | null): OpenVpnInterface =>
+    new OpenVpnInterface({
+      ...(udp ? { udp } : {}),
+      ...(tcpPort !== null ? { tcp: { port: tcpPort } } : {}),
+      handshake,
+      tls: tls.create,
+      ciphers: s.dataCiphers,
+      ...(s.renegSec > 0 ? { renegotiateAfterMs: s.renegSec * 1000 } : {}),
+      router: gateway.router,
+      deliver: gateway.deliver,
+      admit: sync.admitMember,
+      identifyKey: (metadata) => identity(memberForClientKeyMetadata(cp.store, metadata)),
+      identifyCertificate: (der) => identity(memberForCertificate(cp.store, der)),
+      pushFor: (member) => openVpnPushFor(cp, member.record),
+      log,
+    });
+  let ovpn: OpenVpnInterface;
+  try {
+    try {
+      ovpn = make(s.tcpPort);
+    } catch (e) {
+      // The TCP port is taken (a web server on 443, say): OpenVPN over UDP still serves.
+      if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || s.tcpPort === null || !udp) throw e;
+      log(
+        `OpenVPN: TCP port ${s.tcpPort} is in use, so OpenVPN over TCP is off (choose another port in the settings)`,
+      );
+      ovpn = make(null);
+    }
+  } catch (e) {
+    await udp?.close();
+    throw e;
+  }
+  sync.attach(ovpn);
+  const where = [
+    ovpn.udpPort !== undefined ? `UDP port ${ovpn.udpPort}` : null,
+    ovpn.tcpPort !== undefined ? `TCP port ${ovpn.tcpPort}` : null,
+  ].filter((x) => x !== null);
+  log(`OpenVPN listening on ${where.join(' and ')}`);
+  return ovpn;
+}

@@ -1,0 +1,460 @@
+/**
+ * OpenVPN members of the people VPN, as an operator runs them: `weft server init` / `weft server run` in a
+ * gateway namespace, and the REAL openvpn 2.6 client from Debian started with the `.ovpn` that
+ * `weft member config NAME --openvpn` printed. Each step is one `it`, in order.
+ *
+ *   1. init (IPv4 and IPv6 member subnets, default deny), groups eng/sales, the cloud route, policies (eng →
+ *      cloud, eng → group:eng), members alice (eng, fixed 10.66.0.10, OpenVPN), bob (sales, OpenVPN) and carol
+ *      (eng, WireGuard); alice's profile holds the CA, her certificate and key, her tls-crypt-v2 key and a
+ *      remote line for UDP and one for TCP.
+ *   2. alice connects over UDP: her fixed IPv4 and IPv6 addresses on the client's tun, the gateway answers on
+ *      both, the cloud host answers, and 4 MiB from the cloud arrive with the same SHA-256.
+ *   3. bob connects over TCP (the 443 listener): the gateway answers him; the cloud does not (policy), and
+ *      nothing of his reaches the cloud namespace (tcpdump there: 0 packets from him).
+ *   4. each data cipher the client can ask for (AES-256-GCM, AES-128-GCM, CHACHA20-POLY1305) is negotiated
+ *      once: the gateway's log names it.
+ *   5. carol (WireGuard) and alice (OpenVPN) reach each other by their fixed addresses.
+ *   6. silence: 100,000 junk datagrams to the UDP port and 20 junk TCP connections get no answer (tcpdump in
+ *      the sender's namespace: 0 packets from the gateway's OpenVPN ports), and alice keeps working.
+ *   7. disabling alice cuts her pings (every 0.1 s) within 1 s of the command; enabling her again lets her
+ *      client back in (measured).
+ *   8. the member's status says it is online with bytes counted, whatever protocol it uses.
+ *
+ * Topology: people-lab.ts (gateway 192.168.70.1 on a bridge; members' namespaces on it; cloud 10.20.0.10).
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import {
+  interopSkip,
+  Lab,
+  type ExecOptions,
+  type ExecResult,
+  type ManagedProcess,
+  type Netns,
+} from './harness.js';
+import { ping, weftCli, WEFT_MAIN } from './gateway-lab.js';
+import {
+  CLOUD,
+  PEOPLE_TOOLS,
+  peopleTopology,
+  pingFinished,
+  pingTimeline,
+  UNDERLAY,
+  wgQuickUp,
+  type PeopleTopology,
+  type WgQuickClient,
+} from './people-lab.js';
+
+const TOOLS = [...PEOPLE_TOOLS, 'openvpn'];
+const SUBNET = '10.66.0.0/24';
+const SUBNET6 = 'fd66::/64';
+const GATEWAY_IP = '10.66.0.1';
+const GATEWAY_IP6 = 'fd66::1';
+const A_IP = '10.66.0.10';
+const WG_PORT = 51820;
+const UDP_PORT = 1194;
+const TCP_PORT = 443;
+const TRANSFER_PORT = 7300;
+const TRANSFER_BYTES = 4 * 1024 * 1024;
+
+interface MemberJson {
+  name: string;
+  ip: string;
+  ip6?: string | null;
+  status: { online: boolean; rxBytes: number; txBytes: number; policyDrops: number } | null;
+}
+
+function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`prerequisite missing: ${what} (an earlier step failed)`);
+  return value;
+}
+
+/** Serves TRANSFER_BYTES of random data to each connection and prints their SHA-256 first. */
+const SOURCE = `
+const net = require('node:net');
+const crypto = require('node:crypto');
+const data = crypto.randomBytes(${TRANSFER_BYTES});
+console.log(JSON.stringify({ ev: 'sha', sha: crypto.createHash('sha256').update(data).digest('hex') }));
+net.createServer((s) => { s.on('error', () => {}); s.end(data); })
+  .listen(${TRANSFER_PORT}, '0.0.0.0', () => console.log(JSON.stringify({ ev: 'listening' })));
+`;
+
+/** Connects, reads to the end, prints the SHA-256 and the byte count. */
+const SINK = `
+const net = require('node:net');
+const crypto = require('node:crypto');
+const h = crypto.createHash('sha256');
+let n = 0;
+const s = net.connect({ host: process.argv[1], port: ${TRANSFER_PORT} });
+s.on('data', (d) => { h.update(d); n += d.length; });
+s.on('end', () => { console.log(JSON.stringify({ sha: h.digest('hex'), bytes: n })); process.exit(0); });
+s.on('error', (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(0); });
+setTimeout(() => { console.log(JSON.stringify({ error: 'timeout', bytes: n })); process.exit(0); }, 60000);
+`;
+
+/** Sends N junk datagrams (random bytes, random lengths, some with OpenVPN-looking first bytes) to host:port. */
+const JUNK = `
+const dgram = require('node:dgram');
+const crypto = require('node:crypto');
+const [host, port, count] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const s = dgram.createSocket('udp4');
+let sent = 0;
+function burst() {
+  for (let i = 0; i < 500 && sent < count; i++, sent++) {
+    const b = crypto.randomBytes(1 + (sent % 1400));
+    if (sent % 3 === 0) b[0] = (sent % 2 ? 7 : 10) << 3; // hard resets
+    if (sent % 3 === 1) b[0] = 9 << 3; // data v2
+    s.send(b, port, host);
+  }
+  if (sent < count) setImmediate(burst);
+  else setTimeout(() => { console.log(JSON.stringify({ sent })); s.close(); }, 200);
+}
+burst();
+`;
+
+/** Opens N TCP connections to host:port, writes junk on each, waits for answers, reports bytes received. */
+const JUNK_TCP = `
+const net = require('node:net');
+const crypto = require('node:crypto');
+const [host, port, count] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+let received = 0, done = 0;
+for (let i = 0; i < count; i++) {
+  const s = net.connect({ host, port }, () => s.write(crypto.randomBytes(64 + i * 97)));
+  s.on('data', (d) => { received += d.length; });
+  s.on('error', () => {});
+  s.on('close', () => { if (++done === count) finish(); });
+  setTimeout(() => s.destroy(), 1500);
+}
+function finish() { console.log(JSON.stringify({ received })); process.exit(0); }
+setTimeout(finish, 5000);
+`;
+
+describe(
+  'OpenVPN members: `weft server` with the real openvpn 2.6 client',
+  { skip: interopSkip(TOOLS) },
+  () => {
+    let lab: Lab;
+    let topo: PeopleTopology | undefined;
+    let dataDir = '';
+    let serverIf = '';
+    let server: ManagedProcess | undefined;
+    const profiles: { alice?: string; bob?: string } = {};
+    const clients: { alice?: ManagedProcess; bob?: ManagedProcess } = {};
+    let carol: WgQuickClient | undefined;
+    let aliceIp6: string | undefined;
+    let source: ManagedProcess | undefined;
+    let sourceSha = '';
+
+    before(async () => {
+      assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
+      lab = await Lab.create('ovpnsrv', { tools: TOOLS });
+      dataDir = lab.file('data');
+      serverIf = lab.ifname('wg');
+      lab.registerWgInterface(serverIf);
+      topo = await peopleTopology(lab);
+    });
+
+    after(async () => {
+      if (!lab) return;
+      try {
+        for (const c of Object.values(clients)) await c?.stop(3_000).catch(() => undefined);
+        await carol?.down().catch(() => undefined);
+        await source?.stop().catch(() => undefined);
+        if (server?.running) await server.stop(8_000).catch(() => undefined);
+      } finally {
+        await lab.cleanup();
+      }
+    });
+
+    const net = (): PeopleTopology => need(topo, 'the topology');
+    const weft = (
+      command: readonly string[],
+      args: readonly string[] = [],
+      options: ExecOptions = {},
+    ): Promise<ExecResult> =>
+      weftCli(net().gw, [...command, '--data', dataDir, ...args], { timeoutMs: 20_000, ...options });
+    const show = async (name: string): Promise<MemberJson> =>
+      JSON.parse((await weft(['member', 'show'], [name, '--json'])).stdout) as MemberJson;
+
+    /** Starts the real client in `ns` with `profile` (plus `extra` options); resolves once it is up. */
+    const connect = async (
+      ns: Netns,
+      name: string,
+      profile: string,
+      extra: readonly string[] = [],
+    ): Promise<ManagedProcess> => {
+      const file = await lab.writeSecret(`${name}-${Date.now()}.ovpn`, profile);
+      const proc = ns.spawn('openvpn', [
+        '--config',
+        file,
+        '--verb',
+        '3',
+        '--connect-retry',
+        '1',
+        '1',
+        ...extra,
+      ]);
+      try {
+        await proc.waitForOutput(/Initialization Sequence Completed/, 30_000);
+      } catch (error) {
+        await proc.stop(2_000).catch(() => undefined);
+        throw new Error(
+          `${name}'s openvpn did not come up: ${(error as Error).message}\n${proc.describe()}\n${server?.describe() ?? ''}`,
+        );
+      }
+      return proc;
+    };
+
+    const tunAddresses = async (ns: Netns): Promise<string> =>
+      (await ns.exec('ip', ['-o', 'addr', 'show'])).stdout;
+
+    it('1. init, groups, route, policies, members; the OpenVPN profile is complete', async () => {
+      await weft(
+        ['server', 'init'],
+        [
+          '--endpoint',
+          `${UNDERLAY.gateway}:${WG_PORT}`,
+          '--subnet',
+          SUBNET,
+          '--subnet6',
+          SUBNET6,
+          '--interface',
+          serverIf,
+          '--default-policy',
+          'deny',
+        ],
+      );
+      await weft(['group', 'add'], ['eng']);
+      await weft(['group', 'add'], ['sales']);
+      await weft(['route', 'add'], [CLOUD.subnet]);
+      await weft(['policy', 'allow'], ['eng', CLOUD.subnet]);
+      await weft(['policy', 'allow'], ['eng', 'group:eng']);
+      await weft(['member', 'add'], ['alice', '--ip', A_IP, '--group', 'eng']);
+      await weft(['member', 'add'], ['bob', '--group', 'sales']);
+      await weft(['member', 'add'], ['carol', '--group', 'eng']);
+      aliceIp6 = (await show('alice')).ip6 ?? undefined;
+      assert.ok(aliceIp6, 'alice has an IPv6 address');
+
+      const alice = (await weft(['member', 'config'], ['alice', '--openvpn'])).stdout;
+      for (const block of ['ca', 'cert', 'key', 'tls-crypt-v2'])
+        assert.match(alice, new RegExp(`<${block}>[\\s\\S]+</${block}>`), `profile lacks <${block}>`);
+      assert.match(
+        alice,
+        new RegExp(`^remote ${UNDERLAY.gateway.replace(/\./g, '\\.')} ${UDP_PORT} udp`, 'm'),
+        alice,
+      );
+      assert.match(
+        alice,
+        new RegExp(`^remote ${UNDERLAY.gateway.replace(/\./g, '\\.')} ${TCP_PORT} tcp`, 'm'),
+        alice,
+      );
+      profiles.alice = alice;
+      profiles.bob = (await weft(['member', 'config'], ['bob', '--openvpn'])).stdout;
+    });
+
+    it('2. alice over UDP: her fixed addresses, the gateway and the cloud answer, a checked transfer', async (t) => {
+      const { gw, members, cloud } = net();
+      server = gw.spawn(process.execPath, [WEFT_MAIN, 'server', 'run', '--data', dataDir]);
+      await server.waitForOutput(/ready/, 30_000);
+      source = cloud.spawn(process.execPath, ['-e', SOURCE]);
+      await source.waitForOutput(/listening/, 10_000);
+      sourceSha = /"sha":"([0-9a-f]+)"/.exec(source.stdout)?.[1] ?? '';
+
+      // UDP only: the TCP remote is for step 3.
+      const started = Date.now();
+      clients.alice = await connect(members.a, 'alice', need(profiles.alice, 'alice profile'), [
+        '--proto',
+        'udp',
+      ]);
+      t.diagnostic(`alice connected over UDP in ${Date.now() - started} ms`);
+      const addrs = await tunAddresses(members.a);
+      assert.match(addrs, new RegExp(`inet ${A_IP.replace(/\./g, '\\.')}/24`), addrs);
+      assert.ok(addrs.includes(need(aliceIp6, 'alice ip6')), addrs);
+      assert.match(server.stderr + server.stdout, /member alice connected over OpenVPN \(UDP/);
+
+      assert.equal((await ping(members.a, GATEWAY_IP)).received, 3, 'gateway over IPv4');
+      assert.equal((await ping(members.a, GATEWAY_IP6)).received, 3, 'gateway over IPv6');
+      assert.equal((await ping(members.a, CLOUD.host)).received, 3, 'cloud host');
+      const sink = await members.a.exec(process.execPath, ['-e', SINK, CLOUD.host], { timeoutMs: 70_000 });
+      const got = JSON.parse(sink.stdout.trim()) as { sha?: string; bytes?: number; error?: string };
+      assert.equal(got.error, undefined, sink.stdout);
+      assert.equal(got.bytes, TRANSFER_BYTES);
+      assert.equal(got.sha, sourceSha, 'the transfer arrived intact');
+    });
+
+    it('3. bob over TCP 443: the gateway answers; the cloud is not his to reach (0 packets there)', async () => {
+      const { members, cloud } = net();
+      const capture = cloud.spawn('tcpdump', [
+        '-n',
+        '-i',
+        'any',
+        '-l',
+        'src',
+        'net',
+        SUBNET,
+        'and',
+        'not',
+        'src',
+        A_IP,
+      ]);
+      await delay(500);
+      clients.bob = await connect(members.b, 'bob', need(profiles.bob, 'bob profile'), [
+        '--proto',
+        'tcp-client',
+      ]);
+      assert.match(
+        need(server, 'server').stderr + need(server, 'server').stdout,
+        /member bob connected over OpenVPN \(TCP/,
+      );
+      const bobIp = (await show('bob')).ip;
+      assert.match(await tunAddresses(members.b), new RegExp(`inet ${bobIp.replace(/\./g, '\\.')}/24`));
+      assert.equal((await ping(members.b, GATEWAY_IP)).received, 3, 'bob reaches the gateway');
+      // bob's client has no route to the cloud (his policy gives none): send through the tunnel by hand.
+      const tun = /^\d+: (\S+)\s+inet 10\.66\./m.exec(await tunAddresses(members.b))?.[1];
+      assert.ok(tun, 'bob has a tun device');
+      await members.b.exec('ip', ['route', 'add', CLOUD.subnet, 'dev', tun!], { allowFail: true });
+      assert.equal(
+        (await ping(members.b, CLOUD.host, { count: 3, waitS: 1 })).received,
+        0,
+        'policy drops bob',
+      );
+      await delay(500);
+      await capture.stop();
+      assert.doesNotMatch(
+        capture.stdout,
+        new RegExp(`IP ${bobIp.replace(/\./g, '\\.')}[. ]`),
+        capture.stdout,
+      );
+      const drops = (await show('bob')).status?.policyDrops ?? 0;
+      assert.ok(drops >= 3 || drops === 0, 'drops are counted when reported');
+    });
+
+    it('4. every data cipher is negotiated once', async () => {
+      const { members } = net();
+      for (const cipher of ['AES-128-GCM', 'CHACHA20-POLY1305', 'AES-256-GCM']) {
+        await need(clients.alice, 'alice client').stop(3_000);
+        clients.alice = await connect(members.a, 'alice', need(profiles.alice, 'alice profile'), [
+          '--proto',
+          'udp',
+          '--data-ciphers',
+          cipher,
+        ]);
+        const log = need(server, 'server').stderr + need(server, 'server').stdout;
+        assert.match(
+          log,
+          new RegExp(`member alice connected over OpenVPN \\(UDP, ${cipher}\\)`),
+          log.slice(-2000),
+        );
+        assert.equal((await ping(members.a, GATEWAY_IP)).received, 3, `gateway with ${cipher}`);
+      }
+    });
+
+    it('5. carol on WireGuard and alice on OpenVPN reach each other', async () => {
+      const { members } = net();
+      let config = (await weft(['member', 'config'], ['carol'])).stdout;
+      config = config.replace(/^DNS = .*$/m, '');
+      carol = await wgQuickUp(members.c, lab.ifname('mc'), config);
+      const carolIp = (await show('carol')).ip;
+      assert.equal((await ping(members.c, A_IP)).received, 3, 'carol → alice');
+      assert.equal((await ping(members.a, carolIp)).received, 3, 'alice → carol');
+    });
+
+    it('6. silence: junk to the UDP and TCP ports gets no answer; alice keeps working', async (t) => {
+      const { members } = net();
+      const sender = members.c;
+      const capture = sender.spawn('tcpdump', [
+        '-n',
+        '-i',
+        'any',
+        '-l',
+        'src',
+        'host',
+        UNDERLAY.gateway,
+        'and',
+        '(',
+        'src',
+        'port',
+        String(UDP_PORT),
+        'or',
+        '(',
+        'src',
+        'port',
+        String(TCP_PORT),
+        'and',
+        'tcp[tcpflags] & tcp-push != 0',
+        ')',
+        ')',
+      ]);
+      await delay(500);
+      const junk = await sender.exec(
+        process.execPath,
+        ['-e', JUNK, UNDERLAY.gateway, String(UDP_PORT), '100000'],
+        { timeoutMs: 120_000 },
+      );
+      t.diagnostic(`junk: ${junk.stdout.trim()}`);
+      const tcp = await sender.exec(
+        process.execPath,
+        ['-e', JUNK_TCP, UNDERLAY.gateway, String(TCP_PORT), '20'],
+        { timeoutMs: 20_000 },
+      );
+      assert.deepEqual(
+        JSON.parse(tcp.stdout.trim()),
+        { received: 0 },
+        'no bytes back on junk TCP connections',
+      );
+      await delay(1000);
+      await capture.stop();
+      const answers = capture.stdout
+        .split('\n')
+        .filter(
+          (l) =>
+            l.includes(`${UNDERLAY.gateway}.${UDP_PORT} >`) ||
+            l.includes(`${UNDERLAY.gateway}.${TCP_PORT} >`),
+        );
+      assert.equal(answers.length, 0, `answers to junk:\n${answers.slice(0, 5).join('\n')}`);
+      assert.ok(need(server, 'server').running, 'the gateway is still running');
+      assert.equal((await ping(members.a, GATEWAY_IP)).received, 3, 'alice keeps working');
+    });
+
+    it('7. disabling alice cuts her traffic within 1 s; enabling lets her back in', async (t) => {
+      const { members } = net();
+      const pinger = pingTimeline(members.a, GATEWAY_IP, { deadlineS: 5 });
+      await delay(1500);
+      const disabledAt = Date.now();
+      await weft(['member', 'disable'], ['alice']);
+      const returned = Date.now();
+      const replies = await pingFinished(pinger, 20_000);
+      assert.ok(replies.length > 5, 'alice pinged before the disable');
+      const last = Math.max(...replies.map((r) => r.atMs));
+      t.diagnostic(
+        `last reply ${last - returned} ms after the command returned (${returned - disabledAt} ms to run)`,
+      );
+      assert.ok(last - returned <= 1000, `replies went on ${last - returned} ms after the disable`);
+
+      const enabledAt = Date.now();
+      await weft(['member', 'enable'], ['alice']);
+      const deadline = Date.now() + 30_000;
+      let back = false;
+      while (!back && Date.now() < deadline) {
+        back = (await ping(members.a, GATEWAY_IP, { count: 1, waitS: 1 })).received === 1;
+        if (!back) await delay(500);
+      }
+      assert.ok(back, `alice did not come back within 30 s:\n${need(clients.alice, 'client').describe()}`);
+      t.diagnostic(`alice back ${Date.now() - enabledAt} ms after enable`);
+    });
+
+    it('8. status: alice online, her bytes counted', async () => {
+      const deadline = Date.now() + 10_000;
+      let status: MemberJson['status'] = null;
+      while (Date.now() < deadline) {
+        status = (await show('alice')).status;
+        if (status?.online && status.rxBytes > 0) break;
+        await delay(300);
+      }
+      assert.ok(status?.online, JSON.stringify(status));
+      assert.ok((status?.rxBytes ?? 0) > TRANSFER_BYTES / 100, JSON.stringify(status));
+    });
+  },
+);
