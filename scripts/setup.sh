@@ -15,20 +15,15 @@ as_root() {
   fi
 }
 
-# Debian packages: the real WireGuard peer and tools the tests drive, what the data plane uses (nftables for
-# NAT, libsodium for ChaCha20-Poly1305), and the compiler better-sqlite3 is built with (its prebuilt binaries
-# are not fetched; the OpenVPN data-channel interop test also compiles a small OpenSSL shim with it).
 # Debian packages: the real WireGuard peer and tools the tests drive, strongSwan (the IPsec peer, with
-# kernel-libipsec from the extra plugins, AES-GCM and the ECP groups from the standard ones), what the data plane uses (nftables for NAT, libsodium for
-# ChaCha20-Poly1305), and the compiler better-sqlite3 is built with (its prebuilt binaries are not fetched).
+# kernel-libipsec from the extra plugins, AES-GCM and the ECP groups from the standard ones), what the data
+# plane uses (nftables for NAT, libsodium for ChaCha20-Poly1305), and the compiler better-sqlite3 is built
+# with (its prebuilt binaries are not fetched; the OpenVPN data-channel interop test also compiles a small
+# OpenSSL shim with it).
 APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-certificates iperf3 openvpn openssl procps libc-bin
   nftables libsodium23 curl python3 make g++
   charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
   util-linux)
-# are not fetched), and strongSwan with its userspace ESP (kernel-libipsec) for the ESP bench's reference pair.
-APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-certificates iperf3 openvpn openssl procps libc-bin
-  nftables libsodium23 curl python3 make g++
-  charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins util-linux)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
