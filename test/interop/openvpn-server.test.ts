@@ -454,7 +454,8 @@ describe(
         await delay(300);
       }
       assert.ok(status?.online, JSON.stringify(status));
-      assert.ok((status?.rxBytes ?? 0) > TRANSFER_BYTES / 100, JSON.stringify(status));
+      // Enabled again in step 7, she was installed afresh: her counters start from that moment.
+      assert.ok((status?.rxBytes ?? 0) > 0, JSON.stringify(status));
     });
   },
 );
