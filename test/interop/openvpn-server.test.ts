@@ -301,7 +301,7 @@ describe(
       ]);
       await delay(500);
       clients.bob = await connect(members.b, 'bob', need(profiles.bob, 'bob profile'), [
-        '--proto',
+        '--proto-force',
         'tcp-client',
       ]);
       assert.match(
