@@ -33,7 +33,7 @@ import { monotonicEpochMs, type Clock } from '../io/clock.js';
 import { TcpListener, type TcpConnection, type TcpListenerOptions } from '../io/tcp-linux.js';
 import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
 import { readIpHeader, type IpHeader } from '../net/ip-packet.js';
-import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
+import { parseAddress } from '../net/ip.js';
 import { P_DATA_V1, P_DATA_V2 } from '../openvpn/constants.js';
 import { ControlSession, type ControlAction, type PushDescription } from '../openvpn/control-session.js';
 import { DataChannel, DATA_V2_HEADER, isDrop } from '../openvpn/data-channel.js';
@@ -43,14 +43,14 @@ import type { StatelessHandshake } from '../openvpn/stateless-handshake.js';
 import { frame, TcpDeframer } from '../openvpn/tcp-framing.js';
 import type { TlsEngineFactory } from '../openvpn/tls-engine.js';
 import type { Router, Tunnel } from './router.js';
-import type {
-  AdmitMember,
-  InstalledMember,
-  MemberTransport,
-  TransportStatus,
-  UninstallReason,
+import {
+  hostPrefixes,
+  type AdmitMember,
+  type InstalledMember,
+  type MemberTransport,
+  type TransportStatus,
+  type UninstallReason,
 } from '../server/member-transport.js';
-import type { MemberRecord } from '../control/model.js';
 
 /** Who a client is, from its client key's metadata or its certificate: a member's name, or why not. */
 export type Identity =
@@ -98,16 +98,6 @@ const SEND_BATCH = 64;
 
 function endpointKey(e: Endpoint): string {
   return `${e.address}|${e.port}`;
-}
-
-function hostPrefixes(record: MemberRecord): Prefix[] {
-  const out: Prefix[] = [];
-  for (const text of [`${record.ip}/32`, record.ip6 ? `${record.ip6}/128` : null]) {
-    if (text === null) continue;
-    const p = parsePrefix(text);
-    if (p.ok) out.push(p.value);
-  }
-  return out;
 }
 
 function addressBytes(text: string | null): Uint8Array | undefined {

@@ -6,8 +6,20 @@
  * member's whatever it connected with.
  */
 import type { MemberRecord } from '../control/model.js';
+import { parsePrefix, type Prefix } from '../net/ip.js';
 import type { FirewallMember } from '../gateway/member-firewall.js';
 import type { IpHeader } from '../net/ip-packet.js';
+
+/** The member's own addresses as host prefixes (/32, and /128 when it has an IPv6 address). */
+export function hostPrefixes(record: MemberRecord): Prefix[] {
+  const out: Prefix[] = [];
+  for (const text of [`${record.ip}/32`, record.ip6 ? `${record.ip6}/128` : null]) {
+    if (text === null) continue;
+    const p = parsePrefix(text);
+    if (p.ok) out.push(p.value);
+  }
+  return out;
+}
 
 /** A member the gateway currently lets in, with its compiled rules (the firewall's handle for it). */
 export interface InstalledMember extends FirewallMember {

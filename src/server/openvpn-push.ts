@@ -12,7 +12,7 @@
  */
 import type { ControlPlane } from '../control/control-plane.js';
 import type { MemberRecord } from '../control/model.js';
-import { formatAddress, parsePrefix, type Prefix } from '../net/ip.js';
+import { formatAddress, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import type { PushDescription } from '../openvpn/control-session.js';
 import type { Route4 } from '../openvpn/push.js';
 
@@ -30,14 +30,9 @@ function prefix(text: string): Prefix | undefined {
   return p.ok ? p.value : undefined;
 }
 
+/** Whether `inner` lies wholly inside `outer`. */
 function covers(outer: Prefix, inner: Prefix): boolean {
-  if (outer.family !== inner.family || outer.bits > inner.bits) return false;
-  for (let bit = 0; bit < outer.bits; bit++) {
-    const byte = bit >> 3;
-    const m = 0x80 >> (bit & 7);
-    if ((outer.bytes[byte]! & m) !== (inner.bytes[byte]! & m)) return false;
-  }
-  return true;
+  return outer.bits <= inner.bits && prefixContains(outer, inner);
 }
 
 export function openVpnPushFor(cp: ControlPlane, member: MemberRecord): PushDescription {

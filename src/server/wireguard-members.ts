@@ -8,15 +8,15 @@ import { PublicKey } from '../crypto/keys.js';
 import type { MemberRecord } from '../control/model.js';
 import type { IpHeader } from '../net/ip-packet.js';
 import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
-import { parsePrefix, type Prefix } from '../net/ip.js';
 import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
 import type { Device } from '../wireguard/device.js';
-import type {
-  AdmitMember,
-  InstalledMember,
-  MemberTransport,
-  TransportStatus,
-  UninstallReason,
+import {
+  hostPrefixes,
+  type AdmitMember,
+  type InstalledMember,
+  type MemberTransport,
+  type TransportStatus,
+  type UninstallReason,
 } from './member-transport.js';
 
 interface Peer {
@@ -30,16 +30,6 @@ interface Peer {
 
 /** At most this many endpoints of disabled or expired members are remembered. */
 const MAX_REMEMBERED_ENDPOINTS = 65536;
-
-function hostPrefixes(record: MemberRecord): Prefix[] {
-  const out: Prefix[] = [];
-  for (const text of [`${record.ip}/32`, record.ip6 ? `${record.ip6}/128` : null]) {
-    if (text === null) continue;
-    const p = parsePrefix(text);
-    if (p.ok) out.push(p.value);
-  }
-  return out;
-}
 
 export class WireGuardMembers implements MemberTransport {
   readonly protocol = 'wireguard';
