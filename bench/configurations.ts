@@ -447,76 +447,56 @@ async function startClient(rig: Rig, args: readonly string[]): Promise<ManagedPr
   }
 }
 
-/** A CA and a certificate it signs (openssl), for OpenVPN's own server and its client. */
+/** A certificate signed by `ca` (openssl), for OpenVPN's own server and its client. */
 async function caSigned(
   dir: string,
   name: string,
-  ca: { cert: string; key: string } | undefined,
+  ca: Cert,
   eku: string,
 ): Promise<{ cert: string; key: string }> {
   const cert = path.join(dir, `${name}.crt`);
   const key = path.join(dir, `${name}.key`);
-  if (!ca) {
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${name}`,
-    ]);
-  } else {
-    const csr = path.join(dir, `${name}.csr`);
-    const ext = path.join(dir, `${name}.ext`);
-    fs.writeFileSync(ext, `extendedKeyUsage=${eku}\nkeyUsage=digitalSignature\n`);
-    await run('openssl', [
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      csr,
-      '-subj',
-      `/CN=${name}`,
-    ]);
-    await run('openssl', [
-      'x509',
-      '-req',
-      '-in',
-      csr,
-      '-CA',
-      ca.cert,
-      '-CAkey',
-      ca.key,
-      '-CAcreateserial',
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-extfile',
-      ext,
-    ]);
-  }
+  const csr = path.join(dir, `${name}.csr`);
+  const ext = path.join(dir, `${name}.ext`);
+  fs.writeFileSync(ext, `extendedKeyUsage=${eku}\nkeyUsage=digitalSignature\n`);
+  await run('openssl', [
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    csr,
+    '-subj',
+    `/CN=${name}`,
+  ]);
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca.cert,
+    '-CAkey',
+    ca.key,
+    '-CAcreateserial',
+    '-out',
+    cert,
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+  ]);
   fs.chmodSync(key, 0o600);
   return { cert, key };
 }
 
 async function startOpenvpnServer(rig: Rig): Promise<ServerPair> {
   const dir = rig.dir('openvpn-server');
-  const ca = await caSigned(dir, 'ca', undefined, '');
+  const ca = await makeCert(rig, dir, 'ca');
   const server = await caSigned(dir, 'server', ca, 'serverAuth');
   const client = await caSigned(dir, 'client', ca, 'clientAuth');
   const serverKey = path.join(dir, 'tc2-server.key');
