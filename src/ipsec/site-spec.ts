@@ -1,0 +1,69 @@
+/**
+ * One configured IPsec site as the gateway runs it: the peer firewall, how both sides prove who they are, the
+ * subnets on each side, the proposals, lifetimes, liveness checks and when to start. The control plane turns
+ * a stored site into this shape; the IPsec shell (src/server/ipsec.ts) turns it into an IKE core's
+ * configuration and routes. Plain data: no store, no sockets.
+ */
+import type { IkeIdentity } from './auth.js';
+import type { IpsecMode } from './child-sa.js';
+
+/** When the gateway starts the IKE SA: at once and kept up; only when the peer does; on the first packet. */
+export type SiteStartAction = 'initiate' | 'wait' | 'on-traffic';
+
+/** What happens when the peer stops answering liveness checks: start again, remove the SAs, or keep routes. */
+export type SiteDpdAction = 'restart' | 'clear' | 'hold';
+
+export interface SiteSpec {
+  readonly name: string;
+  /** `weft site down` clears this: no SA is initiated or accepted, existing ones are deleted. */
+  readonly enabled: boolean;
+  /** The peer's outer address, or null for `%any` (the site then only answers, it never initiates). */
+  readonly remoteAddress: string | null;
+  /** Our IKE identity; null means our outer address. */
+  readonly localId: IkeIdentity | null;
+  /** The identity the peer must present; null accepts the peer's address (or any ID for `%any`). */
+  readonly remoteId: IkeIdentity | null;
+  /** The pre-shared key (a secret: never logged, never in a status). */
+  readonly psk: string;
+  /** Accept a pre-shared key under 20 characters. */
+  readonly forceShortPsk: boolean;
+  /** Prefixes on our side ("10.10.0.0/16", "fd00:10::/64"). */
+  readonly localSubnets: readonly string[];
+  /** Prefixes behind the peer; they become routes in the gateway's router. */
+  readonly remoteSubnets: readonly string[];
+  readonly mode: IpsecMode;
+  /** IKE proposals in preference order, strongSwan's notation ("aes256gcm16-prfsha256-x25519"). */
+  readonly ikeProposals: readonly string[];
+  /** ESP proposals in preference order ("aes256gcm16", "aes256-sha256-esn"). */
+  readonly espProposals: readonly string[];
+  /** Offer and accept DH groups 2 and 5 (old Azure and Palo Alto defaults). */
+  readonly allowLegacyGroups: boolean;
+  /** Seconds until the IKE SA is rekeyed. */
+  readonly ikeLifetimeSec: number;
+  /** Seconds until a CHILD SA is rekeyed. */
+  readonly childLifetimeSec: number;
+  /** Seconds between liveness checks when nothing arrives; 0 turns them off. */
+  readonly dpdIntervalSec: number;
+  readonly dpdAction: SiteDpdAction;
+  readonly startAction: SiteStartAction;
+  /** Policy groups the site belongs to: traffic from the site is allowed what these groups are allowed. */
+  readonly groups: readonly string[];
+}
+
+/** Proposals offered when a site names none: AEAD first, then a CBC suite most firewalls accept. */
+export const DEFAULT_IKE_PROPOSALS: readonly string[] = [
+  'aes256gcm16-prfsha256-x25519',
+  'aes256gcm16-prfsha384-ecp384',
+  'aes256-sha256-modp2048',
+];
+export const DEFAULT_ESP_PROPOSALS: readonly string[] = ['aes256gcm16', 'aes256-sha256'];
+
+export const SITE_DEFAULTS = {
+  mode: 'tunnel',
+  ikeLifetimeSec: 14_400,
+  childLifetimeSec: 3_600,
+  dpdIntervalSec: 30,
+  dpdAction: 'restart',
+  forceShortPsk: false,
+  allowLegacyGroups: false,
+} as const satisfies Partial<SiteSpec>;
