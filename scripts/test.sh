@@ -9,10 +9,16 @@ cd "$(dirname "$0")/.."
 . scripts/root.sh
 become_root "$self" "$@"
 bash scripts/setup.sh
-# Test-only Debian packages: the browser the console's tests drive (never downloaded by a test tool).
-if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'ok installed'; then
+# Test-only Debian packages: the browser the console's tests drive (never downloaded by a test tool), and the
+# PostgreSQL server the PostgreSQL store's tests start in a temporary directory (test/interop/postgres-harness.ts).
+TEST_APT_PACKAGES=(chromium postgresql)
+missing=()
+for package in "${TEST_APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed'; then missing+=("$package"); fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
   env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 npm run --silent lint
 tests=(dist/test/unit/ dist/test/interop/)

@@ -587,6 +587,34 @@ export class SqliteStore implements Store {
     return this.#write(fn);
   }
 
+  /** Open steps of beginStep (the transaction, then savepoints inside it). */
+  #steps = 0;
+
+  /**
+   * Opens a transaction (BEGIN IMMEDIATE), or a savepoint inside the one open, that stays open until endStep:
+   * for the async adapter (store-async.ts), whose transactions span awaits. The methods join it as they join
+   * `transaction`.
+   */
+  beginStep(): void {
+    this.#db.exec(this.#steps === 0 ? 'BEGIN IMMEDIATE' : `SAVEPOINT weft_step_${this.#steps}`);
+    this.#steps++;
+  }
+
+  /** Commits (or rolls back) what the matching beginStep opened. */
+  endStep(commit: boolean): void {
+    if (this.#steps === 0) throw new Error(`${this.path}: endStep without beginStep`);
+    const depth = --this.#steps;
+    // SQLite may have rolled the whole transaction back already (e.g. on a full disk).
+    if (!this.#db.inTransaction) {
+      this.#steps = 0;
+      if (commit) throw new Error(`${this.path}: the transaction was rolled back by SQLite`);
+      return;
+    }
+    if (depth === 0) this.#db.exec(commit ? 'COMMIT' : 'ROLLBACK');
+    else if (commit) this.#db.exec(`RELEASE weft_step_${depth}`);
+    else this.#db.exec(`ROLLBACK TO weft_step_${depth}; RELEASE weft_step_${depth}`);
+  }
+
   close(): void {
     if (this.#db.open) this.#db.close();
   }

@@ -1,0 +1,1310 @@
+/**
+ * The shared control-plane store on PostgreSQL (`pg`), for several gateways on one database. Same tables,
+ * rules and messages as the SQLite store (store-sqlite.ts), behind the asynchronous interface (store-async.ts).
+ *
+ * - Connections: a pool. A call outside a transaction takes a connection for that call; a transaction keeps
+ *   one connection from BEGIN to COMMIT, found by the calls inside it through AsyncLocalStorage. Every write
+ *   inside a transaction runs in a savepoint, so a failing one (a StoreConflict) rolls back alone, as in
+ *   SQLite, instead of aborting the whole transaction.
+ * - Schema: `schema_migrations` holds one row per applied version; MIGRATIONS[v] takes the database from
+ *   version v to v + 1. Opening applies the pending ones in one transaction under an advisory lock, so two
+ *   gateways starting at once do not both migrate, and refuses a database written by a newer build.
+ * - Change feed: `changes` is written in the same transaction as each change. Revisions come from the one
+ *   row of `feed_head`, incremented with UPDATE: the row lock it takes is held until COMMIT, so writers of the
+ *   feed take turns, a revision is only handed out after the one before has committed (or rolled back, which
+ *   rolls the counter back too). Revisions are therefore gap-free and in commit order, which `changesSince`
+ *   relies on: a follower that has seen revision n never later finds a new revision below n. (A sequence would
+ *   leave gaps on rollback and could commit 7 before 6.) Each method that appends to the feed takes this lock
+ *   first, before touching any other row, so two writers never hold locks in opposite orders.
+ *   A transaction that appended sends `NOTIFY weft_changes, '<revision>'` before COMMIT (delivered at commit);
+ *   `listen` keeps a connection that wakes followers with it.
+ * - Races between gateways: a unique violation (SQLSTATE 23505) is a StoreConflict naming the constraint,
+ *   whose names are the SQLite store's "table.column"; `takeLink` is one UPDATE whose WHERE clause is the
+ *   whole check, and a concurrent UPDATE of the same row re-checks it after the first commits (READ
+ *   COMMITTED), so a link is taken once.
+ * - Text columns use the "C" collation, so names sort and compare byte-wise as in SQLite, whatever locale the
+ *   database was created with. Secrets are stored as the SQLite store stores them (the `secrets` table).
+ * - Connection loss: a call that cannot reach the server rejects with StoreUnavailable; the pool opens new
+ *   connections for later calls.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import pg from 'pg';
+import type {
+  AdminAccount,
+  ApiToken,
+  AuditEntry,
+  Change,
+  ChangeKind,
+  ConfigDelivery,
+  Group,
+  MemberCounts,
+  MemberRecord,
+  MemberStatus,
+  Policy,
+  PolicyAction,
+  PolicyInput,
+  Proto,
+  Settings,
+  SharedRoute,
+  TrafficSample,
+} from './model.js';
+import { StoreConflict, type MemberQuery } from './store.js';
+import type { AsyncStore } from './store-async.js';
+
+/** The change feed keeps at least this many of its newest rows, trimmed every CHANGE_FEED_PRUNE_EVERY. */
+const CHANGE_FEED_KEEP = 10_000;
+const CHANGE_FEED_PRUNE_EVERY = 1000;
+const DEFAULT_CHANGES_LIMIT = 1000;
+/** The channel of change notifications; the payload is the revision as decimal text. */
+export const CHANGES_CHANNEL = 'weft_changes';
+/** The key of the advisory lock held while migrating ("weft" in ASCII). */
+const MIGRATION_LOCK = 0x77656674;
+const CONNECT_TIMEOUT_MS = 5000;
+const POOL_SIZE = 10;
+/** Reconnection of a listener: first retry after this, doubling up to LISTEN_RETRY_MAX_MS. */
+const LISTEN_RETRY_MIN_MS = 100;
+const LISTEN_RETRY_MAX_MS = 2000;
+
+/**
+ * Version 1: the SQLite store's three versions in one (this store started with all of them). Names of unique
+ * constraints are "table.column", which is what StoreConflict messages carry.
+ */
+const SCHEMA_V1 = `
+CREATE TABLE settings (
+  id integer PRIMARY KEY CHECK (id = 1),
+  value json NOT NULL
+);
+
+CREATE TABLE secrets (
+  name text COLLATE "C" CONSTRAINT "secrets.name" PRIMARY KEY,
+  value text NOT NULL
+);
+
+CREATE TABLE members (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name text COLLATE "C" NOT NULL CONSTRAINT "members.name" UNIQUE,
+  ip text COLLATE "C" NOT NULL CONSTRAINT "members.ip" UNIQUE,
+  ip6 text COLLATE "C" CONSTRAINT "members.ip6" UNIQUE,
+  public_key text COLLATE "C" NOT NULL CONSTRAINT "members.public_key" UNIQUE,
+  private_key text,
+  disabled boolean NOT NULL,
+  expires_at text COLLATE "C",
+  full_tunnel boolean NOT NULL,
+  created_at text NOT NULL,
+  updated_at text NOT NULL
+);
+
+CREATE TABLE "groups" (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name text COLLATE "C" NOT NULL CONSTRAINT "groups.name" UNIQUE,
+  description text NOT NULL
+);
+
+CREATE TABLE member_groups (
+  member_id bigint NOT NULL REFERENCES members (id) ON DELETE CASCADE,
+  group_id bigint NOT NULL REFERENCES "groups" (id) ON DELETE CASCADE,
+  position integer NOT NULL,
+  PRIMARY KEY (member_id, group_id)
+);
+CREATE INDEX member_groups_by_group ON member_groups (group_id, member_id);
+
+CREATE TABLE routes (
+  cidr text COLLATE "C" CONSTRAINT "routes.cidr" PRIMARY KEY,
+  description text NOT NULL
+);
+
+CREATE TABLE policies (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  action text NOT NULL CHECK (action IN ('allow', 'deny')),
+  grp text NOT NULL,
+  destination text NOT NULL,
+  proto text NOT NULL CHECK (proto IN ('any', 'tcp', 'udp', 'icmp')),
+  port_from integer,
+  port_to integer,
+  CHECK ((port_from IS NULL) = (port_to IS NULL))
+);
+
+CREATE TABLE audit (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  at text NOT NULL,
+  actor text NOT NULL,
+  action text NOT NULL,
+  target text COLLATE "C" NOT NULL,
+  detail json NOT NULL
+);
+CREATE INDEX audit_by_target ON audit (target, id);
+
+CREATE TABLE tokens (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name text NOT NULL,
+  hash text COLLATE "C" NOT NULL CONSTRAINT "tokens.hash" UNIQUE,
+  created_at text NOT NULL,
+  last_used_at text
+);
+
+CREATE TABLE admins (
+  username text COLLATE "C" CONSTRAINT "admins.username" PRIMARY KEY,
+  password_hash text NOT NULL,
+  totp_secret text
+);
+
+CREATE TABLE member_status (
+  name text COLLATE "C" CONSTRAINT "member_status.name" PRIMARY KEY,
+  online boolean NOT NULL,
+  endpoint text,
+  last_handshake text,
+  rx_bytes bigint NOT NULL,
+  tx_bytes bigint NOT NULL,
+  policy_drops bigint NOT NULL,
+  updated_at text NOT NULL
+);
+
+CREATE TABLE traffic (
+  name text COLLATE "C" NOT NULL,
+  at text COLLATE "C" NOT NULL,
+  rx bigint NOT NULL,
+  tx bigint NOT NULL,
+  CONSTRAINT "traffic.name, traffic.at" PRIMARY KEY (name, at)
+);
+CREATE INDEX traffic_by_at ON traffic (at);
+
+CREATE TABLE feed_head (
+  id integer PRIMARY KEY CHECK (id = 1),
+  rev bigint NOT NULL
+);
+INSERT INTO feed_head (id, rev) VALUES (1, 0);
+
+CREATE TABLE changes (
+  rev bigint PRIMARY KEY,
+  kind text NOT NULL CHECK (kind IN ('settings', 'member', 'group', 'route', 'policy')),
+  key text NOT NULL
+);
+
+CREATE TABLE download_links (
+  hash text COLLATE "C" CONSTRAINT "download_links.hash" PRIMARY KEY,
+  member_id bigint NOT NULL REFERENCES members (id) ON DELETE CASCADE,
+  created_at text COLLATE "C" NOT NULL,
+  expires_at text COLLATE "C" NOT NULL,
+  used_at text
+);
+CREATE INDEX download_links_by_member ON download_links (member_id);
+CREATE INDEX download_links_by_expiry ON download_links (expires_at);
+
+CREATE TABLE config_deliveries (
+  member_id bigint PRIMARY KEY REFERENCES members (id) ON DELETE CASCADE,
+  fingerprint text NOT NULL,
+  delivered_at text NOT NULL
+);
+`;
+
+/** Append only: a released build's migration never changes, the next one is added after it. */
+export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1];
+
+/** The schema version this build writes. */
+export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
+
+export class StoreSchemaTooNew extends Error {
+  constructor(
+    readonly path: string,
+    readonly found: number,
+  ) {
+    super(
+      `${path}: the store is at schema version ${found}, but this build of Weft knows versions up to ` +
+        `${PG_SCHEMA_VERSION}; upgrade Weft, or restore a backup taken with this version`,
+    );
+    this.name = 'StoreSchemaTooNew';
+  }
+}
+
+/** The PostgreSQL server could not be reached (or went away during the call). */
+export class StoreUnavailable extends Error {
+  constructor(path: string, cause: unknown) {
+    super(
+      `${path}: the PostgreSQL store is unavailable (${cause instanceof Error ? cause.message : String(cause)})`,
+      {
+        cause,
+      },
+    );
+    this.name = 'StoreUnavailable';
+  }
+}
+
+export type ListenEvent =
+  | { readonly state: 'lost'; readonly error: Error }
+  | { readonly state: 'recovered'; readonly revision: number };
+
+export interface FeedListener {
+  /** Stops listening and closes the listener's connection. */
+  close(): Promise<void>;
+}
+
+/** A change is one SQL statement's worth of parameters; `Querier` runs one on the right connection. */
+type Querier = <R extends pg.QueryResultRow = pg.QueryResultRow>(
+  text: string,
+  values?: readonly unknown[],
+) => Promise<pg.QueryResult<R>>;
+
+interface Tx {
+  readonly client: pg.PoolClient;
+  /** Savepoints open inside the transaction. */
+  depth: number;
+  /** Whether the feed was appended to (the transaction then notifies as it commits). */
+  changed: boolean;
+  /**
+   * The savepoint depth at which the feed's lock was taken (0: the transaction itself), or undefined when this
+   * transaction does not hold it: rolling back to a savepoint releases the locks taken after it.
+   */
+  feedLockedAt: number | undefined;
+}
+
+const MEMBER_SELECT = `
+SELECT m.name, m.ip, m.ip6, m.public_key, m.private_key, m.disabled, m.expires_at, m.full_tunnel,
+       m.created_at, m.updated_at,
+       ARRAY(SELECT g.name FROM member_groups mg JOIN "groups" g ON g.id = mg.group_id
+              WHERE mg.member_id = m.id ORDER BY mg.position) AS groups
+  FROM members m`;
+
+/** The search predicate of listMembers/countMembers; $1 is a LIKE pattern with `\` as its escape. */
+const MEMBER_MATCHES = `
+(m.name ILIKE $1 ESCAPE '\\' OR m.ip ILIKE $1 ESCAPE '\\' OR m.ip6 ILIKE $1 ESCAPE '\\'
+ OR EXISTS (SELECT 1 FROM member_groups mg JOIN "groups" g ON g.id = mg.group_id
+             WHERE mg.member_id = m.id AND g.name ILIKE $1 ESCAPE '\\'))`;
+
+interface MemberRow {
+  readonly name: string;
+  readonly ip: string;
+  readonly ip6: string | null;
+  readonly public_key: string;
+  readonly private_key: string | null;
+  readonly disabled: boolean;
+  readonly expires_at: string | null;
+  readonly full_tunnel: boolean;
+  readonly created_at: string;
+  readonly updated_at: string;
+  readonly groups: string[];
+}
+
+interface PolicyRow {
+  readonly id: number;
+  readonly action: PolicyAction;
+  readonly grp: string;
+  readonly destination: string;
+  readonly proto: Proto;
+  readonly port_from: number | null;
+  readonly port_to: number | null;
+}
+
+interface AuditRow {
+  readonly id: number;
+  readonly at: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string;
+  readonly detail: AuditEntry['detail'];
+}
+
+interface TokenRow {
+  readonly id: number;
+  readonly name: string;
+  readonly created_at: string;
+  readonly last_used_at: string | null;
+}
+
+interface StatusRow {
+  readonly name: string;
+  readonly online: boolean;
+  readonly endpoint: string | null;
+  readonly last_handshake: string | null;
+  readonly rx_bytes: number;
+  readonly tx_bytes: number;
+  readonly policy_drops: number;
+  readonly updated_at: string;
+}
+
+interface TrafficRow {
+  readonly name: string;
+  readonly at: string;
+  readonly rx: number;
+  readonly tx: number;
+}
+
+/** bigint columns as numbers: ids, revisions, counts and byte counters stay below 2^53 here. */
+const TYPES: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === pg.types.builtins.INT8
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+export interface PostgresStoreOptions {
+  /** Connections in the pool (default 10). */
+  readonly poolSize?: number;
+  /** How long a call waits to connect before it fails with StoreUnavailable (default 5 s). */
+  readonly connectTimeoutMs?: number;
+}
+
+/** Opens the store at `url` (postgres://...), bringing its schema to this build's version. */
+export async function openPostgresStore(
+  url: string,
+  options: PostgresStoreOptions = {},
+): Promise<PostgresStore> {
+  const config: pg.PoolConfig = {
+    connectionString: url,
+    max: options.poolSize ?? POOL_SIZE,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+    types: TYPES,
+  };
+  const path = redactUrl(url);
+  const pool = new pg.Pool(config);
+  // An idle connection that the server closes (a restart) is dropped by the pool; without a listener the
+  // 'error' event would end the process.
+  pool.on('error', () => {});
+  try {
+    const version = await migrate(pool, path);
+    return new PostgresStore(path, version, pool, config);
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw isConnectionError(err) ? new StoreUnavailable(path, err) : err;
+  }
+}
+
+export class PostgresStore implements AsyncStore {
+  readonly #pool: pg.Pool;
+  readonly #config: pg.ClientConfig;
+  readonly #tx = new AsyncLocalStorage<Tx>();
+  readonly #listeners = new Set<FeedListener>();
+  #closed = false;
+
+  constructor(
+    readonly path: string,
+    readonly schemaVersion: number,
+    pool: pg.Pool,
+    config: pg.ClientConfig,
+  ) {
+    this.#pool = pool;
+    this.#config = config;
+  }
+
+  transaction<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#atomically(() => fn());
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#listeners].map((l) => l.close()));
+    await this.#pool.end();
+  }
+
+  async revision(): Promise<number> {
+    const { rows } = await this.#read<{ rev: number }>('SELECT rev FROM feed_head');
+    return rows[0]?.rev ?? 0;
+  }
+
+  async changesSince(rev: number, limit = DEFAULT_CHANGES_LIMIT): Promise<Change[]> {
+    const { rows } = await this.#read<Change>(
+      'SELECT rev, kind, key FROM changes WHERE rev > $1 ORDER BY rev LIMIT $2',
+      [Math.floor(Number.isFinite(rev) ? rev : 0), clampLimit(limit)],
+    );
+    return rows.map((r) => ({ rev: r.rev, kind: r.kind, key: r.key }));
+  }
+
+  async getSettings(): Promise<Settings | undefined> {
+    const { rows } = await this.#read<{ value: Settings }>('SELECT value FROM settings WHERE id = 1');
+    return rows[0]?.value;
+  }
+
+  putSettings(settings: Settings): Promise<void> {
+    return this.#change(async (q) => {
+      await q(
+        `INSERT INTO settings (id, value) VALUES (1, $1)
+         ON CONFLICT (id) DO UPDATE SET value = excluded.value`,
+        [JSON.stringify(settings)],
+      );
+      return { result: undefined, changes: [['settings', '']] };
+    });
+  }
+
+  async getSecret(name: string): Promise<string | undefined> {
+    const { rows } = await this.#read<{ value: string }>('SELECT value FROM secrets WHERE name = $1', [name]);
+    return rows[0]?.value;
+  }
+
+  async putSecret(name: string, value: string): Promise<void> {
+    await this.#write((q) =>
+      q(
+        `INSERT INTO secrets (name, value) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value`,
+        [name, value],
+      ),
+    );
+  }
+
+  async getMember(name: string): Promise<MemberRecord | undefined> {
+    return this.#oneMember(`${MEMBER_SELECT} WHERE m.name = $1`, [name]);
+  }
+
+  /** Looks the address up among both the IPv4 and the IPv6 addresses. */
+  async getMemberByIp(ip: string): Promise<MemberRecord | undefined> {
+    return this.#oneMember(`${MEMBER_SELECT} WHERE m.ip = $1 OR m.ip6 = $1`, [ip]);
+  }
+
+  async getMemberByPublicKey(publicKey: string): Promise<MemberRecord | undefined> {
+    return this.#oneMember(`${MEMBER_SELECT} WHERE m.public_key = $1`, [publicKey]);
+  }
+
+  async listMembers(query: MemberQuery): Promise<MemberRecord[]> {
+    const after = query.after ?? '';
+    const limit = clampLimit(query.limit);
+    const { rows } =
+      query.search === undefined || query.search === ''
+        ? await this.#read<MemberRow>(`${MEMBER_SELECT} WHERE m.name > $1 ORDER BY m.name LIMIT $2`, [
+            after,
+            limit,
+          ])
+        : await this.#read<MemberRow>(
+            `${MEMBER_SELECT} WHERE m.name > $2 AND ${MEMBER_MATCHES} ORDER BY m.name LIMIT $3`,
+            [containsPattern(query.search), after, limit],
+          );
+    return rows.map(memberFromRow);
+  }
+
+  async countMembers(search?: string): Promise<number> {
+    const { rows } =
+      search === undefined || search === ''
+        ? await this.#read<{ n: number }>('SELECT count(*) AS n FROM members')
+        : await this.#read<{ n: number }>(`SELECT count(*) AS n FROM members m WHERE ${MEMBER_MATCHES}`, [
+            containsPattern(search),
+          ]);
+    return rows[0]?.n ?? 0;
+  }
+
+  async memberCounts(now: string): Promise<MemberCounts> {
+    const { rows } = await this.#read<MemberCounts>(
+      `SELECT count(*) AS total,
+              count(*) FILTER (WHERE disabled) AS disabled,
+              count(*) FILTER (WHERE NOT disabled AND expires_at IS NOT NULL AND expires_at <= $1) AS expired,
+              (SELECT count(*) FROM member_status s JOIN members o ON o.name = s.name WHERE s.online) AS online
+         FROM members`,
+      [now],
+    );
+    const row = rows[0];
+    return {
+      total: row?.total ?? 0,
+      disabled: row?.disabled ?? 0,
+      expired: row?.expired ?? 0,
+      online: row?.online ?? 0,
+    };
+  }
+
+  async allMembers(): Promise<MemberRecord[]> {
+    const { rows } = await this.#read<MemberRow>(`${MEMBER_SELECT} ORDER BY m.name`);
+    return rows.map(memberFromRow);
+  }
+
+  insertMember(member: MemberRecord): Promise<void> {
+    return this.#change(async (q) => {
+      const { rows } = await q<{ id: number }>(
+        `INSERT INTO members (name, ip, ip6, public_key, private_key, disabled, expires_at, full_tunnel,
+                              created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+        memberParams(member),
+      );
+      await setGroups(q, rows[0]?.id ?? 0, member.groups);
+      return { result: undefined, changes: [['member', member.name]] };
+    });
+  }
+
+  updateMember(member: MemberRecord): Promise<boolean> {
+    return this.#change(async (q) => {
+      const { rows } = await q<{ id: number }>(
+        `UPDATE members SET ip = $2, ip6 = $3, public_key = $4, private_key = $5, disabled = $6,
+                            expires_at = $7, full_tunnel = $8, created_at = $9, updated_at = $10
+          WHERE name = $1 RETURNING id`,
+        memberParams(member),
+      );
+      const id = rows[0]?.id;
+      if (id === undefined) return { result: false, changes: [] };
+      await q('DELETE FROM member_groups WHERE member_id = $1', [id]);
+      await setGroups(q, id, member.groups);
+      return { result: true, changes: [['member', member.name]] };
+    });
+  }
+
+  deleteMember(name: string): Promise<boolean> {
+    return this.#change(async (q) => {
+      const { rowCount } = await q('DELETE FROM members WHERE name = $1', [name]);
+      return rowCount === 0 ? { result: false, changes: [] } : { result: true, changes: [['member', name]] };
+    });
+  }
+
+  async listGroups(): Promise<Group[]> {
+    const { rows } = await this.#read<Group>('SELECT name, description FROM "groups" ORDER BY name');
+    return rows.map((g) => ({ name: g.name, description: g.description }));
+  }
+
+  async getGroup(name: string): Promise<Group | undefined> {
+    const { rows } = await this.#read<Group>('SELECT name, description FROM "groups" WHERE name = $1', [
+      name,
+    ]);
+    const g = rows[0];
+    return g === undefined ? undefined : { name: g.name, description: g.description };
+  }
+
+  insertGroup(group: Group): Promise<void> {
+    return this.#change(async (q) => {
+      await q('INSERT INTO "groups" (name, description) VALUES ($1, $2)', [group.name, group.description]);
+      return { result: undefined, changes: [['group', group.name]] };
+    });
+  }
+
+  updateGroup(group: Group): Promise<boolean> {
+    return this.#change(async (q) => {
+      const { rowCount } = await q('UPDATE "groups" SET description = $2 WHERE name = $1', [
+        group.name,
+        group.description,
+      ]);
+      return rowCount === 0
+        ? { result: false, changes: [] }
+        : { result: true, changes: [['group', group.name]] };
+    });
+  }
+
+  /** As in SQLite: each member that was in the group gets a member change too, after the group's. */
+  deleteGroup(name: string): Promise<boolean> {
+    return this.#change(async (q) => {
+      const members = await groupMembers(q, name);
+      const { rowCount } = await q('DELETE FROM "groups" WHERE name = $1', [name]);
+      if (rowCount === 0) return { result: false, changes: [] };
+      const changes: [ChangeKind, string][] = [['group', name]];
+      for (const member of members) changes.push(['member', member]);
+      return { result: true, changes };
+    });
+  }
+
+  groupMembers(name: string): Promise<string[]> {
+    return groupMembers((text, values) => this.#read(text, values), name);
+  }
+
+  async listRoutes(): Promise<SharedRoute[]> {
+    const { rows } = await this.#read<SharedRoute>('SELECT cidr, description FROM routes ORDER BY cidr');
+    return rows.map((r) => ({ cidr: r.cidr, description: r.description }));
+  }
+
+  insertRoute(route: SharedRoute): Promise<void> {
+    return this.#change(async (q) => {
+      await q('INSERT INTO routes (cidr, description) VALUES ($1, $2)', [route.cidr, route.description]);
+      return { result: undefined, changes: [['route', route.cidr]] };
+    });
+  }
+
+  deleteRoute(cidr: string): Promise<boolean> {
+    return this.#change(async (q) => {
+      const { rowCount } = await q('DELETE FROM routes WHERE cidr = $1', [cidr]);
+      return rowCount === 0 ? { result: false, changes: [] } : { result: true, changes: [['route', cidr]] };
+    });
+  }
+
+  async listPolicies(): Promise<Policy[]> {
+    const { rows } = await this.#read<PolicyRow>(
+      'SELECT id, action, grp, destination, proto, port_from, port_to FROM policies ORDER BY id',
+    );
+    return rows.map(policyFromRow);
+  }
+
+  insertPolicy(policy: PolicyInput): Promise<Policy> {
+    return this.#change(async (q) => {
+      const { action, group, destination, proto, ports } = policy;
+      const { rows } = await q<{ id: number }>(
+        `INSERT INTO policies (action, grp, destination, proto, port_from, port_to)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+        [action, group, destination, proto, ports?.from ?? null, ports?.to ?? null],
+      );
+      const id = rows[0]?.id ?? 0;
+      const result: Policy = {
+        id,
+        action,
+        group,
+        destination,
+        proto,
+        ports: ports === null ? null : { ...ports },
+      };
+      return { result, changes: [['policy', String(id)]] };
+    });
+  }
+
+  deletePolicy(id: number): Promise<boolean> {
+    return this.#change(async (q) => {
+      const { rowCount } = await q('DELETE FROM policies WHERE id = $1', [id]);
+      return rowCount === 0
+        ? { result: false, changes: [] }
+        : { result: true, changes: [['policy', String(id)]] };
+    });
+  }
+
+  async appendAudit(entry: Omit<AuditEntry, 'id'>): Promise<AuditEntry> {
+    const detail = JSON.stringify(entry.detail);
+    const { rows } = await this.#write((q) =>
+      q<{ id: number }>(
+        'INSERT INTO audit (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id',
+        [entry.at, entry.actor, entry.action, entry.target, detail],
+      ),
+    );
+    return { ...entry, id: rows[0]?.id ?? 0, detail: JSON.parse(detail) as AuditEntry['detail'] };
+  }
+
+  async listAudit(query: { before?: number; limit: number; target?: string }): Promise<AuditEntry[]> {
+    const before = query.before ?? Number.MAX_SAFE_INTEGER;
+    const limit = clampLimit(query.limit);
+    const { rows } =
+      query.target === undefined
+        ? await this.#read<AuditRow>(
+            'SELECT id, at, actor, action, target, detail FROM audit WHERE id < $1 ORDER BY id DESC LIMIT $2',
+            [before, limit],
+          )
+        : await this.#read<AuditRow>(
+            `SELECT id, at, actor, action, target, detail FROM audit
+              WHERE target = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
+            [query.target, before, limit],
+          );
+    return rows.map((r) => ({
+      id: r.id,
+      at: r.at,
+      actor: r.actor,
+      action: r.action,
+      target: r.target,
+      detail: r.detail,
+    }));
+  }
+
+  async insertToken(name: string, hash: string, createdAt: string): Promise<ApiToken> {
+    const { rows } = await this.#write((q) =>
+      q<{ id: number }>('INSERT INTO tokens (name, hash, created_at) VALUES ($1, $2, $3) RETURNING id', [
+        name,
+        hash,
+        createdAt,
+      ]),
+    );
+    return { id: rows[0]?.id ?? 0, name, createdAt, lastUsedAt: null };
+  }
+
+  async findToken(hash: string): Promise<ApiToken | undefined> {
+    const { rows } = await this.#read<TokenRow>(
+      'SELECT id, name, created_at, last_used_at FROM tokens WHERE hash = $1',
+      [hash],
+    );
+    const row = rows[0];
+    return row === undefined ? undefined : tokenFromRow(row);
+  }
+
+  async touchToken(id: number, at: string): Promise<void> {
+    await this.#write((q) => q('UPDATE tokens SET last_used_at = $1 WHERE id = $2', [at, id]));
+  }
+
+  async listTokens(): Promise<ApiToken[]> {
+    const { rows } = await this.#read<TokenRow>(
+      'SELECT id, name, created_at, last_used_at FROM tokens ORDER BY id',
+    );
+    return rows.map(tokenFromRow);
+  }
+
+  async deleteToken(id: number): Promise<boolean> {
+    const { rowCount } = await this.#write((q) => q('DELETE FROM tokens WHERE id = $1', [id]));
+    return (rowCount ?? 0) > 0;
+  }
+
+  async getAdmin(username: string): Promise<AdminAccount | undefined> {
+    const { rows } = await this.#read<{
+      username: string;
+      password_hash: string;
+      totp_secret: string | null;
+    }>('SELECT username, password_hash, totp_secret FROM admins WHERE username = $1', [username]);
+    const row = rows[0];
+    return row === undefined
+      ? undefined
+      : { username: row.username, passwordHash: row.password_hash, totpSecret: row.totp_secret };
+  }
+
+  async putAdmin(account: AdminAccount): Promise<void> {
+    await this.#write((q) =>
+      q(
+        `INSERT INTO admins (username, password_hash, totp_secret) VALUES ($1, $2, $3)
+         ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash,
+                                              totp_secret = excluded.totp_secret`,
+        [account.username, account.passwordHash, account.totpSecret],
+      ),
+    );
+  }
+
+  async insertLink(hash: string, member: string, createdAt: string, expiresAt: string): Promise<void> {
+    await this.#write(async (q) => {
+      await q('DELETE FROM download_links WHERE expires_at <= $1', [createdAt]);
+      const { rowCount } = await q(
+        `INSERT INTO download_links (hash, member_id, created_at, expires_at)
+         SELECT $1, id, $2, $3 FROM members WHERE name = $4`,
+        [hash, createdAt, expiresAt, member],
+      );
+      if (rowCount === 0)
+        throw new StoreConflict(`download_links.member: there is no member named ${JSON.stringify(member)}`);
+    });
+  }
+
+  /**
+   * One UPDATE whose WHERE clause is the whole check. Two gateways taking the same link at once: the second
+   * UPDATE waits for the first to commit, then re-checks its WHERE clause against the used row and matches
+   * nothing (READ COMMITTED), so exactly one of them gets the member.
+   */
+  async takeLink(hash: string, now: string): Promise<string | undefined> {
+    const { rows } = await this.#write((q) =>
+      q<{ name: string }>(
+        `UPDATE download_links d SET used_at = $2
+          WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
+         RETURNING (SELECT name FROM members m WHERE m.id = d.member_id) AS name`,
+        [hash, now],
+      ),
+    );
+    return rows[0]?.name;
+  }
+
+  async putConfigDelivery(delivery: ConfigDelivery): Promise<void> {
+    const { name, fingerprint, deliveredAt } = delivery;
+    const { rowCount } = await this.#write((q) =>
+      q(
+        `INSERT INTO config_deliveries (member_id, fingerprint, delivered_at)
+         SELECT id, $2, $3 FROM members WHERE name = $1
+         ON CONFLICT (member_id) DO UPDATE SET fingerprint = excluded.fingerprint,
+                                               delivered_at = excluded.delivered_at`,
+        [name, fingerprint, deliveredAt],
+      ),
+    );
+    if (rowCount === 0)
+      throw new StoreConflict(`config_deliveries.member: there is no member named ${JSON.stringify(name)}`);
+  }
+
+  async getConfigDelivery(name: string): Promise<ConfigDelivery | undefined> {
+    const { rows } = await this.#read<ConfigDelivery>(
+      `SELECT m.name, d.fingerprint, d.delivered_at AS "deliveredAt"
+         FROM config_deliveries d JOIN members m ON m.id = d.member_id WHERE m.name = $1`,
+      [name],
+    );
+    const row = rows[0];
+    return row === undefined
+      ? undefined
+      : { name: row.name, fingerprint: row.fingerprint, deliveredAt: row.deliveredAt };
+  }
+
+  async allConfigDeliveries(): Promise<ConfigDelivery[]> {
+    const { rows } = await this.#read<ConfigDelivery>(
+      `SELECT m.name, d.fingerprint, d.delivered_at AS "deliveredAt"
+         FROM config_deliveries d JOIN members m ON m.id = d.member_id ORDER BY m.name`,
+    );
+    return rows.map((r) => ({ name: r.name, fingerprint: r.fingerprint, deliveredAt: r.deliveredAt }));
+  }
+
+  /**
+   * One statement for all of them. The last report of a name wins, and rows are written in name order, so
+   * two gateways reporting at once lock the rows in the same order.
+   */
+  async putStatuses(statuses: readonly MemberStatus[]): Promise<void> {
+    const byName = new Map<string, MemberStatus>();
+    for (const s of statuses) byName.set(s.name, s);
+    if (byName.size === 0) return;
+    const rows = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    await this.#write((q) =>
+      q(
+        `INSERT INTO member_status (name, online, endpoint, last_handshake, rx_bytes, tx_bytes, policy_drops,
+                                    updated_at)
+         SELECT * FROM unnest($1::text[], $2::boolean[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+                              $7::bigint[], $8::text[])
+         ON CONFLICT (name) DO UPDATE SET online = excluded.online, endpoint = excluded.endpoint,
+           last_handshake = excluded.last_handshake, rx_bytes = excluded.rx_bytes, tx_bytes = excluded.tx_bytes,
+           policy_drops = excluded.policy_drops, updated_at = excluded.updated_at`,
+        [
+          rows.map((s) => s.name),
+          rows.map((s) => s.online),
+          rows.map((s) => s.endpoint),
+          rows.map((s) => s.lastHandshake),
+          rows.map((s) => s.rxBytes),
+          rows.map((s) => s.txBytes),
+          rows.map((s) => s.policyDrops),
+          rows.map((s) => s.updatedAt),
+        ],
+      ),
+    );
+  }
+
+  async getStatus(name: string): Promise<MemberStatus | undefined> {
+    const { rows } = await this.#read<StatusRow>('SELECT * FROM member_status WHERE name = $1', [name]);
+    const row = rows[0];
+    return row === undefined ? undefined : statusFromRow(row);
+  }
+
+  async allStatuses(): Promise<MemberStatus[]> {
+    const { rows } = await this.#read<StatusRow>('SELECT * FROM member_status ORDER BY name');
+    return rows.map(statusFromRow);
+  }
+
+  /** Samples of one bucket are summed first (one statement cannot update a row twice), then upserted in order. */
+  async addTraffic(samples: readonly TrafficSample[]): Promise<void> {
+    const buckets = new Map<string, { name: string; at: string; rx: number; tx: number }>();
+    for (const s of samples) {
+      const key = JSON.stringify([s.name, s.at]);
+      const b = buckets.get(key);
+      if (b === undefined) buckets.set(key, { name: s.name, at: s.at, rx: s.rxBytes, tx: s.txBytes });
+      else {
+        b.rx += s.rxBytes;
+        b.tx += s.txBytes;
+      }
+    }
+    if (buckets.size === 0) return;
+    const rows = [...buckets.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, b]) => b);
+    await this.#write((q) =>
+      q(
+        `INSERT INTO traffic (name, at, rx, tx)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+         ON CONFLICT (name, at) DO UPDATE SET rx = traffic.rx + excluded.rx, tx = traffic.tx + excluded.tx`,
+        [rows.map((b) => b.name), rows.map((b) => b.at), rows.map((b) => b.rx), rows.map((b) => b.tx)],
+      ),
+    );
+  }
+
+  async traffic(name: string, since: string): Promise<TrafficSample[]> {
+    const { rows } =
+      name === ''
+        ? await this.#read<TrafficRow>(
+            `SELECT '' AS name, at, sum(rx)::bigint AS rx, sum(tx)::bigint AS tx FROM traffic
+              WHERE at >= $1 GROUP BY at ORDER BY at`,
+            [since],
+          )
+        : await this.#read<TrafficRow>(
+            'SELECT name, at, rx, tx FROM traffic WHERE name = $1 AND at >= $2 ORDER BY at',
+            [name, since],
+          );
+    return rows.map((r) => ({ name: r.name, at: r.at, rxBytes: r.rx, txBytes: r.tx }));
+  }
+
+  /**
+   * Calls `onRevision` with the revision of each committed change (from any store on this database), on a
+   * connection of its own. When that connection is lost, `onEvent` hears `lost`; the listener reconnects
+   * (100 ms, doubling up to 2 s between attempts), listens again, reports `recovered` with the current
+   * revision and calls `onRevision` with it, so a follower catches up on what it missed meanwhile through
+   * `changesSince`. Resolves once the first LISTEN is in place.
+   */
+  async listen(
+    onRevision: (rev: number) => void,
+    onEvent?: (event: ListenEvent) => void,
+  ): Promise<FeedListener> {
+    this.#usable();
+    const listener = new Listener(this.#config, this.path, onRevision, onEvent ?? (() => {}), (l) =>
+      this.#listeners.delete(l),
+    );
+    await listener.start();
+    this.#listeners.add(listener);
+    return listener;
+  }
+
+  // ---- the one place that decides connections, transactions and errors ----
+
+  #usable(): void {
+    if (this.#closed) throw new Error(`${this.path}: the store is closed`);
+  }
+
+  /** A query on the transaction's connection, or on any pooled one. */
+  async #read<R extends pg.QueryResultRow>(
+    text: string,
+    values?: readonly unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    this.#usable();
+    const tx = this.#tx.getStore();
+    try {
+      if (tx !== undefined) return await tx.client.query<R>(text, values as unknown[]);
+      try {
+        return await this.#pool.query<R>(text, values as unknown[]);
+      } catch (err) {
+        // A pooled connection that the server closed since it was last used (a restart) fails at once; a read
+        // may be asked again on a new one. A second failure means the server is away.
+        if (!isConnectionError(err)) throw err;
+        return await this.#pool.query<R>(text, values as unknown[]);
+      }
+    } catch (err) {
+      throw this.#mapped(err);
+    }
+  }
+
+  /** Writes outside the change feed: atomically (a savepoint inside a transaction), conflicts mapped. */
+  #write<T>(fn: (q: Querier) => Promise<T>): Promise<T> {
+    return this.#atomically((tx) => fn(querier(tx)));
+  }
+
+  /**
+   * Writes that append to the change feed: the feed's lock first (see the header), then `fn`, then its
+   * changes get the next revisions.
+   */
+  #change<T>(fn: (q: Querier) => Promise<{ result: T; changes: [ChangeKind, string][] }>): Promise<T> {
+    return this.#atomically(async (tx) => {
+      const q = querier(tx);
+      if (tx.feedLockedAt === undefined) {
+        await q('SELECT rev FROM feed_head WHERE id = 1 FOR UPDATE');
+        tx.feedLockedAt = tx.depth;
+      }
+      const { result, changes } = await fn(q);
+      for (const [kind, key] of changes) {
+        const { rows } = await q<{ rev: number }>(
+          `WITH head AS (UPDATE feed_head SET rev = rev + 1 WHERE id = 1 RETURNING rev)
+           INSERT INTO changes (rev, kind, key) SELECT rev, $1, $2 FROM head RETURNING rev`,
+          [kind, key],
+        );
+        const rev = rows[0]?.rev ?? 0;
+        if (rev % CHANGE_FEED_PRUNE_EVERY === 0)
+          await q('DELETE FROM changes WHERE rev <= $1', [rev - CHANGE_FEED_KEEP]);
+        tx.changed = true;
+      }
+      return result;
+    });
+  }
+
+  /** Runs `fn` in a transaction of its own, or in a savepoint of the one this call is inside. */
+  async #atomically<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    this.#usable();
+    const open = this.#tx.getStore();
+    if (open !== undefined) {
+      const depth = ++open.depth;
+      const savepoint = `weft_${depth}`;
+      try {
+        await open.client.query(`SAVEPOINT ${savepoint}`);
+        try {
+          const result = await fn(open);
+          await open.client.query(`RELEASE SAVEPOINT ${savepoint}`);
+          // What the savepoint held, the enclosing level holds now.
+          if (open.feedLockedAt === depth) open.feedLockedAt = depth - 1;
+          return result;
+        } catch (err) {
+          await open.client.query(`ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => {});
+          if (open.feedLockedAt !== undefined && open.feedLockedAt >= depth) open.feedLockedAt = undefined;
+          throw err;
+        }
+      } catch (err) {
+        throw this.#mapped(err);
+      } finally {
+        open.depth--;
+      }
+    }
+
+    const client = await this.#begin();
+    const tx: Tx = { client, depth: 0, changed: false, feedLockedAt: undefined };
+    let broken: Error | undefined;
+    try {
+      const result = await this.#tx.run(tx, () => fn(tx));
+      // One round trip (the simple protocol takes several statements); the notification goes out at COMMIT.
+      await client.query(
+        tx.changed ? `SELECT pg_notify('${CHANGES_CHANNEL}', rev::text) FROM feed_head; COMMIT` : 'COMMIT',
+      );
+      return result;
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackErr) {
+        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+      }
+      throw this.#mapped(err);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /**
+   * A pooled connection with a transaction begun on it. Nothing has been done yet when BEGIN fails, so a
+   * connection that the server closed since its last use (a restart) is dropped and a new one tried, once.
+   */
+  async #begin(): Promise<pg.PoolClient> {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.#pool.connect();
+      } catch (err) {
+        throw this.#mapped(err);
+      }
+      try {
+        await client.query('BEGIN');
+        return client;
+      } catch (err) {
+        client.release(err instanceof Error ? err : true);
+        if (attempt >= 2 || !isConnectionError(err)) throw this.#mapped(err);
+      }
+    }
+  }
+
+  #mapped(err: unknown): unknown {
+    if (err instanceof StoreConflict || err instanceof StoreUnavailable) return err;
+    if (isConnectionError(err)) return new StoreUnavailable(this.path, err);
+    return asConflict(err);
+  }
+
+  async #oneMember(text: string, values: readonly unknown[]): Promise<MemberRecord | undefined> {
+    const { rows } = await this.#read<MemberRow>(text, values);
+    const row = rows[0];
+    return row === undefined ? undefined : memberFromRow(row);
+  }
+}
+
+/** The dedicated LISTEN connection of one `listen` call, reconnecting until closed. */
+class Listener implements FeedListener {
+  #client: pg.Client | undefined;
+  #closed = false;
+  #retry: NodeJS.Timeout | undefined;
+  #delay = LISTEN_RETRY_MIN_MS;
+
+  constructor(
+    readonly config: pg.ClientConfig,
+    readonly path: string,
+    readonly onRevision: (rev: number) => void,
+    readonly onEvent: (event: ListenEvent) => void,
+    readonly onClose: (listener: Listener) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    try {
+      await this.#connect();
+    } catch (err) {
+      throw isConnectionError(err) ? new StoreUnavailable(this.path, err) : err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#retry);
+    this.onClose(this);
+    const client = this.#client;
+    this.#client = undefined;
+    await client?.end().catch(() => {});
+  }
+
+  /** Connects, listens, and returns the revision at that moment. */
+  async #connect(): Promise<number> {
+    const client = new pg.Client({ ...this.config, types: TYPES });
+    let lost = false;
+    // Until LISTEN is in place, a failure rejects #connect (whose caller retries); after, it is a loss.
+    let established = false;
+    const onLost = (err: Error): void => {
+      if (lost || !established) return;
+      lost = true;
+      if (this.#client === client) this.#client = undefined;
+      client.end().catch(() => {});
+      if (this.#closed) return;
+      this.onEvent({ state: 'lost', error: err });
+      this.#scheduleReconnect();
+    };
+    client.on('error', onLost);
+    client.on('end', () => onLost(new Error('the connection was closed')));
+    client.on('notification', (n) => {
+      if (n.channel !== CHANGES_CHANNEL) return;
+      const rev = Number(n.payload);
+      if (Number.isSafeInteger(rev)) this.onRevision(rev);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANGES_CHANNEL}`);
+      const { rows } = await client.query<{ rev: number }>('SELECT rev FROM feed_head');
+      if (this.#closed) {
+        lost = true;
+        await client.end().catch(() => {});
+        return 0;
+      }
+      established = true;
+      this.#client = client;
+      return rows[0]?.rev ?? 0;
+    } catch (err) {
+      lost = true;
+      await client.end().catch(() => {});
+      throw err;
+    }
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#closed || this.#retry !== undefined) return;
+    const delay = this.#delay;
+    this.#delay = Math.min(this.#delay * 2, LISTEN_RETRY_MAX_MS);
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      if (this.#closed) return;
+      this.#connect().then(
+        (revision) => {
+          if (this.#closed) return;
+          this.#delay = LISTEN_RETRY_MIN_MS;
+          this.onEvent({ state: 'recovered', revision });
+          this.onRevision(revision);
+        },
+        () => this.#scheduleReconnect(),
+      );
+    }, delay);
+  }
+}
+
+function querier(tx: Tx): Querier {
+  return (text, values) => tx.client.query(text, values as unknown[]);
+}
+
+async function setGroups(q: Querier, memberId: number, groups: readonly string[]): Promise<void> {
+  let position = 0;
+  for (const group of new Set(groups)) {
+    const { rowCount } = await q(
+      'INSERT INTO member_groups (member_id, group_id, position) SELECT $1, id, $2 FROM "groups" WHERE name = $3',
+      [memberId, position++, group],
+    );
+    if (rowCount === 0)
+      throw new StoreConflict(`member_groups.group: there is no group named ${JSON.stringify(group)}`);
+  }
+}
+
+async function groupMembers(q: Querier, name: string): Promise<string[]> {
+  const { rows } = await q<{ name: string }>(
+    `SELECT m.name FROM "groups" g
+       JOIN member_groups mg ON mg.group_id = g.id
+       JOIN members m ON m.id = mg.member_id
+      WHERE g.name = $1 ORDER BY m.name`,
+    [name],
+  );
+  return rows.map((r) => r.name);
+}
+
+/** Brings the database to the schema this build writes, under an advisory lock; returns that version. */
+async function migrate(pool: pg.Pool, path: string): Promise<number> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    // Held until COMMIT: a second gateway starting now waits here, then finds the work done.
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS schema_migrations (
+         version integer PRIMARY KEY,
+         applied_at timestamptz NOT NULL DEFAULT now()
+       )`,
+    );
+    const { rows } = await client.query<{ version: number }>(
+      'SELECT coalesce(max(version), 0) AS version FROM schema_migrations',
+    );
+    const from = rows[0]?.version ?? 0;
+    if (from > PG_SCHEMA_VERSION) throw new StoreSchemaTooNew(path, from);
+    for (let v = from; v < PG_SCHEMA_VERSION; v++) {
+      await client.query(PG_MIGRATIONS[v] ?? '');
+      await client.query('INSERT INTO schema_migrations (version) VALUES ($1)', [v + 1]);
+    }
+    await client.query('COMMIT');
+    return PG_SCHEMA_VERSION;
+  } catch (err) {
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollbackErr) {
+      broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+    }
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** Errors that mean the server is unreachable or the connection went away, not that the query was wrong. */
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, crash, not yet accepting connections).
+    if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
+    if (['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code))
+      return true;
+  }
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(
+    err.message,
+  );
+}
+
+/** 23505 names the violated constraint, whose name is "table.column" (the SQLite store's wording). */
+function asConflict(err: unknown): unknown {
+  if (!(err instanceof Error) || (err as { code?: unknown }).code !== '23505') return err;
+  const constraint = (err as { constraint?: unknown }).constraint;
+  const columns = typeof constraint === 'string' ? constraint : 'a unique column';
+  return new StoreConflict(`${columns}: another row already has this value`);
+}
+
+/** The URL without its password, for messages and `path`. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
+/** A caller's negative or fractional limit is neither "no limit" nor an error. */
+function clampLimit(limit: number): number {
+  return Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : 0;
+}
+
+function containsPattern(search: string): string {
+  return `%${search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+function memberParams(m: MemberRecord): unknown[] {
+  return [
+    m.name,
+    m.ip,
+    m.ip6,
+    m.publicKey,
+    m.privateKey,
+    m.disabled,
+    m.expiresAt,
+    m.fullTunnel,
+    m.createdAt,
+    m.updatedAt,
+  ];
+}
+
+function memberFromRow(r: MemberRow): MemberRecord {
+  return {
+    name: r.name,
+    ip: r.ip,
+    ip6: r.ip6,
+    publicKey: r.public_key,
+    hasPrivateKey: r.private_key !== null,
+    privateKey: r.private_key,
+    groups: [...r.groups],
+    disabled: r.disabled,
+    expiresAt: r.expires_at,
+    fullTunnel: r.full_tunnel,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function policyFromRow(r: PolicyRow): Policy {
+  return {
+    id: r.id,
+    action: r.action,
+    group: r.grp,
+    destination: r.destination,
+    proto: r.proto,
+    ports: r.port_from === null || r.port_to === null ? null : { from: r.port_from, to: r.port_to },
+  };
+}
+
+function tokenFromRow(r: TokenRow): ApiToken {
+  return { id: r.id, name: r.name, createdAt: r.created_at, lastUsedAt: r.last_used_at };
+}
+
+function statusFromRow(r: StatusRow): MemberStatus {
+  return {
+    name: r.name,
+    online: r.online,
+    endpoint: r.endpoint,
+    lastHandshake: r.last_handshake,
+    rxBytes: r.rx_bytes,
+    txBytes: r.tx_bytes,
+    policyDrops: r.policy_drops,
+    updatedAt: r.updated_at,
+  };
+}

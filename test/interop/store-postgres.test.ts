@@ -1,0 +1,488 @@
+/**
+ * The PostgreSQL store against a real PostgreSQL 15 (Debian's `postgresql`), started by this file in a
+ * temporary directory (test/interop/postgres-harness.ts; needs root for runuser):
+ *   1. the whole async conformance suite, each case on a database of its own;
+ *   2. migrations: from an empty database, two stores opening it at once, refusal of a newer schema;
+ *   3. two stores on one database: a change through one reaches the other's changesSince and wakes its
+ *      `listen` within 1 s (p50/p99 over 50 changes printed);
+ *   4. races: one name inserted at once through two stores gives exactly one StoreConflict; a download link
+ *      taken at once through two stores is taken once; 10 concurrent writers leave revisions gap-free, and a
+ *      follower polling meanwhile never sees a revision appear below one it has already seen;
+ *   5. the server stopped and started again, and restarted with pg_ctl, while a store and a listener are open;
+ *   6. a transaction that throws leaves nothing behind, and no connection stuck in it.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { StoreConflict } from '../../src/control/store.js';
+import { openStore } from '../../src/control/store-open.js';
+import {
+  openPostgresStore,
+  PG_SCHEMA_VERSION,
+  StoreSchemaTooNew,
+  StoreUnavailable,
+  type ListenEvent,
+  type PostgresStore,
+} from '../../src/control/store-postgres.js';
+import { member, SETTINGS, T0 } from '../support/store-conformance.js';
+import { asyncStoreConformance } from '../support/store-conformance-async.js';
+import { canRunPostgres, startPostgres, type PostgresServer } from './postgres-harness.js';
+
+const can = canRunPostgres();
+let server: PostgresServer | undefined;
+let databases = 0;
+
+/** A fresh, empty database on the test server; dropped when `drop` is called. */
+async function freshDatabase(prefix: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  if (server === undefined) throw new Error('the PostgreSQL server is not running');
+  const s = server;
+  const name = `${prefix}_${process.pid}_${++databases}`;
+  const url = await s.createDatabase(name);
+  return { url, drop: () => s.dropDatabase(name) };
+}
+
+/** Resolves when `check` holds, polling every 10 ms; rejects after `ms`. */
+async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+if (!can.ok) {
+  it('PostgreSQL store', { skip: can.reason }, () => {});
+} else {
+  before(async () => {
+    server = await startPostgres();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  asyncStoreConformance('PostgresStore', async () => {
+    const db = await freshDatabase('conformance');
+    let store: PostgresStore;
+    try {
+      store = await openPostgresStore(db.url);
+    } catch (err) {
+      await db.drop();
+      throw err;
+    }
+    return {
+      store,
+      close: async () => {
+        try {
+          await store.close();
+        } finally {
+          await db.drop();
+        }
+      },
+    };
+  });
+
+  describe('PostgresStore: schema and migrations', () => {
+    it('migrates an empty database, once, also when two stores open it at the same moment', async () => {
+      const db = await freshDatabase('migrate');
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      try {
+        const [a, b, c] = await Promise.all([
+          openPostgresStore(db.url),
+          openPostgresStore(db.url),
+          openPostgresStore(db.url),
+        ]);
+        assert.deepEqual(
+          [a.schemaVersion, b.schemaVersion, c.schemaVersion],
+          [PG_SCHEMA_VERSION, PG_SCHEMA_VERSION, PG_SCHEMA_VERSION],
+        );
+        const { rows } = await admin.query<{ version: number }>(
+          'SELECT version FROM schema_migrations ORDER BY version',
+        );
+        assert.deepEqual(
+          rows.map((r) => r.version),
+          Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1),
+          'each version applied once',
+        );
+        await a.insertGroup({ name: 'eng', description: '' });
+        assert.deepEqual(await b.getGroup('eng'), { name: 'eng', description: '' });
+        await Promise.all([a.close(), b.close(), c.close()]);
+        // Opening an up-to-date database applies nothing.
+        const again = await openPostgresStore(db.url);
+        assert.equal(await again.revision(), 1);
+        await again.close();
+        const { rows: after } = await admin.query('SELECT version FROM schema_migrations');
+        assert.equal(after.length, PG_SCHEMA_VERSION);
+      } finally {
+        await admin.end();
+        await db.drop();
+      }
+    });
+
+    it('refuses a database at a newer schema version, and changes nothing in it', async () => {
+      const db = await freshDatabase('newer');
+      try {
+        const store = await openPostgresStore(db.url);
+        await store.insertGroup({ name: 'eng', description: '' });
+        await store.close();
+        const admin = new pg.Client({ connectionString: db.url });
+        await admin.connect();
+        await admin.query('INSERT INTO schema_migrations (version) VALUES ($1)', [PG_SCHEMA_VERSION + 1]);
+        await assert.rejects(openPostgresStore(db.url), (err: unknown) => {
+          assert.ok(err instanceof StoreSchemaTooNew, String(err));
+          assert.equal(err.found, PG_SCHEMA_VERSION + 1);
+          assert.match(err.message, /newer|upgrade Weft/);
+          return true;
+        });
+        const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations');
+        assert.equal(rows[0]?.n, PG_SCHEMA_VERSION + 1);
+        const { rows: groups } = await admin.query<{ name: string }>('SELECT name FROM "groups"');
+        assert.deepEqual(
+          groups.map((g) => g.name),
+          ['eng'],
+        );
+        await admin.end();
+      } finally {
+        await db.drop();
+      }
+    });
+
+    it('openStore chooses PostgreSQL for postgres:// and postgresql:// URLs and WEFT_STORE', async () => {
+      const db = await freshDatabase('open');
+      try {
+        const viaUrl = await openStore(db.url, '/nonexistent/weft.db', {});
+        await viaUrl.insertGroup({ name: 'eng', description: '' });
+        await viaUrl.close();
+        const viaEnv = await openStore(undefined, '/nonexistent/weft.db', { WEFT_STORE: db.url });
+        assert.deepEqual(await viaEnv.getGroup('eng'), { name: 'eng', description: '' });
+        await viaEnv.close();
+        const postgresql = await openStore(
+          db.url.replace(/^postgres:/, 'postgresql:'),
+          '/nonexistent/weft.db',
+          {},
+        );
+        assert.equal(await postgresql.revision(), 1);
+        await postgresql.close();
+      } finally {
+        await db.drop();
+      }
+    });
+  });
+
+  describe('PostgresStore: several stores on one database', () => {
+    it('a change through one store reaches the other: changesSince, and listen within 1 s (50 changes)', async () => {
+      const db = await freshDatabase('follow');
+      const a = await openPostgresStore(db.url);
+      const b = await openPostgresStore(db.url);
+      try {
+        let seen = 0;
+        const woken: number[] = [];
+        const listener = await b.listen((rev) => {
+          woken.push(rev);
+          seen = Math.max(seen, rev);
+        });
+        const latencies: number[] = [];
+        for (let i = 1; i <= 50; i++) {
+          const start = performance.now();
+          await a.insertGroup({ name: `g${i}`, description: '' });
+          await until(() => seen >= i, 1000, `the notification of revision ${i}`);
+          latencies.push(performance.now() - start);
+          const changes = await b.changesSince(i - 1);
+          assert.deepEqual(changes, [{ rev: i, kind: 'group', key: `g${i}` }]);
+        }
+        latencies.sort((x, y) => x - y);
+        const p50 = percentile(latencies, 50);
+        const p99 = percentile(latencies, 99);
+        console.log(
+          `change through store A -> listen callback of store B, 50 changes: p50 ${p50.toFixed(1)} ms, ` +
+            `p99 ${p99.toFixed(1)} ms, max ${(latencies.at(-1) ?? NaN).toFixed(1)} ms`,
+        );
+        assert.ok(p99 < 1000, `p99 ${p99} ms`);
+        assert.deepEqual(
+          woken,
+          Array.from({ length: 50 }, (_, i) => i + 1),
+          'one wake-up per commit, in order',
+        );
+
+        // A transaction of several changes wakes followers once, with its last revision.
+        woken.length = 0;
+        await a.transaction(async () => {
+          await a.insertGroup({ name: 'x', description: '' });
+          await a.insertMember(member(1, { groups: ['x'] }));
+        });
+        await until(() => seen >= 52, 1000, 'the notification of revision 52');
+        assert.deepEqual(woken, [52]);
+        // Changes outside the feed wake nobody.
+        await a.putStatuses([
+          {
+            name: 'm00001',
+            online: true,
+            endpoint: null,
+            lastHandshake: null,
+            rxBytes: 0,
+            txBytes: 0,
+            policyDrops: 0,
+            updatedAt: T0,
+          },
+        ]);
+        await a.appendAudit({ at: T0, actor: 'admin', action: 'x', target: 'y', detail: {} });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.deepEqual(woken, [52]);
+        await listener.close();
+      } finally {
+        await a.close();
+        await b.close();
+        await db.drop();
+      }
+    });
+
+    it('the same name inserted at once through two stores: exactly one StoreConflict', async () => {
+      const db = await freshDatabase('race');
+      const a = await openPostgresStore(db.url);
+      const b = await openPostgresStore(db.url);
+      try {
+        for (let i = 0; i < 20; i++) {
+          const name = `race${i}`;
+          const results = await Promise.allSettled([
+            a.insertMember(member(2 * i, { name })),
+            b.insertMember(member(2 * i + 1, { name })),
+          ]);
+          const failed = results.filter((r) => r.status === 'rejected');
+          assert.equal(failed.length, 1, `round ${i}: ${JSON.stringify(results)}`);
+          const reason = (failed[0] as PromiseRejectedResult).reason as unknown;
+          assert.ok(reason instanceof StoreConflict, String(reason));
+          assert.match(reason.message, /members\.name/);
+        }
+        assert.equal(await a.countMembers(), 20);
+        assert.deepEqual(
+          (await a.changesSince(0)).map((c) => c.rev),
+          Array.from({ length: 20 }, (_, i) => i + 1),
+          'the losers appended nothing',
+        );
+      } finally {
+        await a.close();
+        await b.close();
+        await db.drop();
+      }
+    });
+
+    it('a download link taken at once through two stores is taken once', async () => {
+      const db = await freshDatabase('links');
+      const a = await openPostgresStore(db.url);
+      const b = await openPostgresStore(db.url);
+      try {
+        await a.insertMember(member(1));
+        for (let i = 0; i < 20; i++)
+          await a.insertLink(`hash-${i}`, 'm00001', T0, '2099-01-01T00:00:00.000Z');
+        for (let i = 0; i < 20; i++) {
+          const taken = await Promise.all([a.takeLink(`hash-${i}`, T0), b.takeLink(`hash-${i}`, T0)]);
+          assert.deepEqual(
+            taken.filter((t) => t !== undefined),
+            ['m00001'],
+            `link ${i}: ${JSON.stringify(taken)}`,
+          );
+        }
+      } finally {
+        await a.close();
+        await b.close();
+        await db.drop();
+      }
+    });
+
+    it('10 concurrent writers: revisions gap-free and in commit order', async () => {
+      const db = await freshDatabase('writers');
+      const writers = await Promise.all(Array.from({ length: 10 }, () => openPostgresStore(db.url)));
+      const follower = await openPostgresStore(db.url);
+      try {
+        const ROUNDS = 25;
+        let expected = 0;
+        let done = false;
+        // A follower polling while they write: each batch must start right after what it has seen.
+        const followed: number[] = [];
+        const follow = (async () => {
+          let last = 0;
+          for (let polls = 0; polls < 100_000; polls++) {
+            const batch = await follower.changesSince(last, 50);
+            for (const c of batch) {
+              assert.equal(c.rev, last + 1, `after ${last} the follower saw ${c.rev}`);
+              last = c.rev;
+              followed.push(c.rev);
+            }
+            if (batch.length === 0) {
+              if (done) return;
+              await new Promise((resolve) => setTimeout(resolve, 2));
+            }
+          }
+        })();
+        await Promise.all(
+          writers.map(async (store, w) => {
+            for (let r = 0; r < ROUNDS; r++) {
+              const key = `w${w}r${r}`;
+              switch (r % 4) {
+                case 0:
+                  await store.insertGroup({ name: key, description: '' });
+                  expected += 1;
+                  break;
+                case 1:
+                  // Two changes in one transaction.
+                  await store.transaction(async () => {
+                    await store.insertRoute({ cidr: `10.${w}.${r}.0/24`, description: key });
+                    await store.updateGroup({ name: `w${w}r${r - 1}`, description: 'changed' });
+                  });
+                  expected += 2;
+                  break;
+                case 2:
+                  // Rolled back: no revision, no gap.
+                  await assert.rejects(
+                    store.transaction(async () => {
+                      await store.insertGroup({ name: key, description: '' });
+                      throw new Error('abort');
+                    }),
+                    /abort/,
+                  );
+                  break;
+                default:
+                  // A conflict: no revision, no gap.
+                  await assert.rejects(
+                    store.insertGroup({ name: `w${w}r0`, description: '' }),
+                    StoreConflict,
+                  );
+                  await store.putSettings({ ...SETTINGS, endpoint: `gw${w}.example.com:51820` });
+                  expected += 1;
+              }
+            }
+          }),
+        );
+        done = true;
+        await follow;
+        const all = await follower.changesSince(0, 100_000);
+        assert.equal(all.length, expected);
+        assert.deepEqual(
+          all.map((c) => c.rev),
+          Array.from({ length: expected }, (_, i) => i + 1),
+        );
+        assert.equal(await follower.revision(), expected);
+        assert.deepEqual(
+          followed,
+          all.map((c) => c.rev),
+          'the follower saw every revision, in order',
+        );
+      } finally {
+        await Promise.all([...writers, follower].map((s) => s.close()));
+        await db.drop();
+      }
+    });
+
+    it('a transaction that throws leaves nothing behind and no connection inside a transaction', async () => {
+      const db = await freshDatabase('rollback');
+      const a = await openPostgresStore(db.url);
+      const b = await openPostgresStore(db.url);
+      try {
+        await a.insertGroup({ name: 'eng', description: '' });
+        await assert.rejects(
+          a.transaction(async () => {
+            await a.insertGroup({ name: 'ops', description: '' });
+            await a.insertMember(member(1, { groups: ['eng', 'ops'] }));
+            await a.putSecret('gateway.key', 'k');
+            await a.insertToken('ci', 'hash', T0);
+            await a.appendAudit({ at: T0, actor: 'admin', action: 'x', target: 'y', detail: {} });
+            await a.insertMember(member(1));
+          }),
+          StoreConflict,
+        );
+        for (const store of [a, b]) {
+          assert.equal(await store.revision(), 1);
+          assert.equal(await store.getGroup('ops'), undefined);
+          assert.equal(await store.getMember('m00001'), undefined);
+          assert.equal(await store.getSecret('gateway.key'), undefined);
+          assert.deepEqual(await store.listTokens(), []);
+          assert.deepEqual(await store.listAudit({ limit: 10 }), []);
+        }
+        const admin = new pg.Client({ connectionString: db.url });
+        await admin.connect();
+        const { rows } = await admin.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
+        );
+        await admin.end();
+        assert.equal(rows[0]?.n, 0);
+      } finally {
+        await a.close();
+        await b.close();
+        await db.drop();
+      }
+    });
+  });
+
+  describe('PostgresStore: the server goes away and comes back', () => {
+    it('calls reject with StoreUnavailable while it is down, succeed after; listen reconnects and says so', async () => {
+      const s = server;
+      assert.ok(s !== undefined);
+      const db = await freshDatabase('outage');
+      const store = await openPostgresStore(db.url, { connectTimeoutMs: 2000 });
+      const events: ListenEvent[] = [];
+      const revisions: number[] = [];
+      const listener = await store.listen(
+        (rev) => revisions.push(rev),
+        (event) => events.push(event),
+      );
+      try {
+        await store.insertGroup({ name: 'before', description: '' });
+        await until(() => revisions.includes(1), 1000, 'the first notification');
+
+        // 1. Stopped, then started again.
+        await s.halt();
+        await until(() => events.some((e) => e.state === 'lost'), 5000, 'the listener to report the loss');
+        for (const call of [
+          () => store.revision(),
+          () => store.insertGroup({ name: 'during', description: '' }),
+          () => store.transaction(async () => store.getGroup('before')),
+        ]) {
+          const started = Date.now();
+          await assert.rejects(call(), (err: unknown) => {
+            assert.ok(err instanceof StoreUnavailable, String(err));
+            assert.match(err.message, /the PostgreSQL store is unavailable/);
+            assert.ok(!err.message.includes('password'), err.message);
+            return true;
+          });
+          assert.ok(Date.now() - started < 5000, 'a call during the outage fails, it does not hang');
+        }
+        await s.resume();
+        await until(() => events.some((e) => e.state === 'recovered'), 15_000, 'the listener to recover');
+        assert.deepEqual(await store.getGroup('before'), { name: 'before', description: '' });
+        assert.equal(await store.getGroup('during'), undefined, 'the refused write did not happen');
+        await store.insertGroup({ name: 'after', description: '' });
+        await until(() => revisions.includes(2), 1000, 'a notification after the reconnect');
+        assert.deepEqual(
+          events.map((e) => e.state),
+          ['lost', 'recovered'],
+          'one loss and one recovery, however many attempts it took',
+        );
+        const recovered = events[1];
+        assert.ok(recovered?.state === 'recovered' && recovered.revision === 1, JSON.stringify(events));
+        assert.ok(revisions.includes(1), 'after the reconnect onRevision heard the current revision');
+
+        // 2. pg_ctl restart.
+        events.length = 0;
+        await s.restart();
+        await until(() => events.some((e) => e.state === 'recovered'), 15_000, 'the listener to recover');
+        assert.deepEqual(
+          events.map((e) => e.state),
+          ['lost', 'recovered'],
+        );
+        // The pool dropped its dead connections: the first call after the restart works.
+        await store.insertGroup({ name: 'restarted', description: '' });
+        assert.equal(await store.revision(), 3);
+        await until(() => revisions.includes(3), 1000, 'a notification after the restart');
+      } finally {
+        await listener.close();
+        await store.close();
+        await db.drop();
+      }
+    });
+  });
+}
