@@ -67,3 +67,55 @@ export const SITE_DEFAULTS = {
   forceShortPsk: false,
   allowLegacyGroups: false,
 } as const satisfies Partial<SiteSpec>;
+
+/** One CHILD SA as a status shows it (no keys). SPIs are 8 hex digits. */
+export interface ChildSaView {
+  readonly inboundSpi: string;
+  readonly outboundSpi: string;
+  readonly mode: IpsecMode;
+  /** The negotiated ESP proposal ("aes256gcm16-esn"). */
+  readonly proposal: string;
+  /** UDP 4500 (NAT-T) or raw ESP (protocol 50). */
+  readonly carrier: 'udp' | 'raw';
+  readonly localSubnets: readonly string[];
+  readonly remoteSubnets: readonly string[];
+  /** ISO 8601 times. */
+  readonly establishedAt: string;
+  readonly rekeyedAt: string | null;
+  readonly packetsIn: number;
+  readonly bytesIn: number;
+  readonly packetsOut: number;
+  readonly bytesOut: number;
+  /** ESP drops on this SA by reason (replay, bad ICV, ...), only the non-zero ones. */
+  readonly drops: Readonly<Record<string, number>>;
+}
+
+export interface IkeSaView {
+  /** SPIs as 16 hex digits, initiator's first. */
+  readonly spiI: string;
+  readonly spiR: string;
+  readonly initiator: boolean;
+  /** The negotiated IKE proposal ("aes256gcm16-prfsha256-x25519"). */
+  readonly proposal: string;
+  /** The peer's authenticated ID ("fqdn:vpn.example.net", "ipv4:192.0.2.7"). */
+  readonly peerId: string;
+  /** The peer's current UDP endpoint ("192.0.2.7:4500", "[2001:db8::7]:500"). */
+  readonly remote: string;
+  /** UDP encapsulation in use (a NAT was detected or forced). */
+  readonly encapsulated: boolean;
+  readonly establishedAt: string;
+  readonly rekeyedAt: string | null;
+}
+
+/** The live state of one site, as the gateway running it reports it. */
+export interface SiteStatus {
+  readonly name: string;
+  /** disabled: `site down`; down: no IKE SA; connecting: an exchange is under way; up: at least one CHILD SA. */
+  readonly state: 'disabled' | 'down' | 'connecting' | 'up';
+  readonly ike: IkeSaView | null;
+  readonly children: readonly ChildSaView[];
+  /** The last failure (no proposal chosen, authentication failed, peer unreachable, ...) in words. */
+  readonly lastError: { readonly at: string; readonly message: string } | null;
+  /** When this status was taken (ISO 8601). */
+  readonly at: string;
+}
