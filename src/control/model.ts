@@ -216,7 +216,7 @@ export interface TrafficSample {
   readonly txBytes: number;
 }
 
-export type ChangeKind = 'settings' | 'member' | 'group' | 'route' | 'policy';
+export type ChangeKind = 'settings' | 'member' | 'group' | 'route' | 'policy' | 'site';
 
 /** One entry of the store's change feed; `rev` only grows. */
 export interface Change {
@@ -224,6 +224,37 @@ export interface Change {
   readonly kind: ChangeKind;
   /** The member/group name, route prefix or policy id ("" for settings). */
   readonly key: string;
+}
+
+/**
+ * An IPsec site as the store keeps it (see src/ipsec/site-spec.ts for what each field means to the gateway).
+ * IKE identities are text: "192.0.2.1", "2001:db8::1", "fqdn:gw.example.net" (or a bare host name),
+ * "email:ops@example.net", "keyid:0a1b…"; null means the outer address. Groups are policy group names.
+ */
+export interface SiteRecord {
+  name: string;
+  enabled: boolean;
+  /** null: `%any`, the site only answers. */
+  remoteAddress: string | null;
+  localId: string | null;
+  remoteId: string | null;
+  /** A secret: never in API or CLI output, never logged. */
+  psk: string;
+  forceShortPsk: boolean;
+  localSubnets: string[];
+  remoteSubnets: string[];
+  mode: 'tunnel' | 'transport';
+  ikeProposals: string[];
+  espProposals: string[];
+  allowLegacyGroups: boolean;
+  ikeLifetimeSec: number;
+  childLifetimeSec: number;
+  dpdIntervalSec: number;
+  dpdAction: 'restart' | 'clear' | 'hold';
+  startAction: 'initiate' | 'wait' | 'on-traffic';
+  groups: string[];
+  createdAt: string;
+  updatedAt: string;
 }
 
 export interface Page<T> {
