@@ -36,10 +36,13 @@ import type {
   Change,
   ChangeKind,
   ConfigDelivery,
+  ConfigProtocol,
   Group,
   MemberCounts,
   MemberRecord,
   MemberStatus,
+  OpenVpnCredential,
+  OpenVpnRevocation,
   Policy,
   PolicyAction,
   PolicyInput,
@@ -197,8 +200,45 @@ CREATE TABLE config_deliveries (
 );
 `;
 
+/**
+ * Version 2: OpenVPN, as the SQLite store's version 4. Per member its current credentials (going with the
+ * member row); the revocation list, which outlives the member (a removed member's certificate must stay
+ * refused); config fingerprints per protocol (the existing rows are WireGuard's); and which config a one-time
+ * link hands out (existing links: WireGuard's).
+ */
+const SCHEMA_V2 = `
+CREATE TABLE openvpn_credentials (
+  member_id bigint PRIMARY KEY REFERENCES members (id) ON DELETE CASCADE,
+  serial text COLLATE "C" NOT NULL CONSTRAINT "openvpn_credentials.serial" UNIQUE,
+  client_key_id text COLLATE "C" NOT NULL CONSTRAINT "openvpn_credentials.client_key_id" UNIQUE,
+  certificate text NOT NULL,
+  private_key text NOT NULL,
+  tls_crypt_v2_key text NOT NULL,
+  not_after text NOT NULL,
+  issued_at text NOT NULL
+);
+
+CREATE TABLE openvpn_revocations (
+  serial text COLLATE "C" CONSTRAINT "openvpn_revocations.serial" PRIMARY KEY,
+  client_key_id text COLLATE "C" NOT NULL CONSTRAINT "openvpn_revocations.client_key_id" UNIQUE,
+  name text NOT NULL,
+  revoked_at text COLLATE "C" NOT NULL,
+  reason text NOT NULL CHECK (reason IN ('rotated', 'removed'))
+);
+CREATE INDEX openvpn_revocations_by_time ON openvpn_revocations (revoked_at, serial);
+
+ALTER TABLE config_deliveries ADD COLUMN protocol text NOT NULL DEFAULT 'wireguard'
+  CHECK (protocol IN ('wireguard', 'openvpn'));
+ALTER TABLE config_deliveries ALTER COLUMN protocol DROP DEFAULT;
+ALTER TABLE config_deliveries DROP CONSTRAINT config_deliveries_pkey;
+ALTER TABLE config_deliveries ADD PRIMARY KEY (member_id, protocol);
+
+ALTER TABLE download_links ADD COLUMN protocol text NOT NULL DEFAULT 'wireguard'
+  CHECK (protocol IN ('wireguard', 'openvpn'));
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
-export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1];
+export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2];
 
 /** The schema version this build writes. */
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
@@ -256,6 +296,14 @@ interface Tx {
    */
   feedLockedAt: number | undefined;
 }
+
+const CREDENTIAL_SELECT = `
+SELECT m.name, c.serial, c.client_key_id AS "clientKeyId", c.certificate, c.private_key AS "privateKey",
+       c.tls_crypt_v2_key AS "tlsCryptV2Key", c.not_after AS "notAfter", c.issued_at AS "issuedAt"
+  FROM openvpn_credentials c JOIN members m ON m.id = c.member_id`;
+
+const REVOCATION_SELECT = `
+SELECT serial, client_key_id AS "clientKeyId", name, revoked_at AS "revokedAt", reason FROM openvpn_revocations`;
 
 const MEMBER_SELECT = `
 SELECT m.name, m.ip, m.ip6, m.public_key, m.private_key, m.disabled, m.expires_at, m.full_tunnel,
@@ -532,8 +580,10 @@ export class PostgresStore implements AsyncStore {
     });
   }
 
+  /** A removed member's OpenVPN credentials go to the revocation list first (the cascade would drop them). */
   deleteMember(name: string): Promise<boolean> {
     return this.#change(async (q) => {
+      await revokeCredentials(q, name, new Date().toISOString(), 'removed');
       const { rowCount } = await q('DELETE FROM members WHERE name = $1', [name]);
       return rowCount === 0 ? { result: false, changes: [] } : { result: true, changes: [['member', name]] };
     });
@@ -737,17 +787,31 @@ export class PostgresStore implements AsyncStore {
     );
   }
 
-  async insertLink(hash: string, member: string, createdAt: string, expiresAt: string): Promise<void> {
+  async insertLink(
+    hash: string,
+    member: string,
+    createdAt: string,
+    expiresAt: string,
+    protocol: ConfigProtocol = 'wireguard',
+  ): Promise<void> {
     await this.#write(async (q) => {
       await q('DELETE FROM download_links WHERE expires_at <= $1', [createdAt]);
       const { rowCount } = await q(
-        `INSERT INTO download_links (hash, member_id, created_at, expires_at)
-         SELECT $1, id, $2, $3 FROM members WHERE name = $4`,
-        [hash, createdAt, expiresAt, member],
+        `INSERT INTO download_links (hash, member_id, created_at, expires_at, protocol)
+         SELECT $1, id, $2, $3, $5 FROM members WHERE name = $4`,
+        [hash, createdAt, expiresAt, member, protocol],
       );
       if (rowCount === 0)
         throw new StoreConflict(`download_links.member: there is no member named ${JSON.stringify(member)}`);
     });
+  }
+
+  async linkProtocol(hash: string): Promise<ConfigProtocol | undefined> {
+    const { rows } = await this.#read<{ protocol: ConfigProtocol }>(
+      'SELECT protocol FROM download_links WHERE hash = $1',
+      [hash],
+    );
+    return rows[0]?.protocol;
   }
 
   /**
@@ -767,26 +831,29 @@ export class PostgresStore implements AsyncStore {
     return rows[0]?.name;
   }
 
-  async putConfigDelivery(delivery: ConfigDelivery): Promise<void> {
+  async putConfigDelivery(delivery: ConfigDelivery, protocol: ConfigProtocol = 'wireguard'): Promise<void> {
     const { name, fingerprint, deliveredAt } = delivery;
     const { rowCount } = await this.#write((q) =>
       q(
-        `INSERT INTO config_deliveries (member_id, fingerprint, delivered_at)
-         SELECT id, $2, $3 FROM members WHERE name = $1
-         ON CONFLICT (member_id) DO UPDATE SET fingerprint = excluded.fingerprint,
-                                               delivered_at = excluded.delivered_at`,
-        [name, fingerprint, deliveredAt],
+        `INSERT INTO config_deliveries (member_id, protocol, fingerprint, delivered_at)
+         SELECT id, $2, $3, $4 FROM members WHERE name = $1
+         ON CONFLICT (member_id, protocol) DO UPDATE SET fingerprint = excluded.fingerprint,
+                                                         delivered_at = excluded.delivered_at`,
+        [name, protocol, fingerprint, deliveredAt],
       ),
     );
     if (rowCount === 0)
       throw new StoreConflict(`config_deliveries.member: there is no member named ${JSON.stringify(name)}`);
   }
 
-  async getConfigDelivery(name: string): Promise<ConfigDelivery | undefined> {
+  async getConfigDelivery(
+    name: string,
+    protocol: ConfigProtocol = 'wireguard',
+  ): Promise<ConfigDelivery | undefined> {
     const { rows } = await this.#read<ConfigDelivery>(
       `SELECT m.name, d.fingerprint, d.delivered_at AS "deliveredAt"
-         FROM config_deliveries d JOIN members m ON m.id = d.member_id WHERE m.name = $1`,
-      [name],
+         FROM config_deliveries d JOIN members m ON m.id = d.member_id WHERE m.name = $1 AND d.protocol = $2`,
+      [name, protocol],
     );
     const row = rows[0];
     return row === undefined
@@ -794,12 +861,93 @@ export class PostgresStore implements AsyncStore {
       : { name: row.name, fingerprint: row.fingerprint, deliveredAt: row.deliveredAt };
   }
 
-  async allConfigDeliveries(): Promise<ConfigDelivery[]> {
+  async allConfigDeliveries(protocol: ConfigProtocol = 'wireguard'): Promise<ConfigDelivery[]> {
     const { rows } = await this.#read<ConfigDelivery>(
       `SELECT m.name, d.fingerprint, d.delivered_at AS "deliveredAt"
-         FROM config_deliveries d JOIN members m ON m.id = d.member_id ORDER BY m.name`,
+         FROM config_deliveries d JOIN members m ON m.id = d.member_id WHERE d.protocol = $1 ORDER BY m.name`,
+      [protocol],
     );
     return rows.map((r) => ({ name: r.name, fingerprint: r.fingerprint, deliveredAt: r.deliveredAt }));
+  }
+
+  async getOpenVpnCredential(name: string): Promise<OpenVpnCredential | undefined> {
+    const { rows } = await this.#read<OpenVpnCredential>(`${CREDENTIAL_SELECT} WHERE m.name = $1`, [name]);
+    return rows[0] === undefined ? undefined : credentialFromRow(rows[0]);
+  }
+
+  async findOpenVpnCredential(
+    by: { serial: string } | { clientKeyId: string },
+  ): Promise<OpenVpnCredential | undefined> {
+    const { rows } =
+      'serial' in by
+        ? await this.#read<OpenVpnCredential>(`${CREDENTIAL_SELECT} WHERE c.serial = $1`, [by.serial])
+        : await this.#read<OpenVpnCredential>(`${CREDENTIAL_SELECT} WHERE c.client_key_id = $1`, [
+            by.clientKeyId,
+          ]);
+    return rows[0] === undefined ? undefined : credentialFromRow(rows[0]);
+  }
+
+  /**
+   * The member row is locked first (FOR KEY SHARE, what its foreign key takes) so it cannot go away before the
+   * insert. Two gateways issuing at once: the second INSERT waits for the first to commit, then does nothing.
+   */
+  putOpenVpnCredential(credential: OpenVpnCredential): Promise<boolean> {
+    return this.#write(async (q) => {
+      const { rows } = await q<{ id: number }>('SELECT id FROM members WHERE name = $1 FOR KEY SHARE', [
+        credential.name,
+      ]);
+      const memberId = rows[0]?.id;
+      if (memberId === undefined)
+        throw new StoreConflict(
+          `openvpn_credentials.member: there is no member named ${JSON.stringify(credential.name)}`,
+        );
+      const { rowCount } = await q(
+        `INSERT INTO openvpn_credentials (member_id, serial, client_key_id, certificate, private_key,
+                                          tls_crypt_v2_key, not_after, issued_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (member_id) DO NOTHING`,
+        [
+          memberId,
+          credential.serial,
+          credential.clientKeyId,
+          credential.certificate,
+          credential.privateKey,
+          credential.tlsCryptV2Key,
+          credential.notAfter,
+          credential.issuedAt,
+        ],
+      );
+      return rowCount === 1;
+    });
+  }
+
+  /**
+   * One statement: the DELETE moves the row to the list. Two gateways revoking at once: the second DELETE
+   * waits for the first to commit, then finds no row and returns undefined.
+   */
+  revokeOpenVpnCredential(
+    name: string,
+    at: string,
+    reason: OpenVpnRevocation['reason'],
+  ): Promise<OpenVpnRevocation | undefined> {
+    return this.#write((q) => revokeCredentials(q, name, at, reason));
+  }
+
+  async findOpenVpnRevocation(
+    by: { serial: string } | { clientKeyId: string },
+  ): Promise<OpenVpnRevocation | undefined> {
+    const { rows } =
+      'serial' in by
+        ? await this.#read<OpenVpnRevocation>(`${REVOCATION_SELECT} WHERE serial = $1`, [by.serial])
+        : await this.#read<OpenVpnRevocation>(`${REVOCATION_SELECT} WHERE client_key_id = $1`, [
+            by.clientKeyId,
+          ]);
+    return rows[0] === undefined ? undefined : revocationFromRow(rows[0]);
+  }
+
+  async allOpenVpnRevocations(): Promise<OpenVpnRevocation[]> {
+    const { rows } = await this.#read<OpenVpnRevocation>(`${REVOCATION_SELECT} ORDER BY revoked_at, serial`);
+    return rows.map(revocationFromRow);
   }
 
   /**
@@ -1169,6 +1317,26 @@ async function groupMembers(q: Querier, name: string): Promise<string[]> {
   return rows.map((r) => r.name);
 }
 
+/** Moves a member's current OpenVPN credentials to the revocation list; the revocation, or undefined. */
+async function revokeCredentials(
+  q: Querier,
+  name: string,
+  at: string,
+  reason: OpenVpnRevocation['reason'],
+): Promise<OpenVpnRevocation | undefined> {
+  const { rows } = await q<OpenVpnRevocation>(
+    `WITH gone AS (
+       DELETE FROM openvpn_credentials c USING members m
+        WHERE m.id = c.member_id AND m.name = $1
+       RETURNING c.serial, c.client_key_id, m.name)
+     INSERT INTO openvpn_revocations (serial, client_key_id, name, revoked_at, reason)
+     SELECT serial, client_key_id, name, $2, $3 FROM gone
+     RETURNING serial, client_key_id AS "clientKeyId", name, revoked_at AS "revokedAt", reason`,
+    [name, at, reason],
+  );
+  return rows[0] === undefined ? undefined : revocationFromRow(rows[0]);
+}
+
 /** Brings the database to the schema this build writes, under an advisory lock; returns that version. */
 async function migrate(pool: pg.Pool, path: string): Promise<number> {
   const client = await pool.connect();
@@ -1278,6 +1446,30 @@ function memberFromRow(r: MemberRow): MemberRecord {
     fullTunnel: r.full_tunnel,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
+  };
+}
+
+/** A plain object with exactly the interface's fields. */
+function credentialFromRow(r: OpenVpnCredential): OpenVpnCredential {
+  return {
+    name: r.name,
+    serial: r.serial,
+    clientKeyId: r.clientKeyId,
+    certificate: r.certificate,
+    privateKey: r.privateKey,
+    tlsCryptV2Key: r.tlsCryptV2Key,
+    notAfter: r.notAfter,
+    issuedAt: r.issuedAt,
+  };
+}
+
+function revocationFromRow(r: OpenVpnRevocation): OpenVpnRevocation {
+  return {
+    serial: r.serial,
+    clientKeyId: r.clientKeyId,
+    name: r.name,
+    revokedAt: r.revokedAt,
+    reason: r.reason,
   };
 }
 

@@ -2,11 +2,12 @@
  * The PostgreSQL store against a real PostgreSQL 15 (Debian's `postgresql`), started by this file in a
  * temporary directory (test/interop/postgres-harness.ts; needs root for runuser):
  *   1. the whole async conformance suite, each case on a database of its own;
- *   2. migrations: from an empty database, two stores opening it at once, refusal of a newer schema;
+ *   2. migrations: from an empty database, two stores opening it at once, from version 1 (the OpenVPN
+ *      tables), refusal of a newer schema;
  *   3. two stores on one database: a change through one reaches the other's changesSince and wakes its
  *      `listen` within 1 s (p50/p99 over 50 changes printed);
  *   4. races: one name inserted at once through two stores gives exactly one StoreConflict; a download link
- *      taken at once through two stores is taken once; 10 concurrent writers leave revisions gap-free, and a
+ *      taken at once through two stores is taken once, and so are OpenVPN credentials issued or revoked at once; 10 concurrent writers leave revisions gap-free, and a
  *      follower polling meanwhile never sees a revision appear below one it has already seen;
  *   5. the server stopped and started again, and restarted with pg_ctl, while a store and a listener are open;
  *   6. a transaction that throws leaves nothing behind, and no connection stuck in it.
@@ -14,10 +15,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import type { OpenVpnCredential } from '../../src/control/model.js';
 import { StoreConflict } from '../../src/control/store.js';
 import { openStore } from '../../src/control/store-open.js';
 import {
   openPostgresStore,
+  PG_MIGRATIONS,
   PG_SCHEMA_VERSION,
   StoreSchemaTooNew,
   StoreUnavailable,
@@ -117,6 +120,68 @@ if (!can.ok) {
         await again.close();
         const { rows: after } = await admin.query('SELECT version FROM schema_migrations');
         assert.equal(after.length, PG_SCHEMA_VERSION);
+      } finally {
+        await admin.end();
+        await db.drop();
+      }
+    });
+
+    it('migrates a version 1 database: its config records and links become WireGuard ones', async () => {
+      const db = await freshDatabase('from_v1');
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      try {
+        // A database as the first release of this store left it.
+        await admin.query(
+          `CREATE TABLE schema_migrations (version integer PRIMARY KEY,
+                                           applied_at timestamptz NOT NULL DEFAULT now())`,
+        );
+        await admin.query(PG_MIGRATIONS[0] ?? '');
+        await admin.query('INSERT INTO schema_migrations (version) VALUES (1)');
+        const m = member(1);
+        await admin.query(
+          `INSERT INTO members (name, ip, ip6, public_key, private_key, disabled, expires_at, full_tunnel,
+                                created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, false, NULL, false, $6, $6)`,
+          [m.name, m.ip, m.ip6, m.publicKey, m.privateKey, T0],
+        );
+        await admin.query(
+          `INSERT INTO config_deliveries (member_id, fingerprint, delivered_at)
+           SELECT id, 'sha256:old', $1 FROM members`,
+          [T0],
+        );
+        await admin.query(
+          `INSERT INTO download_links (hash, member_id, created_at, expires_at)
+           SELECT 'hash-old', id, $1, '2099-01-01T00:00:00.000Z' FROM members`,
+          [T0],
+        );
+
+        const store = await openPostgresStore(db.url);
+        try {
+          assert.equal(store.schemaVersion, PG_SCHEMA_VERSION);
+          const old = { name: m.name, fingerprint: 'sha256:old', deliveredAt: T0 };
+          assert.deepEqual(await store.allConfigDeliveries('wireguard'), [old]);
+          assert.deepEqual(await store.allConfigDeliveries('openvpn'), []);
+          assert.equal(await store.linkProtocol('hash-old'), 'wireguard');
+          // The new primary key: one record per member and protocol.
+          await store.putConfigDelivery({ ...old, fingerprint: 'sha256:ovpn' }, 'openvpn');
+          assert.deepEqual(await store.getConfigDelivery(m.name), old);
+          assert.equal(
+            await store.putOpenVpnCredential({
+              name: m.name,
+              serial: '01',
+              clientKeyId: 'aa',
+              certificate: 'C',
+              privateKey: 'K',
+              tlsCryptV2Key: 'T',
+              notAfter: T0,
+              issuedAt: T0,
+            }),
+            true,
+          );
+        } finally {
+          await store.close();
+        }
       } finally {
         await admin.end();
         await db.drop();
@@ -286,6 +351,53 @@ if (!can.ok) {
             `link ${i}: ${JSON.stringify(taken)}`,
           );
         }
+      } finally {
+        await a.close();
+        await b.close();
+        await db.drop();
+      }
+    });
+
+    it('OpenVPN credentials issued or revoked at once through two stores: one record, one revocation', async () => {
+      const db = await freshDatabase('ovpn');
+      const a = await openPostgresStore(db.url);
+      const b = await openPostgresStore(db.url);
+      const credential = (name: string, n: number): OpenVpnCredential => ({
+        name,
+        serial: `${n.toString(16)}0`,
+        clientKeyId: `k${n}`,
+        certificate: `CERT ${n}`,
+        privateKey: `KEY ${n}`,
+        tlsCryptV2Key: `TC2 ${n}`,
+        notAfter: '2099-01-01T00:00:00.000Z',
+        issuedAt: T0,
+      });
+      try {
+        for (let i = 0; i < 10; i++) {
+          const name = member(i).name;
+          await a.insertMember(member(i));
+          const put = await Promise.all([
+            a.putOpenVpnCredential(credential(name, 2 * i)),
+            b.putOpenVpnCredential(credential(name, 2 * i + 1)),
+          ]);
+          assert.deepEqual(
+            put.filter((p) => p),
+            [true],
+            `member ${i}: ${JSON.stringify(put)}`,
+          );
+          const current = await a.getOpenVpnCredential(name);
+          assert.equal(current?.serial, credential(name, put[0] ? 2 * i : 2 * i + 1).serial);
+          const revoked = await Promise.all([
+            a.revokeOpenVpnCredential(name, T0, 'rotated'),
+            b.revokeOpenVpnCredential(name, T0, 'rotated'),
+          ]);
+          assert.deepEqual(
+            revoked.filter((r) => r !== undefined).map((r) => r.serial),
+            [current?.serial],
+            `member ${i}: ${JSON.stringify(revoked)}`,
+          );
+        }
+        assert.equal((await a.allOpenVpnRevocations()).length, 10);
       } finally {
         await a.close();
         await b.close();

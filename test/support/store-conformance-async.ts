@@ -13,7 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import type { MemberRecord, MemberStatus, Settings } from '../../src/control/model.js';
+import type { MemberRecord, MemberStatus, OpenVpnCredential, Settings } from '../../src/control/model.js';
 import { StoreConflict } from '../../src/control/store.js';
 import type { AsyncStore } from '../../src/control/store-async.js';
 
@@ -1049,6 +1049,106 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
       await store.insertMember(member(2));
       assert.equal(await store.getConfigDelivery('m00002'), undefined);
       assert.deepEqual(await store.allConfigDeliveries(), [again]);
+    });
+
+    it('config deliveries and links per protocol: an OpenVPN record beside the WireGuard one', async (t) => {
+      const store = await fresh(t);
+      await store.insertMember(member(1));
+      const wg = { name: 'm00001', fingerprint: 'sha256:wg', deliveredAt: T0 };
+      const ovpn = { name: 'm00001', fingerprint: 'sha256:ovpn', deliveredAt: T1 };
+      await store.putConfigDelivery(wg);
+      await store.putConfigDelivery(ovpn, 'openvpn');
+      assert.deepEqual(await store.getConfigDelivery('m00001'), wg);
+      assert.deepEqual(await store.getConfigDelivery('m00001', 'wireguard'), wg);
+      assert.deepEqual(await store.getConfigDelivery('m00001', 'openvpn'), ovpn);
+      assert.deepEqual(await store.allConfigDeliveries(), [wg]);
+      assert.deepEqual(await store.allConfigDeliveries('openvpn'), [ovpn]);
+      await store.insertLink('hash-w', 'm00001', T0, T2);
+      await store.insertLink('hash-o', 'm00001', T0, T2, 'openvpn');
+      assert.equal(await store.linkProtocol('hash-w'), 'wireguard');
+      assert.equal(await store.linkProtocol('hash-o'), 'openvpn');
+      assert.equal(await store.linkProtocol('hash-x'), undefined);
+      assert.equal(await store.deleteMember('m00001'), true);
+      assert.deepEqual(await store.allConfigDeliveries('openvpn'), []);
+      assert.equal(await store.linkProtocol('hash-o'), undefined, 'links go with the member');
+    });
+
+    it('OpenVPN credentials: one current per member, revoked to a list that outlives the member', async (t) => {
+      const store = await fresh(t);
+      await store.insertMember(member(1));
+      await store.insertMember(member(2));
+      const rev = await store.revision();
+      const credential = (name: string, n: number): OpenVpnCredential => ({
+        name,
+        serial: `0${n}ab`,
+        clientKeyId: `c${n}`.repeat(8),
+        certificate: `CERT ${n}`,
+        privateKey: `KEY ${n}`,
+        tlsCryptV2Key: `TC2 ${n}`,
+        notAfter: T2,
+        issuedAt: T0,
+      });
+      assert.equal(await store.getOpenVpnCredential('m00001'), undefined);
+      assert.equal(await store.putOpenVpnCredential(credential('m00001', 1)), true);
+      assert.equal(await store.putOpenVpnCredential(credential('m00001', 2)), false, 'the first one stays');
+      assert.deepEqual(await store.getOpenVpnCredential('m00001'), credential('m00001', 1));
+      assert.deepEqual(await store.findOpenVpnCredential({ serial: '01ab' }), credential('m00001', 1));
+      assert.deepEqual(
+        await store.findOpenVpnCredential({ clientKeyId: 'c1'.repeat(8) }),
+        credential('m00001', 1),
+      );
+      assert.equal(await store.findOpenVpnCredential({ serial: '02ab' }), undefined);
+      await assert.rejects(
+        () => store.putOpenVpnCredential(credential('nobody', 3)),
+        conflictNaming('openvpn_credentials.member'),
+      );
+      assert.equal(await store.revision(), rev, 'not part of the change feed');
+
+      await assert.rejects(() =>
+        store.transaction(async () => {
+          await store.revokeOpenVpnCredential('m00001', T1, 'rotated');
+          throw new Error('rolled back');
+        }),
+      );
+      assert.deepEqual(
+        await store.getOpenVpnCredential('m00001'),
+        credential('m00001', 1),
+        'a rolled-back revocation',
+      );
+      assert.deepEqual(await store.allOpenVpnRevocations(), []);
+
+      const revoked = await store.revokeOpenVpnCredential('m00001', T1, 'rotated');
+      assert.deepEqual(revoked, {
+        serial: '01ab',
+        clientKeyId: 'c1'.repeat(8),
+        name: 'm00001',
+        revokedAt: T1,
+        reason: 'rotated',
+      });
+      assert.equal(await store.getOpenVpnCredential('m00001'), undefined);
+      assert.equal(await store.findOpenVpnCredential({ serial: '01ab' }), undefined);
+      assert.deepEqual(await store.findOpenVpnRevocation({ serial: '01ab' }), revoked);
+      assert.deepEqual(await store.findOpenVpnRevocation({ clientKeyId: 'c1'.repeat(8) }), revoked);
+      assert.equal(await store.revokeOpenVpnCredential('m00001', T1, 'rotated'), undefined);
+      assert.equal(
+        await store.putOpenVpnCredential(credential('m00001', 3)),
+        true,
+        'new ones after a revocation',
+      );
+
+      await store.putOpenVpnCredential(credential('m00002', 2));
+      assert.equal(await store.deleteMember('m00002'), true);
+      assert.equal((await store.findOpenVpnRevocation({ serial: '02ab' }))?.reason, 'removed');
+      await store.insertMember(member(2));
+      assert.equal(
+        await store.getOpenVpnCredential('m00002'),
+        undefined,
+        'a new member of the name has none',
+      );
+      assert.deepEqual(
+        (await store.allOpenVpnRevocations()).map((r) => r.serial),
+        ['01ab', '02ab'],
+      );
     });
 
     it('member statuses: putStatuses upserts many rows at once, allStatuses by name', async (t) => {
