@@ -49,8 +49,10 @@ import type {
   Proto,
   Settings,
   SharedRoute,
+  SiteRecord,
   TrafficSample,
 } from './model.js';
+import type { SiteStatus } from '../ipsec/site-spec.js';
 import { StoreConflict, type MemberQuery } from './store.js';
 import type { AsyncStore } from './store-async.js';
 
@@ -237,8 +239,51 @@ ALTER TABLE download_links ADD COLUMN protocol text NOT NULL DEFAULT 'wireguard'
   CHECK (protocol IN ('wireguard', 'openvpn'));
 `;
 
+/**
+ * Version 3: IPsec sites, as the SQLite store's version 5. A site is one row; its lists (subnets, proposals,
+ * policy groups) are jsonb arrays, read and written whole (nothing joins on them: a deleted group's name is
+ * removed from every site by the control plane, in the transaction that deletes the group). The live status the
+ * gateway reports is one jsonb document per site, replaced wholesale. The change feed gains the kind 'site'.
+ */
+const SCHEMA_V3 = `
+CREATE TABLE sites (
+  name text COLLATE "C" CONSTRAINT "sites.name" PRIMARY KEY,
+  enabled boolean NOT NULL,
+  remote_address text,
+  local_id text,
+  remote_id text,
+  psk text NOT NULL,
+  force_short_psk boolean NOT NULL,
+  local_subnets jsonb NOT NULL CHECK (jsonb_typeof(local_subnets) = 'array'),
+  remote_subnets jsonb NOT NULL CHECK (jsonb_typeof(remote_subnets) = 'array'),
+  mode text NOT NULL CHECK (mode IN ('tunnel', 'transport')),
+  ike_proposals jsonb NOT NULL CHECK (jsonb_typeof(ike_proposals) = 'array'),
+  esp_proposals jsonb NOT NULL CHECK (jsonb_typeof(esp_proposals) = 'array'),
+  allow_legacy_groups boolean NOT NULL,
+  ike_lifetime_sec integer NOT NULL,
+  child_lifetime_sec integer NOT NULL,
+  dpd_interval_sec integer NOT NULL,
+  dpd_action text NOT NULL CHECK (dpd_action IN ('restart', 'clear', 'hold')),
+  start_action text NOT NULL CHECK (start_action IN ('initiate', 'wait', 'on-traffic')),
+  policy_groups jsonb NOT NULL CHECK (jsonb_typeof(policy_groups) = 'array'),
+  created_at text NOT NULL,
+  updated_at text NOT NULL
+);
+
+CREATE TABLE site_status (
+  name text COLLATE "C" CONSTRAINT "site_status.name" PRIMARY KEY,
+  status jsonb NOT NULL,
+  at text NOT NULL
+);
+
+-- The name PostgreSQL gave version 1's column constraint.
+ALTER TABLE changes DROP CONSTRAINT changes_kind_check;
+ALTER TABLE changes ADD CONSTRAINT changes_kind_check
+  CHECK (kind IN ('settings', 'member', 'group', 'route', 'policy', 'site'));
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
-export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2];
+export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /** The schema version this build writes. */
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
@@ -295,6 +340,57 @@ interface Tx {
    * transaction does not hold it: rolling back to a savepoint releases the locks taken after it.
    */
   feedLockedAt: number | undefined;
+}
+
+/** The columns of `sites` in siteParams' order (name first). */
+const SITE_COLUMNS = [
+  'name',
+  'enabled',
+  'remote_address',
+  'local_id',
+  'remote_id',
+  'psk',
+  'force_short_psk',
+  'local_subnets',
+  'remote_subnets',
+  'mode',
+  'ike_proposals',
+  'esp_proposals',
+  'allow_legacy_groups',
+  'ike_lifetime_sec',
+  'child_lifetime_sec',
+  'dpd_interval_sec',
+  'dpd_action',
+  'start_action',
+  'policy_groups',
+  'created_at',
+  'updated_at',
+] as const;
+
+const SITE_SELECT = `SELECT ${SITE_COLUMNS.join(', ')} FROM sites`;
+
+interface SiteRow {
+  readonly name: string;
+  readonly enabled: boolean;
+  readonly remote_address: string | null;
+  readonly local_id: string | null;
+  readonly remote_id: string | null;
+  readonly psk: string;
+  readonly force_short_psk: boolean;
+  readonly local_subnets: string[];
+  readonly remote_subnets: string[];
+  readonly mode: SiteRecord['mode'];
+  readonly ike_proposals: string[];
+  readonly esp_proposals: string[];
+  readonly allow_legacy_groups: boolean;
+  readonly ike_lifetime_sec: number;
+  readonly child_lifetime_sec: number;
+  readonly dpd_interval_sec: number;
+  readonly dpd_action: SiteRecord['dpdAction'];
+  readonly start_action: SiteRecord['startAction'];
+  readonly policy_groups: string[];
+  readonly created_at: string;
+  readonly updated_at: string;
 }
 
 const CREDENTIAL_SELECT = `
@@ -654,6 +750,76 @@ export class PostgresStore implements AsyncStore {
       const { rowCount } = await q('DELETE FROM routes WHERE cidr = $1', [cidr]);
       return rowCount === 0 ? { result: false, changes: [] } : { result: true, changes: [['route', cidr]] };
     });
+  }
+
+  async listSites(): Promise<SiteRecord[]> {
+    const { rows } = await this.#read<SiteRow>(`${SITE_SELECT} ORDER BY name`);
+    return rows.map(siteFromRow);
+  }
+
+  async getSite(name: string): Promise<SiteRecord | undefined> {
+    const { rows } = await this.#read<SiteRow>(`${SITE_SELECT} WHERE name = $1`, [name]);
+    return rows[0] === undefined ? undefined : siteFromRow(rows[0]);
+  }
+
+  /**
+   * ON CONFLICT DO NOTHING rather than a look-up first: two gateways inserting the same name at once, the second
+   * INSERT waits for the first to commit and then inserts nothing, so it gets the same StoreConflict.
+   */
+  insertSite(site: SiteRecord): Promise<void> {
+    return this.#change(async (q) => {
+      const { rowCount } = await q(
+        `INSERT INTO sites (${SITE_COLUMNS.join(', ')})
+         VALUES (${SITE_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
+         ON CONFLICT (name) DO NOTHING`,
+        siteParams(site),
+      );
+      if (rowCount === 0) throw new StoreConflict(`a site named "${site.name}" already exists`);
+      return { result: undefined, changes: [['site', site.name]] };
+    });
+  }
+
+  updateSite(site: SiteRecord): Promise<boolean> {
+    return this.#change(async (q) => {
+      const { rowCount } = await q(
+        `UPDATE sites SET ${SITE_COLUMNS.slice(1)
+          .map((c, i) => `${c} = $${i + 2}`)
+          .join(', ')}
+          WHERE name = $1`,
+        siteParams(site),
+      );
+      return rowCount === 0
+        ? { result: false, changes: [] }
+        : { result: true, changes: [['site', site.name]] };
+    });
+  }
+
+  /** The site's status row goes with it. */
+  deleteSite(name: string): Promise<boolean> {
+    return this.#change(async (q) => {
+      const { rowCount } = await q('DELETE FROM sites WHERE name = $1', [name]);
+      if (rowCount === 0) return { result: false, changes: [] };
+      await q('DELETE FROM site_status WHERE name = $1', [name]);
+      return { result: true, changes: [['site', name]] };
+    });
+  }
+
+  /** Replaces every status row with these (not in the change feed): what the gateway reports is the whole set. */
+  async putSiteStatuses(statuses: readonly SiteStatus[]): Promise<void> {
+    await this.#write(async (q) => {
+      await q('DELETE FROM site_status');
+      if (statuses.length === 0) return;
+      await q(
+        `INSERT INTO site_status (name, status, at)
+         SELECT * FROM unnest($1::text[], $2::jsonb[], $3::text[])`,
+        [statuses.map((s) => s.name), statuses.map((s) => JSON.stringify(s)), statuses.map((s) => s.at)],
+      );
+    });
+  }
+
+  async allSiteStatuses(): Promise<SiteStatus[]> {
+    const { rows } = await this.#read<{ status: SiteStatus }>('SELECT status FROM site_status ORDER BY name');
+    return rows.map((r) => r.status);
   }
 
   async listPolicies(): Promise<Policy[]> {
@@ -1444,6 +1610,59 @@ function memberFromRow(r: MemberRow): MemberRecord {
     disabled: r.disabled,
     expiresAt: r.expires_at,
     fullTunnel: r.full_tunnel,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** A site's values in SITE_COLUMNS' order; lists as JSON text (pg would send a JS array as a SQL array). */
+function siteParams(s: SiteRecord): unknown[] {
+  return [
+    s.name,
+    s.enabled,
+    s.remoteAddress,
+    s.localId,
+    s.remoteId,
+    s.psk,
+    s.forceShortPsk,
+    JSON.stringify(s.localSubnets),
+    JSON.stringify(s.remoteSubnets),
+    s.mode,
+    JSON.stringify(s.ikeProposals),
+    JSON.stringify(s.espProposals),
+    s.allowLegacyGroups,
+    s.ikeLifetimeSec,
+    s.childLifetimeSec,
+    s.dpdIntervalSec,
+    s.dpdAction,
+    s.startAction,
+    JSON.stringify(s.groups),
+    s.createdAt,
+    s.updatedAt,
+  ];
+}
+
+function siteFromRow(r: SiteRow): SiteRecord {
+  return {
+    name: r.name,
+    enabled: r.enabled,
+    remoteAddress: r.remote_address,
+    localId: r.local_id,
+    remoteId: r.remote_id,
+    psk: r.psk,
+    forceShortPsk: r.force_short_psk,
+    localSubnets: r.local_subnets,
+    remoteSubnets: r.remote_subnets,
+    mode: r.mode,
+    ikeProposals: r.ike_proposals,
+    espProposals: r.esp_proposals,
+    allowLegacyGroups: r.allow_legacy_groups,
+    ikeLifetimeSec: r.ike_lifetime_sec,
+    childLifetimeSec: r.child_lifetime_sec,
+    dpdIntervalSec: r.dpd_interval_sec,
+    dpdAction: r.dpd_action,
+    startAction: r.start_action,
+    groups: r.policy_groups,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

@@ -10,12 +10,14 @@
  *      taken at once through two stores is taken once, and so are OpenVPN credentials issued or revoked at once; 10 concurrent writers leave revisions gap-free, and a
  *      follower polling meanwhile never sees a revision appear below one it has already seen;
  *   5. the server stopped and started again, and restarted with pg_ctl, while a store and a listener are open;
- *   6. a transaction that throws leaves nothing behind, and no connection stuck in it.
+ *   6. a transaction that throws leaves nothing behind, and no connection stuck in it;
+ *   7. IPsec sites and their statuses (on PostgresStore directly until the Store interface has them).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { OpenVpnCredential } from '../../src/control/model.js';
+import type { OpenVpnCredential, SiteRecord } from '../../src/control/model.js';
+import type { ChildSaView, SiteStatus } from '../../src/ipsec/site-spec.js';
 import { StoreConflict } from '../../src/control/store.js';
 import { openStore } from '../../src/control/store-open.js';
 import {
@@ -30,6 +32,76 @@ import {
 import { member, SETTINGS, T0 } from '../support/store-conformance.js';
 import { asyncStoreConformance } from '../support/store-conformance-async.js';
 import { canRunPostgres, startPostgres, type PostgresServer } from './postgres-harness.js';
+
+const T1 = '2024-05-01T12:01:00.000Z';
+const T2 = '2024-05-01T12:02:00.000Z';
+
+/** A site named `name` with every field set (lists of several entries, nulls and non-defaults included). */
+function site(name: string, overrides: Partial<SiteRecord> = {}): SiteRecord {
+  return {
+    name,
+    enabled: true,
+    remoteAddress: '198.51.100.20',
+    localId: 'fqdn:gw.example.net',
+    remoteId: null,
+    psk: 'a-pre-shared-key-of-32-characters',
+    forceShortPsk: false,
+    localSubnets: ['10.77.0.0/16', 'fd00:77::/64'],
+    remoteSubnets: ['10.20.0.0/24', '10.21.0.0/24'],
+    mode: 'tunnel',
+    ikeProposals: ['aes256gcm16-prfsha256-x25519', 'aes256-sha256-modp2048'],
+    espProposals: ['aes256gcm16'],
+    allowLegacyGroups: false,
+    ikeLifetimeSec: 14_400,
+    childLifetimeSec: 3_600,
+    dpdIntervalSec: 30,
+    dpdAction: 'restart',
+    startAction: 'initiate',
+    groups: ['eng', 'ops'],
+    createdAt: T0,
+    updatedAt: T0,
+    ...overrides,
+  };
+}
+
+function siteStatus(name: string, overrides: Partial<SiteStatus> = {}): SiteStatus {
+  return {
+    name,
+    state: 'up',
+    ike: {
+      spiI: '0123456789abcdef',
+      spiR: 'fedcba9876543210',
+      initiator: true,
+      proposal: 'aes256gcm16-prfsha256-x25519',
+      peerId: 'ipv4:198.51.100.20',
+      remote: '198.51.100.20:500',
+      encapsulated: false,
+      establishedAt: T0,
+      rekeyedAt: null,
+    },
+    children: [
+      {
+        inboundSpi: 'c0000001',
+        outboundSpi: 'c0000002',
+        mode: 'tunnel',
+        proposal: 'aes256gcm16-esn',
+        carrier: 'raw',
+        localSubnets: ['10.77.0.0/16'],
+        remoteSubnets: ['10.20.0.0/24'],
+        establishedAt: T0,
+        rekeyedAt: T1,
+        packetsIn: 10,
+        bytesIn: 1000,
+        packetsOut: 20,
+        bytesOut: 2000,
+        drops: { replay: 1 },
+      },
+    ],
+    lastError: null,
+    at: T1,
+    ...overrides,
+  };
+}
 
 const can = canRunPostgres();
 let server: PostgresServer | undefined;
@@ -527,6 +599,174 @@ if (!can.ok) {
         await b.close();
         await db.drop();
       }
+    });
+  });
+
+  /**
+   * IPsec sites, on PostgresStore itself (the `Store` interface gains the site methods separately; once it has
+   * them, these cases belong in the async conformance suite, beside the synchronous suite's).
+   */
+  describe('PostgresStore: IPsec sites', () => {
+    /** One store on a fresh database for the duration of `fn`. */
+    async function withStore(prefix: string, fn: (store: PostgresStore, url: string) => Promise<void>) {
+      const db = await freshDatabase(prefix);
+      const store = await openPostgresStore(db.url);
+      try {
+        await fn(store, db.url);
+      } finally {
+        await store.close();
+        await db.drop();
+      }
+    }
+
+    function feedOf(store: PostgresStore, since: number): Promise<[string, string][]> {
+      return store.changesSince(since).then((changes) => changes.map((c) => [c.kind, c.key]));
+    }
+
+    it('insert, get, list by name, update, delete, each in the change feed', async () => {
+      await withStore('sites', async (store) => {
+        assert.deepEqual(await store.listSites(), []);
+        assert.equal(await store.getSite('hq'), undefined);
+        const rev0 = await store.revision();
+        const b = site('branch', { remoteAddress: null, startAction: 'wait', localId: null, groups: [] });
+        const h = site('hq', {
+          mode: 'transport',
+          dpdAction: 'hold',
+          allowLegacyGroups: true,
+          forceShortPsk: true,
+        });
+        await store.insertSite(h);
+        await store.insertSite(b);
+        assert.deepEqual(await store.getSite('hq'), h);
+        assert.deepEqual(await store.getSite('branch'), b);
+        assert.deepEqual(await store.listSites(), [b, h], 'ordered by name');
+        assert.deepEqual(await feedOf(store, rev0), [
+          ['site', 'hq'],
+          ['site', 'branch'],
+        ]);
+
+        const changed = { ...h, enabled: false, remoteSubnets: ['10.30.0.0/16'], updatedAt: T2 };
+        assert.equal(await store.updateSite(changed), true);
+        assert.deepEqual(await store.getSite('hq'), changed);
+        assert.equal(await store.updateSite(site('nowhere')), false);
+        assert.equal(await store.deleteSite('branch'), true);
+        assert.equal(await store.deleteSite('branch'), false);
+        assert.deepEqual(await store.listSites(), [changed]);
+        assert.deepEqual(await feedOf(store, rev0), [
+          ['site', 'hq'],
+          ['site', 'branch'],
+          ['site', 'hq'],
+          ['site', 'branch'],
+        ]);
+        // Names sort byte-wise, as in SQLite, whatever the database's locale.
+        for (const name of ['b-2', 'B1', 'a_1']) await store.insertSite(site(name));
+        assert.deepEqual(
+          (await store.listSites()).map((s) => s.name),
+          ['B1', 'a_1', 'b-2', 'hq'],
+        );
+      });
+    });
+
+    it('a duplicate name is a StoreConflict (also from two stores at once); a rolled-back insert leaves nothing', async () => {
+      await withStore('sites_dup', async (store, url) => {
+        await store.insertSite(site('hq'));
+        const rev = await store.revision();
+        const isDuplicate = (name: string) => (err: unknown) =>
+          err instanceof StoreConflict && err.message === `a site named "${name}" already exists`;
+        await assert.rejects(
+          () => store.insertSite(site('hq', { psk: 'another-key-of-enough-length' })),
+          isDuplicate('hq'),
+        );
+        assert.equal((await store.getSite('hq'))?.psk, site('hq').psk);
+        await assert.rejects(() =>
+          store.transaction(async () => {
+            await store.insertSite(site('branch'));
+            await store.deleteSite('hq');
+            throw new Error('rolled back');
+          }),
+        );
+        assert.deepEqual(
+          (await store.listSites()).map((s) => s.name),
+          ['hq'],
+        );
+        assert.equal(await store.revision(), rev);
+
+        const other = await openPostgresStore(url);
+        try {
+          for (let i = 0; i < 10; i++) {
+            const name = `race${i}`;
+            const results = await Promise.allSettled([
+              store.insertSite(site(name)),
+              other.insertSite(site(name, { psk: 'the-other-gateways-key-of-length' })),
+            ]);
+            const rejected = results.filter((r) => r.status === 'rejected');
+            assert.equal(rejected.length, 1, `${name}: ${JSON.stringify(results)}`);
+            assert.ok(isDuplicate(name)((rejected[0] as PromiseRejectedResult).reason));
+          }
+          assert.equal(await other.revision(), rev + 10, 'one change per site');
+        } finally {
+          await other.close();
+        }
+      });
+    });
+
+    it('statuses: replaced wholesale, not in the change feed, gone with their site', async () => {
+      await withStore('site_status', async (store) => {
+        await store.insertSite(site('hq'));
+        await store.insertSite(site('branch'));
+        const rev = await store.revision();
+        assert.deepEqual(await store.allSiteStatuses(), []);
+        const hq = siteStatus('hq');
+        const branch = siteStatus('branch', {
+          state: 'down',
+          ike: null,
+          children: [],
+          lastError: { at: T1, message: 'no proposal chosen' },
+        });
+        await store.putSiteStatuses([hq, branch]);
+        assert.deepEqual(await store.allSiteStatuses(), [branch, hq]);
+        await store.putSiteStatuses([siteStatus('hq', { state: 'connecting', at: T2 })]);
+        assert.deepEqual(await store.allSiteStatuses(), [siteStatus('hq', { state: 'connecting', at: T2 })]);
+        assert.equal(await store.revision(), rev, 'statuses are not changes of the network');
+        await store.putSiteStatuses([hq, branch]);
+        await store.deleteSite('hq');
+        assert.deepEqual(await store.allSiteStatuses(), [branch]);
+        await assert.rejects(() =>
+          store.transaction(async () => {
+            await store.putSiteStatuses([]);
+            throw new Error('rolled back');
+          }),
+        );
+        assert.deepEqual(await store.allSiteStatuses(), [branch], 'a rolled-back report changes nothing');
+        await store.putSiteStatuses([]);
+        assert.deepEqual(await store.allSiteStatuses(), []);
+      });
+    });
+
+    it('lists round-trip as JSON in their order (empty, several, any text), and values are copied in and out', async () => {
+      await withStore('site_lists', async (store) => {
+        const odd = site('odd', {
+          localSubnets: [],
+          remoteSubnets: ['2001:db8::/32', '10.0.0.0/8', '10.0.0.0/8'],
+          ikeProposals: ['z', 'a', 'quote " and \\ backslash', 'ünïcödé'],
+          espProposals: [],
+          groups: ['zeta', 'alpha'],
+          localId: 'email:ops@example.net',
+          remoteId: 'keyid:0a1b',
+        });
+        await store.insertSite(odd);
+        assert.deepEqual(await store.getSite('odd'), odd);
+        const s = site('hq');
+        await store.insertSite(s);
+        s.remoteSubnets.push('10.99.0.0/16');
+        ((await store.getSite('hq'))?.groups as string[]).push('x');
+        ((await store.listSites())[0]?.localSubnets as string[]).push('x');
+        assert.deepEqual(await store.getSite('hq'), site('hq'));
+        const status = siteStatus('hq');
+        await store.putSiteStatuses([status]);
+        (status.children as ChildSaView[]).pop();
+        assert.deepEqual(await store.allSiteStatuses(), [siteStatus('hq')]);
+      });
     });
   });
 
