@@ -490,6 +490,8 @@ if (!can.ok) {
         const follow = (async () => {
           let last = 0;
           for (let polls = 0; polls < 100_000; polls++) {
+            // Read before the poll: an empty answer to a poll that started before the last commit proves nothing.
+            const finished = done;
             const batch = await follower.changesSince(last, 50);
             for (const c of batch) {
               assert.equal(c.rev, last + 1, `after ${last} the follower saw ${c.rev}`);
@@ -497,7 +499,7 @@ if (!can.ok) {
               followed.push(c.rev);
             }
             if (batch.length === 0) {
-              if (done) return;
+              if (finished) return;
               await new Promise((resolve) => setTimeout(resolve, 2));
             }
           }
