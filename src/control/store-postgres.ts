@@ -55,6 +55,7 @@ import type {
 import type { SiteStatus } from '../ipsec/site-spec.js';
 import { StoreConflict, type MemberQuery } from './store.js';
 import type { AsyncStore } from './store-async.js';
+import { acquireLease, type Lease, type LeaseOptions } from './pg-lease.js';
 
 /** The change feed keeps at least this many of its newest rows, trimmed every CHANGE_FEED_PRUNE_EVERY. */
 const CHANGE_FEED_KEEP = 10_000;
@@ -282,8 +283,30 @@ ALTER TABLE changes ADD CONSTRAINT changes_kind_check
   CHECK (kind IN ('settings', 'member', 'group', 'route', 'policy', 'site'));
 `;
 
+/**
+ * Version 4: failover primitives. `gateways`: every gateway sharing this database, registered by itself, with
+ * the time it last said it was alive (the database's clock, so gateways' clocks need not agree). `leases`: a
+ * number per lease name, the second key of the lease's advisory lock (pg-lease.ts); the holder is not stored,
+ * it is whichever live session holds the lock.
+ */
+const SCHEMA_V4 = `
+CREATE TABLE gateways (
+  name text COLLATE "C" CONSTRAINT "gateways.name" PRIMARY KEY,
+  endpoint text NOT NULL,
+  public_key text COLLATE "C" NOT NULL CONSTRAINT "gateways.public_key" UNIQUE,
+  region text NOT NULL,
+  registered_at timestamptz NOT NULL DEFAULT now(),
+  last_seen timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE leases (
+  id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name text COLLATE "C" NOT NULL CONSTRAINT "leases.name" UNIQUE
+);
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
-export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /** The schema version this build writes. */
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
@@ -340,6 +363,50 @@ interface Tx {
    * transaction does not hold it: rolling back to a savepoint releases the locks taken after it.
    */
   feedLockedAt: number | undefined;
+}
+
+/** What a gateway says about itself when it joins. */
+export interface GatewayRegistration {
+  readonly name: string;
+  /** host:port where members and other gateways reach it. */
+  readonly endpoint: string;
+  /** Its own WireGuard public key (base64). */
+  readonly publicKey: string;
+  /** A region or site label, free text ("eu-west", "office"). */
+  readonly region: string;
+}
+
+export interface GatewayRecord extends GatewayRegistration {
+  readonly registeredAt: string;
+  /** ISO 8601, the database's clock. */
+  readonly lastSeen: string;
+  /** Milliseconds since lastSeen by the database's clock when it was read (no clock of ours involved). */
+  readonly silentMs: number;
+}
+
+const GATEWAY_COLUMNS = `name, endpoint, public_key, region, registered_at, last_seen,
+  (extract(epoch FROM clock_timestamp() - last_seen) * 1000)::float8 AS silent_ms`;
+
+interface GatewayRow {
+  readonly name: string;
+  readonly endpoint: string;
+  readonly public_key: string;
+  readonly region: string;
+  readonly registered_at: Date;
+  readonly last_seen: Date;
+  readonly silent_ms: number;
+}
+
+function gatewayFromRow(r: GatewayRow): GatewayRecord {
+  return {
+    name: r.name,
+    endpoint: r.endpoint,
+    publicKey: r.public_key,
+    region: r.region,
+    registeredAt: r.registered_at.toISOString(),
+    lastSeen: r.last_seen.toISOString(),
+    silentMs: Math.max(0, Math.round(r.silent_ms)),
+  };
 }
 
 /** The columns of `sites` in siteParams' order (name first). */
@@ -1216,6 +1283,59 @@ export class PostgresStore implements AsyncStore {
     await listener.start();
     this.#listeners.add(listener);
     return listener;
+  }
+
+  // ---- failover primitives (issue 14): not part of Store; the gateway does not use them yet ----
+
+  /**
+   * Registers a gateway, or updates its endpoint, key and region when it registers again (a restart, a new
+   * address); either way it is seen now. Throws StoreConflict ("gateways.public_key") when another gateway
+   * has the key. Not in the change feed.
+   */
+  async registerGateway(gateway: GatewayRegistration): Promise<GatewayRecord> {
+    const { rows } = await this.#write((q) =>
+      q<GatewayRow>(
+        `INSERT INTO gateways (name, endpoint, public_key, region) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (name) DO UPDATE SET endpoint = excluded.endpoint, public_key = excluded.public_key,
+                                          region = excluded.region, last_seen = now()
+         RETURNING ${GATEWAY_COLUMNS}`,
+        [gateway.name, gateway.endpoint, gateway.publicKey, gateway.region],
+      ),
+    );
+    const row = rows[0];
+    if (row === undefined)
+      throw new Error(`${this.path}: registering gateway ${gateway.name} returned no row`);
+    return gatewayFromRow(row);
+  }
+
+  /** Marks the gateway alive now (the database's clock); false when it is not registered. */
+  async heartbeatGateway(name: string): Promise<boolean> {
+    const { rowCount } = await this.#write((q) =>
+      q('UPDATE gateways SET last_seen = now() WHERE name = $1', [name]),
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** Every registered gateway, ordered by name, with how long ago (by the database's clock) it was seen. */
+  async listGateways(): Promise<GatewayRecord[]> {
+    const { rows } = await this.#read<GatewayRow>(`SELECT ${GATEWAY_COLUMNS} FROM gateways ORDER BY name`);
+    return rows.map(gatewayFromRow);
+  }
+
+  async removeGateway(name: string): Promise<boolean> {
+    const { rowCount } = await this.#write((q) => q('DELETE FROM gateways WHERE name = $1', [name]));
+    return (rowCount ?? 0) > 0;
+  }
+
+  /**
+   * Tries to take the lease `name` (pg-lease.ts) on a connection of its own: the Lease, or null when another
+   * live session holds it. The lease is not closed with the store: release it.
+   */
+  acquireLease(name: string, options?: LeaseOptions): Promise<Lease | null> {
+    this.#usable();
+    return acquireLease(this.#config, name, options).catch((err: unknown) => {
+      throw this.#mapped(err);
+    });
   }
 
   // ---- the one place that decides connections, transactions and errors ----

@@ -7,17 +7,25 @@
  *   3. two stores on one database: a change through one reaches the other's changesSince and wakes its
  *      `listen` within 1 s (p50/p99 over 50 changes printed);
  *   4. races: one name inserted at once through two stores gives exactly one StoreConflict; a download link
- *      taken at once through two stores is taken once, and so are OpenVPN credentials issued or revoked at once; 10 concurrent writers leave revisions gap-free, and a
- *      follower polling meanwhile never sees a revision appear below one it has already seen;
+ *      taken at once through two stores is taken once, and so are OpenVPN credentials issued or revoked at
+ *      once; 10 concurrent writers leave revisions gap-free, and a follower polling meanwhile never sees a
+ *      revision appear below one it has already seen;
  *   5. the server stopped and started again, and restarted with pg_ctl, while a store and a listener are open;
  *   6. a transaction that throws leaves nothing behind, and no connection stuck in it;
- *   7. IPsec sites and their statuses (on PostgresStore directly until the Store interface has them).
+ *   7. IPsec sites and their statuses (on PostgresStore directly until the Store interface has them);
+ *   8. failover primitives: gateways register and heartbeat; two stores race for a lease and one wins; the
+ *      holder (a child process) killed with -9, or stopped, frees it for the other (times printed); a restart
+ *      of PostgreSQL tells the holder it lost it.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { OpenVpnCredential, SiteRecord } from '../../src/control/model.js';
 import type { ChildSaView, SiteStatus } from '../../src/ipsec/site-spec.js';
+import type { Lease } from '../../src/control/pg-lease.js';
 import { StoreConflict } from '../../src/control/store.js';
 import { openStore } from '../../src/control/store-open.js';
 import {
@@ -769,6 +777,217 @@ if (!can.ok) {
         (status.children as ChildSaView[]).pop();
         assert.deepEqual(await store.allSiteStatuses(), [siteStatus('hq')]);
       });
+    });
+  });
+
+  /** Failover primitives: gateways and the lease on a shared address (not used by the gateway yet). */
+  describe('PostgresStore: gateways and leases', () => {
+    it('gateways register, register again with a new endpoint, heartbeat, and list by name', async () => {
+      const db = await freshDatabase('gateways');
+      const a = await openPostgresStore(db.url);
+      const b = await openPostgresStore(db.url);
+      try {
+        const west = {
+          name: 'gw-west',
+          endpoint: '192.0.2.1:51820',
+          publicKey: 'A'.repeat(43) + '=',
+          region: 'eu-west',
+        };
+        const east = {
+          name: 'gw-east',
+          endpoint: '192.0.2.2:51820',
+          publicKey: 'B'.repeat(43) + '=',
+          region: 'us-east',
+        };
+        const first = await a.registerGateway(west);
+        assert.deepEqual(
+          { name: first.name, endpoint: first.endpoint, publicKey: first.publicKey, region: first.region },
+          west,
+        );
+        await b.registerGateway(east);
+        assert.deepEqual(
+          (await a.listGateways()).map((g) => g.name),
+          ['gw-east', 'gw-west'],
+        );
+        await assert.rejects(
+          () => b.registerGateway({ ...east, name: 'gw-copy' }),
+          (err: unknown) => err instanceof StoreConflict && /gateways\.public_key/.test(err.message),
+        );
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const silent = (await b.listGateways()).find((g) => g.name === 'gw-west');
+        assert.ok(silent !== undefined && silent.silentMs >= 250, JSON.stringify(silent));
+        assert.equal(await a.heartbeatGateway('gw-west'), true);
+        assert.equal(await a.heartbeatGateway('gw-nowhere'), false);
+        const seen = (await b.listGateways()).find((g) => g.name === 'gw-west');
+        assert.ok(
+          seen !== undefined && seen.silentMs < 250 && seen.lastSeen > silent.lastSeen,
+          JSON.stringify(seen),
+        );
+        const moved = await a.registerGateway({ ...west, endpoint: '198.51.100.1:51820' });
+        assert.equal(moved.endpoint, '198.51.100.1:51820');
+        assert.equal(
+          moved.registeredAt,
+          first.registeredAt,
+          'registering again keeps the first registration',
+        );
+        assert.equal(await a.revision(), 0, 'gateways are not in the change feed');
+        assert.equal(await b.removeGateway('gw-east'), true);
+        assert.deepEqual(
+          (await a.listGateways()).map((g) => g.name),
+          ['gw-west'],
+        );
+      } finally {
+        await a.close();
+        await b.close();
+        await db.drop();
+      }
+    });
+
+    it('two stores race for one lease: exactly one wins; released, the other can take it', async () => {
+      const db = await freshDatabase('lease_race');
+      const a = await openPostgresStore(db.url);
+      const b = await openPostgresStore(db.url);
+      const held: Lease[] = [];
+      try {
+        for (let i = 0; i < 10; i++) {
+          const name = `shared-address-${i}`;
+          const got = await Promise.all([a.acquireLease(name), b.acquireLease(name)]);
+          const winners = got.filter((l): l is Lease => l !== null);
+          held.push(...winners);
+          assert.equal(winners.length, 1, `${name}: ${got.map((l) => l !== null).join(', ')}`);
+          assert.equal(await a.acquireLease(name), null, 'held: a third attempt fails too');
+        }
+        const [first] = held;
+        assert.ok(first !== undefined && first.held);
+        await first.release();
+        assert.equal(first.held, false);
+        const again = await b.acquireLease('shared-address-0');
+        assert.ok(again !== null, 'a released lease is free at once');
+        held.push(again);
+        let lostAfterRelease = false;
+        first.onLost(() => (lostAfterRelease = true));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(lostAfterRelease, false, 'a release is not a loss');
+      } finally {
+        await Promise.all(held.map((l) => l.release()));
+        await a.close();
+        await b.close();
+        await db.drop();
+      }
+    });
+
+    it('the holder killed with -9: another store takes the lease within 5 s (time printed)', async () => {
+      const db = await freshDatabase('lease_kill');
+      const store = await openPostgresStore(db.url);
+      const holderScript = fileURLToPath(new URL('../support/lease-holder.js', import.meta.url));
+      const holder = spawn(process.execPath, [holderScript, db.url, 'shared-address'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let lease: Lease | null = null;
+      try {
+        let out = '';
+        holder.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+        await until(
+          () => out.includes('held') || out.includes('busy'),
+          10_000,
+          'the holder to take the lease',
+        );
+        assert.equal(out.trim(), 'held');
+        assert.equal(await store.acquireLease('shared-address'), null, 'held by the child');
+
+        const killedAt = performance.now();
+        holder.kill('SIGKILL');
+        const deadline = killedAt + 5000;
+        while (lease === null && performance.now() < deadline) {
+          lease = await store.acquireLease('shared-address');
+          if (lease === null) await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        const tookMs = performance.now() - killedAt;
+        console.log(
+          `lease holder killed with -9 -> lease taken by the other store after ${tookMs.toFixed(1)} ms`,
+        );
+        assert.ok(lease !== null, `the lease was still held ${tookMs.toFixed(0)} ms after the kill`);
+        assert.equal(lease.held, true);
+      } finally {
+        if (holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
+        await lease?.release();
+        await store.close();
+        await db.drop();
+      }
+    });
+
+    it('the holder stopped (SIGSTOP, a hung process): the lease is free within 5 s, and the holder hears it lost it', async () => {
+      const db = await freshDatabase('lease_stop');
+      const store = await openPostgresStore(db.url);
+      const holderScript = fileURLToPath(new URL('../support/lease-holder.js', import.meta.url));
+      const holder = spawn(process.execPath, [holderScript, db.url, 'shared-address'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let lease: Lease | null = null;
+      try {
+        let out = '';
+        holder.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+        await until(
+          () => out.includes('held') || out.includes('busy'),
+          10_000,
+          'the holder to take the lease',
+        );
+        assert.equal(out.trim(), 'held');
+
+        const stoppedAt = performance.now();
+        holder.kill('SIGSTOP');
+        const deadline = stoppedAt + 5000;
+        while (lease === null && performance.now() < deadline) {
+          lease = await store.acquireLease('shared-address');
+          if (lease === null) await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        const tookMs = performance.now() - stoppedAt;
+        console.log(
+          `lease holder stopped (SIGSTOP) -> lease taken by the other store after ${tookMs.toFixed(1)} ms`,
+        );
+        assert.ok(lease !== null, `the lease was still held ${tookMs.toFixed(0)} ms after the stop`);
+        holder.kill('SIGCONT');
+        await until(() => out.includes('lost'), 5000, 'the resumed holder to hear that it lost the lease');
+      } finally {
+        if (holder.exitCode === null && holder.signalCode === null) {
+          holder.kill('SIGCONT');
+          holder.kill('SIGKILL');
+        }
+        await lease?.release();
+        await store.close();
+        await db.drop();
+      }
+    });
+
+    it('PostgreSQL restarted: the holder is told it lost the lease, and can take it again after', async () => {
+      const s = server;
+      assert.ok(s !== undefined);
+      const db = await freshDatabase('lease_restart');
+      const store = await openPostgresStore(db.url);
+      let lease = await store.acquireLease('shared-address');
+      try {
+        assert.ok(lease !== null);
+        const restartedAt = performance.now();
+        let lostAt = 0;
+        let reason: Error | undefined;
+        lease.onLost((err) => {
+          lostAt = performance.now();
+          reason = err;
+        });
+        await s.restart();
+        await until(() => reason !== undefined, 5000, 'the holder to hear that the lease is lost');
+        console.log(
+          `PostgreSQL restart -> holder told after ${(lostAt - restartedAt).toFixed(1)} ms (from the start of pg_ctl restart): ${reason?.message}`,
+        );
+        assert.equal(lease.held, false);
+        assert.ok((await Promise.race([lease.lost, Promise.resolve(undefined)])) instanceof Error);
+        lease = await store.acquireLease('shared-address');
+        assert.ok(lease !== null, 'after the restart the lease can be taken again');
+      } finally {
+        await lease?.release();
+        await store.close();
+        await db.drop();
+      }
     });
   });
 

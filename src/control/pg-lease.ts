@@ -1,0 +1,179 @@
+/**
+ * A lease on a shared resource (a failover pair's member-facing address), held through PostgreSQL: a
+ * session-level advisory lock taken on a connection of its own. PostgreSQL releases such a lock when the session
+ * ends, so the holder is whoever has a live session holding it — no lease rows that expire by the clock, no
+ * consensus of our own.
+ *
+ * 1. Acquire: a dedicated connection (never the pool's), the lease's number from `leases` (a name gets a number
+ *    once, so two names never share a lock), then `pg_try_advisory_lock(LEASE_LOCK_SPACE, number)`: true makes
+ *    this session the holder, false means another live session holds it (no waiting).
+ * 2. Hold: the connection runs `SELECT 1` every `heartbeatMs` (500 ms). The lease is lost — `lost` resolves and
+ *    the `onLost` callbacks run, once — when the connection reports an error or closes (a server restart ends
+ *    every session with 57P01) or when no heartbeat has been answered for `lostAfterMs` (1.5 s: a silent
+ *    network, a hung server); the connection is then closed, so the lock cannot stay with a session the holder
+ *    no longer trusts.
+ * 3. Server side: the session sets `idle_session_timeout` (3 s), so when the holder stops sending heartbeats —
+ *    its process hangs or is stopped, its machine or network goes away without closing the socket — PostgreSQL
+ *    ends the session and frees the lock 3 s after the last heartbeat it received; `tcp_user_timeout` (3 s)
+ *    covers a holder that vanishes while the server is sending to it. When the holder's process dies but its
+ *    kernel lives (kill -9, a crash), the kernel closes the socket and the lock is free at once. The holder's
+ *    own deadline (at most lostAfterMs + heartbeatMs = 2 s after its last answered heartbeat) is shorter than
+ *    the server's, so a cut-off holder gives the lease up before another gateway can take it.
+ * 4. Release: `pg_advisory_unlock`, then the connection is closed (closing alone would free it too).
+ */
+import pg from 'pg';
+
+/** The first key of every lease's advisory lock ("wlea"), apart from the migration lock's single key. */
+export const LEASE_LOCK_SPACE = 0x776c6561;
+const HEARTBEAT_MS = 500;
+const LOST_AFTER_MS = 1500;
+/** PostgreSQL ends the holder's session when it has sent nothing for this long (idle_session_timeout). */
+const SERVER_TIMEOUT_MS = 3000;
+/** And when data it sent stays unacknowledged for this long (tcp_user_timeout: a peer that vanished mid-reply). */
+const TCP_USER_TIMEOUT_MS = 3000;
+
+export interface LeaseOptions {
+  /** How often the holder checks its session (default 500 ms). */
+  readonly heartbeatMs?: number;
+  /** The holder gives the lease up when no check was answered for this long (default 1.5 s). */
+  readonly lostAfterMs?: number;
+  /**
+   * PostgreSQL ends the session, freeing the lease, when the holder has sent nothing for this long (default
+   * 3 s). Must exceed lostAfterMs + heartbeatMs, so that a cut-off holder gives up before another can take over.
+   */
+  readonly serverTimeoutMs?: number;
+}
+
+export interface Lease {
+  readonly name: string;
+  /** True until the lease is lost or released. */
+  readonly held: boolean;
+  /** Resolves with the reason when the lease is lost (never on release). */
+  readonly lost: Promise<Error>;
+  /** Calls `callback` once when the lease is lost (at once if it already is). */
+  onLost(callback: (reason: Error) => void): void;
+  /** Gives the lease up and closes its connection. */
+  release(): Promise<void>;
+}
+
+/**
+ * Tries to take the lease `name` on a new connection made from `config`: the Lease, or null when another live
+ * session holds it. Rejects when the server cannot be reached.
+ */
+export async function acquireLease(
+  config: pg.ClientConfig,
+  name: string,
+  options: LeaseOptions = {},
+): Promise<Lease | null> {
+  const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS;
+  const lostAfterMs = options.lostAfterMs ?? LOST_AFTER_MS;
+  const serverTimeoutMs = options.serverTimeoutMs ?? SERVER_TIMEOUT_MS;
+  if (!(heartbeatMs > 0 && lostAfterMs > 0 && serverTimeoutMs > lostAfterMs + heartbeatMs))
+    throw new RangeError(
+      `lease ${JSON.stringify(name)}: serverTimeoutMs (${serverTimeoutMs}) must exceed lostAfterMs + heartbeatMs ` +
+        `(${lostAfterMs} + ${heartbeatMs})`,
+    );
+  const client = new pg.Client({ ...config, keepAlive: true, keepAliveInitialDelayMillis: 1000 });
+  // Until the lease exists, an error event is answered by the rejected query; without a listener it would throw.
+  let early: Error | undefined;
+  const onEarly = (err: Error): void => {
+    early ??= err;
+  };
+  client.on('error', onEarly);
+  try {
+    await client.connect();
+    await client.query(
+      `SET idle_session_timeout = ${Math.floor(serverTimeoutMs)}; SET tcp_user_timeout = ${TCP_USER_TIMEOUT_MS};
+       SET application_name = 'weft lease'`,
+    );
+    await client.query('INSERT INTO leases (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [name]);
+    const { rows } = await client.query<{ held: boolean }>(
+      'SELECT pg_try_advisory_lock($1, id) AS held FROM leases WHERE name = $2',
+      [LEASE_LOCK_SPACE, name],
+    );
+    if (early !== undefined) throw early;
+    if (rows[0]?.held !== true) {
+      await client.end().catch(() => {});
+      return null;
+    }
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw err;
+  }
+  const lease = new HeldLease(client, name, heartbeatMs, lostAfterMs);
+  client.off('error', onEarly);
+  return lease;
+}
+
+class HeldLease implements Lease {
+  readonly lost: Promise<Error>;
+  #held = true;
+  #resolveLost!: (reason: Error) => void;
+  #timer: NodeJS.Timeout;
+  #answeredAt = Date.now();
+  #checking = false;
+
+  constructor(
+    readonly client: pg.Client,
+    readonly name: string,
+    heartbeatMs: number,
+    lostAfterMs: number,
+  ) {
+    this.lost = new Promise<Error>((resolve) => (this.#resolveLost = resolve));
+    client.on('error', (err) => this.#lose(err));
+    client.on('end', () => this.#lose(new Error(`lease ${JSON.stringify(name)}: the connection was closed`)));
+    this.#timer = setInterval(() => {
+      const silentMs = Date.now() - this.#answeredAt;
+      if (silentMs > lostAfterMs) {
+        this.#lose(
+          new Error(`lease ${JSON.stringify(name)}: the server has not answered for ${silentMs} ms`),
+        );
+        return;
+      }
+      if (this.#checking) return;
+      this.#checking = true;
+      client.query('SELECT 1').then(
+        () => {
+          this.#checking = false;
+          this.#answeredAt = Date.now();
+        },
+        (err: unknown) => {
+          this.#checking = false;
+          this.#lose(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    }, heartbeatMs);
+  }
+
+  get held(): boolean {
+    return this.#held;
+  }
+
+  onLost(callback: (reason: Error) => void): void {
+    void this.lost.then(callback);
+  }
+
+  async release(): Promise<void> {
+    if (!this.#held) return;
+    this.#held = false;
+    clearInterval(this.#timer);
+    try {
+      await this.client.query('SELECT pg_advisory_unlock($1, id) FROM leases WHERE name = $2', [
+        LEASE_LOCK_SPACE,
+        this.name,
+      ]);
+    } catch {
+      // Closing the session below frees the lock as well.
+    }
+    await this.client.end().catch(() => {});
+  }
+
+  #lose(reason: Error): void {
+    if (!this.#held) return;
+    this.#held = false;
+    clearInterval(this.#timer);
+    this.#resolveLost(reason);
+    // A session the holder no longer trusts must not keep the lock.
+    this.client.end().catch(() => {});
+  }
+}
