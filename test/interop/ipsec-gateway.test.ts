@@ -1,0 +1,347 @@
+/**
+ * Weft's IPsec gateway (IKEv2 and ESP joined: ipsec-gateway-host.ts runs a LinuxTun, the Gateway and
+ * startIpsec with a SiteSpec) against strongSwan 5.9 (charon-systemd + swanctl, kernel-libipsec), with a host
+ * behind each side:
+ *
+ *   hw 10.12.0.2 / fd00:12::2 ── wf [Weft TUN] 192.168.N.1 / fdNN::1 ══ 192.168.N.2 / fdNN::2 sw [charon] ── hs 10.11.0.2 / fd00:11::2
+ *
+ * Net-to-net with a PSK, each side initiating, IPv4 and IPv6 outer and inner (and IPv4 outer carrying IPv6
+ * inner): pings both ways between hw and hs and a sha256-checked 4 MiB transfer. A `%any` site answering
+ * strongSwan; a strongSwan peer with a wrong PSK refused. DPD with action restart: charon killed with
+ * SIGKILL is noticed (seconds printed) and the tunnel comes back once charon runs again (seconds printed).
+ */
+import assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import type { SiteSpec, SiteStatus } from '../../src/ipsec/site-spec.js';
+import { linkedPair, ping, verifiedTransfer } from './gateway-lab.js';
+import { interopSkip, JsonLinesProcess, Lab, waitFor, type Netns } from './harness.js';
+import type { IpsecGatewayHostConfig } from './ipsec-gateway-host.js';
+import { Charon, startCharon, STRONGSWAN_TOOLS, swanctlConf, type SwanConnection } from './strongswan.js';
+
+const HOST = fileURLToPath(new URL('./ipsec-gateway-host.js', import.meta.url));
+const TOOLS = [...STRONGSWAN_TOOLS, 'ping'];
+const skip = interopSkip(TOOLS);
+const PSK = 'interop-psk-0123456789-abcdef';
+
+export interface GatewayEvent {
+  ev: string;
+  id?: number;
+  line?: string;
+  tun?: string;
+  sites?: SiteStatus[];
+  ipsec?: Record<string, number>;
+  port?: Record<string, number>;
+}
+
+const NETS = {
+  weft: { v4: '10.12.0.0/24', v6: 'fd00:12::/64', host4: '10.12.0.2', host6: 'fd00:12::2' },
+  sw: { v4: '10.11.0.0/24', v6: 'fd00:11::/64', host4: '10.11.0.2', host6: 'fd00:11::2' },
+};
+
+export function siteSpec(over: Partial<SiteSpec> & Pick<SiteSpec, 'remoteAddress'>): SiteSpec {
+  return {
+    name: 'sw',
+    enabled: true,
+    localId: { type: 'fqdn', value: 'weft.example' },
+    remoteId: { type: 'fqdn', value: 'sw.example' },
+    psk: PSK,
+    forceShortPsk: false,
+    localSubnets: [NETS.weft.v4],
+    remoteSubnets: [NETS.sw.v4],
+    mode: 'tunnel',
+    ikeProposals: ['aes256gcm16-prfsha256-x25519'],
+    espProposals: ['aes256gcm16'],
+    allowLegacyGroups: false,
+    ikeLifetimeSec: 14_400,
+    childLifetimeSec: 3_600,
+    dpdIntervalSec: 30,
+    dpdAction: 'restart',
+    startAction: 'initiate',
+    groups: [],
+    ...over,
+  };
+}
+
+let nextId = 1;
+export async function hostStatus(host: JsonLinesProcess<GatewayEvent>): Promise<GatewayEvent> {
+  const id = nextId++;
+  host.command({ op: 'status', id });
+  return host.waitFor('status', (e) => e.ev === 'status' && e.id === id, 5_000);
+}
+
+export async function waitSiteState(
+  host: JsonLinesProcess<GatewayEvent>,
+  name: string,
+  state: SiteStatus['state'],
+  timeoutMs: number,
+  charon?: Charon,
+): Promise<SiteStatus> {
+  let last: SiteStatus | undefined;
+  try {
+    return await waitFor(
+      `site ${name} ${state}`,
+      async () => {
+        last = (await hostStatus(host)).sites?.find((s) => s.name === name);
+        return last?.state === state ? last : null;
+      },
+      { timeoutMs, intervalMs: 100 },
+    );
+  } catch (error) {
+    const logs = host
+      .events()
+      .filter((e) => e.ev === 'log')
+      .map((e) => e.line)
+      .join('\n');
+    throw new Error(
+      `${(error as Error).message}\nlast status: ${JSON.stringify(last)}\n--- Weft log ---\n${logs}` +
+        (charon ? `\n--- charon log (tail) ---\n${await charon.logTail()}` : ''),
+      { cause: error },
+    );
+  }
+}
+
+interface Topology {
+  lab: Lab;
+  wf: Netns;
+  sw: Netns;
+  hw: Netns;
+  hs: Netns;
+  wf4: string;
+  sw4: string;
+  wf6: string;
+  sw6: string;
+}
+
+async function topology(lab: Lab, n: number): Promise<Topology> {
+  const { a: wf, b: sw, a4: wf4, b4: sw4, a6: wf6, b6: sw6 } = await linkedPair(lab, 'wf', 'sw', n);
+  const hw = await lab.netns('hw');
+  const hs = await lab.netns('hs');
+  await lab.veth(hw, wf, {
+    aAddr: '10.12.0.2/24',
+    bAddr: '10.12.0.1/24',
+    aAddr6: 'fd00:12::2/64',
+    bAddr6: 'fd00:12::1/64',
+  });
+  await lab.veth(hs, sw, {
+    aAddr: '10.11.0.2/24',
+    bAddr: '10.11.0.1/24',
+    aAddr6: 'fd00:11::2/64',
+    bAddr6: 'fd00:11::1/64',
+  });
+  await hw.exec('ip', ['route', 'add', 'default', 'via', '10.12.0.1']);
+  await hw.exec('ip', ['-6', 'route', 'add', 'default', 'via', 'fd00:12::1']);
+  await hs.exec('ip', ['route', 'add', 'default', 'via', '10.11.0.1']);
+  await hs.exec('ip', ['-6', 'route', 'add', 'default', 'via', 'fd00:11::1']);
+  for (const gw of [wf, sw]) {
+    await gw.sysctl('net.ipv4.ip_forward', 1);
+    await gw.sysctl('net.ipv6.conf.all.forwarding', 1);
+    await gw.sysctl('net.ipv4.conf.all.rp_filter', 0);
+    await gw.sysctl('net.ipv4.conf.default.rp_filter', 0);
+  }
+  return { lab, wf, sw, hw, hs, wf4, sw4, wf6, sw6 };
+}
+
+/** Starts the Weft gateway in `ns` with `sites`, brings its TUN up and routes `routes` into it. */
+export async function startWeft(
+  lab: Lab,
+  ns: Netns,
+  sites: SiteSpec[],
+  routes: string[],
+): Promise<JsonLinesProcess<GatewayEvent>> {
+  const tun = lab.ifname('ips');
+  const config: IpsecGatewayHostConfig = { tun, mtu: 1400, sites };
+  const host = new JsonLinesProcess<GatewayEvent>(ns.spawn(process.execPath, [HOST, JSON.stringify(config)]));
+  await host.waitFor('ready', (e) => e.ev === 'ready', 15_000);
+  await ns.exec('ip', ['link', 'set', tun, 'up']);
+  for (const r of routes)
+    await ns.exec('ip', [...(r.includes(':') ? ['-6'] : []), 'route', 'add', r, 'dev', tun]);
+  return host;
+}
+
+export function weftLog(host: JsonLinesProcess<GatewayEvent>): string {
+  return host
+    .events()
+    .filter((e) => e.ev === 'log')
+    .map((e) => e.line ?? '')
+    .join('\n');
+}
+
+const labs: Lab[] = [];
+const charons: Charon[] = [];
+const hosts: JsonLinesProcess<GatewayEvent>[] = [];
+after(async () => {
+  for (const h of hosts) {
+    h.command({ op: 'exit' });
+    await h.process.stop(3_000).catch(() => undefined);
+  }
+  for (const c of charons) {
+    await c.stop();
+    await fsp.rm(c.dir, { recursive: true, force: true });
+  }
+  for (const lab of labs) await lab.cleanup();
+});
+
+interface NetCase {
+  title: string;
+  outer: 4 | 6;
+  inner: 4 | 6;
+  weftInitiates: boolean;
+}
+
+const CASES: NetCase[] = [
+  { title: 'IPv4 outer, IPv4 inner, Weft initiating', outer: 4, inner: 4, weftInitiates: true },
+  { title: 'IPv4 outer, IPv4 inner, strongSwan initiating', outer: 4, inner: 4, weftInitiates: false },
+  { title: 'IPv6 outer, IPv6 inner, Weft initiating', outer: 6, inner: 6, weftInitiates: true },
+  { title: 'IPv6 outer, IPv6 inner, strongSwan initiating', outer: 6, inner: 6, weftInitiates: false },
+  { title: 'IPv4 outer, IPv6 inner, Weft initiating', outer: 4, inner: 6, weftInitiates: true },
+];
+
+function swConnection(
+  t: Topology,
+  over: Partial<SwanConnection> & { inner: 4 | 6; outer: 4 | 6 },
+): SwanConnection {
+  const { inner, outer, ...rest } = over;
+  const fam = inner === 4 ? 'v4' : 'v6';
+  return {
+    name: 'weft',
+    localAddrs: outer === 4 ? t.sw4 : t.sw6,
+    remoteAddrs: outer === 4 ? t.wf4 : t.wf6,
+    proposals: 'aes256gcm16-prfsha256-x25519',
+    localId: 'sw.example',
+    remoteId: 'weft.example',
+    psk: PSK,
+    children: [
+      {
+        name: 'net',
+        localTs: NETS.sw[fam],
+        remoteTs: NETS.weft[fam],
+        esp: 'aes256gcm16',
+        startAction: 'none',
+      },
+    ],
+    ...rest,
+  };
+}
+
+async function checkTraffic(t: Topology, inner: 4 | 6, label: string): Promise<void> {
+  const hsAddr = inner === 4 ? NETS.sw.host4 : NETS.sw.host6;
+  const hwAddr = inner === 4 ? NETS.weft.host4 : NETS.weft.host6;
+  for (const [from, to] of [
+    [t.hw, hsAddr],
+    [t.hs, hwAddr],
+  ] as const) {
+    const r = await ping(from, to, { count: 3 });
+    assert.equal(r.received, 3, `ping ${to}: ${r.output}`);
+  }
+  const transfer = await verifiedTransfer(t.hw, t.hs, hsAddr, { bytes: 4 << 20, timeoutMs: 60_000 });
+  assert.equal(transfer.received.bytes, 4 << 20);
+  assert.equal(transfer.received.sha256, transfer.expectedSha256);
+  const back = await verifiedTransfer(t.hs, t.hw, hwAddr, { bytes: 4 << 20, timeoutMs: 60_000 });
+  assert.equal(back.received.sha256, back.expectedSha256);
+  process.stdout.write(
+    `# ${label}: 4 MiB Weft side → strongSwan side in ${transfer.ms} ms, back in ${back.ms} ms\n`,
+  );
+}
+
+describe('IPsec gateway: Weft ↔ strongSwan 5.9 net-to-net, PSK', { skip }, () => {
+  for (const [i, c] of CASES.entries()) {
+    it(`${c.title}: pings both ways, 4 MiB each way intact`, { timeout: 120_000 }, async () => {
+      const lab = await Lab.create('ipgw', { tools: TOOLS });
+      labs.push(lab);
+      const t = await topology(lab, 90 + i);
+      const fam = c.inner === 4 ? 'v4' : 'v6';
+      const spec = siteSpec({
+        remoteAddress: c.outer === 4 ? t.sw4 : t.sw6,
+        localSubnets: [NETS.weft[fam]],
+        remoteSubnets: [NETS.sw[fam]],
+        startAction: c.weftInitiates ? 'initiate' : 'wait',
+      });
+      const conn = swConnection(t, { inner: c.inner, outer: c.outer });
+      conn.children[0]!.startAction = c.weftInitiates ? 'none' : 'start';
+      const charon = await startCharon(lab, t.sw, { swanctl: swanctlConf([conn]) });
+      charons.push(charon);
+      let host: JsonLinesProcess<GatewayEvent>;
+      if (c.weftInitiates) {
+        await charon.swanctl(['--load-all']);
+        host = await startWeft(lab, t.wf, [spec], [NETS.sw[fam]]);
+        hosts.push(host);
+      } else {
+        host = await startWeft(lab, t.wf, [spec], [NETS.sw[fam]]);
+        hosts.push(host);
+        await charon.swanctl(['--load-all']);
+      }
+      const st = await waitSiteState(host, 'sw', 'up', 30_000, charon);
+      assert.equal(st.ike?.initiator, c.weftInitiates);
+      assert.equal(st.children.length, 1);
+      assert.equal(st.children[0]!.carrier, 'udp', 'kernel-libipsec forces UDP encapsulation');
+      const sas = await charon.swanctl(['--list-sas']);
+      assert.match(sas, /INSTALLED/);
+      assert.ok(sas.includes(st.children[0]!.outboundSpi), `charon's inbound SPI is our outbound\n${sas}`);
+      await checkTraffic(t, c.inner, c.title);
+      const after = (await hostStatus(host)).sites![0]!;
+      assert.ok(after.children[0]!.packetsIn > 1000, JSON.stringify(after.children[0]));
+      assert.ok(after.children[0]!.bytesOut > 4 << 20, JSON.stringify(after.children[0]));
+      assert.deepEqual(after.children[0]!.drops, {});
+    });
+  }
+});
+
+describe('IPsec gateway: a %any site and a peer with a wrong PSK', { skip }, () => {
+  it('a %any site answers strongSwan and carries traffic', { timeout: 120_000 }, async () => {
+    const lab = await Lab.create('ipgw', { tools: TOOLS });
+    labs.push(lab);
+    const t = await topology(lab, 100);
+    const spec = siteSpec({ name: 'roaming', remoteAddress: null, remoteId: null, startAction: 'wait' });
+    const host = await startWeft(lab, t.wf, [spec], [NETS.sw.v4]);
+    hosts.push(host);
+    const conn = swConnection(t, { inner: 4, outer: 4 });
+    conn.children[0]!.startAction = 'start';
+    const charon = await startCharon(lab, t.sw, { swanctl: swanctlConf([conn]) });
+    charons.push(charon);
+    await charon.swanctl(['--load-all']);
+    const st = await waitSiteState(host, 'roaming', 'up', 30_000, charon);
+    assert.equal(st.ike?.peerId, 'fqdn:sw.example');
+    assert.equal(st.ike?.initiator, false);
+    await checkTraffic(t, 4, '%any site');
+  });
+
+  it(
+    'a strongSwan peer with a wrong PSK is refused: AUTHENTICATION_FAILED, a log line naming the site',
+    { timeout: 120_000 },
+    async () => {
+      const lab = await Lab.create('ipgw', { tools: TOOLS });
+      labs.push(lab);
+      const t = await topology(lab, 101);
+      const spec = siteSpec({ name: 'branch', remoteAddress: t.sw4, startAction: 'wait' });
+      const host = await startWeft(lab, t.wf, [spec], [NETS.sw.v4]);
+      hosts.push(host);
+      const conn = swConnection(t, { inner: 4, outer: 4, psk: 'not-the-right-psk-0123456789' });
+      conn.children[0]!.startAction = 'start';
+      const charon = await startCharon(lab, t.sw, { swanctl: swanctlConf([conn]) });
+      charons.push(charon);
+      await charon.swanctl(['--load-all']);
+      const line = await charon.expect(
+        host,
+        'a log line about the failed authentication',
+        (e) => e.ev === 'log' && /authentication-failed/.test(e.line ?? ''),
+        20_000,
+      );
+      assert.match(
+        line.line!,
+        /^IPsec site branch: authentication-failed: .*does not verify with our pre-shared key/,
+      );
+      await waitFor(
+        'charon to log AUTHENTICATION_FAILED',
+        async () => /AUTHENTICATION_FAILED/.test(await charon.logText()),
+        { timeoutMs: 10_000 },
+      );
+      const st = (await hostStatus(host)).sites![0]!;
+      assert.notEqual(st.state, 'up');
+      assert.equal(st.children.length, 0);
+      assert.match(st.lastError?.message ?? '', /does not verify with our pre-shared key/);
+    },
+  );
+});
