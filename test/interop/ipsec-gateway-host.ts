@@ -4,10 +4,12 @@
  * UDP 500/4500 and the raw ESP socket. The test configures the TUN's addresses and routes with `ip` once
  * "ready" is reported.
  *
- * JSON lines. stdin: {"op":"status","id":N} | {"op":"update","sites":[SiteSpec...],"id":N} | {"op":"exit"}
+ * JSON lines. stdin: {"op":"status","id":N} | {"op":"update","sites":[SiteSpec...],"id":N} |
+ * {"op":"logs","id":N} | {"op":"exit"}
  * (the id comes back in the answer, so a test can wait for the answer to its own request).
  * stdout: {"ev":"ready","tun":NAME} | {"ev":"log","line":TEXT} (every line the IPsec shell logs) |
  * {"ev":"status","sites":[SiteStatus...],"ipsec":{...},"port":{...},"router":{...}} | {"ev":"updated"} |
+ * {"ev":"logs","lines":[...]} |
  * {"ev":"bye"} | {"ev":"error","message":TEXT}.
  */
 import { createInterface } from 'node:readline';
@@ -33,7 +35,13 @@ async function main(): Promise<void> {
   const tun = await LinuxTun.open(config.tun, { mtu: config.mtu });
   const gateway = new Gateway(tun);
   gateway.start();
-  const ipsec = await startIpsec(gateway, config.sites, (line) => emit({ ev: 'log', line }), {
+  const logs: string[] = [];
+  const log = (line: string): void => {
+    if (logs.length >= 1000) logs.shift();
+    logs.push(line);
+    emit({ ev: 'log', line });
+  };
+  const ipsec = await startIpsec(gateway, config.sites, log, {
     ...(config.noRawEsp === true ? { noRawEsp: true } : {}),
   });
   emit({ ev: 'ready', tun: tun.name });
@@ -68,6 +76,9 @@ async function main(): Promise<void> {
           router: gateway.router.counters,
           gateway: gateway.counters,
         });
+        break;
+      case 'logs':
+        emit({ ev: 'logs', id: cmd.id, lines: logs });
         break;
       case 'update':
         ipsec.update(cmd.sites ?? []);

@@ -9,6 +9,7 @@
  * inner): pings both ways between hw and hs and a sha256-checked 4 MiB transfer. A `%any` site answering
  * strongSwan; a strongSwan peer with a wrong PSK refused. DPD with action restart: charon killed with
  * SIGKILL is noticed (seconds printed) and the tunnel comes back once charon runs again (seconds printed).
+ * Transport mode between two Weft gateways (IKE and raw ESP; kernel-libipsec has no transport mode).
  */
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
@@ -30,6 +31,7 @@ export interface GatewayEvent {
   ev: string;
   id?: number;
   line?: string;
+  lines?: string[];
   tun?: string;
   sites?: SiteStatus[];
   ipsec?: Record<string, number>;
@@ -87,14 +89,10 @@ export async function waitSiteState(
         last = (await hostStatus(host)).sites?.find((s) => s.name === name);
         return last?.state === state ? last : null;
       },
-      { timeoutMs, intervalMs: 100 },
+      { timeoutMs, intervalMs: 200 },
     );
   } catch (error) {
-    const logs = host
-      .events()
-      .filter((e) => e.ev === 'log')
-      .map((e) => e.line)
-      .join('\n');
+    const logs = await weftLog(host);
     throw new Error(
       `${(error as Error).message}\nlast status: ${JSON.stringify(last)}\n--- Weft log ---\n${logs}` +
         (charon ? `\n--- charon log (tail) ---\n${await charon.logTail()}` : ''),
@@ -161,12 +159,12 @@ export async function startWeft(
   return host;
 }
 
-export function weftLog(host: JsonLinesProcess<GatewayEvent>): string {
-  return host
-    .events()
-    .filter((e) => e.ev === 'log')
-    .map((e) => e.line ?? '')
-    .join('\n');
+/** Every line the Weft gateway logged (asked for: stdout keeps only its last 16 KiB of events). */
+export async function weftLog(host: JsonLinesProcess<GatewayEvent>): Promise<string> {
+  const id = nextId++;
+  host.command({ op: 'logs', id });
+  const e = await host.waitFor('logs', (x) => x.ev === 'logs' && x.id === id, 5_000).catch(() => undefined);
+  return (e?.lines ?? []).join('\n');
 }
 
 const labs: Lab[] = [];
@@ -342,6 +340,122 @@ describe('IPsec gateway: a %any site and a peer with a wrong PSK', { skip }, () 
       assert.notEqual(st.state, 'up');
       assert.equal(st.children.length, 0);
       assert.match(st.lastError?.message ?? '', /does not verify with our pre-shared key/);
+    },
+  );
+});
+
+describe('IPsec gateway: DPD with action restart against a strongSwan that crashes', { skip }, () => {
+  it(
+    'notices charon killed with SIGKILL and brings the tunnel back once charon runs again',
+    { timeout: 180_000 },
+    async () => {
+      const lab = await Lab.create('ipgw', { tools: TOOLS });
+      labs.push(lab);
+      const t = await topology(lab, 102);
+      const interval = 2;
+      const spec = siteSpec({
+        remoteAddress: t.sw4,
+        startAction: 'wait',
+        dpdIntervalSec: interval,
+        dpdAction: 'restart',
+      });
+      const host = await startWeft(lab, t.wf, [spec], [NETS.sw.v4]);
+      hosts.push(host);
+      const conn = swConnection(t, { inner: 4, outer: 4 });
+      conn.children[0]!.startAction = 'start';
+      const first = await startCharon(lab, t.sw, { swanctl: swanctlConf([conn]) });
+      charons.push(first);
+      await first.swanctl(['--load-all']);
+      await waitSiteState(host, 'sw', 'up', 30_000, first);
+      assert.equal((await ping(t.hw, NETS.sw.host4, { count: 2 })).received, 2);
+
+      const killed = Date.now();
+      await first.crash();
+      const down = await host.waitFor(
+        'the IKE SA to go down',
+        (e) => e.ev === 'log' && /IKE SA down: .*did not answer/.test(e.line ?? ''),
+        30_000,
+      );
+      const noticed = (Date.now() - killed) / 1000;
+      process.stdout.write(
+        `# DPD (interval ${interval} s): charon's death noticed after ${noticed.toFixed(1)} s: ${down.line}\n`,
+      );
+      // The check leaves at most one interval after the last answer, and is given up about one interval later.
+      assert.ok(noticed <= 2 * interval + 3, `noticed after ${noticed} s`);
+      const st = (await hostStatus(host)).sites![0]!;
+      assert.equal(st.children.length, 0);
+      assert.match(st.lastError?.message ?? '', /did not answer/);
+
+      // charon comes back without initiating: Weft's restart brings the tunnel up.
+      conn.children[0]!.startAction = 'none';
+      const second = await startCharon(lab, t.sw, { swanctl: swanctlConf([conn]) });
+      charons.push(second);
+      await second.swanctl(['--load-all']);
+      const restarted = Date.now();
+      const up = await waitSiteState(host, 'sw', 'up', 60_000, second);
+      const back = (Date.now() - restarted) / 1000;
+      process.stdout.write(
+        `# DPD restart: tunnel up again ${back.toFixed(1)} s after charon was started again\n`,
+      );
+      assert.equal(up.ike?.initiator, true);
+      assert.ok(back <= 35, `back after ${back} s (backoff is bounded at 30 s)`);
+      await checkTraffic(t, 4, 'after DPD restart');
+    },
+  );
+});
+
+// strongSwan with kernel-libipsec cannot be the other end here: libipsec refuses transport-mode SAs ("IPsec SA:
+// unsupported mode", "failed to create SAD entry"), and this kernel has no ESP for kernel-netlink. So transport
+// mode is proven between two Weft gateways, IKE and ESP both.
+describe('IPsec gateway: transport mode host-to-host', { skip }, () => {
+  /** Only ICMP and TCP to the peer go through the TUN device (policy routing): IKE and ESP still use the veth. */
+  async function transportRoutes(ns: Netns, tun: string, peer: string): Promise<void> {
+    await ns.exec('ip', ['route', 'add', `${peer}/32`, 'dev', tun, 'table', '100']);
+    for (const proto of ['icmp', 'tcp'])
+      await ns.exec('ip', ['rule', 'add', 'to', peer, 'ipproto', proto, 'table', '100']);
+  }
+
+  it(
+    'Weft ↔ Weft over raw ESP: ping and 4 MiB intact between the two gateways',
+    { timeout: 120_000 },
+    async () => {
+      const lab = await Lab.create('ipgw', { tools: TOOLS });
+      labs.push(lab);
+      const { a, b, a4, b4 } = await linkedPair(lab, 'wa', 'wb', 104);
+      const specA = siteSpec({
+        name: 'b',
+        remoteAddress: b4,
+        mode: 'transport',
+        localSubnets: [],
+        remoteSubnets: [],
+        localId: null,
+        remoteId: null,
+      });
+      const specB = siteSpec({
+        name: 'a',
+        remoteAddress: a4,
+        mode: 'transport',
+        localSubnets: [],
+        remoteSubnets: [],
+        localId: null,
+        remoteId: null,
+        startAction: 'wait',
+      });
+      const hostB = await startWeft(lab, b, [specB], []);
+      hosts.push(hostB);
+      await transportRoutes(b, hostB.events().find((e) => e.ev === 'ready')!.tun!, a4);
+      const hostA = await startWeft(lab, a, [specA], []);
+      hosts.push(hostA);
+      await transportRoutes(a, hostA.events().find((e) => e.ev === 'ready')!.tun!, b4);
+      const st = await waitSiteState(hostA, 'b', 'up', 30_000);
+      assert.equal(st.children[0]!.carrier, 'raw', 'no NAT between two Weft gateways: raw ESP');
+      assert.equal(st.ike?.peerId, `ipv4:${b4}`);
+      const r = await ping(a, b4, { count: 3 });
+      assert.equal(r.received, 3, r.output);
+      const transfer = await verifiedTransfer(a, b, b4, { bytes: 4 << 20, timeoutMs: 60_000 });
+      assert.equal(transfer.received.sha256, transfer.expectedSha256);
+      const after = (await hostStatus(hostB)).sites![0]!;
+      assert.ok(after.children[0]!.packetsIn > 100, JSON.stringify(after.children[0]));
     },
   );
 });
