@@ -459,3 +459,97 @@ describe('IPsec gateway: transport mode host-to-host', { skip }, () => {
     },
   );
 });
+
+describe(
+  'IPsec gateway: NAT-T, Weft behind a NAT',
+  { skip: interopSkip([...TOOLS, 'nft', 'conntrack']) },
+  () => {
+    it(
+      'comes up on UDP 4500, carries traffic, and survives the NAT mapping changing',
+      { timeout: 180_000 },
+      async () => {
+        const lab = await Lab.create('ipgw', { tools: [...TOOLS, 'nft', 'conntrack'] });
+        labs.push(lab);
+        // hw ── wf [Weft] 192.168.105.1 ── nat 192.168.105.2 | 192.168.106.1 (masquerade) ── 192.168.106.2 sw [charon] ── hs
+        const { a: wf, b: nat, a4: wf4 } = await linkedPair(lab, 'wf', 'nat', 105);
+        const sw = await lab.netns('sw');
+        const { aIf: natOut } = await lab.veth(nat, sw, {
+          aAddr: '192.168.106.1/24',
+          bAddr: '192.168.106.2/24',
+        });
+        const sw4 = '192.168.106.2';
+        const hw = await lab.netns('hw');
+        const hs = await lab.netns('hs');
+        await lab.veth(hw, wf, { aAddr: '10.12.0.2/24', bAddr: '10.12.0.1/24' });
+        await lab.veth(hs, sw, { aAddr: '10.11.0.2/24', bAddr: '10.11.0.1/24' });
+        await hw.exec('ip', ['route', 'add', 'default', 'via', '10.12.0.1']);
+        await hs.exec('ip', ['route', 'add', 'default', 'via', '10.11.0.1']);
+        await wf.exec('ip', ['route', 'add', '192.168.106.0/24', 'via', '192.168.105.2']);
+        for (const ns of [wf, nat, sw]) {
+          await ns.sysctl('net.ipv4.ip_forward', 1);
+          await ns.sysctl('net.ipv4.conf.all.rp_filter', 0);
+          await ns.sysctl('net.ipv4.conf.default.rp_filter', 0);
+        }
+        const masquerade = async (ports: string): Promise<void> => {
+          const file = lab.file(`nat-${ports}.nft`);
+          await fsp.writeFile(
+            file,
+            [
+              'flush ruleset',
+              'table ip nat {',
+              '  chain post {',
+              '    type nat hook postrouting priority 100;',
+              `    oifname "${natOut}" meta l4proto udp masquerade to :${ports}`,
+              `    oifname "${natOut}" masquerade`,
+              '  }',
+              '}',
+              '',
+            ].join('\n'),
+          );
+          await nat.exec('nft', ['-f', file]);
+        };
+        await masquerade('10000-19999');
+        const t = { lab, wf, sw, hw, hs, wf4, sw4, wf6: '', sw6: '' };
+        const conn = swConnection(t, { inner: 4, outer: 4, remoteAddrs: '%any' });
+        const charon = await startCharon(lab, sw, { swanctl: swanctlConf([conn]) });
+        charons.push(charon);
+        await charon.swanctl(['--load-all']);
+        const spec = siteSpec({ remoteAddress: sw4, dpdIntervalSec: 2 });
+        const host = await startWeft(lab, wf, [spec], [NETS.sw.v4]);
+        hosts.push(host);
+        const st = await waitSiteState(host, 'sw', 'up', 30_000, charon);
+        assert.equal(st.ike?.encapsulated, true);
+        assert.equal(st.children[0]!.carrier, 'udp');
+        assert.ok((await weftLog(host)).includes('we are behind a NAT'), 'NAT detected');
+        const mapped = async (): Promise<string> => {
+          const sas = await charon.swanctl(['--list-sas']);
+          return /192\.168\.106\.1\[(\d+)\]/.exec(sas)?.[1] ?? `?\n${sas}`;
+        };
+        const before = await mapped();
+        assert.match(before, /^1\d{4}$/, 'the NAT mapped port 4500 into 10000-19999');
+        await checkTraffic(t, 4, 'NAT-T');
+
+        // A new mapping: other ports, and the old conntrack entries gone.
+        await masquerade('20000-29999');
+        await nat.exec('conntrack', ['-F'], { allowFail: true });
+        const changed = Date.now();
+        const recovered = await waitFor(
+          'traffic both ways after the NAT mapping changed',
+          async () => {
+            const a = await ping(hw, NETS.sw.host4, { count: 1, waitS: 1 });
+            const b = await ping(hs, NETS.weft.host4, { count: 1, waitS: 1 });
+            return a.received === 1 && b.received === 1 ? true : null;
+          },
+          { timeoutMs: 30_000, intervalMs: 200 },
+        );
+        assert.ok(recovered);
+        const after = await mapped();
+        process.stdout.write(
+          `# NAT-T: mapping ${before} → ${after}; traffic both ways again after ${((Date.now() - changed) / 1000).toFixed(1)} s\n`,
+        );
+        assert.match(after, /^2\d{4}$/, 'strongSwan follows the new mapping');
+        await checkTraffic(t, 4, 'NAT-T after the mapping changed');
+      },
+    );
+  },
+);
