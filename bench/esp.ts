@@ -22,6 +22,7 @@ import { JsonLinesProcess, Lab, waitFor, type ManagedProcess, type Netns } from 
 import type { IpsecGatewayHostConfig } from '../test/interop/ipsec-gateway-host.js';
 import { startCharon as startStrongswan, swanctlConf } from '../test/interop/strongswan.js';
 import { DEFAULT_OUT_DIR } from './options.js';
+import type { IpsecResult, IpsecRow } from './results.js';
 import { iperf3, linkedPair } from '../test/interop/gateway-lab.js';
 import { espTopology } from '../test/interop/esp-lab.js';
 import { cpuSecondsBetween, cpuSnapshot, memoryOf } from './procstat.js';
@@ -173,13 +174,7 @@ async function strongswanTopology(lab: Lab, n: number) {
   return { ha, hb, pids: [a.process.pid, b.process.pid], logs: [a.log, b.log] };
 }
 
-interface Row {
-  config: string;
-  mbps: number;
-  cpuSecondsPerGb: number;
-  peakRssMiB: number;
-  runsMbps: number[];
-}
+type Row = IpsecRow;
 
 const median = (v: number[]): number => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
 
@@ -299,15 +294,14 @@ async function weftStrongswanTopology(lab: Lab, n: number) {
   return { ha, hb, pids: [host.process.pid, charon.process.pid], charon };
 }
 
-async function main(): Promise<void> {
-  const seconds = arg('--seconds', 10);
-  const runs = arg('--runs', 3);
+/**
+ * The IPsec section of `npm run bench` (and of this script run alone): the rows, their ratios to strongSwan ↔
+ * strongSwan, and the table as text. `swanOnly` measures only strongSwan ↔ strongSwan.
+ */
+export async function ipsecSection(seconds: number, runs: number, swanOnly = false): Promise<IpsecResult> {
   const rows: Row[] = [];
   const failures: string[] = [];
-  for (const [i, carrier] of (process.argv.includes('--swan-only')
-    ? []
-    : (['udp', 'raw'] as const)
-  ).entries()) {
+  for (const [i, carrier] of (swanOnly ? [] : (['udp', 'raw'] as const)).entries()) {
     const lab = await Lab.create('bench-esp', { tools: ['ip', 'iperf3'] });
     try {
       const t = await espTopology(lab, carrier, 'tunnel', 80 + i);
@@ -347,7 +341,7 @@ async function main(): Promise<void> {
       await lab.cleanup();
     }
   }
-  if (!process.argv.includes('--swan-only')) {
+  if (!swanOnly) {
     const lab = await Lab.create('bench-wsw', { tools: ['ip', 'iperf3', 'unshare', 'nsenter'] });
     try {
       const t = await weftStrongswanTopology(lab, 83);
@@ -389,18 +383,29 @@ async function main(): Promise<void> {
       ? `Weft ↔ strongSwan / strongSwan ↔ strongSwan: ${ratio(weftSwan)} (the bar is 1.3x)`
       : null,
   ].filter((x) => x !== null);
-  process.stdout.write(
-    `single-stream TCP, iperf3 ${seconds} s x ${runs} (median)\n` +
-      '| configuration | throughput | vs strongSwan | CPU (both ends) | peak RSS (larger end) | runs (Mbit/s) |\n' +
-      `|---|---|---|---|---|---|\n${lines.join('\n')}\n\n${[...bars, ...failures.map((f) => `failed: ${f}`)].join('\n')}\n`,
-  );
-  await fsp.mkdir(DEFAULT_OUT_DIR, { recursive: true });
-  const file = path.join(DEFAULT_OUT_DIR, `esp-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  await fsp.writeFile(file, `${JSON.stringify({ seconds, runs, rows, failures }, null, 2)}\n`);
-  process.stdout.write(`results: ${file}\n`);
+  const text =
+    `IPsec, single-stream TCP, iperf3 ${seconds} s x ${runs} (median)\n` +
+    '| configuration | throughput | vs strongSwan | CPU (both ends) | peak RSS (larger end) | runs (Mbit/s) |\n' +
+    `|---|---|---|---|---|---|\n${lines.join('\n')}\n\n${[...bars, ...failures.map((f) => `failed: ${f}`)].join('\n')}`;
+  return { ok: failures.length === 0, seconds, runs, rows, failures, text };
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
-  process.exitCode = 1;
-});
+async function main(): Promise<void> {
+  const seconds = arg('--seconds', 10);
+  const runs = arg('--runs', 3);
+  const result = await ipsecSection(seconds, runs, process.argv.includes('--swan-only'));
+  process.stdout.write(`${result.text}\n`);
+  await fsp.mkdir(DEFAULT_OUT_DIR, { recursive: true });
+  const file = path.join(DEFAULT_OUT_DIR, `esp-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  await fsp.writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`results: ${file}\n`);
+  if (!result.ok) process.exitCode = 1;
+}
+
+// Run alone (`node dist/bench/esp.js`), not when bench/run.ts imports the section.
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  });
+}
