@@ -8,13 +8,26 @@
  * strongSwan ↔ strongSwan in the same topology for the ratio (../shared notes): charon-systemd with
  * kernel-libipsec (this kernel has no ESP), IKEv2 aes256gcm16-prfsha256-x25519 with a PSK, ESP aes256gcm16;
  * each charon in a mount namespace of its own (tmpfs on /run, its own strongswan.conf and swanctl/).
+ *
+ * Weft ↔ strongSwan: Weft's IPsec gateway (IKEv2 and ESP joined, test/interop/ipsec-gateway-host.ts) on one
+ * side initiating to one charon on the other, same suites. Throughput ratios are to strongSwan ↔ strongSwan;
+ * the results are also saved as bench/results/esp-<time>.json.
  */
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { Lab, waitFor, type ManagedProcess, type Netns } from '../test/interop/harness.js';
+import { fileURLToPath } from 'node:url';
+
+import type { SiteSpec, SiteStatus } from '../src/ipsec/site-spec.js';
+import { JsonLinesProcess, Lab, waitFor, type ManagedProcess, type Netns } from '../test/interop/harness.js';
+import type { IpsecGatewayHostConfig } from '../test/interop/ipsec-gateway-host.js';
+import { startCharon as startStrongswan, swanctlConf } from '../test/interop/strongswan.js';
+import { DEFAULT_OUT_DIR } from './options.js';
+import type { IpsecResult, IpsecRow } from './results.js';
 import { iperf3, linkedPair } from '../test/interop/gateway-lab.js';
 import { espTopology } from '../test/interop/esp-lab.js';
 import { cpuSecondsBetween, cpuSnapshot, memoryOf } from './procstat.js';
+
+const IPSEC_HOST = fileURLToPath(new URL('../test/interop/ipsec-gateway-host.js', import.meta.url));
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
@@ -161,72 +174,238 @@ async function strongswanTopology(lab: Lab, n: number) {
   return { ha, hb, pids: [a.process.pid, b.process.pid], logs: [a.log, b.log] };
 }
 
-async function main(): Promise<void> {
-  const seconds = arg('--seconds', 10);
-  const runs = arg('--runs', 3);
-  const rows: string[] = [];
-  for (const [i, carrier] of (process.argv.includes('--swan-only')
-    ? []
-    : (['udp', 'raw'] as const)
-  ).entries()) {
+type Row = IpsecRow;
+
+const median = (v: number[]): number => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
+
+/** iperf3 single-stream TCP `runs` times from `from` to `address` in `to`, with the CPU of `pids`. */
+async function measure(
+  config: string,
+  from: Netns,
+  to: Netns,
+  address: string,
+  pids: number[],
+  seconds: number,
+  runs: number,
+): Promise<Row> {
+  const rates: number[] = [];
+  const cpuPerGb: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const before = cpuSnapshot(pids);
+    const result = await iperf3(from, to, address, { seconds });
+    const cpu = cpuSecondsBetween(before, cpuSnapshot(pids));
+    rates.push(result.bitsPerSecond / 1e6);
+    cpuPerGb.push(cpu / (result.receivedBytes / 1e9));
+  }
+  const peak = Math.max(...pids.map((p) => memoryOf(p)?.peakRss ?? 0)) / (1 << 20);
+  return {
+    config,
+    mbps: median(rates),
+    cpuSecondsPerGb: median(cpuPerGb),
+    peakRssMiB: peak,
+    runsMbps: rates,
+  };
+}
+
+interface HostEvent {
+  ev: string;
+  id?: number;
+  sites?: SiteStatus[];
+}
+
+/**
+ * Weft's IPsec gateway (test/interop/ipsec-gateway-host.ts: IKEv2 and ESP joined) on gwA initiating to one
+ * charon on gwB, the hosts behind them as in strongswanTopology.
+ */
+async function weftStrongswanTopology(lab: Lab, n: number) {
+  const { a: gwA, b: gwB, a4, b4 } = await linkedPair(lab, 'gwa', 'gwb', n);
+  const ha = await lab.netns('ha');
+  const hb = await lab.netns('hb');
+  await lab.veth(ha, gwA, { aAddr: '10.1.0.2/24', bAddr: '10.1.0.1/24' });
+  await lab.veth(hb, gwB, { aAddr: '10.2.0.2/24', bAddr: '10.2.0.1/24' });
+  await ha.exec('ip', ['route', 'add', 'default', 'via', '10.1.0.1']);
+  await hb.exec('ip', ['route', 'add', 'default', 'via', '10.2.0.1']);
+  for (const gw of [gwA, gwB]) await gw.sysctl('net.ipv4.ip_forward', 1);
+  const psk = 'weft-bench-preshared-key-0123456789';
+  const charon = await startStrongswan(lab, gwB, {
+    dir: lab.file('charon-ws'),
+    swanctl: swanctlConf([
+      {
+        name: 'weft',
+        localAddrs: b4,
+        remoteAddrs: a4,
+        proposals: 'aes256gcm16-prfsha256-x25519',
+        localId: 'b.weft.test',
+        remoteId: 'a.weft.test',
+        psk,
+        children: [
+          {
+            name: 'net',
+            localTs: '10.2.0.0/24',
+            remoteTs: '10.1.0.0/24',
+            esp: 'aes256gcm16',
+            startAction: 'none',
+          },
+        ],
+      },
+    ]),
+  });
+  await charon.swanctl(['--load-all']);
+  const site: SiteSpec = {
+    name: 'b',
+    enabled: true,
+    remoteAddress: b4,
+    localId: { type: 'fqdn', value: 'a.weft.test' },
+    remoteId: { type: 'fqdn', value: 'b.weft.test' },
+    psk,
+    forceShortPsk: false,
+    localSubnets: ['10.1.0.0/24'],
+    remoteSubnets: ['10.2.0.0/24'],
+    mode: 'tunnel',
+    ikeProposals: ['aes256gcm16-prfsha256-x25519'],
+    espProposals: ['aes256gcm16'],
+    allowLegacyGroups: false,
+    ikeLifetimeSec: 14_400,
+    childLifetimeSec: 3_600,
+    dpdIntervalSec: 30,
+    dpdAction: 'restart',
+    startAction: 'initiate',
+    groups: [],
+  };
+  const tun = lab.ifname('ips');
+  const config: IpsecGatewayHostConfig = { tun, mtu: 1400, sites: [site] };
+  const host = new JsonLinesProcess<HostEvent>(
+    gwA.spawn(process.execPath, [IPSEC_HOST, JSON.stringify(config)]),
+  );
+  await host.waitFor('ready', (e) => e.ev === 'ready', 15_000);
+  await gwA.exec('ip', ['link', 'set', tun, 'up']);
+  await gwA.exec('ip', ['route', 'add', '10.2.0.0/24', 'dev', tun]);
+  let id = 0;
+  await waitFor(
+    'the site up',
+    async () => {
+      const mine = ++id;
+      host.command({ op: 'status', id: mine });
+      const st = await host.waitFor('status', (e) => e.ev === 'status' && e.id === mine, 5_000);
+      return st.sites?.[0]?.state === 'up';
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
+  return { ha, hb, pids: [host.process.pid, charon.process.pid], charon };
+}
+
+/**
+ * The IPsec section of `npm run bench` (and of this script run alone): the rows, their ratios to strongSwan ↔
+ * strongSwan, and the table as text. `swanOnly` measures only strongSwan ↔ strongSwan.
+ */
+export async function ipsecSection(seconds: number, runs: number, swanOnly = false): Promise<IpsecResult> {
+  const rows: Row[] = [];
+  const failures: string[] = [];
+  for (const [i, carrier] of (swanOnly ? [] : (['udp', 'raw'] as const)).entries()) {
     const lab = await Lab.create('bench-esp', { tools: ['ip', 'iperf3'] });
     try {
       const t = await espTopology(lab, carrier, 'tunnel', 80 + i);
-      const pids = [t.hostA.process.pid, t.hostB.process.pid];
-      const rates: number[] = [];
-      const cpuPerGb: number[] = [];
-      for (let r = 0; r < runs; r++) {
-        const before = cpuSnapshot(pids);
-        const result = await iperf3(t.ha, t.hb, '10.2.0.2', { seconds });
-        const cpu = cpuSecondsBetween(before, cpuSnapshot(pids));
-        rates.push(result.bitsPerSecond / 1e6);
-        cpuPerGb.push(cpu / (result.receivedBytes / 1e9));
-      }
-      const peak = Math.max(...pids.map((p) => memoryOf(p)?.peakRss ?? 0)) / (1 << 20);
-      const median = (v: number[]): number => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
       rows.push(
-        `| Weft ↔ Weft ESP aes256gcm16, ${carrier === 'udp' ? 'UDP 4500' : 'raw ESP '} | ${median(rates).toFixed(0).padStart(6)} Mbit/s | ` +
-          `${median(cpuPerGb).toFixed(2)} CPU s/GB | ${peak.toFixed(0)} MiB peak RSS (per process) | runs: ${rates.map((x) => x.toFixed(0)).join(', ')} |`,
+        await measure(
+          `Weft ↔ Weft ESP aes256gcm16, ${carrier === 'udp' ? 'UDP 4500' : 'raw ESP'}`,
+          t.ha,
+          t.hb,
+          '10.2.0.2',
+          [t.hostA.process.pid, t.hostB.process.pid],
+          seconds,
+          runs,
+        ),
       );
     } finally {
       await lab.cleanup();
     }
   }
-  let weftUdp = 0;
   {
-    const m = /UDP 4500 \|\s+(\d+) Mbit/.exec(rows[0] ?? '');
-    weftUdp = m ? Number(m[1]) : 0;
-  }
-  const lab = await Lab.create('bench-swan', { tools: ['ip', 'iperf3', 'unshare', 'nsenter'] });
-  try {
-    const t = await strongswanTopology(lab, 82);
-    const rates: number[] = [];
-    const cpuPerGb: number[] = [];
-    for (let r = 0; r < runs; r++) {
-      const before = cpuSnapshot(t.pids);
-      const result = await iperf3(t.ha, t.hb, '10.2.0.2', { seconds });
-      const cpu = cpuSecondsBetween(before, cpuSnapshot(t.pids));
-      rates.push(result.bitsPerSecond / 1e6);
-      cpuPerGb.push(cpu / (result.receivedBytes / 1e9));
+    const lab = await Lab.create('bench-swan', { tools: ['ip', 'iperf3', 'unshare', 'nsenter'] });
+    try {
+      const t = await strongswanTopology(lab, 82);
+      rows.push(
+        await measure(
+          'strongSwan ↔ strongSwan aes256gcm16, kernel-libipsec',
+          t.ha,
+          t.hb,
+          '10.2.0.2',
+          t.pids,
+          seconds,
+          runs,
+        ),
+      );
+    } catch (error) {
+      failures.push(`strongSwan ↔ strongSwan: ${(error as Error).message.replace(/\s+/g, ' ')}`);
+    } finally {
+      await lab.cleanup();
     }
-    const median = (v: number[]): number => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
-    const peak = Math.max(...t.pids.map((p) => memoryOf(p)?.peakRss ?? 0)) / (1 << 20);
-    rows.push(
-      `| strongSwan ↔ strongSwan aes256gcm16, kernel-libipsec | ${median(rates).toFixed(0).padStart(6)} Mbit/s | ` +
-        `${median(cpuPerGb).toFixed(2)} CPU s/GB | ${peak.toFixed(0)} MiB peak RSS (per process) | runs: ${rates.map((x) => x.toFixed(0)).join(', ')} |`,
-    );
-    rows.push(`\nWeft (UDP 4500) / strongSwan: ${(weftUdp / median(rates)).toFixed(2)}x (the bar is 2x)`);
-  } catch (error) {
-    rows.push(`| strongSwan ↔ strongSwan | failed: ${(error as Error).message.replace(/\s+/g, ' ')} | | | |`);
-  } finally {
-    await lab.cleanup();
   }
-  process.stdout.write(
-    `single-stream TCP, iperf3 ${seconds} s x ${runs} (median)\n| configuration | throughput | CPU (both ends) | memory | runs |\n|---|---|---|---|---|\n${rows.join('\n')}\n`,
+  if (!swanOnly) {
+    const lab = await Lab.create('bench-wsw', { tools: ['ip', 'iperf3', 'unshare', 'nsenter'] });
+    try {
+      const t = await weftStrongswanTopology(lab, 83);
+      try {
+        rows.push(
+          await measure(
+            'Weft ↔ strongSwan IPsec (IKEv2 + ESP aes256gcm16, UDP 4500)',
+            t.ha,
+            t.hb,
+            '10.2.0.2',
+            t.pids,
+            seconds,
+            runs,
+          ),
+        );
+      } finally {
+        await t.charon.stop();
+      }
+    } catch (error) {
+      failures.push(`Weft ↔ strongSwan: ${(error as Error).message.replace(/\s+/g, ' ')}`);
+    } finally {
+      await lab.cleanup();
+    }
+  }
+  const swan = rows.find((r) => r.config.startsWith('strongSwan'));
+  const ratio = (r: Row): string => (swan && swan.mbps > 0 ? `${(r.mbps / swan.mbps).toFixed(2)}x` : '-');
+  const lines = rows.map(
+    (r) =>
+      `| ${r.config} | ${r.mbps.toFixed(0).padStart(6)} Mbit/s | ${ratio(r)} | ${r.cpuSecondsPerGb.toFixed(2)} CPU s/GB | ` +
+      `${r.peakRssMiB.toFixed(0)} MiB | ${r.runsMbps.map((x) => x.toFixed(0)).join(', ')} |`,
   );
+  const weftWeft = rows.find((r) => r.config.includes('Weft ↔ Weft') && r.config.includes('UDP'));
+  const weftSwan = rows.find((r) => r.config.startsWith('Weft ↔ strongSwan'));
+  const bars = [
+    weftWeft && swan
+      ? `Weft ↔ Weft (UDP 4500) / strongSwan ↔ strongSwan: ${ratio(weftWeft)} (the bar is 2x)`
+      : null,
+    weftSwan && swan
+      ? `Weft ↔ strongSwan / strongSwan ↔ strongSwan: ${ratio(weftSwan)} (the bar is 1.3x)`
+      : null,
+  ].filter((x) => x !== null);
+  const text =
+    `IPsec, single-stream TCP, iperf3 ${seconds} s x ${runs} (median)\n` +
+    '| configuration | throughput | vs strongSwan | CPU (both ends) | peak RSS (larger end) | runs (Mbit/s) |\n' +
+    `|---|---|---|---|---|---|\n${lines.join('\n')}\n\n${[...bars, ...failures.map((f) => `failed: ${f}`)].join('\n')}`;
+  return { ok: failures.length === 0, seconds, runs, rows, failures, text };
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
-  process.exitCode = 1;
-});
+async function main(): Promise<void> {
+  const seconds = arg('--seconds', 10);
+  const runs = arg('--runs', 3);
+  const result = await ipsecSection(seconds, runs, process.argv.includes('--swan-only'));
+  process.stdout.write(`${result.text}\n`);
+  await fsp.mkdir(DEFAULT_OUT_DIR, { recursive: true });
+  const file = path.join(DEFAULT_OUT_DIR, `esp-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  await fsp.writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`results: ${file}\n`);
+  if (!result.ok) process.exitCode = 1;
+}
+
+// Run alone (`node dist/bench/esp.js`), not when bench/run.ts imports the section.
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -5,7 +5,7 @@
  *   --runs N           TCP/UDP runs per configuration (median and spread are reported); default 3
  *   --duration S       seconds per TCP run; default 10 (UDP and loaded-ping runs are shorter, see below)
  *   --only A,B,...     configurations / sections to run: plain, wg-go, openvpn, weft, weft-wg-go, ovpn-server,
- *                      weft-ovpn, peers, flood
+ *                      weft-ovpn, peers, flood, ipsec (bench/esp.ts; in a full run, not with --quick)
  *   --flood            the flood section only (a handshake flood against a gateway with a member; not in the
  *                      default run); with --only, added to the sections listed
  *   --out DIR          where results go; default bench/results/ in the repository
@@ -33,7 +33,9 @@ export type ConfigId = (typeof CONFIG_IDS)[number];
 export const PEERS_SECTION = 'peers';
 /** The handshake-flood section (bench/flood.ts); run only when asked for. */
 export const FLOOD_SECTION = 'flood';
-export const SECTION_IDS: readonly string[] = [...CONFIG_IDS, PEERS_SECTION, FLOOD_SECTION];
+/** The IPsec section (bench/esp.ts): in a full run, not in --quick unless named in --only. */
+export const IPSEC_SECTION = 'ipsec';
+export const SECTION_IDS: readonly string[] = [...CONFIG_IDS, PEERS_SECTION, FLOOD_SECTION, IPSEC_SECTION];
 
 export interface BenchOptions {
   quick: boolean;
@@ -56,6 +58,8 @@ export interface BenchOptions {
   peers: boolean;
   /** Whether to run the flood section. */
   flood: boolean;
+  /** Whether to run the IPsec section. */
+  ipsec: boolean;
   /** Results directory (absolute). */
   outDir: string;
 }
@@ -67,7 +71,7 @@ export const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--duration S
   --quick        a few seconds per measurement (CI): 1 run of 2 s, no warm-up
   --runs N       runs per TCP/UDP measurement (default 3; quick 1)
   --duration S   seconds per TCP run (default 10; quick 2)
-  --only LIST    comma-separated configurations/sections (default: all but flood)
+  --only LIST    comma-separated configurations/sections (default: all but flood; ipsec not with --quick)
   --flood        the handshake-flood section only (or, with --only, as well)
   --out DIR      results directory (default bench/results/)
   --report FILE  no measuring: print the report of a saved JSON, redraw its chart as FILE.svg
@@ -141,6 +145,7 @@ export function parseOptions(
   let configs: ConfigId[] = floodFlag ? [] : [...CONFIG_IDS];
   let peers = !floodFlag;
   let flood = floodFlag;
+  let ipsec = !floodFlag && !quick;
   if (only !== undefined) {
     const wanted = only
       .split(',')
@@ -155,6 +160,7 @@ export function parseOptions(
     configs = CONFIG_IDS.filter((id) => wanted.includes(id));
     peers = wanted.includes(PEERS_SECTION);
     flood = floodFlag || wanted.includes(FLOOD_SECTION);
+    ipsec = wanted.includes(IPSEC_SECTION);
   }
 
   const tcpSeconds = duration ?? (quick ? 2 : 10);
@@ -170,6 +176,7 @@ export function parseOptions(
     configs,
     peers,
     flood,
+    ipsec,
     outDir: out === undefined ? DEFAULT_OUT_DIR : path.resolve(out),
   };
 }

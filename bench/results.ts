@@ -148,4 +148,29 @@ export interface BenchResults {
   configs: ConfigResult[];
   peers?: PeersResult;
   flood?: FloodResult;
+  ipsec?: IpsecResult;
+}
+
+/** One row of the IPsec section (bench/esp.ts): single-stream TCP through an IPsec pair. */
+export interface IpsecRow {
+  config: string;
+  /** Median over runs. */
+  mbps: number;
+  /** CPU seconds of both ends' processes per GB received (median). */
+  cpuSecondsPerGb: number;
+  /** Peak RSS of the larger end, MiB. */
+  peakRssMiB: number;
+  runsMbps: number[];
+}
+
+/** The IPsec section: Weft ↔ Weft ESP, strongSwan ↔ strongSwan and Weft ↔ strongSwan in one run. */
+export interface IpsecResult {
+  ok: boolean;
+  seconds: number;
+  runs: number;
+  rows: IpsecRow[];
+  /** Pairs that could not be measured, with why. */
+  failures: string[];
+  /** The table as printed. */
+  text: string;
 }

@@ -20,7 +20,8 @@ import { parseOptions, USAGE, UsageError, type BenchOptions } from './options.js
 import { FLOOD_LIMITS, floodSection } from './flood.js';
 import { PEER_COUNT, PEERS_ADD_LIMIT_S, PEERS_RSS_LIMIT, peersSection } from './peers.js';
 import { barChecks, formatReport, writeJson } from './report.js';
-import type { BenchResults, ConfigResult, FloodResult, PeersResult } from './results.js';
+import type { BenchResults, ConfigResult, FloodResult, IpsecResult, PeersResult } from './results.js';
+import { ipsecSection } from './esp.js';
 import { Rig } from './rig.js';
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -200,6 +201,24 @@ async function main(): Promise<number> {
         };
       }
     }
+    let ipsec: IpsecResult | undefined;
+    if (options.ipsec) {
+      log(`\n== IPsec: Weft ↔ Weft ESP, strongSwan ↔ strongSwan, Weft ↔ strongSwan (single-stream TCP)`);
+      try {
+        ipsec = await ipsecSection(options.tcpSeconds, options.runs);
+        log(ipsec.text);
+      } catch (error) {
+        log(`  FAILED: ${errorText(error)}`);
+        ipsec = {
+          ok: false,
+          seconds: options.tcpSeconds,
+          runs: options.runs,
+          rows: [],
+          failures: [errorText(error)],
+          text: `IPsec: FAILED: ${errorText(error)}`,
+        };
+      }
+    }
     results = {
       schema: 1,
       startedAt: startedAt.toISOString(),
@@ -225,6 +244,7 @@ async function main(): Promise<number> {
       configs,
       ...(peers ? { peers } : {}),
       ...(flood ? { flood } : {}),
+      ...(ipsec ? { ipsec } : {}),
     };
   } finally {
     log('\nteardown');
@@ -241,11 +261,13 @@ async function main(): Promise<number> {
     files.push(file);
   }
   console.log(`\n${formatReport(results, checks)}\n`);
+  if (results.ipsec) console.log(`${results.ipsec.text}\n`);
   console.log(`Results: ${files.join(', ')}`);
   const failed =
     results.configs.some((c) => !c.ok) ||
     (results.peers !== undefined && !results.peers.ok) ||
-    (results.flood !== undefined && !results.flood.ok);
+    (results.flood !== undefined && !results.flood.ok) ||
+    (results.ipsec !== undefined && !results.ipsec.ok);
   return failed ? 1 : 0;
 }
 

@@ -17,11 +17,11 @@ as_root() {
 
 # Debian packages: the real WireGuard peer and tools the tests drive, strongSwan (the IPsec peer, with
 # kernel-libipsec from the extra plugins, AES-GCM and the ECP groups from the standard ones), what the data
-# plane uses (nftables for NAT, libsodium for ChaCha20-Poly1305), and the compiler better-sqlite3 is built
-# with (its prebuilt binaries are not fetched; the OpenVPN data-channel interop test also compiles a small
-# OpenSSL shim with it).
+# plane uses (nftables for NAT, libsodium for ChaCha20-Poly1305), conntrack (a NAT-T test flushes the NAT's
+# mappings), and the compiler better-sqlite3 is built with (its prebuilt binaries are not fetched; the OpenVPN
+# data-channel interop test also compiles a small OpenSSL shim with it).
 APT_PACKAGES=(wireguard-go wireguard-tools iproute2 iputils-ping tcpdump ca-certificates iperf3 openvpn openssl procps libc-bin
-  nftables libsodium23 curl python3 make g++
+  nftables conntrack libsodium23 curl python3 make g++
   charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
   util-linux)
 missing=()

@@ -33,6 +33,8 @@ export interface IpsecSiteOptions {
   deliver: (packets: Uint8Array[]) => void;
   /** Decides whether an opened packet from this site may go on to the TUN side (policies). */
   admit?: (packet: Uint8Array, header: IpHeader, site: IpsecSite) => boolean;
+  /** Told when a packet is routed here and no CHILD SA can carry it (the IKE side may initiate on traffic). */
+  onNoSa?: (site: IpsecSite) => void;
 }
 
 export interface ChildSaPath {
@@ -70,6 +72,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
   private readonly port: EspPort;
   private readonly deliverPackets: (packets: Uint8Array[]) => void;
   private readonly admit: IpsecSiteOptions['admit'];
+  private readonly onNoSa: IpsecSiteOptions['onNoSa'];
   private readonly sas = new Map<number, ChildSa>();
   /** The SA new packets are sealed with: the most recently installed. */
   private current: ChildSa | undefined;
@@ -82,6 +85,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
     this.port = options.port;
     this.deliverPackets = options.deliver;
     this.admit = options.admit;
+    this.onNoSa = options.onNoSa;
   }
 
   /**
@@ -153,6 +157,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
     const sa = this.current;
     if (!sa) {
       this.counters.noSa++;
+      this.onNoSa?.(this);
       return;
     }
     let payload = packet.subarray(0, header.length);

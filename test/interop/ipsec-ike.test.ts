@@ -8,8 +8,6 @@
  */
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -18,10 +16,11 @@ import type { IkePeerConfig } from '../../src/ipsec/config.js';
 import { selectorFromPrefix } from '../../src/ipsec/traffic-selectors.js';
 import type { TrafficSelector } from '../../src/ipsec/child-sa.js';
 import type { IkeHostConfig } from './ike-host.js';
-import { interopSkip, JsonLinesProcess, Lab, waitFor, type ManagedProcess, type Netns } from './harness.js';
+import { interopSkip, JsonLinesProcess, Lab, waitFor, type Netns } from './harness.js';
+import { Charon, startCharon as startStrongSwan, STRONGSWAN_TOOLS, swanctlConf } from './strongswan.js';
 
 const IKE_HOST = fileURLToPath(new URL('./ike-host.js', import.meta.url));
-const TOOLS = ['ip', 'charon-systemd', 'swanctl', 'unshare', 'nsenter'];
+const TOOLS = STRONGSWAN_TOOLS;
 
 const SW_ADDR = '10.80.0.1';
 const WEFT_ADDR = '10.80.0.2';
@@ -68,41 +67,6 @@ interface Scenario {
   dpdDelay?: string;
 }
 
-class Charon {
-  constructor(
-    readonly ns: Netns,
-    readonly process: ManagedProcess,
-    readonly log: string,
-  ) {}
-
-  async swanctl(args: string[]): Promise<string> {
-    const r = await this.ns.exec('nsenter', ['-t', String(this.process.pid), '-m', 'swanctl', ...args], {
-      allowFail: true,
-      timeoutMs: 15_000,
-    });
-    return r.stdout + r.stderr;
-  }
-
-  async logText(): Promise<string> {
-    return fsp.readFile(this.log, 'utf8').catch(() => '');
-  }
-
-  /** `host.waitFor`, failing with the tail of charon's log attached. */
-  async expect(
-    host: JsonLinesProcess<HostEvent>,
-    what: string,
-    match: (e: HostEvent) => boolean,
-    timeoutMs: number,
-  ): Promise<HostEvent> {
-    try {
-      return await host.waitFor(what, match, timeoutMs);
-    } catch (error) {
-      const log = (await this.logText()).split('\n').slice(-60).join('\n');
-      throw new Error(`${(error as Error).message}\n--- charon log (tail) ---\n${log}`, { cause: error });
-    }
-  }
-}
-
 describe(
   'IKEv2: Weft core ↔ strongSwan 5.9 (charon-systemd, kernel-libipsec), PSK net-to-net',
   { skip: interopSkip(TOOLS) },
@@ -135,96 +99,38 @@ describe(
         running.host = undefined;
       }
       if (running.charon) {
-        await running.charon.process.stop(3_000).catch(() => undefined);
+        await running.charon.stop();
         running.charon = undefined;
       }
     }
 
     async function startCharon(s: Scenario): Promise<Charon> {
-      // Outside /run: charon's mount namespace puts a tmpfs over /run, which would hide its log from us.
-      const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `weft-ike-${lab.prefix}-`));
-      tempDirs.push(dir);
-      await fsp.mkdir(path.join(dir, 'swanctl', 'conf.d'), { recursive: true });
-      const log = path.join(dir, 'charon.log');
-      await fsp.writeFile(
-        path.join(dir, 'strongswan.conf'),
-        [
-          'charon {',
-          '  load_modular = yes',
-          '  plugins {',
-          '    include /etc/strongswan.d/charon/*.conf',
-          '    kernel-libipsec {',
-          '      load = yes',
-          '    }',
-          '  }',
-          '}',
-          'charon-systemd {',
-          '  filelog {',
-          '    f {',
-          `      path = ${log}`,
-          '      default = 1',
-          '      flush_line = yes',
-          '      ike = 2',
-          '      enc = 1',
-          '    }',
-          '  }',
-          '}',
-          'include /etc/strongswan.d/*.conf',
-          '',
-        ].join('\n'),
-      );
-      await fsp.writeFile(
-        path.join(dir, 'swanctl', 'swanctl.conf'),
-        [
-          'connections {',
-          '  weft {',
-          `    version = ${s.version ?? 2}`,
-          `    local_addrs = ${SW_ADDR}`,
-          `    remote_addrs = ${WEFT_ADDR}`,
-          `    proposals = ${s.swIke ?? s.ike}`,
-          ...(s.dpdDelay ? [`    dpd_delay = ${s.dpdDelay}`] : []),
-          '    rekey_time = 0',
-          '    local {',
-          '      auth = psk',
-          '      id = sw.example',
-          '    }',
-          '    remote {',
-          '      auth = psk',
-          '      id = weft.example',
-          '    }',
-          '    children {',
-          '      net {',
-          `        local_ts = ${SW_NET}`,
-          `        remote_ts = ${WEFT_NET}`,
-          `        esp_proposals = ${s.swEsp ?? s.esp}`,
-          '        rekey_time = 0',
-          `        start_action = ${s.swInitiates ? 'start' : 'none'}`,
-          '      }',
-          '    }',
-          '  }',
-          '}',
-          'secrets {',
-          '  ike-weft {',
-          '    id-1 = sw.example',
-          '    id-2 = weft.example',
-          `    secret = "${s.swPsk ?? PSK}"`,
-          '  }',
-          '}',
-          '',
-        ].join('\n'),
-        { mode: 0o600 },
-      );
-      const script =
-        `mount --bind ${dir}/strongswan.conf /etc/strongswan.conf && ` +
-        `mount --bind ${dir}/swanctl /etc/swanctl && mount -t tmpfs tmpfs /run && exec /usr/sbin/charon-systemd`;
-      const proc = sw.spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script]);
-      const charon = new Charon(sw, proc, log);
+      const charon = await startStrongSwan(lab, sw, {
+        swanctl: swanctlConf([
+          {
+            name: 'weft',
+            ...(s.version ? { version: s.version } : {}),
+            localAddrs: SW_ADDR,
+            remoteAddrs: WEFT_ADDR,
+            proposals: s.swIke ?? s.ike,
+            ...(s.dpdDelay ? { dpdDelay: s.dpdDelay } : {}),
+            localId: 'sw.example',
+            remoteId: 'weft.example',
+            psk: s.swPsk ?? PSK,
+            children: [
+              {
+                name: 'net',
+                localTs: SW_NET,
+                remoteTs: WEFT_NET,
+                esp: s.swEsp ?? s.esp,
+                startAction: s.swInitiates ? 'start' : 'none',
+              },
+            ],
+          },
+        ]),
+      });
+      tempDirs.push(charon.dir);
       running.charon = charon;
-      await waitFor(
-        'charon to answer on vici',
-        async () => /IKE_SAs/.test(await charon.swanctl(['--stats'])),
-        { timeoutMs: 15_000, intervalMs: 200 },
-      );
       return charon;
     }
 

@@ -1,0 +1,202 @@
+/**
+ * strongSwan 5.9 (charon-systemd + swanctl, kernel-libipsec) for interop tests: charon runs in a namespace of
+ * the lab, in a mount namespace of its own (a tmpfs on /run, its own strongswan.conf and swanctl/ bound over
+ * /etc; see shared/INTEROP-NOTES.md), logging to a file the test can read. `swanctlConf` writes the
+ * connection the tests need (PSK, one or more children) in swanctl.conf's syntax: one `key = value` a line.
+ */
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { waitFor, type JsonLinesProcess, type Lab, type ManagedProcess, type Netns } from './harness.js';
+
+export const STRONGSWAN_TOOLS: readonly string[] = ['ip', 'charon-systemd', 'swanctl', 'unshare', 'nsenter'];
+
+export class Charon {
+  constructor(
+    readonly ns: Netns,
+    readonly process: ManagedProcess,
+    readonly log: string,
+    readonly dir: string,
+  ) {}
+
+  async swanctl(args: string[]): Promise<string> {
+    const r = await this.ns.exec('nsenter', ['-t', String(this.process.pid), '-m', 'swanctl', ...args], {
+      allowFail: true,
+      timeoutMs: 15_000,
+    });
+    return r.stdout + r.stderr;
+  }
+
+  async logText(): Promise<string> {
+    return fsp.readFile(this.log, 'utf8').catch(() => '');
+  }
+
+  async logTail(lines = 60): Promise<string> {
+    return (await this.logText()).split('\n').slice(-lines).join('\n');
+  }
+
+  /** `host.waitFor`, failing with the tail of charon's log attached. */
+  async expect<E extends { ev: string }>(
+    host: JsonLinesProcess<E>,
+    what: string,
+    match: (e: E) => boolean,
+    timeoutMs: number,
+  ): Promise<E> {
+    try {
+      return await host.waitFor(what, match, timeoutMs);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n--- charon log (tail) ---\n${await this.logTail()}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** Ends charon (SIGTERM, then SIGKILL after the grace time). */
+  async stop(graceMs = 3_000): Promise<void> {
+    await this.process.stop(graceMs).catch(() => undefined);
+  }
+
+  /** kill -9, as a crash. */
+  async crash(): Promise<void> {
+    this.process.kill('SIGKILL');
+    await this.process.stop(1_000).catch(() => undefined);
+  }
+}
+
+export interface CharonOptions {
+  /** The complete swanctl.conf (see swanctlConf). */
+  swanctl: string;
+  /** Keeps the log and configuration directory of an earlier charon (a restart in the same test). */
+  dir?: string;
+}
+
+/** Starts charon in `ns` and waits until it answers on vici; the caller loads the configuration. */
+export async function startCharon(lab: Lab, ns: Netns, options: CharonOptions): Promise<Charon> {
+  // Outside /run: charon's mount namespace puts a tmpfs over /run, which would hide its log from us.
+  const dir = options.dir ?? (await fsp.mkdtemp(path.join(os.tmpdir(), `weft-sw-${lab.prefix}-`)));
+  await fsp.mkdir(path.join(dir, 'swanctl', 'conf.d'), { recursive: true });
+  const log = path.join(dir, 'charon.log');
+  await fsp.writeFile(
+    path.join(dir, 'strongswan.conf'),
+    [
+      'charon {',
+      '  load_modular = yes',
+      '  plugins {',
+      '    include /etc/strongswan.d/charon/*.conf',
+      '    kernel-libipsec {',
+      '      load = yes',
+      '    }',
+      '  }',
+      '}',
+      'charon-systemd {',
+      '  filelog {',
+      '    f {',
+      `      path = ${log}`,
+      '      default = 1',
+      '      flush_line = yes',
+      '      append = yes',
+      '      ike = 2',
+      '      enc = 1',
+      '    }',
+      '  }',
+      '}',
+      'include /etc/strongswan.d/*.conf',
+      '',
+    ].join('\n'),
+  );
+  await fsp.writeFile(path.join(dir, 'swanctl', 'swanctl.conf'), options.swanctl, { mode: 0o600 });
+  const script =
+    `mount --bind ${dir}/strongswan.conf /etc/strongswan.conf && ` +
+    `mount --bind ${dir}/swanctl /etc/swanctl && mount -t tmpfs tmpfs /run && exec /usr/sbin/charon-systemd`;
+  const proc = ns.spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script]);
+  const charon = new Charon(ns, proc, log, dir);
+  try {
+    await waitFor('charon to answer on vici', async () => /IKE_SAs/.test(await charon.swanctl(['--stats'])), {
+      timeoutMs: 15_000,
+      intervalMs: 200,
+    });
+  } catch (error) {
+    await charon.stop();
+    throw error;
+  }
+  return charon;
+}
+
+export interface SwanChild {
+  name: string;
+  localTs: string;
+  remoteTs: string;
+  esp: string;
+  /** start: initiate once loaded; none: answer only; trap does not work with kernel-libipsec here. */
+  startAction: 'start' | 'none';
+  mode?: 'tunnel' | 'transport';
+  dpdAction?: 'clear' | 'restart' | 'trap';
+}
+
+export interface SwanConnection {
+  name: string;
+  version?: 1 | 2;
+  localAddrs: string;
+  remoteAddrs: string;
+  proposals: string;
+  localId: string;
+  remoteId: string;
+  psk: string;
+  dpdDelay?: string;
+  /** Seconds between retransmissions etc. are left at charon's defaults. */
+  encap?: boolean;
+  children: SwanChild[];
+}
+
+/** One or more PSK connections as swanctl.conf text (no rekeying: the tests that want it say so). */
+export function swanctlConf(connections: readonly SwanConnection[]): string {
+  const lines: string[] = ['connections {'];
+  for (const c of connections) {
+    lines.push(
+      `  ${c.name} {`,
+      `    version = ${c.version ?? 2}`,
+      `    local_addrs = ${c.localAddrs}`,
+      `    remote_addrs = ${c.remoteAddrs}`,
+      `    proposals = ${c.proposals}`,
+      ...(c.dpdDelay ? [`    dpd_delay = ${c.dpdDelay}`] : []),
+      ...(c.encap ? ['    encap = yes'] : []),
+      '    rekey_time = 0',
+      '    local {',
+      '      auth = psk',
+      `      id = ${c.localId}`,
+      '    }',
+      '    remote {',
+      '      auth = psk',
+      `      id = ${c.remoteId}`,
+      '    }',
+      '    children {',
+    );
+    for (const ch of c.children) {
+      lines.push(
+        `      ${ch.name} {`,
+        `        local_ts = ${ch.localTs}`,
+        `        remote_ts = ${ch.remoteTs}`,
+        `        esp_proposals = ${ch.esp}`,
+        `        mode = ${ch.mode ?? 'tunnel'}`,
+        '        rekey_time = 0',
+        `        start_action = ${ch.startAction}`,
+        ...(ch.dpdAction ? [`        dpd_action = ${ch.dpdAction}`] : []),
+        '      }',
+      );
+    }
+    lines.push('    }', '  }');
+  }
+  lines.push('}', 'secrets {');
+  for (const c of connections) {
+    lines.push(
+      `  ike-${c.name} {`,
+      `    id-1 = ${c.localId}`,
+      `    id-2 = ${c.remoteId}`,
+      `    secret = "${c.psk}"`,
+      '  }',
+    );
+  }
+  lines.push('}', '');
+  return lines.join('\n');
+}
