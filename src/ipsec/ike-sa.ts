@@ -851,6 +851,18 @@ export class IkeSa {
   // INFORMATIONAL
 
   private onInformationalRequest(msg: IkeMessage, inner: readonly Payload[], now: number): void {
+    if (hasNotify(inner, NOTIFY.AUTHENTICATION_FAILED)) {
+      // §2.21.2: the initiator did not accept our AUTH after we answered IKE_AUTH; the IKE SA is gone for it.
+      this.answer(msg, []);
+      this.fail(
+        'authentication-failed',
+        `peer ${this.peerId} refused our authentication after IKE_AUTH (INFORMATIONAL AUTHENTICATION_FAILED): ` +
+          (this.ctx.config.certificate
+            ? 'it does not accept our certificate or ID (see its log)'
+            : 'the pre-shared keys or IDs differ'),
+      );
+      return;
+    }
     const reply: Payload[] = [];
     let closeIke = false;
     for (const d of inner) {

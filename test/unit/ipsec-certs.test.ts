@@ -482,6 +482,13 @@ describe('IKEv2 two cores with certificates', () => {
     assert.equal(p.of('b', 'ike-sa-up').length, 1);
     assert.equal(p.of('b', 'ike-sa-down').length, 1);
     assert.equal(p.b.list().length, 0);
+    // §2.21.2: B learns why from the AUTHENTICATION_FAILED notify, not only that the SA was deleted.
+    const fb = p.of('b', 'failed');
+    assert.equal(fb[0]?.failure, 'authentication-failed');
+    assert.match(
+      fb[0]!.message,
+      /peer fqdn:a\.example refused our authentication after IKE_AUTH \(INFORMATIONAL AUTHENTICATION_FAILED\): it does not accept our certificate/,
+    );
   });
 });
 
