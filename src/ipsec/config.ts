@@ -4,7 +4,8 @@
  */
 import type { IpsecMode, TrafficSelector } from './child-sa.js';
 import { formatProposals, parseProposal } from './algorithms.js';
-import type { IkeIdentity } from './auth.js';
+import { distinguishedName, type IkeIdentity } from './auth.js';
+import { checkCertificateConfig, type CertificateConfig, type CheckedCertificate } from './cert-auth.js';
 import {
   DPD_INTERVAL_MS,
   NATT_KEEPALIVE_MS,
@@ -19,9 +20,18 @@ import type { Transform } from './messages.js';
 
 export interface IkePeerConfig {
   readonly localId: IkeIdentity;
-  /** The ID the peer must present; null accepts any ID that authenticates with the PSK. */
+  /**
+   * The ID the peer must present; null accepts any ID that authenticates with the PSK or, with a certificate,
+   * any ID its certificate holds.
+   */
   readonly remoteId: IkeIdentity | null;
-  readonly psk: string | Buffer;
+  /** The pre-shared key; exactly one of `psk` and `certificate` is set. */
+  readonly psk?: string | Buffer;
+  /**
+   * Authenticate with a certificate (RFC 7427 signatures) instead of a PSK; the peer must then authenticate
+   * with a certificate that chains to one of `trusted` and holds its ID (RFC 4945).
+   */
+  readonly certificate?: CertificateConfig;
   /** Accept a PSK under 20 characters (RFC 7296 §2.15 warns against short keys). */
   readonly forceShortPsk?: boolean;
   /** IKE proposals in preference order ("aes256gcm16-prfsha256-x25519"). */
@@ -45,7 +55,9 @@ export interface IkePeerConfig {
 export interface CheckedConfig {
   readonly localId: IkeIdentity;
   readonly remoteId: IkeIdentity | null;
+  /** Empty when the site authenticates with `certificate`. */
   readonly psk: Buffer;
+  readonly certificate: CheckedCertificate | null;
   readonly ikeProposals: readonly (readonly Transform[])[];
   readonly espProposals: readonly (readonly Transform[])[];
   readonly localSelectors: readonly TrafficSelector[];
@@ -61,12 +73,48 @@ export interface CheckedConfig {
 
 export type ConfigError = { readonly field: string; readonly message: string };
 
+/** `now` (wall-clock milliseconds) is when a configured certificate must be valid. */
 export function checkConfig(
   c: IkePeerConfig,
+  now: number = Date.now(),
 ): { ok: true; value: CheckedConfig } | { ok: false; error: ConfigError } {
-  const psk = typeof c.psk === 'string' ? Buffer.from(c.psk, 'utf8') : Buffer.from(c.psk);
-  if (psk.length === 0) return { ok: false, error: { field: 'psk', message: 'the pre-shared key is empty' } };
-  if (psk.length < PSK_MIN_LENGTH && c.forceShortPsk !== true) {
+  for (const field of ['localId', 'remoteId'] as const) {
+    const id = c[field];
+    if (id?.type === 'der-asn1-dn' && distinguishedName(id.value) === null)
+      return {
+        ok: false,
+        error: {
+          field,
+          message: `"${id.value}" is not a distinguished name ("CN=gw.example.net,O=Example")`,
+        },
+      };
+  }
+  if (c.psk !== undefined && c.certificate !== undefined)
+    return {
+      ok: false,
+      error: { field: 'certificate', message: 'set either a pre-shared key or a certificate, not both' },
+    };
+  let certificate: CheckedCertificate | null = null;
+  if (c.certificate !== undefined) {
+    const cert = checkCertificateConfig(c.certificate, now);
+    if (!cert.ok) return cert;
+    certificate = cert.value;
+  }
+  const psk =
+    c.psk === undefined
+      ? Buffer.alloc(0)
+      : typeof c.psk === 'string'
+        ? Buffer.from(c.psk, 'utf8')
+        : Buffer.from(c.psk);
+  if (certificate === null && psk.length === 0)
+    return {
+      ok: false,
+      error: {
+        field: 'psk',
+        message: c.psk === undefined ? 'no pre-shared key and no certificate' : 'the pre-shared key is empty',
+      },
+    };
+  if (certificate === null && psk.length < PSK_MIN_LENGTH && c.forceShortPsk !== true) {
     return {
       ok: false,
       error: {
@@ -113,6 +161,7 @@ export function checkConfig(
       localId: c.localId,
       remoteId: c.remoteId,
       psk,
+      certificate,
       ikeProposals: lists.ike,
       espProposals: lists.esp,
       localSelectors: c.localSelectors,

@@ -96,8 +96,19 @@ export const ID_TYPE = {
   DER_ASN1_DN: 9,
   KEY_ID: 11,
 } as const;
-/** RFC 7296 §3.8 authentication methods. */
-export const AUTH_METHOD = { SHARED_KEY_MIC: 2 } as const;
+/** RFC 7296 §3.8 authentication methods, RFC 4754 §7 (ECDSA) and RFC 7427 §7 (Digital Signature). */
+export const AUTH_METHOD = {
+  RSA_DIGITAL_SIGNATURE: 1,
+  SHARED_KEY_MIC: 2,
+  ECDSA_SHA256_P256: 9,
+  ECDSA_SHA384_P384: 10,
+  ECDSA_SHA512_P521: 11,
+  DIGITAL_SIGNATURE: 14,
+} as const;
+/** RFC 7296 §3.6 certificate encodings: the one we send and take. */
+export const CERT_ENCODING = { X509_SIGNATURE: 4 } as const;
+/** RFC 7427 §7 hash algorithm identifiers (the IANA "IKEv2 Hash Algorithms" registry). */
+export const HASH_ALGORITHM = { SHA1: 1, SHA2_256: 2, SHA2_384: 3, SHA2_512: 4 } as const;
 /** RFC 7296 §3.13.1 traffic selector types. */
 export const TS_TYPE = { IPV4_ADDR_RANGE: 7, IPV6_ADDR_RANGE: 8 } as const;
 

@@ -21,7 +21,23 @@ import {
   matchProposal,
   type Chosen,
 } from './algorithms.js';
-import { describeIdentity, encodeIdentity, idBody, pskAuth, sameBytes } from './auth.js';
+import {
+  describeIdentity,
+  encodeIdentity,
+  idBody,
+  pskAuth,
+  sameBytes,
+  sameIdentity,
+  signedOctets,
+} from './auth.js';
+import {
+  certPayloads,
+  certReqPayload,
+  hashAlgorithmsNotify,
+  peerHashAlgorithms,
+  signAuth,
+  verifyPeer,
+} from './cert-auth.js';
 import type { CheckedConfig } from './config.js';
 import {
   AUTH_METHOD,
@@ -45,6 +61,7 @@ import type { IkeDropReason } from './drops.js';
 import { deriveChildKeys, deriveIkeKeys, type IkeKeys } from './keys.js';
 import {
   buildMessage,
+  parseMessage,
   type IkeHeader,
   type IkeMessage,
   type Payload,
@@ -179,6 +196,7 @@ export class IkeSa {
       { kind: 'ke', group: this.dhGroup!, data: this.dh.publicValue },
       { kind: 'nonce', data: this.ni },
       ...this.natNotifies(),
+      ...certInitPayloads(this.ctx.config, false),
     );
     this.initRequest = buildMessage(this.header(EXCHANGE.IKE_SA_INIT, false, 0), payloads);
     this.nextRequestId = 1;
@@ -418,6 +436,7 @@ export class IkeSa {
       { kind: 'ke', group, data: dh.publicValue },
       { kind: 'nonce', data: s.nr },
       ...s.natNotifies(),
+      ...certInitPayloads(ctx.config, true),
     ]);
     s.initResponse = response;
     s.nextPeerRequestId = 1;
@@ -439,21 +458,17 @@ export class IkeSa {
     const cfg = this.ctx.config;
     this.childSpi = nonZero(this.ctx, 4);
     const idi = encodeIdentity(cfg.localId);
-    const auth = pskAuth(
-      this.prfId!,
-      cfg.psk,
-      this.initRequest,
-      this.nr,
-      this.keys!.skPi,
-      idBody(idi.idType, idi.data),
-    );
+    const auth = this.ownAuth(this.initRequest, this.nr, this.keys!.skPi, idi);
+    // §3.6/§3.7 order: IDi, CERT, INITIAL_CONTACT, CERTREQ, IDr, AUTH.
     const inner: Payload[] = [{ kind: 'id', initiator: true, idType: idi.idType, data: idi.data }];
+    if (cfg.certificate) inner.push(...certPayloads(cfg.certificate));
     inner.push(notify(NOTIFY.INITIAL_CONTACT, Buffer.alloc(0)));
+    if (cfg.certificate) inner.push(certReqPayload(cfg.certificate));
     if (cfg.remoteId) {
       const idr = encodeIdentity(cfg.remoteId);
       inner.push({ kind: 'id', initiator: false, idType: idr.idType, data: idr.data });
     }
-    inner.push({ kind: 'auth', method: AUTH_METHOD.SHARED_KEY_MIC, data: auth });
+    inner.push(auth);
     if (cfg.mode === 'transport') inner.push(notify(NOTIFY.USE_TRANSPORT_MODE, Buffer.alloc(0)));
     inner.push(
       {
@@ -487,45 +502,59 @@ export class IkeSa {
       this.fail('authentication-failed', why);
     };
     if (cfg.remoteId) {
-      const want = encodeIdentity(cfg.remoteId);
-      if (want.idType !== idi.idType || !want.data.equals(idi.data)) {
+      if (!sameIdentity(cfg.remoteId, idi.idType, idi.data)) {
         refuse(
           `peer ${this.remote.address} presented ID ${this.peerId}, but ${describeRemote(cfg)} is configured`,
         );
         return;
       }
     }
-    if (auth.method !== AUTH_METHOD.SHARED_KEY_MIC) {
-      refuse(
-        `peer ${this.peerId} used authentication method ${auth.method}; this site expects a pre-shared key (2)`,
+    if (cfg.certificate) {
+      const octets = signedOctets(
+        this.prfId!,
+        this.initRequest,
+        this.nr,
+        this.keys!.skPi,
+        idBody(idi.idType, idi.data),
       );
-      return;
-    }
-    const expect = pskAuth(
-      this.prfId!,
-      cfg.psk,
-      this.initRequest,
-      this.nr,
-      this.keys!.skPi,
-      idBody(idi.idType, idi.data),
-    );
-    if (!sameBytes(expect, auth.data)) {
-      refuse(`AUTH from peer ${this.peerId} does not verify with our pre-shared key (the keys differ)`);
-      return;
+      const verdict = verifyPeer(cfg.certificate, {
+        peer: this.peerId,
+        payloads: inner,
+        idType: idi.idType,
+        idData: idi.data,
+        method: auth.method,
+        authData: auth.data,
+        octets,
+        now,
+      });
+      if (!verdict.ok) {
+        refuse(verdict.why);
+        return;
+      }
+    } else {
+      if (auth.method !== AUTH_METHOD.SHARED_KEY_MIC) {
+        refuse(
+          `peer ${this.peerId} used authentication method ${auth.method}; this site expects a pre-shared key (2)`,
+        );
+        return;
+      }
+      const expect = pskAuth(
+        this.prfId!,
+        cfg.psk,
+        this.initRequest,
+        this.nr,
+        this.keys!.skPi,
+        idBody(idi.idType, idi.data),
+      );
+      if (!sameBytes(expect, auth.data)) {
+        refuse(`AUTH from peer ${this.peerId} does not verify with our pre-shared key (the keys differ)`);
+        return;
+      }
     }
     const idr = encodeIdentity(cfg.localId);
-    const myAuth = pskAuth(
-      this.prfId!,
-      cfg.psk,
-      this.initResponse,
-      this.ni,
-      this.keys!.skPr,
-      idBody(idr.idType, idr.data),
-    );
-    const reply: Payload[] = [
-      { kind: 'id', initiator: false, idType: idr.idType, data: idr.data },
-      { kind: 'auth', method: AUTH_METHOD.SHARED_KEY_MIC, data: myAuth },
-    ];
+    const reply: Payload[] = [{ kind: 'id', initiator: false, idType: idr.idType, data: idr.data }];
+    if (cfg.certificate) reply.push(...certPayloads(cfg.certificate));
+    reply.push(this.ownAuth(this.initResponse, this.ni, this.keys!.skPr, idr));
     this.state = 'established';
     this.lastHeard = now;
     this.announceUp();
@@ -533,6 +562,34 @@ export class IkeSa {
     reply.push(...child.payloads);
     this.answer(msg, reply);
     if (child.spec) this.childUp(child.spec, child.proposal);
+  }
+
+  /**
+   * Our AUTH payload (§2.15): the PSK MAC, or with a certificate a signature over the same octets, in the form
+   * the peer's SIGNATURE_HASH_ALGORITHMS (in its IKE_SA_INIT message) allows.
+   */
+  private ownAuth(
+    realMessage: Buffer,
+    peerNonce: Buffer,
+    skP: Buffer,
+    id: { idType: number; data: Buffer },
+  ): Payload {
+    const cfg = this.ctx.config;
+    const body = idBody(id.idType, id.data);
+    if (cfg.certificate === null)
+      return {
+        kind: 'auth',
+        method: AUTH_METHOD.SHARED_KEY_MIC,
+        data: pskAuth(this.prfId!, cfg.psk, realMessage, peerNonce, skP, body),
+      };
+    const peerInit = parseMessage(this.role === 'initiator' ? this.initResponse : this.initRequest);
+    const hashes = peerInit.ok ? peerHashAlgorithms(peerInit.value.payloads) : null;
+    const signed = signAuth(
+      cfg.certificate,
+      hashes,
+      signedOctets(this.prfId!, realMessage, peerNonce, skP, body),
+    );
+    return { kind: 'auth', method: signed.method, data: signed.data };
   }
 
   /** The responder's half of the first CHILD SA: proposal, traffic selectors (narrowed), mode. */
@@ -632,7 +689,10 @@ export class IkeSa {
     if (hasNotify(inner, NOTIFY.AUTHENTICATION_FAILED)) {
       this.fail(
         'authentication-failed',
-        `peer ${this.remote.address} refused our authentication (AUTHENTICATION_FAILED): the pre-shared keys or IDs differ`,
+        `peer ${this.remote.address} refused our authentication (AUTHENTICATION_FAILED): ` +
+          (cfg.certificate
+            ? 'it does not accept our certificate or ID (see its log)'
+            : 'the pre-shared keys or IDs differ'),
       );
       return;
     }
@@ -650,8 +710,7 @@ export class IkeSa {
     }
     this.peerId = describeIdentity(idr.idType, idr.data);
     if (cfg.remoteId) {
-      const want = encodeIdentity(cfg.remoteId);
-      if (want.idType !== idr.idType || !want.data.equals(idr.data)) {
+      if (!sameIdentity(cfg.remoteId, idr.idType, idr.data)) {
         this.fail(
           'authentication-failed',
           `responder presented ID ${this.peerId}, but ${describeRemote(cfg)} is configured`,
@@ -659,20 +718,49 @@ export class IkeSa {
         return;
       }
     }
-    const expect = pskAuth(
-      this.prfId!,
-      cfg.psk,
-      this.initResponse,
-      this.ni,
-      this.keys!.skPr,
-      idBody(idr.idType, idr.data),
-    );
-    if (auth.method !== AUTH_METHOD.SHARED_KEY_MIC || !sameBytes(expect, auth.data)) {
-      this.fail(
-        'authentication-failed',
-        `AUTH from responder ${this.peerId} does not verify with our pre-shared key`,
+    if (cfg.certificate) {
+      const octets = signedOctets(
+        this.prfId!,
+        this.initResponse,
+        this.ni,
+        this.keys!.skPr,
+        idBody(idr.idType, idr.data),
       );
-      return;
+      const verdict = verifyPeer(cfg.certificate, {
+        peer: this.peerId,
+        payloads: inner,
+        idType: idr.idType,
+        idData: idr.data,
+        method: auth.method,
+        authData: auth.data,
+        octets,
+        now,
+      });
+      if (!verdict.ok) {
+        // §2.21.2: the IKE SA is up on the responder's side; tell it why, and delete it.
+        this.sendRequest(now, EXCHANGE.INFORMATIONAL, 'delete-ike', [
+          notify(NOTIFY.AUTHENTICATION_FAILED, Buffer.alloc(0)),
+          { kind: 'delete', protocol: PROTOCOL.IKE, spis: [] },
+        ]);
+        this.fail('authentication-failed', verdict.why);
+        return;
+      }
+    } else {
+      const expect = pskAuth(
+        this.prfId!,
+        cfg.psk,
+        this.initResponse,
+        this.ni,
+        this.keys!.skPr,
+        idBody(idr.idType, idr.data),
+      );
+      if (auth.method !== AUTH_METHOD.SHARED_KEY_MIC || !sameBytes(expect, auth.data)) {
+        this.fail(
+          'authentication-failed',
+          `AUTH from responder ${this.peerId} does not verify with our pre-shared key`,
+        );
+        return;
+      }
     }
     this.state = 'established';
     this.lastHeard = now;
@@ -763,6 +851,18 @@ export class IkeSa {
   // INFORMATIONAL
 
   private onInformationalRequest(msg: IkeMessage, inner: readonly Payload[], now: number): void {
+    if (hasNotify(inner, NOTIFY.AUTHENTICATION_FAILED)) {
+      // §2.21.2: the initiator did not accept our AUTH after we answered IKE_AUTH; the IKE SA is gone for it.
+      this.answer(msg, []);
+      this.fail(
+        'authentication-failed',
+        `peer ${this.peerId} refused our authentication after IKE_AUTH (INFORMATIONAL AUTHENTICATION_FAILED): ` +
+          (this.ctx.config.certificate
+            ? 'it does not accept our certificate or ID (see its log)'
+            : 'the pre-shared keys or IDs differ'),
+      );
+      return;
+    }
     const reply: Payload[] = [];
     let closeIke = false;
     for (const d of inner) {
@@ -1082,6 +1182,12 @@ function nonZero(ctx: SaContext, n: number): Buffer {
     const b = ctx.random(n);
     if (b.some((x) => x !== 0)) return Buffer.from(b);
   }
+}
+
+/** RFC 7427 §4 SIGNATURE_HASH_ALGORITHMS and, from the responder, CERTREQ (§3.7) when we use certificates. */
+function certInitPayloads(cfg: CheckedConfig, response: boolean): Payload[] {
+  if (cfg.certificate === null) return [];
+  return response ? [certReqPayload(cfg.certificate), hashAlgorithmsNotify()] : [hashAlgorithmsNotify()];
 }
 
 function describeRemote(cfg: CheckedConfig): string {
