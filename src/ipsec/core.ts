@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 
 import type { IkeAction } from './actions.js';
+import type { TrafficSelector } from './child-sa.js';
 import { checkConfig, type CheckedConfig, type ConfigError, type IkePeerConfig } from './config.js';
 import { EXCHANGE, HALF_OPEN_MAX, NATT_KEEPALIVE, NATT_PORT, NON_ESP_MARKER_LENGTH } from './constants.js';
 import { newIkeDropCounters, type IkeDropCounters, type IkeDropReason } from './drops.js';
@@ -49,7 +50,7 @@ export class IkeCore {
     readonly config: CheckedConfig,
     options: IkeCoreOptions,
   ) {
-    this.ctx = { config, random: options.random ?? ((n) => randomBytes(n)), out: [] };
+    this.ctx = { config, random: options.random ?? ((n) => randomBytes(n)), out: [], born: [] };
   }
 
   /** Checks the configuration (PSK length, proposals, selectors) and returns a core or the field at fault. */
@@ -115,7 +116,7 @@ export class IkeCore {
   }
 
   tick(now: number): IkeAction[] {
-    for (const sa of this.sas.values()) {
+    for (const sa of [...this.sas.values()]) {
       const t = sa.nextDeadline();
       if (t !== null && now >= t) sa.tick(now);
     }
@@ -141,7 +142,7 @@ export class IkeCore {
 
   /** Deletes every IKE SA (INFORMATIONAL with a Delete payload; the SA ends when the peer answers). */
   deleteAll(now: number): IkeAction[] {
-    for (const sa of this.sas.values()) sa.deleteIke(now);
+    for (const sa of [...this.sas.values()]) sa.deleteIke(now);
     this.reap();
     return this.flush();
   }
@@ -149,6 +150,35 @@ export class IkeCore {
   /** Deletes the CHILD SA of every established IKE SA. */
   deleteChildren(now: number): IkeAction[] {
     for (const sa of this.sas.values()) sa.deleteChild(now);
+    return this.flush();
+  }
+
+  /**
+   * Rekeys the CHILD SA that sends with `outboundSpi` (RFC 7296 §1.3.3): the shell calls this when the ESP
+   * data plane says the SA's sequence numbers run out (`EspOutboundSa.rekeyNeeded`). Lifetimes rekey on their
+   * own through `tick`. Returns no actions when no installed CHILD SA has that SPI.
+   */
+  rekeyChild(outboundSpi: number, now: number): IkeAction[] {
+    for (const sa of this.sas.values()) if (sa.rekeyChild(outboundSpi, now)) break;
+    return this.flush();
+  }
+
+  /**
+   * Asks the peer for an additional CHILD SA (RFC 7296 §1.3.1) on every established IKE SA, with these
+   * selectors (default: the configured ones); the peer may narrow them.
+   */
+  createChild(
+    now: number,
+    local: readonly TrafficSelector[] = this.config.localSelectors,
+    remote: readonly TrafficSelector[] = this.config.remoteSelectors,
+  ): IkeAction[] {
+    for (const sa of this.sas.values()) sa.createChild(local, remote, now);
+    return this.flush();
+  }
+
+  /** Rekeys every established IKE SA now (RFC 7296 §1.3.2), as its lifetime would. */
+  rekeyIke(now: number): IkeAction[] {
+    for (const sa of [...this.sas.values()]) sa.rekeyIke(now);
     return this.flush();
   }
 
@@ -163,6 +193,9 @@ export class IkeCore {
   }
 
   private flush(): IkeAction[] {
+    // IKE SAs born of a rekey during this call (§2.18) are filed under their own SPI.
+    for (const sa of this.ctx.born.splice(0)) this.sas.set(sa.localSpi.toString('hex'), sa);
+    this.reap();
     const out = this.ctx.out.splice(0);
     return out;
   }
