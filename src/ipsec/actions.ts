@@ -39,6 +39,12 @@ export type IkeAction =
       /** Whether UDP encapsulation is in use, and whether we are the side behind a NAT (we send keepalives). */
       readonly encapsulated: boolean;
       readonly behindNat: boolean;
+      /**
+       * Set when this IKE SA replaces another by a rekey (RFC 7296 §2.18): the CHILD SAs of the old one now
+       * belong to this one (they are not reported down and up again); `ike-sa-down` with reason 'rekeyed'
+       * follows for the old one once its delete completes.
+       */
+      readonly rekeyOf?: { readonly spiI: string; readonly spiR: string };
     }
   | { readonly type: 'ike-sa-down'; readonly spiI: string; readonly spiR: string; readonly reason: string }
   | {
@@ -47,6 +53,13 @@ export type IkeAction =
       readonly proposal: string;
       /** UDP encapsulation of ESP (RFC 3948): the ports, or null for raw ESP (protocol 50). */
       readonly encapsulation: { readonly localPort: number; readonly remote: UdpEndpoint } | null;
+      /**
+       * Set when this CHILD SA replaces another by a rekey (RFC 7296 §1.3.3): send on the new SA from now
+       * on, keep taking packets on the old one until its `child-sa-down` (reason 'rekeyed'). After a rekey
+       * collision (§2.8.1) two new SAs may name the same old one for a moment; the redundant one is reported
+       * down with reason 'rekeyed' as well.
+       */
+      readonly rekeyOf?: { readonly inboundSpi: number; readonly outboundSpi: number };
     }
   | {
       readonly type: 'child-sa-down';

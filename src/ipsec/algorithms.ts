@@ -97,6 +97,11 @@ const DH_NAMES: Record<string, number> = {
 };
 
 export type ProposalKind = 'ike' | 'esp';
+/**
+ * What a proposal is matched for: IKE, ESP in IKE_AUTH (DH ignored, §1.2), or ESP in CREATE_CHILD_SA
+ * ('esp-ke'), where a DH group is negotiated like any other transform and means PFS (§1.3.1).
+ */
+export type MatchKind = ProposalKind | 'esp-ke';
 
 /**
  * Parses "aes256gcm16-prfsha256-x25519" (IKE) or "aes128-sha256-esn" (ESP). Returns an error string naming
@@ -228,7 +233,7 @@ function same(a: Transform, b: Transform): boolean {
 export function matchProposal(
   offered: readonly Transform[],
   ours: readonly Transform[],
-  kind: ProposalKind,
+  kind: MatchKind,
   dhFilter?: number,
 ): Chosen | null {
   const pick = (type: number): Transform | null | undefined => {
@@ -253,7 +258,7 @@ export function matchProposal(
   if (!suite) return null;
   if (suite.aead !== (integ === null)) return null;
   if (kind === 'ike' && (prf === null || dh === null)) return null;
-  if (kind === 'esp' && esn === null) return null;
+  if (kind !== 'ike' && esn === null) return null;
   return { encr, integ, prf, dh, esn };
 }
 

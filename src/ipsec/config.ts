@@ -7,7 +7,9 @@ import { formatProposals, parseProposal } from './algorithms.js';
 import { distinguishedName, type IkeIdentity } from './auth.js';
 import { checkCertificateConfig, type CertificateConfig, type CheckedCertificate } from './cert-auth.js';
 import {
+  CHILD_REKEY_MS,
   DPD_INTERVAL_MS,
+  IKE_REKEY_MS,
   NATT_KEEPALIVE_MS,
   PSK_MIN_LENGTH,
   RETRANSMIT_BASE,
@@ -50,6 +52,10 @@ export interface IkePeerConfig {
   readonly retransmitTimeoutMs?: number;
   readonly retransmitBase?: number;
   readonly retransmitTries?: number;
+  /** Rekey the IKE SA after this long (minus up to 10% jitter); 0 never. Default 4 h. */
+  readonly ikeRekeyMs?: number;
+  /** Rekey each CHILD SA after this long (minus up to 10% jitter); 0 never. Default 1 h. */
+  readonly childRekeyMs?: number;
 }
 
 export interface CheckedConfig {
@@ -69,6 +75,8 @@ export interface CheckedConfig {
   readonly retransmitTimeoutMs: number;
   readonly retransmitBase: number;
   readonly retransmitTries: number;
+  readonly ikeRekeyMs: number;
+  readonly childRekeyMs: number;
 }
 
 export type ConfigError = { readonly field: string; readonly message: string };
@@ -155,6 +163,11 @@ export function checkConfig(
       },
     };
   }
+  for (const field of ['ikeRekeyMs', 'childRekeyMs'] as const) {
+    const v = c[field];
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0))
+      return { ok: false, error: { field, message: 'a lifetime is a number of milliseconds, 0 or more' } };
+  }
   return {
     ok: true,
     value: {
@@ -173,6 +186,8 @@ export function checkConfig(
       retransmitTimeoutMs: c.retransmitTimeoutMs ?? RETRANSMIT_TIMEOUT_MS,
       retransmitBase: c.retransmitBase ?? RETRANSMIT_BASE,
       retransmitTries: c.retransmitTries ?? RETRANSMIT_TRIES,
+      ikeRekeyMs: c.ikeRekeyMs ?? IKE_REKEY_MS,
+      childRekeyMs: c.childRekeyMs ?? CHILD_REKEY_MS,
     },
   };
 }

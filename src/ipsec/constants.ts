@@ -175,3 +175,18 @@ export const NATT_KEEPALIVE_MS = 20_000;
 /** Half-open IKE SAs (IKE_SA_INIT answered, IKE_AUTH not yet seen) kept at once, and for how long. */
 export const HALF_OPEN_MAX = 1024;
 export const HALF_OPEN_TIMEOUT_MS = 30_000;
+/** §2.6: from this many half-open IKE SAs on, new IKE_SA_INIT requests must carry a cookie. */
+export const COOKIE_THRESHOLD = 64;
+/** How long one cookie secret is used before the next (the one before is still accepted). */
+export const COOKIE_SECRET_MS = 60_000;
+/** Lifetimes before a rekey (strongSwan's defaults: rekey_time 4 h for IKE, 1 h for CHILD SAs). */
+export const IKE_REKEY_MS = 4 * 3600_000;
+export const CHILD_REKEY_MS = 3600_000;
+/**
+ * Each lifetime is shortened by a random part up to this fraction, so the two ends rarely start the same rekey
+ * at once (§2.8.1 calls such collisions rare; jitter keeps them so).
+ */
+export const REKEY_JITTER = 0.1;
+/** §2.25: after TEMPORARY_FAILURE an exchange is retried after a random delay within this range. */
+export const RETRY_MIN_MS = 1_000;
+export const RETRY_JITTER_MS = 2_000;

@@ -6,18 +6,29 @@
  *   2. parse the header and payload chain (messages.ts) — an IKEv1 header is dropped as
  *      "ikev1-not-supported" and never answered;
  *   3. an IKE_SA_INIT request with a zero responder SPI starts a half-open responder SA (bounded in number);
- *      its retransmission is answered from that SA's cache;
+ *      its retransmission is answered from that SA's cache; under load (COOKIE_THRESHOLD half-open SAs) a
+ *      new one must carry a valid cookie or gets only N(COOKIE) back (cookie.ts, RFC 7296 §2.6);
  *   4. anything else goes to the SA whose SPI (ours: SPIr when the I flag is set, SPIi otherwise) it names.
  * Every datagram ends either processed or as exactly one counted drop.
  */
 import { randomBytes } from 'node:crypto';
 
 import type { IkeAction } from './actions.js';
+import type { TrafficSelector } from './child-sa.js';
 import { checkConfig, type CheckedConfig, type ConfigError, type IkePeerConfig } from './config.js';
-import { EXCHANGE, HALF_OPEN_MAX, NATT_KEEPALIVE, NATT_PORT, NON_ESP_MARKER_LENGTH } from './constants.js';
+import {
+  COOKIE_THRESHOLD,
+  EXCHANGE,
+  HALF_OPEN_MAX,
+  NATT_KEEPALIVE,
+  NATT_PORT,
+  NON_ESP_MARKER_LENGTH,
+  NOTIFY,
+} from './constants.js';
+import { CookieJar } from './cookie.js';
 import { newIkeDropCounters, type IkeDropCounters, type IkeDropReason } from './drops.js';
 import { IkeSa, type Handled, type SaContext } from './ike-sa.js';
-import { parseMessage } from './messages.js';
+import { buildMessage, parseMessage, type IkeMessage } from './messages.js';
 import type { UdpEndpoint } from './nat.js';
 
 export interface IkeDatagram {
@@ -31,16 +42,22 @@ export interface IkeDatagram {
 export interface IkeCoreOptions {
   /** Randomness for SPIs, nonces and IVs (tests inject a seeded source). */
   readonly random?: (n: number) => Buffer;
+  /** Half-open IKE SAs from which on a cookie is demanded (RFC 7296 §2.6); COOKIE_THRESHOLD by default. */
+  readonly cookieThreshold?: number;
 }
 
 export interface IkeStats {
   received: number;
   processed: number;
+  /** IKE_SA_INIT requests answered with N(COOKIE) instead of state (§2.6). */
+  cookiesSent: number;
   readonly drops: IkeDropCounters;
 }
 
 export class IkeCore {
-  readonly stats: IkeStats = { received: 0, processed: 0, drops: newIkeDropCounters() };
+  readonly stats: IkeStats = { received: 0, processed: 0, cookiesSent: 0, drops: newIkeDropCounters() };
+  private cookies: CookieJar | null = null;
+  private readonly cookieThreshold: number;
   private readonly sas = new Map<string, IkeSa>();
   private readonly halfOpen = new Map<string, IkeSa>();
   private readonly ctx: SaContext & { out: IkeAction[] };
@@ -49,7 +66,8 @@ export class IkeCore {
     readonly config: CheckedConfig,
     options: IkeCoreOptions,
   ) {
-    this.ctx = { config, random: options.random ?? ((n) => randomBytes(n)), out: [] };
+    this.ctx = { config, random: options.random ?? ((n) => randomBytes(n)), out: [], born: [] };
+    this.cookieThreshold = options.cookieThreshold ?? COOKIE_THRESHOLD;
   }
 
   /** Checks the configuration (PSK length, proposals, selectors) and returns a core or the field at fault. */
@@ -101,6 +119,7 @@ export class IkeCore {
       const existing = this.halfOpen.get(key);
       if (existing) return existing.handle(msg, d.remote, d.local, now);
       if (this.halfOpen.size >= HALF_OPEN_MAX) return 'half-open-limit';
+      if (this.halfOpen.size >= this.cookieThreshold && !this.cookieOk(msg, d, now)) return 'processed';
       const r = IkeSa.respondInit(this.ctx, msg, d.remote, d.local, now);
       if (r.sa) {
         this.halfOpen.set(key, r.sa);
@@ -115,7 +134,7 @@ export class IkeCore {
   }
 
   tick(now: number): IkeAction[] {
-    for (const sa of this.sas.values()) {
+    for (const sa of [...this.sas.values()]) {
       const t = sa.nextDeadline();
       if (t !== null && now >= t) sa.tick(now);
     }
@@ -141,7 +160,7 @@ export class IkeCore {
 
   /** Deletes every IKE SA (INFORMATIONAL with a Delete payload; the SA ends when the peer answers). */
   deleteAll(now: number): IkeAction[] {
-    for (const sa of this.sas.values()) sa.deleteIke(now);
+    for (const sa of [...this.sas.values()]) sa.deleteIke(now);
     this.reap();
     return this.flush();
   }
@@ -152,9 +171,78 @@ export class IkeCore {
     return this.flush();
   }
 
+  /**
+   * Rekeys the CHILD SA that sends with `outboundSpi` (RFC 7296 §1.3.3): the shell calls this when the ESP
+   * data plane says the SA's sequence numbers run out (`EspOutboundSa.rekeyNeeded`). Lifetimes rekey on their
+   * own through `tick`. Returns no actions when no installed CHILD SA has that SPI.
+   */
+  rekeyChild(outboundSpi: number, now: number): IkeAction[] {
+    for (const sa of this.sas.values()) if (sa.rekeyChild(outboundSpi, now)) break;
+    return this.flush();
+  }
+
+  /**
+   * Asks the peer for an additional CHILD SA (RFC 7296 §1.3.1) on every established IKE SA, with these
+   * selectors (default: the configured ones); the peer may narrow them.
+   */
+  createChild(
+    now: number,
+    local: readonly TrafficSelector[] = this.config.localSelectors,
+    remote: readonly TrafficSelector[] = this.config.remoteSelectors,
+  ): IkeAction[] {
+    for (const sa of this.sas.values()) sa.createChild(local, remote, now);
+    return this.flush();
+  }
+
+  /** Rekeys every established IKE SA now (RFC 7296 §1.3.2), as its lifetime would. */
+  rekeyIke(now: number): IkeAction[] {
+    for (const sa of [...this.sas.values()]) sa.rekeyIke(now);
+    return this.flush();
+  }
+
   /** The SAs this core holds (for status and tests). */
   list(): readonly IkeSa[] {
     return [...this.sas.values()];
+  }
+
+  /**
+   * §2.6: under load a new IKE_SA_INIT request must start with a valid N(COOKIE); one without gets only a
+   * fresh cookie back, and nothing is kept. True when the request may go on.
+   */
+  private cookieOk(msg: IkeMessage, d: IkeDatagram, now: number): boolean {
+    const h = msg.header;
+    const nonce = msg.payloads.find((x) => x.kind === 'nonce');
+    if (!nonce) return true; // the SA code drops it as missing-payload
+    this.cookies ??= new CookieJar(this.ctx.random, now);
+    const first = msg.payloads[0];
+    if (
+      first?.kind === 'notify' &&
+      first.notify === NOTIFY.COOKIE &&
+      this.cookies.check(first.data, nonce.data, d.remote.address, h.spiI, now)
+    )
+      return true;
+    const cookie = this.cookies.make(nonce.data, d.remote.address, h.spiI, now);
+    const data = buildMessage(
+      {
+        spiI: h.spiI,
+        spiR: Buffer.alloc(8),
+        exchange: EXCHANGE.IKE_SA_INIT,
+        initiator: false,
+        response: true,
+        messageId: 0,
+      },
+      [{ kind: 'notify', protocol: 0, spi: Buffer.alloc(0), notify: NOTIFY.COOKIE, data: cookie }],
+    );
+    const marker = d.local.port === NATT_PORT;
+    this.ctx.out.push({
+      type: 'send',
+      data: marker ? Buffer.concat([Buffer.alloc(NON_ESP_MARKER_LENGTH), data]) : data,
+      remote: d.remote,
+      localPort: d.local.port,
+      nonEspMarker: marker,
+    });
+    this.stats.cookiesSent++;
+    return false;
   }
 
   private reap(): void {
@@ -163,6 +251,9 @@ export class IkeCore {
   }
 
   private flush(): IkeAction[] {
+    // IKE SAs born of a rekey during this call (§2.18) are filed under their own SPI.
+    for (const sa of this.ctx.born.splice(0)) this.sas.set(sa.localSpi.toString('hex'), sa);
+    this.reap();
     const out = this.ctx.out.splice(0);
     return out;
   }

@@ -1,10 +1,16 @@
 /**
  * One IKE SA, initiator or responder (RFC 7296): IKE_SA_INIT, IKE_AUTH with a pre-shared key and the first
- * CHILD SA, INFORMATIONAL (delete, liveness), retransmission and the message-ID window (size 1).
+ * CHILD SA, CREATE_CHILD_SA (rekeying CHILD SAs and the IKE SA itself, additional CHILD SAs the peer asks
+ * for), INFORMATIONAL (delete, liveness), retransmission and the message-ID window (size 1).
  *
  * As initiator:  init-sent --IKE_SA_INIT resp--> auth-sent --IKE_AUTH resp--> established
  * As responder:  (IKE_SA_INIT req answered) auth-wait --IKE_AUTH req--> established
+ * Rekeyed:       established --CREATE_CHILD_SA rekeying this IKE SA done--> rekeyed --delete--> closed
+ *                (the new IKE SA is born established, with the CHILD SAs moved to it, §2.18)
  * Any state ----failure, delete, give-up----> closed
+ *
+ * Our own requests (liveness, deletes, rekeys) wait in a queue while one is in flight (window size 1, §2.3);
+ * a rekey refused with TEMPORARY_FAILURE (§2.25) is queued again after a random delay.
  *
  * Requests we send are kept until answered and retransmitted with exponential backoff; the last request we
  * answered is kept with its response, and an identical retransmission of it is answered from that cache
@@ -20,6 +26,7 @@ import {
   integSuite,
   matchProposal,
   type Chosen,
+  type MatchKind,
 } from './algorithms.js';
 import {
   describeIdentity,
@@ -54,11 +61,14 @@ import {
   NOTIFY,
   NOTIFY_ERROR_MAX,
   PROTOCOL,
+  REKEY_JITTER,
+  RETRY_JITTER_MS,
+  RETRY_MIN_MS,
   TRANSFORM_TYPE,
 } from './constants.js';
 import { generateDh, isDhGroupId, publicLength, type DhGroupId, type DhKeyPair } from './dh.js';
 import type { IkeDropReason } from './drops.js';
-import { deriveChildKeys, deriveIkeKeys, type IkeKeys } from './keys.js';
+import { deriveChildKeys, deriveIkeKeys, deriveRekeyedIkeKeys, type IkeKeys } from './keys.js';
 import {
   buildMessage,
   parseMessage,
@@ -74,7 +84,7 @@ import { openMessage, sealMessage, type SkKeys } from './sk.js';
 import { formatSelector, narrow, within } from './traffic-selectors.js';
 
 export type Role = 'initiator' | 'responder';
-export type IkeSaState = 'init-sent' | 'auth-sent' | 'auth-wait' | 'established' | 'closed';
+export type IkeSaState = 'init-sent' | 'auth-sent' | 'auth-wait' | 'established' | 'rekeyed' | 'closed';
 
 /** What an SA needs from the core that owns it. */
 export interface SaContext {
@@ -82,12 +92,50 @@ export interface SaContext {
   random(n: number): Buffer;
   /** Where the SA appends its actions during one call. */
   readonly out: IkeAction[];
+  /** IKE SAs created by a rekey during one call; the core files them under their SPIs. */
+  readonly born: IkeSa[];
 }
 
 /** Outcome of handing one message to an SA: processed, or dropped for a reason (counted by the core). */
 export type Handled = 'processed' | IkeDropReason;
 
-type Purpose = 'init' | 'auth' | 'dpd' | 'delete-ike' | 'delete-child';
+/** A request of ours waiting for the window (§2.3). CHILD SAs are named by our inbound SPI. */
+type Job =
+  | { readonly kind: 'dpd' }
+  | { readonly kind: 'delete-ike' }
+  | { readonly kind: 'delete-child'; readonly inboundSpi: number; readonly reason: string }
+  | { readonly kind: 'rekey-child'; readonly inboundSpi: number; readonly group?: DhGroupId }
+  | { readonly kind: 'rekey-ike'; readonly group?: DhGroupId }
+  | {
+      readonly kind: 'new-child';
+      readonly local: readonly TrafficSelector[];
+      readonly remote: readonly TrafficSelector[];
+      readonly group?: DhGroupId;
+    };
+
+type Purpose = 'init' | 'auth' | Job['kind'];
+
+/**
+ * Our half of a CHILD SA rekey (or, with `old` null, of a new CHILD SA) in flight, and the peer's rekey of the
+ * same SA if the two crossed (§2.8.1).
+ */
+interface ChildRekey {
+  readonly old: ChildState | null;
+  readonly spi: Buffer;
+  readonly ni: Buffer;
+  readonly dh: DhKeyPair | null;
+  readonly group: DhGroupId | null;
+  collision: { readonly child: ChildState; readonly ni: Buffer; readonly nr: Buffer } | null;
+}
+
+/** Our half of an IKE SA rekey in flight, and the new IKE SA of the peer's crossing rekey (§2.8.2). */
+interface IkeRekey {
+  readonly spi: Buffer;
+  readonly ni: Buffer;
+  readonly dh: DhKeyPair;
+  readonly group: DhGroupId;
+  collision: { readonly sa: IkeSa; readonly ni: Buffer; readonly nr: Buffer } | null;
+}
 
 interface Outstanding {
   readonly id: number;
@@ -95,10 +143,20 @@ interface Outstanding {
   readonly message: Buffer;
   tries: number;
   deadline: number;
+  job?: Job;
+  childRekey?: ChildRekey;
+  ikeRekey?: IkeRekey;
 }
 
-interface ChildState {
+/**
+ * One CHILD SA: 'installed' is in use; 'rekeyed' has a successor and waits for its delete (ours or the
+ * peer's); 'deleting' has our delete in flight or queued.
+ */
+export interface ChildState {
   readonly spec: ChildSaSpec;
+  readonly proposal: string;
+  phase: 'installed' | 'rekeyed' | 'deleting';
+  rekeyAt: number | null;
 }
 
 const MAX_INVALID_KE_RETRIES = 2;
@@ -116,7 +174,12 @@ export class IkeSa {
   behindNat = false;
   /** A NAT (or a peer forcing encapsulation) was detected in IKE_SA_INIT. */
   natDetected = false;
-  child: ChildState | null = null;
+  /** The CHILD SAs of this IKE SA (more than one while a rekey overlaps the old and the new). */
+  children: ChildState[] = [];
+  /** Whether `ike-sa-up` was reported (the new SA of a lost rekey collision never is). */
+  announced = false;
+  /** The IKE SA that replaced this one by a rekey. */
+  successor: IkeSa | null = null;
 
   private ni: Buffer = Buffer.alloc(0);
   private nr: Buffer = Buffer.alloc(0);
@@ -134,7 +197,12 @@ export class IkeSa {
 
   private nextRequestId = 0;
   private outstanding: Outstanding | null = null;
-  private queued: Purpose[] = [];
+  private queued: Job[] = [];
+  /** Jobs refused with TEMPORARY_FAILURE, queued again at `at` (§2.25). */
+  private delayed: { at: number; job: Job }[] = [];
+  private ikeRekeyAt: number | null = null;
+  /** The `now` of the call being handled. */
+  private clock: number;
   private nextPeerRequestId = 0;
   private lastAnswer: { id: number; request: Buffer; response: Buffer } | null = null;
   private lastHeard: number;
@@ -157,6 +225,13 @@ export class IkeSa {
     this.lastHeard = now;
     this.lastSent = now;
     this.created = now;
+    this.clock = now;
+  }
+
+  /** The CHILD SA in use (the newest installed one), for status and tests. */
+  get child(): ChildState | null {
+    const installed = this.children.filter((c) => c.phase === 'installed');
+    return installed[installed.length - 1] ?? this.children[0] ?? null;
   }
 
   /** The SPI this side chose: the key the core files the SA under. */
@@ -316,7 +391,7 @@ export class IkeSa {
   private acceptChosen(
     proposals: readonly Proposal[],
     ours: readonly (readonly Transform[])[],
-    kind: 'ike' | 'esp',
+    kind: MatchKind,
     expectSpi: number,
   ): { chosen: Chosen; spi: Buffer } | null {
     if (proposals.length !== 1) return null;
@@ -332,7 +407,7 @@ export class IkeSa {
       if (
         c &&
         chosenTransforms(c).length ===
-          only.transforms.filter((t) => kind === 'ike' || t.type !== TRANSFORM_TYPE.DH).length
+          only.transforms.filter((t) => kind !== 'esp' || t.type !== TRANSFORM_TYPE.DH).length
       )
         return { chosen: c, spi: only.spi };
     }
@@ -473,12 +548,7 @@ export class IkeSa {
     inner.push(
       {
         kind: 'sa',
-        proposals: cfg.espProposals.map((transforms, i) => ({
-          num: i + 1,
-          protocol: PROTOCOL.ESP,
-          spi: this.childSpi,
-          transforms,
-        })),
+        proposals: espOffer(cfg.espProposals, this.childSpi, false),
       },
       { kind: 'ts', initiator: true, selectors: cfg.localSelectors },
       { kind: 'ts', initiator: false, selectors: cfg.remoteSelectors },
@@ -557,7 +627,7 @@ export class IkeSa {
     reply.push(this.ownAuth(this.initResponse, this.ni, this.keys!.skPr, idr));
     this.state = 'established';
     this.lastHeard = now;
-    this.announceUp();
+    this.announceUp(now);
     const child = this.negotiateChild(inner);
     reply.push(...child.payloads);
     this.answer(msg, reply);
@@ -660,10 +730,14 @@ export class IkeSa {
     transport: boolean,
     localSelectors: readonly TrafficSelector[],
     remoteSelectors: readonly TrafficSelector[],
+    ni: Buffer = this.ni,
+    nr: Buffer = this.nr,
+    gir: Buffer | null = null,
   ): ChildSaSpec {
     const encr = encrSuite(chosen.encr.id, chosen.encr.keyLength)!;
     const integ = chosen.integ ? integSuite(chosen.integ.id) : null;
-    const k = deriveChildKeys(this.prfId!, this.keys!.skD, this.ni, this.nr, encr, integ);
+    // §2.17: the first CHILD SA takes the IKE SA's nonces; a CREATE_CHILD_SA one its exchange's (and g^ir).
+    const k = deriveChildKeys(this.prfId!, this.keys!.skD, ni, nr, encr, integ, gir);
     const [inbound, outbound] =
       this.role === 'initiator'
         ? [k.responderToInitiator, k.initiatorToResponder]
@@ -764,7 +838,7 @@ export class IkeSa {
     }
     this.state = 'established';
     this.lastHeard = now;
-    this.announceUp();
+    this.announceUp(now);
     this.acceptChild(inner);
     this.pump(now);
   }
@@ -825,7 +899,10 @@ export class IkeSa {
     this.childUp(spec, formatProposal(chosenTransforms(c.chosen)));
   }
 
-  private announceUp(): void {
+  private announceUp(now: number, rekeyOf?: IkeSa): void {
+    this.announced = true;
+    const cfg = this.ctx.config;
+    this.ikeRekeyAt = cfg.ikeRekeyMs > 0 ? now + this.jittered(cfg.ikeRekeyMs) : null;
     this.ctx.out.push({
       type: 'ike-sa-up',
       spiI: this.spiI.toString('hex'),
@@ -834,17 +911,590 @@ export class IkeSa {
       peerId: this.peerId,
       encapsulated: this.encapsulated,
       behindNat: this.behindNat,
+      ...(rekeyOf
+        ? { rekeyOf: { spiI: rekeyOf.spiI.toString('hex'), spiR: rekeyOf.spiR.toString('hex') } }
+        : {}),
     });
   }
 
-  private childUp(spec: ChildSaSpec, proposal: string): void {
-    this.child = { spec };
+  private childUp(spec: ChildSaSpec, proposal: string, rekeyOf?: ChildState): ChildState {
+    const cfg = this.ctx.config;
+    const child: ChildState = {
+      spec,
+      proposal,
+      phase: 'installed',
+      rekeyAt: cfg.childRekeyMs > 0 ? this.clock + this.jittered(cfg.childRekeyMs) : null,
+    };
+    this.children.push(child);
     this.ctx.out.push({
       type: 'child-sa-up',
       spec,
       proposal,
       encapsulation: this.encapsulated ? { localPort: this.local.port, remote: this.remote } : null,
+      ...(rekeyOf
+        ? { rekeyOf: { inboundSpi: rekeyOf.spec.inboundSpi, outboundSpi: rekeyOf.spec.outboundSpi } }
+        : {}),
     });
+    return child;
+  }
+
+  /** A lifetime shortened by a random part of up to REKEY_JITTER of it. */
+  private jittered(ms: number): number {
+    const r = this.ctx.random(4).readUInt32BE(0) / 0x1_0000_0000;
+    return Math.max(1, ms - Math.floor(ms * REKEY_JITTER * r));
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // CREATE_CHILD_SA, responder (§1.3): a CHILD SA rekey (REKEY_SA), an IKE SA rekey (an IKE proposal), or an
+  // additional CHILD SA (neither).
+
+  private onCreateChildRequest(msg: IkeMessage, inner: readonly Payload[], now: number): void {
+    const sa = inner.find((x) => x.kind === 'sa');
+    if (!sa) {
+      this.answer(msg, [notify(NOTIFY.INVALID_SYNTAX, Buffer.alloc(0))]);
+      return;
+    }
+    // §2.25: an old IKE SA replaced by a rekey takes no new exchanges; the peer retries on the new one.
+    if (this.state !== 'established') {
+      this.answer(msg, [notify(NOTIFY.TEMPORARY_FAILURE, Buffer.alloc(0))]);
+      return;
+    }
+    if (sa.proposals.some((x) => x.protocol === PROTOCOL.IKE)) {
+      this.respondRekeyIke(msg, inner, sa.proposals, now);
+      return;
+    }
+    // §2.25.2: no CHILD SA work while we rekey the IKE SA.
+    if (this.outstanding?.purpose === 'rekey-ike') {
+      this.answer(msg, [notify(NOTIFY.TEMPORARY_FAILURE, Buffer.alloc(0))]);
+      return;
+    }
+    const rekey = notifies(inner, NOTIFY.REKEY_SA)[0];
+    let old: ChildState | null = null;
+    if (rekey) {
+      if (rekey.protocol !== PROTOCOL.ESP || rekey.spi.length !== 4) {
+        this.answer(msg, [notify(NOTIFY.INVALID_SYNTAX, Buffer.alloc(0))]);
+        return;
+      }
+      // §1.3.3: the SPI is the one the peer expects on inbound packets, our outbound SPI.
+      const spi = rekey.spi.readUInt32BE(0);
+      old = this.children.find((c) => c.spec.outboundSpi === spi) ?? null;
+      if (old === null) {
+        this.answer(msg, [
+          {
+            kind: 'notify',
+            protocol: PROTOCOL.ESP,
+            spi: rekey.spi,
+            notify: NOTIFY.CHILD_SA_NOT_FOUND,
+            data: Buffer.alloc(0),
+          },
+        ]);
+        return;
+      }
+      // §2.25.1: an SA we are deleting (or that was already replaced) is not rekeyed now.
+      if (old.phase !== 'installed') {
+        this.answer(msg, [notify(NOTIFY.TEMPORARY_FAILURE, Buffer.alloc(0))]);
+        return;
+      }
+    }
+    this.respondChild(msg, inner, sa.proposals, old);
+  }
+
+  private respondChild(
+    msg: IkeMessage,
+    inner: readonly Payload[],
+    proposals: readonly Proposal[],
+    old: ChildState | null,
+  ): void {
+    const cfg = this.ctx.config;
+    const nonce = inner.find((x) => x.kind === 'nonce');
+    const ke = inner.find((x) => x.kind === 'ke');
+    const tsi = inner.find((x): x is Extract<Payload, { kind: 'ts' }> => x.kind === 'ts' && x.initiator);
+    const tsr = inner.find((x): x is Extract<Payload, { kind: 'ts' }> => x.kind === 'ts' && !x.initiator);
+    if (!nonce || nonce.data.length < NONCE_MIN || nonce.data.length > NONCE_MAX || !tsi || !tsr) {
+      this.answer(msg, [notify(NOTIFY.INVALID_SYNTAX, Buffer.alloc(0))]);
+      return;
+    }
+    const offered = proposals.filter((x) => x.protocol === PROTOCOL.ESP && x.spi.length === 4);
+    const pick = pickProposal(offered, cfg.espProposals, 'esp-ke', ke?.group ?? -1);
+    if (pick.chosen === null) {
+      if (pick.wantGroup !== null) {
+        this.answer(msg, [notify(NOTIFY.INVALID_KE_PAYLOAD, u16(pick.wantGroup))]);
+        return;
+      }
+      this.emitFail(
+        'child-no-proposal-chosen',
+        `no common ESP proposal with ${this.peerId} for ${old ? 'a CHILD SA rekey' : 'an additional CHILD SA'}: ` +
+          `peer offered [${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(cfg.espProposals)}]`,
+      );
+      this.answer(msg, [notify(NOTIFY.NO_PROPOSAL_CHOSEN, Buffer.alloc(0))]);
+      return;
+    }
+    const { proposal, chosen } = pick.chosen;
+    let gir: Buffer | null = null;
+    let dh: DhKeyPair | null = null;
+    if (chosen.dh) {
+      const group = chosen.dh.id;
+      if (!ke || !isDhGroupId(group) || ke.data.length !== publicLength(group)) {
+        this.answer(msg, [notify(NOTIFY.INVALID_SYNTAX, Buffer.alloc(0))]);
+        return;
+      }
+      dh = generateDh(group);
+      gir = dh.computeSecret(ke.data);
+      if (gir === null) {
+        this.answer(msg, [notify(NOTIFY.INVALID_SYNTAX, Buffer.alloc(0))]);
+        return;
+      }
+    }
+    // §2.9: the part of the proposed selectors our policy allows, as for the first CHILD SA.
+    const remoteTs = narrow(tsi.selectors, cfg.remoteSelectors);
+    const localTs = narrow(tsr.selectors, cfg.localSelectors);
+    if (remoteTs.length === 0 || localTs.length === 0) {
+      this.emitFail(
+        'ts-unacceptable',
+        `traffic selectors from ${this.peerId} not acceptable: peer proposed TSi [${tsi.selectors.map(formatSelector).join(', ')}] ` +
+          `TSr [${tsr.selectors.map(formatSelector).join(', ')}]; we allow remote [${cfg.remoteSelectors.map(formatSelector).join(', ')}] ` +
+          `local [${cfg.localSelectors.map(formatSelector).join(', ')}]`,
+      );
+      this.answer(msg, [notify(NOTIFY.TS_UNACCEPTABLE, Buffer.alloc(0))]);
+      return;
+    }
+    const wantTransport = old ? old.spec.mode === 'transport' : cfg.mode === 'transport';
+    const transport = wantTransport && hasNotify(inner, NOTIFY.USE_TRANSPORT_MODE);
+    const spi = nonZero(this.ctx, 4);
+    const nr = this.ctx.random(NONCE_LENGTH);
+    const reply: Payload[] = [];
+    if (transport) reply.push(notify(NOTIFY.USE_TRANSPORT_MODE, Buffer.alloc(0)));
+    reply.push(
+      {
+        kind: 'sa',
+        proposals: [{ num: proposal.num, protocol: PROTOCOL.ESP, spi, transforms: chosenTransforms(chosen) }],
+      },
+      { kind: 'nonce', data: nr },
+    );
+    if (dh) reply.push({ kind: 'ke', group: dh.group, data: dh.publicValue });
+    reply.push(
+      { kind: 'ts', initiator: true, selectors: remoteTs },
+      { kind: 'ts', initiator: false, selectors: localTs },
+    );
+    const ni = Buffer.from(nonce.data);
+    const spec = this.childSpec(chosen, spi, proposal.spi, transport, localTs, remoteTs, ni, nr, gir);
+    this.answer(msg, reply);
+    const child = this.childUp(spec, formatProposal(chosenTransforms(chosen)), old ?? undefined);
+    if (old) {
+      // The initiator of the rekey deletes the old SA (§2.8); until then it keeps taking packets.
+      old.phase = 'rekeyed';
+      const mine = this.outstanding?.childRekey;
+      if (mine && mine.old === old) mine.collision = { child, ni, nr };
+    }
+  }
+
+  private respondRekeyIke(
+    msg: IkeMessage,
+    inner: readonly Payload[],
+    proposals: readonly Proposal[],
+    now: number,
+  ): void {
+    const cfg = this.ctx.config;
+    const busy = this.outstanding?.purpose;
+    // §2.25.2: not while we create, rekey or delete a CHILD SA, nor while we delete this IKE SA.
+    if (busy === 'rekey-child' || busy === 'new-child' || busy === 'delete-child' || busy === 'delete-ike') {
+      this.answer(msg, [notify(NOTIFY.TEMPORARY_FAILURE, Buffer.alloc(0))]);
+      return;
+    }
+    const nonce = inner.find((x) => x.kind === 'nonce');
+    const ke = inner.find((x) => x.kind === 'ke');
+    if (!nonce || nonce.data.length < NONCE_MIN || nonce.data.length > NONCE_MAX || !ke) {
+      this.answer(msg, [notify(NOTIFY.INVALID_SYNTAX, Buffer.alloc(0))]);
+      return;
+    }
+    const offered = proposals.filter((x) => x.protocol === PROTOCOL.IKE && x.spi.length === 8);
+    const pick = pickProposal(offered, cfg.ikeProposals, 'ike', ke.group);
+    if (pick.chosen === null) {
+      if (pick.wantGroup !== null) {
+        this.answer(msg, [notify(NOTIFY.INVALID_KE_PAYLOAD, u16(pick.wantGroup))]);
+        return;
+      }
+      this.emitFail(
+        'no-proposal-chosen',
+        `no common IKE proposal with ${this.peerId} for the IKE SA rekey: peer offered ` +
+          `[${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(cfg.ikeProposals)}]`,
+      );
+      this.answer(msg, [notify(NOTIFY.NO_PROPOSAL_CHOSEN, Buffer.alloc(0))]);
+      return;
+    }
+    const { proposal, chosen } = pick.chosen;
+    const group = ke.group;
+    if (!isDhGroupId(group) || ke.data.length !== publicLength(group)) {
+      this.answer(msg, [notify(NOTIFY.INVALID_SYNTAX, Buffer.alloc(0))]);
+      return;
+    }
+    const dh = generateDh(group);
+    const gir = dh.computeSecret(ke.data);
+    if (gir === null) {
+      this.answer(msg, [notify(NOTIFY.INVALID_SYNTAX, Buffer.alloc(0))]);
+      return;
+    }
+    const spiR = nonZero(this.ctx, 8);
+    const nr = this.ctx.random(NONCE_LENGTH);
+    const ni = Buffer.from(nonce.data);
+    this.answer(msg, [
+      {
+        kind: 'sa',
+        proposals: [
+          { num: proposal.num, protocol: PROTOCOL.IKE, spi: spiR, transforms: chosenTransforms(chosen) },
+        ],
+      },
+      { kind: 'nonce', data: nr },
+      { kind: 'ke', group, data: dh.publicValue },
+    ]);
+    // §2.18: the initiator of the rekey is the initiator of the new IKE SA.
+    const fresh = this.rekeyedSa('responder', Buffer.from(proposal.spi), spiR, ni, nr, chosen, gir, now);
+    const mine = this.outstanding?.ikeRekey;
+    if (mine) {
+      // §2.8.2: both ends rekeyed at once; which new SA survives is settled when our own answer arrives.
+      mine.collision = { sa: fresh, ni, nr };
+      return;
+    }
+    // The peer deletes this old SA; until then it still answers requests.
+    this.handOver(fresh, now);
+  }
+
+  /** The new IKE SA of a rekey (§2.18), filed with the core; it reports nothing until it is handed over. */
+  private rekeyedSa(
+    role: Role,
+    spiI: Buffer,
+    spiR: Buffer,
+    ni: Buffer,
+    nr: Buffer,
+    chosen: Chosen,
+    gir: Buffer,
+    now: number,
+  ): IkeSa {
+    const s = new IkeSa(this.ctx, role, this.remote, this.local, now);
+    s.state = 'established';
+    s.spiI = spiI;
+    s.spiR = spiR;
+    s.ni = ni;
+    s.nr = nr;
+    s.encapsulated = this.encapsulated;
+    s.behindNat = this.behindNat;
+    s.natDetected = this.natDetected;
+    s.peerId = this.peerId;
+    s.ike = chosen;
+    s.dhGroup = chosen.dh!.id as DhGroupId;
+    const prfId = chosen.prf!.id;
+    s.prfId = isPrfId(prfId) ? prfId : null;
+    const encr = encrSuite(chosen.encr.id, chosen.encr.keyLength)!;
+    const integ = chosen.integ ? integSuite(chosen.integ.id) : null;
+    s.keys = deriveRekeyedIkeKeys(
+      this.prfId!,
+      this.keys!.skD,
+      s.prfId!,
+      encr,
+      integ,
+      ni,
+      nr,
+      gir,
+      spiI,
+      spiR,
+    );
+    // §2.18: the new IKE SA starts its message IDs at zero both ways.
+    s.nextRequestId = 0;
+    s.nextPeerRequestId = 0;
+    this.ctx.born.push(s);
+    return s;
+  }
+
+  /**
+   * §2.18: the CHILD SAs and our pending CHILD SA work move to the new IKE SA, which reports itself up; this
+   * one is only deleted from now on (by us or the peer, whoever initiated the surviving rekey).
+   */
+  private handOver(to: IkeSa, now: number): void {
+    to.children.push(...this.children);
+    this.children = [];
+    const childJob = (j: Job) =>
+      j.kind === 'rekey-child' || j.kind === 'delete-child' || j.kind === 'new-child';
+    to.queued.push(...this.queued.filter(childJob));
+    to.delayed.push(...this.delayed.filter((d) => childJob(d.job)));
+    this.queued = this.queued.filter((j) => j.kind === 'delete-ike');
+    this.delayed = [];
+    this.state = 'rekeyed';
+    this.successor = to;
+    this.ikeRekeyAt = null;
+    to.clock = now;
+    to.announceUp(now, this);
+    to.pump(now);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // CREATE_CHILD_SA, initiator
+
+  /** Rekeys the CHILD SA whose outbound SPI is `outboundSpi` (its lifetime, or the data plane's sequence). */
+  rekeyChild(outboundSpi: number, now: number): boolean {
+    this.clock = now;
+    if (this.state !== 'established') return false;
+    const child = this.children.find((c) => c.spec.outboundSpi === outboundSpi && c.phase === 'installed');
+    if (!child) return false;
+    this.enqueue(now, { kind: 'rekey-child', inboundSpi: child.spec.inboundSpi });
+    return true;
+  }
+
+  rekeyIke(now: number): void {
+    this.clock = now;
+    if (this.state === 'established' && this.announced) this.enqueue(now, { kind: 'rekey-ike' });
+  }
+
+  /** Asks the peer for an additional CHILD SA with these selectors (§1.3.1). */
+  createChild(local: readonly TrafficSelector[], remote: readonly TrafficSelector[], now: number): void {
+    this.clock = now;
+    if (this.state === 'established' && this.announced)
+      this.enqueue(now, { kind: 'new-child', local, remote });
+  }
+
+  private startRekeyChild(job: Extract<Job, { kind: 'rekey-child' | 'new-child' }>, now: number): boolean {
+    let old: ChildState | null = null;
+    if (job.kind === 'rekey-child') {
+      old =
+        this.children.find((c) => c.spec.inboundSpi === job.inboundSpi && c.phase === 'installed') ?? null;
+      if (!old) return false;
+    }
+    const cfg = this.ctx.config;
+    const group = job.group ?? firstDh(cfg.espProposals);
+    const dh = group === null ? null : generateDh(group);
+    const spi = nonZero(this.ctx, 4);
+    const ni = this.ctx.random(NONCE_LENGTH);
+    const inner: Payload[] = [];
+    if (old) {
+      const rekeySpi = Buffer.alloc(4);
+      rekeySpi.writeUInt32BE(old.spec.inboundSpi);
+      inner.push({
+        kind: 'notify',
+        protocol: PROTOCOL.ESP,
+        spi: rekeySpi,
+        notify: NOTIFY.REKEY_SA,
+        data: Buffer.alloc(0),
+      });
+    }
+    const mode = old ? old.spec.mode : cfg.mode;
+    if (mode === 'transport') inner.push(notify(NOTIFY.USE_TRANSPORT_MODE, Buffer.alloc(0)));
+    inner.push({ kind: 'sa', proposals: espOffer(cfg.espProposals, spi, true) }, { kind: 'nonce', data: ni });
+    if (dh) inner.push({ kind: 'ke', group: dh.group, data: dh.publicValue });
+    // §2.9.2: a rekey proposes the selectors the SA has.
+    inner.push(
+      {
+        kind: 'ts',
+        initiator: true,
+        selectors: old ? old.spec.localSelectors : job.kind === 'new-child' ? job.local : [],
+      },
+      {
+        kind: 'ts',
+        initiator: false,
+        selectors: old ? old.spec.remoteSelectors : job.kind === 'new-child' ? job.remote : [],
+      },
+    );
+    this.sendRequest(now, EXCHANGE.CREATE_CHILD_SA, job.kind, inner, {
+      job,
+      childRekey: { old, spi, ni, dh, group, collision: null },
+    });
+    return true;
+  }
+
+  private startRekeyIke(job: Extract<Job, { kind: 'rekey-ike' }>, now: number): boolean {
+    if (!this.announced) return false;
+    const cfg = this.ctx.config;
+    const group = job.group ?? this.dhGroup!;
+    const dh = generateDh(group);
+    const spi = nonZero(this.ctx, 8);
+    const ni = this.ctx.random(NONCE_LENGTH);
+    this.sendRequest(
+      now,
+      EXCHANGE.CREATE_CHILD_SA,
+      'rekey-ike',
+      [
+        {
+          kind: 'sa',
+          proposals: cfg.ikeProposals.map((transforms, i) => ({
+            num: i + 1,
+            protocol: PROTOCOL.IKE,
+            spi,
+            transforms,
+          })),
+        },
+        { kind: 'nonce', data: ni },
+        { kind: 'ke', group, data: dh.publicValue },
+      ],
+      { job, ikeRekey: { spi, ni, dh, group, collision: null } },
+    );
+    return true;
+  }
+
+  /** An error notify in a CREATE_CHILD_SA answer: retry later, retry with another group, or report it. */
+  private rekeyRefused(
+    out: Outstanding,
+    err: Extract<Payload, { kind: 'notify' }>,
+    what: string,
+    offered: readonly (readonly Transform[])[],
+    now: number,
+  ): void {
+    const job = out.job!;
+    if (err.notify === NOTIFY.TEMPORARY_FAILURE) {
+      // §2.25: try again after a random delay.
+      const r = this.ctx.random(2).readUInt16BE(0) / 0x10000;
+      this.delayed.push({ at: now + RETRY_MIN_MS + Math.floor(RETRY_JITTER_MS * r), job });
+      return;
+    }
+    if (
+      err.notify === NOTIFY.INVALID_KE_PAYLOAD &&
+      err.data.length === 2 &&
+      (job.kind === 'rekey-child' || job.kind === 'rekey-ike' || job.kind === 'new-child')
+    ) {
+      const group = err.data.readUInt16BE(0);
+      const ours = offered.some((t) => t.some((x) => x.type === TRANSFORM_TYPE.DH && x.id === group));
+      if (ours && isDhGroupId(group) && job.group === undefined) {
+        // §1.3: repeat the request with the group the peer asked for (once).
+        this.queued.unshift({ ...job, group });
+        return;
+      }
+    }
+    if (err.notify === NOTIFY.NO_PROPOSAL_CHOSEN) {
+      this.emitFail(
+        job.kind === 'rekey-ike' ? 'no-proposal-chosen' : 'child-no-proposal-chosen',
+        `peer ${this.peerId} answered NO_PROPOSAL_CHOSEN to ${what}: none of our proposals [${formatProposals(offered)}] is acceptable to it`,
+      );
+    } else if (err.notify === NOTIFY.TS_UNACCEPTABLE) {
+      this.emitFail('ts-unacceptable', `peer ${this.peerId} answered TS_UNACCEPTABLE to ${what}`);
+    } else if (err.notify !== NOTIFY.CHILD_SA_NOT_FOUND) {
+      this.emitFail('peer-error', `peer ${this.peerId} refused ${what} with error notify ${err.notify}`);
+    }
+  }
+
+  private onRekeyChildResponse(out: Outstanding, inner: readonly Payload[], now: number): void {
+    const cfg = this.ctx.config;
+    const x = out.childRekey!;
+    const err = inner.find(
+      (p): p is Extract<Payload, { kind: 'notify' }> => p.kind === 'notify' && p.notify <= NOTIFY_ERROR_MAX,
+    );
+    if (err) {
+      // After a crossed rekey the peer's new SA stands alone; nothing to retry.
+      const what = x.old ? 'a CHILD SA rekey' : 'an additional CHILD SA';
+      if (x.collision === null) this.rekeyRefused(out, err, what, cfg.espProposals, now);
+      return;
+    }
+    const sa = inner.find((p) => p.kind === 'sa');
+    const nonce = inner.find((p) => p.kind === 'nonce');
+    const ke = inner.find((p) => p.kind === 'ke');
+    const tsi = inner.find((p): p is Extract<Payload, { kind: 'ts' }> => p.kind === 'ts' && p.initiator);
+    const tsr = inner.find((p): p is Extract<Payload, { kind: 'ts' }> => p.kind === 'ts' && !p.initiator);
+    const bad = (why: string) =>
+      this.emitFail('bad-response', `peer ${this.peerId} answered a CHILD SA rekey ${why}`);
+    if (!sa || !nonce || !tsi || !tsr || nonce.data.length < NONCE_MIN || nonce.data.length > NONCE_MAX) {
+      bad('without SA, nonce or traffic selectors');
+      return;
+    }
+    const c = this.acceptChosen(sa.proposals, cfg.espProposals, 'esp-ke', 4);
+    if (c === null || (c.chosen.dh?.id ?? null) !== x.group) {
+      bad('with a proposal we did not offer');
+      return;
+    }
+    let gir: Buffer | null = null;
+    if (x.dh) {
+      if (!ke || ke.group !== x.group) {
+        bad('without the KE payload of our group');
+        return;
+      }
+      gir = x.dh.computeSecret(ke.data);
+      if (gir === null) {
+        bad('with an invalid KE payload');
+        return;
+      }
+    }
+    if (
+      tsi.selectors.length === 0 ||
+      tsr.selectors.length === 0 ||
+      !within(tsi.selectors, cfg.localSelectors) ||
+      !within(tsr.selectors, cfg.remoteSelectors)
+    ) {
+      bad('with traffic selectors outside those we proposed');
+      return;
+    }
+    const mode = x.old ? x.old.spec.mode : cfg.mode;
+    const transport = mode === 'transport' && hasNotify(inner, NOTIFY.USE_TRANSPORT_MODE);
+    const nr = Buffer.from(nonce.data);
+    const spec = this.childSpec(
+      c.chosen,
+      x.spi,
+      c.spi,
+      transport,
+      tsi.selectors,
+      tsr.selectors,
+      x.ni,
+      nr,
+      gir,
+    );
+    const child = this.childUp(spec, formatProposal(chosenTransforms(c.chosen)), x.old ?? undefined);
+    // A new CHILD SA, or the old one deleted by the peer meanwhile: the new SA simply stands.
+    if (x.old === null || !this.children.includes(x.old)) return;
+    if (x.collision && lowestNonce([x.ni, nr], [x.collision.ni, x.collision.nr])) {
+      // §2.8.1: our exchange had the lowest nonce, so its SA is redundant and we delete it; the peer's
+      // rekey won and the peer deletes the old SA.
+      child.phase = 'rekeyed';
+      this.queued.unshift({ kind: 'delete-child', inboundSpi: child.spec.inboundSpi, reason: 'rekeyed' });
+      return;
+    }
+    // We won (or no collision): the peer deletes its redundant SA, we delete the old one.
+    if (x.collision) x.collision.child.phase = 'rekeyed';
+    x.old.phase = 'rekeyed';
+    this.queued.unshift({ kind: 'delete-child', inboundSpi: x.old.spec.inboundSpi, reason: 'rekeyed' });
+  }
+
+  private onRekeyIkeResponse(out: Outstanding, inner: readonly Payload[], now: number): void {
+    const cfg = this.ctx.config;
+    const x = out.ikeRekey!;
+    const err = inner.find(
+      (p): p is Extract<Payload, { kind: 'notify' }> => p.kind === 'notify' && p.notify <= NOTIFY_ERROR_MAX,
+    );
+    const fallBack = () => {
+      // Ours failed; a crossing rekey of the peer's is then the one that stands.
+      if (x.collision) this.handOver(x.collision.sa, now);
+    };
+    if (err) {
+      if (x.collision === null) this.rekeyRefused(out, err, 'the IKE SA rekey', cfg.ikeProposals, now);
+      fallBack();
+      return;
+    }
+    const sa = inner.find((p) => p.kind === 'sa');
+    const nonce = inner.find((p) => p.kind === 'nonce');
+    const ke = inner.find((p) => p.kind === 'ke');
+    const c = sa ? this.acceptChosen(sa.proposals, cfg.ikeProposals, 'ike', 8) : null;
+    const gir =
+      c && ke && ke.group === x.group && c.chosen.dh?.id === x.group ? x.dh.computeSecret(ke.data) : null;
+    if (
+      !c ||
+      !nonce ||
+      nonce.data.length < NONCE_MIN ||
+      nonce.data.length > NONCE_MAX ||
+      gir === null ||
+      c.spi.every((b) => b === 0)
+    ) {
+      this.emitFail(
+        'bad-response',
+        `peer ${this.peerId} answered the IKE SA rekey with a malformed or foreign proposal`,
+      );
+      fallBack();
+      return;
+    }
+    const nr = Buffer.from(nonce.data);
+    const fresh = this.rekeyedSa('initiator', x.spi, Buffer.from(c.spi), x.ni, nr, c.chosen, gir, now);
+    if (x.collision && lowestNonce([x.ni, nr], [x.collision.ni, x.collision.nr])) {
+      // §2.8.2: ours is redundant: the peer's new SA inherits everything, we delete ours, the peer deletes
+      // the old one.
+      this.handOver(x.collision.sa, now);
+      fresh.enqueue(now, { kind: 'delete-ike' });
+      return;
+    }
+    // Ours survives (the peer deletes its redundant one); we delete the old SA.
+    this.handOver(fresh, now);
+    this.enqueue(now, { kind: 'delete-ike' });
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -865,71 +1515,120 @@ export class IkeSa {
     }
     const reply: Payload[] = [];
     let closeIke = false;
+    // After an IKE rekey the peer may still name CHILD SAs that moved to the new IKE SA (§2.25.2).
+    const owner: IkeSa = this.state === 'rekeyed' && this.successor ? this.successor : this;
     for (const d of inner) {
       if (d.kind !== 'delete') continue;
       if (d.protocol === PROTOCOL.IKE) closeIke = true;
-      else if (d.protocol === PROTOCOL.ESP && this.child) {
-        const spec = this.child.spec;
-        // §1.4.1: the peer names the SPIs of its inbound SAs (our outbound); we answer with our inbound ones.
-        if (d.spis.some((s) => s.length === 4 && s.readUInt32BE(0) === spec.outboundSpi)) {
-          const mine = Buffer.alloc(4);
-          mine.writeUInt32BE(spec.inboundSpi);
-          reply.push({ kind: 'delete', protocol: PROTOCOL.ESP, spis: [mine] });
-          this.childDown('deleted by peer');
+      else if (d.protocol === PROTOCOL.ESP) {
+        for (const s of d.spis) {
+          if (s.length !== 4) continue;
+          // §1.4.1: the peer names the SPIs of its inbound SAs (our outbound); we answer with our inbound ones,
+          // except for SAs we are deleting ourselves (crossed deletes).
+          const child = owner.children.find((c) => c.spec.outboundSpi === s.readUInt32BE(0));
+          if (!child) continue;
+          if (child.phase !== 'deleting') {
+            const mine = Buffer.alloc(4);
+            mine.writeUInt32BE(child.spec.inboundSpi);
+            reply.push({ kind: 'delete', protocol: PROTOCOL.ESP, spis: [mine] });
+          }
+          owner.childDown(child, child.phase === 'rekeyed' ? 'rekeyed' : 'deleted by peer');
         }
       }
     }
     this.answer(msg, reply);
-    if (closeIke) this.close('deleted by peer');
-    void now;
+    if (closeIke) {
+      const pending = this.outstanding?.ikeRekey?.collision;
+      // The peer settled a crossed IKE rekey before our answer arrived: its new SA is the survivor.
+      if (pending && this.state === 'established') this.handOver(pending.sa, this.clock);
+      this.close(this.state === 'rekeyed' ? 'rekeyed' : 'deleted by peer');
+    }
   }
 
   /** An empty INFORMATIONAL request: the liveness check of §2.4. */
   dpd(now: number): void {
-    if (this.state === 'established') this.enqueue(now, 'dpd');
+    this.clock = now;
+    if (this.state === 'established') this.enqueue(now, { kind: 'dpd' });
   }
 
   deleteIke(now: number): void {
-    if (this.state === 'established') this.enqueue(now, 'delete-ike');
-    else this.close('deleted');
+    this.clock = now;
+    if (this.state === 'established') this.enqueue(now, { kind: 'delete-ike' });
+    else if (this.state !== 'rekeyed') this.close('deleted');
   }
 
   deleteChild(now: number): void {
-    if (this.state === 'established' && this.child) this.enqueue(now, 'delete-child');
+    this.clock = now;
+    if (this.state !== 'established') return;
+    for (const c of this.children)
+      if (c.phase === 'installed')
+        this.enqueue(now, { kind: 'delete-child', inboundSpi: c.spec.inboundSpi, reason: 'deleted' });
   }
 
-  private enqueue(now: number, purpose: Purpose): void {
-    if (!this.queued.includes(purpose)) this.queued.push(purpose);
+  private enqueue(now: number, job: Job): void {
+    const same = (j: Job) => JSON.stringify(j) === JSON.stringify(job);
+    if (!this.queued.some(same) && !(this.outstanding?.job && same(this.outstanding.job)))
+      this.queued.push(job);
     this.pump(now);
   }
 
   /** Window size 1 (§2.3): one request of ours in flight at a time. */
   private pump(now: number): void {
-    while (this.outstanding === null && this.queued.length > 0 && this.state === 'established') {
-      const purpose = this.queued.shift()!;
-      if (purpose === 'dpd') this.sendRequest(now, EXCHANGE.INFORMATIONAL, 'dpd', []);
-      else if (purpose === 'delete-ike') {
-        this.sendRequest(now, EXCHANGE.INFORMATIONAL, 'delete-ike', [
-          { kind: 'delete', protocol: PROTOCOL.IKE, spis: [] },
-        ]);
-      } else if (purpose === 'delete-child' && this.child) {
-        const spi = Buffer.alloc(4);
-        spi.writeUInt32BE(this.child.spec.inboundSpi);
-        this.sendRequest(now, EXCHANGE.INFORMATIONAL, 'delete-child', [
-          { kind: 'delete', protocol: PROTOCOL.ESP, spis: [spi] },
-        ]);
-        this.childDown('deleted');
+    while (this.outstanding === null && this.queued.length > 0) {
+      if (this.state === 'rekeyed') this.queued = this.queued.filter((j) => j.kind === 'delete-ike');
+      else if (this.state !== 'established') return;
+      const job = this.queued.shift();
+      if (job === undefined) return;
+      switch (job.kind) {
+        case 'dpd':
+          this.sendRequest(now, EXCHANGE.INFORMATIONAL, 'dpd', [], { job });
+          break;
+        case 'delete-ike':
+          this.sendRequest(
+            now,
+            EXCHANGE.INFORMATIONAL,
+            'delete-ike',
+            [{ kind: 'delete', protocol: PROTOCOL.IKE, spis: [] }],
+            { job },
+          );
+          break;
+        case 'delete-child': {
+          const child = this.children.find((c) => c.spec.inboundSpi === job.inboundSpi);
+          if (!child) break;
+          child.phase = 'deleting';
+          const spi = Buffer.alloc(4);
+          spi.writeUInt32BE(child.spec.inboundSpi);
+          this.sendRequest(
+            now,
+            EXCHANGE.INFORMATIONAL,
+            'delete-child',
+            [{ kind: 'delete', protocol: PROTOCOL.ESP, spis: [spi] }],
+            { job },
+          );
+          break;
+        }
+        case 'rekey-child':
+        case 'new-child':
+          this.startRekeyChild(job, now);
+          break;
+        case 'rekey-ike':
+          this.startRekeyIke(job, now);
+          break;
       }
     }
   }
 
-  private onInformationalResponse(purpose: Purpose, now: number): void {
-    this.outstanding = null;
-    if (purpose === 'delete-ike') {
-      this.close('deleted');
+  private onInformationalResponse(out: Outstanding): void {
+    const job = out.job;
+    if (job?.kind === 'delete-ike') {
+      this.close(this.state === 'rekeyed' ? 'rekeyed' : 'deleted');
       return;
     }
-    this.pump(now);
+    if (job?.kind === 'delete-child') {
+      // The SA ends only now: packets already sent on it were still taken (§1.4.1).
+      const child = this.children.find((c) => c.spec.inboundSpi === job.inboundSpi);
+      if (child) this.childDown(child, job.reason);
+    }
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -937,6 +1636,7 @@ export class IkeSa {
 
   handle(msg: IkeMessage, from: UdpEndpoint, local: UdpEndpoint, now: number): Handled {
     if (this.state === 'closed') return 'sa-closed';
+    this.clock = now;
     const h = msg.header;
     // The I flag says who sent it: the original initiator, or the original responder (§3.1).
     if (h.initiator !== (this.role === 'responder')) return 'wrong-role';
@@ -957,12 +1657,25 @@ export class IkeSa {
     }
     const inner = openMessage(msg, this.incomingKeys());
     if (!inner.ok) return inner.reason;
-    const expected = out.purpose === 'auth' ? EXCHANGE.IKE_AUTH : EXCHANGE.INFORMATIONAL;
+    const expected =
+      out.purpose === 'auth'
+        ? EXCHANGE.IKE_AUTH
+        : out.purpose === 'rekey-child' || out.purpose === 'rekey-ike' || out.purpose === 'new-child'
+          ? EXCHANGE.CREATE_CHILD_SA
+          : EXCHANGE.INFORMATIONAL;
     if (msg.header.exchange !== expected) return 'unexpected-response';
     this.lastHeard = now;
     this.remote = from;
-    if (out.purpose === 'auth') this.onAuthResponse(inner.value, now);
-    else this.onInformationalResponse(out.purpose, now);
+    if (out.purpose === 'auth') {
+      this.onAuthResponse(inner.value, now);
+      return 'processed';
+    }
+    this.outstanding = null;
+    if (out.purpose === 'rekey-child' || out.purpose === 'new-child')
+      this.onRekeyChildResponse(out, inner.value, now);
+    else if (out.purpose === 'rekey-ike') this.onRekeyIkeResponse(out, inner.value, now);
+    else this.onInformationalResponse(out);
+    this.pump(now);
     return 'processed';
   }
 
@@ -978,7 +1691,10 @@ export class IkeSa {
     if (msg.header.exchange === EXCHANGE.IKE_SA_INIT) return 'unexpected-request';
     if (this.state === 'init-sent' || this.state === 'auth-sent') return 'unexpected-request';
     if (this.state === 'auth-wait' && msg.header.exchange !== EXCHANGE.IKE_AUTH) return 'unexpected-request';
-    if (this.state === 'established' && msg.header.exchange === EXCHANGE.IKE_AUTH)
+    if (
+      (this.state === 'established' || this.state === 'rekeyed') &&
+      msg.header.exchange === EXCHANGE.IKE_AUTH
+    )
       return 'unexpected-request';
     const inner = openMessage(msg, this.incomingKeys());
     if (!inner.ok) return inner.reason;
@@ -996,8 +1712,7 @@ export class IkeSa {
         this.onInformationalRequest(msg, inner.value, now);
         break;
       case EXCHANGE.CREATE_CHILD_SA:
-        // Not supported yet: refuse politely so the peer keeps the SAs it has (§1.3).
-        this.answer(msg, [notify(NOTIFY.NO_ADDITIONAL_SAS, Buffer.alloc(0))]);
+        this.onCreateChildRequest(msg, inner.value, now);
         break;
       default:
         this.answer(msg, [notify(NOTIFY.INVALID_SYNTAX, Buffer.alloc(0))]);
@@ -1037,9 +1752,16 @@ export class IkeSa {
     );
   }
 
-  private sendRequest(now: number, exchange: number, purpose: Purpose, inner: readonly Payload[]): void {
+  private sendRequest(
+    now: number,
+    exchange: number,
+    purpose: Purpose,
+    inner: readonly Payload[],
+    context: Pick<Outstanding, 'job' | 'childRekey' | 'ikeRekey'> = {},
+  ): void {
     const id = this.nextRequestId++;
     this.request(now, id, purpose, this.seal(exchange, false, id, inner));
+    Object.assign(this.outstanding!, context);
   }
 
   private request(now: number, id: number, purpose: Purpose, message: Buffer): void {
@@ -1080,12 +1802,16 @@ export class IkeSa {
     if (this.state === 'established') {
       if (this.outstanding === null && cfg.dpdIntervalMs > 0) times.push(this.lastHeard + cfg.dpdIntervalMs);
       if (this.behindNat && cfg.keepaliveIntervalMs > 0) times.push(this.lastSent + cfg.keepaliveIntervalMs);
+      if (this.ikeRekeyAt !== null) times.push(this.ikeRekeyAt);
+      for (const c of this.children) if (c.phase === 'installed' && c.rekeyAt !== null) times.push(c.rekeyAt);
+      for (const d of this.delayed) times.push(d.at);
     }
     return times.length === 0 ? null : Math.min(...times);
   }
 
   tick(now: number): void {
     if (this.state === 'closed') return;
+    this.clock = now;
     const cfg = this.ctx.config;
     if (this.state === 'auth-wait' && now >= this.created + HALF_OPEN_TIMEOUT_MS) {
       this.close('IKE_AUTH not received');
@@ -1095,7 +1821,7 @@ export class IkeSa {
     if (out && now >= out.deadline) {
       if (out.tries >= cfg.retransmitTries) {
         const what = out.purpose === 'dpd' ? 'liveness check' : out.purpose;
-        if (this.state !== 'established') {
+        if (this.state !== 'established' && this.state !== 'rekeyed') {
           this.fail(
             'peer-unreachable',
             `no answer from ${this.remote.address} to ${what} after ${out.tries} retransmissions`,
@@ -1123,6 +1849,20 @@ export class IkeSa {
           nonEspMarker: false,
         });
       }
+      // Lifetimes: whichever side reaches its (jittered) rekey time first initiates.
+      if (this.ikeRekeyAt !== null && now >= this.ikeRekeyAt) {
+        this.ikeRekeyAt = null;
+        this.enqueue(now, { kind: 'rekey-ike' });
+      }
+      for (const c of this.children) {
+        if (c.phase === 'installed' && c.rekeyAt !== null && now >= c.rekeyAt) {
+          c.rekeyAt = null;
+          this.enqueue(now, { kind: 'rekey-child', inboundSpi: c.spec.inboundSpi });
+        }
+      }
+      const due = this.delayed.filter((d) => now >= d.at);
+      this.delayed = this.delayed.filter((d) => now < d.at);
+      for (const d of due) this.enqueue(now, d.job);
     }
   }
 
@@ -1139,21 +1879,22 @@ export class IkeSa {
     this.close(message);
   }
 
-  private childDown(reason: string): void {
-    if (!this.child) return;
-    const { inboundSpi, outboundSpi } = this.child.spec;
-    this.child = null;
+  private childDown(child: ChildState, reason: string): void {
+    const i = this.children.indexOf(child);
+    if (i < 0) return;
+    this.children.splice(i, 1);
+    const { inboundSpi, outboundSpi } = child.spec;
     this.ctx.out.push({ type: 'child-sa-down', inboundSpi, outboundSpi, reason });
   }
 
   close(reason: string): void {
     if (this.state === 'closed') return;
-    const wasUp = this.state === 'established';
-    this.childDown(reason);
+    for (const c of [...this.children]) this.childDown(c, reason);
     this.state = 'closed';
     this.outstanding = null;
     this.queued = [];
-    if (wasUp)
+    this.delayed = [];
+    if (this.announced)
       this.ctx.out.push({
         type: 'ike-sa-down',
         spiI: this.spiI.toString('hex'),
@@ -1204,4 +1945,57 @@ function sendAction(data: Buffer, remote: UdpEndpoint, localPort: number): IkeAc
     localPort: marker ? NATT_PORT : localPort === 0 ? IKE_PORT : localPort,
     nonEspMarker: marker,
   };
+}
+
+/** The ESP proposals we offer with our SPI; DH transforms only where a DH exchange happens (§1.2, §1.3.1). */
+function espOffer(list: readonly (readonly Transform[])[], spi: Buffer, withDh: boolean): Proposal[] {
+  return list.map((transforms, i) => ({
+    num: i + 1,
+    protocol: PROTOCOL.ESP,
+    spi,
+    transforms: withDh ? transforms : transforms.filter((t) => t.type !== TRANSFORM_TYPE.DH),
+  }));
+}
+
+/** The DH group of our first ESP proposal: the KE payload we send with a CHILD SA rekey (PFS), if any. */
+function firstDh(list: readonly (readonly Transform[])[]): DhGroupId | null {
+  const t = list[0]?.find((x) => x.type === TRANSFORM_TYPE.DH);
+  return t && isDhGroupId(t.id) ? t.id : null;
+}
+
+/**
+ * The first offered proposal that one of ours accepts with the DH group of the peer's KE payload (`keGroup`,
+ * -1 without one); failing that, the group we would accept instead (for INVALID_KE_PAYLOAD, §1.2/§1.3).
+ */
+function pickProposal(
+  offered: readonly Proposal[],
+  ours: readonly (readonly Transform[])[],
+  kind: MatchKind,
+  keGroup: number,
+): { chosen: { proposal: Proposal; chosen: Chosen } | null; wantGroup: number | null } {
+  let want: number | null = null;
+  for (const proposal of offered) {
+    for (const mine of ours) {
+      const c = matchProposal(proposal.transforms, mine, kind, keGroup);
+      if (c) return { chosen: { proposal, chosen: c }, wantGroup: null };
+      const other = matchProposal(proposal.transforms, mine, kind);
+      if (want === null && other?.dh) want = other.dh.id;
+    }
+  }
+  return { chosen: null, wantGroup: want };
+}
+
+/**
+ * §2.8.1, §2.8.2: of two exchanges that created redundant SAs, the one holding the lowest of the four nonces
+ * loses. True when that is `ours`.
+ */
+function lowestNonce(ours: readonly Buffer[], theirs: readonly Buffer[]): boolean {
+  const min = (l: readonly Buffer[]) => l.reduce((a, b) => (Buffer.compare(a, b) <= 0 ? a : b));
+  return Buffer.compare(min(ours), min(theirs)) < 0;
+}
+
+function u16(n: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
 }

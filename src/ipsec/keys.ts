@@ -4,6 +4,10 @@
  *   {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr)
  *   KEYMAT = prf+(SK_d, Ni | Nr) for the CHILD SA of IKE_AUTH, taken initiator-to-responder first, each
  *   direction's encryption key before its integrity key.
+ * CREATE_CHILD_SA (§1.3, §2.17, §2.18):
+ *   KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr) for a CHILD SA with PFS, the nonces being the exchange's own;
+ *   SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr) for a rekeyed IKE SA, with the old SA's PRF, then the
+ *   same prf+ expansion as above with the new SPIs and the new SA's PRF.
  */
 import type { EncrSuite, IntegSuite } from './algorithms.js';
 import { prf, prfLength, prfPlus, type PrfId } from './prf.js';
@@ -32,7 +36,36 @@ export function deriveIkeKeys(
   spiI: Buffer,
   spiR: Buffer,
 ): IkeKeys {
-  const seed = skeyseed(id, ni, nr, gir);
+  return expandIkeKeys(id, encr, integ, skeyseed(id, ni, nr, gir), ni, nr, spiI, spiR);
+}
+
+/** §2.18: the keys of an IKE SA created by rekeying one whose PRF is `oldPrf` and whose SK_d is `oldSkD`. */
+export function deriveRekeyedIkeKeys(
+  oldPrf: PrfId,
+  oldSkD: Buffer,
+  id: PrfId,
+  encr: EncrSuite,
+  integ: IntegSuite | null,
+  ni: Buffer,
+  nr: Buffer,
+  gir: Buffer,
+  spiI: Buffer,
+  spiR: Buffer,
+): IkeKeys {
+  const seed = prf(oldPrf, oldSkD, gir, ni, nr);
+  return expandIkeKeys(id, encr, integ, seed, ni, nr, spiI, spiR);
+}
+
+function expandIkeKeys(
+  id: PrfId,
+  encr: EncrSuite,
+  integ: IntegSuite | null,
+  seed: Buffer,
+  ni: Buffer,
+  nr: Buffer,
+  spiI: Buffer,
+  spiR: Buffer,
+): IkeKeys {
   const p = prfLength(id);
   const a = integ?.keyLength ?? 0;
   const e = encr.keymatLength;
@@ -71,10 +104,12 @@ export function deriveChildKeys(
   nr: Buffer,
   encr: EncrSuite,
   integ: IntegSuite | null,
+  gir: Buffer | null = null,
 ): ChildKeys {
   const e = encr.keymatLength;
   const a = integ?.keyLength ?? 0;
-  const km = prfPlus(id, skD, Buffer.concat([ni, nr]), 2 * (e + a));
+  const seed = gir === null ? Buffer.concat([ni, nr]) : Buffer.concat([gir, ni, nr]);
+  const km = prfPlus(id, skD, seed, 2 * (e + a));
   const part = (start: number) => ({
     encryptionKey: Buffer.from(km.subarray(start, start + e)),
     integrityKey: integ ? Buffer.from(km.subarray(start + e, start + e + a)) : null,

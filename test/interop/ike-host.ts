@@ -3,7 +3,7 @@
  * to face with strongSwan in another network namespace (`ip netns exec NS node ike-host.js CONFIG`).
  *
  * Control is line-oriented JSON: stdin takes {"op":"initiate"} | {"op":"delete"} | {"op":"status"} |
- * {"op":"exit"}; stdout reports {"ev":"ready"} and one event per core action that matters to a test
+ * {"op":"rekey-child"} (every CHILD SA up, or {"outboundSpi":"hex"}) | {"op":"rekey-ike"} | {"op":"exit"}; stdout reports {"ev":"ready"} and one event per core action that matters to a test
  * (send, drop, ike-sa-up, ike-sa-down, child-sa-up, child-sa-down, failed) and {"ev":"status",...}.
  * The core's own clock is `Date.now()` here; its deadlines drive one timer.
  */
@@ -35,6 +35,8 @@ if (!created.ok) {
   process.exit(1);
 }
 const core = created.value;
+/** Outbound SPIs of the CHILD SAs up now (for the rekey-child op). */
+const liveOutbound = new Map<number, number>();
 const sockets = new Map<number, Socket>();
 let timer: NodeJS.Timeout | undefined;
 
@@ -52,10 +54,17 @@ function apply(actions: IkeAction[]): void {
         });
         break;
       case 'child-sa-up':
+        liveOutbound.set(a.spec.inboundSpi, a.spec.outboundSpi);
         emit({
           ev: 'child-sa-up',
           proposal: a.proposal,
           encapsulation: a.encapsulation,
+          rekeyOf: a.rekeyOf
+            ? {
+                inboundSpi: a.rekeyOf.inboundSpi.toString(16).padStart(8, '0'),
+                outboundSpi: a.rekeyOf.outboundSpi.toString(16).padStart(8, '0'),
+              }
+            : undefined,
           spec: {
             ...a.spec,
             inboundSpi: a.spec.inboundSpi.toString(16).padStart(8, '0'),
@@ -72,6 +81,7 @@ function apply(actions: IkeAction[]): void {
         });
         break;
       case 'child-sa-down':
+        liveOutbound.delete(a.inboundSpi);
         emit({
           ...a,
           ev: a.type,
@@ -119,9 +129,9 @@ await bind(4500);
 emit({ ev: 'ready' });
 
 createInterface({ input: process.stdin }).on('line', (line) => {
-  let cmd: { op?: string };
+  let cmd: { op?: string; outboundSpi?: string };
   try {
-    cmd = JSON.parse(line) as { op?: string };
+    cmd = JSON.parse(line) as { op?: string; outboundSpi?: string };
   } catch {
     return;
   }
@@ -132,6 +142,14 @@ createInterface({ input: process.stdin }).on('line', (line) => {
       break;
     case 'delete':
       apply(core.deleteAll(now));
+      break;
+    case 'rekey-child': {
+      const spis = cmd.outboundSpi ? [parseInt(cmd.outboundSpi, 16)] : [...liveOutbound.values()];
+      for (const spi of spis) apply(core.rekeyChild(spi, now));
+      break;
+    }
+    case 'rekey-ike':
+      apply(core.rekeyIke(now));
       break;
     case 'status':
       emit({

@@ -4,7 +4,9 @@
  * /etc, see shared/INTEROP-NOTES.md); test/interop/ike-host.ts runs the core over UDP 500/4500 in another.
  * PSK net-to-net with each side initiating and several suites: both sides ESTABLISHED/INSTALLED with the
  * same SPIs; a wrong PSK and a proposal mismatch fail with the promised messages; an IKEv1 initiation gets
- * no answer; strongSwan's liveness checks are answered, and ours are answered by it.
+ * no answer; strongSwan's liveness checks are answered, and ours are answered by it; CHILD and IKE SA rekeys
+ * with PFS (swanctl --rekey and our rekey ops, both at once, and short lifetimes) end with the same SPIs in
+ * swanctl --list-sas and in the core.
  */
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
@@ -30,6 +32,8 @@ const PSK = 'interop-psk-0123456789-abcdef';
 
 interface HostEvent {
   ev: string;
+  inboundSpi?: string;
+  rekeyOf?: { inboundSpi?: string; outboundSpi?: string; spiI?: string; spiR?: string };
   reason?: string;
   failure?: string;
   message?: string;
@@ -65,6 +69,9 @@ interface Scenario {
   swInitiates: boolean;
   version?: 1 | 2;
   dpdDelay?: string;
+  /** strongSwan's rekey_time for the IKE SA and the CHILD SA ("0" by default: the test triggers rekeys). */
+  swIkeRekey?: string;
+  swChildRekey?: string;
 }
 
 describe(
@@ -114,6 +121,7 @@ describe(
             remoteAddrs: WEFT_ADDR,
             proposals: s.swIke ?? s.ike,
             ...(s.dpdDelay ? { dpdDelay: s.dpdDelay } : {}),
+            ...(s.swIkeRekey ? { rekeyTime: s.swIkeRekey } : {}),
             localId: 'sw.example',
             remoteId: 'weft.example',
             psk: s.swPsk ?? PSK,
@@ -124,6 +132,7 @@ describe(
                 remoteTs: WEFT_NET,
                 esp: s.swEsp ?? s.esp,
                 startAction: s.swInitiates ? 'start' : 'none',
+                ...(s.swChildRekey ? { rekeyTime: s.swChildRekey } : {}),
               },
             ],
           },
@@ -345,6 +354,157 @@ describe(
       assert.ok(after >= before + 2, `answers processed: ${before} -> ${after}`);
       assert.equal(host.events().filter((e) => e.ev === 'ike-sa-down' || e.ev === 'failed').length, 0);
       assert.match(await charon.swanctl(['--list-sas']), /ESTABLISHED/);
+    });
+
+    /** The CHILD SAs the core has up now (inbound SPI -> event), from its events. */
+    function liveChildren(host: JsonLinesProcess<HostEvent>): HostEvent[] {
+      const live = new Map<string, HostEvent>();
+      for (const e of host.events()) {
+        if (e.ev === 'child-sa-up' && e.spec) live.set(e.spec.inboundSpi, e);
+        else if (e.ev === 'child-sa-down' && e.inboundSpi) live.delete(e.inboundSpi);
+      }
+      return [...live.values()];
+    }
+
+    function liveIke(host: JsonLinesProcess<HostEvent>): string[] {
+      const live = new Set<string>();
+      for (const e of host.events()) {
+        if (e.ev === 'ike-sa-up') live.add(`${e.spiI}_i ${e.spiR}_r`);
+        else if (e.ev === 'ike-sa-down') live.delete(`${e.spiI}_i ${e.spiR}_r`);
+      }
+      return [...live];
+    }
+
+    /** Waits until swanctl and the core agree on exactly one IKE SA and one CHILD SA; returns what they show. */
+    async function agree(charon: Charon, host: JsonLinesProcess<HostEvent>, what: string): Promise<string> {
+      let last = '';
+      try {
+        return await waitFor(
+          what,
+          async () => {
+            last = await charon.swanctl(['--list-sas']);
+            const children = liveChildren(host);
+            const ikes = liveIke(host);
+            if (children.length !== 1 || ikes.length !== 1) return null;
+            // charon lists rekeyed CHILD SAs as DELETED for a few seconds more: only INSTALLED ones count.
+            const installed = last
+              .split(/\n(?=\s+net: #)/)
+              .filter((b) => /\bINSTALLED\b/.test(b))
+              .join('\n');
+            const ins = [...installed.matchAll(/\bin +([0-9a-f]{8})/g)].map((m) => m[1]);
+            const outs = [...installed.matchAll(/\bout +([0-9a-f]{8})/g)].map((m) => m[1]);
+            const ikeSpis = [...last.matchAll(/([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r/g)].map(
+              (m) => `${m[1]}_i ${m[2]}_r`,
+            );
+            const spec = children[0]!.spec!;
+            const ok =
+              ins.length === 1 &&
+              outs.length === 1 &&
+              ins[0] === spec.outboundSpi &&
+              outs[0] === spec.inboundSpi &&
+              ikeSpis.length === 1 &&
+              ikeSpis[0] === ikes[0];
+            return ok ? last : null;
+          },
+          { timeoutMs: 20_000, intervalMs: 250 },
+        );
+      } catch (error) {
+        throw new Error(
+          `${(error as Error).message}\n--- swanctl --list-sas ---\n${last}\n--- core: ${JSON.stringify(liveChildren(host).map((e) => e.spec))} ${liveIke(host).join(', ')}\n--- charon log (tail) ---\n${(await charon.logText()).split('\n').slice(-40).join('\n')}`,
+          { cause: error },
+        );
+      }
+    }
+
+    it('rekeys with PFS (x25519): CHILD and IKE SA, strongSwan and Weft initiating, then both at once', async () => {
+      const s: Scenario = { ike: suites[0]![0], esp: 'aes256gcm16-x25519', swInitiates: true };
+      const { host, charon } = await bringUp(s, { ikeRekeyMs: 0, childRekeyMs: 0 });
+      await charon.expect(host, 'child-sa-up', (e) => e.ev === 'child-sa-up', 20_000);
+      await agree(charon, host, 'the first SAs');
+      const count = (ev: string, pred: (e: HostEvent) => boolean = () => true) =>
+        host.events().filter((e) => e.ev === ev && pred(e)).length;
+      const steps: [string, () => Promise<void>, 'child' | 'ike'][] = [
+        [
+          'strongSwan rekeys the CHILD SA',
+          async () => void (await charon.swanctl(['--rekey', '--child', 'net'])),
+          'child',
+        ],
+        ['Weft rekeys the CHILD SA', async () => host.command({ op: 'rekey-child' }), 'child'],
+        [
+          'strongSwan rekeys the IKE SA',
+          async () => void (await charon.swanctl(['--rekey', '--ike', 'weft'])),
+          'ike',
+        ],
+        ['Weft rekeys the IKE SA', async () => host.command({ op: 'rekey-ike' }), 'ike'],
+      ];
+      for (const [name, act, kind] of steps) {
+        const ev = kind === 'child' ? 'child-sa-up' : 'ike-sa-up';
+        const before = count(ev, (e) => e.rekeyOf !== undefined);
+        const shown = liveChildren(host)[0]!.spec!;
+        const ike = liveIke(host)[0]!;
+        await act();
+        await waitFor(
+          `${name}: ${ev} with rekeyOf`,
+          () => count(ev, (e) => e.rekeyOf !== undefined) > before,
+          {
+            timeoutMs: 20_000,
+            intervalMs: 100,
+          },
+        );
+        const sas = await agree(charon, host, `${name}: swanctl shows the new SAs`);
+        const now = liveChildren(host)[0]!.spec!;
+        if (kind === 'child') assert.notEqual(now.inboundSpi, shown.inboundSpi);
+        else {
+          assert.notEqual(liveIke(host)[0], ike);
+          assert.equal(now.inboundSpi, shown.inboundSpi, 'CHILD SAs move to the new IKE SA unchanged');
+        }
+        process.stdout.write(
+          `# ${name}: IKE ${liveIke(host)[0]}, CHILD in ${now.inboundSpi} out ${now.outboundSpi}\n`,
+        );
+        assert.match(sas, /ESTABLISHED/);
+      }
+      assert.ok(
+        host
+          .events()
+          .filter((e) => e.ev === 'child-sa-down' || e.ev === 'ike-sa-down')
+          .every((e) => e.reason === 'rekeyed'),
+        JSON.stringify(host.events().filter((e) => e.ev.endsWith('-down'))),
+      );
+      // Both at once: the collision (if the two requests cross) must leave exactly one CHILD SA on each side.
+      const upsBefore = count('child-sa-up');
+      host.command({ op: 'rekey-child' });
+      await charon.swanctl(['--rekey', '--child', 'net']);
+      await waitFor('the simultaneous rekeys to settle', () => count('child-sa-up') >= upsBefore + 1, {
+        timeoutMs: 20_000,
+        intervalMs: 100,
+      });
+      await delay(3_000);
+      await agree(charon, host, 'one CHILD SA after simultaneous rekeys');
+      const crossed = count('child-sa-up') - upsBefore === 2;
+      process.stdout.write(
+        `# simultaneous CHILD rekey: ${crossed ? 'the requests crossed (collision resolved)' : 'no collision happened (one rekey finished first)'}\n`,
+      );
+      assert.equal(count('failed'), 0, JSON.stringify(host.events().filter((e) => e.ev === 'failed')));
+    });
+
+    it('short lifetimes (strongSwan rekey_time 6 s IKE / 4 s CHILD, Weft 7 s / 5 s): repeated rekeys keep one SA of each, agreed with swanctl', async () => {
+      const s: Scenario = {
+        ike: suites[0]![0],
+        esp: 'aes256gcm16-x25519',
+        swInitiates: false,
+        swIkeRekey: '6s',
+        swChildRekey: '4s',
+      };
+      const { host, charon } = await bringUp(s, { ikeRekeyMs: 7_000, childRekeyMs: 5_000 });
+      await charon.expect(host, 'child-sa-up', (e) => e.ev === 'child-sa-up', 20_000);
+      await delay(16_000);
+      await agree(charon, host, 'one SA of each after 16 s of lifetimes');
+      const childRekeys = host.events().filter((e) => e.ev === 'child-sa-up' && e.rekeyOf).length;
+      const ikeRekeys = host.events().filter((e) => e.ev === 'ike-sa-up' && e.rekeyOf).length;
+      process.stdout.write(`# 16 s: ${childRekeys} CHILD rekeys, ${ikeRekeys} IKE rekeys\n`);
+      assert.ok(childRekeys >= 2, `${childRekeys} CHILD rekeys`);
+      assert.ok(ikeRekeys >= 1, `${ikeRekeys} IKE rekeys`);
+      assert.equal(host.events().filter((e) => e.ev === 'failed').length, 0);
     });
   },
 );

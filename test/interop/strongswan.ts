@@ -132,6 +132,8 @@ export interface SwanChild {
   startAction: 'start' | 'none';
   mode?: 'tunnel' | 'transport';
   dpdAction?: 'clear' | 'restart' | 'trap';
+  /** rekey_time ("0", the default, turns rekeying off); a hard life_time of 30 s goes with it. */
+  rekeyTime?: string;
 }
 
 export interface SwanConnection {
@@ -146,6 +148,8 @@ export interface SwanConnection {
   dpdDelay?: string;
   /** Seconds between retransmissions etc. are left at charon's defaults. */
   encap?: boolean;
+  /** The IKE SA's rekey_time ("0", the default, turns rekeying off); over_time 30 s goes with it. */
+  rekeyTime?: string;
   children: SwanChild[];
 }
 
@@ -161,7 +165,9 @@ export function swanctlConf(connections: readonly SwanConnection[]): string {
       `    proposals = ${c.proposals}`,
       ...(c.dpdDelay ? [`    dpd_delay = ${c.dpdDelay}`] : []),
       ...(c.encap ? ['    encap = yes'] : []),
-      '    rekey_time = 0',
+      `    rekey_time = ${c.rekeyTime ?? '0'}`,
+      // strongSwan's hard lifetimes default to 110% of rekey_time: far too tight for seconds.
+      ...(c.rekeyTime ? ['    over_time = 30s'] : []),
       '    local {',
       '      auth = psk',
       `      id = ${c.localId}`,
@@ -179,7 +185,8 @@ export function swanctlConf(connections: readonly SwanConnection[]): string {
         `        remote_ts = ${ch.remoteTs}`,
         `        esp_proposals = ${ch.esp}`,
         `        mode = ${ch.mode ?? 'tunnel'}`,
-        '        rekey_time = 0',
+        `        rekey_time = ${ch.rekeyTime ?? '0'}`,
+        ...(ch.rekeyTime ? ['        life_time = 30s'] : []),
         `        start_action = ${ch.startAction}`,
         ...(ch.dpdAction ? [`        dpd_action = ${ch.dpdAction}`] : []),
         '      }',

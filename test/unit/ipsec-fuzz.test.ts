@@ -10,16 +10,22 @@
  *   - nothing is answered except what RFC 7296 requires: an IKE_SA_INIT request (answered unauthenticated
  *     by design), or the byte-identical retransmission of a request already answered (§2.1).
  *
- * Afterwards the established SA is untouched and still answers a liveness check.
+ * The corpus includes a CHILD SA rekey (CREATE_CHILD_SA and its delete). Afterwards the established SA is
+ * untouched and still answers a liveness check. A second test seals hostile CREATE_CHILD_SA bodies with the
+ * real keys, so the rekey, IKE rekey and new-CHILD-SA paths themselves meet them.
  * WEFT_FUZZ_SEED and WEFT_FUZZ_ITERATIONS reproduce or resize a run.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { EXCHANGE } from '../../src/ipsec/constants.js';
+import { parseProposal } from '../../src/ipsec/algorithms.js';
+import { DH_GROUP, EXCHANGE, NOTIFY, PROTOCOL } from '../../src/ipsec/constants.js';
+import { generateDh } from '../../src/ipsec/dh.js';
+import { sealMessage, type SkKeys } from '../../src/ipsec/sk.js';
+import type { Payload } from '../../src/ipsec/messages.js';
 import { IKE_DROP_REASONS } from '../../src/ipsec/drops.js';
 import { parseMessage } from '../../src/ipsec/messages.js';
-import { A_ADDR, B_ADDR, Pair } from './ipsec-pair.js';
+import { A_ADDR, B_ADDR, Pair, ts } from './ipsec-pair.js';
 
 function xorshift(seed: number): () => number {
   let x = seed >>> 0 || 1;
@@ -44,9 +50,12 @@ describe('IKEv2 responder under hostile input', () => {
     const p = Pair.create({ dpdIntervalMs: 0 }, { dpdIntervalMs: 0, forceEncapsulation: true });
     p.initiate();
     p.run();
+    // A CHILD SA rekey (CREATE_CHILD_SA and the INFORMATIONAL delete) joins the corpus.
+    p.take('a', p.a.rekeyChild(p.of('a', 'child-sa-up')[0]!.spec.outboundSpi, p.now));
+    p.run();
     p.take('a', p.a.dpd(p.now));
     p.run();
-    assert.equal(p.of('b', 'child-sa-up').length, 1);
+    assert.equal(p.of('b', 'child-sa-up').length, 2);
     const corpus =
       p.wire.length === 0 ? p.of('a', 'send').map((s) => ({ data: s.data, port: s.localPort })) : [];
     // Plus what B itself sent (responses), which B must never take as requests.
@@ -148,5 +157,144 @@ describe('IKEv2 responder under hostile input', () => {
     assert.equal(p.of('b', 'send').length, answersBefore + 1, 'the liveness check was answered');
     assert.equal(p.of('a', 'ike-sa-down').length, 0);
     assert.equal(p.a.stats.drops['integrity-check-failed'], 0);
+  });
+});
+
+describe('IKEv2 CREATE_CHILD_SA bodies under hostile (authenticated) input', () => {
+  it('rekeys are in the corpus above; here 3,000 well-sealed CREATE_CHILD_SA requests with hostile bodies: no throw, one outcome each', () => {
+    const seed = Number(process.env.WEFT_FUZZ_SEED ?? Date.now() % 0xffffffff);
+    const rnd = xorshift(seed);
+    const below = (n: number) => rnd() % n;
+    const quiet = { dpdIntervalMs: 0, ikeRekeyMs: 0, childRekeyMs: 0, espProposals: ['aes256gcm16-x25519'] };
+    const p = Pair.create(quiet, quiet);
+    p.initiate();
+    p.run();
+    const childA = p.of('a', 'child-sa-up')[0]!.spec;
+    // A's side of the IKE SA seals as the peer would; its keys are private to the core, read them for the test.
+    const saA = p.a.list()[0]! as unknown as { keys: { initiator: SkKeys }; spiI: Buffer; spiR: Buffer };
+    const saB = () =>
+      p.b.list().find((sa) => sa.spiI.equals(saA.spiI)) as unknown as { nextPeerRequestId: number };
+    const keys = saA.keys.initiator;
+    const spi4 = (v: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(v >>> 0);
+      return b;
+    };
+    const x25519 = generateDh(DH_GROUP.CURVE25519).publicValue;
+    const pieces = (): Payload[] => {
+      const out: Payload[] = [];
+      const n = 1 + below(7);
+      for (let i = 0; i < n; i++) {
+        switch (below(8)) {
+          case 0:
+            out.push({
+              kind: 'notify',
+              protocol: below(4),
+              spi: below(2) ? spi4(childA.inboundSpi) : Buffer.alloc(below(9)),
+              notify: [NOTIFY.REKEY_SA, NOTIFY.USE_TRANSPORT_MODE, NOTIFY.TEMPORARY_FAILURE, below(0x10000)][
+                below(4)
+              ]!,
+              data: Buffer.alloc(below(3)),
+            });
+            break;
+          case 1: {
+            const ike = below(2) === 0;
+            const text = ike
+              ? ['aes256gcm16-prfsha256-x25519', 'aes128-sha256-modp2048'][below(2)]!
+              : ['aes256gcm16', 'aes256gcm16-x25519', 'aes128-sha1-ecp256'][below(3)]!;
+            const t = parseProposal(text, ike ? 'ike' : 'esp');
+            if (!t.ok) break;
+            out.push({
+              kind: 'sa',
+              proposals: [
+                {
+                  num: 1 + below(3),
+                  protocol: ike ? PROTOCOL.IKE : below(2) ? PROTOCOL.ESP : below(4),
+                  spi: Buffer.alloc([0, 4, 8, 3][below(4)]!, 1 + below(255)),
+                  transforms: below(4) === 0 ? t.value.slice(0, below(t.value.length + 1)) : t.value,
+                },
+              ],
+            });
+            break;
+          }
+          case 2:
+            out.push({ kind: 'nonce', data: Buffer.alloc([32, 8, 300, 16][below(4)]!, below(256)) });
+            break;
+          case 3:
+            out.push({
+              kind: 'ke',
+              group: [31, 14, 19, 2, 0, below(0x10000)][below(6)]!,
+              data: below(2) ? x25519 : Buffer.alloc(below(70), below(256)),
+            });
+            break;
+          case 4:
+          case 5:
+            out.push({
+              kind: 'ts',
+              initiator: below(2) === 0,
+              selectors: [
+                [ts('10.1.0.0/16')],
+                [ts('10.2.0.0/24')],
+                [ts('10.9.0.0/16')],
+                [],
+                [ts('fd00::/64')],
+              ][below(5)]!,
+            });
+            break;
+          case 6:
+            // Not the IKE SA itself (protocol 1): that would end the run.
+            out.push({
+              kind: 'delete',
+              protocol: [0, 2, 3, 4][below(4)]!,
+              spis: below(2) ? [spi4(childA.inboundSpi)] : [],
+            });
+            break;
+          default:
+            out.push({ kind: 'vendor', data: Buffer.alloc(below(16)) });
+        }
+      }
+      return out;
+    };
+    const iterations = Number(process.env.WEFT_FUZZ_CREATE_ITERATIONS ?? 3_000);
+    for (let i = 0; i < iterations; i++) {
+      const target = saB();
+      const id = below(10) === 0 ? below(5) : target.nextPeerRequestId;
+      const data = sealMessage(
+        {
+          spiI: saA.spiI,
+          spiR: saA.spiR,
+          exchange: below(10) === 0 ? EXCHANGE.INFORMATIONAL : EXCHANGE.CREATE_CHILD_SA,
+          initiator: true,
+          response: below(20) === 0,
+          messageId: id,
+        },
+        pieces(),
+        keys,
+        Buffer.alloc(keys.encr.ivLength, i & 0xff),
+      );
+      const before = { received: p.b.stats.received, processed: p.b.stats.processed };
+      let actions;
+      try {
+        actions = p.b.receive(
+          { data, remote: { address: A_ADDR, port: 500 }, local: { address: B_ADDR, port: 500 } },
+          p.now,
+        );
+      } catch (error) {
+        assert.fail(`seed ${seed} iteration ${i}: receive threw ${(error as Error).stack}`);
+      }
+      const drops = actions.filter((x) => x.type === 'drop').length;
+      assert.equal(p.b.stats.received, before.received + 1);
+      assert.equal(
+        drops + p.b.stats.processed - before.processed,
+        1,
+        `seed ${seed} iteration ${i}: one outcome`,
+      );
+      // Whatever happened, B's CHILD SAs stay a coherent set (no SPI twice).
+      const live = p.liveChildren('b').map((c) => c.inboundSpi);
+      assert.equal(new Set(live).size, live.length);
+    }
+    process.stdout.write(
+      `# seed ${seed}: ${iterations} CREATE_CHILD_SA bodies, ${p.b.stats.processed} processed\n`,
+    );
   });
 });

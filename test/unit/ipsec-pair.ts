@@ -9,7 +9,7 @@ import type { IkeAction } from '../../src/ipsec/actions.js';
 import type { IkePeerConfig } from '../../src/ipsec/config.js';
 import { IkeCore } from '../../src/ipsec/core.js';
 import { selectorFromPrefix } from '../../src/ipsec/traffic-selectors.js';
-import type { TrafficSelector } from '../../src/ipsec/child-sa.js';
+import type { ChildSaSpec, TrafficSelector } from '../../src/ipsec/child-sa.js';
 
 export const A_ADDR = '192.0.2.1';
 export const B_ADDR = '192.0.2.2';
@@ -95,8 +95,12 @@ export class Pair {
     readonly b: IkeCore,
   ) {}
 
-  static create(a: Partial<IkePeerConfig> = {}, b: Partial<IkePeerConfig> = {}): Pair {
-    return new Pair(makeCore(siteA(a), 'seed-a'), makeCore(siteB(b), 'seed-b'));
+  static create(
+    a: Partial<IkePeerConfig> = {},
+    b: Partial<IkePeerConfig> = {},
+    seeds: readonly [string, string] = ['seed-a', 'seed-b'],
+  ): Pair {
+    return new Pair(makeCore(siteA(a), seeds[0]), makeCore(siteB(b), seeds[1]));
   }
 
   core(side: 'a' | 'b'): IkeCore {
@@ -131,35 +135,39 @@ export class Pair {
 
   /** Delivers datagrams until the wire is empty (bounded). */
   run(limit = 100): void {
-    for (let i = 0; i < limit && this.wire.length > 0; i++) {
-      const d = this.wire.shift()!;
-      const to = d.from === 'a' ? 'b' : 'a';
-      let [src, dst] = d.from === 'a' ? [A_ADDR, B_ADDR] : [B_ADDR, A_ADDR];
-      let srcPort = d.localPort;
-      let dstPort = d.remotePort;
-      const nat = this.natA;
-      if (nat && d.from === 'a') {
-        src = nat.address;
-        srcPort = nat.ports[d.localPort] ?? d.localPort;
-      } else if (nat) {
-        // B answers the mapped address and port; the NAT translates back.
-        dst = A_ADDR;
-        dstPort = Number(
-          Object.keys(nat.ports).find((k) => nat.ports[Number(k)] === d.remotePort) ?? d.remotePort,
-        );
-      }
-      this.take(
-        to,
-        this.core(to).receive(
-          {
-            data: d.data,
-            remote: { address: src, port: srcPort },
-            local: { address: dst, port: dstPort },
-          },
-          this.now,
-        ),
+    for (let i = 0; i < limit && this.wire.length > 0; i++) this.deliver(0);
+  }
+
+  /** Delivers the datagram at `index` on the wire (to reorder messages), leaving the others queued. */
+  deliver(index: number): void {
+    const [d] = this.wire.splice(index, 1);
+    if (d === undefined) return;
+    const to = d.from === 'a' ? 'b' : 'a';
+    let [src, dst] = d.from === 'a' ? [A_ADDR, B_ADDR] : [B_ADDR, A_ADDR];
+    let srcPort = d.localPort;
+    let dstPort = d.remotePort;
+    const nat = this.natA;
+    if (nat && d.from === 'a') {
+      src = nat.address;
+      srcPort = nat.ports[d.localPort] ?? d.localPort;
+    } else if (nat) {
+      // B answers the mapped address and port; the NAT translates back.
+      dst = A_ADDR;
+      dstPort = Number(
+        Object.keys(nat.ports).find((k) => nat.ports[Number(k)] === d.remotePort) ?? d.remotePort,
       );
     }
+    this.take(
+      to,
+      this.core(to).receive(
+        {
+          data: d.data,
+          remote: { address: src, port: srcPort },
+          local: { address: dst, port: dstPort },
+        },
+        this.now,
+      ),
+    );
   }
 
   /** Advances the clock by `ms`, firing every deadline on the way, and runs the wire after each. */
@@ -176,6 +184,33 @@ export class Pair {
       this.run();
     }
     this.now = end;
+  }
+
+  /** The CHILD SAs a side has up now (reported up and not yet down), oldest first. */
+  liveChildren(side: 'a' | 'b'): ChildSaSpec[] {
+    const live = new Map<number, ChildSaSpec>();
+    for (const x of this.log[side]) {
+      if (x.type === 'child-sa-up') live.set(x.spec.inboundSpi, x.spec);
+      else if (x.type === 'child-sa-down') live.delete(x.inboundSpi);
+    }
+    return [...live.values()];
+  }
+
+  /** The IKE SAs a side has up now, as "spiI/spiR". */
+  liveIke(side: 'a' | 'b'): string[] {
+    const live = new Set<string>();
+    for (const x of this.log[side]) {
+      if (x.type === 'ike-sa-up') live.add(`${x.spiI}/${x.spiR}`);
+      else if (x.type === 'ike-sa-down') live.delete(`${x.spiI}/${x.spiR}`);
+    }
+    return [...live];
+  }
+
+  /** The exchange type of a datagram on the wire (after the non-ESP marker on port 4500), or -1. */
+  static exchangeOf(d: Delivery): { exchange: number; response: boolean } | null {
+    const skip = d.localPort === 4500 ? 4 : 0;
+    if (d.data.length < skip + 28) return null;
+    return { exchange: d.data[skip + 18]!, response: (d.data[skip + 19]! & 0x20) !== 0 };
   }
 
   of<T extends IkeAction['type']>(side: 'a' | 'b', type: T): Extract<IkeAction, { type: T }>[] {
