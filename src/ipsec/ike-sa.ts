@@ -733,15 +733,17 @@ export class IkeSa {
     ni: Buffer = this.ni,
     nr: Buffer = this.nr,
     gir: Buffer | null = null,
+    exchangeInitiator: boolean = this.role === 'initiator',
   ): ChildSaSpec {
     const encr = encrSuite(chosen.encr.id, chosen.encr.keyLength)!;
     const integ = chosen.integ ? integSuite(chosen.integ.id) : null;
     // §2.17: the first CHILD SA takes the IKE SA's nonces; a CREATE_CHILD_SA one its exchange's (and g^ir).
     const k = deriveChildKeys(this.prfId!, this.keys!.skD, ni, nr, encr, integ, gir);
-    const [inbound, outbound] =
-      this.role === 'initiator'
-        ? [k.responderToInitiator, k.initiatorToResponder]
-        : [k.initiatorToResponder, k.responderToInitiator];
+    // §2.17: "initiator" is the initiator of the exchange that made the SA (IKE_AUTH or CREATE_CHILD_SA),
+    // which for a CREATE_CHILD_SA need not be the IKE SA's original initiator.
+    const [inbound, outbound] = exchangeInitiator
+      ? [k.responderToInitiator, k.initiatorToResponder]
+      : [k.initiatorToResponder, k.responderToInitiator];
     return {
       mode: transport ? 'transport' : 'tunnel',
       inboundSpi: inboundSpi.readUInt32BE(0),
@@ -1077,7 +1079,7 @@ export class IkeSa {
       { kind: 'ts', initiator: false, selectors: localTs },
     );
     const ni = Buffer.from(nonce.data);
-    const spec = this.childSpec(chosen, spi, proposal.spi, transport, localTs, remoteTs, ni, nr, gir);
+    const spec = this.childSpec(chosen, spi, proposal.spi, transport, localTs, remoteTs, ni, nr, gir, false);
     this.answer(msg, reply);
     const child = this.childUp(spec, formatProposal(chosenTransforms(chosen)), old ?? undefined);
     if (old) {
@@ -1430,6 +1432,7 @@ export class IkeSa {
       x.ni,
       nr,
       gir,
+      true,
     );
     const child = this.childUp(spec, formatProposal(chosenTransforms(c.chosen)), x.old ?? undefined);
     // A new CHILD SA, or the old one deleted by the peer meanwhile: the new SA simply stands.
