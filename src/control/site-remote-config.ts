@@ -500,7 +500,7 @@ function pfsense(site: SiteRecord, ours: OurSide): string {
     '  Encryption Algorithm (one row each, in this order):',
     ...(p1Rows.length > 0 ? p1Rows : ['    (none)']),
     `  Rekey Time: ${site.ikeLifetimeSec}`,
-    `  Life Time: ${Math.ceil(site.ikeLifetimeSec * 1.1)}`,
+    `  Life Time: ${Math.round(site.ikeLifetimeSec * 1.1)}`,
     `  Child SA Start Action: ${childStart}`,
     `  Child SA Close Action: ${closeAction}`,
     '  NAT Traversal: Auto',
