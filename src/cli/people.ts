@@ -703,7 +703,7 @@ export function registerPeopleCommands(program: Command): void {
     program
       .command('apply')
       .description(
-        'make the network match a YAML file (settings, groups, routes, policies, members); idempotent',
+        'make the network match a YAML file (settings, groups, routes, policies, members, sites); idempotent',
       )
       .requiredOption('-f, --file <file>', 'the desired state ("-" for standard input)')
       .option('--dry-run', 'print what would change, change nothing'),
@@ -721,10 +721,16 @@ export function registerPeopleCommands(program: Command): void {
   data(
     program
       .command('export')
-      .description('print the current state as YAML for `weft apply` (no private keys)'),
-  ).action(async (opts: DataOption) => {
+      .description('print the current state as YAML for `weft apply` (no private keys)')
+      .option('--include-secrets', "also write each IPsec site's pre-shared key (psk)"),
+  ).action(async (opts: DataOption & { includeSecrets?: boolean }) => {
     const { exportState, formatStateYaml } = await import('../control/desired-state.js');
-    withControlPlane(opts, (cp) => void process.stdout.write(formatStateYaml(exportState(cp))));
+    if (opts.includeSecrets) tightenStdout();
+    withControlPlane(
+      opts,
+      (cp) =>
+        void process.stdout.write(formatStateYaml(exportState(cp, { includeSecrets: opts.includeSecrets }))),
+    );
   });
 
   // ---- backup ----
