@@ -1128,6 +1128,15 @@ export class ControlPlane {
     return this.change(() => {
       if (this.store.listRoutes().some((r) => r.cidr === route.cidr))
         throw new WeftError('WEFT_ERR_ROUTE_EXISTS', `route ${route.cidr} already exists`, 'cidr');
+      // A site's remote subnets are routes into its tunnel: a shared route there would take their traffic.
+      for (const site of this.store.listSites())
+        for (const remote of site.remoteSubnets)
+          if (v.overlaps(p, parsed(remote)))
+            throw new WeftError(
+              'WEFT_ERR_SUBNET_CONFLICT',
+              `cidr: ${route.cidr} overlaps ${remote}, a remote subnet of site ${site.name}`,
+              'cidr',
+            );
       this.store.insertRoute(route);
       this.audit(actor, 'route.add', route.cidr, { description: route.description });
       return route;

@@ -282,3 +282,13 @@ test('list and show carry the status the gateway last reported', () => {
   assert.deepEqual(cp.getSite('hq').status, status);
   assert.deepEqual(cp.listSites()[0]?.status, status);
 });
+
+test("a shared route may not take a site's remote subnet either", () => {
+  const { cp } = plane();
+  cp.addSite('test', BASE);
+  assert.deepEqual(
+    refusal(() => cp.addRoute('test', { cidr: '10.20.5.0/24' })),
+    { code: 'WEFT_ERR_SUBNET_CONFLICT', field: 'cidr' },
+  );
+  cp.addRoute('test', { cidr: '10.21.0.0/16' });
+});
