@@ -208,6 +208,7 @@ export interface Site {
   readonly mode: 'tunnel' | 'transport';
   readonly ikeProposals: readonly string[];
   readonly espProposals: readonly string[];
+  readonly allowLegacyGroups: boolean;
   readonly ikeLifetimeSec: number;
   readonly childLifetimeSec: number;
   readonly dpdIntervalSec: number;

@@ -163,6 +163,7 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
     dpd.value = String(s.dpdIntervalSec);
     mode.value = s.mode;
     start.value = s.startAction;
+    legacy.checked = s.allowLegacyGroups;
     psk.value = '';
     submit.textContent = `Save ${s.name}`;
     cancel.hidden = false;
