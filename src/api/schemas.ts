@@ -352,7 +352,7 @@ export const CreatedToken = z.object({
 
 export const StateChange = z.object({
   op: z.enum(['add', 'update', 'remove']),
-  kind: z.enum(['settings', 'group', 'member', 'route', 'policy']),
+  kind: z.enum(['settings', 'group', 'member', 'route', 'policy', 'site']),
   target: z.string(),
   detail: z.record(z.string(), z.unknown()).optional(),
 });
@@ -378,6 +378,122 @@ export const NextIp = z.object({ ip: z.string(), ip6: z.string().nullable() });
 export const CreatedLink = z.object({
   url: z.string().describe('The path of the link, "/dl/<token>"; it works once'),
   expiresAt: isoTime,
+});
+
+// ---- IPsec sites ----
+
+const siteFields = {
+  enabled: z
+    .boolean()
+    .optional()
+    .describe('false: the gateway deletes its SAs and neither starts nor answers'),
+  remoteAddress: z
+    .string()
+    .nullable()
+    .optional()
+    .describe('The peer\'s outer address, or "%any"/null: it only answers'),
+  localId: z
+    .string()
+    .nullable()
+    .optional()
+    .describe('Our IKE ID: an address, fqdn:NAME (or a bare name), email:ADDR, keyid:HEX; null: our address'),
+  remoteId: z.string().nullable().optional().describe('The ID the peer must present; null: its address'),
+  psk: z.string().optional().describe('The pre-shared key (write-only; generated on create when absent)'),
+  forceShortPsk: z.boolean().optional().describe('Accept a key under 20 characters'),
+  localSubnets: z.array(z.string()).describe('Prefixes on our side'),
+  remoteSubnets: z.array(z.string()).describe('Prefixes behind the peer (routes into the tunnel)'),
+  mode: z.enum(['tunnel', 'transport']).optional(),
+  ikeProposals: z.array(z.string()).optional().describe('e.g. aes256gcm16-prfsha256-x25519, in order'),
+  espProposals: z.array(z.string()).optional().describe('e.g. aes256gcm16, in order'),
+  allowLegacyGroups: z.boolean().optional().describe('Allow DH groups 2 and 5'),
+  ikeLifetimeSec: z.number().int().optional(),
+  childLifetimeSec: z.number().int().optional(),
+  dpdIntervalSec: z.number().int().optional().describe('0: no liveness checks'),
+  dpdAction: z.enum(['restart', 'clear', 'hold']).optional(),
+  startAction: z.enum(['initiate', 'wait', 'on-traffic']).optional(),
+  groups: z.array(z.string()).optional(),
+};
+
+export const SiteInput = z.strictObject({ name, ...siteFields });
+export const SitePatch = z.strictObject({
+  ...siteFields,
+  localSubnets: siteFields.localSubnets.optional(),
+  remoteSubnets: siteFields.remoteSubnets.optional(),
+});
+
+const ChildSaView = z.object({
+  inboundSpi: z.string(),
+  outboundSpi: z.string(),
+  mode: z.enum(['tunnel', 'transport']),
+  proposal: z.string().describe('The negotiated ESP proposal'),
+  carrier: z.enum(['udp', 'raw']).describe('UDP 4500 (NAT-T) or raw ESP'),
+  localSubnets: z.array(z.string()),
+  remoteSubnets: z.array(z.string()),
+  establishedAt: isoTime,
+  rekeyedAt: isoTime.nullable(),
+  packetsIn: z.number(),
+  bytesIn: z.number(),
+  packetsOut: z.number(),
+  bytesOut: z.number(),
+  drops: z.record(z.string(), z.number()),
+});
+
+export const SiteStatus = z.object({
+  name: z.string(),
+  state: z.enum(['disabled', 'down', 'connecting', 'up']),
+  ike: z
+    .object({
+      spiI: z.string(),
+      spiR: z.string(),
+      initiator: z.boolean(),
+      proposal: z.string().describe('The negotiated IKE proposal'),
+      peerId: z.string(),
+      remote: z.string(),
+      encapsulated: z.boolean(),
+      establishedAt: isoTime,
+      rekeyedAt: isoTime.nullable(),
+    })
+    .nullable(),
+  children: z.array(ChildSaView),
+  lastError: z.object({ at: isoTime, message: z.string() }).nullable(),
+  at: isoTime.describe('When the gateway took this status'),
+});
+
+export const SiteView = z.object({
+  name: z.string(),
+  enabled: z.boolean(),
+  remoteAddress: z.string().nullable().describe('null: %any'),
+  localId: z.string().nullable(),
+  remoteId: z.string().nullable(),
+  forceShortPsk: z.boolean(),
+  localSubnets: z.array(z.string()),
+  remoteSubnets: z.array(z.string()),
+  mode: z.enum(['tunnel', 'transport']),
+  ikeProposals: z.array(z.string()),
+  espProposals: z.array(z.string()),
+  allowLegacyGroups: z.boolean(),
+  ikeLifetimeSec: z.number().int(),
+  childLifetimeSec: z.number().int(),
+  dpdIntervalSec: z.number().int(),
+  dpdAction: z.enum(['restart', 'clear', 'hold']),
+  startAction: z.enum(['initiate', 'wait', 'on-traffic']),
+  groups: z.array(z.string()),
+  createdAt: isoTime,
+  updatedAt: isoTime,
+  status: SiteStatus.nullable().describe('What the running gateway last reported; null: nothing yet'),
+});
+
+export const CreatedSite = SiteView.extend({
+  psk: z
+    .string()
+    .optional()
+    .describe('The generated pre-shared key, shown this once (absent when one was given)'),
+});
+
+export const SiteList = z.object({ items: z.array(SiteView) });
+
+export const RemoteConfigQuery = z.object({
+  format: z.enum(['swanctl', 'aws', 'pfsense']).describe('The firewall at the other end'),
 });
 
 export const OpenApiDocument = z.record(z.string(), z.unknown()).describe('This document');
@@ -411,4 +527,10 @@ export const NAMED_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   StateChange,
   ApplyResult,
   SessionInfo,
+  SiteInput,
+  SitePatch,
+  SiteView,
+  SiteStatus,
+  SiteList,
+  CreatedSite,
 };

@@ -29,6 +29,7 @@ import { memberRoutes } from './routes-members.js';
 import { networkRoutes } from './routes-network.js';
 import { serverRoutes } from './routes-server.js';
 import { sessionRoutes } from './routes-session.js';
+import { siteRoutes } from './routes-sites.js';
 import { stateRoutes, YAML_TYPES } from './routes-state.js';
 import { SessionTable } from './sessions.js';
 import { defaultWebRoot, installSecurityHeaders, installStatic } from './static.js';
@@ -133,6 +134,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   memberRoutes(ctx);
   downloadRoutes(ctx);
   networkRoutes(ctx);
+  siteRoutes(ctx);
   adminRoutes(ctx);
   stateRoutes(ctx);
 

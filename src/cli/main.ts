@@ -8,6 +8,7 @@ import { isDamageError } from '../control/store-sqlite.js';
 import { damagedStoreError } from '../server/data-dir.js';
 import { demo } from './demo.js';
 import { registerPeopleCommands } from './people.js';
+import { registerSiteCommands } from './sites.js';
 import { down, upBackground, upForeground } from './up.js';
 import { genkey, genpsk, pubkey, readStdin, writeSecret } from './keys.js';
 
@@ -65,6 +66,7 @@ export function buildProgram(): Command {
     });
 
   registerPeopleCommands(program);
+  registerSiteCommands(program);
   return program;
 }
 

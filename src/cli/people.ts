@@ -26,7 +26,7 @@ import { UserError } from '../control/errors.js';
 import { tightenStdout, writeSecret } from './keys.js';
 import { PACK_OSES, PACK_PROTOCOLS } from '../openvpn/client-pack.js';
 
-interface DataOption {
+export interface DataOption {
   data?: string;
 }
 
@@ -34,7 +34,7 @@ function dataDir(opts: DataOption): string {
   return opts.data ?? process.env['WEFT_DATA'] ?? DEFAULT_DATA_DIR;
 }
 
-function actor(): string {
+export function actor(): string {
   try {
     return `cli:${userInfo().username}`;
   } catch {
@@ -43,7 +43,7 @@ function actor(): string {
 }
 
 /** Runs `fn` with the control plane of the data directory, closing the store afterwards. */
-function withControlPlane<T>(opts: DataOption, fn: (cp: ControlPlane) => T): T {
+export function withControlPlane<T>(opts: DataOption, fn: (cp: ControlPlane) => T): T {
   const store: Store = openStore(dataDir(opts));
   try {
     return fn(new ControlPlane(store, undefined, { uplinks: hostUplinks }));
@@ -68,15 +68,15 @@ function oneOf<T extends string>(option: string, value: string, allowed: readonl
   return found;
 }
 
-function collect(value: string, previous: string[] = []): string[] {
+export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-function print(value: unknown, json: boolean | undefined, human: () => string): void {
+export function print(value: unknown, json: boolean | undefined, human: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
 }
 
-function bytes(n: number): string {
+export function bytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let v = n;
@@ -87,13 +87,13 @@ function bytes(n: number): string {
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
-function ago(iso: string | null): string {
+export function ago(iso: string | null): string {
   if (!iso) return 'never';
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
   return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
 }
 
-function table(header: string[], rows: string[][]): string {
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
     cells
@@ -703,7 +703,7 @@ export function registerPeopleCommands(program: Command): void {
     program
       .command('apply')
       .description(
-        'make the network match a YAML file (settings, groups, routes, policies, members); idempotent',
+        'make the network match a YAML file (settings, groups, routes, policies, members, sites); idempotent',
       )
       .requiredOption('-f, --file <file>', 'the desired state ("-" for standard input)')
       .option('--dry-run', 'print what would change, change nothing'),
@@ -721,10 +721,16 @@ export function registerPeopleCommands(program: Command): void {
   data(
     program
       .command('export')
-      .description('print the current state as YAML for `weft apply` (no private keys)'),
-  ).action(async (opts: DataOption) => {
+      .description('print the current state as YAML for `weft apply` (no private keys)')
+      .option('--include-secrets', "also write each IPsec site's pre-shared key (psk)"),
+  ).action(async (opts: DataOption & { includeSecrets?: boolean }) => {
     const { exportState, formatStateYaml } = await import('../control/desired-state.js');
-    withControlPlane(opts, (cp) => void process.stdout.write(formatStateYaml(exportState(cp))));
+    if (opts.includeSecrets) tightenStdout();
+    withControlPlane(
+      opts,
+      (cp) =>
+        void process.stdout.write(formatStateYaml(exportState(cp, { includeSecrets: opts.includeSecrets }))),
+    );
   });
 
   // ---- backup ----

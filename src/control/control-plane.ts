@@ -59,6 +59,18 @@ import {
   type ProfileInput,
 } from '../openvpn/profile.js';
 import { StoreConflict, type Store } from './store.js';
+import type { SiteRecord } from './model.js';
+import type { SiteSpec } from '../ipsec/site-spec.js';
+import { renderRemoteConfig, type RemoteConfigFormat } from './site-remote-config.js';
+import {
+  checkSite,
+  newPsk,
+  SITE_FIELDS,
+  siteSpec,
+  siteView,
+  type SiteInput,
+  type SiteView,
+} from './sites.js';
 import { totpKey, verifyTotp } from './totp.js';
 import * as v from './validate.js';
 
@@ -294,6 +306,8 @@ export class ControlPlane {
     try {
       return this.store.transaction(fn);
     } catch (e) {
+      if (e instanceof StoreConflict && e.message.startsWith('a site named '))
+        throw new WeftError('WEFT_ERR_SITE_EXISTS', e.message, 'name');
       if (e instanceof StoreConflict) {
         const column = e.message.split(':')[0] ?? '';
         const [code, field] = CONFLICTS[column] ?? ['WEFT_ERR_VALIDATION', undefined];
@@ -1076,8 +1090,21 @@ export class ControlPlane {
           `group ${name} is used by policies ${policies.map((p) => `#${p.id}`).join(', ')}`,
           'name',
         );
+      // Sites name groups without a foreign key: the group leaves every site in this same transaction.
+      const sites = this.store.listSites().filter((site) => site.groups.includes(name));
+      for (const site of sites)
+        this.store.updateSite({
+          ...site,
+          groups: site.groups.filter((g) => g !== name),
+          updatedAt: this.now(),
+        });
       this.store.deleteGroup(name);
-      this.audit(actor, 'group.remove', name);
+      this.audit(
+        actor,
+        'group.remove',
+        name,
+        sites.length > 0 ? { sites: sites.map((site) => site.name) } : {},
+      );
     });
   }
 
@@ -1101,6 +1128,15 @@ export class ControlPlane {
     return this.change(() => {
       if (this.store.listRoutes().some((r) => r.cidr === route.cidr))
         throw new WeftError('WEFT_ERR_ROUTE_EXISTS', `route ${route.cidr} already exists`, 'cidr');
+      // A site's remote subnets are routes into its tunnel: a shared route there would take their traffic.
+      for (const site of this.store.listSites())
+        for (const remote of site.remoteSubnets)
+          if (v.overlaps(p, parsed(remote)))
+            throw new WeftError(
+              'WEFT_ERR_SUBNET_CONFLICT',
+              `cidr: ${route.cidr} overlaps ${remote}, a remote subnet of site ${site.name}`,
+              'cidr',
+            );
       this.store.insertRoute(route);
       this.audit(actor, 'route.add', route.cidr, { description: route.description });
       return route;
@@ -1114,6 +1150,148 @@ export class ControlPlane {
         throw new WeftError('WEFT_ERR_ROUTE_NOT_FOUND', `route ${cidr} does not exist`, 'cidr');
       this.audit(actor, 'route.remove', cidr);
     });
+  }
+
+  // ---- IPsec sites ----
+
+  private siteRecord(name: string): SiteRecord {
+    const site = this.store.getSite(name);
+    if (!site) throw new WeftError('WEFT_ERR_SITE_NOT_FOUND', `site ${name} does not exist`, 'name');
+    return site;
+  }
+
+  private siteContext(name: string): Parameters<typeof checkSite>[1] {
+    const s = this.settings();
+    const endpointHost = s.endpoint.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+    return {
+      memberSubnets: [s.subnet, ...(s.subnet6 ? [s.subnet6] : [])],
+      routes: this.store.listRoutes().map((r) => r.cidr),
+      otherSites: this.store.listSites().filter((site) => site.name !== name),
+      groupExists: (g) => this.store.getGroup(g) !== undefined,
+      uplinks: this.options.uplinks?.(endpointHost) ?? [],
+    };
+  }
+
+  private siteStatus(name: string): SiteView['status'] {
+    return this.store.allSiteStatuses().find((st) => st.name === name) ?? null;
+  }
+
+  /** Every site, by name, with its last reported status (never the pre-shared key). */
+  listSites(): SiteView[] {
+    const statuses = new Map(this.store.allSiteStatuses().map((st) => [st.name, st]));
+    return this.store.listSites().map((site) => siteView(site, statuses.get(site.name)));
+  }
+
+  getSite(nameArg: string): SiteView {
+    const name = v.name('name', nameArg);
+    return siteView(this.siteRecord(name), this.siteStatus(name) ?? undefined);
+  }
+
+  /** The site's pre-shared key (for `site show --show-psk` and the remote configs; never in a view). */
+  sitePsk(nameArg: string): string {
+    return this.siteRecord(v.name('name', nameArg)).psk;
+  }
+
+  /**
+   * Adds a site. Without a pre-shared key one is generated and returned, once (`generatedPsk`); the audit
+   * entry never holds the key.
+   */
+  addSite(actor: string, input: SiteInput): { site: SiteView; generatedPsk: string | null } {
+    const name = v.name('name', input.name);
+    return this.change(() => {
+      if (this.store.getSite(name))
+        throw new WeftError('WEFT_ERR_SITE_EXISTS', `site ${name} already exists`, 'name');
+      const checked = checkSite({ ...input, name }, this.siteContext(name));
+      const generatedPsk = checked.psk === null ? newPsk() : null;
+      const now = this.now();
+      const record: SiteRecord = {
+        ...checked,
+        psk: checked.psk ?? generatedPsk!,
+        createdAt: now,
+        updatedAt: now,
+      };
+      this.store.insertSite(record);
+      this.audit(actor, 'site.add', name, siteAuditDetail(record));
+      return { site: siteView(record, undefined), generatedPsk };
+    });
+  }
+
+  /** Changes the fields `patch` gives (a key present with undefined counts as absent); the rest stay. */
+  updateSite(actor: string, nameArg: string, patch: Omit<SiteInput, 'name'>): SiteView {
+    const name = v.name('name', nameArg);
+    const given = Object.fromEntries(
+      Object.entries(patch).filter(([k, value]) => value !== undefined && k !== 'name'),
+    ) as Omit<SiteInput, 'name'>;
+    for (const k of Object.keys(given))
+      if (!(SITE_FIELDS as readonly string[]).includes(k)) throw invalid(k, 'is not a field of a site');
+    return this.change(() => {
+      const current = this.siteRecord(name);
+      const { createdAt: _c, updatedAt: _u, ...fields } = current;
+      // A start action that needs a remote address falls back to waiting when the address becomes %any.
+      const merged: SiteInput = { ...fields, ...given };
+      if (
+        given.remoteAddress !== undefined &&
+        given.startAction === undefined &&
+        merged.remoteAddress === '%any'
+      )
+        merged.startAction = 'wait';
+      const checked = checkSite(merged, this.siteContext(name));
+      const next: SiteRecord = {
+        ...checked,
+        psk: checked.psk ?? current.psk,
+        createdAt: current.createdAt,
+        updatedAt: current.updatedAt,
+      };
+      const changed = SITE_FIELDS.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
+      if (changed.length === 0) return siteView(current, this.siteStatus(name) ?? undefined);
+      const updated = { ...next, updatedAt: this.now() };
+      this.store.updateSite(updated);
+      const action =
+        changed.length === 1 && changed[0] === 'enabled'
+          ? updated.enabled
+            ? 'site.enable'
+            : 'site.disable'
+          : 'site.update';
+      this.audit(
+        actor,
+        action,
+        name,
+        Object.fromEntries(changed.map((k) => [k, k === 'psk' ? '(changed)' : updated[k]])),
+      );
+      return siteView(updated, this.siteStatus(name) ?? undefined);
+    });
+  }
+
+  /** `weft site up` / `down`: the gateway starts or tears down the site's SAs. */
+  setSiteEnabled(actor: string, name: string, enabled: boolean): SiteView {
+    return this.updateSite(actor, name, { enabled });
+  }
+
+  removeSite(actor: string, nameArg: string): void {
+    const name = v.name('name', nameArg);
+    this.change(() => {
+      const site = this.siteRecord(name);
+      this.store.deleteSite(name);
+      this.audit(actor, 'site.remove', name, {
+        remoteAddress: site.remoteAddress,
+        remoteSubnets: site.remoteSubnets,
+      });
+    });
+  }
+
+  /** What the gateway runs: every site, enabled or not (a disabled one is torn down, not forgotten). */
+  siteSpecs(): SiteSpec[] {
+    return this.store.listSites().map(siteSpec);
+  }
+
+  /** The settings for the firewall at the other end of the site (remote-config formats: swanctl, aws, pfsense). */
+  siteRemoteConfig(nameArg: string, format: string): string {
+    const name = v.name('name', nameArg);
+    if (format !== 'swanctl' && format !== 'aws' && format !== 'pfsense')
+      throw invalid('format', 'must be swanctl, aws or pfsense');
+    const site = this.siteRecord(name);
+    const host = v.endpoint('endpoint', this.settings().endpoint).host;
+    return renderRemoteConfig(site, format as RemoteConfigFormat, { host });
   }
 
   // ---- policies ----
@@ -1326,4 +1504,10 @@ export class ControlPlane {
       this.audit(actor, 'admin.totp.disable', username);
     });
   }
+}
+
+/** A site's fields for its audit entry: everything but the pre-shared key. */
+function siteAuditDetail(r: SiteRecord): Record<string, unknown> {
+  const { psk: _secret, name: _name, createdAt: _c, updatedAt: _u, ...rest } = r;
+  return { ...rest };
 }

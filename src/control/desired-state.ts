@@ -9,7 +9,11 @@
  *   4. members: absent ones removed (freeing their addresses), new ones added, changed ones updated
  *      (groups, expiry, disabled, tunnel mode; a different public key rotates the member's keys);
  *   5. policies: compared by their text form; absent ones removed, new ones added;
- *   6. groups absent from the file removed (nothing refers to them any more).
+ *   6. IPsec sites: absent ones removed, new ones added (a site without `psk` gets a generated key, which
+ *      `weft site show NAME --show-psk` prints), changed ones updated (a site without `psk` keeps its key);
+ *   7. groups absent from the file removed (nothing refers to them any more).
+ * `weft export` writes a site's `psk` only when asked (`--include-secrets`); without it, applying the export
+ * keeps every site's key as it is.
  * Every step goes through the control plane, so each change is validated and audited as if typed at the CLI.
  */
 import { LineCounter, parseDocument, stringify, visit } from 'yaml';
@@ -80,6 +84,30 @@ const memberSchema = z
   })
   .strict();
 
+const siteSchema = z
+  .object({
+    name: z.string(),
+    enabled: z.boolean().optional(),
+    remoteAddress: z.string().nullable().optional(),
+    localId: z.string().nullable().optional(),
+    remoteId: z.string().nullable().optional(),
+    psk: z.string().optional(),
+    forceShortPsk: z.boolean().optional(),
+    localSubnets: z.array(z.string()),
+    remoteSubnets: z.array(z.string()),
+    mode: z.string().optional(),
+    ikeProposals: z.array(z.string()).optional(),
+    espProposals: z.array(z.string()).optional(),
+    allowLegacyGroups: z.boolean().optional(),
+    ikeLifetimeSec: z.number().int().optional(),
+    childLifetimeSec: z.number().int().optional(),
+    dpdIntervalSec: z.number().int().optional(),
+    dpdAction: z.string().optional(),
+    startAction: z.string().optional(),
+    groups: z.array(z.string()).optional(),
+  })
+  .strict();
+
 export const desiredStateSchema = z
   .object({
     settings: settingsSchema.optional(),
@@ -87,6 +115,7 @@ export const desiredStateSchema = z
     routes: z.array(routeSchema).optional(),
     policies: z.array(policySchema).optional(),
     members: z.array(memberSchema).optional(),
+    sites: z.array(siteSchema).optional(),
   })
   .strict();
 
@@ -94,7 +123,7 @@ export type DesiredState = z.infer<typeof desiredStateSchema>;
 
 export interface StateChange {
   readonly op: 'add' | 'update' | 'remove';
-  readonly kind: 'settings' | 'group' | 'member' | 'route' | 'policy';
+  readonly kind: 'settings' | 'group' | 'member' | 'route' | 'policy' | 'site';
   readonly target: string;
   readonly detail?: Readonly<Record<string, unknown>>;
 }
@@ -402,7 +431,10 @@ function applyInTransaction(
     );
   }
 
-  // 6. groups absent from the file
+  // 6. sites
+  if (state.sites) applySites(cp, actor, state.sites, changes);
+
+  // 7. groups absent from the file
   if (wantedGroups) {
     const keep = new Set(wantedGroups.map((g) => g.name));
     for (const g of cp.listGroups()) {
@@ -411,6 +443,52 @@ function applyInTransaction(
       changes.push({ op: 'remove', kind: 'group', target: g.name });
     }
   }
+}
+
+function applySites(
+  cp: ControlPlane,
+  actor: string,
+  sites: NonNullable<DesiredState['sites']>,
+  changes: StateChange[],
+): void {
+  const seen = new Set<string>();
+  sites.forEach((site, i) =>
+    within(`sites[${i}]`, () => {
+      const name = v.name('name', site.name);
+      if (seen.has(name)) throw new WeftError('WEFT_ERR_VALIDATION', `name: ${name} appears twice`, 'name');
+      seen.add(name);
+    }),
+  );
+  // Removed first, so a remote subnet can move from a removed site to a new one in the same file.
+  for (const existing of cp.store.listSites()) {
+    if (seen.has(existing.name)) continue;
+    cp.removeSite(actor, existing.name);
+    changes.push({ op: 'remove', kind: 'site', target: existing.name });
+  }
+  sites.forEach((site, i) =>
+    within(`sites[${i}]`, () => {
+      const before = cp.store.getSite(site.name);
+      if (!before) {
+        const added = cp.addSite(actor, site);
+        changes.push({
+          op: 'add',
+          kind: 'site',
+          target: site.name,
+          ...(added.generatedPsk === null ? {} : { detail: { psk: 'generated' } }),
+        });
+        return;
+      }
+      const { name: _name, ...fields } = site;
+      cp.updateSite(actor, site.name, fields);
+      const after = cp.store.getSite(site.name);
+      if (after && after.updatedAt !== before.updatedAt) {
+        const changed = Object.keys(fields).filter(
+          (k) => !same(after[k as keyof typeof after], before[k as keyof typeof before]),
+        );
+        changes.push({ op: 'update', kind: 'site', target: site.name, detail: { changed } });
+      }
+    }),
+  );
 }
 
 function updateMember(
@@ -461,8 +539,11 @@ function updateMember(
     changes.push({ op: 'update', kind: 'member', target: existing.name, detail });
 }
 
-/** The network as a state document: settings, groups, routes, policies, members (public keys only). */
-export function exportState(cp: ControlPlane): DesiredState {
+/**
+ * The network as a state document: settings, groups, routes, policies, members (public keys only), sites
+ * (their pre-shared keys only with `includeSecrets`).
+ */
+export function exportState(cp: ControlPlane, options: { includeSecrets?: boolean } = {}): DesiredState {
   const s = cp.settings();
   const settings = Object.fromEntries(EXPORTED_SETTINGS.map((k) => [k, s[k]])) as DesiredState['settings'];
   return {
@@ -486,6 +567,27 @@ export function exportState(cp: ControlPlane): DesiredState {
       ...(m.expiresAt ? { expires: m.expiresAt } : {}),
       ...(m.disabled ? { disabled: true } : {}),
       ...(m.fullTunnel ? { fullTunnel: true } : {}),
+    })),
+    sites: cp.store.listSites().map((site) => ({
+      name: site.name,
+      ...(site.enabled ? {} : { enabled: false }),
+      remoteAddress: site.remoteAddress ?? '%any',
+      ...(site.localId === null ? {} : { localId: site.localId }),
+      ...(site.remoteId === null ? {} : { remoteId: site.remoteId }),
+      ...(options.includeSecrets ? { psk: site.psk } : {}),
+      ...(site.forceShortPsk ? { forceShortPsk: true } : {}),
+      localSubnets: [...site.localSubnets],
+      remoteSubnets: [...site.remoteSubnets],
+      mode: site.mode,
+      ikeProposals: [...site.ikeProposals],
+      espProposals: [...site.espProposals],
+      ...(site.allowLegacyGroups ? { allowLegacyGroups: true } : {}),
+      ikeLifetimeSec: site.ikeLifetimeSec,
+      childLifetimeSec: site.childLifetimeSec,
+      dpdIntervalSec: site.dpdIntervalSec,
+      dpdAction: site.dpdAction,
+      startAction: site.startAction,
+      groups: [...site.groups],
     })),
   };
 }

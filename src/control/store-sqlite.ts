@@ -9,7 +9,7 @@
  *   waited on for up to BUSY_TIMEOUT_MS.
  * - Schema: `PRAGMA user_version` is the schema version; MIGRATIONS[v] takes a file from version v to v + 1.
  *   Opening applies the pending ones in one transaction and refuses a file written by a newer build.
- * - Change feed: every mutation of settings, members, groups, routes and policies appends to `changes` in the
+ * - Change feed: every mutation of settings, members, groups, routes, policies and sites appends to `changes` in the
  *   same transaction. Revisions come from AUTOINCREMENT, whose counter rolls back with the transaction, so they
  *   have no gaps: a follower that asks for the changes after `rev` and gets a first revision other than
  *   rev + 1 has fallen behind the pruned window and must reload everything.
@@ -39,8 +39,10 @@ import type {
   Proto,
   Settings,
   SharedRoute,
+  SiteRecord,
   TrafficSample,
 } from './model.js';
+import type { SiteStatus } from '../ipsec/site-spec.js';
 import { StoreConflict, type MemberQuery, type Store } from './store.js';
 
 /** How long a connection waits for another process's write lock before failing with SQLITE_BUSY. */
@@ -240,6 +242,64 @@ ALTER TABLE download_links ADD COLUMN protocol TEXT NOT NULL DEFAULT 'wireguard'
 `;
 
 /**
+ * Version 5: IPsec sites. A site is one row; its lists (subnets, proposals, groups) are JSON arrays, since they
+ * are read and written whole and nothing joins on them (a group's name is removed from every site by the
+ * control plane, in the transaction that deletes the group). The live status the gateway reports is one JSON
+ * document per site, replaced wholesale. The change feed gains the kind 'site': its CHECK constraint can only
+ * change by rebuilding the table, which keeps every revision and the AUTOINCREMENT counter.
+ */
+const SCHEMA_V5 = `
+CREATE TABLE sites (
+  name TEXT PRIMARY KEY,
+  enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+  remote_address TEXT,
+  local_id TEXT,
+  remote_id TEXT,
+  psk TEXT NOT NULL,
+  force_short_psk INTEGER NOT NULL CHECK (force_short_psk IN (0, 1)),
+  local_subnets TEXT NOT NULL CHECK (json_valid(local_subnets)),
+  remote_subnets TEXT NOT NULL CHECK (json_valid(remote_subnets)),
+  mode TEXT NOT NULL CHECK (mode IN ('tunnel', 'transport')),
+  ike_proposals TEXT NOT NULL CHECK (json_valid(ike_proposals)),
+  esp_proposals TEXT NOT NULL CHECK (json_valid(esp_proposals)),
+  allow_legacy_groups INTEGER NOT NULL CHECK (allow_legacy_groups IN (0, 1)),
+  ike_lifetime_sec INTEGER NOT NULL,
+  child_lifetime_sec INTEGER NOT NULL,
+  dpd_interval_sec INTEGER NOT NULL,
+  dpd_action TEXT NOT NULL CHECK (dpd_action IN ('restart', 'clear', 'hold')),
+  start_action TEXT NOT NULL CHECK (start_action IN ('initiate', 'wait', 'on-traffic')),
+  policy_groups TEXT NOT NULL CHECK (json_valid(policy_groups)),
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE site_status (
+  name TEXT PRIMARY KEY,
+  status TEXT NOT NULL CHECK (json_valid(status)),
+  at TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE changes_v5 (
+  rev INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL CHECK (kind IN ('settings', 'member', 'group', 'route', 'policy', 'site')),
+  key TEXT NOT NULL
+) STRICT;
+INSERT INTO changes_v5 (rev, kind, key) SELECT rev, kind, key FROM changes;
+`;
+
+function migrateToV5(db: Database): void {
+  // The counter may be ahead of the newest row (the feed is pruned from the oldest end only, so normally it
+  // is not, but a counter must never go back): carry it over explicitly.
+  const seq = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").pluck<number>().get() ?? 0;
+  db.exec(SCHEMA_V5);
+  db.exec('DROP TABLE changes; ALTER TABLE changes_v5 RENAME TO changes;');
+  const now = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").pluck<number>().get();
+  if (now === undefined) {
+    if (seq > 0) db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('changes', ?)").run(seq);
+  } else if (now < seq) db.prepare("UPDATE sqlite_sequence SET seq = ? WHERE name = 'changes'").run(seq);
+}
+
+/**
  * Append only: a released build's migration never changes, the next one is added after it. Exported for the
  * migration tests, which build files at older versions with it.
  */
@@ -248,6 +308,7 @@ export const MIGRATIONS: readonly Migration[] = [
   (db) => db.exec(SCHEMA_V2),
   (db) => db.exec(SCHEMA_V3),
   (db) => db.exec(SCHEMA_V4),
+  migrateToV5,
 ];
 
 /** The schema version this build writes; a file at a higher version was written by a newer build. */
@@ -327,6 +388,37 @@ interface StatusRow {
   readonly policy_drops: number;
   readonly updated_at: string;
 }
+
+interface SiteRow {
+  readonly name: string;
+  readonly enabled: number;
+  readonly remote_address: string | null;
+  readonly local_id: string | null;
+  readonly remote_id: string | null;
+  readonly psk: string;
+  readonly force_short_psk: number;
+  readonly local_subnets: string;
+  readonly remote_subnets: string;
+  readonly mode: SiteRecord['mode'];
+  readonly ike_proposals: string;
+  readonly esp_proposals: string;
+  readonly allow_legacy_groups: number;
+  readonly ike_lifetime_sec: number;
+  readonly child_lifetime_sec: number;
+  readonly dpd_interval_sec: number;
+  readonly dpd_action: SiteRecord['dpdAction'];
+  readonly start_action: SiteRecord['startAction'];
+  readonly policy_groups: string;
+  readonly created_at: string;
+  readonly updated_at: string;
+}
+
+const SITE_COLUMNS = `enabled = :enabled, remote_address = :remote_address, local_id = :local_id,
+  remote_id = :remote_id, psk = :psk, force_short_psk = :force_short_psk, local_subnets = :local_subnets,
+  remote_subnets = :remote_subnets, mode = :mode, ike_proposals = :ike_proposals, esp_proposals = :esp_proposals,
+  allow_legacy_groups = :allow_legacy_groups, ike_lifetime_sec = :ike_lifetime_sec,
+  child_lifetime_sec = :child_lifetime_sec, dpd_interval_sec = :dpd_interval_sec, dpd_action = :dpd_action,
+  start_action = :start_action, policy_groups = :policy_groups, created_at = :created_at, updated_at = :updated_at`;
 
 interface TrafficRow {
   readonly name: string;
@@ -435,6 +527,25 @@ function prepareStatements(db: Database) {
     listRoutes: db.prepare<SharedRoute>('SELECT cidr, description FROM routes ORDER BY cidr'),
     insertRoute: db.prepare('INSERT INTO routes (cidr, description) VALUES (?, ?)'),
     deleteRoute: db.prepare('DELETE FROM routes WHERE cidr = ?'),
+
+    listSites: db.prepare<SiteRow>('SELECT * FROM sites ORDER BY name'),
+    getSite: db.prepare<SiteRow>('SELECT * FROM sites WHERE name = ?'),
+    insertSite: db.prepare(
+      `INSERT INTO sites (name, enabled, remote_address, local_id, remote_id, psk, force_short_psk, local_subnets,
+                          remote_subnets, mode, ike_proposals, esp_proposals, allow_legacy_groups,
+                          ike_lifetime_sec, child_lifetime_sec, dpd_interval_sec, dpd_action, start_action,
+                          policy_groups, created_at, updated_at)
+       VALUES (:name, :enabled, :remote_address, :local_id, :remote_id, :psk, :force_short_psk, :local_subnets,
+               :remote_subnets, :mode, :ike_proposals, :esp_proposals, :allow_legacy_groups, :ike_lifetime_sec,
+               :child_lifetime_sec, :dpd_interval_sec, :dpd_action, :start_action, :policy_groups, :created_at,
+               :updated_at)`,
+    ),
+    updateSite: db.prepare(`UPDATE sites SET ${SITE_COLUMNS} WHERE name = :name`),
+    deleteSite: db.prepare('DELETE FROM sites WHERE name = ?'),
+    deleteSiteStatus: db.prepare('DELETE FROM site_status WHERE name = ?'),
+    clearSiteStatuses: db.prepare('DELETE FROM site_status'),
+    putSiteStatus: db.prepare('INSERT INTO site_status (name, status, at) VALUES (?, ?, ?)'),
+    allSiteStatuses: db.prepare('SELECT status FROM site_status ORDER BY name').pluck<string>(),
 
     listPolicies: db.prepare<PolicyRow>(
       'SELECT id, action, grp, destination, proto, port_from, port_to FROM policies ORDER BY id',
@@ -808,6 +919,52 @@ export class SqliteStore implements Store {
       this.#changed('route', cidr);
       return true;
     });
+  }
+
+  listSites(): SiteRecord[] {
+    return this.#sql.listSites.all().map(siteFromRow);
+  }
+
+  getSite(name: string): SiteRecord | undefined {
+    const row = this.#sql.getSite.get(name);
+    return row === undefined ? undefined : siteFromRow(row);
+  }
+
+  insertSite(site: SiteRecord): void {
+    this.#write(() => {
+      if (this.#sql.getSite.get(site.name) !== undefined)
+        throw new StoreConflict(`a site named "${site.name}" already exists`);
+      this.#sql.insertSite.run(siteParams(site));
+      this.#changed('site', site.name);
+    });
+  }
+
+  updateSite(site: SiteRecord): boolean {
+    return this.#write(() => {
+      if (this.#sql.updateSite.run(siteParams(site)).changes === 0) return false;
+      this.#changed('site', site.name);
+      return true;
+    });
+  }
+
+  deleteSite(name: string): boolean {
+    return this.#write(() => {
+      if (this.#sql.deleteSite.run(name).changes === 0) return false;
+      this.#sql.deleteSiteStatus.run(name);
+      this.#changed('site', name);
+      return true;
+    });
+  }
+
+  putSiteStatuses(statuses: readonly SiteStatus[]): void {
+    this.#write(() => {
+      this.#sql.clearSiteStatuses.run();
+      for (const s of statuses) this.#sql.putSiteStatus.run(s.name, JSON.stringify(s), s.at);
+    });
+  }
+
+  allSiteStatuses(): SiteStatus[] {
+    return this.#sql.allSiteStatuses.all().map((json) => JSON.parse(json) as SiteStatus);
   }
 
   listPolicies(): Policy[] {
@@ -1211,6 +1368,59 @@ function statusFromRow(r: StatusRow): MemberStatus {
     rxBytes: r.rx_bytes,
     txBytes: r.tx_bytes,
     policyDrops: r.policy_drops,
+    updatedAt: r.updated_at,
+  };
+}
+
+function siteParams(s: SiteRecord): Record<string, string | number | null> {
+  return {
+    name: s.name,
+    enabled: s.enabled ? 1 : 0,
+    remote_address: s.remoteAddress,
+    local_id: s.localId,
+    remote_id: s.remoteId,
+    psk: s.psk,
+    force_short_psk: s.forceShortPsk ? 1 : 0,
+    local_subnets: JSON.stringify(s.localSubnets),
+    remote_subnets: JSON.stringify(s.remoteSubnets),
+    mode: s.mode,
+    ike_proposals: JSON.stringify(s.ikeProposals),
+    esp_proposals: JSON.stringify(s.espProposals),
+    allow_legacy_groups: s.allowLegacyGroups ? 1 : 0,
+    ike_lifetime_sec: s.ikeLifetimeSec,
+    child_lifetime_sec: s.childLifetimeSec,
+    dpd_interval_sec: s.dpdIntervalSec,
+    dpd_action: s.dpdAction,
+    start_action: s.startAction,
+    policy_groups: JSON.stringify(s.groups),
+    created_at: s.createdAt,
+    updated_at: s.updatedAt,
+  };
+}
+
+function siteFromRow(r: SiteRow): SiteRecord {
+  const list = (json: string): string[] => JSON.parse(json) as string[];
+  return {
+    name: r.name,
+    enabled: r.enabled === 1,
+    remoteAddress: r.remote_address,
+    localId: r.local_id,
+    remoteId: r.remote_id,
+    psk: r.psk,
+    forceShortPsk: r.force_short_psk === 1,
+    localSubnets: list(r.local_subnets),
+    remoteSubnets: list(r.remote_subnets),
+    mode: r.mode,
+    ikeProposals: list(r.ike_proposals),
+    espProposals: list(r.esp_proposals),
+    allowLegacyGroups: r.allow_legacy_groups === 1,
+    ikeLifetimeSec: r.ike_lifetime_sec,
+    childLifetimeSec: r.child_lifetime_sec,
+    dpdIntervalSec: r.dpd_interval_sec,
+    dpdAction: r.dpd_action,
+    startAction: r.start_action,
+    groups: list(r.policy_groups),
+    createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
 }

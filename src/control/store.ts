@@ -4,7 +4,7 @@
  * Rules every implementation keeps:
  * 1. A method that changes anything commits before it returns (or, inside `transaction`, when the outermost
  *    transaction returns); what was acknowledged survives a crash.
- * 2. Every change to settings, members, groups, routes or policies appends to the change feed in the same
+ * 2. Every change to settings, members, groups, routes, policies or sites appends to the change feed in the same
  *    transaction, so a running gateway (this process or another) can follow it with `changesSince`.
  * 3. Names are unique per kind; inserting a duplicate or deleting a missing row throws StoreConflict /
  *    returns false — validation with clear messages happens before, in the control plane.
@@ -26,8 +26,10 @@ import type {
   PolicyInput,
   Settings,
   SharedRoute,
+  SiteRecord,
   TrafficSample,
 } from './model.js';
+import type { SiteStatus } from '../ipsec/site-spec.js';
 
 export class StoreConflict extends Error {
   constructor(message: string) {
@@ -87,6 +89,19 @@ export interface Store {
   listRoutes(): SharedRoute[];
   insertRoute(route: SharedRoute): void;
   deleteRoute(cidr: string): boolean;
+
+  /** IPsec sites, ordered by name. */
+  listSites(): SiteRecord[];
+  getSite(name: string): SiteRecord | undefined;
+  /** Throws StoreConflict(`a site named "${name}" already exists`) on a duplicate name. */
+  insertSite(site: SiteRecord): void;
+  /** Replaces the site with site.name; false when there is none. */
+  updateSite(site: SiteRecord): boolean;
+  /** Deletes the site and its status row. */
+  deleteSite(name: string): boolean;
+  /** The live status the running gateway last reported (not in the change feed; replaced wholesale). */
+  putSiteStatuses(statuses: readonly SiteStatus[]): void;
+  allSiteStatuses(): SiteStatus[];
 
   listPolicies(): Policy[];
   insertPolicy(policy: PolicyInput): Policy;

@@ -8,7 +8,7 @@
  *   transaction of its own, so it is atomic too. An undo step costs O(1), so a transaction of n inserts costs
  *   O(n) rather than a copy of the whole state per insert. Like better-sqlite3, a function that returns a
  *   promise is refused (TypeError) and its writes undone.
- * - Change feed: settings, member, group, route and policy mutations append `{rev, kind, key}`; revisions
+ * - Change feed: settings, member, group, route, policy and site mutations append `{rev, kind, key}`; revisions
  *   roll back with the transaction, so they have no gaps.
  * - Uniqueness as in the SQLite schema: member name, ip, ip6 and public key; group name; route prefix; token
  *   hash. A violation, or a member in a group that does not exist, throws StoreConflict.
@@ -32,8 +32,10 @@ import type {
   PolicyInput,
   Settings,
   SharedRoute,
+  SiteRecord,
   TrafficSample,
 } from '../../src/control/model.js';
+import type { SiteStatus } from '../../src/ipsec/site-spec.js';
 import { StoreConflict, type MemberQuery, type Store } from '../../src/control/store.js';
 
 const DEFAULT_CHANGES_LIMIT = 1000;
@@ -48,6 +50,8 @@ interface State {
   readonly members: Map<string, MemberRecord>;
   readonly groups: Map<string, Group>;
   readonly routes: Map<string, SharedRoute>;
+  readonly sites: Map<string, SiteRecord>;
+  readonly siteStatuses: Map<string, SiteStatus>;
   readonly policies: Map<number, Policy>;
   /** Oldest first. */
   readonly audit: AuditEntry[];
@@ -86,6 +90,8 @@ function emptyState(): State {
     members: new Map(),
     groups: new Map(),
     routes: new Map(),
+    sites: new Map(),
+    siteStatuses: new Map(),
     policies: new Map(),
     audit: [],
     tokens: new Map(),
@@ -126,7 +132,7 @@ function clampLimit(limit: number): number {
 
 export class MemoryStore implements Store {
   readonly path = ':memory:';
-  readonly schemaVersion = 4;
+  readonly schemaVersion = 5;
   readonly #state: State = emptyState();
   #closed = false;
   /** How to undo each write made inside the open transaction, oldest first; empty outside one. */
@@ -363,6 +369,52 @@ export class MemoryStore implements Store {
       this.#changed('route', cidr);
       return true;
     });
+  }
+
+  listSites(): SiteRecord[] {
+    return copy([...this.#open().sites.values()].sort(byName));
+  }
+
+  getSite(name: string): SiteRecord | undefined {
+    return copy(this.#open().sites.get(name));
+  }
+
+  insertSite(site: SiteRecord): void {
+    this.transaction(() => {
+      if (this.#state.sites.has(site.name))
+        throw new StoreConflict(`a site named "${site.name}" already exists`);
+      this.#set(this.#state.sites, site.name, copy(site));
+      this.#changed('site', site.name);
+    });
+  }
+
+  updateSite(site: SiteRecord): boolean {
+    return this.transaction(() => {
+      if (!this.#state.sites.has(site.name)) return false;
+      this.#set(this.#state.sites, site.name, copy(site));
+      this.#changed('site', site.name);
+      return true;
+    });
+  }
+
+  deleteSite(name: string): boolean {
+    return this.transaction(() => {
+      if (!this.#delete(this.#state.sites, name)) return false;
+      this.#delete(this.#state.siteStatuses, name);
+      this.#changed('site', name);
+      return true;
+    });
+  }
+
+  putSiteStatuses(statuses: readonly SiteStatus[]): void {
+    this.transaction(() => {
+      for (const name of [...this.#state.siteStatuses.keys()]) this.#delete(this.#state.siteStatuses, name);
+      for (const s of statuses) this.#set(this.#state.siteStatuses, s.name, copy(s));
+    });
+  }
+
+  allSiteStatuses(): SiteStatus[] {
+    return copy([...this.#open().siteStatuses.values()].sort(byName));
   }
 
   listPolicies(): Policy[] {

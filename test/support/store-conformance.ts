@@ -18,11 +18,20 @@
  *   6. transactions: nested calls join the outer one, an inner failure rolls back alone, every kind of
  *      write rolls back, an async function is refused;
  *   7. pagination and search of members;
- *   8. values are copied in and out; close.
+ *   8. values are copied in and out; close;
+ *   9. IPsec sites: insert, get, list, update, delete, the change feed, conflicts, rollbacks; site statuses
+ *      replaced wholesale and gone with their site.
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import type { MemberRecord, MemberStatus, OpenVpnCredential, Settings } from '../../src/control/model.js';
+import type {
+  MemberRecord,
+  MemberStatus,
+  OpenVpnCredential,
+  Settings,
+  SiteRecord,
+} from '../../src/control/model.js';
+import type { SiteStatus } from '../../src/ipsec/site-spec.js';
 import { StoreConflict, type Store } from '../../src/control/store.js';
 
 export interface OpenedStore {
@@ -65,6 +74,73 @@ export function member(i: number, overrides: Partial<MemberRecord> = {}): Member
     fullTunnel: false,
     createdAt: T0,
     updatedAt: T0,
+    ...overrides,
+  };
+}
+
+/** A site named `name` with every field set (lists of several entries, nulls and non-defaults included). */
+export function site(name: string, overrides: Partial<SiteRecord> = {}): SiteRecord {
+  return {
+    name,
+    enabled: true,
+    remoteAddress: '198.51.100.20',
+    localId: 'fqdn:gw.example.net',
+    remoteId: null,
+    psk: 'a-pre-shared-key-of-32-characters',
+    forceShortPsk: false,
+    localSubnets: ['10.77.0.0/16', 'fd00:77::/64'],
+    remoteSubnets: ['10.20.0.0/24', '10.21.0.0/24'],
+    mode: 'tunnel',
+    ikeProposals: ['aes256gcm16-prfsha256-x25519', 'aes256-sha256-modp2048'],
+    espProposals: ['aes256gcm16'],
+    allowLegacyGroups: false,
+    ikeLifetimeSec: 14_400,
+    childLifetimeSec: 3_600,
+    dpdIntervalSec: 30,
+    dpdAction: 'restart',
+    startAction: 'initiate',
+    groups: ['eng', 'ops'],
+    createdAt: T0,
+    updatedAt: T0,
+    ...overrides,
+  };
+}
+
+function siteStatus(name: string, overrides: Partial<SiteStatus> = {}): SiteStatus {
+  return {
+    name,
+    state: 'up',
+    ike: {
+      spiI: '0123456789abcdef',
+      spiR: 'fedcba9876543210',
+      initiator: true,
+      proposal: 'aes256gcm16-prfsha256-x25519',
+      peerId: 'ipv4:198.51.100.20',
+      remote: '198.51.100.20:500',
+      encapsulated: false,
+      establishedAt: T0,
+      rekeyedAt: null,
+    },
+    children: [
+      {
+        inboundSpi: 'c0000001',
+        outboundSpi: 'c0000002',
+        mode: 'tunnel',
+        proposal: 'aes256gcm16-esn',
+        carrier: 'raw',
+        localSubnets: ['10.77.0.0/16'],
+        remoteSubnets: ['10.20.0.0/24'],
+        establishedAt: T0,
+        rekeyedAt: T1,
+        packetsIn: 10,
+        bytesIn: 1000,
+        packetsOut: 20,
+        bytesOut: 2000,
+        drops: { replay: 1 },
+      },
+    ],
+    lastError: null,
+    at: T1,
     ...overrides,
   };
 }
@@ -1190,6 +1266,100 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
       assert.throws(() => store.getGroup('eng'));
       assert.throws(() => store.insertGroup({ name: 'ops', description: '' }));
       assert.throws(() => store.revision());
+    });
+    it('sites: insert, get, list by name, update, delete, each in the change feed', (t) => {
+      const store = fresh(t);
+      assert.deepEqual(store.listSites(), []);
+      assert.equal(store.getSite('hq'), undefined);
+      const rev0 = store.revision();
+      const b = site('branch', { remoteAddress: null, startAction: 'wait', localId: null, groups: [] });
+      const h = site('hq', {
+        mode: 'transport',
+        dpdAction: 'hold',
+        allowLegacyGroups: true,
+        forceShortPsk: true,
+      });
+      store.insertSite(h);
+      store.insertSite(b);
+      assert.deepEqual(store.getSite('hq'), h);
+      assert.deepEqual(store.getSite('branch'), b);
+      assert.deepEqual(store.listSites(), [b, h], 'ordered by name');
+      assert.deepEqual(feed(store, rev0), [
+        ['site', 'hq'],
+        ['site', 'branch'],
+      ]);
+
+      const changed = { ...h, enabled: false, remoteSubnets: ['10.30.0.0/16'], updatedAt: T2 };
+      assert.equal(store.updateSite(changed), true);
+      assert.deepEqual(store.getSite('hq'), changed);
+      assert.equal(store.updateSite(site('nowhere')), false);
+      assert.equal(store.deleteSite('branch'), true);
+      assert.equal(store.deleteSite('branch'), false);
+      assert.deepEqual(store.listSites(), [changed]);
+      assert.deepEqual(feed(store, rev0), [
+        ['site', 'hq'],
+        ['site', 'branch'],
+        ['site', 'hq'],
+        ['site', 'branch'],
+      ]);
+    });
+
+    it('sites: a duplicate name is a StoreConflict, and a rolled-back insert leaves nothing', (t) => {
+      const store = fresh(t);
+      store.insertSite(site('hq'));
+      const rev = store.revision();
+      assert.throws(
+        () => store.insertSite(site('hq', { psk: 'another-key-of-enough-length' })),
+        (err: unknown) => err instanceof StoreConflict && err.message === 'a site named "hq" already exists',
+      );
+      assert.equal(store.getSite('hq')?.psk, site('hq').psk);
+      assert.throws(() =>
+        store.transaction(() => {
+          store.insertSite(site('branch'));
+          store.deleteSite('hq');
+          throw new Error('rolled back');
+        }),
+      );
+      assert.deepEqual(
+        store.listSites().map((s) => s.name),
+        ['hq'],
+      );
+      assert.equal(store.revision(), rev);
+    });
+
+    it('site statuses: replaced wholesale, not in the change feed, gone with their site', (t) => {
+      const store = fresh(t);
+      store.insertSite(site('hq'));
+      store.insertSite(site('branch'));
+      const rev = store.revision();
+      assert.deepEqual(store.allSiteStatuses(), []);
+      const hq = siteStatus('hq');
+      const branch = siteStatus('branch', {
+        state: 'down',
+        ike: null,
+        children: [],
+        lastError: { at: T1, message: 'no proposal chosen' },
+      });
+      store.putSiteStatuses([hq, branch]);
+      assert.deepEqual(store.allSiteStatuses(), [branch, hq]);
+      store.putSiteStatuses([siteStatus('hq', { state: 'connecting', at: T2 })]);
+      assert.deepEqual(store.allSiteStatuses(), [siteStatus('hq', { state: 'connecting', at: T2 })]);
+      assert.equal(store.revision(), rev, 'statuses are not changes of the network');
+      store.putSiteStatuses([hq, branch]);
+      store.deleteSite('hq');
+      assert.deepEqual(store.allSiteStatuses(), [branch]);
+      store.putSiteStatuses([]);
+      assert.deepEqual(store.allSiteStatuses(), []);
+    });
+
+    it('sites: values are copied in and out', (t) => {
+      const store = fresh(t);
+      const s = site('hq');
+      store.insertSite(s);
+      s.remoteSubnets.push('10.99.0.0/16');
+      (store.getSite('hq')?.groups as string[]).push('x');
+      (store.listSites()[0]?.localSubnets as string[]).push('x');
+      assert.deepEqual(store.getSite('hq'), site('hq'));
     });
   });
 }

@@ -450,14 +450,15 @@ test('a store at schema version 3 migrates, and the first command that needs the
       CREATE TABLE cd3 (member_id INTEGER PRIMARY KEY REFERENCES members (id) ON DELETE CASCADE,
         fingerprint TEXT NOT NULL, delivered_at TEXT NOT NULL) STRICT;
       DROP TABLE config_deliveries; ALTER TABLE cd3 RENAME TO config_deliveries;
-      ALTER TABLE download_links DROP COLUMN protocol;`);
+      ALTER TABLE download_links DROP COLUMN protocol;
+      DROP TABLE sites; DROP TABLE site_status;`);
     raw.pragma('user_version = 3');
     raw.close();
-    assert.equal(MIGRATIONS.length, 4);
+    assert.equal(MIGRATIONS.length, 5);
 
     const store = openSqliteStore(path);
     try {
-      assert.equal(store.schemaVersion, 4);
+      assert.equal(store.schemaVersion, 5);
       assert.equal(store.getSecret(PKI_SECRETS.caCertificate), undefined);
       const cp = new ControlPlane(store);
       assert.equal(cp.settings().openvpn.udpPort, 1194, 'defaults for settings written before OpenVPN');

@@ -26,7 +26,7 @@ import {
   StoreSchemaTooNew,
   openSqliteStore,
 } from '../../src/control/store-sqlite.js';
-import { member, SETTINGS, T0 } from '../support/store-conformance.js';
+import { member, SETTINGS, site, T0 } from '../support/store-conformance.js';
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'weft-store-'));
@@ -99,6 +99,8 @@ test('an empty file is migrated to SCHEMA_VERSION with every table', (t) => {
       'routes',
       'secrets',
       'settings',
+      'site_status',
+      'sites',
       'tokens',
       'traffic',
     ]);
@@ -153,8 +155,8 @@ test('a version 1 file is migrated to the current version and keeps its data', (
 
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(SCHEMA_VERSION, 4);
-  assert.equal(store.schemaVersion, 4);
+  assert.equal(SCHEMA_VERSION, 5);
+  assert.equal(store.schemaVersion, 5);
   assert.deepEqual(store.getSettings(), SETTINGS);
   assert.deepEqual(store.getMember('m00001'), member(1, { groups: ['eng'] }));
   assert.deepEqual(store.getAdmin('admin')?.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
@@ -168,7 +170,7 @@ test('a version 1 file is migrated to the current version and keeps its data', (
   assert.equal(store.integrityCheck(), 'ok');
   const raw = new Database(path);
   try {
-    assert.equal(raw.pragma('user_version', { simple: true }), 4);
+    assert.equal(raw.pragma('user_version', { simple: true }), SCHEMA_VERSION);
     assert.equal(raw.prepare('SELECT count(*) FROM download_links').pluck<number>().get(), 0);
   } finally {
     raw.close();
@@ -227,7 +229,7 @@ test('a version 3 file is migrated to version 4: OpenVPN credentials, revocation
   }
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(store.schemaVersion, 4);
+  assert.equal(store.schemaVersion, SCHEMA_VERSION);
   // The deliveries recorded before were of WireGuard configs, and stay so.
   assert.deepEqual(store.getConfigDelivery('m00001'), { name: 'm00001', fingerprint: 'f1', deliveredAt: T0 });
   assert.equal(store.getConfigDelivery('m00001', 'openvpn'), undefined);
@@ -470,4 +472,36 @@ test('kill -9 during a burst of writes loses nothing acknowledged (3 runs)', asy
       store.close();
     }
   }
+});
+
+test('a version 4 file is migrated to version 5: sites, site statuses, and the change feed keeps its revisions', (t) => {
+  const path = join(tempDir(t), 'weft.db');
+  const v4 = new Database(path);
+  try {
+    for (const migration of MIGRATIONS.slice(0, 4)) migration(v4);
+    v4.pragma('user_version = 4');
+    v4.prepare('INSERT INTO settings (id, value) VALUES (1, ?)').run(JSON.stringify(SETTINGS));
+    const append = v4.prepare('INSERT INTO changes (kind, key) VALUES (?, ?)');
+    for (let i = 0; i < 5; i++) append.run('member', `m${i}`);
+    // The oldest revisions pruned, as the feed does: revisions 4 and 5 remain, the counter stays at 5.
+    v4.prepare('DELETE FROM changes WHERE rev <= 3').run();
+    assert.throws(() => append.run('site', 'hq'), /CHECK constraint failed/, 'version 4 knows no site kind');
+  } finally {
+    v4.close();
+  }
+  const store = openSqliteStore(path);
+  t.after(() => store.close());
+  assert.equal(store.schemaVersion, 5);
+  assert.equal(store.revision(), 5);
+  assert.deepEqual(
+    store.changesSince(0).map((c) => [c.rev, c.kind, c.key]),
+    [
+      [4, 'member', 'm3'],
+      [5, 'member', 'm4'],
+    ],
+  );
+  store.insertSite(site('hq'));
+  assert.deepEqual(store.changesSince(5), [{ rev: 6, kind: 'site', key: 'hq' }]);
+  assert.deepEqual(store.getSite('hq'), site('hq'));
+  assert.equal(store.integrityCheck(), 'ok');
 });

@@ -19,6 +19,8 @@ import type {
   Settings,
   SettingsPatch,
   SharedRoute,
+  Site,
+  SiteInput,
   Status,
   TotpEnrolment,
   TrafficSample,
@@ -131,3 +133,19 @@ export const listAudit = (
   query: { before?: number; limit?: number; target?: string },
   signal?: Signal,
 ): Promise<AuditEntry[]> => requestJson('GET', '/audit', { query, signal });
+
+// ---- IPsec sites ----
+
+const site = (name: string): string => `/sites/${encodeURIComponent(name)}`;
+
+export const listSites = async (signal?: Signal): Promise<Site[]> =>
+  (await requestJson<{ items: Site[] }>('GET', '/sites', { signal })).items;
+export const addSite = (input: SiteInput): Promise<Site & { psk?: string }> =>
+  requestJson('POST', '/sites', { body: input });
+export const updateSite = (name: string, patch: SiteInput): Promise<Site> =>
+  requestJson('PATCH', site(name), { body: patch });
+export const removeSite = (name: string): Promise<void> => requestJson('DELETE', site(name));
+export const setSiteEnabled = (name: string, enabled: boolean): Promise<Site> =>
+  requestJson('POST', `${site(name)}/${enabled ? 'up' : 'down'}`);
+export const siteRemoteConfig = (name: string, format: string): Promise<string> =>
+  requestText(`${site(name)}/remote-config`, { query: { format } });

@@ -12,6 +12,7 @@ export const NAV: readonly (readonly [Exclude<PageName, 'login' | 'member'>, str
   ['groups', 'Groups'],
   ['policies', 'Policies'],
   ['routes', 'Routes'],
+  ['sites', 'Sites'],
   ['settings', 'Settings'],
   ['audit', 'Audit log'],
 ];

@@ -11,6 +11,7 @@ export type Route =
   | { readonly page: 'groups' }
   | { readonly page: 'policies' }
   | { readonly page: 'routes' }
+  | { readonly page: 'sites' }
   | { readonly page: 'settings' }
   | { readonly page: 'audit' };
 
@@ -23,6 +24,7 @@ const SIMPLE: readonly PageName[] = [
   'groups',
   'policies',
   'routes',
+  'sites',
   'settings',
   'audit',
 ];

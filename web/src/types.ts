@@ -195,3 +195,55 @@ export interface AuditEntry {
   readonly target: string;
   readonly detail: Readonly<Record<string, unknown>>;
 }
+
+/** An IPsec site as GET /sites shows it (the pre-shared key is write-only). */
+export interface Site {
+  readonly name: string;
+  readonly enabled: boolean;
+  readonly remoteAddress: string | null;
+  readonly localId: string | null;
+  readonly remoteId: string | null;
+  readonly localSubnets: readonly string[];
+  readonly remoteSubnets: readonly string[];
+  readonly mode: 'tunnel' | 'transport';
+  readonly ikeProposals: readonly string[];
+  readonly espProposals: readonly string[];
+  readonly allowLegacyGroups: boolean;
+  readonly ikeLifetimeSec: number;
+  readonly childLifetimeSec: number;
+  readonly dpdIntervalSec: number;
+  readonly dpdAction: string;
+  readonly startAction: string;
+  readonly groups: readonly string[];
+  readonly status: SiteStatus | null;
+}
+
+export interface SiteStatus {
+  readonly state: 'disabled' | 'down' | 'connecting' | 'up';
+  readonly ike: {
+    readonly proposal: string;
+    readonly peerId: string;
+    readonly remote: string;
+    readonly initiator: boolean;
+    readonly encapsulated: boolean;
+    readonly establishedAt: string;
+    readonly rekeyedAt: string | null;
+  } | null;
+  readonly children: readonly {
+    readonly inboundSpi: string;
+    readonly outboundSpi: string;
+    readonly proposal: string;
+    readonly carrier: 'udp' | 'raw';
+    readonly localSubnets: readonly string[];
+    readonly remoteSubnets: readonly string[];
+    readonly bytesIn: number;
+    readonly bytesOut: number;
+    readonly establishedAt: string;
+    readonly rekeyedAt: string | null;
+  }[];
+  readonly lastError: { readonly at: string; readonly message: string } | null;
+  readonly at: string;
+}
+
+/** POST /sites and PATCH /sites/{name}. */
+export type SiteInput = Record<string, unknown>;
