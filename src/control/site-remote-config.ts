@@ -127,6 +127,8 @@ function swanId(text: string | null): string | null {
       return `email:${id.value}`;
     case 'keyid':
       return `keyid:#${id.value}`;
+    case 'der-asn1-dn':
+      return quote(id.value);
   }
 }
 
@@ -389,6 +391,8 @@ function pfsenseId(text: string | null, addressChoice: string): { value: string;
   const id = parseSiteId(text);
   if (!id) return { value: addressChoice, note: null };
   switch (id.type) {
+    case 'der-asn1-dn':
+      return { value: `ASN.1 distinguished Name: ${id.value}`, note: null };
     case 'ipv4':
     case 'ipv6':
       return { value: `IP address: ${id.value}`, note: null };

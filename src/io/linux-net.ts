@@ -89,6 +89,11 @@ export async function addRoute(name: string, prefix: Prefix, table?: number): Pr
   return true;
 }
 
+/** Removes a route `addRoute` added; a route that is already gone is not an error. */
+export async function removeRoute(name: string, prefix: Prefix): Promise<void> {
+  await ip([familyFlag(prefix), 'route', 'del', formatPrefix(prefix), 'dev', name]).catch(() => undefined);
+}
+
 export interface PathTo {
   readonly gateway?: string;
   readonly dev: string;

@@ -21,7 +21,7 @@ import type { PublicKey } from '../crypto/keys.js';
 import type { ControlPlane } from '../control/control-plane.js';
 import type { MemberRecord, MemberStatus, Settings, TrafficSample } from '../control/model.js';
 import { compilePolicy, type CompiledPolicy, type MemberAddresses } from '../control/policy.js';
-import { MemberFirewall } from '../gateway/member-firewall.js';
+import { MemberFirewall, type FirewallMember } from '../gateway/member-firewall.js';
 import type { IpHeader } from '../net/ip-packet.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
@@ -81,6 +81,11 @@ function addressesOf(m: MemberRecord): MemberAddresses {
   return { addresses: m.ip6 ? [m.ip, m.ip6] : [m.ip], groups: m.groups };
 }
 
+interface SiteFirewall extends FirewallMember {
+  readonly groups: readonly string[];
+  readonly remoteSubnets: readonly string[];
+}
+
 export class GatewaySync {
   readonly counters = { polls: 0, changes: 0, installs: 0, removals: 0, fullReconciles: 0, expiries: 0 };
   private revision = -1;
@@ -105,6 +110,8 @@ export class GatewaySync {
   private readonly dropLog = new Map<string, { logged: number; at: number }>();
   /** Members whose last stored record was disabled: their next install is logged as "enabled". */
   private readonly disabledNames = new Set<string>();
+  /** IPsec sites: their groups' rules decide what they send, and their subnets are flow destinations. */
+  private readonly sites = new Map<string, SiteFirewall>();
 
   constructor(
     private readonly cp: ControlPlane,
@@ -139,12 +146,38 @@ export class GatewaySync {
 
   private firewallOptions(): { defaultAllow: boolean; gateway: Prefix[]; members: Prefix[] } {
     const gw = this.cp.gatewayAddresses();
+    const siteNets = [...this.sites.values()].flatMap((site) => site.remoteSubnets);
     return {
       defaultAllow: this.settings.defaultPolicy === 'allow',
       gateway: prefixes([gw.ip, gw.ip6]),
-      members: prefixes([this.settings.subnet, this.settings.subnet6]),
+      members: prefixes([this.settings.subnet, this.settings.subnet6, ...siteNets]),
     };
   }
+
+  /**
+   * The IPsec sites the gateway serves. A site's traffic is checked like a member's: the rules of its groups
+   * decide, and replies to flows a member (or another site) opened toward it pass.
+   */
+  setSites(
+    sites: readonly { name: string; groups: readonly string[]; remoteSubnets: readonly string[] }[],
+  ): void {
+    this.sites.clear();
+    for (const site of sites)
+      this.sites.set(site.name, {
+        name: site.name,
+        groups: [...site.groups],
+        remoteSubnets: [...site.remoteSubnets],
+        rules: this.policy.rulesFor(site.groups),
+        drops: 0,
+      });
+    this.firewall.configure(this.firewallOptions());
+  }
+
+  /** The firewall's check of a packet that arrived from an IPsec site (false for an unknown site). */
+  readonly admitSite = (name: string, packet: Uint8Array, header: IpHeader): boolean => {
+    const site = this.sites.get(name);
+    return site !== undefined && this.firewall.admit(site, packet, header, Date.now());
+  };
 
   get memberCount(): number {
     return this.installed.size;
@@ -178,6 +211,7 @@ export class GatewaySync {
   private recompile(): void {
     this.policy = this.compile();
     for (const m of this.installed.values()) m.rules = this.policy.rulesFor(m.record.groups);
+    for (const site of this.sites.values()) site.rules = this.policy.rulesFor(site.groups);
   }
 
   /** Reads the store and makes the device match it; call often (it is cheap when nothing changed). */

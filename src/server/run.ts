@@ -9,7 +9,9 @@
  *   3. install every active member from the store (GatewaySync), turn forwarding on, install NAT if set;
  *   4. serve the REST API and the web console (over TLS with --tls-cert/--tls-key; on --api-listen, or the
  *      stored apiListen setting);
- *   5. follow the store every 200 ms and report member status every 5 s.
+ *   5. follow the store every 200 ms and report member status every 5 s;
+ *   6. serve the IPsec sites in the store (startIpsec, once there is one): their remote subnets routed into the
+ *      device, their traffic checked against their groups' policies, their status reported every 5 s.
  * Stopping (SIGTERM, SIGINT): the API, NAT, forwarding, the interface, a last status report, the store.
  */
 import { readFileSync } from 'node:fs';
@@ -23,12 +25,15 @@ import type { WgQuickConfig, InterfaceAddress } from '../config/wg-quick.js';
 import { bringUp, type Running } from '../gateway/bring-up.js';
 import { UserError } from '../control/errors.js';
 import { monotonicEpochMs } from '../io/clock.js';
-import { hostAddresses, linkExists } from '../io/linux-net.js';
+import { addRoute, hostAddresses, linkExists, removeRoute } from '../io/linux-net.js';
 import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import { openStore } from './data-dir.js';
 import { hostUplinks } from './host-networks.js';
 import { GatewaySync } from './gateway-sync.js';
 import { startOpenVpn } from './openvpn.js';
+import { startIpsec } from './ipsec.js';
+import type { IpsecInterface } from '../gateway/ipsec-interface.js';
+import type { SiteSpec } from '../ipsec/site-spec.js';
 import type { OpenVpnInterface } from '../gateway/openvpn-interface.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
 
@@ -237,6 +242,93 @@ export async function runServer(
       const ovpn = openvpn;
       undo.push(() => ovpn.close());
     }
+
+    // IPsec: the sockets open with the first configured site (UDP 500 and 4500 stay closed without one); the
+    // sites follow the store within a second, and their status is reported with the members'.
+    const ipsecState: { ipsec?: IpsecInterface; starting?: Promise<void>; seen: string } = { seen: '' };
+    // The kernel routes the enabled sites' remote subnets into the device, where the router takes them.
+    const siteRoutes = new Map<string, Prefix>();
+    let routing: Promise<void> = Promise.resolve();
+    const routeSites = (specs: readonly SiteSpec[]): void => {
+      const wanted = new Map<string, Prefix>();
+      for (const spec of specs)
+        if (spec.enabled && spec.mode === 'tunnel')
+          for (const text of spec.remoteSubnets) {
+            const p = parsePrefix(text);
+            if (p.ok) wanted.set(text, p.value);
+          }
+      routing = routing.then(async () => {
+        for (const [text, p] of siteRoutes)
+          if (!wanted.has(text)) {
+            await removeRoute(name, p);
+            siteRoutes.delete(text);
+          }
+        for (const [text, p] of wanted)
+          if (!siteRoutes.has(text)) {
+            try {
+              if (await addRoute(name, p)) siteRoutes.set(text, p);
+            } catch (e) {
+              log(`IPsec: cannot route ${text} into ${name}: ${(e as Error).message}`);
+            }
+          }
+      });
+    };
+    const syncSites = (): void => {
+      if (ipsecState.starting) return;
+      const specs: SiteSpec[] = cp.siteSpecs();
+      const text = JSON.stringify(specs);
+      if (text === ipsecState.seen) return;
+      ipsecState.seen = text;
+      activeSync.setSites(specs.filter((s) => s.enabled));
+      routeSites(specs);
+      if (ipsecState.ipsec) {
+        ipsecState.ipsec.update(specs);
+        return;
+      }
+      if (specs.length === 0) return;
+      ipsecState.starting = startIpsec(running.gateway, specs, log, {
+        admit: (packet, header, site) => activeSync.admitSite(site, packet, header),
+      }).then(
+        (ipsec) => {
+          ipsecState.ipsec = ipsec;
+          ipsecState.starting = undefined;
+        },
+        (e: Error) => {
+          ipsecState.starting = undefined;
+          log(`IPsec cannot start: ${e.message}`);
+        },
+      );
+    };
+    const reportSites = (): void => {
+      if (ipsecState.ipsec) store.putSiteStatuses(ipsecState.ipsec.status());
+    };
+    syncSites();
+    await ipsecState.starting;
+    const siteTimer = setInterval(() => {
+      try {
+        syncSites();
+      } catch (e) {
+        log(`sites: ${(e as Error).message}`);
+      }
+    }, 1000);
+    const siteReportTimer = setInterval(() => {
+      try {
+        reportSites();
+      } catch (e) {
+        log(`site status report: ${(e as Error).message}`);
+      }
+    }, 5000);
+    undo.push(async () => {
+      clearInterval(siteTimer);
+      clearInterval(siteReportTimer);
+      routeSites([]);
+      await routing;
+      await ipsecState.starting;
+      const ipsec = ipsecState.ipsec;
+      if (!ipsec) return;
+      await ipsec.close();
+      store.putSiteStatuses(ipsec.status());
+    });
 
     const api = buildApi({
       controlPlane: cp,
