@@ -368,7 +368,8 @@ export class ControlPlane {
       patch.listenPort !== undefined && patch.endpoint === undefined
         ? { ...next, listenPort: v.integer('listenPort', patch.listenPort, 1, 65535) }
         : next;
-    const changed = Object.keys(settings).filter(
+    // Over both key sets: an optional setting turned off (multicast) leaves the new settings without its key.
+    const changed = [...new Set([...Object.keys(settings), ...Object.keys(current)])].filter(
       (k) => JSON.stringify(settings[k as keyof Settings]) !== JSON.stringify(current[k as keyof Settings]),
     );
     if (changed.length === 0) return current;
