@@ -92,6 +92,7 @@ export const SettingsPatch = z
     mtu: z.number().int().optional(),
     apiListen: z.string().optional(),
     openvpn: openVpnSettingsObject.partial().strict().optional().describe('Only the keys given change'),
+    multicast: z.boolean().optional().describe('Multicast across the overlay (applies at the next start)'),
   })
   .describe('Settings to change; the subnets cannot change (members hold addresses in them)');
 

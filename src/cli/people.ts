@@ -289,6 +289,26 @@ export function registerPeopleCommands(program: Command): void {
 
   data(
     server
+      .command('multicast')
+      .description('print whether multicast is on, or turn it on or off (docs/multicast.md)')
+      .argument('[on|off]', 'on: the gateway replicates group traffic; member configs route 224.0.0.0/4'),
+  ).action((state: string | undefined, opts: DataOption) =>
+    withControlPlane(opts, (cp) => {
+      const before = cp.settings().multicast === true;
+      if (state === undefined) return void console.log(before ? 'on' : 'off');
+      if (state !== 'on' && state !== 'off')
+        throw new UserError(`weft: server multicast takes "on" or "off", not ${JSON.stringify(state)}`);
+      const after = cp.updateSettings(actor(), { multicast: state === 'on' }).multicast === true;
+      if (after === before) return void console.log(`multicast: ${after ? 'on' : 'off'} (unchanged)`);
+      console.log(
+        `multicast ${after ? 'on' : 'off'}: the gateway applies it at its next start; give each member its ` +
+          'config again (weft member config NAME): its AllowedIPs changed.',
+      );
+    }),
+  );
+
+  data(
+    server
       .command('openvpn')
       .description("print OpenVPN's settings, or change them (profiles handed out before keep the old ports)")
       .option('--udp-port <port|off>', 'UDP listener port (default 1194), or "off"')

@@ -75,6 +75,8 @@ import { totpKey, verifyTotp } from './totp.js';
 import * as v from './validate.js';
 
 export const GATEWAY_KEY = 'gateway.private-key';
+/** IPv4 multicast (RFC 5771): routed into the tunnel by member configs when multicast is on. */
+export const MULTICAST_RANGE_4 = '224.0.0.0/4';
 export const ADMIN_USER = 'admin';
 
 export interface InitInput {
@@ -90,6 +92,8 @@ export interface InitInput {
   mtu?: number;
   /** The OpenVPN section; keys left out take OPENVPN_DEFAULTS (or, in updateSettings, the current values). */
   openvpn?: Partial<Record<keyof OpenVpnSettings, unknown>> | null;
+  /** Multicast across the overlay (off by default). */
+  multicast?: boolean;
 }
 
 export interface InitResult {
@@ -198,7 +202,15 @@ export function settingsFrom(input: InitInput): Settings {
     mtu: v.integer('mtu', input.mtu ?? DEFAULTS.mtu, 1280, 9000),
     apiListen: v.listenAddress('apiListen', input.apiListen ?? DEFAULTS.apiListen),
     openvpn: v.openVpnSettings('openvpn', input.openvpn, OPENVPN_DEFAULTS),
+    // Only when on: stores and configs from before multicast existed stay as they were.
+    ...(multicastSetting(input.multicast) ? { multicast: true } : {}),
   };
+}
+
+function multicastSetting(value: unknown): boolean {
+  if (value === undefined || value === null || value === false) return false;
+  if (value === true) return true;
+  throw invalid('multicast', 'must be true or false');
 }
 
 /** The NAT egress interface: a kernel interface name, and not the gateway's own tunnel. */
@@ -370,7 +382,8 @@ export class ControlPlane {
       patch.listenPort !== undefined && patch.endpoint === undefined
         ? { ...next, listenPort: v.integer('listenPort', patch.listenPort, 1, 65535) }
         : next;
-    const changed = Object.keys(settings).filter(
+    // Over both key sets: an optional setting turned off (multicast) leaves the new settings without its key.
+    const changed = [...new Set([...Object.keys(settings), ...Object.keys(current)])].filter(
       (k) => JSON.stringify(settings[k as keyof Settings]) !== JSON.stringify(current[k as keyof Settings]),
     );
     if (changed.length === 0) return current;
@@ -689,6 +702,9 @@ export class ControlPlane {
       if (p.destination.startsWith('group:')) reach.push(s.subnet, ...(s.subnet6 ? [s.subnet6] : []));
       else reach.push(p.destination);
     }
+    // Multicast: the client routes groups into the tunnel, and accepts copies whose source is another member
+    // (WireGuard drops an inner source outside the peer's AllowedIPs).
+    if (s.multicast === true) reach.push(s.subnet, MULTICAST_RANGE_4);
     return [...new Set([...out, ...reach])];
   }
 

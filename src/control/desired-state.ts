@@ -47,6 +47,7 @@ export const settingsObject = z.object({
   mtu: z.number().int(),
   apiListen: z.string(),
   openvpn: openVpnSettingsObject,
+  multicast: z.boolean().optional(),
 });
 
 /** A state file's settings: any subset, and any subset of the openvpn section. */

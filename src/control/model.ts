@@ -34,6 +34,11 @@ export interface Settings {
    * settings written before OpenVPN existed; ControlPlane.settings() fills in OPENVPN_DEFAULTS then.
    */
   readonly openvpn?: OpenVpnSettings;
+  /**
+   * Multicast across the overlay (docs/multicast.md): the gateway replicates group traffic between members
+   * and member configs route 224.0.0.0/4. Absent (settings written before it existed) or false: off.
+   */
+  readonly multicast?: boolean;
 }
 
 /** The data ciphers OpenVPN 2.5+ negotiates (NCP) that Weft offers. */

@@ -3,11 +3,16 @@
  *
  * 1. Packets the kernel routes into the TUN device → Router → the owning tunnel (or dropped, counted).
  * 2. Packets a tunnel decrypts → written to the TUN device for the kernel to deliver or forward.
+ * 3. With multicast on (attachMulticast): packets the host sends to a group → the replicator, with the host
+ *    as their source port; copies for the host (it joined through IGMP/MLD on the TUN device, or statically)
+ *    → written to the TUN device, one batch per batch of the caller.
  */
 import type { Prefix } from '../net/ip.js';
 import { monotonicEpochMs, type Clock } from '../io/clock.js';
 import { Router, type Tunnel } from './router.js';
 import type { TunDevice } from '../io/tun.js';
+import type { IpHeader } from '../net/ip-packet.js';
+import type { MulticastPort, Replicator } from './multicast.js';
 
 export class Gateway {
   readonly router = new Router();
@@ -34,6 +39,31 @@ export class Gateway {
     this.counters.tunPacketsOut += written;
     this.counters.tunWriteRefused += packets.length - written;
   };
+
+  /**
+   * Makes the host a multicast port of `replicator` (id "host"): its group traffic from the TUN device is
+   * replicated, and it receives what it joined. Returns the port.
+   */
+  attachMulticast(replicator: Replicator, families: readonly (4 | 6)[], now: number): MulticastPort {
+    const queued: Uint8Array[] = [];
+    const port: MulticastPort = {
+      id: 'host',
+      families,
+      send: (packet: Uint8Array, header: IpHeader): void =>
+        void queued.push(packet.subarray(0, header.length)),
+      flush: (): void => {
+        if (queued.length === 0) return;
+        const batch = queued.splice(0, queued.length);
+        this.deliver(batch);
+      },
+    };
+    this.router.groups = {
+      route: (packet, header, at) => void replicator.receive(packet, header, port, at),
+      flush: () => replicator.flush(),
+    };
+    replicator.addPort(port, now);
+    return port;
+  }
 
   setRoutes(tunnel: Tunnel, prefixes: readonly Prefix[]): void {
     this.router.setRoutes(tunnel, prefixes);

@@ -62,9 +62,13 @@ function transport(packet: Uint8Array, header: IpHeader): Transport {
   return { proto, sport: 0, dport: 0, known: proto !== 0 && proto !== 43 && proto !== 44 && proto !== 60 };
 }
 
-function matches(rule: CompiledRule, header: IpHeader, t: Transport): boolean {
-  if (rule.destinations && rule.destinations.lookup(header.family, header.destination) === undefined)
-    return false;
+function matches(
+  rule: CompiledRule,
+  header: IpHeader,
+  t: Transport,
+  destination = header.destination,
+): boolean {
+  if (rule.destinations && rule.destinations.lookup(header.family, destination) === undefined) return false;
   switch (rule.proto) {
     case 'any':
       return true;
@@ -102,6 +106,9 @@ export class MemberFirewall {
   private readonly flows = new Map<string, number>();
   private readonly maxFlows: number;
   private readonly flowIdleMs: number;
+  /** permits() is asked once per receiver of the same packet: its transport is read once. */
+  private lastPacket: Uint8Array | undefined;
+  private lastTransport: Transport = { proto: 0, sport: 0, dport: 0, known: false };
 
   constructor(options: FirewallOptions) {
     this.maxFlows = options.maxFlows ?? 65536;
@@ -151,6 +158,23 @@ export class MemberFirewall {
       member.drops++;
     }
     return allow;
+  }
+
+  /**
+   * Whether the member's rules let this packet through as if it were addressed to `destination` (same family
+   * as the packet): multicast's check of each receiver, who is the destination's owner. No flow is recorded
+   * and nothing is counted (the replicator counts what it refuses).
+   */
+  permits(member: FirewallMember, packet: Uint8Array, header: IpHeader, destination: Uint8Array): boolean {
+    if (this.lastPacket !== packet) {
+      this.lastPacket = packet;
+      this.lastTransport = transport(packet, header);
+    }
+    const t = this.lastTransport;
+    for (const rule of member.rules) if (!rule.allow && matches(rule, header, t, destination)) return false;
+    if (this.defaultAllow) return true;
+    for (const rule of member.rules) if (rule.allow && matches(rule, header, t, destination)) return true;
+    return false;
   }
 
   private remember(header: IpHeader, t: Transport, now: number): void {

@@ -1,7 +1,8 @@
 /**
  * The gateway's routing table: destination prefixes → tunnels of any kind (a WireGuard interface today;
- * IPsec SAs, OpenVPN clients and multicast replication share it later). Packets read from the TUN device
- * are routed here; whatever no tunnel owns is dropped and counted, never answered.
+ * IPsec SAs, OpenVPN clients). Packets read from the TUN device are routed here; packets to multicast groups
+ * go to the replicator when one is attached (`groups`); whatever no tunnel owns is dropped and counted, never
+ * answered.
  */
 import { readIpHeader, type IpHeader } from '../net/ip-packet.js';
 import { formatPrefix, type Prefix } from '../net/ip.js';
@@ -18,8 +19,24 @@ export interface Tunnel {
   flush(): void;
 }
 
+/** Where the router hands packets to multicast groups (the replicator, with the host as their source). */
+export interface GroupTraffic {
+  route(packet: Uint8Array, header: IpHeader, now: number): void;
+  /** The end of a batch: what route() queued leaves. */
+  flush(): void;
+}
+
+/** 224.0.0.0/4 or ff00::/8 (RFC 5771, RFC 4291 §2.7). */
+function isGroup(header: IpHeader): boolean {
+  const d = header.destination;
+  return header.family === 4 ? (d[0]! & 0xf0) === 0xe0 : d[0] === 0xff;
+}
+
 export class Router {
-  readonly counters = { routed: 0, noRoute: 0, malformed: 0 };
+  readonly counters = { routed: 0, noRoute: 0, malformed: 0, multicast: 0 };
+  /** Packets to 224.0.0.0/4 and ff00::/8 go here when set, instead of the prefix table. */
+  groups: GroupTraffic | undefined;
+  private groupsPending = false;
   private readonly table = new PrefixTrie<Tunnel>();
   private readonly owned = new Map<Tunnel, Map<string, Prefix>>();
   /**
@@ -84,6 +101,13 @@ export class Router {
       this.counters.malformed++;
       return false;
     }
+    const groups = this.groups;
+    if (groups !== undefined && isGroup(header)) {
+      this.counters.multicast++;
+      groups.route(packet, header, now);
+      this.groupsPending = true;
+      return true;
+    }
     const tunnel = this.table.lookup(header.family, header.destination);
     if (!tunnel) {
       this.counters.noRoute++;
@@ -99,6 +123,10 @@ export class Router {
   /** Flushes every tunnel routed to since the last call (the end of a batch from the TUN device). */
   flush(): void {
     const pending = this.pending;
+    if (this.groupsPending) {
+      this.groupsPending = false;
+      this.groups?.flush();
+    }
     try {
       for (const tunnel of pending) tunnel.flush();
     } finally {

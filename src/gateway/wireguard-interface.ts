@@ -31,6 +31,15 @@ import type { Tunnel } from './router.js';
  */
 export const HANDSHAKE_BUDGET_MS = 0.5;
 
+/**
+ * Where decrypted packets to multicast groups go instead of the TUN side (the replicator, with the peer as
+ * their source port). The tap checks policy itself; flush() ends a batch.
+ */
+export interface GroupTap {
+  fromPeer(packet: Uint8Array, header: IpHeader, peer: PublicKey, now: number): void;
+  flush(): void;
+}
+
 /** A check of one decrypted packet, with the header the device read, before it goes to the TUN side. */
 export type Admit = (packet: Uint8Array, header: IpHeader, peer: PublicKey) => boolean;
 
@@ -44,6 +53,8 @@ export interface WireGuardInterfaceOptions {
   deliver: (packets: Uint8Array[]) => void;
   /** Decides whether a decrypted packet from `peer` may go on to the TUN side (e.g. a member firewall). */
   admit?: Admit;
+  /** Takes decrypted packets to multicast groups (before `admit`); see also `groups` on the interface. */
+  groups?: GroupTap;
   clock?: Clock;
   /** Timer resolution; the protocol's shortest timer is REKEY_TIMEOUT (5 s) with 333 ms of jitter. */
   tickMs?: number;
@@ -51,6 +62,11 @@ export interface WireGuardInterfaceOptions {
   budgetClock?: () => number;
   /** HANDSHAKE_BUDGET_MS by default. */
   handshakeBudgetMs?: number;
+}
+
+function isGroup(header: IpHeader): boolean {
+  const d = header.destination;
+  return header.family === 4 ? (d[0]! & 0xf0) === 0xe0 : d[0] === 0xff;
 }
 
 export class WireGuardInterface implements Tunnel {
@@ -61,6 +77,8 @@ export class WireGuardInterface implements Tunnel {
   private readonly openBind: (port: number) => Promise<Bind>;
   private readonly deliver: (packets: Uint8Array[]) => void;
   private readonly admit: Admit | undefined;
+  /** Multicast replication, when on: settable after construction (the replicator needs the interface). */
+  groups: GroupTap | undefined;
   private readonly clock: Clock;
   private readonly tickMs: number;
   private timer: NodeJS.Timeout | undefined;
@@ -76,6 +94,7 @@ export class WireGuardInterface implements Tunnel {
     this.openBind = options.openBind;
     this.deliver = options.deliver;
     this.admit = options.admit;
+    this.groups = options.groups;
     this.clock = options.clock ?? monotonicEpochMs;
     this.tickMs = options.tickMs ?? 100;
     this.budgetClock = options.budgetClock ?? (() => performance.now());
@@ -152,16 +171,31 @@ export class WireGuardInterface implements Tunnel {
     if (this.device.pendingHandshakes > 0) this.scheduleHandshakes();
   };
 
-  /** Carries out the queued actions: one batch to the network, one to the TUN side. */
+  /** Multicast: sends one packet to exactly this peer (its copy leaves at the next flush()). */
+  sendTo(peer: PublicKey, packet: Uint8Array, header: IpHeader, now: number): void {
+    this.device.sendTo(peer, packet, now, this.actions, header);
+  }
+
+  /**
+   * Carries out the queued actions: one batch to the network, one to the TUN side. Packets to multicast
+   * groups go to the tap, whose copies to other peers join the actions while this loop runs (hence the index
+   * loop: they are sent in the same batch).
+   */
   flush(): void {
     const actions = this.actions;
     if (actions.length === 0) return;
     const outbound: Datagram[] = [];
     const inbound: Uint8Array[] = [];
-    for (const a of actions) {
+    const groups = this.groups;
+    let tapped = false;
+    for (let i = 0; i < actions.length; i++) {
+      const a = actions[i]!;
       if (a.type === 'send') outbound.push({ data: a.data, endpoint: a.endpoint });
       else if (a.type === 'deliver') {
-        if (this.admit === undefined || this.admit(a.packet, a.header, a.peer)) inbound.push(a.packet);
+        if (groups !== undefined && isGroup(a.header)) {
+          groups.fromPeer(a.packet, a.header, a.peer, this.clock());
+          tapped = true;
+        } else if (this.admit === undefined || this.admit(a.packet, a.header, a.peer)) inbound.push(a.packet);
         else this.counters.packetsRefused++;
       }
     }
@@ -174,5 +208,6 @@ export class WireGuardInterface implements Tunnel {
       this.counters.packetsOut += inbound.length;
       this.deliver(inbound);
     }
+    if (tapped) groups?.flush();
   }
 }

@@ -144,6 +144,18 @@ export class GatewaySync {
   readonly admitMember = (member: InstalledMember, packet: Uint8Array, header: IpHeader): boolean =>
     this.installed.get(member.name) === member && this.firewall.admit(member, packet, header, Date.now());
 
+  /**
+   * Whether an installed member's rules let a packet through as if addressed to `destination` (multicast:
+   * each receiver of a group is checked as the destination of what the member sent).
+   */
+  readonly permits = (
+    member: InstalledMember,
+    packet: Uint8Array,
+    header: IpHeader,
+    destination: Uint8Array,
+  ): boolean =>
+    this.installed.get(member.name) === member && this.firewall.permits(member, packet, header, destination);
+
   private firewallOptions(): { defaultAllow: boolean; gateway: Prefix[]; members: Prefix[] } {
     const gw = this.cp.gatewayAddresses();
     const siteNets = [...this.sites.values()].flatMap((site) => site.remoteSubnets);

@@ -12,6 +12,8 @@
  *   5. follow the store every 200 ms and report member status every 5 s;
  *   6. serve the IPsec sites in the store (startIpsec, once there is one): their remote subnets routed into the
  *      device, their traffic checked against their groups' policies, their status reported every 5 s.
+ *   7. with the multicast setting on: replicate group traffic between members and the host (docs/multicast.md),
+ *      the gateway being the IGMP querier in every member's tunnel.
  * Stopping (SIGTERM, SIGINT): the API, NAT, forwarding, the interface, a last status report, the store.
  */
 import { readFileSync } from 'node:fs';
@@ -26,7 +28,7 @@ import { bringUp, type Running } from '../gateway/bring-up.js';
 import { UserError } from '../control/errors.js';
 import { monotonicEpochMs } from '../io/clock.js';
 import { addRoute, hostAddresses, linkExists, removeRoute } from '../io/linux-net.js';
-import { parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
+import { formatAddress, parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import { openStore } from './data-dir.js';
 import { hostUplinks } from './host-networks.js';
 import { GatewaySync } from './gateway-sync.js';
@@ -36,6 +38,8 @@ import type { IpsecInterface } from '../gateway/ipsec-interface.js';
 import type { SiteSpec } from '../ipsec/site-spec.js';
 import type { OpenVpnInterface } from '../gateway/openvpn-interface.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
+import { Replicator } from '../gateway/multicast.js';
+import { MulticastMembers } from './multicast-members.js';
 
 /** What `weft server run` takes besides the data directory. */
 export interface ServerRunOptions {
@@ -205,7 +209,7 @@ export async function runServer(
             () => log(next.natEgress ? `NAT egress through ${next.natEgress}` : 'NAT egress off'),
             (e: Error) => log(`NAT: ${e.message}`),
           );
-        for (const k of ['interfaceName', 'mtu', 'apiListen'] as const)
+        for (const k of ['interfaceName', 'mtu', 'apiListen', 'multicast'] as const)
           if (next[k] !== previous[k]) log(`settings: ${k} changes on the next start`);
       },
     });
@@ -231,6 +235,9 @@ export async function runServer(
       clearInterval(reportTimer);
       activeSync.report();
     });
+
+    const multicast = settings.multicast === true ? startMulticast(cp, activeSync, running, log) : undefined;
+    if (multicast) undo.push(multicast.stop);
 
     let openvpn: OpenVpnInterface | undefined;
     try {
@@ -350,6 +357,7 @@ export async function runServer(
               malformed: running.gateway.router.counters.malformed,
             },
             firewall: { policy: activeSync.firewallCounters.dropped },
+            ...(multicast ? { multicast: multicast.drops() } : {}),
             ...(openvpn ? { openvpn: Object.fromEntries(openvpn.drops) } : {}),
           },
         }),
@@ -391,6 +399,61 @@ export async function runServer(
     await unwind();
     throw e;
   }
+}
+
+/** How often the multicast querier's timers run (queries, expiries; the shortest RFC timer is 1 s). */
+const MULTICAST_TICK_MS = 100;
+
+/**
+ * Multicast for WireGuard members and the host: a replicator whose ports are the installed members (through
+ * GatewaySync, so a removed or disabled member leaves its groups at once) and the host's TUN side. The host
+ * is not queried (a query from the gateway's own address would be a martian to its kernel): it joins by the
+ * reports its kernel sends when a socket joins, which last a group membership interval.
+ */
+function startMulticast(
+  cp: ControlPlane,
+  sync: GatewaySync,
+  running: Running,
+  log: (line: string) => void,
+): { stop: () => void; drops: () => Record<string, number> } {
+  const gw4 = parseAddress(cp.gatewayAddresses().ip);
+  const replicator = new Replicator({
+    querySource4: gw4.ok ? gw4.value.bytes : null,
+    onAction: (a) => {
+      if (a.type === 'joined' || a.type === 'left') {
+        const group = formatAddress({ family: a.family, bytes: a.group });
+        log(`multicast: ${a.port.id} ${a.type === 'joined' ? 'joined' : `left (${a.why})`} ${group}`);
+      }
+    },
+  });
+  const members = new MulticastMembers(
+    replicator,
+    running.wg,
+    sync.admitMember,
+    sync.permits,
+    monotonicEpochMs,
+  );
+  replicator.policy = members;
+  sync.attach(members);
+  running.wg.groups = members;
+  running.gateway.attachMulticast(replicator, [], monotonicEpochMs());
+  const timer = setInterval(() => {
+    try {
+      replicator.tick(monotonicEpochMs());
+    } catch (e) {
+      log(`multicast: ${(e as Error).message}`);
+    }
+  }, MULTICAST_TICK_MS);
+  timer.unref();
+  log('multicast: on (IGMP querier in every member tunnel)');
+  return {
+    stop: () => {
+      clearInterval(timer);
+      running.wg.groups = undefined;
+      running.gateway.router.groups = undefined;
+    },
+    drops: () => ({ ...replicator.drops, ...replicator.membershipDrops }),
+  };
 }
 
 /** Foreground: runs until SIGTERM or SIGINT. */

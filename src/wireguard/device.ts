@@ -174,6 +174,8 @@ export class Device {
   private readonly peers = new Map<string, Peer>();
   private readonly indices = new Map<number, IndexEntry>();
   private readonly allowedIps = new PrefixTrie<Peer>();
+  /** sendTo's lookup by key object; emptied when a peer is removed (a key added again is a new Peer). */
+  private peerByKeyObject = new WeakMap<PublicKey, Peer>();
   private readonly rateLimiter = new RateLimiter();
   /** The handshake budget per source address, checked before mac1 (before any BLAKE2s work). */
   private readonly sourceBudget: RateLimiter;
@@ -261,6 +263,7 @@ export class Device {
     peer.timers.stopAll();
     this.clearAllowedIps(peer);
     this.peers.delete(publicKey.toBase64());
+    this.peerByKeyObject = new WeakMap();
     return true;
   }
 
@@ -635,6 +638,25 @@ export class Device {
     if (!header) return this.drop(out, 'bad-inner-packet');
     const peer = this.allowedIps.lookup(header.family, header.destination);
     if (!peer) return this.drop(out, 'no-route');
+    return this.sendToPeer(peer, packet, now, out, header);
+  }
+
+  /**
+   * Sends one IP packet to the peer with this key, whatever its destination (multicast replication: a group
+   * address belongs to no peer's allowed IPs). The packet is sealed into a buffer of its own, or staged as a
+   * copy, so the caller may hand the same bytes to other peers.
+   */
+  sendTo(publicKey: PublicKey, packet: Uint8Array, now: number, out: Action[], header: IpHeader): Action[] {
+    let peer = this.peerByKeyObject.get(publicKey);
+    if (peer === undefined) {
+      peer = this.peers.get(publicKey.toBase64());
+      if (!peer) return this.drop(out, 'no-route');
+      this.peerByKeyObject.set(publicKey, peer);
+    }
+    return this.sendToPeer(peer, packet, now, out, header);
+  }
+
+  private sendToPeer(peer: Peer, packet: Uint8Array, now: number, out: Action[], header: IpHeader): Action[] {
     if (!this.identity) return this.drop(out, 'no-private-key', peer);
     const keypair = peer.keypairs.current;
     if (peer.staged.length === 0 && this.usableForSending(keypair, now) && peer.endpoint) {

@@ -374,3 +374,18 @@ test('config downloads: a policy, route, group or key change marks the handed-ou
     assert.equal(code(() => cp.deliverConfig('nobody')).code, 'WEFT_ERR_MEMBER_NOT_FOUND');
   });
 });
+
+test('multicast setting: off by default; on, configs route 224.0.0.0/4 and the member subnet; checked input', () => {
+  withPlane((cp) => {
+    cp.addMember('t', { name: 'alice' });
+    const allowed = (): string => /AllowedIPs = (.*)/.exec(cp.memberConfig('alice'))?.[1] ?? '';
+    assert.equal(cp.settings().multicast, undefined);
+    assert.doesNotMatch(allowed(), /224\.0\.0\.0\/4/);
+    assert.equal(cp.updateSettings('t', { multicast: true }).multicast, true);
+    assert.equal(allowed(), '10.66.0.1/32, 10.66.0.0/24, 224.0.0.0/4');
+    assert.equal(cp.updateSettings('t', { multicast: false }).multicast, undefined);
+    assert.doesNotMatch(allowed(), /224\.0\.0\.0\/4/);
+    const bad = code(() => cp.updateSettings('t', { multicast: 'yes' as unknown as boolean }));
+    assert.deepEqual(bad, { code: 'WEFT_ERR_VALIDATION', field: 'multicast' });
+  });
+});

@@ -54,7 +54,7 @@ describe('Router', () => {
     assert.deepEqual(narrow.sent, ['10.66.7.9', '10.66.7.10']);
     assert.equal(wide.flushes, 1);
     assert.equal(narrow.flushes, 1);
-    assert.deepEqual(r.counters, { routed: 3, noRoute: 1, malformed: 1 });
+    assert.deepEqual(r.counters, { routed: 3, noRoute: 1, malformed: 1, multicast: 0 });
   });
 
   it('the newest claim on a prefix carries its traffic; releasing it falls back to the one before', () => {

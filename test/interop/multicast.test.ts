@@ -1,0 +1,294 @@
+/**
+ * Multicast across the overlay with stock WireGuard clients: `weft server run` with multicast on, four
+ * members on real clients (wg-quick + wireguard-go), and real sockets joining groups (so the members' kernels
+ * send real IGMPv3, or IGMPv2 where forced). Each step is one `it`, in order.
+ *
+ *   1. init (default allow), groups eng and muted, a policy denying muted → 239.2.0.0/16, multicast on;
+ *      members alice, bob, carol (eng) and dave (muted); their configs route 224.0.0.0/4 and the subnet.
+ *   2. server run; the clients come up; carol's interface is forced to IGMPv2.
+ *   3. bob (IGMPv3) and carol (IGMPv2) join 239.1.1.1; the gateway learns both joins. alice sends 20
+ *      datagrams with TTL 4: bob and carol get all of them with TTL 3 (one routed hop); dave, who did not join,
+ *      gets none on his interface, and nothing comes back to alice.
+ *   4. TTL 1 to a routed group does not leave alice's link: nobody gets it.
+ *   5. mDNS-style 224.0.0.251 with TTL 255 from alice to bob: received with TTL 255 (link-local: unchanged).
+ *   6. Policy: dave, denied sending to 239.2.0.0/16, sends to 239.2.2.2 which bob joined: nothing arrives, and
+ *      dave's policy drops go up.
+ *   7. bob leaves (IGMPv3): the gateway drops him at once (measured), and the next datagrams reach carol only.
+ *   8. carol leaves (IGMPv2): delivery stops within the last member query time (2 × 1 s; measured), while
+ *      alice keeps sending.
+ * IPv6 (MLDv2, ff15::) is not covered here: see docs/multicast.md.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { interopSkip, Lab, waitFor, type ExecResult, type ManagedProcess, type Netns } from './harness.js';
+import { weftCli, WEFT_MAIN } from './gateway-lab.js';
+import { parseWgQuick, replaceConfigLine, wgQuickUp, type WgQuickClient } from './people-lab.js';
+import { MulticastPeer } from './multicast-peer.js';
+
+const TOOLS = ['ip', 'wireguard-go', 'wg', 'wg-quick', 'python3', 'ping'];
+const SUBNET = '10.67.0.0/24';
+const GATEWAY_IP = '10.67.0.1';
+const UNDERLAY = '192.168.71.1';
+const PORT = 51820;
+const GROUP = '239.1.1.1';
+const DENIED_GROUP = '239.2.2.2';
+const MDNS = '224.0.0.251';
+const DATA_PORT = 5000;
+const MDNS_PORT = 5353;
+const KEYS = ['a', 'b', 'c', 'd'] as const;
+type Key = (typeof KEYS)[number];
+const NAMES: Record<Key, string> = { a: 'alice', b: 'bob', c: 'carol', d: 'dave' };
+const PEER_LIFETIME_S = 300;
+/** How long the gateway may take to report policy drops to the store. */
+const STATUS_WAIT_MS = 8_000;
+
+interface Member {
+  ip: string;
+  config: string;
+  client?: WgQuickClient;
+  peer?: MulticastPeer;
+}
+
+function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`prerequisite missing: ${what} (an earlier step failed)`);
+  return value;
+}
+
+describe(
+  'multicast: `weft server run` replicating to real WireGuard clients',
+  { skip: interopSkip(TOOLS) },
+  () => {
+    let lab: Lab;
+    let gw: Netns | undefined;
+    const ns: Partial<Record<Key, Netns>> = {};
+    const members: Partial<Record<Key, Member>> = {};
+    let dataDir = '';
+    let serverIf = '';
+    let server: ManagedProcess | undefined;
+
+    before(async () => {
+      assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
+      lab = await Lab.create('mcast', { tools: TOOLS });
+      dataDir = lab.file('data');
+      serverIf = lab.ifname('wg');
+      lab.registerWgInterface(serverIf);
+      const g = await lab.netns('gw');
+      const bridge = lab.ifname('br');
+      await g.exec('ip', ['link', 'add', bridge, 'type', 'bridge']);
+      await g.exec('ip', ['link', 'set', bridge, 'up']);
+      await g.exec('ip', ['addr', 'add', `${UNDERLAY}/24`, 'dev', bridge]);
+      for (const [i, key] of KEYS.entries()) {
+        const m = await lab.netns(`m${key}`);
+        const { aIf } = await lab.veth(g, m, {
+          aName: `p${key}`,
+          bName: `u${key}`,
+          bAddr: `192.168.71.${11 + i}/24`,
+        });
+        await g.exec('ip', ['link', 'set', aIf, 'master', bridge]);
+        ns[key] = m;
+      }
+      gw = g;
+    });
+
+    after(async () => {
+      if (!lab) return;
+      try {
+        for (const m of Object.values(members)) m.peer?.process.kill('SIGTERM');
+        if (server?.running) await server.stop(8_000).catch(() => undefined);
+        for (const m of Object.values(members)) await m.client?.down().catch(() => undefined);
+      } finally {
+        await lab.cleanup();
+      }
+    });
+
+    const weft = (command: readonly string[], args: readonly string[] = []): Promise<ExecResult> =>
+      weftCli(need(gw, 'the gateway namespace'), [...command, '--data', dataDir, ...args], {
+        timeoutMs: 20_000,
+      });
+    const member = (key: Key): Member => need(members[key], `member ${NAMES[key]}`);
+    const peer = (key: Key): MulticastPeer => need(members[key]?.peer, `${NAMES[key]}'s multicast probe`);
+    const liveServer = (): ManagedProcess => {
+      const proc = need(server, 'a running server');
+      if (!proc.running) throw new Error(`the gateway is no longer running: ${proc.describe()}`);
+      return proc;
+    };
+    /** Waits for a gateway log line; returns the time it was logged (its ISO prefix, ms since the epoch). */
+    const logLine = async (pattern: RegExp, timeoutMs: number): Promise<number> => {
+      const proc = liveServer();
+      await proc.waitForOutput(pattern, timeoutMs);
+      const line = proc.stderr.split('\n').find((l) => pattern.test(l)) ?? '';
+      const at = Date.parse(line.split(' ')[0] ?? '');
+      return Number.isNaN(at) ? Date.now() : at;
+    };
+    const drops = async (key: Key): Promise<number> => {
+      const r = await weft(['member', 'show'], [NAMES[key], '--json']);
+      const shown = JSON.parse(r.stdout) as { status: { policyDrops: number } | null };
+      return shown.status?.policyDrops ?? 0;
+    };
+
+    it('1. init with multicast on; member configs route 224.0.0.0/4 and the member subnet', async (t) => {
+      await weft(
+        ['server', 'init'],
+        [
+          '--endpoint',
+          `${UNDERLAY}:${PORT}`,
+          '--subnet',
+          SUBNET,
+          '--interface',
+          serverIf,
+          '--default-policy',
+          'allow',
+        ],
+      );
+      await weft(['group', 'add'], ['eng']);
+      await weft(['group', 'add'], ['muted']);
+      await weft(['policy', 'deny'], ['muted', '239.2.0.0/16']);
+      const off = await weft(['server', 'multicast']);
+      assert.equal(off.stdout.trim(), 'off', 'multicast is off by default');
+      const on = await weft(['server', 'multicast'], ['on']);
+      assert.match(on.stdout, /multicast on/, on.stdout);
+      assert.equal((await weft(['server', 'multicast'])).stdout.trim(), 'on');
+      for (const key of KEYS) {
+        await weft(['member', 'add'], [NAMES[key], '--group', key === 'd' ? 'muted' : 'eng']);
+        const shown = JSON.parse((await weft(['member', 'show'], [NAMES[key], '--json'])).stdout) as {
+          ip: string;
+        };
+        let config = (await weft(['member', 'config'], [NAMES[key]])).stdout;
+        const allowed = parseWgQuick(config).peers[0]?.get('allowedips') ?? [];
+        assert.ok(allowed.includes('224.0.0.0/4'), `${NAMES[key]}'s AllowedIPs: ${allowed.join(', ')}`);
+        if (parseWgQuick(config).iface.has('dns')) config = replaceConfigLine(config, 'DNS', null);
+        members[key] = { ip: shown.ip, config };
+      }
+      t.diagnostic(
+        `alice's AllowedIPs: ${parseWgQuick(member('a').config).peers[0]?.get('allowedips')?.join(', ')}`,
+      );
+    });
+
+    it('2. server run; the clients come up (carol forced to IGMPv2)', async (t) => {
+      const g = need(gw, 'the gateway namespace');
+      server = g.spawn(process.execPath, [WEFT_MAIN, 'server', 'run', '--data', dataDir]);
+      await server.waitForOutput(/ready/, 20_000);
+      assert.match(server.stderr, /multicast: on/, server.describe());
+      for (const key of KEYS) {
+        const m = member(key);
+        const ifname = lab.ifname(`m${key}`);
+        const n = need(ns[key], `${NAMES[key]}'s namespace`);
+        m.client = await wgQuickUp(n, ifname, m.config);
+        const link = await n.exec('ip', ['-o', 'link', 'show', 'dev', ifname]);
+        // wireguard-go's TUN device has the MULTICAST flag (the kernel sends IGMP only on such interfaces).
+        assert.match(link.stdout, /[<,]MULTICAST[,>]/, `${ifname}: ${link.stdout}`);
+        if (key === 'c') await n.sysctl(`net/ipv4/conf/${ifname}/force_igmp_version`, 2);
+        const ping = await n.exec('ping', ['-c', '1', '-W', '3', GATEWAY_IP], { allowFail: true });
+        assert.equal(ping.code, 0, `${NAMES[key]} reaches the gateway: ${ping.stdout}${ping.stderr}`);
+        m.peer = await MulticastPeer.start(n, ifname, m.ip, [DATA_PORT, MDNS_PORT], PEER_LIFETIME_S);
+      }
+      t.diagnostic(`wireguard-go interface flags: MULTICAST present by default`);
+    });
+
+    it('3. bob (IGMPv3) and carol (IGMPv2) join; alice reaches both, TTL decremented; dave gets nothing', async (t) => {
+      const joinedAt = Date.now();
+      await peer('b').join(GROUP);
+      await peer('c').join(GROUP);
+      await logLine(new RegExp(`multicast: wg:bob joined ${GROUP.replaceAll('.', '\\.')}`), 5_000);
+      await logLine(new RegExp(`multicast: wg:carol joined ${GROUP.replaceAll('.', '\\.')}`), 5_000);
+      t.diagnostic(`both joins learned ${Date.now() - joinedAt} ms after the sockets joined`);
+
+      await peer('a').send(GROUP, DATA_PORT, 4, 20, 20, 'g1');
+      await delay(500);
+      for (const key of ['b', 'c'] as const) {
+        const rx = peer(key).tagged('rx', 'g1');
+        assert.equal(
+          rx.length,
+          20,
+          `${NAMES[key]} received ${rx.length}/20: ${JSON.stringify(rx.slice(0, 3))}`,
+        );
+        assert.ok(
+          rx.every((e) => e.ttl === 3 && e.src === member('a').ip),
+          `TTL 4 → 3 after the gateway, source alice: ${JSON.stringify(rx[0])} (sent with ${JSON.stringify(
+            peer('a')
+              .tagged('sent-wire', 'g1')
+              .map((e) => e.ttl),
+          )})`,
+        );
+      }
+      assert.equal(peer('d').tagged('wire', 'g1').length, 0, 'dave did not join: nothing on his interface');
+      assert.equal(peer('a').tagged('wire', 'g1').length, 0, 'nothing comes back to the sender');
+    });
+
+    it("4. TTL 1 to a routed group does not leave the sender's link", async () => {
+      await peer('a').send(GROUP, DATA_PORT, 1, 5, 20, 'ttl1');
+      await delay(500);
+      for (const key of ['b', 'c', 'd'] as const)
+        assert.equal(peer(key).tagged('wire', 'ttl1').length, 0, `${NAMES[key]} got a TTL 1 packet`);
+    });
+
+    it('5. mDNS-style 224.0.0.251 with TTL 255: received with TTL 255', async () => {
+      await peer('b').join(MDNS);
+      await logLine(/multicast: wg:bob joined 224\.0\.0\.251/, 5_000);
+      await peer('a').send(MDNS, MDNS_PORT, 255, 5, 20, 'mdns');
+      await delay(500);
+      const rx = peer('b').tagged('rx', 'mdns');
+      assert.equal(rx.length, 5, `bob received ${rx.length}/5`);
+      assert.ok(
+        rx.every((e) => e.ttl === 255),
+        `TTL kept: ${rx.map((e) => e.ttl).join(',')}`,
+      );
+      assert.equal(peer('d').tagged('wire', 'mdns').length, 0);
+    });
+
+    it('6. policy: dave may not send to 239.2.0.0/16; his datagrams are dropped and counted', async (t) => {
+      await peer('b').join(DENIED_GROUP);
+      await logLine(/multicast: wg:bob joined 239\.2\.2\.2/, 5_000);
+      const before = await drops('d');
+      await peer('d').send(DENIED_GROUP, DATA_PORT, 4, 10, 20, 'denied');
+      await delay(500);
+      assert.equal(peer('b').tagged('wire', 'denied').length, 0, 'a denied sender reaches nobody');
+      let now = before;
+      await waitFor(
+        "dave's policy drops in his status",
+        async () => {
+          now = await drops('d');
+          return now >= before + 10;
+        },
+        { timeoutMs: STATUS_WAIT_MS, intervalMs: 250 },
+      );
+      t.diagnostic(`dave's policy drops: ${before} → ${now}`);
+    });
+
+    it('7. bob leaves (IGMPv3): dropped at once; the next datagrams reach carol only', async (t) => {
+      const left = await peer('b').leave(GROUP);
+      const seen = await logLine(/multicast: wg:bob left \(leave\) 239\.1\.1\.1/, 3_000);
+      t.diagnostic(
+        `IGMPv3 leave: the gateway dropped bob ${Math.round(seen - left.t)} ms after the socket left`,
+      );
+      await peer('a').send(GROUP, DATA_PORT, 4, 10, 20, 'g2');
+      await delay(500);
+      assert.equal(peer('b').tagged('wire', 'g2').length, 0, 'nothing for bob after his leave');
+      assert.equal(peer('c').tagged('rx', 'g2').length, 10, 'carol still gets every datagram');
+    });
+
+    it('8. carol leaves (IGMPv2): delivery stops within the last member query time', async (t) => {
+      const sending = peer('a').send(GROUP, DATA_PORT, 4, 50, 100, 'g3');
+      await delay(1_000);
+      const left = await peer('c').leave(GROUP);
+      const seen = await logLine(/multicast: wg:carol left \(expired\) 239\.1\.1\.1/, 6_000);
+      await sending;
+      await delay(300);
+      const wire = peer('c').tagged('wire', 'g3');
+      const after = wire.filter((e) => e.t > left.t);
+      const last = wire.length > 0 ? Math.max(...wire.map((e) => e.t)) : left.t;
+      t.diagnostic(
+        `IGMPv2 leave: gateway expiry ${Math.round(seen - left.t)} ms after the leave; ` +
+          `last datagram on carol's interface ${Math.round(last - left.t)} ms after it (${after.length} arrived after the leave)`,
+      );
+      assert.ok(wire.length >= 5, `carol got datagrams before she left (${wire.length})`);
+      assert.ok(
+        last - left.t < 3_000,
+        `delivery stopped within 3 s of the leave: ${Math.round(last - left.t)} ms`,
+      );
+      assert.ok(seen - left.t < 3_000, 'the gateway expired the membership within 2 s + a tick');
+    });
+  },
+);
