@@ -17,7 +17,7 @@ import type { MemberRecord, MemberStatus, OpenVpnCredential, Settings } from '..
 import { StoreConflict } from '../../src/control/store.js';
 import type { AsyncStore } from '../../src/control/store-async.js';
 
-import { member, SETTINGS, T0 } from './store-conformance.js';
+import { member, SETTINGS, site, siteStatus, T0 } from './store-conformance.js';
 
 export interface OpenedAsyncStore {
   readonly store: AsyncStore;
@@ -1279,6 +1279,101 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
       await assert.rejects(async () => await store.getGroup('eng'));
       await assert.rejects(async () => await store.insertGroup({ name: 'ops', description: '' }));
       await assert.rejects(async () => await store.revision());
+    });
+
+    it('sites: insert, get, list by name, update, delete, each in the change feed', async (t) => {
+      const store = await fresh(t);
+      assert.deepEqual(await store.listSites(), []);
+      assert.equal(await store.getSite('hq'), undefined);
+      const rev0 = await store.revision();
+      const b = site('branch', { remoteAddress: null, startAction: 'wait', localId: null, groups: [] });
+      const h = site('hq', {
+        mode: 'transport',
+        dpdAction: 'hold',
+        allowLegacyGroups: true,
+        forceShortPsk: true,
+      });
+      await store.insertSite(h);
+      await store.insertSite(b);
+      assert.deepEqual(await store.getSite('hq'), h);
+      assert.deepEqual(await store.getSite('branch'), b);
+      assert.deepEqual(await store.listSites(), [b, h], 'ordered by name');
+      assert.deepEqual(await feed(store, rev0), [
+        ['site', 'hq'],
+        ['site', 'branch'],
+      ]);
+      const changed = { ...h, enabled: false, remoteSubnets: ['10.30.0.0/16'], updatedAt: T2 };
+      assert.equal(await store.updateSite(changed), true);
+      assert.deepEqual(await store.getSite('hq'), changed);
+      assert.equal(await store.updateSite(site('nowhere')), false);
+      assert.equal(await store.deleteSite('branch'), true);
+      assert.equal(await store.deleteSite('branch'), false);
+      assert.deepEqual(await store.listSites(), [changed]);
+      assert.deepEqual(await feed(store, rev0), [
+        ['site', 'hq'],
+        ['site', 'branch'],
+        ['site', 'hq'],
+        ['site', 'branch'],
+      ]);
+    });
+
+    it('sites: a duplicate name is a StoreConflict, and a rolled-back insert leaves nothing', async (t) => {
+      const store = await fresh(t);
+      await store.insertSite(site('hq'));
+      const rev = await store.revision();
+      await assert.rejects(
+        async () => await store.insertSite(site('hq', { psk: 'another-key-of-enough-length' })),
+        (err: unknown) => err instanceof StoreConflict && err.message === 'a site named "hq" already exists',
+      );
+      assert.equal((await store.getSite('hq'))?.psk, site('hq').psk);
+      await assert.rejects(
+        async () =>
+          await store.transaction(async () => {
+            await store.insertSite(site('branch'));
+            await store.deleteSite('hq');
+            throw new Error('rolled back');
+          }),
+      );
+      assert.deepEqual(
+        (await store.listSites()).map((s) => s.name),
+        ['hq'],
+      );
+      assert.equal(await store.revision(), rev);
+    });
+
+    it('site statuses: replaced wholesale, not in the change feed, gone with their site', async (t) => {
+      const store = await fresh(t);
+      await store.insertSite(site('hq'));
+      await store.insertSite(site('branch'));
+      const rev = await store.revision();
+      assert.deepEqual(await store.allSiteStatuses(), []);
+      const hq = siteStatus('hq');
+      const branch = siteStatus('branch', {
+        state: 'down',
+        ike: null,
+        children: [],
+        lastError: { at: T1, message: 'no proposal chosen' },
+      });
+      await store.putSiteStatuses([hq, branch]);
+      assert.deepEqual(await store.allSiteStatuses(), [branch, hq]);
+      await store.putSiteStatuses([siteStatus('hq', { state: 'connecting', at: T2 })]);
+      assert.deepEqual(await store.allSiteStatuses(), [siteStatus('hq', { state: 'connecting', at: T2 })]);
+      assert.equal(await store.revision(), rev, 'statuses are not changes of the network');
+      await store.putSiteStatuses([hq, branch]);
+      await store.deleteSite('hq');
+      assert.deepEqual(await store.allSiteStatuses(), [branch]);
+      await store.putSiteStatuses([]);
+      assert.deepEqual(await store.allSiteStatuses(), []);
+    });
+
+    it('sites: values are copied in and out', async (t) => {
+      const store = await fresh(t);
+      const s = site('hq');
+      await store.insertSite(s);
+      s.remoteSubnets.push('10.99.0.0/16');
+      ((await store.getSite('hq'))?.groups as string[]).push('x');
+      ((await store.listSites())[0]?.localSubnets as string[]).push('x');
+      assert.deepEqual(await store.getSite('hq'), site('hq'));
     });
   });
 }

@@ -106,7 +106,7 @@ export function site(name: string, overrides: Partial<SiteRecord> = {}): SiteRec
   };
 }
 
-function siteStatus(name: string, overrides: Partial<SiteStatus> = {}): SiteStatus {
+export function siteStatus(name: string, overrides: Partial<SiteStatus> = {}): SiteStatus {
   return {
     name,
     state: 'up',
