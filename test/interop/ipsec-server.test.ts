@@ -8,8 +8,8 @@
  * The site is added with the CLI (PSK, local subnet = the members' subnet, remote subnet = the LAN behind
  * strongSwan, start initiate) and put in a group that may reach eng; eng may reach the LAN, sales may not.
  * Each step is one `it`, in order: the site comes up (`site show --json`, seconds printed); alice pings the LAN
- * host and it pings her, 2 MiB alice → LAN host sha256-checked; bob's pings (his config widened by hand) are
- * dropped at the gateway while alice's pass; `site down` deletes the IKE SA on strongSwan and `site up`
+ * host and it pings her, 2 MiB alice → LAN host sha256-checked; bob's pings to the LAN (his config widened by
+ * hand) and the LAN host's pings to bob are dropped at the gateway (tcpdump: nothing crosses) while alice's pass; `site down` deletes the IKE SA on strongSwan and `site up`
  * brings it back (seconds printed).
  */
 import assert from 'node:assert/strict';
@@ -302,7 +302,7 @@ describe(
       t.diagnostic(`2 MiB alice → LAN host in ${transfer.ms} ms`);
     });
 
-    it("4. bob (sales, no access to the LAN) is dropped at the gateway while alice's pings pass", async () => {
+    it("4. bob (sales, no access to the LAN) is dropped at the gateway both ways while alice's pings pass", async () => {
       liveServer();
       const cap = await capture(need(hs, 'hs'), hsIf, `host ${bobIp}`);
       const bob = await ping(need(ms.b, 'mb'), LAN.host, { count: 3, waitS: 1 });
@@ -310,6 +310,12 @@ describe(
       assert.equal(leaked, 0, `${leaked} packets from bob (${bobIp}) reached the LAN`);
       assert.equal(bob.transmitted, 3, bob.output);
       assert.equal(bob.received, 0, `bob → LAN host must be dropped:\n${bob.output}`);
+      // The other way: the site's group may reach eng only, so the LAN host's pings never reach bob.
+      const atBob = await capture(need(ms.b, 'mb'), lab.ifname('mb'), `host ${LAN.host}`);
+      const toBob = await ping(need(hs, 'hs'), bobIp, { count: 3, waitS: 1 });
+      const reached = await atBob.stop();
+      assert.equal(toBob.received, 0, `LAN host → bob must be dropped:\n${toBob.output}`);
+      assert.equal(reached, 0, `${reached} packets from the LAN host reached bob`);
       const alice = await ping(need(ms.a, 'ma'), LAN.host, { count: 3, waitS: 2 });
       assert.equal(alice.received, 3, `alice → LAN host:\n${alice.output}`);
     });
