@@ -1,0 +1,352 @@
+/**
+ * `weft server run` serving an IPsec site from the store, against strongSwan 5.9 (charon-systemd, kernel-libipsec),
+ * with real WireGuard members (wg-quick + wireguard-go):
+ *
+ *   ma 10.66.0.10 ─┐ (WireGuard, endpoint 192.168.70.1)
+ *   mb (sales)    ─┴─ gw [weft server run] 192.168.91.1 ══ 192.168.91.2 sw [charon] 10.11.0.1 ── hs 10.11.0.2
+ *
+ * The site is added with the CLI (PSK, local subnet = the members' subnet, remote subnet = the LAN behind
+ * strongSwan, start initiate) and put in a group that may reach eng; eng may reach the LAN, sales may not.
+ * Each step is one `it`, in order: the site comes up (`site show --json`, seconds printed); alice pings the LAN
+ * host and it pings her, 2 MiB alice → LAN host sha256-checked; bob's pings to the LAN (his config widened by
+ * hand) and the LAN host's pings to bob are dropped at the gateway (tcpdump: nothing crosses) while alice's pass; `site down` deletes the IKE SA on strongSwan and `site up`
+ * brings it back (seconds printed).
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+
+import { ping, verifiedTransfer, weftCli, WEFT_MAIN } from './gateway-lab.js';
+import {
+  capture,
+  interopSkip,
+  Lab,
+  waitFor,
+  type ExecResult,
+  type ManagedProcess,
+  type Netns,
+} from './harness.js';
+import {
+  PEOPLE_TOOLS,
+  replaceConfigLine,
+  parseWgQuick,
+  UNDERLAY,
+  wgQuickUp,
+  type WgQuickClient,
+} from './people-lab.js';
+import { Charon, startCharon, STRONGSWAN_TOOLS, swanctlConf } from './strongswan.js';
+
+const TOOLS = [...new Set([...PEOPLE_TOOLS, ...STRONGSWAN_TOOLS])];
+const SUBNET = '10.66.0.0/24';
+const A_IP = '10.66.0.10';
+const LAN = { subnet: '10.11.0.0/24', sw: '10.11.0.1', host: '10.11.0.2' } as const;
+const OUTER = { gw: '192.168.91.1', sw: '192.168.91.2' } as const;
+const ENDPOINT = `${UNDERLAY.gateway}:51820`;
+const PSK = 'server-site-psk-0123456789-abcdef';
+const SITE = 'branch';
+
+interface SiteJson {
+  name: string;
+  enabled: boolean;
+  status?: { state: string; lastError?: string | null } | null;
+}
+
+function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`prerequisite missing: ${what} (an earlier step failed)`);
+  return value;
+}
+
+describe(
+  'IPsec: `weft server run` serves a site from the store against strongSwan',
+  { skip: interopSkip(TOOLS) },
+  () => {
+    let lab: Lab;
+    let gw: Netns | undefined;
+    let sw: Netns | undefined;
+    let hs: Netns | undefined;
+    let hsIf = '';
+    let bobIp = '';
+    const ms: { a?: Netns; b?: Netns } = {};
+    const clients: { a?: WgQuickClient; b?: WgQuickClient } = {};
+    let dataDir = '';
+    let server: ManagedProcess | undefined;
+    let charon: Charon | undefined;
+
+    before(async () => {
+      assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
+      lab = await Lab.create('ipsrv', { tools: TOOLS });
+      dataDir = lab.file('data');
+      lab.registerWgInterface(lab.ifname('wg'));
+      gw = await lab.netns('gw');
+      const bridge = lab.ifname('br');
+      await gw.exec('ip', ['link', 'add', bridge, 'type', 'bridge']);
+      await gw.exec('ip', ['link', 'set', bridge, 'up']);
+      await gw.exec('ip', ['addr', 'add', `${UNDERLAY.gateway}/${UNDERLAY.prefixLength}`, 'dev', bridge]);
+      for (const [i, key] of (['a', 'b'] as const).entries()) {
+        const ns = await lab.netns(`m${key}`);
+        const { aIf } = await lab.veth(gw, ns, {
+          aName: `p${key}`,
+          bName: `u${key}`,
+          bAddr: `192.168.70.${11 + i}/${UNDERLAY.prefixLength}`,
+        });
+        await gw.exec('ip', ['link', 'set', aIf, 'master', bridge]);
+        ms[key] = ns;
+      }
+      sw = await lab.netns('sw');
+      await lab.veth(gw, sw, { aName: 'gs', bName: 'sg', aAddr: `${OUTER.gw}/24`, bAddr: `${OUTER.sw}/24` });
+      hs = await lab.netns('hs');
+      ({ aIf: hsIf } = await lab.veth(hs, sw, {
+        aName: 'hl',
+        bName: 'sl',
+        aAddr: `${LAN.host}/24`,
+        bAddr: `${LAN.sw}/24`,
+      }));
+      await hs.exec('ip', ['route', 'add', 'default', 'via', LAN.sw]);
+      await sw.sysctl('net.ipv4.ip_forward', 1);
+      for (const ns of [gw, sw]) {
+        await ns.sysctl('net.ipv4.conf.all.rp_filter', 0);
+        await ns.sysctl('net.ipv4.conf.default.rp_filter', 0);
+      }
+      for (const key of ['a', 'b'] as const) {
+        await waitFor(`m${key} to reach the endpoint host`, async () => {
+          const r = await ms[key]!.exec('ping', ['-c', '1', '-W', '1', UNDERLAY.gateway], {
+            allowFail: true,
+          });
+          return r.code === 0;
+        });
+      }
+    });
+
+    after(async () => {
+      if (!lab) return;
+      try {
+        if (server?.running) await server.stop(8_000).catch(() => undefined);
+        for (const c of Object.values(clients)) await c?.down().catch(() => undefined);
+        if (charon) {
+          await charon.stop();
+          await fsp.rm(charon.dir, { recursive: true, force: true });
+        }
+      } finally {
+        await lab.cleanup();
+      }
+    });
+
+    const weft = (command: readonly string[], args: readonly string[] = []): Promise<ExecResult> =>
+      weftCli(need(gw, 'the gateway namespace'), [...command, '--data', dataDir, ...args], {
+        timeoutMs: 20_000,
+      });
+
+    const showSite = async (): Promise<SiteJson> => {
+      const r = await weft(['site', 'show'], [SITE, '--json']);
+      return JSON.parse(r.stdout) as SiteJson;
+    };
+
+    const liveServer = (): ManagedProcess => {
+      const proc = need(server, 'a running server');
+      if (!proc.running) throw new Error(`the gateway is no longer running: ${proc.describe()}`);
+      return proc;
+    };
+
+    /** Polls `site show --json` until the reported state is `state` (bounded); returns the ms it took. */
+    const siteState = async (state: string, timeoutMs: number): Promise<number> => {
+      const started = Date.now();
+      let last: SiteJson | undefined;
+      try {
+        await waitFor(
+          `site ${SITE} ${state}`,
+          async () => {
+            last = await showSite();
+            return last.status?.state === state;
+          },
+          { timeoutMs, intervalMs: 250 },
+        );
+      } catch (error) {
+        throw new Error(
+          `${(error as Error).message}\nlast: ${JSON.stringify(last)}\n${server?.describe() ?? ''}\n` +
+            `--- charon log (tail) ---\n${(await charon?.logTail()) ?? ''}`,
+          { cause: error },
+        );
+      }
+      return Date.now() - started;
+    };
+
+    const ikeSas = async (): Promise<string> => need(charon, 'charon').swanctl(['--list-sas']);
+
+    it('1. init, groups, policies, members, the site; strongSwan and the server start', async (t) => {
+      const g = need(gw, 'the gateway namespace');
+      await weft(
+        ['server', 'init'],
+        [
+          '--endpoint',
+          ENDPOINT,
+          '--subnet',
+          SUBNET,
+          '--interface',
+          lab.ifname('wg'),
+          '--default-policy',
+          'deny',
+        ],
+      );
+      await weft(['group', 'add'], ['eng']);
+      await weft(['group', 'add'], ['sales']);
+      await weft(['group', 'add'], ['lan']);
+      await weft(['policy', 'allow'], ['eng', LAN.subnet]);
+      await weft(['policy', 'allow'], ['lan', 'group:eng']);
+      await weft(['member', 'add'], ['alice', '--ip', A_IP, '--group', 'eng']);
+      await weft(['member', 'add'], ['bob', '--group', 'sales']);
+      bobIp = (JSON.parse((await weft(['member', 'show'], ['bob', '--json'])).stdout) as { ip: string }).ip;
+      await weft(
+        ['site', 'add'],
+        [
+          SITE,
+          '--remote',
+          OUTER.sw,
+          '--psk',
+          PSK,
+          '--local-id',
+          'fqdn:weft.example',
+          '--remote-id',
+          'fqdn:sw.example',
+          '--local-subnet',
+          SUBNET,
+          '--remote-subnet',
+          LAN.subnet,
+          '--ike-proposal',
+          'aes256gcm16-prfsha256-x25519',
+          '--esp-proposal',
+          'aes256gcm16',
+          '--start',
+          'initiate',
+          '--group',
+          'lan',
+        ],
+      );
+
+      charon = await startCharon(lab, need(sw, 'sw'), {
+        swanctl: swanctlConf([
+          {
+            name: 'weft',
+            localAddrs: OUTER.sw,
+            remoteAddrs: OUTER.gw,
+            proposals: 'aes256gcm16-prfsha256-x25519',
+            localId: 'sw.example',
+            remoteId: 'weft.example',
+            psk: PSK,
+            children: [
+              { name: 'net', localTs: LAN.subnet, remoteTs: SUBNET, esp: 'aes256gcm16', startAction: 'none' },
+            ],
+          },
+        ]),
+      });
+      const loaded = await charon.swanctl(['--load-all']);
+      assert.match(loaded, /loaded connection 'weft'/, loaded);
+
+      const started = Date.now();
+      server = g.spawn(process.execPath, [WEFT_MAIN, 'server', 'run', '--data', dataDir]);
+      await server.waitForOutput(/ready/, 20_000);
+      t.diagnostic(`server ready after ${Date.now() - started} ms`);
+
+      for (const [key, name] of [
+        ['a', 'alice'],
+        ['b', 'bob'],
+      ] as const) {
+        const printed = (await weft(['member', 'config'], [name])).stdout;
+        let config = printed;
+        const parsed = parseWgQuick(printed);
+        if (parsed.iface.has('dns')) config = replaceConfigLine(config, 'DNS', null);
+        const allowed = parsed.peers[0]?.get('allowedips') ?? [];
+        t.diagnostic(`${name}'s AllowedIPs: ${allowed.join(', ')}`);
+        if (key === 'a') {
+          assert.ok(allowed.includes(LAN.subnet), `alice (eng) should route the LAN: ${allowed.join(', ')}`);
+        } else {
+          assert.ok(
+            !allowed.includes(LAN.subnet),
+            `bob (sales) must not route the LAN: ${allowed.join(', ')}`,
+          );
+          // Widened by hand, as a member editing the config would: the gateway's enforcement is under test.
+          config = replaceConfigLine(
+            config,
+            'AllowedIPs',
+            `AllowedIPs = ${[...allowed, LAN.subnet].join(', ')}`,
+          );
+        }
+        clients[key] = await wgQuickUp(need(ms[key], `m${key}`), lab.ifname(`m${key}`), config);
+      }
+    });
+
+    it('2. the site comes up (site show --json), strongSwan has the IKE SA and the CHILD SA', async (t) => {
+      liveServer();
+      const ms_ = await siteState('up', 30_000);
+      t.diagnostic(`site up ${ms_} ms after the server said ready (status reported every 5 s)`);
+      const sas = await ikeSas();
+      assert.match(sas, /weft: #\d+, ESTABLISHED/, sas);
+      assert.match(sas, /INSTALLED/, sas);
+    });
+
+    it('3. alice ↔ LAN host: pings both ways, 2 MiB alice → LAN host sha256-checked', async (t) => {
+      liveServer();
+      const a = need(ms.a, 'ma');
+      const h = need(hs, 'hs');
+      const out = await ping(a, LAN.host, { count: 3, waitS: 3 });
+      assert.equal(
+        out.received,
+        3,
+        `alice → LAN host:\n${out.output}\n--- server ---\n${liveServer().describe()}`,
+      );
+      const back = await ping(h, A_IP, { count: 3, waitS: 3 });
+      assert.equal(back.received, 3, `LAN host → alice:\n${back.output}`);
+      const transfer = await verifiedTransfer(a, h, LAN.host, { bytes: 2 << 20, timeoutMs: 60_000 });
+      assert.equal(transfer.received.bytes, 2 << 20);
+      assert.equal(transfer.received.sha256, transfer.expectedSha256);
+      t.diagnostic(`2 MiB alice → LAN host in ${transfer.ms} ms`);
+    });
+
+    it("4. bob (sales, no access to the LAN) is dropped at the gateway both ways while alice's pings pass", async () => {
+      liveServer();
+      const cap = await capture(need(hs, 'hs'), hsIf, `host ${bobIp}`);
+      const bob = await ping(need(ms.b, 'mb'), LAN.host, { count: 3, waitS: 1 });
+      const leaked = await cap.stop();
+      assert.equal(leaked, 0, `${leaked} packets from bob (${bobIp}) reached the LAN`);
+      assert.equal(bob.transmitted, 3, bob.output);
+      assert.equal(bob.received, 0, `bob → LAN host must be dropped:\n${bob.output}`);
+      // The other way: the site's group may reach eng only, so the LAN host's pings never reach bob.
+      const atBob = await capture(need(ms.b, 'mb'), lab.ifname('mb'), `host ${LAN.host}`);
+      const toBob = await ping(need(hs, 'hs'), bobIp, { count: 3, waitS: 1 });
+      const reached = await atBob.stop();
+      assert.equal(toBob.received, 0, `LAN host → bob must be dropped:\n${toBob.output}`);
+      assert.equal(reached, 0, `${reached} packets from the LAN host reached bob`);
+      const alice = await ping(need(ms.a, 'ma'), LAN.host, { count: 3, waitS: 2 });
+      assert.equal(alice.received, 3, `alice → LAN host:\n${alice.output}`);
+    });
+
+    it('5. site down deletes the IKE SA on strongSwan; site up brings it back', async (t) => {
+      liveServer();
+      let started = Date.now();
+      await weft(['site', 'down'], [SITE]);
+      await waitFor('strongSwan to have no SA', async () => !/ESTABLISHED|INSTALLED/.test(await ikeSas()), {
+        timeoutMs: 15_000,
+        intervalMs: 200,
+      });
+      const downMs = Date.now() - started;
+      const sasDown = await ikeSas();
+      assert.doesNotMatch(sasDown, /weft: #/, sasDown);
+      const stopped = await ping(need(ms.a, 'ma'), LAN.host, { count: 2, waitS: 1 });
+      assert.equal(stopped.received, 0, `no traffic while the site is down:\n${stopped.output}`);
+
+      started = Date.now();
+      await weft(['site', 'up'], [SITE]);
+      await waitFor('strongSwan to have the SA again', async () => /INSTALLED/.test(await ikeSas()), {
+        timeoutMs: 30_000,
+        intervalMs: 200,
+      });
+      const upMs = Date.now() - started;
+      await siteState('up', 15_000);
+      const again = await ping(need(ms.a, 'ma'), LAN.host, { count: 3, waitS: 3 });
+      assert.equal(again.received, 3, `alice → LAN host after site up:\n${again.output}`);
+      t.diagnostic(
+        `site down → no SA on strongSwan in ${downMs} ms; site up → CHILD SA installed in ${upMs} ms`,
+      );
+    });
+  },
+);
