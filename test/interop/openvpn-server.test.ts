@@ -286,6 +286,27 @@ describe(
       assert.match(server.stderr + server.stdout, /member alice connected over OpenVPN \(UDP/);
 
       assert.equal((await ping(members.a, GATEWAY_IP)).received, 3, 'gateway over IPv4');
+      // The client's tun MTU is the gateway's (pushed tun-mtu): the largest packet with DF crosses whole, one
+      // byte more is refused on the client (path MTU discovery sees the real limit, nothing is fragmented).
+      const gwMtu = Number(/ mtu (\d+)/.exec((await gw.exec('ip', ['link', 'show', serverIf])).stdout)?.[1]);
+      const aliceTun = /^\d+: (\S+)\s+inet 10\.66\./m.exec(await tunAddresses(members.a))?.[1] ?? 'tun0';
+      const aliceMtu = Number(
+        / mtu (\d+)/.exec((await members.a.exec('ip', ['link', 'show', aliceTun])).stdout)?.[1],
+      );
+      t.diagnostic(`gateway TUN MTU ${gwMtu}, alice's tun MTU ${aliceMtu}`);
+      assert.equal(aliceMtu, gwMtu, "alice's tun MTU is the gateway's");
+      const df = (size: number) =>
+        members.a.exec('ping', ['-n', '-c', '2', '-W', '1', '-M', 'do', '-s', String(size), GATEWAY_IP], {
+          allowFail: true,
+        });
+      const whole = await df(gwMtu - 28);
+      assert.match(
+        whole.stdout,
+        / 2 received/,
+        `${gwMtu}-byte packets with DF: ${whole.stdout}${whole.stderr}`,
+      );
+      const over = await df(gwMtu - 27);
+      assert.doesNotMatch(over.stdout, / [12] received/, `one byte over the MTU: ${over.stdout}`);
       assert.equal((await ping(members.a, GATEWAY_IP6)).received, 3, 'gateway over IPv6');
       assert.equal((await ping(members.a, CLOUD.host)).received, 3, 'cloud host');
       const sink = await members.a.exec(process.execPath, ['-e', SINK, CLOUD.host], { timeoutMs: 70_000 });
