@@ -719,6 +719,8 @@ export class OpenVpnInterface implements MemberTransport {
     if (!status) return undefined;
     return {
       online: false,
+      protocol: 'openvpn-udp',
+      since: 0,
       endpoint: status.endpoint,
       lastHandshake: status.last,
       rxBytes: status.rx,
@@ -733,6 +735,8 @@ export class OpenVpnInterface implements MemberTransport {
       if (this.members.has(name))
         out.set(name, {
           online: false,
+          protocol: 'openvpn-udp',
+          since: 0,
           endpoint: e.endpoint,
           lastHandshake: e.last,
           rxBytes: e.rx,
@@ -744,6 +748,8 @@ export class OpenVpnInterface implements MemberTransport {
       const base = out.get(m.name);
       out.set(m.name, {
         online: now - s.lastReceived < idle,
+        protocol: s.link.kind === 'udp' ? 'openvpn-udp' : 'openvpn-tcp',
+        since: s.connectedAt,
         endpoint: formatEndpoint(s.endpoint),
         lastHandshake: Math.max(s.connectedAt, base?.lastHandshake ?? 0),
         rxBytes: s.rxBytes + (base?.rxBytes ?? 0),

@@ -153,8 +153,8 @@ test('a version 1 file is migrated to the current version and keeps its data', (
 
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(SCHEMA_VERSION, 4);
-  assert.equal(store.schemaVersion, 4);
+  assert.equal(SCHEMA_VERSION, 5);
+  assert.equal(store.schemaVersion, 5);
   assert.deepEqual(store.getSettings(), SETTINGS);
   assert.deepEqual(store.getMember('m00001'), member(1, { groups: ['eng'] }));
   assert.deepEqual(store.getAdmin('admin')?.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
@@ -168,7 +168,7 @@ test('a version 1 file is migrated to the current version and keeps its data', (
   assert.equal(store.integrityCheck(), 'ok');
   const raw = new Database(path);
   try {
-    assert.equal(raw.pragma('user_version', { simple: true }), 4);
+    assert.equal(raw.pragma('user_version', { simple: true }), 5);
     assert.equal(raw.prepare('SELECT count(*) FROM download_links').pluck<number>().get(), 0);
   } finally {
     raw.close();
@@ -227,7 +227,7 @@ test('a version 3 file is migrated to version 4: OpenVPN credentials, revocation
   }
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(store.schemaVersion, 4);
+  assert.equal(store.schemaVersion, SCHEMA_VERSION);
   // The deliveries recorded before were of WireGuard configs, and stay so.
   assert.deepEqual(store.getConfigDelivery('m00001'), { name: 'm00001', fingerprint: 'f1', deliveredAt: T0 });
   assert.equal(store.getConfigDelivery('m00001', 'openvpn'), undefined);
@@ -470,4 +470,31 @@ test('kill -9 during a burst of writes loses nothing acknowledged (3 runs)', asy
       store.close();
     }
   }
+});
+
+test('a version 4 file is migrated to version 5: member statuses carry the protocol and since when', (t) => {
+  const path = join(tempDir(t), 'weft.db');
+  const v4 = new Database(path);
+  try {
+    for (const migration of MIGRATIONS.slice(0, 4)) migration(v4);
+    v4.pragma('user_version = 4');
+    v4.prepare(
+      `INSERT INTO member_status (name, online, endpoint, last_handshake, rx_bytes, tx_bytes, policy_drops,
+                                  updated_at)
+       VALUES ('m00001', 1, '192.0.2.1:4000', ?, 10, 20, 0, ?)`,
+    ).run(T0, T0);
+  } finally {
+    v4.close();
+  }
+  const store = openSqliteStore(path);
+  t.after(() => store.close());
+  assert.equal(store.schemaVersion, 5);
+  // A row from before has neither.
+  assert.equal(store.getStatus('m00001')?.protocol, null);
+  assert.equal(store.getStatus('m00001')?.since, null);
+  assert.equal(store.getStatus('m00001')?.rxBytes, 10);
+  store.putStatuses([{ ...store.getStatus('m00001')!, protocol: 'openvpn-udp', since: T0 }]);
+  assert.equal(store.getStatus('m00001')?.protocol, 'openvpn-udp');
+  assert.equal(store.getStatus('m00001')?.since, T0);
+  assert.equal(store.integrityCheck(), 'ok');
 });
