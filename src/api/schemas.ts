@@ -245,6 +245,9 @@ export const Status = z.object({
 export const MemberStatus = z.object({
   name: z.string(),
   online: z.boolean(),
+  /** While online: WireGuard, or OpenVPN over UDP or TCP, and since when; null when offline. */
+  protocol: z.enum(['wireguard', 'openvpn-udp', 'openvpn-tcp']).nullable(),
+  since: isoTime.nullable(),
   endpoint: z.string().nullable(),
   lastHandshake: isoTime.nullable(),
   rxBytes: z.number(),

@@ -121,10 +121,15 @@ function memberState(m: MemberView): string {
   return 'enabled';
 }
 
-/** The CONFIG column: whether the config the member was last handed is still the one it would get. */
+/**
+ * The CONFIG column: whether the config the member was last handed is still the one it would get; the
+ * WireGuard config's state first (never, current, stale), then `openvpn:STATE` once an OpenVPN profile was
+ * handed out ("current,openvpn:stale").
+ */
 function configState(m: MemberView): string {
-  if (!m.configDownload) return 'never';
-  return m.configDownload.stale ? 'stale' : 'current';
+  const state = (d: MemberView['configDownload']): string => (!d ? 'never' : d.stale ? 'stale' : 'current');
+  const wireguard = state(m.configDownload);
+  return m.openvpnConfigDownload ? `${wireguard},openvpn:${state(m.openvpnConfigDownload)}` : wireguard;
 }
 
 function configDetail(m: MemberView): string {

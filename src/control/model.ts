@@ -157,9 +157,16 @@ export interface MemberCounts {
 }
 
 /** What the running gateway last reported about a member. */
+/** How a member is connected: WireGuard, or OpenVPN over UDP or over TCP. */
+export const CONNECTION_PROTOCOLS = ['wireguard', 'openvpn-udp', 'openvpn-tcp'] as const;
+export type ConnectionProtocol = (typeof CONNECTION_PROTOCOLS)[number];
+
 export interface MemberStatus {
   readonly name: string;
   readonly online: boolean;
+  /** While online: the protocol of the session that carries its traffic, and since when (ISO); else null. */
+  readonly protocol: ConnectionProtocol | null;
+  readonly since: string | null;
   readonly endpoint: string | null;
   readonly lastHandshake: string | null;
   readonly rxBytes: number;

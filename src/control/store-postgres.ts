@@ -305,8 +305,15 @@ CREATE TABLE leases (
 );
 `;
 
+/** Version 5: a member's status says which protocol carries it while online, and since when. */
+const SCHEMA_V5 = `
+ALTER TABLE member_status ADD COLUMN protocol text
+  CONSTRAINT "member_status.protocol" CHECK (protocol IS NULL OR protocol IN ('wireguard', 'openvpn-udp', 'openvpn-tcp'));
+ALTER TABLE member_status ADD COLUMN since text;
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
-export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /** The schema version this build writes. */
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
@@ -530,6 +537,8 @@ interface StatusRow {
   readonly tx_bytes: number;
   readonly policy_drops: number;
   readonly updated_at: string;
+  readonly protocol: MemberStatus['protocol'];
+  readonly since: string | null;
 }
 
 interface TrafficRow {
@@ -1195,12 +1204,13 @@ export class PostgresStore implements AsyncStore {
     await this.#write((q) =>
       q(
         `INSERT INTO member_status (name, online, endpoint, last_handshake, rx_bytes, tx_bytes, policy_drops,
-                                    updated_at)
+                                    updated_at, protocol, since)
          SELECT * FROM unnest($1::text[], $2::boolean[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-                              $7::bigint[], $8::text[])
+                              $7::bigint[], $8::text[], $9::text[], $10::text[])
          ON CONFLICT (name) DO UPDATE SET online = excluded.online, endpoint = excluded.endpoint,
            last_handshake = excluded.last_handshake, rx_bytes = excluded.rx_bytes, tx_bytes = excluded.tx_bytes,
-           policy_drops = excluded.policy_drops, updated_at = excluded.updated_at`,
+           policy_drops = excluded.policy_drops, updated_at = excluded.updated_at, protocol = excluded.protocol,
+           since = excluded.since`,
         [
           rows.map((s) => s.name),
           rows.map((s) => s.online),
@@ -1210,6 +1220,8 @@ export class PostgresStore implements AsyncStore {
           rows.map((s) => s.txBytes),
           rows.map((s) => s.policyDrops),
           rows.map((s) => s.updatedAt),
+          rows.map((s) => s.protocol),
+          rows.map((s) => s.since),
         ],
       ),
     );
@@ -1837,5 +1849,7 @@ function statusFromRow(r: StatusRow): MemberStatus {
     txBytes: r.tx_bytes,
     policyDrops: r.policy_drops,
     updatedAt: r.updated_at,
+    protocol: r.protocol,
+    since: r.since,
   };
 }

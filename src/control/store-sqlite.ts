@@ -27,6 +27,7 @@ import type {
   ChangeKind,
   ConfigDelivery,
   ConfigProtocol,
+  ConnectionProtocol,
   Group,
   MemberCounts,
   MemberRecord,
@@ -43,6 +44,7 @@ import type {
   TrafficSample,
 } from './model.js';
 import type { SiteStatus } from '../ipsec/site-spec.js';
+import { CONNECTION_PROTOCOLS } from './model.js';
 import { StoreConflict, type MemberQuery, type Store } from './store.js';
 
 /** How long a connection waits for another process's write lock before failing with SQLITE_BUSY. */
@@ -241,6 +243,13 @@ ALTER TABLE download_links ADD COLUMN protocol TEXT NOT NULL DEFAULT 'wireguard'
   CHECK (protocol IN ('wireguard', 'openvpn'));
 `;
 
+/** Version 6: a member's status says which protocol carries it while online, and since when. */
+const SCHEMA_V6 = `
+ALTER TABLE member_status ADD COLUMN protocol TEXT
+  CHECK (protocol IS NULL OR protocol IN ('wireguard', 'openvpn-udp', 'openvpn-tcp'));
+ALTER TABLE member_status ADD COLUMN since TEXT;
+`;
+
 /**
  * Version 5: IPsec sites. A site is one row; its lists (subnets, proposals, groups) are JSON arrays, since they
  * are read and written whole and nothing joins on them (a group's name is removed from every site by the
@@ -309,6 +318,7 @@ export const MIGRATIONS: readonly Migration[] = [
   (db) => db.exec(SCHEMA_V3),
   (db) => db.exec(SCHEMA_V4),
   migrateToV5,
+  (db) => db.exec(SCHEMA_V6),
 ];
 
 /** The schema version this build writes; a file at a higher version was written by a newer build. */
@@ -387,6 +397,8 @@ interface StatusRow {
   readonly tx_bytes: number;
   readonly policy_drops: number;
   readonly updated_at: string;
+  readonly protocol: string | null;
+  readonly since: string | null;
 }
 
 interface SiteRow {
@@ -638,11 +650,12 @@ function prepareStatements(db: Database) {
 
     putStatus: db.prepare(
       `INSERT INTO member_status (name, online, endpoint, last_handshake, rx_bytes, tx_bytes, policy_drops,
-                                  updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                                  updated_at, protocol, since)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET online = excluded.online, endpoint = excluded.endpoint,
          last_handshake = excluded.last_handshake, rx_bytes = excluded.rx_bytes, tx_bytes = excluded.tx_bytes,
-         policy_drops = excluded.policy_drops, updated_at = excluded.updated_at`,
+         policy_drops = excluded.policy_drops, updated_at = excluded.updated_at, protocol = excluded.protocol,
+         since = excluded.since`,
     ),
     getStatus: db.prepare<StatusRow>('SELECT * FROM member_status WHERE name = ?'),
     allStatuses: db.prepare<StatusRow>('SELECT * FROM member_status ORDER BY name'),
@@ -1166,6 +1179,8 @@ export class SqliteStore implements Store {
           s.txBytes,
           s.policyDrops,
           s.updatedAt,
+          s.protocol,
+          s.since,
         );
       }
     });
@@ -1359,10 +1374,16 @@ function tokenFromRow(r: TokenRow): ApiToken {
   return { id: r.id, name: r.name, createdAt: r.created_at, lastUsedAt: r.last_used_at };
 }
 
+function connectionProtocol(text: string | null): ConnectionProtocol | null {
+  return CONNECTION_PROTOCOLS.find((p) => p === text) ?? null;
+}
+
 function statusFromRow(r: StatusRow): MemberStatus {
   return {
     name: r.name,
     online: r.online === 1,
+    protocol: connectionProtocol(r.protocol),
+    since: r.since,
     endpoint: r.endpoint,
     lastHandshake: r.last_handshake,
     rxBytes: r.rx_bytes,

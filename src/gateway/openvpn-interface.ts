@@ -33,7 +33,7 @@ import { monotonicEpochMs, type Clock } from '../io/clock.js';
 import { TcpListener, type TcpConnection, type TcpListenerOptions } from '../io/tcp-linux.js';
 import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
 import { readIpHeader, type IpHeader } from '../net/ip-packet.js';
-import { parseAddress } from '../net/ip.js';
+import { parseAddress, type Prefix } from '../net/ip.js';
 import { P_DATA_V1, P_DATA_V2 } from '../openvpn/constants.js';
 import { ControlSession, type ControlAction, type PushDescription } from '../openvpn/control-session.js';
 import { DataChannel, DATA_V2_HEADER, isDrop } from '../openvpn/data-channel.js';
@@ -96,6 +96,17 @@ const PACKET_ROOM = 65535 + DATA_V2_HEADER + 2;
 /** Datagrams per UDP send batch (buffers are reused batch after batch). */
 const SEND_BATCH = 64;
 
+/** What the shell asks of a session's control channel (a ControlSession; a warm-up session's answers nothing). */
+export type SessionControl = Pick<ControlSession, 'receive' | 'poll' | 'refuse' | 'setPush' | 'close'>;
+
+const NO_CONTROL: SessionControl = {
+  receive: () => [],
+  poll: () => [],
+  refuse: () => [],
+  setPush: () => undefined,
+  close: () => [],
+};
+
 function endpointKey(e: Endpoint): string {
   return `${e.address}|${e.port}`;
 }
@@ -131,15 +142,19 @@ export class OpenVpnSession implements Tunnel {
   txBytes = 0;
   /** Set by the TLS engine's activity callback: poll at the next turn. */
   pollWanted = false;
+  /** The throwaway session that warms the packet path at start (openvpn-warmup.ts): no member, no firewall. */
+  readonly warm: boolean;
 
   constructor(
     private readonly owner: OpenVpnInterface,
-    readonly control: ControlSession,
+    readonly control: SessionControl,
     readonly link: Link,
     readonly peerId: number,
     keyMember: string | undefined,
     now: number,
+    warm = false,
   ) {
+    this.warm = warm;
     this.keyMember = keyMember;
     this.name = `openvpn/${peerId}`;
     this.data = new DataChannel({ role: 'server', peerId, transport: link.kind });
@@ -195,6 +210,7 @@ export class OpenVpnInterface implements MemberTransport {
   private readonly pending: Datagram[] = [];
   private readonly openBuffer = new Uint8Array(PACKET_ROOM);
   private readonly inbound: Uint8Array[] = [];
+  private warmCounters: { counters: OpenVpnInterface['counters']; drops: Map<string, number> } | undefined;
 
   constructor(options: OpenVpnInterfaceOptions) {
     this.options = options;
@@ -384,7 +400,7 @@ export class OpenVpnInterface implements MemberTransport {
       return true;
     }
     const member = session.member;
-    if (!member || !session.routed) {
+    if (!session.routed || (member === undefined && !session.warm)) {
       this.drop('data-before-member');
       return true;
     }
@@ -400,7 +416,8 @@ export class OpenVpnInterface implements MemberTransport {
       this.drop('spoofed-source');
       return true;
     }
-    if (!this.options.admit(member, packet, header)) return true; // counted against the member
+    // Counted against the member; the warm-up session has none (its packets go to the gateway's own address).
+    if (member !== undefined ? !this.options.admit(member, packet, header) : !session.warm) return true;
     this.counters.packetsIn++;
     this.inbound.push(packet.slice(0, header.length));
     if (this.inbound.length >= SEND_BATCH) this.deliverInbound();
@@ -437,6 +454,8 @@ export class OpenVpnInterface implements MemberTransport {
         case 'data-keys':
           session.data.installKey(a.keyId, a.keyBlock, a.cipher);
           if (!session.routed) this.connected(session, a.cipher, now);
+          else if (session.member)
+            this.log(`member ${session.member.name}: new OpenVPN data keys (key id ${a.keyId})`);
           break;
         case 'key-retired':
           session.data.retireKey(a.keyId);
@@ -611,6 +630,58 @@ export class OpenVpnInterface implements MemberTransport {
     this.flush();
   }
 
+  // ---- warm-up (openvpn-warmup.ts) ----
+
+  /**
+   * Opens the throwaway session that warms the packet path: UDP from `endpoint` (a loopback socket of the
+   * caller's), data keys from `keyBlock`, the route of `address` (a host prefix no member has). Its packets
+   * skip the member firewall (they carry echo requests to the gateway's own address) and it never shows in
+   * status. Undefined without a UDP socket or a free peer id.
+   */
+  openWarmSession(
+    endpoint: Endpoint,
+    address: Prefix,
+    keyBlock: Uint8Array,
+    cipher: DataCipher,
+  ): OpenVpnSession | undefined {
+    if (!this.options.udp) return undefined;
+    const peerId = this.allocatePeerId();
+    if (peerId === undefined) return undefined;
+    const now = this.clock();
+    const key = endpointKey(endpoint);
+    const session = new OpenVpnSession(
+      this,
+      NO_CONTROL,
+      { kind: 'udp', endpoint, key },
+      peerId,
+      undefined,
+      now,
+      true,
+    );
+    session.data.installKey(0, keyBlock, cipher);
+    session.ip4 = address.family === 4 ? address.bytes : undefined;
+    session.ip6 = address.family === 6 ? address.bytes : undefined;
+    this.warmCounters = { counters: { ...this.counters }, drops: new Map(this.drops) };
+    this.sessions.add(session);
+    this.byPeerId.set(peerId, session);
+    this.byEndpoint.set(key, session);
+    session.routed = true;
+    this.options.router.setRoutes(session, [address]);
+    return session;
+  }
+
+  /** Ends the warm-up session; the counters read as if it had never been. */
+  closeWarmSession(session: OpenVpnSession): void {
+    if (!session.warm) return;
+    this.endSession(session, 'warm-up done', false);
+    const saved = this.warmCounters;
+    this.warmCounters = undefined;
+    if (!saved) return;
+    Object.assign(this.counters, saved.counters);
+    this.drops.clear();
+    for (const [k, v] of saved.drops) this.drops.set(k, v);
+  }
+
   // ---- MemberTransport ----
 
   install(member: InstalledMember, previous: InstalledMember | undefined): void {
@@ -648,6 +719,8 @@ export class OpenVpnInterface implements MemberTransport {
     if (!status) return undefined;
     return {
       online: false,
+      protocol: 'openvpn-udp',
+      since: 0,
       endpoint: status.endpoint,
       lastHandshake: status.last,
       rxBytes: status.rx,
@@ -662,6 +735,8 @@ export class OpenVpnInterface implements MemberTransport {
       if (this.members.has(name))
         out.set(name, {
           online: false,
+          protocol: 'openvpn-udp',
+          since: 0,
           endpoint: e.endpoint,
           lastHandshake: e.last,
           rxBytes: e.rx,
@@ -673,6 +748,8 @@ export class OpenVpnInterface implements MemberTransport {
       const base = out.get(m.name);
       out.set(m.name, {
         online: now - s.lastReceived < idle,
+        protocol: s.link.kind === 'udp' ? 'openvpn-udp' : 'openvpn-tcp',
+        since: s.connectedAt,
         endpoint: formatEndpoint(s.endpoint),
         lastHandshake: Math.max(s.connectedAt, base?.lastHandshake ?? 0),
         rxBytes: s.rxBytes + (base?.rxBytes ?? 0),
@@ -690,13 +767,15 @@ export class OpenVpnInterface implements MemberTransport {
     since: number;
     cipher: string | null;
   }[] {
-    return [...this.sessions].map((s) => ({
-      member: s.member?.name ?? null,
-      endpoint: formatEndpoint(s.endpoint),
-      transport: s.link.kind,
-      since: s.connectedAt,
-      cipher: s.data.cipher ?? null,
-    }));
+    return [...this.sessions]
+      .filter((s) => !s.warm)
+      .map((s) => ({
+        member: s.member?.name ?? null,
+        endpoint: formatEndpoint(s.endpoint),
+        transport: s.link.kind,
+        since: s.connectedAt,
+        cipher: s.data.cipher ?? null,
+      }));
   }
 
   async close(): Promise<void> {

@@ -35,6 +35,11 @@ export interface PushReplyOptions {
   readonly redirectGateway?: { readonly ipv6: boolean };
   /** DNS servers (dhcp-option DNS / DNS6). */
   readonly dns?: readonly string[];
+  /**
+   * The tunnel's MTU (`tun-mtu`, pushable since OpenVPN 2.6): the gateway's TUN MTU, so the client never sends
+   * a packet the gateway's side cannot carry whole, and path MTU discovery on the client sees the real limit.
+   */
+  readonly tunMtu?: number;
   /** Seconds. */
   readonly ping?: number;
   readonly pingRestart?: number;
@@ -87,6 +92,10 @@ export function pushOptions(o: PushReplyOptions): string[] {
   for (const server of o.dns ?? []) {
     need(isIPv4(server) || isIPv6(server), 'dhcp-option DNS');
     out.push(isIPv4(server) ? `dhcp-option DNS ${server}` : `dhcp-option DNS6 ${server}`);
+  }
+  if (o.tunMtu !== undefined) {
+    need(Number.isInteger(o.tunMtu) && o.tunMtu >= 576 && o.tunMtu <= 9000, 'tun-mtu');
+    out.push(`tun-mtu ${o.tunMtu}`);
   }
   const seconds = (v: number | undefined, what: string): void => {
     if (v !== undefined) need(Number.isInteger(v) && v > 0 && v < 1e6, what);

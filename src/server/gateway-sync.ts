@@ -19,14 +19,25 @@
  */
 import type { PublicKey } from '../crypto/keys.js';
 import type { ControlPlane } from '../control/control-plane.js';
-import type { MemberRecord, MemberStatus, Settings, TrafficSample } from '../control/model.js';
+import type {
+  ConnectionProtocol,
+  MemberRecord,
+  MemberStatus,
+  Settings,
+  TrafficSample,
+} from '../control/model.js';
 import { compilePolicy, type CompiledPolicy, type MemberAddresses } from '../control/policy.js';
 import { MemberFirewall, type FirewallMember } from '../gateway/member-firewall.js';
 import type { IpHeader } from '../net/ip-packet.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
 import type { Device } from '../wireguard/device.js';
-import type { InstalledMember, MemberTransport, UninstallReason } from './member-transport.js';
+import type {
+  InstalledMember,
+  MemberTransport,
+  TransportStatus,
+  UninstallReason,
+} from './member-transport.js';
 import { WireGuardMembers } from './wireguard-members.js';
 
 /** A member's policy drops are logged as one line with their count, at most this often. */
@@ -41,6 +52,9 @@ interface Reported {
   /** Per transport, its figures as last reported: traffic samples are the differences. */
   readonly by: Map<MemberTransport, { rx: number; tx: number }>;
   online: boolean;
+  /** While online: the protocol of the session shown, and since when (ms since the epoch). */
+  protocol: ConnectionProtocol | null;
+  since: number;
   endpoint: string | null;
   lastHandshake: number;
   drops: number;
@@ -386,6 +400,7 @@ export class GatewaySync {
       let online = false;
       let endpoint: string | null = null;
       let endpointAt = -1;
+      let shown: TransportStatus | undefined;
       let lastHandshake = 0;
       let drx = 0;
       let dtx = 0;
@@ -402,13 +417,28 @@ export class GatewaySync {
         if (s.endpoint !== null && rank > endpointAt) {
           endpoint = s.endpoint;
           endpointAt = rank;
+          shown = s;
         }
         if (s.online) online = true;
         if (s.lastHandshake > lastHandshake) lastHandshake = s.lastHandshake;
       }
       const rx = (last?.rx ?? 0) + drx;
       const tx = (last?.tx ?? 0) + dtx;
-      const next: Reported = { rx, tx, by, online, endpoint, lastHandshake, drops: m.drops };
+      // The protocol of the session shown; since when: its own start, or when this sync first saw it online.
+      const protocol = online && shown?.online ? shown.protocol : null;
+      const own = shown?.since ?? 0;
+      const since = protocol === null ? 0 : own > 0 ? own : last?.protocol === protocol ? last.since : now;
+      const next: Reported = {
+        rx,
+        tx,
+        by,
+        online,
+        protocol,
+        since,
+        endpoint,
+        lastHandshake,
+        drops: m.drops,
+      };
       if (online && !last?.online) this.events.log?.(`member ${m.name} connected`);
       else if (!online && last?.online)
         this.events.log?.(`member ${m.name} disconnected (no handshake for ${REJECT_AFTER_TIME / 1000} s)`);
@@ -423,6 +453,8 @@ export class GatewaySync {
         last.rx !== rx ||
         last.tx !== tx ||
         last.online !== online ||
+        last.protocol !== protocol ||
+        last.since !== since ||
         last.endpoint !== endpoint ||
         last.lastHandshake !== next.lastHandshake ||
         last.drops !== next.drops
@@ -430,6 +462,8 @@ export class GatewaySync {
         rows.push({
           name: m.name,
           online,
+          protocol,
+          since: protocol !== null ? new Date(since).toISOString() : null,
           endpoint,
           lastHandshake: next.lastHandshake > 0 ? new Date(next.lastHandshake).toISOString() : null,
           rxBytes: rx,
@@ -447,6 +481,8 @@ export class GatewaySync {
       rows.push({
         name,
         online: false,
+        protocol: null,
+        since: null,
         endpoint: last.endpoint,
         lastHandshake: last.lastHandshake > 0 ? new Date(last.lastHandshake).toISOString() : null,
         rxBytes: last.rx,

@@ -5,7 +5,7 @@
  * interface. Each transport reports its sessions back by member name, so status, traffic and metrics are the
  * member's whatever it connected with.
  */
-import type { MemberRecord } from '../control/model.js';
+import type { ConnectionProtocol, MemberRecord } from '../control/model.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import type { FirewallMember } from '../gateway/member-firewall.js';
 import type { IpHeader } from '../net/ip-packet.js';
@@ -34,6 +34,10 @@ export type UninstallReason = 'removed' | 'disabled' | 'expired';
 /** A member's sessions on one transport. */
 export interface TransportStatus {
   readonly online: boolean;
+  /** The protocol of the member's session on this transport. */
+  readonly protocol: ConnectionProtocol;
+  /** When that session was established (ms since the epoch), if the transport knows; else 0. */
+  readonly since: number;
   /** Where the member is connected from ("192.0.2.7:40000", "[2001:db8::7]:1194"), if known. */
   readonly endpoint: string | null;
   /** When the last session was established or confirmed (WireGuard: the last handshake), 0 if never. */

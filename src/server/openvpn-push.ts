@@ -70,6 +70,7 @@ export function openVpnPushFor(cp: ControlPlane, member: MemberRecord): PushDesc
     ...(routesIpv6.length > 0 ? { routesIpv6 } : {}),
     ...(redirect4 ? { redirectGateway: { ipv6: redirect6 } } : {}),
     ...(settings.dns.length > 0 ? { dns: settings.dns } : {}),
+    tunMtu: settings.mtu,
     ping: OPENVPN_PING_SECONDS,
     pingRestart: OPENVPN_PING_RESTART_SECONDS,
   };

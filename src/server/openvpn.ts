@@ -13,6 +13,8 @@ import {
 } from '../control/pki.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { OpenVpnInterface, type Identity } from '../gateway/openvpn-interface.js';
+import { warmOpenVpnPath } from '../gateway/openvpn-warmup.js';
+import { parseAddress, parsePrefix, type Address } from '../net/ip.js';
 import { openBestBind } from '../io/udp-linux.js';
 import { COOKIE_SECRET_LENGTH, StatelessHandshake } from '../openvpn/stateless-handshake.js';
 import { NodeTlsServerFactory } from '../openvpn/tls-engine-node.js';
@@ -78,6 +80,28 @@ export async function startOpenVpn(
     throw e;
   }
   sync.attach(ovpn);
+  // The packet path optimised before the first client, not after thousands of its packets.
+  const subnet = parsePrefix(settings.subnet);
+  const gatewayIp = parseAddress(cp.gatewayAddresses().ip);
+  if (subnet.ok && gatewayIp.ok) {
+    const taken: Address[] = [];
+    for (const m of cp.store.allMembers()) {
+      const a = parseAddress(m.ip);
+      if (a.ok) taken.push(a.value);
+    }
+    const warm = await warmOpenVpnPath({
+      openvpn: ovpn,
+      gateway: gatewayIp.value,
+      subnet: subnet.value,
+      taken,
+      cipher: s.dataCiphers[0] ?? 'AES-256-GCM',
+    });
+    log(
+      warm.warmed
+        ? `OpenVPN packet path warmed: ${warm.packets} echo replies in ${warm.ms.toFixed(0)} ms`
+        : `OpenVPN packet path not warmed: ${warm.reason}`,
+    );
+  }
   const where = [
     ovpn.udpPort !== undefined ? `UDP port ${ovpn.udpPort}` : null,
     ovpn.tcpPort !== undefined ? `TCP port ${ovpn.tcpPort}` : null,

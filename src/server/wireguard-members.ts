@@ -125,6 +125,8 @@ export class WireGuardMembers implements MemberTransport {
     this.removePeer(peer);
     return {
       online: false,
+      protocol: 'wireguard',
+      since: 0,
       endpoint: status?.endpoint ? formatEndpoint(status.endpoint) : null,
       lastHandshake: status?.lastHandshake ?? 0,
       rxBytes: peer.baseRx + (status?.rxBytes ?? 0),
@@ -146,6 +148,9 @@ export class WireGuardMembers implements MemberTransport {
       if (!peer) continue;
       out.set(peer.member.name, {
         online: s.lastHandshake > 0 && now - s.lastHandshake < REJECT_AFTER_TIME,
+        // A WireGuard session has no start of its own (handshakes renew it): GatewaySync notes when it came up.
+        protocol: 'wireguard',
+        since: 0,
         endpoint: s.endpoint ? formatEndpoint(s.endpoint) : null,
         lastHandshake: s.lastHandshake,
         rxBytes: peer.baseRx + s.rxBytes,

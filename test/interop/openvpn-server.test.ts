@@ -19,6 +19,14 @@
  *   7. disabling alice cuts her pings (every 0.1 s) within 1 s of the command; enabling her again lets her
  *      client back in (measured).
  *   8. the member's status says it is online with bytes counted, whatever protocol it uses.
+ *   9. a revoked client key (alice's profile from before `member rotate --only openvpn`) is refused before
+ *      TLS: tcpdump in her namespace sees no P_CONTROL_V1 from the gateway (so no TLS ServerHello), while the
+ *      new profile's handshake shows them and connects.
+ *  10. disabling alice mid-iperf3: her packets stop reaching the gateway's TUN device within 1 s of the
+ *      command (tcpdump there, measured), bob's iperf3 at the same time runs without an empty interval, and
+ *      enabling her again lets her client back in.
+ *  11. renegotiation every 10 s (the client's reneg-sec) during a 60 s iperf3: no stall over 1 s (intervals
+ *      of 0.2 s; the longest gap printed), and the gateway installed new data keys at least 5 times.
  *
  * Topology: people-lab.ts (gateway 192.168.70.1 on a bridge; members' namespaces on it; cloud 10.20.0.10).
  */
@@ -34,9 +42,10 @@ import {
   type ManagedProcess,
   type Netns,
 } from './harness.js';
-import { ping, weftCli, WEFT_MAIN } from './gateway-lab.js';
+import { freshPort, ping, waitForTcpListener, weftCli, WEFT_MAIN } from './gateway-lab.js';
 import {
   CLOUD,
+  iperf3Intervals,
   PEOPLE_TOOLS,
   peopleTopology,
   pingFinished,
@@ -258,6 +267,8 @@ describe(
       const { gw, members, cloud } = net();
       server = gw.spawn(process.execPath, [WEFT_MAIN, 'server', 'run', '--data', dataDir]);
       await server.waitForOutput(/ready/, 30_000);
+      // The packet path is warmed before the first client (openvpn-warmup.ts), as WireGuard's is.
+      assert.match(server.stderr + server.stdout, /OpenVPN packet path warmed: \d+ echo replies/);
       source = cloud.spawn(process.execPath, ['-e', SOURCE]);
       await source.waitForOutput(/listening/, 10_000);
       sourceSha = /"sha":"([0-9a-f]+)"/.exec(source.stdout)?.[1] ?? '';
@@ -275,6 +286,27 @@ describe(
       assert.match(server.stderr + server.stdout, /member alice connected over OpenVPN \(UDP/);
 
       assert.equal((await ping(members.a, GATEWAY_IP)).received, 3, 'gateway over IPv4');
+      // The client's tun MTU is the gateway's (pushed tun-mtu): the largest packet with DF crosses whole, one
+      // byte more is refused on the client (path MTU discovery sees the real limit, nothing is fragmented).
+      const gwMtu = Number(/ mtu (\d+)/.exec((await gw.exec('ip', ['link', 'show', serverIf])).stdout)?.[1]);
+      const aliceTun = /^\d+: (\S+)\s+inet 10\.66\./m.exec(await tunAddresses(members.a))?.[1] ?? 'tun0';
+      const aliceMtu = Number(
+        / mtu (\d+)/.exec((await members.a.exec('ip', ['link', 'show', aliceTun])).stdout)?.[1],
+      );
+      t.diagnostic(`gateway TUN MTU ${gwMtu}, alice's tun MTU ${aliceMtu}`);
+      assert.equal(aliceMtu, gwMtu, "alice's tun MTU is the gateway's");
+      const df = (size: number) =>
+        members.a.exec('ping', ['-n', '-c', '2', '-W', '1', '-M', 'do', '-s', String(size), GATEWAY_IP], {
+          allowFail: true,
+        });
+      const whole = await df(gwMtu - 28);
+      assert.match(
+        whole.stdout,
+        / 2 received/,
+        `${gwMtu}-byte packets with DF: ${whole.stdout}${whole.stderr}`,
+      );
+      const over = await df(gwMtu - 27);
+      assert.doesNotMatch(over.stdout, / [12] received/, `one byte over the MTU: ${over.stdout}`);
       assert.equal((await ping(members.a, GATEWAY_IP6)).received, 3, 'gateway over IPv6');
       assert.equal((await ping(members.a, CLOUD.host)).received, 3, 'cloud host');
       const sink = await members.a.exec(process.execPath, ['-e', SINK, CLOUD.host], { timeoutMs: 70_000 });
@@ -456,6 +488,192 @@ describe(
       assert.ok(status?.online, JSON.stringify(status));
       // Enabled again in step 7, she was installed afresh: her counters start from that moment.
       assert.ok((status?.rxBytes ?? 0) > 0, JSON.stringify(status));
+    });
+
+    it('9. a revoked client key is refused before TLS: no P_CONTROL_V1 from the gateway', async (t) => {
+      const { members } = net();
+      const old = need(profiles.alice, 'alice profile');
+      await weft(['member', 'rotate'], ['alice', '--only', 'openvpn']);
+      const fresh = (await weft(['member', 'config'], ['alice', '--openvpn'])).stdout;
+      assert.notEqual(fresh, old);
+      await need(clients.alice, 'alice client').stop(3_000);
+      clients.alice = undefined;
+      // P_CONTROL_V1 is opcode 4: first byte of the UDP payload 0x20..0x27. TLS records travel only in those.
+      const controlV1 = [
+        '-n',
+        '-i',
+        'any',
+        '-l',
+        'udp',
+        'and',
+        'src',
+        'port',
+        String(UDP_PORT),
+        'and',
+        '(udp[8] & 0xf8) = 0x20',
+      ];
+      const capture = members.a.spawn('tcpdump', controlV1);
+      await delay(500);
+      const file = await lab.writeSecret(`alice-revoked-${Date.now()}.ovpn`, old);
+      const refused = members.a.spawn('openvpn', [
+        '--config',
+        file,
+        '--verb',
+        '3',
+        '--proto',
+        'udp',
+        '--connect-retry',
+        '1',
+        '1',
+      ]);
+      await delay(8_000);
+      await refused.stop(3_000);
+      await delay(300);
+      await capture.stop();
+      const seen = capture.stdout.split('\n').filter((l) => l.includes(`${UNDERLAY.gateway}.${UDP_PORT} >`));
+      t.diagnostic(`revoked key: ${seen.length} P_CONTROL_V1 packets from the gateway in 8 s`);
+      assert.equal(seen.length, 0, `the gateway spoke TLS to a revoked key:\n${seen.slice(0, 5).join('\n')}`);
+      assert.doesNotMatch(refused.stdout, /Initialization Sequence Completed/);
+
+      // The same capture sees the TLS of the current key: the filter is not blind.
+      const positive = members.a.spawn('tcpdump', controlV1);
+      await delay(500);
+      profiles.alice = fresh;
+      clients.alice = await connect(members.a, 'alice', fresh, ['--proto', 'udp']);
+      await delay(300);
+      await positive.stop();
+      const tls = positive.stdout.split('\n').filter((l) => l.includes(`${UNDERLAY.gateway}.${UDP_PORT} >`));
+      assert.ok(tls.length > 0, 'the new key gets P_CONTROL_V1 (TLS) packets');
+      assert.equal((await ping(members.a, GATEWAY_IP)).received, 3, 'alice with her new key');
+    });
+
+    it("10. disabling alice mid-iperf3 stops her traffic within 1 s; bob's flow goes on; enable reconnects", async (t) => {
+      const { gw, members } = net();
+      const port = freshPort();
+      const sink = gw.spawn('iperf3', ['-s', '-p', String(port)]);
+      const capture = gw.spawn('tcpdump', [
+        '-n',
+        '-tt',
+        '--time-stamp-precision=micro',
+        '-i',
+        serverIf,
+        '-l',
+        '-s',
+        '64',
+        'src',
+        'host',
+        A_IP,
+      ]);
+      let aliceFlow: ManagedProcess | undefined;
+      try {
+        await waitForTcpListener(gw, port);
+        await delay(500);
+        aliceFlow = members.a.spawn('iperf3', [
+          '-c',
+          GATEWAY_IP,
+          '-p',
+          String(port),
+          '-t',
+          '12',
+          '-b',
+          '20M',
+        ]);
+        let disabledAt = 0;
+        let returnedAt = 0;
+        const bob = iperf3Intervals(members.b, gw, GATEWAY_IP, {
+          seconds: 6,
+          intervalS: 0.2,
+          rate: '20M',
+          onStarted: () => {
+            void (async () => {
+              await delay(2_500);
+              disabledAt = Date.now();
+              await weft(['member', 'disable'], ['alice']);
+              returnedAt = Date.now();
+            })();
+          },
+        });
+        const flow = await bob;
+        await delay(500);
+        await capture.stop();
+        const stamps = capture.stdout
+          .split('\n')
+          .map((l) => Number(l.split(' ')[0]))
+          .filter((x) => Number.isFinite(x) && x > 0)
+          .map((x) => x * 1000);
+        assert.ok(disabledAt > 0 && returnedAt > 0, 'the disable ran');
+        assert.ok(
+          stamps.some((x) => x < disabledAt),
+          'alice sent before the disable',
+        );
+        const last = Math.max(...stamps);
+        t.diagnostic(
+          `alice's last packet at the gateway ${(last - returnedAt).toFixed(0)} ms after \`member disable\` returned ` +
+            `(${returnedAt - disabledAt} ms to run); bob: ${flow.intervals.length} intervals, ` +
+            `min ${Math.min(...flow.intervals.map((i) => i.bytes))} bytes`,
+        );
+        assert.ok(last - returnedAt <= 1000, `alice's packets went on ${(last - returnedAt).toFixed(0)} ms`);
+        assert.equal(flow.code, 0, `bob's iperf3 failed: ${flow.error ?? ''}`);
+        assert.ok(flow.intervals.length >= 25, JSON.stringify(flow.intervals));
+        assert.ok(
+          flow.intervals.every((i) => i.bytes > 0),
+          `bob's flow had an empty interval: ${JSON.stringify(flow.intervals)}`,
+        );
+      } finally {
+        await aliceFlow?.stop(2_000).catch(() => undefined);
+        await sink.stop().catch(() => undefined);
+        if (capture.running) await capture.stop().catch(() => undefined);
+      }
+
+      const enabledAt = Date.now();
+      await weft(['member', 'enable'], ['alice']);
+      const deadline = Date.now() + 30_000;
+      let back = false;
+      while (!back && Date.now() < deadline) {
+        back = (await ping(members.a, GATEWAY_IP, { count: 1, waitS: 1 })).received === 1;
+        if (!back) await delay(500);
+      }
+      assert.ok(back, `alice did not come back within 30 s:\n${need(clients.alice, 'client').describe()}`);
+      t.diagnostic(`alice back ${Date.now() - enabledAt} ms after enable`);
+    });
+
+    it('11. renegotiation every 10 s during a 60 s iperf3: no stall over 1 s, ≥ 5 new data keys', async (t) => {
+      const { gw, members } = net();
+      await need(clients.alice, 'alice client').stop(3_000);
+      clients.alice = await connect(members.a, 'alice', need(profiles.alice, 'alice profile'), [
+        '--proto',
+        'udp',
+        '--reneg-sec',
+        '10',
+      ]);
+      const server_ = need(server, 'server');
+      const keysBefore =
+        (server_.stderr + server_.stdout).match(/member alice: new OpenVPN data keys/g)?.length ?? 0;
+      const flow = await iperf3Intervals(members.a, gw, GATEWAY_IP, {
+        seconds: 60,
+        intervalS: 0.2,
+        rate: '50M',
+      });
+      const log = server_.stderr + server_.stdout;
+      const renewed = (log.match(/member alice: new OpenVPN data keys/g)?.length ?? 0) - keysBefore;
+      // The longest stretch without a byte: consecutive empty intervals, each 0.2 s.
+      let gap = 0;
+      let run = 0;
+      for (const i of flow.intervals) {
+        run = i.bytes === 0 ? run + i.seconds : 0;
+        gap = Math.max(gap, run);
+      }
+      const sorted = flow.intervals.map((i) => i.bytes).sort((a, b) => a - b);
+      t.diagnostic(
+        `60 s with reneg-sec 10: ${renewed} new data keys at the gateway; ${flow.intervals.length} intervals, ` +
+          `longest gap ${gap.toFixed(1)} s, smallest interval ${sorted[0]} bytes, ` +
+          `${flow.retransmits} retransmits, ${flow.receivedBytes} bytes received`,
+      );
+      assert.equal(flow.code, 0, `iperf3 failed: ${flow.error ?? ''}`);
+      assert.ok(flow.intervals.length >= 290, `intervals: ${flow.intervals.length}`);
+      assert.ok(gap <= 1, `a stall of ${gap.toFixed(1)} s`);
+      assert.ok(renewed >= 5, `only ${renewed} renegotiations:\n${log.slice(-3000)}`);
+      assert.equal((await ping(members.a, GATEWAY_IP)).received, 3, 'alice after the renegotiations');
     });
   },
 );

@@ -366,6 +366,8 @@ if (!can.ok) {
           {
             name: 'm00001',
             online: true,
+            protocol: 'wireguard',
+            since: null,
             endpoint: null,
             lastHandshake: null,
             rxBytes: 0,

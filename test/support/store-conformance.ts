@@ -149,6 +149,8 @@ function status(name: string, overrides: Partial<MemberStatus> = {}): MemberStat
   return {
     name,
     online: true,
+    protocol: 'openvpn-tcp',
+    since: T0,
     endpoint: '198.51.100.7:41641',
     lastHandshake: T0,
     rxBytes: 1000,

@@ -921,6 +921,8 @@ describe('REST API (failures and live figures)', () => {
       {
         name: 'a',
         online: true,
+        protocol: 'wireguard',
+        since: new Date().toISOString(),
         endpoint: '192.0.2.1:4000',
         lastHandshake: new Date().toISOString(),
         rxBytes: 1,

@@ -82,4 +82,22 @@ test('CLI: a policy or route change names the members whose downloaded config is
   // alice takes the new config; bob's old one matches again once the route is gone.
   weft('member', 'config', 'alice');
   assert.match(weft('route', 'remove', '10.40.0.0/24'), /^1 member config\(s\) changed .*: alice$/m);
+
+  // The CONFIG column covers both protocols: an OpenVPN profile handed out shows as openvpn:STATE.
+  weft('member', 'config', 'bob');
+  weft('member', 'config', 'carol', '--openvpn');
+  weft('member', 'config', 'bob', '--openvpn');
+  assert.deepEqual(
+    list()
+      .slice(1)
+      .map((row) => row.at(-1)),
+    ['stale', 'current,openvpn:current', 'never,openvpn:current'],
+  );
+  weft('server', 'openvpn', '--udp-port', '1195');
+  assert.deepEqual(
+    list()
+      .slice(1)
+      .map((row) => row.at(-1)),
+    ['stale', 'current,openvpn:stale', 'never,openvpn:stale'],
+  );
 });

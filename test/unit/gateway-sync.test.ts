@@ -430,7 +430,15 @@ class RecordingTransport implements MemberTransport {
     const f = this.figures.get(member.name);
     this.figures.delete(member.name);
     return f
-      ? { online: false, endpoint: null, lastHandshake: f.at, rxBytes: f.rx, txBytes: f.tx }
+      ? {
+          online: false,
+          protocol: 'openvpn-tcp',
+          since: 0,
+          endpoint: null,
+          lastHandshake: f.at,
+          rxBytes: f.rx,
+          txBytes: f.tx,
+        }
       : undefined;
   }
   statuses(now: number): Map<string, TransportStatus> {
@@ -439,6 +447,8 @@ class RecordingTransport implements MemberTransport {
       if (this.handles.has(name))
         out.set(name, {
           online: now - f.at < 180_000,
+          protocol: 'openvpn-tcp',
+          since: f.at - 500,
           endpoint: '198.51.100.9:1194',
           lastHandshake: f.at,
           rxBytes: f.rx,
@@ -484,6 +494,9 @@ test('a second transport: members installed and cut off there too, checked by th
     assert.equal(f.cli.getMember('alice').status?.rxBytes, 1000);
     assert.equal(f.cli.getMember('alice').status?.online, true);
     assert.equal(f.cli.getMember('alice').status?.endpoint, '198.51.100.9:1194');
+    // Which protocol carries her, and since when (the session's own start).
+    assert.equal(f.cli.getMember('alice').status?.protocol, 'openvpn-tcp');
+    assert.equal(f.cli.getMember('alice').status?.since, new Date(t0 - 500).toISOString());
     second.figures.set('alice', { rx: 1500, tx: 2000, at: t0 });
     f.sync.report(t0 + 2000);
     assert.equal(f.cli.getMember('alice').status?.rxBytes, 1500);
@@ -510,6 +523,7 @@ test('a second transport: members installed and cut off there too, checked by th
     f.sync.report(t0 + 3000);
     const status = f.cli.getMember('alice').status;
     assert.equal(status?.online, false);
+    assert.equal(status?.protocol, null, 'offline: no protocol');
     assert.equal(status?.rxBytes, 1700, 'the bytes moved before the cut are kept');
     const series = f.cp.store.traffic('alice', '2026-03-01T00:00:00Z');
     assert.equal(

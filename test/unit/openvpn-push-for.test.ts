@@ -57,6 +57,9 @@ test('split tunnel: its fixed addresses, the member subnet on-link, a route per 
     });
     assert.match(replies.join('\n'), /route 10\.20\.0\.0 255\.255\.0\.0/);
     assert.match(replies.join('\n'), /ifconfig 10\.66\.0\.10 255\.255\.255\.0/);
+    // The client's tun MTU is the gateway's, whatever the client's own default (1500).
+    assert.equal(push.tunMtu, f.cp.settings().mtu);
+    assert.match(replies.join('\n'), new RegExp(`tun-mtu ${f.cp.settings().mtu}(,|$)`));
   } finally {
     f.close();
   }

@@ -491,7 +491,7 @@ test('a version 4 file is migrated to version 5: sites, site statuses, and the c
   }
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(store.schemaVersion, 5);
+  assert.equal(store.schemaVersion, SCHEMA_VERSION);
   assert.equal(store.revision(), 5);
   assert.deepEqual(
     store.changesSince(0).map((c) => [c.rev, c.kind, c.key]),
@@ -503,5 +503,32 @@ test('a version 4 file is migrated to version 5: sites, site statuses, and the c
   store.insertSite(site('hq'));
   assert.deepEqual(store.changesSince(5), [{ rev: 6, kind: 'site', key: 'hq' }]);
   assert.deepEqual(store.getSite('hq'), site('hq'));
+  assert.equal(store.integrityCheck(), 'ok');
+});
+
+test('a version 5 file is migrated to version 6: member statuses carry the protocol and since when', (t) => {
+  const path = join(tempDir(t), 'weft.db');
+  const v5 = new Database(path);
+  try {
+    for (const migration of MIGRATIONS.slice(0, 5)) migration(v5);
+    v5.pragma('user_version = 5');
+    v5.prepare(
+      `INSERT INTO member_status (name, online, endpoint, last_handshake, rx_bytes, tx_bytes, policy_drops,
+                                  updated_at)
+       VALUES ('m00001', 1, '192.0.2.1:4000', ?, 10, 20, 0, ?)`,
+    ).run(T0, T0);
+  } finally {
+    v5.close();
+  }
+  const store = openSqliteStore(path);
+  t.after(() => store.close());
+  assert.equal(store.schemaVersion, 6);
+  // A row from before has neither.
+  assert.equal(store.getStatus('m00001')?.protocol, null);
+  assert.equal(store.getStatus('m00001')?.since, null);
+  assert.equal(store.getStatus('m00001')?.rxBytes, 10);
+  store.putStatuses([{ ...store.getStatus('m00001')!, protocol: 'openvpn-udp', since: T0 }]);
+  assert.equal(store.getStatus('m00001')?.protocol, 'openvpn-udp');
+  assert.equal(store.getStatus('m00001')?.since, T0);
   assert.equal(store.integrityCheck(), 'ok');
 });

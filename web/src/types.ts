@@ -79,9 +79,21 @@ export interface Status {
   };
 }
 
+/** How a member is connected: WireGuard, or OpenVPN over UDP or TCP. */
+export type ConnectionProtocol = 'wireguard' | 'openvpn-udp' | 'openvpn-tcp';
+
+export const PROTOCOL_LABELS: Readonly<Record<ConnectionProtocol, string>> = {
+  wireguard: 'WireGuard',
+  'openvpn-udp': 'OpenVPN UDP',
+  'openvpn-tcp': 'OpenVPN TCP',
+};
+
 export interface MemberStatus {
   readonly name: string;
   readonly online: boolean;
+  /** While online: the protocol carrying the member, and since when; null otherwise. */
+  readonly protocol: ConnectionProtocol | null;
+  readonly since: string | null;
   readonly endpoint: string | null;
   readonly lastHandshake: string | null;
   readonly rxBytes: number;

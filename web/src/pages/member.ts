@@ -16,7 +16,7 @@ import { memberState } from '../member-state.js';
 import type { PageContext } from '../page.js';
 import { navigate } from '../router.js';
 import { trafficCard } from '../traffic-card.js';
-import type { Group, Member } from '../types.js';
+import { PROTOCOL_LABELS, type Group, type Member } from '../types.js';
 import {
   busy,
   card,
@@ -54,6 +54,16 @@ function detailsCard(m: Member): HTMLElement {
       ],
       ['Expires', m.expiresAt ? `${expiryDate(m.expiresAt)} (${formatRelative(m.expiresAt)})` : 'Never'],
       ['Online', st?.online ? 'Yes' : 'No'],
+      [
+        'Connected with',
+        h(
+          'span',
+          { testid: 'member-connection' },
+          st?.online && st.protocol
+            ? `${PROTOCOL_LABELS[st.protocol]}${st.since ? ` since ${formatDateTime(st.since)} (${formatRelative(st.since)})` : ''}`
+            : '—',
+        ),
+      ],
       ['Endpoint', st?.endpoint ? h('code', null, st.endpoint) : '—'],
       [
         'Last handshake',

@@ -11,7 +11,7 @@ import { groupPicker, type GroupPicker } from '../group-picker.js';
 import { memberState } from '../member-state.js';
 import type { PageContext } from '../page.js';
 import { hashOf } from '../router.js';
-import type { Member, MemberInput, MemberPage } from '../types.js';
+import { PROTOCOL_LABELS, type Member, type MemberInput, type MemberPage } from '../types.js';
 import {
   busy,
   card,
@@ -47,6 +47,17 @@ const columns: readonly Column<Member>[] = [
     cell: (m) =>
       m.groups.length
         ? h('span', { class: 'chips' }, ...m.groups.map((g) => h('span', { class: 'chip' }, g)))
+        : h('span', { class: 'muted' }, '—'),
+  },
+  {
+    title: 'Connected',
+    cell: (m) =>
+      m.status?.online && m.status.protocol
+        ? h(
+            'span',
+            { title: m.status.since ? `since ${formatDateTime(m.status.since)}` : undefined },
+            PROTOCOL_LABELS[m.status.protocol],
+          )
         : h('span', { class: 'muted' }, '—'),
   },
   {

@@ -1,0 +1,129 @@
+/**
+ * Warms the OpenVPN server's live packet path before the first client connects, as warmup.ts does for
+ * WireGuard (whose comment says why: V8 optimises a function only after it has run many times, and an idle
+ * tunnel would otherwise stay in the interpreter). Measured through `weft server run` with one ping every
+ * 10 ms, the gateway spent about 160 µs of JavaScript per round trip cold and about 60 µs once warm.
+ *
+ * A throwaway in-process client drives the real path end to end with the live objects: over loopback UDP
+ * into the live socket, the OpenVPN shell and its data channel, the live router and TUN device. The kernel
+ * answers each echo request to the gateway's own address with a reply routed back into the TUN device, then
+ * sealed by the live session and sent back over the live socket:
+ *
+ *   1. pick an address in the member subnet that is neither the gateway's nor any member's;
+ *   2. open a loopback UDP socket and a warm-up session in the shell for it (random data keys, the picked
+ *      address as its route, no member: its packets skip the member firewall);
+ *   3. a few thousand echo requests (small and large) in small batches, sealed by a client-side data channel,
+ *      each batch waiting for its replies;
+ *   4. end the session (the shell's counters read as before) and close the socket. Nothing leaves the host;
+ *      everything is bounded in count and time, and skipped when there is no free address or no UDP listener.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Bind, Datagram } from '../io/bind.js';
+import { openBestBind } from '../io/udp-linux.js';
+import { echo } from '../net/icmp.js';
+import { hostAddress, sameAddress, type Address, type Prefix } from '../net/ip.js';
+import { DataChannel, DATA_V2_HEADER } from '../openvpn/data-channel.js';
+import { DATA_KEY_BLOCK_LENGTH } from '../openvpn/data-channel-keys.js';
+import type { DataCipher } from '../openvpn/peer-info.js';
+import type { OpenVpnInterface } from './openvpn-interface.js';
+
+export interface OpenVpnWarmTarget {
+  readonly openvpn: OpenVpnInterface;
+  /** The gateway's own IPv4 address (on the TUN device) and the member subnet it is in. */
+  readonly gateway: Address;
+  readonly subnet: Prefix;
+  /** Addresses members hold (the picked one must be none of them). */
+  readonly taken: readonly Address[];
+  readonly cipher: DataCipher;
+}
+
+export type OpenVpnWarmResult =
+  | { readonly warmed: true; readonly packets: number; readonly ms: number }
+  | { readonly warmed: false; readonly reason: string };
+
+/** The highest host address of the subnet that is neither the gateway's nor a member's (at most 64 tried). */
+export function pickWarmAddress(
+  subnet: Prefix,
+  gateway: Address,
+  taken: readonly Address[],
+): Address | undefined {
+  if (subnet.family !== 4) return undefined;
+  const hostBits = 32 - subnet.bits;
+  if (hostBits < 2) return undefined;
+  const last = (1n << BigInt(hostBits)) - 2n;
+  for (let host = last; host >= 1n && host > last - 64n; host--) {
+    const candidate = hostAddress(subnet, host);
+    if (sameAddress(candidate, gateway) || taken.some((t) => sameAddress(t, candidate))) continue;
+    return candidate;
+  }
+  return undefined;
+}
+
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export async function warmOpenVpnPath(
+  target: OpenVpnWarmTarget,
+  rounds = 800,
+  budgetMs = 3000,
+): Promise<OpenVpnWarmResult> {
+  const started = performance.now();
+  const port = target.openvpn.udpPort;
+  if (port === undefined) return { warmed: false, reason: 'no UDP listener' };
+  const fake = pickWarmAddress(target.subnet, target.gateway, target.taken);
+  if (!fake) return { warmed: false, reason: 'no free address in the subnet' };
+
+  const block = new Uint8Array(randomBytes(DATA_KEY_BLOCK_LENGTH));
+  let bind: Bind | undefined;
+  let client: DataChannel | undefined;
+  let session: ReturnType<OpenVpnInterface['openWarmSession']> = undefined;
+  let replies = 0;
+  try {
+    bind = await openBestBind(0, '127.0.0.1');
+    session = target.openvpn.openWarmSession(
+      { address: '127.0.0.1', port: bind.port },
+      { ...fake, bits: 32 },
+      block,
+      target.cipher,
+    );
+    if (!session) return { warmed: false, reason: 'no session' };
+    const c = new DataChannel({ role: 'client', peerId: session.peerId });
+    client = c;
+    c.installKey(0, block, target.cipher);
+    const opened = new Uint8Array(65535);
+    bind.start((datagrams) => {
+      const now = performance.now();
+      for (const d of datagrams) if (c.open(d.data, opened, now) === 'ip') replies++;
+    });
+    const to = { address: '127.0.0.1', port };
+    const packets = [
+      echo('request', fake.bytes, target.gateway.bytes, 0x7766, 1, new Uint8Array(56)),
+      echo('request', fake.bytes, target.gateway.bytes, 0x7766, 2, new Uint8Array(1252)),
+    ];
+    const buffers = [0, 1, 2, 3].map(() => new Uint8Array(DATA_V2_HEADER + 1280));
+    let sent = 0;
+    for (let r = 0; r < rounds; r++) {
+      if (performance.now() - started > budgetMs) break;
+      const out: Datagram[] = [];
+      for (let i = 0; i < buffers.length; i++) {
+        const n = c.seal(packets[i & 1]!, buffers[i]!);
+        if (typeof n === 'number') out.push({ data: buffers[i]!.subarray(0, n), endpoint: to });
+      }
+      bind.send(out);
+      sent += out.length;
+      for (let i = 0; i < 200 && replies < sent; i++) {
+        if (r === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+        else await tick();
+      }
+      if (replies === 0 && r > 0) break; // loopback down or the kernel does not answer: stop early
+    }
+    if (replies === 0) return { warmed: false, reason: 'no echo replies (is loopback up?)' };
+    return { warmed: true, packets: replies, ms: performance.now() - started };
+  } catch (e) {
+    return { warmed: false, reason: (e as Error).message };
+  } finally {
+    block.fill(0);
+    if (session) target.openvpn.closeWarmSession(session);
+    client?.retireKey(0);
+    await bind?.close();
+  }
+}
