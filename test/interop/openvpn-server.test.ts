@@ -551,15 +551,18 @@ describe(
       const { gw, members } = net();
       const port = freshPort();
       const sink = gw.spawn('iperf3', ['-s', '-p', String(port)]);
+      // Into a file: at 20 Mbit/s the text form outgrows what a spawned process's output keeps.
+      const pcap = lab.file(`alice-mid-iperf3-${Date.now()}.pcap`);
       const capture = gw.spawn('tcpdump', [
         '-n',
-        '-tt',
-        '--time-stamp-precision=micro',
+        '-Z',
+        'root',
         '-i',
         serverIf,
-        '-l',
         '-s',
         '64',
+        '-w',
+        pcap,
         'src',
         'host',
         A_IP,
@@ -596,7 +599,8 @@ describe(
         const flow = await bob;
         await delay(500);
         await capture.stop();
-        const stamps = capture.stdout
+        const read = await gw.exec('tcpdump', ['-n', '-tt', '--time-stamp-precision=micro', '-r', pcap]);
+        const stamps = read.stdout
           .split('\n')
           .map((l) => Number(l.split(' ')[0]))
           .filter((x) => Number.isFinite(x) && x > 0)
