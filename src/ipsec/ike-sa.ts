@@ -1503,7 +1503,7 @@ export class IkeSa {
   // -------------------------------------------------------------------------------------------------------------
   // INFORMATIONAL
 
-  private onInformationalRequest(msg: IkeMessage, inner: readonly Payload[], now: number): void {
+  private onInformationalRequest(msg: IkeMessage, inner: readonly Payload[], _now: number): void {
     if (hasNotify(inner, NOTIFY.AUTHENTICATION_FAILED)) {
       // §2.21.2: the initiator did not accept our AUTH after we answered IKE_AUTH; the IKE SA is gone for it.
       this.answer(msg, []);
