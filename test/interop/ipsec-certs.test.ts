@@ -8,8 +8,6 @@
  */
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
@@ -18,10 +16,11 @@ import type { IkePeerConfig } from '../../src/ipsec/config.js';
 import { selectorFromPrefix } from '../../src/ipsec/traffic-selectors.js';
 import { TestPki, type KeyKind, type TestCert } from '../support/ike-pki.js';
 import type { IkeHostConfig } from './ike-host.js';
-import { interopSkip, JsonLinesProcess, Lab, waitFor, type ManagedProcess, type Netns } from './harness.js';
+import { interopSkip, JsonLinesProcess, Lab, waitFor, type Netns } from './harness.js';
+import { Charon, startCharon as startStrongSwan, STRONGSWAN_TOOLS } from './strongswan.js';
 
 const IKE_HOST = fileURLToPath(new URL('./ike-host.js', import.meta.url));
-const TOOLS = ['ip', 'charon-systemd', 'swanctl', 'unshare', 'nsenter', 'openssl'];
+const TOOLS = [...STRONGSWAN_TOOLS, 'openssl'];
 
 const SW_ADDR = '10.81.0.1';
 const WEFT_ADDR = '10.81.0.2';
@@ -56,40 +55,6 @@ interface Material {
   weft: TestCert;
   weftChain: TestCert[];
   weftTrusts: TestCert[];
-}
-
-class Charon {
-  constructor(
-    readonly ns: Netns,
-    readonly process: ManagedProcess,
-    readonly log: string,
-  ) {}
-
-  async swanctl(args: string[]): Promise<string> {
-    const r = await this.ns.exec('nsenter', ['-t', String(this.process.pid), '-m', 'swanctl', ...args], {
-      allowFail: true,
-      timeoutMs: 15_000,
-    });
-    return r.stdout + r.stderr;
-  }
-
-  async logText(): Promise<string> {
-    return fsp.readFile(this.log, 'utf8').catch(() => '');
-  }
-
-  async expect(
-    host: JsonLinesProcess<HostEvent>,
-    what: string,
-    match: (e: HostEvent) => boolean,
-    timeoutMs: number,
-  ): Promise<HostEvent> {
-    try {
-      return await host.waitFor(what, match, timeoutMs);
-    } catch (error) {
-      const log = (await this.logText()).split('\n').slice(-60).join('\n');
-      throw new Error(`${(error as Error).message}\n--- charon log (tail) ---\n${log}`, { cause: error });
-    }
-  }
 }
 
 describe(
@@ -143,93 +108,57 @@ describe(
         running.host = undefined;
       }
       if (running.charon) {
-        await running.charon.process.stop(3_000).catch(() => undefined);
+        await running.charon.stop();
         running.charon = undefined;
       }
     }
 
     async function startCharon(m: Material, swInitiates: boolean): Promise<Charon> {
-      const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `weft-ikec-${lab.prefix}-`));
-      tempDirs.push(dir);
-      for (const sub of ['conf.d', 'x509', 'x509ca', 'private'])
-        await fsp.mkdir(path.join(dir, 'swanctl', sub), { recursive: true });
-      await fsp.writeFile(path.join(dir, 'swanctl', 'x509', 'sw.crt'), m.sw.cert);
-      await fsp.writeFile(path.join(dir, 'swanctl', 'private', 'sw.key'), m.sw.key, { mode: 0o600 });
-      // Intermediates strongSwan holds go with the trusted roots: it builds its own chain from them and sends them.
-      for (const ca of [...m.swTrusts, ...m.swIntermediates])
-        await fsp.writeFile(path.join(dir, 'swanctl', 'x509ca', `${ca.name}.crt`), ca.cert);
-      const log = path.join(dir, 'charon.log');
-      await fsp.writeFile(
-        path.join(dir, 'strongswan.conf'),
-        [
-          'charon {',
-          '  load_modular = yes',
-          '  plugins {',
-          '    include /etc/strongswan.d/charon/*.conf',
-          '    kernel-libipsec {',
-          '      load = yes',
-          '    }',
-          '  }',
-          '}',
-          'charon-systemd {',
-          '  filelog {',
-          '    f {',
-          `      path = ${log}`,
-          '      default = 1',
-          '      flush_line = yes',
-          '      ike = 2',
-          '      cfg = 2',
-          '    }',
-          '  }',
-          '}',
-          'include /etc/strongswan.d/*.conf',
-          '',
-        ].join('\n'),
-      );
-      await fsp.writeFile(
-        path.join(dir, 'swanctl', 'swanctl.conf'),
-        [
-          'connections {',
-          '  weft {',
-          '    version = 2',
-          `    local_addrs = ${SW_ADDR}`,
-          `    remote_addrs = ${WEFT_ADDR}`,
-          `    proposals = ${IKE}`,
-          '    rekey_time = 0',
-          '    local {',
-          '      auth = pubkey',
-          '      certs = sw.crt',
-          '      id = sw.example',
-          '    }',
-          '    remote {',
-          '      auth = pubkey',
-          '      id = weft.example',
-          '    }',
-          '    children {',
-          '      net {',
-          `        local_ts = ${SW_NET}`,
-          `        remote_ts = ${WEFT_NET}`,
-          `        esp_proposals = ${ESP}`,
-          '        rekey_time = 0',
-          `        start_action = ${swInitiates ? 'start' : 'none'}`,
-          '      }',
-          '    }',
-          '  }',
-          '}',
-          '',
-        ].join('\n'),
-      );
-      const script =
-        `mount --bind ${dir}/strongswan.conf /etc/strongswan.conf && ` +
-        `mount --bind ${dir}/swanctl /etc/swanctl && mount -t tmpfs tmpfs /run && exec /usr/sbin/charon-systemd`;
-      const proc = sw.spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script]);
-      const charon = new Charon(sw, proc, log);
+      const swanctl = [
+        'connections {',
+        '  weft {',
+        '    version = 2',
+        `    local_addrs = ${SW_ADDR}`,
+        `    remote_addrs = ${WEFT_ADDR}`,
+        `    proposals = ${IKE}`,
+        '    rekey_time = 0',
+        '    local {',
+        '      auth = pubkey',
+        '      certs = sw.crt',
+        '      id = sw.example',
+        '    }',
+        '    remote {',
+        '      auth = pubkey',
+        '      id = weft.example',
+        '    }',
+        '    children {',
+        '      net {',
+        `        local_ts = ${SW_NET}`,
+        `        remote_ts = ${WEFT_NET}`,
+        `        esp_proposals = ${ESP}`,
+        '        rekey_time = 0',
+        `        start_action = ${swInitiates ? 'start' : 'none'}`,
+        '      }',
+        '    }',
+        '  }',
+        '}',
+        '',
+      ].join('\n');
+      const charon = await startStrongSwan(lab, sw, {
+        swanctl,
+        files: [
+          { path: 'x509/sw.crt', data: m.sw.cert },
+          { path: 'private/sw.key', data: m.sw.key, mode: 0o600 },
+          // Intermediates strongSwan holds go with the trusted roots: it builds its own chain from them and
+          // sends them.
+          ...[...m.swTrusts, ...m.swIntermediates].map((ca) => ({
+            path: `x509ca/${ca.name}.crt`,
+            data: ca.cert,
+          })),
+        ],
+      });
+      tempDirs.push(charon.dir);
       running.charon = charon;
-      await waitFor(
-        'charon to answer on vici',
-        async () => /IKE_SAs/.test(await charon.swanctl(['--stats'])),
-        { timeoutMs: 15_000, intervalMs: 200 },
-      );
       return charon;
     }
 

@@ -69,6 +69,8 @@ export interface CharonOptions {
   swanctl: string;
   /** Keeps the log and configuration directory of an earlier charon (a restart in the same test). */
   dir?: string;
+  /** Further files under swanctl/ (certificates in x509/ and x509ca/, keys in private/ with mode 0600). */
+  files?: readonly { readonly path: string; readonly data: string; readonly mode?: number }[];
 }
 
 /** Starts charon in `ns` and waits until it answers on vici; the caller loads the configuration. */
@@ -97,6 +99,7 @@ export async function startCharon(lab: Lab, ns: Netns, options: CharonOptions): 
       '      flush_line = yes',
       '      append = yes',
       '      ike = 2',
+      '      cfg = 2',
       '      enc = 1',
       '    }',
       '  }',
@@ -106,6 +109,11 @@ export async function startCharon(lab: Lab, ns: Netns, options: CharonOptions): 
     ].join('\n'),
   );
   await fsp.writeFile(path.join(dir, 'swanctl', 'swanctl.conf'), options.swanctl, { mode: 0o600 });
+  for (const f of options.files ?? []) {
+    const file = path.join(dir, 'swanctl', f.path);
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    await fsp.writeFile(file, f.data, { mode: f.mode ?? 0o644 });
+  }
   const script =
     `mount --bind ${dir}/strongswan.conf /etc/strongswan.conf && ` +
     `mount --bind ${dir}/swanctl /etc/swanctl && mount -t tmpfs tmpfs /run && exec /usr/sbin/charon-systemd`;
