@@ -204,36 +204,8 @@ describe(
 
     async function checkEstablished(m: Material, swInitiates: boolean, label: string): Promise<string> {
       const { host, charon } = await bringUp(m, swInitiates);
-      const ike = await charon.expect(
-        host,
-        'ike-sa-up',
-        (e) => e.ev === 'ike-sa-up' || e.ev === 'failed',
-        20_000,
-      );
-      assert.equal(ike.ev, 'ike-sa-up', `${JSON.stringify(ike)}\n${await charon.logText()}`);
+      const { ike, child } = await charon.expectSameSas(host);
       assert.equal(ike.peerId, 'fqdn:sw.example');
-      const child = await charon.expect(
-        host,
-        'child-sa-up',
-        (e) => e.ev === 'child-sa-up' || e.ev === 'failed',
-        10_000,
-      );
-      assert.equal(child.ev, 'child-sa-up', JSON.stringify(child));
-      const sas = await waitFor(
-        'swanctl to list the CHILD SA as INSTALLED',
-        async () => {
-          const out = await charon.swanctl(['--list-sas']);
-          return /INSTALLED/.test(out) ? out : null;
-        },
-        { timeoutMs: 10_000, intervalMs: 200 },
-      );
-      assert.match(sas, /ESTABLISHED, IKEv2/);
-      const spis = /([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r/.exec(sas);
-      assert.ok(spis, sas);
-      assert.equal(spis[1], ike.spiI);
-      assert.equal(spis[2], ike.spiR);
-      assert.equal(/\bin +([0-9a-f]{8})/.exec(sas)?.[1], child.spec!.outboundSpi, sas);
-      assert.equal(/\bout +([0-9a-f]{8})/.exec(sas)?.[1], child.spec!.inboundSpi, sas);
       const log = await charon.logText();
       // charon authenticated us by signature (RFC 7427) with our certificate.
       assert.match(

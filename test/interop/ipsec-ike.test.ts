@@ -182,39 +182,7 @@ describe(
 
     async function checkEstablished(s: Scenario): Promise<void> {
       const { host, charon } = await bringUp(s);
-      const ike = await charon.expect(
-        host,
-        'ike-sa-up',
-        (e) => e.ev === 'ike-sa-up' || e.ev === 'failed',
-        20_000,
-      );
-      assert.equal(ike.ev, 'ike-sa-up', `${JSON.stringify(ike)}\n${await charon.logText()}`);
-      const child = await charon.expect(
-        host,
-        'child-sa-up',
-        (e) => e.ev === 'child-sa-up' || e.ev === 'failed',
-        10_000,
-      );
-      assert.equal(child.ev, 'child-sa-up', JSON.stringify(child));
-      const sas = await waitFor(
-        'swanctl to list the CHILD SA as INSTALLED',
-        async () => {
-          const out = await charon.swanctl(['--list-sas']);
-          return /INSTALLED/.test(out) ? out : null;
-        },
-        { timeoutMs: 10_000, intervalMs: 200 },
-      );
-      assert.match(sas, /ESTABLISHED, IKEv2/);
-      // IKE SPIs as charon prints them ("<spiI>_i <spiR>_r", the local one starred).
-      const spis = /([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r/.exec(sas);
-      assert.ok(spis, sas);
-      assert.equal(spis[1], ike.spiI);
-      assert.equal(spis[2], ike.spiR);
-      // strongSwan's inbound SPI is our outbound one, and the other way round.
-      const inSpi = /\bin +([0-9a-f]{8})/.exec(sas)?.[1];
-      const outSpi = /\bout +([0-9a-f]{8})/.exec(sas)?.[1];
-      assert.equal(inSpi, child.spec!.outboundSpi, sas);
-      assert.equal(outSpi, child.spec!.inboundSpi, sas);
+      const { ike, child, sas } = await charon.expectSameSas(host);
       assert.match(sas, new RegExp(`local +${SW_NET.replace(/\./g, '\\.')}`));
       assert.match(sas, new RegExp(`remote +${WEFT_NET.replace(/\./g, '\\.')}`));
       // kernel-libipsec forces UDP encapsulation: IKE_AUTH and everything after it went over 4500.

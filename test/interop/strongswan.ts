@@ -4,6 +4,7 @@
  * /etc; see shared/INTEROP-NOTES.md), logging to a file the test can read. `swanctlConf` writes the
  * connection the tests need (PSK, one or more children) in swanctl.conf's syntax: one `key = value` a line.
  */
+import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,6 +12,14 @@ import * as path from 'node:path';
 import { waitFor, type JsonLinesProcess, type Lab, type ManagedProcess, type Netns } from './harness.js';
 
 export const STRONGSWAN_TOOLS: readonly string[] = ['ip', 'charon-systemd', 'swanctl', 'unshare', 'nsenter'];
+
+/** What ike-host.ts reports when an SA comes up (the fields expectSameSas reads). */
+export interface UpEvent {
+  readonly ev: string;
+  readonly spiI?: string;
+  readonly spiR?: string;
+  readonly spec?: { readonly inboundSpi: string; readonly outboundSpi: string };
+}
 
 export class Charon {
   constructor(
@@ -50,6 +59,46 @@ export class Charon {
         cause: error,
       });
     }
+  }
+
+  /**
+   * Waits for the ike-host core to report its IKE SA and CHILD SA up, then for charon to list the CHILD SA as
+   * INSTALLED, and checks that both sides name the same SPIs (charon's inbound SPI is our outbound one).
+   */
+  async expectSameSas<E extends UpEvent>(
+    host: JsonLinesProcess<E>,
+  ): Promise<{ ike: E; child: E; sas: string }> {
+    const ike = await this.expect(
+      host,
+      'ike-sa-up',
+      (e) => e.ev === 'ike-sa-up' || e.ev === 'failed',
+      20_000,
+    );
+    assert.equal(ike.ev, 'ike-sa-up', `${JSON.stringify(ike)}\n${await this.logText()}`);
+    const child = await this.expect(
+      host,
+      'child-sa-up',
+      (e) => e.ev === 'child-sa-up' || e.ev === 'failed',
+      10_000,
+    );
+    assert.equal(child.ev, 'child-sa-up', JSON.stringify(child));
+    const sas = await waitFor(
+      'swanctl to list the CHILD SA as INSTALLED',
+      async () => {
+        const out = await this.swanctl(['--list-sas']);
+        return /INSTALLED/.test(out) ? out : null;
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    );
+    assert.match(sas, /ESTABLISHED, IKEv2/);
+    // IKE SPIs as charon prints them ("<spiI>_i <spiR>_r", the local one starred).
+    const spis = /([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r/.exec(sas);
+    assert.ok(spis, sas);
+    assert.equal(spis[1], ike.spiI);
+    assert.equal(spis[2], ike.spiR);
+    assert.equal(/\bin +([0-9a-f]{8})/.exec(sas)?.[1], child.spec?.outboundSpi, sas);
+    assert.equal(/\bout +([0-9a-f]{8})/.exec(sas)?.[1], child.spec?.inboundSpi, sas);
+    return { ike, child, sas };
   }
 
   /** Ends charon (SIGTERM, then SIGKILL after the grace time). */
