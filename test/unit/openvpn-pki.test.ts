@@ -23,7 +23,7 @@ import {
   openVpnServerCredentials,
   PKI_SECRETS,
 } from '../../src/control/pki.js';
-import { MIGRATIONS, openSqliteStore } from '../../src/control/store-sqlite.js';
+import { MIGRATIONS, SCHEMA_VERSION, openSqliteStore } from '../../src/control/store-sqlite.js';
 import { PrivateKey } from '../../src/crypto/keys.js';
 import type { Store } from '../../src/control/store.js';
 import { parseClientKey, unwrapClientKey } from '../../src/openvpn/tls-crypt-v2.js';
@@ -451,14 +451,15 @@ test('a store at schema version 3 migrates, and the first command that needs the
         fingerprint TEXT NOT NULL, delivered_at TEXT NOT NULL) STRICT;
       DROP TABLE config_deliveries; ALTER TABLE cd3 RENAME TO config_deliveries;
       ALTER TABLE download_links DROP COLUMN protocol;
-      DROP TABLE sites; DROP TABLE site_status;`);
+      DROP TABLE sites; DROP TABLE site_status;
+      ALTER TABLE member_status DROP COLUMN protocol; ALTER TABLE member_status DROP COLUMN since;`);
     raw.pragma('user_version = 3');
     raw.close();
-    assert.equal(MIGRATIONS.length, 5);
+    assert.equal(MIGRATIONS.length, SCHEMA_VERSION);
 
     const store = openSqliteStore(path);
     try {
-      assert.equal(store.schemaVersion, 5);
+      assert.equal(store.schemaVersion, SCHEMA_VERSION);
       assert.equal(store.getSecret(PKI_SECRETS.caCertificate), undefined);
       const cp = new ControlPlane(store);
       assert.equal(cp.settings().openvpn.udpPort, 1194, 'defaults for settings written before OpenVPN');
