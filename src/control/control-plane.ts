@@ -77,6 +77,13 @@ import * as v from './validate.js';
 export const GATEWAY_KEY = 'gateway.private-key';
 /** IPv4 multicast (RFC 5771): routed into the tunnel by member configs when multicast is on. */
 export const MULTICAST_RANGE_4 = '224.0.0.0/4';
+/** IPv6 multicast (RFC 4291 §2.7): routed into the tunnel by member configs when multicast and IPv6 are on. */
+export const MULTICAST_RANGE_6 = 'ff00::/8';
+/**
+ * The gateway's IPv6 link-local address in every member tunnel: the source of its MLD queries (RFC 3810
+ * §5.1.14 wants a link-local source). Each tunnel is a link of its own, so one address serves them all.
+ */
+export const GATEWAY_LINK_LOCAL = 'fe80::1';
 export const ADMIN_USER = 'admin';
 
 export interface InitInput {
@@ -704,7 +711,12 @@ export class ControlPlane {
     }
     // Multicast: the client routes groups into the tunnel, and accepts copies whose source is another member
     // (WireGuard drops an inner source outside the peer's AllowedIPs).
-    if (s.multicast === true) reach.push(s.subnet, MULTICAST_RANGE_4);
+    // With IPv6: groups ff00::/8, the IPv6 subnet, and the gateway's link-local address (its MLD queries'
+    // source).
+    if (s.multicast === true) {
+      reach.push(s.subnet, MULTICAST_RANGE_4);
+      if (s.subnet6) reach.push(s.subnet6, MULTICAST_RANGE_6, `${GATEWAY_LINK_LOCAL}/128`);
+    }
     return [...new Set([...out, ...reach])];
   }
 
@@ -722,6 +734,9 @@ export class ControlPlane {
   private renderConfig(m: MemberRecord, inputs: ConfigInputs, keyLines: string): string {
     const s = inputs.settings;
     const addresses = [`${m.ip}/32`, ...(m.ip6 ? [`${m.ip6}/128`] : [])];
+    // Multicast with IPv6: a link-local address to send MLD from (RFC 3810 §5.2.13), for clients whose
+    // tunnel interface gets none by itself.
+    if (s.multicast === true && m.ip6) addresses.push(`${linkLocalOf(m.ip6)}/64`);
     const lines = [
       `# Weft member ${m.name}`,
       '[Interface]',
@@ -1526,4 +1541,15 @@ export class ControlPlane {
 function siteAuditDetail(r: SiteRecord): Record<string, unknown> {
   const { psk: _secret, name: _name, createdAt: _c, updatedAt: _u, ...rest } = r;
   return { ...rest };
+}
+
+/** fe80:: with the interface identifier (the low 64 bits) of `ip6`: a member's link-local address. */
+export function linkLocalOf(ip6: string): string {
+  const a = parseAddress(ip6);
+  if (!a.ok || a.value.family !== 6) return GATEWAY_LINK_LOCAL;
+  const bytes = new Uint8Array(16);
+  bytes[0] = 0xfe;
+  bytes[1] = 0x80;
+  bytes.set(a.value.bytes.subarray(8), 8);
+  return formatAddress({ family: 6, bytes });
 }

@@ -37,7 +37,7 @@ class MemberPort implements MulticastPort {
     private readonly wg: WireGuardInterface,
   ) {
     this.id = `wg:${member.name}`;
-    this.families = [4];
+    this.families = address6 === null ? [4] : [4, 6];
   }
 
   send(packet: Uint8Array, header: IpHeader, now: number): void {

@@ -19,7 +19,7 @@
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { buildApi } from '../api/server.js';
-import { ControlPlane } from '../control/control-plane.js';
+import { ControlPlane, GATEWAY_LINK_LOCAL } from '../control/control-plane.js';
 import type { Settings } from '../control/model.js';
 import { internetWarning } from '../control/internet-access.js';
 import { endpoint, listenAddress } from '../control/validate.js';
@@ -417,8 +417,11 @@ function startMulticast(
   log: (line: string) => void,
 ): { stop: () => void; drops: () => Record<string, number> } {
   const gw4 = parseAddress(cp.gatewayAddresses().ip);
+  // IPv6: MLD queries from the gateway's link-local address; the members' reports come from theirs.
+  const gw6 = cp.settings().subnet6 ? parseAddress(GATEWAY_LINK_LOCAL) : undefined;
   const replicator = new Replicator({
     querySource4: gw4.ok ? gw4.value.bytes : null,
+    querySource6: gw6?.ok ? gw6.value.bytes : null,
     onAction: (a) => {
       if (a.type === 'joined' || a.type === 'left') {
         const group = formatAddress({ family: a.family, bytes: a.group });
@@ -436,6 +439,7 @@ function startMulticast(
   replicator.policy = members;
   sync.attach(members);
   running.wg.groups = members;
+  running.device.linkLocalGroups = gw6 !== undefined;
   running.gateway.attachMulticast(replicator, [], monotonicEpochMs());
   const timer = setInterval(() => {
     try {
@@ -445,11 +449,12 @@ function startMulticast(
     }
   }, MULTICAST_TICK_MS);
   timer.unref();
-  log('multicast: on (IGMP querier in every member tunnel)');
+  log(`multicast: on (${gw6 ? 'IGMP and MLD querier' : 'IGMP querier'} in every member tunnel)`);
   return {
     stop: () => {
       clearInterval(timer);
       running.wg.groups = undefined;
+      running.device.linkLocalGroups = false;
       running.gateway.router.groups = undefined;
     },
     drops: () => ({ ...replicator.drops, ...replicator.membershipDrops }),

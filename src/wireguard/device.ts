@@ -185,6 +185,13 @@ export class Device {
   private loadWindowCount = 0;
   private underLoadUntil = -Infinity;
   private forcedUnderLoad = false;
+  /**
+   * Multicast: accept a packet from an IPv6 link-local source (fe80::/10) to a group (ff00::/8) from any peer,
+   * whatever its allowed IPs. MLD reports come from the host's link-local address (RFC 3810 §5.2.13), which
+   * is an address of the link between that peer and this device only (RFC 4291 §2.5.6); the replicator
+   * that takes such packets knows the sender by its key, not by that address. Off by default.
+   */
+  linkLocalGroups = false;
 
   constructor(options: DeviceOptions = {}) {
     this.random = options.random ?? randomBytes;
@@ -619,7 +626,10 @@ export class Device {
     peer.timers.dataReceived(now);
     const header = readIpHeader(plaintext);
     if (!header) return this.drop(out, 'bad-inner-packet', peer);
-    if (this.allowedIps.lookup(header.family, header.source) !== peer)
+    if (
+      this.allowedIps.lookup(header.family, header.source) !== peer &&
+      !(this.linkLocalGroups && isLinkLocalToGroup(header))
+    )
       return this.drop(out, 'disallowed-source', peer);
     out.push({ type: 'deliver', packet: plaintext.subarray(0, header.length), header, peer: peer.publicKey });
     return out;
@@ -904,4 +914,10 @@ function samePrefix(a: Prefix, b: Prefix): boolean {
   if (a.family !== b.family || a.bits !== b.bits) return false;
   for (let i = 0; i < a.bytes.length; i++) if (a.bytes[i] !== b.bytes[i]) return false;
   return true;
+}
+
+/** An IPv6 packet from a link-local source (fe80::/10) to a multicast group (ff00::/8). */
+function isLinkLocalToGroup(header: IpHeader): boolean {
+  const s = header.source;
+  return header.family === 6 && header.destination[0] === 0xff && s[0] === 0xfe && (s[1]! & 0xc0) === 0x80;
 }

@@ -1,7 +1,8 @@
 /**
  * The multicast probe the interop test runs in each member namespace: a small Python program (python3 is a
- * setup package) that joins and leaves groups with real sockets (IP_ADD_MEMBERSHIP / IP_DROP_MEMBERSHIP on
- * the WireGuard interface, so the kernel sends real IGMP), sends datagrams, and reports, as JSON lines:
+ * setup package) that joins and leaves groups with real sockets (IP_ADD_MEMBERSHIP / IP_DROP_MEMBERSHIP, or
+ * IPV6_JOIN_GROUP / IPV6_LEAVE_GROUP for a group with a colon, on the tunnel interface, so the kernel sends real
+ * IGMP or MLD), sends datagrams, and reports, as JSON lines (`ttl` is the hop limit for IPv6):
  *   {"ev":"rx", group, port, ttl, data, t}   a datagram a joined socket received (TTL from IP_RECVTTL);
  *   {"ev":"wire", dst, ttl, dport, data, t}  an IPv4/UDP packet that arrived on the interface (AF_PACKET), joined
  *                                            or not: what the gateway delivered to this member;
@@ -16,6 +17,7 @@ import { JsonLinesProcess } from './harness.js';
 export const PEER_SCRIPT = String.raw`
 import json, select, socket, struct, sys, time
 IP_RECVTTL, IP_TTL = 12, 2  # linux/in.h
+IPV6_RECVHOPLIMIT, IPV6_HOPLIMIT = 51, 52  # linux/in6.h
 ifname, ifaddr, port, lifetime = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 ports = [port] + [int(p) for p in sys.argv[5:]]
 def out(ev, **kw):
@@ -28,11 +30,21 @@ for p in ports:
     s.bind(('', p))
     s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
     rx.append((s, p))
+    s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s6.bind(('::', p))
+    s6.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+    rx.append((s6, p))
 main = rx[0][0]
+main6 = rx[1][0]
+ifindex = socket.if_nametoindex(ifname)
 wire = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))
 wire.bind((ifname, 0))
 tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ifaddr))
+tx6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+tx6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
 deadline = time.time() + lifetime
 out('ready')
 while time.time() < deadline:
@@ -43,11 +55,23 @@ while time.time() < deadline:
             if not line:
                 sys.exit(0)
             c = json.loads(line)
-            if c['cmd'] in ('join', 'leave'):
+            v6 = ':' in c.get('group', '')
+            if c['cmd'] in ('join', 'leave') and v6:
+                mreq = socket.inet_pton(socket.AF_INET6, c['group']) + struct.pack('@I', ifindex)
+                opt = socket.IPV6_JOIN_GROUP if c['cmd'] == 'join' else socket.IPV6_LEAVE_GROUP
+                main6.setsockopt(socket.IPPROTO_IPV6, opt, mreq)
+                out('joined' if c['cmd'] == 'join' else 'left', group=c['group'], id=c['id'])
+            elif c['cmd'] in ('join', 'leave'):
                 mreq = socket.inet_aton(c['group']) + socket.inet_aton(ifaddr)
                 opt = socket.IP_ADD_MEMBERSHIP if c['cmd'] == 'join' else socket.IP_DROP_MEMBERSHIP
                 main.setsockopt(socket.IPPROTO_IP, opt, mreq)
                 out('joined' if c['cmd'] == 'join' else 'left', group=c['group'], id=c['id'])
+            elif c['cmd'] == 'send' and v6:
+                tx6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, c['ttl'])
+                for i in range(c['count']):
+                    tx6.sendto(('%s:%d' % (c['tag'], i)).encode(), (c['group'], c['port']))
+                    time.sleep(c['intervalMs'] / 1000.0)
+                out('sent', tag=c['tag'], id=c['id'])
             elif c['cmd'] == 'send':
                 tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, c['ttl'])
                 # Linux sometimes sends to a routed group through a unicast route (wg-quick's 224.0.0.0/4) with
@@ -59,6 +83,12 @@ while time.time() < deadline:
                 out('sent', tag=c['tag'], id=c['id'])
         elif f is wire:
             pkt, addr = f.recvfrom(65535)
+            if len(pkt) >= 48 and pkt[0] >> 4 == 6 and pkt[6] == 17:
+                dport = struct.unpack('!H', pkt[42:44])[0]
+                if dport in ports:
+                    out('wire' if addr[2] != 4 else 'sent-wire', dst=socket.inet_ntop(socket.AF_INET6, pkt[24:40]),
+                        ttl=pkt[7], dport=dport, data=pkt[48:].decode('latin-1'))
+                continue
             if len(pkt) < 28 or pkt[0] >> 4 != 4 or pkt[9] != 17:
                 continue
             ihl = (pkt[0] & 15) * 4
@@ -71,7 +101,7 @@ while time.time() < deadline:
             data, anc, _, src = f.recvmsg(2048, 64)
             ttl = -1
             for level, kind, value in anc:
-                if level == socket.IPPROTO_IP and kind == IP_TTL:
+                if (level, kind) in ((socket.IPPROTO_IP, IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)):
                     ttl = struct.unpack('i', value[:4])[0] if len(value) >= 4 else value[0]
             out('rx', port=[p for s, p in rx if s is f][0], ttl=ttl, src=src[0], data=data.decode('latin-1'))
 `;

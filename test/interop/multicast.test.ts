@@ -16,7 +16,11 @@
  *   7. bob leaves (IGMPv3): the gateway drops him at once (measured), and the next datagrams reach carol only.
  *   8. carol leaves (IGMPv2): delivery stops within the last member query time (2 × 1 s; measured), while
  *      alice keeps sending.
- * IPv6 (MLDv2, ff15::) is not covered here: see docs/multicast.md.
+ *   9. IPv6: bob (MLDv2) and carol (forced to MLDv1) join ff15::1:1 through real sockets (IPV6_JOIN_GROUP);
+ *      the gateway, MLD querier from fe80::1, learns both from reports sent from the members' link-local
+ *      addresses. alice sends with hop limit 4: bob and carol get every datagram with hop limit 3, from
+ *      alice's IPv6 address; dave gets none, nothing comes back to alice.
+ *  10. bob leaves (MLDv2): dropped at once (measured); the next datagrams reach carol only.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -29,10 +33,12 @@ import { MulticastPeer } from './multicast-peer.js';
 
 const TOOLS = ['ip', 'wireguard-go', 'wg', 'wg-quick', 'python3', 'ping'];
 const SUBNET = '10.67.0.0/24';
+const SUBNET6 = 'fd67::/64';
 const GATEWAY_IP = '10.67.0.1';
 const UNDERLAY = '192.168.71.1';
 const PORT = 51820;
 const GROUP = '239.1.1.1';
+const GROUP6 = 'ff15::1:1';
 const DENIED_GROUP = '239.2.2.2';
 const MDNS = '224.0.0.251';
 const DATA_PORT = 5000;
@@ -46,6 +52,7 @@ const STATUS_WAIT_MS = 8_000;
 
 interface Member {
   ip: string;
+  ip6: string;
   config: string;
   client?: WgQuickClient;
   peer?: MulticastPeer;
@@ -136,6 +143,8 @@ describe(
           `${UNDERLAY}:${PORT}`,
           '--subnet',
           SUBNET,
+          '--subnet6',
+          SUBNET6,
           '--interface',
           serverIf,
           '--default-policy',
@@ -154,12 +163,22 @@ describe(
         await weft(['member', 'add'], [NAMES[key], '--group', key === 'd' ? 'muted' : 'eng']);
         const shown = JSON.parse((await weft(['member', 'show'], [NAMES[key], '--json'])).stdout) as {
           ip: string;
+          ip6: string;
         };
         let config = (await weft(['member', 'config'], [NAMES[key]])).stdout;
         const allowed = parseWgQuick(config).peers[0]?.get('allowedips') ?? [];
-        assert.ok(allowed.includes('224.0.0.0/4'), `${NAMES[key]}'s AllowedIPs: ${allowed.join(', ')}`);
+        for (const range of ['224.0.0.0/4', SUBNET, 'ff00::/8', SUBNET6, 'fe80::1/128'])
+          assert.ok(
+            allowed.includes(range),
+            `${NAMES[key]}'s AllowedIPs lack ${range}: ${allowed.join(', ')}`,
+          );
+        const addresses = parseWgQuick(config).iface.get('address') ?? [];
+        assert.ok(
+          addresses.some((a) => a.startsWith('fe80::') && a.endsWith('/64')),
+          `${NAMES[key]}'s Address has a link-local address for MLD: ${addresses.join(', ')}`,
+        );
         if (parseWgQuick(config).iface.has('dns')) config = replaceConfigLine(config, 'DNS', null);
-        members[key] = { ip: shown.ip, config };
+        members[key] = { ip: shown.ip, ip6: shown.ip6, config };
       }
       t.diagnostic(
         `alice's AllowedIPs: ${parseWgQuick(member('a').config).peers[0]?.get('allowedips')?.join(', ')}`,
@@ -179,7 +198,10 @@ describe(
         const link = await n.exec('ip', ['-o', 'link', 'show', 'dev', ifname]);
         // wireguard-go's TUN device has the MULTICAST flag (the kernel sends IGMP only on such interfaces).
         assert.match(link.stdout, /[<,]MULTICAST[,>]/, `${ifname}: ${link.stdout}`);
-        if (key === 'c') await n.sysctl(`net/ipv4/conf/${ifname}/force_igmp_version`, 2);
+        if (key === 'c') {
+          await n.sysctl(`net/ipv4/conf/${ifname}/force_igmp_version`, 2);
+          await n.sysctl(`net/ipv6/conf/${ifname}/force_mld_version`, 1);
+        }
         const ping = await n.exec('ping', ['-c', '1', '-W', '3', GATEWAY_IP], { allowFail: true });
         assert.equal(ping.code, 0, `${NAMES[key]} reaches the gateway: ${ping.stdout}${ping.stderr}`);
         m.peer = await MulticastPeer.start(n, ifname, m.ip, [DATA_PORT, MDNS_PORT], PEER_LIFETIME_S);
@@ -289,6 +311,44 @@ describe(
         `delivery stopped within 3 s of the leave: ${Math.round(last - left.t)} ms`,
       );
       assert.ok(seen - left.t < 3_000, 'the gateway expired the membership within 2 s + a tick');
+    });
+
+    it('9. IPv6: bob (MLDv2) and carol (MLDv1) join ff15::1:1; alice reaches both, hop limit decremented', async (t) => {
+      const joinedAt = Date.now();
+      await peer('b').join(GROUP6);
+      await peer('c').join(GROUP6);
+      await logLine(/multicast: wg:bob joined ff15::1:1/, 5_000);
+      await logLine(/multicast: wg:carol joined ff15::1:1/, 5_000);
+      t.diagnostic(`both MLD joins learned ${Date.now() - joinedAt} ms after the sockets joined`);
+
+      await peer('a').send(GROUP6, DATA_PORT, 4, 20, 20, 'v6a');
+      await delay(500);
+      for (const key of ['b', 'c'] as const) {
+        const rx = peer(key).tagged('rx', 'v6a');
+        assert.equal(
+          rx.length,
+          20,
+          `${NAMES[key]} received ${rx.length}/20: ${JSON.stringify(rx.slice(0, 3))}`,
+        );
+        assert.ok(
+          rx.every((e) => e.ttl === 3 && e.src === member('a').ip6),
+          `hop limit 4 → 3 after the gateway, source alice (${member('a').ip6}): ${JSON.stringify(rx[0])}`,
+        );
+      }
+      assert.equal(peer('d').tagged('wire', 'v6a').length, 0, 'dave did not join: nothing on his interface');
+      assert.equal(peer('a').tagged('wire', 'v6a').length, 0, 'nothing comes back to the sender');
+    });
+
+    it('10. IPv6: bob leaves (MLDv2): dropped at once; the next datagrams reach carol only', async (t) => {
+      const left = await peer('b').leave(GROUP6);
+      const seen = await logLine(/multicast: wg:bob left \(leave\) ff15::1:1/, 3_000);
+      t.diagnostic(
+        `MLDv2 leave: the gateway dropped bob ${Math.round(seen - left.t)} ms after the socket left`,
+      );
+      await peer('a').send(GROUP6, DATA_PORT, 4, 10, 20, 'v6b');
+      await delay(500);
+      assert.equal(peer('b').tagged('wire', 'v6b').length, 0, 'nothing for bob after his leave');
+      assert.equal(peer('c').tagged('rx', 'v6b').length, 10, 'carol still gets every datagram');
     });
   },
 );

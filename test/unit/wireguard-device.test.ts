@@ -126,6 +126,20 @@ describe('WireGuard device: handshake and data', () => {
     assert.deepEqual(b.delivered.map(payloadOf), ['legit']);
   });
 
+  it('with linkLocalGroups on, takes link-local sources to IPv6 groups (MLD) from a peer, nothing else', () => {
+    const { net, a, b } = pair();
+    net.send(a, ipv4(A_IP, B_IP, 'legit'));
+    a.device.setPeer({ publicKey: b.key.publicKey(), allowedIps: [prefix('::/0')] });
+    const report = (): Action[] => net.send(a, ipv6('fe80::2', 'ff02::16', 'report'));
+    assert.deepEqual(drops(report()), ['disallowed-source'], 'off by default');
+    b.device.linkLocalGroups = true;
+    report();
+    assert.deepEqual(b.delivered.map(payloadOf), ['legit', 'report']);
+    // Still refused: a link-local source to a unicast address, a non-link-local stranger to a group.
+    assert.deepEqual(drops(net.send(a, ipv6('fe80::2', 'fd00::1', 'unicast'))), ['disallowed-source']);
+    assert.deepEqual(drops(net.send(a, ipv6('fd00::9', 'ff15::1', 'stranger'))), ['disallowed-source']);
+  });
+
   it('routes by longest prefix and drops packets no peer owns', () => {
     const net = new Network();
     const a = net.add('a', '192.0.2.1', 1);
