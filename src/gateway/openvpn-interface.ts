@@ -25,6 +25,10 @@
  * their control channels tell the clients to go (RESTART), so a disabled member is cut within the poll that
  * saw the change.
  *
+ * With multicast on (`groups`), a session's packets to a group go to the replicator instead of the TUN side
+ * (from the member's own address, or for MLD from an IPv6 link-local one), and each routed session is a
+ * port the replicator sends copies and queries to.
+ *
  * Nothing unauthenticated is answered except what the stateless handshake itself answers (a reset), as
  * OpenVPN's own server does; every other dropped input is counted by reason.
  */
@@ -123,6 +127,29 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * Multicast (gateway/multicast.ts): sessions as the replicator's ports. `up` when a session starts carrying
+ * its member's data, `down` when it ends; `fromSession` takes its packets to groups (the packet is the
+ * interface's buffer: used before the call returns); `flush` ends a batch.
+ */
+export interface SessionGroupTap {
+  up(session: OpenVpnSession): void;
+  down(session: OpenVpnSession): void;
+  fromSession(session: OpenVpnSession, packet: Uint8Array, header: IpHeader, now: number): void;
+  flush(): void;
+}
+
+function isGroup(header: IpHeader): boolean {
+  const d = header.destination;
+  return header.family === 4 ? (d[0]! & 0xf0) === 0xe0 : d[0] === 0xff;
+}
+
+/** An IPv6 link-local source (fe80::/10): MLD reports come from it (RFC 3810 §5.2.13). */
+function fromLinkLocal(header: IpHeader): boolean {
+  const s = header.source;
+  return header.family === 6 && s[0] === 0xfe && (s[1]! & 0xc0) === 0x80;
+}
+
 export class OpenVpnSession implements Tunnel {
   readonly name: string;
   /** Set once the certificate named an installed member. */
@@ -211,6 +238,9 @@ export class OpenVpnInterface implements MemberTransport {
   private readonly openBuffer = new Uint8Array(PACKET_ROOM);
   private readonly inbound: Uint8Array[] = [];
   private warmCounters: { counters: OpenVpnInterface['counters']; drops: Map<string, number> } | undefined;
+  /** Multicast replication, when on (settable after construction). */
+  groups: SessionGroupTap | undefined;
+  private tapped = false;
 
   constructor(options: OpenVpnInterfaceOptions) {
     this.options = options;
@@ -412,7 +442,19 @@ export class OpenVpnInterface implements MemberTransport {
     }
     // The member sends from its own addresses only (WireGuard's allowed IPs do the same for its peers).
     const own = header.family === 4 ? session.ip4 : session.ip6;
-    if (!own || !sameBytes(own, header.source)) {
+    const fromOwn = own !== undefined && sameBytes(own, header.source);
+    const groups = this.groups;
+    if (
+      groups !== undefined &&
+      member !== undefined &&
+      isGroup(header) &&
+      (fromOwn || fromLinkLocal(header))
+    ) {
+      groups.fromSession(session, packet, header, now);
+      this.tapped = true;
+      return true;
+    }
+    if (!fromOwn) {
       this.drop('spoofed-source');
       return true;
     }
@@ -425,6 +467,10 @@ export class OpenVpnInterface implements MemberTransport {
   }
 
   private deliverInbound(): void {
+    if (this.tapped) {
+      this.tapped = false;
+      this.groups?.flush();
+    }
     if (this.inbound.length === 0) return;
     const packets = this.inbound.splice(0, this.inbound.length);
     this.options.deliver(packets);
@@ -503,6 +549,7 @@ export class OpenVpnInterface implements MemberTransport {
     session.routed = true;
     session.connectedAt = now;
     this.options.router.setRoutes(session, hostPrefixes(member.record));
+    this.groups?.up(session);
     const via = session.link.kind === 'udp' ? 'UDP' : 'TCP';
     this.log(
       `member ${member.name} connected over OpenVPN (${via}, ${cipher}) from ${formatEndpoint(session.endpoint)}`,
@@ -529,7 +576,10 @@ export class OpenVpnInterface implements MemberTransport {
         if (!tell) session.link.conn.close();
       }
     }
-    if (session.routed) this.options.router.removeTunnel(session);
+    if (session.routed) {
+      this.options.router.removeTunnel(session);
+      this.groups?.down(session);
+    }
     session.data.dispose();
     this.counters.sessionsEnded++;
     const member = session.member;

@@ -1,6 +1,7 @@
 /**
  * The people VPN's members as multicast ports: each installed member with a WireGuard key is a receiver
- * port of the replicator ("wg:NAME"), reached by sending to exactly its peer, whatever the group address.
+ * port of the replicator ("wg:NAME"), reached by sending to exactly its peer, whatever the group address;
+ * each OpenVPN session carrying a member's data is one too ("ovpn:NAME"), reached through that session.
  * Policy is the member firewall's:
  *   - sending: the sender's rules with the group as destination, exactly as for unicast (drops are counted
  *     against the member as policy drops);
@@ -11,6 +12,7 @@
 import { PublicKey } from '../crypto/keys.js';
 import type { MemberRecord } from '../control/model.js';
 import type { GroupTap, WireGuardInterface } from '../gateway/wireguard-interface.js';
+import type { OpenVpnSession, SessionGroupTap } from '../gateway/openvpn-interface.js';
 import type { MulticastPolicy, MulticastPort, Replicator } from '../gateway/multicast.js';
 import type { IpHeader } from '../net/ip-packet.js';
 import { parseAddress } from '../net/ip.js';
@@ -25,19 +27,33 @@ export type PermitsMember = (
   destination: Uint8Array,
 ) => boolean;
 
-class MemberPort implements MulticastPort {
-  readonly id: string;
+/** A member's port, whatever carries it: policy speaks of the member and its addresses. */
+abstract class MemberPortBase implements MulticastPort {
+  abstract readonly id: string;
   readonly families: readonly Family[];
   constructor(
     public member: InstalledMember,
+    readonly address4: Uint8Array | null,
+    readonly address6: Uint8Array | null,
+  ) {
+    this.families = address6 === null ? [4] : [4, 6];
+  }
+  abstract send(packet: Uint8Array, header: IpHeader, now: number): void;
+  abstract flush(): void;
+}
+
+class MemberPort extends MemberPortBase {
+  readonly id: string;
+  constructor(
+    member: InstalledMember,
     readonly key: PublicKey,
     readonly keyText: string,
-    readonly address4: Uint8Array,
-    readonly address6: Uint8Array | null,
+    address4: Uint8Array,
+    address6: Uint8Array | null,
     private readonly wg: WireGuardInterface,
   ) {
+    super(member, address4, address6);
     this.id = `wg:${member.name}`;
-    this.families = address6 === null ? [4] : [4, 6];
   }
 
   send(packet: Uint8Array, header: IpHeader, now: number): void {
@@ -55,13 +71,34 @@ function bytes(text: string | null): Uint8Array | null {
   return a.ok ? a.value.bytes : null;
 }
 
-export class MulticastMembers implements MemberTransport, GroupTap, MulticastPolicy {
+/** An OpenVPN session carrying a member's data: copies are sealed to exactly that session. */
+class SessionPort extends MemberPortBase {
+  readonly id: string;
+  constructor(
+    member: InstalledMember,
+    readonly session: OpenVpnSession,
+  ) {
+    super(member, session.ip4 ?? null, session.ip6 ?? null);
+    this.id = `ovpn:${member.name}`;
+  }
+
+  send(packet: Uint8Array, header: IpHeader, now: number): void {
+    this.session.send(packet, now, header);
+  }
+
+  flush(): void {
+    this.session.flush();
+  }
+}
+
+export class MulticastMembers implements MemberTransport, GroupTap, SessionGroupTap, MulticastPolicy {
   readonly protocol = 'multicast';
   readonly counters = { unknownPeer: 0 };
   private readonly byName = new Map<string, MemberPort>();
   private readonly byKey = new Map<string, MemberPort>();
   /** The device hands back the key objects it holds: resolving each once keeps base64 off the path. */
   private byKeyObject = new WeakMap<PublicKey, MemberPort | null>();
+  private readonly bySession = new Map<OpenVpnSession, SessionPort>();
 
   constructor(
     private readonly replicator: Replicator,
@@ -132,10 +169,36 @@ export class MulticastMembers implements MemberTransport, GroupTap, MulticastPol
     this.replicator.flush();
   }
 
+  // ------------------------------------------------------------ SessionGroupTap (OpenVPN)
+
+  up(session: OpenVpnSession): void {
+    const member = session.member;
+    if (member === undefined || this.bySession.has(session)) return;
+    const port = new SessionPort(member, session);
+    this.bySession.set(session, port);
+    this.replicator.addPort(port, this.clock());
+  }
+
+  down(session: OpenVpnSession): void {
+    const port = this.bySession.get(session);
+    if (port === undefined) return;
+    this.bySession.delete(session);
+    this.replicator.removePort(port);
+  }
+
+  fromSession(session: OpenVpnSession, packet: Uint8Array, header: IpHeader, now: number): void {
+    const port = this.bySession.get(session);
+    if (port === undefined) {
+      this.counters.unknownPeer++;
+      return;
+    }
+    this.replicator.receive(packet, header, port, now);
+  }
+
   // ------------------------------------------------------------ MulticastPolicy
 
   readonly maySend = (source: MulticastPort, packet: Uint8Array, header: IpHeader): boolean =>
-    !(source instanceof MemberPort) || this.admitMember(source.member, packet, header);
+    !(source instanceof MemberPortBase) || this.admitMember(source.member, packet, header);
 
   readonly mayReceive = (
     source: MulticastPort,
@@ -143,7 +206,7 @@ export class MulticastMembers implements MemberTransport, GroupTap, MulticastPol
     packet: Uint8Array,
     header: IpHeader,
   ): boolean => {
-    if (!(source instanceof MemberPort) || !(receiver instanceof MemberPort)) return true;
+    if (!(source instanceof MemberPortBase) || !(receiver instanceof MemberPortBase)) return true;
     const destination = header.family === 4 ? receiver.address4 : receiver.address6;
     return destination !== null && this.permitsMember(source.member, packet, header, destination);
   };

@@ -8,6 +8,8 @@
  * - a full-tunnel member (or one whose policy reaches "any") gets `redirect-gateway def1` (and `ipv6` when
  *   the IPv6 default goes through the tunnel too); everyone else gets one `route` per prefix its policies
  *   reach beyond the member subnet (shared subnets behind the gateway);
+ * - with multicast on, the groups' ranges (224.0.0.0/4, ff00::/8) are among those routes, so the client
+ *   sends to groups (and its IGMP/MLD) into the tunnel;
  * - DNS servers from the settings; keepalive: a ping every 10 s, restart after 60 s without one.
  */
 import type { ControlPlane } from '../control/control-plane.js';
@@ -35,6 +37,8 @@ function covers(outer: Prefix, inner: Prefix): boolean {
   return outer.bits <= inner.bits && prefixContains(outer, inner);
 }
 
+const LINK_LOCAL_6 = prefix('fe80::/10')!;
+
 export function openVpnPushFor(cp: ControlPlane, member: MemberRecord): PushDescription {
   const settings = cp.settings();
   const gateway = cp.gatewayAddresses();
@@ -55,7 +59,8 @@ export function openVpnPushFor(cp: ControlPlane, member: MemberRecord): PushDesc
       continue;
     }
     const onLink = p.family === 4 ? covers(subnet, p) : subnet6 !== undefined && covers(subnet6, p);
-    if (onLink) continue;
+    // Link-local (the gateway's fe80::1, source of MLD queries) is on the tunnel's link by definition.
+    if (onLink || covers(LINK_LOCAL_6, p)) continue;
     if (p.family === 4) routes.push({ network: formatAddress(p), netmask: netmask(p.bits) });
     else routesIpv6.push(`${formatAddress(p)}/${p.bits}`);
   }

@@ -248,6 +248,7 @@ export async function runServer(
     if (openvpn) {
       const ovpn = openvpn;
       undo.push(() => ovpn.close());
+      multicast?.attachOpenVpn(ovpn);
     }
 
     // IPsec: the sockets open with the first configured site (UDP 500 and 4500 stay closed without one); the
@@ -405,8 +406,9 @@ export async function runServer(
 const MULTICAST_TICK_MS = 100;
 
 /**
- * Multicast for WireGuard members and the host: a replicator whose ports are the installed members (through
- * GatewaySync, so a removed or disabled member leaves its groups at once) and the host's TUN side. The host
+ * Multicast for members and the host: a replicator whose ports are the installed WireGuard members (through
+ * GatewaySync, so a removed or disabled member leaves its groups at once), the OpenVPN sessions (attached
+ * once the OpenVPN interface runs) and the host's TUN side. The host
  * is not queried (a query from the gateway's own address would be a martian to its kernel): it joins by the
  * reports its kernel sends when a socket joins, which last a group membership interval.
  */
@@ -415,7 +417,11 @@ function startMulticast(
   sync: GatewaySync,
   running: Running,
   log: (line: string) => void,
-): { stop: () => void; drops: () => Record<string, number> } {
+): {
+  stop: () => void;
+  drops: () => Record<string, number>;
+  attachOpenVpn: (ovpn: OpenVpnInterface) => void;
+} {
   const gw4 = parseAddress(cp.gatewayAddresses().ip);
   // IPv6: MLD queries from the gateway's link-local address; the members' reports come from theirs.
   const gw6 = cp.settings().subnet6 ? parseAddress(GATEWAY_LINK_LOCAL) : undefined;
@@ -449,15 +455,22 @@ function startMulticast(
     }
   }, MULTICAST_TICK_MS);
   timer.unref();
+  let openvpn: OpenVpnInterface | undefined;
   log(`multicast: on (${gw6 ? 'IGMP and MLD querier' : 'IGMP querier'} in every member tunnel)`);
   return {
     stop: () => {
       clearInterval(timer);
       running.wg.groups = undefined;
       running.device.linkLocalGroups = false;
+      if (openvpn) openvpn.groups = undefined;
       running.gateway.router.groups = undefined;
     },
     drops: () => ({ ...replicator.drops, ...replicator.membershipDrops }),
+    // OpenVPN sessions as ports: the interface starts after the replicator.
+    attachOpenVpn: (ovpn) => {
+      openvpn = ovpn;
+      ovpn.groups = members;
+    },
   };
 }
 

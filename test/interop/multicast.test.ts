@@ -21,6 +21,11 @@
  *      addresses. alice sends with hop limit 4: bob and carol get every datagram with hop limit 3, from
  *      alice's IPv6 address; dave gets none, nothing comes back to alice.
  *  10. bob leaves (MLDv2): dropped at once (measured); the next datagrams reach carol only.
+ *  11. erin, an OpenVPN member (the real openvpn 2.6 client with her `.ovpn`), gets 224.0.0.0/4 and ff00::/8
+ *      routed into her tun by the push, joins 239.1.1.1 (IGMPv3) and ff15::1:1 (MLDv2): the gateway learns
+ *      both (ovpn:erin), and alice's datagrams (WireGuard) reach her, TTL / hop limit 4 → 3.
+ *  12. erin sends to 239.3.3.3, which bob joined, and to ff15::1:1 (carol): both receive every datagram from
+ *      her address.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -31,7 +36,7 @@ import { weftCli, WEFT_MAIN } from './gateway-lab.js';
 import { parseWgQuick, replaceConfigLine, wgQuickUp, type WgQuickClient } from './people-lab.js';
 import { MulticastPeer } from './multicast-peer.js';
 
-const TOOLS = ['ip', 'wireguard-go', 'wg', 'wg-quick', 'python3', 'ping'];
+const TOOLS = ['ip', 'wireguard-go', 'wg', 'wg-quick', 'python3', 'ping', 'openvpn'];
 const SUBNET = '10.67.0.0/24';
 const SUBNET6 = 'fd67::/64';
 const GATEWAY_IP = '10.67.0.1';
@@ -40,6 +45,7 @@ const PORT = 51820;
 const GROUP = '239.1.1.1';
 const GROUP6 = 'ff15::1:1';
 const DENIED_GROUP = '239.2.2.2';
+const ERIN_GROUP = '239.3.3.3';
 const MDNS = '224.0.0.251';
 const DATA_PORT = 5000;
 const MDNS_PORT = 5353;
@@ -64,7 +70,7 @@ function need<T>(value: T | undefined, what: string): T {
 }
 
 describe(
-  'multicast: `weft server run` replicating to real WireGuard clients',
+  'multicast: `weft server run` replicating to real WireGuard and OpenVPN clients',
   { skip: interopSkip(TOOLS) },
   () => {
     let lab: Lab;
@@ -74,6 +80,10 @@ describe(
     let dataDir = '';
     let serverIf = '';
     let server: ManagedProcess | undefined;
+    /** erin: an OpenVPN member. */
+    let erinNs: Netns | undefined;
+    let erin:
+      { ip: string; ip6: string; profile: string; client?: ManagedProcess; peer?: MulticastPeer } | undefined;
 
     before(async () => {
       assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
@@ -96,6 +106,9 @@ describe(
         await g.exec('ip', ['link', 'set', aIf, 'master', bridge]);
         ns[key] = m;
       }
+      erinNs = await lab.netns('me');
+      const { aIf } = await lab.veth(g, erinNs, { aName: 'pe', bName: 'ue', bAddr: '192.168.71.15/24' });
+      await g.exec('ip', ['link', 'set', aIf, 'master', bridge]);
       gw = g;
     });
 
@@ -103,6 +116,8 @@ describe(
       if (!lab) return;
       try {
         for (const m of Object.values(members)) m.peer?.process.kill('SIGTERM');
+        erin?.peer?.process.kill('SIGTERM');
+        await erin?.client?.stop(3_000).catch(() => undefined);
         if (server?.running) await server.stop(8_000).catch(() => undefined);
         for (const m of Object.values(members)) await m.client?.down().catch(() => undefined);
       } finally {
@@ -183,6 +198,13 @@ describe(
       t.diagnostic(
         `alice's AllowedIPs: ${parseWgQuick(member('a').config).peers[0]?.get('allowedips')?.join(', ')}`,
       );
+      await weft(['member', 'add'], ['erin', '--group', 'eng']);
+      const shown = JSON.parse((await weft(['member', 'show'], ['erin', '--json'])).stdout) as {
+        ip: string;
+        ip6: string;
+      };
+      const profile = (await weft(['member', 'config'], ['erin', '--openvpn'])).stdout;
+      erin = { ip: shown.ip, ip6: shown.ip6, profile };
     });
 
     it('2. server run; the clients come up (carol forced to IGMPv2)', async (t) => {
@@ -349,6 +371,76 @@ describe(
       await delay(500);
       assert.equal(peer('b').tagged('wire', 'v6b').length, 0, 'nothing for bob after his leave');
       assert.equal(peer('c').tagged('rx', 'v6b').length, 10, 'carol still gets every datagram');
+    });
+
+    it('11. erin (OpenVPN) joins 239.1.1.1 and ff15::1:1; alice (WireGuard) reaches her', async (t) => {
+      const e = need(erin, 'erin');
+      const n = need(erinNs, "erin's namespace");
+      const file = await lab.writeSecret(`erin-${Date.now()}.ovpn`, e.profile);
+      e.client = n.spawn('openvpn', [
+        '--config',
+        file,
+        '--verb',
+        '3',
+        '--proto',
+        'udp',
+        '--connect-retry',
+        '1',
+        '1',
+      ]);
+      await e.client.waitForOutput(/Initialization Sequence Completed/, 30_000);
+      const tun = /^\d+: (\S+)\s+inet 10\.67\./m.exec(
+        (await n.exec('ip', ['-o', 'addr', 'show'])).stdout,
+      )?.[1];
+      assert.ok(tun, "erin's tun has her address");
+      const routes4 = (await n.exec('ip', ['route', 'show'])).stdout;
+      const routes6 = (await n.exec('ip', ['-6', 'route', 'show'])).stdout;
+      assert.match(routes4, /^224\.0\.0\.0\/4 /m, `the push routes 224.0.0.0/4 into the tunnel: ${routes4}`);
+      assert.match(routes6, /^ff00::\/8 /m, `the push routes ff00::/8 into the tunnel: ${routes6}`);
+      e.peer = await MulticastPeer.start(n, tun, e.ip, [DATA_PORT, MDNS_PORT], PEER_LIFETIME_S);
+      await e.peer.join(GROUP);
+      await e.peer.join(GROUP6);
+      await logLine(/multicast: ovpn:erin joined 239\.1\.1\.1/, 5_000);
+      await logLine(/multicast: ovpn:erin joined ff15::1:1/, 5_000);
+      await peer('a').send(GROUP, DATA_PORT, 4, 20, 20, 'ov4');
+      await peer('a').send(GROUP6, DATA_PORT, 4, 20, 20, 'ov6');
+      await delay(500);
+      const rx4 = e.peer.tagged('rx', 'ov4');
+      const rx6 = e.peer.tagged('rx', 'ov6');
+      t.diagnostic(`erin received ${rx4.length}/20 over IPv4 and ${rx6.length}/20 over IPv6`);
+      assert.equal(rx4.length, 20, `erin received ${rx4.length}/20 (IPv4)`);
+      assert.equal(rx6.length, 20, `erin received ${rx6.length}/20 (IPv6)`);
+      assert.ok(
+        rx4.every((x) => x.ttl === 3 && x.src === member('a').ip),
+        `TTL 3, from alice: ${JSON.stringify(rx4[0])}`,
+      );
+      assert.ok(
+        rx6.every((x) => x.ttl === 3 && x.src === member('a').ip6),
+        `hop limit 3, from alice: ${JSON.stringify(rx6[0])}`,
+      );
+      assert.equal(peer('d').tagged('wire', 'ov4').length, 0, 'dave did not join');
+    });
+
+    it('12. erin (OpenVPN) sends: bob gets 239.3.3.3, carol ff15::1:1', async () => {
+      const e = need(erin?.peer, "erin's multicast probe");
+      await peer('b').join(ERIN_GROUP);
+      await logLine(/multicast: wg:bob joined 239\.3\.3\.3/, 5_000);
+      await e.send(ERIN_GROUP, DATA_PORT, 4, 20, 20, 'fe4');
+      await e.send(GROUP6, DATA_PORT, 4, 20, 20, 'fe6');
+      await delay(500);
+      const bob = peer('b').tagged('rx', 'fe4');
+      const carol = peer('c').tagged('rx', 'fe6');
+      assert.equal(bob.length, 20, `bob received ${bob.length}/20 from erin`);
+      assert.ok(
+        bob.every((x) => x.src === need(erin, 'erin').ip && x.ttl === 3),
+        JSON.stringify(bob[0]),
+      );
+      assert.equal(carol.length, 20, `carol received ${carol.length}/20 from erin`);
+      assert.ok(
+        carol.every((x) => x.src === need(erin, 'erin').ip6 && x.ttl === 3),
+        JSON.stringify(carol[0]),
+      );
+      assert.equal(peer('d').tagged('wire', 'fe4').length, 0, 'dave did not join');
     });
   },
 );

@@ -91,3 +91,18 @@ test('a member with no policy reaches the gateway only: no routes, no redirect',
     f.close();
   }
 });
+
+test('multicast on: the groups (224.0.0.0/4, ff00::/8) are routed into the tunnel; link-local is not pushed', () => {
+  const f = fixture();
+  try {
+    f.cp.addMember('t', { name: 'alice' });
+    const before = openVpnPushFor(f.cp, f.cp.store.getMember('alice')!);
+    assert.equal(before.routes, undefined);
+    f.cp.updateSettings('t', { multicast: true });
+    const push = openVpnPushFor(f.cp, f.cp.store.getMember('alice')!);
+    assert.deepEqual(push.routes, [{ network: '224.0.0.0', netmask: '240.0.0.0' }]);
+    assert.deepEqual(push.routesIpv6, ['ff00::/8']);
+  } finally {
+    f.close();
+  }
+});
