@@ -4,6 +4,7 @@
  * figures.
  */
 import type { GatewayMetrics } from './metrics.js';
+import type { MulticastSnapshot } from '../gateway/multicast.js';
 import type { ControlPlane } from '../control/control-plane.js';
 import type { RouteRegistry } from './route.js';
 import type { SessionTable } from './sessions.js';
@@ -25,6 +26,8 @@ export interface LiveStatus {
     | undefined;
   /** Per-member figures and drop counters for /metrics; undefined while the gateway is not running. */
   metrics?(): GatewayMetrics | undefined;
+  /** The multicast replicator's state (GET /multicast); absent when multicast is off. */
+  multicast?(): MulticastSnapshot;
 }
 
 /** The console's sessions and the throttles of failed credentials (server.ts makes them). */

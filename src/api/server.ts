@@ -26,6 +26,7 @@ import { AUTH_FAILURE_LIMITS, FailureThrottle, LOGIN_FAILURE_LIMITS } from './th
 import { adminRoutes } from './routes-admin.js';
 import { downloadRoutes } from './routes-download.js';
 import { memberRoutes } from './routes-members.js';
+import { multicastRoutes } from './routes-multicast.js';
 import { networkRoutes } from './routes-network.js';
 import { serverRoutes } from './routes-server.js';
 import { sessionRoutes } from './routes-session.js';
@@ -135,6 +136,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   downloadRoutes(ctx);
   networkRoutes(ctx);
   siteRoutes(ctx);
+  multicastRoutes(ctx);
   adminRoutes(ctx);
   stateRoutes(ctx);
 

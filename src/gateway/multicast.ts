@@ -38,6 +38,7 @@ import {
 } from '../multicast/messages.js';
 import { groupKey, Querier, type QuerierAction, type QuerierConfig } from '../multicast/querier.js';
 import type { IpHeader } from '../net/ip-packet.js';
+import { formatAddress } from '../net/ip.js';
 
 /** A receiver (and sender) of multicast: a WireGuard peer, an OpenVPN session, an IPsec site, the host. */
 export interface MulticastPort {
@@ -90,6 +91,44 @@ export type ReplicationDrop =
   | 'query-from-port'
   | 'malformed';
 
+/** Figures of one port, as a sender and as a receiver. */
+interface PortStats {
+  /** Packets it sent to groups (membership messages not counted). */
+  sent: number;
+  /** Copies sent to it. */
+  received: number;
+  /** Its packets dropped, by reason. */
+  readonly drops: Partial<Record<ReplicationDrop, number>>;
+}
+
+/** Figures of one joined group; kept while the group has receivers. */
+interface GroupStats {
+  packets: number;
+  copies: number;
+  readonly senders: Map<MulticastPort, number>;
+}
+
+/** What `weft multicast list` and GET /api/v1/multicast show: the replicator's state, plain data. */
+export interface MulticastSnapshot {
+  readonly counters: { readonly packets: number; readonly copies: number; readonly reports: number };
+  /** Nonzero drop counters: replication (ReplicationDrop) and IGMP/MLD parsing (MembershipDrop). */
+  readonly drops: Readonly<Record<string, number>>;
+  readonly groups: readonly {
+    readonly group: string;
+    /** Receivers; `expiresInS` null for a static membership. */
+    readonly receivers: readonly { readonly port: string; readonly expiresInS: number | null }[];
+    readonly packets: number;
+    readonly copies: number;
+    readonly senders: readonly { readonly port: string; readonly packets: number }[];
+  }[];
+  readonly ports: readonly {
+    readonly port: string;
+    readonly sent: number;
+    readonly received: number;
+    readonly drops: Readonly<Record<string, number>>;
+  }[];
+}
+
 export class Replicator {
   readonly querier: Querier<MulticastPort>;
   readonly counters = { packets: 0, copies: 0, reports: 0 };
@@ -118,6 +157,8 @@ export class Replicator {
   private readonly onAction: ((action: QuerierAction<MulticastPort>) => void) | undefined;
   private readonly touched: MulticastPort[] = [];
   private readonly actions: QuerierAction<MulticastPort>[] = [];
+  private readonly portStats = new Map<MulticastPort, PortStats>();
+  private readonly groupStats = new Map<number | string, GroupStats>();
 
   constructor(options: ReplicatorOptions = {}) {
     this.querier = new Querier(options.querier);
@@ -145,6 +186,8 @@ export class Replicator {
   removePort(port: MulticastPort): void {
     this.querier.removePort(port, this.actions);
     this.sourceBuckets.forget(port);
+    this.portStats.delete(port);
+    for (const g of this.groupStats.values()) g.senders.delete(port);
     this.perform(0);
     const at = this.touched.indexOf(port);
     if (at >= 0) this.touched.splice(at, 1);
@@ -179,46 +222,97 @@ export class Replicator {
     const key = groupKey(family, group);
     const entry = this.querier.group(key);
     const receivers = entry?.receivers;
-    if (!receivers || receivers.length === 0 || (receivers.length === 1 && receivers[0] === source)) {
-      this.drops['no-receivers']++;
-      return false;
-    }
-    if (!isLinkLocalGroup(family, group) && !this.decrementTtl(packet, family)) {
-      this.drops.ttl++;
-      return false;
-    }
-    if (!this.duplicates.firstTime(fingerprint(packet, header.length), now)) {
-      this.drops.duplicate++;
-      return false;
-    }
+    const from = this.statsOf(source);
+    from.sent++;
+    if (!receivers || receivers.length === 0 || (receivers.length === 1 && receivers[0] === source))
+      return this.dropped('no-receivers', from);
+    const stats = this.groupStatsOf(key);
+    stats.packets++;
+    stats.senders.set(source, (stats.senders.get(source) ?? 0) + 1);
+    if (!isLinkLocalGroup(family, group) && !this.decrementTtl(packet, family))
+      return this.dropped('ttl', from);
+    if (!this.duplicates.firstTime(fingerprint(packet, header.length), now))
+      return this.dropped('duplicate', from);
     const policy = this.policy;
-    if (!policy.maySend(source, packet, header, now)) {
-      this.drops['policy-send']++;
-      return false;
-    }
-    if (!this.sourceBuckets.take(source, now)) {
-      this.drops['rate-source']++;
-      return false;
-    }
-    if (!this.groupBuckets.take(key, now)) {
-      this.drops['rate-group']++;
-      return false;
-    }
+    if (!policy.maySend(source, packet, header, now)) return this.dropped('policy-send', from);
+    if (!this.sourceBuckets.take(source, now)) return this.dropped('rate-source', from);
+    if (!this.groupBuckets.take(key, now)) return this.dropped('rate-group', from);
     const touched = this.touched;
     let copies = 0;
     for (let i = 0; i < receivers.length; i++) {
       const r = receivers[i]!;
       if (r === source) continue;
       if (!policy.mayReceive(source, r, packet, header)) {
-        this.drops['policy-receive']++;
+        this.dropped('policy-receive', from);
         continue;
       }
       r.send(packet, header, now);
+      this.statsOf(r).received++;
       copies++;
       if (touched[touched.length - 1] !== r && !touched.includes(r)) touched.push(r);
     }
     this.counters.copies += copies;
+    stats.copies += copies;
     return copies > 0;
+  }
+
+  /** The state for `weft multicast list` and the API (not on the packet path). */
+  snapshot(now: number): MulticastSnapshot {
+    const drops: Record<string, number> = {};
+    for (const [k, v] of Object.entries({ ...this.drops, ...this.membershipDrops })) if (v > 0) drops[k] = v;
+    const groups: MulticastSnapshot['groups'][number][] = [];
+    const live = new Set<number | string>();
+    for (const g of this.querier.allGroups()) {
+      if (g.receivers.length === 0) continue;
+      const key = groupKey(g.family, g.address);
+      live.add(key);
+      const stats = this.groupStats.get(key);
+      groups.push({
+        group: formatAddress({ family: g.family, bytes: g.address }),
+        receivers: [...g.byPort.values()].map((m) => {
+          const until = Math.max(...m.reporters.values());
+          return {
+            port: m.port.id,
+            expiresInS: until === Infinity ? null : Math.max(0, Math.round((until - now) / 1000)),
+          };
+        }),
+        packets: stats?.packets ?? 0,
+        copies: stats?.copies ?? 0,
+        senders: [...(stats?.senders ?? [])].map(([p, n]) => ({ port: p.id, packets: n })),
+      });
+    }
+    // Figures of groups nobody receives any more are forgotten (the table stays as large as the joins).
+    for (const key of this.groupStats.keys()) if (!live.has(key)) this.groupStats.delete(key);
+    groups.sort((a, b) => (a.group < b.group ? -1 : a.group > b.group ? 1 : 0));
+    const ports = [...this.portStats]
+      .map(([p, s]) => ({ port: p.id, sent: s.sent, received: s.received, drops: { ...s.drops } }))
+      .sort((a, b) => (a.port < b.port ? -1 : a.port > b.port ? 1 : 0));
+    return { counters: { ...this.counters }, drops, groups, ports };
+  }
+
+  private statsOf(port: MulticastPort): PortStats {
+    let s = this.portStats.get(port);
+    if (s === undefined) {
+      s = { sent: 0, received: 0, drops: {} };
+      this.portStats.set(port, s);
+    }
+    return s;
+  }
+
+  private groupStatsOf(key: number | string): GroupStats {
+    let s = this.groupStats.get(key);
+    if (s === undefined) {
+      s = { packets: 0, copies: 0, senders: new Map() };
+      this.groupStats.set(key, s);
+    }
+    return s;
+  }
+
+  /** Counts a drop of `from`'s packet; false (nothing copied). */
+  private dropped(reason: ReplicationDrop, from: PortStats): false {
+    this.drops[reason]++;
+    from.drops[reason] = (from.drops[reason] ?? 0) + 1;
+    return false;
   }
 
   /** Flushes every port sent to since the last call (the end of the caller's batch). */

@@ -38,8 +38,9 @@ import type { IpsecInterface } from '../gateway/ipsec-interface.js';
 import type { SiteSpec } from '../ipsec/site-spec.js';
 import type { OpenVpnInterface } from '../gateway/openvpn-interface.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
-import { Replicator } from '../gateway/multicast.js';
+import { Replicator, type MulticastSnapshot } from '../gateway/multicast.js';
 import { MulticastMembers } from './multicast-members.js';
+import { MULTICAST_STATUS_MS, removeMulticastStatus, writeMulticastStatus } from './multicast-status.js';
 
 /** What `weft server run` takes besides the data directory. */
 export interface ServerRunOptions {
@@ -236,7 +237,8 @@ export async function runServer(
       activeSync.report();
     });
 
-    const multicast = settings.multicast === true ? startMulticast(cp, activeSync, running, log) : undefined;
+    const multicast =
+      settings.multicast === true ? startMulticast(cp, activeSync, running, log, dataDir) : undefined;
     if (multicast) undo.push(multicast.stop);
 
     let openvpn: OpenVpnInterface | undefined;
@@ -362,6 +364,7 @@ export async function runServer(
             ...(openvpn ? { openvpn: Object.fromEntries(openvpn.drops) } : {}),
           },
         }),
+        ...(multicast ? { multicast: multicast.snapshot } : {}),
       },
     });
     const apiListen = options.apiListen ?? settings.apiListen;
@@ -417,9 +420,11 @@ function startMulticast(
   sync: GatewaySync,
   running: Running,
   log: (line: string) => void,
+  dataDir: string,
 ): {
-  stop: () => void;
+  stop: () => Promise<void>;
   drops: () => Record<string, number>;
+  snapshot: () => MulticastSnapshot;
   attachOpenVpn: (ovpn: OpenVpnInterface) => void;
 } {
   const gw4 = parseAddress(cp.gatewayAddresses().ip);
@@ -456,16 +461,33 @@ function startMulticast(
   }, MULTICAST_TICK_MS);
   timer.unref();
   let openvpn: OpenVpnInterface | undefined;
+  // `weft multicast list` reads the replicator's state from the data directory (multicast-status.ts).
+  let writing: Promise<void> = Promise.resolve();
+  let writeFailed = false;
+  const statusTimer = setInterval(() => {
+    writing = writeMulticastStatus(dataDir, replicator.snapshot(monotonicEpochMs()), new Date()).then(
+      () => void (writeFailed = false),
+      (e: unknown) => {
+        if (!writeFailed) log(`multicast: cannot write its status: ${(e as Error).message}`);
+        writeFailed = true;
+      },
+    );
+  }, MULTICAST_STATUS_MS);
+  statusTimer.unref();
   log(`multicast: on (${gw6 ? 'IGMP and MLD querier' : 'IGMP querier'} in every member tunnel)`);
   return {
-    stop: () => {
+    stop: async () => {
       clearInterval(timer);
+      clearInterval(statusTimer);
+      await writing;
+      await removeMulticastStatus(dataDir).catch(() => undefined);
       running.wg.groups = undefined;
       running.device.linkLocalGroups = false;
       if (openvpn) openvpn.groups = undefined;
       running.gateway.router.groups = undefined;
     },
     drops: () => ({ ...replicator.drops, ...replicator.membershipDrops }),
+    snapshot: () => replicator.snapshot(monotonicEpochMs()),
     // OpenVPN sessions as ports: the interface starts after the replicator.
     attachOpenVpn: (ovpn) => {
       openvpn = ovpn;

@@ -26,6 +26,8 @@
  *      both (ovpn:erin), and alice's datagrams (WireGuard) reach her, TTL / hop limit 4 → 3.
  *  12. erin sends to 239.3.3.3, which bob joined, and to ff15::1:1 (carol): both receive every datagram from
  *      her address.
+ *  13. `weft multicast list` (what the running server writes to the data directory) shows the groups with
+ *      their receivers and senders, the packets, and dave's policy drops; the same as JSON.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -441,6 +443,52 @@ describe(
         JSON.stringify(carol[0]),
       );
       assert.equal(peer('d').tagged('wire', 'fe4').length, 0, 'dave did not join');
+    });
+
+    it('13. `weft multicast list`: groups, receivers, senders, packets, drops and why', async (t) => {
+      interface Listed {
+        at: string;
+        groups: {
+          group: string;
+          receivers: { port: string; expiresInS: number | null }[];
+          packets: number;
+          senders: { port: string; packets: number }[];
+        }[];
+        ports: { port: string; sent: number; received: number; drops: Record<string, number> }[];
+        drops: Record<string, number>;
+      }
+      let listed: Listed | undefined;
+      // The server writes its status every 2 s: wait for one written after step 12.
+      const since = Date.now();
+      await waitFor(
+        'a multicast status written after step 12',
+        async () => {
+          const r = await weft(['multicast', 'list'], ['--json']);
+          listed = JSON.parse(r.stdout) as Listed;
+          return Date.parse(listed.at) > since;
+        },
+        { timeoutMs: 8_000, intervalMs: 500 },
+      );
+      const l = need(listed, 'the listed status');
+      const group = (g: string) => l.groups.find((x) => x.group === g);
+      const g3 = group(ERIN_GROUP);
+      assert.deepEqual(
+        g3?.receivers.map((r) => r.port),
+        ['wg:bob'],
+        JSON.stringify(l.groups),
+      );
+      assert.deepEqual(g3?.senders, [{ port: 'ovpn:erin', packets: 20 }]);
+      assert.ok((g3?.receivers[0]?.expiresInS ?? 0) > 200, 'a fresh membership: ~260 s left');
+      const g6 = group(GROUP6);
+      assert.deepEqual(g6?.receivers.map((r) => r.port).sort(), ['ovpn:erin', 'wg:carol']);
+      assert.ok((g6?.packets ?? 0) >= 50, `ff15::1:1 counted alice's and erin's packets: ${g6?.packets}`);
+      const dave = l.ports.find((p) => p.port === 'wg:dave');
+      assert.equal(dave?.drops['policy-send'], 10, JSON.stringify(dave));
+      assert.ok((l.drops['policy-send'] ?? 0) >= 10);
+      const text = (await weft(['multicast', 'list'])).stdout;
+      assert.match(text, /group 239\.3\.3\.3: 20 packet\(s\), 20 copies/, text);
+      assert.match(text, /senders: +ovpn:erin \(20\)/, text);
+      t.diagnostic(text);
     });
   },
 );

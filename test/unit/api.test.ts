@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { z } from 'zod';
 import { buildApi, type LiveStatus } from '../../src/api/server.js';
+import { Multicast } from '../../src/api/routes-multicast.js';
 import * as schemas from '../../src/api/schemas.js';
 import { parseWgQuick } from '../../src/config/wg-quick.js';
 import { ControlPlane } from '../../src/control/control-plane.js';
@@ -938,6 +939,34 @@ describe('REST API (failures and live figures)', () => {
     const a = json<{ status: Json }>(await request(f, 'GET', '/api/v1/members/a'));
     assertConforms(schemas.MemberView, a);
     assert.equal(a.status.online, true);
+    await f.app.close();
+  });
+
+  it('GET /multicast: the setting, and the running replicator (null when none runs here)', async () => {
+    const snapshot = {
+      counters: { packets: 3, copies: 2, reports: 1 },
+      drops: { 'policy-send': 1 },
+      groups: [
+        {
+          group: 'ff15::1:1',
+          receivers: [{ port: 'ovpn:erin', expiresInS: 250 }],
+          packets: 2,
+          copies: 2,
+          senders: [{ port: 'wg:alice', packets: 2 }],
+        },
+      ],
+      ports: [{ port: 'wg:alice', sent: 2, received: 0, drops: {} }],
+    };
+    const idle = await fixture(new MemoryStore());
+    const none = json(await request(idle, 'GET', '/api/v1/multicast'));
+    assertConforms(Multicast, none);
+    assert.deepEqual(none, { on: false, live: null });
+    await idle.app.close();
+    const f = await fixture(new MemoryStore(), { gateway: () => undefined, multicast: () => snapshot });
+    f.cp.updateSettings('t', { multicast: true });
+    const res = json(await request(f, 'GET', '/api/v1/multicast'));
+    assertConforms(Multicast, res);
+    assert.deepEqual(res, { on: true, live: snapshot });
     await f.app.close();
   });
 

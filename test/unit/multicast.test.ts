@@ -385,6 +385,41 @@ describe('replication', () => {
     assert.equal(b.got.length, 3, 'a new ID, or the same after the window, is copied');
   });
 
+  it('snapshot: groups with receivers (expiry), senders, packets, copies; per-port figures and drops', () => {
+    const { r, a, b, d } = setup({ policy: { maySend: (s) => s !== d, mayReceive: () => true } });
+    send(r, datagram(G, 4, 1), a, 1_000);
+    send(r, datagram(G, 4, 2), a, 1_000);
+    send(r, datagram(G, 4, 3), d, 1_000);
+    send(r, datagram(v4(239, 9, 9, 9), 4, 4), a, 1_000);
+    const snap = r.snapshot(1_000);
+    assert.deepEqual(snap.groups, [
+      {
+        group: '239.1.2.3',
+        // The group membership interval (260 s) from the reports at 0.
+        receivers: ['a', 'b', 'c'].map((port) => ({ port, expiresInS: 259 })),
+        packets: 3,
+        copies: 4,
+        senders: [
+          { port: 'a', packets: 2 },
+          { port: 'd', packets: 1 },
+        ],
+      },
+    ]);
+    assert.deepEqual(snap.counters, { packets: 7, copies: 4, reports: 3 });
+    assert.deepEqual(snap.drops, { 'no-receivers': 1, 'policy-send': 1 });
+    const byPort = Object.fromEntries(snap.ports.map((p) => [p.port, p]));
+    assert.deepEqual(byPort['a'], { port: 'a', sent: 3, received: 0, drops: { 'no-receivers': 1 } });
+    assert.deepEqual(byPort['b'], { port: 'b', sent: 0, received: 2, drops: {} });
+    assert.deepEqual(byPort['d'], { port: 'd', sent: 1, received: 0, drops: { 'policy-send': 1 } });
+    // A group nobody receives any more leaves the snapshot, and its figures are forgotten.
+    for (const p of [a, b, r.querier.allGroups().next().value!.receivers[2]!]) r.removePort(p);
+    assert.deepEqual(r.snapshot(2_000).groups, []);
+    assert.equal(
+      r.snapshot(2_000).ports.some((p) => p.port === 'a'),
+      false,
+    );
+  });
+
   it('IGMP from a port feeds the querier and is never forwarded; bad IGMP is a typed drop', () => {
     const { r, b, d } = setup();
     assert.equal(b.got.length, 0);
