@@ -1,5 +1,6 @@
 /**
- * The data directory: the embedded store (weft.db, with its WAL files) and nothing else. The directory is
+ * The data directory: the embedded store (weft.db, with its WAL files) and, while a server with multicast on
+ * runs, its multicast status (multicast.json, multicast-status.ts). The directory is
  * 0700 and the database 0600: it holds the gateway's private key and the members' generated keys.
  */
 import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
