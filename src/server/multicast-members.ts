@@ -112,6 +112,8 @@ export class MulticastMembers implements MemberTransport, GroupTap, SessionGroup
 
   install(member: InstalledMember, _previous: InstalledMember | undefined): void {
     const record: MemberRecord = member.record;
+    // Its OpenVPN session's port follows the member's new rules too.
+    for (const p of this.bySession.values()) if (p.member.name === member.name) p.member = member;
     const current = this.byName.get(member.name);
     if (current && current.keyText === record.publicKey && sameAddress(current, record)) {
       current.member = member;

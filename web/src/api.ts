@@ -12,6 +12,7 @@ import type {
   MemberInput,
   MemberPage,
   MemberPatch,
+  MulticastState,
   NextIp,
   Policy,
   PolicyInput,
@@ -48,6 +49,8 @@ export const disableTotp = (code: string): Promise<{ totpEnabled: boolean }> =>
 // ---- server ----
 
 export const getStatus = (signal?: Signal): Promise<Status> => requestJson('GET', '/status', { signal });
+export const getMulticast = (signal?: Signal): Promise<MulticastState> =>
+  requestJson('GET', '/multicast', { signal });
 export const getSettings = (signal?: Signal): Promise<Settings> =>
   requestJson('GET', '/settings', { signal });
 export const updateSettings = (patch: SettingsPatch): Promise<Settings> =>

@@ -13,6 +13,7 @@ export const NAV: readonly (readonly [Exclude<PageName, 'login' | 'member'>, str
   ['policies', 'Policies'],
   ['routes', 'Routes'],
   ['sites', 'Sites'],
+  ['multicast', 'Multicast'],
   ['settings', 'Settings'],
   ['audit', 'Audit log'],
 ];

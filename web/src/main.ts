@@ -21,6 +21,7 @@ import { memberPage } from './pages/member.js';
 import { membersPage } from './pages/members.js';
 import { policiesPage } from './pages/policies.js';
 import { routesPage } from './pages/routes.js';
+import { multicastPage } from './pages/multicast.js';
 import { sitesPage } from './pages/sites.js';
 import { settingsPage } from './pages/settings.js';
 import { currentRoute, hashOf, navigate, onRouteChange, type Route } from './router.js';
@@ -49,6 +50,8 @@ function renderPage(ctx: PageContext, route: Route): Promise<void> | void {
       return routesPage(ctx);
     case 'sites':
       return sitesPage(ctx);
+    case 'multicast':
+      return multicastPage(ctx);
     case 'settings':
       return settingsPage(ctx);
     case 'audit':

@@ -12,6 +12,7 @@ export type Route =
   | { readonly page: 'policies' }
   | { readonly page: 'routes' }
   | { readonly page: 'sites' }
+  | { readonly page: 'multicast' }
   | { readonly page: 'settings' }
   | { readonly page: 'audit' };
 
@@ -25,6 +26,7 @@ const SIMPLE: readonly PageName[] = [
   'policies',
   'routes',
   'sites',
+  'multicast',
   'settings',
   'audit',
 ];

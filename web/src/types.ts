@@ -259,3 +259,25 @@ export interface SiteStatus {
 
 /** POST /sites and PATCH /sites/{name}. */
 export type SiteInput = Record<string, unknown>;
+
+/** GET /multicast (src/api/routes-multicast.ts). */
+export interface MulticastState {
+  readonly on: boolean;
+  readonly live: {
+    readonly counters: { readonly packets: number; readonly copies: number; readonly reports: number };
+    readonly drops: Readonly<Record<string, number>>;
+    readonly groups: readonly {
+      readonly group: string;
+      readonly receivers: readonly { readonly port: string; readonly expiresInS: number | null }[];
+      readonly packets: number;
+      readonly copies: number;
+      readonly senders: readonly { readonly port: string; readonly packets: number }[];
+    }[];
+    readonly ports: readonly {
+      readonly port: string;
+      readonly sent: number;
+      readonly received: number;
+      readonly drops: Readonly<Record<string, number>>;
+    }[];
+  } | null;
+}
