@@ -30,6 +30,8 @@ import { monotonicEpochMs } from '../io/clock.js';
 import { addRoute, hostAddresses, linkExists, removeRoute } from '../io/linux-net.js';
 import { formatAddress, parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import { openStore } from './data-dir.js';
+import { isSyncPostgresStore } from '../control/store-postgres-sync.js';
+import { StoreUnavailable } from '../control/store-postgres.js';
 import { hostUplinks } from './host-networks.js';
 import { GatewaySync } from './gateway-sync.js';
 import { startOpenVpn } from './openvpn.js';
@@ -216,24 +218,48 @@ export async function runServer(
     late.sync = activeSync;
     activeSync.poll();
     const startedAt = new Date().toISOString();
-    const pollTimer = setInterval(() => {
+    const health = storeHealth(log);
+    /** Runs `step` against the store; an unreachable store is logged once (by `health`), not per call. */
+    const guarded = (what: string, step: () => void): boolean => {
       try {
-        activeSync.poll();
+        step();
+        return true;
       } catch (e) {
-        log(`sync: ${(e as Error).message}`);
+        if (e instanceof StoreUnavailable) health.lost(e);
+        else log(`${what}: ${(e as Error).message}`);
+        return false;
       }
-    }, 200);
+    };
+    const pollNow = (): void => {
+      if (guarded('sync', () => activeSync.poll())) health.ok();
+    };
+    const pollTimer = setInterval(pollNow, 200);
+    // On a shared store, LISTEN/NOTIFY wakes the sync at each commit on the database (any gateway's API or
+    // CLI), so a change is live within milliseconds; the poll above stays as the backstop and runs expiries.
+    // Status reports while the store is away are skipped (the next one after it is back carries the totals).
+    if (isSyncPostgresStore(store)) {
+      let woken = false;
+      store.follow((event) => {
+        if (event.kind === 'lost') {
+          health.lost(new StoreUnavailable(store.path, new Error(event.message)));
+          return;
+        }
+        if (woken) return;
+        woken = true;
+        setImmediate(() => {
+          woken = false;
+          pollNow();
+        });
+      });
+    }
     const reportTimer = setInterval(() => {
-      try {
-        activeSync.report();
-      } catch (e) {
-        log(`status report: ${(e as Error).message}`);
-      }
+      if (!(isSyncPostgresStore(store) && store.isDown()))
+        guarded('status report', () => activeSync.report());
     }, 5000);
     undo.push(() => {
       clearInterval(pollTimer);
       clearInterval(reportTimer);
-      activeSync.report();
+      guarded('status report', () => activeSync.report());
     });
 
     const multicast = settings.multicast === true ? startMulticast(cp, activeSync, running, log) : undefined;
@@ -311,20 +337,8 @@ export async function runServer(
     };
     syncSites();
     await ipsecState.starting;
-    const siteTimer = setInterval(() => {
-      try {
-        syncSites();
-      } catch (e) {
-        log(`sites: ${(e as Error).message}`);
-      }
-    }, 1000);
-    const siteReportTimer = setInterval(() => {
-      try {
-        reportSites();
-      } catch (e) {
-        log(`site status report: ${(e as Error).message}`);
-      }
-    }, 5000);
+    const siteTimer = setInterval(() => guarded('sites', syncSites), 1000);
+    const siteReportTimer = setInterval(() => guarded('site status report', reportSites), 5000);
     undo.push(async () => {
       clearInterval(siteTimer);
       clearInterval(siteReportTimer);
@@ -334,7 +348,7 @@ export async function runServer(
       const ipsec = ipsecState.ipsec;
       if (!ipsec) return;
       await ipsec.close();
-      store.putSiteStatuses(ipsec.status());
+      guarded('site status report', () => store.putSiteStatuses(ipsec.status()));
     });
 
     const api = buildApi({
@@ -377,6 +391,11 @@ export async function runServer(
     log(
       `ready: ${name} on UDP port ${running.wg.listenPort}, ${activeSync.memberCount} active member(s), API ${apiUrl}, console ${origin}/`,
     );
+    log(
+      isSyncPostgresStore(store)
+        ? `store: PostgreSQL ${store.path}, following its change feed (LISTEN/NOTIFY)`
+        : `store: SQLite ${store.path}`,
+    );
     // Full-tunnel members this configuration leaves without internet, and why (at most 5 lines).
     const policies = cp.listPolicies();
     const cutOff = store
@@ -399,6 +418,27 @@ export async function runServer(
     await unwind();
     throw e;
   }
+}
+
+/**
+ * The store's reachability as the log tells it: one line when it is lost, one when it is back (a shared
+ * PostgreSQL store; the gateway forwards with the state it has meanwhile).
+ */
+function storeHealth(log: (line: string) => void): { lost(e: Error): void; ok(): void } {
+  let since: number | undefined;
+  return {
+    lost: (e) => {
+      if (since !== undefined) return;
+      since = Date.now();
+      log(`store: unreachable (${e.message}); forwarding with the state in hand, retrying`);
+    },
+    ok: () => {
+      if (since === undefined) return;
+      const seconds = ((Date.now() - since) / 1000).toFixed(1);
+      since = undefined;
+      log(`store: reachable again after ${seconds} s; caught up from the change feed`);
+    },
+  };
 }
 
 /** How often the multicast querier's timers run (queries, expiries; the shortest RFC timer is 1 s). */
