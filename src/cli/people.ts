@@ -282,18 +282,26 @@ export function registerPeopleCommands(program: Command): void {
       .description('run the gateway, the REST API and the web console in the foreground (stop: SIGTERM)')
       .option('--api-listen <host:port>', 'serve the API and the console here (default: the stored setting)')
       .option('--tls-cert <file>', 'PEM certificate (chain): serve HTTPS (with --tls-key)')
-      .option('--tls-key <file>', 'PEM private key of --tls-cert'),
-  ).action(async (opts: DataOption & { apiListen?: string; tlsCert?: string; tlsKey?: string }) => {
-    // Loaded here so the other commands start without the data plane and the HTTP server.
-    const { apiListenOption, readTlsFiles, serverRunForeground } = await import('../server/run.js');
-    // Both checked before anything is set up, so a typo never leaves half a gateway behind.
-    const tls = readTlsFiles(opts.tlsCert, opts.tlsKey);
-    const apiListen = opts.apiListen === undefined ? undefined : apiListenOption(opts.apiListen);
-    await serverRunForeground(dataDir(opts), {
-      ...(tls ? { tls } : {}),
-      ...(apiListen ? { apiListen } : {}),
-    });
-  });
+      .option('--tls-key <file>', 'PEM private key of --tls-cert')
+      .option('--interface <name>', 'WireGuard interface name (default: the stored setting)'),
+  ).action(
+    async (
+      opts: DataOption & { apiListen?: string; tlsCert?: string; tlsKey?: string; interface?: string },
+    ) => {
+      // Loaded here so the other commands start without the data plane and the HTTP server.
+      const { apiListenOption, interfaceOption, readTlsFiles, serverRunForeground } =
+        await import('../server/run.js');
+      // Both checked before anything is set up, so a typo never leaves half a gateway behind.
+      const tls = readTlsFiles(opts.tlsCert, opts.tlsKey);
+      const apiListen = opts.apiListen === undefined ? undefined : apiListenOption(opts.apiListen);
+      const interfaceName = opts.interface === undefined ? undefined : interfaceOption(opts.interface);
+      await serverRunForeground(dataDir(opts), {
+        ...(tls ? { tls } : {}),
+        ...(interfaceName ? { interfaceName } : {}),
+        ...(apiListen ? { apiListen } : {}),
+      });
+    },
+  );
 
   data(
     server

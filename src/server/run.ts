@@ -22,7 +22,7 @@ import { buildApi } from '../api/server.js';
 import { ControlPlane } from '../control/control-plane.js';
 import type { Settings } from '../control/model.js';
 import { internetWarning } from '../control/internet-access.js';
-import { endpoint, listenAddress } from '../control/validate.js';
+import { endpoint, interfaceName, listenAddress } from '../control/validate.js';
 import type { WgQuickConfig, InterfaceAddress } from '../config/wg-quick.js';
 import { bringUp, type Running } from '../gateway/bring-up.js';
 import { UserError } from '../control/errors.js';
@@ -49,6 +49,11 @@ export interface ServerRunOptions {
   readonly apiListen?: string;
   /** PEM certificate chain and private key: serve HTTPS. */
   readonly tls?: TlsFiles;
+  /**
+   * This gateway's interface name instead of the stored interfaceName setting (checked): gateways sharing one
+   * store share their settings, and names must be unique per machine.
+   */
+  readonly interfaceName?: string;
 }
 
 export interface TlsFiles {
@@ -86,6 +91,15 @@ export function readTlsFiles(
     );
   }
   return files;
+}
+
+/** Checks `--interface NAME` as the interfaceName setting is checked. */
+export function interfaceOption(value: string): string {
+  try {
+    return interfaceName('--interface', value);
+  } catch (e) {
+    throw new UserError(`weft: ${(e as Error).message}`);
+  }
 }
 
 /** Checks `--api-listen ADDRESS:PORT` as the apiListen setting is checked; returns it in canonical form. */
@@ -148,7 +162,7 @@ export async function runServer(
     }, PKI_CHECK_MS);
     pkiTimer.unref();
     undo.push(() => clearInterval(pkiTimer));
-    const name = settings.interfaceName;
+    const name = options.interfaceName ?? settings.interfaceName;
     const gw = cp.gatewayAddresses();
     const addresses = [interfaceAddress(gw.ip, settings.subnet)];
     if (gw.ip6 && settings.subnet6) addresses.push(interfaceAddress(gw.ip6, settings.subnet6));
