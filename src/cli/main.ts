@@ -9,6 +9,7 @@ import { damagedStoreError } from '../server/data-dir.js';
 import { demo } from './demo.js';
 import { registerPeopleCommands } from './people.js';
 import { registerSiteCommands } from './sites.js';
+import { registerGatewayCommands } from './gateways.js';
 import { down, upBackground, upForeground } from './up.js';
 import { genkey, genpsk, pubkey, readStdin, writeSecret } from './keys.js';
 
@@ -67,6 +68,7 @@ export function buildProgram(): Command {
 
   registerPeopleCommands(program);
   registerSiteCommands(program);
+  registerGatewayCommands(program);
   return program;
 }
 

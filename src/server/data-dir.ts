@@ -34,6 +34,15 @@ export function storePath(dir: string): string {
   return join(dir, STORE_FILE);
 }
 
+/** The file holding the name this machine's gateway joined with (`weft gateway join`). */
+export const GATEWAY_NAME_FILE = 'gateway-name';
+
+/** The name this data directory's gateway joined with, if it did. */
+export function joinedName(dir: string): string | undefined {
+  const file = join(dir, GATEWAY_NAME_FILE);
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined;
+}
+
 /** Where a data directory's store is: a PostgreSQL URL, or the SQLite file. */
 export type StoreLocation =
   | { readonly kind: 'postgres'; readonly url: string; readonly from: 'env' | 'file' | 'option' }

@@ -19,6 +19,7 @@
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { buildApi } from '../api/server.js';
+import type { LiveStore } from '../api/context.js';
 import { ControlPlane } from '../control/control-plane.js';
 import type { Settings } from '../control/model.js';
 import { internetWarning } from '../control/internet-access.js';
@@ -29,7 +30,7 @@ import { UserError } from '../control/errors.js';
 import { monotonicEpochMs } from '../io/clock.js';
 import { addRoute, hostAddresses, linkExists, removeRoute } from '../io/linux-net.js';
 import { formatAddress, parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
-import { openStore } from './data-dir.js';
+import { joinedName, openStore } from './data-dir.js';
 import { isSyncPostgresStore } from '../control/store-postgres-sync.js';
 import { StoreUnavailable } from '../control/store-postgres.js';
 import { hostUplinks } from './host-networks.js';
@@ -213,6 +214,7 @@ export async function runServer(
 
     const activeSync = new GatewaySync(cp, running.device, {
       log,
+      sharedStore: isSyncPostgresStore(store),
       handshake: (key) => running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs())),
       settingsChanged: (previous, next) => {
         if (next.listenPort !== previous.listenPort)
@@ -266,7 +268,17 @@ export async function runServer(
         });
       });
     }
+    // A gateway that joined (`weft gateway join`) tells the store it is alive, with the report's cadence.
+    const joined = isSyncPostgresStore(store) ? joinedName(dataDir) : undefined;
+    const heartbeat = (): void => {
+      if (joined === undefined || !isSyncPostgresStore(store) || store.isDown()) return;
+      guarded('gateway heartbeat', () => {
+        if (!store.heartbeatGateway(joined)) log(`gateway ${joined} is not registered (weft gateway join)`);
+      });
+    };
+    heartbeat();
     const reportTimer = setInterval(() => {
+      heartbeat();
       if (!(isSyncPostgresStore(store) && store.isDown()))
         guarded('status report', () => activeSync.report());
     }, 5000);
@@ -365,6 +377,13 @@ export async function runServer(
       guarded('site status report', () => store.putSiteStatuses(ipsec.status()));
     });
 
+    const liveStore = (): LiveStore => ({
+      kind: isSyncPostgresStore(store) ? 'postgres' : 'sqlite',
+      location: store.path,
+      role: isSyncPostgresStore(store) ? 'shared' : 'standalone',
+      reachable: !(isSyncPostgresStore(store) && store.isDown()) && !health.isDown(),
+      ...activeSync.feedPosition(),
+    });
     const api = buildApi({
       controlPlane: cp,
       https: options.tls ?? null,
@@ -375,6 +394,7 @@ export async function runServer(
           publicKey: cp.gatewayPublicKey(),
           startedAt,
           ...activeSync.summary(),
+          store: liveStore(),
         }),
         metrics: () => ({
           members: activeSync.memberMetrics(),
@@ -388,6 +408,7 @@ export async function runServer(
             ...(multicast ? { multicast: multicast.drops() } : {}),
             ...(openvpn ? { openvpn: Object.fromEntries(openvpn.drops) } : {}),
           },
+          store: liveStore(),
         }),
       },
     });
@@ -438,9 +459,10 @@ export async function runServer(
  * The store's reachability as the log tells it: one line when it is lost, one when it is back (a shared
  * PostgreSQL store; the gateway forwards with the state it has meanwhile).
  */
-function storeHealth(log: (line: string) => void): { lost(e: Error): void; ok(): void } {
+function storeHealth(log: (line: string) => void): { lost(e: Error): void; ok(): void; isDown(): boolean } {
   let since: number | undefined;
   return {
+    isDown: () => since !== undefined,
     lost: (e) => {
       if (since !== undefined) return;
       since = Date.now();

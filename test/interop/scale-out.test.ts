@@ -308,6 +308,42 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     assert.equal(loggedAt(b.stderr, /^member carol enabled$/).length, 1, b.describe());
   });
 
+  it('4b. /status and /metrics report the store: PostgreSQL, shared, reachable, its lag', async () => {
+    const status = await call('a', 'GET', '/status');
+    assert.equal(status.status, 200, JSON.stringify(status));
+    const store = (status.body as { live?: { store?: Record<string, unknown> } }).live?.store;
+    assert.ok(store, JSON.stringify(status.body));
+    assert.equal(store['kind'], 'postgres');
+    assert.equal(store['role'], 'shared');
+    assert.equal(store['reachable'], true);
+    assert.match(String(store['location']), /^postgres:\/\/weft@localhost/);
+    assert.ok(Number(store['revision']) > 2 * CHANGES, JSON.stringify(store));
+    assert.ok(Number(store['lagSeconds']) < 1, JSON.stringify(store));
+    // Alice is connected to B only: A and C, which never saw her, do not overwrite B's report of her.
+    const deadline = Date.now() + 12_000;
+    let shown: ApiEvent | undefined;
+    for (;;) {
+      shown = await call('a', 'GET', '/members/alice');
+      const st = (shown.body as { status?: { online?: boolean } | null }).status;
+      if (st?.online === true) break;
+      if (Date.now() > deadline) assert.fail(`alice never shown online: ${JSON.stringify(shown.body)}`);
+      await delay(250);
+    }
+    await delay(5_500); // every gateway reports again
+    const again = await call('c', 'GET', '/members/alice');
+    assert.equal(
+      (again.body as { status?: { online?: boolean } }).status?.online,
+      true,
+      JSON.stringify(again.body),
+    );
+    const metrics = await call('a', 'GET', '/metrics');
+    assert.match(String(metrics.body), /^weft_store_up\{kind="postgres",role="shared"\} 1$/m);
+    assert.match(
+      String(metrics.body),
+      /^weft_store_lag_seconds\{kind="postgres",role="shared"\} 0(\.\d+)?$/m,
+    );
+  });
+
   it('5. SIGTERM: every gateway exits 0', async () => {
     for (const key of GATEWAYS) {
       const proc = server(key);
