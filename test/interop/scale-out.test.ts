@@ -2,14 +2,17 @@
  * Three gateways on one PostgreSQL database: real `weft server run` processes in namespaces of their own, a
  * real WireGuard member (wg-quick + wireguard-go), PostgreSQL from postgres-harness.ts (its Unix socket is how
  * the namespaces reach it). Steps, in order (a step whose prerequisite failed says so):
- *   1. `server init --store URL` for gateway A (recorded in A's data directory); B and C name the same store
- *      with WEFT_STORE; all three run, each with an interface of its own.
+ *   1. `server init --store URL` for gateway A (recorded in A's data directory); B joins with `gateway join`
+ *      (registered, listed by `gateway list` through A, heartbeating); C names the store with WEFT_STORE; all
+ *      three run, each with an interface of its own.
  *   2. A member added through A's REST API, its config fetched through A's API, connects to B (the endpoint
  *      in its config): handshake and ping through B.
  *   3. `disable` through C's API ends the member's session on B: the ping stops; then N disable/enable pairs
  *      through C, each timed from the request sent to C until B logs it applied (p50/p99 printed; bar 1 s).
  *   4. PostgreSQL restarted while the member pings through B every 100 ms: the ping goes on, B logs the store
  *      lost once and back once, and a change made through A after the restart is applied on B exactly once.
+ *   4b. /status and /metrics report the store (kind, role, reachable, revision, lag); the member's status,
+ *      reported by B, is not overwritten by A or C, which never saw it.
  *   5. SIGTERM: each gateway exits 0.
  *
  * Topology: namespace `m` holds a bridge with the member's underlay address 192.168.71.100/24; gateways A, B,
@@ -18,7 +21,7 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { join } from 'node:path';
+import { join as joinPath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -88,7 +91,7 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     pgServer = await startPostgres();
     await pgServer.createDatabase('weft');
     // The Unix socket reaches every namespace (it is a file); the server listens on no shared network.
-    storeUrl = `postgres://weft@localhost:${pgServer.port}/weft?host=${encodeURIComponent(join(pgServer.dir, 'socket'))}`;
+    storeUrl = `postgres://weft@localhost:${pgServer.port}/weft?host=${encodeURIComponent(joinPath(pgServer.dir, 'socket'))}`;
     const m = await lab.netns('m');
     ns.m = m;
     const bridge = lab.ifname('br');
@@ -131,8 +134,8 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     return s;
   };
   const env = (key: GatewayKey): Record<string, string> =>
-    // A names its store in its data directory (written by init); B and C by the environment.
-    key === 'a' ? {} : { WEFT_STORE: storeUrl };
+    // A and B name the store in their data directories (written by init / gateway join); C by the environment.
+    key === 'c' ? { WEFT_STORE: storeUrl } : {};
 
   /** One API call through gateway `via`'s API; resolves with the reply event. */
   const call = async (via: 'a' | 'c', method: string, path: string, body?: unknown): Promise<ApiEvent> => {
@@ -164,9 +167,34 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     token = /^api token: (\S+)/m.exec(init.stdout)?.[1] ?? '';
     assert.ok(token, init.stdout);
     assert.match(init.stdout, /^initialised postgres:\/\/weft@localhost/m);
-    const pointer = fs.statSync(join(dirs.a, 'store-url'));
+    const pointer = fs.statSync(joinPath(dirs.a, 'store-url'));
     assert.equal(pointer.mode & 0o777, 0o600, 'store-url is 0600');
-    assert.ok(!fs.existsSync(join(dirs.a, 'weft.db')), 'no SQLite store made');
+    assert.ok(!fs.existsSync(joinPath(dirs.a, 'weft.db')), 'no SQLite store made');
+
+    // B joins as a registered gateway (its own key pair; `server run` then heartbeats it).
+    const join = await weftCli(
+      netns('b'),
+      [
+        'gateway',
+        'join',
+        '--data',
+        dirs.b,
+        '--store',
+        storeUrl,
+        '--name',
+        'gw-b',
+        '--endpoint',
+        `${UNDERLAY.b}:${PORT}`,
+        '--region',
+        'lab',
+      ],
+      { timeoutMs: 30_000 },
+    );
+    assert.match(
+      join.stdout,
+      /^gateway gw-b \(192\.168\.71\.2:51820, lab\) joined postgres:\/\/weft@localhost/m,
+    );
+    assert.equal(fs.statSync(joinPath(dirs.b, 'gateway-key')).mode & 0o777, 0o600, 'gateway-key is 0600');
 
     const started = Date.now();
     await Promise.all(
@@ -183,6 +211,21 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
       }),
     );
     t.diagnostic(`three gateways ready after ${Date.now() - started} ms`);
+    // The registration, seen from A; B's heartbeat keeps it fresh.
+    const list = await weftCli(netns('a'), ['gateway', 'list', '--json', '--data', dirs.a], {
+      timeoutMs: 30_000,
+    });
+    const gateways = JSON.parse(list.stdout) as {
+      name: string;
+      endpoint: string;
+      region: string;
+      silentMs: number;
+    }[];
+    assert.deepEqual(
+      gateways.map((g) => [g.name, g.endpoint, g.region]),
+      [['gw-b', `${UNDERLAY.b}:${PORT}`, 'lab']],
+    );
+    assert.ok(gateways[0]!.silentMs < 10_000, list.stdout);
     for (const via of ['a', 'c'] as const) {
       const p = new JsonLinesProcess<ApiEvent>(
         netns(via).spawn(process.execPath, [API_CLIENT], {
@@ -308,7 +351,7 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     assert.equal(loggedAt(b.stderr, /^member carol enabled$/).length, 1, b.describe());
   });
 
-  it('4b. /status and /metrics report the store: PostgreSQL, shared, reachable, its lag', async () => {
+  it("4b. /status and /metrics report the store; the member's status is B's, not overwritten by A or C", async () => {
     const status = await call('a', 'GET', '/status');
     assert.equal(status.status, 200, JSON.stringify(status));
     const store = (status.body as { live?: { store?: Record<string, unknown> } }).live?.store;
