@@ -55,6 +55,8 @@ export type { FollowEvent } from './store-postgres-protocol.js';
 /** How long a call waits for the worker's answer (opening: connecting and migrating) by default. */
 export const CALL_TIMEOUT_MS = 10_000;
 const OPEN_TIMEOUT_MS = 30_000;
+/** Closing waits this long for the worker to close its connections, then ends the worker anyway. */
+const CLOSE_TIMEOUT_MS = 3_000;
 
 export interface SyncPostgresOptions extends PostgresStoreOptions {
   /** How long a call waits for an answer before it fails with StoreUnavailable (default 10 s). */
@@ -184,7 +186,7 @@ class SyncPostgresStoreImpl {
   close(): void {
     if (this.#closed) return;
     try {
-      this.#call({ kind: 'close' }, true);
+      this.#call({ kind: 'close' }, true, CLOSE_TIMEOUT_MS);
     } catch {
       // Closing anyway.
     }
@@ -199,7 +201,7 @@ class SyncPostgresStoreImpl {
   }
 
   /** Sends a request and blocks until its answer; `always` skips the down check (end, close). */
-  #call(r: DistributiveOmit<Request, 'id'>, always = false): unknown {
+  #call(r: DistributiveOmit<Request, 'id'>, always = false, timeoutMs = this.#timeoutMs): unknown {
     if (this.#closed) throw new Error(`${this.path}: the store is closed`);
     if (!always && this.isDown())
       throw new StoreUnavailable(
@@ -209,7 +211,7 @@ class SyncPostgresStoreImpl {
     const id = ++this.#nextId;
     this.#post({ ...r, id } as Request);
     try {
-      return this.#wait(id, this.#timeoutMs);
+      return this.#wait(id, timeoutMs);
     } catch (err) {
       // A begin that timed out may still open a transaction in the worker: end it, whatever it became.
       if (r.kind === 'begin' && err instanceof StoreUnavailable && /no answer/.test(err.message))
