@@ -10,6 +10,21 @@ import type { RouteRegistry } from './route.js';
 import type { SessionTable } from './sessions.js';
 import type { FailureThrottle } from './throttle.js';
 
+/** The store as the running gateway sees it. */
+export interface LiveStore {
+  readonly kind: 'sqlite' | 'postgres';
+  /** The SQLite file, or the PostgreSQL URL without its password. */
+  readonly location: string;
+  /** 'standalone' (SQLite: one gateway) or 'shared' (one of the gateways on a PostgreSQL store). */
+  readonly role: 'standalone' | 'shared';
+  /** False while the gateway knows the store to be unreachable (it forwards with the state it has). */
+  readonly reachable: boolean;
+  /** The change-feed revision the gateway has applied. */
+  readonly revision: number;
+  /** Seconds since the gateway last reached the head of the change feed. */
+  readonly lagSeconds: number;
+}
+
 /** Live figures of the gateway running in this process, for GET /status. */
 export interface LiveStatus {
   /** Undefined while the gateway is not running. */
@@ -22,6 +37,7 @@ export interface LiveStatus {
         rxBytes: number;
         txBytes: number;
         startedAt: string;
+        store?: LiveStore;
       }
     | undefined;
   /** Per-member figures and drop counters for /metrics; undefined while the gateway is not running. */

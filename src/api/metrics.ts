@@ -8,12 +8,15 @@
  * here, so a reason added to the core shows up without a change to this file.
  */
 import type { MemberMetrics } from '../server/gateway-sync.js';
+import type { LiveStore } from './context.js';
 
 /** What the running gateway adds to /metrics. */
 export interface GatewayMetrics {
   readonly members: readonly MemberMetrics[];
   /** Dropped packets by where they were dropped ("wireguard", "router", "firewall"), then by reason. */
   readonly drops: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** The store as the gateway sees it. */
+  readonly store?: LiveStore;
 }
 
 export interface MetricsInput {
@@ -101,5 +104,20 @@ export function renderMetrics(input: MetricsInput): string {
   out.family('weft_drops_total', 'counter', 'Dropped packets by where they were dropped and why');
   for (const [source, reasons] of Object.entries(gateway.drops))
     for (const [reason, n] of Object.entries(reasons)) out.sample('weft_drops_total', n, { source, reason });
+  const store = gateway.store;
+  if (store) {
+    const kind = { kind: store.kind, role: store.role };
+    out
+      .family('weft_store_up', 'gauge', 'Whether the gateway reaches its store (1) or not (0)')
+      .sample('weft_store_up', store.reachable ? 1 : 0, kind)
+      .family('weft_store_revision', 'gauge', 'The change-feed revision the gateway has applied')
+      .sample('weft_store_revision', store.revision, kind)
+      .family(
+        'weft_store_lag_seconds',
+        'gauge',
+        'Seconds since the gateway last reached the head of the feed',
+      )
+      .sample('weft_store_lag_seconds', store.lagSeconds, kind);
+  }
   return out.text();
 }

@@ -220,6 +220,16 @@ export const LiveGateway = z.object({
   rxBytes: z.number(),
   txBytes: z.number(),
   startedAt: isoTime,
+  store: z
+    .object({
+      kind: z.enum(['sqlite', 'postgres']),
+      location: z.string().describe('The SQLite file, or the PostgreSQL URL without its password'),
+      role: z.enum(['standalone', 'shared']),
+      reachable: z.boolean(),
+      revision: z.number().int().describe('The change-feed revision this gateway has applied'),
+      lagSeconds: z.number().describe('Seconds since this gateway last reached the head of the change feed'),
+    })
+    .optional(),
 });
 
 export const Status = z.object({

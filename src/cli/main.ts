@@ -10,6 +10,7 @@ import { demo } from './demo.js';
 import { registerPeopleCommands } from './people.js';
 import { registerSiteCommands } from './sites.js';
 import { registerMulticastCommands } from './multicast.js';
+import { registerGatewayCommands } from './gateways.js';
 import { down, upBackground, upForeground } from './up.js';
 import { genkey, genpsk, pubkey, readStdin, writeSecret } from './keys.js';
 
@@ -69,6 +70,7 @@ export function buildProgram(): Command {
   registerPeopleCommands(program);
   registerSiteCommands(program);
   registerMulticastCommands(program);
+  registerGatewayCommands(program);
   return program;
 }
 

@@ -20,7 +20,17 @@ import type { Store } from '../control/store.js';
 import { destinationSpec, policyText } from '../control/validate.js';
 import { internetWarning } from '../control/internet-access.js';
 import { openSqliteStore } from '../control/store-sqlite.js';
-import { createStore, DEFAULT_DATA_DIR, openStore, storePath } from '../server/data-dir.js';
+import {
+  createStore,
+  DEFAULT_DATA_DIR,
+  openSqliteDir,
+  openStore,
+  postgresUrlOption,
+  storeLocation,
+  storePath,
+} from '../server/data-dir.js';
+import { STORE_ENV } from '../control/store-open.js';
+import { redactUrl } from '../control/store-postgres.js';
 import { hostUplinks } from '../server/host-networks.js';
 import { UserError } from '../control/errors.js';
 import { tightenStdout, writeSecret } from './keys.js';
@@ -204,6 +214,10 @@ export function registerPeopleCommands(program: Command): void {
       .option('--interface <name>', 'WireGuard interface name', 'weft0')
       .option('--api-listen <host:port>', 'REST API address', '127.0.0.1:8780')
       .option('--default-policy <allow|deny>', 'what traffic no policy matches gets', 'deny')
+      .option(
+        '--store <url>',
+        `a shared PostgreSQL store (postgres://...; or $${STORE_ENV}); default: SQLite in DIR`,
+      )
       .option('--force', 'replace an existing store in the data directory'),
   ).action(
     async (
@@ -216,10 +230,18 @@ export function registerPeopleCommands(program: Command): void {
         interface: string;
         apiListen: string;
         defaultPolicy: string;
+        store?: string;
         force?: boolean;
       },
     ) => {
       const dir = dataDir(opts);
+      const env = process.env[STORE_ENV];
+      const url =
+        opts.store !== undefined
+          ? postgresUrlOption('--store', opts.store)
+          : env !== undefined && env !== ''
+            ? postgresUrlOption(STORE_ENV, env)
+            : undefined;
       // Validate before touching the directory, so a typo never replaces a store.
       const input = {
         endpoint: opts.endpoint,
@@ -232,7 +254,7 @@ export function registerPeopleCommands(program: Command): void {
         defaultPolicy: opts.defaultPolicy,
       };
       ControlPlane.validateInit(input);
-      const store = createStore(dir, opts.force === true);
+      const store = createStore(dir, opts.force === true, url);
       try {
         const r = ControlPlane.init(store, input);
         // Weft's CA, the OpenVPN server certificate and tls-crypt-v2 key (secrets in the store, never printed).
@@ -240,7 +262,7 @@ export function registerPeopleCommands(program: Command): void {
         tightenStdout(); // the admin password and the token, when the output goes to a file
         process.stdout.write(
           [
-            `initialised ${dir}`,
+            url === undefined ? `initialised ${dir}` : `initialised ${redactUrl(url)} (recorded in ${dir})`,
             `gateway public key: ${r.gatewayPublicKey}`,
             `admin user: admin`,
             `admin password: ${r.adminPassword}`,
@@ -260,18 +282,26 @@ export function registerPeopleCommands(program: Command): void {
       .description('run the gateway, the REST API and the web console in the foreground (stop: SIGTERM)')
       .option('--api-listen <host:port>', 'serve the API and the console here (default: the stored setting)')
       .option('--tls-cert <file>', 'PEM certificate (chain): serve HTTPS (with --tls-key)')
-      .option('--tls-key <file>', 'PEM private key of --tls-cert'),
-  ).action(async (opts: DataOption & { apiListen?: string; tlsCert?: string; tlsKey?: string }) => {
-    // Loaded here so the other commands start without the data plane and the HTTP server.
-    const { apiListenOption, readTlsFiles, serverRunForeground } = await import('../server/run.js');
-    // Both checked before anything is set up, so a typo never leaves half a gateway behind.
-    const tls = readTlsFiles(opts.tlsCert, opts.tlsKey);
-    const apiListen = opts.apiListen === undefined ? undefined : apiListenOption(opts.apiListen);
-    await serverRunForeground(dataDir(opts), {
-      ...(tls ? { tls } : {}),
-      ...(apiListen ? { apiListen } : {}),
-    });
-  });
+      .option('--tls-key <file>', 'PEM private key of --tls-cert')
+      .option('--interface <name>', 'WireGuard interface name (default: the stored setting)'),
+  ).action(
+    async (
+      opts: DataOption & { apiListen?: string; tlsCert?: string; tlsKey?: string; interface?: string },
+    ) => {
+      // Loaded here so the other commands start without the data plane and the HTTP server.
+      const { apiListenOption, interfaceOption, readTlsFiles, serverRunForeground } =
+        await import('../server/run.js');
+      // Both checked before anything is set up, so a typo never leaves half a gateway behind.
+      const tls = readTlsFiles(opts.tlsCert, opts.tlsKey);
+      const apiListen = opts.apiListen === undefined ? undefined : apiListenOption(opts.apiListen);
+      const interfaceName = opts.interface === undefined ? undefined : interfaceOption(opts.interface);
+      await serverRunForeground(dataDir(opts), {
+        ...(tls ? { tls } : {}),
+        ...(interfaceName ? { interfaceName } : {}),
+        ...(apiListen ? { apiListen } : {}),
+      });
+    },
+  );
 
   data(
     server
@@ -769,6 +799,11 @@ export function registerPeopleCommands(program: Command): void {
       .option('--force', 'replace FILE if it exists'),
   ).action(async (file: string, opts: DataOption & { force?: boolean }) => {
     const dir = dataDir(opts);
+    const where = storeLocation(dir);
+    if (where.kind === 'postgres')
+      throw new UserError(
+        `weft: the store is the PostgreSQL database ${redactUrl(where.url)}; back it up with pg_dump`,
+      );
     const source = storePath(dir);
     if ([source, `${source}-wal`, `${source}-shm`].map((f) => resolve(f)).includes(resolve(file)))
       throw new UserError(`weft: ${file} is the store itself; back it up to another file`);
@@ -776,7 +811,7 @@ export function registerPeopleCommands(program: Command): void {
       if (!opts.force) throw new UserError(`weft: ${file} exists; use --force to replace it`);
       for (const f of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) rmSync(f, { force: true });
     }
-    const store = openStore(dir); // refuses a damaged store: a copy of it would be no backup
+    const store = openSqliteDir(dir); // refuses a damaged store: a copy of it would be no backup
     try {
       await store.backup(file);
     } catch (e) {

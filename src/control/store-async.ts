@@ -45,8 +45,8 @@ function hasSteps(store: object): store is SteppedTransactions {
   );
 }
 
-/** Store's methods that the adapter forwards as they are (transaction is its own). */
-const STORE_METHODS = [
+/** Store's methods that an adapter forwards as they are (transaction is its own). */
+export const STORE_METHODS = [
   'close',
   'revision',
   'changesSince',

@@ -77,6 +77,17 @@ export interface SyncEvents {
   log?: (line: string) => void;
   /** Starts a handshake with a member the gateway knows an endpoint for (a member enabled again). */
   handshake?: (key: PublicKey) => void;
+  /**
+   * The store is shared with other gateways (PostgreSQL): status rows are written only for members this
+   * gateway has seen (a handshake or traffic), so a gateway a member never dialled does not overwrite the
+   * status reported by the one it is connected to.
+   */
+  sharedStore?: boolean;
+}
+
+/** Nothing of the member was ever seen by this gateway. */
+function unseen(r: { online: boolean; lastHandshake: number; rx: number; tx: number }): boolean {
+  return !r.online && r.lastHandshake === 0 && r.rx === 0 && r.tx === 0;
 }
 
 function prefixes(texts: readonly (string | null)[]): Prefix[] {
@@ -103,6 +114,8 @@ interface SiteFirewall extends FirewallMember {
 export class GatewaySync {
   readonly counters = { polls: 0, changes: 0, installs: 0, removals: 0, fullReconciles: 0, expiries: 0 };
   private revision = -1;
+  /** When a poll last brought the gateway to the head of the change feed (ms since the epoch; 0: never). */
+  private caughtUpAt = 0;
   private settings: Settings;
   private policy: CompiledPolicy;
   private readonly firewall: MemberFirewall;
@@ -255,6 +268,7 @@ export class GatewaySync {
       }
       this.revision = head;
     }
+    this.caughtUpAt = now;
     this.expire(now);
     this.wireguard.settle();
   }
@@ -448,7 +462,9 @@ export class GatewaySync {
       if (drx > 0 || dtx > 0) samples.push({ name: m.name, at: bucket, rxBytes: drx, txBytes: dtx });
       this.moved.rx += drx;
       this.moved.tx += dtx;
-      if (
+      if (this.events.sharedStore === true && unseen(next)) {
+        // Another gateway's report of this member stands.
+      } else if (
         !last ||
         last.rx !== rx ||
         last.tx !== tx ||
@@ -477,6 +493,7 @@ export class GatewaySync {
     for (const [name, last] of this.reported) {
       if (this.installed.has(name)) continue;
       this.reported.delete(name);
+      if (this.events.sharedStore === true && unseen(last)) continue;
       if (!store.getMember(name)) continue;
       rows.push({
         name,
@@ -530,6 +547,17 @@ export class GatewaySync {
       });
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /**
+   * Where the gateway is in the change feed: the revision applied, and how many seconds ago a poll last
+   * reached the head of the feed (about the poll interval while the store answers; growing while it does not).
+   */
+  feedPosition(now: number = Date.now()): { revision: number; lagSeconds: number } {
+    return {
+      revision: Math.max(0, this.revision),
+      lagSeconds: this.caughtUpAt === 0 ? NaN : Math.max(0, now - this.caughtUpAt) / 1000,
+    };
   }
 
   /** Live figures for the API's status endpoint (as of the last report). */

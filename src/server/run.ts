@@ -19,17 +19,20 @@
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { buildApi } from '../api/server.js';
+import type { LiveStore } from '../api/context.js';
 import { ControlPlane, GATEWAY_LINK_LOCAL } from '../control/control-plane.js';
 import type { Settings } from '../control/model.js';
 import { internetWarning } from '../control/internet-access.js';
-import { endpoint, listenAddress } from '../control/validate.js';
+import { endpoint, interfaceName, listenAddress } from '../control/validate.js';
 import type { WgQuickConfig, InterfaceAddress } from '../config/wg-quick.js';
 import { bringUp, type Running } from '../gateway/bring-up.js';
 import { UserError } from '../control/errors.js';
 import { monotonicEpochMs } from '../io/clock.js';
 import { addRoute, hostAddresses, linkExists, removeRoute } from '../io/linux-net.js';
 import { formatAddress, parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
-import { openStore } from './data-dir.js';
+import { joinedName, openStore } from './data-dir.js';
+import { isSyncPostgresStore } from '../control/store-postgres-sync.js';
+import { StoreUnavailable } from '../control/store-postgres.js';
 import { hostUplinks } from './host-networks.js';
 import { GatewaySync } from './gateway-sync.js';
 import { startOpenVpn } from './openvpn.js';
@@ -48,6 +51,11 @@ export interface ServerRunOptions {
   readonly apiListen?: string;
   /** PEM certificate chain and private key: serve HTTPS. */
   readonly tls?: TlsFiles;
+  /**
+   * This gateway's interface name instead of the stored interfaceName setting (checked): gateways sharing one
+   * store share their settings, and names must be unique per machine.
+   */
+  readonly interfaceName?: string;
 }
 
 export interface TlsFiles {
@@ -85,6 +93,15 @@ export function readTlsFiles(
     );
   }
   return files;
+}
+
+/** Checks `--interface NAME` as the interfaceName setting is checked. */
+export function interfaceOption(value: string): string {
+  try {
+    return interfaceName('--interface', value);
+  } catch (e) {
+    throw new UserError(`weft: ${(e as Error).message}`);
+  }
 }
 
 /** Checks `--api-listen ADDRESS:PORT` as the apiListen setting is checked; returns it in canonical form. */
@@ -147,7 +164,7 @@ export async function runServer(
     }, PKI_CHECK_MS);
     pkiTimer.unref();
     undo.push(() => clearInterval(pkiTimer));
-    const name = settings.interfaceName;
+    const name = options.interfaceName ?? settings.interfaceName;
     const gw = cp.gatewayAddresses();
     const addresses = [interfaceAddress(gw.ip, settings.subnet)];
     if (gw.ip6 && settings.subnet6) addresses.push(interfaceAddress(gw.ip6, settings.subnet6));
@@ -198,6 +215,7 @@ export async function runServer(
 
     const activeSync = new GatewaySync(cp, running.device, {
       log,
+      sharedStore: isSyncPostgresStore(store),
       handshake: (key) => running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs())),
       settingsChanged: (previous, next) => {
         if (next.listenPort !== previous.listenPort)
@@ -217,24 +235,58 @@ export async function runServer(
     late.sync = activeSync;
     activeSync.poll();
     const startedAt = new Date().toISOString();
-    const pollTimer = setInterval(() => {
+    const health = storeHealth(log);
+    /** Runs `step` against the store; an unreachable store is logged once (by `health`), not per call. */
+    const guarded = (what: string, step: () => void): boolean => {
       try {
-        activeSync.poll();
+        step();
+        return true;
       } catch (e) {
-        log(`sync: ${(e as Error).message}`);
+        if (e instanceof StoreUnavailable) health.lost(e);
+        else log(`${what}: ${(e as Error).message}`);
+        return false;
       }
-    }, 200);
+    };
+    const pollNow = (): void => {
+      if (guarded('sync', () => activeSync.poll())) health.ok();
+    };
+    const pollTimer = setInterval(pollNow, 200);
+    // On a shared store, LISTEN/NOTIFY wakes the sync at each commit on the database (any gateway's API or
+    // CLI), so a change is live within milliseconds; the poll above stays as the backstop and runs expiries.
+    // Status reports while the store is away are skipped (the next one after it is back carries the totals).
+    if (isSyncPostgresStore(store)) {
+      let woken = false;
+      store.follow((event) => {
+        if (event.kind === 'lost') {
+          health.lost(new StoreUnavailable(store.path, new Error(event.message)));
+          return;
+        }
+        if (woken) return;
+        woken = true;
+        setImmediate(() => {
+          woken = false;
+          pollNow();
+        });
+      });
+    }
+    // A gateway that joined (`weft gateway join`) tells the store it is alive, with the report's cadence.
+    const joined = isSyncPostgresStore(store) ? joinedName(dataDir) : undefined;
+    const heartbeat = (): void => {
+      if (joined === undefined || !isSyncPostgresStore(store) || store.isDown()) return;
+      guarded('gateway heartbeat', () => {
+        if (!store.heartbeatGateway(joined)) log(`gateway ${joined} is not registered (weft gateway join)`);
+      });
+    };
+    heartbeat();
     const reportTimer = setInterval(() => {
-      try {
-        activeSync.report();
-      } catch (e) {
-        log(`status report: ${(e as Error).message}`);
-      }
+      heartbeat();
+      if (!(isSyncPostgresStore(store) && store.isDown()))
+        guarded('status report', () => activeSync.report());
     }, 5000);
     undo.push(() => {
       clearInterval(pollTimer);
       clearInterval(reportTimer);
-      activeSync.report();
+      guarded('status report', () => activeSync.report());
     });
 
     const multicast =
@@ -314,20 +366,8 @@ export async function runServer(
     };
     syncSites();
     await ipsecState.starting;
-    const siteTimer = setInterval(() => {
-      try {
-        syncSites();
-      } catch (e) {
-        log(`sites: ${(e as Error).message}`);
-      }
-    }, 1000);
-    const siteReportTimer = setInterval(() => {
-      try {
-        reportSites();
-      } catch (e) {
-        log(`site status report: ${(e as Error).message}`);
-      }
-    }, 5000);
+    const siteTimer = setInterval(() => guarded('sites', syncSites), 1000);
+    const siteReportTimer = setInterval(() => guarded('site status report', reportSites), 5000);
     undo.push(async () => {
       clearInterval(siteTimer);
       clearInterval(siteReportTimer);
@@ -337,9 +377,16 @@ export async function runServer(
       const ipsec = ipsecState.ipsec;
       if (!ipsec) return;
       await ipsec.close();
-      store.putSiteStatuses(ipsec.status());
+      guarded('site status report', () => store.putSiteStatuses(ipsec.status()));
     });
 
+    const liveStore = (): LiveStore => ({
+      kind: isSyncPostgresStore(store) ? 'postgres' : 'sqlite',
+      location: store.path,
+      role: isSyncPostgresStore(store) ? 'shared' : 'standalone',
+      reachable: !(isSyncPostgresStore(store) && store.isDown()) && !health.isDown(),
+      ...activeSync.feedPosition(),
+    });
     const api = buildApi({
       controlPlane: cp,
       https: options.tls ?? null,
@@ -350,6 +397,7 @@ export async function runServer(
           publicKey: cp.gatewayPublicKey(),
           startedAt,
           ...activeSync.summary(),
+          store: liveStore(),
         }),
         metrics: () => ({
           members: activeSync.memberMetrics(),
@@ -363,6 +411,7 @@ export async function runServer(
             ...(multicast ? { multicast: multicast.drops() } : {}),
             ...(openvpn ? { openvpn: Object.fromEntries(openvpn.drops) } : {}),
           },
+          store: liveStore(),
         }),
         ...(multicast ? { multicast: multicast.snapshot } : {}),
       },
@@ -380,6 +429,11 @@ export async function runServer(
     const apiUrl = `${origin}/api/v1`;
     log(
       `ready: ${name} on UDP port ${running.wg.listenPort}, ${activeSync.memberCount} active member(s), API ${apiUrl}, console ${origin}/`,
+    );
+    log(
+      isSyncPostgresStore(store)
+        ? `store: PostgreSQL ${store.path}, following its change feed (LISTEN/NOTIFY)`
+        : `store: SQLite ${store.path}`,
     );
     // Full-tunnel members this configuration leaves without internet, and why (at most 5 lines).
     const policies = cp.listPolicies();
@@ -403,6 +457,28 @@ export async function runServer(
     await unwind();
     throw e;
   }
+}
+
+/**
+ * The store's reachability as the log tells it: one line when it is lost, one when it is back (a shared
+ * PostgreSQL store; the gateway forwards with the state it has meanwhile).
+ */
+function storeHealth(log: (line: string) => void): { lost(e: Error): void; ok(): void; isDown(): boolean } {
+  let since: number | undefined;
+  return {
+    isDown: () => since !== undefined,
+    lost: (e) => {
+      if (since !== undefined) return;
+      since = Date.now();
+      log(`store: unreachable (${e.message}); forwarding with the state in hand, retrying`);
+    },
+    ok: () => {
+      if (since === undefined) return;
+      const seconds = ((Date.now() - since) / 1000).toFixed(1);
+      since = undefined;
+      log(`store: reachable again after ${seconds} s; caught up from the change feed`);
+    },
+  };
 }
 
 /** How often the multicast querier's timers run (queries, expiries; the shortest RFC timer is 1 s). */
