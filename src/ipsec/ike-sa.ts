@@ -24,6 +24,7 @@ import {
   formatProposal,
   formatProposals,
   integSuite,
+  legacyGroupHint,
   matchProposal,
   type Chosen,
   type MatchKind,
@@ -477,7 +478,11 @@ export class IkeSa {
         failure: 'no-proposal-chosen',
         message:
           `no common IKE proposal with ${remote.address}: peer offered ` +
-          `[${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(ctx.config.ikeProposals)}]`,
+          `[${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(ctx.config.ikeProposals)}]` +
+          legacyGroupHint(
+            offered.map((x) => x.transforms),
+            ctx.config.ikeProposals,
+          ),
       });
       return { sa: null, handled: 'processed' };
     }
@@ -1026,7 +1031,11 @@ export class IkeSa {
       this.emitFail(
         'child-no-proposal-chosen',
         `no common ESP proposal with ${this.peerId} for ${old ? 'a CHILD SA rekey' : 'an additional CHILD SA'}: ` +
-          `peer offered [${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(cfg.espProposals)}]`,
+          `peer offered [${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(cfg.espProposals)}]` +
+          legacyGroupHint(
+            offered.map((x) => x.transforms),
+            cfg.espProposals,
+          ),
       );
       this.answer(msg, [notify(NOTIFY.NO_PROPOSAL_CHOSEN, Buffer.alloc(0))]);
       return;
@@ -1119,7 +1128,11 @@ export class IkeSa {
       this.emitFail(
         'no-proposal-chosen',
         `no common IKE proposal with ${this.peerId} for the IKE SA rekey: peer offered ` +
-          `[${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(cfg.ikeProposals)}]`,
+          `[${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(cfg.ikeProposals)}]` +
+          legacyGroupHint(
+            offered.map((x) => x.transforms),
+            cfg.ikeProposals,
+          ),
       );
       this.answer(msg, [notify(NOTIFY.NO_PROPOSAL_CHOSEN, Buffer.alloc(0))]);
       return;
