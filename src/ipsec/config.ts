@@ -9,6 +9,7 @@ import { checkCertificateConfig, type CertificateConfig, type CheckedCertificate
 import {
   CHILD_REKEY_MS,
   DPD_INTERVAL_MS,
+  HARD_LIFETIME_FACTOR,
   IKE_REKEY_MS,
   NATT_KEEPALIVE_MS,
   PSK_MIN_LENGTH,
@@ -56,6 +57,13 @@ export interface IkePeerConfig {
   readonly ikeRekeyMs?: number;
   /** Rekey each CHILD SA after this long (minus up to 10% jitter); 0 never. Default 1 h. */
   readonly childRekeyMs?: number;
+  /**
+   * Delete the IKE SA this long after it was set up, even when its rekey failed (RFC 7296 §2.8); longer than
+   * ikeRekeyMs. 0 never. Default 110% of ikeRekeyMs (strongSwan's life_time default).
+   */
+  readonly ikeHardLifetimeMs?: number;
+  /** The same for each CHILD SA, against childRekeyMs. */
+  readonly childHardLifetimeMs?: number;
 }
 
 export interface CheckedConfig {
@@ -77,6 +85,8 @@ export interface CheckedConfig {
   readonly retransmitTries: number;
   readonly ikeRekeyMs: number;
   readonly childRekeyMs: number;
+  readonly ikeHardLifetimeMs: number;
+  readonly childHardLifetimeMs: number;
 }
 
 export type ConfigError = { readonly field: string; readonly message: string };
@@ -168,6 +178,27 @@ export function checkConfig(
     if (v !== undefined && !(Number.isFinite(v) && v >= 0))
       return { ok: false, error: { field, message: 'a lifetime is a number of milliseconds, 0 or more' } };
   }
+  const hard: Record<'ike' | 'child', number> = { ike: 0, child: 0 };
+  for (const kind of ['ike', 'child'] as const) {
+    const field = `${kind}HardLifetimeMs` as const;
+    const rekey = c[`${kind}RekeyMs`] ?? (kind === 'ike' ? IKE_REKEY_MS : CHILD_REKEY_MS);
+    const v = c[field];
+    if (v === undefined) {
+      hard[kind] = rekey > 0 ? Math.round(rekey * HARD_LIFETIME_FACTOR) : 0;
+      continue;
+    }
+    if (!(Number.isFinite(v) && v >= 0))
+      return { ok: false, error: { field, message: 'a lifetime is a number of milliseconds, 0 or more' } };
+    if (v > 0 && rekey > 0 && v <= rekey)
+      return {
+        ok: false,
+        error: {
+          field,
+          message: `the hard lifetime (${v} ms) must be longer than the rekey time (${rekey} ms)`,
+        },
+      };
+    hard[kind] = v;
+  }
   return {
     ok: true,
     value: {
@@ -188,6 +219,8 @@ export function checkConfig(
       retransmitTries: c.retransmitTries ?? RETRANSMIT_TRIES,
       ikeRekeyMs: c.ikeRekeyMs ?? IKE_REKEY_MS,
       childRekeyMs: c.childRekeyMs ?? CHILD_REKEY_MS,
+      ikeHardLifetimeMs: hard.ike,
+      childHardLifetimeMs: hard.child,
     },
   };
 }

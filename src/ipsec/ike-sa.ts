@@ -158,6 +158,8 @@ export interface ChildState {
   readonly proposal: string;
   phase: 'installed' | 'rekeyed' | 'deleting';
   rekeyAt: number | null;
+  /** When the SA is deleted whatever became of its rekey (its hard lifetime, RFC 7296 §2.8); null never. */
+  hardAt: number | null;
 }
 
 const MAX_INVALID_KE_RETRIES = 2;
@@ -202,6 +204,8 @@ export class IkeSa {
   /** Jobs refused with TEMPORARY_FAILURE, queued again at `at` (§2.25). */
   private delayed: { at: number; job: Job }[] = [];
   private ikeRekeyAt: number | null = null;
+  /** The IKE SA's hard lifetime: closed then even if its rekey failed. */
+  private ikeHardAt: number | null = null;
   /** The `now` of the call being handled. */
   private clock: number;
   private nextPeerRequestId = 0;
@@ -910,6 +914,7 @@ export class IkeSa {
     this.announced = true;
     const cfg = this.ctx.config;
     this.ikeRekeyAt = cfg.ikeRekeyMs > 0 ? now + this.jittered(cfg.ikeRekeyMs) : null;
+    this.ikeHardAt = cfg.ikeHardLifetimeMs > 0 ? now + cfg.ikeHardLifetimeMs : null;
     this.ctx.out.push({
       type: 'ike-sa-up',
       spiI: this.spiI.toString('hex'),
@@ -931,6 +936,7 @@ export class IkeSa {
       proposal,
       phase: 'installed',
       rekeyAt: cfg.childRekeyMs > 0 ? this.clock + this.jittered(cfg.childRekeyMs) : null,
+      hardAt: cfg.childHardLifetimeMs > 0 ? this.clock + cfg.childHardLifetimeMs : null,
     };
     this.children.push(child);
     this.ctx.out.push({
@@ -1815,6 +1821,8 @@ export class IkeSa {
     const times: number[] = [];
     if (this.outstanding) times.push(this.outstanding.deadline);
     if (this.state === 'auth-wait') times.push(this.created + HALF_OPEN_TIMEOUT_MS);
+    if (this.ikeHardAt !== null) times.push(this.ikeHardAt);
+    for (const c of this.children) if (c.hardAt !== null) times.push(c.hardAt);
     if (this.state === 'established') {
       if (this.outstanding === null && cfg.dpdIntervalMs > 0) times.push(this.lastHeard + cfg.dpdIntervalMs);
       if (this.behindNat && cfg.keepaliveIntervalMs > 0) times.push(this.lastSent + cfg.keepaliveIntervalMs);
@@ -1832,6 +1840,16 @@ export class IkeSa {
     if (this.state === 'auth-wait' && now >= this.created + HALF_OPEN_TIMEOUT_MS) {
       this.close('IKE_AUTH not received');
       return;
+    }
+    // Hard lifetimes (RFC 7296 §2.8): an SA past its own is deleted here, whatever became of its rekey; the
+    // peer, holding the same lifetimes or shorter ones, drops its side too.
+    if (this.ikeHardAt !== null && now >= this.ikeHardAt) {
+      this.close('hard lifetime reached (the IKE SA was not rekeyed in time)');
+      return;
+    }
+    for (const c of [...this.children]) {
+      if (c.hardAt !== null && now >= c.hardAt)
+        this.childDown(c, 'hard lifetime reached (the CHILD SA was not rekeyed in time)');
     }
     const out = this.outstanding;
     if (out && now >= out.deadline) {
