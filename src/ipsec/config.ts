@@ -59,7 +59,8 @@ export interface IkePeerConfig {
   readonly childRekeyMs?: number;
   /**
    * Delete the IKE SA this long after it was set up, even when its rekey failed (RFC 7296 §2.8); longer than
-   * ikeRekeyMs. 0 never. Default 110% of ikeRekeyMs (strongSwan's life_time default).
+   * ikeRekeyMs. 0 never. Default 110% of ikeRekeyMs (strongSwan's life_time default), and at least the
+   * retransmission budget (about 3 min with the default timeouts) beyond it.
    */
   readonly ikeHardLifetimeMs?: number;
   /** The same for each CHILD SA, against childRekeyMs. */
@@ -179,12 +180,18 @@ export function checkConfig(
       return { ok: false, error: { field, message: 'a lifetime is a number of milliseconds, 0 or more' } };
   }
   const hard: Record<'ike' | 'child', number> = { ike: 0, child: 0 };
+  // How long an unanswered request is retransmitted: timeout * base^k for k = 0..tries.
+  let budget = 0;
+  for (let k = 0; k <= (c.retransmitTries ?? RETRANSMIT_TRIES); k++)
+    budget +=
+      (c.retransmitTimeoutMs ?? RETRANSMIT_TIMEOUT_MS) * Math.pow(c.retransmitBase ?? RETRANSMIT_BASE, k);
+  budget = Math.round(budget);
   for (const kind of ['ike', 'child'] as const) {
     const field = `${kind}HardLifetimeMs` as const;
     const rekey = c[`${kind}RekeyMs`] ?? (kind === 'ike' ? IKE_REKEY_MS : CHILD_REKEY_MS);
     const v = c[field];
     if (v === undefined) {
-      hard[kind] = rekey > 0 ? Math.round(rekey * HARD_LIFETIME_FACTOR) : 0;
+      hard[kind] = rekey > 0 ? rekey + Math.max(Math.round(rekey * (HARD_LIFETIME_FACTOR - 1)), budget) : 0;
       continue;
     }
     if (!(Number.isFinite(v) && v >= 0))

@@ -185,6 +185,8 @@ export const CHILD_REKEY_MS = 3600_000;
 /**
  * The hard lifetime of an SA when none is configured, as a factor of its rekey time: strongSwan's default
  * (life_time = 110% of rekey_time). Past it the SA is deleted even when its rekey failed (RFC 7296 §2.8).
+ * With short rekey times the margin is at least the retransmission budget, so that a rekey still being
+ * retransmitted is not overtaken by it.
  */
 export const HARD_LIFETIME_FACTOR = 1.1;
 /**

@@ -36,6 +36,27 @@ describe('IKEv2 hard lifetimes', () => {
     assert.equal(p.liveIke('a').length, 1, 'the IKE SA is not touched by a CHILD SA expiring');
   });
 
+  it('a CHILD SA whose rekey is refused (the peer takes no PFS group) is deleted at its hard lifetime', () => {
+    const p = Pair.create(
+      {
+        espProposals: ['aes256gcm16-x25519'],
+        childRekeyMs: 10_000,
+        childHardLifetimeMs: 20_000,
+        dpdIntervalMs: 0,
+      },
+      { espProposals: ['aes256gcm16'], ikeRekeyMs: 0, childRekeyMs: 0, dpdIntervalMs: 0 },
+    );
+    p.initiate();
+    p.run();
+    assert.equal(p.liveChildren('a').length, 1);
+    p.advance(15_000);
+    assert.equal(p.of('a', 'failed')[0]?.failure, 'child-no-proposal-chosen');
+    assert.equal(p.liveChildren('a').length, 1, 'the old CHILD SA stays until its hard lifetime');
+    p.advance(6_000);
+    assert.equal(p.liveChildren('a').length, 0);
+    assert.match(p.of('a', 'child-sa-down')[0]!.reason, /hard lifetime reached/);
+  });
+
   it('an IKE SA whose rekey gets no answer is closed at its hard lifetime, with its CHILD SAs', () => {
     const p = upWithLostRekeys({ ikeRekeyMs: 10_000, ikeHardLifetimeMs: 20_000, childRekeyMs: 0 });
     p.advance(19_000);
@@ -64,11 +85,17 @@ describe('IKEv2 hard lifetimes', () => {
     assert.equal(p.liveIke('a').length, 1);
   });
 
-  it('the hard lifetime defaults to 110% of the rekey time (0 with rekeying off); a shorter one is refused', () => {
-    const d = checkConfig(siteA({ ikeRekeyMs: 100_000, childRekeyMs: 0 }));
+  it('the hard lifetime defaults to 110% of the rekey time, at least the retransmission budget beyond it (0 with rekeying off); a shorter one is refused', () => {
+    const d = checkConfig(siteA({ ikeRekeyMs: 3_600_000, childRekeyMs: 0 }));
     assert.ok(d.ok);
-    assert.equal(d.value.ikeHardLifetimeMs, 110_000);
+    assert.equal(d.value.ikeHardLifetimeMs, 3_960_000);
     assert.equal(d.value.childHardLifetimeMs, 0);
+    // Short rekey times: the margin is at least the retransmission budget (1 + 2 + 4 s here).
+    const short = checkConfig(
+      siteA({ childRekeyMs: 10_000, retransmitTimeoutMs: 1_000, retransmitBase: 2, retransmitTries: 2 }),
+    );
+    assert.ok(short.ok);
+    assert.equal(short.value.childHardLifetimeMs, 17_000);
     const bad = checkConfig(siteA({ childRekeyMs: 60_000, childHardLifetimeMs: 60_000 }));
     assert.ok(!bad.ok);
     assert.equal(bad.error.field, 'childHardLifetimeMs');
