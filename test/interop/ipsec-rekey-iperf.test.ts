@@ -202,8 +202,20 @@ describe(
           longest = Math.max(longest, gap);
         }
         const log = await c.logText();
-        const swInitiated = (log.match(/generating CREATE_CHILD_SA request/g) ?? []).length;
-        const weftInitiated = (log.match(/parsed CREATE_CHILD_SA request/g) ?? []).length;
+        // CREATE_CHILD_SA requests as charon logs them: a CHILD rekey carries REKEY_SA and traffic selectors, an
+        // IKE rekey neither; "generating" ones are strongSwan's, "parsed" ones Weft's (retransmissions included).
+        const requests = (verb: string, child: boolean): number =>
+          log
+            .split('\n')
+            .filter(
+              (l) => l.includes(`${verb} CREATE_CHILD_SA request`) && l.includes('N(REKEY_SA)') === child,
+            ).length;
+        const by = {
+          swChild: requests('generating', true),
+          swIke: requests('generating', false),
+          weftChild: requests('parsed', true),
+          weftIke: requests('parsed', false),
+        };
         const collisions = log.split('\n').filter((l) => /collision/i.test(l)).length;
         const slowest = Math.min(
           ...intervals.map((i) => i.sum.bytes / Math.max(i.sum.end - i.sum.start, 0.001)),
@@ -212,16 +224,14 @@ describe(
         const mbps = (report.end?.sum_received?.bits_per_second ?? 0) / 1e6;
         process.stdout.write(
           `# ${SECONDS} s iperf3 through the rekeys: ${mbps.toFixed(0)} Mbit/s, longest interval run without a byte ${longest.toFixed(2)} s, slowest interval ${((slowest * 8) / 1e6).toFixed(0)} Mbit/s; ` +
-            `${childSpis.size - 1} CHILD rekeys, ${ikeSpis.size - 1} IKE rekeys (CREATE_CHILD_SA requests: ${swInitiated} by strongSwan, ${weftInitiated} by Weft; charon log lines about a rekey collision: ${collisions}); ` +
+            `${childSpis.size - 1} CHILD rekeys, ${ikeSpis.size - 1} IKE rekeys (CREATE_CHILD_SA requests for a CHILD / IKE rekey: by strongSwan ${by.swChild} / ${by.swIke}, by Weft ${by.weftChild} / ${by.weftIke}; charon log lines about a rekey collision: ${collisions}); ` +
             `Weft ESP drops per SA ${JSON.stringify(Object.fromEntries(drops))}, ESP port unopened ${portDropped}; strongSwan ESP failures ${espFailures.length}\n`,
         );
         assert.ok(longest <= 1, `a stall of ${longest} s`);
         assert.ok(childSpis.size - 1 >= 3, `${childSpis.size - 1} CHILD rekeys`);
         assert.ok(ikeSpis.size - 1 >= 2, `${ikeSpis.size - 1} IKE rekeys`);
-        assert.ok(
-          swInitiated >= 3 && weftInitiated >= 3,
-          `CREATE_CHILD_SA by strongSwan ${swInitiated}, by Weft ${weftInitiated}`,
-        );
+        for (const [who, n] of Object.entries(by))
+          assert.ok(n >= 1, `no ${who} rekey: ${JSON.stringify(by)}`);
         assert.deepEqual(Object.fromEntries(drops), {}, 'ESP drops on Weft');
         assert.equal(portDropped, 0, 'ESP packets Weft could not open');
         assert.deepEqual(espFailures, [], "strongSwan's ESP failures");
