@@ -11,7 +11,8 @@
  * integrity HMAC-SHA1-96, HMAC-SHA2-256/384/512 in IKE and ESP; PRFs sha1/256/384/512; DH 14, 19, 20, 21, 31,
  * and 2 and 5 with the site's allowLegacyGroups, in IKE_SA_INIT and in a CHILD rekey; ESN off. ESN on cannot
  * be shown against strongSwan here: kernel-libipsec refuses ESN SAs ("IPsec SA: ESN not supported", the CHILD
- * SA then fails with NO_PROPOSAL_CHOSEN), so every row says noesn. A last case checks that a peer offering only group 2 is refused while legacy groups are off, with a log line
+ * SA then fails with NO_PROPOSAL_CHOSEN), so every row says noesn; one case shows strongSwan selecting Weft's ESN
+ * proposal (EXT_SEQ) before libipsec refuses it. A last case checks that a peer offering only group 2 is refused while legacy groups are off, with a log line
  * that says so.
  */
 import assert from 'node:assert/strict';
@@ -284,6 +285,39 @@ describe(
     }
 
     it(
+      'ESN on: strongSwan selects the same ESN proposal, and kernel-libipsec then refuses the SA (why no row has esn)',
+      { timeout: 60_000 },
+      async () => {
+        await updateSites([]);
+        await loadCharon('aes256-sha256-prfsha256-modp2048', 'aes256-sha512-esn');
+        const logBefore = (await charon!.logText()).length;
+        await updateSites([
+          siteSpec({
+            remoteAddress: t.sw4,
+            ikeProposals: ['aes256-sha256-prfsha256-modp2048'],
+            espProposals: ['aes256-sha512-esn'],
+            dpdIntervalSec: 0,
+          }),
+        ]);
+        const log = await waitFor(
+          'charon to select and refuse the ESN SA',
+          async () => {
+            const text = (await charon!.logText()).slice(logBefore);
+            return /ESN not supported/.test(text) ? text : null;
+          },
+          { timeoutMs: 15_000, intervalMs: 200 },
+        );
+        assert.match(log, /selected proposal: ESP:AES_CBC_256\/HMAC_SHA2_512_256\/EXT_SEQ/);
+        const line = await host!.waitFor(
+          'the refused CHILD SA in our log',
+          (e) => e.ev === 'log' && /NO_PROPOSAL_CHOSEN for the CHILD SA/.test(e.line ?? ''),
+          10_000,
+        );
+        assert.match(line.line!, /aes256-sha512-esn/);
+      },
+    );
+
+    it(
       'a peer offering only DH group 2 is refused while legacy groups are off, with a log line that says why',
       { timeout: 60_000 },
       async () => {
@@ -302,7 +336,7 @@ describe(
         assert.doesNotMatch(out, /completed successfully/);
         const line = await host!.waitFor(
           'a log line about the refused proposal',
-          (e) => e.ev === 'log' && /no-proposal-chosen/.test(e.line ?? ''),
+          (e) => e.ev === 'log' && /no-proposal-chosen: no common IKE proposal/.test(e.line ?? ''),
           10_000,
         );
         assert.match(line.line!, /peer offered \[aes256-sha256-prfsha256-modp1024\]/);
