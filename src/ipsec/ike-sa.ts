@@ -104,7 +104,13 @@ export type Handled = 'processed' | IkeDropReason;
 type Job =
   | { readonly kind: 'dpd' }
   | { readonly kind: 'delete-ike' }
-  | { readonly kind: 'delete-child'; readonly inboundSpi: number; readonly reason: string }
+  | {
+      readonly kind: 'delete-child';
+      readonly inboundSpi: number;
+      readonly reason: string;
+      /** Already removed here (its hard lifetime): the DELETE only tells the peer. */
+      readonly gone?: true;
+    }
   | { readonly kind: 'rekey-child'; readonly inboundSpi: number; readonly group?: DhGroupId }
   | { readonly kind: 'rekey-ike'; readonly group?: DhGroupId }
   | {
@@ -1616,10 +1622,10 @@ export class IkeSa {
           break;
         case 'delete-child': {
           const child = this.children.find((c) => c.spec.inboundSpi === job.inboundSpi);
-          if (!child) break;
-          child.phase = 'deleting';
+          if (!child && job.gone !== true) break;
+          if (child) child.phase = 'deleting';
           const spi = Buffer.alloc(4);
-          spi.writeUInt32BE(child.spec.inboundSpi);
+          spi.writeUInt32BE(job.inboundSpi);
           this.sendRequest(
             now,
             EXCHANGE.INFORMATIONAL,
@@ -1841,15 +1847,22 @@ export class IkeSa {
       this.close('IKE_AUTH not received');
       return;
     }
-    // Hard lifetimes (RFC 7296 §2.8): an SA past its own is deleted here, whatever became of its rekey; the
-    // peer, holding the same lifetimes or shorter ones, drops its side too.
+    // Hard lifetimes (RFC 7296 §2.8): an SA past its own is deleted here at once, whatever became of its rekey.
     if (this.ikeHardAt !== null && now >= this.ikeHardAt) {
       this.close('hard lifetime reached (the IKE SA was not rekeyed in time)');
       return;
     }
     for (const c of [...this.children]) {
-      if (c.hardAt !== null && now >= c.hardAt)
-        this.childDown(c, 'hard lifetime reached (the CHILD SA was not rekeyed in time)');
+      if (c.hardAt === null || now < c.hardAt) continue;
+      this.childDown(c, 'hard lifetime reached (the CHILD SA was not rekeyed in time)');
+      // §1.4.1: tell the peer, after whatever exchange is under way.
+      if (this.state === 'established')
+        this.enqueue(now, {
+          kind: 'delete-child',
+          inboundSpi: c.spec.inboundSpi,
+          reason: 'expired',
+          gone: true,
+        });
     }
     const out = this.outstanding;
     if (out && now >= out.deadline) {

@@ -55,6 +55,10 @@ describe('IKEv2 hard lifetimes', () => {
     p.advance(6_000);
     assert.equal(p.liveChildren('a').length, 0);
     assert.match(p.of('a', 'child-sa-down')[0]!.reason, /hard lifetime reached/);
+    // The peer is told with an INFORMATIONAL DELETE and drops its side too.
+    assert.equal(p.liveChildren('b').length, 0);
+    assert.equal(p.liveIke('a').length, 1);
+    assert.equal(p.liveIke('b').length, 1);
   });
 
   it('an IKE SA whose rekey gets no answer is closed at its hard lifetime, with its CHILD SAs', () => {
