@@ -687,6 +687,26 @@ export class IpsecInterface {
     run.spis = now;
   }
 
+  /**
+   * Rekeys a site's IKE SA, or every CHILD SA it has, now, as their lifetimes would (RFC 7296 §1.3.2,
+   * §1.3.3). False when the site has no core (down, disabled, misconfigured).
+   */
+  rekey(name: string, what: 'ike' | 'child'): boolean {
+    const run = this.runs.get(name);
+    const core = run?.core;
+    if (this.closed || !run || !core) return false;
+    const now = this.clock();
+    if (what === 'ike') {
+      this.apply(run, core.rekeyIke(now));
+      return true;
+    }
+    const outbound = this.status()
+      .find((s) => s.name === name)
+      ?.children.map((c) => parseInt(c.outboundSpi, 16));
+    for (const spi of outbound ?? []) this.apply(run, core.rekeyChild(spi, now));
+    return true;
+  }
+
   // -------------------------------------------------------------------------------------------------------------
   // Timers
 

@@ -5,6 +5,7 @@
  * non-AEAD ciphers) INTEG; an ESP proposal needs ENCR, ESN and (non-AEAD) INTEG (RFC 7296 §3.3.3).
  */
 import { DH_GROUP, ENCR, ESN, INTEG, PRF, TRANSFORM_TYPE } from './constants.js';
+import { LEGACY_GROUPS } from './dh.js';
 import type { Transform } from './messages.js';
 
 export interface EncrSuite {
@@ -264,4 +265,26 @@ export function matchProposal(
 
 export function chosenTransforms(c: Chosen): Transform[] {
   return [c.encr, c.integ, c.prf, c.dh, c.esn].filter((t): t is Transform => t !== null);
+}
+
+/**
+ * When a peer's proposals name DH groups 2 or 5 and ours do not, the words a NO_PROPOSAL_CHOSEN log line ends
+ * with so the operator knows what to change (" (modp1024 is a legacy DH group: ...)"); '' otherwise.
+ */
+export function legacyGroupHint(
+  offered: readonly (readonly Transform[])[],
+  ours: readonly (readonly Transform[])[],
+): string {
+  const legacy = (list: readonly (readonly Transform[])[]) =>
+    new Set(
+      list
+        .flat()
+        .filter((t) => t.type === TRANSFORM_TYPE.DH && LEGACY_GROUPS.has(t.id))
+        .map(nameOf),
+    );
+  const theirs = legacy(offered);
+  if (theirs.size === 0 || legacy(ours).size > 0) return '';
+  const names = [...theirs].join(' and ');
+  const many = theirs.size > 1;
+  return ` (${names} ${many ? 'are legacy DH groups' : 'is a legacy DH group'}: the site accepts ${many ? 'them' : 'it'} only with allowLegacyGroups)`;
 }

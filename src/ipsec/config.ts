@@ -9,6 +9,7 @@ import { checkCertificateConfig, type CertificateConfig, type CheckedCertificate
 import {
   CHILD_REKEY_MS,
   DPD_INTERVAL_MS,
+  HARD_LIFETIME_FACTOR,
   IKE_REKEY_MS,
   NATT_KEEPALIVE_MS,
   PSK_MIN_LENGTH,
@@ -56,6 +57,14 @@ export interface IkePeerConfig {
   readonly ikeRekeyMs?: number;
   /** Rekey each CHILD SA after this long (minus up to 10% jitter); 0 never. Default 1 h. */
   readonly childRekeyMs?: number;
+  /**
+   * Delete the IKE SA this long after it was set up, even when its rekey failed (RFC 7296 §2.8); longer than
+   * ikeRekeyMs. 0 never. Default 110% of ikeRekeyMs (strongSwan's life_time default), and at least the
+   * retransmission budget (about 3 min with the default timeouts) beyond it.
+   */
+  readonly ikeHardLifetimeMs?: number;
+  /** The same for each CHILD SA, against childRekeyMs. */
+  readonly childHardLifetimeMs?: number;
 }
 
 export interface CheckedConfig {
@@ -77,6 +86,8 @@ export interface CheckedConfig {
   readonly retransmitTries: number;
   readonly ikeRekeyMs: number;
   readonly childRekeyMs: number;
+  readonly ikeHardLifetimeMs: number;
+  readonly childHardLifetimeMs: number;
 }
 
 export type ConfigError = { readonly field: string; readonly message: string };
@@ -168,6 +179,33 @@ export function checkConfig(
     if (v !== undefined && !(Number.isFinite(v) && v >= 0))
       return { ok: false, error: { field, message: 'a lifetime is a number of milliseconds, 0 or more' } };
   }
+  const hard: Record<'ike' | 'child', number> = { ike: 0, child: 0 };
+  // How long an unanswered request is retransmitted: timeout * base^k for k = 0..tries.
+  let budget = 0;
+  for (let k = 0; k <= (c.retransmitTries ?? RETRANSMIT_TRIES); k++)
+    budget +=
+      (c.retransmitTimeoutMs ?? RETRANSMIT_TIMEOUT_MS) * Math.pow(c.retransmitBase ?? RETRANSMIT_BASE, k);
+  budget = Math.round(budget);
+  for (const kind of ['ike', 'child'] as const) {
+    const field = `${kind}HardLifetimeMs` as const;
+    const rekey = c[`${kind}RekeyMs`] ?? (kind === 'ike' ? IKE_REKEY_MS : CHILD_REKEY_MS);
+    const v = c[field];
+    if (v === undefined) {
+      hard[kind] = rekey > 0 ? rekey + Math.max(Math.round(rekey * (HARD_LIFETIME_FACTOR - 1)), budget) : 0;
+      continue;
+    }
+    if (!(Number.isFinite(v) && v >= 0))
+      return { ok: false, error: { field, message: 'a lifetime is a number of milliseconds, 0 or more' } };
+    if (v > 0 && rekey > 0 && v <= rekey)
+      return {
+        ok: false,
+        error: {
+          field,
+          message: `the hard lifetime (${v} ms) must be longer than the rekey time (${rekey} ms)`,
+        },
+      };
+    hard[kind] = v;
+  }
   return {
     ok: true,
     value: {
@@ -188,6 +226,8 @@ export function checkConfig(
       retransmitTries: c.retransmitTries ?? RETRANSMIT_TRIES,
       ikeRekeyMs: c.ikeRekeyMs ?? IKE_REKEY_MS,
       childRekeyMs: c.childRekeyMs ?? CHILD_REKEY_MS,
+      ikeHardLifetimeMs: hard.ike,
+      childHardLifetimeMs: hard.child,
     },
   };
 }

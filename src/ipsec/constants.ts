@@ -183,6 +183,13 @@ export const COOKIE_SECRET_MS = 60_000;
 export const IKE_REKEY_MS = 4 * 3600_000;
 export const CHILD_REKEY_MS = 3600_000;
 /**
+ * The hard lifetime of an SA when none is configured, as a factor of its rekey time: strongSwan's default
+ * (life_time = 110% of rekey_time). Past it the SA is deleted even when its rekey failed (RFC 7296 §2.8).
+ * With short rekey times the margin is at least the retransmission budget, so that a rekey still being
+ * retransmitted is not overtaken by it.
+ */
+export const HARD_LIFETIME_FACTOR = 1.1;
+/**
  * Each lifetime is shortened by a random part up to this fraction, so the two ends rarely start the same rekey
  * at once (§2.8.1 calls such collisions rare; jitter keeps them so).
  */

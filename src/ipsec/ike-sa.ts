@@ -24,6 +24,7 @@ import {
   formatProposal,
   formatProposals,
   integSuite,
+  legacyGroupHint,
   matchProposal,
   type Chosen,
   type MatchKind,
@@ -103,7 +104,13 @@ export type Handled = 'processed' | IkeDropReason;
 type Job =
   | { readonly kind: 'dpd' }
   | { readonly kind: 'delete-ike' }
-  | { readonly kind: 'delete-child'; readonly inboundSpi: number; readonly reason: string }
+  | {
+      readonly kind: 'delete-child';
+      readonly inboundSpi: number;
+      readonly reason: string;
+      /** Already removed here (its hard lifetime): the DELETE only tells the peer. */
+      readonly gone?: true;
+    }
   | { readonly kind: 'rekey-child'; readonly inboundSpi: number; readonly group?: DhGroupId }
   | { readonly kind: 'rekey-ike'; readonly group?: DhGroupId }
   | {
@@ -157,6 +164,8 @@ export interface ChildState {
   readonly proposal: string;
   phase: 'installed' | 'rekeyed' | 'deleting';
   rekeyAt: number | null;
+  /** When the SA is deleted whatever became of its rekey (its hard lifetime, RFC 7296 §2.8); null never. */
+  hardAt: number | null;
 }
 
 const MAX_INVALID_KE_RETRIES = 2;
@@ -201,6 +210,8 @@ export class IkeSa {
   /** Jobs refused with TEMPORARY_FAILURE, queued again at `at` (§2.25). */
   private delayed: { at: number; job: Job }[] = [];
   private ikeRekeyAt: number | null = null;
+  /** The IKE SA's hard lifetime: closed then even if its rekey failed. */
+  private ikeHardAt: number | null = null;
   /** The `now` of the call being handled. */
   private clock: number;
   private nextPeerRequestId = 0;
@@ -477,7 +488,11 @@ export class IkeSa {
         failure: 'no-proposal-chosen',
         message:
           `no common IKE proposal with ${remote.address}: peer offered ` +
-          `[${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(ctx.config.ikeProposals)}]`,
+          `[${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(ctx.config.ikeProposals)}]` +
+          legacyGroupHint(
+            offered.map((x) => x.transforms),
+            ctx.config.ikeProposals,
+          ),
       });
       return { sa: null, handled: 'processed' };
     }
@@ -905,6 +920,7 @@ export class IkeSa {
     this.announced = true;
     const cfg = this.ctx.config;
     this.ikeRekeyAt = cfg.ikeRekeyMs > 0 ? now + this.jittered(cfg.ikeRekeyMs) : null;
+    this.ikeHardAt = cfg.ikeHardLifetimeMs > 0 ? now + cfg.ikeHardLifetimeMs : null;
     this.ctx.out.push({
       type: 'ike-sa-up',
       spiI: this.spiI.toString('hex'),
@@ -926,6 +942,7 @@ export class IkeSa {
       proposal,
       phase: 'installed',
       rekeyAt: cfg.childRekeyMs > 0 ? this.clock + this.jittered(cfg.childRekeyMs) : null,
+      hardAt: cfg.childHardLifetimeMs > 0 ? this.clock + cfg.childHardLifetimeMs : null,
     };
     this.children.push(child);
     this.ctx.out.push({
@@ -1026,7 +1043,11 @@ export class IkeSa {
       this.emitFail(
         'child-no-proposal-chosen',
         `no common ESP proposal with ${this.peerId} for ${old ? 'a CHILD SA rekey' : 'an additional CHILD SA'}: ` +
-          `peer offered [${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(cfg.espProposals)}]`,
+          `peer offered [${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(cfg.espProposals)}]` +
+          legacyGroupHint(
+            offered.map((x) => x.transforms),
+            cfg.espProposals,
+          ),
       );
       this.answer(msg, [notify(NOTIFY.NO_PROPOSAL_CHOSEN, Buffer.alloc(0))]);
       return;
@@ -1119,7 +1140,11 @@ export class IkeSa {
       this.emitFail(
         'no-proposal-chosen',
         `no common IKE proposal with ${this.peerId} for the IKE SA rekey: peer offered ` +
-          `[${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(cfg.ikeProposals)}]`,
+          `[${formatProposals(offered.map((x) => x.transforms))}]; we accept [${formatProposals(cfg.ikeProposals)}]` +
+          legacyGroupHint(
+            offered.map((x) => x.transforms),
+            cfg.ikeProposals,
+          ),
       );
       this.answer(msg, [notify(NOTIFY.NO_PROPOSAL_CHOSEN, Buffer.alloc(0))]);
       return;
@@ -1597,10 +1622,10 @@ export class IkeSa {
           break;
         case 'delete-child': {
           const child = this.children.find((c) => c.spec.inboundSpi === job.inboundSpi);
-          if (!child) break;
-          child.phase = 'deleting';
+          if (!child && job.gone !== true) break;
+          if (child) child.phase = 'deleting';
           const spi = Buffer.alloc(4);
-          spi.writeUInt32BE(child.spec.inboundSpi);
+          spi.writeUInt32BE(job.inboundSpi);
           this.sendRequest(
             now,
             EXCHANGE.INFORMATIONAL,
@@ -1802,6 +1827,8 @@ export class IkeSa {
     const times: number[] = [];
     if (this.outstanding) times.push(this.outstanding.deadline);
     if (this.state === 'auth-wait') times.push(this.created + HALF_OPEN_TIMEOUT_MS);
+    if (this.ikeHardAt !== null) times.push(this.ikeHardAt);
+    for (const c of this.children) if (c.hardAt !== null) times.push(c.hardAt);
     if (this.state === 'established') {
       if (this.outstanding === null && cfg.dpdIntervalMs > 0) times.push(this.lastHeard + cfg.dpdIntervalMs);
       if (this.behindNat && cfg.keepaliveIntervalMs > 0) times.push(this.lastSent + cfg.keepaliveIntervalMs);
@@ -1819,6 +1846,23 @@ export class IkeSa {
     if (this.state === 'auth-wait' && now >= this.created + HALF_OPEN_TIMEOUT_MS) {
       this.close('IKE_AUTH not received');
       return;
+    }
+    // Hard lifetimes (RFC 7296 §2.8): an SA past its own is deleted here at once, whatever became of its rekey.
+    if (this.ikeHardAt !== null && now >= this.ikeHardAt) {
+      this.close('hard lifetime reached (the IKE SA was not rekeyed in time)');
+      return;
+    }
+    for (const c of [...this.children]) {
+      if (c.hardAt === null || now < c.hardAt) continue;
+      this.childDown(c, 'hard lifetime reached (the CHILD SA was not rekeyed in time)');
+      // §1.4.1: tell the peer, after whatever exchange is under way.
+      if (this.state === 'established')
+        this.enqueue(now, {
+          kind: 'delete-child',
+          inboundSpi: c.spec.inboundSpi,
+          reason: 'expired',
+          gone: true,
+        });
     }
     const out = this.outstanding;
     if (out && now >= out.deadline) {

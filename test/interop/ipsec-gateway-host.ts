@@ -5,10 +5,11 @@
  * "ready" is reported.
  *
  * JSON lines. stdin: {"op":"status","id":N} | {"op":"update","sites":[SiteSpec...],"id":N} |
- * {"op":"logs","id":N} | {"op":"exit"}
+ * {"op":"logs","id":N} | {"op":"rekey","site":NAME,"what":"ike"|"child","id":N} | {"op":"exit"}
  * (the id comes back in the answer, so a test can wait for the answer to its own request).
  * stdout: {"ev":"ready","tun":NAME} | {"ev":"log","line":TEXT} (every line the IPsec shell logs) |
  * {"ev":"status","sites":[SiteStatus...],"ipsec":{...},"port":{...},"router":{...}} | {"ev":"updated"} |
+ * {"ev":"rekeyed","ok":BOOL} |
  * {"ev":"logs","lines":[...]} |
  * {"ev":"bye"} | {"ev":"error","message":TEXT}.
  */
@@ -58,9 +59,9 @@ async function main(): Promise<void> {
     process.exit(0);
   };
   commands.on('line', (line) => {
-    let cmd: { op?: string; sites?: SiteSpec[]; id?: number };
+    let cmd: { op?: string; sites?: SiteSpec[]; id?: number; site?: string; what?: string };
     try {
-      cmd = JSON.parse(line) as { op?: string; sites?: SiteSpec[]; id?: number };
+      cmd = JSON.parse(line) as typeof cmd;
     } catch {
       emit({ ev: 'error', message: 'not JSON' });
       return;
@@ -83,6 +84,13 @@ async function main(): Promise<void> {
       case 'update':
         ipsec.update(cmd.sites ?? []);
         emit({ ev: 'updated', id: cmd.id });
+        break;
+      case 'rekey':
+        emit({
+          ev: 'rekeyed',
+          id: cmd.id,
+          ok: ipsec.rekey(cmd.site ?? '', cmd.what === 'ike' ? 'ike' : 'child'),
+        });
         break;
       case 'exit':
         void close();
