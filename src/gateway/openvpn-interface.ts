@@ -67,7 +67,7 @@ export interface OpenVpnInterfaceOptions {
   /** reneg-sec in ms; undefined: the server never starts one (clients may). */
   readonly renegotiateAfterMs?: number;
   readonly router: Router;
-  /** Where opened IP packets go (the gateway's TUN side). */
+  /** Where opened IP packets go (the gateway's TUN side): views valid until it returns (copy to keep). */
   readonly deliver: (packets: Uint8Array[]) => void;
   readonly admit: AdmitMember;
   /** tls-crypt-v2: the member a client key was issued to (checked before any TLS). */
@@ -95,6 +95,12 @@ type Link =
 const PACKET_ROOM = 65535 + DATA_V2_HEADER + 2;
 /** Datagrams per UDP send batch (buffers are reused batch after batch). */
 const SEND_BATCH = 64;
+/**
+ * Opened packets of one input batch are decrypted straight into this arena and handed to the TUN side as views
+ * of it (valid until `deliver` returns, as a datagram's bytes are until onDatagrams returns): no copy and no
+ * allocation per packet. A packet that does not fit sends the batch first.
+ */
+const INBOUND_ARENA = 256 * 1024;
 
 /** What the shell asks of a session's control channel (a ControlSession; a warm-up session's answers nothing). */
 export type SessionControl = Pick<ControlSession, 'receive' | 'poll' | 'refuse' | 'setPush' | 'close'>;
@@ -209,7 +215,15 @@ export class OpenVpnInterface implements MemberTransport {
   private readonly sendBuffers: Uint8Array[] = [];
   private readonly pending: Datagram[] = [];
   private readonly openBuffer = new Uint8Array(PACKET_ROOM);
+  private readonly inboundArena = new Uint8Array(INBOUND_ARENA);
+  private inboundUsed = 0;
   private readonly inbound: Uint8Array[] = [];
+  /**
+   * The session of the last datagram's source: the bind shares one frozen Endpoint per peer between its
+   * datagrams, so a run of datagrams from one client finds its session by identity, without building the
+   * string key. Checked (the session's own endpoint object, not ended) before use.
+   */
+  private lastSession: OpenVpnSession | undefined;
   private warmCounters: { counters: OpenVpnInterface['counters']; drops: Map<string, number> } | undefined;
 
   constructor(options: OpenVpnInterfaceOptions) {
@@ -259,10 +273,22 @@ export class OpenVpnInterface implements MemberTransport {
     const now = this.clock();
     this.counters.datagramsIn += datagrams.length;
     for (const d of datagrams) {
+      const last = this.lastSession;
+      if (
+        last !== undefined &&
+        !last.ended &&
+        last.link.kind === 'udp' &&
+        last.link.endpoint === d.endpoint
+      ) {
+        this.onPacket(last, d.data, now);
+        continue;
+      }
       const key = endpointKey(d.endpoint);
       const session = this.byEndpoint.get(key);
-      if (session) this.onPacket(session, d.data, now);
-      else this.onStranger(d.data, { kind: 'udp', endpoint: d.endpoint, key }, now);
+      if (session) {
+        this.lastSession = session;
+        this.onPacket(session, d.data, now);
+      } else this.onStranger(d.data, { kind: 'udp', endpoint: d.endpoint, key }, now);
     }
     this.deliverInbound();
     this.flush();
@@ -386,7 +412,10 @@ export class OpenVpnInterface implements MemberTransport {
 
   /** Opens a data packet; true if it authenticated (whatever it then carried). */
   private openData(session: OpenVpnSession, bytes: Uint8Array, now: number): boolean {
-    const out = this.openBuffer;
+    // The plaintext is shorter than the packet: room for the packet is room enough.
+    if (INBOUND_ARENA - this.inboundUsed < bytes.length) this.deliverInbound();
+    const out =
+      bytes.length <= INBOUND_ARENA ? this.inboundArena.subarray(this.inboundUsed) : this.openBuffer;
     const result = session.data.open(bytes, out, now);
     if (isDrop(result)) {
       this.drop(`data-${result}`);
@@ -419,7 +448,11 @@ export class OpenVpnInterface implements MemberTransport {
     // Counted against the member; the warm-up session has none (its packets go to the gateway's own address).
     if (member !== undefined ? !this.options.admit(member, packet, header) : !session.warm) return true;
     this.counters.packetsIn++;
-    this.inbound.push(packet.slice(0, header.length));
+    if (out === this.openBuffer) this.inbound.push(packet.slice(0, header.length));
+    else {
+      this.inbound.push(packet.subarray(0, header.length));
+      this.inboundUsed += (header.length + 7) & ~7;
+    }
     if (this.inbound.length >= SEND_BATCH) this.deliverInbound();
     return true;
   }
@@ -428,6 +461,8 @@ export class OpenVpnInterface implements MemberTransport {
     if (this.inbound.length === 0) return;
     const packets = this.inbound.splice(0, this.inbound.length);
     this.options.deliver(packets);
+    // The views in `packets` are dead now: the arena is free again.
+    this.inboundUsed = 0;
   }
 
   // ---- control actions ----
