@@ -14,7 +14,9 @@
  *   4. no session: the stateless handshake (stateless-handshake.ts) answers a reset without keeping anything,
  *      and creates the session only once the client proved its address. With tls-crypt-v2, the client key's
  *      metadata names the member before any TLS: a member that is not installed (removed, disabled, expired,
- *      revoked) is dropped there, silently.
+ *      revoked) is dropped there, silently. A tls-crypt-v2 client without early negotiation (OpenVPN 2.5)
+ *      gets its session at its reset once the WKc in it authenticated (as OpenVPN 2.6's server does); at most
+ *      maxHalfOpenAtReset such sessions wait for TLS at once, so replayed resets cannot take every slot.
  * After TLS, the client's certificate must name the same member (Weft's CA signs it; the CRL is in the TLS
  * context); then the member's push (address, routes, DNS) is set and, once the first data keys exist, the
  * session claims the member's addresses in the router. A member connected over WireGuard too is reached over
@@ -80,6 +82,8 @@ export interface OpenVpnInterfaceOptions {
   readonly clock?: Clock;
   /** At most this many sessions at once (default 4096); further clients are dropped before TLS. */
   readonly maxSessions?: number;
+  /** Of them, at most this many created at a reset (OpenVPN 2.5 clients) still before TLS (default 256). */
+  readonly maxHalfOpenAtReset?: number;
   /** The client is sent a ping after this long without sending it anything (default 10 s). */
   readonly pingIntervalMs?: number;
   /** A session the client has not sent anything on for this long ends (default 120 s). */
@@ -203,6 +207,8 @@ export class OpenVpnInterface implements MemberTransport {
   private readonly byConn = new Map<TcpConnection, OpenVpnSession>();
   private readonly deframers = new Map<TcpConnection, TcpDeframer>();
   private readonly sessions = new Set<OpenVpnSession>();
+  /** Sessions created at a client's reset (no address proof) whose certificate has not yet named a member. */
+  private readonly halfOpenAtReset = new Set<OpenVpnSession>();
   /** Members that may connect, by name (from GatewaySync). */
   private readonly members = new Map<string, InstalledMember>();
   /** Bytes of sessions that ended while their member stayed installed (so its counters never go down). */
@@ -346,7 +352,8 @@ export class OpenVpnInterface implements MemberTransport {
       this.transmit(link, outcome.bytes);
       return;
     }
-    // The client proved its address. With tls-crypt-v2 its key names the member: check before any TLS.
+    // The client proved its address (or, at a 2.5 client's reset, its client key authenticated the reset).
+    // With tls-crypt-v2 its key names the member: check before any TLS.
     let keyMember: string | undefined;
     if (outcome.metadata !== undefined) {
       const who = this.options.identifyKey?.(outcome.metadata);
@@ -360,6 +367,13 @@ export class OpenVpnInterface implements MemberTransport {
       this.drop('too-many-sessions');
       return;
     }
+    if (
+      !outcome.afterStatelessReset &&
+      this.halfOpenAtReset.size >= (this.options.maxHalfOpenAtReset ?? 256)
+    ) {
+      this.drop('too-many-half-open');
+      return;
+    }
     const peerId = this.allocatePeerId();
     if (peerId === undefined) {
       this.drop('no-peer-id');
@@ -369,6 +383,7 @@ export class OpenVpnInterface implements MemberTransport {
       clientSessionId: outcome.clientSessionId,
       serverSessionId: outcome.serverSessionId,
       wrapper: outcome.wrapper,
+      afterStatelessReset: outcome.afterStatelessReset,
       tls: this.options.tls,
       peerId,
       ...(this.options.ciphers ? { ciphers: this.options.ciphers } : {}),
@@ -383,6 +398,7 @@ export class OpenVpnInterface implements MemberTransport {
       this.schedulePoll();
     });
     this.sessions.add(session);
+    if (!outcome.afterStatelessReset) this.halfOpenAtReset.add(session);
     this.byPeerId.set(peerId, session);
     if (link.kind === 'udp') this.byEndpoint.set(link.key, session);
     else this.byConn.set(link.conn, session);
@@ -506,6 +522,7 @@ export class OpenVpnInterface implements MemberTransport {
   }
 
   private authenticated(session: OpenVpnSession, der: Uint8Array | undefined, now: number): void {
+    this.halfOpenAtReset.delete(session);
     const who = der
       ? this.options.identifyCertificate(der)
       : ({ ok: false, reason: 'no certificate' } as const);
@@ -554,6 +571,7 @@ export class OpenVpnInterface implements MemberTransport {
     }
     session.ended = true;
     this.sessions.delete(session);
+    this.halfOpenAtReset.delete(session);
     this.byPeerId.delete(session.peerId);
     if (session.link.kind === 'udp') {
       if (this.byEndpoint.get(session.link.key) === session) this.byEndpoint.delete(session.link.key);
