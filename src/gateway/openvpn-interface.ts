@@ -79,6 +79,11 @@ export interface OpenVpnInterfaceOptions {
   /** What to push to a member's client (its addresses, routes, DNS, keepalive). */
   readonly pushFor: (member: InstalledMember) => PushDescription;
   readonly log?: (line: string) => void;
+  /**
+   * A member's connected session ended (client exit, disable, idle, replaced …), not at close(): its status
+   * changed now rather than at the next periodic report.
+   */
+  readonly onSessionEnded?: (member: string) => void;
   readonly clock?: Clock;
   /** At most this many sessions at once (default 4096); further clients are dropped before TLS. */
   readonly maxSessions?: number;
@@ -214,6 +219,7 @@ export class OpenVpnInterface implements MemberTransport {
   /** Bytes of sessions that ended while their member stayed installed (so its counters never go down). */
   private readonly ended = new Map<string, { rx: number; tx: number; last: number; endpoint: string }>();
   private nextPeerId = 1;
+  private closing = false;
   private readonly tcp: TcpListener | undefined;
   private timer: NodeJS.Timeout | undefined;
   private pollTask: NodeJS.Immediate | undefined;
@@ -595,7 +601,10 @@ export class OpenVpnInterface implements MemberTransport {
         e.endpoint = formatEndpoint(session.endpoint);
         this.ended.set(member.name, e);
       }
-      if (session.routed) this.log(`member ${member.name} disconnected from OpenVPN (${why})`);
+      if (session.routed) {
+        this.log(`member ${member.name} disconnected from OpenVPN (${why})`);
+        if (!this.closing) this.options.onSessionEnded?.(member.name);
+      }
     }
     this.flush();
   }
@@ -832,6 +841,7 @@ export class OpenVpnInterface implements MemberTransport {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.pollTask) clearImmediate(this.pollTask);
