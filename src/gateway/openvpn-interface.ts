@@ -14,7 +14,9 @@
  *   4. no session: the stateless handshake (stateless-handshake.ts) answers a reset without keeping anything,
  *      and creates the session only once the client proved its address. With tls-crypt-v2, the client key's
  *      metadata names the member before any TLS: a member that is not installed (removed, disabled, expired,
- *      revoked) is dropped there, silently.
+ *      revoked) is dropped there, silently. A tls-crypt-v2 client without early negotiation (OpenVPN 2.5)
+ *      gets its session at its reset once the WKc in it authenticated (as OpenVPN 2.6's server does); at most
+ *      maxHalfOpenAtReset such sessions wait for TLS at once, so replayed resets cannot take every slot.
  * After TLS, the client's certificate must name the same member (Weft's CA signs it; the CRL is in the TLS
  * context); then the member's push (address, routes, DNS) is set and, once the first data keys exist, the
  * session claims the member's addresses in the router. A member connected over WireGuard too is reached over
@@ -71,7 +73,7 @@ export interface OpenVpnInterfaceOptions {
   /** reneg-sec in ms; undefined: the server never starts one (clients may). */
   readonly renegotiateAfterMs?: number;
   readonly router: Router;
-  /** Where opened IP packets go (the gateway's TUN side). */
+  /** Where opened IP packets go (the gateway's TUN side): views valid until it returns (copy to keep). */
   readonly deliver: (packets: Uint8Array[]) => void;
   readonly admit: AdmitMember;
   /** tls-crypt-v2: the member a client key was issued to (checked before any TLS). */
@@ -81,9 +83,16 @@ export interface OpenVpnInterfaceOptions {
   /** What to push to a member's client (its addresses, routes, DNS, keepalive). */
   readonly pushFor: (member: InstalledMember) => PushDescription;
   readonly log?: (line: string) => void;
+  /**
+   * A member's connected session ended (client exit, disable, idle, replaced …), not at close(): its status
+   * changed now rather than at the next periodic report.
+   */
+  readonly onSessionEnded?: (member: string) => void;
   readonly clock?: Clock;
   /** At most this many sessions at once (default 4096); further clients are dropped before TLS. */
   readonly maxSessions?: number;
+  /** Of them, at most this many created at a reset (OpenVPN 2.5 clients) still before TLS (default 256). */
+  readonly maxHalfOpenAtReset?: number;
   /** The client is sent a ping after this long without sending it anything (default 10 s). */
   readonly pingIntervalMs?: number;
   /** A session the client has not sent anything on for this long ends (default 120 s). */
@@ -99,6 +108,12 @@ type Link =
 const PACKET_ROOM = 65535 + DATA_V2_HEADER + 2;
 /** Datagrams per UDP send batch (buffers are reused batch after batch). */
 const SEND_BATCH = 64;
+/**
+ * Opened packets of one input batch are decrypted straight into this arena and handed to the TUN side as views
+ * of it (valid until `deliver` returns, as a datagram's bytes are until onDatagrams returns): no copy and no
+ * allocation per packet. A packet that does not fit sends the batch first.
+ */
+const INBOUND_ARENA = 256 * 1024;
 
 /** What the shell asks of a session's control channel (a ControlSession; a warm-up session's answers nothing). */
 export type SessionControl = Pick<ControlSession, 'receive' | 'poll' | 'refuse' | 'setPush' | 'close'>;
@@ -224,11 +239,14 @@ export class OpenVpnInterface implements MemberTransport {
   private readonly byConn = new Map<TcpConnection, OpenVpnSession>();
   private readonly deframers = new Map<TcpConnection, TcpDeframer>();
   private readonly sessions = new Set<OpenVpnSession>();
+  /** Sessions created at a client's reset (no address proof) whose certificate has not yet named a member. */
+  private readonly halfOpenAtReset = new Set<OpenVpnSession>();
   /** Members that may connect, by name (from GatewaySync). */
   private readonly members = new Map<string, InstalledMember>();
   /** Bytes of sessions that ended while their member stayed installed (so its counters never go down). */
   private readonly ended = new Map<string, { rx: number; tx: number; last: number; endpoint: string }>();
   private nextPeerId = 1;
+  private closing = false;
   private readonly tcp: TcpListener | undefined;
   private timer: NodeJS.Timeout | undefined;
   private pollTask: NodeJS.Immediate | undefined;
@@ -236,7 +254,15 @@ export class OpenVpnInterface implements MemberTransport {
   private readonly sendBuffers: Uint8Array[] = [];
   private readonly pending: Datagram[] = [];
   private readonly openBuffer = new Uint8Array(PACKET_ROOM);
+  private readonly inboundArena = new Uint8Array(INBOUND_ARENA);
+  private inboundUsed = 0;
   private readonly inbound: Uint8Array[] = [];
+  /**
+   * The session of the last datagram's source: the bind shares one frozen Endpoint per peer between its
+   * datagrams, so a run of datagrams from one client finds its session by identity, without building the
+   * string key. Checked (the session's own endpoint object, not ended) before use.
+   */
+  private lastSession: OpenVpnSession | undefined;
   private warmCounters: { counters: OpenVpnInterface['counters']; drops: Map<string, number> } | undefined;
   /** Multicast replication, when on (settable after construction). */
   groups: SessionGroupTap | undefined;
@@ -289,10 +315,22 @@ export class OpenVpnInterface implements MemberTransport {
     const now = this.clock();
     this.counters.datagramsIn += datagrams.length;
     for (const d of datagrams) {
+      const last = this.lastSession;
+      if (
+        last !== undefined &&
+        !last.ended &&
+        last.link.kind === 'udp' &&
+        last.link.endpoint === d.endpoint
+      ) {
+        this.onPacket(last, d.data, now);
+        continue;
+      }
       const key = endpointKey(d.endpoint);
       const session = this.byEndpoint.get(key);
-      if (session) this.onPacket(session, d.data, now);
-      else this.onStranger(d.data, { kind: 'udp', endpoint: d.endpoint, key }, now);
+      if (session) {
+        this.lastSession = session;
+        this.onPacket(session, d.data, now);
+      } else this.onStranger(d.data, { kind: 'udp', endpoint: d.endpoint, key }, now);
     }
     this.deliverInbound();
     this.flush();
@@ -350,7 +388,8 @@ export class OpenVpnInterface implements MemberTransport {
       this.transmit(link, outcome.bytes);
       return;
     }
-    // The client proved its address. With tls-crypt-v2 its key names the member: check before any TLS.
+    // The client proved its address (or, at a 2.5 client's reset, its client key authenticated the reset).
+    // With tls-crypt-v2 its key names the member: check before any TLS.
     let keyMember: string | undefined;
     if (outcome.metadata !== undefined) {
       const who = this.options.identifyKey?.(outcome.metadata);
@@ -364,6 +403,13 @@ export class OpenVpnInterface implements MemberTransport {
       this.drop('too-many-sessions');
       return;
     }
+    if (
+      !outcome.afterStatelessReset &&
+      this.halfOpenAtReset.size >= (this.options.maxHalfOpenAtReset ?? 256)
+    ) {
+      this.drop('too-many-half-open');
+      return;
+    }
     const peerId = this.allocatePeerId();
     if (peerId === undefined) {
       this.drop('no-peer-id');
@@ -373,6 +419,7 @@ export class OpenVpnInterface implements MemberTransport {
       clientSessionId: outcome.clientSessionId,
       serverSessionId: outcome.serverSessionId,
       wrapper: outcome.wrapper,
+      afterStatelessReset: outcome.afterStatelessReset,
       tls: this.options.tls,
       peerId,
       ...(this.options.ciphers ? { ciphers: this.options.ciphers } : {}),
@@ -387,6 +434,7 @@ export class OpenVpnInterface implements MemberTransport {
       this.schedulePoll();
     });
     this.sessions.add(session);
+    if (!outcome.afterStatelessReset) this.halfOpenAtReset.add(session);
     this.byPeerId.set(peerId, session);
     if (link.kind === 'udp') this.byEndpoint.set(link.key, session);
     else this.byConn.set(link.conn, session);
@@ -416,7 +464,10 @@ export class OpenVpnInterface implements MemberTransport {
 
   /** Opens a data packet; true if it authenticated (whatever it then carried). */
   private openData(session: OpenVpnSession, bytes: Uint8Array, now: number): boolean {
-    const out = this.openBuffer;
+    // The plaintext is shorter than the packet: room for the packet is room enough.
+    if (INBOUND_ARENA - this.inboundUsed < bytes.length) this.deliverInbound();
+    const out =
+      bytes.length <= INBOUND_ARENA ? this.inboundArena.subarray(this.inboundUsed) : this.openBuffer;
     const result = session.data.open(bytes, out, now);
     if (isDrop(result)) {
       this.drop(`data-${result}`);
@@ -461,7 +512,11 @@ export class OpenVpnInterface implements MemberTransport {
     // Counted against the member; the warm-up session has none (its packets go to the gateway's own address).
     if (member !== undefined ? !this.options.admit(member, packet, header) : !session.warm) return true;
     this.counters.packetsIn++;
-    this.inbound.push(packet.slice(0, header.length));
+    if (out === this.openBuffer) this.inbound.push(packet.slice(0, header.length));
+    else {
+      this.inbound.push(packet.subarray(0, header.length));
+      this.inboundUsed += (header.length + 7) & ~7;
+    }
     if (this.inbound.length >= SEND_BATCH) this.deliverInbound();
     return true;
   }
@@ -474,6 +529,8 @@ export class OpenVpnInterface implements MemberTransport {
     if (this.inbound.length === 0) return;
     const packets = this.inbound.splice(0, this.inbound.length);
     this.options.deliver(packets);
+    // The views in `packets` are dead now: the arena is free again.
+    this.inboundUsed = 0;
   }
 
   // ---- control actions ----
@@ -517,6 +574,7 @@ export class OpenVpnInterface implements MemberTransport {
   }
 
   private authenticated(session: OpenVpnSession, der: Uint8Array | undefined, now: number): void {
+    this.halfOpenAtReset.delete(session);
     const who = der
       ? this.options.identifyCertificate(der)
       : ({ ok: false, reason: 'no certificate' } as const);
@@ -566,6 +624,7 @@ export class OpenVpnInterface implements MemberTransport {
     }
     session.ended = true;
     this.sessions.delete(session);
+    this.halfOpenAtReset.delete(session);
     this.byPeerId.delete(session.peerId);
     if (session.link.kind === 'udp') {
       if (this.byEndpoint.get(session.link.key) === session) this.byEndpoint.delete(session.link.key);
@@ -592,7 +651,10 @@ export class OpenVpnInterface implements MemberTransport {
         e.endpoint = formatEndpoint(session.endpoint);
         this.ended.set(member.name, e);
       }
-      if (session.routed) this.log(`member ${member.name} disconnected from OpenVPN (${why})`);
+      if (session.routed) {
+        this.log(`member ${member.name} disconnected from OpenVPN (${why})`);
+        if (!this.closing) this.options.onSessionEnded?.(member.name);
+      }
     }
     this.flush();
   }
@@ -829,6 +891,7 @@ export class OpenVpnInterface implements MemberTransport {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.pollTask) clearImmediate(this.pollTask);

@@ -24,6 +24,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   P_ACK_V1,
+  P_CONTROL_HARD_RESET_SERVER_V2,
   P_CONTROL_SOFT_RESET_V1,
   P_CONTROL_V1,
   P_CONTROL_WKC_V1,
@@ -95,7 +96,9 @@ export interface ControlSessionOptions {
   readonly push?: PushDescription;
   /**
    * Key state 0 begins after a stateless handshake: packet 0 each way (the resets) was exchanged before the
-   * session existed. Default true; false starts at packet 0 both ways (and sends no reset).
+   * session existed. Default true. False: the session begins at the client's reset (its first input, packet 0;
+   * a tls-crypt-v2 client without early negotiation, stateless-handshake.ts), and our
+   * P_CONTROL_HARD_RESET_SERVER_V2 is our packet 0, sent and retransmitted like any control message.
    */
   readonly afterStatelessReset?: boolean;
   readonly now: number;
@@ -196,7 +199,9 @@ export class ControlSession {
     this.random = options.random ?? ((n) => new Uint8Array(randomBytes(n)));
     this.push = options.push;
     const stateless = options.afterStatelessReset ?? true;
-    this.keys.set(0, this.newKeyState(0, options.now, stateless ? 1 : 0));
+    const first = this.newKeyState(0, options.now, stateless ? 1 : 0);
+    if (!stateless) first.reliable.enqueue(P_CONTROL_HARD_RESET_SERVER_V2, new Uint8Array(0));
+    this.keys.set(0, first);
   }
 
   get clientSessionId(): SessionId {

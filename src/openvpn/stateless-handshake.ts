@@ -10,8 +10,16 @@
  *   accept  when the cookie matches for a slot of now − 2 … now + 1, as OpenVPN does.
  *
  * For tls-crypt-v2 the server also asks the client (EARLY_NEG_FLAGS, early-negotiation.ts) to append its WKc
- * to that next packet, so the client key need not be kept either; a client that does not announce early
- * negotiation (OpenVPN before 2.6) cannot be served statelessly with tls-crypt-v2 and is dropped.
+ * to that next packet, so the client key need not be kept either.
+ *
+ * A tls-crypt-v2 client that does not announce early negotiation (OpenVPN 2.5: its wrap packet ids start at 1,
+ * not at EARLY_NEG_START) sends its WKc with the V3 reset only, never again, so the client key has to be kept
+ * from the reset on. OpenVPN 2.6's server then creates the session at the reset (mudp.c do_pre_decrypt_check:
+ * VERDICT_VALID_RESET_V3 without early negotiation returns true, unless `--tls-crypt-v2 … force-cookie`), and so
+ * does this one (`legacyTlsCryptV2`, default on): but only for a reset whose WKc unwraps with the server key and
+ * whose packet then authenticates with the client key inside it. Such a reset can only come from a holder of a
+ * client key (or be a replay of one); anything else is still dropped with no state. The session's own reset is
+ * then its reliable packet 0 (ControlSession, afterStatelessReset false).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import {
@@ -117,6 +125,11 @@ export type HandshakeOutcome =
       readonly clientSessionId: SessionId;
       readonly serverSessionId: SessionId;
       readonly wrapper: ControlWrapper;
+      /**
+       * True: our reset went out statelessly and `bytes` completes it. False (a tls-crypt-v2 client without
+       * early negotiation): `bytes` is the client's reset, and the session sends its own reset.
+       */
+      readonly afterStatelessReset: boolean;
       /** tls-crypt-v2: the metadata of the client key (the member it was issued to). */
       readonly metadata: Uint8Array | undefined;
       readonly bytes: Uint8Array;
@@ -126,7 +139,19 @@ export type HandshakeOutcome =
 export interface HandshakeCounters {
   replies: number;
   established: number;
+  /** Of `established`: tls-crypt-v2 clients without early negotiation, given state at their reset. */
+  establishedAtReset: number;
   dropped: number;
+}
+
+export interface StatelessHandshakeOptions {
+  /** --hand-window in ms (default 60 s). */
+  readonly handshakeWindowMs?: number;
+  /**
+   * Serve tls-crypt-v2 clients without early negotiation (OpenVPN 2.5) by creating their session at an
+   * authenticated reset (default true, as OpenVPN 2.6; false is its `force-cookie`: such clients are dropped).
+   */
+  readonly legacyTlsCryptV2?: boolean;
 }
 
 export class StatelessHandshake {
@@ -134,14 +159,17 @@ export class StatelessHandshake {
   /** The static wrapping keys, derived once (tls-auth, tls-crypt). */
   private readonly authKeys: TlsAuthKeys | undefined;
   private readonly cryptKeys: TlsCryptKeys | undefined;
-  readonly counters: HandshakeCounters = { replies: 0, established: 0, dropped: 0 };
+  private readonly legacyTlsCryptV2: boolean;
+  readonly counters: HandshakeCounters = { replies: 0, established: 0, establishedAtReset: 0, dropped: 0 };
 
   constructor(
     private readonly wrap: WrapConfig,
     secret: Uint8Array,
-    handshakeWindowMs: number = HANDSHAKE_WINDOW,
+    options: StatelessHandshakeOptions | number = {},
   ) {
-    this.cookies = new SessionCookies(secret, handshakeWindowMs);
+    const o = typeof options === 'number' ? { handshakeWindowMs: options } : options;
+    this.cookies = new SessionCookies(secret, o.handshakeWindowMs ?? HANDSHAKE_WINDOW);
+    this.legacyTlsCryptV2 = o.legacyTlsCryptV2 ?? true;
     this.authKeys =
       wrap.kind === 'tls-auth' ? TlsAuthKeys.fromStaticKey(wrap.key, wrap.direction, wrap.digest) : undefined;
     this.cryptKeys = wrap.kind === 'tls-crypt' ? TlsCryptKeys.fromStaticKey(wrap.key, 'server') : undefined;
@@ -151,8 +179,10 @@ export class StatelessHandshake {
   handle(bytes: Uint8Array, from: PeerAddress, nowMs: number): HandshakeOutcome {
     const out = this.decide(bytes, from, nowMs);
     if (out.kind === 'reply') this.counters.replies++;
-    else if (out.kind === 'establish') this.counters.established++;
-    else this.counters.dropped++;
+    else if (out.kind === 'establish') {
+      this.counters.established++;
+      if (!out.afterStatelessReset) this.counters.establishedAtReset++;
+    } else this.counters.dropped++;
     return out;
   }
 
@@ -169,9 +199,22 @@ export class StatelessHandshake {
 
     if (isReset) {
       if (packet.kind !== 'control' || packet.packetId !== 0) return { kind: 'drop', reason: 'bad-reset' };
-      if (this.wrap.kind === 'tls-crypt-v2' && !announcesEarlyNegotiation(opened.wrapPacketId ?? 0))
-        return { kind: 'drop', reason: 'no-early-negotiation' };
       const cookie = this.cookies.make(packet.sessionId, from, nowMs);
+      if (this.wrap.kind === 'tls-crypt-v2' && !announcesEarlyNegotiation(opened.wrapPacketId ?? 0)) {
+        // OpenVPN 2.5: the WKc authenticated this reset (open() unwrapped it and the packet with Kc), and it
+        // will not come again, so the session starts here. Its id is the cookie all the same (unguessable,
+        // and no randomness needed here); our reset will be its packet 0, with wrap packet id 1.
+        if (!this.legacyTlsCryptV2) return { kind: 'drop', reason: 'no-early-negotiation' };
+        return {
+          kind: 'establish',
+          clientSessionId: packet.sessionId,
+          serverSessionId: cookie,
+          wrapper: serverWrapper(this.wrap, { clientKey: opened.clientKey, firstPacketId: 1 }),
+          afterStatelessReset: false,
+          metadata: opened.metadata,
+          bytes,
+        };
+      }
       const reply: ControlPacket = {
         kind: 'control',
         opcode: P_CONTROL_HARD_RESET_SERVER_V2,
@@ -196,6 +239,7 @@ export class StatelessHandshake {
       clientSessionId: packet.sessionId,
       serverSessionId: packet.acks.remoteSessionId,
       wrapper,
+      afterStatelessReset: true,
       metadata: opened.metadata,
       bytes,
     };

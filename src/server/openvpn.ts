@@ -21,6 +21,9 @@ import { NodeTlsServerFactory } from '../openvpn/tls-engine-node.js';
 import type { GatewaySync } from './gateway-sync.js';
 import { openVpnPushFor } from './openvpn-push.js';
 
+/** How soon after an OpenVPN session ends its member's status is written (sessions ending together: once). */
+const REPORT_AFTER_SESSION_END_MS = 100;
+
 function identity(lookup: MemberLookup): Identity {
   if (lookup.ok) return { ok: true, name: lookup.member.name };
   return { ok: false, reason: lookup.name ? `${lookup.refusal} (member ${lookup.name})` : lookup.refusal };
@@ -47,6 +50,21 @@ export async function startOpenVpn(
     new Uint8Array(randomBytes(COOKIE_SECRET_LENGTH)),
   );
   const udp = s.udpPort !== null ? await openBestBind(s.udpPort) : undefined;
+  // A session that ends (explicit-exit-notify, a disable) shows as offline now, not at the next 5 s report:
+  // one report shortly after, however many sessions end meanwhile.
+  let reportSoon: NodeJS.Timeout | undefined;
+  const sessionEnded = (): void => {
+    if (reportSoon !== undefined) return;
+    reportSoon = setTimeout(() => {
+      reportSoon = undefined;
+      try {
+        sync.report();
+      } catch (e) {
+        log(`status report: ${(e as Error).message}`);
+      }
+    }, REPORT_AFTER_SESSION_END_MS);
+    reportSoon.unref();
+  };
   const make = (tcpPort: number | null): OpenVpnInterface =>
     new OpenVpnInterface({
       ...(udp ? { udp } : {}),
@@ -62,6 +80,7 @@ export async function startOpenVpn(
       identifyCertificate: (der) => identity(memberForCertificate(cp.store, der)),
       pushFor: (member) => openVpnPushFor(cp, member.record),
       log,
+      onSessionEnded: sessionEnded,
     });
   let ovpn: OpenVpnInterface;
   try {

@@ -14,6 +14,8 @@
  *      gateway's public key and endpoint.
  *   5. That file brings up a real wg-quick client in the member namespace, which pings the gateway's tunnel
  *      address.
+ *   5b. The member list's Connected column says WireGuard, with "since" the API's time as a tooltip; her page
+ *      says "WireGuard since …".
  *   6. A one-time link made in the console gives the config once; the second fetch gets 404.
  *   7. Disabling her in the console: her state says disabled, and her client's pings stop within 2 s.
  *   8. The audit page shows the disable (admin:admin, member.disable, dana).
@@ -488,6 +490,64 @@ describe(
           (dump.peers[0]?.latestHandshake ?? 0) > 0,
           `a handshake with the gateway: ${JSON.stringify(dump)}`,
         );
+      },
+    );
+
+    step(
+      "5b. the member list's Connected column says WireGuard, since when (as the API has it); so does her page",
+      async (t) => {
+        const p = thePage();
+        need(client, "the member's running client");
+        // The store has her status from the gateway's next report (every 5 s): reload the list until it shows.
+        const cell = p.getByTestId(`member-row-${MEMBER}`).locator('td[data-label="Connected"]');
+        const shown = await waitFor(
+          `the Connected column of ${MEMBER}'s row to say WireGuard`,
+          async () => {
+            await p.getByTestId('nav-members').click();
+            await atHash(p, '#/members');
+            await visible(p, `member-row-${MEMBER}`);
+            const text = ((await cell.textContent()) ?? '').trim();
+            return text === 'WireGuard' ? text : undefined;
+          },
+          { timeoutMs: 15_000, intervalMs: 500 },
+        ).catch(async (e: Error) =>
+          assert.fail(
+            `${e.message}: it says ${JSON.stringify(await cell.textContent())}; ${await describePage(p)}`,
+          ),
+        );
+        const title = (await cell.locator('span').first().getAttribute('title')) ?? '';
+        const stored = await api('GET', `/members/${MEMBER}`);
+        assert.equal(stored.status, 200, stored.text);
+        const status = (
+          stored.json as { status: { online: boolean; protocol: string; since: string | null } }
+        ).status;
+        t.diagnostic(`row: ${shown}, title ${JSON.stringify(title)}; API status ${JSON.stringify(status)}`);
+        assert.equal(status.online, true);
+        assert.equal(status.protocol, 'wireguard');
+        const since = Date.parse(status.since ?? '');
+        assert.ok(
+          since >= suiteStart - 1_000 && since <= Date.now(),
+          `since ${status.since} is during this test`,
+        );
+        // The tooltip is the API's time as the console formats it (web/src/format.ts formatDateTime).
+        const expected = await p.evaluate(
+          (iso) =>
+            new Intl.DateTimeFormat(undefined, {
+              year: 'numeric',
+              month: 'short',
+              day: 'numeric',
+              hour: '2-digit',
+              minute: '2-digit',
+            }).format(Date.parse(iso)),
+          status.since ?? '',
+        );
+        assert.equal(title, `since ${expected}`);
+        // Her page: "WireGuard since <the same time> (<how long ago>)".
+        await p.getByTestId(`member-row-${MEMBER}`).getByRole('link', { name: MEMBER }).click();
+        await visible(p, 'member-connection');
+        const detail = ((await p.getByTestId('member-connection').textContent()) ?? '').trim();
+        t.diagnostic(`her page: ${JSON.stringify(detail)}`);
+        assert.ok(detail.startsWith(`WireGuard since ${expected} (`), detail);
       },
     );
 

@@ -72,7 +72,13 @@ interface MemberJson {
   name: string;
   ip: string;
   ip6?: string | null;
-  status: { online: boolean; rxBytes: number; txBytes: number; policyDrops: number } | null;
+  status: {
+    online: boolean;
+    rxBytes: number;
+    txBytes: number;
+    policyDrops: number;
+    protocol?: string | null;
+  } | null;
 }
 
 function need<T>(value: T | undefined, what: string): T {
@@ -678,6 +684,72 @@ describe(
       assert.ok(gap <= 1, `a stall of ${gap.toFixed(1)} s`);
       assert.ok(renewed >= 5, `only ${renewed} renegotiations:\n${log.slice(-3000)}`);
       assert.equal((await ping(members.a, GATEWAY_IP)).received, 3, 'alice after the renegotiations');
+    });
+
+    it("12. explicit-exit-notify: the client's SIGTERM ends its session at the gateway at once, offline in ~1 s", async (t) => {
+      const { members } = net();
+      const server_ = need(server, 'server');
+      await need(clients.alice, 'alice client').stop(3_000);
+      const alice = await connect(members.a, 'alice', need(profiles.alice, 'alice profile'), [
+        '--proto',
+        'udp',
+        '--explicit-exit-notify',
+        '2',
+      ]);
+      clients.alice = alice;
+      let status: MemberJson['status'] = null;
+      const upDeadline = Date.now() + 15_000;
+      while (Date.now() < upDeadline) {
+        status = (await show('alice')).status;
+        if (status?.online && status.protocol === 'openvpn-udp') break;
+        await delay(200);
+      }
+      assert.ok(status?.online && status.protocol === 'openvpn-udp', JSON.stringify(status));
+      // A 2.6 client sends EXIT over the control channel (cc-exit, pushed as protocol-flags); older ones an
+      // OCC_EXIT data packet. Either ends the session.
+      const exited = /member alice disconnected from OpenVPN \((client-exit|client exited)\)/g;
+      const logText = (): string => server_.stderr + server_.stdout;
+      const before = logText().match(exited)?.length ?? 0;
+      const signalledAt = Date.now();
+      alice.kill('SIGTERM');
+      const deadline = signalledAt + 10_000;
+      // The gateway's log, watched every 20 ms beside the (slower) status reads.
+      const logged = (async (): Promise<number> => {
+        while (Date.now() < deadline) {
+          if ((logText().match(exited)?.length ?? 0) > before) return Date.now();
+          await delay(20);
+        }
+        return 0;
+      })();
+      let offlineAt = 0;
+      // Reading the status takes a CLI run (a node start, ~0.3 s, more on a loaded machine): the longest run is
+      // allowed on top of the bar.
+      let longestShow = 0;
+      while (offlineAt === 0 && Date.now() < deadline) {
+        const asked = Date.now();
+        const online = (await show('alice')).status?.online;
+        longestShow = Math.max(longestShow, Date.now() - asked);
+        if (online === false) offlineAt = Date.now();
+        else await delay(50);
+      }
+      const loggedAt = await logged;
+      await alice.stop(5_000);
+      clients.alice = undefined;
+      t.diagnostic(
+        `session ended in the gateway's log ${loggedAt - signalledAt} ms after SIGTERM; ` +
+          `status offline after ${offlineAt - signalledAt} ms (a status read takes up to ${longestShow} ms)`,
+      );
+      assert.ok(loggedAt > 0, `no client exit in the gateway's log:\n${logText().slice(-2000)}`);
+      assert.ok(offlineAt > 0, 'alice still online 10 s after her client exited');
+      // ping-restart (the pushed 60 s) would take a minute; the report after a session ends, 0.1 s.
+      assert.ok(
+        loggedAt - signalledAt <= 1_000,
+        `the session ended ${loggedAt - signalledAt} ms after SIGTERM`,
+      );
+      assert.ok(
+        offlineAt - signalledAt <= 1_000 + longestShow,
+        `offline ${offlineAt - signalledAt} ms after SIGTERM (status reads up to ${longestShow} ms)`,
+      );
     });
   },
 );

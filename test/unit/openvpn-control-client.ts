@@ -51,16 +51,23 @@ export type ClientWrap =
   | { readonly kind: 'tls-crypt'; readonly key: StaticKey }
   | { readonly kind: 'tls-crypt-v2'; readonly clientKey: StaticKey; readonly wkc: Uint8Array };
 
-/** tls-crypt-v2 as a 2.6 client does it: wrap ids from EARLY_NEG_START + 1, WKc on V3 and WKC packets. */
+/**
+ * tls-crypt-v2 as a 2.6 client does it: wrap ids from EARLY_NEG_START + 1 (ssl.c tls_session_init), WKc on V3
+ * and WKC packets. As a 2.5 client does it (`earlyNegotiation` false): wrap ids from 1, as for any tls-crypt
+ * session (packet_id_init), and the WKc on the V3 reset only (2.5's ssl.c write_control_auth appends
+ * tls_crypt_v2_wkc for P_CONTROL_HARD_RESET_CLIENT_V3 alone; P_CONTROL_WKC_V1 does not exist before 2.6).
+ */
 class V2ClientWrapper implements ControlWrapper {
   readonly kind = 'tls-crypt-v2';
   private readonly channel: TlsCryptChannel;
-  private nextId = EARLY_NEG_START + 1;
+  private nextId: number;
   constructor(
     private readonly keys: TlsCryptKeys,
     private readonly wkc: Uint8Array,
+    earlyNegotiation: boolean,
   ) {
     this.channel = new TlsCryptChannel(keys);
+    this.nextId = earlyNegotiation ? EARLY_NEG_START + 1 : 1;
   }
   wrap(packet: ControlPacket | AckPacket, nowMs: number): Uint8Array {
     const id: WrapId = { packetId: this.nextId++, time: Math.floor(nowMs / 1000) };
@@ -99,6 +106,11 @@ interface ClientKeyState {
 
 export interface TestClientOptions {
   readonly wrap: ClientWrap;
+  /**
+   * OpenVPN 2.6's early negotiation with tls-crypt-v2 (default true). False behaves as a 2.5 client: no
+   * EARLY_NEG_START in the wrap ids, the TLVs of the server's reset ignored, the WKc never sent again.
+   */
+  readonly earlyNegotiation?: boolean;
   readonly tls: () => TlsEngine;
   readonly peerInfo: string;
   readonly username?: string;
@@ -122,7 +134,11 @@ export class TestClient {
     const w = options.wrap;
     this.wrapper =
       w.kind === 'tls-crypt-v2'
-        ? new V2ClientWrapper(TlsCryptKeys.fromStaticKey(w.clientKey, 'client'), w.wkc)
+        ? new V2ClientWrapper(
+            TlsCryptKeys.fromStaticKey(w.clientKey, 'client'),
+            w.wkc,
+            options.earlyNegotiation ?? true,
+          )
         : clientWrapper(w);
     const opcode =
       w.kind === 'tls-crypt-v2' ? P_CONTROL_HARD_RESET_CLIENT_V3 : P_CONTROL_HARD_RESET_CLIENT_V2;
@@ -194,7 +210,12 @@ export class TestClient {
         this.serverSid ??= p.sessionId;
         ks.peerReset = true;
         const tlv = parseEarlyNegotiation(m.payload);
-        if (tlv.ok && tlv.value.resendWkc && this.options.wrap.kind === 'tls-crypt-v2')
+        if (
+          tlv.ok &&
+          tlv.value.resendWkc &&
+          this.options.wrap.kind === 'tls-crypt-v2' &&
+          (this.options.earlyNegotiation ?? true)
+        )
           ks.firstTlsOpcode = P_CONTROL_WKC_V1;
       } else if (m.opcode === P_CONTROL_SOFT_RESET_V1) {
         ks.peerReset = true;

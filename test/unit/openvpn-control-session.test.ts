@@ -13,6 +13,7 @@ import {
   type PushDescription,
 } from '../../src/openvpn/control-session.js';
 import type { WrapConfig } from '../../src/openvpn/control-wrap.js';
+import { P_CONTROL_HARD_RESET_CLIENT_V3, P_CONTROL_WKC_V1 } from '../../src/openvpn/constants.js';
 import { StatelessHandshake } from '../../src/openvpn/stateless-handshake.js';
 import { NodeTlsClientEngine, NodeTlsServerFactory } from '../../src/openvpn/tls-engine-node.js';
 import { StaticKey } from '../../src/openvpn/tls-crypt.js';
@@ -54,6 +55,8 @@ interface NetOptions {
   /** Up to this many ms of random extra delay (reorders packets). */
   jitter?: number;
   seed?: number;
+  /** Lose the first datagram each way (the client's reset and the server's answer to it). */
+  loseFirstEachWay?: boolean;
 }
 
 interface InFlight {
@@ -67,12 +70,18 @@ class Net {
   private readonly rnd: () => number;
   sent = 0;
   lost = 0;
+  /** The opcode of every datagram sent to the server (lost or not). */
+  readonly toServer: number[] = [];
+  private toClient = 0;
   constructor(private readonly o: NetOptions = {}) {
     this.rnd = prng(o.seed ?? 1);
   }
   send(to: 'server' | 'client', bytes: Uint8Array, now: number): void {
     this.sent++;
-    if (this.rnd() < (this.o.loss ?? 0)) {
+    if (to === 'server') this.toServer.push(bytes[0]! >>> 3);
+    else this.toClient++;
+    const first = to === 'server' ? this.toServer.length === 1 : this.toClient === 1;
+    if ((this.o.loseFirstEachWay === true && first) || this.rnd() < (this.o.loss ?? 0)) {
       this.lost++;
       return;
     }
@@ -150,6 +159,7 @@ class Lab {
         serverSessionId: out.serverSessionId,
         clientSessionId: out.clientSessionId,
         wrapper: out.wrapper,
+        afterStatelessReset: out.afterStatelessReset,
         tls: this.serverFactory.create,
         peerId: 7,
         push: PUSH,
@@ -194,11 +204,16 @@ describe('OpenVPN control session: server core against a test client core', () =
 
   function makeClient(
     wrap: ClientWrap,
-    { peerInfo = PEER_INFO_26, stranger = false }: { peerInfo?: string; stranger?: boolean } = {},
+    {
+      peerInfo = PEER_INFO_26,
+      stranger = false,
+      earlyNegotiation = true,
+    }: { peerInfo?: string; stranger?: boolean; earlyNegotiation?: boolean } = {},
   ): TestClient {
     const c = new TestClient({
       wrap,
       peerInfo,
+      earlyNegotiation,
       tls: () =>
         new NodeTlsClientEngine({
           cert: stranger ? pki.strangerCert : pki.clientCert,
@@ -281,6 +296,39 @@ describe('OpenVPN control session: server core against a test client core', () =
       assertKeysAgree(lab, 0);
       assert.equal(lab.serverKeys[0]!.derivation, 'openvpn-prf');
       assert.ok(!lab.client.pushReply!.includes('key-derivation tls-ekm'));
+    }
+  });
+
+  it('tls-crypt-v2 from a 2.5 client (no early negotiation, WKc on the reset only): session at the reset, PRF keys agree, also through 10% loss, reordering and duplication', async () => {
+    const plain = new Net();
+    const resetsLost = new Net({ loseFirstEachWay: true });
+    for (const net of [plain, resetsLost, new Net({ loss: 0.1, duplicate: 0.05, jitter: 120, seed: 7 })]) {
+      const pair = v2Pair();
+      const lab = new Lab(
+        net,
+        makeClient(pair.client, { peerInfo: PEER_INFO_25, earlyNegotiation: false }),
+        pair.server,
+        factory,
+      );
+      await lab.run(() => lab.client.keys.length > 0, { steps: 8000 });
+      assertKeysAgree(lab, 0);
+      assert.equal(lab.serverKeys[0]!.derivation, 'openvpn-prf');
+      assert.equal(lab.handshake.counters.replies, 0, 'no stateless reply: the session answered the reset');
+      assert.ok(lab.handshake.counters.establishedAtReset >= 1);
+      assert.ok(lab.client.pushReply!.some((o) => o.startsWith('peer-id ')));
+      // The WKc went with the V3 resets only (and their retransmissions): never a P_CONTROL_WKC_V1.
+      assert.ok(!net.toServer.includes(P_CONTROL_WKC_V1));
+      assert.equal(net.toServer[0], P_CONTROL_HARD_RESET_CLIENT_V3);
+      if (net !== plain) assert.ok(net.lost > 0, 'the network did lose packets');
+      if (net === resetsLost) {
+        // The client's reset was retransmitted (with its WKc) and so was the server's answer.
+        assert.ok(net.toServer.filter((o) => o === P_CONTROL_HARD_RESET_CLIENT_V3).length >= 2);
+        assert.equal(lab.handshake.counters.establishedAtReset, 1);
+      }
+      // A renegotiation from the client works the same after the 2.5 start.
+      const keyId = lab.client.softReset();
+      await lab.run(() => lab.client.keys.some((k) => k.keyId === keyId), { steps: 8000 });
+      assertKeysAgree(lab, keyId);
     }
   });
 

@@ -143,7 +143,6 @@ describe('stateless handshake', () => {
         packetId,
         time: T0 / 1000,
       });
-    assert.deepEqual(hs.handle(v3(1), FROM, T0), { kind: 'drop', reason: 'no-early-negotiation' });
     assert.deepEqual(hs.handle(tlsCryptWrap(keys, reset(client), { packetId: 1, time: 1 }), FROM, T0), {
       kind: 'drop',
       reason: 'needs-v3-reset',
@@ -191,6 +190,55 @@ describe('stateless handshake', () => {
     assert.deepEqual(hs.handle(plain, FROM, T0), { kind: 'drop', reason: 'needs-wkc' });
   });
 
+  it('tls-crypt-v2 without early negotiation (OpenVPN 2.5): an authenticated V3 reset establishes at once; nothing else does', () => {
+    const server = TlsCryptV2ServerKey.generate();
+    const made = generateClientKey(server, { type: 'user', data: Uint8Array.from(Buffer.from('m2')) });
+    const keys = TlsCryptKeys.fromStaticKey(made.clientKey, 'client');
+    const client = sid();
+    // A 2.5 client's wrap packet ids start at 1: no EARLY_NEG_START in the top byte.
+    const v3 = (wkc: Uint8Array = made.wkc, k: TlsCryptKeys = keys): Uint8Array =>
+      wrapWithWkc(k, wkc, reset(client, P_CONTROL_HARD_RESET_CLIENT_V3), { packetId: 1, time: T0 / 1000 });
+
+    const hs = new StatelessHandshake({ kind: 'tls-crypt-v2', serverKey: server }, secret());
+    const est = hs.handle(v3(), FROM, T0);
+    assert.ok(est.kind === 'establish', JSON.stringify(est));
+    assert.equal(est.afterStatelessReset, false);
+    assert.deepEqual(est.clientSessionId, client);
+    assert.deepEqual(est.metadata, Uint8Array.from([0, ...Buffer.from('m2')]));
+    // The session's wrapper takes the reset as its first input (once: its replay window holds it).
+    assert.equal(est.wrapper.unwrap(est.bytes).ok, true);
+    assert.equal(est.wrapper.unwrap(est.bytes).ok, false);
+    assert.deepEqual(hs.counters, { replies: 0, established: 1, establishedAtReset: 1, dropped: 0 });
+
+    // A WKc with one bit flipped, a WKc of another server key, a packet not sealed with the WKc's Kc, a
+    // packet cut short: dropped, nothing established.
+    const flipped = Uint8Array.from(made.wkc);
+    flipped[10]! ^= 1;
+    const other = generateClientKey(TlsCryptV2ServerKey.generate(), {
+      type: 'user',
+      data: new Uint8Array(1),
+    });
+    const tampered = v3();
+    tampered[30]! ^= 0x80;
+    for (const bad of [
+      v3(flipped),
+      v3(other.wkc, TlsCryptKeys.fromStaticKey(other.clientKey, 'client')),
+      v3(made.wkc, TlsCryptKeys.fromStaticKey(StaticKey.generate(), 'client')),
+      tampered,
+      v3().subarray(0, 40),
+    ]) {
+      const out = hs.handle(bad, FROM, T0);
+      assert.equal(out.kind, 'drop');
+    }
+    assert.equal(hs.counters.established, 1);
+
+    // force-cookie: such clients are refused.
+    const strict = new StatelessHandshake({ kind: 'tls-crypt-v2', serverKey: server }, secret(), {
+      legacyTlsCryptV2: false,
+    });
+    assert.deepEqual(strict.handle(v3(), FROM, T0), { kind: 'drop', reason: 'no-early-negotiation' });
+  });
+
   it('10^5 spoofed resets: every one answered, zero sessions, no memory kept', () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
@@ -215,7 +263,7 @@ describe('stateless handshake', () => {
     const grown = process.memoryUsage().heapUsed - before;
     assert.equal(replies, 100_000);
     assert.equal(established, 0);
-    assert.deepEqual(hs.counters, { replies: 100_000, established: 0, dropped: 0 });
+    assert.deepEqual(hs.counters, { replies: 100_000, established: 0, establishedAtReset: 0, dropped: 0 });
     assert.ok(grown < 4 * 1024 * 1024, `heap grew by ${grown} bytes`);
   });
 });
