@@ -9,7 +9,10 @@ import { checkCertificateConfig, type CertificateConfig, type CheckedCertificate
 import {
   CHILD_REKEY_MS,
   DPD_INTERVAL_MS,
+  FRAGMENT_SIZE,
+  FRAGMENT_SIZE_MIN,
   IKE_REKEY_MS,
+  MAX_MESSAGE_LENGTH,
   NATT_KEEPALIVE_MS,
   PSK_MIN_LENGTH,
   RETRANSMIT_BASE,
@@ -54,6 +57,13 @@ export interface IkePeerConfig {
   readonly retransmitTries?: number;
   /** Rekey the IKE SA after this long (minus up to 10% jitter); 0 never. Default 4 h. */
   readonly ikeRekeyMs?: number;
+  /** Offer and accept IKE fragmentation (RFC 7383); default true. */
+  readonly fragmentation?: boolean;
+  /**
+   * The largest IP datagram (IP and UDP headers included) one IKE message or fragment may fill once
+   * fragmentation is agreed; default FRAGMENT_SIZE (1280).
+   */
+  readonly fragmentSize?: number;
   /** Rekey each CHILD SA after this long (minus up to 10% jitter); 0 never. Default 1 h. */
   readonly childRekeyMs?: number;
 }
@@ -77,6 +87,8 @@ export interface CheckedConfig {
   readonly retransmitTries: number;
   readonly ikeRekeyMs: number;
   readonly childRekeyMs: number;
+  readonly fragmentation: boolean;
+  readonly fragmentSize: number;
 }
 
 export type ConfigError = { readonly field: string; readonly message: string };
@@ -168,6 +180,19 @@ export function checkConfig(
     if (v !== undefined && !(Number.isFinite(v) && v >= 0))
       return { ok: false, error: { field, message: 'a lifetime is a number of milliseconds, 0 or more' } };
   }
+  const fragmentSize = c.fragmentSize ?? FRAGMENT_SIZE;
+  if (
+    !Number.isInteger(fragmentSize) ||
+    fragmentSize < FRAGMENT_SIZE_MIN ||
+    fragmentSize > MAX_MESSAGE_LENGTH
+  )
+    return {
+      ok: false,
+      error: {
+        field: 'fragmentSize',
+        message: `a fragment size is a whole number of bytes from ${FRAGMENT_SIZE_MIN} to ${MAX_MESSAGE_LENGTH}`,
+      },
+    };
   return {
     ok: true,
     value: {
@@ -188,6 +213,8 @@ export function checkConfig(
       retransmitTries: c.retransmitTries ?? RETRANSMIT_TRIES,
       ikeRekeyMs: c.ikeRekeyMs ?? IKE_REKEY_MS,
       childRekeyMs: c.childRekeyMs ?? CHILD_REKEY_MS,
+      fragmentation: c.fragmentation !== false,
+      fragmentSize,
     },
   };
 }
