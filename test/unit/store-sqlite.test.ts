@@ -155,8 +155,8 @@ test('a version 1 file is migrated to the current version and keeps its data', (
 
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(SCHEMA_VERSION, 6);
-  assert.equal(store.schemaVersion, 6);
+  assert.equal(SCHEMA_VERSION, 7);
+  assert.equal(store.schemaVersion, 7);
   assert.deepEqual(store.getSettings(), SETTINGS);
   assert.deepEqual(store.getMember('m00001'), member(1, { groups: ['eng'] }));
   assert.deepEqual(store.getAdmin('admin')?.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
@@ -522,7 +522,7 @@ test('a version 5 file is migrated to version 6: member statuses carry the proto
   }
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(store.schemaVersion, 6);
+  assert.equal(store.schemaVersion, 7);
   // A row from before has neither.
   assert.equal(store.getStatus('m00001')?.protocol, null);
   assert.equal(store.getStatus('m00001')?.since, null);
