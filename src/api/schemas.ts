@@ -412,8 +412,21 @@ const siteFields = {
     .optional()
     .describe('Our IKE ID: an address, fqdn:NAME (or a bare name), email:ADDR, keyid:HEX; null: our address'),
   remoteId: z.string().nullable().optional().describe('The ID the peer must present; null: its address'),
+  auth: z
+    .enum(['psk', 'cert'])
+    .optional()
+    .describe('psk (default) or cert; a site given a certificate without auth is a certificate site'),
   psk: z.string().optional().describe('The pre-shared key (write-only; generated on create when absent)'),
   forceShortPsk: z.boolean().optional().describe('Accept a key under 20 characters'),
+  certificate: z
+    .string()
+    .optional()
+    .describe('PEM: our certificate, then the intermediate CAs sent with it (certificate sites)'),
+  privateKey: z.string().optional().describe('PEM private key of the certificate (write-only)'),
+  caCertificates: z
+    .string()
+    .optional()
+    .describe("PEM: the CA certificates the peer's certificate must chain to (certificate sites)"),
   localSubnets: z.array(z.string()).describe('Prefixes on our side'),
   remoteSubnets: z.array(z.string()).describe('Prefixes behind the peer (routes into the tunnel)'),
   mode: z.enum(['tunnel', 'transport']).optional(),
@@ -479,7 +492,10 @@ export const SiteView = z.object({
   remoteAddress: z.string().nullable().describe('null: %any'),
   localId: z.string().nullable(),
   remoteId: z.string().nullable(),
+  auth: z.enum(['psk', 'cert']),
   forceShortPsk: z.boolean(),
+  certificate: z.string().nullable().describe('PEM: our certificate and chain; null for a PSK site'),
+  caCertificates: z.string().nullable().describe('PEM: the CAs trusted for the peer; null for a PSK site'),
   localSubnets: z.array(z.string()),
   remoteSubnets: z.array(z.string()),
   mode: z.enum(['tunnel', 'transport']),

@@ -3,10 +3,11 @@
  * the control plane like every other command. `site show NAME --remote-config swanctl|aws|pfsense` prints
  * the settings for the firewall at the other end.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UserError } from '../control/errors.js';
-import type { SiteInput, SiteView } from '../control/sites.js';
+import { splitPem, type SiteInput, type SiteView } from '../control/sites.js';
 import { DEFAULT_DATA_DIR } from '../server/data-dir.js';
 import { tightenStdout } from './keys.js';
 import { actor, ago, bytes, collect, print, table, withControlPlane, type DataOption } from './people.js';
@@ -17,6 +18,10 @@ interface SiteFlags extends DataOption {
   remoteSubnet?: string[];
   psk?: string;
   pskFile?: string;
+  auth?: string;
+  cert?: string;
+  key?: string;
+  ca?: string[];
   localId?: string;
   remoteId?: string;
   mode?: string;
@@ -56,6 +61,16 @@ function readPsk(opts: SiteFlags): string | undefined {
   return text.replace(/\r?\n$/, '');
 }
 
+/** A PEM file's text (the operator's own certificate, key or CA; Weft does not issue site certificates). */
+function readPem(flag: string, file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`weft: ${flag}: cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
 /** The fields the flags give (an absent flag is undefined: `site set` leaves that field alone). */
 function input(opts: SiteFlags): Omit<SiteInput, 'name'> {
   const id = (text: string | undefined) => (text === undefined ? undefined : text === '' ? null : text);
@@ -64,6 +79,10 @@ function input(opts: SiteFlags): Omit<SiteInput, 'name'> {
     localSubnets: opts.localSubnet,
     remoteSubnets: opts.remoteSubnet,
     psk: readPsk(opts),
+    auth: opts.auth,
+    certificate: readPem('--cert', opts.cert),
+    privateKey: readPem('--key', opts.key),
+    caCertificates: opts.ca === undefined ? undefined : opts.ca.map((f) => readPem('--ca', f)).join('\n'),
     localId: id(opts.localId),
     remoteId: id(opts.remoteId),
     mode: opts.mode,
@@ -87,6 +106,10 @@ function flags(c: Command): Command {
     .option('--remote-subnet <prefix>', 'a prefix behind the peer (repeatable)', collect)
     .option('--psk <key>', 'the pre-shared key (visible in the process list: prefer --psk-file)')
     .option('--psk-file <file>', 'read the pre-shared key from FILE ("-" for standard input)')
+    .option('--auth <kind>', 'psk or cert (--cert alone implies cert)')
+    .option('--cert <file>', 'our certificate (PEM), followed by intermediate CAs to send with it')
+    .option('--key <file>', 'the private key of --cert (PEM; stored as a secret)')
+    .option('--ca <file>', "a CA (PEM) the peer's certificate must chain to (repeatable)", collect)
     .option(
       '--local-id <id>',
       'our IKE identity: an address, fqdn:NAME, email:ADDR or keyid:HEX ("" for our address)',
@@ -115,12 +138,28 @@ function state(s: SiteView): string {
   return s.status?.state ?? 'no status';
 }
 
+/** "CN=gw (until 2027-01-01)" for each certificate in a PEM bundle. */
+function certSummary(pem: string | null): string {
+  if (pem === null) return '-';
+  return splitPem(pem)
+    .map((c) => {
+      try {
+        const x = new X509Certificate(c);
+        return `${x.subject.replace(/\n/g, ', ')} (until ${new Date(x.validTo).toISOString().slice(0, 10)})`;
+      } catch {
+        return '(unreadable certificate)';
+      }
+    })
+    .join(' + ');
+}
+
 function siteDetail(s: SiteView, psk: string | undefined): string {
   const lines = [
     `site:            ${s.name} (${s.enabled ? 'enabled' : 'disabled'})`,
     `remote:          ${s.remoteAddress ?? '%any'}`,
     `local id:        ${s.localId ?? '(our address)'}`,
     `remote id:       ${s.remoteId ?? '(its address)'}`,
+    `authentication:  ${s.auth === 'cert' ? `certificate ${certSummary(s.certificate)}; trusts ${certSummary(s.caCertificates)}` : 'pre-shared key'}`,
     ...(psk === undefined ? [] : [`pre-shared key:  ${psk}`]),
     `local subnets:   ${s.localSubnets.join(', ')}`,
     `remote subnets:  ${s.remoteSubnets.join(', ')}`,

@@ -65,6 +65,7 @@ import { renderRemoteConfig, type RemoteConfigFormat } from './site-remote-confi
 import {
   checkSite,
   newPsk,
+  SITE_SECRETS,
   SITE_FIELDS,
   siteSpec,
   siteView,
@@ -1224,8 +1225,8 @@ export class ControlPlane {
   }
 
   /**
-   * Adds a site. Without a pre-shared key one is generated and returned, once (`generatedPsk`); the audit
-   * entry never holds the key.
+   * Adds a site. A PSK site without a key gets one generated and returned, once (`generatedPsk`); the audit
+   * entry never holds the key nor a certificate site's private key.
    */
   addSite(actor: string, input: SiteInput): { site: SiteView; generatedPsk: string | null } {
     const name = v.name('name', input.name);
@@ -1233,11 +1234,11 @@ export class ControlPlane {
       if (this.store.getSite(name))
         throw new WeftError('WEFT_ERR_SITE_EXISTS', `site ${name} already exists`, 'name');
       const checked = checkSite({ ...input, name }, this.siteContext(name));
-      const generatedPsk = checked.psk === null ? newPsk() : null;
+      const generatedPsk = checked.psk === null && checked.auth === 'psk' ? newPsk() : null;
       const now = this.now();
       const record: SiteRecord = {
         ...checked,
-        psk: checked.psk ?? generatedPsk!,
+        psk: checked.psk ?? generatedPsk ?? '',
         createdAt: now,
         updatedAt: now,
       };
@@ -1266,6 +1267,9 @@ export class ControlPlane {
         merged.remoteAddress === '%any'
       )
         merged.startAction = 'wait';
+      // Giving a certificate makes a PSK site a certificate site, as on add.
+      if (given.certificate !== undefined && given.certificate !== null && given.auth === undefined)
+        merged.auth = 'cert';
       const checked = checkSite(merged, this.siteContext(name));
       const next: SiteRecord = {
         ...checked,
@@ -1287,7 +1291,9 @@ export class ControlPlane {
         actor,
         action,
         name,
-        Object.fromEntries(changed.map((k) => [k, k === 'psk' ? '(changed)' : updated[k]])),
+        Object.fromEntries(
+          changed.map((k) => [k, (SITE_SECRETS as readonly string[]).includes(k) ? '(changed)' : updated[k]]),
+        ),
       );
       return siteView(updated, this.siteStatus(name) ?? undefined);
     });
@@ -1539,7 +1545,7 @@ export class ControlPlane {
 
 /** A site's fields for its audit entry: everything but the pre-shared key. */
 function siteAuditDetail(r: SiteRecord): Record<string, unknown> {
-  const { psk: _secret, name: _name, createdAt: _c, updatedAt: _u, ...rest } = r;
+  const { psk: _secret, privateKey: _key, name: _name, createdAt: _c, updatedAt: _u, ...rest } = r;
   return { ...rest };
 }
 

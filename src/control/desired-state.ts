@@ -9,11 +9,13 @@
  *   4. members: absent ones removed (freeing their addresses), new ones added, changed ones updated
  *      (groups, expiry, disabled, tunnel mode; a different public key rotates the member's keys);
  *   5. policies: compared by their text form; absent ones removed, new ones added;
- *   6. IPsec sites: absent ones removed, new ones added (a site without `psk` gets a generated key, which
- *      `weft site show NAME --show-psk` prints), changed ones updated (a site without `psk` keeps its key);
+ *   6. IPsec sites: absent ones removed, new ones added (a PSK site without `psk` gets a generated key, which
+ *      `weft site show NAME --show-psk` prints), changed ones updated (a site without `psk` or `privateKey`
+ *      keeps its key);
  *   7. groups absent from the file removed (nothing refers to them any more).
- * `weft export` writes a site's `psk` only when asked (`--include-secrets`); without it, applying the export
- * keeps every site's key as it is.
+ * `weft export` writes a site's `psk` and a certificate site's `privateKey` only when asked
+ * (`--include-secrets`); without them, applying the export keeps every site's keys as they are.
+ * A certificate site's `certificate` (ours, then intermediates) and `caCertificates` are PEM text.
  * Every step goes through the control plane, so each change is validated and audited as if typed at the CLI.
  */
 import { LineCounter, parseDocument, stringify, visit } from 'yaml';
@@ -92,8 +94,12 @@ const siteSchema = z
     remoteAddress: z.string().nullable().optional(),
     localId: z.string().nullable().optional(),
     remoteId: z.string().nullable().optional(),
+    auth: z.string().optional(),
     psk: z.string().optional(),
     forceShortPsk: z.boolean().optional(),
+    certificate: z.string().optional(),
+    privateKey: z.string().optional(),
+    caCertificates: z.string().optional(),
     localSubnets: z.array(z.string()),
     remoteSubnets: z.array(z.string()),
     mode: z.string().optional(),
@@ -575,7 +581,16 @@ export function exportState(cp: ControlPlane, options: { includeSecrets?: boolea
       remoteAddress: site.remoteAddress ?? '%any',
       ...(site.localId === null ? {} : { localId: site.localId }),
       ...(site.remoteId === null ? {} : { remoteId: site.remoteId }),
-      ...(options.includeSecrets ? { psk: site.psk } : {}),
+      ...(site.auth === 'cert'
+        ? {
+            auth: 'cert',
+            certificate: site.certificate ?? '',
+            ...(options.includeSecrets ? { privateKey: site.privateKey ?? '' } : {}),
+            caCertificates: site.caCertificates ?? '',
+          }
+        : options.includeSecrets
+          ? { psk: site.psk }
+          : {}),
       ...(site.forceShortPsk ? { forceShortPsk: true } : {}),
       localSubnets: [...site.localSubnets],
       remoteSubnets: [...site.remoteSubnets],

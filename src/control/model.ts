@@ -250,9 +250,17 @@ export interface SiteRecord {
   remoteAddress: string | null;
   localId: string | null;
   remoteId: string | null;
-  /** A secret: never in API or CLI output, never logged. */
+  /** How both ends authenticate: the pre-shared key, or certificates (RFC 7427 signatures). */
+  auth: 'psk' | 'cert';
+  /** A secret: never in API or CLI output, never logged. Empty for a certificate site. */
   psk: string;
   forceShortPsk: boolean;
+  /** PEM: our certificate, then the intermediate CAs we send with it (certificate sites; else null). */
+  certificate: string | null;
+  /** PEM private key of `certificate`: a secret kept as the pre-shared key is (certificate sites; else null). */
+  privateKey: string | null;
+  /** PEM: the CA certificates the peer's certificate must chain to (certificate sites; else null). */
+  caCertificates: string | null;
   localSubnets: string[];
   remoteSubnets: string[];
   mode: 'tunnel' | 'transport';

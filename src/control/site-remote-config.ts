@@ -9,12 +9,14 @@
  * Proposals are mapped transform by transform (src/ipsec/algorithms.ts parses them). A transform the vendor
  * has no equivalent for is never silently dropped: the output says so beside the field.
  */
+import { X509Certificate } from 'node:crypto';
+
 import { parseProposal } from '../ipsec/algorithms.js';
 import { DH_GROUP, ENCR, ESN, INTEG, PRF, TRANSFORM_TYPE } from '../ipsec/constants.js';
 import type { Transform } from '../ipsec/messages.js';
 import { parseAddress } from '../net/ip.js';
 import type { SiteRecord } from './model.js';
-import { parseSiteId } from './sites.js';
+import { parseSiteId, splitPem } from './sites.js';
 
 export type RemoteConfigFormat = 'swanctl' | 'aws' | 'pfsense';
 export const REMOTE_CONFIG_FORMATS: readonly RemoteConfigFormat[] = ['swanctl', 'aws', 'pfsense'];
@@ -30,10 +32,42 @@ export function renderRemoteConfig(site: SiteRecord, format: RemoteConfigFormat,
     case 'swanctl':
       return swanctl(site, ours);
     case 'aws':
-      return aws(site, ours);
+      return certNote(site) + aws(site, ours);
     case 'pfsense':
-      return pfsense(site, ours);
+      return certNote(site) + pfsense(site, ours);
   }
+}
+
+/** AWS and pfSense output is written for PSK sites; a certificate site says so first, never silently. */
+function certNote(site: SiteRecord): string {
+  if (site.auth !== 'cert') return '';
+  return (
+    '! This site authenticates with certificates: the pre-shared key fields below do not apply; give the\n' +
+    `! firewall a certificate from a CA the site trusts and trust ${issuerOf(site.certificate)}, which issued ours.\n`
+  );
+}
+
+/** The issuer of our certificate (the CA the far end must trust), or a placeholder. */
+function issuerOf(pem: string | null): string {
+  const first = pem === null ? undefined : splitPem(pem)[0];
+  if (first === undefined) return 'the CA that issued our certificate';
+  try {
+    return `"${new X509Certificate(first).issuer.replace(/\n/g, ', ')}"`;
+  } catch {
+    return 'the CA that issued our certificate';
+  }
+}
+
+/** The subjects of the CAs a certificate site trusts for the peer. */
+function trustedSubjects(pem: string | null): string {
+  const names = splitPem(pem ?? '').map((c) => {
+    try {
+      return `"${new X509Certificate(c).subject.replace(/\n/g, ', ')}"`;
+    } catch {
+      return '(unreadable)';
+    }
+  });
+  return names.length > 0 ? names.join(', ') : '(none)';
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -144,9 +178,19 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
   // What they do mirrors what we do: we wait, so they start; we start (or start on traffic), they answer.
   const start = site.startAction === 'wait' ? 'start' : 'none';
   const dpdAction = site.dpdAction === 'hold' ? 'trap' : site.dpdAction;
+  const cert = site.auth === 'cert';
+  const auth = cert ? 'pubkey' : 'psk';
   const lines = [
     `# strongSwan swanctl.conf for the far end of Weft site "${site.name}".`,
     `# Load with: swanctl --load-all (or put it in /etc/swanctl/conf.d/${conn}.conf).`,
+    ...(cert
+      ? [
+          `# Certificates: /etc/swanctl/x509/${conn}.crt is this box's certificate${theirId !== null ? ` (holding ID ${theirId})` : ''},`,
+          `# issued by a CA Weft trusts: ${trustedSubjects(site.caCertificates)};`,
+          `# its key goes in /etc/swanctl/private/; /etc/swanctl/x509ca/ must hold ${issuerOf(site.certificate)}`,
+          "# (the CA that issued Weft's certificate) and the root above it.",
+        ]
+      : []),
     'connections {',
     `  ${conn} {`,
     '    version = 2',
@@ -156,11 +200,12 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
     `    rekey_time = ${site.ikeLifetimeSec}s`,
     ...(site.dpdIntervalSec > 0 ? [`    dpd_delay = ${site.dpdIntervalSec}s`] : []),
     '    local {',
-    '      auth = psk',
+    `      auth = ${auth}`,
+    ...(cert ? [`      certs = ${conn}.crt`] : []),
     ...(theirId !== null ? [`      id = ${theirId}`] : []),
     '    }',
     '    remote {',
-    '      auth = psk',
+    `      auth = ${auth}`,
     ...(ourId !== null ? [`      id = ${ourId}`] : []),
     '    }',
     '    children {',
@@ -176,12 +221,16 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
     '    }',
     '  }',
     '}',
-    'secrets {',
-    `  ike-${site.name} {`,
-    ...[theirId, ourId].flatMap((id, i) => (id === null ? [] : [`    id-${i + 1} = ${id}`])),
-    `    secret = ${quote(site.psk)}`,
-    '  }',
-    '}',
+    ...(cert
+      ? []
+      : [
+          'secrets {',
+          `  ike-${site.name} {`,
+          ...[theirId, ourId].flatMap((id, i) => (id === null ? [] : [`    id-${i + 1} = ${id}`])),
+          `    secret = ${quote(site.psk)}`,
+          '  }',
+          '}',
+        ]),
     '',
   ];
   return lines.join('\n');

@@ -4,7 +4,8 @@
  * proposal and pre-shared-key checks are the IKE core's own (src/ipsec/algorithms.ts, src/ipsec/config.ts),
  * so what the control plane accepts is exactly what the gateway can run.
  *
- * Checking a site, in order: name; remote address (`%any` or an address); identities; the pre-shared key;
+ * Checking a site, in order: name; remote address (`%any` or an address); identities; how it authenticates
+ * (the pre-shared key, or our certificate, its key and the CAs trusted for the peer);
  * mode and subnets (canonical, no overlaps within a side, remote ones clear of the members' subnets, the
  * shared routes and every other site's remote subnets); proposals; lifetimes; liveness checks; start action;
  * groups.
@@ -21,6 +22,7 @@ import {
 } from '../net/ip.js';
 import { parseProposal } from '../ipsec/algorithms.js';
 import type { IkeIdentity } from '../ipsec/auth.js';
+import type { CertificateConfig } from '../ipsec/cert-auth.js';
 import { checkConfig } from '../ipsec/config.js';
 import { TRANSFORM_TYPE } from '../ipsec/constants.js';
 import { isDhGroupId, LEGACY_GROUPS } from '../ipsec/dh.js';
@@ -51,7 +53,11 @@ export const SITE_LIMITS = {
   /** RFC 7296 §2.15 (and src/ipsec/constants.ts PSK_MIN_LENGTH): shorter keys need forceShortPsk. */
   pskMinLength: 20,
   generatedPskLength: 32,
+  /** A PEM field (certificate and chain, key, CA bundle): far more than any real chain. */
+  pemMaxLength: 65_536,
 } as const;
+
+export const SITE_AUTHS = ['psk', 'cert'] as const;
 
 export const SITE_MODES = ['tunnel', 'transport'] as const;
 export const SITE_DPD_ACTIONS = ['restart', 'clear', 'hold'] as const;
@@ -65,9 +71,17 @@ export interface SiteInput {
   remoteAddress?: unknown;
   localId?: unknown;
   remoteId?: unknown;
-  /** Generated (SITE_LIMITS.generatedPskLength characters) when absent on add. */
+  /** 'psk' (the default) or 'cert'; a site given a certificate and no auth is a certificate site. */
+  auth?: unknown;
+  /** Generated (SITE_LIMITS.generatedPskLength characters) when absent on add of a PSK site. */
   psk?: unknown;
   forceShortPsk?: unknown;
+  /** PEM: our certificate, then intermediates to send with it. */
+  certificate?: unknown;
+  /** PEM private key of `certificate` (write-only, like the pre-shared key). */
+  privateKey?: unknown;
+  /** PEM: one or more CA certificates the peer's certificate must chain to. */
+  caCertificates?: unknown;
   localSubnets?: unknown;
   remoteSubnets?: unknown;
   mode?: unknown;
@@ -88,8 +102,12 @@ export const SITE_FIELDS = [
   'remoteAddress',
   'localId',
   'remoteId',
+  'auth',
   'psk',
   'forceShortPsk',
+  'certificate',
+  'privateKey',
+  'caCertificates',
   'localSubnets',
   'remoteSubnets',
   'mode',
@@ -104,8 +122,14 @@ export const SITE_FIELDS = [
   'groups',
 ] as const satisfies readonly (keyof SiteInput)[];
 
-/** A site as the API and CLI show it: everything but the pre-shared key, with the last reported status. */
-export interface SiteView extends Omit<SiteRecord, 'psk'> {
+/** The secret fields of a site: never in a view, an audit entry or a log. */
+export const SITE_SECRETS = ['psk', 'privateKey'] as const satisfies readonly (keyof SiteRecord)[];
+
+/**
+ * A site as the API and CLI show it: everything but the pre-shared key and the private key, with the last
+ * reported status.
+ */
+export interface SiteView extends Omit<SiteRecord, 'psk' | 'privateKey'> {
   readonly status: SiteStatus | null;
 }
 
@@ -201,6 +225,24 @@ function psk(field: string, value: unknown, force: boolean): string {
   return value;
 }
 
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/** The PEM certificates in `text`, in order (whatever lies between them is ignored). */
+export function splitPem(text: string): string[] {
+  return [...text.matchAll(PEM_CERT)].map((m) => `${m[0]}\n`);
+}
+
+function pem(field: string, value: unknown, what: 'certificate' | 'key'): string {
+  if (typeof value !== 'string' || value.trim() === '') throw invalid(field, `must be PEM text (a ${what})`);
+  if (value.length > SITE_LIMITS.pemMaxLength)
+    throw invalid(field, `must be at most ${SITE_LIMITS.pemMaxLength} characters`);
+  if (what === 'certificate' && splitPem(value).length === 0)
+    throw invalid(field, 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)');
+  if (what === 'key' && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(value))
+    throw invalid(field, 'holds no PEM private key (-----BEGIN PRIVATE KEY-----)');
+  return value.trim() + '\n';
+}
+
 /** A new pre-shared key: letters and digits without look-alikes, every character equally likely. */
 export function newPsk(): string {
   const alphabet = 'abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
@@ -275,7 +317,34 @@ export function checkSite(
     input.forceShortPsk === undefined
       ? SITE_DEFAULTS.forceShortPsk
       : v.bool('forceShortPsk', input.forceShortPsk);
-  const key = input.psk === undefined || input.psk === null ? null : psk('psk', input.psk, forceShortPsk);
+  const auth =
+    input.auth === undefined || input.auth === null
+      ? input.certificate !== undefined && input.certificate !== null
+        ? 'cert'
+        : 'psk'
+      : oneOf('auth', input.auth, SITE_AUTHS);
+  let key: string | null = null;
+  let certificate: string | null = null;
+  let privateKey: string | null = null;
+  let caCertificates: string | null = null;
+  if (auth === 'psk') {
+    // A site that was a certificate site has an empty key: it needs a new one.
+    if (input.psk === '' && input.auth !== undefined)
+      throw invalid('psk', 'is required to switch a site to pre-shared key authentication');
+    key = input.psk === undefined || input.psk === null ? null : psk('psk', input.psk, forceShortPsk);
+  } else {
+    key = '';
+    for (const [field, value] of [
+      ['certificate', input.certificate],
+      ['privateKey', input.privateKey],
+      ['caCertificates', input.caCertificates],
+    ] as const)
+      if (value === undefined || value === null || value === '')
+        throw invalid(field, `is required for a certificate site (auth: cert)`);
+    certificate = pem('certificate', input.certificate, 'certificate');
+    privateKey = pem('privateKey', input.privateKey, 'key');
+    caCertificates = pem('caCertificates', input.caCertificates, 'certificate');
+  }
   const mode = input.mode === undefined ? SITE_DEFAULTS.mode : oneOf('mode', input.mode, SITE_MODES);
   const local = subnets('localSubnets', input.localSubnets, mode);
   const remoteNets = subnets('remoteSubnets', input.remoteSubnets, mode);
@@ -353,8 +422,12 @@ export function checkSite(
     remoteAddress: remote,
     localId,
     remoteId,
+    auth,
     psk: key,
     forceShortPsk,
+    certificate,
+    privateKey,
+    caCertificates,
     localSubnets: local.map(formatPrefix),
     remoteSubnets: remoteNets.map(formatPrefix),
     mode,
@@ -372,6 +445,18 @@ export function checkSite(
   return record;
 }
 
+/** The core's certificate configuration of a certificate site, or null for a PSK site. */
+export function siteCertificate(r: {
+  readonly certificate: string | null;
+  readonly privateKey: string | null;
+  readonly caCertificates: string | null;
+}): CertificateConfig | null {
+  if (r.certificate === null || r.privateKey === null || r.caCertificates === null) return null;
+  const [leaf, ...chain] = splitPem(r.certificate);
+  if (leaf === undefined) return null;
+  return { certificate: leaf, chain, privateKey: r.privateKey, trusted: splitPem(r.caCertificates) };
+}
+
 /** The IKE core's own check of the whole peer config, as the gateway will run it (a last gate). */
 function gate(r: Omit<SiteRecord, 'createdAt' | 'updatedAt' | 'psk'>, key: string): void {
   const selectors = (list: readonly string[]) =>
@@ -379,7 +464,7 @@ function gate(r: Omit<SiteRecord, 'createdAt' | 'updatedAt' | 'psk'>, key: strin
   const checked = checkConfig({
     localId: (r.localId === null ? undefined : parseSiteId(r.localId)) ?? { type: 'ipv4', value: '0.0.0.0' },
     remoteId: r.remoteId === null ? null : (parseSiteId(r.remoteId) ?? null),
-    psk: key,
+    ...(r.auth === 'cert' ? { certificate: siteCertificate(r)! } : { psk: key }),
     forceShortPsk: r.forceShortPsk,
     ikeProposals: r.ikeProposals,
     espProposals: r.espProposals,
@@ -395,7 +480,21 @@ function gate(r: Omit<SiteRecord, 'createdAt' | 'updatedAt' | 'psk'>, key: strin
         : checked.error.field === 'remoteSelectors'
           ? 'remoteSubnets'
           : checked.error.field;
-    throw invalid(field, checked.error.message);
+    // The core names certificate problems "certificate.privateKey", "certificate.trusted[0]", ...
+    const named: Record<string, string> = {
+      'certificate.certificate': 'certificate',
+      'certificate.privateKey': 'privateKey',
+      'certificate.trusted': 'caCertificates',
+    };
+    const cert = /^certificate\.(chain|trusted)\[(\d+)\]$/.exec(field);
+    const mapped =
+      named[field] ??
+      (cert
+        ? cert[1] === 'trusted'
+          ? `caCertificates[${cert[2]}]`
+          : `certificate[${Number(cert[2]) + 1}]`
+        : field);
+    throw invalid(mapped, checked.error.message);
   }
 }
 
@@ -453,7 +552,7 @@ function checkRemoteSubnets(remote: Prefix[], local: Prefix[], ctx: SiteContext,
 // Views and specs
 
 export function siteView(r: SiteRecord, status: SiteStatus | undefined): SiteView {
-  const { psk: _secret, ...rest } = r;
+  const { psk: _secret, privateKey: _key, ...rest } = r;
   return { ...rest, status: status ?? null };
 }
 
@@ -469,6 +568,7 @@ export function siteSpec(r: SiteRecord): SiteSpec {
     remoteId: id(r.remoteId),
     psk: r.psk,
     forceShortPsk: r.forceShortPsk,
+    certificate: r.auth === 'cert' ? siteCertificate(r) : null,
     localSubnets: [...r.localSubnets],
     remoteSubnets: [...r.remoteSubnets],
     mode: r.mode,

@@ -312,8 +312,26 @@ ALTER TABLE member_status ADD COLUMN protocol text
 ALTER TABLE member_status ADD COLUMN since text;
 `;
 
+/**
+ * Version 6: sites authenticate with a pre-shared key or certificates, as the SQLite store's version 7: our
+ * certificate and chain, its private key (a secret, kept as the pre-shared key is) and the trusted CAs, PEM.
+ */
+const SCHEMA_V6 = `
+ALTER TABLE sites ADD COLUMN auth text NOT NULL DEFAULT 'psk' CONSTRAINT "sites.auth" CHECK (auth IN ('psk', 'cert'));
+ALTER TABLE sites ADD COLUMN certificate text;
+ALTER TABLE sites ADD COLUMN private_key text;
+ALTER TABLE sites ADD COLUMN ca_certificates text;
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
-export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+export const PG_MIGRATIONS: readonly string[] = [
+  SCHEMA_V1,
+  SCHEMA_V2,
+  SCHEMA_V3,
+  SCHEMA_V4,
+  SCHEMA_V5,
+  SCHEMA_V6,
+];
 
 /** The schema version this build writes. */
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
@@ -439,6 +457,10 @@ const SITE_COLUMNS = [
   'policy_groups',
   'created_at',
   'updated_at',
+  'auth',
+  'certificate',
+  'private_key',
+  'ca_certificates',
 ] as const;
 
 const SITE_SELECT = `SELECT ${SITE_COLUMNS.join(', ')} FROM sites`;
@@ -465,6 +487,10 @@ interface SiteRow {
   readonly policy_groups: string[];
   readonly created_at: string;
   readonly updated_at: string;
+  readonly auth: SiteRecord['auth'];
+  readonly certificate: string | null;
+  readonly private_key: string | null;
+  readonly ca_certificates: string | null;
 }
 
 const CREDENTIAL_SELECT = `
@@ -1771,6 +1797,10 @@ function siteParams(s: SiteRecord): unknown[] {
     JSON.stringify(s.groups),
     s.createdAt,
     s.updatedAt,
+    s.auth,
+    s.certificate,
+    s.privateKey,
+    s.caCertificates,
   ];
 }
 
@@ -1781,8 +1811,12 @@ function siteFromRow(r: SiteRow): SiteRecord {
     remoteAddress: r.remote_address,
     localId: r.local_id,
     remoteId: r.remote_id,
+    auth: r.auth,
     psk: r.psk,
     forceShortPsk: r.force_short_psk,
+    certificate: r.certificate,
+    privateKey: r.private_key,
+    caCertificates: r.ca_certificates,
     localSubnets: r.local_subnets,
     remoteSubnets: r.remote_subnets,
     mode: r.mode,

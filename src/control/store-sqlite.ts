@@ -251,6 +251,18 @@ ALTER TABLE member_status ADD COLUMN since TEXT;
 `;
 
 /**
+ * Version 7: a site authenticates with a pre-shared key (the existing rows) or with certificates: our
+ * certificate and its chain, its private key (a secret, kept as the pre-shared key is), and the CAs trusted
+ * for the peer, all PEM text. A certificate site's `psk` is empty.
+ */
+const SCHEMA_V7 = `
+ALTER TABLE sites ADD COLUMN auth TEXT NOT NULL DEFAULT 'psk' CHECK (auth IN ('psk', 'cert'));
+ALTER TABLE sites ADD COLUMN certificate TEXT;
+ALTER TABLE sites ADD COLUMN private_key TEXT;
+ALTER TABLE sites ADD COLUMN ca_certificates TEXT;
+`;
+
+/**
  * Version 5: IPsec sites. A site is one row; its lists (subnets, proposals, groups) are JSON arrays, since they
  * are read and written whole and nothing joins on them (a group's name is removed from every site by the
  * control plane, in the transaction that deletes the group). The live status the gateway reports is one JSON
@@ -319,6 +331,7 @@ export const MIGRATIONS: readonly Migration[] = [
   (db) => db.exec(SCHEMA_V4),
   migrateToV5,
   (db) => db.exec(SCHEMA_V6),
+  (db) => db.exec(SCHEMA_V7),
 ];
 
 /** The schema version this build writes; a file at a higher version was written by a newer build. */
@@ -407,8 +420,12 @@ interface SiteRow {
   readonly remote_address: string | null;
   readonly local_id: string | null;
   readonly remote_id: string | null;
+  readonly auth: SiteRecord['auth'];
   readonly psk: string;
   readonly force_short_psk: number;
+  readonly certificate: string | null;
+  readonly private_key: string | null;
+  readonly ca_certificates: string | null;
   readonly local_subnets: string;
   readonly remote_subnets: string;
   readonly mode: SiteRecord['mode'];
@@ -430,7 +447,8 @@ const SITE_COLUMNS = `enabled = :enabled, remote_address = :remote_address, loca
   remote_subnets = :remote_subnets, mode = :mode, ike_proposals = :ike_proposals, esp_proposals = :esp_proposals,
   allow_legacy_groups = :allow_legacy_groups, ike_lifetime_sec = :ike_lifetime_sec,
   child_lifetime_sec = :child_lifetime_sec, dpd_interval_sec = :dpd_interval_sec, dpd_action = :dpd_action,
-  start_action = :start_action, policy_groups = :policy_groups, created_at = :created_at, updated_at = :updated_at`;
+  start_action = :start_action, policy_groups = :policy_groups, created_at = :created_at, updated_at = :updated_at,
+  auth = :auth, certificate = :certificate, private_key = :private_key, ca_certificates = :ca_certificates`;
 
 interface TrafficRow {
   readonly name: string;
@@ -546,11 +564,11 @@ function prepareStatements(db: Database) {
       `INSERT INTO sites (name, enabled, remote_address, local_id, remote_id, psk, force_short_psk, local_subnets,
                           remote_subnets, mode, ike_proposals, esp_proposals, allow_legacy_groups,
                           ike_lifetime_sec, child_lifetime_sec, dpd_interval_sec, dpd_action, start_action,
-                          policy_groups, created_at, updated_at)
+                          policy_groups, created_at, updated_at, auth, certificate, private_key, ca_certificates)
        VALUES (:name, :enabled, :remote_address, :local_id, :remote_id, :psk, :force_short_psk, :local_subnets,
                :remote_subnets, :mode, :ike_proposals, :esp_proposals, :allow_legacy_groups, :ike_lifetime_sec,
                :child_lifetime_sec, :dpd_interval_sec, :dpd_action, :start_action, :policy_groups, :created_at,
-               :updated_at)`,
+               :updated_at, :auth, :certificate, :private_key, :ca_certificates)`,
     ),
     updateSite: db.prepare(`UPDATE sites SET ${SITE_COLUMNS} WHERE name = :name`),
     deleteSite: db.prepare('DELETE FROM sites WHERE name = ?'),
@@ -1400,8 +1418,12 @@ function siteParams(s: SiteRecord): Record<string, string | number | null> {
     remote_address: s.remoteAddress,
     local_id: s.localId,
     remote_id: s.remoteId,
+    auth: s.auth,
     psk: s.psk,
     force_short_psk: s.forceShortPsk ? 1 : 0,
+    certificate: s.certificate,
+    private_key: s.privateKey,
+    ca_certificates: s.caCertificates,
     local_subnets: JSON.stringify(s.localSubnets),
     remote_subnets: JSON.stringify(s.remoteSubnets),
     mode: s.mode,
@@ -1427,8 +1449,12 @@ function siteFromRow(r: SiteRow): SiteRecord {
     remoteAddress: r.remote_address,
     localId: r.local_id,
     remoteId: r.remote_id,
+    auth: r.auth,
     psk: r.psk,
     forceShortPsk: r.force_short_psk === 1,
+    certificate: r.certificate,
+    privateKey: r.private_key,
+    caCertificates: r.ca_certificates,
     localSubnets: list(r.local_subnets),
     remoteSubnets: list(r.remote_subnets),
     mode: r.mode,

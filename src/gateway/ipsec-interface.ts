@@ -383,7 +383,7 @@ export class IpsecInterface {
     const config = {
       localId: spec.localId ?? addressId(localAddress),
       remoteId: spec.remoteId ?? (spec.remoteAddress !== null ? addressId(spec.remoteAddress) : null),
-      psk: spec.psk,
+      ...(spec.certificate ? { certificate: spec.certificate } : { psk: spec.psk }),
       forceShortPsk: spec.forceShortPsk,
       ikeProposals: spec.ikeProposals.length > 0 ? spec.ikeProposals : DEFAULT_IKE_PROPOSALS,
       espProposals: spec.espProposals.length > 0 ? spec.espProposals : DEFAULT_ESP_PROPOSALS,

@@ -10,7 +10,10 @@ import {
   CHILD_REKEY_MS,
   DPD_INTERVAL_MS,
   HARD_LIFETIME_FACTOR,
+  FRAGMENT_SIZE,
+  FRAGMENT_SIZE_MIN,
   IKE_REKEY_MS,
+  MAX_MESSAGE_LENGTH,
   NATT_KEEPALIVE_MS,
   PSK_MIN_LENGTH,
   RETRANSMIT_BASE,
@@ -55,6 +58,13 @@ export interface IkePeerConfig {
   readonly retransmitTries?: number;
   /** Rekey the IKE SA after this long (minus up to 10% jitter); 0 never. Default 4 h. */
   readonly ikeRekeyMs?: number;
+  /** Offer and accept IKE fragmentation (RFC 7383); default true. */
+  readonly fragmentation?: boolean;
+  /**
+   * The largest IP datagram (IP and UDP headers included) one IKE message or fragment may fill once
+   * fragmentation is agreed; default FRAGMENT_SIZE (1280).
+   */
+  readonly fragmentSize?: number;
   /** Rekey each CHILD SA after this long (minus up to 10% jitter); 0 never. Default 1 h. */
   readonly childRekeyMs?: number;
   /**
@@ -88,6 +98,8 @@ export interface CheckedConfig {
   readonly childRekeyMs: number;
   readonly ikeHardLifetimeMs: number;
   readonly childHardLifetimeMs: number;
+  readonly fragmentation: boolean;
+  readonly fragmentSize: number;
 }
 
 export type ConfigError = { readonly field: string; readonly message: string };
@@ -206,6 +218,19 @@ export function checkConfig(
       };
     hard[kind] = v;
   }
+  const fragmentSize = c.fragmentSize ?? FRAGMENT_SIZE;
+  if (
+    !Number.isInteger(fragmentSize) ||
+    fragmentSize < FRAGMENT_SIZE_MIN ||
+    fragmentSize > MAX_MESSAGE_LENGTH
+  )
+    return {
+      ok: false,
+      error: {
+        field: 'fragmentSize',
+        message: `a fragment size is a whole number of bytes from ${FRAGMENT_SIZE_MIN} to ${MAX_MESSAGE_LENGTH}`,
+      },
+    };
   return {
     ok: true,
     value: {
@@ -228,6 +253,8 @@ export function checkConfig(
       childRekeyMs: c.childRekeyMs ?? CHILD_REKEY_MS,
       ikeHardLifetimeMs: hard.ike,
       childHardLifetimeMs: hard.child,
+      fragmentation: c.fragmentation !== false,
+      fragmentSize,
     },
   };
 }

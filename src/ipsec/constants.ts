@@ -14,6 +14,10 @@ export const IKE_MAJOR_VERSION = 2;
 /** UDP ports (RFC 7296 §2.23, RFC 3948 §2.2). */
 export const IKE_PORT = 500;
 export const NATT_PORT = 4500;
+/** Header sizes below IKE (RFC 791, RFC 8200, RFC 768), for the fragment size of RFC 7383 §2.5.1. */
+export const IPV4_HEADER_LENGTH = 20;
+export const IPV6_HEADER_LENGTH = 40;
+export const UDP_HEADER_LENGTH = 8;
 /** RFC 3948 §2.2: four zero bytes before an IKE message on port 4500. */
 export const NON_ESP_MARKER_LENGTH = 4;
 /** RFC 3948 §2.3: a NAT-keepalive is the single byte 0xFF. */
@@ -160,8 +164,24 @@ export const NONCE_LENGTH = 32;
 /** Nonce lengths we accept (RFC 7296 §3.9: 16 to 256 octets). */
 export const NONCE_MIN = 16;
 export const NONCE_MAX = 256;
-/** Largest IKE message we take or make (no fragmentation this round). */
+/** Largest IKE message we take or make. */
 export const MAX_MESSAGE_LENGTH = 65535;
+/**
+ * RFC 7383 §2.5.1: the largest IP datagram carrying one IKE fragment. 1280 is the IPv6 minimum MTU and
+ * strongSwan's default (`charon.fragment_size`), used for both families: it passes the tunnels and PPPoE
+ * links that break 1500-byte datagrams. A site can set it lower (down to FRAGMENT_SIZE_MIN).
+ */
+export const FRAGMENT_SIZE = 1280;
+export const FRAGMENT_SIZE_MIN = 256;
+/** RFC 7383 §2.5: the Encrypted Fragment payload adds Fragment Number and Total Fragments (2 + 2 bytes). */
+export const SKF_FIELDS_LENGTH = 4;
+/**
+ * RFC 7383 §2.6 leaves the reassembly limits to the implementation: at most this many fragments and this
+ * many decrypted bytes per message, kept at most this long after its first fragment.
+ */
+export const FRAGMENTS_MAX = 64;
+export const REASSEMBLY_MAX_BYTES = 65535;
+export const REASSEMBLY_TIMEOUT_MS = 30_000;
 /** Pre-shared keys shorter than this are refused unless the site forces them. */
 export const PSK_MIN_LENGTH = 20;
 /** Retransmission: first timeout, backoff base and tries, as strongSwan's defaults (4 s, 1.8, 5 tries). */

@@ -27,7 +27,7 @@ import {
 } from './constants.js';
 import { CookieJar } from './cookie.js';
 import { newIkeDropCounters, type IkeDropCounters, type IkeDropReason } from './drops.js';
-import { IkeSa, type Handled, type SaContext } from './ike-sa.js';
+import { IkeSa, type FragmentStats, type Handled, type SaContext } from './ike-sa.js';
 import { buildMessage, parseMessage, type IkeMessage } from './messages.js';
 import type { UdpEndpoint } from './nat.js';
 
@@ -51,11 +51,19 @@ export interface IkeStats {
   processed: number;
   /** IKE_SA_INIT requests answered with N(COOKIE) instead of state (§2.6). */
   cookiesSent: number;
+  /** IKE fragments sent and received, messages reassembled, partial messages discarded (RFC 7383). */
+  readonly fragments: FragmentStats;
   readonly drops: IkeDropCounters;
 }
 
 export class IkeCore {
-  readonly stats: IkeStats = { received: 0, processed: 0, cookiesSent: 0, drops: newIkeDropCounters() };
+  readonly stats: IkeStats = {
+    received: 0,
+    processed: 0,
+    cookiesSent: 0,
+    fragments: { sent: 0, received: 0, reassembled: 0, discarded: 0 },
+    drops: newIkeDropCounters(),
+  };
   private cookies: CookieJar | null = null;
   private readonly cookieThreshold: number;
   private readonly sas = new Map<string, IkeSa>();
@@ -66,7 +74,13 @@ export class IkeCore {
     readonly config: CheckedConfig,
     options: IkeCoreOptions,
   ) {
-    this.ctx = { config, random: options.random ?? ((n) => randomBytes(n)), out: [], born: [] };
+    this.ctx = {
+      config,
+      random: options.random ?? ((n) => randomBytes(n)),
+      out: [],
+      born: [],
+      fragments: this.stats.fragments,
+    };
     this.cookieThreshold = options.cookieThreshold ?? COOKIE_THRESHOLD;
   }
 

@@ -33,6 +33,13 @@ export const IKE_DROP_REASONS = [
   'integrity-check-failed',
   'bad-padding',
   'sa-closed',
+  // fragments (RFC 7383, ike-sa.ts)
+  'fragmentation-not-negotiated',
+  'bad-fragment-number',
+  'too-many-fragments',
+  'duplicate-fragment',
+  'stale-fragment',
+  'reassembly-too-large',
 ] as const;
 
 export type IkeDropReason = (typeof IKE_DROP_REASONS)[number];

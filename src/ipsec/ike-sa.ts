@@ -51,8 +51,11 @@ import {
   AUTH_METHOD,
   ESN,
   EXCHANGE,
+  FRAGMENTS_MAX,
   HALF_OPEN_TIMEOUT_MS,
   IKE_PORT,
+  IPV4_HEADER_LENGTH,
+  IPV6_HEADER_LENGTH,
   NATT_KEEPALIVE,
   NATT_PORT,
   NON_ESP_MARKER_LENGTH,
@@ -62,10 +65,13 @@ import {
   NOTIFY,
   NOTIFY_ERROR_MAX,
   PROTOCOL,
+  REASSEMBLY_MAX_BYTES,
+  REASSEMBLY_TIMEOUT_MS,
   REKEY_JITTER,
   RETRY_JITTER_MS,
   RETRY_MIN_MS,
   TRANSFORM_TYPE,
+  UDP_HEADER_LENGTH,
 } from './constants.js';
 import { generateDh, isDhGroupId, publicLength, type DhGroupId, type DhKeyPair } from './dh.js';
 import type { IkeDropReason } from './drops.js';
@@ -73,15 +79,17 @@ import { deriveChildKeys, deriveIkeKeys, deriveRekeyedIkeKeys, type IkeKeys } fr
 import {
   buildMessage,
   parseMessage,
+  parsePayloadChain,
   type IkeHeader,
   type IkeMessage,
+  type Parsed,
   type Payload,
   type Proposal,
   type Transform,
 } from './messages.js';
 import { natHash, type UdpEndpoint } from './nat.js';
 import { isPrfId, type PrfId } from './prf.js';
-import { openMessage, sealMessage, type SkKeys } from './sk.js';
+import { openFragment, openMessage, sealFragments, sealMessage, type SkKeys } from './sk.js';
 import { formatSelector, narrow, within } from './traffic-selectors.js';
 
 export type Role = 'initiator' | 'responder';
@@ -95,6 +103,31 @@ export interface SaContext {
   readonly out: IkeAction[];
   /** IKE SAs created by a rekey during one call; the core files them under their SPIs. */
   readonly born: IkeSa[];
+  /** IKE fragmentation counters (RFC 7383), summed over the core's SAs. */
+  readonly fragments: FragmentStats;
+}
+
+export interface FragmentStats {
+  /** Fragments sent (each retransmission counted again). */
+  sent: number;
+  /** Fragments authenticated and kept for reassembly. */
+  received: number;
+  /** Messages put back together from fragments. */
+  reassembled: number;
+  /** Partial messages discarded: timed out, or replaced by a new fragmentation of the message (§2.6). */
+  discarded: number;
+}
+
+/** A fragmented message being put back together (RFC 7383 §2.6); one at a time per SA. */
+interface Reassembly {
+  readonly id: number;
+  readonly response: boolean;
+  readonly total: number;
+  readonly pieces: (Buffer | undefined)[];
+  readonly started: number;
+  count: number;
+  bytes: number;
+  firstInner: number;
 }
 
 /** Outcome of handing one message to an SA: processed, or dropped for a reason (counted by the core). */
@@ -147,7 +180,8 @@ interface IkeRekey {
 interface Outstanding {
   readonly id: number;
   readonly purpose: Purpose;
-  readonly message: Buffer;
+  /** The request as sent: one datagram, or its fragments (RFC 7383), resent as they are. */
+  readonly message: readonly Buffer[];
   tries: number;
   deadline: number;
   job?: Job;
@@ -215,7 +249,10 @@ export class IkeSa {
   /** The `now` of the call being handled. */
   private clock: number;
   private nextPeerRequestId = 0;
-  private lastAnswer: { id: number; request: Buffer; response: Buffer } | null = null;
+  private lastAnswer: { id: number; request: Buffer; response: readonly Buffer[] } | null = null;
+  /** Both ends announced IKEV2_FRAGMENTATION_SUPPORTED in IKE_SA_INIT (RFC 7383 §2.3). */
+  fragmentation = false;
+  private reassembly: Reassembly | null = null;
   private lastHeard: number;
   private lastSent: number;
   private readonly created: number;
@@ -284,10 +321,12 @@ export class IkeSa {
       ...this.natNotifies(),
       ...certInitPayloads(this.ctx.config, false),
     );
+    if (this.ctx.config.fragmentation)
+      payloads.push(notify(NOTIFY.IKEV2_FRAGMENTATION_SUPPORTED, Buffer.alloc(0)));
     this.initRequest = buildMessage(this.header(EXCHANGE.IKE_SA_INIT, false, 0), payloads);
     this.nextRequestId = 1;
     this.outstanding = null;
-    this.request(now, 0, 'init', this.initRequest);
+    this.request(now, 0, 'init', [this.initRequest]);
   }
 
   private natNotifies(): Payload[] {
@@ -378,6 +417,7 @@ export class IkeSa {
     this.spiR = Buffer.from(msg.header.spiR);
     this.nr = Buffer.from(nonce.data);
     this.initResponse = msg.raw;
+    this.fragmentation = this.ctx.config.fragmentation && hasNotify(p, NOTIFY.IKEV2_FRAGMENTATION_SUPPORTED);
     this.setIkeKeys(chosen.chosen, secret);
     this.detectNat(msg.header, p);
     this.outstanding = null;
@@ -509,6 +549,8 @@ export class IkeSa {
     s.dh = dh;
     s.dhGroup = group;
     s.initRequest = msg.raw;
+    // RFC 7383 §2.3: we announce fragmentation only to an initiator that announced it.
+    s.fragmentation = ctx.config.fragmentation && hasNotify(p, NOTIFY.IKEV2_FRAGMENTATION_SUPPORTED);
     s.detectNat(msg.header, p);
     s.setIkeKeys(pick.chosen, secret);
     const response = buildMessage(s.header(EXCHANGE.IKE_SA_INIT, true, 0), [
@@ -527,10 +569,11 @@ export class IkeSa {
       { kind: 'nonce', data: s.nr },
       ...s.natNotifies(),
       ...certInitPayloads(ctx.config, true),
+      ...(s.fragmentation ? [notify(NOTIFY.IKEV2_FRAGMENTATION_SUPPORTED, Buffer.alloc(0))] : []),
     ]);
     s.initResponse = response;
     s.nextPeerRequestId = 1;
-    s.lastAnswer = { id: 0, request: msg.raw, response };
+    s.lastAnswer = { id: 0, request: msg.raw, response: [response] };
     s.ctx.out.push(sendAction(response, remote, local.port));
     return { sa: s, handled: 'processed' };
   }
@@ -1206,6 +1249,7 @@ export class IkeSa {
     s.encapsulated = this.encapsulated;
     s.behindNat = this.behindNat;
     s.natDetected = this.natDetected;
+    s.fragmentation = this.fragmentation;
     s.peerId = this.peerId;
     s.ike = chosen;
     s.dhGroup = chosen.dh!.id as DhGroupId;
@@ -1672,18 +1716,122 @@ export class IkeSa {
     // A retransmitted IKE_SA_INIT request still carries a zero SPIr.
     const initRetransmit = h.exchange === EXCHANGE.IKE_SA_INIT && !h.response && h.messageId === 0;
     if (this.state !== 'init-sent' && !initRetransmit && !h.spiR.equals(this.spiR)) return 'unknown-spi';
+    const last = msg.payloads[msg.payloads.length - 1];
+    if (last?.kind === 'skf') return this.handleFragment(msg, last, from, local, now);
     if (h.response) return this.handleResponse(msg, from, now);
     return this.handleRequest(msg, from, local, now);
   }
 
-  private handleResponse(msg: IkeMessage, from: UdpEndpoint, now: number): Handled {
+  /**
+   * One Encrypted Fragment payload (RFC 7383 §2.6): the message ID must be one we expect, the fragment is
+   * authenticated and decrypted on its own before it is kept, and the message is handled as usual once its
+   * last fragment is in. A retransmitted request we already answered is answered again on its fragment 1
+   * only (one answer per retransmission, not one per fragment).
+   */
+  private handleFragment(
+    msg: IkeMessage,
+    f: Extract<Payload, { kind: 'skf' }>,
+    from: UdpEndpoint,
+    local: UdpEndpoint,
+    now: number,
+  ): Handled {
+    const h = msg.header;
+    if (!this.fragmentation || this.keys === null || h.exchange === EXCHANGE.IKE_SA_INIT)
+      return 'fragmentation-not-negotiated';
+    if (f.number === 0 || f.total === 0 || f.number > f.total) return 'bad-fragment-number';
+    if (f.total > FRAGMENTS_MAX) return 'too-many-fragments';
+    let retransmitted = false;
+    if (h.response) {
+      const out = this.outstanding;
+      if (out === null || h.messageId !== out.id || out.purpose === 'init') return 'unexpected-response';
+    } else if (this.lastAnswer && h.messageId === this.lastAnswer.id) {
+      retransmitted = true;
+    } else {
+      const refused = this.refuseRequest(h);
+      if (refused !== null) return refused;
+    }
+    const piece = openFragment(msg, this.incomingKeys());
+    if (!piece.ok) return piece.reason;
+    if (retransmitted) {
+      if (f.number !== 1) return 'retransmitted-request';
+      this.sendRaw(this.lastAnswer!.response, now);
+      return 'processed';
+    }
+    let r = this.reassembly;
+    if (
+      r !== null &&
+      (r.id !== h.messageId || r.response !== h.response || now - r.started > REASSEMBLY_TIMEOUT_MS)
+    ) {
+      this.ctx.fragments.discarded++;
+      r = null;
+    }
+    if (r !== null && f.total !== r.total) {
+      // §2.6: more fragments than before means the sender fragmented the message anew (smaller): start over;
+      // fewer means this one belongs to an older fragmentation.
+      if (f.total < r.total) return 'stale-fragment';
+      this.ctx.fragments.discarded++;
+      r = null;
+    }
+    if (r === null) {
+      r = {
+        id: h.messageId,
+        response: h.response,
+        total: f.total,
+        pieces: new Array<Buffer | undefined>(f.total).fill(undefined),
+        started: now,
+        count: 0,
+        bytes: 0,
+        firstInner: 0,
+      };
+    }
+    this.reassembly = r;
+    if (r.pieces[f.number - 1] !== undefined) return 'duplicate-fragment';
+    if (r.bytes + piece.value.length > REASSEMBLY_MAX_BYTES) {
+      this.reassembly = null;
+      this.ctx.fragments.discarded++;
+      return 'reassembly-too-large';
+    }
+    r.pieces[f.number - 1] = Buffer.from(piece.value);
+    r.count++;
+    r.bytes += piece.value.length;
+    if (f.number === 1) r.firstInner = f.firstInner;
+    this.ctx.fragments.received++;
+    if (r.count < r.total) return 'processed';
+    this.reassembly = null;
+    this.ctx.fragments.reassembled++;
+    const content = Buffer.concat(r.pieces as Buffer[]);
+    const inner = parsePayloadChain(r.firstInner, content, 0, content.length);
+    if (!inner.ok) return inner.reason;
+    if (h.response) return this.handleResponse(msg, from, now, inner.value);
+    return this.handleRequest(msg, from, local, now, inner.value);
+  }
+
+  /** Why a request with this header cannot be taken now (wrong message ID or exchange), or null. */
+  private refuseRequest(h: IkeHeader): Handled | null {
+    if (h.messageId !== this.nextPeerRequestId) return 'unexpected-message-id';
+    if (h.exchange === EXCHANGE.IKE_SA_INIT) return 'unexpected-request';
+    if (this.state === 'init-sent' || this.state === 'auth-sent') return 'unexpected-request';
+    if (this.state === 'auth-wait' && h.exchange !== EXCHANGE.IKE_AUTH) return 'unexpected-request';
+    if ((this.state === 'established' || this.state === 'rekeyed') && h.exchange === EXCHANGE.IKE_AUTH)
+      return 'unexpected-request';
+    return null;
+  }
+
+  /** `opened`: the inner payloads when the message came in fragments and is already authenticated. */
+  private handleResponse(
+    msg: IkeMessage,
+    from: UdpEndpoint,
+    now: number,
+    opened?: readonly Payload[],
+  ): Handled {
     const out = this.outstanding;
     if (out === null || msg.header.messageId !== out.id) return 'unexpected-response';
     if (out.purpose === 'init') {
       if (msg.header.exchange !== EXCHANGE.IKE_SA_INIT) return 'unexpected-response';
       return this.onInitResponse(msg, now);
     }
-    const inner = openMessage(msg, this.incomingKeys());
+    const inner: Parsed<readonly Payload[]> =
+      opened !== undefined ? { ok: true, value: opened } : openMessage(msg, this.incomingKeys());
     if (!inner.ok) return inner.reason;
     const expected =
       out.purpose === 'auth'
@@ -1707,7 +1855,13 @@ export class IkeSa {
     return 'processed';
   }
 
-  private handleRequest(msg: IkeMessage, from: UdpEndpoint, local: UdpEndpoint, now: number): Handled {
+  private handleRequest(
+    msg: IkeMessage,
+    from: UdpEndpoint,
+    local: UdpEndpoint,
+    now: number,
+    opened?: readonly Payload[],
+  ): Handled {
     const id = msg.header.messageId;
     if (this.lastAnswer && id === this.lastAnswer.id) {
       // §2.1: a retransmitted request is answered with the same response, not processed again.
@@ -1715,16 +1869,10 @@ export class IkeSa {
       this.sendRaw(this.lastAnswer.response, now);
       return 'processed';
     }
-    if (id !== this.nextPeerRequestId) return 'unexpected-message-id';
-    if (msg.header.exchange === EXCHANGE.IKE_SA_INIT) return 'unexpected-request';
-    if (this.state === 'init-sent' || this.state === 'auth-sent') return 'unexpected-request';
-    if (this.state === 'auth-wait' && msg.header.exchange !== EXCHANGE.IKE_AUTH) return 'unexpected-request';
-    if (
-      (this.state === 'established' || this.state === 'rekeyed') &&
-      msg.header.exchange === EXCHANGE.IKE_AUTH
-    )
-      return 'unexpected-request';
-    const inner = openMessage(msg, this.incomingKeys());
+    const refused = this.refuseRequest(msg.header);
+    if (refused !== null) return refused;
+    const inner: Parsed<readonly Payload[]> =
+      opened !== undefined ? { ok: true, value: opened } : openMessage(msg, this.incomingKeys());
     if (!inner.ok) return inner.reason;
     // Authentic: the peer may have moved (NAT mapping, port 4500).
     this.remote = from;
@@ -1770,14 +1918,24 @@ export class IkeSa {
     };
   }
 
-  private seal(exchange: number, response: boolean, messageId: number, inner: readonly Payload[]): Buffer {
+  /** One datagram, or fragments when both ends agreed to them and the message would not fit (RFC 7383 §2.5). */
+  private seal(
+    exchange: number,
+    response: boolean,
+    messageId: number,
+    inner: readonly Payload[],
+  ): readonly Buffer[] {
     const keys = this.outgoingKeys();
-    return sealMessage(
-      this.header(exchange, response, messageId),
-      inner,
-      keys,
-      this.ctx.random(keys.encr.ivLength),
-    );
+    const h = this.header(exchange, response, messageId);
+    if (!this.fragmentation) return [sealMessage(h, inner, keys, this.ctx.random(keys.encr.ivLength))];
+    // §2.5.1: the fragment size counts the whole IP datagram; what is left is for the IKE message.
+    const ipHeader = this.remote.address.includes(':') ? IPV6_HEADER_LENGTH : IPV4_HEADER_LENGTH;
+    const room =
+      this.ctx.config.fragmentSize -
+      ipHeader -
+      UDP_HEADER_LENGTH -
+      (this.encapsulated ? NON_ESP_MARKER_LENGTH : 0);
+    return sealFragments(h, inner, keys, (n) => this.ctx.random(n), room);
   }
 
   private sendRequest(
@@ -1792,7 +1950,7 @@ export class IkeSa {
     Object.assign(this.outstanding!, context);
   }
 
-  private request(now: number, id: number, purpose: Purpose, message: Buffer): void {
+  private request(now: number, id: number, purpose: Purpose, message: readonly Buffer[]): void {
     this.outstanding = {
       id,
       purpose,
@@ -1809,16 +1967,21 @@ export class IkeSa {
     this.sendRaw(response, this.lastSent);
   }
 
-  private sendRaw(message: Buffer, now: number): void {
+  private sendRaw(messages: readonly Buffer[], now: number): void {
     this.lastSent = Math.max(this.lastSent, now);
-    const data = this.encapsulated ? Buffer.concat([Buffer.alloc(NON_ESP_MARKER_LENGTH), message]) : message;
-    this.ctx.out.push({
-      type: 'send',
-      data,
-      remote: this.remote,
-      localPort: this.encapsulated ? NATT_PORT : this.local.port,
-      nonEspMarker: this.encapsulated,
-    });
+    if (messages.length > 1) this.ctx.fragments.sent += messages.length;
+    for (const message of messages) {
+      const data = this.encapsulated
+        ? Buffer.concat([Buffer.alloc(NON_ESP_MARKER_LENGTH), message])
+        : message;
+      this.ctx.out.push({
+        type: 'send',
+        data,
+        remote: this.remote,
+        localPort: this.encapsulated ? NATT_PORT : this.local.port,
+        nonEspMarker: this.encapsulated,
+      });
+    }
   }
 
   nextDeadline(): number | null {
@@ -1863,6 +2026,10 @@ export class IkeSa {
           reason: 'expired',
           gone: true,
         });
+    }
+    if (this.reassembly !== null && now - this.reassembly.started > REASSEMBLY_TIMEOUT_MS) {
+      this.reassembly = null;
+      this.ctx.fragments.discarded++;
     }
     const out = this.outstanding;
     if (out && now >= out.deadline) {

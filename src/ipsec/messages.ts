@@ -15,6 +15,7 @@ import {
   IKE_MAJOR_VERSION,
   PAYLOAD,
   PAYLOAD_HEADER_LENGTH,
+  SKF_FIELDS_LENGTH,
   TS_TYPE,
 } from './constants.js';
 import type { IkeDropReason } from './drops.js';
@@ -66,6 +67,17 @@ export type Payload =
   | { readonly kind: 'vendor'; readonly data: Buffer }
   /** The encrypted payload: `firstInner` is the type of the first payload inside; `body` is IV..ICV. */
   | { readonly kind: 'sk'; readonly firstInner: number; readonly body: Buffer }
+  /**
+   * The Encrypted Fragment payload (RFC 7383 §2.5): one piece of an SK payload's content. `firstInner` is
+   * meaningful in fragment 1 only; `body` is IV..ICV, after the Fragment Number and Total Fragments fields.
+   */
+  | {
+      readonly kind: 'skf';
+      readonly firstInner: number;
+      readonly number: number;
+      readonly total: number;
+      readonly body: Buffer;
+    }
   | { readonly kind: 'unknown'; readonly type: number; readonly data: Buffer };
 
 export interface IkeMessage {
@@ -118,6 +130,19 @@ export function parsePayloadChain(first: number, buf: Buffer, start: number, end
       // §3.14: the Encrypted payload, if present, is the last payload; its Next Payload names the first inner.
       if (pos + length !== end) return fail('sk-not-last');
       out.push({ kind: 'sk', firstInner: next, body });
+      return { ok: true, value: out };
+    }
+    if (type === PAYLOAD.SKF) {
+      // RFC 7383 §2.5: like SK, the Encrypted Fragment payload is the last one.
+      if (pos + length !== end) return fail('sk-not-last');
+      if (body.length < SKF_FIELDS_LENGTH) return fail('bad-payload-length');
+      out.push({
+        kind: 'skf',
+        firstInner: next,
+        number: body.readUInt16BE(0),
+        total: body.readUInt16BE(2),
+        body: body.subarray(SKF_FIELDS_LENGTH),
+      });
       return { ok: true, value: out };
     }
     const payload = parseBody(type, body);
@@ -297,6 +322,8 @@ export function payloadType(p: Payload): number {
       return PAYLOAD.VENDOR;
     case 'sk':
       return PAYLOAD.SK;
+    case 'skf':
+      return PAYLOAD.SKF;
     case 'unknown':
       return p.type;
   }
@@ -329,6 +356,8 @@ export function encodeBody(p: Payload): Buffer {
     }
     case 'sk':
       return Buffer.from(p.body);
+    case 'skf':
+      return Buffer.concat([u16(p.number), u16(p.total), p.body]);
     case 'unknown':
       return Buffer.from(p.data);
   }
@@ -379,7 +408,12 @@ export function encodeChain(payloads: readonly Payload[]): { first: number; byte
   for (let i = 0; i < payloads.length; i++) {
     const p = payloads[i]!;
     const body = encodeBody(p);
-    const next = p.kind === 'sk' ? p.firstInner : i + 1 < payloads.length ? payloadType(payloads[i + 1]!) : 0;
+    const next =
+      p.kind === 'sk' || p.kind === 'skf'
+        ? p.firstInner
+        : i + 1 < payloads.length
+          ? payloadType(payloads[i + 1]!)
+          : 0;
     const head = Buffer.alloc(PAYLOAD_HEADER_LENGTH);
     head[0] = next;
     head.writeUInt16BE(PAYLOAD_HEADER_LENGTH + body.length, 2);

@@ -5,6 +5,7 @@
  * configuration and routes. Plain data: no store, no sockets.
  */
 import type { IkeIdentity } from './auth.js';
+import type { CertificateConfig } from './cert-auth.js';
 import type { IpsecMode } from './child-sa.js';
 
 /** When the gateway starts the IKE SA: at once and kept up; only when the peer does; on the first packet. */
@@ -27,6 +28,11 @@ export interface SiteSpec {
   readonly psk: string;
   /** Accept a pre-shared key under 20 characters. */
   readonly forceShortPsk: boolean;
+  /**
+   * Authenticate with this certificate (and its private key, a secret) instead of the pre-shared key; the
+   * peer's certificate must chain to one of its trusted CAs and hold the peer's ID. Absent or null: PSK.
+   */
+  readonly certificate?: CertificateConfig | null;
   /** Prefixes on our side ("10.10.0.0/16", "fd00:10::/64"). */
   readonly localSubnets: readonly string[];
   /** Prefixes behind the peer; they become routes in the gateway's router. */

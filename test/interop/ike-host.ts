@@ -157,6 +157,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
         received: core.stats.received,
         processed: core.stats.processed,
         drops: core.stats.drops,
+        fragments: core.stats.fragments,
       });
       break;
     case 'exit':

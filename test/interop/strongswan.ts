@@ -120,6 +120,8 @@ export interface CharonOptions {
   dir?: string;
   /** Further files under swanctl/ (certificates in x509/ and x509ca/, keys in private/ with mode 0600). */
   files?: readonly { readonly path: string; readonly data: string; readonly mode?: number }[];
+  /** Further `key = value` lines in strongswan.conf's charon section ("fragment_size = 576"). */
+  charon?: readonly string[];
 }
 
 /** Starts charon in `ns` and waits until it answers on vici; the caller loads the configuration. */
@@ -133,6 +135,7 @@ export async function startCharon(lab: Lab, ns: Netns, options: CharonOptions): 
     [
       'charon {',
       '  load_modular = yes',
+      ...(options.charon ?? []).map((line) => `  ${line}`),
       '  plugins {',
       '    include /etc/strongswan.d/charon/*.conf',
       '    kernel-libipsec {',

@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-export type KeyKind = 'ecdsa' | 'rsa';
+/** 'rsa' is RSA-2048; the bigger keys make big certificates (IKE fragmentation tests). */
+export type KeyKind = 'ecdsa' | 'rsa' | 'rsa3072' | 'rsa4096';
 
 export interface TestCert {
   readonly name: string;
@@ -45,7 +46,15 @@ export class TestPki {
     this.openssl(
       kind === 'ecdsa'
         ? ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', file]
-        : ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', file],
+        : [
+            'genpkey',
+            '-algorithm',
+            'RSA',
+            '-pkeyopt',
+            `rsa_keygen_bits:${kind === 'rsa4096' ? 4096 : kind === 'rsa3072' ? 3072 : 2048}`,
+            '-out',
+            file,
+          ],
     );
     return file;
   }

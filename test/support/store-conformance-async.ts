@@ -1305,6 +1305,17 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
         ['site', 'branch'],
       ]);
       const changed = { ...h, enabled: false, remoteSubnets: ['10.30.0.0/16'], updatedAt: T2 };
+      // A certificate site: the PEM fields and the auth kind come back as written; the key is empty.
+      const cert = {
+        ...changed,
+        auth: 'cert' as const,
+        psk: '',
+        certificate: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+        privateKey: '-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n',
+        caCertificates: '-----BEGIN CERTIFICATE-----\nCCCC\n-----END CERTIFICATE-----\n',
+      };
+      assert.equal(await store.updateSite(cert), true);
+      assert.deepEqual(await store.getSite('hq'), cert);
       assert.equal(await store.updateSite(changed), true);
       assert.deepEqual(await store.getSite('hq'), changed);
       assert.equal(await store.updateSite(site('nowhere')), false);
@@ -1314,6 +1325,7 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
       assert.deepEqual(await feed(store, rev0), [
         ['site', 'hq'],
         ['site', 'branch'],
+        ['site', 'hq'],
         ['site', 'hq'],
         ['site', 'branch'],
       ]);

@@ -86,8 +86,12 @@ export function site(name: string, overrides: Partial<SiteRecord> = {}): SiteRec
     remoteAddress: '198.51.100.20',
     localId: 'fqdn:gw.example.net',
     remoteId: null,
+    auth: 'psk',
     psk: 'a-pre-shared-key-of-32-characters',
     forceShortPsk: false,
+    certificate: null,
+    privateKey: null,
+    caCertificates: null,
     localSubnets: ['10.77.0.0/16', 'fd00:77::/64'],
     remoteSubnets: ['10.20.0.0/24', '10.21.0.0/24'],
     mode: 'tunnel',
@@ -1292,6 +1296,17 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
       ]);
 
       const changed = { ...h, enabled: false, remoteSubnets: ['10.30.0.0/16'], updatedAt: T2 };
+      // A certificate site: the PEM fields and the auth kind come back as written; the key is empty.
+      const cert = {
+        ...changed,
+        auth: 'cert' as const,
+        psk: '',
+        certificate: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+        privateKey: '-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n',
+        caCertificates: '-----BEGIN CERTIFICATE-----\nCCCC\n-----END CERTIFICATE-----\n',
+      };
+      assert.equal(store.updateSite(cert), true);
+      assert.deepEqual(store.getSite('hq'), cert);
       assert.equal(store.updateSite(changed), true);
       assert.deepEqual(store.getSite('hq'), changed);
       assert.equal(store.updateSite(site('nowhere')), false);
@@ -1301,6 +1316,7 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
       assert.deepEqual(feed(store, rev0), [
         ['site', 'hq'],
         ['site', 'branch'],
+        ['site', 'hq'],
         ['site', 'hq'],
         ['site', 'branch'],
       ]);

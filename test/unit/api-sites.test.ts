@@ -11,6 +11,7 @@ import { buildApi } from '../../src/api/server.js';
 import * as schemas from '../../src/api/schemas.js';
 import { ControlPlane } from '../../src/control/control-plane.js';
 import type { Store } from '../../src/control/store.js';
+import { TestPki } from '../support/ike-pki.js';
 import { MemoryStore } from '../support/memory-store.js';
 
 const PSK = 'a-pre-shared-key-of-enough-length';
@@ -137,6 +138,45 @@ describe('REST API: sites', () => {
 
     assert.equal((await call('DELETE', '/sites/branch')).statusCode, 204);
     error(await call('GET', '/sites/branch'), 404, 'WEFT_ERR_SITE_NOT_FOUND', 'name');
+  });
+
+  it('a certificate site: the private key write-only, the certificates shown, a bad key refused by field', async () => {
+    const pki = TestPki.create('weft-api-cert-');
+    try {
+      const root = pki.root('api-root');
+      const leaf = pki.leaf('api-gw', root, { sans: ['DNS:gw.example.net'] });
+      const other = pki.leaf('api-other', root);
+      const body = {
+        name: 'certsite',
+        remoteAddress: '198.51.100.31',
+        localId: 'fqdn:gw.example.net',
+        certificate: leaf.cert,
+        privateKey: leaf.key,
+        caCertificates: root.cert,
+        localSubnets: ['10.66.0.0/24'],
+        remoteSubnets: ['10.31.0.0/24'],
+      };
+      const created = await call('POST', '/sites', body);
+      assert.equal(created.statusCode, 201, created.body);
+      assert.ok(!created.body.includes('PRIVATE KEY'), 'the private key never comes back');
+      conforms(schemas.CreatedSite, created.json());
+      const got = await call('GET', '/sites/certsite');
+      assert.ok(!got.body.includes('PRIVATE KEY'));
+      const view = got.json<{ auth: string; certificate: string; caCertificates: string }>();
+      assert.equal(view.auth, 'cert');
+      assert.equal(view.certificate, leaf.cert.trim() + '\n');
+      assert.equal(view.caCertificates, root.cert.trim() + '\n');
+      conforms(schemas.SiteView, got.json());
+      error(
+        await call('PATCH', '/sites/certsite', { privateKey: other.key }),
+        400,
+        'WEFT_ERR_VALIDATION',
+        'privateKey',
+      );
+      assert.equal((await call('DELETE', '/sites/certsite')).statusCode, 204);
+    } finally {
+      pki.cleanup();
+    }
   });
 
   it('errors: through the central mapping, naming the field', async () => {

@@ -32,8 +32,8 @@ import { checkConfig } from '../../src/ipsec/config.js';
 import { AUTH_METHOD, EXCHANGE, HASH_ALGORITHM, ID_TYPE, NOTIFY } from '../../src/ipsec/constants.js';
 import { IKE_DROP_REASONS } from '../../src/ipsec/drops.js';
 import type { IkeKeys } from '../../src/ipsec/keys.js';
-import { parseMessage, type Payload } from '../../src/ipsec/messages.js';
-import { openMessage, sealMessage } from '../../src/ipsec/sk.js';
+import { parseMessage, parsePayloadChain, type Payload } from '../../src/ipsec/messages.js';
+import { openFragment, openMessage, sealMessage } from '../../src/ipsec/sk.js';
 import { TestPki, type TestCert } from '../support/ike-pki.js';
 import { A_ADDR, B_ADDR, makeCore, Pair, siteA, siteB } from './ipsec-pair.js';
 
@@ -101,10 +101,29 @@ function authPayloads(p: Pair, side: 'a' | 'b'): Payload[][] {
   const keys = Reflect.get(sa, 'keys') as IkeKeys;
   const mine = sa.role === 'initiator' ? keys.initiator : keys.responder;
   const out: Payload[][] = [];
+  // RSA messages outgrow the fragment size: put their SKF fragments (RFC 7383) back together.
+  const pieces = new Map<number, { first: number; parts: Buffer[] }>();
   for (const s of p.of(side, 'send')) {
     const raw = s.nonEspMarker ? s.data.subarray(4) : s.data;
     const m = parseMessage(raw);
     if (!m.ok || m.value.header.exchange !== EXCHANGE.IKE_AUTH) continue;
+    const last = m.value.payloads[m.value.payloads.length - 1];
+    if (last?.kind === 'skf') {
+      const piece = openFragment(m.value, mine);
+      if (!piece.ok) continue;
+      const id = m.value.header.messageId;
+      const entry = pieces.get(id) ?? { first: 0, parts: [] };
+      pieces.set(id, entry);
+      if (last.number === 1) entry.first = last.firstInner;
+      entry.parts[last.number - 1] = piece.value;
+      if (entry.parts.filter((x) => x !== undefined).length === last.total) {
+        const content = Buffer.concat(entry.parts);
+        const inner = parsePayloadChain(entry.first, content, 0, content.length);
+        if (inner.ok) out.push(inner.value);
+        pieces.delete(id);
+      }
+      continue;
+    }
     const inner = openMessage(m.value, mine);
     if (inner.ok) out.push(inner.value);
   }

@@ -215,6 +215,10 @@ export interface Site {
   readonly remoteAddress: string | null;
   readonly localId: string | null;
   readonly remoteId: string | null;
+  /** 'cert': our certificate (and chain) and the trusted CAs, PEM; the private key never comes back. */
+  readonly auth: 'psk' | 'cert';
+  readonly certificate: string | null;
+  readonly caCertificates: string | null;
   readonly localSubnets: readonly string[];
   readonly remoteSubnets: readonly string[];
   readonly mode: 'tunnel' | 'transport';

@@ -91,6 +91,35 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
     'data-field': 'psk',
     testid: 'site-psk',
   });
+  const auth = select([
+    ['psk', 'pre-shared key'],
+    ['cert', 'certificates'],
+  ]);
+  auth.setAttribute('data-field', 'auth');
+  const pemArea = (name: string, placeholder: string) =>
+    h('textarea', {
+      name,
+      rows: 4,
+      spellcheck: 'false',
+      placeholder,
+      'data-field': name,
+      testid: `site-${name}`,
+    });
+  const certificate = pemArea('certificate', '-----BEGIN CERTIFICATE----- (ours, then intermediates)');
+  const privateKey = pemArea('privateKey', '-----BEGIN PRIVATE KEY-----');
+  const caCertificates = pemArea('caCertificates', "-----BEGIN CERTIFICATE----- (the peer's CA)");
+  const certRow = h(
+    'div',
+    { class: 'row', hidden: true },
+    field('Our certificate (PEM)', certificate, 'Followed by the intermediate CAs to send with it.'),
+    field('Its private key (PEM)', privateKey, 'Never shown again; when editing, leave empty to keep it.'),
+    field('Trusted CAs (PEM)', caCertificates, "The peer's certificate must chain to one of these."),
+  );
+  const showAuth = (): void => {
+    certRow.hidden = auth.value !== 'cert';
+    psk.disabled = auth.value === 'cert';
+  };
+  auth.addEventListener('change', showAuth);
   const localId = input('localId', 'fqdn:gw.example.net');
   const remoteId = input('remoteId');
   const ike = input('ikeProposals', 'default');
@@ -118,8 +147,10 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
       { class: 'row' },
       field('Name', nameIn),
       field('Remote address', remote, 'The peer firewall, or %any to only answer.'),
+      field('Authentication', auth),
       field('Pre-shared key', psk, 'Leave empty to generate one (or, when editing, to keep it).'),
     ),
+    certRow,
     h(
       'div',
       { class: 'row' },
@@ -144,6 +175,7 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
     editing = null;
     form.reset();
     nameIn.disabled = false;
+    showAuth();
     submit.textContent = 'Add site';
     cancel.hidden = true;
   };
@@ -165,6 +197,11 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
     start.value = s.startAction;
     legacy.checked = s.allowLegacyGroups;
     psk.value = '';
+    auth.value = s.auth;
+    certificate.value = s.certificate ?? '';
+    caCertificates.value = s.caCertificates ?? '';
+    privateKey.value = '';
+    showAuth();
     submit.textContent = `Save ${s.name}`;
     cancel.hidden = false;
     form.scrollIntoView();
@@ -184,6 +221,7 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
           [
             { title: 'Site', class: 'col-name', cell: (s) => h('code', null, s.name) },
             { title: 'Remote', cell: (s) => s.remoteAddress ?? '%any' },
+            { title: 'Auth', cell: (s) => (s.auth === 'cert' ? 'certificates' : 'PSK') },
             {
               title: 'Subnets',
               class: 'col-grow',
@@ -278,7 +316,15 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
       remoteId: remoteId.value.trim() || null,
       mode: mode.value,
       allowLegacyGroups: legacy.checked,
-      ...(psk.value ? { psk: psk.value } : {}),
+      auth: auth.value,
+      ...(auth.value === 'psk' && psk.value ? { psk: psk.value } : {}),
+      ...(auth.value === 'cert'
+        ? {
+            certificate: certificate.value,
+            caCertificates: caCertificates.value,
+            ...(privateKey.value ? { privateKey: privateKey.value } : {}),
+          }
+        : {}),
       ...(list(ike.value).length > 0 ? { ikeProposals: list(ike.value) } : {}),
       ...(list(esp.value).length > 0 ? { espProposals: list(esp.value) } : {}),
       ...(dpd.value.trim() ? { dpdIntervalSec: Number(dpd.value.trim()) } : {}),
