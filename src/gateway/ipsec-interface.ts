@@ -652,7 +652,12 @@ export class IpsecInterface {
       : { address: ikeRemote.address, port: 0 };
     const localAddress = owner?.local.address || run.localAddress || undefined;
     try {
-      run.site.installChildSa(spec, { peer, carrier, ...(localAddress ? { localAddress } : {}) });
+      run.site.installChildSa(spec, {
+        peer,
+        carrier,
+        ...(localAddress ? { localAddress } : {}),
+        ...(a.outboundLater ? { outboundLater: true } : {}),
+      });
     } catch (error) {
       const message = `CHILD SA ${hex8(spec.inboundSpi)} not installed: ${(error as Error).message}`;
       this.log(`IPsec site ${run.spec.name}: ${message}`);

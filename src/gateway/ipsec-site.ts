@@ -43,6 +43,12 @@ export interface ChildSaPath {
   carrier: EspCarrier;
   /** Our own outer address, for the header rebuilt in front of transport-mode payloads. */
   localAddress?: string;
+  /**
+   * The responder of a rekey: keep sending on the SA in use until the peer shows it has the new one (a packet
+   * opens on the new inbound SA) or the old SA is removed (the peer's delete). The peer installs the new SA
+   * only when our response reaches its IKE daemon; ESP sent on it before then would be dropped there.
+   */
+  outboundLater?: boolean;
 }
 
 export interface ChildSaStatus {
@@ -58,6 +64,8 @@ export interface ChildSaStatus {
 
 interface ChildSa {
   spec: ChildSaSpec;
+  /** Installed with `outboundLater` and not yet the current outbound SA. */
+  outboundPending: boolean;
   inbound: EspInboundSa;
   outbound: EspOutboundSa;
   path: ChildSaPath;
@@ -89,9 +97,10 @@ export class IpsecSite implements Tunnel, EspReceiver {
   }
 
   /**
-   * Installs a CHILD SA (or replaces the one with the same inbound SPI). New packets go out on it at once; the
-   * SAs it replaces in a rekey keep receiving until removeChildSa (RFC 7296 §2.8: the old inbound SA lives
-   * until the delete), so nothing in flight is lost.
+   * Installs a CHILD SA (or replaces the one with the same inbound SPI). New packets go out on it at once (or,
+   * with `path.outboundLater`, once the peer uses it or the SA in use is removed); the SAs it replaces in a
+   * rekey keep receiving until removeChildSa (RFC 7296 §2.8: the old inbound SA lives until the delete), so
+   * nothing in flight is lost.
    */
   installChildSa(spec: ChildSaSpec, path: ChildSaPath): void {
     const previous = this.sas.get(spec.inboundSpi >>> 0);
@@ -101,8 +110,10 @@ export class IpsecSite implements Tunnel, EspReceiver {
       const p = a === undefined ? undefined : parseAddress(a);
       return p?.ok ? p.value.bytes : null;
     };
+    const later = path.outboundLater === true && this.current !== undefined;
     const sa: ChildSa = {
       spec,
+      outboundPending: later,
       inbound: new EspInboundSa(spec),
       outbound: new EspOutboundSa(spec),
       path,
@@ -113,7 +124,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
       throw new RangeError('transport mode needs the peer and local addresses of one family');
     this.sas.set(sa.inbound.spi, sa);
     this.port.register(sa.inbound, this);
-    this.current = sa;
+    if (!later) this.current = sa;
   }
 
   /** Removes a CHILD SA by our (inbound) SPI; the newest remaining one carries outbound traffic. */
@@ -123,7 +134,10 @@ export class IpsecSite implements Tunnel, EspReceiver {
     this.sas.delete(sa.inbound.spi);
     this.port.unregister(sa.inbound.spi);
     sa.outbound.dispose();
-    if (this.current === sa) this.current = [...this.sas.values()].pop();
+    if (this.current === sa) {
+      this.current = [...this.sas.values()].pop();
+      if (this.current) this.current.outboundPending = false;
+    }
     return true;
   }
 
@@ -141,7 +155,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
         drops: Object.fromEntries(Object.entries(sa.inbound.counters.drops).filter(([, n]) => n > 0)),
       },
       outbound:
-        this.current === sa || sa.outbound.counters.packets > 0
+        this.current === sa || sa.outboundPending || sa.outbound.counters.packets > 0
           ? {
               packets: sa.outbound.counters.packets,
               bytes: sa.outbound.counters.bytes,
@@ -189,6 +203,11 @@ export class IpsecSite implements Tunnel, EspReceiver {
   receive(inbound: EspInboundSa, buffer: Uint8Array, from: Endpoint, carrier: EspCarrier): void {
     const sa = this.sas.get(inbound.spi);
     if (!sa) return;
+    if (sa.outboundPending) {
+      // The peer sends on the new SA, so it has installed it: ours goes out on it from now on.
+      sa.outboundPending = false;
+      this.current = sa;
+    }
     // RFC 3948 §3: a NAT may change the peer's port or address; answer where authenticated packets come from.
     if (carrier === 'udp' && sa.path.carrier === 'udp') {
       const peer = sa.path.peer;

@@ -60,6 +60,12 @@ export type IkeAction =
        * down with reason 'rekeyed' as well.
        */
       readonly rekeyOf?: { readonly inboundSpi: number; readonly outboundSpi: number };
+      /**
+       * Set when we answered the rekey: the peer installs the new SA only once our response reaches it, so keep
+       * sending on the old SA until a packet arrives on the new one or the old one goes (strongSwan does the
+       * same as a responder).
+       */
+      readonly outboundLater?: true;
     }
   | {
       readonly type: 'child-sa-down';

@@ -978,7 +978,12 @@ export class IkeSa {
     });
   }
 
-  private childUp(spec: ChildSaSpec, proposal: string, rekeyOf?: ChildState): ChildState {
+  private childUp(
+    spec: ChildSaSpec,
+    proposal: string,
+    rekeyOf?: ChildState,
+    role: 'initiator' | 'responder' = 'initiator',
+  ): ChildState {
     const cfg = this.ctx.config;
     const child: ChildState = {
       spec,
@@ -996,6 +1001,7 @@ export class IkeSa {
       ...(rekeyOf
         ? { rekeyOf: { inboundSpi: rekeyOf.spec.inboundSpi, outboundSpi: rekeyOf.spec.outboundSpi } }
         : {}),
+      ...(rekeyOf && role === 'responder' ? { outboundLater: true as const } : {}),
     });
     return child;
   }
@@ -1145,7 +1151,7 @@ export class IkeSa {
     const ni = Buffer.from(nonce.data);
     const spec = this.childSpec(chosen, spi, proposal.spi, transport, localTs, remoteTs, ni, nr, gir, false);
     this.answer(msg, reply);
-    const child = this.childUp(spec, formatProposal(chosenTransforms(chosen)), old ?? undefined);
+    const child = this.childUp(spec, formatProposal(chosenTransforms(chosen)), old ?? undefined, 'responder');
     if (old) {
       // The initiator of the rekey deletes the old SA (§2.8); until then it keeps taking packets.
       old.phase = 'rekeyed';

@@ -179,4 +179,61 @@ describe('ESP shell (EspPort + IpsecSite)', () => {
     assert.equal(a.site.removeChildSa(0xc0a00001), true);
     assert.equal(a.site.childSas().length, 1);
   });
+
+  it('the responder of a rekey keeps sending on the old SA until the peer uses the new one', async () => {
+    const { a, b, specs } = lab();
+    const next = mirrorSpecs(specs.a.localSelectors, specs.a.remoteSelectors, { spiA: 0x1111, spiB: 0x2222 });
+    const outSpis = (side: typeof b): number[] =>
+      side.site
+        .childSas()
+        .filter((s) => s.outbound !== null && s.outbound.packets > 0)
+        .map((s) => s.outboundSpi);
+    // B answered the rekey: it has the new SA but must not send on it before A shows it has it too.
+    b.site.installChildSa(next.b, {
+      peer: { address: '192.0.2.1', port: 4500 },
+      carrier: 'udp',
+      outboundLater: true,
+    });
+    b.tun.inject(echo('request', '10.2.0.7', '10.1.0.5', 1, 1, new Uint8Array(8)));
+    await tick();
+    assert.equal(a.tun.written.length, 1, 'the old SA still carries B → A');
+    assert.deepEqual(outSpis(b), [specs.b.outboundSpi]);
+    // A gets the response and moves to the new SA; its first packet there moves B as well.
+    a.site.installChildSa(next.a, { peer: { address: '192.0.2.2', port: 4500 }, carrier: 'udp' });
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 2, new Uint8Array(8)));
+    await tick();
+    assert.equal(b.tun.written.length, 1);
+    b.tun.inject(echo('request', '10.2.0.7', '10.1.0.5', 1, 3, new Uint8Array(8)));
+    await tick();
+    assert.equal(a.tun.written.length, 2);
+    assert.deepEqual(
+      a.site.childSas().map((s) => [s.inboundSpi, s.inbound.packets]),
+      [
+        [specs.a.inboundSpi, 1],
+        [0x1111, 1],
+      ],
+    );
+  });
+
+  it('the responder of a rekey moves to the new SA when the old one is removed (the delete)', async () => {
+    const { a, b, specs } = lab();
+    const next = mirrorSpecs(specs.a.localSelectors, specs.a.remoteSelectors, { spiA: 0x1111, spiB: 0x2222 });
+    b.site.installChildSa(next.b, {
+      peer: { address: '192.0.2.1', port: 4500 },
+      carrier: 'udp',
+      outboundLater: true,
+    });
+    a.site.installChildSa(next.a, { peer: { address: '192.0.2.2', port: 4500 }, carrier: 'udp' });
+    assert.equal(b.site.removeChildSa(specs.b.inboundSpi), true);
+    b.tun.inject(echo('request', '10.2.0.7', '10.1.0.5', 1, 1, new Uint8Array(8)));
+    await tick();
+    assert.equal(a.tun.written.length, 1);
+    assert.deepEqual(
+      a.site.childSas().map((s) => [s.inboundSpi, s.inbound.packets]),
+      [
+        [specs.a.inboundSpi, 0],
+        [0x1111, 1],
+      ],
+    );
+  });
 });
