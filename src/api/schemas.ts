@@ -93,6 +93,11 @@ export const SettingsPatch = z
     apiListen: z.string().optional(),
     openvpn: openVpnSettingsObject.partial().strict().optional().describe('Only the keys given change'),
     multicast: z.boolean().optional().describe('Multicast across the overlay (applies at the next start)'),
+    multicastLan: z
+      .string()
+      .nullable()
+      .optional()
+      .describe('LAN interface for the IGMP proxy, e.g. eth1; null: none (applies at the next start)'),
   })
   .describe('Settings to change; the subnets cannot change (members hold addresses in them)');
 

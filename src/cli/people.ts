@@ -326,17 +326,31 @@ export function registerPeopleCommands(program: Command): void {
     server
       .command('multicast')
       .description('print whether multicast is on, or turn it on or off (docs/multicast.md)')
-      .argument('[on|off]', 'on: the gateway replicates group traffic; member configs route 224.0.0.0/4'),
-  ).action((state: string | undefined, opts: DataOption) =>
+      .argument('[on|off]', 'on: the gateway replicates group traffic; member configs route 224.0.0.0/4')
+      .option('--lan <interface>', 'be an IGMP proxy on this LAN interface (e.g. eth1); "none" for no LAN'),
+  ).action((state: string | undefined, opts: DataOption & { lan?: string }) =>
     withControlPlane(opts, (cp) => {
-      const before = cp.settings().multicast === true;
-      if (state === undefined) return void console.log(before ? 'on' : 'off');
-      if (state !== 'on' && state !== 'off')
+      const before = cp.settings();
+      if (state === undefined && opts.lan === undefined) {
+        const lan = before.multicastLan === undefined ? '' : ` (LAN ${before.multicastLan})`;
+        return void console.log(before.multicast === true ? `on${lan}` : 'off');
+      }
+      if (state !== undefined && state !== 'on' && state !== 'off')
         throw new UserError(`weft: server multicast takes "on" or "off", not ${JSON.stringify(state)}`);
-      const after = cp.updateSettings(actor(), { multicast: state === 'on' }).multicast === true;
-      if (after === before) return void console.log(`multicast: ${after ? 'on' : 'off'} (unchanged)`);
+      const after = cp.updateSettings(actor(), {
+        ...(state !== undefined ? { multicast: state === 'on' } : {}),
+        ...(opts.lan !== undefined ? { multicastLan: opts.lan === 'none' ? null : opts.lan } : {}),
+      });
+      if (opts.lan !== undefined && after.multicastLan !== before.multicastLan)
+        console.log(
+          `multicast LAN: ${after.multicastLan ?? 'none'} (the gateway applies it at its next start)`,
+        );
+      if (state === undefined) return;
+      const on = after.multicast === true;
+      if (on === (before.multicast === true))
+        return void console.log(`multicast: ${on ? 'on' : 'off'} (unchanged)`);
       console.log(
-        `multicast ${after ? 'on' : 'off'}: the gateway applies it at its next start; give each member its ` +
+        `multicast ${on ? 'on' : 'off'}: the gateway applies it at its next start; give each member its ` +
           'config again (weft member config NAME): its AllowedIPs changed.',
       );
     }),

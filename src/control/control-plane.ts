@@ -102,6 +102,8 @@ export interface InitInput {
   openvpn?: Partial<Record<keyof OpenVpnSettings, unknown>> | null;
   /** Multicast across the overlay (off by default). */
   multicast?: boolean;
+  /** The LAN interface the gateway proxies IGMP for (docs/multicast.md); null: none. */
+  multicastLan?: string | null;
 }
 
 export interface InitResult {
@@ -161,8 +163,10 @@ export interface PageQuery {
   readonly search?: string;
 }
 
-export type SettingsPatch = Partial<Omit<Settings, 'subnet' | 'subnet6' | 'openvpn'>> & {
+export type SettingsPatch = Partial<Omit<Settings, 'subnet' | 'subnet6' | 'openvpn' | 'multicastLan'>> & {
   readonly openvpn?: Partial<Record<keyof OpenVpnSettings, unknown>>;
+  /** null: no LAN interface. */
+  readonly multicastLan?: string | null;
 };
 
 /** One-time download links: how long one lives, in minutes (default a day, at most a week). */
@@ -212,7 +216,20 @@ export function settingsFrom(input: InitInput): Settings {
     openvpn: v.openVpnSettings('openvpn', input.openvpn, OPENVPN_DEFAULTS),
     // Only when on: stores and configs from before multicast existed stay as they were.
     ...(multicastSetting(input.multicast) ? { multicast: true } : {}),
+    ...multicastLan(input),
   };
+}
+
+/** The LAN interface of the IGMP proxy: a kernel interface name, not the gateway's own tunnel. */
+function multicastLan(input: InitInput): { multicastLan?: string } {
+  if (input.multicastLan === undefined || input.multicastLan === null) return {};
+  const lan = v.interfaceName('multicastLan', input.multicastLan);
+  if (lan === (input.interfaceName ?? DEFAULTS.interfaceName))
+    throw invalid(
+      'multicastLan',
+      "is the gateway's own WireGuard interface; name a LAN interface (e.g. eth1)",
+    );
+  return { multicastLan: lan };
 }
 
 function multicastSetting(value: unknown): boolean {

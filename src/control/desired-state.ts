@@ -50,6 +50,7 @@ export const settingsObject = z.object({
   apiListen: z.string(),
   openvpn: openVpnSettingsObject,
   multicast: z.boolean().optional(),
+  multicastLan: z.string().nullable().optional(),
 });
 
 /** A state file's settings: any subset, and any subset of the openvpn section. */

@@ -39,6 +39,11 @@ export interface Settings {
    * and member configs route 224.0.0.0/4. Absent (settings written before it existed) or false: off.
    */
   readonly multicast?: boolean;
+  /**
+   * With multicast on: the LAN interface on which the gateway is an IGMP proxy (RFC 4605), bridging the
+   * overlay's groups to that LAN. Absent: none.
+   */
+  readonly multicastLan?: string;
 }
 
 /** The data ciphers OpenVPN 2.5+ negotiates (NCP) that Weft offers. */

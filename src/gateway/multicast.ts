@@ -89,7 +89,8 @@ export type ReplicationDrop =
   | 'rate-source'
   | 'rate-group'
   | 'query-from-port'
-  | 'malformed';
+  | 'malformed'
+  | 'loop';
 
 /** Figures of one port, as a sender and as a receiver. */
 interface PortStats {
@@ -142,6 +143,7 @@ export class Replicator {
     'rate-group': 0,
     'query-from-port': 0,
     malformed: 0,
+    loop: 0,
   };
   readonly membershipDrops = Object.fromEntries(MEMBERSHIP_DROPS.map((d) => [d, 0])) as Record<
     MembershipDrop,
@@ -159,6 +161,12 @@ export class Replicator {
   private readonly actions: QuerierAction<MulticastPort>[] = [];
   private readonly portStats = new Map<MulticastPort, PortStats>();
   private readonly groupStats = new Map<number | string, GroupStats>();
+  /**
+   * The upstream port of an IGMP/MLD proxy (RFC 4605 §4.1: a LAN interface), or null. It gets a copy of every
+   * packet to a routed group from any other port, joined or not (RFC 4605 §4.2: "forwarded to the upstream
+   * interface"), and never one to a link-local group (those stay in the overlay).
+   */
+  private upstream: MulticastPort | null = null;
 
   constructor(options: ReplicatorOptions = {}) {
     this.querier = new Querier(options.querier);
@@ -181,6 +189,11 @@ export class Replicator {
     const families = port.families.filter((f) => (f === 4 ? this.querySource4 : this.querySource6) !== null);
     this.querier.addPort(port, families, now, this.actions);
     this.perform(now);
+  }
+
+  /** Makes `port` the upstream port (not queried; see `upstream`), or none. */
+  setUpstream(port: MulticastPort | null): void {
+    this.upstream = port;
   }
 
   removePort(port: MulticastPort): void {
@@ -224,13 +237,17 @@ export class Replicator {
     const receivers = entry?.receivers;
     const from = this.statsOf(source);
     from.sent++;
-    if (!receivers || receivers.length === 0 || (receivers.length === 1 && receivers[0] === source))
+    const linkLocal = isLinkLocalGroup(family, group);
+    const upstream = this.upstream !== null && this.upstream !== source && !linkLocal ? this.upstream : null;
+    if (
+      upstream === null &&
+      (!receivers || receivers.length === 0 || (receivers.length === 1 && receivers[0] === source))
+    )
       return this.dropped('no-receivers', from);
     const stats = this.groupStatsOf(key);
     stats.packets++;
     stats.senders.set(source, (stats.senders.get(source) ?? 0) + 1);
-    if (!isLinkLocalGroup(family, group) && !this.decrementTtl(packet, family))
-      return this.dropped('ttl', from);
+    if (!linkLocal && !this.decrementTtl(packet, family)) return this.dropped('ttl', from);
     if (!this.duplicates.firstTime(fingerprint(packet, header.length), now))
       return this.dropped('duplicate', from);
     const policy = this.policy;
@@ -239,9 +256,10 @@ export class Replicator {
     if (!this.groupBuckets.take(key, now)) return this.dropped('rate-group', from);
     const touched = this.touched;
     let copies = 0;
-    for (let i = 0; i < receivers.length; i++) {
-      const r = receivers[i]!;
-      if (r === source) continue;
+    const n = receivers?.length ?? 0;
+    for (let i = 0; i <= n; i++) {
+      const r = i < n ? receivers![i]! : upstream;
+      if (r === null || r === source || (i < n && r === upstream)) continue;
       if (!policy.mayReceive(source, r, packet, header)) {
         this.dropped('policy-receive', from);
         continue;
@@ -306,6 +324,11 @@ export class Replicator {
       this.groupStats.set(key, s);
     }
     return s;
+  }
+
+  /** Counts a drop of a packet `port` sent, decided before it reached receive() (e.g. the LAN's 'loop'). */
+  dropFrom(port: MulticastPort, reason: ReplicationDrop): void {
+    this.dropped(reason, this.statsOf(port));
   }
 
   /** Counts a drop of `from`'s packet; false (nothing copied). */

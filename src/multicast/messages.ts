@@ -138,6 +138,22 @@ export function icmpv6Checksum(source: Uint8Array, destination: Uint8Array, mess
   return fold(sum16(message, sum));
 }
 
+/**
+ * Writes the UDP checksum (RFC 768, over the IPv4 pseudo-header) of the unfragmented IPv4/UDP datagram in
+ * `packet[0, length)` whose header is `ihl` bytes long. A checksum field of 0 (none sent) stays 0.
+ */
+export function fillUdp4Checksum(packet: Uint8Array, ihl: number, length: number): void {
+  const udp = packet.subarray(ihl, length);
+  if (udp.length < 8 || (udp[6] === 0 && udp[7] === 0)) return;
+  udp[6] = 0;
+  udp[7] = 0;
+  let sum = sum16(packet.subarray(12, 20));
+  sum += 17 + udp.length;
+  const c = fold(sum16(udp, sum)) || 0xffff;
+  udp[6] = c >> 8;
+  udp[7] = c & 0xff;
+}
+
 export function isMulticast(family: Family, address: Uint8Array): boolean {
   return family === 4 ? (address[0]! & 0xf0) === 0xe0 : address[0] === 0xff;
 }

@@ -29,7 +29,7 @@ import { bringUp, type Running } from '../gateway/bring-up.js';
 import { UserError } from '../control/errors.js';
 import { monotonicEpochMs } from '../io/clock.js';
 import { addRoute, hostAddresses, linkExists, removeRoute } from '../io/linux-net.js';
-import { formatAddress, parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
+import { formatAddress, parseAddress, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { joinedName, openStore } from './data-dir.js';
 import { isSyncPostgresStore } from '../control/store-postgres-sync.js';
 import { StoreUnavailable } from '../control/store-postgres.js';
@@ -43,6 +43,8 @@ import type { OpenVpnInterface } from '../gateway/openvpn-interface.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
 import { Replicator, type MulticastSnapshot } from '../gateway/multicast.js';
 import { MulticastMembers } from './multicast-members.js';
+import { LanBridge } from '../gateway/multicast-lan.js';
+import { LanMulticastSocket } from '../io/multicast-lan.js';
 import { MULTICAST_STATUS_MS, removeMulticastStatus, writeMulticastStatus } from './multicast-status.js';
 
 /** What `weft server run` takes besides the data directory. */
@@ -506,10 +508,13 @@ function startMulticast(
   const gw4 = parseAddress(cp.gatewayAddresses().ip);
   // IPv6: MLD queries from the gateway's link-local address; the members' reports come from theirs.
   const gw6 = cp.settings().subnet6 ? parseAddress(GATEWAY_LINK_LOCAL) : undefined;
+  // The LAN bridge (an IGMP proxy on settings.multicastLan) follows the querier's joins: set just below.
+  let lan: LanBridge | undefined;
   const replicator = new Replicator({
     querySource4: gw4.ok ? gw4.value.bytes : null,
     querySource6: gw6?.ok ? gw6.value.bytes : null,
     onAction: (a) => {
+      lan?.onAction(a);
       if (a.type === 'joined' || a.type === 'left') {
         const group = formatAddress({ family: a.family, bytes: a.group });
         log(`multicast: ${a.port.id} ${a.type === 'joined' ? 'joined' : `left (${a.why})`} ${group}`);
@@ -528,6 +533,24 @@ function startMulticast(
   running.wg.groups = members;
   running.device.linkLocalGroups = gw6 !== undefined;
   running.gateway.attachMulticast(replicator, [], monotonicEpochMs());
+  const lanName = cp.settings().multicastLan;
+  let lanSocket: LanMulticastSocket | undefined;
+  if (lanName !== undefined) {
+    try {
+      lanSocket = LanMulticastSocket.open(lanName);
+    } catch (e) {
+      throw new UserError(`weft: multicast LAN ${lanName}: ${(e as Error).message}`);
+    }
+    const subnet = parsePrefix(cp.settings().subnet);
+    const bridge = new LanBridge(
+      replicator,
+      lanSocket,
+      (source) => subnet.ok && prefixContains(subnet.value, { family: 4, bytes: source }),
+      log,
+    );
+    lanSocket.start((packets) => bridge.input(packets, monotonicEpochMs()));
+    lan = bridge;
+  }
   const timer = setInterval(() => {
     try {
       replicator.tick(monotonicEpochMs());
@@ -550,9 +573,14 @@ function startMulticast(
     );
   }, MULTICAST_STATUS_MS);
   statusTimer.unref();
-  log(`multicast: on (${gw6 ? 'IGMP and MLD querier' : 'IGMP querier'} in every member tunnel)`);
+  log(
+    `multicast: on (${gw6 ? 'IGMP and MLD querier' : 'IGMP querier'} in every member tunnel` +
+      `${lanName !== undefined ? `; IGMP proxy on ${lanName}` : ''})`,
+  );
   return {
     stop: async () => {
+      lan?.close();
+      lanSocket?.close();
       clearInterval(timer);
       clearInterval(statusTimer);
       await writing;
