@@ -18,8 +18,9 @@
  * site's name and kept as its last error.
  *
  * Timers: one interval on the shell's clock ticks every core whose deadline has passed (retransmissions,
- * liveness checks, NAT keepalives) and starts the initiations that are due (start action `initiate`, retries
- * after a loss with a bounded backoff, DPD action `restart`).
+ * liveness checks, NAT keepalives), starts the initiations that are due (start action `initiate`, retries
+ * after a loss with a bounded backoff, DPD action `restart`), and asks a core once to rekey each CHILD SA whose
+ * outbound sequence numbers near their end (RFC 4303 §3.3.3), so it is replaced before it must stop sending.
  */
 import type { Bind, Datagram } from '../io/bind.js';
 import { monotonicEpochMs, type Clock } from '../io/clock.js';
@@ -128,6 +129,8 @@ interface SiteRun {
   resolving: boolean;
   /** Not before this time may traffic start another initiation. */
   trafficHoldUntil: number;
+  /** Outbound SPIs of CHILD SAs whose core was asked to rekey them for their sequence numbers (asked once). */
+  seqRekeyAsked: Set<number>;
 }
 
 function sameSpec(a: SiteSpec, b: SiteSpec): boolean {
@@ -271,6 +274,7 @@ export class IpsecInterface {
       initiateOnTraffic: false,
       resolving: false,
       trafficHoldUntil: 0,
+      seqRekeyAsked: new Set(),
     };
     return run;
   }
@@ -335,6 +339,7 @@ export class IpsecInterface {
     for (const spi of run.children.keys()) run.site.removeChildSa(spi);
     run.children.clear();
     run.ike.clear();
+    run.seqRekeyAsked.clear();
   }
 
   private routesOf(spec: SiteSpec): { ok: true; value: Prefix[] } | { ok: false; error: string } {
@@ -724,6 +729,7 @@ export class IpsecInterface {
       if (core) {
         const due = core.nextDeadline();
         if (due !== null && due <= now) this.apply(run, core.tick(now));
+        this.rekeyExhausting(run, core, now);
       }
       if (run.retryAt !== null && run.retryAt <= now) this.initiate(run, now);
     }
@@ -736,6 +742,29 @@ export class IpsecInterface {
         this.retiring.splice(i, 1);
       }
     }
+  }
+
+  /**
+   * RFC 4303 §3.3.3: a sender must not let an SA's sequence number cycle, it sets up a new SA first. Each CHILD
+   * SA of the site whose outbound sequence numbers near their end (SEQ_REKEY_MARGIN before the last) is
+   * rekeyed through its core (CREATE_CHILD_SA, RFC 7296 §1.3.3), asked once per SA: the old SA stays listed
+   * until the rekey deletes it, and is forgotten then. A rekey that fails leaves the SA to its lifetimes (and
+   * to `exhausted` if it does run out).
+   */
+  private rekeyExhausting(run: SiteRun, core: IkeCore, now: number): void {
+    const due = run.site.rekeyDue();
+    if (due.length === 0 && run.seqRekeyAsked.size === 0) return;
+    const still = new Set<number>();
+    for (const c of due) {
+      still.add(c.outboundSpi);
+      if (run.seqRekeyAsked.has(c.outboundSpi)) continue;
+      run.seqRekeyAsked.add(c.outboundSpi);
+      this.log(
+        `IPsec site ${run.spec.name}: CHILD SA ${hex8(c.inboundSpi)}/${hex8(c.outboundSpi)} nears its last sequence number (next ${c.nextSequence}), rekeying`,
+      );
+      this.apply(run, core.rekeyChild(c.outboundSpi, now));
+    }
+    for (const spi of run.seqRekeyAsked) if (!still.has(spi)) run.seqRekeyAsked.delete(spi);
   }
 
   // -------------------------------------------------------------------------------------------------------------

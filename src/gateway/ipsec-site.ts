@@ -9,7 +9,8 @@
  *    packet leaves through the socket.
  * 3. The current outbound SA seals it into a slab buffer; it leaves with the batch over UDP 4500 (to the
  *    peer's endpoint, which follows NAT mapping changes) or the raw ESP socket. An exhausted SA drops and
- *    counts; `rekeyNeeded` tells the IKE side to replace it first.
+ *    counts; before that, `rekeyNeeded` (listed by rekeyDue) has the IpsecInterface's timer ask the IKE side to
+ *    replace it.
  * Inbound (EspPort → receive → flushInbound):
  * 4. Tunnel mode: the inner packet as opened. Transport mode: an IPv4/IPv6 header is rebuilt in front of the
  *    payload from the peer's and our outer addresses.
@@ -139,6 +140,27 @@ export class IpsecSite implements Tunnel, EspReceiver {
       if (this.current) this.current.outboundPending = false;
     }
     return true;
+  }
+
+  /**
+   * The CHILD SAs whose outbound sequence numbers near their end (`EspOutboundSa.rekeyNeeded`, RFC 4303
+   * §3.3.3): the IKE side must replace them before they run out. Visited by the shell's timer, not per packet.
+   */
+  rekeyDue(): { inboundSpi: number; outboundSpi: number; nextSequence: number }[] {
+    const due: { inboundSpi: number; outboundSpi: number; nextSequence: number }[] = [];
+    for (const sa of this.sas.values())
+      if (sa.outbound.rekeyNeeded)
+        due.push({
+          inboundSpi: sa.inbound.spi,
+          outboundSpi: sa.outbound.spi,
+          nextSequence: sa.outbound.nextSequence,
+        });
+    return due;
+  }
+
+  /** Tests only: moves the current outbound SA's next sequence number forward (EspOutboundSa.skipSequenceForTest). */
+  skipSequenceForTest(next: number): void {
+    this.current?.outbound.skipSequenceForTest(next);
   }
 
   childSas(): ChildSaStatus[] {

@@ -186,9 +186,11 @@ export class IkeCore {
   }
 
   /**
-   * Rekeys the CHILD SA that sends with `outboundSpi` (RFC 7296 §1.3.3): the shell calls this when the ESP
-   * data plane says the SA's sequence numbers run out (`EspOutboundSa.rekeyNeeded`). Lifetimes rekey on their
-   * own through `tick`. Returns no actions when no installed CHILD SA has that SPI.
+   * Rekeys the CHILD SA that sends with `outboundSpi` (RFC 7296 §1.3.3): the shell's timer calls this once per
+   * SA when the ESP data plane says its sequence numbers near their end (`EspOutboundSa.rekeyNeeded`, RFC 4303
+   * §3.3.3), and an operator's rekey command for each CHILD SA. Lifetimes rekey on their own through `tick`.
+   * Returns no actions when no installed CHILD SA has that SPI (the request is queued behind any exchange
+   * under way otherwise).
    */
   rekeyChild(outboundSpi: number, now: number): IkeAction[] {
     for (const sa of this.sas.values()) if (sa.rekeyChild(outboundSpi, now)) break;

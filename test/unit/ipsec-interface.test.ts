@@ -3,7 +3,8 @@
  * talk over a MemoryNetwork, on a clock the test advances. The dispatch rules (a site by the sender's address,
  * else the `%any` site; an unknown SPI and a new IKE_SA_INIT nobody accepts are dropped, counted, unanswered;
  * an IKEv1 header is logged once and unanswered), traffic through the negotiated CHILD SA, update() adding,
- * removing (INFORMATIONAL delete), disabling and changing sites, start action on-traffic, and close().
+ * removing (INFORMATIONAL delete), disabling and changing sites, start action on-traffic, a CHILD SA rekeyed
+ * once as its sequence numbers near their end, and close().
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -274,6 +275,93 @@ describe('IpsecInterface', () => {
     a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 2, new Uint8Array(32)));
     await settle();
     assert.equal(readEcho(b.tun.written[0]!)?.seq, 2);
+  });
+
+  it('rekeys, once, a CHILD SA whose outbound sequence numbers near their end (RFC 4303 §3.3.3)', async () => {
+    const w = new World();
+    const aSite = spec({ name: 'to-b', remoteAddress: '192.0.2.2', startAction: 'initiate' });
+    const b = w.gateway('192.0.2.2', [mirror(aSite, 'to-a', '192.0.2.1', { startAction: 'wait' })]);
+    const a = w.gateway('192.0.2.1', [aSite]);
+    await w.advance(500, [a, b]);
+    assert.equal(state(a, 'to-b'), 'up', a.logs.join('\n'));
+    const before = a.ipsec.status()[0]!.children;
+    assert.equal(before.length, 1);
+    const old = before[0]!;
+    /**
+     * CREATE_CHILD_SA requests (exchange 36, response flag clear) `address` sent, on 500 or after the marker on
+     * 4500, by message ID (a retransmission is the same request).
+     */
+    const createChildRequests = (address: string): number => {
+      const requests = w.sent.filter(({ from, d }) => {
+        if (from.address !== address) return false;
+        const off = d.endpoint.port === 4500 ? 4 : 0;
+        if (off === 4 && (d.data.length < 4 || d.data[0]! + d.data[1]! + d.data[2]! + d.data[3]! !== 0))
+          return false;
+        return d.data.length >= off + 28 && d.data[off + 18] === 36 && (d.data[off + 19]! & 0x20) === 0;
+      });
+      const off = (d: Datagram): number => (d.endpoint.port === 4500 ? 4 : 0);
+      return new Set(requests.map(({ d }) => Buffer.from(d.data).readUInt32BE(off(d) + 20))).size;
+    };
+
+    // Far from the end: ticking asks for nothing.
+    await w.advance(1_000, [a, b]);
+    assert.equal(createChildRequests('192.0.2.1'), 0);
+    assert.equal(a.ipsec.site('to-b')!.rekeyDue().length, 0);
+
+    // Just inside the margin (2^24 before 2^32−1): the next tick rekeys.
+    const next = 0xffff_ffff - (1 << 24) + 1;
+    a.ipsec.site('to-b')!.skipSequenceForTest(next);
+    assert.equal(a.ipsec.site('to-b')!.rekeyDue()[0]?.outboundSpi, parseInt(old.outboundSpi, 16));
+    // The old SA still sends meanwhile, with its high sequence numbers.
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 1, new Uint8Array(32)));
+    await settle();
+    assert.equal(readEcho(b.tun.written.at(-1)!)?.seq, 1);
+    // The peer's answers are lost for 1.5 s, so the old SA stays due over ~15 ticks while the request is out;
+    // the retransmission (after ~3.7 s) completes the rekey.
+    const holdUntil = w.now + 1_500;
+    const record = w.net.filter;
+    w.net.filter = (from, d) => record(from, d) && !(from.address === '192.0.2.2' && w.now < holdUntil);
+    await w.advance(1_500, [a, b]);
+    assert.equal(a.ipsec.status()[0]!.children[0]!.outboundSpi, old.outboundSpi, 'not rekeyed yet');
+    await w.advance(5_000, [a, b]);
+
+    const lines = a.logs.filter((l) => /nears its last sequence number/.test(l));
+    assert.equal(lines.length, 1, a.logs.join('\n'));
+    assert.match(
+      lines[0]!,
+      new RegExp(`to-b: CHILD SA ${old.inboundSpi}/${old.outboundSpi} .*next ${next + 1}\\), rekeying`),
+    );
+    assert.equal(createChildRequests('192.0.2.1'), 1, 'one CREATE_CHILD_SA over 65 ticks');
+    assert.equal(createChildRequests('192.0.2.2'), 0);
+
+    const after = a.ipsec.status()[0]!.children;
+    assert.equal(after.length, 1, 'the old CHILD SA is deleted');
+    const fresh = after[0]!;
+    assert.notEqual(fresh.outboundSpi, old.outboundSpi);
+    assert.notEqual(fresh.inboundSpi, old.inboundSpi);
+    assert.ok(fresh.rekeyedAt !== null);
+    const peer = b.ipsec.status()[0]!.children;
+    assert.equal(peer.length, 1, 'and gone on the peer too');
+    assert.equal(peer[0]!.inboundSpi, fresh.outboundSpi);
+    assert.equal(a.ipsec.site('to-b')!.rekeyDue().length, 0);
+
+    // The new SA carries traffic both ways, from sequence number 1.
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 2, new Uint8Array(32)));
+    await settle();
+    assert.equal(readEcho(b.tun.written.at(-1)!)?.seq, 2);
+    b.tun.inject(echo('reply', '10.2.0.7', '10.1.0.5', 1, 2, new Uint8Array(32)));
+    await settle();
+    assert.equal(readEcho(a.tun.written.at(-1)!)?.seq, 2);
+    const used = a.ipsec.status()[0]!.children[0]!;
+    assert.equal(used.packetsOut, 1);
+    assert.equal(used.packetsIn, 1);
+    assert.equal(b.ipsec.status()[0]!.children[0]!.packetsIn, 1);
+    assert.equal(a.ipsec.site('to-b')!.counters.exhausted, 0);
+
+    // Nothing more is asked once the new SA is in place.
+    await w.advance(2_000, [a, b]);
+    assert.equal(createChildRequests('192.0.2.1'), 1);
+    assert.equal(a.logs.filter((l) => /nears its last sequence number/.test(l)).length, 1);
   });
 
   it('a wrong PSK: the site says so, with its name, and keeps it as its last error', async () => {
