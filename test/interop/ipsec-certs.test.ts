@@ -17,7 +17,7 @@ import { selectorFromPrefix } from '../../src/ipsec/traffic-selectors.js';
 import { TestPki, type KeyKind, type TestCert } from '../support/ike-pki.js';
 import type { IkeHostConfig } from './ike-host.js';
 import { interopSkip, JsonLinesProcess, Lab, waitFor, type Netns } from './harness.js';
-import { Charon, startCharon as startStrongSwan, STRONGSWAN_TOOLS } from './strongswan.js';
+import { Charon, startCharon as startStrongSwan, STRONGSWAN_TOOLS, swanctlConf } from './strongswan.js';
 
 const IKE_HOST = fileURLToPath(new URL('./ike-host.js', import.meta.url));
 const TOOLS = [...STRONGSWAN_TOOLS, 'openssl'];
@@ -114,36 +114,26 @@ describe(
     }
 
     async function startCharon(m: Material, swInitiates: boolean): Promise<Charon> {
-      const swanctl = [
-        'connections {',
-        '  weft {',
-        '    version = 2',
-        `    local_addrs = ${SW_ADDR}`,
-        `    remote_addrs = ${WEFT_ADDR}`,
-        `    proposals = ${IKE}`,
-        '    rekey_time = 0',
-        '    local {',
-        '      auth = pubkey',
-        '      certs = sw.crt',
-        '      id = sw.example',
-        '    }',
-        '    remote {',
-        '      auth = pubkey',
-        '      id = weft.example',
-        '    }',
-        '    children {',
-        '      net {',
-        `        local_ts = ${SW_NET}`,
-        `        remote_ts = ${WEFT_NET}`,
-        `        esp_proposals = ${ESP}`,
-        '        rekey_time = 0',
-        `        start_action = ${swInitiates ? 'start' : 'none'}`,
-        '      }',
-        '    }',
-        '  }',
-        '}',
-        '',
-      ].join('\n');
+      const swanctl = swanctlConf([
+        {
+          name: 'weft',
+          localAddrs: SW_ADDR,
+          remoteAddrs: WEFT_ADDR,
+          proposals: IKE,
+          localId: 'sw.example',
+          remoteId: 'weft.example',
+          psk: { cert: 'sw.crt' },
+          children: [
+            {
+              name: 'net',
+              localTs: SW_NET,
+              remoteTs: WEFT_NET,
+              esp: ESP,
+              startAction: swInitiates ? 'start' : 'none',
+            },
+          ],
+        },
+      ]);
       const charon = await startStrongSwan(lab, sw, {
         swanctl,
         files: [

@@ -18,7 +18,7 @@ import { selectorFromPrefix } from '../../src/ipsec/traffic-selectors.js';
 import { TestPki, type TestCert } from '../support/ike-pki.js';
 import type { IkeHostConfig } from './ike-host.js';
 import { interopSkip, JsonLinesProcess, Lab, type Netns } from './harness.js';
-import { Charon, startCharon, STRONGSWAN_TOOLS } from './strongswan.js';
+import { Charon, startCharon, STRONGSWAN_TOOLS, swanctlConf } from './strongswan.js';
 
 const IKE_HOST = fileURLToPath(new URL('./ike-host.js', import.meta.url));
 const TOOLS = [...STRONGSWAN_TOOLS, 'openssl', 'nft'];
@@ -137,37 +137,27 @@ describe(
       running.host = host;
       const ready = await host.waitFor('ready', (e) => e.ev === 'ready' || e.ev === 'error');
       assert.equal(ready.ev, 'ready', JSON.stringify(ready));
-      const swanctl = [
-        'connections {',
-        '  weft {',
-        '    version = 2',
-        `    local_addrs = ${SW_ADDR}`,
-        `    remote_addrs = ${WEFT_ADDR}`,
-        `    proposals = ${IKE}`,
-        '    fragmentation = yes',
-        '    rekey_time = 0',
-        '    local {',
-        '      auth = pubkey',
-        '      certs = sw.crt',
-        '      id = sw.example',
-        '    }',
-        '    remote {',
-        '      auth = pubkey',
-        '      id = weft.example',
-        '    }',
-        '    children {',
-        '      net {',
-        `        local_ts = ${SW_NET}`,
-        `        remote_ts = ${WEFT_NET}`,
-        `        esp_proposals = ${ESP}`,
-        '        rekey_time = 0',
-        `        start_action = ${swInitiates ? 'start' : 'none'}`,
-        '      }',
-        '    }',
-        '  }',
-        '}',
-        '',
-      ].join('\n');
+      const swanctl = swanctlConf([
+        {
+          name: 'weft',
+          localAddrs: SW_ADDR,
+          remoteAddrs: WEFT_ADDR,
+          proposals: IKE,
+          localId: 'sw.example',
+          remoteId: 'weft.example',
+          psk: { cert: 'sw.crt' },
+          fragmentation: 'yes',
+          children: [
+            {
+              name: 'net',
+              localTs: SW_NET,
+              remoteTs: WEFT_NET,
+              esp: ESP,
+              startAction: swInitiates ? 'start' : 'none',
+            },
+          ],
+        },
+      ]);
       const charon = await startCharon(lab, sw, {
         swanctl,
         charon: [`fragment_size = ${MTU}`],

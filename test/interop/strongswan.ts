@@ -204,7 +204,10 @@ export interface SwanConnection {
   proposals: string;
   localId: string;
   remoteId: string;
-  psk: string;
+  /** Pre-shared key authentication with this key, or certificates: `{ cert }` names our certificate (x509/). */
+  psk: string | { readonly cert: string };
+  /** IKE fragmentation (RFC 7383): charon's `fragmentation` setting. */
+  fragmentation?: 'yes' | 'no' | 'accept' | 'force';
   dpdDelay?: string;
   /** Seconds between retransmissions etc. are left at charon's defaults. */
   encap?: boolean;
@@ -213,10 +216,14 @@ export interface SwanConnection {
   children: SwanChild[];
 }
 
-/** One or more PSK connections as swanctl.conf text (no rekeying: the tests that want it say so). */
+/**
+ * One or more connections, with PSK or certificate authentication, as swanctl.conf text (no rekeying: the
+ * tests that want it say so).
+ */
 export function swanctlConf(connections: readonly SwanConnection[]): string {
   const lines: string[] = ['connections {'];
   for (const c of connections) {
+    const auth = typeof c.psk === 'string' ? 'psk' : 'pubkey';
     lines.push(
       `  ${c.name} {`,
       `    version = ${c.version ?? 2}`,
@@ -225,15 +232,17 @@ export function swanctlConf(connections: readonly SwanConnection[]): string {
       `    proposals = ${c.proposals}`,
       ...(c.dpdDelay ? [`    dpd_delay = ${c.dpdDelay}`] : []),
       ...(c.encap ? ['    encap = yes'] : []),
+      ...(c.fragmentation ? [`    fragmentation = ${c.fragmentation}`] : []),
       `    rekey_time = ${c.rekeyTime ?? '0'}`,
       // strongSwan's hard lifetimes default to 110% of rekey_time: far too tight for seconds.
       ...(c.rekeyTime ? ['    over_time = 30s'] : []),
       '    local {',
-      '      auth = psk',
+      `      auth = ${auth}`,
+      ...(typeof c.psk === 'string' ? [] : [`      certs = ${c.psk.cert}`]),
       `      id = ${c.localId}`,
       '    }',
       '    remote {',
-      '      auth = psk',
+      `      auth = ${auth}`,
       `      id = ${c.remoteId}`,
       '    }',
       '    children {',
@@ -256,6 +265,7 @@ export function swanctlConf(connections: readonly SwanConnection[]): string {
   }
   lines.push('}', 'secrets {');
   for (const c of connections) {
+    if (typeof c.psk !== 'string') continue;
     lines.push(
       `  ike-${c.name} {`,
       `    id-1 = ${c.localId}`,
