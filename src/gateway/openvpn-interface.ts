@@ -56,7 +56,7 @@ import {
   type MemberTransport,
   type TransportStatus,
   type UninstallReason,
-} from '../server/member-transport.js';
+} from './member-transport.js';
 
 /** Who a client is, from its client key's metadata or its certificate: a member's name, or why not. */
 export type Identity =

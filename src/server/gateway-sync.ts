@@ -37,7 +37,7 @@ import type {
   MemberTransport,
   TransportStatus,
   UninstallReason,
-} from './member-transport.js';
+} from '../gateway/member-transport.js';
 import { WireGuardMembers } from './wireguard-members.js';
 
 /** A member's policy drops are logged as one line with their count, at most this often. */

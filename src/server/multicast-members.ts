@@ -17,7 +17,12 @@ import type { MulticastPolicy, MulticastPort, Replicator } from '../gateway/mult
 import type { IpHeader } from '../net/ip-packet.js';
 import { parseAddress } from '../net/ip.js';
 import type { Family } from '../multicast/messages.js';
-import type { AdmitMember, InstalledMember, MemberTransport, TransportStatus } from './member-transport.js';
+import type {
+  AdmitMember,
+  InstalledMember,
+  MemberTransport,
+  TransportStatus,
+} from '../gateway/member-transport.js';
 
 /** The firewall's receive-side check (GatewaySync.permits). */
 export type PermitsMember = (

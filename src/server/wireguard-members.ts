@@ -17,7 +17,7 @@ import {
   type MemberTransport,
   type TransportStatus,
   type UninstallReason,
-} from './member-transport.js';
+} from '../gateway/member-transport.js';
 
 interface Peer {
   member: InstalledMember;

@@ -12,7 +12,7 @@ import type {
   MemberTransport,
   TransportStatus,
   UninstallReason,
-} from '../../src/server/member-transport.js';
+} from '../../src/gateway/member-transport.js';
 import { readIpHeader } from '../../src/net/ip-packet.js';
 import { parseAddress } from '../../src/net/ip.js';
 import { Device } from '../../src/wireguard/device.js';

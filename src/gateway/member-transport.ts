@@ -1,13 +1,13 @@
 /**
  * One protocol's view of the people VPN's members. A member's address, groups, policy, expiry and
  * enable/disable belong to the member, not to a protocol: GatewaySync decides which members may connect and
- * with which rules, and tells every transport (WireGuard today; OpenVPN sessions next) through this
+ * with which rules, and tells every transport (WireGuard peers, OpenVPN sessions) through this
  * interface. Each transport reports its sessions back by member name, so status, traffic and metrics are the
  * member's whatever it connected with.
  */
 import type { ConnectionProtocol, MemberRecord } from '../control/model.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
-import type { FirewallMember } from '../gateway/member-firewall.js';
+import type { FirewallMember } from './member-firewall.js';
 import type { IpHeader } from '../net/ip-packet.js';
 
 /** The member's own addresses as host prefixes (/32, and /128 when it has an IPv6 address). */
