@@ -8,7 +8,9 @@
  *      naming the failing path as the control plane names fields ("groups[1]", "ports.from");
  *   3. fastify's own client errors (malformed JSON, body over the limit, unsupported media type, bad URL)
  *      -> WEFT_ERR_VALIDATION / WEFT_ERR_PAYLOAD_TOO_LARGE / ..., by their status;
- *   4. anything else -> 500 WEFT_ERR_INTERNAL with a fixed message and the request's id: the real error goes
+ *   4. the shared store unreachable (StoreUnavailable, a gateway on PostgreSQL while the database is down)
+ *      -> 503 WEFT_ERR_STORE_UNAVAILABLE with Retry-After: nothing was written, the client may try again;
+ *   5. anything else -> 500 WEFT_ERR_INTERNAL with a fixed message and the request's id: the real error goes
  *      to the log only, under that id.
  * Two codes add a header: 401 says how to authenticate (WWW-Authenticate, RFC 6750 section 3), 429 when to
  * come back (Retry-After, RFC 9110 section 10.2.3, from RateLimitedError).
@@ -71,6 +73,12 @@ function isFastifyError(err: unknown): err is FastifyError {
 /** Whatever was thrown, as the WeftError the client sees. */
 export function toWeftError(err: unknown, bodyLimit: number): WeftError {
   if (err instanceof WeftError) return err;
+  // By name: the class lives with the PostgreSQL store, which this module does not load.
+  if (err instanceof Error && err.name === 'StoreUnavailable')
+    return new WeftError(
+      'WEFT_ERR_STORE_UNAVAILABLE',
+      'the store is unreachable; nothing was changed, try again shortly',
+    );
   if (!isFastifyError(err)) return new WeftError('WEFT_ERR_INTERNAL', 'internal error');
   if (err.validation && err.validation.length > 0) {
     // Fastify's own (ajv) validation; the API validates with zod, but a route with a JSON schema would land here.
@@ -148,7 +156,13 @@ export function installErrorHandling(
   app.setErrorHandler((err, request, reply) => {
     let weft = toWeftError(err, request.routeOptions.bodyLimit ?? bodyLimit);
     const status = ERROR_STATUS[weft.code];
-    if (status >= 500) {
+    if (weft.code === 'WEFT_ERR_STORE_UNAVAILABLE') {
+      const path = request.url.split('?')[0] ?? '';
+      log(
+        `api: request ${request.id} ${request.method} ${path}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+      void reply.header('retry-after', '2');
+    } else if (status >= 500) {
       const path = request.url.split('?')[0] ?? '';
       const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
       log(`api: request ${request.id} ${request.method} ${path} failed: ${detail}`);

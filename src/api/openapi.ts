@@ -66,10 +66,16 @@ const STATUS_TEXT: Record<number, string> = {
   413: 'Request body too large',
   429: 'Too many requests',
   500: 'Internal error',
+  503: 'The shared store (PostgreSQL) is unreachable; try again',
 };
 
 function errorResponses(spec: AnyRouteSpec): Json {
-  const codes: ErrorCode[] = ['WEFT_ERR_VALIDATION', ...(spec.errors ?? []), 'WEFT_ERR_INTERNAL'];
+  const codes: ErrorCode[] = [
+    'WEFT_ERR_VALIDATION',
+    ...(spec.errors ?? []),
+    'WEFT_ERR_INTERNAL',
+    'WEFT_ERR_STORE_UNAVAILABLE',
+  ];
   if (!spec.public) codes.push('WEFT_ERR_UNAUTHORIZED', 'WEFT_ERR_RATE_LIMITED');
   // A session's request other than GET must carry its CSRF token; a session-only route refuses tokens.
   if (!spec.public && spec.method !== 'GET') codes.push('WEFT_ERR_CSRF');

@@ -38,6 +38,7 @@ export const ERROR_STATUS = {
   WEFT_ERR_RATE_LIMITED: 429,
   WEFT_ERR_PAYLOAD_TOO_LARGE: 413,
   WEFT_ERR_INTERNAL: 500,
+  WEFT_ERR_STORE_UNAVAILABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -15,6 +15,7 @@ import { ControlPlane } from '../../src/control/control-plane.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
 import type { Store } from '../../src/control/store.js';
 import { PrivateKey } from '../../src/crypto/keys.js';
+import { StoreUnavailable } from '../../src/control/store-postgres.js';
 import { MemoryStore } from '../support/memory-store.js';
 
 const STORES: readonly { name: string; open: () => Store }[] = [
@@ -900,6 +901,21 @@ describe('REST API (failures and live figures)', () => {
     const error = assertError(res, 500, 'WEFT_ERR_INTERNAL');
     assert.doesNotMatch(res.body, /disk|fire|weft\.db|at /);
     assert.match(error.message, /^internal error \(request /);
+    await f.app.close();
+  });
+
+  it('answers 503 WEFT_ERR_STORE_UNAVAILABLE with Retry-After while the shared store is unreachable', async () => {
+    class UnreachableStore extends MemoryStore {
+      override listRoutes(): never {
+        throw new StoreUnavailable('postgres://weft:***@db.internal/weft', new Error('connect ECONNREFUSED'));
+      }
+    }
+    const f = await fixture(new UnreachableStore());
+    const res = await request(f, 'GET', '/api/v1/routes');
+    const error = assertError(res, 503, 'WEFT_ERR_STORE_UNAVAILABLE');
+    assert.equal(res.headers['retry-after'], '2');
+    assert.match(error.message, /unreachable; nothing was changed/);
+    assert.doesNotMatch(res.body, /db\.internal|ECONNREFUSED/);
     await f.app.close();
   });
 
