@@ -97,6 +97,11 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${e.message}\n`);
       return e.exitCode;
     }
+    // The shared PostgreSQL store did not answer: nothing was changed (its message hides any password).
+    if (e instanceof Error && e.name === 'StoreUnavailable') {
+      process.stderr.write(`weft: ${e.message}\n`);
+      return 1;
+    }
     throw e;
   }
 }
