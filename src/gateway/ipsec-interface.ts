@@ -710,10 +710,7 @@ export class IpsecInterface {
       this.apply(run, core.rekeyIke(now));
       return true;
     }
-    const outbound = this.status()
-      .find((s) => s.name === name)
-      ?.children.map((c) => parseInt(c.outboundSpi, 16));
-    for (const spi of outbound ?? []) this.apply(run, core.rekeyChild(spi, now));
+    for (const c of run.site.childSas()) this.apply(run, core.rekeyChild(c.outboundSpi, now));
     return true;
   }
 
