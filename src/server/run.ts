@@ -144,6 +144,8 @@ export async function runServer(
   options: ServerRunOptions = {},
 ): Promise<RunningServer> {
   const store = openStore(dataDir);
+  // The shared PostgreSQL store, or undefined for the embedded SQLite one.
+  const shared = isSyncPostgresStore(store) ? store : undefined;
   const undo: (() => Promise<void> | void)[] = [() => store.close()];
   const unwind = async (): Promise<void> => {
     for (const step of undo.reverse()) {
@@ -217,7 +219,7 @@ export async function runServer(
 
     const activeSync = new GatewaySync(cp, running.device, {
       log,
-      sharedStore: isSyncPostgresStore(store),
+      sharedStore: shared !== undefined,
       handshake: (key) => running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs())),
       settingsChanged: (previous, next) => {
         if (next.listenPort !== previous.listenPort)
@@ -256,11 +258,11 @@ export async function runServer(
     // On a shared store, LISTEN/NOTIFY wakes the sync at each commit on the database (any gateway's API or
     // CLI), so a change is live within milliseconds; the poll above stays as the backstop and runs expiries.
     // Status reports while the store is away are skipped (the next one after it is back carries the totals).
-    if (isSyncPostgresStore(store)) {
+    if (shared) {
       let woken = false;
-      store.follow((event) => {
+      shared.follow((event) => {
         if (event.kind === 'lost') {
-          health.lost(new StoreUnavailable(store.path, new Error(event.message)));
+          health.lost(new StoreUnavailable(shared.path, new Error(event.message)));
           return;
         }
         if (woken) return;
@@ -272,18 +274,17 @@ export async function runServer(
       });
     }
     // A gateway that joined (`weft gateway join`) tells the store it is alive, with the report's cadence.
-    const joined = isSyncPostgresStore(store) ? joinedName(dataDir) : undefined;
+    const joined = shared ? joinedName(dataDir) : undefined;
     const heartbeat = (): void => {
-      if (joined === undefined || !isSyncPostgresStore(store) || store.isDown()) return;
+      if (joined === undefined || !shared || shared.isDown()) return;
       guarded('gateway heartbeat', () => {
-        if (!store.heartbeatGateway(joined)) log(`gateway ${joined} is not registered (weft gateway join)`);
+        if (!shared.heartbeatGateway(joined)) log(`gateway ${joined} is not registered (weft gateway join)`);
       });
     };
     heartbeat();
     const reportTimer = setInterval(() => {
       heartbeat();
-      if (!(isSyncPostgresStore(store) && store.isDown()))
-        guarded('status report', () => activeSync.report());
+      if (!shared?.isDown()) guarded('status report', () => activeSync.report());
     }, 5000);
     undo.push(() => {
       clearInterval(pollTimer);
@@ -383,10 +384,10 @@ export async function runServer(
     });
 
     const liveStore = (): LiveStore => ({
-      kind: isSyncPostgresStore(store) ? 'postgres' : 'sqlite',
+      kind: shared ? 'postgres' : 'sqlite',
       location: store.path,
-      role: isSyncPostgresStore(store) ? 'shared' : 'standalone',
-      reachable: !(isSyncPostgresStore(store) && store.isDown()) && !health.isDown(),
+      role: shared ? 'shared' : 'standalone',
+      reachable: !shared?.isDown() && !health.isDown(),
       ...activeSync.feedPosition(),
     });
     const api = buildApi({
@@ -433,7 +434,7 @@ export async function runServer(
       `ready: ${name} on UDP port ${running.wg.listenPort}, ${activeSync.memberCount} active member(s), API ${apiUrl}, console ${origin}/`,
     );
     log(
-      isSyncPostgresStore(store)
+      shared
         ? `store: PostgreSQL ${store.path}, following its change feed (LISTEN/NOTIFY)`
         : `store: SQLite ${store.path}`,
     );
