@@ -5,7 +5,8 @@
  *   --runs N           TCP/UDP runs per configuration (median and spread are reported); default 3
  *   --duration S       seconds per TCP run; default 10 (UDP and loaded-ping runs are shorter, see below)
  *   --only A,B,...     configurations / sections to run: plain, wg-go, openvpn, weft, weft-wg-go, ovpn-server,
- *                      weft-ovpn, peers, flood, ipsec (bench/esp.ts; in a full run, not with --quick)
+ *                      weft-ovpn, peers, flood, ipsec (bench/esp.ts; in a full run, not with --quick),
+ *                      multicast (bench/multicast.ts; in a full run, not with --quick)
  *   --flood            the flood section only (a handshake flood against a gateway with a member; not in the
  *                      default run); with --only, added to the sections listed
  *   --out DIR          where results go; default bench/results/ in the repository
@@ -35,7 +36,15 @@ export const PEERS_SECTION = 'peers';
 export const FLOOD_SECTION = 'flood';
 /** The IPsec section (bench/esp.ts): in a full run, not in --quick unless named in --only. */
 export const IPSEC_SECTION = 'ipsec';
-export const SECTION_IDS: readonly string[] = [...CONFIG_IDS, PEERS_SECTION, FLOOD_SECTION, IPSEC_SECTION];
+/** The multicast section (bench/multicast.ts): in a full run, not in --quick unless named in --only. */
+export const MULTICAST_SECTION = 'multicast';
+export const SECTION_IDS: readonly string[] = [
+  ...CONFIG_IDS,
+  PEERS_SECTION,
+  FLOOD_SECTION,
+  IPSEC_SECTION,
+  MULTICAST_SECTION,
+];
 
 export interface BenchOptions {
   quick: boolean;
@@ -60,6 +69,8 @@ export interface BenchOptions {
   flood: boolean;
   /** Whether to run the IPsec section. */
   ipsec: boolean;
+  /** Whether to run the multicast section. */
+  multicast: boolean;
   /** Results directory (absolute). */
   outDir: string;
 }
@@ -71,7 +82,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--duration S
   --quick        a few seconds per measurement (CI): 1 run of 2 s, no warm-up
   --runs N       runs per TCP/UDP measurement (default 3; quick 1)
   --duration S   seconds per TCP run (default 10; quick 2)
-  --only LIST    comma-separated configurations/sections (default: all but flood; ipsec not with --quick)
+  --only LIST    comma-separated configurations/sections (default: all but flood; ipsec and multicast
+                 not with --quick)
   --flood        the handshake-flood section only (or, with --only, as well)
   --out DIR      results directory (default bench/results/)
   --report FILE  no measuring: print the report of a saved JSON, redraw its chart as FILE.svg
@@ -146,6 +158,7 @@ export function parseOptions(
   let peers = !floodFlag;
   let flood = floodFlag;
   let ipsec = !floodFlag && !quick;
+  let multicast = !floodFlag && !quick;
   if (only !== undefined) {
     const wanted = only
       .split(',')
@@ -161,6 +174,7 @@ export function parseOptions(
     peers = wanted.includes(PEERS_SECTION);
     flood = floodFlag || wanted.includes(FLOOD_SECTION);
     ipsec = wanted.includes(IPSEC_SECTION);
+    multicast = wanted.includes(MULTICAST_SECTION);
   }
 
   const tcpSeconds = duration ?? (quick ? 2 : 10);
@@ -177,6 +191,7 @@ export function parseOptions(
     peers,
     flood,
     ipsec,
+    multicast,
     outDir: out === undefined ? DEFAULT_OUT_DIR : path.resolve(out),
   };
 }

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CONFIGS } from './configurations.js';
 import type { ConfigId } from './options.js';
-import type { BenchResults, ConfigResult, FloodResult, PeersResult } from './results.js';
+import type { BenchResults, ConfigResult, FloodResult, MulticastResult, PeersResult } from './results.js';
 
 export interface BarCheck {
   name: string;
@@ -367,6 +367,23 @@ function floodBars(flood: FloodResult | undefined): BarCheck[] {
   ];
 }
 
+function multicastBars(m: MulticastResult | undefined): BarCheck[] {
+  if (!m) return [];
+  const name = `multicast: copies/s ≥ ${m.barRatio * 100}% of the gateway's unicast packets/s (${m.packetBytes} bytes)`;
+  if (!m.multicast || !m.unicast)
+    return [{ name, status: 'SKIP', detail: `not measured${m.error ? `: ${m.error}` : ''}` }];
+  const ratio = m.multicast.copiesPerSecond / m.unicast.packetsPerSecond;
+  return [
+    {
+      name,
+      status: ratio >= m.barRatio ? 'PASS' : 'FAIL',
+      detail:
+        `${Math.round(m.multicast.copiesPerSecond)} copies/s (${Math.round(m.multicast.packetsPerSecond)} packets/s ` +
+        `× ${m.receivers}) vs ${Math.round(m.unicast.packetsPerSecond)} unicast packets/s: ${(ratio * 100).toFixed(0)}%`,
+    },
+  ];
+}
+
 export function barChecks(results: BenchResults): BarCheck[] {
   const metric = (key: string): Metric => METRICS.find((m) => m.key === key) as Metric;
   const tcp1 = metric('tcp1');
@@ -387,6 +404,7 @@ export function barChecks(results: BenchResults): BarCheck[] {
     atMostBar(results, 'weft-ovpn', 'ovpn-server', 1.0, metric('pingIdleP50')),
     ...peersBars(results.peers),
     ...floodBars(results.flood),
+    ...multicastBars(results.multicast),
   ];
 }
 
@@ -405,11 +423,11 @@ export function formatReport(results: BenchResults, checks: readonly BarCheck[])
       `and during ${o.loadedPingSeconds} s of TCP×1. CPU and RSS: the tunnel processes of both ends ` +
       `(CPU per GB: over all TCP runs; per ping: over the idle pings; RSS: the larger VmHWM of the two).`,
     '',
-    'Measured values',
-    valuesTable(results),
-    '',
   ];
-  if (base) {
+  if (results.configs.length > 0) parts.push('Measured values', valuesTable(results), '');
+  if (results.configs.length === 0) {
+    // Only sections (peers, flood, IPsec, multicast) were run: no configuration table.
+  } else if (base) {
     parts.push(`Ratios to ${base.label} (1.00× = same; ↑/↓: which way is better)`, ratiosTable(results), '');
   } else {
     parts.push(`(no ratios: the baseline ${BASELINE_ID} was not measured)`, '');

@@ -149,6 +149,55 @@ export interface BenchResults {
   peers?: PeersResult;
   flood?: FloodResult;
   ipsec?: IpsecResult;
+  multicast?: MulticastResult;
+}
+
+/** One rate step of the multicast section: the sender at a fixed rate for a few seconds. */
+export interface MulticastStep {
+  /** Packets per second asked of the sender. */
+  targetRate: number;
+  /** Packets the sender's socket took; those it refused (buffer full). */
+  sent: number;
+  refused: number;
+  seconds: number;
+  sentPerSecond: number;
+  /** Sealed copies (or unicast packets) counted at the receivers' ports. */
+  delivered: number;
+  deliveredPerSecond: number;
+  /** 1 − delivered / (sent × receivers), in percent. */
+  lossPercent: number;
+  /** CPU seconds of the gateway process (all threads) during the step and its drain. */
+  gatewayCpuSeconds: number;
+  /** The gateway's CPU while the sender was sending (100% = one core). */
+  gatewayCpuPercent: number;
+  /** The gateway namespace's UDP RcvbufErrors / SndbufErrors during the step (where packets were lost). */
+  gatewayRcvbufErrors: number;
+  gatewaySndbufErrors: number;
+  /** From the sender's last packet until the receivers' counters stopped moving (includes 200 ms). */
+  drainMs: number;
+}
+
+/** The multicast section (bench/multicast.ts): one sender to 20 receivers, beside unicast, same gateway. */
+export interface MulticastResult {
+  ok: boolean;
+  error?: string;
+  receivers: number;
+  packetBytes: number;
+  stepSeconds: number;
+  lossLimitPercent: number;
+  /** The best clean step (loss under the limit). */
+  multicast?: {
+    packetsPerSecond: number;
+    copiesPerSecond: number;
+    cpuSecondsPerMillionCopies: number;
+    gatewayCpuPercent: number;
+  };
+  unicast?: { packetsPerSecond: number; cpuSecondsPerMillionPackets: number; gatewayCpuPercent: number };
+  multicastSteps: MulticastStep[];
+  unicastSteps: MulticastStep[];
+  gatewayPeakRss: number;
+  /** Bar: copies/s ≥ barRatio × unicast packets/s. */
+  barRatio: number;
 }
 
 /** One row of the IPsec section (bench/esp.ts): single-stream TCP through an IPsec pair. */

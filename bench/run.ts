@@ -20,7 +20,15 @@ import { parseOptions, USAGE, UsageError, type BenchOptions } from './options.js
 import { FLOOD_LIMITS, floodSection } from './flood.js';
 import { PEER_COUNT, PEERS_ADD_LIMIT_S, PEERS_RSS_LIMIT, peersSection } from './peers.js';
 import { barChecks, formatReport, writeJson } from './report.js';
-import type { BenchResults, ConfigResult, FloodResult, IpsecResult, PeersResult } from './results.js';
+import type {
+  BenchResults,
+  ConfigResult,
+  FloodResult,
+  IpsecResult,
+  MulticastResult,
+  PeersResult,
+} from './results.js';
+import { multicastSection, multicastText, LOSS_LIMIT, MULTICAST_BAR_RATIO, RECEIVERS } from './multicast.js';
 import { ipsecSection } from './esp.js';
 import { Rig } from './rig.js';
 
@@ -99,6 +107,7 @@ function reportOnly(file: string): number {
   const svgFile = file.replace(/\.json$/, '') + '.svg';
   fs.writeFileSync(svgFile, renderChart(results, checks));
   console.log(`${formatReport(results, checks)}\n\nChart: ${svgFile}`);
+  if (results.multicast) console.log(`\n${multicastText(results.multicast)}`);
   return 0;
 }
 
@@ -134,9 +143,10 @@ async function main(): Promise<number> {
         options.loadedPingSeconds +
         4) +
     (options.peers ? 8 : 0) +
-    (options.flood ? 2 * (floodPings(options) * 0.01 + options.tcpSeconds) + 12 : 0);
+    (options.flood ? 2 * (floodPings(options) * 0.01 + options.tcpSeconds) + 12 : 0) +
+    (options.multicast ? (options.quick ? 40 : 90) : 0);
   log(
-    `Weft bench: ${[...options.configs, ...(options.peers ? ['1,000 peers'] : []), ...(options.flood ? ['flood'] : [])].join(', ')}; ${options.runs} run(s), ` +
+    `Weft bench: ${[...options.configs, ...(options.peers ? ['1,000 peers'] : []), ...(options.flood ? ['flood'] : []), ...(options.multicast ? ['multicast'] : [])].join(', ')}; ${options.runs} run(s), ` +
       `TCP ${options.tcpSeconds} s, UDP ${options.udpSeconds} s${options.quick ? ' (quick)' : ''}; ` +
       `about ${Math.ceil(estimate / 60)} min`,
   );
@@ -219,6 +229,31 @@ async function main(): Promise<number> {
         };
       }
     }
+    let multicast: MulticastResult | undefined;
+    if (options.multicast) {
+      log(`\n== Multicast: 1 sender → ${RECEIVERS} receivers through \`weft server run\`, beside unicast`);
+      try {
+        multicast = await multicastSection(
+          rig,
+          { stepSeconds: options.quick ? 1 : 3, bisections: options.quick ? 2 : 4 },
+          (l) => log(l),
+        );
+      } catch (error) {
+        log(`  FAILED: ${errorText(error)}`);
+        multicast = {
+          ok: false,
+          error: errorText(error),
+          receivers: RECEIVERS,
+          packetBytes: 200,
+          stepSeconds: 0,
+          lossLimitPercent: LOSS_LIMIT * 100,
+          multicastSteps: [],
+          unicastSteps: [],
+          gatewayPeakRss: 0,
+          barRatio: MULTICAST_BAR_RATIO,
+        };
+      }
+    }
     results = {
       schema: 1,
       startedAt: startedAt.toISOString(),
@@ -245,6 +280,7 @@ async function main(): Promise<number> {
       ...(peers ? { peers } : {}),
       ...(flood ? { flood } : {}),
       ...(ipsec ? { ipsec } : {}),
+      ...(multicast ? { multicast } : {}),
     };
   } finally {
     log('\nteardown');
@@ -262,12 +298,14 @@ async function main(): Promise<number> {
   }
   console.log(`\n${formatReport(results, checks)}\n`);
   if (results.ipsec) console.log(`${results.ipsec.text}\n`);
+  if (results.multicast) console.log(`${multicastText(results.multicast)}\n`);
   console.log(`Results: ${files.join(', ')}`);
   const failed =
     results.configs.some((c) => !c.ok) ||
     (results.peers !== undefined && !results.peers.ok) ||
     (results.flood !== undefined && !results.flood.ok) ||
-    (results.ipsec !== undefined && !results.ipsec.ok);
+    (results.ipsec !== undefined && !results.ipsec.ok) ||
+    (results.multicast !== undefined && !results.multicast.ok);
   return failed ? 1 : 0;
 }
 
