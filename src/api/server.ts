@@ -27,6 +27,7 @@ import { adminRoutes } from './routes-admin.js';
 import { downloadRoutes } from './routes-download.js';
 import { memberRoutes } from './routes-members.js';
 import { multicastRoutes } from './routes-multicast.js';
+import { gatewayRoutes } from './routes-gateways.js';
 import { networkRoutes } from './routes-network.js';
 import { serverRoutes } from './routes-server.js';
 import { sessionRoutes } from './routes-session.js';
@@ -137,6 +138,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   networkRoutes(ctx);
   siteRoutes(ctx);
   multicastRoutes(ctx);
+  gatewayRoutes(ctx);
   adminRoutes(ctx);
   stateRoutes(ctx);
 

@@ -5,14 +5,16 @@
  * 0600; for the peering between gateways, not the members' key pair, which the gateways share), registers the
  * gateway (name, endpoint, public key, region) in the store, records the store in DATA/store-url and the name in
  * DATA/gateway-name. `server run` then heartbeats the registration every few seconds.
- * list: every registered gateway with when the database last heard from it.
+ * list: every registered gateway with when the database last heard from it and the members online on it (from
+ * the member statuses; those whose status does not name a gateway are counted on a line of their own).
  */
 import { existsSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../control/errors.js';
 import { endpoint } from '../control/validate.js';
-import { redactUrl, StoreUnavailable, type GatewayRecord } from '../control/store-postgres.js';
+import { redactUrl, StoreUnavailable } from '../control/store-postgres.js';
+import { gatewayOverview, type GatewayView } from '../control/gateways.js';
 import { openPostgresStoreSync, type SyncPostgresStore } from '../control/store-postgres-sync.js';
 import { PrivateKey } from '../crypto/keys.js';
 import {
@@ -26,8 +28,6 @@ import { STORE_ENV } from '../control/store-open.js';
 import { print, table } from './people.js';
 
 const GATEWAY_KEY_FILE = 'gateway-key';
-/** A gateway the database has not heard from for this long is shown as silent. */
-const SILENT_AFTER_MS = 15_000;
 
 interface GatewayOptions {
   data?: string;
@@ -68,8 +68,8 @@ function ownKey(dir: string): PrivateKey {
   return key;
 }
 
-function state(g: GatewayRecord): string {
-  return g.silentMs < SILENT_AFTER_MS ? 'up' : `silent ${Math.round(g.silentMs / 1000)}s`;
+function state(g: GatewayView): string {
+  return g.state === 'up' ? 'up' : `silent ${Math.round(g.silentMs / 1000)}s`;
 }
 
 export function registerGatewayCommands(program: Command): void {
@@ -130,7 +130,9 @@ export function registerGatewayCommands(program: Command): void {
     });
   gateway
     .command('list')
-    .description('the registered gateways and when the store last heard from each')
+    .description(
+      'the registered gateways, when the store last heard from each, and the members online on each',
+    )
     .option('--json', 'print JSON')
     .option('-d, --data <dir>', `data directory (default: $WEFT_DATA or ${DEFAULT_DATA_DIR})`)
     .action((opts: GatewayOptions & { json?: boolean }) => {
@@ -139,13 +141,26 @@ export function registerGatewayCommands(program: Command): void {
         throw new UserError('weft: gateways are listed on a shared PostgreSQL store; this one is SQLite');
       const store = openShared(where.url);
       try {
-        const list = store.listGateways();
-        print(list, opts.json, () =>
-          table(
-            ['NAME', 'ENDPOINT', 'REGION', 'STATE', 'LAST SEEN'],
-            list.map((g) => [g.name, g.endpoint, g.region, state(g), g.lastSeen]),
-          ),
-        );
+        const overview = gatewayOverview(store);
+        const list = overview.gateways;
+        print(list, opts.json, () => {
+          const rows = table(
+            ['NAME', 'ENDPOINT', 'REGION', 'STATE', 'LAST SEEN', 'ONLINE'],
+            list.map((g) => [
+              g.name,
+              g.endpoint,
+              g.region,
+              state(g),
+              g.lastSeen,
+              g.membersOnline === null ? '?' : String(g.membersOnline),
+            ]),
+          );
+          const unassigned = overview.membersOnlineUnassigned;
+          return unassigned === 0
+            ? rows
+            : `${rows}\n${unassigned} member(s) online on some gateway; their status does not say which` +
+                (list.some((g) => g.membersOnline === null) ? ' (ONLINE ? : not known per gateway)' : '');
+        });
       } finally {
         store.close();
       }

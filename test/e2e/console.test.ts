@@ -840,6 +840,8 @@ describe(
           { name: 'policies', hash: '#/policies', ready: async () => undefined },
           { name: 'routes', hash: '#/routes', ready: async () => undefined },
           { name: 'settings', hash: '#/settings', ready: async () => undefined },
+          // SQLite: one gateway, none registered; the page says so (GET /gateways answers []).
+          { name: 'gateways', hash: '#/gateways', ready: (p) => visible(p, 'gateways-empty') },
           { name: 'audit', hash: '#/audit', ready: (p) => visible(p, 'audit-row') },
         ];
         for (const viewport of Object.keys(VIEWPORTS) as ViewportName[]) {

@@ -13,6 +13,7 @@ import type {
   MemberPage,
   MemberPatch,
   MulticastState,
+  GatewayItem,
   NextIp,
   Policy,
   PolicyInput,
@@ -51,6 +52,8 @@ export const disableTotp = (code: string): Promise<{ totpEnabled: boolean }> =>
 export const getStatus = (signal?: Signal): Promise<Status> => requestJson('GET', '/status', { signal });
 export const getMulticast = (signal?: Signal): Promise<MulticastState> =>
   requestJson('GET', '/multicast', { signal });
+export const getGateways = (signal?: Signal): Promise<GatewayItem[]> =>
+  requestJson('GET', '/gateways', { signal });
 export const getSettings = (signal?: Signal): Promise<Settings> =>
   requestJson('GET', '/settings', { signal });
 export const updateSettings = (patch: SettingsPatch): Promise<Settings> =>

@@ -14,6 +14,7 @@ export const NAV: readonly (readonly [Exclude<PageName, 'login' | 'member'>, str
   ['routes', 'Routes'],
   ['sites', 'Sites'],
   ['multicast', 'Multicast'],
+  ['gateways', 'Gateways'],
   ['settings', 'Settings'],
   ['audit', 'Audit log'],
 ];

@@ -22,6 +22,7 @@ import { membersPage } from './pages/members.js';
 import { policiesPage } from './pages/policies.js';
 import { routesPage } from './pages/routes.js';
 import { multicastPage } from './pages/multicast.js';
+import { gatewaysPage } from './pages/gateways.js';
 import { sitesPage } from './pages/sites.js';
 import { settingsPage } from './pages/settings.js';
 import { currentRoute, hashOf, navigate, onRouteChange, type Route } from './router.js';
@@ -52,6 +53,8 @@ function renderPage(ctx: PageContext, route: Route): Promise<void> | void {
       return sitesPage(ctx);
     case 'multicast':
       return multicastPage(ctx);
+    case 'gateways':
+      return gatewaysPage(ctx);
     case 'settings':
       return settingsPage(ctx);
     case 'audit':

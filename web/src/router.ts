@@ -13,6 +13,7 @@ export type Route =
   | { readonly page: 'routes' }
   | { readonly page: 'sites' }
   | { readonly page: 'multicast' }
+  | { readonly page: 'gateways' }
   | { readonly page: 'settings' }
   | { readonly page: 'audit' };
 
@@ -27,6 +28,7 @@ const SIMPLE: readonly PageName[] = [
   'routes',
   'sites',
   'multicast',
+  'gateways',
   'settings',
   'audit',
 ];

@@ -264,6 +264,20 @@ export interface SiteStatus {
 /** POST /sites and PATCH /sites/{name}. */
 export type SiteInput = Record<string, unknown>;
 
+/** One item of GET /gateways (src/api/routes-gateways.ts). */
+export interface GatewayItem {
+  readonly name: string;
+  readonly endpoint: string;
+  readonly region: string;
+  readonly publicKey: string;
+  readonly registeredAt: string;
+  readonly lastSeen: string;
+  readonly silentMs: number;
+  readonly state: 'up' | 'silent';
+  /** null: the member statuses do not say which gateway holds a member. */
+  readonly membersOnline: number | null;
+}
+
 /** GET /multicast (src/api/routes-multicast.ts). */
 export interface MulticastState {
   readonly on: boolean;

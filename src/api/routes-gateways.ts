@@ -1,0 +1,40 @@
+/**
+ * The gateways of the network: those registered in a shared PostgreSQL store (`weft gateway join`), with their
+ * state, region, endpoint, when the store last heard from each and the members online on each, as
+ * `weft gateway list` shows them. On SQLite (one gateway, nothing registered) the list is empty.
+ */
+import { z } from 'zod';
+import { gatewayOverview } from '../control/gateways.js';
+import type { ApiContext } from './context.js';
+
+export const GatewayItem = z.object({
+  name: z.string(),
+  endpoint: z.string().describe('host:port where members and other gateways reach it'),
+  region: z.string().describe('Region or site label ("" when none)'),
+  publicKey: z.string().describe("The gateway's own WireGuard public key (for the peering between gateways)"),
+  registeredAt: z.string(),
+  lastSeen: z.string().describe("The gateway's last heartbeat, by the database's clock (ISO 8601)"),
+  silentMs: z.number().int().nonnegative().describe('Milliseconds since lastSeen, by the database clock'),
+  state: z.enum(['up', 'silent']).describe('silent: no heartbeat for 15 s'),
+  membersOnline: z
+    .number()
+    .int()
+    .nonnegative()
+    .nullable()
+    .describe(
+      'Members whose status says they are online on this gateway; null when the statuses do not name gateways',
+    ),
+});
+
+export function gatewayRoutes(ctx: ApiContext): void {
+  ctx.routes.add({
+    method: 'GET',
+    path: '/gateways',
+    operationId: 'listGateways',
+    summary: 'The registered gateways (shared PostgreSQL store) with state and members online; [] on SQLite',
+    tag: 'server',
+    errors: ['WEFT_ERR_NOT_INITIALIZED'],
+    responses: { 200: { description: 'Every registered gateway', schema: z.array(GatewayItem) } },
+    handler: () => gatewayOverview(ctx.controlPlane.store).gateways,
+  });
+}

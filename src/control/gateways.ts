@@ -1,0 +1,75 @@
+/**
+ * The gateways of a network as the CLI (`weft gateway list`) and the API (GET /gateways) show them: each
+ * registered gateway (a shared PostgreSQL store only; none on SQLite) with its state and the members online on
+ * it.
+ *
+ * Which gateway holds a member comes from the member's status row, when the row says so (a `gateway` field,
+ * written by the gateway that reports it). Rows that do not say are counted in `membersOnlineUnassigned`, so
+ * what is shown never claims more than the store knows.
+ */
+import type { MemberStatus } from './model.js';
+import type { Store } from './store.js';
+import { isSyncPostgresStore } from './store-postgres-sync.js';
+
+/** A gateway the database has not heard from for this long is shown as silent (heartbeats every few s). */
+export const SILENT_AFTER_MS = 15_000;
+
+export interface GatewayView {
+  readonly name: string;
+  readonly endpoint: string;
+  readonly region: string;
+  readonly publicKey: string;
+  readonly registeredAt: string;
+  /** ISO 8601, by the database's clock. */
+  readonly lastSeen: string;
+  /** Milliseconds since lastSeen, by the database's clock. */
+  readonly silentMs: number;
+  readonly state: 'up' | 'silent';
+  /** Members whose status says they are online on this gateway; null when no status names its gateway. */
+  readonly membersOnline: number | null;
+}
+
+export interface GatewayOverview {
+  readonly gateways: GatewayView[];
+  /** Members online by any gateway's report. */
+  readonly membersOnline: number;
+  /** Of those, members whose status does not name the gateway holding them. */
+  readonly membersOnlineUnassigned: number;
+}
+
+/** The gateway named in a status row, if the row carries one. */
+function statusGateway(s: MemberStatus): string | undefined {
+  const g = (s as MemberStatus & { readonly gateway?: unknown }).gateway;
+  return typeof g === 'string' && g !== '' ? g : undefined;
+}
+
+/** Every registered gateway with its state and members online; empty on a store that is not shared. */
+export function gatewayOverview(store: Store): GatewayOverview {
+  if (!isSyncPostgresStore(store)) return { gateways: [], membersOnline: 0, membersOnlineUnassigned: 0 };
+  const records = store.listGateways();
+  const online = store.allStatuses().filter((s) => s.online);
+  const perGateway = new Map<string, number>();
+  let unassigned = 0;
+  for (const s of online) {
+    const g = statusGateway(s);
+    if (g === undefined) unassigned++;
+    else perGateway.set(g, (perGateway.get(g) ?? 0) + 1);
+  }
+  // Per gateway only when the statuses name gateways (or nobody is online: then 0 everywhere is known).
+  const known = unassigned < online.length || online.length === 0;
+  return {
+    gateways: records.map((g) => ({
+      name: g.name,
+      endpoint: g.endpoint,
+      region: g.region,
+      publicKey: g.publicKey,
+      registeredAt: g.registeredAt,
+      lastSeen: g.lastSeen,
+      silentMs: g.silentMs,
+      state: g.silentMs < SILENT_AFTER_MS ? 'up' : 'silent',
+      membersOnline: known ? (perGateway.get(g.name) ?? 0) : null,
+    })),
+    membersOnline: online.length,
+    membersOnlineUnassigned: unassigned,
+  };
+}
