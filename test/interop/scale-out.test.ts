@@ -226,6 +226,7 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
       [['gw-b', `${UNDERLAY.b}:${PORT}`, 'lab']],
     );
     assert.ok(gateways[0]!.silentMs < 10_000, list.stdout);
+    assert.equal((gateways[0] as { membersOnline?: number | null }).membersOnline, 0, 'nobody online yet');
     for (const via of ['a', 'c'] as const) {
       const p = new JsonLinesProcess<ApiEvent>(
         netns(via).spawn(process.execPath, [API_CLIENT], {
@@ -379,6 +380,16 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
       true,
       JSON.stringify(again.body),
     );
+    // The gateways, through A's API: B registered and up; alice online on B where the statuses say which
+    // gateway holds a member, else not known per gateway (null).
+    const gateways = await call('a', 'GET', '/gateways');
+    assert.equal(gateways.status, 200, JSON.stringify(gateways));
+    const listed = gateways.body as { name: string; state: string; membersOnline: number | null }[];
+    assert.deepEqual(
+      listed.map((g) => [g.name, g.state]),
+      [['gw-b', 'up']],
+    );
+    assert.ok([null, 1].includes(listed[0]!.membersOnline), JSON.stringify(listed));
     const metrics = await call('a', 'GET', '/metrics');
     assert.match(String(metrics.body), /^weft_store_up\{kind="postgres",role="shared"\} 1$/m);
     assert.match(
