@@ -9,7 +9,7 @@
  */
 import type { MemberStatus } from './model.js';
 import type { Store } from './store.js';
-import { isSyncPostgresStore } from './store-postgres-sync.js';
+import type { SyncPostgresStore } from './store-postgres-sync.js';
 
 /** A gateway the database has not heard from for this long is shown as silent (heartbeats every few s). */
 export const SILENT_AFTER_MS = 15_000;
@@ -37,6 +37,14 @@ export interface GatewayOverview {
   readonly membersOnlineUnassigned: number;
 }
 
+/**
+ * Whether the store is the shared PostgreSQL one (the test of isSyncPostgresStore, written out here: importing
+ * that module would load the PostgreSQL client into every process that serves the API, SQLite ones included).
+ */
+function isShared(store: Store): store is SyncPostgresStore {
+  return (store as Partial<SyncPostgresStore>).kind === 'postgres';
+}
+
 /** The gateway named in a status row, if the row carries one. */
 function statusGateway(s: MemberStatus): string | undefined {
   const g = (s as MemberStatus & { readonly gateway?: unknown }).gateway;
@@ -45,7 +53,7 @@ function statusGateway(s: MemberStatus): string | undefined {
 
 /** Every registered gateway with its state and members online; empty on a store that is not shared. */
 export function gatewayOverview(store: Store): GatewayOverview {
-  if (!isSyncPostgresStore(store)) return { gateways: [], membersOnline: 0, membersOnlineUnassigned: 0 };
+  if (!isShared(store)) return { gateways: [], membersOnline: 0, membersOnlineUnassigned: 0 };
   const records = store.listGateways();
   const online = store.allStatuses().filter((s) => s.online);
   const perGateway = new Map<string, number>();
