@@ -3,15 +3,17 @@
  *
  * join (on a new machine): checks the store holds a network, makes this gateway's own key pair (DATA/gateway-key,
  * 0600; for the peering between gateways, not the members' key pair, which the gateways share), registers the
- * gateway (name, endpoint, public key, region) in the store, records the store in DATA/store-url and the name in
+ * gateway (name, endpoint, public key, region, mesh UDP port) in the store, records the store in DATA/store-url and the name in
  * DATA/gateway-name. `server run` then heartbeats the registration every few seconds.
- * list: every registered gateway with when the database last heard from it.
+ * list: every registered gateway with when the database last heard from it, its mesh port, and its mesh peers
+ * with their last handshakes as it last reported them (src/server/mesh.ts).
  */
 import { existsSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../control/errors.js';
 import { endpoint } from '../control/validate.js';
+import { meshPort } from '../control/gateway-registration.js';
 import { redactUrl, StoreUnavailable, type GatewayRecord } from '../control/store-postgres.js';
 import { openPostgresStoreSync, type SyncPostgresStore } from '../control/store-postgres-sync.js';
 import { PrivateKey } from '../crypto/keys.js';
@@ -68,6 +70,18 @@ function ownKey(dir: string): PrivateKey {
   return key;
 }
 
+/** "gw-b 4s ago, gw-c never": the mesh peers as the gateway last reported them. */
+export function meshPeers(g: GatewayRecord, now: number): string {
+  if (g.mesh === null) return '-';
+  if (g.mesh.peers.length === 0) return 'none';
+  return g.mesh.peers
+    .map((p) => {
+      const at = p.lastHandshake === null ? NaN : Date.parse(p.lastHandshake);
+      return `${p.name} ${Number.isNaN(at) ? 'never' : `${Math.max(0, Math.round((now - at) / 1000))}s ago`}`;
+    })
+    .join(', ');
+}
+
 function state(g: GatewayRecord): string {
   return g.silentMs < SILENT_AFTER_MS ? 'up' : `silent ${Math.round(g.silentMs / 1000)}s`;
 }
@@ -83,51 +97,73 @@ export function registerGatewayCommands(program: Command): void {
     .requiredOption('--endpoint <host[:port]>', 'where members and other gateways reach it')
     .option('--store <url>', `the shared store (postgres://...; default: $${STORE_ENV})`)
     .option('--region <label>', 'a region or site label', '')
+    .option(
+      '--mesh-port <port>',
+      'UDP port of its mesh interface, where the other gateways peer with it (default: listen port + 1)',
+    )
     .option('-d, --data <dir>', `data directory (default: $WEFT_DATA or ${DEFAULT_DATA_DIR})`)
-    .action((opts: GatewayOptions & { name: string; endpoint: string; store?: string; region: string }) => {
-      const name = gatewayName(opts.name);
-      let where: string;
-      try {
-        where = endpoint('--endpoint', opts.endpoint).text;
-      } catch (e) {
-        throw new UserError(`weft: ${(e as Error).message}`);
-      }
-      if (opts.region.length > 64) throw new UserError('weft: --region must be at most 64 characters');
-      const env = process.env[STORE_ENV];
-      const url =
-        opts.store !== undefined
-          ? postgresUrlOption('--store', opts.store)
-          : env !== undefined && env !== ''
-            ? postgresUrlOption(STORE_ENV, env)
-            : undefined;
-      if (url === undefined) throw new UserError(`weft: gateway join needs --store URL (or $${STORE_ENV})`);
-      const dir = dataDir(opts);
-      const store = openShared(url);
-      try {
-        if (store.getSettings() === undefined)
-          throw new UserError(
-            `weft: ${redactUrl(url)} holds no Weft network yet; create it on the first gateway with ` +
-              '`weft server init --store URL ...`',
+    .action(
+      (
+        opts: GatewayOptions & {
+          name: string;
+          endpoint: string;
+          store?: string;
+          region: string;
+          meshPort?: string;
+        },
+      ) => {
+        const name = gatewayName(opts.name);
+        let where: string;
+        try {
+          where = endpoint('--endpoint', opts.endpoint).text;
+        } catch (e) {
+          throw new UserError(`weft: ${(e as Error).message}`);
+        }
+        if (opts.region.length > 64) throw new UserError('weft: --region must be at most 64 characters');
+        const env = process.env[STORE_ENV];
+        const url =
+          opts.store !== undefined
+            ? postgresUrlOption('--store', opts.store)
+            : env !== undefined && env !== ''
+              ? postgresUrlOption(STORE_ENV, env)
+              : undefined;
+        if (url === undefined) throw new UserError(`weft: gateway join needs --store URL (or $${STORE_ENV})`);
+        const dir = dataDir(opts);
+        const store = openShared(url);
+        try {
+          const settings = store.getSettings();
+          if (settings === undefined)
+            throw new UserError(
+              `weft: ${redactUrl(url)} holds no Weft network yet; create it on the first gateway with ` +
+                '`weft server init --store URL ...`',
+            );
+          let mesh: number;
+          try {
+            mesh = meshPort('--mesh-port', opts.meshPort, settings.listenPort);
+          } catch (e) {
+            throw new UserError(`weft: ${(e as Error).message}`);
+          }
+          mkdirSync(dir, { recursive: true, mode: 0o700 });
+          chmodSync(dir, 0o700);
+          const key = ownKey(dir);
+          const record = store.registerGateway({
+            name,
+            endpoint: where,
+            publicKey: key.publicKey().toBase64(),
+            region: opts.region,
+            meshPort: mesh,
+          });
+          recordStoreUrl(dir, url);
+          writeFileSync(join(dir, GATEWAY_NAME_FILE), `${name}\n`, { mode: 0o600 });
+          process.stdout.write(
+            `gateway ${record.name} (${record.endpoint}${record.region ? `, ${record.region}` : ''}, mesh UDP ${mesh}) joined ` +
+              `${redactUrl(url)}; start it with: weft server run --data ${dir}\n`,
           );
-        mkdirSync(dir, { recursive: true, mode: 0o700 });
-        chmodSync(dir, 0o700);
-        const key = ownKey(dir);
-        const record = store.registerGateway({
-          name,
-          endpoint: where,
-          publicKey: key.publicKey().toBase64(),
-          region: opts.region,
-        });
-        recordStoreUrl(dir, url);
-        writeFileSync(join(dir, GATEWAY_NAME_FILE), `${name}\n`, { mode: 0o600 });
-        process.stdout.write(
-          `gateway ${record.name} (${record.endpoint}${record.region ? `, ${record.region}` : ''}) joined ` +
-            `${redactUrl(url)}; start it with: weft server run --data ${dir}\n`,
-        );
-      } finally {
-        store.close();
-      }
-    });
+        } finally {
+          store.close();
+        }
+      },
+    );
   gateway
     .command('list')
     .description('the registered gateways and when the store last heard from each')
@@ -142,8 +178,16 @@ export function registerGatewayCommands(program: Command): void {
         const list = store.listGateways();
         print(list, opts.json, () =>
           table(
-            ['NAME', 'ENDPOINT', 'REGION', 'STATE', 'LAST SEEN'],
-            list.map((g) => [g.name, g.endpoint, g.region, state(g), g.lastSeen]),
+            ['NAME', 'ENDPOINT', 'MESH PORT', 'REGION', 'STATE', 'LAST SEEN', 'MESH PEERS (LAST HANDSHAKE)'],
+            list.map((g) => [
+              g.name,
+              g.endpoint,
+              g.meshPort === null ? '-' : String(g.meshPort),
+              g.region,
+              state(g),
+              g.lastSeen,
+              meshPeers(g, Date.now()),
+            ]),
           ),
         );
       } finally {
