@@ -80,7 +80,8 @@ interface AppliedPeer {
 export class Mesh {
   readonly counters = { polls: 0, pollErrors: 0 };
   private readonly peers = new Map<string, AppliedPeer>();
-  private readonly byKey = new Map<string, AppliedPeer>();
+  /** By the key object the device was given (it hands the same one back with each packet: no encoding). */
+  private readonly byKey = new Map<PublicKey, AppliedPeer>();
   private readonly resolved = new Map<string, string>();
   private readonly resolving = new Set<string>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -144,7 +145,7 @@ export class Mesh {
   }
 
   private delivered(packet: Uint8Array, header: IpHeader, peer: PublicKey): void {
-    const p = this.byKey.get(peer.toBase64());
+    const p = this.byKey.get(peer);
     if (p) p.delivered++;
     this.options.admitMesh(packet, header);
   }
@@ -201,7 +202,7 @@ export class Mesh {
           delivered: 0,
         };
         this.peers.set(p.name, applied);
-        this.byKey.set(p.publicKey, applied);
+        this.byKey.set(parsed.key, applied);
         this.device.setPeer({
           publicKey: parsed.key,
           endpoint,
@@ -235,7 +236,7 @@ export class Mesh {
   private remove(applied: AppliedPeer): void {
     this.device.removePeer(applied.key);
     this.peers.delete(applied.name);
-    this.byKey.delete(applied.key.toBase64());
+    this.byKey.delete(applied.key);
   }
 
   /** The peer's mesh endpoint: an address as registered, or a host name once resolved (in the background). */
