@@ -35,6 +35,14 @@ interface GatewayOptions {
   data?: string;
 }
 
+type JoinOptions = GatewayOptions & {
+  name: string;
+  endpoint: string;
+  store?: string;
+  region: string;
+  meshPort?: string;
+};
+
 function dataDir(opts: GatewayOptions): string {
   return opts.data ?? process.env['WEFT_DATA'] ?? DEFAULT_DATA_DIR;
 }
@@ -102,68 +110,58 @@ export function registerGatewayCommands(program: Command): void {
       'UDP port of its mesh interface, where the other gateways peer with it (default: listen port + 1)',
     )
     .option('-d, --data <dir>', `data directory (default: $WEFT_DATA or ${DEFAULT_DATA_DIR})`)
-    .action(
-      (
-        opts: GatewayOptions & {
-          name: string;
-          endpoint: string;
-          store?: string;
-          region: string;
-          meshPort?: string;
-        },
-      ) => {
-        const name = gatewayName(opts.name);
-        let where: string;
+    .action((opts: JoinOptions) => {
+      const name = gatewayName(opts.name);
+      let where: string;
+      try {
+        where = endpoint('--endpoint', opts.endpoint).text;
+      } catch (e) {
+        throw new UserError(`weft: ${(e as Error).message}`);
+      }
+      if (opts.region.length > 64) throw new UserError('weft: --region must be at most 64 characters');
+      const env = process.env[STORE_ENV];
+      const url =
+        opts.store !== undefined
+          ? postgresUrlOption('--store', opts.store)
+          : env !== undefined && env !== ''
+            ? postgresUrlOption(STORE_ENV, env)
+            : undefined;
+      if (url === undefined) throw new UserError(`weft: gateway join needs --store URL (or $${STORE_ENV})`);
+      const dir = dataDir(opts);
+      const store = openShared(url);
+      try {
+        const settings = store.getSettings();
+        if (settings === undefined)
+          throw new UserError(
+            `weft: ${redactUrl(url)} holds no Weft network yet; create it on the first gateway with ` +
+              '`weft server init --store URL ...`',
+          );
+        let mesh: number;
         try {
-          where = endpoint('--endpoint', opts.endpoint).text;
+          mesh = meshPort('--mesh-port', opts.meshPort, settings.listenPort);
         } catch (e) {
           throw new UserError(`weft: ${(e as Error).message}`);
         }
-        if (opts.region.length > 64) throw new UserError('weft: --region must be at most 64 characters');
-        const env = process.env[STORE_ENV];
-        const url =
-          opts.store !== undefined
-            ? postgresUrlOption('--store', opts.store)
-            : env !== undefined && env !== ''
-              ? postgresUrlOption(STORE_ENV, env)
-              : undefined;
-        if (url === undefined) throw new UserError(`weft: gateway join needs --store URL (or $${STORE_ENV})`);
-        const dir = dataDir(opts);
-        const store = openShared(url);
-        try {
-          const settings = store.getSettings();
-          if (settings === undefined)
-            throw new UserError(
-              `weft: ${redactUrl(url)} holds no Weft network yet; create it on the first gateway with ` +
-                '`weft server init --store URL ...`',
-            );
-          let mesh: number;
-          try {
-            mesh = meshPort('--mesh-port', opts.meshPort, settings.listenPort);
-          } catch (e) {
-            throw new UserError(`weft: ${(e as Error).message}`);
-          }
-          mkdirSync(dir, { recursive: true, mode: 0o700 });
-          chmodSync(dir, 0o700);
-          const key = ownKey(dir);
-          const record = store.registerGateway({
-            name,
-            endpoint: where,
-            publicKey: key.publicKey().toBase64(),
-            region: opts.region,
-            meshPort: mesh,
-          });
-          recordStoreUrl(dir, url);
-          writeFileSync(join(dir, GATEWAY_NAME_FILE), `${name}\n`, { mode: 0o600 });
-          process.stdout.write(
-            `gateway ${record.name} (${record.endpoint}${record.region ? `, ${record.region}` : ''}, mesh UDP ${mesh}) joined ` +
-              `${redactUrl(url)}; start it with: weft server run --data ${dir}\n`,
-          );
-        } finally {
-          store.close();
-        }
-      },
-    );
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        chmodSync(dir, 0o700);
+        const key = ownKey(dir);
+        const record = store.registerGateway({
+          name,
+          endpoint: where,
+          publicKey: key.publicKey().toBase64(),
+          region: opts.region,
+          meshPort: mesh,
+        });
+        recordStoreUrl(dir, url);
+        writeFileSync(join(dir, GATEWAY_NAME_FILE), `${name}\n`, { mode: 0o600 });
+        process.stdout.write(
+          `gateway ${record.name} (${record.endpoint}${record.region ? `, ${record.region}` : ''}, mesh UDP ${mesh}) joined ` +
+            `${redactUrl(url)}; start it with: weft server run --data ${dir}\n`,
+        );
+      } finally {
+        store.close();
+      }
+    });
   gateway
     .command('list')
     .description('the registered gateways and when the store last heard from each')
