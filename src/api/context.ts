@@ -25,6 +25,23 @@ export interface LiveStore {
   readonly lagSeconds: number;
 }
 
+/** The peering mesh between gateways, as this gateway sees it (src/server/mesh.ts). */
+export interface LiveMesh {
+  readonly name: string;
+  readonly port: number;
+  readonly publicKey: string;
+  readonly peers: readonly {
+    readonly name: string;
+    readonly publicKey: string;
+    readonly endpoint: string | null;
+    readonly lastHandshake: string | null;
+    readonly rxBytes: number;
+    readonly txBytes: number;
+    readonly routes: number;
+    readonly delivered: number;
+  }[];
+}
+
 /** Live figures of the gateway running in this process, for GET /status. */
 export interface LiveStatus {
   /** Undefined while the gateway is not running. */
@@ -38,6 +55,7 @@ export interface LiveStatus {
         txBytes: number;
         startedAt: string;
         store?: LiveStore;
+        mesh?: LiveMesh;
       }
     | undefined;
   /** Per-member figures and drop counters for /metrics; undefined while the gateway is not running. */

@@ -235,6 +235,26 @@ export const LiveGateway = z.object({
       lagSeconds: z.number().describe('Seconds since this gateway last reached the head of the change feed'),
     })
     .optional(),
+  mesh: z
+    .object({
+      name: z.string().describe("This gateway's registered name"),
+      port: z.number().int().describe('The UDP port of its mesh interface'),
+      publicKey: z.string().describe("This gateway's own key (DATA/gateway-key), not the members' one"),
+      peers: z.array(
+        z.object({
+          name: z.string(),
+          publicKey: z.string(),
+          endpoint: z.string().nullable(),
+          lastHandshake: isoTime.nullable(),
+          rxBytes: z.number(),
+          txBytes: z.number(),
+          routes: z.number().int().describe('Member addresses routed to this peer'),
+          delivered: z.number().describe('Packets from this peer delivered here'),
+        }),
+      ),
+    })
+    .optional()
+    .describe('The peering mesh with the other gateways (shared store, joined gateway)'),
 });
 
 export const Status = z.object({
@@ -269,6 +289,10 @@ export const MemberStatus = z.object({
   txBytes: z.number(),
   policyDrops: z.number(),
   updatedAt: isoTime,
+  gateway: z
+    .string()
+    .optional()
+    .describe('On a shared store: the gateway that reported it (the one holding its session while online)'),
 });
 
 export const MemberView = z.object({

@@ -3,16 +3,18 @@
  *
  * join (on a new machine): checks the store holds a network, makes this gateway's own key pair (DATA/gateway-key,
  * 0600; for the peering between gateways, not the members' key pair, which the gateways share), registers the
- * gateway (name, endpoint, public key, region) in the store, records the store in DATA/store-url and the name in
+ * gateway (name, endpoint, public key, region, mesh UDP port) in the store, records the store in DATA/store-url and the name in
  * DATA/gateway-name. `server run` then heartbeats the registration every few seconds.
- * list: every registered gateway with when the database last heard from it and the members online on it (from
- * the member statuses; those whose status does not name a gateway are counted on a line of their own).
+ * list: every registered gateway with when the database last heard from it, its mesh port, its mesh peers with
+ * their last handshakes as it last reported them (src/server/mesh.ts), and the members online on it (from the
+ * member statuses; those whose status does not name a gateway are counted on a line of their own).
  */
 import { existsSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../control/errors.js';
 import { endpoint } from '../control/validate.js';
+import { meshPort } from '../control/gateway-registration.js';
 import { redactUrl, StoreUnavailable } from '../control/store-postgres.js';
 import { gatewayOverview, type GatewayView } from '../control/gateways.js';
 import { openPostgresStoreSync, type SyncPostgresStore } from '../control/store-postgres-sync.js';
@@ -32,6 +34,14 @@ const GATEWAY_KEY_FILE = 'gateway-key';
 interface GatewayOptions {
   data?: string;
 }
+
+type JoinOptions = GatewayOptions & {
+  name: string;
+  endpoint: string;
+  store?: string;
+  region: string;
+  meshPort?: string;
+};
 
 function dataDir(opts: GatewayOptions): string {
   return opts.data ?? process.env['WEFT_DATA'] ?? DEFAULT_DATA_DIR;
@@ -68,6 +78,18 @@ function ownKey(dir: string): PrivateKey {
   return key;
 }
 
+/** "gw-b 4s ago, gw-c never": the mesh peers as the gateway last reported them. */
+export function meshPeers(g: Pick<GatewayView, 'mesh'>, now: number): string {
+  if (g.mesh === null) return '-';
+  if (g.mesh.peers.length === 0) return 'none';
+  return g.mesh.peers
+    .map((p) => {
+      const at = p.lastHandshake === null ? NaN : Date.parse(p.lastHandshake);
+      return `${p.name} ${Number.isNaN(at) ? 'never' : `${Math.max(0, Math.round((now - at) / 1000))}s ago`}`;
+    })
+    .join(', ');
+}
+
 function state(g: GatewayView): string {
   return g.state === 'up' ? 'up' : `silent ${Math.round(g.silentMs / 1000)}s`;
 }
@@ -83,8 +105,12 @@ export function registerGatewayCommands(program: Command): void {
     .requiredOption('--endpoint <host[:port]>', 'where members and other gateways reach it')
     .option('--store <url>', `the shared store (postgres://...; default: $${STORE_ENV})`)
     .option('--region <label>', 'a region or site label', '')
+    .option(
+      '--mesh-port <port>',
+      'UDP port of its mesh interface, where the other gateways peer with it (default: listen port + 1)',
+    )
     .option('-d, --data <dir>', `data directory (default: $WEFT_DATA or ${DEFAULT_DATA_DIR})`)
-    .action((opts: GatewayOptions & { name: string; endpoint: string; store?: string; region: string }) => {
+    .action((opts: JoinOptions) => {
       const name = gatewayName(opts.name);
       let where: string;
       try {
@@ -104,11 +130,18 @@ export function registerGatewayCommands(program: Command): void {
       const dir = dataDir(opts);
       const store = openShared(url);
       try {
-        if (store.getSettings() === undefined)
+        const settings = store.getSettings();
+        if (settings === undefined)
           throw new UserError(
             `weft: ${redactUrl(url)} holds no Weft network yet; create it on the first gateway with ` +
               '`weft server init --store URL ...`',
           );
+        let mesh: number;
+        try {
+          mesh = meshPort('--mesh-port', opts.meshPort, settings.listenPort);
+        } catch (e) {
+          throw new UserError(`weft: ${(e as Error).message}`);
+        }
         mkdirSync(dir, { recursive: true, mode: 0o700 });
         chmodSync(dir, 0o700);
         const key = ownKey(dir);
@@ -117,11 +150,12 @@ export function registerGatewayCommands(program: Command): void {
           endpoint: where,
           publicKey: key.publicKey().toBase64(),
           region: opts.region,
+          meshPort: mesh,
         });
         recordStoreUrl(dir, url);
         writeFileSync(join(dir, GATEWAY_NAME_FILE), `${name}\n`, { mode: 0o600 });
         process.stdout.write(
-          `gateway ${record.name} (${record.endpoint}${record.region ? `, ${record.region}` : ''}) joined ` +
+          `gateway ${record.name} (${record.endpoint}${record.region ? `, ${record.region}` : ''}, mesh UDP ${mesh}) joined ` +
             `${redactUrl(url)}; start it with: weft server run --data ${dir}\n`,
         );
       } finally {
@@ -143,16 +177,19 @@ export function registerGatewayCommands(program: Command): void {
       try {
         const overview = gatewayOverview(store);
         const list = overview.gateways;
+        const now = Date.now();
         print(list, opts.json, () => {
           const rows = table(
-            ['NAME', 'ENDPOINT', 'REGION', 'STATE', 'LAST SEEN', 'ONLINE'],
+            ['NAME', 'ENDPOINT', 'MESH PORT', 'REGION', 'STATE', 'LAST SEEN', 'ONLINE', 'MESH PEERS (LAST HANDSHAKE)'],
             list.map((g) => [
               g.name,
               g.endpoint,
+              g.meshPort === null ? '-' : String(g.meshPort),
               g.region,
               state(g),
               g.lastSeen,
               g.membersOnline === null ? '?' : String(g.membersOnline),
+              meshPeers(g, now),
             ]),
           );
           const unassigned = overview.membersOnlineUnassigned;

@@ -9,6 +9,7 @@
  */
 import type { MemberStatus } from './model.js';
 import type { Store } from './store.js';
+import type { GatewayRecord } from './store-postgres.js';
 import type { SyncPostgresStore } from './store-postgres-sync.js';
 
 /** A gateway the database has not heard from for this long is shown as silent (heartbeats every few s). */
@@ -25,6 +26,9 @@ export interface GatewayView {
   /** Milliseconds since lastSeen, by the database's clock. */
   readonly silentMs: number;
   readonly state: 'up' | 'silent';
+  /** Its mesh UDP port (null: registered before the mesh) and its mesh peers as it last reported them. */
+  readonly meshPort: GatewayRecord['meshPort'];
+  readonly mesh: GatewayRecord['mesh'];
   /** Members whose status says they are online on this gateway; null when no status names its gateway. */
   readonly membersOnline: number | null;
 }
@@ -47,8 +51,7 @@ function isShared(store: Store): store is SyncPostgresStore {
 
 /** The gateway named in a status row, if the row carries one. */
 function statusGateway(s: MemberStatus): string | undefined {
-  const g = (s as MemberStatus & { readonly gateway?: unknown }).gateway;
-  return typeof g === 'string' && g !== '' ? g : undefined;
+  return s.gateway === undefined || s.gateway === null || s.gateway === '' ? undefined : s.gateway;
 }
 
 /** Every registered gateway with its state and members online; empty on a store that is not shared. */
@@ -75,6 +78,8 @@ export function gatewayOverview(store: Store): GatewayOverview {
       lastSeen: g.lastSeen,
       silentMs: g.silentMs,
       state: g.silentMs < SILENT_AFTER_MS ? 'up' : 'silent',
+      meshPort: g.meshPort,
+      mesh: g.mesh,
       membersOnline: known ? (perGateway.get(g.name) ?? 0) : null,
     })),
     membersOnline: online.length,

@@ -179,6 +179,8 @@ export interface MemberStatus {
   /** Packets the gateway's policy dropped from this member. */
   readonly policyDrops: number;
   readonly updatedAt: string;
+  /** On a shared store: the gateway that reported it (the one holding its session while online). */
+  readonly gateway?: string;
 }
 
 /**

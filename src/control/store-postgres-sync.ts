@@ -37,6 +37,8 @@ import {
   redactUrl,
   type GatewayRecord,
   type GatewayRegistration,
+  type MeshPeerReport,
+  type MemberLocation,
   type PostgresStoreOptions,
 } from './store-postgres.js';
 import {
@@ -77,6 +79,8 @@ export interface PostgresExtras {
   heartbeatGateway(name: string): boolean;
   listGateways(): GatewayRecord[];
   removeGateway(name: string): boolean;
+  reportGatewayMesh(name: string, peers: readonly MeshPeerReport[]): boolean;
+  memberLocations(except: string): MemberLocation[];
 }
 
 export type SyncPostgresStore = Store & PostgresExtras;
@@ -93,7 +97,14 @@ export function openPostgresStoreSync(url: string, options: SyncPostgresOptions 
   return new SyncPostgresStoreImpl(url, options) as unknown as SyncPostgresStore;
 }
 
-const EXTRA_METHODS = ['registerGateway', 'heartbeatGateway', 'listGateways', 'removeGateway'] as const;
+const EXTRA_METHODS = [
+  'registerGateway',
+  'heartbeatGateway',
+  'listGateways',
+  'removeGateway',
+  'reportGatewayMesh',
+  'memberLocations',
+] as const;
 
 class SyncPostgresStoreImpl {
   readonly kind = 'postgres';

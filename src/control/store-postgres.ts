@@ -323,6 +323,18 @@ ALTER TABLE sites ADD COLUMN private_key text;
 ALTER TABLE sites ADD COLUMN ca_certificates text;
 `;
 
+/**
+ * Version 7: the peering mesh between gateways (src/server/mesh.ts). A gateway's mesh UDP port (NULL on rows
+ * from before: the network's listen port + 1) and its mesh peers as it last reported them (jsonb); a member's
+ * status names the gateway holding its session, which the other gateways route its addresses to.
+ */
+const SCHEMA_V7 = `
+ALTER TABLE gateways ADD COLUMN mesh_port integer
+  CONSTRAINT "gateways.mesh_port" CHECK (mesh_port IS NULL OR mesh_port BETWEEN 1 AND 65535);
+ALTER TABLE gateways ADD COLUMN mesh jsonb;
+ALTER TABLE member_status ADD COLUMN gateway text COLLATE "C";
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
 export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V1,
@@ -331,6 +343,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V4,
   SCHEMA_V5,
   SCHEMA_V6,
+  SCHEMA_V7,
 ];
 
 /** The schema version this build writes. */
@@ -399,9 +412,33 @@ export interface GatewayRegistration {
   readonly publicKey: string;
   /** A region or site label, free text ("eu-west", "office"). */
   readonly region: string;
+  /** The UDP port of its mesh interface (the peering with the other gateways); null: listen port + 1. */
+  readonly meshPort?: number | null;
+}
+
+/** One mesh peer as a gateway reports it (reportGatewayMesh). */
+export interface MeshPeerReport {
+  /** The peer gateway's name. */
+  readonly name: string;
+  readonly endpoint: string | null;
+  /** ISO 8601 of the last completed handshake with it; null: none yet. */
+  readonly lastHandshake: string | null;
+  /** Member addresses routed to it. */
+  readonly routes: number;
+}
+
+/** Where a member's session is, as the status row of the gateway holding it says (memberLocations). */
+export interface MemberLocation {
+  readonly name: string;
+  readonly gateway: string;
+  readonly ip: string;
+  readonly ip6: string | null;
 }
 
 export interface GatewayRecord extends GatewayRegistration {
+  readonly meshPort: number | null;
+  /** Its mesh peers as it last reported them, and when (the database's clock); null before its first report. */
+  readonly mesh: { readonly at: string; readonly peers: readonly MeshPeerReport[] } | null;
   readonly registeredAt: string;
   /** ISO 8601, the database's clock. */
   readonly lastSeen: string;
@@ -409,7 +446,7 @@ export interface GatewayRecord extends GatewayRegistration {
   readonly silentMs: number;
 }
 
-const GATEWAY_COLUMNS = `name, endpoint, public_key, region, registered_at, last_seen,
+const GATEWAY_COLUMNS = `name, endpoint, public_key, region, mesh_port, mesh, registered_at, last_seen,
   (extract(epoch FROM clock_timestamp() - last_seen) * 1000)::float8 AS silent_ms`;
 
 interface GatewayRow {
@@ -417,6 +454,8 @@ interface GatewayRow {
   readonly endpoint: string;
   readonly public_key: string;
   readonly region: string;
+  readonly mesh_port: number | null;
+  readonly mesh: { at: string; peers: MeshPeerReport[] } | null;
   readonly registered_at: Date;
   readonly last_seen: Date;
   readonly silent_ms: number;
@@ -428,6 +467,8 @@ function gatewayFromRow(r: GatewayRow): GatewayRecord {
     endpoint: r.endpoint,
     publicKey: r.public_key,
     region: r.region,
+    meshPort: r.mesh_port,
+    mesh: r.mesh,
     registeredAt: r.registered_at.toISOString(),
     lastSeen: r.last_seen.toISOString(),
     silentMs: Math.max(0, Math.round(r.silent_ms)),
@@ -565,6 +606,7 @@ interface StatusRow {
   readonly updated_at: string;
   readonly protocol: MemberStatus['protocol'];
   readonly since: string | null;
+  readonly gateway: string | null;
 }
 
 interface TrafficRow {
@@ -1230,13 +1272,16 @@ export class PostgresStore implements AsyncStore {
     await this.#write((q) =>
       q(
         `INSERT INTO member_status (name, online, endpoint, last_handshake, rx_bytes, tx_bytes, policy_drops,
-                                    updated_at, protocol, since)
+                                    updated_at, protocol, since, gateway)
          SELECT * FROM unnest($1::text[], $2::boolean[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-                              $7::bigint[], $8::text[], $9::text[], $10::text[])
+                              $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[])
          ON CONFLICT (name) DO UPDATE SET online = excluded.online, endpoint = excluded.endpoint,
            last_handshake = excluded.last_handshake, rx_bytes = excluded.rx_bytes, tx_bytes = excluded.tx_bytes,
            policy_drops = excluded.policy_drops, updated_at = excluded.updated_at, protocol = excluded.protocol,
-           since = excluded.since`,
+           since = excluded.since, gateway = excluded.gateway
+         -- A gateway the member left does not mark it offline while another gateway holds its session.
+         WHERE excluded.online OR NOT member_status.online OR member_status.gateway IS NULL
+            OR excluded.gateway IS NULL OR member_status.gateway = excluded.gateway`,
         [
           rows.map((s) => s.name),
           rows.map((s) => s.online),
@@ -1248,6 +1293,7 @@ export class PostgresStore implements AsyncStore {
           rows.map((s) => s.updatedAt),
           rows.map((s) => s.protocol),
           rows.map((s) => s.since),
+          rows.map((s) => s.gateway ?? null),
         ],
       ),
     );
@@ -1333,11 +1379,12 @@ export class PostgresStore implements AsyncStore {
   async registerGateway(gateway: GatewayRegistration): Promise<GatewayRecord> {
     const { rows } = await this.#write((q) =>
       q<GatewayRow>(
-        `INSERT INTO gateways (name, endpoint, public_key, region) VALUES ($1, $2, $3, $4)
+        `INSERT INTO gateways (name, endpoint, public_key, region, mesh_port) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (name) DO UPDATE SET endpoint = excluded.endpoint, public_key = excluded.public_key,
-                                          region = excluded.region, last_seen = now()
+                                          region = excluded.region, mesh_port = excluded.mesh_port,
+                                          last_seen = now()
          RETURNING ${GATEWAY_COLUMNS}`,
-        [gateway.name, gateway.endpoint, gateway.publicKey, gateway.region],
+        [gateway.name, gateway.endpoint, gateway.publicKey, gateway.region, gateway.meshPort ?? null],
       ),
     );
     const row = rows[0];
@@ -1363,6 +1410,31 @@ export class PostgresStore implements AsyncStore {
   async removeGateway(name: string): Promise<boolean> {
     const { rowCount } = await this.#write((q) => q('DELETE FROM gateways WHERE name = $1', [name]));
     return (rowCount ?? 0) > 0;
+  }
+
+  /** Records the gateway's mesh peers as it sees them now; false when it is not registered. */
+  async reportGatewayMesh(name: string, peers: readonly MeshPeerReport[]): Promise<boolean> {
+    const { rowCount } = await this.#write((q) =>
+      q(
+        `UPDATE gateways SET mesh = jsonb_build_object('at', to_jsonb(now()), 'peers', $2::jsonb)
+          WHERE name = $1`,
+        [name, JSON.stringify(peers)],
+      ),
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  /**
+   * The members online on some gateway other than `except`, by their status rows, with their addresses (one
+   * statement: the mesh reads it every second). Disabled members are left out.
+   */
+  async memberLocations(except: string): Promise<MemberLocation[]> {
+    const { rows } = await this.#read<MemberLocation>(
+      `SELECT s.name, s.gateway, m.ip, m.ip6 FROM member_status s JOIN members m ON m.name = s.name
+        WHERE s.online AND s.gateway IS NOT NULL AND s.gateway <> $1 AND NOT m.disabled ORDER BY s.name`,
+      [except],
+    );
+    return rows.map((r) => ({ name: r.name, gateway: r.gateway, ip: r.ip, ip6: r.ip6 }));
   }
 
   /**
@@ -1885,5 +1957,6 @@ function statusFromRow(r: StatusRow): MemberStatus {
     updatedAt: r.updated_at,
     protocol: r.protocol,
     since: r.since,
+    ...(r.gateway !== null ? { gateway: r.gateway } : {}),
   };
 }

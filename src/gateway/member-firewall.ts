@@ -150,7 +150,7 @@ export class MemberFirewall {
       this.counters.replies++;
       allow = true;
     } else if (allow && this.memberNets.lookup(header.family, header.destination) !== undefined) {
-      this.remember(header, t, now);
+      this.rememberFlow(header, t, now);
     }
     if (allow) this.counters.passed++;
     else {
@@ -177,7 +177,16 @@ export class MemberFirewall {
     return false;
   }
 
-  private remember(header: IpHeader, t: Transport, now: number): void {
+  /**
+   * Records the flow of a packet admitted elsewhere (another gateway's firewall, where it entered the overlay)
+   * toward a member here, so that member's replies pass (step 3) as they would had it entered here.
+   */
+  remember(packet: Uint8Array, header: IpHeader, now: number): void {
+    if (this.memberNets.lookup(header.family, header.destination) === undefined) return;
+    this.rememberFlow(header, transport(packet, header), now);
+  }
+
+  private rememberFlow(header: IpHeader, t: Transport, now: number): void {
     // The key the reply will have: its source is our destination.
     const key = `${t.proto}|${hex(header.destination)}|${t.dport}|${hex(header.source)}|${t.sport}`;
     this.flows.delete(key);

@@ -83,6 +83,8 @@ export interface SyncEvents {
    * status reported by the one it is connected to.
    */
   sharedStore?: boolean;
+  /** On a shared store: this gateway's registered name, written into each status row it reports (the mesh). */
+  gatewayName?: string;
 }
 
 /** Nothing of the member was ever seen by this gateway. */
@@ -486,6 +488,7 @@ export class GatewaySync {
           txBytes: tx,
           policyDrops: m.drops,
           updatedAt: at,
+          ...this.reporter(),
         });
       }
       this.reported.set(m.name, next);
@@ -506,6 +509,7 @@ export class GatewaySync {
         txBytes: last.tx,
         policyDrops: last.drops,
         updatedAt: at,
+        ...this.reporter(),
       });
     }
     if (rows.length === 0 && samples.length === 0) return;
@@ -514,6 +518,23 @@ export class GatewaySync {
       if (samples.length > 0) store.addTraffic(samples);
     });
   }
+
+  private reporter(): { gateway?: string } {
+    const name = this.events.gatewayName;
+    return name === undefined ? {} : { gateway: name };
+  }
+
+  /** Whether the member was online here as of the last report (the mesh leaves its addresses local). */
+  isOnline(name: string): boolean {
+    return this.reported.get(name)?.online === true;
+  }
+
+  /**
+   * A packet from another gateway's member, delivered here through the mesh (its policy was checked where it
+   * entered): its flow is recorded, so the replies of the member here pass this gateway's firewall.
+   */
+  readonly admitMesh = (packet: Uint8Array, header: IpHeader): void =>
+    this.firewall.remember(packet, header, Date.now());
 
   /** One line per member and minute at most, with the count of packets its policy dropped since the last. */
   private logDrops(m: Installed, now: number): void {

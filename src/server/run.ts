@@ -14,6 +14,8 @@
  *      device, their traffic checked against their groups' policies, their status reported every 5 s.
  *   7. with the multicast setting on: replicate group traffic between members and the host (docs/multicast.md),
  *      the gateway being the IGMP querier in every member's tunnel.
+ *   8. on a shared store, a joined gateway peers with the other gateways (mesh.ts): its mesh interface is one
+ *      more tunnel in the router, routing the members whose sessions other gateways hold.
  * Stopping (SIGTERM, SIGINT): the API, NAT, forwarding, the interface, a last status report, the store.
  */
 import { readFileSync } from 'node:fs';
@@ -35,6 +37,7 @@ import { isSyncPostgresStore } from '../control/store-postgres-sync.js';
 import { StoreUnavailable } from '../control/store-postgres.js';
 import { hostUplinks } from './host-networks.js';
 import { GatewaySync } from './gateway-sync.js';
+import { Mesh } from './mesh.js';
 import { startOpenVpn } from './openvpn.js';
 import { startIpsec } from './ipsec.js';
 import type { IpsecInterface } from '../gateway/ipsec-interface.js';
@@ -217,9 +220,12 @@ export async function runServer(
     await applyNat(settings);
     undo.push(() => removeNat(name));
 
+    // A gateway that joined (`weft gateway join`) is named in its status reports and peers with the others.
+    const joined = shared ? joinedName(dataDir) : undefined;
     const activeSync = new GatewaySync(cp, running.device, {
       log,
       sharedStore: shared !== undefined,
+      gatewayName: joined,
       handshake: (key) => running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs())),
       settingsChanged: (previous, next) => {
         if (next.listenPort !== previous.listenPort)
@@ -273,8 +279,7 @@ export async function runServer(
         });
       });
     }
-    // A gateway that joined (`weft gateway join`) tells the store it is alive, with the report's cadence.
-    const joined = shared ? joinedName(dataDir) : undefined;
+    // A gateway that joined tells the store it is alive, with the report's cadence.
     const heartbeat = (): void => {
       if (joined === undefined || !shared || shared.isDown()) return;
       guarded('gateway heartbeat', () => {
@@ -291,6 +296,25 @@ export async function runServer(
       clearInterval(reportTimer);
       guarded('status report', () => activeSync.report());
     });
+
+    // 8. The peering mesh with the other joined gateways (docs/scale-out.md).
+    const mesh =
+      shared && joined !== undefined
+        ? await Mesh.start({
+            store: shared,
+            dataDir,
+            name: joined,
+            gateway: running.gateway,
+            listenPort: settings.listenPort,
+            mtu: settings.mtu,
+            isLocal: (member) => activeSync.isOnline(member),
+            admitMesh: activeSync.admitMesh,
+            log,
+          }).catch((e: Error) => {
+            throw new UserError(`weft: the mesh cannot start: ${e.message}`);
+          })
+        : undefined;
+    if (mesh) undo.push(() => mesh.close());
 
     const multicast =
       settings.multicast === true ? startMulticast(cp, activeSync, running, log, dataDir) : undefined;
@@ -401,6 +425,7 @@ export async function runServer(
           startedAt,
           ...activeSync.summary(),
           store: liveStore(),
+          ...(mesh ? { mesh: mesh.live() } : {}),
         }),
         metrics: () => ({
           members: activeSync.memberMetrics(),
@@ -413,6 +438,7 @@ export async function runServer(
             firewall: { policy: activeSync.firewallCounters.dropped },
             ...(multicast ? { multicast: multicast.drops() } : {}),
             ...(openvpn ? { openvpn: Object.fromEntries(openvpn.drops) } : {}),
+            ...(mesh ? { mesh: mesh.drops() } : {}),
           },
           store: liveStore(),
         }),

@@ -2,9 +2,9 @@
  * Three gateways on one PostgreSQL database: real `weft server run` processes in namespaces of their own, a
  * real WireGuard member (wg-quick + wireguard-go), PostgreSQL from postgres-harness.ts (its Unix socket is how
  * the namespaces reach it). Steps, in order (a step whose prerequisite failed says so):
- *   1. `server init --store URL` for gateway A (recorded in A's data directory); B joins with `gateway join`
- *      (registered, listed by `gateway list` through A, heartbeating); C names the store with WEFT_STORE; all
- *      three run, each with an interface of its own.
+ *   1. `server init --store URL` for gateway A (recorded in A's data directory); A and B join with `gateway
+ *      join` (registered, listed by `gateway list` through A, heartbeating); C names the store with WEFT_STORE;
+ *      all three run, each with an interface of its own.
  *   2. A member added through A's REST API, its config fetched through A's API, connects to B (the endpoint
  *      in its config): handshake and ping through B.
  *   3. `disable` through C's API ends the member's session on B: the ping stops; then N disable/enable pairs
@@ -13,11 +13,16 @@
  *      lost once and back once, and a change made through A after the restart is applied on B exactly once.
  *   4b. /status and /metrics report the store (kind, role, reachable, revision, lag); the member's status,
  *      reported by B, is not overwritten by A or C, which never saw it.
+ *   4c. The mesh: A and B (joined) peer over WireGuard; a second member, dave, connects through A (namespace
+ *      `n`) and he and alice (through B) ping each other both ways; /status and `gateway list` show the peers'
+ *      handshakes. eve, in a group a policy denies, connects through A: her pings to alice are dropped at A
+ *      (A's firewall counts them as policy drops) and B's mesh delivers nothing from A meanwhile.
  *   5. SIGTERM: each gateway exits 0.
  *
  * Topology: namespace `m` holds a bridge with the member's underlay address 192.168.71.100/24; gateways A, B,
- * C hang off it at 192.168.71.1, .2, .3 (UDP 51820). Each gateway's API listens on 127.0.0.1:8780 in its own
- * namespace; a small client (api-client.ts) runs in A's and in C's namespace.
+ * C hang off it at 192.168.71.1, .2, .3 (UDP 51820; the mesh on 51821). Namespace `n` (192.168.71.101, on the
+ * same bridge) holds the members connected through A. Each gateway's API listens on 127.0.0.1:8780 in its own
+ * namespace; a small client (api-client.ts) runs in each gateway's namespace.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -33,7 +38,14 @@ import { canRunPostgres, startPostgres, type PostgresServer } from './postgres-h
 const SUBNET = '10.67.0.0/24';
 const GATEWAY_IP = '10.67.0.1';
 const PORT = 51820;
-const UNDERLAY = { a: '192.168.71.1', b: '192.168.71.2', c: '192.168.71.3', member: '192.168.71.100' };
+const UNDERLAY = {
+  a: '192.168.71.1',
+  b: '192.168.71.2',
+  c: '192.168.71.3',
+  member: '192.168.71.100',
+  member2: '192.168.71.101',
+};
+const MESH_PORT = PORT + 1;
 /** Disable/enable pairs timed in step 3. */
 const CHANGES = 50;
 const API_CLIENT = fileURLToPath(new URL('./api-client.js', import.meta.url));
@@ -77,12 +89,13 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
   let pgServer: PostgresServer | undefined;
   let storeUrl = '';
   let token = '';
-  const ns: Partial<Record<GatewayKey | 'm', Netns>> = {};
+  const ns: Partial<Record<GatewayKey | 'm' | 'n', Netns>> = {};
   const dirs: Record<GatewayKey, string> = { a: '', b: '', c: '' };
   const ifnames: Record<GatewayKey, string> = { a: '', b: '', c: '' };
   const servers: Partial<Record<GatewayKey, ManagedProcess>> = {};
-  const api: Partial<Record<'a' | 'c', JsonLinesProcess<ApiEvent>>> = {};
+  const api: Partial<Record<GatewayKey, JsonLinesProcess<ApiEvent>>> = {};
   let member: WgQuickClient | undefined;
+  const viaA: WgQuickClient[] = [];
   let requests = 0;
 
   before(async () => {
@@ -111,6 +124,11 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
       ifnames[key] = lab.ifname(`w${key}`);
       lab.registerWgInterface(ifnames[key]);
     }
+    // The members that connect through A (a namespace of their own: their routes to the subnet are alice's).
+    const n = await lab.netns('n');
+    ns.n = n;
+    const { bIf } = await lab.veth(n, m, { aName: 'un', bName: 'pn', aAddr: `${UNDERLAY.member2}/24` });
+    await m.exec('ip', ['link', 'set', bIf, 'master', bridge]);
   });
 
   after(async () => {
@@ -118,6 +136,7 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
       for (const p of Object.values(api)) p?.process.kill('SIGTERM');
       for (const s of Object.values(servers)) if (s?.running) await s.stop(8_000).catch(() => undefined);
       await member?.down().catch(() => undefined);
+      for (const c of viaA) await c.down().catch(() => undefined);
     } finally {
       try {
         await lab?.cleanup();
@@ -127,7 +146,7 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     }
   });
 
-  const netns = (key: GatewayKey | 'm'): Netns => need(ns[key], `namespace ${key}`);
+  const netns = (key: GatewayKey | 'm' | 'n'): Netns => need(ns[key], `namespace ${key}`);
   const server = (key: GatewayKey): ManagedProcess => {
     const s = need(servers[key], `gateway ${key.toUpperCase()}`);
     if (!s.running) throw new Error(`gateway ${key.toUpperCase()} is no longer running: ${s.describe()}`);
@@ -138,7 +157,7 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     key === 'c' ? { WEFT_STORE: storeUrl } : {};
 
   /** One API call through gateway `via`'s API; resolves with the reply event. */
-  const call = async (via: 'a' | 'c', method: string, path: string, body?: unknown): Promise<ApiEvent> => {
+  const call = async (via: GatewayKey, method: string, path: string, body?: unknown): Promise<ApiEvent> => {
     const client = need(api[via], `the API client of ${via.toUpperCase()}`);
     const id = ++requests;
     client.command({ id, method, path, ...(body === undefined ? {} : { body }) });
@@ -171,30 +190,39 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     assert.equal(pointer.mode & 0o777, 0o600, 'store-url is 0600');
     assert.ok(!fs.existsSync(joinPath(dirs.a, 'weft.db')), 'no SQLite store made');
 
-    // B joins as a registered gateway (its own key pair; `server run` then heartbeats it).
-    const join = await weftCli(
-      netns('b'),
-      [
-        'gateway',
-        'join',
-        '--data',
-        dirs.b,
-        '--store',
-        storeUrl,
-        '--name',
-        'gw-b',
-        '--endpoint',
-        `${UNDERLAY.b}:${PORT}`,
-        '--region',
-        'lab',
-      ],
-      { timeoutMs: 30_000 },
-    );
-    assert.match(
-      join.stdout,
-      /^gateway gw-b \(192\.168\.71\.2:51820, lab\) joined postgres:\/\/weft@localhost/m,
-    );
-    assert.equal(fs.statSync(joinPath(dirs.b, 'gateway-key')).mode & 0o777, 0o600, 'gateway-key is 0600');
+    // A and B join as registered gateways (own key pairs; `server run` then heartbeats them and they peer).
+    for (const key of ['a', 'b'] as const) {
+      const join = await weftCli(
+        netns(key),
+        [
+          'gateway',
+          'join',
+          '--data',
+          dirs[key],
+          '--store',
+          storeUrl,
+          '--name',
+          `gw-${key}`,
+          '--endpoint',
+          `${UNDERLAY[key]}:${PORT}`,
+          '--region',
+          'lab',
+        ],
+        { timeoutMs: 30_000 },
+      );
+      assert.match(
+        join.stdout,
+        new RegExp(
+          `^gateway gw-${key} \\(${UNDERLAY[key].replaceAll('.', '\\.')}:51820, lab, mesh UDP ${MESH_PORT}\\) joined postgres://weft@localhost`,
+          'm',
+        ),
+      );
+      assert.equal(
+        fs.statSync(joinPath(dirs[key], 'gateway-key')).mode & 0o777,
+        0o600,
+        'gateway-key is 0600',
+      );
+    }
 
     const started = Date.now();
     await Promise.all(
@@ -223,11 +251,16 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     }[];
     assert.deepEqual(
       gateways.map((g) => [g.name, g.endpoint, g.region]),
-      [['gw-b', `${UNDERLAY.b}:${PORT}`, 'lab']],
+      [
+        ['gw-a', `${UNDERLAY.a}:${PORT}`, 'lab'],
+        ['gw-b', `${UNDERLAY.b}:${PORT}`, 'lab'],
+      ],
     );
-    assert.ok(gateways[0]!.silentMs < 10_000, list.stdout);
-    assert.equal((gateways[0] as { membersOnline?: number | null }).membersOnline, 0, 'nobody online yet');
-    for (const via of ['a', 'c'] as const) {
+    for (const g of gateways) {
+      assert.ok(g.silentMs < 10_000, list.stdout);
+      assert.equal((g as { membersOnline?: number | null }).membersOnline, 0, 'nobody online yet');
+    }
+    for (const via of GATEWAYS) {
       const p = new JsonLinesProcess<ApiEvent>(
         netns(via).spawn(process.execPath, [API_CLIENT], {
           env: { WEFT_API: 'http://127.0.0.1:8780/api/v1', WEFT_TOKEN: token },
@@ -380,22 +413,156 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
       true,
       JSON.stringify(again.body),
     );
-    // The gateways, through A's API: B registered and up; alice online on B where the statuses say which
-    // gateway holds a member, else not known per gateway (null).
+    // The gateways, through A's API: A and B registered and up; alice online on B (the statuses name the
+    // gateway holding each member).
     const gateways = await call('a', 'GET', '/gateways');
     assert.equal(gateways.status, 200, JSON.stringify(gateways));
     const listed = gateways.body as { name: string; state: string; membersOnline: number | null }[];
     assert.deepEqual(
-      listed.map((g) => [g.name, g.state]),
-      [['gw-b', 'up']],
+      listed.map((g) => [g.name, g.state, g.membersOnline]),
+      [
+        ['gw-a', 'up', 0],
+        ['gw-b', 'up', 1],
+      ],
     );
-    assert.ok([null, 1].includes(listed[0]!.membersOnline), JSON.stringify(listed));
     const metrics = await call('a', 'GET', '/metrics');
     assert.match(String(metrics.body), /^weft_store_up\{kind="postgres",role="shared"\} 1$/m);
     assert.match(
       String(metrics.body),
       /^weft_store_lag_seconds\{kind="postgres",role="shared"\} 0(\.\d+)?$/m,
     );
+  });
+
+  it('4c. mesh: members on A and on B ping each other; a denied member is dropped at A, never reaching B', async (t) => {
+    need(member, "alice's client");
+    interface MeshPeer {
+      name: string;
+      lastHandshake: string | null;
+      routes: number;
+      delivered: number;
+    }
+    const meshOf = async (via: GatewayKey): Promise<{ name: string; port: number; peers: MeshPeer[] }> => {
+      const st = await call(via, 'GET', '/status');
+      assert.equal(st.status, 200, JSON.stringify(st));
+      const mesh = (st.body as { live?: { mesh?: { name: string; port: number; peers: MeshPeer[] } } }).live
+        ?.mesh;
+      assert.ok(mesh, `no mesh in ${via.toUpperCase()}'s /status: ${JSON.stringify(st.body)}`);
+      return mesh;
+    };
+    const policyDrops = async (via: GatewayKey): Promise<number> => {
+      const m = await call(via, 'GET', '/metrics');
+      const line = /^weft_drops_total\{source="firewall",reason="policy"\} (\d+)$/m.exec(String(m.body));
+      return Number(line?.[1] ?? NaN);
+    };
+    const addressOf = async (name: string): Promise<string> => {
+      const r = await call('a', 'GET', `/members/${name}`);
+      assert.equal(r.status, 200, JSON.stringify(r));
+      return String((r.body as { ip: string }).ip);
+    };
+    /** A member added through A's API, connected through A from namespace n. */
+    const connectThroughA = async (name: string, groups: string[]): Promise<WgQuickClient> => {
+      const added = await call('a', 'POST', '/members', { name, groups });
+      assert.equal(added.status, 201, JSON.stringify(added));
+      const config = await call('a', 'GET', `/members/${name}/config`);
+      assert.equal(config.status, 200, JSON.stringify(config));
+      const text = String(config.body).replace(/^Endpoint = .*$/m, `Endpoint = ${UNDERLAY.a}:${PORT}`);
+      const client = await wgQuickUp(netns('n'), lab.ifname(`n${name.slice(0, 2)}`), text);
+      viaA.push(client);
+      return client;
+    };
+    /** Pings until one answer (the holder's status report, every 5 s, tells the other gateway the route). */
+    const firstReply = async (from: 'm' | 'n', to: string, what: string): Promise<number> => {
+      const started = Date.now();
+      for (let i = 0; i < 40; i++) {
+        const p = await ping(netns(from), to, { count: 1, waitS: 1 });
+        if (p.received === 1) return Date.now() - started;
+      }
+      assert.fail(`${what}: no reply within 40 pings\n${server('a').describe()}\n${server('b').describe()}`);
+    };
+
+    // The two joined gateways peer (C, not joined, has no mesh).
+    const meshA = await meshOf('a');
+    assert.equal(meshA.name, 'gw-a');
+    assert.equal(meshA.port, MESH_PORT);
+    assert.deepEqual(
+      meshA.peers.map((p) => p.name),
+      ['gw-b'],
+    );
+    await server('a').waitForOutput(/mesh: peer gw-b \(192\.168\.71\.2:51821\)/, 1_000);
+
+    const aliceIp = await addressOf('alice');
+    await connectThroughA('dave', []);
+    const daveIp = await addressOf('dave');
+    const took = await firstReply('n', aliceIp, 'dave (through A) -> alice (through B)');
+    t.diagnostic(`dave -> alice answered ${took} ms after dave's tunnel came up`);
+    await firstReply('m', daveIp, 'alice (through B) -> dave (through A)');
+    const there = await ping(netns('n'), aliceIp, { count: 5, intervalS: 0.2, waitS: 2 });
+    assert.equal(there.received, 5, `dave -> alice:\n${there.output}`);
+    const back = await ping(netns('m'), daveIp, { count: 5, intervalS: 0.2, waitS: 2 });
+    assert.equal(back.received, 5, `alice -> dave:\n${back.output}`);
+    const afterPings = await meshOf('b');
+    const fromA = afterPings.peers.find((p) => p.name === 'gw-a');
+    assert.ok(fromA && fromA.lastHandshake !== null && fromA.delivered >= 10, JSON.stringify(afterPings));
+    assert.ok(fromA.routes >= 1, `B routes dave to A: ${JSON.stringify(afterPings)}`);
+
+    // `gateway list`: each joined gateway reports its mesh peer with a handshake (every 5 s).
+    const deadline = Date.now() + 8_000;
+    for (;;) {
+      const list = await weftCli(netns('a'), ['gateway', 'list', '--json', '--data', dirs.a], {
+        timeoutMs: 30_000,
+      });
+      const gws = JSON.parse(list.stdout) as {
+        name: string;
+        meshPort: number;
+        mesh: { peers: { name: string; lastHandshake: string | null }[] } | null;
+      }[];
+      const ok = gws.every(
+        (g) =>
+          g.meshPort === MESH_PORT && g.mesh?.peers.length === 1 && g.mesh.peers[0]!.lastHandshake !== null,
+      );
+      if (ok) break;
+      if (Date.now() > deadline)
+        assert.fail(`gateway list never showed both mesh handshakes:\n${list.stdout}`);
+      await delay(500);
+    }
+
+    // eve, in a group every destination is denied to, connects through A; her pings to alice stop at A.
+    const group = await call('a', 'POST', '/groups', { name: 'quarantine' });
+    assert.equal(group.status, 201, JSON.stringify(group));
+    const policy = await call('a', 'POST', '/policies', {
+      action: 'deny',
+      group: 'quarantine',
+      destination: 'any',
+    });
+    assert.equal(policy.status, 201, JSON.stringify(policy));
+    // One member's routes in namespace n at a time: dave goes, eve comes.
+    await viaA[0]!.down();
+    await connectThroughA('eve', ['quarantine']);
+    // Her tunnel to A is up (the gateway's own address is always allowed), and B knows she is on A.
+    const up = await ping(netns('n'), GATEWAY_IP, { count: 1, waitS: 3 });
+    assert.equal(up.received, 1, `eve -> A's own address:\n${up.output}`);
+    const eveKnown = Date.now() + 10_000;
+    for (;;) {
+      const eve = await call('b', 'GET', '/members/eve');
+      const st = (eve.body as { status?: { online?: boolean; gateway?: string } | null }).status;
+      if (st?.online === true && st.gateway === 'gw-a') break;
+      if (Date.now() > eveKnown) assert.fail(`eve never shown online on gw-a: ${JSON.stringify(eve.body)}`);
+      await delay(250);
+    }
+    await delay(1_500); // B's mesh reads the locations every second
+    const dropsBefore = await policyDrops('a');
+    const deliveredBefore = (await meshOf('b')).peers.find((p) => p.name === 'gw-a')!.delivered;
+    const denied = await ping(netns('n'), aliceIp, { count: 5, intervalS: 0.2, waitS: 1 });
+    assert.equal(denied.received, 0, `eve (denied) reached alice:\n${denied.output}`);
+    const dropsAfter = await policyDrops('a');
+    const deliveredAfter = (await meshOf('b')).peers.find((p) => p.name === 'gw-a')!.delivered;
+    const line =
+      `eve's 5 pings to alice: A's firewall policy drops ${dropsBefore} -> ${dropsAfter}; ` +
+      `packets B's mesh delivered from A ${deliveredBefore} -> ${deliveredAfter}`;
+    console.log(line);
+    t.diagnostic(line);
+    assert.ok(dropsAfter - dropsBefore >= 5, line);
+    assert.equal(deliveredAfter, deliveredBefore, line);
   });
 
   it('5. SIGTERM: every gateway exits 0', async () => {

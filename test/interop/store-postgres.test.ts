@@ -788,6 +788,80 @@ if (!can.ok) {
 
   /** Failover primitives: gateways and the lease on a shared address (not used by the gateway yet). */
   describe('PostgresStore: gateways and leases', () => {
+    it('mesh: a mesh port per gateway, its reported peers, and where members are held', async () => {
+      const db = await freshDatabase('mesh');
+      const a = await openPostgresStore(db.url);
+      try {
+        const west = {
+          name: 'gw-west',
+          endpoint: '192.0.2.1:51820',
+          publicKey: 'A'.repeat(43) + '=',
+          region: '',
+        };
+        const east = {
+          name: 'gw-east',
+          endpoint: '192.0.2.2:51820',
+          publicKey: 'B'.repeat(43) + '=',
+          region: '',
+        };
+        assert.equal((await a.registerGateway({ ...west, meshPort: 4000 })).meshPort, 4000);
+        assert.equal((await a.registerGateway(east)).meshPort, null, 'no mesh port: listen port + 1');
+        await assert.rejects(() => a.registerGateway({ ...east, meshPort: 70000 }), /mesh_port/);
+        assert.equal((await a.listGateways())[1]?.mesh, null);
+        const peers = [{ name: 'gw-east', endpoint: '192.0.2.2:51821', lastHandshake: T0, routes: 2 }];
+        assert.equal(await a.reportGatewayMesh('gw-west', peers), true);
+        assert.equal(await a.reportGatewayMesh('gw-nowhere', peers), false);
+        const reported = (await a.listGateways()).find((g) => g.name === 'gw-west')?.mesh;
+        assert.deepEqual(reported?.peers, peers);
+        assert.ok(reported && !Number.isNaN(Date.parse(reported.at)), JSON.stringify(reported));
+
+        await a.insertMember(member(1));
+        await a.insertMember(member(2));
+        await a.insertMember(member(3, { disabled: true }));
+        const row = (name: string, online: boolean, gateway?: string) => ({
+          name,
+          online,
+          protocol: online ? ('wireguard' as const) : null,
+          since: null,
+          endpoint: null,
+          lastHandshake: null,
+          rxBytes: 0,
+          txBytes: 0,
+          policyDrops: 0,
+          updatedAt: T0,
+          ...(gateway === undefined ? {} : { gateway }),
+        });
+        await a.putStatuses([
+          row('m00001', true, 'gw-east'),
+          row('m00002', true, 'gw-west'),
+          row('m00003', true, 'gw-east'),
+        ]);
+        const m1 = member(1);
+        assert.deepEqual(await a.memberLocations('gw-west'), [
+          { name: 'm00001', gateway: 'gw-east', ip: m1.ip, ip6: m1.ip6 },
+        ]);
+        assert.equal((await a.getStatus('m00001'))?.gateway, 'gw-east');
+        // A gateway the member left reports it offline: the row of the gateway holding it stands.
+        await a.putStatuses([row('m00001', false, 'gw-west')]);
+        assert.equal((await a.getStatus('m00001'))?.online, true);
+        // The holder itself reports it offline; then any report may take the row.
+        await a.putStatuses([row('m00001', false, 'gw-east')]);
+        assert.equal((await a.getStatus('m00001'))?.online, false);
+        assert.deepEqual(await a.memberLocations('gw-west'), []);
+        await a.putStatuses([row('m00001', true, 'gw-west')]);
+        assert.deepEqual(
+          (await a.memberLocations('gw-east')).map((l) => [l.name, l.gateway]),
+          [
+            ['m00001', 'gw-west'],
+            ['m00002', 'gw-west'],
+          ],
+        );
+      } finally {
+        await a.close();
+        await db.drop();
+      }
+    });
+
     it('gateways register, register again with a new endpoint, heartbeat, and list by name', async () => {
       const db = await freshDatabase('gateways');
       const a = await openPostgresStore(db.url);

@@ -213,3 +213,23 @@ test('malformed transport headers and fragments do not match port rules', () => 
   frag[7] = 10; // fragment offset ≠ 0: the bytes at the transport offset are not a header
   assert.equal(admit(fw, a, frag), false);
 });
+
+test('a flow admitted at another gateway (the mesh) lets the member here reply, only toward member nets', () => {
+  // carol may send nothing to other members; dave, on another gateway, pings her.
+  const { fw, member } = setup('allow', [policy('deny', 'locked', '10.66.0.0/24')]);
+  const carol = member('carol', ['locked']);
+  const reply = v4('10.66.0.30', '10.66.0.40', 'icmp', 9, 9, 0);
+  assert.equal(admit(fw, carol, reply), false, 'no flow yet: her reply is denied');
+  const request = v4('10.66.0.40', '10.66.0.30', 'icmp', 9, 9, 8);
+  const h = readIpHeader(request);
+  assert.ok(h);
+  fw.remember(request, h, 1000);
+  assert.equal(admit(fw, carol, reply), true, 'the reply to the mesh flow passes');
+  assert.equal(admit(fw, carol, v4('10.66.0.30', '10.66.0.41', 'icmp', 9, 9, 0)), false);
+  // A packet to an address outside the member nets records nothing.
+  const outside = v4('10.66.0.40', '10.99.0.1', 'udp', 5000, 53);
+  const ho = readIpHeader(outside);
+  assert.ok(ho);
+  fw.remember(outside, ho, 1000);
+  assert.equal(fw.flowCount, 1);
+});

@@ -1,0 +1,317 @@
+/**
+ * The peering mesh between the gateways of a shared PostgreSQL store: a second WireGuard interface in the
+ * gateway, keyed with this gateway's own key (DATA/gateway-key, not the members' shared key), whose peers are
+ * the other registered gateways. It is one more Tunnel in the gateway's Router, behind the same TUN device.
+ *
+ * Each poll (every MESH_POLL_MS):
+ *   1. read the registered gateways and where each member's session is (the status row of the gateway
+ *      holding it: member_status.gateway), in two statements;
+ *   2. decide the peers and their routes (mesh-routes.ts): a member online on gateway B and not here is routed
+ *      to B's peer as its /32 (/128), which are also B's AllowedIPs;
+ *   3. apply the difference: peers added, updated (endpoint, AllowedIPs) or removed, a first handshake started
+ *      with a new peer, the routes of the mesh tunnel in the Router set.
+ * Every MESH_REPORT_MS the peers and their last handshakes go to the store (`weft gateway list`).
+ *
+ * The packet path:
+ *   - out: a packet from the TUN device to a member held by another gateway → the Router (the member's /32 is
+ *     the mesh's, more specific than the member subnet the members' interface has) → the mesh device, whose
+ *     cryptokey routing picks that gateway's peer. Policy was checked where the packet entered the overlay:
+ *     the member firewall of the gateway whose member sent it.
+ *   - in: the device drops a packet whose inner source is not in the sending peer's AllowedIPs (an address of a
+ *     member that gateway holds); the rest is written to the TUN device, and the kernel forwards it to the
+ *     member's tunnel here, without a second policy check. Its flow is recorded in this gateway's firewall,
+ *     so the member's replies pass as they would had the flow started here.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import type { LiveMesh } from '../api/context.js';
+import { defaultMeshPort } from '../control/gateway-registration.js';
+import type { MeshPeerReport } from '../control/store-postgres.js';
+import type { SyncPostgresStore } from '../control/store-postgres-sync.js';
+import { PrivateKey, PublicKey } from '../crypto/keys.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { WireGuardInterface } from '../gateway/wireguard-interface.js';
+import { monotonicEpochMs } from '../io/clock.js';
+import { openBestBind } from '../io/udp-linux.js';
+import type { Endpoint } from '../net/endpoint.js';
+import { formatEndpoint } from '../net/endpoint.js';
+import type { IpHeader } from '../net/ip-packet.js';
+import { formatPrefix } from '../net/ip.js';
+import { Device } from '../wireguard/device.js';
+import { planMesh, type MeshPeerPlan } from './mesh-routes.js';
+
+export const GATEWAY_KEY_FILE = 'gateway-key';
+/** How often the mesh reads the store (member locations change as members connect: the status report's pace). */
+export const MESH_POLL_MS = 1000;
+export const MESH_REPORT_MS = 5000;
+/** Keeps each pair's NAT and stateful-firewall mappings open (seconds, as wg's PersistentKeepalive). */
+export const MESH_KEEPALIVE_S = 25;
+/** A gateway not heard from for this long gets no routes (`gateway list` shows it silent from 15 s). */
+export const MESH_SILENT_AFTER_MS = 30_000;
+
+export interface MeshOptions {
+  readonly store: SyncPostgresStore;
+  readonly dataDir: string;
+  /** This gateway's registered name (DATA/gateway-name). */
+  readonly name: string;
+  readonly gateway: Gateway;
+  /** The network's member-facing listen port and MTU (settings). */
+  readonly listenPort: number;
+  readonly mtu: number;
+  /** Whether the member's session is on this gateway (as of its last status report). */
+  readonly isLocal: (member: string) => boolean;
+  /** Records the flow of a packet delivered from the mesh (the member firewall's). */
+  readonly admitMesh: (packet: Uint8Array, header: IpHeader) => void;
+  readonly log: (line: string) => void;
+}
+
+interface AppliedPeer {
+  readonly name: string;
+  readonly key: PublicKey;
+  /** The endpoint last configured (a peer that roamed keeps its own until the registration changes). */
+  endpointText: string;
+  allowed: string;
+  routes: number;
+  delivered: number;
+}
+
+export class Mesh {
+  readonly counters = { polls: 0, pollErrors: 0 };
+  private readonly peers = new Map<string, AppliedPeer>();
+  /** By the key object the device was given (it hands the same one back with each packet: no encoding). */
+  private readonly byKey = new Map<PublicKey, AppliedPeer>();
+  private readonly resolved = new Map<string, string>();
+  private readonly resolving = new Set<string>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private failing = false;
+
+  private constructor(
+    private readonly options: MeshOptions,
+    private readonly key: PrivateKey,
+    readonly port: number,
+    readonly device: Device,
+    readonly wg: WireGuardInterface,
+  ) {}
+
+  /**
+   * Starts the mesh of a joined gateway: undefined (logged) when it has no key file or is not registered.
+   * Throws when its UDP port cannot be opened.
+   */
+  static async start(options: MeshOptions): Promise<Mesh | undefined> {
+    const file = join(options.dataDir, GATEWAY_KEY_FILE);
+    if (!existsSync(file)) {
+      options.log(`mesh: off (no ${file}; run weft gateway join)`);
+      return undefined;
+    }
+    const parsed = PrivateKey.parse(readFileSync(file, 'utf8').trim());
+    if (!parsed.ok) throw new Error(`${file} does not hold a private key`);
+    const self = options.store.listGateways().find((g) => g.name === options.name);
+    if (self === undefined) {
+      options.log(`mesh: off (gateway ${options.name} is not registered; run weft gateway join)`);
+      return undefined;
+    }
+    if (self.publicKey !== parsed.key.publicKey().toBase64())
+      throw new Error(
+        `gateway ${options.name} is registered with another key than ${file}; run weft gateway join again`,
+      );
+    const port = self.meshPort ?? defaultMeshPort(options.listenPort);
+    const device = new Device({ privateKey: parsed.key, mtu: options.mtu, handshakeQueue: true });
+    const bind = await openBestBind(port);
+    const late: { mesh?: Mesh } = {};
+    const wg = new WireGuardInterface({
+      name: 'mesh',
+      device,
+      bind,
+      openBind: (p) => openBestBind(p),
+      deliver: options.gateway.deliver,
+      admit: (packet, header, peer) => {
+        late.mesh?.delivered(packet, header, peer);
+        return true;
+      },
+    });
+    const mesh = new Mesh(options, parsed.key, port, device, wg);
+    late.mesh = mesh;
+    wg.start();
+    mesh.poll();
+    mesh.timers.push(
+      setInterval(() => mesh.poll(), MESH_POLL_MS),
+      setInterval(() => mesh.report(), MESH_REPORT_MS),
+    );
+    for (const t of mesh.timers) t.unref();
+    options.log(`mesh: ${options.name} on UDP port ${port}, ${mesh.peers.size} peer gateway(s)`);
+    return mesh;
+  }
+
+  private delivered(packet: Uint8Array, header: IpHeader, peer: PublicKey): void {
+    const p = this.byKey.get(peer);
+    if (p) p.delivered++;
+    this.options.admitMesh(packet, header);
+  }
+
+  /** Reads the store and applies the plan (steps 1-3 of the header); a store error is logged once. */
+  poll(): void {
+    const o = this.options;
+    if (o.store.isDown()) return;
+    let plan: ReturnType<typeof planMesh>;
+    try {
+      plan = planMesh({
+        self: o.name,
+        selfPublicKey: this.key.publicKey().toBase64(),
+        listenPort: o.listenPort,
+        gateways: o.store.listGateways(),
+        locations: o.store.memberLocations(o.name),
+        isLocal: o.isLocal,
+        silentAfterMs: MESH_SILENT_AFTER_MS,
+      });
+      this.failing = false;
+    } catch (e) {
+      this.counters.pollErrors++;
+      if (!this.failing) o.log(`mesh: cannot read the store: ${(e as Error).message}`);
+      this.failing = true;
+      return;
+    }
+    this.counters.polls++;
+    this.apply(plan.peers);
+    o.gateway.setRoutes(this.wg, plan.routes);
+  }
+
+  private apply(planned: readonly MeshPeerPlan[]): void {
+    const now = monotonicEpochMs();
+    const wanted = new Set<string>();
+    for (const p of planned) {
+      const parsed = PublicKey.parse(p.publicKey);
+      if (!parsed.ok) continue;
+      wanted.add(p.name);
+      let applied = this.peers.get(p.name);
+      if (applied !== undefined && !applied.key.equals(parsed.key)) {
+        this.remove(applied);
+        applied = undefined;
+      }
+      const endpoint = this.endpointOf(p);
+      const endpointText = endpoint === null ? '' : formatEndpoint(endpoint);
+      const allowed = p.prefixes.map(formatPrefix).join(',');
+      if (applied === undefined) {
+        applied = {
+          name: p.name,
+          key: parsed.key,
+          endpointText,
+          allowed,
+          routes: p.members.length,
+          delivered: 0,
+        };
+        this.peers.set(p.name, applied);
+        this.byKey.set(parsed.key, applied);
+        this.device.setPeer({
+          publicKey: parsed.key,
+          endpoint,
+          persistentKeepalive: MESH_KEEPALIVE_S,
+          allowedIps: p.prefixes,
+          replaceAllowedIps: true,
+        });
+        this.options.log(`mesh: peer ${p.name} (${endpointText || 'endpoint unresolved'})`);
+        if (endpoint !== null) this.wg.perform(this.device.initiateHandshake(parsed.key, now));
+        continue;
+      }
+      applied.routes = p.members.length;
+      if (endpointText !== applied.endpointText && endpoint !== null) {
+        const first = applied.endpointText === '';
+        applied.endpointText = endpointText;
+        this.device.setPeer({ publicKey: parsed.key, endpoint });
+        if (first) this.wg.perform(this.device.initiateHandshake(parsed.key, now));
+      }
+      if (allowed !== applied.allowed) {
+        applied.allowed = allowed;
+        this.device.setPeer({ publicKey: parsed.key, allowedIps: p.prefixes, replaceAllowedIps: true });
+      }
+    }
+    for (const applied of [...this.peers.values()])
+      if (!wanted.has(applied.name)) {
+        this.remove(applied);
+        this.options.log(`mesh: peer ${applied.name} removed (no longer registered)`);
+      }
+  }
+
+  private remove(applied: AppliedPeer): void {
+    this.device.removePeer(applied.key);
+    this.peers.delete(applied.name);
+    this.byKey.delete(applied.key);
+  }
+
+  /** The peer's mesh endpoint: an address as registered, or a host name once resolved (in the background). */
+  private endpointOf(p: MeshPeerPlan): Endpoint | null {
+    if (p.host === null) return null;
+    if (isIP(p.host) !== 0) return { address: p.host, port: p.port };
+    const address = this.resolved.get(p.host);
+    if (!this.resolving.has(p.host)) {
+      const host = p.host;
+      this.resolving.add(host);
+      lookup(host, { verbatim: true }).then(
+        (r) => {
+          this.resolving.delete(host);
+          this.resolved.set(host, r.address);
+        },
+        (e: NodeJS.ErrnoException) => {
+          this.resolving.delete(host);
+          if (address === undefined) this.options.log(`mesh: cannot resolve ${host}: ${e.code ?? e.message}`);
+        },
+      );
+    }
+    return address === undefined ? null : { address, port: p.port };
+  }
+
+  /** The peers as this gateway sees them, for /status. */
+  live(): LiveMesh {
+    const now = monotonicEpochMs();
+    return {
+      name: this.options.name,
+      port: this.port,
+      publicKey: this.key.publicKey().toBase64(),
+      peers: [...this.peers.values()]
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+        .map((p) => {
+          const s = this.device.peerStatus(p.key, now);
+          return {
+            name: p.name,
+            publicKey: p.key.toBase64(),
+            endpoint: s?.endpoint ? formatEndpoint(s.endpoint) : null,
+            lastHandshake: s && s.lastHandshake > 0 ? new Date(s.lastHandshake).toISOString() : null,
+            rxBytes: s?.rxBytes ?? 0,
+            txBytes: s?.txBytes ?? 0,
+            routes: p.routes,
+            delivered: p.delivered,
+          };
+        }),
+    };
+  }
+
+  /** Writes the peers and their last handshakes to the store (`weft gateway list`). */
+  report(): void {
+    const o = this.options;
+    if (o.store.isDown()) return;
+    const peers: MeshPeerReport[] = this.live().peers.map((p) => ({
+      name: p.name,
+      endpoint: p.endpoint,
+      lastHandshake: p.lastHandshake,
+      routes: p.routes,
+    }));
+    try {
+      o.store.reportGatewayMesh(o.name, peers);
+    } catch (e) {
+      if (!this.failing) o.log(`mesh: cannot report its peers: ${(e as Error).message}`);
+    }
+  }
+
+  /** The mesh device's drops by reason (e.g. a packet whose inner source the sending gateway does not hold). */
+  drops(): Record<string, number> {
+    return { ...this.device.drops };
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers.length = 0;
+    this.options.gateway.router.removeTunnel(this.wg);
+    await this.wg.close();
+  }
+}
