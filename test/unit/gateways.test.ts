@@ -32,6 +32,8 @@ function gateway(name: string, silentMs: number): GatewayRecord {
     registeredAt: '2026-01-01T00:00:00.000Z',
     lastSeen: '2026-01-01T00:00:10.000Z',
     silentMs,
+    meshPort: 51821,
+    mesh: null,
   };
 }
 
@@ -48,7 +50,7 @@ function status(name: string, online: boolean, gw?: string): MemberStatus {
     policyDrops: 0,
     updatedAt: '2026-01-01T00:00:10.000Z',
     ...(gw === undefined ? {} : { gateway: gw }),
-  } as MemberStatus;
+  };
 }
 
 describe('gateways overview', () => {
