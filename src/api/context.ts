@@ -25,6 +25,19 @@ export interface LiveStore {
   readonly lagSeconds: number;
 }
 
+/** The gateway's role for a member-facing address it shares with other gateways (failover). */
+export interface LiveFailover {
+  /** ADDR/BITS. */
+  readonly address: string;
+  readonly interfaceName: string;
+  /** 'holder': the address is on this gateway; 'standby': another gateway holds it (or none can yet). */
+  readonly role: 'holder' | 'standby' | 'stopped';
+  /** When the gateway took that role (ISO 8601). */
+  readonly since: string;
+  /** Takeovers since the gateway started. */
+  readonly takeovers: number;
+}
+
 /** Live figures of the gateway running in this process, for GET /status. */
 export interface LiveStatus {
   /** Undefined while the gateway is not running. */
@@ -38,6 +51,7 @@ export interface LiveStatus {
         txBytes: number;
         startedAt: string;
         store?: LiveStore;
+        failover?: LiveFailover;
       }
     | undefined;
   /** Per-member figures and drop counters for /metrics; undefined while the gateway is not running. */

@@ -5,7 +5,8 @@
  * 0600; for the peering between gateways, not the members' key pair, which the gateways share), registers the
  * gateway (name, endpoint, public key, region) in the store, records the store in DATA/store-url and the name in
  * DATA/gateway-name. `server run` then heartbeats the registration every few seconds.
- * list: every registered gateway with when the database last heard from it.
+ * list: every registered gateway with when the database last heard from it, and the shared addresses it holds
+ * (`server run --shared-address`: the holder of each lease, from PostgreSQL's lock table).
  */
 import { existsSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,6 +25,7 @@ import {
 } from '../server/data-dir.js';
 import { STORE_ENV } from '../control/store-open.js';
 import { print, table } from './people.js';
+import { LEASE_PREFIX } from '../server/failover.js';
 
 const GATEWAY_KEY_FILE = 'gateway-key';
 /** A gateway the database has not heard from for this long is shown as silent. */
@@ -139,11 +141,26 @@ export function registerGatewayCommands(program: Command): void {
         throw new UserError('weft: gateways are listed on a shared PostgreSQL store; this one is SQLite');
       const store = openShared(where.url);
       try {
-        const list = store.listGateways();
+        // Which gateway holds each shared address: PostgreSQL's lock table says (failover.ts).
+        const held = new Map<string, string[]>();
+        for (const l of store.leaseHolders()) {
+          if (!l.name.startsWith(LEASE_PREFIX)) continue;
+          const list = held.get(l.holder) ?? [];
+          list.push(l.name.slice(LEASE_PREFIX.length));
+          held.set(l.holder, list);
+        }
+        const list = store.listGateways().map((g) => ({ ...g, holds: held.get(g.name) ?? [] }));
         print(list, opts.json, () =>
           table(
-            ['NAME', 'ENDPOINT', 'REGION', 'STATE', 'LAST SEEN'],
-            list.map((g) => [g.name, g.endpoint, g.region, state(g), g.lastSeen]),
+            ['NAME', 'ENDPOINT', 'REGION', 'STATE', 'LAST SEEN', 'HOLDS'],
+            list.map((g) => [
+              g.name,
+              g.endpoint,
+              g.region,
+              state(g),
+              g.lastSeen,
+              g.holds.length > 0 ? g.holds.join(',') : '-',
+            ]),
           ),
         );
       } finally {

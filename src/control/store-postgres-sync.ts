@@ -37,6 +37,7 @@ import {
   redactUrl,
   type GatewayRecord,
   type GatewayRegistration,
+  type LeaseHolder,
   type PostgresStoreOptions,
 } from './store-postgres.js';
 import {
@@ -77,6 +78,8 @@ export interface PostgresExtras {
   heartbeatGateway(name: string): boolean;
   listGateways(): GatewayRecord[];
   removeGateway(name: string): boolean;
+  /** The leases held now and by whom (failover of a shared address). */
+  leaseHolders(): LeaseHolder[];
 }
 
 export type SyncPostgresStore = Store & PostgresExtras;
@@ -93,7 +96,13 @@ export function openPostgresStoreSync(url: string, options: SyncPostgresOptions 
   return new SyncPostgresStoreImpl(url, options) as unknown as SyncPostgresStore;
 }
 
-const EXTRA_METHODS = ['registerGateway', 'heartbeatGateway', 'listGateways', 'removeGateway'] as const;
+const EXTRA_METHODS = [
+  'registerGateway',
+  'heartbeatGateway',
+  'listGateways',
+  'removeGateway',
+  'leaseHolders',
+] as const;
 
 class SyncPostgresStoreImpl {
   readonly kind = 'postgres';

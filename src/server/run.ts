@@ -14,6 +14,8 @@
  *      device, their traffic checked against their groups' policies, their status reported every 5 s.
  *   7. with the multicast setting on: replicate group traffic between members and the host (docs/multicast.md),
  *      the gateway being the IGMP querier in every member's tunnel.
+ *   8. with --shared-address on a PostgreSQL store: hold the shared address when the lease is ours, stand by
+ *      otherwise (failover.ts).
  * Stopping (SIGTERM, SIGINT): the API, NAT, forwarding, the interface, a last status report, the store.
  */
 import { readFileSync } from 'node:fs';
@@ -30,7 +32,7 @@ import { UserError } from '../control/errors.js';
 import { monotonicEpochMs } from '../io/clock.js';
 import { addRoute, hostAddresses, linkExists, removeRoute } from '../io/linux-net.js';
 import { formatAddress, parseAddress, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
-import { joinedName, openStore } from './data-dir.js';
+import { joinedName, openStore, storeLocation } from './data-dir.js';
 import { isSyncPostgresStore } from '../control/store-postgres-sync.js';
 import { StoreUnavailable } from '../control/store-postgres.js';
 import { hostUplinks } from './host-networks.js';
@@ -46,6 +48,8 @@ import { MulticastMembers } from './multicast-members.js';
 import { LanBridge } from '../gateway/multicast-lan.js';
 import { LanMulticastSocket } from '../io/multicast-lan.js';
 import { MULTICAST_STATUS_MS, removeMulticastStatus, writeMulticastStatus } from './multicast-status.js';
+import type { Failover, SharedAddress } from './failover.js';
+import { startFailover } from './failover-host.js';
 
 /** What `weft server run` takes besides the data directory. */
 export interface ServerRunOptions {
@@ -58,6 +62,8 @@ export interface ServerRunOptions {
    * store share their settings, and names must be unique per machine.
    */
   readonly interfaceName?: string;
+  /** A member-facing address shared with other gateways of the store, held by one at a time (failover.ts). */
+  readonly sharedAddress?: SharedAddress;
 }
 
 export interface TlsFiles {
@@ -146,6 +152,12 @@ export async function runServer(
   const store = openStore(dataDir);
   // The shared PostgreSQL store, or undefined for the embedded SQLite one.
   const shared = isSyncPostgresStore(store) ? store : undefined;
+  if (options.sharedAddress && !shared) {
+    store.close();
+    throw new UserError(
+      'weft: --shared-address needs the shared PostgreSQL store (the gateways of a pair choose the holder there)',
+    );
+  }
   const undo: (() => Promise<void> | void)[] = [() => store.close()];
   const unwind = async (): Promise<void> => {
     for (const step of undo.reverse()) {
@@ -217,10 +229,15 @@ export async function runServer(
     await applyNat(settings);
     undo.push(() => removeNat(name));
 
+    // A standby gateway of a shared address reaches out to no member (its handshake would move the member here).
+    const late2: { failover?: Failover } = {};
     const activeSync = new GatewaySync(cp, running.device, {
       log,
       sharedStore: shared !== undefined,
-      handshake: (key) => running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs())),
+      handshake: (key) => {
+        if (late2.failover && !late2.failover.isHolder) return;
+        running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs()));
+      },
       settingsChanged: (previous, next) => {
         if (next.listenPort !== previous.listenPort)
           running.wg.setListenPort(next.listenPort).then(
@@ -291,6 +308,21 @@ export async function runServer(
       clearInterval(reportTimer);
       guarded('status report', () => activeSync.report());
     });
+
+    if (options.sharedAddress && shared) {
+      const where = storeLocation(dataDir);
+      const failover = await startFailover(options.sharedAddress, {
+        store,
+        storeUrl: where.kind === 'postgres' ? where.url : '',
+        holder: joined,
+        device: running.device,
+        perform: (actions) => running.wg.perform(actions),
+        now: monotonicEpochMs,
+        log,
+      });
+      late2.failover = failover;
+      undo.push(() => failover.stop());
+    }
 
     const multicast =
       settings.multicast === true ? startMulticast(cp, activeSync, running, log, dataDir) : undefined;
@@ -401,6 +433,7 @@ export async function runServer(
           startedAt,
           ...activeSync.summary(),
           store: liveStore(),
+          ...(late2.failover ? { failover: late2.failover.status() } : {}),
         }),
         metrics: () => ({
           members: activeSync.memberMetrics(),
@@ -415,6 +448,7 @@ export async function runServer(
             ...(openvpn ? { openvpn: Object.fromEntries(openvpn.drops) } : {}),
           },
           store: liveStore(),
+          ...(late2.failover ? { failover: late2.failover.status() } : {}),
         }),
         ...(multicast ? { multicast: multicast.snapshot } : {}),
       },
