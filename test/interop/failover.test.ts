@@ -158,8 +158,8 @@ describe('failover: a shared address moves when its holder is killed', { skip },
     const { stdout } = await netns(key).exec('ip', ['-4', '-o', 'addr', 'show', 'dev', lanIf[key]]);
     return stdout.includes(` ${SHARED}/24 `);
   };
-  /** One API call through the gateway's own API (a short-lived client in its namespace). */
-  const call = async (key: GatewayKey, path: string): Promise<ApiEvent> => {
+  /** GET requests through the gateway's own API (a short-lived client in its namespace). */
+  const get = async (key: GatewayKey, paths: readonly string[]): Promise<ApiEvent[]> => {
     const client = new JsonLinesProcess<ApiEvent>(
       netns(key).spawn(process.execPath, [API_CLIENT], {
         env: { WEFT_API: 'http://127.0.0.1:8780/api/v1', WEFT_TOKEN: token },
@@ -167,13 +167,15 @@ describe('failover: a shared address moves when its holder is killed', { skip },
     );
     try {
       await client.next('ready');
-      const id = ++requests;
-      client.command({ id, method: 'GET', path });
-      return await client.waitFor(
-        `reply ${id} (GET ${path})`,
-        (e) => e.ev === 'reply' && e.id === id,
-        15_000,
-      );
+      const out: ApiEvent[] = [];
+      for (const path of paths) {
+        const id = ++requests;
+        client.command({ id, method: 'GET', path });
+        out.push(
+          await client.waitFor(`reply ${id} (GET ${path})`, (e) => e.ev === 'reply' && e.id === id, 15_000),
+        );
+      }
+      return out;
     } finally {
       client.process.kill('SIGTERM');
     }
@@ -194,17 +196,20 @@ describe('failover: a shared address moves when its holder is killed', { skip },
     ]);
     token = /^api token: (\S+)/m.exec(init.stdout)?.[1] ?? '';
     assert.ok(token, init.stdout);
-    for (const key of ['a', 'b'] as const)
-      await weft(key, [
-        'gateway',
-        'join',
-        '--store',
-        storeUrl,
-        '--name',
-        `gw-${key}`,
-        '--endpoint',
-        `${UNDERLAY[key]}:${PORT}`,
-      ]);
+    await Promise.all(
+      (['a', 'b'] as const).map((key) =>
+        weft(key, [
+          'gateway',
+          'join',
+          '--store',
+          storeUrl,
+          '--name',
+          `gw-${key}`,
+          '--endpoint',
+          `${UNDERLAY[key]}:${PORT}`,
+        ]),
+      ),
+    );
     const started = Date.now();
     const a = start('a');
     await a.waitForOutput(/ready:/, 30_000);
@@ -220,14 +225,16 @@ describe('failover: a shared address moves when its holder is killed', { skip },
   });
 
   it('2. both members connect through the shared address; A reports their endpoints', async () => {
-    for (const key of ['m1', 'm2'] as const) {
-      await weft('a', ['member', 'add', MEMBERS[key]]);
-      const config = (await weft('a', ['member', 'config', MEMBERS[key]])).stdout;
-      assert.match(config, new RegExp(`Endpoint = ${SHARED.replaceAll('.', '\\.')}:${PORT}`));
-      members[key] = await wgQuickUp(netns(key), lab.ifname(`c${key}`), config);
-      const p = await ping(netns(key), GATEWAY_IP, { count: 2, waitS: 3 });
-      assert.ok(p.received >= 1, `${MEMBERS[key]} → ${GATEWAY_IP} through A:\n${p.output}`);
-    }
+    await Promise.all(
+      (['m1', 'm2'] as const).map(async (key) => {
+        await weft('a', ['member', 'add', MEMBERS[key]]);
+        const config = (await weft('a', ['member', 'config', MEMBERS[key]])).stdout;
+        assert.match(config, new RegExp(`Endpoint = ${SHARED.replaceAll('.', '\\.')}:${PORT}`));
+        members[key] = await wgQuickUp(netns(key), lab.ifname(`c${key}`), config);
+        const p = await ping(netns(key), GATEWAY_IP, { count: 2, waitS: 3 });
+        assert.ok(p.received >= 1, `${MEMBERS[key]} → ${GATEWAY_IP} through A:\n${p.output}`);
+      }),
+    );
     // B knows the members' hardware addresses already (as a gateway on their LAN would): at the takeover its
     // kernel sends them no ARP request of its own, so only B's announcement tells them where the address went.
     for (const [key, dev] of [
@@ -319,14 +326,19 @@ describe('failover: a shared address moves when its holder is killed', { skip },
     assert.doesNotMatch(a.stderr, /failover: holder/, a.stderr);
     assert.equal(await hasShared('b'), true);
     // The members still reach the gateway (B), A's restart notwithstanding.
-    for (const key of ['m1', 'm2'] as const) {
-      const p = await ping(netns(key), GATEWAY_IP, { count: 5, intervalS: 0.1, waitS: 2 });
-      assert.equal(p.received, 5, `${MEMBERS[key]} after A's restart:\n${p.output}\n${b.describe()}`);
-    }
-    const list = JSON.parse((await weft('a', ['gateway', 'list', '--json'])).stdout) as {
-      name: string;
-      holds: string[];
-    }[];
+    await Promise.all(
+      (['m1', 'm2'] as const).map(async (key) => {
+        const p = await ping(netns(key), GATEWAY_IP, { count: 5, intervalS: 0.1, waitS: 2 });
+        assert.equal(p.received, 5, `${MEMBERS[key]} after A's restart:\n${p.output}\n${b.describe()}`);
+      }),
+    );
+    const [listed, shown, [statusA, metricsA], [statusB, metricsB]] = await Promise.all([
+      weft('a', ['gateway', 'list', '--json']),
+      weft('b', ['gateway', 'list']),
+      get('a', ['/status', '/metrics']),
+      get('b', ['/status', '/metrics']),
+    ]);
+    const list = JSON.parse(listed.stdout) as { name: string; holds: string[] }[];
     assert.deepEqual(
       list.map((g) => [g.name, g.holds]),
       [
@@ -334,20 +346,17 @@ describe('failover: a shared address moves when its holder is killed', { skip },
         ['gw-b', [SHARED]],
       ],
     );
-    const table = (await weft('b', ['gateway', 'list'])).stdout;
-    assert.match(table, /^gw-b .* 192\.168\.74\.100\s*$/m, table);
-    t.diagnostic(table.trim());
-    for (const [key, role, gauge] of [
-      ['a', 'standby', 0],
-      ['b', 'holder', 1],
+    assert.match(shown.stdout, /^gw-b .* 192\.168\.74\.100\s*$/m, shown.stdout);
+    t.diagnostic(shown.stdout.trim());
+    for (const [status, metricsReply, role, gauge] of [
+      [statusA, metricsA, 'standby', 0],
+      [statusB, metricsB, 'holder', 1],
     ] as const) {
-      const status = await call(key, '/status');
-      const failover = (status.body as { live?: { failover?: Record<string, unknown> } }).live?.failover;
-      assert.equal(failover?.['role'], role, JSON.stringify(status.body));
+      const failover = (status?.body as { live?: { failover?: Record<string, unknown> } }).live?.failover;
+      assert.equal(failover?.['role'], role, JSON.stringify(status?.body));
       assert.equal(failover?.['address'], `${SHARED}/24`);
-      const metrics = String((await call(key, '/metrics')).body);
       assert.match(
-        metrics,
+        String(metricsReply?.body),
         new RegExp(`^weft_failover_holder\\{address="192\\.168\\.74\\.100/24"\\} ${gauge}$`, 'm'),
       );
     }
