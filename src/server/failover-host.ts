@@ -98,6 +98,12 @@ export async function startFailover(shared: SharedAddress, host: FailoverHost): 
     actions,
     { log: host.log },
   );
-  await failover.start();
+  try {
+    await failover.start();
+  } catch (e) {
+    throw new UserError(
+      `weft: --shared-address: cannot clear ${shared.cidr} from ${dev} at start: ${(e as Error).message}`,
+    );
+  }
   return failover;
 }

@@ -230,12 +230,12 @@ export async function runServer(
     undo.push(() => removeNat(name));
 
     // A standby gateway of a shared address reaches out to no member (its handshake would move the member here).
-    const late2: { failover?: Failover } = {};
+    const pair: { failover?: Failover } = {};
     const activeSync = new GatewaySync(cp, running.device, {
       log,
       sharedStore: shared !== undefined,
       handshake: (key) => {
-        if (late2.failover && !late2.failover.isHolder) return;
+        if (pair.failover && !pair.failover.isHolder) return;
         running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs()));
       },
       settingsChanged: (previous, next) => {
@@ -320,7 +320,7 @@ export async function runServer(
         now: monotonicEpochMs,
         log,
       });
-      late2.failover = failover;
+      pair.failover = failover;
       undo.push(() => failover.stop());
     }
 
@@ -433,7 +433,7 @@ export async function runServer(
           startedAt,
           ...activeSync.summary(),
           store: liveStore(),
-          ...(late2.failover ? { failover: late2.failover.status() } : {}),
+          ...(pair.failover ? { failover: pair.failover.status() } : {}),
         }),
         metrics: () => ({
           members: activeSync.memberMetrics(),
@@ -448,7 +448,7 @@ export async function runServer(
             ...(openvpn ? { openvpn: Object.fromEntries(openvpn.drops) } : {}),
           },
           store: liveStore(),
-          ...(late2.failover ? { failover: late2.failover.status() } : {}),
+          ...(pair.failover ? { failover: pair.failover.status() } : {}),
         }),
         ...(multicast ? { multicast: multicast.snapshot } : {}),
       },

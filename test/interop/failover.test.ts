@@ -289,7 +289,9 @@ describe('failover: a shared address moves when its holder is killed', { skip },
         b.stderr,
       );
     assert.ok(took, `B never became the holder:\n${b.stderr}`);
-    t.diagnostic(`B: lease taken in ${took[1]} ms, handshakes started with ${took[2]} member(s)`);
+    t.diagnostic(
+      `B: takeover (lease, address, announcement, handshakes) took ${took[1]} ms, handshakes started with ${took[2]} member(s)`,
+    );
     assert.equal(took[2], '2', b.stderr);
     const lines: string[] = [];
     const gaps: number[] = [];
