@@ -386,3 +386,29 @@ describe('reachOut at a takeover', () => {
     assert.equal(send.data.length, 148);
   });
 });
+
+describe('/metrics with a shared address', () => {
+  it('has the holder gauge and the takeover counter, labelled by the address', async () => {
+    const { renderMetrics } = await import('../../src/api/metrics.js');
+    const text = (role: 'holder' | 'standby'): string =>
+      renderMetrics({
+        members: { total: 0, disabled: 0, expired: 0 },
+        gateway: {
+          members: [],
+          drops: {},
+          failover: {
+            address: '192.0.2.100/24',
+            interfaceName: 'eth0',
+            role,
+            since: new Date(0).toISOString(),
+            takeovers: 3,
+          },
+        },
+        residentMemoryBytes: 1,
+      });
+    assert.match(text('holder'), /^weft_failover_holder\{address="192\.0\.2\.100\/24"\} 1$/m);
+    assert.match(text('standby'), /^weft_failover_holder\{address="192\.0\.2\.100\/24"\} 0$/m);
+    assert.match(text('standby'), /^weft_failover_takeovers_total\{address="192\.0\.2\.100\/24"\} 3$/m);
+    assert.match(text('holder'), /^# TYPE weft_failover_holder gauge$/m);
+  });
+});
