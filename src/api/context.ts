@@ -42,6 +42,19 @@ export interface LiveMesh {
   }[];
 }
 
+/** The gateway's role for a member-facing address it shares with other gateways (failover). */
+export interface LiveFailover {
+  /** ADDR/BITS. */
+  readonly address: string;
+  readonly interfaceName: string;
+  /** 'holder': the address is on this gateway; 'standby': another gateway holds it (or none can yet). */
+  readonly role: 'holder' | 'standby' | 'stopped';
+  /** When the gateway took that role (ISO 8601). */
+  readonly since: string;
+  /** Takeovers since the gateway started. */
+  readonly takeovers: number;
+}
+
 /** Live figures of the gateway running in this process, for GET /status. */
 export interface LiveStatus {
   /** Undefined while the gateway is not running. */
@@ -56,6 +69,7 @@ export interface LiveStatus {
         startedAt: string;
         store?: LiveStore;
         mesh?: LiveMesh;
+        failover?: LiveFailover;
       }
     | undefined;
   /** Per-member figures and drop counters for /metrics; undefined while the gateway is not running. */

@@ -8,7 +8,7 @@
  * here, so a reason added to the core shows up without a change to this file.
  */
 import type { MemberMetrics } from '../server/gateway-sync.js';
-import type { LiveStore } from './context.js';
+import type { LiveFailover, LiveStore } from './context.js';
 
 /** What the running gateway adds to /metrics. */
 export interface GatewayMetrics {
@@ -17,6 +17,8 @@ export interface GatewayMetrics {
   readonly drops: Readonly<Record<string, Readonly<Record<string, number>>>>;
   /** The store as the gateway sees it. */
   readonly store?: LiveStore;
+  /** The shared address's failover, when the gateway has one. */
+  readonly failover?: LiveFailover;
 }
 
 export interface MetricsInput {
@@ -118,6 +120,19 @@ export function renderMetrics(input: MetricsInput): string {
         'Seconds since the gateway last reached the head of the feed',
       )
       .sample('weft_store_lag_seconds', store.lagSeconds, kind);
+  }
+  const failover = gateway.failover;
+  if (failover) {
+    const address = { address: failover.address };
+    out
+      .family(
+        'weft_failover_holder',
+        'gauge',
+        'Whether this gateway holds the shared address (1) or stands by (0)',
+      )
+      .sample('weft_failover_holder', failover.role === 'holder' ? 1 : 0, address)
+      .family('weft_failover_takeovers_total', 'counter', 'Times this gateway took the shared address over')
+      .sample('weft_failover_takeovers_total', failover.takeovers, address);
   }
   return out.text();
 }

@@ -24,6 +24,15 @@ export const GatewayItem = z.object({
     .describe(
       'Members whose status says they are online on this gateway; null when the statuses do not name gateways',
     ),
+  meshPort: z.number().int().nullable().describe('The UDP port of its mesh interface (null: not recorded)'),
+  mesh: z
+    .object({
+      at: z.string().describe('When it last reported its mesh peers (ISO 8601, database clock)'),
+      peers: z.array(z.object({ name: z.string(), lastHandshake: z.string().nullable() }).passthrough()),
+    })
+    .nullable()
+    .describe('Its mesh peers as it last reported them; null before its first report'),
+  holds: z.array(z.string()).describe('Shared member-facing addresses it holds now (failover pairs)'),
 });
 
 export function gatewayRoutes(ctx: ApiContext): void {

@@ -255,6 +255,18 @@ export const LiveGateway = z.object({
     })
     .optional()
     .describe('The peering mesh with the other gateways (shared store, joined gateway)'),
+  failover: z
+    .object({
+      address: z.string().describe('The shared member-facing address, ADDR/BITS'),
+      interfaceName: z.string().describe('The interface that carries it on the holder'),
+      role: z
+        .enum(['holder', 'standby', 'stopped'])
+        .describe('holder: the address is on this gateway; standby: another gateway holds it'),
+      since: isoTime.describe('When this gateway took that role'),
+      takeovers: z.number().int().describe('Times this gateway took the address over since it started'),
+    })
+    .optional()
+    .describe('Present when this gateway runs with --shared-address (docs/scale-out.md)'),
 });
 
 export const Status = z.object({

@@ -6,8 +6,9 @@
  * gateway (name, endpoint, public key, region, mesh UDP port) in the store, records the store in DATA/store-url and the name in
  * DATA/gateway-name. `server run` then heartbeats the registration every few seconds.
  * list: every registered gateway with when the database last heard from it, its mesh port, its mesh peers with
- * their last handshakes as it last reported them (src/server/mesh.ts), and the members online on it (from the
- * member statuses; those whose status does not name a gateway are counted on a line of their own).
+ * their last handshakes as it last reported them (src/server/mesh.ts), the members online on it (from the
+ * member statuses; those whose status does not name a gateway are counted on a line of their own), and the
+ * shared addresses it holds (`server run --shared-address`: the holder of each lease, from PostgreSQL's lock table).
  */
 import { existsSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -180,7 +181,17 @@ export function registerGatewayCommands(program: Command): void {
         const now = Date.now();
         print(list, opts.json, () => {
           const rows = table(
-            ['NAME', 'ENDPOINT', 'MESH PORT', 'REGION', 'STATE', 'LAST SEEN', 'ONLINE', 'MESH PEERS (LAST HANDSHAKE)'],
+            [
+              'NAME',
+              'ENDPOINT',
+              'MESH PORT',
+              'REGION',
+              'STATE',
+              'LAST SEEN',
+              'ONLINE',
+              'HOLDS',
+              'MESH PEERS (LAST HANDSHAKE)',
+            ],
             list.map((g) => [
               g.name,
               g.endpoint,
@@ -189,6 +200,7 @@ export function registerGatewayCommands(program: Command): void {
               state(g),
               g.lastSeen,
               g.membersOnline === null ? '?' : String(g.membersOnline),
+              g.holds.length > 0 ? g.holds.join(',') : '-',
               meshPeers(g, now),
             ]),
           );

@@ -283,14 +283,28 @@ export function registerPeopleCommands(program: Command): void {
       .option('--api-listen <host:port>', 'serve the API and the console here (default: the stored setting)')
       .option('--tls-cert <file>', 'PEM certificate (chain): serve HTTPS (with --tls-key)')
       .option('--tls-key <file>', 'PEM private key of --tls-cert')
-      .option('--interface <name>', 'WireGuard interface name (default: the stored setting)'),
+      .option('--interface <name>', 'WireGuard interface name (default: the stored setting)')
+      .option(
+        '--shared-address <addr/bits>',
+        'a member-facing IPv4 address shared with other gateways; held by one at a time (PostgreSQL store)',
+      )
+      .option('--shared-interface <name>', 'the interface that carries --shared-address'),
   ).action(
     async (
-      opts: DataOption & { apiListen?: string; tlsCert?: string; tlsKey?: string; interface?: string },
+      opts: DataOption & {
+        apiListen?: string;
+        tlsCert?: string;
+        tlsKey?: string;
+        interface?: string;
+        sharedAddress?: string;
+        sharedInterface?: string;
+      },
     ) => {
       // Loaded here so the other commands start without the data plane and the HTTP server.
       const { apiListenOption, interfaceOption, readTlsFiles, serverRunForeground } =
         await import('../server/run.js');
+      const { sharedAddressOption } = await import('../server/failover.js');
+      const sharedAddress = sharedAddressOption(opts.sharedAddress, opts.sharedInterface);
       // Both checked before anything is set up, so a typo never leaves half a gateway behind.
       const tls = readTlsFiles(opts.tlsCert, opts.tlsKey);
       const apiListen = opts.apiListen === undefined ? undefined : apiListenOption(opts.apiListen);
@@ -299,6 +313,7 @@ export function registerPeopleCommands(program: Command): void {
         ...(tls ? { tls } : {}),
         ...(interfaceName ? { interfaceName } : {}),
         ...(apiListen ? { apiListen } : {}),
+        ...(sharedAddress ? { sharedAddress } : {}),
       });
     },
   );

@@ -12,6 +12,9 @@ import type { Store } from './store.js';
 import type { GatewayRecord } from './store-postgres.js';
 import type { SyncPostgresStore } from './store-postgres-sync.js';
 
+/** The lease of a failover pair's shared member-facing address is named this prefix, then the address. */
+export const SHARED_ADDRESS_LEASE_PREFIX = 'shared-address/';
+
 /** A gateway the database has not heard from for this long is shown as silent (heartbeats every few s). */
 export const SILENT_AFTER_MS = 15_000;
 
@@ -29,6 +32,8 @@ export interface GatewayView {
   /** Its mesh UDP port (null: registered before the mesh) and its mesh peers as it last reported them. */
   readonly meshPort: GatewayRecord['meshPort'];
   readonly mesh: GatewayRecord['mesh'];
+  /** The shared member-facing addresses it holds now (failover: the holders of the leases, from PostgreSQL). */
+  readonly holds: string[];
   /** Members whose status says they are online on this gateway; null when no status names its gateway. */
   readonly membersOnline: number | null;
 }
@@ -58,6 +63,14 @@ function statusGateway(s: MemberStatus): string | undefined {
 export function gatewayOverview(store: Store): GatewayOverview {
   if (!isShared(store)) return { gateways: [], membersOnline: 0, membersOnlineUnassigned: 0 };
   const records = store.listGateways();
+  // Which gateway holds each shared address: PostgreSQL's lock table says (src/server/failover.ts).
+  const held = new Map<string, string[]>();
+  for (const l of store.leaseHolders()) {
+    if (!l.name.startsWith(SHARED_ADDRESS_LEASE_PREFIX)) continue;
+    const addresses = held.get(l.holder) ?? [];
+    addresses.push(l.name.slice(SHARED_ADDRESS_LEASE_PREFIX.length));
+    held.set(l.holder, addresses);
+  }
   const online = store.allStatuses().filter((s) => s.online);
   const perGateway = new Map<string, number>();
   let unassigned = 0;
@@ -80,6 +93,7 @@ export function gatewayOverview(store: Store): GatewayOverview {
       state: g.silentMs < SILENT_AFTER_MS ? 'up' : 'silent',
       meshPort: g.meshPort,
       mesh: g.mesh,
+      holds: held.get(g.name) ?? [],
       membersOnline: known ? (perGateway.get(g.name) ?? 0) : null,
     })),
     membersOnline: online.length,

@@ -42,6 +42,22 @@ export interface LeaseOptions {
    * 3 s). Must exceed lostAfterMs + heartbeatMs, so that a cut-off holder gives up before another can take over.
    */
   readonly serverTimeoutMs?: number;
+  /**
+   * Who holds it (a gateway's name): the session's application_name becomes `weft lease NAME` (PostgreSQL
+   * keeps 63 bytes), so `leaseHolders` (store-postgres.ts) can say who holds which lease.
+   */
+  readonly holder?: string;
+}
+
+/** The application_name of a lease's session held by `holder` (PostgreSQL truncates it to 63 bytes). */
+export function leaseApplicationName(holder: string | undefined): string {
+  const name = holder === undefined || holder === '' ? 'weft lease' : `weft lease ${holder}`;
+  let out = '';
+  for (const ch of name) {
+    if (Buffer.byteLength(out + ch) > 63) break;
+    out += ch;
+  }
+  return out;
 }
 
 export interface Lease {
@@ -84,7 +100,7 @@ export async function acquireLease(
     await client.connect();
     await client.query(
       `SET idle_session_timeout = ${Math.floor(serverTimeoutMs)}; SET tcp_user_timeout = ${TCP_USER_TIMEOUT_MS};
-       SET application_name = 'weft lease'`,
+       SET application_name = ${pg.escapeLiteral(leaseApplicationName(options.holder))}`,
     );
     await client.query('INSERT INTO leases (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [name]);
     const { rows } = await client.query<{ held: boolean }>(

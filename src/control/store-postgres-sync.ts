@@ -39,6 +39,7 @@ import {
   type GatewayRegistration,
   type MeshPeerReport,
   type MemberLocation,
+  type LeaseHolder,
   type PostgresStoreOptions,
 } from './store-postgres.js';
 import {
@@ -81,6 +82,8 @@ export interface PostgresExtras {
   removeGateway(name: string): boolean;
   reportGatewayMesh(name: string, peers: readonly MeshPeerReport[]): boolean;
   memberLocations(except: string): MemberLocation[];
+  /** The leases held now and by whom (failover of a shared address). */
+  leaseHolders(): LeaseHolder[];
 }
 
 export type SyncPostgresStore = Store & PostgresExtras;
@@ -104,6 +107,7 @@ const EXTRA_METHODS = [
   'removeGateway',
   'reportGatewayMesh',
   'memberLocations',
+  'leaseHolders',
 ] as const;
 
 class SyncPostgresStoreImpl {

@@ -55,7 +55,7 @@ import type {
 import type { SiteStatus } from '../ipsec/site-spec.js';
 import { StoreConflict, type MemberQuery } from './store.js';
 import type { AsyncStore } from './store-async.js';
-import { acquireLease, type Lease, type LeaseOptions } from './pg-lease.js';
+import { acquireLease, LEASE_LOCK_SPACE, type Lease, type LeaseOptions } from './pg-lease.js';
 
 /** The change feed keeps at least this many of its newest rows, trimmed every CHANGE_FEED_PRUNE_EVERY. */
 const CHANGE_FEED_KEEP = 10_000;
@@ -433,6 +433,12 @@ export interface MemberLocation {
   readonly gateway: string;
   readonly ip: string;
   readonly ip6: string | null;
+}
+
+/** A lease held now, and by whom (pg-lease.ts's `holder`; '' when its session did not say). */
+export interface LeaseHolder {
+  readonly name: string;
+  readonly holder: string;
 }
 
 export interface GatewayRecord extends GatewayRegistration {
@@ -1446,6 +1452,26 @@ export class PostgresStore implements AsyncStore {
     return acquireLease(this.#config, name, options).catch((err: unknown) => {
       throw this.#mapped(err);
     });
+  }
+
+  /**
+   * The leases held now, by name, with who holds each (the `holder` given to acquireLease, read back from the
+   * holding session's application_name): PostgreSQL's own lock table, so a holder that died is never listed.
+   */
+  async leaseHolders(): Promise<LeaseHolder[]> {
+    const { rows } = await this.#read<{ name: string; application_name: string | null }>(
+      `SELECT l.name, a.application_name FROM pg_locks k
+         JOIN leases l ON k.objid = l.id::oid
+         LEFT JOIN pg_stat_activity a ON a.pid = k.pid
+        WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2 AND k.classid = $1::oid
+          AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        ORDER BY l.name`,
+      [LEASE_LOCK_SPACE],
+    );
+    return rows.map((r) => ({
+      name: r.name,
+      holder: /^weft lease (.+)$/.exec(r.application_name ?? '')?.[1] ?? '',
+    }));
   }
 
   // ---- the one place that decides connections, transactions and errors ----

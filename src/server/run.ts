@@ -16,6 +16,8 @@
  *      the gateway being the IGMP querier in every member's tunnel.
  *   8. on a shared store, a joined gateway peers with the other gateways (mesh.ts): its mesh interface is one
  *      more tunnel in the router, routing the members whose sessions other gateways hold.
+ *   9. with --shared-address on a PostgreSQL store: hold the shared address when the lease is ours, stand by
+ *      otherwise (failover.ts).
  * Stopping (SIGTERM, SIGINT): the API, NAT, forwarding, the interface, a last status report, the store.
  */
 import { readFileSync } from 'node:fs';
@@ -32,7 +34,7 @@ import { UserError } from '../control/errors.js';
 import { monotonicEpochMs } from '../io/clock.js';
 import { addRoute, hostAddresses, linkExists, removeRoute } from '../io/linux-net.js';
 import { formatAddress, parseAddress, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
-import { joinedName, openStore } from './data-dir.js';
+import { joinedName, openStore, storeLocation } from './data-dir.js';
 import { isSyncPostgresStore } from '../control/store-postgres-sync.js';
 import { StoreUnavailable } from '../control/store-postgres.js';
 import { hostUplinks } from './host-networks.js';
@@ -49,6 +51,8 @@ import { MulticastMembers } from './multicast-members.js';
 import { LanBridge } from '../gateway/multicast-lan.js';
 import { LanMulticastSocket } from '../io/multicast-lan.js';
 import { MULTICAST_STATUS_MS, removeMulticastStatus, writeMulticastStatus } from './multicast-status.js';
+import type { Failover, SharedAddress } from './failover.js';
+import { startFailover } from './failover-host.js';
 
 /** What `weft server run` takes besides the data directory. */
 export interface ServerRunOptions {
@@ -61,6 +65,8 @@ export interface ServerRunOptions {
    * store share their settings, and names must be unique per machine.
    */
   readonly interfaceName?: string;
+  /** A member-facing address shared with other gateways of the store, held by one at a time (failover.ts). */
+  readonly sharedAddress?: SharedAddress;
 }
 
 export interface TlsFiles {
@@ -149,6 +155,12 @@ export async function runServer(
   const store = openStore(dataDir);
   // The shared PostgreSQL store, or undefined for the embedded SQLite one.
   const shared = isSyncPostgresStore(store) ? store : undefined;
+  if (options.sharedAddress && !shared) {
+    store.close();
+    throw new UserError(
+      'weft: --shared-address needs the shared PostgreSQL store (the gateways of a pair choose the holder there)',
+    );
+  }
   const undo: (() => Promise<void> | void)[] = [() => store.close()];
   const unwind = async (): Promise<void> => {
     for (const step of undo.reverse()) {
@@ -222,11 +234,16 @@ export async function runServer(
 
     // A gateway that joined (`weft gateway join`) is named in its status reports and peers with the others.
     const joined = shared ? joinedName(dataDir) : undefined;
+    // A standby gateway of a shared address reaches out to no member (its handshake would move the member here).
+    const pair: { failover?: Failover } = {};
     const activeSync = new GatewaySync(cp, running.device, {
       log,
       sharedStore: shared !== undefined,
       gatewayName: joined,
-      handshake: (key) => running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs())),
+      handshake: (key) => {
+        if (pair.failover && !pair.failover.isHolder) return;
+        running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs()));
+      },
       settingsChanged: (previous, next) => {
         if (next.listenPort !== previous.listenPort)
           running.wg.setListenPort(next.listenPort).then(
@@ -315,6 +332,21 @@ export async function runServer(
           })
         : undefined;
     if (mesh) undo.push(() => mesh.close());
+    // 9. The shared member-facing address of a failover pair (docs/scale-out.md).
+    if (options.sharedAddress && shared) {
+      const where = storeLocation(dataDir);
+      const failover = await startFailover(options.sharedAddress, {
+        store,
+        storeUrl: where.kind === 'postgres' ? where.url : '',
+        holder: joined,
+        device: running.device,
+        perform: (actions) => running.wg.perform(actions),
+        now: monotonicEpochMs,
+        log,
+      });
+      pair.failover = failover;
+      undo.push(() => failover.stop());
+    }
 
     const multicast =
       settings.multicast === true ? startMulticast(cp, activeSync, running, log, dataDir) : undefined;
@@ -426,6 +458,7 @@ export async function runServer(
           ...activeSync.summary(),
           store: liveStore(),
           ...(mesh ? { mesh: mesh.live() } : {}),
+          ...(pair.failover ? { failover: pair.failover.status() } : {}),
         }),
         metrics: () => ({
           members: activeSync.memberMetrics(),
@@ -441,6 +474,7 @@ export async function runServer(
             ...(mesh ? { mesh: mesh.drops() } : {}),
           },
           store: liveStore(),
+          ...(pair.failover ? { failover: pair.failover.status() } : {}),
         }),
         ...(multicast ? { multicast: multicast.snapshot } : {}),
       },
