@@ -444,6 +444,10 @@ const siteFields = {
   dpdAction: z.enum(['restart', 'clear', 'hold']).optional(),
   startAction: z.enum(['initiate', 'wait', 'on-traffic']).optional(),
   groups: z.array(z.string()).optional(),
+  multicast: z
+    .array(z.string())
+    .optional()
+    .describe('Multicast group ranges the site sends and receives (e.g. 239.0.0.0/8); tunnel mode only'),
 };
 
 export const SiteInput = z.strictObject({ name, ...siteFields });
@@ -513,6 +517,7 @@ export const SiteView = z.object({
   dpdAction: z.enum(['restart', 'clear', 'hold']),
   startAction: z.enum(['initiate', 'wait', 'on-traffic']),
   groups: z.array(z.string()),
+  multicast: z.array(z.string()).describe('Multicast group ranges (empty: the site is no multicast port)'),
   createdAt: isoTime,
   updatedAt: isoTime,
   status: SiteStatus.nullable().describe('What the running gateway last reported; null: nothing yet'),

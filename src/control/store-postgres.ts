@@ -323,6 +323,12 @@ ALTER TABLE sites ADD COLUMN private_key text;
 ALTER TABLE sites ADD COLUMN ca_certificates text;
 `;
 
+/** Version 7: a site's multicast group ranges (empty: the site is no multicast port). */
+const SCHEMA_V7 = `
+ALTER TABLE sites ADD COLUMN multicast jsonb NOT NULL DEFAULT '[]'
+  CONSTRAINT "sites.multicast" CHECK (jsonb_typeof(multicast) = 'array');
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
 export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V1,
@@ -331,6 +337,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V4,
   SCHEMA_V5,
   SCHEMA_V6,
+  SCHEMA_V7,
 ];
 
 /** The schema version this build writes. */
@@ -461,6 +468,7 @@ const SITE_COLUMNS = [
   'certificate',
   'private_key',
   'ca_certificates',
+  'multicast',
 ] as const;
 
 const SITE_SELECT = `SELECT ${SITE_COLUMNS.join(', ')} FROM sites`;
@@ -491,6 +499,7 @@ interface SiteRow {
   readonly certificate: string | null;
   readonly private_key: string | null;
   readonly ca_certificates: string | null;
+  readonly multicast: string[];
 }
 
 const CREDENTIAL_SELECT = `
@@ -1801,6 +1810,7 @@ function siteParams(s: SiteRecord): unknown[] {
     s.certificate,
     s.privateKey,
     s.caCertificates,
+    JSON.stringify(s.multicast),
   ];
 }
 
@@ -1829,6 +1839,7 @@ function siteFromRow(r: SiteRow): SiteRecord {
     dpdAction: r.dpd_action,
     startAction: r.start_action,
     groups: r.policy_groups,
+    multicast: r.multicast,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
