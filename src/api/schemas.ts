@@ -7,7 +7,13 @@
  * CLI, `weft apply` and the API give the same answer with the same field.
  */
 import { z } from 'zod';
-import { desiredStateSchema, openVpnSettingsObject, settingsObject } from '../control/desired-state.js';
+import {
+  desiredStateSchema,
+  multicastQuerierObject,
+  multicastStaticObject,
+  openVpnSettingsObject,
+  settingsObject,
+} from '../control/desired-state.js';
 import { instant } from '../control/validate.js';
 
 // ---- building blocks ----
@@ -98,6 +104,17 @@ export const SettingsPatch = z
       .nullable()
       .optional()
       .describe('LAN interface for the IGMP proxy, e.g. eth1; null: none (applies at the next start)'),
+    multicastQuerier: multicastQuerierObject
+      .partial()
+      .strict()
+      .nullable()
+      .optional()
+      .describe("The querier's timers: only the keys given change; null: RFC 3376's defaults (applied live)"),
+    multicastStatic: z
+      .array(multicastStaticObject)
+      .nullable()
+      .optional()
+      .describe('Static multicast memberships, the whole list; null: none (applied live)'),
   })
   .describe('Settings to change; the subnets cannot change (members hold addresses in them)');
 

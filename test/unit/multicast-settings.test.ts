@@ -20,7 +20,8 @@ import type { WireGuardInterface } from '../../src/gateway/wireguard-interface.j
 import { Querier } from '../../src/multicast/querier.js';
 import { readIpHeader, type IpHeader } from '../../src/net/ip-packet.js';
 import { MulticastMembers } from '../../src/server/multicast-members.js';
-import { openMemoryStore } from '../support/memory-store.js';
+import { MemoryStore, openMemoryStore } from '../support/memory-store.js';
+import { buildApi } from '../../src/api/server.js';
 
 function plane(): ControlPlane {
   const store = openMemoryStore();
@@ -391,4 +392,51 @@ test('sites as ports: static memberships follow the site; policy is the site’s
   assert.deepEqual(receivers(), ['site:branch']);
   members.setStatic([]);
   assert.deepEqual(receivers(), []);
+});
+
+test('REST API: /multicast/static add, list, remove; errors with their field; the settings show them', async () => {
+  const store = new MemoryStore();
+  const token = ControlPlane.init(store, { endpoint: '203.0.113.1:51820', subnet: '10.66.0.0/24' }).apiToken;
+  const app = buildApi({ controlPlane: new ControlPlane(store) });
+  try {
+    await app.ready();
+    const call = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: Record<string, unknown>) =>
+      app.inject({
+        method,
+        url: `/api/v1${url}`,
+        headers: { authorization: `Bearer ${token}` },
+        ...(body === undefined ? {} : { payload: body }),
+      });
+    const added = await call('POST', '/multicast/static', { port: 'site:hq', group: '239.1.1.1' });
+    assert.equal(added.statusCode, 201, added.body);
+    assert.deepEqual(added.json(), { port: 'site:hq', group: '239.1.1.1' });
+    const bad = await call('POST', '/multicast/static', { port: 'site:hq', group: '10.1.1.1' });
+    assert.equal(bad.statusCode, 400, bad.body);
+    assert.equal(bad.json<{ error: { field: string } }>().error.field, 'group');
+    const list = await call('GET', '/multicast/static');
+    assert.deepEqual(list.json(), { items: [{ port: 'site:hq', group: '239.1.1.1' }] });
+    const settings = await call('GET', '/settings');
+    assert.deepEqual(settings.json<{ multicastStatic: unknown }>().multicastStatic, [
+      { port: 'site:hq', group: '239.1.1.1' },
+    ]);
+    const timers = await call('PATCH', '/settings', { multicastQuerier: { robustness: 9 } });
+    assert.equal(timers.statusCode, 400, timers.body);
+    assert.equal(timers.json<{ error: { field: string } }>().error.field, 'multicastQuerier.robustness');
+    const removed = await call('DELETE', '/multicast/static?port=site:hq&group=239.1.1.1');
+    assert.equal(removed.statusCode, 204, removed.body);
+    const again = await call('DELETE', '/multicast/static?port=site:hq&group=239.1.1.1');
+    assert.equal(again.statusCode, 404, again.body);
+    const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json<{
+      paths: Record<string, Record<string, { operationId: string }>>;
+    }>();
+    assert.deepEqual(
+      Object.entries(doc.paths['/api/v1/multicast/static'] ?? {})
+        .map(([m, op]) => `${m} ${op.operationId}`)
+        .sort(),
+      ['delete removeMulticastStatic', 'get listMulticastStatic', 'post addMulticastStatic'],
+    );
+  } finally {
+    await app.close();
+    store.close();
+  }
 });
