@@ -15,7 +15,13 @@ import {
   querierConfigFrom,
 } from '../../src/control/multicast-settings.js';
 import { Replicator, type MulticastPort } from '../../src/gateway/multicast.js';
-import type { IpsecSite } from '../../src/gateway/ipsec-site.js';
+import { IpsecSite, type SiteGroupTap } from '../../src/gateway/ipsec-site.js';
+import { Gateway } from '../../src/gateway/gateway.js';
+import { EspPort } from '../../src/gateway/esp-port.js';
+import { MemoryNetwork, MemoryTun } from '../../src/io/memory.js';
+import { echo, readEcho } from '../../src/net/icmp.js';
+import { parsePrefix } from '../../src/net/ip.js';
+import { mirrorSpecs, selector } from '../support/esp-specs.js';
 import type { WireGuardInterface } from '../../src/gateway/wireguard-interface.js';
 import { Querier } from '../../src/multicast/querier.js';
 import { readIpHeader, type IpHeader } from '../../src/net/ip-packet.js';
@@ -439,4 +445,61 @@ test('REST API: /multicast/static add, list, remove; errors with their field; th
     await app.close();
     store.close();
   }
+});
+
+test('ESP shell: a site hands opened packets to groups to the replicator tap, flushed with the batch', async () => {
+  const net = new MemoryNetwork();
+  const taps: { tap?: SiteGroupTap } = {};
+  const side = (addr: string, groups?: () => SiteGroupTap | undefined) => {
+    const tun = new MemoryTun(`tun-${addr}`);
+    const gw = new Gateway(tun);
+    const port = new EspPort({ udp: net.bind(addr, 4500), onIke: () => undefined });
+    const site = new IpsecSite({ name: 'hq', port, deliver: gw.deliver, ...(groups ? { groups } : {}) });
+    gw.start();
+    port.start();
+    return { tun, gw, site };
+  };
+  const a = side('192.0.2.1');
+  const b = side('192.0.2.2', () => taps.tap);
+  // The selectors as a multicast site's: the subnets and the group range on both sides.
+  const specs = mirrorSpecs(
+    [selector('10.1.0.0', '10.1.0.255'), selector('239.0.0.0', '239.255.255.255')],
+    [selector('10.2.0.0', '10.2.0.255'), selector('239.0.0.0', '239.255.255.255')],
+  );
+  a.site.installChildSa(specs.a, { peer: { address: '192.0.2.2', port: 4500 }, carrier: 'udp' });
+  b.site.installChildSa(specs.b, { peer: { address: '192.0.2.1', port: 4500 }, carrier: 'udp' });
+  const p = (text: string) => {
+    const r = parsePrefix(text);
+    if (!r.ok) throw new Error(r.error);
+    return r.value;
+  };
+  a.gw.setRoutes(a.site, [p('10.2.0.0/24'), p('239.0.0.0/8')]);
+  const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  // No tap (multicast off): the packet goes to the TUN side as before.
+  a.tun.inject(datagram([10, 1, 0, 5], [239, 1, 1, 1]).packet);
+  await tick();
+  assert.equal(b.tun.written.length, 1);
+
+  const got: string[] = [];
+  let flushes = 0;
+  taps.tap = {
+    fromSite: (site, packet, header) =>
+      void got.push(
+        `${site.name} ${header.source.join('.')} → ${header.destination.join('.')} ${packet.length}`,
+      ),
+    flush: () => void flushes++,
+  };
+  a.tun.inject(datagram([10, 1, 0, 5], [239, 1, 1, 2]).packet);
+  a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 1, new Uint8Array(8)));
+  await tick();
+  assert.deepEqual(got, ['hq 10.1.0.5 → 239.1.1.2 29']);
+  assert.ok(flushes >= 1, 'the tap is flushed at the end of the inbound batch');
+  assert.equal(
+    b.tun.written.length,
+    2,
+    'the unicast ping still reaches the TUN side; the group packet does not',
+  );
+  assert.equal(readEcho(b.tun.written[1]!)?.seq, 1);
+  assert.equal(b.site.counters.groupsIn, 1);
 });
