@@ -7,7 +7,13 @@
  * CLI, `weft apply` and the API give the same answer with the same field.
  */
 import { z } from 'zod';
-import { desiredStateSchema, openVpnSettingsObject, settingsObject } from '../control/desired-state.js';
+import {
+  desiredStateSchema,
+  multicastQuerierObject,
+  multicastStaticObject,
+  openVpnSettingsObject,
+  settingsObject,
+} from '../control/desired-state.js';
 import { instant } from '../control/validate.js';
 
 // ---- building blocks ----
@@ -98,6 +104,17 @@ export const SettingsPatch = z
       .nullable()
       .optional()
       .describe('LAN interface for the IGMP proxy, e.g. eth1; null: none (applies at the next start)'),
+    multicastQuerier: multicastQuerierObject
+      .partial()
+      .strict()
+      .nullable()
+      .optional()
+      .describe("The querier's timers: only the keys given change; null: RFC 3376's defaults (applied live)"),
+    multicastStatic: z
+      .array(multicastStaticObject)
+      .nullable()
+      .optional()
+      .describe('Static multicast memberships, the whole list; null: none (applied live)'),
   })
   .describe('Settings to change; the subnets cannot change (members hold addresses in them)');
 
@@ -480,6 +497,10 @@ const siteFields = {
   dpdAction: z.enum(['restart', 'clear', 'hold']).optional(),
   startAction: z.enum(['initiate', 'wait', 'on-traffic']).optional(),
   groups: z.array(z.string()).optional(),
+  multicast: z
+    .array(z.string())
+    .optional()
+    .describe('Multicast group ranges the site sends and receives (e.g. 239.0.0.0/8); tunnel mode only'),
 };
 
 export const SiteInput = z.strictObject({ name, ...siteFields });
@@ -549,6 +570,7 @@ export const SiteView = z.object({
   dpdAction: z.enum(['restart', 'clear', 'hold']),
   startAction: z.enum(['initiate', 'wait', 'on-traffic']),
   groups: z.array(z.string()),
+  multicast: z.array(z.string()).describe('Multicast group ranges (empty: the site is no multicast port)'),
   createdAt: isoTime,
   updatedAt: isoTime,
   status: SiteStatus.nullable().describe('What the running gateway last reported; null: nothing yet'),

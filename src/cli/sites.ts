@@ -34,6 +34,8 @@ interface SiteFlags extends DataOption {
   start?: string;
   group?: string[];
   groups?: boolean;
+  /** false: --no-multicast. */
+  multicast?: string[] | false;
   allowLegacyGroups?: boolean;
   forceShortPsk?: boolean;
   json?: boolean;
@@ -94,6 +96,7 @@ function input(opts: SiteFlags): Omit<SiteInput, 'name'> {
     dpdAction: opts.dpdAction,
     startAction: opts.start,
     groups: opts.groups === false ? [] : opts.group,
+    multicast: opts.multicast === false ? [] : opts.multicast,
     allowLegacyGroups: opts.allowLegacyGroups,
     forceShortPsk: opts.forceShortPsk,
   };
@@ -128,6 +131,11 @@ function flags(c: Command): Command {
     .option('--dpd-action <action>', 'when the peer stops answering: restart, clear or hold')
     .option('--start <action>', 'initiate, wait or on-traffic')
     .option('--group <group>', 'policy group the site belongs to (repeatable)', collect)
+    .option(
+      '--multicast <range>',
+      'a multicast group range the site sends and receives, e.g. 239.0.0.0/8 (repeatable; docs/multicast.md)',
+      collect,
+    )
     .option('--allow-legacy-groups', 'allow DH groups 2 and 5 (modp1024, modp1536)')
     .option('--force-short-psk', 'accept a pre-shared key under 20 characters')
     .option('--json', 'print JSON');
@@ -171,6 +179,7 @@ function siteDetail(s: SiteView, psk: string | undefined): string {
     `dpd:             ${s.dpdIntervalSec === 0 ? 'off' : `every ${s.dpdIntervalSec}s, then ${s.dpdAction}`}`,
     `start:           ${s.startAction}`,
     `groups:          ${s.groups.join(', ') || '-'}`,
+    `multicast:       ${s.multicast.join(', ') || '-'}`,
   ];
   const st = s.status;
   if (!st) {
@@ -233,6 +242,7 @@ export function registerSiteCommands(program: Command): void {
       site.command('set').argument('<name>').description("change a site's settings (only the flags given)"),
     )
       .option('--no-groups', 'take the site out of every group')
+      .option('--no-multicast', 'the site is no multicast port any more')
       .option('--no-allow-legacy-groups', 'stop allowing DH groups 2 and 5')
       .option('--no-force-short-psk', 'require a key of at least 20 characters again'),
   ).action((name: string, opts: SiteFlags) =>

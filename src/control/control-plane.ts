@@ -20,6 +20,15 @@ import {
 } from '../net/ip.js';
 import { allocate, gatewayAddress, isMemberAddress, pairedIp6 } from './addressing.js';
 import { invalid, WeftError } from './errors.js';
+import {
+  MULTICAST_QUERIER_DEFAULTS,
+  multicastQuerierSettings,
+  multicastStatic,
+  staticGroup,
+  staticPort,
+  type MulticastQuerierSettings,
+  type MulticastStaticMembership,
+} from './multicast-settings.js';
 import type {
   ApiToken,
   AuditEntry,
@@ -104,6 +113,10 @@ export interface InitInput {
   multicast?: boolean;
   /** The LAN interface the gateway proxies IGMP for (docs/multicast.md); null: none. */
   multicastLan?: string | null;
+  /** The querier's timers (any subset; null: the defaults). */
+  multicastQuerier?: unknown;
+  /** Static memberships, [{port, group}] (null: none). */
+  multicastStatic?: unknown;
 }
 
 export interface InitResult {
@@ -163,10 +176,16 @@ export interface PageQuery {
   readonly search?: string;
 }
 
-export type SettingsPatch = Partial<Omit<Settings, 'subnet' | 'subnet6' | 'openvpn' | 'multicastLan'>> & {
+export type SettingsPatch = Partial<
+  Omit<Settings, 'subnet' | 'subnet6' | 'openvpn' | 'multicastLan' | 'multicastQuerier' | 'multicastStatic'>
+> & {
   readonly openvpn?: Partial<Record<keyof OpenVpnSettings, unknown>>;
   /** null: no LAN interface. */
   readonly multicastLan?: string | null;
+  /** Only the keys given change; null: the defaults. */
+  readonly multicastQuerier?: unknown;
+  /** Replaces the list; null: none. */
+  readonly multicastStatic?: unknown;
 };
 
 /** One-time download links: how long one lives, in minutes (default a day, at most a week). */
@@ -217,6 +236,26 @@ export function settingsFrom(input: InitInput): Settings {
     // Only when on: stores and configs from before multicast existed stay as they were.
     ...(multicastSetting(input.multicast) ? { multicast: true } : {}),
     ...multicastLan(input),
+    ...multicastTimersAndStatic(input),
+  };
+}
+
+/** Querier timers and static memberships; each only when it differs from nothing (older stores unchanged). */
+function multicastTimersAndStatic(input: InitInput): {
+  multicastQuerier?: MulticastQuerierSettings;
+  multicastStatic?: readonly MulticastStaticMembership[];
+} {
+  const timers = multicastQuerierSettings(
+    'multicastQuerier',
+    input.multicastQuerier,
+    MULTICAST_QUERIER_DEFAULTS,
+  );
+  const statics = multicastStatic('multicastStatic', input.multicastStatic);
+  return {
+    ...(JSON.stringify(timers) !== JSON.stringify(MULTICAST_QUERIER_DEFAULTS)
+      ? { multicastQuerier: timers }
+      : {}),
+    ...(statics.length > 0 ? { multicastStatic: statics } : {}),
   };
 }
 
@@ -397,6 +436,15 @@ export class ControlPlane {
       ...patch,
       // A partial openvpn section changes only the keys it gives.
       openvpn: v.openVpnSettings('openvpn', patch.openvpn, current.openvpn),
+      // A partial querier section changes only the keys it gives; null goes back to the defaults.
+      multicastQuerier:
+        patch.multicastQuerier === null
+          ? null
+          : multicastQuerierSettings(
+              'multicastQuerier',
+              patch.multicastQuerier,
+              current.multicastQuerier ?? MULTICAST_QUERIER_DEFAULTS,
+            ),
       endpoint: patch.endpoint ?? current.endpoint,
       subnet: current.subnet,
       subnet6: current.subnet6,
@@ -419,6 +467,38 @@ export class ControlPlane {
       });
     });
     return settings;
+  }
+
+  /** Static multicast memberships (settings.multicastStatic), ordered by port then group. */
+  listMulticastStatic(): readonly MulticastStaticMembership[] {
+    return this.settings().multicastStatic ?? [];
+  }
+
+  /**
+   * Joins `port` (member:NAME, site:NAME or lan) to `group` without reports; a running gateway applies it
+   * live. Adding one that exists changes nothing. Returns the entry, canonical.
+   */
+  addMulticastStatic(actor: string, port: unknown, group: unknown): MulticastStaticMembership {
+    const entry = { port: staticPort('port', port), group: staticGroup('group', group) };
+    this.store.transaction(() => {
+      const list = this.listMulticastStatic();
+      if (list.some((e) => e.port === entry.port && e.group === entry.group)) return;
+      this.updateSettings(actor, { multicastStatic: [...list, entry] });
+    });
+    return entry;
+  }
+
+  /** Removes a static membership; false when there was none. */
+  removeMulticastStatic(actor: string, port: unknown, group: unknown): boolean {
+    const p = staticPort('port', port);
+    const g = staticGroup('group', group);
+    return this.store.transaction(() => {
+      const list = this.listMulticastStatic();
+      const rest = list.filter((e) => !(e.port === p && e.group === g));
+      if (rest.length === list.length) return false;
+      this.updateSettings(actor, { multicastStatic: rest });
+      return true;
+    });
   }
 
   /** The subnets fix every member's address, so they change only while the network has no members. */

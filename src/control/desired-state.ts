@@ -35,6 +35,26 @@ export const openVpnSettingsObject = z.object({
   certificateDays: z.number().int().describe('Member certificate lifetime for members without an expiry'),
 });
 
+/** The multicast querier's timers (multicast-settings.ts checks the values). */
+export const multicastQuerierObject = z.object({
+  robustness: z.number().int().describe('Robustness variable, 1-7 (RFC 3376 §8.1)'),
+  queryIntervalS: z.number().int().describe('Seconds between general queries, 1-31744'),
+  queryResponseIntervalS: z
+    .number()
+    .describe('Max response time of general queries, s in tenths, below the interval'),
+  lastMemberQueryIntervalS: z
+    .number()
+    .describe('Spacing of group-specific queries after a leave, s in tenths'),
+});
+
+/** One static multicast membership. */
+export const multicastStaticObject = z
+  .object({
+    port: z.string().describe('member:NAME, site:NAME or lan'),
+    group: z.string().describe('Group address, e.g. 239.1.1.1 or ff15::1'),
+  })
+  .strict();
+
 /** Settings as the API shows them; a state file may give any subset. */
 export const settingsObject = z.object({
   endpoint: z.string(),
@@ -51,11 +71,16 @@ export const settingsObject = z.object({
   openvpn: openVpnSettingsObject,
   multicast: z.boolean().optional(),
   multicastLan: z.string().nullable().optional(),
+  multicastQuerier: multicastQuerierObject.optional(),
+  multicastStatic: z.array(multicastStaticObject).optional(),
 });
 
 /** A state file's settings: any subset, and any subset of the openvpn section. */
 const settingsSchema = settingsObject
-  .extend({ openvpn: openVpnSettingsObject.partial().strict() })
+  .extend({
+    openvpn: openVpnSettingsObject.partial().strict(),
+    multicastQuerier: multicastQuerierObject.partial().strict(),
+  })
   .partial()
   .strict();
 
@@ -113,6 +138,7 @@ const siteSchema = z
     dpdAction: z.string().optional(),
     startAction: z.string().optional(),
     groups: z.array(z.string()).optional(),
+    multicast: z.array(z.string()).optional(),
   })
   .strict();
 
@@ -124,6 +150,14 @@ export const desiredStateSchema = z
     policies: z.array(policySchema).optional(),
     members: z.array(memberSchema).optional(),
     sites: z.array(siteSchema).optional(),
+    /** The querier's timers and the static memberships (settings multicastQuerier, multicastStatic). */
+    multicast: z
+      .object({
+        querier: multicastQuerierObject.partial().strict().optional(),
+        static: z.array(multicastStaticObject).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -283,9 +317,18 @@ function applyInTransaction(
   state: DesiredState,
   changes: StateChange[],
 ): void {
-  // 1. settings
-  if (state.settings) {
-    const s = state.settings;
+  // 1. settings (the multicast section is settings too)
+  const m = state.multicast;
+  const given =
+    m === undefined
+      ? state.settings
+      : {
+          ...state.settings,
+          ...(m.querier !== undefined ? { multicastQuerier: m.querier } : {}),
+          ...(m.static !== undefined ? { multicastStatic: m.static } : {}),
+        };
+  if (given) {
+    const s = given;
     const current = cp.settings();
     const patch: Record<string, unknown> = {};
     for (const [k, value] of Object.entries(s)) {
@@ -554,8 +597,13 @@ function updateMember(
 export function exportState(cp: ControlPlane, options: { includeSecrets?: boolean } = {}): DesiredState {
   const s = cp.settings();
   const settings = Object.fromEntries(EXPORTED_SETTINGS.map((k) => [k, s[k]])) as DesiredState['settings'];
+  const multicast = {
+    ...(s.multicastQuerier ? { querier: s.multicastQuerier } : {}),
+    ...(s.multicastStatic && s.multicastStatic.length > 0 ? { static: [...s.multicastStatic] } : {}),
+  };
   return {
     settings,
+    ...(Object.keys(multicast).length > 0 ? { multicast } : {}),
     groups: cp
       .listGroups()
       .map((g) => (g.description ? { name: g.name, description: g.description } : g.name)),
@@ -605,6 +653,7 @@ export function exportState(cp: ControlPlane, options: { includeSecrets?: boolea
       dpdAction: site.dpdAction,
       startAction: site.startAction,
       groups: [...site.groups],
+      ...(site.multicast.length > 0 ? { multicast: [...site.multicast] } : {}),
     })),
   };
 }

@@ -6,6 +6,8 @@
  * keys in base64, times as ISO 8601 strings. Parsing and validation live in validate.ts.
  */
 
+import type { MulticastQuerierSettings, MulticastStaticMembership } from './multicast-settings.js';
+
 export type PolicyAction = 'allow' | 'deny';
 export type Proto = 'any' | 'tcp' | 'udp' | 'icmp';
 
@@ -44,6 +46,10 @@ export interface Settings {
    * overlay's groups to that LAN. Absent: none.
    */
   readonly multicastLan?: string;
+  /** The querier's timers (src/control/multicast-settings.ts). Absent: RFC 3376's defaults. */
+  readonly multicastQuerier?: MulticastQuerierSettings;
+  /** Ports joined to groups without reports (src/control/multicast-settings.ts). Absent: none. */
+  readonly multicastStatic?: readonly MulticastStaticMembership[];
 }
 
 /** The data ciphers OpenVPN 2.5+ negotiates (NCP) that Weft offers. */
@@ -280,6 +286,8 @@ export interface SiteRecord {
   dpdAction: 'restart' | 'clear' | 'hold';
   startAction: 'initiate' | 'wait' | 'on-traffic';
   groups: string[];
+  /** Multicast group ranges the site sends and receives ("239.0.0.0/8"); empty: no multicast. */
+  multicast: string[];
   createdAt: string;
   updatedAt: string;
 }

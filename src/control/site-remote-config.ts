@@ -210,8 +210,9 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
     '    }',
     '    children {',
     `      ${site.name} {`,
-    `        local_ts = ${site.remoteSubnets.join(', ')}`,
-    `        remote_ts = ${site.localSubnets.join(', ')}`,
+    // Multicast group ranges are selectors on both sides: their subnets → groups, ours → groups.
+    `        local_ts = ${[...site.remoteSubnets, ...site.multicast].join(', ')}`,
+    `        remote_ts = ${[...site.localSubnets, ...site.multicast].join(', ')}`,
     `        esp_proposals = ${site.espProposals.join(', ')}`,
     `        rekey_time = ${site.childLifetimeSec}s`,
     `        mode = ${site.mode}`,
@@ -221,6 +222,13 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
     '    }',
     '  }',
     '}',
+    ...(site.multicast.length > 0
+      ? [
+          '# Multicast: charon routes the group ranges into ipsec0 (or the XFRM interface); a sender names it',
+          '# as its multicast interface (IP_MULTICAST_IF), and a receiver joins the group on it. Weft delivers',
+          `# to this site the groups given to it by \`weft multicast static add site:${site.name} GROUP\`.`,
+        ]
+      : []),
     ...(cert
       ? []
       : [

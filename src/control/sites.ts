@@ -94,6 +94,8 @@ export interface SiteInput {
   dpdAction?: unknown;
   startAction?: unknown;
   groups?: unknown;
+  /** Multicast group ranges the site is a port for ("239.0.0.0/8"); empty or absent: none. */
+  multicast?: unknown;
 }
 
 /** The keys of SiteInput that a patch may change (everything but the name). */
@@ -120,6 +122,7 @@ export const SITE_FIELDS = [
   'dpdAction',
   'startAction',
   'groups',
+  'multicast',
 ] as const satisfies readonly (keyof SiteInput)[];
 
 /** The secret fields of a site: never in a view, an audit entry or a log. */
@@ -416,6 +419,8 @@ export function checkSite(
     if (!ctx.groupExists(g))
       throw new WeftError('WEFT_ERR_GROUP_NOT_FOUND', `groups: group ${g} does not exist`, 'groups');
 
+  const multicast = multicastRanges('multicast', input.multicast, mode);
+
   const record = {
     name,
     enabled,
@@ -440,6 +445,7 @@ export function checkSite(
     dpdAction,
     startAction,
     groups,
+    multicast,
   };
   if (key !== null) gate(record, key);
   return record;
@@ -581,5 +587,29 @@ export function siteSpec(r: SiteRecord): SiteSpec {
     dpdAction: r.dpdAction,
     startAction: r.startAction,
     groups: [...r.groups],
+    multicast: [...r.multicast],
   };
+}
+
+/**
+ * A site's multicast group ranges: prefixes inside 224.0.0.0/4 or ff00::/8, canonical, without duplicates,
+ * tunnel mode only (a transport-mode SA carries the two gateways' own traffic). They join the CHILD SA's
+ * traffic selectors on both sides, so ESP carries site subnet → group and our side → group.
+ */
+function multicastRanges(field: string, value: unknown, mode: string): string[] {
+  if (value === undefined || value === null) return [];
+  const items = v.list(field, value, SITE_LIMITS.subnets);
+  if (items.length > 0 && mode !== 'tunnel') throw invalid(field, 'needs tunnel mode');
+  const out: string[] = [];
+  items.forEach((item, i) => {
+    const f = `${field}[${i}]`;
+    const p = typeof item === 'string' ? parsePrefix(item.trim()) : undefined;
+    if (!p?.ok) throw invalid(f, `${JSON.stringify(item)} is not a prefix such as 239.0.0.0/8`);
+    const { family, bytes, bits } = p.value;
+    const inside = family === 4 ? bits >= 4 && (bytes[0]! & 0xf0) === 0xe0 : bits >= 8 && bytes[0] === 0xff;
+    if (!inside) throw invalid(f, `${formatPrefix(p.value)} is not inside 224.0.0.0/4 or ff00::/8`);
+    const text = formatPrefix(p.value);
+    if (!out.includes(text)) out.push(text);
+  });
+  return out;
 }

@@ -335,6 +335,12 @@ ALTER TABLE gateways ADD COLUMN mesh jsonb;
 ALTER TABLE member_status ADD COLUMN gateway text COLLATE "C";
 `;
 
+/** Version 8: a site's multicast group ranges (empty: the site is no multicast port). */
+const SCHEMA_V8 = `
+ALTER TABLE sites ADD COLUMN multicast jsonb NOT NULL DEFAULT '[]'
+  CONSTRAINT "sites.multicast" CHECK (jsonb_typeof(multicast) = 'array');
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
 export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V1,
@@ -344,6 +350,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V5,
   SCHEMA_V6,
   SCHEMA_V7,
+  SCHEMA_V8,
 ];
 
 /** The schema version this build writes. */
@@ -508,6 +515,7 @@ const SITE_COLUMNS = [
   'certificate',
   'private_key',
   'ca_certificates',
+  'multicast',
 ] as const;
 
 const SITE_SELECT = `SELECT ${SITE_COLUMNS.join(', ')} FROM sites`;
@@ -538,6 +546,7 @@ interface SiteRow {
   readonly certificate: string | null;
   readonly private_key: string | null;
   readonly ca_certificates: string | null;
+  readonly multicast: string[];
 }
 
 const CREDENTIAL_SELECT = `
@@ -1899,6 +1908,7 @@ function siteParams(s: SiteRecord): unknown[] {
     s.certificate,
     s.privateKey,
     s.caCertificates,
+    JSON.stringify(s.multicast),
   ];
 }
 
@@ -1927,6 +1937,7 @@ function siteFromRow(r: SiteRow): SiteRecord {
     dpdAction: r.dpd_action,
     startAction: r.start_action,
     groups: r.policy_groups,
+    multicast: r.multicast,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

@@ -263,6 +263,13 @@ ALTER TABLE sites ADD COLUMN ca_certificates TEXT;
 `;
 
 /**
+ * Version 8: a site's multicast group ranges (a JSON array of prefixes; empty: the site is no multicast port).
+ */
+const SCHEMA_V8 = `
+ALTER TABLE sites ADD COLUMN multicast TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(multicast));
+`;
+
+/**
  * Version 5: IPsec sites. A site is one row; its lists (subnets, proposals, groups) are JSON arrays, since they
  * are read and written whole and nothing joins on them (a group's name is removed from every site by the
  * control plane, in the transaction that deletes the group). The live status the gateway reports is one JSON
@@ -332,6 +339,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migrateToV5,
   (db) => db.exec(SCHEMA_V6),
   (db) => db.exec(SCHEMA_V7),
+  (db) => db.exec(SCHEMA_V8),
 ];
 
 /** The schema version this build writes; a file at a higher version was written by a newer build. */
@@ -438,6 +446,7 @@ interface SiteRow {
   readonly dpd_action: SiteRecord['dpdAction'];
   readonly start_action: SiteRecord['startAction'];
   readonly policy_groups: string;
+  readonly multicast: string;
   readonly created_at: string;
   readonly updated_at: string;
 }
@@ -448,7 +457,8 @@ const SITE_COLUMNS = `enabled = :enabled, remote_address = :remote_address, loca
   allow_legacy_groups = :allow_legacy_groups, ike_lifetime_sec = :ike_lifetime_sec,
   child_lifetime_sec = :child_lifetime_sec, dpd_interval_sec = :dpd_interval_sec, dpd_action = :dpd_action,
   start_action = :start_action, policy_groups = :policy_groups, created_at = :created_at, updated_at = :updated_at,
-  auth = :auth, certificate = :certificate, private_key = :private_key, ca_certificates = :ca_certificates`;
+  auth = :auth, certificate = :certificate, private_key = :private_key, ca_certificates = :ca_certificates,
+  multicast = :multicast`;
 
 interface TrafficRow {
   readonly name: string;
@@ -564,11 +574,12 @@ function prepareStatements(db: Database) {
       `INSERT INTO sites (name, enabled, remote_address, local_id, remote_id, psk, force_short_psk, local_subnets,
                           remote_subnets, mode, ike_proposals, esp_proposals, allow_legacy_groups,
                           ike_lifetime_sec, child_lifetime_sec, dpd_interval_sec, dpd_action, start_action,
-                          policy_groups, created_at, updated_at, auth, certificate, private_key, ca_certificates)
+                          policy_groups, created_at, updated_at, auth, certificate, private_key, ca_certificates,
+                          multicast)
        VALUES (:name, :enabled, :remote_address, :local_id, :remote_id, :psk, :force_short_psk, :local_subnets,
                :remote_subnets, :mode, :ike_proposals, :esp_proposals, :allow_legacy_groups, :ike_lifetime_sec,
                :child_lifetime_sec, :dpd_interval_sec, :dpd_action, :start_action, :policy_groups, :created_at,
-               :updated_at, :auth, :certificate, :private_key, :ca_certificates)`,
+               :updated_at, :auth, :certificate, :private_key, :ca_certificates, :multicast)`,
     ),
     updateSite: db.prepare(`UPDATE sites SET ${SITE_COLUMNS} WHERE name = :name`),
     deleteSite: db.prepare('DELETE FROM sites WHERE name = ?'),
@@ -1436,6 +1447,7 @@ function siteParams(s: SiteRecord): Record<string, string | number | null> {
     dpd_action: s.dpdAction,
     start_action: s.startAction,
     policy_groups: JSON.stringify(s.groups),
+    multicast: JSON.stringify(s.multicast),
     created_at: s.createdAt,
     updated_at: s.updatedAt,
   };
@@ -1467,6 +1479,7 @@ function siteFromRow(r: SiteRow): SiteRecord {
     dpdAction: r.dpd_action,
     startAction: r.start_action,
     groups: list(r.policy_groups),
+    multicast: list(r.multicast),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

@@ -45,7 +45,7 @@ import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
 import { formatAddress, parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import type { IpHeader } from '../net/ip-packet.js';
 import { EspPort, type EspCarrier } from './esp-port.js';
-import { IpsecSite } from './ipsec-site.js';
+import { IpsecSite, type SiteGroupTap } from './ipsec-site.js';
 import type { Tunnel } from './router.js';
 
 /** What the shell needs of the gateway (Gateway has it). */
@@ -65,6 +65,8 @@ export interface IpsecInterfaceOptions {
   log: (line: string) => void;
   /** The policy hook: may an opened packet from this site go on to the TUN side? Absent: all are admitted. */
   admit?: (packet: Uint8Array, header: IpHeader, site: string) => boolean;
+  /** Multicast: where packets from sites to groups go (settable later as `groups`); absent: the TUN side. */
+  groups?: SiteGroupTap;
   /** Our outer address towards a peer (the route's source), for NAT detection and address IDs. */
   localAddressFor?: (remote: string) => string | undefined | Promise<string | undefined>;
   clock?: Clock;
@@ -169,6 +171,12 @@ function selectorText(s: TrafficSelector): string {
   return `${s.startAddress}-${s.endAddress}`;
 }
 
+/** A side's subnets with the site's multicast group ranges (only beside subnets: never instead of them). */
+function withGroups(subnets: readonly string[], spec: SiteSpec): readonly string[] {
+  const groups = spec.multicast ?? [];
+  return subnets.length === 0 || groups.length === 0 ? subnets : [...subnets, ...groups];
+}
+
 function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
@@ -187,6 +195,8 @@ export class IpsecInterface {
     unknownSpi: 0,
   };
   readonly port: EspPort;
+  /** Multicast replication, when on: packets from sites to groups go here instead of the TUN side. */
+  groups: SiteGroupTap | undefined;
   private readonly runs = new Map<string, SiteRun>();
   /** Our IKE SPI (hex) → the site whose core holds that SA. */
   private readonly bySpi = new Map<string, SiteRun>();
@@ -222,6 +232,11 @@ export class IpsecInterface {
   // Configuration
 
   /** Makes `specs` the complete set of sites: added ones start, removed and disabled ones delete their SAs. */
+  /** The site's tunnel (kept across configuration changes while the site exists), e.g. to send it copies. */
+  siteTunnel(name: string): IpsecSite | undefined {
+    return this.runs.get(name)?.site;
+  }
+
   update(specs: readonly SiteSpec[]): void {
     if (this.closed) return;
     const now = this.clock();
@@ -259,6 +274,7 @@ export class IpsecInterface {
         port: this.port,
         deliver: this.options.gateway.deliver,
         ...(admit ? { admit: (p: Uint8Array, h: IpHeader) => admit(p, h, run.spec.name) } : {}),
+        groups: () => this.groups,
         onNoSa: () => this.onTraffic(run),
       }),
       core: null,
@@ -392,8 +408,9 @@ export class IpsecInterface {
       forceShortPsk: spec.forceShortPsk,
       ikeProposals: spec.ikeProposals.length > 0 ? spec.ikeProposals : DEFAULT_IKE_PROPOSALS,
       espProposals: spec.espProposals.length > 0 ? spec.espProposals : DEFAULT_ESP_PROPOSALS,
-      localSelectors: selectors(spec.localSubnets, transport ? localAddress : null),
-      remoteSelectors: selectors(spec.remoteSubnets, transport ? spec.remoteAddress : null),
+      // A multicast site's group ranges are selectors on both sides: its subnets → groups, ours → groups.
+      localSelectors: selectors(withGroups(spec.localSubnets, spec), transport ? localAddress : null),
+      remoteSelectors: selectors(withGroups(spec.remoteSubnets, spec), transport ? spec.remoteAddress : null),
       mode: spec.mode,
       allowLegacyGroups: spec.allowLegacyGroups,
       // Raw ESP is IPv4 only (io/esp-raw.ts): without it, or over IPv6, ask for UDP encapsulation at once.

@@ -14,8 +14,9 @@
  * Inbound (EspPort → receive → flushInbound):
  * 4. Tunnel mode: the inner packet as opened. Transport mode: an IPv4/IPv6 header is rebuilt in front of the
  *    payload from the peer's and our outer addresses.
- * 5. The gateway's `admit` (the policy hook, as for members) sees each packet with the site; what passes is
- *    written to the TUN device in one batch.
+ * 5. A packet to a multicast group goes to the replicator when one is attached (its copies leave at the end of
+ *    the batch); any other packet, the gateway's `admit` (the policy hook, as for members) sees with the site;
+ *    what passes is written to the TUN device in one batch.
  */
 import type { ChildSaSpec } from '../ipsec/child-sa.js';
 import { EspInboundSa, EspOutboundSa, type EspDropReason } from '../ipsec/esp.js';
@@ -28,12 +29,21 @@ import { Slab } from '../net/slab.js';
 import type { EspCarrier, EspPort, EspReceiver } from './esp-port.js';
 import type { Tunnel } from './router.js';
 
+/** Where opened packets to multicast groups go (the replicator, with the site as their source port). */
+export interface SiteGroupTap {
+  fromSite(site: IpsecSite, packet: Uint8Array, header: IpHeader): void;
+  /** The end of an inbound batch: the copies leave. */
+  flush(): void;
+}
+
 export interface IpsecSiteOptions {
   name: string;
   port: EspPort;
   deliver: (packets: Uint8Array[]) => void;
   /** Decides whether an opened packet from this site may go on to the TUN side (policies). */
   admit?: (packet: Uint8Array, header: IpHeader, site: IpsecSite) => boolean;
+  /** The multicast tap in use, if any (asked per group packet: replication may start after the site). */
+  groups?: () => SiteGroupTap | undefined;
   /** Told when a packet is routed here and no CHILD SA can carry it (the IKE side may initiate on traffic). */
   onNoSa?: (site: IpsecSite) => void;
 }
@@ -77,11 +87,23 @@ interface ChildSa {
 
 export class IpsecSite implements Tunnel, EspReceiver {
   readonly name: string;
-  readonly counters = { packetsIn: 0, packetsOut: 0, refused: 0, noSa: 0, exhausted: 0, oversize: 0 };
+  readonly counters = {
+    packetsIn: 0,
+    packetsOut: 0,
+    refused: 0,
+    noSa: 0,
+    exhausted: 0,
+    oversize: 0,
+    /** Packets to multicast groups handed to the replicator. */
+    groupsIn: 0,
+  };
   private readonly port: EspPort;
   private readonly deliverPackets: (packets: Uint8Array[]) => void;
   private readonly admit: IpsecSiteOptions['admit'];
   private readonly onNoSa: IpsecSiteOptions['onNoSa'];
+  private readonly groupTap: IpsecSiteOptions['groups'];
+  /** The tap that took packets in this inbound batch (flushed with it). */
+  private tapped: SiteGroupTap | undefined;
   private readonly sas = new Map<number, ChildSa>();
   /** The SA new packets are sealed with: the most recently installed. */
   private current: ChildSa | undefined;
@@ -95,6 +117,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
     this.deliverPackets = options.deliver;
     this.admit = options.admit;
     this.onNoSa = options.onNoSa;
+    this.groupTap = options.groups;
   }
 
   /**
@@ -243,6 +266,17 @@ export class IpsecSite implements Tunnel, EspReceiver {
     }
     const header = readIpHeader(packet);
     if (!header) return;
+    // 5a. A packet to a group goes to the replicator (which applies the site's policy itself), not the TUN side.
+    const d0 = header.destination[0]!;
+    if (header.family === 4 ? d0 >= 224 && d0 < 240 : d0 === 0xff) {
+      const tap = this.groupTap?.();
+      if (tap) {
+        this.counters.groupsIn++;
+        tap.fromSite(this, packet, header);
+        this.tapped = tap;
+        return;
+      }
+    }
     if (this.admit && !this.admit(packet, header, this)) {
       this.counters.refused++;
       return;
@@ -252,6 +286,11 @@ export class IpsecSite implements Tunnel, EspReceiver {
   }
 
   flushInbound(): void {
+    const tap = this.tapped;
+    if (tap) {
+      this.tapped = undefined;
+      tap.flush();
+    }
     if (this.inbound.length === 0) return;
     this.deliverPackets(this.inbound.splice(0));
   }

@@ -54,6 +54,11 @@ export interface SiteSpec {
   readonly startAction: SiteStartAction;
   /** Policy groups the site belongs to: traffic from the site is allowed what these groups are allowed. */
   readonly groups: readonly string[];
+  /**
+   * Multicast group ranges ("239.0.0.0/8"): added to the traffic selectors on both sides, and the site is a
+   * multicast port (docs/multicast.md). Absent or empty: none.
+   */
+  readonly multicast?: readonly string[];
 }
 
 /** Proposals offered when a site names none: AEAD first, then a CBC suite most firewalls accept. */

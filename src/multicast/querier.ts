@@ -139,7 +139,8 @@ function hex(bytes: Uint8Array): string {
 }
 
 export class Querier<P extends PortId> {
-  readonly config: QuerierConfig;
+  /** Replaced by configure(); read at each use, so new timers take effect from the next query or report. */
+  config: QuerierConfig;
   readonly counters = {
     reports: 0,
     joins: 0,
@@ -155,6 +156,16 @@ export class Querier<P extends PortId> {
 
   constructor(config: Partial<QuerierConfig> = {}) {
     this.config = querierConfig(config);
+  }
+
+  /**
+   * New timers (the settings changed): memberships already learned keep their expiry; the next general query
+   * of each port is no later than one new query interval away.
+   */
+  configure(partial: Partial<QuerierConfig>, now: number): void {
+    this.config = querierConfig(partial);
+    const interval = this.config.queryIntervalMs;
+    for (const s of this.ports.values()) s.nextGeneral = Math.min(s.nextGeneral, now + interval);
   }
 
   get groupCount(): number {

@@ -220,6 +220,20 @@ export class GatewaySync {
     return site !== undefined && this.firewall.admit(site, packet, header, Date.now());
   };
 
+  /**
+   * Whether a site's rules let a packet through as if addressed to `destination` (multicast: each receiver of
+   * a group the site sent to is checked as the destination).
+   */
+  readonly permitsSite = (
+    name: string,
+    packet: Uint8Array,
+    header: IpHeader,
+    destination: Uint8Array,
+  ): boolean => {
+    const site = this.sites.get(name);
+    return site !== undefined && this.firewall.permits(site, packet, header, destination);
+  };
+
   get memberCount(): number {
     return this.installed.size;
   }

@@ -8,6 +8,16 @@
  *   - receiving: the sender's rules with the receiver's tunnel address as destination, i.e. a member gets a
  *     copy only if the sender could reach it by unicast with the same protocol and port.
  * The host (the gateway's own TUN side) is a port too; it sends and receives under no member's rules.
+ *
+ * IPsec sites with multicast ranges are ports too ("site:NAME"), reached through the site's CHILD SA. A site's
+ * rules are its groups' (as for its unicast traffic): it may send to a group its rules let it reach, and a
+ * member gets its copy only if the site's rules would let the packet reach that member's address. A site
+ * gets copies by static membership (hosts behind a site gateway never send IGMP across it); what it gets is
+ * what the sender may send to the group.
+ *
+ * Static memberships (settings.multicastStatic: member:NAME, site:NAME, lan) are kept applied here as ports
+ * come and go: a member's WireGuard peer and its OpenVPN session while one is up, a site while it is a
+ * multicast port, the LAN bridge's port while there is one.
  */
 import { PublicKey } from '../crypto/keys.js';
 import type { MemberRecord } from '../control/model.js';
@@ -16,6 +26,8 @@ import type { OpenVpnSession, SessionGroupTap } from '../gateway/openvpn-interfa
 import type { MulticastPolicy, MulticastPort, Replicator } from '../gateway/multicast.js';
 import type { IpHeader } from '../net/ip-packet.js';
 import { parseAddress } from '../net/ip.js';
+import type { IpsecSite, SiteGroupTap } from '../gateway/ipsec-site.js';
+import type { MulticastStaticMembership } from '../control/multicast-settings.js';
 import type { Family } from '../multicast/messages.js';
 import type {
   AdmitMember,
@@ -96,9 +108,49 @@ class SessionPort extends MemberPortBase {
   }
 }
 
-export class MulticastMembers implements MemberTransport, GroupTap, SessionGroupTap, MulticastPolicy {
+/** The site checks of the firewall (GatewaySync.admitSite, permitsSite). */
+export interface SitePolicy {
+  admitSite(name: string, packet: Uint8Array, header: IpHeader): boolean;
+  permitsSite(name: string, packet: Uint8Array, header: IpHeader, destination: Uint8Array): boolean;
+}
+
+/** An IPsec site: copies are sealed into its current CHILD SA (looked up by name: it outlives config changes). */
+class SitePort implements MulticastPort {
+  readonly id: string;
+  /** Not queried: IGMP/MLD from the gateway would not cross the site's gateway to its hosts. */
+  readonly families: readonly Family[] = [];
+  constructor(
+    readonly name: string,
+    private readonly tunnel: (name: string) => IpsecSite | undefined,
+  ) {
+    this.id = `site:${name}`;
+  }
+
+  send(packet: Uint8Array, header: IpHeader, now: number): void {
+    this.tunnel(this.name)?.send(packet, now, header);
+  }
+
+  flush(): void {
+    this.tunnel(this.name)?.flush();
+  }
+}
+
+interface AppliedStatic {
+  readonly port: MulticastPort;
+  readonly family: Family;
+  readonly group: Uint8Array;
+}
+
+export class MulticastMembers
+  implements MemberTransport, GroupTap, SessionGroupTap, SiteGroupTap, MulticastPolicy
+{
   readonly protocol = 'multicast';
-  readonly counters = { unknownPeer: 0 };
+  readonly counters = { unknownPeer: 0, unknownSite: 0 };
+  private readonly bySite = new Map<string, SitePort>();
+  private lanPort: MulticastPort | undefined;
+  private statics: readonly MulticastStaticMembership[] = [];
+  /** "PORT-ID GROUP" → the membership as applied to the replicator. */
+  private readonly applied = new Map<string, AppliedStatic>();
   private readonly byName = new Map<string, MemberPort>();
   private readonly byKey = new Map<string, MemberPort>();
   /** The device hands back the key objects it holds: resolving each once keeps base64 off the path. */
@@ -111,7 +163,97 @@ export class MulticastMembers implements MemberTransport, GroupTap, SessionGroup
     private readonly admitMember: AdmitMember,
     private readonly permitsMember: PermitsMember,
     private readonly clock: () => number,
+    private readonly sites: SitePolicy = { admitSite: () => false, permitsSite: () => false },
   ) {}
+
+  // ------------------------------------------------------------ static memberships
+
+  /** The static memberships to keep applied (settings.multicastStatic); applied at once where ports exist. */
+  setStatic(list: readonly MulticastStaticMembership[]): void {
+    this.statics = list;
+    this.reconcileStatic();
+  }
+
+  /** The ports a static membership's port names, as they exist now. */
+  private portsFor(name: string): MulticastPort[] {
+    if (name === 'lan') return this.lanPort ? [this.lanPort] : [];
+    if (name.startsWith('site:')) {
+      const p = this.bySite.get(name.slice(5));
+      return p ? [p] : [];
+    }
+    if (!name.startsWith('member:')) return [];
+    const member = name.slice(7);
+    const out: MulticastPort[] = [];
+    const wg = this.byName.get(member);
+    if (wg) out.push(wg);
+    for (const p of this.bySession.values()) if (p.member.name === member) out.push(p);
+    return out;
+  }
+
+  private reconcileStatic(): void {
+    const wanted = new Map<string, AppliedStatic>();
+    for (const e of this.statics) {
+      const a = parseAddress(e.group);
+      if (!a.ok) continue;
+      for (const port of this.portsFor(e.port))
+        wanted.set(`${port.id} ${e.group}`, { port, family: a.value.family, group: a.value.bytes });
+    }
+    for (const [key, x] of this.applied) {
+      const w = wanted.get(key);
+      if (w !== undefined && w.port === x.port) continue;
+      // A port that went away lost its memberships with it; leaving again is a no-op then.
+      this.replicator.setStatic(x.port, x.family, x.group, false);
+      this.applied.delete(key);
+    }
+    for (const [key, w] of wanted) {
+      if (this.applied.has(key)) continue;
+      this.replicator.setStatic(w.port, w.family, w.group, true);
+      this.applied.set(key, w);
+    }
+  }
+
+  // ------------------------------------------------------------ IPsec sites and the LAN
+
+  /** The sites that are multicast ports now (enabled, with multicast ranges); `tunnel` finds a site's tunnel. */
+  setSites(names: readonly string[], tunnel: (name: string) => IpsecSite | undefined): void {
+    const wanted = new Set(names);
+    for (const [name, port] of this.bySite)
+      if (!wanted.has(name)) {
+        this.bySite.delete(name);
+        this.replicator.removePort(port);
+      }
+    for (const name of wanted)
+      if (!this.bySite.has(name)) {
+        const port = new SitePort(name, tunnel);
+        this.bySite.set(name, port);
+        this.replicator.addPort(port, this.clock());
+      }
+    this.reconcileStatic();
+  }
+
+  /** The site's port ("site:NAME"), if it is one. */
+  sitePort(name: string): MulticastPort | undefined {
+    return this.bySite.get(name);
+  }
+
+  /** SiteGroupTap: a packet to a group from a site. */
+  fromSite(site: IpsecSite, packet: Uint8Array, header: IpHeader): void {
+    const port = this.bySite.get(site.name);
+    if (port === undefined) {
+      this.counters.unknownSite++;
+      return;
+    }
+    this.replicator.receive(packet, header, port, this.clock());
+  }
+
+  /** The LAN bridge's port (a static membership `lan` joins it), or none. */
+  setLanPort(port: MulticastPort | undefined): void {
+    if (this.lanPort === port) return;
+    if (this.lanPort) this.replicator.removePort(this.lanPort);
+    this.lanPort = port;
+    if (port) this.replicator.addPort(port, this.clock());
+    this.reconcileStatic();
+  }
 
   // ------------------------------------------------------------ MemberTransport
 
@@ -133,6 +275,7 @@ export class MulticastMembers implements MemberTransport, GroupTap, SessionGroup
     this.byKey.set(record.publicKey, port);
     this.byKeyObject = new WeakMap();
     this.replicator.addPort(port, this.clock());
+    this.reconcileStatic();
   }
 
   uninstall(member: InstalledMember): TransportStatus | undefined {
@@ -150,6 +293,7 @@ export class MulticastMembers implements MemberTransport, GroupTap, SessionGroup
     this.byKey.delete(port.keyText);
     this.byKeyObject = new WeakMap();
     this.replicator.removePort(port);
+    this.reconcileStatic();
   }
 
   /** The member's port ("wg:NAME"), if installed. */
@@ -184,6 +328,7 @@ export class MulticastMembers implements MemberTransport, GroupTap, SessionGroup
     const port = new SessionPort(member, session);
     this.bySession.set(session, port);
     this.replicator.addPort(port, this.clock());
+    this.reconcileStatic();
   }
 
   down(session: OpenVpnSession): void {
@@ -191,6 +336,7 @@ export class MulticastMembers implements MemberTransport, GroupTap, SessionGroup
     if (port === undefined) return;
     this.bySession.delete(session);
     this.replicator.removePort(port);
+    this.reconcileStatic();
   }
 
   fromSession(session: OpenVpnSession, packet: Uint8Array, header: IpHeader, now: number): void {
@@ -204,8 +350,11 @@ export class MulticastMembers implements MemberTransport, GroupTap, SessionGroup
 
   // ------------------------------------------------------------ MulticastPolicy
 
-  readonly maySend = (source: MulticastPort, packet: Uint8Array, header: IpHeader): boolean =>
-    !(source instanceof MemberPortBase) || this.admitMember(source.member, packet, header);
+  readonly maySend = (source: MulticastPort, packet: Uint8Array, header: IpHeader): boolean => {
+    if (source instanceof MemberPortBase) return this.admitMember(source.member, packet, header);
+    if (source instanceof SitePort) return this.sites.admitSite(source.name, packet, header);
+    return true;
+  };
 
   readonly mayReceive = (
     source: MulticastPort,
@@ -213,9 +362,13 @@ export class MulticastMembers implements MemberTransport, GroupTap, SessionGroup
     packet: Uint8Array,
     header: IpHeader,
   ): boolean => {
-    if (!(source instanceof MemberPortBase) || !(receiver instanceof MemberPortBase)) return true;
+    if (!(receiver instanceof MemberPortBase)) return true;
     const destination = header.family === 4 ? receiver.address4 : receiver.address6;
-    return destination !== null && this.permitsMember(source.member, packet, header, destination);
+    if (source instanceof MemberPortBase)
+      return destination !== null && this.permitsMember(source.member, packet, header, destination);
+    if (source instanceof SitePort)
+      return destination !== null && this.sites.permitsSite(source.name, packet, header, destination);
+    return true;
   };
 }
 

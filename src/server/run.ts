@@ -48,6 +48,8 @@ import type { OpenVpnInterface } from '../gateway/openvpn-interface.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
 import { Replicator, type MulticastSnapshot } from '../gateway/multicast.js';
 import { MulticastMembers } from './multicast-members.js';
+import { querierConfigFrom } from '../control/multicast-settings.js';
+import type { IpsecSite } from '../gateway/ipsec-site.js';
 import { LanBridge } from '../gateway/multicast-lan.js';
 import { LanMulticastSocket } from '../io/multicast-lan.js';
 import { MULTICAST_STATUS_MS, removeMulticastStatus, writeMulticastStatus } from './multicast-status.js';
@@ -215,7 +217,7 @@ export async function runServer(
     };
     // The member firewall exists once the device does. Until then the only peer is the one that warms the
     // packet path (warmup.ts), whose packets never leave the host.
-    const late: { sync?: GatewaySync } = {};
+    const late: { sync?: GatewaySync; multicast?: ReturnType<typeof startMulticast> } = {};
     const running = await bringUp({ config, name, endpoints: [] }, log, {
       admit: (packet, header, peer) => (late.sync ? late.sync.admit(packet, header, peer) : true),
       routes: [settings.subnet, settings.subnet6].filter((s): s is string => s !== null).map(prefixOf),
@@ -255,6 +257,7 @@ export async function runServer(
             () => log(next.natEgress ? `NAT egress through ${next.natEgress}` : 'NAT egress off'),
             (e: Error) => log(`NAT: ${e.message}`),
           );
+        late.multicast?.settingsChanged(next);
         for (const k of ['interfaceName', 'mtu', 'apiListen', 'multicast'] as const)
           if (next[k] !== previous[k]) log(`settings: ${k} changes on the next start`);
       },
@@ -351,6 +354,7 @@ export async function runServer(
     const multicast =
       settings.multicast === true ? startMulticast(cp, activeSync, running, log, dataDir) : undefined;
     if (multicast) undo.push(multicast.stop);
+    late.multicast = multicast;
 
     let openvpn: OpenVpnInterface | undefined;
     try {
@@ -402,6 +406,7 @@ export async function runServer(
       ipsecState.seen = text;
       activeSync.setSites(specs.filter((s) => s.enabled));
       routeSites(specs);
+      multicast?.setSites(specs, (site) => ipsecState.ipsec?.siteTunnel(site));
       if (ipsecState.ipsec) {
         ipsecState.ipsec.update(specs);
         return;
@@ -413,6 +418,7 @@ export async function runServer(
         (ipsec) => {
           ipsecState.ipsec = ipsec;
           ipsecState.starting = undefined;
+          multicast?.attachIpsec(ipsec);
         },
         (e: Error) => {
           ipsecState.starting = undefined;
@@ -565,13 +571,18 @@ function startMulticast(
   drops: () => Record<string, number>;
   snapshot: () => MulticastSnapshot;
   attachOpenVpn: (ovpn: OpenVpnInterface) => void;
+  attachIpsec: (ipsec: IpsecInterface) => void;
+  setSites: (specs: readonly SiteSpec[], tunnel: (name: string) => IpsecSite | undefined) => void;
+  settingsChanged: (next: Settings) => void;
 } {
   const gw4 = parseAddress(cp.gatewayAddresses().ip);
   // IPv6: MLD queries from the gateway's link-local address; the members' reports come from theirs.
   const gw6 = cp.settings().subnet6 ? parseAddress(GATEWAY_LINK_LOCAL) : undefined;
   // The LAN bridge (an IGMP proxy on settings.multicastLan) follows the querier's joins: set just below.
   let lan: LanBridge | undefined;
+  const settings = cp.settings();
   const replicator = new Replicator({
+    querier: querierConfigFrom(settings.multicastQuerier),
     querySource4: gw4.ok ? gw4.value.bytes : null,
     querySource6: gw6?.ok ? gw6.value.bytes : null,
     onAction: (a) => {
@@ -588,6 +599,7 @@ function startMulticast(
     sync.admitMember,
     sync.permits,
     monotonicEpochMs,
+    sync,
   );
   replicator.policy = members;
   sync.attach(members);
@@ -611,7 +623,12 @@ function startMulticast(
     );
     lanSocket.start((packets) => bridge.input(packets, monotonicEpochMs()));
     lan = bridge;
+    members.setLanPort(bridge.port);
   }
+  members.setStatic(settings.multicastStatic ?? []);
+  let timers = JSON.stringify(settings.multicastQuerier ?? null);
+  let statics = JSON.stringify(settings.multicastStatic ?? []);
+  let ipsecAttached: IpsecInterface | undefined;
   const timer = setInterval(() => {
     try {
       replicator.tick(monotonicEpochMs());
@@ -649,6 +666,7 @@ function startMulticast(
       running.wg.groups = undefined;
       running.device.linkLocalGroups = false;
       if (openvpn) openvpn.groups = undefined;
+      if (ipsecAttached) ipsecAttached.groups = undefined;
       running.gateway.router.groups = undefined;
     },
     drops: () => ({ ...replicator.drops, ...replicator.membershipDrops }),
@@ -657,6 +675,32 @@ function startMulticast(
     attachOpenVpn: (ovpn) => {
       openvpn = ovpn;
       ovpn.groups = members;
+    },
+    // IPsec sites with multicast ranges as ports: the interface starts with the first site.
+    attachIpsec: (ipsec) => {
+      ipsecAttached = ipsec;
+      ipsec.groups = members;
+    },
+    setSites: (specs, tunnel) =>
+      members.setSites(
+        specs
+          .filter((s) => s.enabled && s.mode === 'tunnel' && (s.multicast?.length ?? 0) > 0)
+          .map((s) => s.name),
+        tunnel,
+      ),
+    // Live: the querier's timers and the static memberships (the rest of multicast applies at the next start).
+    settingsChanged: (next) => {
+      const t = JSON.stringify(next.multicastQuerier ?? null);
+      if (t !== timers) {
+        timers = t;
+        replicator.querier.configure(querierConfigFrom(next.multicastQuerier), monotonicEpochMs());
+        log(`multicast: querier timers ${JSON.stringify(next.multicastQuerier ?? 'defaults')}`);
+      }
+      const st = JSON.stringify(next.multicastStatic ?? []);
+      if (st !== statics) {
+        statics = st;
+        members.setStatic(next.multicastStatic ?? []);
+      }
     },
   };
 }

@@ -11,6 +11,12 @@
  * host and it pings her, 2 MiB alice → LAN host sha256-checked; bob's pings to the LAN (his config widened by
  * hand) and the LAN host's pings to bob are dropped at the gateway (tcpdump: nothing crosses) while alice's pass; `site down` deletes the IKE SA on strongSwan and `site up`
  * brings it back (seconds printed).
+ *
+ * Multicast (docs/multicast.md) is on from the start and the site carries the group range 239.0.0.0/8 (in its
+ * traffic selectors on both sides): step 6 joins the site to 239.7.7.7 by a static membership added while the
+ * server runs, and alice's datagrams to it reach a socket joined on strongSwan's ipsec0; then a sender on the
+ * strongSwan box (source 10.11.0.1, out of ipsec0) reaches alice, who joined 239.7.7.8 with IGMP, while bob
+ * (sales: the site's group may reach eng only) joined too and gets nothing.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -36,6 +42,7 @@ import {
   type WgQuickClient,
 } from './people-lab.js';
 import { Charon, startCharon, STRONGSWAN_TOOLS, swanctlConf } from './strongswan.js';
+import { MulticastPeer } from './multicast-peer.js';
 
 const TOOLS = [...new Set([...PEOPLE_TOOLS, ...STRONGSWAN_TOOLS])];
 const SUBNET = '10.66.0.0/24';
@@ -45,6 +52,10 @@ const OUTER = { gw: '192.168.91.1', sw: '192.168.91.2' } as const;
 const ENDPOINT = `${UNDERLAY.gateway}:51820`;
 const PSK = 'server-site-psk-0123456789-abcdef';
 const SITE = 'branch';
+const GROUPS = '239.0.0.0/8';
+const TO_SITE = '239.7.7.7';
+const FROM_SITE = '239.7.7.8';
+const MC_PORT = 47_007;
 
 interface SiteJson {
   name: string;
@@ -72,6 +83,7 @@ describe(
     let dataDir = '';
     let server: ManagedProcess | undefined;
     let charon: Charon | undefined;
+    const peers: MulticastPeer[] = [];
 
     before(async () => {
       assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
@@ -121,6 +133,7 @@ describe(
     after(async () => {
       if (!lab) return;
       try {
+        for (const p of peers) await p.process.stop(2_000).catch(() => undefined);
         if (server?.running) await server.stop(8_000).catch(() => undefined);
         for (const c of Object.values(clients)) await c?.down().catch(() => undefined);
         if (charon) {
@@ -193,6 +206,9 @@ describe(
       await weft(['group', 'add'], ['lan']);
       await weft(['policy', 'allow'], ['eng', LAN.subnet]);
       await weft(['policy', 'allow'], ['lan', 'group:eng']);
+      await weft(['policy', 'allow'], ['eng', GROUPS]);
+      await weft(['policy', 'allow'], ['lan', GROUPS]);
+      await weft(['server', 'multicast'], ['on']);
       await weft(['member', 'add'], ['alice', '--ip', A_IP, '--group', 'eng']);
       await weft(['member', 'add'], ['bob', '--group', 'sales']);
       bobIp = (JSON.parse((await weft(['member', 'show'], ['bob', '--json'])).stdout) as { ip: string }).ip;
@@ -220,6 +236,8 @@ describe(
           'initiate',
           '--group',
           'lan',
+          '--multicast',
+          GROUPS,
         ],
       );
 
@@ -234,7 +252,13 @@ describe(
             remoteId: 'weft.example',
             psk: PSK,
             children: [
-              { name: 'net', localTs: LAN.subnet, remoteTs: SUBNET, esp: 'aes256gcm16', startAction: 'none' },
+              {
+                name: 'net',
+                localTs: `${LAN.subnet}, ${GROUPS}`,
+                remoteTs: `${SUBNET}, ${GROUPS}`,
+                esp: 'aes256gcm16',
+                startAction: 'none',
+              },
             ],
           },
         ]),
@@ -347,6 +371,115 @@ describe(
       t.diagnostic(
         `site down → no SA on strongSwan in ${downMs} ms; site up → CHILD SA installed in ${upMs} ms`,
       );
+    });
+
+    it('6. multicast: a static membership takes the site to a group; the site sends to a member under policy', async (t) => {
+      liveServer();
+      const a = need(ms.a, 'ma');
+      const b = need(ms.b, 'mb');
+      const swNs = need(sw, 'sw');
+      interface LiveGroup {
+        group: string;
+        receivers: { port: string; expiresInS: number | null }[];
+        senders: { port: string; packets: number }[];
+      }
+      interface Live {
+        groups: LiveGroup[];
+        ports: { port: string; drops: Record<string, number> }[];
+      }
+      const live = async (): Promise<Live> =>
+        JSON.parse((await weft(['multicast', 'list'], ['--json'])).stdout) as Live;
+      const receivers = async (group: string): Promise<string[]> =>
+        (await live()).groups
+          .find((g) => g.group === group)
+          ?.receivers.map((r) => `${r.port}${r.expiresInS === null ? ' static' : ''}`) ?? [];
+
+      // Added while the server runs: the change feed brings it in (`multicast list` is written every 2 s).
+      const added = Date.now();
+      await weft(['multicast', 'static', 'add'], [`site:${SITE}`, TO_SITE]);
+      await waitFor(
+        'site:branch static in 239.7.7.7',
+        async () => (await receivers(TO_SITE)).includes(`site:${SITE} static`),
+        { timeoutMs: 10_000, intervalMs: 300 },
+      );
+      t.diagnostic(`static membership listed ${Date.now() - added} ms after \`multicast static add\``);
+      const listed = (await weft(['multicast', 'static', 'list'])).stdout;
+      assert.match(listed, /site:branch\s+239\.7\.7\.7/, listed);
+
+      // The hosts behind strongSwan use ipsec0 (charon routes the selectors' group range there).
+      await swNs.exec('ip', ['link', 'set', 'ipsec0', 'multicast', 'on']);
+      const atSite = await MulticastPeer.start(swNs, 'ipsec0', LAN.sw, [MC_PORT], 40);
+      peers.push(atSite);
+      const alice = await MulticastPeer.start(a, lab.ifname('ma'), A_IP, [MC_PORT], 40);
+      peers.push(alice);
+      const bob = await MulticastPeer.start(b, lab.ifname('mb'), bobIp, [MC_PORT], 40);
+      peers.push(bob);
+
+      // Member → site: alice (eng may send to 239.0.0.0/8) to the group the site is statically in.
+      await atSite.join(TO_SITE);
+      await alice.send(TO_SITE, MC_PORT, 4, 5, 50, 'a2s');
+      await waitFor('5 datagrams at the site', async () => atSite.tagged('rx', 'a2s').length >= 5, {
+        timeoutMs: 5_000,
+        intervalMs: 100,
+      }).catch(() => undefined);
+      const toSite = atSite.tagged('rx', 'a2s');
+      assert.equal(toSite.length, 5, `alice → site: ${JSON.stringify(toSite)}\n${liveServer().describe()}`);
+      assert.ok(
+        toSite.every((e) => e.src === A_IP && e.ttl === 3),
+        `from alice, TTL 4 decremented once: ${JSON.stringify(toSite)}`,
+      );
+
+      // Site → members: alice and bob join with IGMP; the site's rules (group lan) reach eng only.
+      await alice.join(FROM_SITE);
+      await bob.join(FROM_SITE);
+      await waitFor(
+        'alice and bob joined 239.7.7.8',
+        async () => {
+          const r = await receivers(FROM_SITE);
+          return r.includes('wg:alice') && r.includes('wg:bob');
+        },
+        { timeoutMs: 10_000, intervalMs: 300 },
+      );
+      await atSite.send(FROM_SITE, MC_PORT, 4, 5, 50, 's2a');
+      await waitFor('5 datagrams at alice', async () => alice.tagged('rx', 's2a').length >= 5, {
+        timeoutMs: 5_000,
+        intervalMs: 100,
+      }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 500));
+      const atAlice = alice.tagged('rx', 's2a');
+      assert.equal(atAlice.length, 5, `site → alice: ${JSON.stringify(atAlice)}\n${liveServer().describe()}`);
+      assert.ok(
+        atAlice.every((e) => e.src === LAN.sw && e.ttl === 3),
+        JSON.stringify(atAlice),
+      );
+      assert.equal(bob.tagged('wire', 's2a').length, 0, 'bob (sales) must get no copy from the site');
+
+      await new Promise((r) => setTimeout(r, 2_500));
+      const state = await live();
+      const sent = state.groups.find((g) => g.group === FROM_SITE)?.senders ?? [];
+      assert.ok(
+        sent.some((x) => x.port === `site:${SITE}` && x.packets >= 5),
+        `site:branch counted as a sender: ${JSON.stringify(sent)}`,
+      );
+      const sitePort = state.ports.find((p) => p.port === `site:${SITE}`);
+      assert.ok(
+        (sitePort?.drops['policy-receive'] ?? 0) >= 5,
+        `bob's copies refused: ${JSON.stringify(sitePort)}`,
+      );
+      t.diagnostic(
+        `alice → site ${toSite.length}/5, site → alice ${atAlice.length}/5, site → bob 0/5 ` +
+          `(policy-receive ${sitePort?.drops['policy-receive'] ?? 0})`,
+      );
+
+      await weft(['multicast', 'static', 'remove'], [`site:${SITE}`, TO_SITE]);
+      await waitFor(
+        'site:branch out of 239.7.7.7',
+        async () => !(await receivers(TO_SITE)).some((r) => r.startsWith(`site:${SITE}`)),
+        { timeoutMs: 10_000, intervalMs: 300 },
+      );
+      await alice.send(TO_SITE, MC_PORT, 4, 3, 50, 'after');
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(atSite.tagged('rx', 'after').length, 0, 'no copy after the static membership is removed');
     });
   },
 );

@@ -42,7 +42,9 @@ ifindex = socket.if_nametoindex(ifname)
 wire = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))
 wire.bind((ifname, 0))
 tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ifaddr))
+# struct ip_mreqn (group, address, ifindex): the interface by index, the source by address, so an address that
+# is not on the interface (a LAN address sent into an IPsec TUN device) still picks the interface.
+tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack('4s4si', bytes(4), socket.inet_aton(ifaddr), ifindex))
 tx6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 tx6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
 deadline = time.time() + lifetime
@@ -62,7 +64,7 @@ while time.time() < deadline:
                 main6.setsockopt(socket.IPPROTO_IPV6, opt, mreq)
                 out('joined' if c['cmd'] == 'join' else 'left', group=c['group'], id=c['id'])
             elif c['cmd'] in ('join', 'leave'):
-                mreq = socket.inet_aton(c['group']) + socket.inet_aton(ifaddr)
+                mreq = struct.pack('4s4si', socket.inet_aton(c['group']), socket.inet_aton(ifaddr), ifindex)
                 opt = socket.IP_ADD_MEMBERSHIP if c['cmd'] == 'join' else socket.IP_DROP_MEMBERSHIP
                 main.setsockopt(socket.IPPROTO_IP, opt, mreq)
                 out('joined' if c['cmd'] == 'join' else 'left', group=c['group'], id=c['id'])

@@ -70,6 +70,7 @@ function site(name: string, overrides: Partial<SiteRecord> = {}): SiteRecord {
     dpdAction: 'restart',
     startAction: 'initiate',
     groups: ['eng', 'ops'],
+    multicast: ['239.0.0.0/8'],
     createdAt: T0,
     updatedAt: T0,
     ...overrides,

@@ -104,6 +104,7 @@ export function site(name: string, overrides: Partial<SiteRecord> = {}): SiteRec
     dpdAction: 'restart',
     startAction: 'initiate',
     groups: ['eng', 'ops'],
+    multicast: ['239.0.0.0/8', 'ff15::/16'],
     createdAt: T0,
     updatedAt: T0,
     ...overrides,

@@ -32,6 +32,7 @@ const SITE: SiteRecord = {
   dpdAction: 'restart',
   startAction: 'initiate',
   groups: [],
+  multicast: [],
   createdAt: '2026-01-01T00:00:00.000Z',
   updatedAt: '2026-01-01T00:00:00.000Z',
 };
