@@ -16,6 +16,7 @@ import {
   type AeadKey,
   type AeadName,
   AEAD_KEY_BYTES,
+  AEAD_SPLIT_BYTES,
 } from '../../src/crypto/aead-evp.js';
 import { sodiumServes } from '../../src/crypto/aead-keyed-sodium.js';
 
@@ -248,10 +249,14 @@ for (const [backendName, make, serves] of BACKENDS) {
   });
 }
 
-it('the default backend: libsodium where it serves the cipher, OpenSSL for AES-128-GCM (WEFT_CRYPTO moves the start)', () => {
+it('the default backend: libsodium for small packets and EVP for large where libsodium serves the cipher, EVP for AES-128-GCM (WEFT_CRYPTO moves the start)', () => {
   const wanted = process.env.WEFT_CRYPTO;
   const expect = (name: AeadName): string =>
-    wanted === 'node' ? 'node' : wanted !== 'openssl' && sodiumServes(name) ? 'libsodium-ffi' : 'openssl-ffi';
+    wanted === 'node'
+      ? 'node'
+      : wanted !== 'openssl' && sodiumServes(name)
+        ? 'libsodium-ffi+openssl-ffi'
+        : 'openssl-ffi';
   for (const name of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-poly1305'] as const) {
     const k = createAeadKey(name, new Uint8Array(AEAD_KEY_BYTES[name]), 'seal');
     assert.equal(k.backend, expect(name), name);
@@ -259,6 +264,36 @@ it('the default backend: libsodium where it serves the cipher, OpenSSL for AES-1
   }
   // This machine has AES-NI (the bench machines all do): libsodium must be serving AES-256-GCM here.
   if (wanted === undefined) assert.equal(sodiumServes('aes-256-gcm'), true);
+});
+
+it("the default key gives node:crypto's output on both sides of the size split (1 to 1500 bytes)", () => {
+  for (const name of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-poly1305'] as const) {
+    const key = randomBytes(AEAD_KEY_BYTES[name]);
+    const seal = createAeadKey(name, key, 'seal');
+    const open = createAeadKey(name, key, 'open');
+    const reference = createNodeAeadKey(name, key, 'seal');
+    for (const length of [1, 84, AEAD_SPLIT_BYTES - 1, AEAD_SPLIT_BYTES, AEAD_SPLIT_BYTES + 1, 1400, 1500]) {
+      const data = randomBytes(length);
+      const ad = randomBytes(8);
+      const nonce = randomBytes(12);
+      const out = new Uint8Array(length);
+      const tag = new Uint8Array(16);
+      const refOut = new Uint8Array(length);
+      const refTag = new Uint8Array(16);
+      seal.sealInto(nonce, data, out, tag, ad);
+      reference.sealInto(nonce, data, refOut, refTag, ad);
+      assert.deepEqual(out, refOut, `${name} ${length}`);
+      assert.deepEqual(tag, refTag, `${name} ${length}`);
+      const back = new Uint8Array(length);
+      assert.equal(open.openInto(nonce, out, tag, back, ad), true, `${name} ${length}`);
+      assert.deepEqual(back, data);
+      tag[0] = tag[0]! ^ 1;
+      assert.equal(open.openInto(nonce, out, tag, back, ad), false, `${name} ${length}: a bad tag`);
+    }
+    seal.dispose();
+    open.dispose();
+    reference.dispose();
+  }
 });
 
 it('a disposed libsodium key refuses to work, and disposing twice is harmless', (t) => {
