@@ -610,7 +610,8 @@ export class OpenVpnInterface implements MemberTransport {
     this.groups?.up(session);
     const via = session.link.kind === 'udp' ? 'UDP' : 'TCP';
     this.log(
-      `member ${member.name} connected over OpenVPN (${via}, ${cipher}) from ${formatEndpoint(session.endpoint)}`,
+      `member ${member.name} connected over OpenVPN (${via}, ${cipher}) from ${formatEndpoint(session.endpoint)}` +
+        ` (cipher backend ${session.data.backend ?? 'none'})`,
     );
   }
 

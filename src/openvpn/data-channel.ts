@@ -249,7 +249,7 @@ export class DataChannel {
     return id === undefined ? undefined : this.slots[id]?.cipher;
   }
 
-  /** Which AEAD implementation serves the sending key ('openssl-ffi' or 'node'; aead-evp.ts). */
+  /** Which AEAD implementation serves the sending key (e.g. 'libsodium-ffi+openssl-ffi'; aead-evp.ts). */
   get backend(): string | undefined {
     const id = this.sendKeyId;
     return id === undefined ? undefined : this.slots[id]?.seal.backend;
