@@ -538,9 +538,15 @@ export class GatewaySync {
     return name === undefined ? {} : { gateway: name };
   }
 
-  /** Whether the member was online here as of the last report (the mesh leaves its addresses local). */
-  isOnline(name: string): boolean {
-    return this.reported.get(name)?.online === true;
+  /**
+   * The members with a live session on this gateway now, asked of the transports themselves rather than taken
+   * from the last report (which is up to a report interval old: a member that just connected here, e.g. after a
+   * failover takeover, must stop being routed to the gateway it left at once).
+   */
+  onlineNow(now: number = Date.now()): Set<string> {
+    const out = new Set<string>();
+    for (const t of this.transports) for (const [name, s] of t.statuses(now)) if (s.online) out.add(name);
+    return out;
   }
 
   /**

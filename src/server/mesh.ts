@@ -61,7 +61,8 @@ export interface MeshOptions {
   readonly listenPort: number;
   readonly mtu: number;
   /** Whether the member's session is on this gateway (as of its last status report). */
-  readonly isLocal: (member: string) => boolean;
+  /** The members with a live session on this gateway now (asked at each poll). */
+  readonly localMembers: () => ReadonlySet<string>;
   /** Records the flow of a packet delivered from the mesh (the member firewall's). */
   readonly admitMesh: (packet: Uint8Array, header: IpHeader) => void;
   readonly log: (line: string) => void;
@@ -156,13 +157,14 @@ export class Mesh {
     if (o.store.isDown()) return;
     let plan: ReturnType<typeof planMesh>;
     try {
+      const local = o.localMembers();
       plan = planMesh({
         self: o.name,
         selfPublicKey: this.key.publicKey().toBase64(),
         listenPort: o.listenPort,
         gateways: o.store.listGateways(),
         locations: o.store.memberLocations(o.name),
-        isLocal: o.isLocal,
+        isLocal: (member) => local.has(member),
         silentAfterMs: MESH_SILENT_AFTER_MS,
       });
       this.failing = false;

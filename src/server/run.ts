@@ -327,7 +327,7 @@ export async function runServer(
             gateway: running.gateway,
             listenPort: settings.listenPort,
             mtu: settings.mtu,
-            isLocal: (member) => activeSync.isOnline(member),
+            localMembers: () => activeSync.onlineNow(),
             admitMesh: activeSync.admitMesh,
             log,
           }).catch((e: Error) => {
