@@ -395,6 +395,7 @@ export class IpsecInterface {
       localSelectors: selectors(spec.localSubnets, transport ? localAddress : null),
       remoteSelectors: selectors(spec.remoteSubnets, transport ? spec.remoteAddress : null),
       mode: spec.mode,
+      childPerSubnetPair: spec.childPerSubnetPair === true,
       allowLegacyGroups: spec.allowLegacyGroups,
       // Raw ESP is IPv4 only (io/esp-raw.ts): without it, or over IPv6, ask for UDP encapsulation at once.
       forceEncapsulation: this.options.raw === undefined || v6,
@@ -649,7 +650,7 @@ export class IpsecInterface {
 
   private installChild(run: SiteRun, a: Extract<IkeAction, { type: 'child-sa-up' }>, now: number): void {
     const spec = a.spec;
-    const owner = run.core?.list().find((sa) => sa.child?.spec === spec);
+    const owner = run.core?.list().find((sa) => sa.children.some((c) => c.spec === spec));
     const ikeRemote = owner?.remote ?? { address: run.spec.remoteAddress ?? '', port: IKE_PORT };
     const carrier: EspCarrier = a.encapsulation ? 'udp' : 'raw';
     const peer: Endpoint = a.encapsulation

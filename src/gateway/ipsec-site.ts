@@ -7,7 +7,8 @@
  * 2. Tunnel mode: the whole packet is the payload, next header 4 or 41. Transport mode: the payload is what
  *    follows the IP header, next header its protocol; the kernel writes the new outer header when the ESP
  *    packet leaves through the socket.
- * 3. The current outbound SA seals it into a slab buffer; it leaves with the batch over UDP 4500 (to the
+ * 3. The current outbound SA seals it into a slab buffer (with one CHILD SA per subnet pair, the current SA of
+ *    the pair whose selectors hold the packet's source and destination); it leaves with the batch over UDP 4500 (to the
  *    peer's endpoint, which follows NAT mapping changes) or the raw ESP socket. An exhausted SA drops and
  *    counts; before that, `rekeyNeeded` (listed by rekeyDue) has the IpsecInterface's timer ask the IKE side to
  *    replace it.
@@ -19,6 +20,7 @@
  */
 import type { ChildSaSpec } from '../ipsec/child-sa.js';
 import { EspInboundSa, EspOutboundSa, type EspDropReason } from '../ipsec/esp.js';
+import { compileSelectors, selectorsAdmit, type CompiledSelector } from '../ipsec/esp-selectors.js';
 import { NEXT_HEADER_IPV4, NEXT_HEADER_IPV6 } from '../ipsec/esp-constants.js';
 import type { Datagram } from '../io/bind.js';
 import type { Endpoint } from '../net/endpoint.js';
@@ -73,6 +75,10 @@ interface ChildSa {
   /** Parsed outer addresses for transport mode. */
   peerBytes: Uint8Array | null;
   localBytes: Uint8Array | null;
+  /** Its selectors: SAs with the same key replace one another in a rekey; others carry other subnet pairs. */
+  key: string;
+  local: CompiledSelector[];
+  remote: CompiledSelector[];
 }
 
 export class IpsecSite implements Tunnel, EspReceiver {
@@ -83,8 +89,11 @@ export class IpsecSite implements Tunnel, EspReceiver {
   private readonly admit: IpsecSiteOptions['admit'];
   private readonly onNoSa: IpsecSiteOptions['onNoSa'];
   private readonly sas = new Map<number, ChildSa>();
-  /** The SA new packets are sealed with: the most recently installed. */
-  private current: ChildSa | undefined;
+  /**
+   * The SAs new packets are sealed with: per selector set, the most recently installed. One entry unless the
+   * peer keeps one CHILD SA per subnet pair.
+   */
+  private current: ChildSa[] = [];
   private readonly outbound: Datagram[] = [];
   private readonly inbound: Uint8Array[] = [];
   private readonly slab = new Slab(256 * 1024);
@@ -111,7 +120,9 @@ export class IpsecSite implements Tunnel, EspReceiver {
       const p = a === undefined ? undefined : parseAddress(a);
       return p?.ok ? p.value.bytes : null;
     };
-    const later = path.outboundLater === true && this.current !== undefined;
+    const key = JSON.stringify([spec.localSelectors, spec.remoteSelectors]);
+    const index = this.current.findIndex((c) => c.key === key);
+    const later = path.outboundLater === true && index >= 0;
     const sa: ChildSa = {
       spec,
       outboundPending: later,
@@ -120,12 +131,22 @@ export class IpsecSite implements Tunnel, EspReceiver {
       path,
       peerBytes: transport ? bytes(path.peer.address) : null,
       localBytes: transport ? bytes(path.localAddress) : null,
+      key,
+      local: compileSelectors(spec.localSelectors),
+      remote: compileSelectors(spec.remoteSelectors),
     };
     if (transport && (!sa.peerBytes || !sa.localBytes || sa.peerBytes.length !== sa.localBytes.length))
       throw new RangeError('transport mode needs the peer and local addresses of one family');
     this.sas.set(sa.inbound.spi, sa);
     this.port.register(sa.inbound, this);
-    if (!later) this.current = sa;
+    if (!later) this.makeCurrent(sa);
+  }
+
+  private makeCurrent(sa: ChildSa): void {
+    sa.outboundPending = false;
+    const index = this.current.findIndex((c) => c.key === sa.key);
+    if (index >= 0) this.current[index] = sa;
+    else this.current.push(sa);
   }
 
   /** Removes a CHILD SA by our (inbound) SPI; the newest remaining one carries outbound traffic. */
@@ -135,9 +156,11 @@ export class IpsecSite implements Tunnel, EspReceiver {
     this.sas.delete(sa.inbound.spi);
     this.port.unregister(sa.inbound.spi);
     sa.outbound.dispose();
-    if (this.current === sa) {
-      this.current = [...this.sas.values()].pop();
-      if (this.current) this.current.outboundPending = false;
+    const index = this.current.indexOf(sa);
+    if (index >= 0) {
+      const next = [...this.sas.values()].filter((c) => c.key === sa.key).pop();
+      if (next) this.makeCurrent(next);
+      else this.current.splice(index, 1);
     }
     return true;
   }
@@ -160,7 +183,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
 
   /** Tests only: moves the current outbound SA's next sequence number forward (EspOutboundSa.skipSequenceForTest). */
   skipSequenceForTest(next: number): void {
-    this.current?.outbound.skipSequenceForTest(next);
+    this.current[this.current.length - 1]?.outbound.skipSequenceForTest(next);
   }
 
   childSas(): ChildSaStatus[] {
@@ -177,7 +200,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
         drops: Object.fromEntries(Object.entries(sa.inbound.counters.drops).filter(([, n]) => n > 0)),
       },
       outbound:
-        this.current === sa || sa.outboundPending || sa.outbound.counters.packets > 0
+        this.current.includes(sa) || sa.outboundPending || sa.outbound.counters.packets > 0
           ? {
               packets: sa.outbound.counters.packets,
               bytes: sa.outbound.counters.bytes,
@@ -190,7 +213,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
 
   /** Tunnel: seals one packet routed to this site; it leaves at flush(). */
   send(packet: Uint8Array, _now: number, header: IpHeader): void {
-    const sa = this.current;
+    const sa = this.current.length === 1 ? this.current[0] : this.pick(packet);
     if (!sa) {
       this.counters.noSa++;
       this.onNoSa?.(this);
@@ -214,9 +237,15 @@ export class IpsecSite implements Tunnel, EspReceiver {
     this.outbound.push({ data: out.subarray(0, n), endpoint: sa.path.peer });
   }
 
+  /** With several selector sets (one CHILD SA per subnet pair): the SA whose selectors hold the packet. */
+  private pick(packet: Uint8Array): ChildSa | undefined {
+    for (const sa of this.current) if (selectorsAdmit(packet, sa.local, sa.remote)) return sa;
+    return undefined;
+  }
+
   flush(): void {
     if (this.outbound.length === 0) return;
-    const sa = this.current;
+    const sa = this.current[0];
     const batch = this.outbound.splice(0);
     this.port.send(sa?.path.carrier ?? 'udp', batch);
   }
@@ -227,8 +256,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
     if (!sa) return;
     if (sa.outboundPending) {
       // The peer sends on the new SA, so it has installed it: ours goes out on it from now on.
-      sa.outboundPending = false;
-      this.current = sa;
+      this.makeCurrent(sa);
     }
     // RFC 3948 §3: a NAT may change the peer's port or address; answer where authenticated packets come from.
     if (carrier === 'udp' && sa.path.carrier === 'udp') {

@@ -608,8 +608,8 @@ export class IkeSa {
         kind: 'sa',
         proposals: espOffer(cfg.espProposals, this.childSpi, false),
       },
-      { kind: 'ts', initiator: true, selectors: cfg.localSelectors },
-      { kind: 'ts', initiator: false, selectors: cfg.remoteSelectors },
+      { kind: 'ts', initiator: true, selectors: this.firstPair().local },
+      { kind: 'ts', initiator: false, selectors: this.firstPair().remote },
     );
     this.state = 'auth-sent';
     this.sendRequest(now, EXCHANGE.IKE_AUTH, 'auth', inner);
@@ -900,7 +900,18 @@ export class IkeSa {
     this.lastHeard = now;
     this.announceUp(now);
     this.acceptChild(inner);
+    // One CHILD SA per subnet pair: the first came with IKE_AUTH, each other pair gets its own exchange.
+    for (const pair of cfg.childSelectorPairs.slice(1))
+      this.queued.push({ kind: 'new-child', local: pair.local, remote: pair.remote });
     this.pump(now);
+  }
+
+  /** The selectors the initiator proposes in IKE_AUTH: all of them, or the first pair when one per pair. */
+  private firstPair(): {
+    readonly local: readonly TrafficSelector[];
+    readonly remote: readonly TrafficSelector[];
+  } {
+    return this.ctx.config.childSelectorPairs[0]!;
   }
 
   /** The initiator checks the responder's CHILD SA answer against what it proposed. */
@@ -919,8 +930,8 @@ export class IkeSa {
       } else if (err.notify === NOTIFY.TS_UNACCEPTABLE) {
         this.emitFail(
           'ts-unacceptable',
-          `peer ${this.peerId} answered TS_UNACCEPTABLE for TSi [${cfg.localSelectors.map(formatSelector).join(', ')}] ` +
-            `TSr [${cfg.remoteSelectors.map(formatSelector).join(', ')}]`,
+          `peer ${this.peerId} answered TS_UNACCEPTABLE for TSi [${this.firstPair().local.map(formatSelector).join(', ')}] ` +
+            `TSr [${this.firstPair().remote.map(formatSelector).join(', ')}]`,
         );
       } else {
         this.emitFail(

@@ -38,6 +38,11 @@ export interface SiteSpec {
   /** Prefixes behind the peer; they become routes in the gateway's router. */
   readonly remoteSubnets: readonly string[];
   readonly mode: IpsecMode;
+  /**
+   * As initiator, one CHILD SA per (local subnet, remote subnet) pair of one family instead of one for all
+   * (for peers configured with a child per subnet pair). Absent: false.
+   */
+  readonly childPerSubnetPair?: boolean;
   /** IKE proposals in preference order, strongSwan's notation ("aes256gcm16-prfsha256-x25519"). */
   readonly ikeProposals: readonly string[];
   /** ESP proposals in preference order ("aes256gcm16", "aes256-sha256-esn"). */
