@@ -444,6 +444,39 @@ const siteFields = {
   dpdAction: z.enum(['restart', 'clear', 'hold']).optional(),
   startAction: z.enum(['initiate', 'wait', 'on-traffic']).optional(),
   groups: z.array(z.string()).optional(),
+  childPerSubnetPair: z
+    .boolean()
+    .optional()
+    .describe('As initiator, one CHILD SA per (local subnet, remote subnet) pair instead of one for all'),
+  ikeHardLifetimeSec: z
+    .number()
+    .int()
+    .nullable()
+    .optional()
+    .describe(
+      'Delete the IKE SA this long after setup even if its rekey failed; null: 110% of ikeLifetimeSec',
+    ),
+  childHardLifetimeSec: z
+    .number()
+    .int()
+    .nullable()
+    .optional()
+    .describe('The same for each CHILD SA against childLifetimeSec; null: 110%'),
+  fragmentSize: z
+    .number()
+    .int()
+    .optional()
+    .describe('Largest datagram of one IKE fragment (RFC 7383), 576 to 9000; default 1280'),
+  childRekeyBytes: z
+    .number()
+    .int()
+    .optional()
+    .describe('Rekey a CHILD SA after this many bytes; 0: no limit'),
+  childLifeBytes: z
+    .number()
+    .int()
+    .optional()
+    .describe('Delete a CHILD SA after this many bytes; 0: no limit'),
 };
 
 export const SiteInput = z.strictObject({ name, ...siteFields });
@@ -513,6 +546,12 @@ export const SiteView = z.object({
   dpdAction: z.enum(['restart', 'clear', 'hold']),
   startAction: z.enum(['initiate', 'wait', 'on-traffic']),
   groups: z.array(z.string()),
+  childPerSubnetPair: z.boolean(),
+  ikeHardLifetimeSec: z.number().int().nullable(),
+  childHardLifetimeSec: z.number().int().nullable(),
+  fragmentSize: z.number().int(),
+  childRekeyBytes: z.number().int(),
+  childLifeBytes: z.number().int(),
   createdAt: isoTime,
   updatedAt: isoTime,
   status: SiteStatus.nullable().describe('What the running gateway last reported; null: nothing yet'),

@@ -18,6 +18,7 @@
  * A certificate site's `certificate` (ours, then intermediates) and `caCertificates` are PEM text.
  * Every step goes through the control plane, so each change is validated and audited as if typed at the CLI.
  */
+import { FRAGMENT_SIZE } from '../ipsec/constants.js';
 import { LineCounter, parseDocument, stringify, visit } from 'yaml';
 import { z } from 'zod';
 import type { ControlPlane, SettingsPatch } from './control-plane.js';
@@ -113,6 +114,12 @@ const siteSchema = z
     dpdAction: z.string().optional(),
     startAction: z.string().optional(),
     groups: z.array(z.string()).optional(),
+    childPerSubnetPair: z.boolean().optional(),
+    ikeHardLifetimeSec: z.number().int().nullable().optional(),
+    childHardLifetimeSec: z.number().int().nullable().optional(),
+    fragmentSize: z.number().int().optional(),
+    childRekeyBytes: z.number().int().optional(),
+    childLifeBytes: z.number().int().optional(),
   })
   .strict();
 
@@ -605,6 +612,13 @@ export function exportState(cp: ControlPlane, options: { includeSecrets?: boolea
       dpdAction: site.dpdAction,
       startAction: site.startAction,
       groups: [...site.groups],
+      // IKE/ESP details, when not the defaults.
+      ...(site.childPerSubnetPair ? { childPerSubnetPair: true } : {}),
+      ...(site.ikeHardLifetimeSec === null ? {} : { ikeHardLifetimeSec: site.ikeHardLifetimeSec }),
+      ...(site.childHardLifetimeSec === null ? {} : { childHardLifetimeSec: site.childHardLifetimeSec }),
+      ...(site.fragmentSize === FRAGMENT_SIZE ? {} : { fragmentSize: site.fragmentSize }),
+      ...(site.childRekeyBytes === 0 ? {} : { childRekeyBytes: site.childRekeyBytes }),
+      ...(site.childLifeBytes === 0 ? {} : { childLifeBytes: site.childLifeBytes }),
     })),
   };
 }

@@ -278,6 +278,15 @@ export interface SiteRecord {
   dpdAction: 'restart' | 'clear' | 'hold';
   startAction: 'initiate' | 'wait' | 'on-traffic';
   groups: string[];
+  // IKE/ESP details (schema v8 / PostgreSQL v7): see SiteSpec in src/ipsec/site-spec.ts.
+  childPerSubnetPair: boolean;
+  /** null: the default, 110% of the rekey time. */
+  ikeHardLifetimeSec: number | null;
+  childHardLifetimeSec: number | null;
+  fragmentSize: number;
+  /** 0: no byte limit. */
+  childRekeyBytes: number;
+  childLifeBytes: number;
   createdAt: string;
   updatedAt: string;
 }

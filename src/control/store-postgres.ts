@@ -323,6 +323,16 @@ ALTER TABLE sites ADD COLUMN private_key text;
 ALTER TABLE sites ADD COLUMN ca_certificates text;
 `;
 
+/** Version 7: IPsec site details, as the SQLite store's version 8 (byte counts need bigint). */
+const SCHEMA_V7 = `
+ALTER TABLE sites ADD COLUMN child_per_subnet_pair boolean NOT NULL DEFAULT false;
+ALTER TABLE sites ADD COLUMN ike_hard_lifetime_sec integer;
+ALTER TABLE sites ADD COLUMN child_hard_lifetime_sec integer;
+ALTER TABLE sites ADD COLUMN fragment_size integer NOT NULL DEFAULT 1280;
+ALTER TABLE sites ADD COLUMN child_rekey_bytes bigint NOT NULL DEFAULT 0;
+ALTER TABLE sites ADD COLUMN child_life_bytes bigint NOT NULL DEFAULT 0;
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
 export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V1,
@@ -331,6 +341,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V4,
   SCHEMA_V5,
   SCHEMA_V6,
+  SCHEMA_V7,
 ];
 
 /** The schema version this build writes. */
@@ -461,6 +472,12 @@ const SITE_COLUMNS = [
   'certificate',
   'private_key',
   'ca_certificates',
+  'child_per_subnet_pair',
+  'ike_hard_lifetime_sec',
+  'child_hard_lifetime_sec',
+  'fragment_size',
+  'child_rekey_bytes',
+  'child_life_bytes',
 ] as const;
 
 const SITE_SELECT = `SELECT ${SITE_COLUMNS.join(', ')} FROM sites`;
@@ -491,6 +508,13 @@ interface SiteRow {
   readonly certificate: string | null;
   readonly private_key: string | null;
   readonly ca_certificates: string | null;
+  readonly child_per_subnet_pair: boolean;
+  readonly ike_hard_lifetime_sec: number | null;
+  readonly child_hard_lifetime_sec: number | null;
+  readonly fragment_size: number;
+  /** bigint: pg hands it over as text. */
+  readonly child_rekey_bytes: string;
+  readonly child_life_bytes: string;
 }
 
 const CREDENTIAL_SELECT = `
@@ -1801,6 +1825,12 @@ function siteParams(s: SiteRecord): unknown[] {
     s.certificate,
     s.privateKey,
     s.caCertificates,
+    s.childPerSubnetPair,
+    s.ikeHardLifetimeSec,
+    s.childHardLifetimeSec,
+    s.fragmentSize,
+    s.childRekeyBytes,
+    s.childLifeBytes,
   ];
 }
 
@@ -1829,6 +1859,12 @@ function siteFromRow(r: SiteRow): SiteRecord {
     dpdAction: r.dpd_action,
     startAction: r.start_action,
     groups: r.policy_groups,
+    childPerSubnetPair: r.child_per_subnet_pair,
+    ikeHardLifetimeSec: r.ike_hard_lifetime_sec,
+    childHardLifetimeSec: r.child_hard_lifetime_sec,
+    fragmentSize: r.fragment_size,
+    childRekeyBytes: Number(r.child_rekey_bytes),
+    childLifeBytes: Number(r.child_life_bytes),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

@@ -7,7 +7,8 @@
  * 2. Tunnel mode: the whole packet is the payload, next header 4 or 41. Transport mode: the payload is what
  *    follows the IP header, next header its protocol; the kernel writes the new outer header when the ESP
  *    packet leaves through the socket.
- * 3. The current outbound SA seals it into a slab buffer (with one CHILD SA per subnet pair, the current SA of
+ * 3. An SA past its hard byte lifetime (RFC 4301 §4.4.2.1) seals nothing more: the packet is a counted drop.
+ *    The current outbound SA seals it into a slab buffer (with one CHILD SA per subnet pair, the current SA of
  *    the pair whose selectors hold the packet's source and destination); it leaves with the batch over UDP 4500 (to the
  *    peer's endpoint, which follows NAT mapping changes) or the raw ESP socket. An exhausted SA drops and
  *    counts; before that, `rekeyNeeded` (listed by rekeyDue) has the IpsecInterface's timer ask the IKE side to
@@ -15,6 +16,7 @@
  * Inbound (EspPort → receive → flushInbound):
  * 4. Tunnel mode: the inner packet as opened. Transport mode: an IPv4/IPv6 header is rebuilt in front of the
  *    payload from the peer's and our outer addresses.
+ *    What opens on an SA past its hard byte lifetime is a counted drop.
  * 5. The gateway's `admit` (the policy hook, as for members) sees each packet with the site; what passes is
  *    written to the TUN device in one batch.
  */
@@ -52,6 +54,13 @@ export interface ChildSaPath {
    * only when our response reaches its IKE daemon; ESP sent on it before then would be dropped there.
    */
   outboundLater?: boolean;
+  /**
+   * Byte lifetimes (RFC 4301 §4.4.2.1, strongSwan's rekey_bytes / life_bytes), each direction counted on its
+   * own: at `rekeyBytes` the SA is listed by rekeyDue, past `lifeBytes` it carries nothing more and is listed
+   * by expiredDue. 0 or absent: no limit.
+   */
+  rekeyBytes?: number;
+  lifeBytes?: number;
 }
 
 export interface ChildSaStatus {
@@ -79,11 +88,25 @@ interface ChildSa {
   key: string;
   local: CompiledSelector[];
   remote: CompiledSelector[];
+  /** Byte lifetimes; Infinity for none, so the per-packet check is one comparison. */
+  rekeyBytes: number;
+  lifeBytes: number;
+  /** A packet was refused for the hard byte lifetime. */
+  expired: boolean;
 }
 
 export class IpsecSite implements Tunnel, EspReceiver {
   readonly name: string;
-  readonly counters = { packetsIn: 0, packetsOut: 0, refused: 0, noSa: 0, exhausted: 0, oversize: 0 };
+  readonly counters = {
+    packetsIn: 0,
+    packetsOut: 0,
+    refused: 0,
+    noSa: 0,
+    exhausted: 0,
+    oversize: 0,
+    /** Packets not sealed, or not delivered, because their SA was past its hard byte lifetime. */
+    expired: 0,
+  };
   private readonly port: EspPort;
   private readonly deliverPackets: (packets: Uint8Array[]) => void;
   private readonly admit: IpsecSiteOptions['admit'];
@@ -134,6 +157,9 @@ export class IpsecSite implements Tunnel, EspReceiver {
       key,
       local: compileSelectors(spec.localSelectors),
       remote: compileSelectors(spec.remoteSelectors),
+      rekeyBytes: path.rekeyBytes !== undefined && path.rekeyBytes > 0 ? path.rekeyBytes : Infinity,
+      lifeBytes: path.lifeBytes !== undefined && path.lifeBytes > 0 ? path.lifeBytes : Infinity,
+      expired: false,
     };
     if (transport && (!sa.peerBytes || !sa.localBytes || sa.peerBytes.length !== sa.localBytes.length))
       throw new RangeError('transport mode needs the peer and local addresses of one family');
@@ -169,15 +195,36 @@ export class IpsecSite implements Tunnel, EspReceiver {
    * The CHILD SAs whose outbound sequence numbers near their end (`EspOutboundSa.rekeyNeeded`, RFC 4303
    * §3.3.3): the IKE side must replace them before they run out. Visited by the shell's timer, not per packet.
    */
-  rekeyDue(): { inboundSpi: number; outboundSpi: number; nextSequence: number }[] {
-    const due: { inboundSpi: number; outboundSpi: number; nextSequence: number }[] = [];
-    for (const sa of this.sas.values())
-      if (sa.outbound.rekeyNeeded)
+  rekeyDue(): {
+    inboundSpi: number;
+    outboundSpi: number;
+    nextSequence: number;
+    /** What is running out: sequence numbers, or bytes (the soft byte lifetime). */
+    why: 'sequence' | 'bytes';
+  }[] {
+    const due: ReturnType<IpsecSite['rekeyDue']> = [];
+    for (const sa of this.sas.values()) {
+      const bytes = Math.max(sa.inbound.counters.bytes, sa.outbound.counters.bytes) >= sa.rekeyBytes;
+      if (sa.outbound.rekeyNeeded || bytes)
         due.push({
           inboundSpi: sa.inbound.spi,
           outboundSpi: sa.outbound.spi,
           nextSequence: sa.outbound.nextSequence,
+          why: sa.outbound.rekeyNeeded ? 'sequence' : 'bytes',
         });
+    }
+    return due;
+  }
+
+  /** The CHILD SAs past their hard byte lifetime in either direction: the IKE side must delete them. */
+  expiredDue(): { inboundSpi: number; outboundSpi: number; bytesIn: number; bytesOut: number }[] {
+    const due: ReturnType<IpsecSite['expiredDue']> = [];
+    for (const sa of this.sas.values()) {
+      const bytesIn = sa.inbound.counters.bytes;
+      const bytesOut = sa.outbound.counters.bytes;
+      if (sa.expired || bytesIn >= sa.lifeBytes || bytesOut >= sa.lifeBytes)
+        due.push({ inboundSpi: sa.inbound.spi, outboundSpi: sa.outbound.spi, bytesIn, bytesOut });
+    }
     return due;
   }
 
@@ -226,6 +273,11 @@ export class IpsecSite implements Tunnel, EspReceiver {
       nextHeader = header.family === 4 ? packet[9]! : packet[6]!;
       payload = packet.subarray(headerLength, header.length);
     }
+    if (sa.outbound.counters.bytes + payload.length > sa.lifeBytes) {
+      sa.expired = true;
+      this.counters.expired++;
+      return;
+    }
     const out = this.slab.take(sa.outbound.sealedLength(payload.length));
     const n = sa.outbound.seal(payload, nextHeader, out);
     if (n < 0) {
@@ -254,6 +306,12 @@ export class IpsecSite implements Tunnel, EspReceiver {
   receive(inbound: EspInboundSa, buffer: Uint8Array, from: Endpoint, carrier: EspCarrier): void {
     const sa = this.sas.get(inbound.spi);
     if (!sa) return;
+    // The opened packet is counted already: past the limit (this one included) nothing more is delivered.
+    if (inbound.counters.bytes > sa.lifeBytes) {
+      sa.expired = true;
+      this.counters.expired++;
+      return;
+    }
     if (sa.outboundPending) {
       // The peer sends on the new SA, so it has installed it: ours goes out on it from now on.
       this.makeCurrent(sa);

@@ -179,6 +179,16 @@ export class IkeCore {
     return this.flush();
   }
 
+  /**
+   * Removes the CHILD SA that receives with `inboundSpi` at once and tells the peer (a Delete after any exchange
+   * under way): its hard byte lifetime ran out on the data plane (RFC 4301 §4.4.2.1). No actions when no
+   * CHILD SA has that SPI.
+   */
+  expireChild(inboundSpi: number, reason: string, now: number): IkeAction[] {
+    for (const sa of this.sas.values()) if (sa.expireChild(inboundSpi, reason, now)) break;
+    return this.flush();
+  }
+
   /** Deletes the CHILD SA of every established IKE SA. */
   deleteChildren(now: number): IkeAction[] {
     for (const sa of this.sas.values()) sa.deleteChild(now);

@@ -1646,6 +1646,17 @@ export class IkeSa {
     else if (this.state !== 'rekeyed') this.close('deleted');
   }
 
+  /** A CHILD SA past a hard limit the data plane counts (bytes): gone here at once, the peer told (§1.4.1). */
+  expireChild(inboundSpi: number, reason: string, now: number): boolean {
+    this.clock = now;
+    const child = this.children.find((c) => c.spec.inboundSpi === inboundSpi);
+    if (!child) return false;
+    this.childDown(child, reason);
+    if (this.state === 'established')
+      this.enqueue(now, { kind: 'delete-child', inboundSpi, reason: 'expired', gone: true });
+    return true;
+  }
+
   deleteChild(now: number): void {
     this.clock = now;
     if (this.state !== 'established') return;

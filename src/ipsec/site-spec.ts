@@ -59,6 +59,16 @@ export interface SiteSpec {
   readonly startAction: SiteStartAction;
   /** Policy groups the site belongs to: traffic from the site is allowed what these groups are allowed. */
   readonly groups: readonly string[];
+  /** Seconds after which the IKE SA is deleted even if its rekey failed; absent or null: 110% of the rekey time. */
+  readonly ikeHardLifetimeSec?: number | null;
+  /** The same for each CHILD SA. */
+  readonly childHardLifetimeSec?: number | null;
+  /** The largest datagram of one IKE fragment (RFC 7383); absent: 1280. */
+  readonly fragmentSize?: number;
+  /** Bytes after which a CHILD SA is rekeyed (strongSwan's rekey_bytes); absent or 0: no byte limit. */
+  readonly childRekeyBytes?: number;
+  /** Bytes after which a CHILD SA is deleted (strongSwan's life_bytes); absent or 0: no byte limit. */
+  readonly childLifeBytes?: number;
 }
 
 /** Proposals offered when a site names none: AEAD first, then a CBC suite most firewalls accept. */

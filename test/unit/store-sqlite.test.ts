@@ -155,8 +155,8 @@ test('a version 1 file is migrated to the current version and keeps its data', (
 
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(SCHEMA_VERSION, 7);
-  assert.equal(store.schemaVersion, 7);
+  assert.equal(SCHEMA_VERSION, 8);
+  assert.equal(store.schemaVersion, 8);
   assert.deepEqual(store.getSettings(), SETTINGS);
   assert.deepEqual(store.getMember('m00001'), member(1, { groups: ['eng'] }));
   assert.deepEqual(store.getAdmin('admin')?.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
@@ -522,7 +522,7 @@ test('a version 5 file is migrated to version 6: member statuses carry the proto
   }
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(store.schemaVersion, 7);
+  assert.equal(store.schemaVersion, SCHEMA_VERSION);
   // A row from before has neither.
   assert.equal(store.getStatus('m00001')?.protocol, null);
   assert.equal(store.getStatus('m00001')?.since, null);
@@ -553,12 +553,42 @@ test('a version 6 file is migrated to version 7: existing sites are PSK sites wi
   }
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(store.schemaVersion, 7);
+  assert.equal(store.schemaVersion, SCHEMA_VERSION);
   const hq = store.getSite('hq');
   assert.equal(hq?.auth, 'psk');
   assert.equal(hq?.psk, 'a-pre-shared-key-of-32-characters');
   assert.equal(hq?.certificate, null);
   assert.equal(hq?.privateKey, null);
   assert.equal(hq?.caCertificates, null);
+  assert.equal(store.integrityCheck(), 'ok');
+});
+
+test('a version 7 file is migrated to version 8: existing sites keep the IKE defaults', (t) => {
+  const path = join(tempDir(t), 'weft.db');
+  const v7 = new Database(path);
+  try {
+    for (const migration of MIGRATIONS.slice(0, 7)) migration(v7);
+    v7.pragma('user_version = 7');
+    v7.prepare(
+      `INSERT INTO sites (name, enabled, remote_address, local_id, remote_id, psk, force_short_psk, local_subnets,
+                          remote_subnets, mode, ike_proposals, esp_proposals, allow_legacy_groups,
+                          ike_lifetime_sec, child_lifetime_sec, dpd_interval_sec, dpd_action, start_action,
+                          policy_groups, created_at, updated_at)
+       VALUES ('hq', 1, '198.51.100.20', NULL, NULL, 'a-pre-shared-key-of-32-characters', 0, '["10.77.0.0/16"]',
+               '["10.20.0.0/24"]', 'tunnel', '["aes256gcm16-prfsha256-x25519"]', '["aes256gcm16"]', 0,
+               14400, 3600, 30, 'restart', 'initiate', '[]', ?, ?)`,
+    ).run(T0, T0);
+  } finally {
+    v7.close();
+  }
+  const store = openSqliteStore(path);
+  t.after(() => store.close());
+  assert.equal(store.schemaVersion, 8);
+  const hq = store.getSite('hq')!;
+  assert.deepEqual(
+    [hq.childPerSubnetPair, hq.ikeHardLifetimeSec, hq.childHardLifetimeSec, hq.fragmentSize],
+    [false, null, null, 1280],
+  );
+  assert.deepEqual([hq.childRekeyBytes, hq.childLifeBytes], [0, 0]);
   assert.equal(store.integrityCheck(), 'ok');
 });
