@@ -61,7 +61,7 @@ export class IkeCore {
     received: 0,
     processed: 0,
     cookiesSent: 0,
-    fragments: { sent: 0, received: 0, reassembled: 0, discarded: 0 },
+    fragments: { sent: 0, received: 0, reassembled: 0, discarded: 0, shrunk: 0 },
     drops: newIkeDropCounters(),
   };
   private cookies: CookieJar | null = null;
