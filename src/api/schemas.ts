@@ -501,6 +501,39 @@ const siteFields = {
     .array(z.string())
     .optional()
     .describe('Multicast group ranges the site sends and receives (e.g. 239.0.0.0/8); tunnel mode only'),
+  childPerSubnetPair: z
+    .boolean()
+    .optional()
+    .describe('As initiator, one CHILD SA per (local subnet, remote subnet) pair instead of one for all'),
+  ikeHardLifetimeSec: z
+    .number()
+    .int()
+    .nullable()
+    .optional()
+    .describe(
+      'Delete the IKE SA this long after setup even if its rekey failed; null: 110% of ikeLifetimeSec',
+    ),
+  childHardLifetimeSec: z
+    .number()
+    .int()
+    .nullable()
+    .optional()
+    .describe('The same for each CHILD SA against childLifetimeSec; null: 110%'),
+  fragmentSize: z
+    .number()
+    .int()
+    .optional()
+    .describe('Largest datagram of one IKE fragment (RFC 7383), 576 to 9000; default 1280'),
+  childRekeyBytes: z
+    .number()
+    .int()
+    .optional()
+    .describe('Rekey a CHILD SA after this many bytes; 0: no limit'),
+  childLifeBytes: z
+    .number()
+    .int()
+    .optional()
+    .describe('Delete a CHILD SA after this many bytes; 0: no limit'),
 };
 
 export const SiteInput = z.strictObject({ name, ...siteFields });
@@ -571,6 +604,12 @@ export const SiteView = z.object({
   startAction: z.enum(['initiate', 'wait', 'on-traffic']),
   groups: z.array(z.string()),
   multicast: z.array(z.string()).describe('Multicast group ranges (empty: the site is no multicast port)'),
+  childPerSubnetPair: z.boolean(),
+  ikeHardLifetimeSec: z.number().int().nullable(),
+  childHardLifetimeSec: z.number().int().nullable(),
+  fragmentSize: z.number().int(),
+  childRekeyBytes: z.number().int(),
+  childLifeBytes: z.number().int(),
   createdAt: isoTime,
   updatedAt: isoTime,
   status: SiteStatus.nullable().describe('What the running gateway last reported; null: nothing yet'),

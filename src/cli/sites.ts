@@ -39,6 +39,29 @@ interface SiteFlags extends DataOption {
   allowLegacyGroups?: boolean;
   forceShortPsk?: boolean;
   json?: boolean;
+  childSa?: string;
+  ikeHardLifetime?: string;
+  childHardLifetime?: string;
+  fragmentSize?: string;
+  childRekeyBytes?: string;
+  childLifeBytes?: string;
+}
+
+/** "1048576", "512M", "4G", "1T" (powers of 1024) -> bytes; anything else is passed on to be refused. */
+export function byteCount(text: string | undefined): number | string | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d{1,16})([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  if (!m) return text;
+  const unit = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[
+    (m[2] ?? '').toLowerCase() as '' | 'k'
+  ];
+  return Number(m[1]) * unit;
+}
+
+/** `--child-sa per-pair|shared` -> childPerSubnetPair; anything else is passed on to be refused. */
+function childSa(text: string | undefined): boolean | string | undefined {
+  if (text === undefined) return undefined;
+  return text === 'per-pair' ? true : text === 'shared' ? false : text;
 }
 
 /** "3600", "90s", "60m", "8h", "1d" -> seconds; anything else is passed on for the control plane to refuse. */
@@ -99,6 +122,12 @@ function input(opts: SiteFlags): Omit<SiteInput, 'name'> {
     multicast: opts.multicast === false ? [] : opts.multicast,
     allowLegacyGroups: opts.allowLegacyGroups,
     forceShortPsk: opts.forceShortPsk,
+    childPerSubnetPair: childSa(opts.childSa),
+    ikeHardLifetimeSec: opts.ikeHardLifetime === 'default' ? null : seconds(opts.ikeHardLifetime),
+    childHardLifetimeSec: opts.childHardLifetime === 'default' ? null : seconds(opts.childHardLifetime),
+    fragmentSize: opts.fragmentSize,
+    childRekeyBytes: byteCount(opts.childRekeyBytes),
+    childLifeBytes: byteCount(opts.childLifeBytes),
   };
 }
 
@@ -138,6 +167,18 @@ function flags(c: Command): Command {
     )
     .option('--allow-legacy-groups', 'allow DH groups 2 and 5 (modp1024, modp1536)')
     .option('--force-short-psk', 'accept a pre-shared key under 20 characters')
+    .option('--child-sa <how>', 'as initiator: shared (one CHILD SA for all subnets) or per-pair')
+    .option(
+      '--ike-hard-lifetime <time>',
+      'delete the IKE SA after this even if its rekey failed (or "default")',
+    )
+    .option(
+      '--child-hard-lifetime <time>',
+      'the same for each CHILD SA (or "default": 110% of the rekey time)',
+    )
+    .option('--fragment-size <bytes>', 'largest datagram of one IKE fragment, 576 to 9000 (default 1280)')
+    .option('--child-rekey-bytes <size>', 'rekey a CHILD SA after this many bytes, e.g. 4G (0: no limit)')
+    .option('--child-life-bytes <size>', 'delete a CHILD SA after this many bytes (0: no limit)')
     .option('--json', 'print JSON');
 }
 
@@ -175,7 +216,11 @@ function siteDetail(s: SiteView, psk: string | undefined): string {
     `ike proposals:   ${s.ikeProposals.join(', ')}`,
     `esp proposals:   ${s.espProposals.join(', ')}`,
     `legacy groups:   ${s.allowLegacyGroups ? 'allowed' : 'no'}`,
-    `lifetimes:       IKE ${s.ikeLifetimeSec}s, CHILD ${s.childLifetimeSec}s`,
+    `lifetimes:       IKE ${s.ikeLifetimeSec}s, CHILD ${s.childLifetimeSec}s` +
+      `; hard IKE ${s.ikeHardLifetimeSec === null ? '110%' : `${s.ikeHardLifetimeSec}s`}, CHILD ${s.childHardLifetimeSec === null ? '110%' : `${s.childHardLifetimeSec}s`}`,
+    `child bytes:     ${s.childRekeyBytes === 0 && s.childLifeBytes === 0 ? 'no limit' : `rekey after ${s.childRekeyBytes === 0 ? '-' : bytes(s.childRekeyBytes)}, delete after ${s.childLifeBytes === 0 ? '-' : bytes(s.childLifeBytes)}`}`,
+    `child SAs:       ${s.childPerSubnetPair ? 'one per subnet pair' : 'one for all subnets'}`,
+    `ike fragments:   up to ${s.fragmentSize} bytes`,
     `dpd:             ${s.dpdIntervalSec === 0 ? 'off' : `every ${s.dpdIntervalSec}s, then ${s.dpdAction}`}`,
     `start:           ${s.startAction}`,
     `groups:          ${s.groups.join(', ') || '-'}`,

@@ -18,6 +18,7 @@
  * A certificate site's `certificate` (ours, then intermediates) and `caCertificates` are PEM text.
  * Every step goes through the control plane, so each change is validated and audited as if typed at the CLI.
  */
+import { FRAGMENT_SIZE } from '../ipsec/constants.js';
 import { LineCounter, parseDocument, stringify, visit } from 'yaml';
 import { z } from 'zod';
 import type { ControlPlane, SettingsPatch } from './control-plane.js';
@@ -139,6 +140,12 @@ const siteSchema = z
     startAction: z.string().optional(),
     groups: z.array(z.string()).optional(),
     multicast: z.array(z.string()).optional(),
+    childPerSubnetPair: z.boolean().optional(),
+    ikeHardLifetimeSec: z.number().int().nullable().optional(),
+    childHardLifetimeSec: z.number().int().nullable().optional(),
+    fragmentSize: z.number().int().optional(),
+    childRekeyBytes: z.number().int().optional(),
+    childLifeBytes: z.number().int().optional(),
   })
   .strict();
 
@@ -654,6 +661,13 @@ export function exportState(cp: ControlPlane, options: { includeSecrets?: boolea
       startAction: site.startAction,
       groups: [...site.groups],
       ...(site.multicast.length > 0 ? { multicast: [...site.multicast] } : {}),
+      // IKE/ESP details, when not the defaults.
+      ...(site.childPerSubnetPair ? { childPerSubnetPair: true } : {}),
+      ...(site.ikeHardLifetimeSec === null ? {} : { ikeHardLifetimeSec: site.ikeHardLifetimeSec }),
+      ...(site.childHardLifetimeSec === null ? {} : { childHardLifetimeSec: site.childHardLifetimeSec }),
+      ...(site.fragmentSize === FRAGMENT_SIZE ? {} : { fragmentSize: site.fragmentSize }),
+      ...(site.childRekeyBytes === 0 ? {} : { childRekeyBytes: site.childRekeyBytes }),
+      ...(site.childLifeBytes === 0 ? {} : { childLifeBytes: site.childLifeBytes }),
     })),
   };
 }

@@ -288,6 +288,15 @@ export interface SiteRecord {
   groups: string[];
   /** Multicast group ranges the site sends and receives ("239.0.0.0/8"); empty: no multicast. */
   multicast: string[];
+  // IKE/ESP details (SQLite schema v9 / PostgreSQL v9): see SiteSpec in src/ipsec/site-spec.ts.
+  childPerSubnetPair: boolean;
+  /** null: the default, 110% of the rekey time. */
+  ikeHardLifetimeSec: number | null;
+  childHardLifetimeSec: number | null;
+  fragmentSize: number;
+  /** 0: no byte limit. */
+  childRekeyBytes: number;
+  childLifeBytes: number;
   createdAt: string;
   updatedAt: string;
 }

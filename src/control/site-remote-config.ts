@@ -12,7 +12,7 @@
 import { X509Certificate } from 'node:crypto';
 
 import { parseProposal } from '../ipsec/algorithms.js';
-import { DH_GROUP, ENCR, ESN, INTEG, PRF, TRANSFORM_TYPE } from '../ipsec/constants.js';
+import { DH_GROUP, ENCR, ESN, FRAGMENT_SIZE, INTEG, PRF, TRANSFORM_TYPE } from '../ipsec/constants.js';
 import type { Transform } from '../ipsec/messages.js';
 import { parseAddress } from '../net/ip.js';
 import type { SiteRecord } from './model.js';
@@ -180,6 +180,27 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
   const dpdAction = site.dpdAction === 'hold' ? 'trap' : site.dpdAction;
   const cert = site.auth === 'cert';
   const auth = cert ? 'pubkey' : 'psk';
+  // One child per (their subnet, our subnet) pair of one family when Weft negotiates one CHILD SA per pair.
+  const children = site.childPerSubnetPair
+    ? site.remoteSubnets.flatMap((theirs) =>
+        site.localSubnets.filter((o) => o.includes(':') === theirs.includes(':')).map((o) => [[theirs], [o]]),
+      )
+    : [[site.remoteSubnets, site.localSubnets]];
+  const child = ([local, remote]: string[][], i: number): string[] => [
+    `      ${site.name}${children.length > 1 ? `-${i + 1}` : ''} {`,
+    // Multicast group ranges are selectors on both sides: their subnets → groups, ours → groups.
+    `        local_ts = ${[...local!, ...site.multicast].join(', ')}`,
+    `        remote_ts = ${[...remote!, ...site.multicast].join(', ')}`,
+    `        esp_proposals = ${site.espProposals.join(', ')}`,
+    `        rekey_time = ${site.childLifetimeSec}s`,
+    ...(site.childHardLifetimeSec !== null ? [`        life_time = ${site.childHardLifetimeSec}s`] : []),
+    ...(site.childRekeyBytes > 0 ? [`        rekey_bytes = ${site.childRekeyBytes}`] : []),
+    ...(site.childLifeBytes > 0 ? [`        life_bytes = ${site.childLifeBytes}`] : []),
+    `        mode = ${site.mode}`,
+    ...(site.dpdIntervalSec > 0 ? [`        dpd_action = ${dpdAction}`] : []),
+    `        start_action = ${start}`,
+    '      }',
+  ];
   const lines = [
     `# strongSwan swanctl.conf for the far end of Weft site "${site.name}".`,
     `# Load with: swanctl --load-all (or put it in /etc/swanctl/conf.d/${conn}.conf).`,
@@ -191,6 +212,9 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
           "# (the CA that issued Weft's certificate) and the root above it.",
         ]
       : []),
+    ...(site.fragmentSize !== FRAGMENT_SIZE
+      ? [`# IKE fragments: in strongswan.conf, charon { fragment_size = ${site.fragmentSize} } as Weft's.`]
+      : []),
     'connections {',
     `  ${conn} {`,
     '    version = 2',
@@ -198,6 +222,9 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
     `    remote_addrs = ${ours.host}`,
     `    proposals = ${site.ikeProposals.join(', ')}`,
     `    rekey_time = ${site.ikeLifetimeSec}s`,
+    ...(site.ikeHardLifetimeSec !== null
+      ? [`    over_time = ${site.ikeHardLifetimeSec - site.ikeLifetimeSec}s`]
+      : []),
     ...(site.dpdIntervalSec > 0 ? [`    dpd_delay = ${site.dpdIntervalSec}s`] : []),
     '    local {',
     `      auth = ${auth}`,
@@ -209,16 +236,7 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
     ...(ourId !== null ? [`      id = ${ourId}`] : []),
     '    }',
     '    children {',
-    `      ${site.name} {`,
-    // Multicast group ranges are selectors on both sides: their subnets → groups, ours → groups.
-    `        local_ts = ${[...site.remoteSubnets, ...site.multicast].join(', ')}`,
-    `        remote_ts = ${[...site.localSubnets, ...site.multicast].join(', ')}`,
-    `        esp_proposals = ${site.espProposals.join(', ')}`,
-    `        rekey_time = ${site.childLifetimeSec}s`,
-    `        mode = ${site.mode}`,
-    ...(site.dpdIntervalSec > 0 ? [`        dpd_action = ${dpdAction}`] : []),
-    `        start_action = ${start}`,
-    '      }',
+    ...children.flatMap(child),
     '    }',
     '  }',
     '}',
@@ -534,7 +552,8 @@ function pfsense(site: SiteRecord, ours: OurSide): string {
         `    Encryption Algorithms: ${unique(p2Encr).join(' | ') || '(none)'}`,
         `    Hash Algorithms: ${unique(p2Hash).join(', ') || '(none: AES-GCM and ChaCha20-Poly1305 carry their own)'}`,
         `    PFS key group: ${unique(pfs).join(', ') || 'off'}`,
-        `    Life Time: ${site.childLifetimeSec}`,
+        ...(site.childHardLifetimeSec !== null ? [`    Rekey Time: ${site.childLifetimeSec}`] : []),
+        `    Life Time: ${site.childHardLifetimeSec ?? site.childLifetimeSec}`,
         '',
       );
     }
@@ -561,7 +580,10 @@ function pfsense(site: SiteRecord, ours: OurSide): string {
     '  Encryption Algorithm (one row each, in this order):',
     ...(p1Rows.length > 0 ? p1Rows : ['    (none)']),
     `  Rekey Time: ${site.ikeLifetimeSec}`,
-    `  Life Time: ${Math.round(site.ikeLifetimeSec * 1.1)}`,
+    `  Life Time: ${site.ikeHardLifetimeSec ?? Math.round(site.ikeLifetimeSec * 1.1)}`,
+    ...(site.childPerSubnetPair
+      ? ['  Split connections: Enable (one CHILD SA per phase 2 entry, as Weft)']
+      : []),
     `  Child SA Start Action: ${childStart}`,
     `  Child SA Close Action: ${closeAction}`,
     '  NAT Traversal: Auto',

@@ -24,7 +24,7 @@ import { parseProposal } from '../ipsec/algorithms.js';
 import type { IkeIdentity } from '../ipsec/auth.js';
 import type { CertificateConfig } from '../ipsec/cert-auth.js';
 import { checkConfig } from '../ipsec/config.js';
-import { TRANSFORM_TYPE } from '../ipsec/constants.js';
+import { FRAGMENT_SIZE, TRANSFORM_TYPE } from '../ipsec/constants.js';
 import { isDhGroupId, LEGACY_GROUPS } from '../ipsec/dh.js';
 import {
   DEFAULT_ESP_PROPOSALS,
@@ -55,6 +55,15 @@ export const SITE_LIMITS = {
   generatedPskLength: 32,
   /** A PEM field (certificate and chain, key, CA bundle): far more than any real chain. */
   pemMaxLength: 65_536,
+  /**
+   * A hard lifetime leaves a minute beyond the rekey time for the rekey exchange and its retransmissions, and
+   * is at most twice the longest lifetime.
+   */
+  hardLifetimeMarginSec: 60,
+  /** RFC 7383 §2.5.1: 576 (the IPv4 minimum) up to a jumbo frame. */
+  fragmentSize: { min: 576, max: 9_000 },
+  /** Byte lifetimes of a CHILD SA: 0 (none), else at least 1 MiB, at most 2^53 - 1. */
+  childBytes: { min: 1_048_576, max: Number.MAX_SAFE_INTEGER },
 } as const;
 
 export const SITE_AUTHS = ['psk', 'cert'] as const;
@@ -96,6 +105,12 @@ export interface SiteInput {
   groups?: unknown;
   /** Multicast group ranges the site is a port for ("239.0.0.0/8"); empty or absent: none. */
   multicast?: unknown;
+  childPerSubnetPair?: unknown;
+  ikeHardLifetimeSec?: unknown;
+  childHardLifetimeSec?: unknown;
+  fragmentSize?: unknown;
+  childRekeyBytes?: unknown;
+  childLifeBytes?: unknown;
 }
 
 /** The keys of SiteInput that a patch may change (everything but the name). */
@@ -123,6 +138,12 @@ export const SITE_FIELDS = [
   'startAction',
   'groups',
   'multicast',
+  'childPerSubnetPair',
+  'ikeHardLifetimeSec',
+  'childHardLifetimeSec',
+  'fragmentSize',
+  'childRekeyBytes',
+  'childLifeBytes',
 ] as const satisfies readonly (keyof SiteInput)[];
 
 /** The secret fields of a site: never in a view, an audit entry or a log. */
@@ -412,6 +433,7 @@ export function checkSite(
       'startAction',
       `"${startAction}" needs a remote address: with %any the site can only wait for the peer`,
     );
+  const details = ikeDetails(input, ikeLifetimeSec, childLifetimeSec);
   const groups = [
     ...new Set(v.list('groups', input.groups, SITE_LIMITS.groups).map((g, i) => v.name(`groups[${i}]`, g))),
   ].sort();
@@ -420,6 +442,11 @@ export function checkSite(
       throw new WeftError('WEFT_ERR_GROUP_NOT_FOUND', `groups: group ${g} does not exist`, 'groups');
 
   const multicast = multicastRanges('multicast', input.multicast, mode);
+  if (multicast.length > 0 && details.childPerSubnetPair)
+    throw invalid(
+      'multicast',
+      'a site with one CHILD SA per subnet pair carries no multicast ranges (they are selectors beside its subnets)',
+    );
 
   const record = {
     name,
@@ -446,9 +473,68 @@ export function checkSite(
     startAction,
     groups,
     multicast,
+    ...details,
   };
   if (key !== null) gate(record, key);
   return record;
+}
+
+/** One CHILD SA per subnet pair, hard lifetimes, the IKE fragment size, byte lifetimes (null/undefined: default). */
+function ikeDetails(
+  input: SiteInput,
+  ikeLifetimeSec: number,
+  childLifetimeSec: number,
+): Pick<
+  SiteRecord,
+  | 'childPerSubnetPair'
+  | 'ikeHardLifetimeSec'
+  | 'childHardLifetimeSec'
+  | 'fragmentSize'
+  | 'childRekeyBytes'
+  | 'childLifeBytes'
+> {
+  const L = SITE_LIMITS;
+  const given = (x: unknown): boolean => x !== undefined && x !== null;
+  const hard = (field: 'ikeHardLifetimeSec' | 'childHardLifetimeSec', rekey: number): number | null => {
+    const value = input[field];
+    if (!given(value)) return null;
+    const min = rekey + L.hardLifetimeMarginSec;
+    const max = 2 * L.ikeLifetimeSec.max;
+    const n = v.integer(field, value, 0, max);
+    if (n < min)
+      throw invalid(
+        field,
+        `must be at least ${min} s: ${L.hardLifetimeMarginSec} s beyond the rekey time (${rekey} s), so a rekey can finish first`,
+      );
+    return n;
+  };
+  const bytes = (field: 'childRekeyBytes' | 'childLifeBytes'): number => {
+    const value = input[field];
+    if (!given(value)) return 0;
+    const n = v.integer(field, value, 0, L.childBytes.max);
+    if (n !== 0 && n < L.childBytes.min)
+      throw invalid(field, `must be 0 (no byte limit) or from ${L.childBytes.min} to ${L.childBytes.max}`);
+    return n;
+  };
+  const childRekeyBytes = bytes('childRekeyBytes');
+  const childLifeBytes = bytes('childLifeBytes');
+  if (childLifeBytes !== 0 && childRekeyBytes !== 0 && childLifeBytes <= childRekeyBytes)
+    throw invalid(
+      'childLifeBytes',
+      `must be more than childRekeyBytes (${childRekeyBytes}): the SA is deleted after it was to be rekeyed`,
+    );
+  return {
+    childPerSubnetPair: given(input.childPerSubnetPair)
+      ? v.bool('childPerSubnetPair', input.childPerSubnetPair)
+      : false,
+    ikeHardLifetimeSec: hard('ikeHardLifetimeSec', ikeLifetimeSec),
+    childHardLifetimeSec: hard('childHardLifetimeSec', childLifetimeSec),
+    fragmentSize: given(input.fragmentSize)
+      ? v.integer('fragmentSize', input.fragmentSize, L.fragmentSize.min, L.fragmentSize.max)
+      : FRAGMENT_SIZE,
+    childRekeyBytes,
+    childLifeBytes,
+  };
 }
 
 /** The core's certificate configuration of a certificate site, or null for a PSK site. */
@@ -477,6 +563,7 @@ function gate(r: Omit<SiteRecord, 'createdAt' | 'updatedAt' | 'psk'>, key: strin
     localSelectors: selectors(r.localSubnets),
     remoteSelectors: selectors(r.remoteSubnets),
     mode: r.mode,
+    childPerSubnetPair: r.childPerSubnetPair,
     allowLegacyGroups: r.allowLegacyGroups,
   });
   if (!checked.ok) {
@@ -588,6 +675,12 @@ export function siteSpec(r: SiteRecord): SiteSpec {
     startAction: r.startAction,
     groups: [...r.groups],
     multicast: [...r.multicast],
+    childPerSubnetPair: r.childPerSubnetPair,
+    ikeHardLifetimeSec: r.ikeHardLifetimeSec,
+    childHardLifetimeSec: r.childHardLifetimeSec,
+    fragmentSize: r.fragmentSize,
+    childRekeyBytes: r.childRekeyBytes,
+    childLifeBytes: r.childLifeBytes,
   };
 }
 

@@ -341,6 +341,16 @@ ALTER TABLE sites ADD COLUMN multicast jsonb NOT NULL DEFAULT '[]'
   CONSTRAINT "sites.multicast" CHECK (jsonb_typeof(multicast) = 'array');
 `;
 
+/** Version 9: IPsec site details, as the SQLite store's version 9 (byte counts need bigint). */
+const SCHEMA_V9 = `
+ALTER TABLE sites ADD COLUMN child_per_subnet_pair boolean NOT NULL DEFAULT false;
+ALTER TABLE sites ADD COLUMN ike_hard_lifetime_sec integer;
+ALTER TABLE sites ADD COLUMN child_hard_lifetime_sec integer;
+ALTER TABLE sites ADD COLUMN fragment_size integer NOT NULL DEFAULT 1280;
+ALTER TABLE sites ADD COLUMN child_rekey_bytes bigint NOT NULL DEFAULT 0;
+ALTER TABLE sites ADD COLUMN child_life_bytes bigint NOT NULL DEFAULT 0;
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
 export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V1,
@@ -351,6 +361,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V6,
   SCHEMA_V7,
   SCHEMA_V8,
+  SCHEMA_V9,
 ];
 
 /** The schema version this build writes. */
@@ -516,6 +527,12 @@ const SITE_COLUMNS = [
   'private_key',
   'ca_certificates',
   'multicast',
+  'child_per_subnet_pair',
+  'ike_hard_lifetime_sec',
+  'child_hard_lifetime_sec',
+  'fragment_size',
+  'child_rekey_bytes',
+  'child_life_bytes',
 ] as const;
 
 const SITE_SELECT = `SELECT ${SITE_COLUMNS.join(', ')} FROM sites`;
@@ -547,6 +564,13 @@ interface SiteRow {
   readonly private_key: string | null;
   readonly ca_certificates: string | null;
   readonly multicast: string[];
+  readonly child_per_subnet_pair: boolean;
+  readonly ike_hard_lifetime_sec: number | null;
+  readonly child_hard_lifetime_sec: number | null;
+  readonly fragment_size: number;
+  /** bigint: pg hands it over as text. */
+  readonly child_rekey_bytes: string;
+  readonly child_life_bytes: string;
 }
 
 const CREDENTIAL_SELECT = `
@@ -1909,6 +1933,12 @@ function siteParams(s: SiteRecord): unknown[] {
     s.privateKey,
     s.caCertificates,
     JSON.stringify(s.multicast),
+    s.childPerSubnetPair,
+    s.ikeHardLifetimeSec,
+    s.childHardLifetimeSec,
+    s.fragmentSize,
+    s.childRekeyBytes,
+    s.childLifeBytes,
   ];
 }
 
@@ -1938,6 +1968,12 @@ function siteFromRow(r: SiteRow): SiteRecord {
     startAction: r.start_action,
     groups: r.policy_groups,
     multicast: r.multicast,
+    childPerSubnetPair: r.child_per_subnet_pair,
+    ikeHardLifetimeSec: r.ike_hard_lifetime_sec,
+    childHardLifetimeSec: r.child_hard_lifetime_sec,
+    fragmentSize: r.fragment_size,
+    childRekeyBytes: Number(r.child_rekey_bytes),
+    childLifeBytes: Number(r.child_life_bytes),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

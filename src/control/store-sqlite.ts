@@ -270,6 +270,19 @@ ALTER TABLE sites ADD COLUMN multicast TEXT NOT NULL DEFAULT '[]' CHECK (json_va
 `;
 
 /**
+ * Version 9: IPsec site details: one CHILD SA per subnet pair, hard lifetimes (NULL: the default, 110% of the
+ * rekey time), the IKE fragment size, and byte lifetimes of CHILD SAs (0: none).
+ */
+const SCHEMA_V9 = `
+ALTER TABLE sites ADD COLUMN child_per_subnet_pair INTEGER NOT NULL DEFAULT 0 CHECK (child_per_subnet_pair IN (0, 1));
+ALTER TABLE sites ADD COLUMN ike_hard_lifetime_sec INTEGER;
+ALTER TABLE sites ADD COLUMN child_hard_lifetime_sec INTEGER;
+ALTER TABLE sites ADD COLUMN fragment_size INTEGER NOT NULL DEFAULT 1280;
+ALTER TABLE sites ADD COLUMN child_rekey_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sites ADD COLUMN child_life_bytes INTEGER NOT NULL DEFAULT 0;
+`;
+
+/**
  * Version 5: IPsec sites. A site is one row; its lists (subnets, proposals, groups) are JSON arrays, since they
  * are read and written whole and nothing joins on them (a group's name is removed from every site by the
  * control plane, in the transaction that deletes the group). The live status the gateway reports is one JSON
@@ -340,6 +353,7 @@ export const MIGRATIONS: readonly Migration[] = [
   (db) => db.exec(SCHEMA_V6),
   (db) => db.exec(SCHEMA_V7),
   (db) => db.exec(SCHEMA_V8),
+  (db) => db.exec(SCHEMA_V9),
 ];
 
 /** The schema version this build writes; a file at a higher version was written by a newer build. */
@@ -449,6 +463,12 @@ interface SiteRow {
   readonly multicast: string;
   readonly created_at: string;
   readonly updated_at: string;
+  readonly child_per_subnet_pair: number;
+  readonly ike_hard_lifetime_sec: number | null;
+  readonly child_hard_lifetime_sec: number | null;
+  readonly fragment_size: number;
+  readonly child_rekey_bytes: number;
+  readonly child_life_bytes: number;
 }
 
 const SITE_COLUMNS = `enabled = :enabled, remote_address = :remote_address, local_id = :local_id,
@@ -458,7 +478,10 @@ const SITE_COLUMNS = `enabled = :enabled, remote_address = :remote_address, loca
   child_lifetime_sec = :child_lifetime_sec, dpd_interval_sec = :dpd_interval_sec, dpd_action = :dpd_action,
   start_action = :start_action, policy_groups = :policy_groups, created_at = :created_at, updated_at = :updated_at,
   auth = :auth, certificate = :certificate, private_key = :private_key, ca_certificates = :ca_certificates,
-  multicast = :multicast`;
+  multicast = :multicast,
+  child_per_subnet_pair = :child_per_subnet_pair, ike_hard_lifetime_sec = :ike_hard_lifetime_sec,
+  child_hard_lifetime_sec = :child_hard_lifetime_sec, fragment_size = :fragment_size,
+  child_rekey_bytes = :child_rekey_bytes, child_life_bytes = :child_life_bytes`;
 
 interface TrafficRow {
   readonly name: string;
@@ -575,11 +598,14 @@ function prepareStatements(db: Database) {
                           remote_subnets, mode, ike_proposals, esp_proposals, allow_legacy_groups,
                           ike_lifetime_sec, child_lifetime_sec, dpd_interval_sec, dpd_action, start_action,
                           policy_groups, created_at, updated_at, auth, certificate, private_key, ca_certificates,
-                          multicast)
+                          multicast, child_per_subnet_pair, ike_hard_lifetime_sec, child_hard_lifetime_sec,
+                          fragment_size, child_rekey_bytes, child_life_bytes)
        VALUES (:name, :enabled, :remote_address, :local_id, :remote_id, :psk, :force_short_psk, :local_subnets,
                :remote_subnets, :mode, :ike_proposals, :esp_proposals, :allow_legacy_groups, :ike_lifetime_sec,
                :child_lifetime_sec, :dpd_interval_sec, :dpd_action, :start_action, :policy_groups, :created_at,
-               :updated_at, :auth, :certificate, :private_key, :ca_certificates, :multicast)`,
+               :updated_at, :auth, :certificate, :private_key, :ca_certificates, :multicast, :child_per_subnet_pair,
+               :ike_hard_lifetime_sec, :child_hard_lifetime_sec, :fragment_size, :child_rekey_bytes,
+               :child_life_bytes)`,
     ),
     updateSite: db.prepare(`UPDATE sites SET ${SITE_COLUMNS} WHERE name = :name`),
     deleteSite: db.prepare('DELETE FROM sites WHERE name = ?'),
@@ -1450,6 +1476,12 @@ function siteParams(s: SiteRecord): Record<string, string | number | null> {
     multicast: JSON.stringify(s.multicast),
     created_at: s.createdAt,
     updated_at: s.updatedAt,
+    child_per_subnet_pair: s.childPerSubnetPair ? 1 : 0,
+    ike_hard_lifetime_sec: s.ikeHardLifetimeSec,
+    child_hard_lifetime_sec: s.childHardLifetimeSec,
+    fragment_size: s.fragmentSize,
+    child_rekey_bytes: s.childRekeyBytes,
+    child_life_bytes: s.childLifeBytes,
   };
 }
 
@@ -1480,6 +1512,12 @@ function siteFromRow(r: SiteRow): SiteRecord {
     startAction: r.start_action,
     groups: list(r.policy_groups),
     multicast: list(r.multicast),
+    childPerSubnetPair: r.child_per_subnet_pair === 1,
+    ikeHardLifetimeSec: r.ike_hard_lifetime_sec,
+    childHardLifetimeSec: r.child_hard_lifetime_sec,
+    fragmentSize: r.fragment_size,
+    childRekeyBytes: r.child_rekey_bytes,
+    childLifeBytes: r.child_life_bytes,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

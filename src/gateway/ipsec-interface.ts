@@ -412,6 +412,7 @@ export class IpsecInterface {
       localSelectors: selectors(withGroups(spec.localSubnets, spec), transport ? localAddress : null),
       remoteSelectors: selectors(withGroups(spec.remoteSubnets, spec), transport ? spec.remoteAddress : null),
       mode: spec.mode,
+      childPerSubnetPair: spec.childPerSubnetPair === true,
       allowLegacyGroups: spec.allowLegacyGroups,
       // Raw ESP is IPv4 only (io/esp-raw.ts): without it, or over IPv6, ask for UDP encapsulation at once.
       forceEncapsulation: this.options.raw === undefined || v6,
@@ -420,6 +421,13 @@ export class IpsecInterface {
       // Rekey times for the core's CREATE_CHILD_SA rekeying (ignored by a core without it).
       ikeRekeyMs: spec.ikeLifetimeSec * 1000,
       childRekeyMs: spec.childLifetimeSec * 1000,
+      ...(typeof spec.ikeHardLifetimeSec === 'number'
+        ? { ikeHardLifetimeMs: spec.ikeHardLifetimeSec * 1000 }
+        : {}),
+      ...(typeof spec.childHardLifetimeSec === 'number'
+        ? { childHardLifetimeMs: spec.childHardLifetimeSec * 1000 }
+        : {}),
+      ...(spec.fragmentSize !== undefined ? { fragmentSize: spec.fragmentSize } : {}),
     };
     return config;
   }
@@ -666,7 +674,7 @@ export class IpsecInterface {
 
   private installChild(run: SiteRun, a: Extract<IkeAction, { type: 'child-sa-up' }>, now: number): void {
     const spec = a.spec;
-    const owner = run.core?.list().find((sa) => sa.child?.spec === spec);
+    const owner = run.core?.list().find((sa) => sa.children.some((c) => c.spec === spec));
     const ikeRemote = owner?.remote ?? { address: run.spec.remoteAddress ?? '', port: IKE_PORT };
     const carrier: EspCarrier = a.encapsulation ? 'udp' : 'raw';
     const peer: Endpoint = a.encapsulation
@@ -679,6 +687,8 @@ export class IpsecInterface {
         carrier,
         ...(localAddress ? { localAddress } : {}),
         ...(a.outboundLater ? { outboundLater: true } : {}),
+        ...(run.spec.childRekeyBytes ? { rekeyBytes: run.spec.childRekeyBytes } : {}),
+        ...(run.spec.childLifeBytes ? { lifeBytes: run.spec.childLifeBytes } : {}),
       });
     } catch (error) {
       const message = `CHILD SA ${hex8(spec.inboundSpi)} not installed: ${(error as Error).message}`;
@@ -766,6 +776,17 @@ export class IpsecInterface {
    * to `exhausted` if it does run out).
    */
   private rekeyExhausting(run: SiteRun, core: IkeCore, now: number): void {
+    // Hard byte lifetimes first: such an SA is deleted, not rekeyed.
+    for (const c of run.site.expiredDue()) {
+      const reason = `byte lifetime reached (${c.bytesIn} bytes in, ${c.bytesOut} out; limit ${run.spec.childLifeBytes ?? 0})`;
+      this.log(
+        `IPsec site ${run.spec.name}: CHILD SA ${hex8(c.inboundSpi)}/${hex8(c.outboundSpi)} ${reason}`,
+      );
+      const actions = core.expireChild(c.inboundSpi, reason, now);
+      // Not (or no longer) the core's: the data plane lets it go itself.
+      if (actions.length === 0) run.site.removeChildSa(c.inboundSpi);
+      this.apply(run, actions);
+    }
     const due = run.site.rekeyDue();
     if (due.length === 0 && run.seqRekeyAsked.size === 0) return;
     const still = new Set<number>();
@@ -774,7 +795,9 @@ export class IpsecInterface {
       if (run.seqRekeyAsked.has(c.outboundSpi)) continue;
       run.seqRekeyAsked.add(c.outboundSpi);
       this.log(
-        `IPsec site ${run.spec.name}: CHILD SA ${hex8(c.inboundSpi)}/${hex8(c.outboundSpi)} nears its last sequence number (next ${c.nextSequence}), rekeying`,
+        c.why === 'bytes'
+          ? `IPsec site ${run.spec.name}: CHILD SA ${hex8(c.inboundSpi)}/${hex8(c.outboundSpi)} reached its rekey byte count (${run.spec.childRekeyBytes ?? 0}), rekeying`
+          : `IPsec site ${run.spec.name}: CHILD SA ${hex8(c.inboundSpi)}/${hex8(c.outboundSpi)} nears its last sequence number (next ${c.nextSequence}), rekeying`,
       );
       this.apply(run, core.rekeyChild(c.outboundSpi, now));
     }

@@ -7,19 +7,23 @@
  * 2. Tunnel mode: the whole packet is the payload, next header 4 or 41. Transport mode: the payload is what
  *    follows the IP header, next header its protocol; the kernel writes the new outer header when the ESP
  *    packet leaves through the socket.
- * 3. The current outbound SA seals it into a slab buffer; it leaves with the batch over UDP 4500 (to the
+ * 3. An SA past its hard byte lifetime (RFC 4301 §4.4.2.1) seals nothing more: the packet is a counted drop.
+ *    The current outbound SA seals it into a slab buffer (with one CHILD SA per subnet pair, the current SA of
+ *    the pair whose selectors hold the packet's source and destination); it leaves with the batch over UDP 4500 (to the
  *    peer's endpoint, which follows NAT mapping changes) or the raw ESP socket. An exhausted SA drops and
  *    counts; before that, `rekeyNeeded` (listed by rekeyDue) has the IpsecInterface's timer ask the IKE side to
  *    replace it.
  * Inbound (EspPort → receive → flushInbound):
  * 4. Tunnel mode: the inner packet as opened. Transport mode: an IPv4/IPv6 header is rebuilt in front of the
  *    payload from the peer's and our outer addresses.
+ *    What opens on an SA past its hard byte lifetime is a counted drop.
  * 5. A packet to a multicast group goes to the replicator when one is attached (its copies leave at the end of
  *    the batch); any other packet, the gateway's `admit` (the policy hook, as for members) sees with the site;
  *    what passes is written to the TUN device in one batch.
  */
 import type { ChildSaSpec } from '../ipsec/child-sa.js';
 import { EspInboundSa, EspOutboundSa, type EspDropReason } from '../ipsec/esp.js';
+import { compileSelectors, selectorsAdmit, type CompiledSelector } from '../ipsec/esp-selectors.js';
 import { NEXT_HEADER_IPV4, NEXT_HEADER_IPV6 } from '../ipsec/esp-constants.js';
 import type { Datagram } from '../io/bind.js';
 import type { Endpoint } from '../net/endpoint.js';
@@ -60,6 +64,13 @@ export interface ChildSaPath {
    * only when our response reaches its IKE daemon; ESP sent on it before then would be dropped there.
    */
   outboundLater?: boolean;
+  /**
+   * Byte lifetimes (RFC 4301 §4.4.2.1, strongSwan's rekey_bytes / life_bytes), each direction counted on its
+   * own: at `rekeyBytes` the SA is listed by rekeyDue, past `lifeBytes` it carries nothing more and is listed
+   * by expiredDue. 0 or absent: no limit.
+   */
+  rekeyBytes?: number;
+  lifeBytes?: number;
 }
 
 export interface ChildSaStatus {
@@ -83,6 +94,15 @@ interface ChildSa {
   /** Parsed outer addresses for transport mode. */
   peerBytes: Uint8Array | null;
   localBytes: Uint8Array | null;
+  /** Its selectors: SAs with the same key replace one another in a rekey; others carry other subnet pairs. */
+  key: string;
+  local: CompiledSelector[];
+  remote: CompiledSelector[];
+  /** Byte lifetimes; Infinity for none, so the per-packet check is one comparison. */
+  rekeyBytes: number;
+  lifeBytes: number;
+  /** A packet was refused for the hard byte lifetime. */
+  expired: boolean;
 }
 
 export class IpsecSite implements Tunnel, EspReceiver {
@@ -96,6 +116,8 @@ export class IpsecSite implements Tunnel, EspReceiver {
     oversize: 0,
     /** Packets to multicast groups handed to the replicator. */
     groupsIn: 0,
+    /** Packets not sealed, or not delivered, because their SA was past its hard byte lifetime. */
+    expired: 0,
   };
   private readonly port: EspPort;
   private readonly deliverPackets: (packets: Uint8Array[]) => void;
@@ -105,8 +127,11 @@ export class IpsecSite implements Tunnel, EspReceiver {
   /** The tap that took packets in this inbound batch (flushed with it). */
   private tapped: SiteGroupTap | undefined;
   private readonly sas = new Map<number, ChildSa>();
-  /** The SA new packets are sealed with: the most recently installed. */
-  private current: ChildSa | undefined;
+  /**
+   * The SAs new packets are sealed with: per selector set, the most recently installed. One entry unless the
+   * peer keeps one CHILD SA per subnet pair.
+   */
+  private current: ChildSa[] = [];
   private readonly outbound: Datagram[] = [];
   private readonly inbound: Uint8Array[] = [];
   private readonly slab = new Slab(256 * 1024);
@@ -134,7 +159,9 @@ export class IpsecSite implements Tunnel, EspReceiver {
       const p = a === undefined ? undefined : parseAddress(a);
       return p?.ok ? p.value.bytes : null;
     };
-    const later = path.outboundLater === true && this.current !== undefined;
+    const key = JSON.stringify([spec.localSelectors, spec.remoteSelectors]);
+    const index = this.current.findIndex((c) => c.key === key);
+    const later = path.outboundLater === true && index >= 0;
     const sa: ChildSa = {
       spec,
       outboundPending: later,
@@ -143,12 +170,25 @@ export class IpsecSite implements Tunnel, EspReceiver {
       path,
       peerBytes: transport ? bytes(path.peer.address) : null,
       localBytes: transport ? bytes(path.localAddress) : null,
+      key,
+      local: compileSelectors(spec.localSelectors),
+      remote: compileSelectors(spec.remoteSelectors),
+      rekeyBytes: path.rekeyBytes !== undefined && path.rekeyBytes > 0 ? path.rekeyBytes : Infinity,
+      lifeBytes: path.lifeBytes !== undefined && path.lifeBytes > 0 ? path.lifeBytes : Infinity,
+      expired: false,
     };
     if (transport && (!sa.peerBytes || !sa.localBytes || sa.peerBytes.length !== sa.localBytes.length))
       throw new RangeError('transport mode needs the peer and local addresses of one family');
     this.sas.set(sa.inbound.spi, sa);
     this.port.register(sa.inbound, this);
-    if (!later) this.current = sa;
+    if (!later) this.makeCurrent(sa);
+  }
+
+  private makeCurrent(sa: ChildSa): void {
+    sa.outboundPending = false;
+    const index = this.current.findIndex((c) => c.key === sa.key);
+    if (index >= 0) this.current[index] = sa;
+    else this.current.push(sa);
   }
 
   /** Removes a CHILD SA by our (inbound) SPI; the newest remaining one carries outbound traffic. */
@@ -158,9 +198,11 @@ export class IpsecSite implements Tunnel, EspReceiver {
     this.sas.delete(sa.inbound.spi);
     this.port.unregister(sa.inbound.spi);
     sa.outbound.dispose();
-    if (this.current === sa) {
-      this.current = [...this.sas.values()].pop();
-      if (this.current) this.current.outboundPending = false;
+    const index = this.current.indexOf(sa);
+    if (index >= 0) {
+      const next = [...this.sas.values()].filter((c) => c.key === sa.key).pop();
+      if (next) this.makeCurrent(next);
+      else this.current.splice(index, 1);
     }
     return true;
   }
@@ -169,21 +211,42 @@ export class IpsecSite implements Tunnel, EspReceiver {
    * The CHILD SAs whose outbound sequence numbers near their end (`EspOutboundSa.rekeyNeeded`, RFC 4303
    * §3.3.3): the IKE side must replace them before they run out. Visited by the shell's timer, not per packet.
    */
-  rekeyDue(): { inboundSpi: number; outboundSpi: number; nextSequence: number }[] {
-    const due: { inboundSpi: number; outboundSpi: number; nextSequence: number }[] = [];
-    for (const sa of this.sas.values())
-      if (sa.outbound.rekeyNeeded)
+  rekeyDue(): {
+    inboundSpi: number;
+    outboundSpi: number;
+    nextSequence: number;
+    /** What is running out: sequence numbers, or bytes (the soft byte lifetime). */
+    why: 'sequence' | 'bytes';
+  }[] {
+    const due: ReturnType<IpsecSite['rekeyDue']> = [];
+    for (const sa of this.sas.values()) {
+      const bytes = Math.max(sa.inbound.counters.bytes, sa.outbound.counters.bytes) >= sa.rekeyBytes;
+      if (sa.outbound.rekeyNeeded || bytes)
         due.push({
           inboundSpi: sa.inbound.spi,
           outboundSpi: sa.outbound.spi,
           nextSequence: sa.outbound.nextSequence,
+          why: sa.outbound.rekeyNeeded ? 'sequence' : 'bytes',
         });
+    }
+    return due;
+  }
+
+  /** The CHILD SAs past their hard byte lifetime in either direction: the IKE side must delete them. */
+  expiredDue(): { inboundSpi: number; outboundSpi: number; bytesIn: number; bytesOut: number }[] {
+    const due: ReturnType<IpsecSite['expiredDue']> = [];
+    for (const sa of this.sas.values()) {
+      const bytesIn = sa.inbound.counters.bytes;
+      const bytesOut = sa.outbound.counters.bytes;
+      if (sa.expired || bytesIn >= sa.lifeBytes || bytesOut >= sa.lifeBytes)
+        due.push({ inboundSpi: sa.inbound.spi, outboundSpi: sa.outbound.spi, bytesIn, bytesOut });
+    }
     return due;
   }
 
   /** Tests only: moves the current outbound SA's next sequence number forward (EspOutboundSa.skipSequenceForTest). */
   skipSequenceForTest(next: number): void {
-    this.current?.outbound.skipSequenceForTest(next);
+    this.current[this.current.length - 1]?.outbound.skipSequenceForTest(next);
   }
 
   childSas(): ChildSaStatus[] {
@@ -200,7 +263,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
         drops: Object.fromEntries(Object.entries(sa.inbound.counters.drops).filter(([, n]) => n > 0)),
       },
       outbound:
-        this.current === sa || sa.outboundPending || sa.outbound.counters.packets > 0
+        this.current.includes(sa) || sa.outboundPending || sa.outbound.counters.packets > 0
           ? {
               packets: sa.outbound.counters.packets,
               bytes: sa.outbound.counters.bytes,
@@ -213,7 +276,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
 
   /** Tunnel: seals one packet routed to this site; it leaves at flush(). */
   send(packet: Uint8Array, _now: number, header: IpHeader): void {
-    const sa = this.current;
+    const sa = this.current.length === 1 ? this.current[0] : this.pick(packet);
     if (!sa) {
       this.counters.noSa++;
       this.onNoSa?.(this);
@@ -226,6 +289,11 @@ export class IpsecSite implements Tunnel, EspReceiver {
       nextHeader = header.family === 4 ? packet[9]! : packet[6]!;
       payload = packet.subarray(headerLength, header.length);
     }
+    if (sa.outbound.counters.bytes + payload.length > sa.lifeBytes) {
+      sa.expired = true;
+      this.counters.expired++;
+      return;
+    }
     const out = this.slab.take(sa.outbound.sealedLength(payload.length));
     const n = sa.outbound.seal(payload, nextHeader, out);
     if (n < 0) {
@@ -237,9 +305,15 @@ export class IpsecSite implements Tunnel, EspReceiver {
     this.outbound.push({ data: out.subarray(0, n), endpoint: sa.path.peer });
   }
 
+  /** With several selector sets (one CHILD SA per subnet pair): the SA whose selectors hold the packet. */
+  private pick(packet: Uint8Array): ChildSa | undefined {
+    for (const sa of this.current) if (selectorsAdmit(packet, sa.local, sa.remote)) return sa;
+    return undefined;
+  }
+
   flush(): void {
     if (this.outbound.length === 0) return;
-    const sa = this.current;
+    const sa = this.current[0];
     const batch = this.outbound.splice(0);
     this.port.send(sa?.path.carrier ?? 'udp', batch);
   }
@@ -248,10 +322,15 @@ export class IpsecSite implements Tunnel, EspReceiver {
   receive(inbound: EspInboundSa, buffer: Uint8Array, from: Endpoint, carrier: EspCarrier): void {
     const sa = this.sas.get(inbound.spi);
     if (!sa) return;
+    // The opened packet is counted already: past the limit (this one included) nothing more is delivered.
+    if (inbound.counters.bytes > sa.lifeBytes) {
+      sa.expired = true;
+      this.counters.expired++;
+      return;
+    }
     if (sa.outboundPending) {
       // The peer sends on the new SA, so it has installed it: ours goes out on it from now on.
-      sa.outboundPending = false;
-      this.current = sa;
+      this.makeCurrent(sa);
     }
     // RFC 3948 §3: a NAT may change the peer's port or address; answer where authenticated packets come from.
     if (carrier === 'udp' && sa.path.carrier === 'udp') {

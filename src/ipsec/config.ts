@@ -47,6 +47,12 @@ export interface IkePeerConfig {
   readonly localSelectors: readonly TrafficSelector[];
   readonly remoteSelectors: readonly TrafficSelector[];
   readonly mode: IpsecMode;
+  /**
+   * As initiator, negotiate one CHILD SA per (local selector, remote selector) pair of one address family
+   * instead of one CHILD SA carrying them all: the first pair in IKE_AUTH, each other pair with its own
+   * CREATE_CHILD_SA (RFC 7296 §1.3.1), for peers configured with one child per subnet pair.
+   */
+  readonly childPerSubnetPair?: boolean;
   /** Offer and accept DH groups 2 and 5. */
   readonly allowLegacyGroups?: boolean;
   /** Pretend a NAT is in the way (a fake NAT_DETECTION_SOURCE_IP) so the peer moves to UDP 4500 at once. */
@@ -88,6 +94,11 @@ export interface CheckedConfig {
   readonly localSelectors: readonly TrafficSelector[];
   readonly remoteSelectors: readonly TrafficSelector[];
   readonly mode: IpsecMode;
+  /** The selector pairs the initiator asks a CHILD SA for each, in order; one entry (all selectors) unless per pair. */
+  readonly childSelectorPairs: readonly {
+    readonly local: readonly TrafficSelector[];
+    readonly remote: readonly TrafficSelector[];
+  }[];
   readonly forceEncapsulation: boolean;
   readonly dpdIntervalMs: number;
   readonly keepaliveIntervalMs: number;
@@ -186,6 +197,20 @@ export function checkConfig(
       },
     };
   }
+  const childSelectorPairs: { local: TrafficSelector[]; remote: TrafficSelector[] }[] = [];
+  if (c.childPerSubnetPair === true) {
+    for (const l of c.localSelectors)
+      for (const r of c.remoteSelectors)
+        if (l.family === r.family) childSelectorPairs.push({ local: [l], remote: [r] });
+    if (childSelectorPairs.length === 0)
+      return {
+        ok: false,
+        error: {
+          field: 'childPerSubnetPair',
+          message: 'no local and remote subnet of one address family to pair',
+        },
+      };
+  } else childSelectorPairs.push({ local: [...c.localSelectors], remote: [...c.remoteSelectors] });
   for (const field of ['ikeRekeyMs', 'childRekeyMs'] as const) {
     const v = c[field];
     if (v !== undefined && !(Number.isFinite(v) && v >= 0))
@@ -243,6 +268,7 @@ export function checkConfig(
       localSelectors: c.localSelectors,
       remoteSelectors: c.remoteSelectors,
       mode: c.mode,
+      childSelectorPairs,
       forceEncapsulation: c.forceEncapsulation === true,
       dpdIntervalMs: c.dpdIntervalMs ?? DPD_INTERVAL_MS,
       keepaliveIntervalMs: c.keepaliveIntervalMs ?? NATT_KEEPALIVE_MS,

@@ -173,6 +173,14 @@ export const MAX_MESSAGE_LENGTH = 65535;
  */
 export const FRAGMENT_SIZE = 1280;
 export const FRAGMENT_SIZE_MIN = 256;
+/**
+ * RFC 7383 §2.5.2: when a fragmented request goes unanswered, the path may drop datagrams that large; after
+ * FRAGMENT_SHRINK_AFTER retransmissions it is sent again cut to the smallest datagram the family must carry
+ * (576 for IPv4, RFC 791; 1280 for IPv6, RFC 8200), and the SA keeps that size.
+ */
+export const FRAGMENT_SHRINK_AFTER = 2;
+export const FRAGMENT_SIZE_FALLBACK_V4 = 576;
+export const FRAGMENT_SIZE_FALLBACK_V6 = 1280;
 /** RFC 7383 §2.5: the Encrypted Fragment payload adds Fragment Number and Total Fragments (2 + 2 bytes). */
 export const SKF_FIELDS_LENGTH = 4;
 /**

@@ -61,7 +61,7 @@ export class IkeCore {
     received: 0,
     processed: 0,
     cookiesSent: 0,
-    fragments: { sent: 0, received: 0, reassembled: 0, discarded: 0 },
+    fragments: { sent: 0, received: 0, reassembled: 0, discarded: 0, shrunk: 0 },
     drops: newIkeDropCounters(),
   };
   private cookies: CookieJar | null = null;
@@ -176,6 +176,16 @@ export class IkeCore {
   deleteAll(now: number): IkeAction[] {
     for (const sa of [...this.sas.values()]) sa.deleteIke(now);
     this.reap();
+    return this.flush();
+  }
+
+  /**
+   * Removes the CHILD SA that receives with `inboundSpi` at once and tells the peer (a Delete after any exchange
+   * under way): its hard byte lifetime ran out on the data plane (RFC 4301 §4.4.2.1). No actions when no
+   * CHILD SA has that SPI.
+   */
+  expireChild(inboundSpi: number, reason: string, now: number): IkeAction[] {
+    for (const sa of this.sas.values()) if (sa.expireChild(inboundSpi, reason, now)) break;
     return this.flush();
   }
 

@@ -51,6 +51,9 @@ import {
   AUTH_METHOD,
   ESN,
   EXCHANGE,
+  FRAGMENT_SHRINK_AFTER,
+  FRAGMENT_SIZE_FALLBACK_V4,
+  FRAGMENT_SIZE_FALLBACK_V6,
   FRAGMENTS_MAX,
   HALF_OPEN_TIMEOUT_MS,
   IKE_PORT,
@@ -116,6 +119,8 @@ export interface FragmentStats {
   reassembled: number;
   /** Partial messages discarded: timed out, or replaced by a new fragmentation of the message (§2.6). */
   discarded: number;
+  /** Requests cut again into smaller fragments after unanswered retransmissions (§2.5.2). */
+  shrunk: number;
 }
 
 /** A fragmented message being put back together (RFC 7383 §2.6); one at a time per SA. */
@@ -181,7 +186,9 @@ interface Outstanding {
   readonly id: number;
   readonly purpose: Purpose;
   /** The request as sent: one datagram, or its fragments (RFC 7383), resent as they are. */
-  readonly message: readonly Buffer[];
+  message: readonly Buffer[];
+  /** Seals the request again (at the SA's current fragment size), for a fallback to smaller fragments. */
+  reseal?: () => readonly Buffer[];
   tries: number;
   deadline: number;
   job?: Job;
@@ -249,9 +256,18 @@ export class IkeSa {
   /** The `now` of the call being handled. */
   private clock: number;
   private nextPeerRequestId = 0;
-  private lastAnswer: { id: number; request: Buffer; response: readonly Buffer[] } | null = null;
+  private lastAnswer: {
+    id: number;
+    request: Buffer;
+    response: readonly Buffer[];
+    /** How often the request came again (our response lost), and how to seal the response again smaller. */
+    repeats?: number;
+    reseal?: () => readonly Buffer[];
+  } | null = null;
   /** Both ends announced IKEV2_FRAGMENTATION_SUPPORTED in IKE_SA_INIT (RFC 7383 §2.3). */
   fragmentation = false;
+  /** The datagram size fragments are cut to: the configured one, or the fallback once shrunk (§2.5.2). */
+  fragmentSize: number;
   private reassembly: Reassembly | null = null;
   private lastHeard: number;
   private lastSent: number;
@@ -274,6 +290,7 @@ export class IkeSa {
     this.lastSent = now;
     this.created = now;
     this.clock = now;
+    this.fragmentSize = ctx.config.fragmentSize;
   }
 
   /** The CHILD SA in use (the newest installed one), for status and tests. */
@@ -608,8 +625,8 @@ export class IkeSa {
         kind: 'sa',
         proposals: espOffer(cfg.espProposals, this.childSpi, false),
       },
-      { kind: 'ts', initiator: true, selectors: cfg.localSelectors },
-      { kind: 'ts', initiator: false, selectors: cfg.remoteSelectors },
+      { kind: 'ts', initiator: true, selectors: this.firstPair().local },
+      { kind: 'ts', initiator: false, selectors: this.firstPair().remote },
     );
     this.state = 'auth-sent';
     this.sendRequest(now, EXCHANGE.IKE_AUTH, 'auth', inner);
@@ -900,7 +917,18 @@ export class IkeSa {
     this.lastHeard = now;
     this.announceUp(now);
     this.acceptChild(inner);
+    // One CHILD SA per subnet pair: the first came with IKE_AUTH, each other pair gets its own exchange.
+    for (const pair of cfg.childSelectorPairs.slice(1))
+      this.queued.push({ kind: 'new-child', local: pair.local, remote: pair.remote });
     this.pump(now);
+  }
+
+  /** The selectors the initiator proposes in IKE_AUTH: all of them, or the first pair when one per pair. */
+  private firstPair(): {
+    readonly local: readonly TrafficSelector[];
+    readonly remote: readonly TrafficSelector[];
+  } {
+    return this.ctx.config.childSelectorPairs[0]!;
   }
 
   /** The initiator checks the responder's CHILD SA answer against what it proposed. */
@@ -919,8 +947,8 @@ export class IkeSa {
       } else if (err.notify === NOTIFY.TS_UNACCEPTABLE) {
         this.emitFail(
           'ts-unacceptable',
-          `peer ${this.peerId} answered TS_UNACCEPTABLE for TSi [${cfg.localSelectors.map(formatSelector).join(', ')}] ` +
-            `TSr [${cfg.remoteSelectors.map(formatSelector).join(', ')}]`,
+          `peer ${this.peerId} answered TS_UNACCEPTABLE for TSi [${this.firstPair().local.map(formatSelector).join(', ')}] ` +
+            `TSr [${this.firstPair().remote.map(formatSelector).join(', ')}]`,
         );
       } else {
         this.emitFail(
@@ -1635,6 +1663,17 @@ export class IkeSa {
     else if (this.state !== 'rekeyed') this.close('deleted');
   }
 
+  /** A CHILD SA past a hard limit the data plane counts (bytes): gone here at once, the peer told (§1.4.1). */
+  expireChild(inboundSpi: number, reason: string, now: number): boolean {
+    this.clock = now;
+    const child = this.children.find((c) => c.spec.inboundSpi === inboundSpi);
+    if (!child) return false;
+    this.childDown(child, reason);
+    if (this.state === 'established')
+      this.enqueue(now, { kind: 'delete-child', inboundSpi, reason: 'expired', gone: true });
+    return true;
+  }
+
   deleteChild(now: number): void {
     this.clock = now;
     if (this.state !== 'established') return;
@@ -1760,7 +1799,7 @@ export class IkeSa {
     if (!piece.ok) return piece.reason;
     if (retransmitted) {
       if (f.number !== 1) return 'retransmitted-request';
-      this.sendRaw(this.lastAnswer!.response, now);
+      this.answerAgain(now);
       return 'processed';
     }
     let r = this.reassembly;
@@ -1872,7 +1911,7 @@ export class IkeSa {
     if (this.lastAnswer && id === this.lastAnswer.id) {
       // §2.1: a retransmitted request is answered with the same response, not processed again.
       if (!msg.raw.equals(this.lastAnswer.request)) return 'retransmitted-request';
-      this.sendRaw(this.lastAnswer.response, now);
+      this.answerAgain(now);
       return 'processed';
     }
     const refused = this.refuseRequest(msg.header);
@@ -1937,10 +1976,7 @@ export class IkeSa {
     // §2.5.1: the fragment size counts the whole IP datagram; what is left is for the IKE message.
     const ipHeader = this.remote.address.includes(':') ? IPV6_HEADER_LENGTH : IPV4_HEADER_LENGTH;
     const room =
-      this.ctx.config.fragmentSize -
-      ipHeader -
-      UDP_HEADER_LENGTH -
-      (this.encapsulated ? NON_ESP_MARKER_LENGTH : 0);
+      this.fragmentSize - ipHeader - UDP_HEADER_LENGTH - (this.encapsulated ? NON_ESP_MARKER_LENGTH : 0);
     return sealFragments(h, inner, keys, (n) => this.ctx.random(n), room);
   }
 
@@ -1953,7 +1989,43 @@ export class IkeSa {
   ): void {
     const id = this.nextRequestId++;
     this.request(now, id, purpose, this.seal(exchange, false, id, inner));
-    Object.assign(this.outstanding!, context);
+    Object.assign(this.outstanding!, context, { reseal: () => this.seal(exchange, false, id, inner) });
+  }
+
+  /**
+   * §2.5.2: a request still unanswered after FRAGMENT_SHRINK_AFTER retransmissions, with a datagram larger than
+   * the family's minimum, is cut again to that size (re-encrypted under the same message ID; the receiver
+   * starts its reassembly over on the larger fragment count, §2.6).
+   */
+  private shrinkFragments(out: { message: readonly Buffer[]; reseal?: () => readonly Buffer[] }): void {
+    if (!this.fragmentation || !out.reseal) return;
+    const v6 = this.remote.address.includes(':');
+    const fallback = v6 ? FRAGMENT_SIZE_FALLBACK_V6 : FRAGMENT_SIZE_FALLBACK_V4;
+    if (this.fragmentSize <= fallback) return;
+    const overhead =
+      (v6 ? IPV6_HEADER_LENGTH : IPV4_HEADER_LENGTH) +
+      UDP_HEADER_LENGTH +
+      (this.encapsulated ? NON_ESP_MARKER_LENGTH : 0);
+    if (!out.message.some((m) => m.length + overhead > fallback)) return;
+    this.fragmentSize = fallback;
+    out.message = out.reseal();
+    this.ctx.fragments.shrunk++;
+  }
+
+  /**
+   * The cached response to a retransmitted request (§2.1). From the FRAGMENT_SHRINK_AFTER-th retransmission
+   * on, our response evidently does not arrive: a fragmented one larger than the family's minimum is cut
+   * again to that size (§2.5.2), as our own requests are.
+   */
+  private answerAgain(now: number): void {
+    const last = this.lastAnswer!;
+    last.repeats = (last.repeats ?? 0) + 1;
+    if (last.repeats >= FRAGMENT_SHRINK_AFTER && last.reseal) {
+      const out = { message: last.response, reseal: last.reseal };
+      this.shrinkFragments(out);
+      last.response = out.message;
+    }
+    this.sendRaw(last.response, now);
   }
 
   private request(now: number, id: number, purpose: Purpose, message: readonly Buffer[]): void {
@@ -1969,7 +2041,13 @@ export class IkeSa {
 
   private answer(req: IkeMessage, inner: readonly Payload[]): void {
     const response = this.seal(req.header.exchange, true, req.header.messageId, inner);
-    this.lastAnswer = { id: req.header.messageId, request: req.raw, response };
+    this.lastAnswer = {
+      id: req.header.messageId,
+      request: req.raw,
+      response,
+      repeats: 0,
+      reseal: () => this.seal(req.header.exchange, true, req.header.messageId, inner),
+    };
     this.sendRaw(response, this.lastSent);
   }
 
@@ -2053,6 +2131,7 @@ export class IkeSa {
       out.tries++;
       // Exponential backoff: timeout * base^tries after each send.
       out.deadline = now + Math.round(cfg.retransmitTimeoutMs * Math.pow(cfg.retransmitBase, out.tries));
+      if (out.tries > FRAGMENT_SHRINK_AFTER) this.shrinkFragments(out);
       this.sendRaw(out.message, now);
     }
     if (this.state === 'established') {

@@ -38,6 +38,11 @@ export interface SiteSpec {
   /** Prefixes behind the peer; they become routes in the gateway's router. */
   readonly remoteSubnets: readonly string[];
   readonly mode: IpsecMode;
+  /**
+   * As initiator, one CHILD SA per (local subnet, remote subnet) pair of one family instead of one for all
+   * (for peers configured with a child per subnet pair). Absent: false.
+   */
+  readonly childPerSubnetPair?: boolean;
   /** IKE proposals in preference order, strongSwan's notation ("aes256gcm16-prfsha256-x25519"). */
   readonly ikeProposals: readonly string[];
   /** ESP proposals in preference order ("aes256gcm16", "aes256-sha256-esn"). */
@@ -59,6 +64,16 @@ export interface SiteSpec {
    * multicast port (docs/multicast.md). Absent or empty: none.
    */
   readonly multicast?: readonly string[];
+  /** Seconds after which the IKE SA is deleted even if its rekey failed; absent or null: 110% of the rekey time. */
+  readonly ikeHardLifetimeSec?: number | null;
+  /** The same for each CHILD SA. */
+  readonly childHardLifetimeSec?: number | null;
+  /** The largest datagram of one IKE fragment (RFC 7383); absent: 1280. */
+  readonly fragmentSize?: number;
+  /** Bytes after which a CHILD SA is rekeyed (strongSwan's rekey_bytes); absent or 0: no byte limit. */
+  readonly childRekeyBytes?: number;
+  /** Bytes after which a CHILD SA is deleted (strongSwan's life_bytes); absent or 0: no byte limit. */
+  readonly childLifeBytes?: number;
 }
 
 /** Proposals offered when a site names none: AEAD first, then a CBC suite most firewalls accept. */

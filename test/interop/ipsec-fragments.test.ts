@@ -6,6 +6,8 @@
  * fragmentation turned off on our side the exchange dies; with it on (charon.fragment_size = 576, the site's
  * fragmentSize 576) the IKE and CHILD SAs come up with the same SPIs, Weft initiating and strongSwan
  * initiating, every datagram we sent fits in 576 bytes, and charon logs the fragments it put back together.
+ * With the default fragment size (1280) the first IKE_AUTH and its two retransmissions are lost on the path;
+ * the third is cut to 576 bytes (RFC 7383 §2.5.2) and the SAs come up.
  */
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
@@ -39,7 +41,7 @@ interface HostEvent {
   spiR?: string;
   length?: number;
   spec?: { inboundSpi: string; outboundSpi: string };
-  fragments?: { sent: number; received: number; reassembled: number; discarded: number };
+  fragments?: { sent: number; received: number; reassembled: number; discarded: number; shrunk: number };
 }
 
 function ts(prefix: string): TrafficSelector {
@@ -192,6 +194,24 @@ describe(
       assert.ok(lost >= 2, `nft dropped ${lost}`);
       process.stdout.write(
         `# unfragmented: IKE_AUTH of ${big[0]!.length} bytes sent ${big.length} times, ${lost} dropped on the path; ${f.message}\n`,
+      );
+    });
+
+    it('the default 1280-byte fragments are lost on the path; after two retransmissions they are cut to 576', async () => {
+      const before = await dropped(wf);
+      const started = Date.now();
+      const { host, charon } = await bringUp(false, { retransmitTimeoutMs: 1_000 });
+      await charon.expectSameSas(host);
+      const status = await host.request({ op: 'status' }, 'status');
+      assert.equal(status.fragments!.shrunk, 1);
+      const sends = host.events().filter((e) => e.ev === 'send');
+      const big = sends.filter((e) => e.length! + 28 > MTU);
+      assert.ok(big.length >= 3, `${big.length} datagrams over ${MTU} bytes`);
+      const lost = (await dropped(wf)) - before;
+      assert.equal(lost, big.length, 'the path dropped exactly the large ones');
+      process.stdout.write(
+        `# fallback: ${big.length} datagrams of up to ${Math.max(...big.map((e) => e.length!))} bytes lost, then ` +
+          `cut to ${MTU}; SAs up after ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
       );
     });
 

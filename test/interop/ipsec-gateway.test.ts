@@ -373,3 +373,104 @@ describe(
     );
   },
 );
+
+describe('IPsec gateway: one CHILD SA per subnet pair (two local and two remote subnets)', { skip }, () => {
+  // A second subnet on each side: 10.12.1.0/24 (hw 10.12.1.2) and 10.11.1.0/24 (hs 10.11.1.2), on the same links.
+  const LOCAL = [NETS.weft.v4, '10.12.1.0/24'];
+  const REMOTE = [NETS.sw.v4, '10.11.1.0/24'];
+  const PAIRS = LOCAL.flatMap((l, i) =>
+    REMOTE.map((r, j) => ({ l, r, hw: `10.12.${i}.2`, hs: `10.11.${j}.2` })),
+  );
+  for (const [k, weftInitiates] of [true, false].entries()) {
+    it(
+      `${weftInitiates ? 'Weft' : 'strongSwan'} initiating: four CHILD SAs, pings between each pair on its own SA`,
+      { timeout: 90_000 },
+      async () => {
+        const started = Date.now();
+        const lab = await Lab.create('ipgw', { tools: TOOLS });
+        labs.push(lab);
+        const t = await topology(lab, 107 + k);
+        await t.hw.exec('ip', ['addr', 'add', '10.12.1.2/24', 'dev', await linkOf(t.hw, '10.12.0.2')]);
+        await t.wf.exec('ip', ['addr', 'add', '10.12.1.1/24', 'dev', await linkOf(t.wf, '10.12.0.1')]);
+        await t.hs.exec('ip', ['addr', 'add', '10.11.1.2/24', 'dev', await linkOf(t.hs, '10.11.0.2')]);
+        await t.sw.exec('ip', ['addr', 'add', '10.11.1.1/24', 'dev', await linkOf(t.sw, '10.11.0.1')]);
+        const spec = siteSpec({
+          remoteAddress: t.sw4,
+          localSubnets: LOCAL,
+          remoteSubnets: REMOTE,
+          childPerSubnetPair: true,
+          startAction: weftInitiates ? 'initiate' : 'wait',
+        });
+        const conn = swConnection(t, { inner: 4, outer: 4 });
+        conn.children = PAIRS.map((p, i) => ({
+          name: `pair${i}`,
+          localTs: p.r,
+          remoteTs: p.l,
+          esp: 'aes256gcm16',
+          startAction: weftInitiates ? 'none' : 'start',
+        }));
+        const charon = await startCharon(lab, t.sw, { swanctl: swanctlConf([conn]) });
+        charons.push(charon);
+        if (weftInitiates) await charon.swanctl(['--load-all']);
+        const host = await startWeft(lab, t.wf, [spec], REMOTE);
+        hosts.push(host);
+        if (!weftInitiates) await charon.swanctl(['--load-all']);
+        const st = await waitFor(
+          'four CHILD SAs',
+          async () => {
+            const s = (await hostStatus(host)).sites?.find((x) => x.name === 'sw');
+            return s && s.children.length === 4 ? s : null;
+          },
+          { timeoutMs: 30_000, intervalMs: 200 },
+        ).catch(async (error: unknown) => {
+          throw new Error(`${(error as Error).message}\n${await weftLog(host)}\n${await charon.logTail()}`);
+        });
+        assert.equal(st.ike?.initiator, weftInitiates);
+        const pairsOf = st.children
+          .map((c) => `${c.localSubnets.join(',')}|${c.remoteSubnets.join(',')}`)
+          .sort();
+        assert.deepEqual(pairsOf, PAIRS.map((p) => `${p.l}|${p.r}`).sort());
+        const sas = await waitFor(
+          'charon to list four INSTALLED CHILD SAs',
+          async () => {
+            const out = await charon.swanctl(['--list-sas']);
+            return (out.match(/\bINSTALLED\b/g) ?? []).length === 4 ? out : null;
+          },
+          { timeoutMs: 10_000, intervalMs: 200 },
+        );
+        for (const c of st.children) assert.ok(sas.includes(c.outboundSpi), `${c.outboundSpi} in\n${sas}`);
+        for (const p of PAIRS) {
+          for (const [ns, src, dst] of [
+            [t.hw, p.hw, p.hs],
+            [t.hs, p.hs, p.hw],
+          ] as const) {
+            const r = await ns.exec('ping', ['-4', '-n', '-c', '2', '-i', '0.2', '-W', '2', '-I', src, dst], {
+              allowFail: true,
+              timeoutMs: 15_000,
+            });
+            assert.match(r.stdout, / 2 received/, `ping ${src} → ${dst}: ${r.stdout}${r.stderr}`);
+          }
+        }
+        // Each pair's packets went over the pair's own CHILD SA: every SA opened and sealed the 8 packets
+        // of its pair (4 echo requests or replies each way), no more, no drops.
+        const after = (await hostStatus(host)).sites![0]!;
+        for (const c of after.children) {
+          assert.equal(c.packetsIn, 4, JSON.stringify(c));
+          assert.equal(c.packetsOut, 4, JSON.stringify(c));
+          assert.deepEqual(c.drops, {});
+        }
+        process.stdout.write(
+          `# per-pair CHILD SAs, ${weftInitiates ? 'Weft' : 'strongSwan'} initiating: 4 SAs up and pinged in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+        );
+      },
+    );
+  }
+});
+
+/** The interface of `ns` that holds `address`. */
+async function linkOf(ns: Netns, address: string): Promise<string> {
+  const out = (await ns.exec('ip', ['-o', '-4', 'addr', 'show'])).stdout;
+  const line = out.split('\n').find((l) => l.includes(` ${address}/`));
+  assert.ok(line, `${address} in ${ns.name}:\n${out}`);
+  return line.split(/\s+/)[1]!.replace(/@.*$/, '');
+}

@@ -1283,6 +1283,25 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
       await assert.rejects(async () => await store.revision());
     });
 
+    it('sites: IKE details (per pair, hard lifetimes, fragment size, byte lifetimes past 2^32) and their defaults', async (t) => {
+      const store = await fresh(t);
+      const defaults = {
+        childPerSubnetPair: false,
+        ikeHardLifetimeSec: null,
+        childHardLifetimeSec: null,
+        fragmentSize: 1_280,
+        childRekeyBytes: 0,
+        childLifeBytes: 0,
+      };
+      await store.insertSite(site('hq'));
+      await store.insertSite(site('branch', defaults));
+      assert.deepEqual(await store.getSite('hq'), site('hq'));
+      assert.deepEqual(await store.getSite('branch'), site('branch', defaults));
+      const changed = site('hq', { ...defaults, childHardLifetimeSec: 4_000, childLifeBytes: 2 ** 53 - 1 });
+      assert.equal(await store.updateSite(changed), true);
+      assert.deepEqual(await store.getSite('hq'), changed);
+    });
+
     it('sites: insert, get, list by name, update, delete, each in the change feed', async (t) => {
       const store = await fresh(t);
       assert.deepEqual(await store.listSites(), []);

@@ -105,6 +105,12 @@ export function site(name: string, overrides: Partial<SiteRecord> = {}): SiteRec
     startAction: 'initiate',
     groups: ['eng', 'ops'],
     multicast: ['239.0.0.0/8', 'ff15::/16'],
+    childPerSubnetPair: true,
+    ikeHardLifetimeSec: 16_000,
+    childHardLifetimeSec: null,
+    fragmentSize: 1_200,
+    childRekeyBytes: 5 * 2 ** 30,
+    childLifeBytes: 6 * 2 ** 30,
     createdAt: T0,
     updatedAt: T0,
     ...overrides,
@@ -1369,6 +1375,25 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
       assert.deepEqual(store.allSiteStatuses(), [branch]);
       store.putSiteStatuses([]);
       assert.deepEqual(store.allSiteStatuses(), []);
+    });
+
+    it('sites: IKE details (per pair, hard lifetimes, fragment size, byte lifetimes past 2^32) and their defaults', (t) => {
+      const store = fresh(t);
+      const defaults = {
+        childPerSubnetPair: false,
+        ikeHardLifetimeSec: null,
+        childHardLifetimeSec: null,
+        fragmentSize: 1_280,
+        childRekeyBytes: 0,
+        childLifeBytes: 0,
+      };
+      store.insertSite(site('hq'));
+      store.insertSite(site('branch', defaults));
+      assert.deepEqual(store.getSite('hq'), site('hq'));
+      assert.deepEqual(store.getSite('branch'), site('branch', defaults));
+      const changed = site('hq', { ...defaults, childHardLifetimeSec: 4_000, childLifeBytes: 2 ** 53 - 1 });
+      assert.equal(store.updateSite(changed), true);
+      assert.deepEqual(store.getSite('hq'), changed);
     });
 
     it('sites: values are copied in and out', (t) => {

@@ -102,3 +102,25 @@ test('apply: a changed field updates the site, an absent site is removed, errors
     'a failed apply changes nothing',
   );
 });
+
+test('IKE details in the state file: exported when not the defaults, applied back, refused by field', () => {
+  const cp = plane();
+  const detailed = STATE.replace(
+    '    dpdIntervalSec: 10\n',
+    '    dpdIntervalSec: 10\n    childPerSubnetPair: true\n    childHardLifetimeSec: 4000\n' +
+      '    fragmentSize: 1200\n    childRekeyBytes: 4294967296\n    childLifeBytes: 5368709120\n',
+  );
+  applyState(cp, 'test', parseStateYaml(detailed));
+  const [hq, roaming] = exportState(cp).sites!;
+  assert.deepEqual(
+    [hq!.childPerSubnetPair, hq!.ikeHardLifetimeSec, hq!.childHardLifetimeSec, hq!.fragmentSize],
+    [true, undefined, 4000, 1200],
+  );
+  assert.deepEqual([hq!.childRekeyBytes, hq!.childLifeBytes], [2 ** 32, 5 * 2 ** 30]);
+  assert.equal(roaming!.fragmentSize, undefined, 'defaults are left out');
+  assert.deepEqual(applyState(cp, 'test', parseStateYaml(formatStateYaml(exportState(cp)))), []);
+  assert.throws(
+    () => applyState(cp, 'test', parseStateYaml(detailed.replace('fragmentSize: 1200', 'fragmentSize: 100'))),
+    (e: unknown) => e instanceof WeftError && e.field === 'sites[0].fragmentSize',
+  );
+});

@@ -103,6 +103,42 @@ describe('ESP shell (EspPort + IpsecSite)', () => {
     assert.deepEqual([...got.subarray(12, 20)], [192, 0, 2, 1, 192, 0, 2, 2]);
   });
 
+  it('byte lifetimes: listed for a rekey at the soft one; past the hard one, nothing sealed or delivered', async () => {
+    const { a, b, specs } = lab();
+    // 60-byte inner packets. A: rekey at 150, hard at 300 bytes; B: receives at most 120 bytes.
+    a.site.installChildSa(specs.a, {
+      peer: { address: '192.0.2.2', port: 4500 },
+      carrier: 'udp',
+      rekeyBytes: 150,
+      lifeBytes: 300,
+    });
+    b.site.installChildSa(specs.b, {
+      peer: { address: '192.0.2.1', port: 4500 },
+      carrier: 'udp',
+      lifeBytes: 120,
+    });
+    const send = async (n: number, from = 1): Promise<void> => {
+      for (let seq = from; seq < from + n; seq++)
+        a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, seq, new Uint8Array(32)));
+      await tick();
+    };
+    await send(2);
+    assert.deepEqual(a.site.rekeyDue(), []);
+    await send(1, 3);
+    assert.equal(a.site.rekeyDue()[0]?.why, 'bytes');
+    assert.equal(a.site.rekeyDue()[0]?.inboundSpi, specs.a.inboundSpi);
+    // B delivered two (120 bytes), dropped the third; A sealed five (300 bytes), refused the sixth.
+    assert.equal(b.tun.written.length, 2);
+    assert.equal(b.site.counters.expired, 1);
+    assert.equal(b.site.expiredDue()[0]?.bytesIn, 180);
+    await send(3, 4);
+    assert.equal(a.site.counters.packetsOut, 5);
+    assert.equal(a.site.counters.expired, 1);
+    assert.deepEqual(a.site.expiredDue(), [
+      { inboundSpi: specs.a.inboundSpi, outboundSpi: specs.a.outboundSpi, bytesIn: 0, bytesOut: 300 },
+    ]);
+  });
+
   it('drops a replayed datagram and one with a wrong SPI, and counts them', async () => {
     const { a, b, sent, net } = lab();
     a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 1, new Uint8Array(32)));

@@ -158,6 +158,44 @@ describe('IKE fragmentation (RFC 7383), two cores', () => {
     assert.equal(p.b.stats.fragments.reassembled, 1);
   });
 
+  it('a path that drops large datagrams: after two unanswered retransmissions request and response are cut to 576 (§2.5.2)', () => {
+    // 1280-byte fragments; the path between them carries nothing over 576 bytes (IP and UDP headers included).
+    const p = fragPair(
+      { fragmentSize: 1_280, localSelectors: big(120) },
+      { fragmentSize: 1_280, remoteSelectors: [ts('10.1.0.0/16')] },
+    );
+    const MTU = 576;
+    let dropped = 0;
+    p.filter = (d) => {
+      if (d.data.length + 28 <= MTU) return 'deliver';
+      dropped++;
+      return 'lose';
+    };
+    p.initiate();
+    p.run();
+    const first = authSends(p, 'a');
+    assert.ok(first.fragments >= 2, 'IKE_AUTH goes as fragments');
+    assert.ok(first.all.every((m) => m.length + 28 <= 1_280));
+    assert.ok(first.all.some((m) => m.length + 28 > MTU));
+    // The first send and two retransmissions at 1280 are lost (4 s of backoff); the third is cut to 576.
+    p.advance(3_000);
+    assert.equal(p.of('a', 'ike-sa-up').length, 0);
+    assert.equal(p.a.stats.fragments.shrunk, 0);
+    p.advance(100_000);
+    up(p);
+    // Both sides cut once: A its request, B (whose 1280-byte response is lost the same way) its response,
+    // on the second retransmission of the request it had answered.
+    assert.equal(p.a.stats.fragments.shrunk, 1);
+    assert.equal(p.b.stats.fragments.shrunk, 1);
+    const sends = authSends(p, 'a').all;
+    const small = sends.slice(3 * first.all.length);
+    assert.ok(small.length > first.all.length, `${small.length} smaller fragments`);
+    assert.ok(small.every((m) => m.length + 28 <= MTU));
+    assert.ok(dropped > 0);
+    assert.equal(p.b.stats.fragments.reassembled, 1);
+    assert.equal(p.a.stats.fragments.reassembled, 1);
+  });
+
   it('a tampered fragment is dropped before it is kept; the retransmission completes the message', () => {
     const p = fragPair();
     p.initiate();

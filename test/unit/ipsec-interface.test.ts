@@ -364,6 +364,79 @@ describe('IpsecInterface', () => {
     assert.equal(a.logs.filter((l) => /nears its last sequence number/.test(l)).length, 1);
   });
 
+  it('byte lifetimes: the soft one rekeys the CHILD SA, the hard one deletes it on both sides', async () => {
+    const w = new World();
+    // Each ping is a 60-byte inner packet: rekey after 5 (300 bytes), delete past 10 (600 bytes).
+    const aSite = spec({
+      name: 'to-b',
+      remoteAddress: '192.0.2.2',
+      startAction: 'initiate',
+      childRekeyBytes: 300,
+      childLifeBytes: 600,
+    });
+    const b = w.gateway('192.0.2.2', [mirror(aSite, 'to-a', '192.0.2.1', { startAction: 'wait' })]);
+    const a = w.gateway('192.0.2.1', [aSite]);
+    await w.advance(500, [a, b]);
+    assert.equal(state(a, 'to-b'), 'up', a.logs.join('\n'));
+    const old = a.ipsec.status()[0]!.children[0]!;
+    const ping = async (seq: number): Promise<void> => {
+      a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, seq, new Uint8Array(32)));
+      await settle();
+    };
+    for (let seq = 1; seq <= 4; seq++) await ping(seq);
+    await w.advance(300, [a, b]);
+    assert.equal(a.ipsec.status()[0]!.children[0]!.outboundSpi, old.outboundSpi, 'under the soft limit');
+    await ping(5);
+    await w.advance(1_000, [a, b]);
+    assert.equal(
+      a.logs.filter((l) => /reached its rekey byte count \(300\), rekeying/.test(l)).length,
+      1,
+      a.logs.join('\n'),
+    );
+    const fresh = a.ipsec.status()[0]!.children;
+    assert.equal(fresh.length, 1);
+    assert.notEqual(fresh[0]!.outboundSpi, old.outboundSpi);
+    assert.ok(fresh[0]!.rekeyedAt !== null);
+
+    // The new SA starts counting from zero.
+    assert.equal(a.ipsec.site('to-b')!.rekeyDue().length, 0);
+  });
+
+  it('a hard byte lifetime alone: past it nothing more is sealed, and the CHILD SA is deleted on both sides', async () => {
+    const w = new World();
+    const aSite = spec({
+      name: 'to-b',
+      remoteAddress: '192.0.2.2',
+      startAction: 'initiate',
+      childLifeBytes: 300,
+    });
+    const b = w.gateway('192.0.2.2', [
+      mirror(aSite, 'to-a', '192.0.2.1', { startAction: 'wait', childLifeBytes: 0 }),
+    ]);
+    const a = w.gateway('192.0.2.1', [aSite]);
+    await w.advance(500, [a, b]);
+    assert.equal(state(a, 'to-b'), 'up', a.logs.join('\n'));
+    const site = a.ipsec.site('to-b')!;
+    // Five 60-byte packets fill the 300 bytes exactly; the sixth would pass them and is a counted drop.
+    for (let seq = 1; seq <= 6; seq++)
+      a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, seq, new Uint8Array(32)));
+    await settle();
+    assert.equal(b.tun.written.length, 5);
+    assert.equal(site.counters.expired, 1);
+    assert.equal(site.expiredDue().length, 1);
+    assert.equal(site.rekeyDue().length, 0, 'no soft limit set');
+    await w.advance(1_000, [a, b]);
+    assert.equal(
+      a.logs.filter((l) => /[0-9a-f]{8} byte lifetime reached \(0 bytes in, 300 out; limit 300\)/.test(l))
+        .length,
+      1,
+      a.logs.join('\n'),
+    );
+    assert.equal(a.ipsec.status()[0]!.children.length, 0);
+    assert.equal(b.ipsec.status()[0]!.children.length, 0, 'the peer deleted it on our DELETE');
+    assert.equal(site.expiredDue().length, 0);
+  });
+
   it('a wrong PSK: the site says so, with its name, and keeps it as its last error', async () => {
     const w = new World();
     const aSite = spec({ name: 'to-b', remoteAddress: '192.0.2.2', startAction: 'initiate' });

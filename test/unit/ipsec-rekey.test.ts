@@ -486,3 +486,97 @@ describe('IKEv2 CREATE_CHILD_SA: additional CHILD SAs', () => {
     assert.equal(p.liveChildren('a').length, 1);
   });
 });
+
+describe('IKEv2: one CHILD SA per subnet pair (initiator option childPerSubnetPair)', () => {
+  const A = {
+    ...QUIET,
+    localSelectors: [ts('10.1.0.0/24'), ts('10.1.1.0/24'), ts('fd01::/64')],
+    remoteSelectors: [ts('10.2.0.0/24'), ts('10.2.1.0/24'), ts('fd02::/64')],
+  };
+  const B = {
+    ...QUIET,
+    localSelectors: [ts('10.2.0.0/16'), ts('fd02::/48')],
+    remoteSelectors: [ts('10.1.0.0/16'), ts('fd01::/48')],
+  };
+
+  it('pairs of one family: the first in IKE_AUTH, the other four by CREATE_CHILD_SA, each its own SA', () => {
+    const p = Pair.create({ ...A, childPerSubnetPair: true }, B);
+    p.initiate();
+    p.run();
+    noFailures(p);
+    const pairs = (side: 'a' | 'b') =>
+      p
+        .liveChildren(side)
+        .map(
+          (c) =>
+            `${c.localSelectors.map((s) => s.startAddress).join()}>${c.remoteSelectors.map((s) => s.startAddress).join()}`,
+        );
+    assert.deepEqual(pairs('a'), [
+      '10.1.0.0>10.2.0.0',
+      '10.1.0.0>10.2.1.0',
+      '10.1.1.0>10.2.0.0',
+      '10.1.1.0>10.2.1.0',
+      'fd01::>fd02::',
+    ]);
+    assert.deepEqual(
+      pairs('b'),
+      pairs('a').map((x) => x.split('>').reverse().join('>')),
+    );
+    const creates = p.of('a', 'send').filter((x) => {
+      const e = Pair.exchangeOf({ from: 'a', data: x.data, localPort: x.localPort, remotePort: 0 });
+      return e?.exchange === EXCHANGE.CREATE_CHILD_SA && !e.response;
+    });
+    assert.equal(creates.length, 4);
+    const la = p.liveChildren('a');
+    const lb = p.liveChildren('b');
+    // ESP both ways on each IPv4 pair (espWorks sends IPv4 echoes).
+    for (const [i, a] of la.entries()) if (a.localSelectors[0]!.family === 4) espWorks(a, lb[i]!);
+    assert.equal(new Set(la.map((c) => c.inboundSpi)).size, 5);
+  });
+
+  it('each pair is rekeyed on its own: one rekey replaces one SA, the other four stay', () => {
+    const p = Pair.create({ ...A, childPerSubnetPair: true }, B);
+    p.initiate();
+    p.run();
+    const before = p.liveChildren('a');
+    p.take('a', p.a.rekeyChild(before[2]!.outboundSpi, p.now));
+    p.run();
+    noFailures(p);
+    const after = p.liveChildren('a');
+    assert.equal(after.length, 5);
+    assert.deepEqual(
+      after.filter((c) => before.some((b) => b.inboundSpi === c.inboundSpi)).map((c) => c.inboundSpi),
+      before.filter((_, i) => i !== 2).map((c) => c.inboundSpi),
+    );
+    const fresh = after.find((c) => !before.some((b) => b.inboundSpi === c.inboundSpi))!;
+    assert.deepEqual(fresh.localSelectors, before[2]!.localSelectors);
+    assert.deepEqual(fresh.remoteSelectors, before[2]!.remoteSelectors);
+  });
+
+  it('without the option: one CHILD SA for all selectors, no CREATE_CHILD_SA', () => {
+    const p = Pair.create(A, B);
+    p.initiate();
+    p.run();
+    noFailures(p);
+    assert.equal(p.liveChildren('a').length, 1);
+    assert.equal(p.liveChildren('a')[0]!.localSelectors.length, 3);
+  });
+
+  it('no local and remote subnet of one family: refused naming childPerSubnetPair', async () => {
+    const { IkeCore } = await import('../../src/ipsec/core.js');
+    const r = IkeCore.create({
+      ...A,
+      localId: { type: 'fqdn', value: 'a.example' },
+      remoteId: null,
+      psk: 'correct horse battery staple 42',
+      ikeProposals: ['aes256gcm16-prfsha256-x25519'],
+      espProposals: ['aes256gcm16'],
+      mode: 'tunnel',
+      localSelectors: [ts('10.1.0.0/24')],
+      remoteSelectors: [ts('fd02::/64')],
+      childPerSubnetPair: true,
+    });
+    assert.equal(r.ok, false);
+    assert.equal(!r.ok && r.error.field, 'childPerSubnetPair');
+  });
+});

@@ -33,6 +33,12 @@ const SITE: SiteRecord = {
   startAction: 'initiate',
   groups: [],
   multicast: [],
+  childPerSubnetPair: false,
+  ikeHardLifetimeSec: null,
+  childHardLifetimeSec: null,
+  fragmentSize: 1_280,
+  childRekeyBytes: 0,
+  childLifeBytes: 0,
   createdAt: '2026-01-01T00:00:00.000Z',
   updatedAt: '2026-01-01T00:00:00.000Z',
 };
@@ -122,6 +128,46 @@ secrets {
   assert.equal(wc['local_addrs'], '%any');
   assert.equal((wc['remote'] as Section)['id'], 'keyid:#0a1b');
   assert.equal(((wc['children'] as Section)['hq'] as Section)['start_action'], 'start');
+});
+
+test('swanctl: one child per subnet pair, hard lifetimes, byte lifetimes and the fragment size', () => {
+  const site: SiteRecord = {
+    ...SITE,
+    localSubnets: ['10.66.0.0/24', '10.67.0.0/24', 'fd00:66::/64'],
+    remoteSubnets: ['10.20.0.0/16', 'fd00:20::/64'],
+    childPerSubnetPair: true,
+    ikeHardLifetimeSec: 16_000,
+    childHardLifetimeSec: 4_000,
+    fragmentSize: 1_200,
+    childRekeyBytes: 4 * 2 ** 30,
+    childLifeBytes: 5 * 2 ** 30,
+  };
+  const text = renderRemoteConfig(site, 'swanctl', { host: '203.0.113.1' });
+  assert.match(text, /charon \{ fragment_size = 1200 \}/);
+  const conn = (parseSwanctl(text)['connections'] as Section)['weft-hq'] as Section;
+  assert.equal(conn['over_time'], '1600s');
+  const children = conn['children'] as Section;
+  assert.deepEqual(
+    Object.entries(children).map(([name, c]) => [
+      name,
+      (c as Section)['local_ts'],
+      (c as Section)['remote_ts'],
+    ]),
+    [
+      ['hq-1', '10.20.0.0/16', '10.66.0.0/24'],
+      ['hq-2', '10.20.0.0/16', '10.67.0.0/24'],
+      ['hq-3', 'fd00:20::/64', 'fd00:66::/64'],
+    ],
+  );
+  const first = children['hq-1'] as Section;
+  assert.deepEqual(
+    [first['rekey_time'], first['life_time'], first['rekey_bytes'], first['life_bytes']],
+    ['3600s', '4000s', String(4 * 2 ** 30), String(5 * 2 ** 30)],
+  );
+  const pf = renderRemoteConfig(site, 'pfsense', { host: '203.0.113.1' });
+  assert.match(pf, /Split connections: Enable/);
+  assert.match(pf, /Life Time: 16000/);
+  assert.match(pf, /Rekey Time: 3600\n {4}Life Time: 4000/);
 });
 
 test('aws: vendor names for our proposals, and what has no equivalent is said', () => {

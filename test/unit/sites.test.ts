@@ -85,6 +85,22 @@ test('site input: each refusal names its field', () => {
     [{ groups: ['nobody'] }, 'groups', 'WEFT_ERR_GROUP_NOT_FOUND'],
     [{ groups: ['bad name'] }, 'groups[0]'],
     [{ forceShortPsk: 'yes' }, 'forceShortPsk'],
+    [{ childPerSubnetPair: 'per-pair' }, 'childPerSubnetPair'],
+    [
+      { localSubnets: ['10.66.0.0/24'], remoteSubnets: ['fd20::/64'], childPerSubnetPair: true },
+      'childPerSubnetPair',
+    ],
+    [{ ikeHardLifetimeSec: 14_400 }, 'ikeHardLifetimeSec'],
+    [{ ikeHardLifetimeSec: 14_459 }, 'ikeHardLifetimeSec'],
+    [{ ikeHardLifetimeSec: 'long' }, 'ikeHardLifetimeSec'],
+    [{ childHardLifetimeSec: 3_000 }, 'childHardLifetimeSec'],
+    [{ childHardLifetimeSec: 1.5e6 }, 'childHardLifetimeSec'],
+    [{ fragmentSize: 500 }, 'fragmentSize'],
+    [{ fragmentSize: 9_001 }, 'fragmentSize'],
+    [{ childRekeyBytes: 1000 }, 'childRekeyBytes'],
+    [{ childRekeyBytes: -1 }, 'childRekeyBytes'],
+    [{ childLifeBytes: 2 ** 60 }, 'childLifeBytes'],
+    [{ childRekeyBytes: 2 ** 31, childLifeBytes: 2 ** 30 }, 'childLifeBytes'],
     [{ enabled: 1 }, 'enabled'],
   ];
   for (const [patch, field, codeWanted] of cases) {
@@ -179,6 +195,12 @@ test('add: defaults, a generated key shown once, an audit entry without the key,
       startAction: 'initiate',
       groups: ['eng'],
       multicast: [],
+      childPerSubnetPair: false,
+      ikeHardLifetimeSec: null,
+      childHardLifetimeSec: null,
+      fragmentSize: 1280,
+      childRekeyBytes: 0,
+      childLifeBytes: 0,
       createdAt: undefined,
       updatedAt: undefined,
       status: null,
@@ -295,4 +317,31 @@ test("a shared route may not take a site's remote subnet either", () => {
     { code: 'WEFT_ERR_SUBNET_CONFLICT', field: 'cidr' },
   );
   cp.addRoute('test', { cidr: '10.21.0.0/16' });
+});
+
+test('IKE details: per pair, hard lifetimes, fragment size and byte lifetimes reach the spec; null resets', () => {
+  const { cp } = plane();
+  const { site } = cp.addSite('test', {
+    ...BASE,
+    localSubnets: ['10.66.0.0/24', '10.67.0.0/24'],
+    childPerSubnetPair: true,
+    ikeHardLifetimeSec: 16_000,
+    childHardLifetimeSec: '4000',
+    fragmentSize: '1200',
+    childRekeyBytes: 4 * 2 ** 30,
+    childLifeBytes: 5 * 2 ** 30,
+  });
+  assert.deepEqual(
+    [site.childPerSubnetPair, site.ikeHardLifetimeSec, site.childHardLifetimeSec, site.fragmentSize],
+    [true, 16_000, 4_000, 1_200],
+  );
+  const [spec] = cp.siteSpecs();
+  assert.equal(spec?.childPerSubnetPair, true);
+  assert.equal(spec?.ikeHardLifetimeSec, 16_000);
+  assert.equal(spec?.childLifeBytes, 5 * 2 ** 30);
+  cp.updateSite('test', 'hq', { ikeHardLifetimeSec: null, childRekeyBytes: 0 });
+  const after = cp.getSite('hq');
+  assert.equal(after.ikeHardLifetimeSec, null);
+  assert.equal(after.childRekeyBytes, 0);
+  assert.equal(after.childHardLifetimeSec, 4_000, 'a patch leaves the other fields alone');
 });

@@ -155,8 +155,8 @@ test('a version 1 file is migrated to the current version and keeps its data', (
 
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(SCHEMA_VERSION, 8);
-  assert.equal(store.schemaVersion, 8);
+  assert.equal(SCHEMA_VERSION, 9);
+  assert.equal(store.schemaVersion, 9);
   assert.deepEqual(store.getSettings(), SETTINGS);
   assert.deepEqual(store.getMember('m00001'), member(1, { groups: ['eng'] }));
   assert.deepEqual(store.getAdmin('admin')?.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
@@ -563,7 +563,7 @@ test('a version 6 file is migrated to version 7: existing sites are PSK sites wi
   assert.equal(store.integrityCheck(), 'ok');
 });
 
-test('a version 7 file is migrated to version 8: existing sites have no multicast ranges', (t) => {
+test('a version 7 file is migrated to version 9: existing sites have no multicast ranges and keep the IKE defaults', (t) => {
   const path = join(tempDir(t), 'weft.db');
   const v7 = new Database(path);
   try {
@@ -583,9 +583,15 @@ test('a version 7 file is migrated to version 8: existing sites have no multicas
   }
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(store.schemaVersion, 8);
+  assert.equal(store.schemaVersion, 9);
   assert.deepEqual(store.getSite('hq')?.multicast, []);
   store.updateSite({ ...store.getSite('hq')!, multicast: ['239.0.0.0/8'] });
   assert.deepEqual(store.getSite('hq')?.multicast, ['239.0.0.0/8']);
+  const hq = store.getSite('hq')!;
+  assert.deepEqual(
+    [hq.childPerSubnetPair, hq.ikeHardLifetimeSec, hq.childHardLifetimeSec, hq.fragmentSize],
+    [false, null, null, 1280],
+  );
+  assert.deepEqual([hq.childRekeyBytes, hq.childLifeBytes], [0, 0]);
   assert.equal(store.integrityCheck(), 'ok');
 });
