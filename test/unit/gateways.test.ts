@@ -11,7 +11,7 @@ import { buildApi } from '../../src/api/server.js';
 import { ControlPlane } from '../../src/control/control-plane.js';
 import { gatewayOverview, SILENT_AFTER_MS } from '../../src/control/gateways.js';
 import type { MemberStatus } from '../../src/control/model.js';
-import type { GatewayRecord } from '../../src/control/store-postgres.js';
+import type { GatewayRecord, LeaseHolder } from '../../src/control/store-postgres.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
 import { MemoryStore } from '../support/memory-store.js';
 
@@ -20,6 +20,10 @@ class SharedMemoryStore extends MemoryStore {
   gateways: GatewayRecord[] = [];
   listGateways(): GatewayRecord[] {
     return this.gateways;
+  }
+  leases: LeaseHolder[] = [];
+  leaseHolders(): LeaseHolder[] {
+    return this.leases;
   }
 }
 
@@ -116,7 +120,20 @@ describe('gateways overview', () => {
       status('dave', false, 'gw-c'),
       status('erin', true),
     ]);
+    // Leases other than a shared address's are not shown as held addresses.
+    store.leases = [
+      { name: 'shared-address/10.0.0.100', holder: 'gw-b' },
+      { name: 'migrations', holder: 'gw-a' },
+    ];
     const o = gatewayOverview(store);
+    assert.deepEqual(
+      o.gateways.map((g) => [g.name, g.holds]),
+      [
+        ['gw-a', []],
+        ['gw-b', ['10.0.0.100']],
+        ['gw-c', []],
+      ],
+    );
     assert.deepEqual(
       o.gateways.map((g) => [g.name, g.membersOnline]),
       [
@@ -140,13 +157,14 @@ describe('gateways overview', () => {
         state: string;
         membersOnline: number | null;
         lastSeen: string;
+        holds: string[];
       }[];
       assert.deepEqual(
-        body.map((g) => [g.name, g.state, g.membersOnline, g.lastSeen]),
+        body.map((g) => [g.name, g.state, g.membersOnline, g.lastSeen, g.holds]),
         [
-          ['gw-a', 'up', 1, '2026-01-01T00:00:10.000Z'],
-          ['gw-b', 'up', 2, '2026-01-01T00:00:10.000Z'],
-          ['gw-c', 'up', 0, '2026-01-01T00:00:10.000Z'],
+          ['gw-a', 'up', 1, '2026-01-01T00:00:10.000Z', []],
+          ['gw-b', 'up', 2, '2026-01-01T00:00:10.000Z', ['10.0.0.100']],
+          ['gw-c', 'up', 0, '2026-01-01T00:00:10.000Z', []],
         ],
       );
     } finally {
