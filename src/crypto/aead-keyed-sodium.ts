@@ -135,6 +135,47 @@ function misuse(name: AeadName, direction: AeadDirection, live: boolean, call: s
 }
 
 /**
+ * The AeadKey over one libsodium encrypt/decrypt pair and its key argument (the raw key, or the expanded AES
+ * state); `wipe` clears that key material once, on dispose.
+ */
+function keyed<K>(
+  name: AeadName,
+  direction: AeadDirection,
+  encrypt: Encrypt<K>,
+  decrypt: Decrypt<K>,
+  k: K,
+  wipe: () => void,
+): AeadKey {
+  const seal = direction === 'seal';
+  let live = true;
+  return {
+    name,
+    direction,
+    backend: 'libsodium-ffi',
+    sealInto(nonce, data, out, tag, ad) {
+      if (!live || !seal) throw misuse(name, direction, live, 'sealInto');
+      if (nonce.length !== NONCE_BYTES || tag.length < TAG_BYTES || out.length < data.length)
+        throw new RangeError(`${name}: a 12-byte nonce, a 16-byte tag and room for the output are needed`);
+      const adOrNull = ad.length > 0 ? ad : null;
+      if (encrypt(out, tag, null, data, data.length, adOrNull, ad.length, null, nonce, k) !== 0)
+        throw new Error(`${name}: encryption failed`);
+    },
+    openInto(nonce, ciphertext, tag, out, ad) {
+      if (!live || seal) throw misuse(name, direction, live, 'openInto');
+      if (tag.length !== TAG_BYTES || nonce.length !== NONCE_BYTES || out.length < ciphertext.length)
+        return false;
+      const adOrNull = ad.length > 0 ? ad : null;
+      return decrypt(out, null, ciphertext, ciphertext.length, tag, adOrNull, ad.length, nonce, k) === 0;
+    },
+    dispose() {
+      if (!live) return;
+      live = false;
+      wipe();
+    },
+  };
+}
+
+/**
  * A libsodium context holding `key` (already length-checked) for one direction, or null when libsodium does
  * not serve `name` here.
  */
@@ -145,41 +186,10 @@ export function createSodiumAeadKey(
 ): AeadKey | null {
   const api = sodium();
   if (!api || !sodiumServes(name)) return null;
-  const seal = direction === 'seal';
-  let live = true;
-
   if (name === 'chacha20-poly1305') {
     const k = Uint8Array.from(key);
-    const { chachaEncrypt: encrypt, chachaDecrypt: decrypt } = api;
-    return {
-      name,
-      direction,
-      backend: 'libsodium-ffi',
-      sealInto(nonce, data, out, tag, ad) {
-        if (!live || !seal) throw misuse(name, direction, live, 'sealInto');
-        if (nonce.length !== NONCE_BYTES || tag.length < TAG_BYTES || out.length < data.length)
-          throw new RangeError(`${name}: a 12-byte nonce, a 16-byte tag and room for the output are needed`);
-        if (
-          encrypt(out, tag, null, data, data.length, ad.length > 0 ? ad : null, ad.length, null, nonce, k) !==
-          0
-        )
-          throw new Error(`${name}: encryption failed`);
-      },
-      openInto(nonce, ciphertext, tag, out, ad) {
-        if (!live || seal) throw misuse(name, direction, live, 'openInto');
-        if (tag.length !== TAG_BYTES || nonce.length !== NONCE_BYTES || out.length < ciphertext.length)
-          return false;
-        const adOrNull = ad.length > 0 ? ad : null;
-        return decrypt(out, null, ciphertext, ciphertext.length, tag, adOrNull, ad.length, nonce, k) === 0;
-      },
-      dispose() {
-        if (!live) return;
-        live = false;
-        k.fill(0);
-      },
-    };
+    return keyed(name, direction, api.chachaEncrypt, api.chachaDecrypt, k, () => k.fill(0));
   }
-
   const aes = api.aes!;
   const state = aes.alloc(STATE_ALIGN, aes.stateBytes);
   if (!state) throw new Error('aligned_alloc failed');
@@ -187,43 +197,8 @@ export function createSodiumAeadKey(
     aes.free(state);
     throw new Error('crypto_aead_aes256gcm_beforenm failed');
   }
-  const { encrypt, decrypt } = aes;
-  return {
-    name,
-    direction,
-    backend: 'libsodium-ffi',
-    sealInto(nonce, data, out, tag, ad) {
-      if (!live || !seal) throw misuse(name, direction, live, 'sealInto');
-      if (nonce.length !== NONCE_BYTES || tag.length < TAG_BYTES || out.length < data.length)
-        throw new RangeError(`${name}: a 12-byte nonce, a 16-byte tag and room for the output are needed`);
-      if (
-        encrypt(
-          out,
-          tag,
-          null,
-          data,
-          data.length,
-          ad.length > 0 ? ad : null,
-          ad.length,
-          null,
-          nonce,
-          state,
-        ) !== 0
-      )
-        throw new Error(`${name}: encryption failed`);
-    },
-    openInto(nonce, ciphertext, tag, out, ad) {
-      if (!live || seal) throw misuse(name, direction, live, 'openInto');
-      if (tag.length !== TAG_BYTES || nonce.length !== NONCE_BYTES || out.length < ciphertext.length)
-        return false;
-      const adOrNull = ad.length > 0 ? ad : null;
-      return decrypt(out, null, ciphertext, ciphertext.length, tag, adOrNull, ad.length, nonce, state) === 0;
-    },
-    dispose() {
-      if (!live) return;
-      live = false;
-      aes.memzero(state, aes.stateBytes);
-      aes.free(state);
-    },
-  };
+  return keyed(name, direction, aes.encrypt, aes.decrypt, state, () => {
+    aes.memzero(state, aes.stateBytes);
+    aes.free(state);
+  });
 }
