@@ -225,6 +225,9 @@ describe(
       const before = (await showSite()).status?.ike?.spiI;
       assert.ok(before);
       await weft(['site', 'set'], [SITE, '--start', 'wait']);
+      // The server restarts the site when it applies the change (deleting its SAs): charon initiates only after
+      // that, or the restart would delete the SA charon just made, and charon does not initiate again.
+      await need(server, 'the server').waitForOutput(/IPsec site branch: .*start wait/, 10_000);
       const swanctl = await charonFromRemoteConfig();
       assert.match(swanctl, /start_action = start/);
       const ms = await siteState(
