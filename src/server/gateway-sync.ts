@@ -550,6 +550,16 @@ export class GatewaySync {
   }
 
   /**
+   * Whether a member has a live session here that the last report did not show online. Its report is then due
+   * at once rather than at the report's cadence, so that the other gateways' meshes route it here within a
+   * second (a member that connected, or that a failover takeover brought here).
+   */
+  hasArrivals(now: number = Date.now()): boolean {
+    for (const name of this.onlineNow(now)) if (this.reported.get(name)?.online !== true) return true;
+    return false;
+  }
+
+  /**
    * A packet from another gateway's member, delivered here through the mesh (its policy was checked where it
    * entered): its flow is recorded, so the replies of the member here pass this gateway's firewall.
    */

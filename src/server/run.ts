@@ -334,7 +334,18 @@ export async function runServer(
             throw new UserError(`weft: the mesh cannot start: ${e.message}`);
           })
         : undefined;
-    if (mesh) undo.push(() => mesh.close());
+    if (mesh) {
+      undo.push(() => mesh.close());
+      // A member that connects here is reported at once, not at the 5 s cadence: the other gateways route it
+      // here from their next mesh poll.
+      const arrivals = setInterval(() => {
+        if (!shared?.isDown())
+          guarded('status report', () => {
+            if (activeSync.hasArrivals()) activeSync.report();
+          });
+      }, 1000);
+      undo.push(() => clearInterval(arrivals));
+    }
     // 9. The shared member-facing address of a failover pair (docs/scale-out.md).
     if (options.sharedAddress && shared) {
       const where = storeLocation(dataDir);

@@ -324,8 +324,11 @@ test('the log: one line per member event, drops summed per minute, never a flow 
     const t0 = Date.parse('2026-03-01T12:00:00Z');
     handshake(f, client, t0);
 
+    assert.deepEqual([...sync.onlineNow(t0 + 500)], ['alice'], 'online here before any report says so');
+    assert.equal(sync.hasArrivals(t0 + 500), true, 'a member online here that no report has shown');
     sync.report(t0 + 1000);
     assert.deepEqual(take(), ['member alice connected']);
+    assert.equal(sync.hasArrivals(t0 + 1500), false, 'reported: nothing due before the cadence');
     sync.report(t0 + 6000);
     assert.deepEqual(take(), [], 'still online: nothing new');
 
