@@ -303,6 +303,9 @@ function parsed(text: string): Prefix {
   return r.value;
 }
 
+/** How many free addresses a member added without one is tried at, when other writers take them first. */
+const ALLOCATION_ATTEMPTS = 8;
+
 const CONFLICTS: Record<string, [WeftError['code'], string]> = {
   'members.name': ['WEFT_ERR_MEMBER_EXISTS', 'name'],
   'members.ip': ['WEFT_ERR_IP_CONFLICT', 'ip'],
@@ -638,6 +641,21 @@ export class ControlPlane {
 
   addMember(actor: string, input: MemberInput): MemberView {
     const name = v.memberName('name', input.name);
+    // Two writers on one store (two gateways' APIs, the CLI beside a gateway) can pick the same free address
+    // at once; the store's unique index refuses the later insert, which then takes the next free address. A
+    // requested address is never changed: its conflict is the caller's error.
+    const requested = input.ip !== undefined && input.ip !== null;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return this.insertMember(actor, name, input);
+      } catch (e) {
+        const raced = e instanceof WeftError && e.code === 'WEFT_ERR_IP_CONFLICT';
+        if (requested || !raced || attempt >= ALLOCATION_ATTEMPTS) throw e;
+      }
+    }
+  }
+
+  private insertMember(actor: string, name: string, input: MemberInput): MemberView {
     return this.change(() => {
       if (this.store.getMember(name))
         throw new WeftError('WEFT_ERR_MEMBER_EXISTS', `member ${name} already exists`, 'name');

@@ -8,6 +8,8 @@ import { ControlPlane } from '../../src/control/control-plane.js';
 import { WeftError } from '../../src/control/errors.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
 import type { Store } from '../../src/control/store.js';
+import type { MemberRecord } from '../../src/control/model.js';
+import { MemoryStore } from '../support/memory-store.js';
 import { PrivateKey } from '../../src/crypto/keys.js';
 
 function withPlane(
@@ -98,6 +100,37 @@ test('members: fixed or allocated addresses, never shared; conflicts and out-of-
       assert.equal(cp.addMember('t', { name: 'frank' }).ip, '10.66.0.5');
     },
     { subnet6: 'fd66::/64' },
+  );
+});
+
+test('an address another writer took meanwhile: the member gets the next free one; a requested one stays an error', () => {
+  // The store does not see bob's address taken when the plane looks (another gateway inserted it after that
+  // look, as two processes on one PostgreSQL store can), so the insert is refused by the unique index.
+  class RacingStore extends MemoryStore {
+    hidden: string | undefined;
+    override getMemberByIp(ip: string): MemberRecord | undefined {
+      if (ip === this.hidden) {
+        this.hidden = undefined;
+        return undefined;
+      }
+      return super.getMemberByIp(ip);
+    }
+  }
+  const store = new RacingStore();
+  ControlPlane.init(store, { endpoint: 'vpn.example.com', subnet: '10.66.0.0/24' });
+  const other = new ControlPlane(store);
+  assert.equal(other.addMember('t', { name: 'alice' }).ip, '10.66.0.2');
+  const cp = new ControlPlane(store);
+  store.hidden = '10.66.0.2';
+  assert.equal(cp.addMember('t', { name: 'bob' }).ip, '10.66.0.3');
+  assert.deepEqual([store.getMember('alice')?.ip, store.getMember('bob')?.ip], ['10.66.0.2', '10.66.0.3']);
+  store.hidden = '10.66.0.3';
+  assert.deepEqual(
+    code(() => cp.addMember('t', { name: 'carol', ip: '10.66.0.3' })),
+    {
+      code: 'WEFT_ERR_IP_CONFLICT',
+      field: 'ip',
+    },
   );
 });
 
