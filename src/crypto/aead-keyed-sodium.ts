@@ -27,7 +27,7 @@ const NONCE_BYTES = 12;
 /** crypto_aead_aes256gcm_state is declared CRYPTO_ALIGN(16); the AES-NI code uses aligned loads on it. */
 const STATE_ALIGN = 16;
 
-type Encrypt<K> = (
+export type Encrypt<K> = (
   c: Uint8Array,
   mac: Uint8Array,
   maclen: null,
@@ -40,7 +40,7 @@ type Encrypt<K> = (
   k: K,
 ) => number;
 
-type Decrypt<K> = (
+export type Decrypt<K> = (
   m: Uint8Array,
   nsec: null,
   c: Uint8Array,
@@ -119,6 +119,15 @@ function sodium(): Sodium | null {
     cache = null;
   }
   return cache;
+}
+
+/**
+ * libsodium's one-call ChaCha20-Poly1305 IETF functions (detached forms), or null when libsodium is not
+ * installed or does not initialise. Shared with the WireGuard backend (aead-sodium.ts).
+ */
+export function sodiumChaCha(): { encrypt: Encrypt<Uint8Array>; decrypt: Decrypt<Uint8Array> } | null {
+  const api = sodium();
+  return api ? { encrypt: api.chachaEncrypt, decrypt: api.chachaDecrypt } : null;
 }
 
 /** Whether libsodium serves `name` here (loaded, and for AES-256-GCM: AES-NI and PCLMULQDQ present). */

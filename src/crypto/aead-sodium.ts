@@ -10,52 +10,14 @@
  * decrypt_detached verifies the tag before it writes a byte (and zeroes the output on failure), and both
  * directions work in place (output over input).
  */
-import koffi from 'koffi';
 import { AEAD_TAG_LENGTH, chachaPolyFrom, type ChaChaPoly, type SealInto } from './aead.js';
-
-/** The library's soname on Debian and most distributions. */
-const LIBSODIUM = 'libsodium.so.23';
-
-type Encrypt = (
-  c: Uint8Array,
-  mac: Uint8Array,
-  maclen: null,
-  m: Uint8Array,
-  mlen: number,
-  ad: Uint8Array | null,
-  adlen: number,
-  nsec: null,
-  npub: Uint8Array,
-  k: Uint8Array,
-) => number;
-
-type Decrypt = (
-  m: Uint8Array,
-  nsec: null,
-  c: Uint8Array,
-  clen: number,
-  mac: Uint8Array,
-  ad: Uint8Array | null,
-  adlen: number,
-  npub: Uint8Array,
-  k: Uint8Array,
-) => number;
+import { sodiumChaCha } from './aead-keyed-sodium.js';
 
 /** Creates the backend; throws if libsodium is not installed or does not initialise. */
 export function createSodiumChaChaPoly(): ChaChaPoly {
-  const lib = koffi.load(LIBSODIUM);
-  const init = lib.func('int sodium_init(void)') as () => number;
-  if (init() < 0) throw new Error('sodium_init failed');
-  const encrypt = lib.func(
-    'int crypto_aead_chacha20poly1305_ietf_encrypt_detached(uint8_t *c, uint8_t *mac, void *maclen, ' +
-      'const uint8_t *m, uint64_t mlen, const uint8_t *ad, uint64_t adlen, const void *nsec, ' +
-      'const uint8_t *npub, const uint8_t *k)',
-  ) as Encrypt;
-  const decrypt = lib.func(
-    'int crypto_aead_chacha20poly1305_ietf_decrypt_detached(uint8_t *m, void *nsec, const uint8_t *c, ' +
-      'uint64_t clen, const uint8_t *mac, const uint8_t *ad, uint64_t adlen, const uint8_t *npub, ' +
-      'const uint8_t *k)',
-  ) as Decrypt;
+  const calls = sodiumChaCha();
+  if (!calls) throw new Error('libsodium (libsodium.so.23) is not installed or sodium_init failed');
+  const { encrypt, decrypt } = calls;
 
   const sealInto: SealInto = (key, nonce, data, out, tag, ad) => {
     const adOrNull = ad.length > 0 ? ad : null;
