@@ -19,6 +19,10 @@
  *   6. A one-time link made in the console gives the config once; the second fetch gets 404.
  *   7. Disabling her in the console: her state says disabled, and her client's pings stop within 2 s.
  *   8. The audit page shows the disable (admin:admin, member.disable, dana).
+ *   8b. A site added through the form with Advanced fields (proposals, lifetimes incl. hard and byte ones,
+ *      DPD, start action, fragment size, multicast ranges) reads back so through the API; a number that is
+ *      not one, and one the API refuses (400 with the field), are shown next to that field; editing shows the
+ *      stored values and an emptied field is the default again.
  *   9. Logging out: the members page then sends the browser to the login page.
  *  10. Refusals: a wrong password shows an error and logs nothing in; a change with the session cookie but no
  *      (or a wrong) X-CSRF-Token is refused with 403 WEFT_ERR_CSRF, and accepted (201) with the right one.
@@ -78,6 +82,8 @@ const API_PORT = 8780;
 const MEMBER = 'dana';
 /** The member added from node in step 10 (with a session cookie and the CSRF token). */
 const CSRF_MEMBER = 'erin';
+/** The IPsec site added through the form in step 8b. */
+const SITE = 'paris';
 /** Bound on waiting for something the console shows after an action. */
 const UI_MS = 8_000;
 /** The client's pings must stop this soon after the disable click. */
@@ -747,6 +753,119 @@ describe(
       t.diagnostic(`audit rows: ${rows.length}; first: ${JSON.stringify(rows[0]?.replace(/\s+/g, ' '))}`);
     });
 
+    /** The error the form shows next to the control `data-testid=ID` (bounded wait). */
+    const errorNextTo = async (p: Page, id: string): Promise<string> => {
+      const note = p.locator('.field', { has: p.getByTestId(id) }).getByTestId('field-error');
+      try {
+        await note.first().waitFor({ state: 'visible', timeout: UI_MS });
+      } catch {
+        assert.fail(`no error next to [data-testid=${id}] within ${UI_MS} ms; ${await describePage(p)}`);
+      }
+      return (await note.first().textContent()) ?? '';
+    };
+
+    step(
+      '8b. a site added with Advanced fields reads back through the API; a bad number is shown at its field',
+      async (t) => {
+        const p = thePage();
+        await p.getByTestId('nav-sites').click();
+        await atHash(p, '#/sites');
+        await visible(p, 'site-name');
+        assert.equal(
+          await p.getByTestId('site-fragmentSize').isVisible(),
+          false,
+          'Advanced starts collapsed',
+        );
+        await p.getByTestId('site-advanced-toggle').click();
+        await visible(p, 'site-fragmentSize');
+
+        const fill: Record<string, string> = {
+          name: SITE,
+          // The member namespace: nothing is sent there (start action wait), and it is the test's own.
+          remoteAddress: UNDERLAY.member,
+          psk: 'a-pre-shared-key-of-enough-length',
+          localSubnets: '10.67.0.0/24',
+          remoteSubnets: '10.80.0.0/24',
+          ikeProposals: 'aes128gcm16-prfsha256-ecp256, aes256gcm16-prfsha256-x25519',
+          espProposals: 'aes128gcm16',
+          ikeLifetimeSec: '28800',
+          childLifetimeSec: '1800',
+          ikeHardLifetimeSec: '30000',
+          childRekeyBytes: '1073741824',
+          childLifeBytes: '2147483648',
+          dpdIntervalSec: '10',
+          multicast: '239.10.0.0/16',
+          fragmentSize: '14x',
+        };
+        for (const [k, v] of Object.entries(fill)) await p.getByTestId(`site-${k}`).fill(v);
+        await p.getByTestId('site-dpdAction').selectOption('hold');
+        await p.getByTestId('site-startAction').selectOption('wait');
+        await p.getByTestId('site-mode').selectOption('tunnel');
+        await p.getByTestId('site-allowLegacyGroups').check();
+
+        // Not a number: refused in the console, next to the field, before anything is sent.
+        await p.getByTestId('site-submit').click();
+        const local = await errorNextTo(p, 'site-fragmentSize');
+        t.diagnostic(`"14x": ${JSON.stringify(local)}`);
+        assert.match(local, /^fragmentSize: /, local);
+        assert.equal((await api('GET', `/sites/${SITE}`)).status, 404, 'nothing was sent');
+
+        // Out of the API's range: its 400 names the field, and the console shows it there.
+        await p.getByTestId('site-fragmentSize').fill('100');
+        await p.getByTestId('site-submit').click();
+        const remote = await errorNextTo(p, 'site-fragmentSize');
+        t.diagnostic(`"100": ${JSON.stringify(remote)}`);
+        assert.match(remote, /fragmentSize/, remote);
+        assert.equal((await api('GET', `/sites/${SITE}`)).status, 404, 'the API refused it');
+
+        await p.getByTestId('site-fragmentSize').fill('1400');
+        await p.getByTestId('site-submit').click();
+        await visible(p, `site-row-${SITE}`);
+        const got = await api('GET', `/sites/${SITE}`);
+        assert.equal(got.status, 200, got.text);
+        const s = got.json as Record<string, unknown>;
+        t.diagnostic(`stored: ${got.text.slice(0, 600)}`);
+        assert.deepEqual(s['ikeProposals'], ['aes128gcm16-prfsha256-ecp256', 'aes256gcm16-prfsha256-x25519']);
+        assert.deepEqual(s['espProposals'], ['aes128gcm16']);
+        assert.equal(s['allowLegacyGroups'], true);
+        assert.equal(s['ikeLifetimeSec'], 28_800);
+        assert.equal(s['childLifetimeSec'], 1_800);
+        assert.equal(s['ikeHardLifetimeSec'], 30_000);
+        assert.equal(s['childHardLifetimeSec'], null, 'empty: 110% of the rekey time');
+        assert.equal(s['childRekeyBytes'], 1_073_741_824);
+        assert.equal(s['childLifeBytes'], 2_147_483_648);
+        assert.equal(s['fragmentSize'], 1_400);
+        assert.equal(s['dpdIntervalSec'], 10);
+        assert.equal(s['dpdAction'], 'hold');
+        assert.equal(s['startAction'], 'wait');
+        assert.equal(s['mode'], 'tunnel');
+        assert.equal(s['childPerSubnetPair'], false);
+        assert.deepEqual(s['multicast'], ['239.10.0.0/16']);
+
+        // Editing shows the stored values, Advanced open (they are not the defaults); an emptied field is
+        // the default again.
+        await p.getByTestId(`site-edit-${SITE}`).click();
+        await visible(p, 'site-fragmentSize');
+        assert.equal(await p.getByTestId('site-fragmentSize').inputValue(), '1400');
+        assert.equal(await p.getByTestId('site-dpdAction').inputValue(), 'hold');
+        await p.getByTestId('site-fragmentSize').fill('');
+        await p.getByTestId('site-ikeHardLifetimeSec').fill('');
+        await p.getByTestId('site-submit').click();
+        const edited = await waitFor(
+          'the edit to be stored',
+          async () => {
+            const r = await api('GET', `/sites/${SITE}`);
+            const v = r.json as Record<string, unknown>;
+            return v['fragmentSize'] === 1280 ? v : undefined;
+          },
+          { timeoutMs: UI_MS },
+        ).catch(async (e: Error) => assert.fail(`${e.message}; ${await describePage(p)}`));
+        assert.equal(edited['ikeHardLifetimeSec'], null);
+        assert.equal(edited['childLifetimeSec'], 1_800, 'the other fields kept');
+        assert.equal(edited['dpdAction'], 'hold');
+      },
+    );
+
     step('9. after logging out, the members page sends the browser to the login page', async () => {
       const p = thePage();
       await p.getByTestId('logout').click();
@@ -840,6 +959,15 @@ describe(
           { name: 'policies', hash: '#/policies', ready: async () => undefined },
           { name: 'routes', hash: '#/routes', ready: async () => undefined },
           { name: 'settings', hash: '#/settings', ready: async () => undefined },
+          {
+            name: 'sites',
+            hash: '#/sites',
+            ready: async (p) => {
+              await visible(p, `site-row-${SITE}`);
+              await p.getByTestId('site-advanced-toggle').click();
+              await visible(p, 'site-fragmentSize');
+            },
+          },
           // SQLite: one gateway, none registered; the page says so (GET /gateways answers []).
           { name: 'gateways', hash: '#/gateways', ready: (p) => visible(p, 'gateways-empty') },
           { name: 'audit', hash: '#/audit', ready: (p) => visible(p, 'audit-row') },

@@ -43,6 +43,9 @@ export function showFieldError(scope: HTMLElement, field: string, message: strin
   if (!control) return false;
   const id = uid('error');
   const note = h('p', { class: 'field-error', id, role: 'alert', testid: 'field-error' }, message);
+  // A control in a collapsed section (the site form's Advanced) is shown with its error.
+  const section = control.closest('details');
+  if (section) section.open = true;
   const wrapper = control.closest('.field') ?? control;
   wrapper.appendChild(note);
   // The error first, then the hint the control had (kept to restore when the error goes).

@@ -2,7 +2,6 @@
  * The shapes the console reads from and sends to the REST API, as src/api/schemas.ts declares them (the
  * OpenAPI document at /api/v1/openapi.json is generated from the same schemas). Times are ISO 8601 strings.
  */
-
 export interface ErrorBody {
   readonly error: { readonly code: string; readonly message: string; readonly field?: string };
 }
@@ -231,6 +230,17 @@ export interface Site {
   readonly dpdAction: string;
   readonly startAction: string;
   readonly groups: readonly string[];
+  readonly forceShortPsk: boolean;
+  readonly childPerSubnetPair: boolean;
+  /** null: 110% of the rekey time. */
+  readonly ikeHardLifetimeSec: number | null;
+  readonly childHardLifetimeSec: number | null;
+  readonly fragmentSize: number;
+  /** 0: no byte limit. */
+  readonly childRekeyBytes: number;
+  readonly childLifeBytes: number;
+  /** Multicast group ranges the site sends and receives. */
+  readonly multicast: readonly string[];
   readonly status: SiteStatus | null;
 }
 

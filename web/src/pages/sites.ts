@@ -1,13 +1,22 @@
 /**
  * Sites: IPsec tunnels to the firewalls of other sites and clouds. The list shows each site's live state (as
  * the gateway last reported it, refreshed every few seconds) with its IKE SA and each CHILD SA; a form adds a
- * site or edits one; each row has up/down, remove and the remote-end config for download.
+ * site or edits one (every field of the API; the rarely changed ones in a collapsed Advanced section, mapped to
+ * the API's body by form-values.ts); each row has up/down, remove and the remote-end config for download.
  */
 import * as api from '../api.js';
 import { showNotice } from '../banner.js';
 import { removeButton } from '../confirm.js';
-import { h, replace } from '../dom.js';
-import { clearFieldErrors, showApiError } from '../form-errors.js';
+import { h, replace, type Props } from '../dom.js';
+import { clearFieldErrors, showApiError, showFieldError } from '../form-errors.js';
+import {
+  advancedCustomised,
+  EMPTY_SITE_FORM,
+  SITE_FORM_DEFAULTS,
+  siteBody,
+  siteFormValues,
+  type SiteFormValues,
+} from '../form-values.js';
 import { formatBytes, formatRelative } from '../format.js';
 import { every, type PageContext } from '../page.js';
 import type { Site, SiteInput } from '../types.js';
@@ -18,13 +27,6 @@ const REFRESH_MS = 5000;
 function siteState(s: Site): string {
   if (!s.enabled) return 'disabled';
   return s.status?.state ?? 'no status';
-}
-
-function list(text: string): string[] {
-  return text
-    .split(/[\s,]+/)
-    .map((x) => x.trim())
-    .filter((x) => x !== '');
 }
 
 /** The IKE SA and each CHILD SA of a site, as last reported. */
@@ -71,7 +73,7 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
   const details = h('div', { class: 'list' });
   let editing: string | null = null;
 
-  const input = (name: string, placeholder = '') =>
+  const input = (name: keyof SiteFormValues, placeholder = '', props: Props = {}) =>
     h('input', {
       name,
       autocomplete: 'off',
@@ -79,9 +81,18 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
       placeholder,
       'data-field': name,
       testid: `site-${name}`,
+      ...props,
     });
+  /** A number field: text with a numeric keyboard, so that what is typed reaches the check as typed. */
+  const number = (name: keyof SiteFormValues, placeholder: string) =>
+    input(name, placeholder, { inputmode: 'numeric' });
+  const choice = (name: keyof SiteFormValues, options: readonly (readonly [string, string])[]) =>
+    select(options, { name, 'data-field': name, testid: `site-${name}` });
+  const tick = (name: keyof SiteFormValues) =>
+    h('input', { name, 'data-field': name, testid: `site-${name}` });
+
   const nameIn = input('name', 'hq');
-  const remote = input('remoteAddress', '198.51.100.20 or %any');
+  const remote = input('remoteAddress', '198.51.100.20; empty: %any');
   const localSubnets = input('localSubnets', '10.66.0.0/24');
   const remoteSubnets = input('remoteSubnets', '10.20.0.0/16');
   const psk = h('input', {
@@ -91,12 +102,11 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
     'data-field': 'psk',
     testid: 'site-psk',
   });
-  const auth = select([
+  const auth = choice('auth', [
     ['psk', 'pre-shared key'],
     ['cert', 'certificates'],
   ]);
-  auth.setAttribute('data-field', 'auth');
-  const pemArea = (name: string, placeholder: string) =>
+  const pemArea = (name: keyof SiteFormValues, placeholder: string) =>
     h('textarea', {
       name,
       rows: 4,
@@ -122,20 +132,103 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
   auth.addEventListener('change', showAuth);
   const localId = input('localId', 'fqdn:gw.example.net');
   const remoteId = input('remoteId');
-  const ike = input('ikeProposals', 'default');
-  const esp = input('espProposals', 'default');
-  const dpd = input('dpdIntervalSec', '30');
-  const mode = select([
+
+  // ---- Advanced: every other field of the API; empty means the default (shown as the placeholder) ----
+  const D = SITE_FORM_DEFAULTS;
+  const ike = input('ikeProposals', D.ikeProposals.join(', '));
+  const esp = input('espProposals', D.espProposals.join(', '));
+  const legacy = tick('allowLegacyGroups');
+  const ikeLife = number('ikeLifetimeSec', String(D.ikeLifetimeSec));
+  const childLife = number('childLifetimeSec', String(D.childLifetimeSec));
+  const ikeHard = number('ikeHardLifetimeSec', '110% of the rekey time');
+  const childHard = number('childHardLifetimeSec', '110% of the rekey time');
+  const rekeyBytes = number('childRekeyBytes', '0 (no limit)');
+  const lifeBytes = number('childLifeBytes', '0 (no limit)');
+  const mode = choice('mode', [
+    ['', `default (${D.mode})`],
     ['tunnel', 'tunnel'],
     ['transport', 'transport'],
   ]);
-  const start = select([
+  const start = choice('startAction', [
     ['', 'default'],
     ['initiate', 'initiate'],
     ['wait', 'wait'],
     ['on-traffic', 'on traffic'],
   ]);
-  const legacy = h('input', { name: 'allowLegacyGroups' });
+  const dpd = number('dpdIntervalSec', String(D.dpdIntervalSec));
+  const dpdAction = choice('dpdAction', [
+    ['', `default (${D.dpdAction})`],
+    ['restart', 'restart'],
+    ['clear', 'clear'],
+    ['hold', 'hold'],
+  ]);
+  const fragment = number('fragmentSize', String(D.fragmentSize));
+  const perPair = tick('childPerSubnetPair');
+  const shortPsk = tick('forceShortPsk');
+  const groups = input('groups', 'none');
+  const multicast = input('multicast', 'none, e.g. 239.0.0.0/8');
+
+  const advanced = h(
+    'details',
+    { class: 'advanced', testid: 'site-advanced' },
+    h('summary', { testid: 'site-advanced-toggle' }, 'Advanced'),
+    h(
+      'div',
+      { class: 'advanced-body' },
+      h('p', { class: 'hint' }, 'Empty fields take the default shown in them.'),
+      h('h3', null, 'Proposals'),
+      h(
+        'div',
+        { class: 'row' },
+        field('IKE proposals', ike, 'In order of preference, separated by commas.', { class: 'grow' }),
+        field('ESP proposals', esp, 'A DH group in one means PFS on rekeys.', { class: 'grow' }),
+      ),
+      checkbox('Allow legacy DH groups (2, 5)', legacy),
+      h('h3', null, 'Lifetimes'),
+      h(
+        'div',
+        { class: 'row' },
+        field('IKE SA rekey (s)', ikeLife, 'At least the CHILD SA’s.'),
+        field('IKE SA hard lifetime (s)', ikeHard, 'Deleted then even if the rekey failed.'),
+        field('CHILD SA rekey (s)', childLife),
+        field('CHILD SA hard lifetime (s)', childHard, '≥ 60 s beyond the rekey time.'),
+      ),
+      h(
+        'div',
+        { class: 'row' },
+        field('CHILD SA rekey after (bytes)', rekeyBytes, '0: no limit; else at least 1048576.'),
+        field('CHILD SA deleted after (bytes)', lifeBytes, 'More than the rekey bytes; 0: no limit.'),
+      ),
+      h('h3', null, 'Connection'),
+      h(
+        'div',
+        { class: 'row' },
+        field('Mode', mode),
+        field('Start', start, 'Default: initiate; with %any, wait.'),
+        field('DPD interval (s)', dpd, '0: no liveness checks.'),
+        field('DPD action', dpdAction, 'When the peer stops answering.'),
+        field('IKE fragment size (bytes)', fragment, '576 to 9000 (RFC 7383).'),
+      ),
+      h(
+        'div',
+        { class: 'checks' },
+        checkbox('One CHILD SA per subnet pair (as initiator)', perPair),
+        checkbox('Accept a pre-shared key under 20 characters', shortPsk),
+      ),
+      h('h3', null, 'Policy and multicast'),
+      h(
+        'div',
+        { class: 'row' },
+        field('Policy groups', groups, 'What the site sends is checked against their policies.', {
+          class: 'grow',
+        }),
+        field('Multicast ranges', multicast, 'Groups the site sends and receives (tunnel mode).', {
+          class: 'grow',
+        }),
+      ),
+    ),
+  );
+
   const submit = h('button', { type: 'submit', class: 'primary', testid: 'site-submit' }, 'Add site');
   const cancel = h('button', { type: 'button', hidden: true }, 'Cancel edit');
 
@@ -146,7 +239,7 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
       'div',
       { class: 'row' },
       field('Name', nameIn),
-      field('Remote address', remote, 'The peer firewall, or %any to only answer.'),
+      field('Remote address', remote, 'The peer firewall; empty or %any to only answer.'),
       field('Authentication', auth),
       field('Pre-shared key', psk, 'Leave empty to generate one (or, when editing, to keep it).'),
     ),
@@ -158,18 +251,55 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
       field('Remote subnets', remoteSubnets, 'Behind the peer.'),
     ),
     h('div', { class: 'row' }, field('Local ID', localId), field('Remote ID', remoteId)),
-    h(
-      'div',
-      { class: 'row' },
-      field('IKE proposals', ike),
-      field('ESP proposals', esp),
-      field('DPD interval (s)', dpd),
-      field('Mode', mode),
-      field('Start', start),
-    ),
-    checkbox('Allow legacy DH groups (2, 5)', legacy),
+    advanced,
     h('div', { class: 'actions' }, submit, cancel),
   );
+
+  const texts = {
+    name: nameIn,
+    remoteAddress: remote,
+    auth,
+    psk,
+    certificate,
+    privateKey,
+    caCertificates,
+    localSubnets,
+    remoteSubnets,
+    localId,
+    remoteId,
+    mode,
+    ikeProposals: ike,
+    espProposals: esp,
+    ikeLifetimeSec: ikeLife,
+    childLifetimeSec: childLife,
+    ikeHardLifetimeSec: ikeHard,
+    childHardLifetimeSec: childHard,
+    childRekeyBytes: rekeyBytes,
+    childLifeBytes: lifeBytes,
+    fragmentSize: fragment,
+    dpdIntervalSec: dpd,
+    dpdAction,
+    startAction: start,
+    groups,
+    multicast,
+  } satisfies Record<string, HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement>;
+  const ticks = {
+    allowLegacyGroups: legacy,
+    forceShortPsk: shortPsk,
+    childPerSubnetPair: perPair,
+  } satisfies Record<string, HTMLInputElement>;
+
+  const readForm = (): SiteFormValues => {
+    const v: SiteFormValues = { ...EMPTY_SITE_FORM };
+    for (const [k, el] of Object.entries(texts)) (v as unknown as Record<string, string>)[k] = el.value;
+    for (const [k, el] of Object.entries(ticks)) (v as unknown as Record<string, boolean>)[k] = el.checked;
+    return v;
+  };
+  const fillForm = (v: SiteFormValues): void => {
+    for (const [k, el] of Object.entries(texts)) el.value = (v as unknown as Record<string, string>)[k] ?? '';
+    for (const [k, el] of Object.entries(ticks))
+      el.checked = (v as unknown as Record<string, boolean>)[k] ?? false;
+  };
 
   const resetForm = (): void => {
     editing = null;
@@ -183,24 +313,10 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
 
   const edit = (s: Site): void => {
     editing = s.name;
-    nameIn.value = s.name;
+    const values = siteFormValues(s);
+    fillForm(values);
     nameIn.disabled = true;
-    remote.value = s.remoteAddress ?? '%any';
-    localSubnets.value = s.localSubnets.join(', ');
-    remoteSubnets.value = s.remoteSubnets.join(', ');
-    localId.value = s.localId ?? '';
-    remoteId.value = s.remoteId ?? '';
-    ike.value = s.ikeProposals.join(', ');
-    esp.value = s.espProposals.join(', ');
-    dpd.value = String(s.dpdIntervalSec);
-    mode.value = s.mode;
-    start.value = s.startAction;
-    legacy.checked = s.allowLegacyGroups;
-    psk.value = '';
-    auth.value = s.auth;
-    certificate.value = s.certificate ?? '';
-    caCertificates.value = s.caCertificates ?? '';
-    privateKey.value = '';
+    advanced.open = advancedCustomised(values);
     showAuth();
     submit.textContent = `Save ${s.name}`;
     cancel.hidden = false;
@@ -253,7 +369,7 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
                       }
                     }),
                 );
-                const editButton = h('button', { type: 'button' }, 'Edit');
+                const editButton = h('button', { type: 'button', testid: `site-edit-${s.name}` }, 'Edit');
                 editButton.addEventListener('click', () => edit(s));
                 const format = select([
                   ['swanctl', 'strongSwan'],
@@ -308,35 +424,19 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     clearFieldErrors(form);
-    const body: SiteInput = {
-      remoteAddress: remote.value.trim() || '%any',
-      localSubnets: list(localSubnets.value),
-      remoteSubnets: list(remoteSubnets.value),
-      localId: localId.value.trim() || null,
-      remoteId: remoteId.value.trim() || null,
-      mode: mode.value,
-      allowLegacyGroups: legacy.checked,
-      auth: auth.value,
-      ...(auth.value === 'psk' && psk.value ? { psk: psk.value } : {}),
-      ...(auth.value === 'cert'
-        ? {
-            certificate: certificate.value,
-            caCertificates: caCertificates.value,
-            ...(privateKey.value ? { privateKey: privateKey.value } : {}),
-          }
-        : {}),
-      ...(list(ike.value).length > 0 ? { ikeProposals: list(ike.value) } : {}),
-      ...(list(esp.value).length > 0 ? { espProposals: list(esp.value) } : {}),
-      ...(dpd.value.trim() ? { dpdIntervalSec: Number(dpd.value.trim()) } : {}),
-      ...(start.value ? { startAction: start.value } : {}),
-    };
+    const result = siteBody(readForm(), editing === null ? 'add' : 'edit');
+    if (!result.ok) {
+      for (const issue of [...result.issues].reverse()) showFieldError(form, issue.field, issue.message);
+      return;
+    }
+    const body = result.body as SiteInput;
     void busy(submit, async () => {
       try {
         if (editing !== null) {
           const s = await api.updateSite(editing, body);
           showNotice(`Site ${s.name} saved.`);
         } else {
-          const s = await api.addSite({ name: nameIn.value.trim(), ...body });
+          const s = await api.addSite(body);
           showNotice(
             `Site ${s.name} added.`,
             ...(s.psk ? [' Its generated pre-shared key (shown once): ', h('code', null, s.psk)] : []),
