@@ -94,6 +94,12 @@ export const MULTICAST_RANGE_6 = 'ff00::/8';
  * §5.1.14 wants a link-local source). Each tunnel is a link of its own, so one address serves them all.
  */
 export const GATEWAY_LINK_LOCAL = 'fe80::1';
+/**
+ * The link-local prefix of every member tunnel (RFC 4291 §2.5.6): the gateway's fe80::1 and each member's
+ * fe80::IID share it, so a member config that allows it accepts the gateway's MLD queries and the copies of
+ * packets other members sent from their link-local addresses (mDNS over IPv6 sends from fe80::).
+ */
+export const TUNNEL_LINK_LOCAL = 'fe80::/64';
 export const ADMIN_USER = 'admin';
 
 export interface InitInput {
@@ -827,11 +833,11 @@ export class ControlPlane {
     }
     // Multicast: the client routes groups into the tunnel, and accepts copies whose source is another member
     // (WireGuard drops an inner source outside the peer's AllowedIPs).
-    // With IPv6: groups ff00::/8, the IPv6 subnet, and the gateway's link-local address (its MLD queries'
-    // source).
+    // With IPv6: groups ff00::/8, the IPv6 subnet, and the tunnel's link-local prefix (the source of the
+    // gateway's MLD queries, and of other members' link-local traffic such as mDNS to ff02::fb).
     if (s.multicast === true) {
       reach.push(s.subnet, MULTICAST_RANGE_4);
-      if (s.subnet6) reach.push(s.subnet6, MULTICAST_RANGE_6, `${GATEWAY_LINK_LOCAL}/128`);
+      if (s.subnet6) reach.push(s.subnet6, MULTICAST_RANGE_6, TUNNEL_LINK_LOCAL);
     }
     return [...new Set([...out, ...reach])];
   }

@@ -70,8 +70,10 @@ while time.time() < deadline:
                 out('joined' if c['cmd'] == 'join' else 'left', group=c['group'], id=c['id'])
             elif c['cmd'] == 'send' and v6:
                 tx6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, c['ttl'])
+                # A scoped address (fe80::1%wg0): its zone goes into sin6_scope_id, which a 2-tuple leaves at 0.
+                dest = socket.getaddrinfo(c['group'], c['port'], socket.AF_INET6, socket.SOCK_DGRAM)[0][4]
                 for i in range(c['count']):
-                    tx6.sendto(('%s:%d' % (c['tag'], i)).encode(), (c['group'], c['port']))
+                    tx6.sendto(('%s:%d' % (c['tag'], i)).encode(), dest)
                     time.sleep(c['intervalMs'] / 1000.0)
                 out('sent', tag=c['tag'], id=c['id'])
             elif c['cmd'] == 'send':

@@ -28,6 +28,10 @@
  *      her address.
  *  13. `weft multicast list` (what the running server writes to the data directory) shows the groups with
  *      their receivers and senders, the packets, and dave's policy drops; the same as JSON.
+ *  14. IPv6 link-local, as mDNS sends it: bob and carol join ff02::fb; alice sends to ff02::fb:5353 with hop
+ *      limit 255, from her fe80:: address (the kernel picks a link-local source for a link-local group):
+ *      both get every datagram from that fe80:: address with hop limit 255 (their AllowedIPs hold fe80::/64).
+ *      A unicast datagram from alice's fe80:: to carol's fe80:: is not routed: carol gets none of them.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -49,6 +53,7 @@ const GROUP6 = 'ff15::1:1';
 const DENIED_GROUP = '239.2.2.2';
 const ERIN_GROUP = '239.3.3.3';
 const MDNS = '224.0.0.251';
+const MDNS6 = 'ff02::fb';
 const DATA_PORT = 5000;
 const MDNS_PORT = 5353;
 const KEYS = ['a', 'b', 'c', 'd'] as const;
@@ -184,7 +189,7 @@ describe(
         };
         let config = (await weft(['member', 'config'], [NAMES[key]])).stdout;
         const allowed = parseWgQuick(config).peers[0]?.get('allowedips') ?? [];
-        for (const range of ['224.0.0.0/4', SUBNET, 'ff00::/8', SUBNET6, 'fe80::1/128'])
+        for (const range of ['224.0.0.0/4', SUBNET, 'ff00::/8', SUBNET6, 'fe80::/64'])
           assert.ok(
             allowed.includes(range),
             `${NAMES[key]}'s AllowedIPs lack ${range}: ${allowed.join(', ')}`,
@@ -489,6 +494,60 @@ describe(
       assert.match(text, /group 239\.3\.3\.3: 20 packet\(s\), 20 copies/, text);
       assert.match(text, /senders: +ovpn:erin \(20\)/, text);
       t.diagnostic(text);
+    });
+    it("14. IPv6 link-local: mDNS to ff02::fb from alice's fe80:: reaches bob and carol, hop limit 255", async (t) => {
+      await peer('b').join(MDNS6);
+      await peer('c').join(MDNS6);
+      await logLine(/multicast: wg:bob joined ff02::fb/, 5_000);
+      await logLine(/multicast: wg:carol joined ff02::fb/, 5_000);
+      await peer('a').send(MDNS6, MDNS_PORT, 255, 10, 20, 'll6');
+      await delay(500);
+      const sources = new Set<string>();
+      for (const key of ['b', 'c'] as const) {
+        const rx = peer(key).tagged('rx', 'll6');
+        assert.equal(
+          rx.length,
+          10,
+          `${NAMES[key]} received ${rx.length}/10: ${JSON.stringify(rx.slice(0, 3))}`,
+        );
+        for (const e of rx) sources.add(e.src.split('%')[0]!);
+        assert.ok(
+          rx.every((e) => e.ttl === 255 && e.src.startsWith('fe80:')),
+          `hop limit 255, from a link-local source: ${JSON.stringify(rx[0])}`,
+        );
+      }
+      // One sender: every copy carries alice's one link-local source.
+      assert.equal(sources.size, 1, [...sources].join(', '));
+      t.diagnostic(`alice sent from ${[...sources].join('')}; bob and carol got 10/10 each, hop limit 255`);
+      assert.equal(peer('d').tagged('wire', 'll6').length, 0, 'dave did not join ff02::fb');
+      assert.equal(peer('a').tagged('wire', 'll6').length, 0, 'nothing comes back to the sender');
+
+      // Unicast between link-local addresses is not routed: each tunnel is a link of its own.
+      const carolLl = (
+        await need(ns.c, "carol's namespace").exec('ip', [
+          '-6',
+          '-o',
+          'addr',
+          'show',
+          'dev',
+          lab.ifname('mc'),
+          'scope',
+          'link',
+        ])
+      ).stdout
+        .split('\n')
+        .map((l) => / inet6 (fe80::[0-9a-f:]+)\//.exec(l)?.[1])
+        .filter((a): a is string => a !== undefined);
+      assert.ok(carolLl.length > 0, "carol's tunnel has a link-local address");
+      for (const a of carolLl)
+        await peer('a').send(`${a}%${lab.ifname('ma')}`, MDNS_PORT, 64, 5, 10, `uc-${a}`);
+      await delay(500);
+      for (const a of carolLl) {
+        // It left alice into her tunnel (her AllowedIPs hold fe80::/64); the gateway does not route it on.
+        assert.equal(peer('a').tagged('sent-wire', `uc-${a}`).length, 5, `alice sent 5 datagrams to ${a}`);
+        assert.equal(peer('c').tagged('wire', `uc-${a}`).length, 0, `unicast to ${a} reached carol`);
+        assert.equal(peer('c').tagged('rx', `uc-${a}`).length, 0, `unicast to ${a} reached carol`);
+      }
     });
   },
 );

@@ -423,7 +423,7 @@ test('multicast setting: off by default; on, configs route 224.0.0.0/4 and the m
   });
 });
 
-test('multicast with IPv6: configs route ff00::/8, the IPv6 subnet and fe80::1, and give a link-local address', () => {
+test('multicast with IPv6: configs route ff00::/8, the IPv6 subnet and fe80::/64, and give a link-local address', () => {
   withPlane(
     (cp) => {
       cp.addMember('t', { name: 'alice' });
@@ -432,7 +432,7 @@ test('multicast with IPv6: configs route ff00::/8, the IPv6 subnet and fe80::1, 
       cp.updateSettings('t', { multicast: true });
       assert.equal(
         /AllowedIPs = (.*)/.exec(config())?.[1],
-        '10.66.0.1/32, fd66::1/128, 10.66.0.0/24, 224.0.0.0/4, fd66::/64, ff00::/8, fe80::1/128',
+        '10.66.0.1/32, fd66::1/128, 10.66.0.0/24, 224.0.0.0/4, fd66::/64, ff00::/8, fe80::/64',
       );
       assert.equal(/Address = (.*)/.exec(config())?.[1], '10.66.0.2/32, fd66::2/128, fe80::2/64');
     },
