@@ -10,7 +10,9 @@
  *   version v to v + 1. Opening applies the pending ones in one transaction under an advisory lock, so two
  *   gateways starting at once do not both migrate, and refuses a database written by a newer build.
  * - Change feed: `changes` is written in the same transaction as each change. Revisions come from the one
- *   row of `feed_head`, incremented with UPDATE: the row lock it takes is held until COMMIT, so writers of the
+ *   row of `feed_head`, advanced with one UPDATE per transaction as it commits (by the number of changes it
+ *   made, which get the revisions in between, in the order they were made); the row lock (taken with the
+ *   transaction's first change) is held until COMMIT, so writers of the
  *   feed take turns, a revision is only handed out after the one before has committed (or rolled back, which
  *   rolls the counter back too). Revisions are therefore gap-free and in commit order, which `changesSince`
  *   relies on: a follower that has seen revision n never later finds a new revision below n. (A sequence would
@@ -423,13 +425,18 @@ interface Tx {
   readonly client: pg.PoolClient;
   /** Savepoints open inside the transaction. */
   depth: number;
-  /** Whether the feed was appended to (the transaction then notifies as it commits). */
-  changed: boolean;
   /**
    * The savepoint depth at which the feed's lock was taken (0: the transaction itself), or undefined when this
    * transaction does not hold it: rolling back to a savepoint releases the locks taken after it.
    */
   feedLockedAt: number | undefined;
+  /**
+   * Changes made in this transaction, given their revisions only as it commits (#commitFeed): feed_head is
+   * updated once per transaction, not once per change. (Each UPDATE of the one row inside a transaction
+   * leaves a row version no other transaction can see but this one must step over: 10,000 of them made
+   * each member insert of a bulk apply slower than the one before.) A savepoint rolled back drops its own.
+   */
+  readonly pending: [ChangeKind, string][];
 }
 
 /** What a gateway says about itself when it joins. */
@@ -737,17 +744,30 @@ export class PostgresStore implements AsyncStore {
     await this.#pool.end();
   }
 
+  /** Inside a transaction, its own changes count: they get the revisions after the head as it commits. */
   async revision(): Promise<number> {
     const { rows } = await this.#read<{ rev: number }>('SELECT rev FROM feed_head');
-    return rows[0]?.rev ?? 0;
+    return (rows[0]?.rev ?? 0) + (this.#tx.getStore()?.pending.length ?? 0);
   }
 
   async changesSince(rev: number, limit = DEFAULT_CHANGES_LIMIT): Promise<Change[]> {
+    const since = Math.floor(Number.isFinite(rev) ? rev : 0);
+    const max = clampLimit(limit);
     const { rows } = await this.#read<Change>(
       'SELECT rev, kind, key FROM changes WHERE rev > $1 ORDER BY rev LIMIT $2',
-      [Math.floor(Number.isFinite(rev) ? rev : 0), clampLimit(limit)],
+      [since, max],
     );
-    return rows.map((r) => ({ rev: r.rev, kind: r.kind, key: r.key }));
+    const out = rows.map((r) => ({ rev: r.rev, kind: r.kind, key: r.key }));
+    const pending = this.#tx.getStore()?.pending ?? [];
+    if (pending.length > 0 && out.length < max) {
+      const { rows: head } = await this.#read<{ rev: number }>('SELECT rev FROM feed_head');
+      const base = head[0]?.rev ?? 0;
+      for (let i = 0; i < pending.length && out.length < max; i++) {
+        const [kind, key] = pending[i]!;
+        if (base + i + 1 > since) out.push({ rev: base + i + 1, kind, key });
+      }
+    }
+    return out;
   }
 
   async getSettings(): Promise<Settings | undefined> {
@@ -1575,19 +1595,33 @@ export class PostgresStore implements AsyncStore {
         tx.feedLockedAt = tx.depth;
       }
       const { result, changes } = await fn(q);
-      for (const [kind, key] of changes) {
-        const { rows } = await q<{ rev: number }>(
-          `WITH head AS (UPDATE feed_head SET rev = rev + 1 WHERE id = 1 RETURNING rev)
-           INSERT INTO changes (rev, kind, key) SELECT rev, $1, $2 FROM head RETURNING rev`,
-          [kind, key],
-        );
-        const rev = rows[0]?.rev ?? 0;
-        if (rev % CHANGE_FEED_PRUNE_EVERY === 0)
-          await q('DELETE FROM changes WHERE rev <= $1', [rev - CHANGE_FEED_KEEP]);
-        tx.changed = true;
-      }
+      tx.pending.push(...changes);
       return result;
     });
+  }
+
+  /**
+   * Gives the transaction's changes their revisions (the head's next ones, in the order they were made):
+   * one UPDATE of feed_head and one INSERT for all of them, then the feed pruned when it passed a multiple
+   * of CHANGE_FEED_PRUNE_EVERY. Returns whether anything was appended.
+   */
+  async #commitFeed(tx: Tx): Promise<boolean> {
+    const n = tx.pending.length;
+    if (n === 0) return false;
+    const kinds = tx.pending.map(([kind]) => kind);
+    const keys = tx.pending.map(([, key]) => key);
+    const { rows } = await tx.client.query<{ rev: number }>(
+      `WITH head AS (UPDATE feed_head SET rev = rev + $1 WHERE id = 1 RETURNING rev),
+            added AS (INSERT INTO changes (rev, kind, key)
+                      SELECT head.rev - $1 + c.ord, c.kind, c.key
+                        FROM head, unnest($2::text[], $3::text[]) WITH ORDINALITY AS c (kind, key, ord))
+       SELECT rev FROM head`,
+      [n, kinds, keys],
+    );
+    const rev = rows[0]?.rev ?? 0;
+    if (Math.floor(rev / CHANGE_FEED_PRUNE_EVERY) !== Math.floor((rev - n) / CHANGE_FEED_PRUNE_EVERY))
+      await tx.client.query('DELETE FROM changes WHERE rev <= $1', [rev - CHANGE_FEED_KEEP]);
+    return true;
   }
 
   /** Runs `fn` in a transaction of its own, or in a savepoint of the one this call is inside. */
@@ -1597,6 +1631,7 @@ export class PostgresStore implements AsyncStore {
     if (open !== undefined) {
       const depth = ++open.depth;
       const savepoint = `weft_${depth}`;
+      const pendingBefore = open.pending.length;
       try {
         await open.client.query(`SAVEPOINT ${savepoint}`);
         try {
@@ -1607,6 +1642,7 @@ export class PostgresStore implements AsyncStore {
           return result;
         } catch (err) {
           await open.client.query(`ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => {});
+          open.pending.length = pendingBefore;
           if (open.feedLockedAt !== undefined && open.feedLockedAt >= depth) open.feedLockedAt = undefined;
           throw err;
         }
@@ -1618,13 +1654,14 @@ export class PostgresStore implements AsyncStore {
     }
 
     const client = await this.#begin();
-    const tx: Tx = { client, depth: 0, changed: false, feedLockedAt: undefined };
+    const tx: Tx = { client, depth: 0, feedLockedAt: undefined, pending: [] };
     let broken: Error | undefined;
     try {
       const result = await this.#tx.run(tx, () => fn(tx));
+      const changed = await this.#commitFeed(tx);
       // One round trip (the simple protocol takes several statements); the notification goes out at COMMIT.
       await client.query(
-        tx.changed ? `SELECT pg_notify('${CHANGES_CHANNEL}', rev::text) FROM feed_head; COMMIT` : 'COMMIT',
+        changed ? `SELECT pg_notify('${CHANGES_CHANNEL}', rev::text) FROM feed_head; COMMIT` : 'COMMIT',
       );
       return result;
     } catch (err) {

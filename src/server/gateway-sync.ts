@@ -424,9 +424,12 @@ export class GatewaySync {
       this.moved.tx += u.tx;
       if (store.getMember(u.name)) samples.push({ name: u.name, at: bucket, rxBytes: u.rx, txBytes: u.tx });
     }
+    // Each member's Reported entry is updated in place (report runs every few seconds over every member: new
+    // objects each time would all outlive the young generation and be garbage in the old one).
     for (const m of this.installed.values()) {
       const last = this.reported.get(m.name);
-      const by = new Map<MemberTransport, { rx: number; tx: number }>();
+      /** Transports reporting the member now that had reported it before. */
+      let matched = 0;
       let online = false;
       let endpoint: string | null = null;
       let endpointAt = -1;
@@ -441,7 +444,7 @@ export class GatewaySync {
         const before = last?.by.get(t);
         drx += before && s.rxBytes >= before.rx ? s.rxBytes - before.rx : s.rxBytes;
         dtx += before && s.txBytes >= before.tx ? s.txBytes - before.tx : s.txBytes;
-        by.set(t, { rx: s.rxBytes, tx: s.txBytes });
+        if (before) matched++;
         // The endpoint shown is the one of the session seen last (an online one before any offline one).
         const rank = (s.online ? 2 ** 52 : 0) + s.lastHandshake;
         if (s.endpoint !== null && rank > endpointAt) {
@@ -458,27 +461,16 @@ export class GatewaySync {
       const protocol = online && shown?.online ? shown.protocol : null;
       const own = shown?.since ?? 0;
       const since = protocol === null ? 0 : own > 0 ? own : last?.protocol === protocol ? last.since : now;
-      const next: Reported = {
-        rx,
-        tx,
-        by,
-        online,
-        protocol,
-        since,
-        endpoint,
-        lastHandshake,
-        drops: m.drops,
-      };
       if (online && !last?.online) this.events.log?.(`member ${m.name} connected`);
       else if (!online && last?.online)
         this.events.log?.(`member ${m.name} disconnected (no handshake for ${REJECT_AFTER_TIME / 1000} s)`);
-      if (next.lastHandshake > 0 && next.lastHandshake !== (last?.lastHandshake ?? 0))
+      if (lastHandshake > 0 && lastHandshake !== (last?.lastHandshake ?? 0))
         this.handshakes.set(m.name, (this.handshakes.get(m.name) ?? 0) + 1);
       this.logDrops(m, now);
       if (drx > 0 || dtx > 0) samples.push({ name: m.name, at: bucket, rxBytes: drx, txBytes: dtx });
       this.moved.rx += drx;
       this.moved.tx += dtx;
-      if (this.events.sharedStore === true && unseen(next)) {
+      if (this.events.sharedStore === true && unseen({ online, lastHandshake, rx, tx })) {
         // Another gateway's report of this member stands.
       } else if (
         !last ||
@@ -488,8 +480,8 @@ export class GatewaySync {
         last.protocol !== protocol ||
         last.since !== since ||
         last.endpoint !== endpoint ||
-        last.lastHandshake !== next.lastHandshake ||
-        last.drops !== next.drops
+        last.lastHandshake !== lastHandshake ||
+        last.drops !== m.drops
       ) {
         rows.push({
           name: m.name,
@@ -497,7 +489,7 @@ export class GatewaySync {
           protocol,
           since: protocol !== null ? new Date(since).toISOString() : null,
           endpoint,
-          lastHandshake: next.lastHandshake > 0 ? new Date(next.lastHandshake).toISOString() : null,
+          lastHandshake: lastHandshake > 0 ? new Date(lastHandshake).toISOString() : null,
           rxBytes: rx,
           txBytes: tx,
           policyDrops: m.drops,
@@ -505,7 +497,39 @@ export class GatewaySync {
           ...this.reporter(),
         });
       }
-      this.reported.set(m.name, next);
+      const entry: Reported = last ?? {
+        rx,
+        tx,
+        by: new Map(),
+        online,
+        protocol,
+        since,
+        endpoint,
+        lastHandshake,
+        drops: m.drops,
+      };
+      entry.rx = rx;
+      entry.tx = tx;
+      entry.online = online;
+      entry.protocol = protocol;
+      entry.since = since;
+      entry.endpoint = endpoint;
+      entry.lastHandshake = lastHandshake;
+      entry.drops = m.drops;
+      // Each transport's figures as of now; a transport that no longer reports the member starts over.
+      if (entry.by.size > matched)
+        for (const t of entry.by.keys())
+          if (!statuses.some((x) => x.t === t && x.byName.has(m.name))) entry.by.delete(t);
+      for (const { t, byName } of statuses) {
+        const s = byName.get(m.name);
+        if (!s) continue;
+        const figures = entry.by.get(t);
+        if (figures) {
+          figures.rx = s.rxBytes;
+          figures.tx = s.txBytes;
+        } else entry.by.set(t, { rx: s.rxBytes, tx: s.txBytes });
+      }
+      if (!last) this.reported.set(m.name, entry);
     }
     for (const [name, last] of this.reported) {
       if (this.installed.has(name)) continue;

@@ -19,6 +19,17 @@ import {
   type UninstallReason,
 } from '../gateway/member-transport.js';
 
+/** What `statuses` hands out for a peer: one object per peer, refreshed in place at each call. */
+interface LiveStatus {
+  online: boolean;
+  readonly protocol: 'wireguard';
+  readonly since: 0;
+  endpoint: string | null;
+  lastHandshake: number;
+  rxBytes: number;
+  txBytes: number;
+}
+
 interface Peer {
   member: InstalledMember;
   readonly key: PublicKey;
@@ -26,6 +37,9 @@ interface Peer {
   /** Bytes of earlier peers of this member (before a key rotation), so the member's counters never go down. */
   baseRx: number;
   baseTx: number;
+  readonly status: LiveStatus;
+  /** The endpoint `status.endpoint` was formatted from (formatted again only when the device's changes). */
+  endpointSeen: Endpoint | undefined;
 }
 
 /** At most this many endpoints of disabled or expired members are remembered. */
@@ -35,6 +49,11 @@ export class WireGuardMembers implements MemberTransport {
   readonly protocol = 'wireguard';
   private readonly byName = new Map<string, Peer>();
   private readonly byKey = new Map<string, Peer>();
+  /**
+   * By the PublicKey object given to the device (which hands the same object back in forEachPeerActivity):
+   * `statuses`, called every second on a gateway in a mesh, then needs no base64 per peer.
+   */
+  private readonly byDeviceKey = new Map<PublicKey, Peer>();
   /** The device hands back the PublicKey objects it holds; resolving each once keeps base64 off the path. */
   private byKeyObject = new WeakMap<PublicKey, Peer | null>();
   private peersChanged = false;
@@ -98,9 +117,26 @@ export class WireGuardMembers implements MemberTransport {
       replaceAllowedIps: true,
       ...(endpoint ? { endpoint } : {}),
     });
-    peer = { member, key: parsed.key, keyText: record.publicKey, baseRx, baseTx };
+    peer = {
+      member,
+      key: parsed.key,
+      keyText: record.publicKey,
+      baseRx,
+      baseTx,
+      status: {
+        online: false,
+        protocol: 'wireguard',
+        since: 0,
+        endpoint: null,
+        lastHandshake: 0,
+        rxBytes: baseRx,
+        txBytes: baseTx,
+      },
+      endpointSeen: undefined,
+    };
     this.byName.set(member.name, peer);
     this.byKey.set(record.publicKey, peer);
+    this.byDeviceKey.set(parsed.key, peer);
     this.peersChanged = true;
     // An enabled-again member's client waits up to 15 s before it retries (paper §6.4); reaching out from
     // here restores its tunnel at once.
@@ -138,25 +174,31 @@ export class WireGuardMembers implements MemberTransport {
     this.device.removePeer(peer.key);
     this.byName.delete(peer.member.name);
     this.byKey.delete(peer.keyText);
+    this.byDeviceKey.delete(peer.key);
     this.peersChanged = true;
   }
 
+  /**
+   * Each peer's status object is refreshed in place, not made anew (a gateway in a mesh asks every second,
+   * for every member): the map's values are valid until the next call.
+   */
   statuses(now: number): Map<string, TransportStatus> {
     const out = new Map<string, TransportStatus>();
-    for (const s of this.device.peerStatuses(now)) {
-      const peer = this.byKey.get(s.publicKey.toBase64());
-      if (!peer) continue;
-      out.set(peer.member.name, {
-        online: s.lastHandshake > 0 && now - s.lastHandshake < REJECT_AFTER_TIME,
-        // A WireGuard session has no start of its own (handshakes renew it): GatewaySync notes when it came up.
-        protocol: 'wireguard',
-        since: 0,
-        endpoint: s.endpoint ? formatEndpoint(s.endpoint) : null,
-        lastHandshake: s.lastHandshake,
-        rxBytes: peer.baseRx + s.rxBytes,
-        txBytes: peer.baseTx + s.txBytes,
-      });
-    }
+    this.device.forEachPeerActivity((key, endpoint, lastHandshake, rxBytes, txBytes) => {
+      const peer = this.byDeviceKey.get(key) ?? this.byKey.get(key.toBase64());
+      if (!peer) return;
+      const s = peer.status;
+      s.online = lastHandshake > 0 && now - lastHandshake < REJECT_AFTER_TIME;
+      // A WireGuard session has no start of its own (handshakes renew it): GatewaySync notes when it came up.
+      if (endpoint !== peer.endpointSeen) {
+        peer.endpointSeen = endpoint;
+        s.endpoint = endpoint ? formatEndpoint(endpoint) : null;
+      }
+      s.lastHandshake = lastHandshake;
+      s.rxBytes = peer.baseRx + rxBytes;
+      s.txBytes = peer.baseTx + txBytes;
+      out.set(peer.member.name, s);
+    });
     return out;
   }
 }

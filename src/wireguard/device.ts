@@ -300,6 +300,24 @@ export class Device {
     return [...this.peers.values()].map((p) => this.statusOf(p, now));
   }
 
+  /**
+   * Each peer's key (the object given to setPeer when the peer was added), endpoint, last handshake (wall
+   * clock, 0 if none) and byte counters, without a status object per peer (peerStatuses formats every
+   * allowed IP): what a gateway with thousands of peers reads every second.
+   */
+  forEachPeerActivity(
+    fn: (
+      publicKey: PublicKey,
+      endpoint: Endpoint | undefined,
+      lastHandshake: number,
+      rxBytes: number,
+      txBytes: number,
+    ) => void,
+  ): void {
+    for (const p of this.peers.values())
+      fn(p.publicKey, p.endpoint, p.lastHandshakeWall, p.rxBytes, p.txBytes);
+  }
+
   /** Forces the under-load state (cookies demanded) on or off, for operators and tests. */
   setForcedUnderLoad(on: boolean): void {
     this.forcedUnderLoad = on;

@@ -542,6 +542,61 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
       ]);
     });
 
+    it('change feed: a transaction of many changes gets consecutive revisions, seen inside it as they are made', async (t) => {
+      const store = await fresh(t);
+      await store.putSettings(SETTINGS);
+      const before = await store.revision();
+      const count = 1200;
+      await store.transaction(async () => {
+        await store.insertGroup({ name: 'eng', description: '' });
+        assert.equal(await store.revision(), before + 1, 'its own change counts inside it');
+        // A savepoint rolled back takes its changes with it, also from the revisions seen inside.
+        await assert.rejects(
+          async () =>
+            await store.transaction(async () => {
+              await store.insertMember(member(90_000, { groups: ['eng'] }));
+              await store.insertRoute({ cidr: '10.30.0.0/16', description: '' });
+              assert.equal(await store.revision(), before + 3);
+              throw new Error('inner');
+            }),
+          /inner/,
+        );
+        assert.equal(await store.revision(), before + 1);
+        for (let i = 1; i <= count; i++) await store.insertMember(member(i, { groups: ['eng'] }));
+        assert.equal(await store.revision(), before + 1 + count);
+        assert.deepEqual(await store.changesSince(before + count - 1), [
+          { rev: before + count, kind: 'member', key: member(count - 1).name },
+          { rev: before + count + 1, kind: 'member', key: member(count).name },
+        ]);
+        assert.deepEqual(
+          (await store.changesSince(before, 2)).map((c) => [c.rev, c.key]),
+          [
+            [before + 1, 'eng'],
+            [before + 2, member(1).name],
+          ],
+        );
+      });
+      const all = await store.changesSince(before, 10_000);
+      assert.equal(all.length, count + 1);
+      assert.deepEqual(
+        all.map((c) => c.rev),
+        Array.from({ length: count + 1 }, (_, i) => before + 1 + i),
+        'consecutive, no gap where the savepoint was rolled back',
+      );
+      assert.deepEqual(all[0], { rev: before + 1, kind: 'group', key: 'eng' });
+      assert.deepEqual(
+        all.slice(1).map((c) => c.key),
+        Array.from({ length: count }, (_, i) => member(i + 1).name),
+        'in the order they were made',
+      );
+      assert.equal(await store.revision(), before + 1 + count);
+      assert.equal(await store.getMember(member(90_000).name), undefined);
+      await store.insertRoute({ cidr: '10.40.0.0/16', description: '' });
+      assert.deepEqual(await store.changesSince(before + 1 + count), [
+        { rev: before + 2 + count, kind: 'route', key: '10.40.0.0/16' },
+      ]);
+    });
+
     it('transaction: returns its value, nested calls join the outer one, inner failures roll back alone', async (t) => {
       const store = await fresh(t);
       const value = await store.transaction(async () => {

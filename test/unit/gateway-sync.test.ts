@@ -7,6 +7,7 @@ import { ControlPlane } from '../../src/control/control-plane.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
 import { PrivateKey, PublicKey } from '../../src/crypto/keys.js';
 import { GatewaySync } from '../../src/server/gateway-sync.js';
+import { WireGuardMembers } from '../../src/server/wireguard-members.js';
 import type {
   InstalledMember,
   MemberTransport,
@@ -541,6 +542,86 @@ test('a second transport: members installed and cut off there too, checked by th
     f.cli.removeMember('t', 'alice');
     f.sync.poll();
     assert.equal(second.events.at(-1), 'uninstall alice removed');
+  } finally {
+    f.close();
+  }
+});
+
+test('WireGuard statuses: one object per member, refreshed in place at each call, its endpoint when it moves', () => {
+  const f = fixture();
+  try {
+    f.cp.addMember('t', { name: 'alice' });
+    f.cp.addMember('t', { name: 'bob' });
+    const members = new WireGuardMembers(f.device, () => true);
+    for (const name of ['alice', 'bob']) {
+      const record = f.cp.store.getMember(name)!;
+      members.install({ name, record, expiresAt: null, rules: [], drops: 0 }, undefined);
+    }
+    const t0 = Date.parse('2026-03-01T12:00:00Z');
+    const first = members.statuses(t0);
+    assert.deepEqual([...first.keys()].sort(), ['alice', 'bob']);
+    const alice = first.get('alice')!;
+    assert.deepEqual(
+      { online: alice.online, endpoint: alice.endpoint, lastHandshake: alice.lastHandshake },
+      { online: false, endpoint: null, lastHandshake: 0 },
+    );
+
+    const parsedKey = PrivateKey.parse(f.cp.store.getMember('alice')!.privateKey!);
+    assert.ok(parsedKey.ok);
+    const client = new Device({ privateKey: parsedKey.key });
+    client.setPeer({
+      publicKey: f.cp.gatewayPrivateKey().publicKey(),
+      endpoint: { address: '192.0.2.1', port: 51820 },
+      allowedIps: [],
+    });
+    handshake(f, client, t0);
+    const second = members.statuses(t0 + 1000);
+    assert.equal(second.get('alice'), alice, 'the same object, refreshed');
+    assert.equal(alice.online, true);
+    assert.equal(alice.endpoint, '192.0.2.7:40000');
+    assert.equal(alice.lastHandshake, t0);
+    assert.ok(alice.rxBytes > 0);
+    assert.equal(second.get('bob')?.online, false);
+
+    // The member roams: the next call shows where it is now.
+    f.device.setPeer({ publicKey: f.keyOf('alice')!, endpoint: { address: '2001:db8::7', port: 40001 } });
+    assert.equal(members.statuses(t0 + 2000).get('alice')?.endpoint, '[2001:db8::7]:40001');
+    // Past REJECT_AFTER_TIME without a handshake: offline.
+    assert.equal(members.statuses(t0 + 181_000).get('alice')?.online, false);
+    // Removed: no longer reported.
+    members.uninstall(
+      { name: 'bob', record: f.cp.store.getMember('bob')!, expiresAt: null, rules: [], drops: 0 },
+      'removed',
+      undefined,
+    );
+    assert.deepEqual([...members.statuses(t0 + 3000).keys()], ['alice']);
+  } finally {
+    f.close();
+  }
+});
+
+test('a transport that stops reporting a member and reports it again later counts it from zero again', () => {
+  const f = fixture();
+  try {
+    const t0 = Date.parse('2026-03-01T12:00:00Z');
+    f.cp.addMember('t', { name: 'alice' });
+    f.sync.poll();
+    const second = new RecordingTransport();
+    f.sync.attach(second);
+    second.figures.set('alice', { rx: 1000, tx: 10, at: t0 });
+    f.sync.report(t0 + 1000);
+    assert.equal(f.cli.getMember('alice').status?.rxBytes, 1000);
+    second.figures.set('alice', { rx: 1200, tx: 10, at: t0 });
+    f.sync.report(t0 + 2000);
+    assert.equal(f.cli.getMember('alice').status?.rxBytes, 1200, 'the difference, not the figure again');
+    second.figures.delete('alice');
+    f.sync.report(t0 + 3000);
+    assert.equal(f.cli.getMember('alice').status?.rxBytes, 1200);
+    second.figures.set('alice', { rx: 1500, tx: 20, at: t0 + 3500 });
+    f.sync.report(t0 + 4000);
+    const status = f.cli.getMember('alice').status;
+    assert.equal(status?.rxBytes, 2700, 'a new session on that transport: all of its bytes are new');
+    assert.equal(status?.txBytes, 30);
   } finally {
     f.close();
   }
