@@ -99,6 +99,8 @@ export interface CheckedConfig {
     readonly local: readonly TrafficSelector[];
     readonly remote: readonly TrafficSelector[];
   }[];
+  /** One CHILD SA per subnet pair: a pair that loses its SA is asked for again while the IKE SA lives. */
+  readonly childPerSubnetPair: boolean;
   readonly forceEncapsulation: boolean;
   readonly dpdIntervalMs: number;
   readonly keepaliveIntervalMs: number;
@@ -269,6 +271,7 @@ export function checkConfig(
       remoteSelectors: c.remoteSelectors,
       mode: c.mode,
       childSelectorPairs,
+      childPerSubnetPair: c.childPerSubnetPair === true,
       forceEncapsulation: c.forceEncapsulation === true,
       dpdIntervalMs: c.dpdIntervalMs ?? DPD_INTERVAL_MS,
       keepaliveIntervalMs: c.keepaliveIntervalMs ?? NATT_KEEPALIVE_MS,

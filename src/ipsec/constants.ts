@@ -225,3 +225,10 @@ export const REKEY_JITTER = 0.1;
 /** §2.25: after TEMPORARY_FAILURE an exchange is retried after a random delay within this range. */
 export const RETRY_MIN_MS = 1_000;
 export const RETRY_JITTER_MS = 2_000;
+/**
+ * A CHILD SA of a per-pair site lost while its IKE SA lives (its hard lifetime, or deleted by the peer) is asked
+ * for again with CREATE_CHILD_SA (§1.3.1): first this long after the loss, then after each failed try the wait
+ * doubles up to the maximum (bounded, never given up while the IKE SA lives).
+ */
+export const PAIR_RETRY_FIRST_MS = 1_000;
+export const PAIR_RETRY_MAX_MS = 60_000;

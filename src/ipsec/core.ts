@@ -189,6 +189,12 @@ export class IkeCore {
     return this.flush();
   }
 
+  /** Deletes one CHILD SA, named by our inbound SPI, with an INFORMATIONAL delete (§1.4.1). */
+  deleteChild(inboundSpi: number, now: number): IkeAction[] {
+    for (const sa of this.sas.values()) if (sa.deleteChildSa(inboundSpi, now)) break;
+    return this.flush();
+  }
+
   /** Deletes the CHILD SA of every established IKE SA. */
   deleteChildren(now: number): IkeAction[] {
     for (const sa of this.sas.values()) sa.deleteChild(now);

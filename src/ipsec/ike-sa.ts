@@ -70,6 +70,8 @@ import {
   PROTOCOL,
   REASSEMBLY_MAX_BYTES,
   REASSEMBLY_TIMEOUT_MS,
+  PAIR_RETRY_FIRST_MS,
+  PAIR_RETRY_MAX_MS,
   REKEY_JITTER,
   RETRY_JITTER_MS,
   RETRY_MIN_MS,
@@ -253,6 +255,11 @@ export class IkeSa {
   private ikeRekeyAt: number | null = null;
   /** The IKE SA's hard lifetime: closed then even if its rekey failed. */
   private ikeHardAt: number | null = null;
+  /**
+   * A per-pair site lost a CHILD SA: when to look for subnet pairs without one and ask for them again, and the
+   * wait before the look after that (PAIR_RETRY_*).
+   */
+  private pairRetry: { at: number; waitMs: number } | null = null;
   /** The `now` of the call being handled. */
   private clock: number;
   private nextPeerRequestId = 0;
@@ -1326,6 +1333,8 @@ export class IkeSa {
     this.state = 'rekeyed';
     this.successor = to;
     this.ikeRekeyAt = null;
+    to.pairRetry ??= this.pairRetry;
+    this.pairRetry = null;
     to.clock = now;
     to.announceUp(now, this);
     to.pump(now);
@@ -1638,7 +1647,9 @@ export class IkeSa {
             mine.writeUInt32BE(child.spec.inboundSpi);
             reply.push({ kind: 'delete', protocol: PROTOCOL.ESP, spis: [mine] });
           }
+          const lost = child.phase === 'installed';
           owner.childDown(child, child.phase === 'rekeyed' ? 'rekeyed' : 'deleted by peer');
+          if (lost) owner.lostChild(this.clock);
         }
       }
     }
@@ -1668,10 +1679,70 @@ export class IkeSa {
     this.clock = now;
     const child = this.children.find((c) => c.spec.inboundSpi === inboundSpi);
     if (!child) return false;
+    const lost = child.phase === 'installed';
     this.childDown(child, reason);
     if (this.state === 'established')
       this.enqueue(now, { kind: 'delete-child', inboundSpi, reason: 'expired', gone: true });
+    if (lost) this.lostChild(now);
     return true;
+  }
+
+  /** Deletes one CHILD SA (INFORMATIONAL delete, §1.4.1), as an operator's terminate does; false if none. */
+  deleteChildSa(inboundSpi: number, now: number): boolean {
+    this.clock = now;
+    const child = this.children.find((c) => c.spec.inboundSpi === inboundSpi && c.phase === 'installed');
+    if (!child || this.state !== 'established') return false;
+    this.enqueue(now, { kind: 'delete-child', inboundSpi, reason: 'deleted' });
+    return true;
+  }
+
+  /**
+   * A per-pair site's CHILD SA went while the IKE SA lives (its hard lifetime, the data plane's byte limit, or
+   * the peer's delete): its subnet pair is asked for again with CREATE_CHILD_SA (§1.3.1) after
+   * PAIR_RETRY_FIRST_MS, and again with a doubling wait while it stays without one; the IKE SA is kept.
+   */
+  private lostChild(now: number): void {
+    if (!this.ctx.config.childPerSubnetPair || this.state !== 'established') return;
+    this.pairRetry ??= { at: now + PAIR_RETRY_FIRST_MS, waitMs: PAIR_RETRY_FIRST_MS };
+  }
+
+  /** The configured subnet pairs no CHILD SA carries and no request of ours asks for. */
+  private missingPairs(): { local: readonly TrafficSelector[]; remote: readonly TrafficSelector[] }[] {
+    const asked = [
+      ...this.queued,
+      ...this.delayed.map((d) => d.job),
+      ...(this.outstanding?.job ? [this.outstanding.job] : []),
+    ];
+    return this.ctx.config.childSelectorPairs.filter((pair) => {
+      // A CHILD SA carries a pair when it holds it, or lies inside it (the peer may have narrowed it, §2.9).
+      const carried = this.children.some(
+        (c) =>
+          c.phase !== 'deleting' &&
+          ((within(pair.local, c.spec.localSelectors) && within(pair.remote, c.spec.remoteSelectors)) ||
+            (within(c.spec.localSelectors, pair.local) && within(c.spec.remoteSelectors, pair.remote))),
+      );
+      const pending = asked.some(
+        (j) =>
+          j.kind === 'new-child' &&
+          JSON.stringify([j.local, j.remote]) === JSON.stringify([pair.local, pair.remote]),
+      );
+      return !carried && !pending;
+    });
+  }
+
+  /** Asks again for the pairs that lost their CHILD SA, and sets the next look (doubling, bounded). */
+  private askMissingPairs(now: number): void {
+    const retry = this.pairRetry;
+    if (retry === null) return;
+    const missing = this.missingPairs();
+    if (missing.length === 0) {
+      this.pairRetry = null;
+      return;
+    }
+    const wait = Math.min(retry.waitMs * 2, PAIR_RETRY_MAX_MS);
+    this.pairRetry = { at: now + wait, waitMs: wait };
+    for (const pair of missing)
+      this.enqueue(now, { kind: 'new-child', local: pair.local, remote: pair.remote });
   }
 
   deleteChild(now: number): void {
@@ -2082,6 +2153,7 @@ export class IkeSa {
       if (this.ikeRekeyAt !== null) times.push(this.ikeRekeyAt);
       for (const c of this.children) if (c.phase === 'installed' && c.rekeyAt !== null) times.push(c.rekeyAt);
       for (const d of this.delayed) times.push(d.at);
+      if (this.pairRetry !== null) times.push(this.pairRetry.at);
     }
     return times.length === 0 ? null : Math.min(...times);
   }
@@ -2101,7 +2173,9 @@ export class IkeSa {
     }
     for (const c of [...this.children]) {
       if (c.hardAt === null || now < c.hardAt) continue;
+      const lost = c.phase === 'installed';
       this.childDown(c, 'hard lifetime reached (the CHILD SA was not rekeyed in time)');
+      if (lost) this.lostChild(now);
       // §1.4.1: tell the peer, after whatever exchange is under way.
       if (this.state === 'established')
         this.enqueue(now, {
@@ -2162,6 +2236,7 @@ export class IkeSa {
       const due = this.delayed.filter((d) => now >= d.at);
       this.delayed = this.delayed.filter((d) => now < d.at);
       for (const d of due) this.enqueue(now, d.job);
+      if (this.pairRetry !== null && now >= this.pairRetry.at) this.askMissingPairs(now);
     }
   }
 

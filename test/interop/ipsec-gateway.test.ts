@@ -383,7 +383,7 @@ describe('IPsec gateway: one CHILD SA per subnet pair (two local and two remote 
   );
   for (const [k, weftInitiates] of [true, false].entries()) {
     it(
-      `${weftInitiates ? 'Weft' : 'strongSwan'} initiating: four CHILD SAs, pings between each pair on its own SA`,
+      `${weftInitiates ? 'Weft' : 'strongSwan'} initiating: four CHILD SAs, pings between each pair on its own SA; one deleted by strongSwan comes back`,
       { timeout: 90_000 },
       async () => {
         const started = Date.now();
@@ -461,6 +461,50 @@ describe('IPsec gateway: one CHILD SA per subnet pair (two local and two remote 
         }
         process.stdout.write(
           `# per-pair CHILD SAs, ${weftInitiates ? 'Weft' : 'strongSwan'} initiating: 4 SAs up and pinged in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+        );
+        // strongSwan deletes one pair's CHILD SA: Weft asks for it again (CREATE_CHILD_SA) on the same IKE SA,
+        // and that pair's traffic passes again within a few seconds.
+        const lost = PAIRS[1]!;
+        const lostOld = after.children.find(
+          (c) => c.remoteSubnets[0] === lost.r && c.localSubnets[0] === lost.l,
+        )!;
+        const terminated = Date.now();
+        await charon.swanctl(['--terminate', '--child', 'pair1']);
+        const back = await waitFor(
+          'the deleted pair asked for again',
+          async () => {
+            const s = (await hostStatus(host)).sites?.find((x) => x.name === 'sw');
+            const c = s?.children.find((x) => x.remoteSubnets[0] === lost.r && x.localSubnets[0] === lost.l);
+            return s && s.children.length === 4 && c && c.inboundSpi !== lostOld.inboundSpi ? s : null;
+          },
+          { timeoutMs: 15_000, intervalMs: 100 },
+        ).catch(async (error: unknown) => {
+          throw new Error(`${(error as Error).message}\n${await weftLog(host)}\n${await charon.logTail()}`);
+        });
+        const upAfter = (Date.now() - terminated) / 1000;
+        assert.equal(back.ike?.spiI, after.ike?.spiI, 'the IKE SA is kept');
+        assert.ok((await weftLog(host)).includes('deleted by peer'));
+        for (const [ns, src, dst] of [
+          [t.hw, lost.hw, lost.hs],
+          [t.hs, lost.hs, lost.hw],
+        ] as const) {
+          const r = await ns.exec('ping', ['-4', '-n', '-c', '2', '-i', '0.2', '-W', '2', '-I', src, dst], {
+            allowFail: true,
+            timeoutMs: 15_000,
+          });
+          assert.match(
+            r.stdout,
+            / 2 received/,
+            `ping ${src} → ${dst} after the delete: ${r.stdout}${r.stderr}`,
+          );
+        }
+        const fresh = (await hostStatus(host)).sites![0]!.children.find(
+          (c) => c.remoteSubnets[0] === lost.r && c.localSubnets[0] === lost.l,
+        )!;
+        assert.equal(fresh.packetsIn, 4, JSON.stringify(fresh));
+        assert.equal(fresh.packetsOut, 4, JSON.stringify(fresh));
+        process.stdout.write(
+          `# per-pair CHILD SA deleted by strongSwan: asked for again and up ${upAfter.toFixed(1)} s after the delete\n`,
         );
       },
     );

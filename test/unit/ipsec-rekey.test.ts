@@ -580,3 +580,103 @@ describe('IKEv2: one CHILD SA per subnet pair (initiator option childPerSubnetPa
     assert.equal(!r.ok && r.error.field, 'childPerSubnetPair');
   });
 });
+
+describe('IKEv2: a per-pair CHILD SA that is lost is asked for again, the IKE SA kept', () => {
+  const A = {
+    ...QUIET,
+    localSelectors: [ts('10.1.0.0/24'), ts('10.1.1.0/24')],
+    remoteSelectors: [ts('10.2.0.0/24'), ts('10.2.1.0/24')],
+    childPerSubnetPair: true,
+  };
+  const B = { ...QUIET, localSelectors: [ts('10.2.0.0/16')], remoteSelectors: [ts('10.1.0.0/16')] };
+  const pairOf = (c: ChildSaSpec) =>
+    `${c.localSelectors[0]!.startAddress}>${c.remoteSelectors[0]!.startAddress}`;
+  /** The CREATE_CHILD_SA requests A sent (not rekeys: no REKEY_SA here), with the time each left. */
+  function watchCreates(p: Pair): number[] {
+    const times: number[] = [];
+    const filter = p.filter;
+    p.filter = (d, i) => {
+      const e = Pair.exchangeOf(d);
+      if (d.from === 'a' && e?.exchange === EXCHANGE.CREATE_CHILD_SA && !e.response) times.push(p.now);
+      return filter(d, i);
+    };
+    return times;
+  }
+
+  it('deleted by the peer: asked for again after 1 s with CREATE_CHILD_SA, no new IKE_SA_INIT', () => {
+    const p = Pair.create(A, B);
+    p.initiate();
+    p.run();
+    noFailures(p);
+    const before = p.liveChildren('a');
+    assert.equal(before.length, 4);
+    const ike = p.liveIke('a');
+    const lost = p.liveChildren('b')[2]!;
+    const creates = watchCreates(p);
+    const t0 = p.now;
+    p.take('b', p.b.deleteChild(lost.inboundSpi, p.now));
+    p.run();
+    assert.equal(p.liveChildren('a').length, 3);
+    assert.ok(p.of('a', 'child-sa-down').some((d) => d.reason === 'deleted by peer'));
+    p.advance(900);
+    assert.equal(creates.length, 0, 'not before the first wait');
+    p.advance(200);
+    noFailures(p);
+    assert.deepEqual(creates, [t0 + 1_000]);
+    const after = p.liveChildren('a');
+    assert.equal(after.length, 4);
+    assert.deepEqual(after.map(pairOf).sort(), before.map(pairOf).sort());
+    assert.deepEqual(p.liveIke('a'), ike);
+    assert.equal(p.liveChildren('b').length, 4);
+    const fresh = after.find((c) => !before.some((b) => b.inboundSpi === c.inboundSpi))!;
+    espWorks(
+      fresh,
+      p.liveChildren('b').find((c) => c.outboundSpi === fresh.inboundSpi)!,
+    );
+    // Nothing more is asked once every pair has its SA.
+    p.advance(120_000);
+    assert.equal(creates.length, 1);
+  });
+
+  it('past its hard lifetime (no rekey): each pair asked for again on the same IKE SA', () => {
+    const p = Pair.create({ ...A, childRekeyMs: 0, childHardLifetimeMs: 100_000 }, B);
+    p.initiate();
+    p.run();
+    const before = p.liveChildren('a');
+    assert.equal(before.length, 4);
+    const ike = p.liveIke('a');
+    p.advance(100_000);
+    const downs = p.of('a', 'child-sa-down').filter((d) => d.reason.startsWith('hard lifetime'));
+    assert.equal(downs.length, 4);
+    assert.equal(p.liveChildren('a').length, 0);
+    p.advance(1_100);
+    noFailures(p);
+    const after = p.liveChildren('a');
+    assert.deepEqual(after.map(pairOf).sort(), before.map(pairOf).sort());
+    assert.ok(after.every((c) => !before.some((b) => b.inboundSpi === c.inboundSpi)));
+    assert.deepEqual(p.liveIke('a'), ike);
+    assert.equal(p.liveChildren('b').length, 4);
+  });
+
+  it('refused by the peer: asked again with a doubling wait, bounded at 60 s', () => {
+    // B accepts only 10.2.0.0/24 behind it: the pairs towards 10.2.1.0/24 are refused (TS_UNACCEPTABLE).
+    const p = Pair.create(A, { ...B, localSelectors: [ts('10.2.0.0/24')] });
+    p.initiate();
+    p.run();
+    assert.equal(p.liveChildren('a').length, 2);
+    const creates = watchCreates(p);
+    const lost = p.liveChildren('b')[0]!;
+    const t0 = p.now;
+    p.take('b', p.b.deleteChild(lost.inboundSpi, p.now));
+    p.run();
+    p.advance(300_000);
+    assert.equal(p.liveChildren('a').length, 2);
+    assert.equal(p.liveIke('a').length, 1);
+    // First look: the lost pair and the two refused ones; then only the refused ones, each look twice as late.
+    const looks = [...new Set(creates)].map((t) => t - t0);
+    assert.deepEqual(looks.slice(0, 7), [1_000, 3_000, 7_000, 15_000, 31_000, 63_000, 123_000]);
+    assert.equal(creates.filter((t) => t === t0 + 1_000).length, 3);
+    assert.equal(creates.filter((t) => t === t0 + 3_000).length, 2);
+    assert.ok(p.of('a', 'failed').every((f) => f.failure === 'ts-unacceptable'));
+  });
+});
