@@ -451,7 +451,7 @@ test('a store at schema version 3 migrates, and the first command that needs the
         fingerprint TEXT NOT NULL, delivered_at TEXT NOT NULL) STRICT;
       DROP TABLE config_deliveries; ALTER TABLE cd3 RENAME TO config_deliveries;
       ALTER TABLE download_links DROP COLUMN protocol;
-      DROP TABLE sites; DROP TABLE site_status;
+      DROP TABLE sites; DROP TABLE site_status; ALTER TABLE routes DROP COLUMN gateway;
       ALTER TABLE member_status DROP COLUMN protocol; ALTER TABLE member_status DROP COLUMN since;`);
     raw.pragma('user_version = 3');
     raw.close();
