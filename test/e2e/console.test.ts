@@ -23,6 +23,9 @@
  *      DPD, start action, fragment size, multicast ranges) reads back so through the API; a number that is
  *      not one, and one the API refuses (400 with the field), are shown next to that field; editing shows the
  *      stored values and an emptied field is the default again.
+ *   8c. Static multicast memberships and the querier's timers edited on the Multicast page read back through
+ *      GET /settings; a group the API refuses is shown on its row; removing a row and emptying the timers
+ *      are stored.
  *   9. Logging out: the members page then sends the browser to the login page.
  *  10. Refusals: a wrong password shows an error and logs nothing in; a change with the session cookie but no
  *      (or a wrong) X-CSRF-Token is refused with 403 WEFT_ERR_CSRF, and accepted (201) with the right one.
@@ -866,6 +869,71 @@ describe(
       },
     );
 
+    step(
+      '8c. static memberships and querier timers edited on the Multicast page read back through the API',
+      async (t) => {
+        const p = thePage();
+        await p.getByTestId('nav-multicast').click();
+        await atHash(p, '#/multicast');
+        await visible(p, 'multicast-static-add');
+        await p.getByTestId('multicast-static-add').click();
+        await p.getByTestId('multicast-static-port-0').fill(`member:${MEMBER}`);
+        await p.getByTestId('multicast-static-group-0').fill('239.1.1.1');
+        await p.getByTestId('multicast-static-add').click();
+        await p.getByTestId('multicast-static-port-1').fill(`site:${SITE}`);
+        await p.getByTestId('multicast-static-group-1').fill('239.10.1.1');
+        await p.getByTestId('multicast-querier-robustness').fill('3');
+        await p.getByTestId('multicast-querier-queryResponseIntervalS').fill('2.5');
+        await p.getByTestId('multicast-save').click();
+        const stored = async (what: string, ok: (s: Record<string, unknown>) => boolean) =>
+          waitFor(
+            what,
+            async () => {
+              const r = await api('GET', '/settings');
+              const v = r.json as Record<string, unknown>;
+              return ok(v) ? v : undefined;
+            },
+            { timeoutMs: UI_MS },
+          ).catch(async (e: Error) => assert.fail(`${e.message}; ${await describePage(p)}`));
+        const first = await stored('two static memberships', (s) => Array.isArray(s['multicastStatic']));
+        t.diagnostic(
+          `stored: ${JSON.stringify({ q: first['multicastQuerier'], s: first['multicastStatic'] })}`,
+        );
+        assert.deepEqual(first['multicastStatic'], [
+          { port: `member:${MEMBER}`, group: '239.1.1.1' },
+          { port: `site:${SITE}`, group: '239.10.1.1' },
+        ]);
+        assert.deepEqual(first['multicastQuerier'], {
+          robustness: 3,
+          queryIntervalS: 125,
+          queryResponseIntervalS: 2.5,
+          lastMemberQueryIntervalS: 1,
+        });
+
+        // A group that is not multicast: the API's 400 is shown on that row.
+        await p.getByTestId('multicast-static-group-0').fill('10.0.0.1');
+        await p.getByTestId('multicast-save').click();
+        const error = await errorNextTo(p, 'multicast-static-group-0');
+        t.diagnostic(`10.0.0.1: ${JSON.stringify(error)}`);
+        assert.match(error, /multicastStatic\[0\]\.group/, error);
+
+        // Edit one, remove the other, timers back to the defaults.
+        await p.getByTestId('multicast-static-group-0').fill('239.2.2.2');
+        await p.getByTestId('multicast-static-remove-1').click();
+        for (const k of ['robustness', 'queryResponseIntervalS'])
+          await p.getByTestId(`multicast-querier-${k}`).fill('');
+        await p.getByTestId('multicast-save').click();
+        const second = await stored(
+          'the edited membership',
+          (s) =>
+            JSON.stringify(s['multicastStatic']) ===
+            JSON.stringify([{ port: `member:${MEMBER}`, group: '239.2.2.2' }]),
+        );
+        assert.equal(second['multicastQuerier'], undefined, `RFC 3376's defaults: ${JSON.stringify(second)}`);
+        assert.equal(await p.getByTestId('multicast-static-row').count(), 1);
+      },
+    );
+
     step('9. after logging out, the members page sends the browser to the login page', async () => {
       const p = thePage();
       await p.getByTestId('logout').click();
@@ -968,6 +1036,7 @@ describe(
               await visible(p, 'site-fragmentSize');
             },
           },
+          { name: 'multicast', hash: '#/multicast', ready: (p) => visible(p, 'multicast-static-row') },
           // SQLite: one gateway, none registered; the page says so (GET /gateways answers []).
           { name: 'gateways', hash: '#/gateways', ready: (p) => visible(p, 'gateways-empty') },
           { name: 'audit', hash: '#/audit', ready: (p) => visible(p, 'audit-row') },

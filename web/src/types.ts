@@ -2,6 +2,8 @@
  * The shapes the console reads from and sends to the REST API, as src/api/schemas.ts declares them (the
  * OpenAPI document at /api/v1/openapi.json is generated from the same schemas). Times are ISO 8601 strings.
  */
+import type { MulticastPatch, Querier, StaticMembership } from './multicast-values.js';
+
 export interface ErrorBody {
   readonly error: { readonly code: string; readonly message: string; readonly field?: string };
 }
@@ -40,9 +42,13 @@ export interface Settings {
   readonly persistentKeepalive: number;
   readonly mtu: number;
   readonly apiListen: string;
+  readonly multicast?: boolean;
+  readonly multicastLan?: string | null;
+  readonly multicastQuerier?: Querier;
+  readonly multicastStatic?: readonly StaticMembership[];
 }
 
-export interface SettingsPatch {
+export interface SettingsPatch extends MulticastPatch {
   endpoint?: string;
   dns?: string[];
   natEgress?: string | null;
