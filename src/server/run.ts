@@ -627,10 +627,14 @@ function startMulticast(
       throw new UserError(`weft: multicast LAN ${lanName}: ${(e as Error).message}`);
     }
     const subnet = parsePrefix(cp.settings().subnet);
+    const subnet6 = parsePrefix(cp.settings().subnet6 ?? '');
     const bridge = new LanBridge(
       replicator,
       lanSocket,
-      (source) => subnet.ok && prefixContains(subnet.value, { family: 4, bytes: source }),
+      (source) =>
+        source.length === 4
+          ? subnet.ok && prefixContains(subnet.value, { family: 4, bytes: source })
+          : subnet6.ok && prefixContains(subnet6.value, { family: 6, bytes: source }),
       log,
     );
     lanSocket.start((packets) => bridge.input(packets, monotonicEpochMs()));
