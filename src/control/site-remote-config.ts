@@ -14,6 +14,7 @@ import { X509Certificate } from 'node:crypto';
 import { parseProposal } from '../ipsec/algorithms.js';
 import { DH_GROUP, ENCR, ESN, FRAGMENT_SIZE, INTEG, PRF, TRANSFORM_TYPE } from '../ipsec/constants.js';
 import type { Transform } from '../ipsec/messages.js';
+import { siteGroupSelectors } from '../multicast/site-selectors.js';
 import { parseAddress } from '../net/ip.js';
 import type { SiteRecord } from './model.js';
 import { parseSiteId, splitPem } from './sites.js';
@@ -186,11 +187,13 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
         site.localSubnets.filter((o) => o.includes(':') === theirs.includes(':')).map((o) => [[theirs], [o]]),
       )
     : [[site.remoteSubnets, site.localSubnets]];
+  const groups = siteGroupSelectors(site.multicast);
   const child = ([local, remote]: string[][], i: number): string[] => [
     `      ${site.name}${children.length > 1 ? `-${i + 1}` : ''} {`,
-    // Multicast group ranges are selectors on both sides: their subnets → groups, ours → groups.
-    `        local_ts = ${[...local!, ...site.multicast].join(', ')}`,
-    `        remote_ts = ${[...remote!, ...site.multicast].join(', ')}`,
+    // Multicast group ranges (with IGMP's destinations, for the gateway's queries and the site's reports)
+    // are selectors on both sides: their subnets → groups, ours → groups.
+    `        local_ts = ${[...local!, ...groups].join(', ')}`,
+    `        remote_ts = ${[...remote!, ...groups].join(', ')}`,
     `        esp_proposals = ${site.espProposals.join(', ')}`,
     `        rekey_time = ${site.childLifetimeSec}s`,
     ...(site.childHardLifetimeSec !== null ? [`        life_time = ${site.childHardLifetimeSec}s`] : []),
@@ -244,7 +247,9 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
       ? [
           '# Multicast: charon routes the group ranges into ipsec0 (or the XFRM interface); a sender names it',
           '# as its multicast interface (IP_MULTICAST_IF), and a receiver joins the group on it. Weft delivers',
-          `# to this site the groups given to it by \`weft multicast static add site:${site.name} GROUP\`.`,
+          `# to this site the groups given to it by \`weft multicast static add site:${site.name} GROUP\`,`,
+          '# and the groups its hosts join on ipsec0 (Weft queries the site with IGMP through the CHILD SA;',
+          '# give ipsec0 an address in the local subnet so that the reports leave from it).',
         ]
       : []),
     ...(cert

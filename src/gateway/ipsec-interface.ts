@@ -41,6 +41,7 @@ import {
   type SiteStatus,
 } from '../ipsec/site-spec.js';
 import { selectorFromPrefix } from '../ipsec/traffic-selectors.js';
+import { siteGroupSelectors } from '../multicast/site-selectors.js';
 import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
 import { formatAddress, parseAddress, parsePrefix, type Prefix } from '../net/ip.js';
 import type { IpHeader } from '../net/ip-packet.js';
@@ -171,9 +172,12 @@ function selectorText(s: TrafficSelector): string {
   return `${s.startAddress}-${s.endAddress}`;
 }
 
-/** A side's subnets with the site's multicast group ranges (only beside subnets: never instead of them). */
+/**
+ * A side's subnets with the site's multicast group ranges and IGMP's destinations (site-selectors.ts; only
+ * beside subnets: never instead of them).
+ */
 function withGroups(subnets: readonly string[], spec: SiteSpec): readonly string[] {
-  const groups = spec.multicast ?? [];
+  const groups = siteGroupSelectors(spec.multicast ?? []);
   return subnets.length === 0 || groups.length === 0 ? subnets : [...subnets, ...groups];
 }
 

@@ -32,6 +32,15 @@ export const CHANGE_TO_EXCLUDE = 4;
 export const ALLOW_NEW_SOURCES = 5;
 export const BLOCK_OLD_SOURCES = 6;
 
+/**
+ * IGMP's own destinations (RFC 3376 §4.1.12: general queries go to 224.0.0.1; §4.2.14: IGMPv3 reports to
+ * 224.0.0.22; RFC 2236 §3: IGMPv2 leaves to 224.0.0.2). Group-specific queries and IGMPv1/v2 reports go to
+ * the group itself.
+ */
+export const IGMP_ALL_SYSTEMS = '224.0.0.1';
+export const IGMP_ALL_ROUTERS = '224.0.0.2';
+export const IGMP_V3_REPORTS = '224.0.0.22';
+
 /** IPv4 Router Alert option (RFC 2113 §2.1): type 148, length 4, value 0. */
 export const IPV4_ROUTER_ALERT = Uint8Array.of(0x94, 0x04, 0x00, 0x00);
 /** IPv6 Router Alert hop-by-hop option (RFC 2711 §2.1): type 5, length 2, value 0 (MLD). */

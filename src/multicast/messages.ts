@@ -154,6 +154,24 @@ export function fillUdp4Checksum(packet: Uint8Array, ihl: number, length: number
   udp[7] = c & 0xff;
 }
 
+/**
+ * Writes the UDP checksum (RFC 8200 §8.1, over the IPv6 pseudo-header) of the IPv6/UDP datagram in
+ * `packet[0, length)`, the UDP header right after the 40-byte IPv6 header. IPv6 has no "no checksum" (a
+ * computed 0 is sent as 0xffff, RFC 768 / RFC 8200 §8.1).
+ */
+export function fillUdp6Checksum(packet: Uint8Array, length: number): void {
+  const udp = packet.subarray(40, length);
+  if (udp.length < 8) return;
+  udp[6] = 0;
+  udp[7] = 0;
+  let sum = sum16(packet.subarray(8, 40));
+  sum += (udp.length >>> 16) & 0xffff;
+  sum += (udp.length & 0xffff) + 17;
+  const c = fold(sum16(udp, sum)) || 0xffff;
+  udp[6] = c >> 8;
+  udp[7] = c & 0xff;
+}
+
 export function isMulticast(family: Family, address: Uint8Array): boolean {
   return family === 4 ? (address[0]! & 0xf0) === 0xe0 : address[0] === 0xff;
 }

@@ -114,14 +114,18 @@ export interface SitePolicy {
   permitsSite(name: string, packet: Uint8Array, header: IpHeader, destination: Uint8Array): boolean;
 }
 
-/** An IPsec site: copies are sealed into its current CHILD SA (looked up by name: it outlives config changes). */
+/**
+ * An IPsec site: copies are sealed into its current CHILD SA (looked up by name: it outlives config changes).
+ * Queried over IPv4 when it has IPv4 group ranges: its CHILD SA then carries IGMP (site-selectors.ts), and the
+ * hosts that joined a group on the far gateway's tunnel interface answer. Not over IPv6: MLD's link-local
+ * sources do not fit a site's selectors.
+ */
 class SitePort implements MulticastPort {
   readonly id: string;
-  /** Not queried: IGMP/MLD from the gateway would not cross the site's gateway to its hosts. */
-  readonly families: readonly Family[] = [];
   constructor(
     readonly name: string,
     private readonly tunnel: (name: string) => IpsecSite | undefined,
+    readonly families: readonly Family[],
   ) {
     this.id = `site:${name}`;
   }
@@ -214,17 +218,25 @@ export class MulticastMembers
 
   // ------------------------------------------------------------ IPsec sites and the LAN
 
-  /** The sites that are multicast ports now (enabled, with multicast ranges); `tunnel` finds a site's tunnel. */
-  setSites(names: readonly string[], tunnel: (name: string) => IpsecSite | undefined): void {
-    const wanted = new Set(names);
-    for (const [name, port] of this.bySite)
-      if (!wanted.has(name)) {
+  /**
+   * The sites that are multicast ports now (enabled, with multicast ranges), each with the families it is
+   * queried in; `tunnel` finds a site's tunnel.
+   */
+  setSites(
+    sites: readonly { name: string; families: readonly Family[] }[],
+    tunnel: (name: string) => IpsecSite | undefined,
+  ): void {
+    const wanted = new Map(sites.map((s) => [s.name, s.families]));
+    for (const [name, port] of this.bySite) {
+      const families = wanted.get(name);
+      if (families === undefined || families.join() !== port.families.join()) {
         this.bySite.delete(name);
         this.replicator.removePort(port);
       }
-    for (const name of wanted)
+    }
+    for (const [name, families] of wanted)
       if (!this.bySite.has(name)) {
-        const port = new SitePort(name, tunnel);
+        const port = new SitePort(name, tunnel, families);
         this.bySite.set(name, port);
         this.replicator.addPort(port, this.clock());
       }

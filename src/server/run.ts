@@ -48,6 +48,7 @@ import type { OpenVpnInterface } from '../gateway/openvpn-interface.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
 import { Replicator, type MulticastSnapshot } from '../gateway/multicast.js';
 import { MulticastMembers } from './multicast-members.js';
+import { siteHasIpv4Groups } from '../multicast/site-selectors.js';
 import { querierConfigFrom } from '../control/multicast-settings.js';
 import type { IpsecSite } from '../gateway/ipsec-site.js';
 import { LanBridge } from '../gateway/multicast-lan.js';
@@ -626,10 +627,14 @@ function startMulticast(
       throw new UserError(`weft: multicast LAN ${lanName}: ${(e as Error).message}`);
     }
     const subnet = parsePrefix(cp.settings().subnet);
+    const subnet6 = parsePrefix(cp.settings().subnet6 ?? '');
     const bridge = new LanBridge(
       replicator,
       lanSocket,
-      (source) => subnet.ok && prefixContains(subnet.value, { family: 4, bytes: source }),
+      (source) =>
+        source.length === 4
+          ? subnet.ok && prefixContains(subnet.value, { family: 4, bytes: source })
+          : subnet6.ok && prefixContains(subnet6.value, { family: 6, bytes: source }),
       log,
     );
     lanSocket.start((packets) => bridge.input(packets, monotonicEpochMs()));
@@ -696,7 +701,7 @@ function startMulticast(
       members.setSites(
         specs
           .filter((s) => s.enabled && s.mode === 'tunnel' && (s.multicast?.length ?? 0) > 0)
-          .map((s) => s.name),
+          .map((s) => ({ name: s.name, families: siteHasIpv4Groups(s.multicast ?? []) ? [4 as const] : [] })),
         tunnel,
       ),
     // Live: the querier's timers and the static memberships (the rest of multicast applies at the next start).

@@ -17,6 +17,13 @@
  * server runs, and alice's datagrams to it reach a socket joined on strongSwan's ipsec0; then a sender on the
  * strongSwan box (source 10.11.0.1, out of ipsec0) reaches alice, who joined 239.7.7.8 with IGMP, while bob
  * (sales: the site's group may reach eng only) joined too and gets nothing.
+ *
+ * Step 7: the gateway is the site's IGMP querier through the CHILD SA (whose selectors carry 224.0.0.1,
+ * 224.0.0.2 and 224.0.0.22 beside the range). With short querier timers (group membership interval 7 s), a
+ * socket on strongSwan's ipsec0 joins 239.7.7.9 (IGMPv3): the site joins by its report and stays joined well
+ * past the interval by answering the general queries, which tcpdump on ipsec0 sees arrive; alice's datagrams
+ * reach it then. Forced to IGMPv2, it joins and leaves 239.7.7.10: the two group-specific queries arrive on
+ * ipsec0 and the membership ends.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -28,6 +35,7 @@ import {
   capture,
   interopSkip,
   Lab,
+  parsePcap,
   waitFor,
   type ExecResult,
   type ManagedProcess,
@@ -56,6 +64,10 @@ const GROUPS = '239.0.0.0/8';
 const TO_SITE = '239.7.7.7';
 const FROM_SITE = '239.7.7.8';
 const MC_PORT = 47_007;
+/** IGMP's destinations a multicast site's selectors carry (general queries, v2 leaves, v3 reports). */
+const IGMP_TS = '224.0.0.1/32, 224.0.0.2/32, 224.0.0.22/32';
+const QUERIED_V3 = '239.7.7.9';
+const QUERIED_V2 = '239.7.7.10';
 
 interface SiteJson {
   name: string;
@@ -254,8 +266,8 @@ describe(
             children: [
               {
                 name: 'net',
-                localTs: `${LAN.subnet}, ${GROUPS}`,
-                remoteTs: `${SUBNET}, ${GROUPS}`,
+                localTs: `${LAN.subnet}, ${GROUPS}, ${IGMP_TS}`,
+                remoteTs: `${SUBNET}, ${GROUPS}, ${IGMP_TS}`,
                 esp: 'aes256gcm16',
                 startAction: 'none',
               },
@@ -471,6 +483,8 @@ describe(
           `(policy-receive ${sitePort?.drops['policy-receive'] ?? 0})`,
       );
 
+      // The socket leaves too: its IGMP would keep the site in the group now that the site is queried.
+      await atSite.leave(TO_SITE);
       await weft(['multicast', 'static', 'remove'], [`site:${SITE}`, TO_SITE]);
       await waitFor(
         'site:branch out of 239.7.7.7',
@@ -480,6 +494,92 @@ describe(
       await alice.send(TO_SITE, MC_PORT, 4, 3, 50, 'after');
       await new Promise((r) => setTimeout(r, 1_000));
       assert.equal(atSite.tagged('rx', 'after').length, 0, 'no copy after the static membership is removed');
+    });
+    it('7. multicast: the gateway queries the site through the CHILD SA; a host there that answers stays', async (t) => {
+      const server = liveServer();
+      const a = need(ms.a, 'ma');
+      const swNs = need(sw, 'sw');
+      const receivers = async (group: string): Promise<{ port: string; expiresInS: number | null }[]> => {
+        const l = JSON.parse((await weft(['multicast', 'list'], ['--json'])).stdout) as {
+          groups: { group: string; receivers: { port: string; expiresInS: number | null }[] }[];
+        };
+        return l.groups.find((g) => g.group === group)?.receivers ?? [];
+      };
+      // Group membership interval 2 × 3 s + 1 s = 7 s; last member query time 2 × 0.5 s.
+      await weft(
+        ['multicast', 'querier'],
+        [
+          '--robustness',
+          '2',
+          '--query-interval',
+          '3',
+          '--query-response-interval',
+          '1',
+          '--last-member-query-interval',
+          '0.5',
+        ],
+      );
+      await server.waitForOutput(/multicast: querier timers .*"queryIntervalS":3\b/, 10_000);
+      // A host's IGMP leaves ipsec0 from that interface's address: one of the site's subnet, as the selectors want.
+      await swNs.exec('ip', ['addr', 'add', `${LAN.sw}/32`, 'dev', 'ipsec0']);
+      const cap = await capture(swNs, 'ipsec0', 'igmp');
+      const atSite = await MulticastPeer.start(swNs, 'ipsec0', LAN.sw, [MC_PORT], 60);
+      peers.push(atSite);
+      const alice = await MulticastPeer.start(a, lab.ifname('ma'), A_IP, [MC_PORT], 60);
+      peers.push(alice);
+
+      await atSite.join(QUERIED_V3);
+      await server.waitForOutput(/multicast: site:branch joined 239\.7\.7\.9\b/, 10_000);
+      const joined = Date.now();
+      await new Promise((r) => setTimeout(r, 12_000));
+      const kept = await receivers(QUERIED_V3);
+      assert.deepEqual(
+        kept.map((r) => r.port),
+        [`site:${SITE}`],
+        `still joined ${Date.now() - joined} ms after the report (interval 7 s): ${JSON.stringify(kept)}`,
+      );
+      assert.ok(kept[0]?.expiresInS !== null, 'a membership learned from IGMP, not a static one');
+      assert.doesNotMatch(server.stderr, /site:branch left \(expired\) 239\.7\.7\.9\b/);
+      await alice.send(QUERIED_V3, MC_PORT, 4, 5, 50, 'q3');
+      await waitFor('5 datagrams at the site', async () => atSite.tagged('rx', 'q3').length >= 5, {
+        timeoutMs: 5_000,
+        intervalMs: 100,
+      }).catch(() => undefined);
+      assert.equal(atSite.tagged('rx', 'q3').length, 5, 'alice → the queried site');
+
+      // IGMPv2: a leave (to 224.0.0.2) gets the last member queries, then the membership ends.
+      await swNs.sysctl('net.ipv4.conf.ipsec0.force_igmp_version', 2);
+      await atSite.join(QUERIED_V2);
+      await server.waitForOutput(/multicast: site:branch joined 239\.7\.7\.10\b/, 10_000);
+      const left = await atSite.leave(QUERIED_V2);
+      await server.waitForOutput(/multicast: site:branch left \(expired\) 239\.7\.7\.10\b/, 5_000);
+      const endedMs = Date.now() - left.t;
+      await cap.stop({ settleMs: 300 });
+      await weft(['multicast', 'querier'], ['--defaults']);
+
+      const igmp = parsePcap(await fsp.readFile(cap.file))
+        .records.map((r) => r.data)
+        .filter((d) => d.length >= 28 && d[0]! >> 4 === 4 && d[9] === 2)
+        .map((d) => {
+          const ihl = (d[0]! & 0x0f) * 4;
+          const ip = (o: number): string => [...d.subarray(o, o + 4)].join('.');
+          return { src: ip(12), dst: ip(16), type: d[ihl]!, group: ip(ihl + 4) };
+        });
+      const general = igmp.filter((p) => p.type === 0x11 && p.dst === '224.0.0.1' && p.src === '10.66.0.1');
+      const v3Reports = igmp.filter((p) => p.type === 0x22 && p.src === LAN.sw && p.dst === '224.0.0.22');
+      const specific = igmp.filter(
+        (p) => p.type === 0x11 && p.dst === QUERIED_V2 && p.group === QUERIED_V2 && p.src === '10.66.0.1',
+      );
+      const leaves = igmp.filter((p) => p.type === 0x17 && p.dst === '224.0.0.2' && p.group === QUERIED_V2);
+      t.diagnostic(
+        `on strongSwan's ipsec0: ${general.length} general queries from the gateway, ${v3Reports.length} IGMPv3 ` +
+          `reports sent, ${leaves.length} IGMPv2 leave(s), ${specific.length} group-specific queries; ` +
+          `membership ended ${endedMs} ms after the leave`,
+      );
+      assert.ok(general.length >= 3, `general queries arrived through the CHILD SA: ${JSON.stringify(igmp)}`);
+      assert.ok(v3Reports.length >= 2, `the site answered: ${JSON.stringify(igmp)}`);
+      assert.equal(leaves.length, 1, JSON.stringify(igmp));
+      assert.equal(specific.length, 2, `two last member queries: ${JSON.stringify(igmp)}`);
     });
   },
 );

@@ -18,6 +18,10 @@
  *      10; the 10 hairpinned copies that return to the gateway are dropped as a loop (counted on the LAN
  *      port in `weft multicast list`), and the LAN port sent in only the host's 10 of step 4.
  *   6. alice leaves: the gateway leaves the group on the LAN (logged).
+ *   7. IPv6 (an MLD proxy): the LAN host joins ff15::5:5; alice sends 10 datagrams with hop limit 4 from her
+ *      IPv6 address: the host gets exactly 10, hop limit 3, from alice.
+ *   8. alice joins ff15::6:6: the gateway joins it on the LAN (logged; the kernel sends the MLD report); the
+ *      LAN host sends 10 with hop limit 4 from its IPv6 address: alice gets exactly 10, hop limit 3; bob none.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -36,6 +40,11 @@ const LAN_SUBNET = '192.168.74.0/24';
 const LAN_GW = '192.168.74.1';
 const LAN_GW2 = '192.168.74.2';
 const LAN_HOST = '192.168.74.10';
+const SUBNET6 = 'fd68::/64';
+const LAN_SUBNET6 = 'fd74::/64';
+const LAN_HOST6 = 'fd74::10';
+const TO_LAN6 = 'ff15::5:5';
+const FROM_LAN6 = 'ff15::6:6';
 const PORT = 51820;
 const TO_LAN = '239.5.5.5';
 const FROM_LAN = '239.6.6.6';
@@ -47,6 +56,7 @@ const NAMES: Record<Key, string> = { a: 'alice', b: 'bob' };
 
 interface Member {
   ip: string;
+  ip6: string;
   config: string;
   client?: WgQuickClient;
   peer?: MulticastPeer;
@@ -60,7 +70,7 @@ function need<T>(value: T | undefined, what: string): T {
 const escape = (s: string): string => s.replaceAll('.', '\\.');
 
 describe(
-  'multicast LAN bridge: an IGMP proxy between members and a LAN',
+  'multicast LAN bridge: an IGMP and MLD proxy between members and a LAN',
   { skip: interopSkip(TOOLS) },
   () => {
     let lab: Lab;
@@ -103,9 +113,12 @@ describe(
       await l.exec('ip', ['link', 'add', lanBridge, 'type', 'bridge', 'mcast_snooping', '0']);
       await l.exec('ip', ['link', 'set', lanBridge, 'up']);
       await l.exec('ip', ['addr', 'add', `${LAN_HOST}/24`, 'dev', lanBridge]);
+      await l.exec('ip', ['-6', 'addr', 'add', `${LAN_HOST6}/64`, 'dev', lanBridge, 'nodad']);
       await l.exec('ip', ['route', 'add', SUBNET, 'via', LAN_GW]);
       const first = await lab.veth(g, l, { aName: 'l1', bName: 'k1', aAddr: `${LAN_GW}/24` });
       const second = await lab.veth(g, l, { aName: 'l2', bName: 'k2', aAddr: `${LAN_GW2}/24` });
+      await g.exec('ip', ['-6', 'addr', 'add', 'fd74::1/64', 'dev', first.aIf, 'nodad']);
+      await g.exec('ip', ['-6', 'addr', 'add', 'fd74::2/64', 'dev', second.aIf, 'nodad']);
       for (const port of [first.bIf, second.bIf])
         await l.exec('ip', ['link', 'set', port, 'master', lanBridge]);
       await l.exec('bridge', ['link', 'set', 'dev', first.bIf, 'hairpin', 'on']);
@@ -147,6 +160,8 @@ describe(
           `${UNDERLAY}:${PORT}`,
           '--subnet',
           SUBNET,
+          '--subnet6',
+          SUBNET6,
           '--interface',
           serverIf,
           '--default-policy',
@@ -154,6 +169,7 @@ describe(
         ],
       );
       await weft(['route', 'add'], [LAN_SUBNET, '--description', 'the LAN behind the gateway']);
+      await weft(['route', 'add'], [LAN_SUBNET6, '--description', 'the LAN behind the gateway, IPv6']);
       const on = await weft(['server', 'multicast'], ['on', '--lan', lanIf]);
       assert.match(on.stdout, new RegExp(`multicast LAN: ${lanIf}`), on.stdout);
       assert.equal((await weft(['server', 'multicast'])).stdout.trim(), `on (LAN ${lanIf})`);
@@ -171,16 +187,17 @@ describe(
         await weft(['member', 'add'], [NAMES[key], '--group', 'eng']);
         const shown = JSON.parse((await weft(['member', 'show'], [NAMES[key], '--json'])).stdout) as {
           ip: string;
+          ip6: string;
         };
         let config = (await weft(['member', 'config'], [NAMES[key]])).stdout;
         const allowed = parseWgQuick(config).peers[0]?.get('allowedips') ?? [];
-        for (const range of ['224.0.0.0/4', SUBNET, LAN_SUBNET])
+        for (const range of ['224.0.0.0/4', SUBNET, LAN_SUBNET, 'ff00::/8', LAN_SUBNET6])
           assert.ok(
             allowed.includes(range),
             `${NAMES[key]}'s AllowedIPs lack ${range}: ${allowed.join(', ')}`,
           );
         if (parseWgQuick(config).iface.has('dns')) config = replaceConfigLine(config, 'DNS', null);
-        members[key] = { ip: shown.ip, config };
+        members[key] = { ip: shown.ip, ip6: shown.ip6, config };
       }
     });
 
@@ -269,6 +286,39 @@ describe(
     it('6. the last member leaves: the gateway leaves the group on the LAN', async () => {
       await peer('a').leave(FROM_LAN);
       await logged(new RegExp(`multicast: lan:${lanIf} left ${escape(FROM_LAN)}`), 5_000);
+    });
+    it('7. IPv6 (MLD proxy): a member sender reaches a LAN host that joined an ff15:: group', async () => {
+      await lanHost().join(TO_LAN6);
+      await delay(300);
+      await peer('a').send(TO_LAN6, DATA_PORT, 4, 10, 20, 'down6');
+      await delay(700);
+      const rx = lanHost().tagged('rx', 'down6');
+      assert.equal(rx.length, 10, `the LAN host received ${rx.length}/10: ${JSON.stringify(rx.slice(0, 2))}`);
+      assert.ok(
+        rx.every((e) => e.ttl === 3 && e.src === member('a').ip6),
+        `hop limit 4 → 3, from alice (${member('a').ip6}): ${JSON.stringify(rx[0])}`,
+      );
+      assert.equal(peer('b').tagged('wire', 'down6').length, 0, 'bob did not join: nothing on his interface');
+      assert.equal(peer('a').tagged('wire', 'down6').length, 0, 'nothing comes back to the sender');
+    });
+
+    it('8. IPv6: the gateway joins an ff15:: group on the LAN for a member; a LAN sender reaches her', async (t) => {
+      const started = Date.now();
+      await peer('a').join(FROM_LAN6);
+      await logged(new RegExp(`multicast: lan:${lanIf} joined ff15::6:6\\n`), 5_000);
+      t.diagnostic(`upstream MLD join ${Date.now() - started} ms after alice's socket joined`);
+      await delay(300);
+      await lanHost().send(FROM_LAN6, DATA_PORT, 4, 10, 20, 'up6');
+      await delay(700);
+      const rx = peer('a').tagged('rx', 'up6');
+      assert.equal(rx.length, 10, `alice received ${rx.length}/10: ${JSON.stringify(rx.slice(0, 2))}`);
+      assert.ok(
+        rx.every((e) => e.ttl === 3 && e.src === LAN_HOST6),
+        `hop limit 4 → 3, from the host: ${JSON.stringify(rx[0])}`,
+      );
+      assert.equal(peer('b').tagged('wire', 'up6').length, 0, 'bob did not join: nothing');
+      await peer('a').leave(FROM_LAN6);
+      await logged(new RegExp(`multicast: lan:${lanIf} left ff15::6:6`), 5_000);
     });
   },
 );

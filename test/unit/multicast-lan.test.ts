@@ -160,3 +160,92 @@ describe('LAN bridge (IGMP proxy)', () => {
     assert.equal(lan.sent.length, 0);
   });
 });
+
+describe('LAN bridge over IPv6 (MLD proxy)', () => {
+  const v6 = (head: number[], tail: number[]): Uint8Array => {
+    const a = new Uint8Array(16);
+    a.set(head, 0);
+    a.set(tail, 16 - tail.length);
+    return a;
+  };
+  const G6 = v6([0xff, 0x15], [0, 1]);
+  const MDNS6 = v6([0xff, 0x02], [0, 0xfb]);
+  const HOST6 = v6([0xfd, 0x74], [0, 0x10]);
+  const ALICE6 = v6([0xfd, 0x66], [0, 2]);
+
+  /** An IPv6/UDP datagram (UDP checksum as given: a sender's offloaded checksum is not final). */
+  function datagram6(source: Uint8Array, group: Uint8Array, hops: number, udpSum = 0x1234): Uint8Array {
+    const data = new TextEncoder().encode('payload6');
+    const p = new Uint8Array(48 + data.length);
+    p.set([0x60, 0, 0, 0, 0, 8 + data.length, 17, hops], 0);
+    p.set(source, 8);
+    p.set(group, 24);
+    p.set([0x13, 0x88, 0x13, 0x88, 0, 8 + data.length, udpSum >> 8, udpSum & 0xff], 40);
+    p.set(data, 48);
+    return p;
+  }
+  /** Verifies a UDP checksum over the IPv6 pseudo-header (0 when correct). */
+  function udp6Check(p: Uint8Array): number {
+    const udp = p.subarray(40);
+    const pseudo = new Uint8Array(40 + udp.length + (udp.length % 2));
+    pseudo.set(p.subarray(8, 40), 0);
+    pseudo.set([0, 0, udp.length >> 8, udp.length & 0xff, 0, 0, 0, 17], 32);
+    pseudo.set(udp, 40);
+    return internetChecksum(pseudo);
+  }
+
+  function setup6() {
+    const lan = new FakeLan();
+    const hook: { bridge?: LanBridge } = {};
+    const replicator = new Replicator({
+      querySource6: v6([0xfe, 0x80], [1]),
+      onAction: (a) => hook.bridge?.onAction(a),
+    });
+    const overlay = (s: Uint8Array): boolean => s.length === 16 && s[0] === 0xfd && s[1] === 0x66;
+    const bridge = new LanBridge(replicator, lan, overlay);
+    hook.bridge = bridge;
+    const a: Port = { ...port('wg:a'), families: [6] };
+    replicator.addPort(a, 0);
+    a.got.length = 0;
+    const join = (group: Uint8Array, type: 3 | 4 = 4): void => {
+      const rep = buildReport(6, v6([0xfe, 0x80], [9]), [{ type, group }]);
+      replicator.receive(rep, readIpHeader(rep)!, a, 0);
+    };
+    return { replicator, lan, bridge, a, join };
+  }
+
+  it('joins an ff15:: group on the LAN for the overlay (MLD), never an ff02:: one; leaves with the last', () => {
+    const { lan, join } = setup6();
+    join(G6);
+    join(MDNS6);
+    assert.deepEqual(lan.calls, [`join ${G6.join('.')}`]);
+    join(G6, 3);
+    assert.deepEqual(lan.calls, [`join ${G6.join('.')}`, `leave ${G6.join('.')}`]);
+  });
+
+  it('LAN → overlay: hop limit decremented, UDP checksum completed; a copy from the overlay is a loop', () => {
+    const { replicator, bridge, a, join } = setup6();
+    join(G6);
+    bridge.input([datagram6(HOST6, G6, 4)], 1);
+    assert.equal(a.got.length, 1);
+    assert.equal(a.got[0]![7], 3, 'hop limit 4 → 3');
+    assert.equal(udp6Check(a.got[0]!), 0, 'a valid UDP checksum');
+    bridge.input([datagram6(ALICE6, G6, 4)], 2);
+    assert.equal(a.got.length, 1);
+    assert.equal(bridge.counters.loop, 1);
+    assert.equal(replicator.drops.loop, 1);
+    bridge.input([datagram6(HOST6, G6, 4).subarray(0, 45)], 3);
+    assert.equal(bridge.counters.malformed, 1, 'a truncated packet is counted, not taken');
+  });
+
+  it('overlay → LAN: a routed IPv6 group goes upstream, hop limit decremented; ff02:: does not', () => {
+    const { replicator, lan, a } = setup6();
+    const p = datagram6(ALICE6, G6, 4);
+    assert.ok(replicator.receive(p, readIpHeader(p)!, a, 1));
+    assert.equal(lan.sent.length, 1);
+    assert.equal(lan.sent[0]![7], 3);
+    const m = datagram6(ALICE6, MDNS6, 255);
+    assert.equal(replicator.receive(m, readIpHeader(m)!, a, 1), false);
+    assert.equal(lan.sent.length, 1);
+  });
+});

@@ -24,6 +24,9 @@ import { parsePrefix } from '../../src/net/ip.js';
 import { mirrorSpecs, selector } from '../support/esp-specs.js';
 import type { WireGuardInterface } from '../../src/gateway/wireguard-interface.js';
 import { Querier } from '../../src/multicast/querier.js';
+import { buildReport, buildV1V2, parseMembership } from '../../src/multicast/messages.js';
+import { CHANGE_TO_EXCLUDE, MODE_IS_EXCLUDE } from '../../src/multicast/constants.js';
+import { siteGroupSelectors } from '../../src/multicast/site-selectors.js';
 import { readIpHeader, type IpHeader } from '../../src/net/ip-packet.js';
 import { MulticastMembers } from '../../src/server/multicast-members.js';
 import { MemoryStore, openMemoryStore } from '../support/memory-store.js';
@@ -282,8 +285,10 @@ test('a site with multicast ranges: validated, in its spec, in the remote end’
   assert.deepEqual(site.multicast, ['239.0.0.0/8', 'ff15::/16']);
   assert.deepEqual(cp.siteSpecs()[0]?.multicast, ['239.0.0.0/8', 'ff15::/16']);
   const swanctl = cp.siteRemoteConfig('hq', 'swanctl');
-  assert.match(swanctl, /local_ts = 10\.20\.0\.0\/24, 239\.0\.0\.0\/8, ff15::\/16/);
-  assert.match(swanctl, /remote_ts = 10\.66\.0\.0\/24, 239\.0\.0\.0\/8, ff15::\/16/);
+  // With IGMP's destinations (queries to 224.0.0.1, v2 leaves to 224.0.0.2, v3 reports to 224.0.0.22).
+  const igmp = '224.0.0.1/32, 224.0.0.2/32, 224.0.0.22/32';
+  assert.ok(swanctl.includes(`local_ts = 10.20.0.0/24, 239.0.0.0/8, ff15::/16, ${igmp}\n`), swanctl);
+  assert.ok(swanctl.includes(`remote_ts = 10.66.0.0/24, 239.0.0.0/8, ff15::/16, ${igmp}\n`), swanctl);
   const refused = (multicast: unknown, extra: Record<string, unknown> = {}): string =>
     fieldOf(() =>
       cp.addSite('test', { ...base, name: 'x', remoteSubnets: ['10.21.0.0/24'], multicast, ...extra }),
@@ -365,7 +370,7 @@ test('sites as ports: static memberships follow the site; policy is the site’s
     { port: 'site:branch', group: '239.1.1.1' },
   ]);
   assert.equal(replicator.querier.group(0xef010101), undefined, 'no site port yet: nothing applied');
-  members.setSites(['hq'], (name) => sites.get(name));
+  members.setSites([{ name: 'hq', families: [] }], (name) => sites.get(name));
   const receivers = (): string[] => (replicator.querier.group(0xef010101)?.receivers ?? []).map((p) => p.id);
   assert.deepEqual(receivers(), ['site:hq']);
   assert.equal(replicator.snapshot(0).groups[0]?.receivers[0]?.expiresInS, null, 'listed as static');
@@ -392,11 +397,106 @@ test('sites as ports: static memberships follow the site; policy is the site’s
   // The site goes (disabled, its ranges removed) and comes back: the static membership follows it.
   members.setSites([], (name) => sites.get(name));
   assert.deepEqual(receivers(), []);
-  members.setSites(['hq', 'branch'], (name) => sites.get(name));
+  members.setSites(
+    [
+      { name: 'hq', families: [] },
+      { name: 'branch', families: [] },
+    ],
+    (name) => sites.get(name),
+  );
   assert.deepEqual(receivers().sort(), ['site:branch', 'site:hq']);
   members.setStatic([{ port: 'site:branch', group: '239.1.1.1' }]);
   assert.deepEqual(receivers(), ['site:branch']);
   members.setStatic([]);
+  assert.deepEqual(receivers(), []);
+});
+
+test('site selectors: the group ranges and, with an IPv4 range, the IGMP destinations no range holds', () => {
+  assert.deepEqual(siteGroupSelectors([]), []);
+  assert.deepEqual(siteGroupSelectors(['ff15::/16']), ['ff15::/16']);
+  assert.deepEqual(siteGroupSelectors(['239.0.0.0/8']), [
+    '239.0.0.0/8',
+    '224.0.0.1/32',
+    '224.0.0.2/32',
+    '224.0.0.22/32',
+  ]);
+  assert.deepEqual(siteGroupSelectors(['224.0.0.0/4']), ['224.0.0.0/4']);
+  assert.deepEqual(siteGroupSelectors(['224.0.0.0/31', '239.1.0.0/16']), [
+    '224.0.0.0/31',
+    '239.1.0.0/16',
+    '224.0.0.2/32',
+    '224.0.0.22/32',
+  ]);
+});
+
+test('sites queried over IPv4: startup queries into the tunnel; a report joins; a v2 leave is queried', () => {
+  let now = 0;
+  const replicator = new Replicator({
+    querySource4: Uint8Array.of(10, 66, 0, 1),
+    querier: {
+      robustness: 2,
+      queryIntervalMs: 4_000,
+      queryResponseIntervalMs: 1_000,
+      lastMemberQueryIntervalMs: 500,
+    },
+  });
+  const sent: Uint8Array[] = [];
+  const site = {
+    name: 'hq',
+    send: (packet: Uint8Array) => void sent.push(Uint8Array.from(packet)),
+    flush: () => undefined,
+  } as unknown as IpsecSite;
+  const members = new MulticastMembers(
+    replicator,
+    {} as WireGuardInterface,
+    () => true,
+    () => true,
+    () => now,
+  );
+  replicator.policy = members;
+  members.setSites([{ name: 'hq', families: [4] }], () => site);
+  replicator.flush();
+  const queries = (): string[] =>
+    sent.splice(0).map((q) => {
+      const parsed = parseMembership(q);
+      assert.ok(parsed.ok && parsed.message.kind === 'query', JSON.stringify(parsed));
+      const h = readIpHeader(q)!;
+      return `${h.source.join('.')} → ${h.destination.join('.')} ttl ${q[8]}`;
+    });
+  assert.deepEqual(queries(), ['10.66.0.1 → 224.0.0.1 ttl 1'], 'a startup general query');
+
+  // A host behind the site reports (IGMPv3, to 224.0.0.22): the site joins, and general queries keep coming.
+  const host = Uint8Array.of(10, 20, 0, 5);
+  const group = Uint8Array.of(239, 7, 7, 9);
+  const join = buildReport(4, host, [{ type: CHANGE_TO_EXCLUDE, group }]);
+  members.fromSite(site, join, readIpHeader(join)!);
+  const receivers = (): string[] => (replicator.querier.group(0xef070709)?.receivers ?? []).map((p) => p.id);
+  assert.deepEqual(receivers(), ['site:hq']);
+  // The group membership interval is 2 × 4 s + 1 s; the host answers every general query and stays.
+  for (now = 0; now <= 20_000; now += 250) {
+    replicator.tick(now);
+    const q = queries();
+    if (q.length > 0) {
+      assert.deepEqual(q, ['10.66.0.1 → 224.0.0.1 ttl 1']);
+      const answer = buildReport(4, host, [{ type: MODE_IS_EXCLUDE, group }]);
+      members.fromSite(site, answer, readIpHeader(answer)!);
+    }
+  }
+  assert.deepEqual(receivers(), ['site:hq'], 'still joined well past the interval');
+
+  // An IGMPv2 leave: two group-specific queries to the group, then the membership ends.
+  const leave = buildV1V2(4, host, group, true);
+  members.fromSite(site, leave, readIpHeader(leave)!);
+  const after: string[] = [];
+  for (const end = now + 3_000; now <= end; now += 100) {
+    replicator.tick(now);
+    after.push(...queries());
+  }
+  // (General queries go on beside them, every query interval.)
+  assert.deepEqual(
+    after.filter((q) => !q.includes('→ 224.0.0.1 ')),
+    ['10.66.0.1 → 239.7.7.9 ttl 1', '10.66.0.1 → 239.7.7.9 ttl 1'],
+  );
   assert.deepEqual(receivers(), []);
 });
 
