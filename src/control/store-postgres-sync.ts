@@ -58,6 +58,8 @@ export type { FollowEvent } from './store-postgres-protocol.js';
 /** How long a call waits for the worker's answer (opening: connecting and migrating) by default. */
 export const CALL_TIMEOUT_MS = 10_000;
 const OPEN_TIMEOUT_MS = 30_000;
+/** The store worker's young generation (both semi-spaces and the new large-object space), in MB. */
+const WORKER_YOUNG_GENERATION_MB = 6;
 /** Closing waits this long for the worker to close its connections, then ends the worker anyway. */
 const CLOSE_TIMEOUT_MS = 3_000;
 
@@ -142,7 +144,13 @@ class SyncPostgresStoreImpl {
       events: events.port2,
     };
     const file = fileURLToPath(new URL('./store-postgres-worker.js', import.meta.url));
-    this.#worker = new Worker(file, { workerData: setup, transferList: [replies.port2, events.port2] });
+    this.#worker = new Worker(file, {
+      workerData: setup,
+      transferList: [replies.port2, events.port2],
+      // The worker holds no state between calls, only the answer in flight: a young generation of a few MB
+      // (V8's default grows to 48 MB, and stays there) is enough for its garbage.
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+    });
     // A store left open must not keep the process alive (the CLI exits when its command is done).
     this.#worker.unref();
     this.#worker.on('error', () => {});
