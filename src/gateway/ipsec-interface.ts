@@ -308,6 +308,8 @@ export class IpsecInterface {
       this.options.gateway.setRoutes(run.site, []);
       return;
     }
+    // One CHILD SA per pair: each packet goes on its own pair's SA or nowhere, even while others are missing.
+    run.site.selectBySelectors = spec.childPerSubnetPair === true;
     run.routes = spec.enabled ? routes.value : [];
     this.options.gateway.setRoutes(run.site, run.routes);
     if (!spec.enabled) {

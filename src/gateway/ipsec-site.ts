@@ -9,7 +9,8 @@
  *    packet leaves through the socket.
  * 3. An SA past its hard byte lifetime (RFC 4301 §4.4.2.1) seals nothing more: the packet is a counted drop.
  *    The current outbound SA seals it into a slab buffer (with one CHILD SA per subnet pair, the current SA of
- *    the pair whose selectors hold the packet's source and destination); it leaves with the batch over UDP 4500 (to the
+ *    the pair whose selectors hold the packet's source and destination; a packet no SA's selectors hold is
+ *    a counted drop, `unmatched`, never sealed with another pair's SA); it leaves with the batch over UDP 4500 (to the
  *    peer's endpoint, which follows NAT mapping changes) or the raw ESP socket. An exhausted SA drops and
  *    counts; before that, `rekeyNeeded` (listed by rekeyDue) has the IpsecInterface's timer ask the IKE side to
  *    replace it.
@@ -51,6 +52,12 @@ export interface IpsecSiteOptions {
   /** Told when a packet is routed here and no CHILD SA can carry it (the IKE side may initiate on traffic). */
   onNoSa?: (site: IpsecSite) => void;
 }
+
+/**
+ * Why a packet routed to the site was not sealed: no CHILD SA at all, none whose selectors hold it, its SA
+ * past its hard byte lifetime or out of sequence numbers, or too large to seal.
+ */
+export type SiteSendDrop = 'noSa' | 'unmatched' | 'expired' | 'exhausted' | 'oversize';
 
 export interface ChildSaPath {
   /** The peer: its address, and its UDP port for 'udp' (4500, or what its NAT maps it to). */
@@ -118,7 +125,18 @@ export class IpsecSite implements Tunnel, EspReceiver {
     groupsIn: 0,
     /** Packets not sealed, or not delivered, because their SA was past its hard byte lifetime. */
     expired: 0,
+    /**
+     * Packets that no CHILD SA's traffic selectors hold (a site with one CHILD SA per subnet pair, the pair's
+     * SA missing): dropped, never sealed with another pair's SA.
+     */
+    unmatched: 0,
   };
+  /**
+   * Choose each packet's SA by its source and destination against the SAs' selectors even when only one SA is
+   * up (a per-pair site that lost the others' SAs). Set for per-pair sites; it turns on by itself once two
+   * selector sets were up at once (the peer keeps one SA per pair).
+   */
+  selectBySelectors = false;
   private readonly port: EspPort;
   private readonly deliverPackets: (packets: Uint8Array[]) => void;
   private readonly admit: IpsecSiteOptions['admit'];
@@ -189,6 +207,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
     const index = this.current.findIndex((c) => c.key === sa.key);
     if (index >= 0) this.current[index] = sa;
     else this.current.push(sa);
+    if (this.current.length > 1) this.selectBySelectors = true;
   }
 
   /** Removes a CHILD SA by our (inbound) SPI; the newest remaining one carries outbound traffic. */
@@ -276,9 +295,9 @@ export class IpsecSite implements Tunnel, EspReceiver {
 
   /** Tunnel: seals one packet routed to this site; it leaves at flush(). */
   send(packet: Uint8Array, _now: number, header: IpHeader): void {
-    const sa = this.current.length === 1 ? this.current[0] : this.pick(packet);
+    const sa = this.current.length === 1 && !this.selectBySelectors ? this.current[0] : this.pick(packet);
     if (!sa) {
-      this.counters.noSa++;
+      this.drop(this.current.length === 0 ? 'noSa' : 'unmatched');
       this.onNoSa?.(this);
       return;
     }
@@ -291,18 +310,21 @@ export class IpsecSite implements Tunnel, EspReceiver {
     }
     if (sa.outbound.counters.bytes + payload.length > sa.lifeBytes) {
       sa.expired = true;
-      this.counters.expired++;
+      this.drop('expired');
       return;
     }
     const out = this.slab.take(sa.outbound.sealedLength(payload.length));
     const n = sa.outbound.seal(payload, nextHeader, out);
     if (n < 0) {
-      if (sa.outbound.exhausted) this.counters.exhausted++;
-      else this.counters.oversize++;
+      this.drop(sa.outbound.exhausted ? 'exhausted' : 'oversize');
       return;
     }
     this.counters.packetsOut++;
     this.outbound.push({ data: out.subarray(0, n), endpoint: sa.path.peer });
+  }
+
+  private drop(reason: SiteSendDrop): void {
+    this.counters[reason]++;
   }
 
   /** With several selector sets (one CHILD SA per subnet pair): the SA whose selectors hold the packet. */
