@@ -25,6 +25,9 @@
 import type { ChildSaSpec } from '../ipsec/child-sa.js';
 import { EspInboundSa, EspOutboundSa, type EspDropReason } from '../ipsec/esp.js';
 import { compileSelectors, selectorsAdmit, type CompiledSelector } from '../ipsec/esp-selectors.js';
+import { randomBytes } from 'node:crypto';
+
+import { REKEY_JITTER } from '../ipsec/constants.js';
 import { NEXT_HEADER_IPV4, NEXT_HEADER_IPV6 } from '../ipsec/esp-constants.js';
 import type { Datagram } from '../io/bind.js';
 import type { Endpoint } from '../net/endpoint.js';
@@ -51,6 +54,8 @@ export interface IpsecSiteOptions {
   groups?: () => SiteGroupTap | undefined;
   /** Told when a packet is routed here and no CHILD SA can carry it (the IKE side may initiate on traffic). */
   onNoSa?: (site: IpsecSite) => void;
+  /** Randomness for the byte lifetime's jitter (default node:crypto). */
+  random?: (n: number) => Buffer;
 }
 
 /**
@@ -73,8 +78,9 @@ export interface ChildSaPath {
   outboundLater?: boolean;
   /**
    * Byte lifetimes (RFC 4301 §4.4.2.1, strongSwan's rekey_bytes / life_bytes), each direction counted on its
-   * own: at `rekeyBytes` the SA is listed by rekeyDue, past `lifeBytes` it carries nothing more and is listed
-   * by expiredDue. 0 or absent: no limit.
+   * own: at `rekeyBytes` less a random part of up to REKEY_JITTER of it (drawn per SA, as for time lifetimes,
+   * so that the two ends rarely start the same rekey at once) the SA is listed by rekeyDue, past `lifeBytes`
+   * it carries nothing more and is listed by expiredDue. 0 or absent: no limit.
    */
   rekeyBytes?: number;
   lifeBytes?: number;
@@ -142,6 +148,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
   private readonly admit: IpsecSiteOptions['admit'];
   private readonly onNoSa: IpsecSiteOptions['onNoSa'];
   private readonly groupTap: IpsecSiteOptions['groups'];
+  private readonly random: (n: number) => Buffer;
   /** The tap that took packets in this inbound batch (flushed with it). */
   private tapped: SiteGroupTap | undefined;
   private readonly sas = new Map<number, ChildSa>();
@@ -161,6 +168,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
     this.admit = options.admit;
     this.onNoSa = options.onNoSa;
     this.groupTap = options.groups;
+    this.random = options.random ?? randomBytes;
   }
 
   /**
@@ -191,7 +199,8 @@ export class IpsecSite implements Tunnel, EspReceiver {
       key,
       local: compileSelectors(spec.localSelectors),
       remote: compileSelectors(spec.remoteSelectors),
-      rekeyBytes: path.rekeyBytes !== undefined && path.rekeyBytes > 0 ? path.rekeyBytes : Infinity,
+      rekeyBytes:
+        path.rekeyBytes !== undefined && path.rekeyBytes > 0 ? this.jittered(path.rekeyBytes) : Infinity,
       lifeBytes: path.lifeBytes !== undefined && path.lifeBytes > 0 ? path.lifeBytes : Infinity,
       expired: false,
     };
@@ -200,6 +209,12 @@ export class IpsecSite implements Tunnel, EspReceiver {
     this.sas.set(sa.inbound.spi, sa);
     this.port.register(sa.inbound, this);
     if (!later) this.makeCurrent(sa);
+  }
+
+  /** A rekey byte count lowered by a random part of up to REKEY_JITTER of it (at least 1 byte remains). */
+  private jittered(bytes: number): number {
+    const r = this.random(4).readUInt32BE(0) / 0x1_0000_0000;
+    return Math.max(1, bytes - Math.floor(bytes * REKEY_JITTER * r));
   }
 
   private makeCurrent(sa: ChildSa): void {
@@ -236,6 +251,8 @@ export class IpsecSite implements Tunnel, EspReceiver {
     nextSequence: number;
     /** What is running out: sequence numbers, or bytes (the soft byte lifetime). */
     why: 'sequence' | 'bytes';
+    /** The SA's rekey byte count (after its jitter); Infinity when it has none. */
+    rekeyBytes: number;
   }[] {
     const due: ReturnType<IpsecSite['rekeyDue']> = [];
     for (const sa of this.sas.values()) {
@@ -246,6 +263,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
           outboundSpi: sa.outbound.spi,
           nextSequence: sa.outbound.nextSequence,
           why: sa.outbound.rekeyNeeded ? 'sequence' : 'bytes',
+          rekeyBytes: sa.rekeyBytes,
         });
     }
     return due;

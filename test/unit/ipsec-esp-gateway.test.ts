@@ -195,6 +195,34 @@ describe('ESP shell (EspPort + IpsecSite)', () => {
     assert.equal(readEcho(b.tun.written[b.tun.written.length - 1]!)?.seq, 3);
   });
 
+  it('byte lifetimes with jitter: the rekey count is drawn per SA in the 10% below the configured one', async () => {
+    // 60-byte inner packets, rekey at 10 000 bytes less (random × 10%): the draw decides after which packet.
+    const cases: [string, number, number][] = [
+      ['00000000', 10_000, 167], // no jitter: 167 × 60 = 10 020 is the first count past 10 000
+      ['80000000', 9_500, 159],
+      ['ffffffff', 9_001, 151],
+    ];
+    for (const [draw, limit, packets] of cases) {
+      const { a, specs } = lab('tunnel', (n) =>
+        Buffer.from(draw.repeat(Math.ceil(n / 4)), 'hex').subarray(0, n),
+      );
+      a.site.installChildSa(specs.a, {
+        peer: { address: '192.0.2.2', port: 4500 },
+        carrier: 'udp',
+        rekeyBytes: 10_000,
+        lifeBytes: 20_000,
+      });
+      let sent = 0;
+      while (a.site.rekeyDue().length === 0 && sent < 400) {
+        a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, ++sent, new Uint8Array(32)));
+        await tick();
+      }
+      assert.equal(sent, packets, `draw ${draw}`);
+      assert.equal(a.site.rekeyDue()[0]?.rekeyBytes, limit);
+      assert.deepEqual(a.site.expiredDue(), []);
+    }
+  });
+
   it('drops a replayed datagram and one with a wrong SPI, and counts them', async () => {
     const { a, b, sent, net } = lab();
     a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 1, new Uint8Array(32)));
