@@ -280,6 +280,7 @@ export class IpsecInterface {
         ...(admit ? { admit: (p: Uint8Array, h: IpHeader) => admit(p, h, run.spec.name) } : {}),
         groups: () => this.groups,
         onNoSa: () => this.onTraffic(run),
+        ...(this.options.random ? { random: this.options.random } : {}),
       }),
       core: null,
       localAddress: null,
@@ -312,6 +313,8 @@ export class IpsecInterface {
       this.options.gateway.setRoutes(run.site, []);
       return;
     }
+    // One CHILD SA per pair: each packet goes on its own pair's SA or nowhere, even while others are missing.
+    run.site.selectBySelectors = spec.childPerSubnetPair === true;
     run.routes = spec.enabled ? routes.value : [];
     this.options.gateway.setRoutes(run.site, run.routes);
     if (!spec.enabled) {
@@ -800,7 +803,7 @@ export class IpsecInterface {
       run.seqRekeyAsked.add(c.outboundSpi);
       this.log(
         c.why === 'bytes'
-          ? `IPsec site ${run.spec.name}: CHILD SA ${hex8(c.inboundSpi)}/${hex8(c.outboundSpi)} reached its rekey byte count (${run.spec.childRekeyBytes ?? 0}), rekeying`
+          ? `IPsec site ${run.spec.name}: CHILD SA ${hex8(c.inboundSpi)}/${hex8(c.outboundSpi)} reached its rekey byte count (${c.rekeyBytes}; ${run.spec.childRekeyBytes ?? 0} configured, less up to 10% jitter), rekeying`
           : `IPsec site ${run.spec.name}: CHILD SA ${hex8(c.inboundSpi)}/${hex8(c.outboundSpi)} nears its last sequence number (next ${c.nextSequence}), rekeying`,
       );
       this.apply(run, core.rekeyChild(c.outboundSpi, now));

@@ -9,7 +9,8 @@
  *    packet leaves through the socket.
  * 3. An SA past its hard byte lifetime (RFC 4301 §4.4.2.1) seals nothing more: the packet is a counted drop.
  *    The current outbound SA seals it into a slab buffer (with one CHILD SA per subnet pair, the current SA of
- *    the pair whose selectors hold the packet's source and destination); it leaves with the batch over UDP 4500 (to the
+ *    the pair whose selectors hold the packet's source and destination; a packet no SA's selectors hold is
+ *    a counted drop, `unmatched`, never sealed with another pair's SA); it leaves with the batch over UDP 4500 (to the
  *    peer's endpoint, which follows NAT mapping changes) or the raw ESP socket. An exhausted SA drops and
  *    counts; before that, `rekeyNeeded` (listed by rekeyDue) has the IpsecInterface's timer ask the IKE side to
  *    replace it.
@@ -24,6 +25,9 @@
 import type { ChildSaSpec } from '../ipsec/child-sa.js';
 import { EspInboundSa, EspOutboundSa, type EspDropReason } from '../ipsec/esp.js';
 import { compileSelectors, selectorsAdmit, type CompiledSelector } from '../ipsec/esp-selectors.js';
+import { randomBytes } from 'node:crypto';
+
+import { REKEY_JITTER } from '../ipsec/constants.js';
 import { NEXT_HEADER_IPV4, NEXT_HEADER_IPV6 } from '../ipsec/esp-constants.js';
 import type { Datagram } from '../io/bind.js';
 import type { Endpoint } from '../net/endpoint.js';
@@ -50,7 +54,15 @@ export interface IpsecSiteOptions {
   groups?: () => SiteGroupTap | undefined;
   /** Told when a packet is routed here and no CHILD SA can carry it (the IKE side may initiate on traffic). */
   onNoSa?: (site: IpsecSite) => void;
+  /** Randomness for the byte lifetime's jitter (default node:crypto). */
+  random?: (n: number) => Buffer;
 }
+
+/**
+ * Why a packet routed to the site was not sealed: no CHILD SA at all, none whose selectors hold it, its SA
+ * past its hard byte lifetime or out of sequence numbers, or too large to seal.
+ */
+export type SiteSendDrop = 'noSa' | 'unmatched' | 'expired' | 'exhausted' | 'oversize';
 
 export interface ChildSaPath {
   /** The peer: its address, and its UDP port for 'udp' (4500, or what its NAT maps it to). */
@@ -66,8 +78,9 @@ export interface ChildSaPath {
   outboundLater?: boolean;
   /**
    * Byte lifetimes (RFC 4301 §4.4.2.1, strongSwan's rekey_bytes / life_bytes), each direction counted on its
-   * own: at `rekeyBytes` the SA is listed by rekeyDue, past `lifeBytes` it carries nothing more and is listed
-   * by expiredDue. 0 or absent: no limit.
+   * own: at `rekeyBytes` less a random part of up to REKEY_JITTER of it (drawn per SA, as for time lifetimes,
+   * so that the two ends rarely start the same rekey at once) the SA is listed by rekeyDue, past `lifeBytes`
+   * it carries nothing more and is listed by expiredDue. 0 or absent: no limit.
    */
   rekeyBytes?: number;
   lifeBytes?: number;
@@ -118,12 +131,24 @@ export class IpsecSite implements Tunnel, EspReceiver {
     groupsIn: 0,
     /** Packets not sealed, or not delivered, because their SA was past its hard byte lifetime. */
     expired: 0,
+    /**
+     * Packets that no CHILD SA's traffic selectors hold (a site with one CHILD SA per subnet pair, the pair's
+     * SA missing): dropped, never sealed with another pair's SA.
+     */
+    unmatched: 0,
   };
+  /**
+   * Choose each packet's SA by its source and destination against the SAs' selectors even when only one SA is
+   * up (a per-pair site that lost the others' SAs). Set for per-pair sites; it turns on by itself once two
+   * selector sets were up at once (the peer keeps one SA per pair).
+   */
+  selectBySelectors = false;
   private readonly port: EspPort;
   private readonly deliverPackets: (packets: Uint8Array[]) => void;
   private readonly admit: IpsecSiteOptions['admit'];
   private readonly onNoSa: IpsecSiteOptions['onNoSa'];
   private readonly groupTap: IpsecSiteOptions['groups'];
+  private readonly random: (n: number) => Buffer;
   /** The tap that took packets in this inbound batch (flushed with it). */
   private tapped: SiteGroupTap | undefined;
   private readonly sas = new Map<number, ChildSa>();
@@ -143,6 +168,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
     this.admit = options.admit;
     this.onNoSa = options.onNoSa;
     this.groupTap = options.groups;
+    this.random = options.random ?? randomBytes;
   }
 
   /**
@@ -173,7 +199,8 @@ export class IpsecSite implements Tunnel, EspReceiver {
       key,
       local: compileSelectors(spec.localSelectors),
       remote: compileSelectors(spec.remoteSelectors),
-      rekeyBytes: path.rekeyBytes !== undefined && path.rekeyBytes > 0 ? path.rekeyBytes : Infinity,
+      rekeyBytes:
+        path.rekeyBytes !== undefined && path.rekeyBytes > 0 ? this.jittered(path.rekeyBytes) : Infinity,
       lifeBytes: path.lifeBytes !== undefined && path.lifeBytes > 0 ? path.lifeBytes : Infinity,
       expired: false,
     };
@@ -184,11 +211,18 @@ export class IpsecSite implements Tunnel, EspReceiver {
     if (!later) this.makeCurrent(sa);
   }
 
+  /** A rekey byte count lowered by a random part of up to REKEY_JITTER of it (at least 1 byte remains). */
+  private jittered(bytes: number): number {
+    const r = this.random(4).readUInt32BE(0) / 0x1_0000_0000;
+    return Math.max(1, bytes - Math.floor(bytes * REKEY_JITTER * r));
+  }
+
   private makeCurrent(sa: ChildSa): void {
     sa.outboundPending = false;
     const index = this.current.findIndex((c) => c.key === sa.key);
     if (index >= 0) this.current[index] = sa;
     else this.current.push(sa);
+    if (this.current.length > 1) this.selectBySelectors = true;
   }
 
   /** Removes a CHILD SA by our (inbound) SPI; the newest remaining one carries outbound traffic. */
@@ -217,6 +251,8 @@ export class IpsecSite implements Tunnel, EspReceiver {
     nextSequence: number;
     /** What is running out: sequence numbers, or bytes (the soft byte lifetime). */
     why: 'sequence' | 'bytes';
+    /** The SA's rekey byte count (after its jitter); Infinity when it has none. */
+    rekeyBytes: number;
   }[] {
     const due: ReturnType<IpsecSite['rekeyDue']> = [];
     for (const sa of this.sas.values()) {
@@ -227,6 +263,7 @@ export class IpsecSite implements Tunnel, EspReceiver {
           outboundSpi: sa.outbound.spi,
           nextSequence: sa.outbound.nextSequence,
           why: sa.outbound.rekeyNeeded ? 'sequence' : 'bytes',
+          rekeyBytes: sa.rekeyBytes,
         });
     }
     return due;
@@ -276,9 +313,9 @@ export class IpsecSite implements Tunnel, EspReceiver {
 
   /** Tunnel: seals one packet routed to this site; it leaves at flush(). */
   send(packet: Uint8Array, _now: number, header: IpHeader): void {
-    const sa = this.current.length === 1 ? this.current[0] : this.pick(packet);
+    const sa = this.current.length === 1 && !this.selectBySelectors ? this.current[0] : this.pick(packet);
     if (!sa) {
-      this.counters.noSa++;
+      this.drop(this.current.length === 0 ? 'noSa' : 'unmatched');
       this.onNoSa?.(this);
       return;
     }
@@ -291,18 +328,21 @@ export class IpsecSite implements Tunnel, EspReceiver {
     }
     if (sa.outbound.counters.bytes + payload.length > sa.lifeBytes) {
       sa.expired = true;
-      this.counters.expired++;
+      this.drop('expired');
       return;
     }
     const out = this.slab.take(sa.outbound.sealedLength(payload.length));
     const n = sa.outbound.seal(payload, nextHeader, out);
     if (n < 0) {
-      if (sa.outbound.exhausted) this.counters.exhausted++;
-      else this.counters.oversize++;
+      this.drop(sa.outbound.exhausted ? 'exhausted' : 'oversize');
       return;
     }
     this.counters.packetsOut++;
     this.outbound.push({ data: out.subarray(0, n), endpoint: sa.path.peer });
+  }
+
+  private drop(reason: SiteSendDrop): void {
+    this.counters[reason]++;
   }
 
   /** With several selector sets (one CHILD SA per subnet pair): the SA whose selectors hold the packet. */

@@ -8,7 +8,9 @@
  *   1. the first CERT payload (X.509 Certificate - Signature) is the end-entity certificate (§3.6), later ones
  *      may be intermediates;
  *   2. the chain: each link valid at `now` (wall-clock milliseconds, as the shell passes it), signed by its
- *      issuer, every intermediate a CA by basicConstraints, ending at one of the configured trusted CAs;
+ *      issuer, every intermediate a CA by basicConstraints, ending at one of the configured trusted CAs; no
+ *      link issued by a trusted CA listed as revoked in that CA's CRL (RFC 5280 §5, §6.3), when one is
+ *      configured;
  *   3. the ID: ID_DER_ASN1_DN must be the subject, FQDN / RFC822 / IP address a subjectAltName of that type;
  *   4. the AUTH signature over the same octets the PSK path MACs (RFC 7296 §2.15), with the leaf's key.
  * Each refusal is a sentence saying which of these failed; nothing here throws on peer input.
@@ -41,10 +43,17 @@ export interface CertificateConfig {
   readonly privateKey: string;
   /** CA certificates the peer's certificate must chain to. */
   readonly trusted: readonly string[];
+  /**
+   * Certificate revocation lists (PEM text, or DER bytes) issued by trusted CAs: a certificate such a CA issued
+   * and its CRL lists is refused. Each must be signed by the trusted CA it names as issuer.
+   */
+  readonly crls?: readonly (string | Uint8Array)[];
 }
 
 interface TrustedCa {
   readonly cert: X509Certificate;
+  /** The serial numbers (lowercase hex, no leading zeros) its CRLs list as revoked, with when. */
+  readonly revoked: ReadonlyMap<string, string>;
 }
 
 export interface CheckedCertificate {
@@ -67,6 +76,89 @@ function readCertificate(pem: string): X509Certificate | null {
     return new X509Certificate(pem);
   } catch {
     return null;
+  }
+}
+
+interface Crl {
+  readonly issuer: string;
+  readonly issuerDer: Buffer;
+  readonly tbs: Buffer;
+  readonly signature: Buffer;
+  readonly algorithm: { readonly name: string; readonly hash: string };
+  readonly entries: readonly { readonly serial: string; readonly date: string }[];
+}
+
+/** A serial number as compared here: lowercase hex without leading zeros. */
+function serialKey(hex: string): string {
+  return hex.toLowerCase().replace(/^0+(?=.)/, '');
+}
+
+/** One DER TLV at `at`: where its content starts and ends (definite lengths only, as DER requires). */
+function tlv(b: Buffer, at: number): { start: number; end: number } | null {
+  if (at + 2 > b.length) return null;
+  let len = b[at + 1]!;
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4 || start + n > b.length) return null;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + b[start + i]!;
+    start += n;
+  }
+  return start + len <= b.length ? { start, end: start + len } : null;
+}
+
+/** Reads a CRL (RFC 5280 §5.1: CertificateList = tbsCertList, signatureAlgorithm, signatureValue). */
+function readCrl(input: string | Uint8Array): Crl | null {
+  try {
+    const crl = new x509.X509Crl(typeof input === 'string' ? input : Buffer.from(input));
+    const raw = Buffer.from(crl.rawData);
+    const outer = tlv(raw, 0);
+    if (!outer || raw[0] !== 0x30) return null;
+    const tbs = tlv(raw, outer.start);
+    if (!tbs) return null;
+    const alg = tlv(raw, tbs.end);
+    if (!alg) return null;
+    const sig = tlv(raw, alg.end);
+    if (!sig || raw[alg.end] !== 0x03 || raw[sig.start] !== 0) return null;
+    const a = crl.signatureAlgorithm as { name: string; hash?: { name: string } };
+    return {
+      issuer: crl.issuer,
+      issuerDer: Buffer.from(crl.issuerName.toArrayBuffer()),
+      tbs: raw.subarray(outer.start, tbs.end),
+      signature: raw.subarray(sig.start + 1, sig.end),
+      algorithm: { name: a.name, hash: a.hash?.name ?? '' },
+      entries: crl.entries.map((e) => ({
+        serial: serialKey(e.serialNumber),
+        date: e.revocationDate.toISOString(),
+      })),
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** The CRL's signature with the CA's key: ECDSA, RSA PKCS #1 v1.5 or RSASSA-PSS over SHA-2 (or SHA-1). */
+function crlSignatureValid(crl: Crl, ca: X509Certificate): boolean {
+  const hash = { 'SHA-1': 'sha1', 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' }[
+    crl.algorithm.hash
+  ];
+  if (hash === undefined) return false;
+  try {
+    if (crl.algorithm.name === 'RSA-PSS')
+      return cryptoVerify(
+        hash,
+        crl.tbs,
+        {
+          key: ca.publicKey,
+          padding: cryptoConstants.RSA_PKCS1_PSS_PADDING,
+          saltLength: cryptoConstants.RSA_PSS_SALTLEN_AUTO,
+        },
+        crl.signature,
+      );
+    return cryptoVerify(hash, crl.tbs, ca.publicKey, crl.signature);
+  } catch {
+    return false;
   }
 }
 
@@ -138,13 +230,32 @@ export function checkCertificateConfig(
   }
   if (c.trusted.length === 0)
     return err('certificate.trusted', 'no trusted CA: the peer certificate could not chain to anything');
-  const trusted: TrustedCa[] = [];
+  const trusted: { cert: X509Certificate; revoked: Map<string, string> }[] = [];
   for (const [i, pem] of c.trusted.entries()) {
     const x = readCertificate(pem);
     if (x === null) return err(`certificate.trusted[${i}]`, 'not a PEM X.509 certificate');
     if (validAt(x, now) === 'expired')
       return err(`certificate.trusted[${i}]`, `CA ${subjectText(x)} expired (notAfter ${x.validTo})`);
-    trusted.push({ cert: x });
+    trusted.push({ cert: x, revoked: new Map() });
+  }
+  for (const [i, input] of (c.crls ?? []).entries()) {
+    const field = `certificate.crls[${i}]`;
+    const crl = readCrl(input);
+    if (crl === null) return err(field, 'not a PEM or DER X.509 CRL (BEGIN X509 CRL)');
+    const issuer = trusted.find((t) =>
+      sameDistinguishedName(
+        Buffer.from(new x509.X509Certificate(t.cert.raw).subjectName.toArrayBuffer()),
+        crl.issuerDer,
+      ),
+    );
+    if (!issuer)
+      return err(
+        field,
+        `the CRL of ${crl.issuer.split('\n').join(', ')} is not from a trusted CA of this site`,
+      );
+    if (!crlSignatureValid(crl, issuer.cert))
+      return err(field, `the CRL's signature does not verify with the key of CA ${subjectText(issuer.cert)}`);
+    for (const e of crl.entries) issuer.revoked.set(e.serial, e.date);
   }
   const certReq = Buffer.concat(
     trusted.map((t) => createHash('sha1').update(spki(t.cert.publicKey)).digest()),
@@ -407,6 +518,9 @@ function validateChain(
       const tv = validAt(t.cert, now);
       if (tv !== 'ok')
         return `trusted CA ${subjectText(t.cert)} is ${tv === 'expired' ? 'expired' : 'not valid yet'}`;
+      const revokedAt = t.revoked.get(serialKey(current.serialNumber));
+      if (revokedAt !== undefined)
+        return `${depth === 0 ? 'certificate' : 'intermediate CA certificate'} ${subjectText(current)} is revoked (serial ${serialKey(current.serialNumber)}, issuer ${subjectText(t.cert)}, revoked ${revokedAt})`;
       return null;
     }
     const next = extras.find(

@@ -61,7 +61,44 @@ before(() => {
   c.bOther = pki.leaf('b-other', c.root, { sans: ['DNS:other.example'] });
 });
 
+/** CRLs made in the test (RFC 5280 §5): by `signer`'s key, naming `issuer`, listing `revoked`. */
+const crls: Record<string, string> = {};
+async function makeCrl(issuer: TestCert, revoked: TestCert[], signer: TestCert = issuer): Promise<string> {
+  const der = createPrivateKey(signer.key).export({ type: 'pkcs8', format: 'der' });
+  const signingKey = await globalThis.crypto.subtle.importKey(
+    'pkcs8',
+    der,
+    { name: 'ECDSA', namedCurve: 'P-256' },
+    false,
+    ['sign'],
+  );
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: new x509.X509Certificate(issuer.cert).subject,
+    thisUpdate: new Date(Date.now() - DAY),
+    nextUpdate: new Date(Date.now() + 7 * DAY),
+    entries: revoked.map((r) => ({
+      serialNumber: new X509Certificate(r.cert).serialNumber.toLowerCase(),
+      revocationDate: new Date(Date.now() - 3_600_000),
+    })),
+    signingKey,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+  });
+  return crl.toString('pem');
+}
+
+before(async () => {
+  c.aRevoked = pki.leaf('a-revoked', c.root!, { sans: ['DNS:a.example'] });
+  crls.root = await makeCrl(c.root!, [c.aRevoked]);
+  crls.rootInter = await makeCrl(c.root!, [c.inter!]);
+  crls.stranger = await makeCrl(c.stranger!, [c.aRevoked]);
+  crls.forged = await makeCrl(c.root!, [c.a!], c.stranger!);
+});
+
 after(() => pki?.cleanup());
+
+function withCrls(config: Partial<IkePeerConfig>, list: (string | Uint8Array)[]): Partial<IkePeerConfig> {
+  return { ...config, certificate: { ...config.certificate!, crls: list } };
+}
 
 function withCert(leaf: TestCert, trusted: TestCert[], chain: TestCert[] = []): Partial<IkePeerConfig> {
   return {
@@ -391,6 +428,41 @@ describe('IKEv2 two cores with certificates', () => {
     );
   });
 
+  it('refused: a certificate its CA revoked (CRL, PEM): AUTHENTICATION_FAILED, serial and issuer named', () => {
+    const serial = new X509Certificate(c.aRevoked!.cert).serialNumber.toLowerCase().replace(/^0+/, '');
+    refusedByResponder(
+      withCert(c.aRevoked!, [c.root!]),
+      withCrls(withCert(c.b!, [c.root!]), [crls.root!]),
+      new RegExp(
+        `peer fqdn:a\\.example: certificate CN=a-revoked is revoked \\(serial ${serial}, issuer CN=root, O=Weft Test, revoked \\d{4}-`,
+      ),
+    );
+  });
+
+  it('a CRL (DER) that lists another certificate: the peer is taken', () => {
+    const der = new Uint8Array(new x509.X509Crl(crls.root!).rawData);
+    const p = pair(withCert(c.a!, [c.root!]), withCrls(withCert(c.b!, [c.root!]), [der]));
+    p.initiate();
+    p.run();
+    up(p);
+  });
+
+  it('refused: an intermediate CA its root revoked (the initiator checks the responder)', () => {
+    const p = pair(
+      withCrls(withCert(c.a!, [c.root!]), [crls.rootInter!]),
+      withCert(c.bViaInter!, [c.root!], [c.inter!]),
+    );
+    p.initiate();
+    p.run();
+    const fa = p.of('a', 'failed');
+    assert.equal(fa[0]?.failure, 'authentication-failed');
+    assert.match(
+      fa[0]!.message,
+      /intermediate CA certificate CN=inter, O=Weft Test is revoked \(serial [0-9a-f]+, issuer CN=root/,
+    );
+    assert.equal(p.liveIke('a').length + p.liveIke('b').length, 0);
+  });
+
   it('refused: an expired certificate', () => {
     // Checked when the cores are made (now), then the exchange runs two days later: the 1-day leaf has expired.
     const p = pair(
@@ -547,6 +619,24 @@ describe('certificate configuration checks name the field', () => {
     ['bad trusted PEM', () => base(cert({ trusted: ['x'] })), 'certificate.trusted[0]', /not a PEM/],
     ['psk and certificate', () => checkConfig(siteA(cert({})), now), 'certificate', /either/],
     ['neither', () => base({}), 'psk', /no pre-shared key and no certificate/],
+    [
+      'a CRL that is none',
+      () => base(cert({ crls: ['nope'] })),
+      'certificate.crls[0]',
+      /not a PEM or DER X\.509 CRL/,
+    ],
+    [
+      'a CRL from a CA the site does not trust',
+      () => base(cert({ crls: [crls.root!, crls.stranger!] })),
+      'certificate.crls[1]',
+      /the CRL of CN=stranger, O=Weft Test is not from a trusted CA/,
+    ],
+    [
+      "a CRL naming a trusted CA but not signed by that CA's key",
+      () => base(cert({ crls: [crls.forged!] })),
+      'certificate.crls[0]',
+      /signature does not verify with the key of CA CN=root/,
+    ],
     [
       'a DN that does not parse',
       () => base({ ...cert({}), localId: { type: 'der-asn1-dn', value: 'gw.example' } }),

@@ -25,7 +25,7 @@ function prefix(text: string) {
   return p.value;
 }
 
-function lab(mode: 'tunnel' | 'transport' = 'tunnel') {
+function lab(mode: 'tunnel' | 'transport' = 'tunnel', random?: (n: number) => Buffer) {
   const net = new MemoryNetwork();
   const sent: { from: Endpoint; d: Datagram }[] = [];
   net.filter = (from, d) => {
@@ -38,7 +38,12 @@ function lab(mode: 'tunnel' | 'transport' = 'tunnel') {
     const ike: Uint8Array[] = [];
     const bind: MemoryBind = net.bind(addr, 4500);
     const port = new EspPort({ udp: bind, onIke: (m) => ike.push(m) });
-    const site = new IpsecSite({ name: `site-${addr}`, port, deliver: gw.deliver });
+    const site = new IpsecSite({
+      name: `site-${addr}`,
+      port,
+      deliver: gw.deliver,
+      ...(random ? { random } : {}),
+    });
     gw.start();
     port.start();
     return { tun, gw, port, site, ike, bind };
@@ -137,6 +142,85 @@ describe('ESP shell (EspPort + IpsecSite)', () => {
     assert.deepEqual(a.site.expiredDue(), [
       { inboundSpi: specs.a.inboundSpi, outboundSpi: specs.a.outboundSpi, bytesIn: 0, bytesOut: 300 },
     ]);
+  });
+
+  it('several CHILD SAs: each packet on the SA whose selectors hold it; none: dropped as unmatched', async () => {
+    const { a, b, sent } = lab();
+    // A second pair: 10.1.1.0/24 ↔ 10.2.1.0/24 on its own SAs.
+    const pair2 = mirrorSpecs([selector('10.1.1.0', '10.1.1.255')], [selector('10.2.1.0', '10.2.1.255')], {
+      spiA: 0xc0a00002,
+      spiB: 0xc0b00002,
+    });
+    a.site.installChildSa(pair2.a, { peer: { address: '192.0.2.2', port: 4500 }, carrier: 'udp' });
+    b.site.installChildSa(pair2.b, { peer: { address: '192.0.2.1', port: 4500 }, carrier: 'udp' });
+    a.gw.setRoutes(a.site, [prefix('10.2.0.0/24'), prefix('10.2.1.0/24'), prefix('fd00:2::/64')]);
+    const outOf = (spi: number) =>
+      a.site.childSas().find((c) => c.inboundSpi === spi)?.outbound?.packets ?? 0;
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 1, new Uint8Array(32)));
+    a.tun.inject(echo('request', '10.1.1.5', '10.2.1.7', 1, 2, new Uint8Array(32)));
+    a.tun.inject(echo('request', '10.1.1.5', '10.2.1.8', 1, 3, new Uint8Array(32)));
+    await tick();
+    assert.deepEqual([outOf(0xc0a00001), outOf(0xc0a00002)], [1, 2]);
+    assert.equal(b.tun.written.length, 3);
+    // A source of one pair and a destination of the other: no SA's selectors hold it.
+    const onWire = sent.length;
+    a.tun.inject(echo('request', '10.1.1.5', '10.2.0.7', 1, 4, new Uint8Array(32)));
+    await tick();
+    assert.equal(a.site.counters.unmatched, 1);
+    assert.equal(sent.length, onWire, 'nothing sent');
+    // The second pair's SA goes: its packets are dropped, not sealed with the first pair's SA.
+    a.site.removeChildSa(pair2.a.inboundSpi);
+    a.tun.inject(echo('request', '10.1.1.5', '10.2.1.7', 1, 5, new Uint8Array(32)));
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 6, new Uint8Array(32)));
+    await tick();
+    assert.equal(a.site.counters.unmatched, 2);
+    assert.deepEqual([outOf(0xc0a00001), a.site.counters.packetsOut], [2, 4]);
+    assert.equal(b.tun.written.length, 4);
+    assert.equal(readEcho(b.tun.written[3]!)?.seq, 6);
+    assert.equal(a.site.counters.noSa, 0);
+  });
+
+  it('one CHILD SA: by selectors only when asked (a per-pair site), otherwise every routed packet', async () => {
+    const { a, b } = lab();
+    a.gw.setRoutes(a.site, [prefix('10.2.0.0/24'), prefix('fd00:2::/64')]);
+    // A source outside A's selectors (e.g. a member elsewhere): sealed as before on a plain site.
+    a.tun.inject(echo('request', '10.9.0.5', '10.2.0.7', 1, 1, new Uint8Array(32)));
+    await tick();
+    assert.equal(a.site.counters.packetsOut, 1);
+    a.site.selectBySelectors = true;
+    a.tun.inject(echo('request', '10.9.0.5', '10.2.0.7', 1, 2, new Uint8Array(32)));
+    a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, 3, new Uint8Array(32)));
+    await tick();
+    assert.deepEqual([a.site.counters.packetsOut, a.site.counters.unmatched], [2, 1]);
+    assert.equal(readEcho(b.tun.written[b.tun.written.length - 1]!)?.seq, 3);
+  });
+
+  it('byte lifetimes with jitter: the rekey count is drawn per SA in the 10% below the configured one', async () => {
+    // 60-byte inner packets, rekey at 10 000 bytes less (random × 10%): the draw decides after which packet.
+    const cases: [string, number, number][] = [
+      ['00000000', 10_000, 167], // no jitter: 167 × 60 = 10 020 is the first count past 10 000
+      ['80000000', 9_500, 159],
+      ['ffffffff', 9_001, 151],
+    ];
+    for (const [draw, limit, packets] of cases) {
+      const { a, specs } = lab('tunnel', (n) =>
+        Buffer.from(draw.repeat(Math.ceil(n / 4)), 'hex').subarray(0, n),
+      );
+      a.site.installChildSa(specs.a, {
+        peer: { address: '192.0.2.2', port: 4500 },
+        carrier: 'udp',
+        rekeyBytes: 10_000,
+        lifeBytes: 20_000,
+      });
+      let sent = 0;
+      while (a.site.rekeyDue().length === 0 && sent < 400) {
+        a.tun.inject(echo('request', '10.1.0.5', '10.2.0.7', 1, ++sent, new Uint8Array(32)));
+        await tick();
+      }
+      assert.equal(sent, packets, `draw ${draw}`);
+      assert.equal(a.site.rekeyDue()[0]?.rekeyBytes, limit);
+      assert.deepEqual(a.site.expiredDue(), []);
+    }
   });
 
   it('drops a replayed datagram and one with a wrong SPI, and counts them', async () => {
