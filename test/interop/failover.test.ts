@@ -1,12 +1,16 @@
 /**
  * Failover of a shared member-facing address: two real `weft server run` gateways in namespaces of their own on
  * one PostgreSQL database (postgres-harness.ts), both run with `--shared-address`; two real WireGuard members
- * (wg-quick + wireguard-go) whose Endpoint is the shared address. Steps, in order:
+ * (wg-quick + wireguard-go) whose Endpoint is the shared address, and a real OpenVPN member (openvpn 2.6) whose
+ * profile lists the shared address, then each gateway's own address. Steps, in order:
  *   1. `server init --store` and `gateway join` for A and B; A starts first and holds the address, B stands by.
- *   2. Both members connect through the shared address (A) and A reports their endpoints to the store.
+ *   2. Both WireGuard members connect through the shared address (A) and A reports their endpoints to the store;
+ *      the OpenVPN member's profile has a `remote` per gateway and a short server-poll-timeout, and it connects
+ *      through the shared address (A), which pushes it a ping every second and a restart after 5 s of silence.
  *   3. Each member pings the gateway every 100 ms; A is killed with SIGKILL. B takes the lease, adds the address,
- *      announces it and starts handshakes to both members: the longest gap between two replies is measured per
- *      member (printed; bar: 5 s, the issue's). B knows the members' hardware addresses beforehand (static
+ *      announces it and starts handshakes to both WireGuard members: the longest gap between two replies is
+ *      measured per member (printed; bar: 5 s, the issue's). The OpenVPN member restarts after its ping-restart
+ *      and reconnects to B (bar: 15 s). B knows the members' hardware addresses beforehand (static
  *      neighbour entries), so it is B's gratuitous ARP, not an ARP request of its kernel, that moves the
  *      members' caches off A, whose kernel (still up, with the address on its interface) would otherwise keep
  *      receiving their packets.
@@ -16,7 +20,7 @@
  *   5. SIGTERM to B: it gives the address up, and A takes it; both exit 0.
  *
  * Topology: namespace `lan` holds a bridge with member 1's underlay address 192.168.74.201/24; member 2
- * (192.168.74.202), gateway A (192.168.74.1) and B (192.168.74.2) hang off it; the shared address is
+ * (192.168.74.202), the OpenVPN member 3 (192.168.74.203), gateway A (192.168.74.1) and B (192.168.74.2) hang off it; the shared address is
  * 192.168.74.100/24 on the gateway's LAN interface. Each gateway's API listens on 127.0.0.1:8780 in its namespace.
  */
 import assert from 'node:assert/strict';
@@ -34,9 +38,19 @@ const SUBNET = '10.68.0.0/24';
 const GATEWAY_IP = '10.68.0.1';
 const PORT = 51820;
 const SHARED = '192.168.74.100';
-const UNDERLAY = { a: '192.168.74.1', b: '192.168.74.2', m1: '192.168.74.201', m2: '192.168.74.202' };
+const UNDERLAY = {
+  a: '192.168.74.1',
+  b: '192.168.74.2',
+  m1: '192.168.74.201',
+  m2: '192.168.74.202',
+  m3: '192.168.74.203',
+};
 /** The issue's bar for the gap in replies when the holder is killed. */
 const GAP_BAR_MS = 5000;
+/** The OpenVPN member's: its ping-restart (5 s), a restart pause and a new TLS handshake with B. */
+const OPENVPN_GAP_BAR_MS = 15_000;
+const OPENVPN_MEMBER = 'carol';
+const TOOLS = [...PEOPLE_TOOLS, 'openvpn'];
 const API_CLIENT = fileURLToPath(new URL('./api-client.js', import.meta.url));
 
 type GatewayKey = 'a' | 'b';
@@ -64,25 +78,26 @@ function replyTimes(stdout: string): number[] {
 }
 
 const pgCan = canRunPostgres();
-const skip = interopSkip(PEOPLE_TOOLS) || (pgCan.ok ? false : pgCan.reason);
+const skip = interopSkip(TOOLS) || (pgCan.ok ? false : pgCan.reason);
 
 describe('failover: a shared address moves when its holder is killed', { skip }, () => {
   let lab: Lab;
   let pgServer: PostgresServer | undefined;
   let storeUrl = '';
   let token = '';
-  const ns: Partial<Record<GatewayKey | MemberKey | 'lan', Netns>> = {};
+  const ns: Partial<Record<GatewayKey | MemberKey | 'm3' | 'lan', Netns>> = {};
   const dirs: Record<GatewayKey, string> = { a: '', b: '' };
   const ifnames: Record<GatewayKey, string> = { a: '', b: '' };
   const lanIf: Record<GatewayKey, string> = { a: '', b: '' };
   const servers: Partial<Record<GatewayKey, ManagedProcess>> = {};
   const members: Partial<Record<MemberKey, WgQuickClient>> = {};
   const pingers: ManagedProcess[] = [];
+  let openvpnClient: ManagedProcess | undefined;
   let requests = 0;
 
   before(async () => {
     assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
-    lab = await Lab.create('fover', { tools: PEOPLE_TOOLS });
+    lab = await Lab.create('fover', { tools: TOOLS });
     pgServer = await startPostgres();
     await pgServer.createDatabase('weft');
     storeUrl = `postgres://weft@localhost:${pgServer.port}/weft?host=${encodeURIComponent(joinPath(pgServer.dir, 'socket'))}`;
@@ -105,6 +120,9 @@ describe('failover: a shared address moves when its holder is killed', { skip },
       return aIf;
     };
     await attach(m2, 'm2', UNDERLAY.m2);
+    const m3 = await lab.netns('m3');
+    ns.m3 = m3;
+    await attach(m3, 'm3', UNDERLAY.m3);
     for (const key of ['a', 'b'] as const) {
       const g = await lab.netns(`g${key}`);
       ns[key] = g;
@@ -118,6 +136,7 @@ describe('failover: a shared address moves when its holder is killed', { skip },
   after(async () => {
     try {
       for (const p of pingers) if (p.running) p.kill('SIGKILL');
+      if (openvpnClient?.running) openvpnClient.kill('SIGKILL');
       for (const s of Object.values(servers)) if (s?.running) await s.stop(8_000).catch(() => undefined);
       for (const m of Object.values(members)) await m?.down().catch(() => undefined);
     } finally {
@@ -129,7 +148,7 @@ describe('failover: a shared address moves when its holder is killed', { skip },
     }
   });
 
-  const netns = (key: GatewayKey | MemberKey | 'lan'): Netns => need(ns[key], `namespace ${key}`);
+  const netns = (key: GatewayKey | MemberKey | 'm3' | 'lan'): Netns => need(ns[key], `namespace ${key}`);
   const server = (key: GatewayKey): ManagedProcess => {
     const s = need(servers[key], `gateway ${key.toUpperCase()}`);
     if (!s.running) throw new Error(`gateway ${key.toUpperCase()} is no longer running: ${s.describe()}`);
@@ -257,6 +276,22 @@ describe('failover: a shared address moves when its holder is killed', { skip },
         'permanent',
       ]);
     }
+    // The OpenVPN member: every gateway is a remote of its profile, the shared address first.
+    await weft('a', ['member', 'add', OPENVPN_MEMBER]);
+    const profile = (await weft('a', ['member', 'config', OPENVPN_MEMBER, '--openvpn'])).stdout;
+    const remotes = profile.split('\n').filter((l) => l.startsWith('remote '));
+    assert.deepEqual(
+      remotes.filter((l) => l.endsWith(' udp')),
+      [SHARED, UNDERLAY.a, UNDERLAY.b].map((h) => `remote ${h} 1194 udp`),
+      profile,
+    );
+    assert.match(profile, /^server-poll-timeout \d+$/m);
+    const file = await lab.writeSecret(`${OPENVPN_MEMBER}.ovpn`, profile);
+    openvpnClient = netns('m3').spawn('openvpn', ['--config', file]);
+    await openvpnClient.waitForOutput(/Initialization Sequence Completed/, 30_000);
+    assert.match(openvpnClient.stdout + openvpnClient.stderr, /PUSH_REPLY.*ping 1,ping-restart 5/);
+    const p3 = await ping(netns('m3'), GATEWAY_IP, { count: 2, waitS: 3 });
+    assert.ok(p3.received >= 1, `${OPENVPN_MEMBER} → ${GATEWAY_IP} through A:\n${p3.output}`);
     // "connected" is logged by the status report that writes the member's endpoint to the store.
     await server('a').waitForOutput(/member alice connected/, 8_000);
     await server('a').waitForOutput(/member bob connected/, 8_000);
@@ -266,18 +301,19 @@ describe('failover: a shared address moves when its holder is killed', { skip },
   it('3. kill -9 the holder during a ping every 100 ms: B takes over; the gap is measured', async (t) => {
     const a = server('a');
     const b = server('b');
-    for (const key of ['m1', 'm2'] as const)
+    const who = [MEMBERS.m1, MEMBERS.m2, OPENVPN_MEMBER];
+    for (const key of ['m1', 'm2', 'm3'] as const)
       pingers.push(
-        netns(key).spawn('ping', ['-4', '-n', '-D', '-i', '0.1', '-W', '1', '-w', '40', GATEWAY_IP]),
+        netns(key).spawn('ping', ['-4', '-n', '-D', '-i', '0.1', '-W', '1', '-w', '50', GATEWAY_IP]),
       );
     await delay(1_500);
     for (const [i, p] of pingers.entries())
-      assert.ok(replyTimes(p.stdout).length >= 5, `member ${i + 1} pings before the kill:\n${p.stdout}`);
+      assert.ok(replyTimes(p.stdout).length >= 5, `${who[i]} pings before the kill:\n${p.stdout}`);
     const killedAt = Date.now();
     a.kill('SIGKILL');
     await within(a.exited, 5_000);
-    // Until each member has had replies for a second after the kill (at most 15 s).
-    const deadline = Date.now() + 15_000;
+    // Until each member has had replies for a second after the kill (at most 25 s: the OpenVPN member restarts).
+    const deadline = Date.now() + 25_000;
     while (Date.now() < deadline) {
       if (pingers.every((p) => replyTimes(p.stdout).filter((at) => at > killedAt).length >= 10)) break;
       await delay(100);
@@ -301,19 +337,28 @@ describe('failover: a shared address moves when its holder is killed', { skip },
       const afterKill = times.find((at) => at > killedAt);
       if (before === undefined || afterKill === undefined) {
         assert.fail(
-          `member ${i + 1}: no reply ${before === undefined ? 'before' : 'after'} the kill:\n${p.stdout}`,
+          `${who[i]}: no reply ${before === undefined ? 'before' : 'after'} the kill:\n${p.stdout}\n` +
+            (i === 2 ? need(openvpnClient, 'the OpenVPN member').describe() : ''),
         );
       }
       const gap = afterKill - before;
       gaps.push(gap);
       lines.push(
-        `${MEMBERS[i === 0 ? 'm1' : 'm2']}: gap in replies ${gap} ms (first reply ${afterKill - killedAt} ms after kill -9)`,
+        `${who[i]}: gap in replies ${gap} ms (first reply ${afterKill - killedAt} ms after kill -9)`,
       );
     }
-    const line = `failover (kill -9 of the holder, ping every 100 ms): ${lines.join('; ')}`;
+    const ovpnLog = need(openvpnClient, 'the OpenVPN member').stdout;
+    const remotes = [...ovpnLog.matchAll(/link remote: \[AF_INET\]([\d.]+):\d+/g)].map((m) => m[1]);
+    const line =
+      `failover (kill -9 of the holder, ping every 100 ms): ${lines.join('; ')}; ` +
+      `${OPENVPN_MEMBER} connected to ${remotes.join(', then ')}`;
     console.log(line);
     t.diagnostic(line);
-    for (const gap of gaps) assert.ok(gap <= GAP_BAR_MS, `${line}\nB:\n${b.stderr}`);
+    assert.ok(gaps[0]! <= GAP_BAR_MS && gaps[1]! <= GAP_BAR_MS, `${line}\nB:\n${b.stderr}`);
+    assert.ok(gaps[2]! <= OPENVPN_GAP_BAR_MS, `${line}\nOpenVPN member:\n${ovpnLog}`);
+    // It restarted on its ping-restart (not on some other error) and reconnected.
+    assert.match(ovpnLog, /Inactivity timeout \(--ping-restart\), restarting/);
+    assert.equal(ovpnLog.match(/Initialization Sequence Completed/g)?.length, 2, ovpnLog);
   });
 
   it('4. B holds the lease and the address; A restarted removes its leftover address and stands by', async (t) => {
