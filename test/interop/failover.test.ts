@@ -72,7 +72,7 @@ function need<T>(value: T | undefined, what: string): T {
 /** Reply times (ms since the epoch) from `ping -D` output. */
 function replyTimes(stdout: string): number[] {
   const out: number[] = [];
-  for (const m of stdout.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from [^:]+: icmp_seq=\d+/gm))
+  for (const m of stdout.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from \S+: icmp_seq=\d+/gm))
     out.push(Math.round(Number(m[1]) * 1000));
   return out;
 }
@@ -425,3 +425,200 @@ describe('failover: a shared address moves when its holder is killed', { skip },
     assert.equal(await hasShared('a'), false, 'a stopped holder removes the address');
   });
 });
+
+/**
+ * An IPv6 shared address: the same pair of real gateways on a PostgreSQL of their own, `--shared-address
+ * fd74::100/64`, and a neighbour on their LAN (namespace `lan6`, the bridge's fd74::201) that pings the shared
+ * address every 100 ms. The holder A's LAN link is taken down and A killed with SIGKILL right after (its machine
+ * gone: its kernel, which still has the address, no longer answers). B takes the lease, adds the address
+ * (nodad) and sends an unsolicited Neighbour Advertisement: the neighbour's cache entry for the shared address
+ * moves from A's hardware address to B's, and the gap in replies is measured (bar: 5 s; without the
+ * advertisement the neighbour would keep sending to A's address until its entry failed Neighbour Unreachability
+ * Detection, 20–50 s later). B knows the neighbour's hardware address beforehand (a static entry), so no
+ * solicitation of B's kernel moves the neighbour's cache instead. SIGTERM to B then removes the address.
+ */
+describe(
+  'failover: an IPv6 shared address moves with an unsolicited neighbour advertisement',
+  { skip },
+  () => {
+    const SHARED6 = 'fd74::100';
+    const LAN6 = { a: 'fd74::1', b: 'fd74::2', n: 'fd74::201' };
+    let lab: Lab;
+    let pgServer: PostgresServer | undefined;
+    let storeUrl = '';
+    const ns: Partial<Record<GatewayKey | 'lan', Netns>> = {};
+    const dirs: Record<GatewayKey, string> = { a: '', b: '' };
+    const ifnames: Record<GatewayKey, string> = { a: '', b: '' };
+    const lanIf: Record<GatewayKey, string> = { a: '', b: '' };
+    const macs: Record<GatewayKey | 'n', string> = { a: '', b: '', n: '' };
+    const servers: Partial<Record<GatewayKey, ManagedProcess>> = {};
+    let pinger: ManagedProcess | undefined;
+
+    const netns = (key: GatewayKey | 'lan'): Netns => need(ns[key], `namespace ${key}`);
+    const weft = (key: GatewayKey, args: readonly string[]) =>
+      weftCli(netns(key), [...args, '--data', dirs[key]], { timeoutMs: 30_000 });
+    const macOf = async (n: Netns, dev: string): Promise<string> => {
+      const link = JSON.parse((await n.exec('ip', ['-j', 'link', 'show', 'dev', dev])).stdout) as {
+        address: string;
+      }[];
+      return need(link[0]?.address, `${dev}'s hardware address`);
+    };
+    const hasShared6 = async (key: GatewayKey): Promise<boolean> => {
+      const { stdout } = await netns(key).exec('ip', ['-6', '-o', 'addr', 'show', 'dev', lanIf[key]]);
+      return stdout.includes(` ${SHARED6}/64 `);
+    };
+    /** The neighbour's cached hardware address for the shared address ('' when it has none). */
+    const cached = async (): Promise<string> => {
+      const { stdout } = await netns('lan').exec('ip', ['-6', 'neigh', 'show', SHARED6]);
+      return /lladdr (\S+)/.exec(stdout)?.[1] ?? '';
+    };
+    const start = (key: GatewayKey): ManagedProcess => {
+      const proc = netns(key).spawn(process.execPath, [
+        WEFT_MAIN,
+        'server',
+        'run',
+        '--data',
+        dirs[key],
+        '--interface',
+        ifnames[key],
+        '--shared-address',
+        `${SHARED6}/64`,
+        '--shared-interface',
+        lanIf[key],
+      ]);
+      servers[key] = proc;
+      return proc;
+    };
+
+    before(async () => {
+      lab = await Lab.create('fov6', { tools: TOOLS });
+      pgServer = await startPostgres();
+      await pgServer.createDatabase('weft');
+      storeUrl = `postgres://weft@localhost:${pgServer.port}/weft?host=${encodeURIComponent(joinPath(pgServer.dir, 'socket'))}`;
+      const lan = await lab.netns('lan6');
+      ns.lan = lan;
+      const bridge = lab.ifname('br');
+      // A fixed hardware address: a bridge's own otherwise follows its ports' as they join (B's static entry).
+      await lan.exec('ip', ['link', 'add', bridge, 'address', '02:00:00:74:02:01', 'type', 'bridge']);
+      await lan.exec('ip', ['link', 'set', bridge, 'up']);
+      await lan.exec('ip', ['addr', 'add', `${LAN6.n}/64`, 'dev', bridge, 'nodad']);
+      macs.n = await macOf(lan, bridge);
+      for (const key of ['a', 'b'] as const) {
+        const g = await lab.netns(`g${key}6`);
+        ns[key] = g;
+        const { aIf, bIf } = await lab.veth(g, lan, {
+          aName: `u${key}`,
+          bName: `p${key}`,
+          aAddr6: `${LAN6[key]}/64`,
+        });
+        await lan.exec('ip', ['link', 'set', bIf, 'master', bridge]);
+        lanIf[key] = aIf;
+        macs[key] = await macOf(g, aIf);
+        dirs[key] = lab.file(`data-${key}`);
+        ifnames[key] = lab.ifname(`v${key}`);
+        lab.registerWgInterface(ifnames[key]);
+      }
+      // B knows the neighbour (as a gateway on its LAN would): its kernel sends no solicitation of its own.
+      await netns('b').exec('ip', [
+        '-6',
+        'neigh',
+        'replace',
+        LAN6.n,
+        'lladdr',
+        macs.n,
+        'dev',
+        lanIf.b,
+        'nud',
+        'permanent',
+      ]);
+    });
+
+    after(async () => {
+      try {
+        if (pinger?.running) pinger.kill('SIGKILL');
+        for (const s of Object.values(servers)) if (s?.running) await s.stop(8_000).catch(() => undefined);
+      } finally {
+        try {
+          await lab?.cleanup();
+        } finally {
+          await pgServer?.stop();
+        }
+      }
+    });
+
+    it('A holds fd74::100, the neighbour caches A; kill -9 of A: the neighbour moves to B; SIGTERM to B removes it', async (t) => {
+      await weft('a', [
+        'server',
+        'init',
+        '--store',
+        storeUrl,
+        '--endpoint',
+        `[${SHARED6}]:${PORT}`,
+        '--subnet',
+        SUBNET,
+      ]);
+      await Promise.all(
+        (['a', 'b'] as const).map((key) =>
+          weft(key, [
+            'gateway',
+            'join',
+            '--store',
+            storeUrl,
+            '--name',
+            `gw-${key}`,
+            '--endpoint',
+            `[${LAN6[key]}]:${PORT}`,
+          ]),
+        ),
+      );
+      const a = start('a');
+      await a.waitForOutput(/failover: holder of fd74::100\/64/, 30_000);
+      const b = start('b');
+      await b.waitForOutput(/failover: standby for fd74::100\/64/, 30_000);
+      assert.equal(await hasShared6('a'), true, 'A has the shared address');
+      assert.equal(await hasShared6('b'), false, 'B has not');
+      pinger = netns('lan').spawn('ping', ['-6', '-n', '-D', '-i', '0.1', '-W', '1', '-w', '30', SHARED6]);
+      await delay(1_000);
+      assert.ok(replyTimes(pinger.stdout).length >= 5, `the neighbour pings A:\n${pinger.stdout}`);
+      assert.equal(await cached(), macs.a, 'the neighbour caches A for the shared address');
+      // A's machine goes: its LAN link first (so its kernel answers nothing more), then its process.
+      await netns('a').exec('ip', ['link', 'set', lanIf.a, 'down']);
+      const killedAt = Date.now();
+      a.kill('SIGKILL');
+      await within(a.exited, 5_000);
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline && replyTimes(pinger.stdout).filter((at) => at > killedAt).length < 10)
+        await delay(100);
+      pinger.kill('SIGINT');
+      await within(pinger.exited, 5_000);
+      const times = replyTimes(pinger.stdout);
+      const last = times.filter((at) => at <= killedAt).at(-1);
+      const first = times.find((at) => at > killedAt);
+      if (last === undefined || first === undefined) {
+        const state = await Promise.all([
+          netns('lan').exec('ip', ['-6', 'neigh']),
+          netns('b').exec('ip', ['-6', 'addr']),
+          netns('b').exec('ip', ['-6', 'neigh']),
+          netns('b').exec('nft', ['list', 'ruleset']),
+        ]);
+        assert.fail(
+          `no reply ${last === undefined ? 'before' : 'after'} the kill:\n${pinger.stdout}\nB:\n${b.stderr}\n` +
+            `macs ${JSON.stringify(macs)}\n${state.map((r) => r.stdout).join('\n')}`,
+        );
+      }
+      const took = /failover: holder of \S+ on \S+ \(took it in (\d+) ms/.exec(b.stderr);
+      const line =
+        `IPv6 failover (the holder's link down, then kill -9; ping every 100 ms): gap in replies ${first - last} ms ` +
+        `(first reply ${first - killedAt} ms after the link went down; B's takeover ${took?.[1] ?? '?'} ms)`;
+      console.log(line);
+      t.diagnostic(line);
+      assert.equal(await cached(), macs.b, `the neighbour's entry moved to B: ${line}`);
+      assert.equal(await hasShared6('b'), true);
+      assert.ok(first - last <= GAP_BAR_MS, `${line}\nB:\n${b.stderr}`);
+      b.kill('SIGTERM');
+      assert.equal((await within(b.exited, 10_000))?.code, 0, b.describe());
+      assert.match(b.stderr, /failover: released fd74::100\/64/);
+      assert.equal(await hasShared6('b'), false, 'a stopped holder removes the IPv6 address');
+    });
+  },
+);
