@@ -286,7 +286,7 @@ export function registerPeopleCommands(program: Command): void {
       .option('--interface <name>', 'WireGuard interface name (default: the stored setting)')
       .option(
         '--shared-address <addr/bits>',
-        'a member-facing IPv4 address shared with other gateways; held by one at a time (PostgreSQL store)',
+        'a member-facing IPv4 or IPv6 address shared with other gateways; held by one at a time (PostgreSQL store)',
       )
       .option('--shared-interface <name>', 'the interface that carries --shared-address'),
   ).action(

@@ -69,6 +69,7 @@ import {
   type ProfileInput,
 } from '../openvpn/profile.js';
 import { StoreConflict, type Store } from './store.js';
+import type { SyncPostgresStore } from './store-postgres-sync.js';
 import type { SiteRecord } from './model.js';
 import type { SiteSpec } from '../ipsec/site-spec.js';
 import { renderRemoteConfig, type RemoteConfigFormat } from './site-remote-config.js';
@@ -958,13 +959,30 @@ export class ControlPlane {
     const s = this.settings();
     const server = openVpnServerCredentials(this.store);
     return {
-      host: v.endpoint('endpoint', s.endpoint).host,
+      hosts: [v.endpoint('endpoint', s.endpoint).host, ...this.gatewayHosts()],
       udpPort: s.openvpn.udpPort,
       tcpPort: s.openvpn.tcpPort,
       serverName: server.serverName,
       dataCiphers: s.openvpn.dataCiphers,
       ca: server.ca,
     };
+  }
+
+  /**
+   * The hosts of the gateways registered on a shared store (`weft gateway join --endpoint`), by name: an OpenVPN member dials each in turn when the one it uses goes silent. None on SQLite.
+   */
+  private gatewayHosts(): string[] {
+    // The test of isSyncPostgresStore, written out: importing it would load the PostgreSQL client everywhere.
+    if ((this.store as Partial<SyncPostgresStore>).kind !== 'postgres') return [];
+    const hosts: string[] = [];
+    for (const g of (this.store as SyncPostgresStore).listGateways()) {
+      try {
+        hosts.push(v.endpoint('gateways.endpoint', g.endpoint).host);
+      } catch {
+        // A row another version wrote that this one cannot read: the other remotes still serve.
+      }
+    }
+    return hosts;
   }
 
   private openVpnProfileInput(

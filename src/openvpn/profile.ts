@@ -6,6 +6,11 @@
  * Choices, and why:
  *   - `remote HOST PORT udp` first, then `remote HOST PORT tcp-client`: openvpn tries the remotes in order,
  *     so a network that blocks UDP falls back to TCP (443 by default, which passes most firewalls).
+ *   - Several gateways on one store (docs/scale-out.md): one `remote` per host — the endpoint of the settings
+ *     (a failover pair's shared address) first, then each gateway's own — all UDP ones before the TCP ones, and
+ *     `server-poll-timeout` short: openvpn moves to the next remote after that long without an answer (its
+ *     default, 120 s, would hold a member on a dead gateway for two minutes). After a `ping-restart` openvpn
+ *     goes on down the list, so a member of a dead gateway reaches another in seconds.
  *   - `remote-cert-tls server` and `verify-x509-name CN name`: only the gateway's certificate (serverAuth EKU,
  *     our CA, its CN) is accepted, never another member's certificate from the same CA.
  *   - `data-ciphers`: the gateway's list; the client picks the first it has (OpenVPN 2.5 NCP).
@@ -17,8 +22,11 @@
 export interface ProfileInput {
   /** The member (for the header comment; profiles carry no other identity in clear text). */
   readonly memberName: string;
-  /** What clients dial: the host of the gateway's endpoint. */
-  readonly host: string;
+  /**
+   * What clients dial, in order: the host of the gateway's endpoint, then (several gateways on one store) each
+   * other gateway's host. At least one; duplicates are dialled once.
+   */
+  readonly hosts: readonly string[];
   readonly udpPort: number | null;
   readonly tcpPort: number | null;
   readonly serverName: string;
@@ -40,17 +48,26 @@ function remoteHost(host: string): string {
   return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }
 
+/**
+ * Seconds openvpn waits for an answer from one remote before it tries the next, when the profile lists several
+ * gateways: long enough for a TLS handshake with a loaded gateway, short enough that a dead one costs little.
+ */
+export const SERVER_POLL_TIMEOUT_SECONDS = 5;
+
 /** The profile text. Throws RangeError when both listeners are off (there would be nothing to dial). */
 export function renderOpenVpnProfile(p: ProfileInput): string {
   if (p.udpPort === null && p.tcpPort === null)
     throw new RangeError('OpenVPN has neither a UDP nor a TCP port configured');
-  const host = remoteHost(p.host);
+  const hosts = [...new Set(p.hosts.map(remoteHost))];
+  if (hosts.length === 0) throw new RangeError('OpenVPN profile: no host to dial');
+  const { udpPort, tcpPort } = p;
   const lines = [
     `# Weft member ${p.memberName}: OpenVPN profile (openvpn 2.5 or later)`,
     'client',
     'dev tun',
-    ...(p.udpPort !== null ? [`remote ${host} ${p.udpPort} udp`] : []),
-    ...(p.tcpPort !== null ? [`remote ${host} ${p.tcpPort} tcp-client`] : []),
+    ...(udpPort !== null ? hosts.map((h) => `remote ${h} ${udpPort} udp`) : []),
+    ...(tcpPort !== null ? hosts.map((h) => `remote ${h} ${tcpPort} tcp-client`) : []),
+    ...(hosts.length > 1 ? [`server-poll-timeout ${SERVER_POLL_TIMEOUT_SECONDS}`] : []),
     'resolv-retry infinite',
     'nobind',
     'persist-key',

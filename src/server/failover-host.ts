@@ -1,6 +1,7 @@
 /**
  * The failover state machine (failover.ts) on a running gateway: the lease from the shared PostgreSQL store,
- * the address on the interface through `ip`, the announcement by gratuitous ARP (io/arp.ts), and the
+ * the address on the interface through `ip`, the announcement by gratuitous ARP (io/arp.ts) or unsolicited
+ * Neighbour Advertisements for an IPv6 address (io/ndp.ts), and the
  * handshakes through the gateway's WireGuard device.
  */
 import { hostname } from 'node:os';
@@ -8,6 +9,7 @@ import type { Store } from '../control/store.js';
 import { PublicKey } from '../crypto/keys.js';
 import { announceAddress, hardwareAddress } from '../io/arp.js';
 import { CommandError, ip, linkExists } from '../io/linux-net.js';
+import { advertiseAddress } from '../io/ndp.js';
 import { parseEndpoint } from '../net/endpoint.js';
 import { formatAddress } from '../net/ip.js';
 import { acquireLease } from '../control/pg-lease.js';
@@ -19,6 +21,11 @@ import { Failover, type FailoverActions, type SharedAddress } from './failover.j
 
 /** Announcements sent at a takeover (and again a second later): a lost frame must not cost a member. */
 const ANNOUNCEMENTS = 2;
+/**
+ * IPv6: one advertisement at a takeover and one a second later, within the MAX_NEIGHBOR_ADVERTISEMENT (3)
+ * unsolicited advertisements RFC 4861 §7.2.6 and §10 allow.
+ */
+const ADVERTISEMENTS = 1;
 /** A member is reached at a takeover when its last handshake is at most this old (its session may be live). */
 const REACH_WINDOW_MS = REJECT_AFTER_TIME + 10_000;
 
@@ -65,7 +72,15 @@ export async function startFailover(shared: SharedAddress, host: FailoverHost): 
   const mac = await hardwareAddress(dev);
   const actions: FailoverActions = {
     addAddress: async () => {
-      await ip(['addr', 'replace', shared.cidr, 'dev', dev]);
+      // IPv6: nodad, usable at once; duplicate address detection would fail on the old holder's leftover copy.
+      await ip([
+        'addr',
+        'replace',
+        shared.cidr,
+        'dev',
+        dev,
+        ...(shared.address.family === 6 ? ['nodad'] : []),
+      ]);
     },
     removeAddress: async () => {
       try {
@@ -74,13 +89,14 @@ export async function startFailover(shared: SharedAddress, host: FailoverHost): 
         // Not there: nothing to remove.
         if (!(
           e instanceof CommandError &&
-          /Address not found|Cannot assign requested address|EADDRNOTAVAIL/.test(e.stderr)
+          /Address not found|address not found|Cannot assign requested address|EADDRNOTAVAIL/.test(e.stderr)
         ))
           throw e;
       }
     },
     announce: async () => {
-      await announceAddress(dev, shared.address.bytes, ANNOUNCEMENTS, mac);
+      if (shared.address.family === 6) await advertiseAddress(dev, shared.address.bytes, ADVERTISEMENTS, mac);
+      else await announceAddress(dev, shared.address.bytes, ANNOUNCEMENTS, mac);
     },
     reachOut: () => reachOut(shared, host),
     standDown: () => {

@@ -10,8 +10,9 @@
  *      PostgreSQL has freed its lease, so another gateway may hold the address now); the gateway is standby.
  *   2. Standby: it tries to take the lease every `retryMs` (400 ms); a store it cannot reach is logged once
  *      per outage and tried again at the same pace.
- *   3. Taken: it adds the address to the interface, announces it (gratuitous ARP, again after
- *      `reannounceMs`), then at once starts a WireGuard handshake with every member whose last endpoint the
+ *   3. Taken: it adds the address to the interface (IPv6: without duplicate address detection, which would
+ *      hold it back a second and fail while the old holder's kernel still has it), announces it (gratuitous
+ *      ARP, or unsolicited Neighbour Advertisements for IPv6; again after `reannounceMs`), then at once starts a WireGuard handshake with every member whose last endpoint the
  *      store knows (`reachOut`; after the announcement, so that the members' answers come here): a member's WireGuard roams to the source of an authenticated handshake, and
  *      would otherwise wait for its own retry (REKEY_TIMEOUT + KEEPALIVE_TIMEOUT = 15 s, paper §6.4). An
  *      address that cannot be added gives the lease back (another gateway may manage), and the next try
@@ -51,8 +52,8 @@ export interface SharedAddress {
 }
 
 /**
- * Checks `--shared-address` and `--shared-interface` (both or neither): an IPv4 host address with its prefix
- * length, and an interface name. Errors name the option.
+ * Checks `--shared-address` and `--shared-interface` (both or neither): an IPv4 or IPv6 host address with its
+ * prefix length, and an interface name. Errors name the option.
  */
 export function sharedAddressOption(
   address: string | undefined,
@@ -63,16 +64,27 @@ export function sharedAddressOption(
     throw new UserError(
       `weft: --shared-address and --shared-interface go together (got only ${address === undefined ? '--shared-interface' : '--shared-address'})`,
     );
-  const m = /^([^/\s]+)\/(\d{1,2})$/.exec(address.trim());
+  const m = /^([^/\s]+)\/(\d{1,3})$/.exec(address.trim());
   const parsed = m ? parseAddress(m[1]!) : undefined;
   const bits = m ? Number(m[2]) : NaN;
-  if (!parsed?.ok || parsed.value.family !== 4 || !(bits >= 1 && bits <= 32))
+  if (!parsed?.ok || !(bits >= 1 && bits <= (parsed.value.family === 4 ? 32 : 128)))
     throw new UserError(
-      `weft: --shared-address must be an IPv4 address with its prefix length, e.g. 192.0.2.10/24 ` +
-        `(got ${JSON.stringify(address)}; IPv6 is not supported for a shared address)`,
+      `weft: --shared-address must be an IPv4 or IPv6 address with its prefix length, e.g. 192.0.2.10/24 ` +
+        `or 2001:db8::10/64 (got ${JSON.stringify(address)})`,
     );
   const a = parsed.value;
-  if (bits < 31) {
+  if (a.family === 6) {
+    const b = a.bytes;
+    // Unspecified, loopback, multicast (ff00::/8), link-local (fe80::/10: every link has its own), IPv4-mapped.
+    const zeroTo = (n: number): boolean => b.subarray(0, n).every((x) => x === 0);
+    if (
+      (zeroTo(15) && b[15]! <= 1) ||
+      b[0] === 0xff ||
+      (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) ||
+      (zeroTo(10) && b[10] === 0xff && b[11] === 0xff)
+    )
+      throw new UserError(`weft: --shared-address ${address} is not a unicast address a LAN can reach`);
+  } else if (bits < 31) {
     const host =
       (((a.bytes[0]! << 24) | (a.bytes[1]! << 16) | (a.bytes[2]! << 8) | a.bytes[3]!) >>> 0) %
       2 ** (32 - bits);
@@ -81,7 +93,7 @@ export function sharedAddressOption(
         `weft: --shared-address ${address} is the network or broadcast address of its prefix; give a host address`,
       );
   }
-  if (a.bytes[0] === 127 || a.bytes[0]! >= 224 || a.bytes[0] === 0)
+  if (a.family === 4 && (a.bytes[0] === 127 || a.bytes[0]! >= 224 || a.bytes[0] === 0))
     throw new UserError(`weft: --shared-address ${address} is not a unicast address a LAN can reach`);
   let name: string;
   try {
@@ -108,7 +120,7 @@ export interface FailoverActions {
   addAddress(): Promise<void>;
   /** Removes it (absent: not an error). */
   removeAddress(): Promise<void>;
-  /** Announces it on the link (gratuitous ARP). */
+  /** Announces it on the link (gratuitous ARP; unsolicited Neighbour Advertisements for IPv6). */
   announce(): Promise<void>;
   /** Starts handshakes with the members whose last endpoints the store knows; how many. */
   reachOut(): number;

@@ -10,7 +10,10 @@
  *   reach beyond the member subnet (shared subnets behind the gateway);
  * - with multicast on, the groups' ranges (224.0.0.0/4, ff00::/8) are among those routes, so the client
  *   sends to groups (and its IGMP/MLD) into the tunnel;
- * - DNS servers from the settings; keepalive: a ping every 10 s, restart after 60 s without one.
+ * - DNS servers from the settings; keepalive: a ping every 10 s, restart after 60 s without one. On a shared
+ *   store (several gateways, perhaps a failover pair) a ping every second and a restart after 5 s: a member
+ *   whose gateway died restarts in 5 s and dials the next `remote` of its profile (the shared address, now on
+ *   another gateway, or another gateway's own), where the default 60 s would leave it cut off for a minute.
  */
 import type { ControlPlane } from '../control/control-plane.js';
 import type { MemberRecord } from '../control/model.js';
@@ -21,6 +24,14 @@ import type { Route4 } from '../openvpn/push.js';
 /** Seconds: the client pings after 10 s of silence and restarts after 60 s without hearing the server. */
 export const OPENVPN_PING_SECONDS = 10;
 export const OPENVPN_PING_RESTART_SECONDS = 60;
+/** The same on a shared store (the gateways' own pings follow OPENVPN_SHARED_PING_SECONDS, openvpn.ts). */
+export const OPENVPN_SHARED_PING_SECONDS = 1;
+export const OPENVPN_SHARED_PING_RESTART_SECONDS = 5;
+
+/** Whether the control plane's store is the shared PostgreSQL one (isSyncPostgresStore's test, written out). */
+export function onSharedStore(cp: ControlPlane): boolean {
+  return (cp.store as { kind?: unknown }).kind === 'postgres';
+}
 
 function netmask(bits: number): string {
   const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
@@ -76,8 +87,9 @@ export function openVpnPushFor(cp: ControlPlane, member: MemberRecord): PushDesc
     ...(redirect4 ? { redirectGateway: { ipv6: redirect6 } } : {}),
     ...(settings.dns.length > 0 ? { dns: settings.dns } : {}),
     tunMtu: settings.mtu,
-    ping: OPENVPN_PING_SECONDS,
-    pingRestart: OPENVPN_PING_RESTART_SECONDS,
+    ...(onSharedStore(cp)
+      ? { ping: OPENVPN_SHARED_PING_SECONDS, pingRestart: OPENVPN_SHARED_PING_RESTART_SECONDS }
+      : { ping: OPENVPN_PING_SECONDS, pingRestart: OPENVPN_PING_RESTART_SECONDS }),
   };
   return push;
 }

@@ -19,7 +19,7 @@ import { openBestBind } from '../io/udp-linux.js';
 import { COOKIE_SECRET_LENGTH, StatelessHandshake } from '../openvpn/stateless-handshake.js';
 import { NodeTlsServerFactory } from '../openvpn/tls-engine-node.js';
 import type { GatewaySync } from './gateway-sync.js';
-import { openVpnPushFor } from './openvpn-push.js';
+import { onSharedStore, openVpnPushFor, OPENVPN_SHARED_PING_SECONDS } from './openvpn-push.js';
 
 /** How soon after an OpenVPN session ends its member's status is written (sessions ending together: once). */
 const REPORT_AFTER_SESSION_END_MS = 100;
@@ -70,6 +70,8 @@ export async function startOpenVpn(
       ...(udp ? { udp } : {}),
       ...(tcpPort !== null ? { tcp: { port: tcpPort } } : {}),
       handshake,
+      // The clients are told to restart after 5 s of silence on a shared store (openvpn-push.ts): ping sooner.
+      ...(onSharedStore(cp) ? { pingIntervalMs: OPENVPN_SHARED_PING_SECONDS * 1000 } : {}),
       tls: tls.create,
       ciphers: s.dataCiphers,
       ...(s.renegSec > 0 ? { renegotiateAfterMs: s.renegSec * 1000 } : {}),

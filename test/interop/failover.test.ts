@@ -1,12 +1,16 @@
 /**
  * Failover of a shared member-facing address: two real `weft server run` gateways in namespaces of their own on
  * one PostgreSQL database (postgres-harness.ts), both run with `--shared-address`; two real WireGuard members
- * (wg-quick + wireguard-go) whose Endpoint is the shared address. Steps, in order:
+ * (wg-quick + wireguard-go) whose Endpoint is the shared address, and a real OpenVPN member (openvpn 2.6) whose
+ * profile lists the shared address, then each gateway's own address. Steps, in order:
  *   1. `server init --store` and `gateway join` for A and B; A starts first and holds the address, B stands by.
- *   2. Both members connect through the shared address (A) and A reports their endpoints to the store.
+ *   2. Both WireGuard members connect through the shared address (A) and A reports their endpoints to the store;
+ *      the OpenVPN member's profile has a `remote` per gateway and a short server-poll-timeout, and it connects
+ *      through the shared address (A), which pushes it a ping every second and a restart after 5 s of silence.
  *   3. Each member pings the gateway every 100 ms; A is killed with SIGKILL. B takes the lease, adds the address,
- *      announces it and starts handshakes to both members: the longest gap between two replies is measured per
- *      member (printed; bar: 5 s, the issue's). B knows the members' hardware addresses beforehand (static
+ *      announces it and starts handshakes to both WireGuard members: the longest gap between two replies is
+ *      measured per member (printed; bar: 5 s, the issue's). The OpenVPN member restarts after its ping-restart
+ *      and reconnects to B (bar: 15 s). B knows the members' hardware addresses beforehand (static
  *      neighbour entries), so it is B's gratuitous ARP, not an ARP request of its kernel, that moves the
  *      members' caches off A, whose kernel (still up, with the address on its interface) would otherwise keep
  *      receiving their packets.
@@ -16,7 +20,7 @@
  *   5. SIGTERM to B: it gives the address up, and A takes it; both exit 0.
  *
  * Topology: namespace `lan` holds a bridge with member 1's underlay address 192.168.74.201/24; member 2
- * (192.168.74.202), gateway A (192.168.74.1) and B (192.168.74.2) hang off it; the shared address is
+ * (192.168.74.202), the OpenVPN member 3 (192.168.74.203), gateway A (192.168.74.1) and B (192.168.74.2) hang off it; the shared address is
  * 192.168.74.100/24 on the gateway's LAN interface. Each gateway's API listens on 127.0.0.1:8780 in its namespace.
  */
 import assert from 'node:assert/strict';
@@ -34,9 +38,19 @@ const SUBNET = '10.68.0.0/24';
 const GATEWAY_IP = '10.68.0.1';
 const PORT = 51820;
 const SHARED = '192.168.74.100';
-const UNDERLAY = { a: '192.168.74.1', b: '192.168.74.2', m1: '192.168.74.201', m2: '192.168.74.202' };
+const UNDERLAY = {
+  a: '192.168.74.1',
+  b: '192.168.74.2',
+  m1: '192.168.74.201',
+  m2: '192.168.74.202',
+  m3: '192.168.74.203',
+};
 /** The issue's bar for the gap in replies when the holder is killed. */
 const GAP_BAR_MS = 5000;
+/** The OpenVPN member's: its ping-restart (5 s), a restart pause and a new TLS handshake with B. */
+const OPENVPN_GAP_BAR_MS = 15_000;
+const OPENVPN_MEMBER = 'carol';
+const TOOLS = [...PEOPLE_TOOLS, 'openvpn'];
 const API_CLIENT = fileURLToPath(new URL('./api-client.js', import.meta.url));
 
 type GatewayKey = 'a' | 'b';
@@ -58,31 +72,32 @@ function need<T>(value: T | undefined, what: string): T {
 /** Reply times (ms since the epoch) from `ping -D` output. */
 function replyTimes(stdout: string): number[] {
   const out: number[] = [];
-  for (const m of stdout.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from [^:]+: icmp_seq=\d+/gm))
+  for (const m of stdout.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from \S+: icmp_seq=\d+/gm))
     out.push(Math.round(Number(m[1]) * 1000));
   return out;
 }
 
 const pgCan = canRunPostgres();
-const skip = interopSkip(PEOPLE_TOOLS) || (pgCan.ok ? false : pgCan.reason);
+const skip = interopSkip(TOOLS) || (pgCan.ok ? false : pgCan.reason);
 
 describe('failover: a shared address moves when its holder is killed', { skip }, () => {
   let lab: Lab;
   let pgServer: PostgresServer | undefined;
   let storeUrl = '';
   let token = '';
-  const ns: Partial<Record<GatewayKey | MemberKey | 'lan', Netns>> = {};
+  const ns: Partial<Record<GatewayKey | MemberKey | 'm3' | 'lan', Netns>> = {};
   const dirs: Record<GatewayKey, string> = { a: '', b: '' };
   const ifnames: Record<GatewayKey, string> = { a: '', b: '' };
   const lanIf: Record<GatewayKey, string> = { a: '', b: '' };
   const servers: Partial<Record<GatewayKey, ManagedProcess>> = {};
   const members: Partial<Record<MemberKey, WgQuickClient>> = {};
   const pingers: ManagedProcess[] = [];
+  let openvpnClient: ManagedProcess | undefined;
   let requests = 0;
 
   before(async () => {
     assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
-    lab = await Lab.create('fover', { tools: PEOPLE_TOOLS });
+    lab = await Lab.create('fover', { tools: TOOLS });
     pgServer = await startPostgres();
     await pgServer.createDatabase('weft');
     storeUrl = `postgres://weft@localhost:${pgServer.port}/weft?host=${encodeURIComponent(joinPath(pgServer.dir, 'socket'))}`;
@@ -105,6 +120,9 @@ describe('failover: a shared address moves when its holder is killed', { skip },
       return aIf;
     };
     await attach(m2, 'm2', UNDERLAY.m2);
+    const m3 = await lab.netns('m3');
+    ns.m3 = m3;
+    await attach(m3, 'm3', UNDERLAY.m3);
     for (const key of ['a', 'b'] as const) {
       const g = await lab.netns(`g${key}`);
       ns[key] = g;
@@ -118,6 +136,7 @@ describe('failover: a shared address moves when its holder is killed', { skip },
   after(async () => {
     try {
       for (const p of pingers) if (p.running) p.kill('SIGKILL');
+      if (openvpnClient?.running) openvpnClient.kill('SIGKILL');
       for (const s of Object.values(servers)) if (s?.running) await s.stop(8_000).catch(() => undefined);
       for (const m of Object.values(members)) await m?.down().catch(() => undefined);
     } finally {
@@ -129,7 +148,7 @@ describe('failover: a shared address moves when its holder is killed', { skip },
     }
   });
 
-  const netns = (key: GatewayKey | MemberKey | 'lan'): Netns => need(ns[key], `namespace ${key}`);
+  const netns = (key: GatewayKey | MemberKey | 'm3' | 'lan'): Netns => need(ns[key], `namespace ${key}`);
   const server = (key: GatewayKey): ManagedProcess => {
     const s = need(servers[key], `gateway ${key.toUpperCase()}`);
     if (!s.running) throw new Error(`gateway ${key.toUpperCase()} is no longer running: ${s.describe()}`);
@@ -257,6 +276,22 @@ describe('failover: a shared address moves when its holder is killed', { skip },
         'permanent',
       ]);
     }
+    // The OpenVPN member: every gateway is a remote of its profile, the shared address first.
+    await weft('a', ['member', 'add', OPENVPN_MEMBER]);
+    const profile = (await weft('a', ['member', 'config', OPENVPN_MEMBER, '--openvpn'])).stdout;
+    const remotes = profile.split('\n').filter((l) => l.startsWith('remote '));
+    assert.deepEqual(
+      remotes.filter((l) => l.endsWith(' udp')),
+      [SHARED, UNDERLAY.a, UNDERLAY.b].map((h) => `remote ${h} 1194 udp`),
+      profile,
+    );
+    assert.match(profile, /^server-poll-timeout \d+$/m);
+    const file = await lab.writeSecret(`${OPENVPN_MEMBER}.ovpn`, profile);
+    openvpnClient = netns('m3').spawn('openvpn', ['--config', file]);
+    await openvpnClient.waitForOutput(/Initialization Sequence Completed/, 30_000);
+    assert.match(openvpnClient.stdout + openvpnClient.stderr, /PUSH_REPLY.*ping 1,ping-restart 5/);
+    const p3 = await ping(netns('m3'), GATEWAY_IP, { count: 2, waitS: 3 });
+    assert.ok(p3.received >= 1, `${OPENVPN_MEMBER} → ${GATEWAY_IP} through A:\n${p3.output}`);
     // "connected" is logged by the status report that writes the member's endpoint to the store.
     await server('a').waitForOutput(/member alice connected/, 8_000);
     await server('a').waitForOutput(/member bob connected/, 8_000);
@@ -266,18 +301,19 @@ describe('failover: a shared address moves when its holder is killed', { skip },
   it('3. kill -9 the holder during a ping every 100 ms: B takes over; the gap is measured', async (t) => {
     const a = server('a');
     const b = server('b');
-    for (const key of ['m1', 'm2'] as const)
+    const who = [MEMBERS.m1, MEMBERS.m2, OPENVPN_MEMBER];
+    for (const key of ['m1', 'm2', 'm3'] as const)
       pingers.push(
-        netns(key).spawn('ping', ['-4', '-n', '-D', '-i', '0.1', '-W', '1', '-w', '40', GATEWAY_IP]),
+        netns(key).spawn('ping', ['-4', '-n', '-D', '-i', '0.1', '-W', '1', '-w', '50', GATEWAY_IP]),
       );
     await delay(1_500);
     for (const [i, p] of pingers.entries())
-      assert.ok(replyTimes(p.stdout).length >= 5, `member ${i + 1} pings before the kill:\n${p.stdout}`);
+      assert.ok(replyTimes(p.stdout).length >= 5, `${who[i]} pings before the kill:\n${p.stdout}`);
     const killedAt = Date.now();
     a.kill('SIGKILL');
     await within(a.exited, 5_000);
-    // Until each member has had replies for a second after the kill (at most 15 s).
-    const deadline = Date.now() + 15_000;
+    // Until each member has had replies for a second after the kill (at most 25 s: the OpenVPN member restarts).
+    const deadline = Date.now() + 25_000;
     while (Date.now() < deadline) {
       if (pingers.every((p) => replyTimes(p.stdout).filter((at) => at > killedAt).length >= 10)) break;
       await delay(100);
@@ -301,19 +337,28 @@ describe('failover: a shared address moves when its holder is killed', { skip },
       const afterKill = times.find((at) => at > killedAt);
       if (before === undefined || afterKill === undefined) {
         assert.fail(
-          `member ${i + 1}: no reply ${before === undefined ? 'before' : 'after'} the kill:\n${p.stdout}`,
+          `${who[i]}: no reply ${before === undefined ? 'before' : 'after'} the kill:\n${p.stdout}\n` +
+            (i === 2 ? need(openvpnClient, 'the OpenVPN member').describe() : ''),
         );
       }
       const gap = afterKill - before;
       gaps.push(gap);
       lines.push(
-        `${MEMBERS[i === 0 ? 'm1' : 'm2']}: gap in replies ${gap} ms (first reply ${afterKill - killedAt} ms after kill -9)`,
+        `${who[i]}: gap in replies ${gap} ms (first reply ${afterKill - killedAt} ms after kill -9)`,
       );
     }
-    const line = `failover (kill -9 of the holder, ping every 100 ms): ${lines.join('; ')}`;
+    const ovpnLog = need(openvpnClient, 'the OpenVPN member').stdout;
+    const remotes = [...ovpnLog.matchAll(/link remote: \[AF_INET\]([\d.]+):\d+/g)].map((m) => m[1]);
+    const line =
+      `failover (kill -9 of the holder, ping every 100 ms): ${lines.join('; ')}; ` +
+      `${OPENVPN_MEMBER} connected to ${remotes.join(', then ')}`;
     console.log(line);
     t.diagnostic(line);
-    for (const gap of gaps) assert.ok(gap <= GAP_BAR_MS, `${line}\nB:\n${b.stderr}`);
+    assert.ok(gaps[0]! <= GAP_BAR_MS && gaps[1]! <= GAP_BAR_MS, `${line}\nB:\n${b.stderr}`);
+    assert.ok(gaps[2]! <= OPENVPN_GAP_BAR_MS, `${line}\nOpenVPN member:\n${ovpnLog}`);
+    // It restarted on its ping-restart (not on some other error) and reconnected.
+    assert.match(ovpnLog, /Inactivity timeout \(--ping-restart\), restarting/);
+    assert.equal(ovpnLog.match(/Initialization Sequence Completed/g)?.length, 2, ovpnLog);
   });
 
   it('4. B holds the lease and the address; A restarted removes its leftover address and stands by', async (t) => {
@@ -380,3 +425,200 @@ describe('failover: a shared address moves when its holder is killed', { skip },
     assert.equal(await hasShared('a'), false, 'a stopped holder removes the address');
   });
 });
+
+/**
+ * An IPv6 shared address: the same pair of real gateways on a PostgreSQL of their own, `--shared-address
+ * fd74::100/64`, and a neighbour on their LAN (namespace `lan6`, the bridge's fd74::201) that pings the shared
+ * address every 100 ms. The holder A's LAN link is taken down and A killed with SIGKILL right after (its machine
+ * gone: its kernel, which still has the address, no longer answers). B takes the lease, adds the address
+ * (nodad) and sends an unsolicited Neighbour Advertisement: the neighbour's cache entry for the shared address
+ * moves from A's hardware address to B's, and the gap in replies is measured (bar: 5 s; without the
+ * advertisement the neighbour would keep sending to A's address until its entry failed Neighbour Unreachability
+ * Detection, 20–50 s later). B knows the neighbour's hardware address beforehand (a static entry), so no
+ * solicitation of B's kernel moves the neighbour's cache instead. SIGTERM to B then removes the address.
+ */
+describe(
+  'failover: an IPv6 shared address moves with an unsolicited neighbour advertisement',
+  { skip },
+  () => {
+    const SHARED6 = 'fd74::100';
+    const LAN6 = { a: 'fd74::1', b: 'fd74::2', n: 'fd74::201' };
+    let lab: Lab;
+    let pgServer: PostgresServer | undefined;
+    let storeUrl = '';
+    const ns: Partial<Record<GatewayKey | 'lan', Netns>> = {};
+    const dirs: Record<GatewayKey, string> = { a: '', b: '' };
+    const ifnames: Record<GatewayKey, string> = { a: '', b: '' };
+    const lanIf: Record<GatewayKey, string> = { a: '', b: '' };
+    const macs: Record<GatewayKey | 'n', string> = { a: '', b: '', n: '' };
+    const servers: Partial<Record<GatewayKey, ManagedProcess>> = {};
+    let pinger: ManagedProcess | undefined;
+
+    const netns = (key: GatewayKey | 'lan'): Netns => need(ns[key], `namespace ${key}`);
+    const weft = (key: GatewayKey, args: readonly string[]) =>
+      weftCli(netns(key), [...args, '--data', dirs[key]], { timeoutMs: 30_000 });
+    const macOf = async (n: Netns, dev: string): Promise<string> => {
+      const link = JSON.parse((await n.exec('ip', ['-j', 'link', 'show', 'dev', dev])).stdout) as {
+        address: string;
+      }[];
+      return need(link[0]?.address, `${dev}'s hardware address`);
+    };
+    const hasShared6 = async (key: GatewayKey): Promise<boolean> => {
+      const { stdout } = await netns(key).exec('ip', ['-6', '-o', 'addr', 'show', 'dev', lanIf[key]]);
+      return stdout.includes(` ${SHARED6}/64 `);
+    };
+    /** The neighbour's cached hardware address for the shared address ('' when it has none). */
+    const cached = async (): Promise<string> => {
+      const { stdout } = await netns('lan').exec('ip', ['-6', 'neigh', 'show', SHARED6]);
+      return /lladdr (\S+)/.exec(stdout)?.[1] ?? '';
+    };
+    const start = (key: GatewayKey): ManagedProcess => {
+      const proc = netns(key).spawn(process.execPath, [
+        WEFT_MAIN,
+        'server',
+        'run',
+        '--data',
+        dirs[key],
+        '--interface',
+        ifnames[key],
+        '--shared-address',
+        `${SHARED6}/64`,
+        '--shared-interface',
+        lanIf[key],
+      ]);
+      servers[key] = proc;
+      return proc;
+    };
+
+    before(async () => {
+      lab = await Lab.create('fov6', { tools: TOOLS });
+      pgServer = await startPostgres();
+      await pgServer.createDatabase('weft');
+      storeUrl = `postgres://weft@localhost:${pgServer.port}/weft?host=${encodeURIComponent(joinPath(pgServer.dir, 'socket'))}`;
+      const lan = await lab.netns('lan6');
+      ns.lan = lan;
+      const bridge = lab.ifname('br');
+      // A fixed hardware address: a bridge's own otherwise follows its ports' as they join (B's static entry).
+      await lan.exec('ip', ['link', 'add', bridge, 'address', '02:00:00:74:02:01', 'type', 'bridge']);
+      await lan.exec('ip', ['link', 'set', bridge, 'up']);
+      await lan.exec('ip', ['addr', 'add', `${LAN6.n}/64`, 'dev', bridge, 'nodad']);
+      macs.n = await macOf(lan, bridge);
+      for (const key of ['a', 'b'] as const) {
+        const g = await lab.netns(`g${key}6`);
+        ns[key] = g;
+        const { aIf, bIf } = await lab.veth(g, lan, {
+          aName: `u${key}`,
+          bName: `p${key}`,
+          aAddr6: `${LAN6[key]}/64`,
+        });
+        await lan.exec('ip', ['link', 'set', bIf, 'master', bridge]);
+        lanIf[key] = aIf;
+        macs[key] = await macOf(g, aIf);
+        dirs[key] = lab.file(`data-${key}`);
+        ifnames[key] = lab.ifname(`v${key}`);
+        lab.registerWgInterface(ifnames[key]);
+      }
+      // B knows the neighbour (as a gateway on its LAN would): its kernel sends no solicitation of its own.
+      await netns('b').exec('ip', [
+        '-6',
+        'neigh',
+        'replace',
+        LAN6.n,
+        'lladdr',
+        macs.n,
+        'dev',
+        lanIf.b,
+        'nud',
+        'permanent',
+      ]);
+    });
+
+    after(async () => {
+      try {
+        if (pinger?.running) pinger.kill('SIGKILL');
+        for (const s of Object.values(servers)) if (s?.running) await s.stop(8_000).catch(() => undefined);
+      } finally {
+        try {
+          await lab?.cleanup();
+        } finally {
+          await pgServer?.stop();
+        }
+      }
+    });
+
+    it('A holds fd74::100, the neighbour caches A; kill -9 of A: the neighbour moves to B; SIGTERM to B removes it', async (t) => {
+      await weft('a', [
+        'server',
+        'init',
+        '--store',
+        storeUrl,
+        '--endpoint',
+        `[${SHARED6}]:${PORT}`,
+        '--subnet',
+        SUBNET,
+      ]);
+      await Promise.all(
+        (['a', 'b'] as const).map((key) =>
+          weft(key, [
+            'gateway',
+            'join',
+            '--store',
+            storeUrl,
+            '--name',
+            `gw-${key}`,
+            '--endpoint',
+            `[${LAN6[key]}]:${PORT}`,
+          ]),
+        ),
+      );
+      const a = start('a');
+      await a.waitForOutput(/failover: holder of fd74::100\/64/, 30_000);
+      const b = start('b');
+      await b.waitForOutput(/failover: standby for fd74::100\/64/, 30_000);
+      assert.equal(await hasShared6('a'), true, 'A has the shared address');
+      assert.equal(await hasShared6('b'), false, 'B has not');
+      pinger = netns('lan').spawn('ping', ['-6', '-n', '-D', '-i', '0.1', '-W', '1', '-w', '30', SHARED6]);
+      await delay(1_000);
+      assert.ok(replyTimes(pinger.stdout).length >= 5, `the neighbour pings A:\n${pinger.stdout}`);
+      assert.equal(await cached(), macs.a, 'the neighbour caches A for the shared address');
+      // A's machine goes: its LAN link first (so its kernel answers nothing more), then its process.
+      await netns('a').exec('ip', ['link', 'set', lanIf.a, 'down']);
+      const killedAt = Date.now();
+      a.kill('SIGKILL');
+      await within(a.exited, 5_000);
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline && replyTimes(pinger.stdout).filter((at) => at > killedAt).length < 10)
+        await delay(100);
+      pinger.kill('SIGINT');
+      await within(pinger.exited, 5_000);
+      const times = replyTimes(pinger.stdout);
+      const last = times.filter((at) => at <= killedAt).at(-1);
+      const first = times.find((at) => at > killedAt);
+      if (last === undefined || first === undefined) {
+        const state = await Promise.all([
+          netns('lan').exec('ip', ['-6', 'neigh']),
+          netns('b').exec('ip', ['-6', 'addr']),
+          netns('b').exec('ip', ['-6', 'neigh']),
+          netns('b').exec('nft', ['list', 'ruleset']),
+        ]);
+        assert.fail(
+          `no reply ${last === undefined ? 'before' : 'after'} the kill:\n${pinger.stdout}\nB:\n${b.stderr}\n` +
+            `macs ${JSON.stringify(macs)}\n${state.map((r) => r.stdout).join('\n')}`,
+        );
+      }
+      const took = /failover: holder of \S+ on \S+ \(took it in (\d+) ms/.exec(b.stderr);
+      const line =
+        `IPv6 failover (the holder's link down, then kill -9; ping every 100 ms): gap in replies ${first - last} ms ` +
+        `(first reply ${first - killedAt} ms after the link went down; B's takeover ${took?.[1] ?? '?'} ms)`;
+      console.log(line);
+      t.diagnostic(line);
+      assert.equal(await cached(), macs.b, `the neighbour's entry moved to B: ${line}`);
+      assert.equal(await hasShared6('b'), true);
+      assert.ok(first - last <= GAP_BAR_MS, `${line}\nB:\n${b.stderr}`);
+      b.kill('SIGTERM');
+      assert.equal((await within(b.exited, 10_000))?.code, 0, b.describe());
+      assert.match(b.stderr, /failover: released fd74::100\/64/);
+      assert.equal(await hasShared6('b'), false, 'a stopped holder removes the IPv6 address');
+    });
+  },
+);

@@ -5,6 +5,7 @@ import type { MemberRecord, MemberStatus } from '../../src/control/model.js';
 import type { Store } from '../../src/control/store.js';
 import { PrivateKey } from '../../src/crypto/keys.js';
 import { arpAnnouncement, parseMac } from '../../src/io/arp.js';
+import { icmpv6Checksum, unsolicitedNeighbourAdvertisement } from '../../src/io/ndp.js';
 import { parsePrefix } from '../../src/net/ip.js';
 import { Device, type Action } from '../../src/wireguard/device.js';
 import {
@@ -276,12 +277,24 @@ describe('--shared-address / --shared-interface', () => {
     assert.equal(sharedAddressOption(undefined, undefined), undefined);
     assert.equal(sharedAddressOption('10.0.0.100/32', 'eth0')?.bits, 32);
   });
+  it('parses an IPv6 host address with its prefix length', () => {
+    const s = sharedAddressOption('2001:DB8::100/64', 'eth0');
+    assert.equal(s?.cidr, '2001:db8::100/64');
+    assert.equal(s?.leaseName, 'shared-address/2001:db8::100');
+    assert.equal(s?.address.family, 6);
+    assert.equal(sharedAddressOption('fd74::1/128', 'eth0')?.bits, 128);
+  });
   it('refuses bad input, naming the option', () => {
     const bad: [string | undefined, string | undefined, RegExp][] = [
       ['10.0.0.100/24', undefined, /--shared-address and --shared-interface go together.*--shared-address/],
       [undefined, 'eth0', /go together \(got only --shared-interface\)/],
-      ['10.0.0.100', 'eth0', /--shared-address must be an IPv4 address with its prefix length/],
-      ['fd00::1/64', 'eth0', /--shared-address must be an IPv4 address.*IPv6 is not supported/],
+      ['10.0.0.100', 'eth0', /--shared-address must be an IPv4 or IPv6 address with its prefix length/],
+      ['fd00::1', 'eth0', /--shared-address must be an IPv4 or IPv6 address/],
+      ['fd00::1/129', 'eth0', /--shared-address must be/],
+      ['fe80::1/64', 'eth0', /--shared-address fe80::1\/64 is not a unicast address/],
+      ['ff02::1/64', 'eth0', /is not a unicast address/],
+      ['::1/128', 'eth0', /is not a unicast address/],
+      ['::ffff:10.0.0.1/96', 'eth0', /is not a unicast address/],
       ['10.0.0.100/33', 'eth0', /--shared-address must be/],
       ['10.0.0.0/24', 'eth0', /--shared-address 10\.0\.0\.0\/24 is the network or broadcast address/],
       ['10.0.0.255/24', 'eth0', /network or broadcast/],
@@ -308,6 +321,40 @@ describe('gratuitous ARP frame', () => {
     assert.equal(parseMac('02:00:5e:10:00'), undefined);
     assert.equal(parseMac('zz:00:5e:10:00:01'), undefined);
     assert.throws(() => arpAnnouncement(mac.subarray(0, 5), SHARED.address.bytes), RangeError);
+  });
+});
+
+describe('unsolicited Neighbour Advertisement (RFC 4861 §7.2.6)', () => {
+  it('is an NA to ff02::1 with hop limit 255, Override only, the target and its link-layer address', () => {
+    const mac = parseMac('02:00:5e:10:00:01')!;
+    const target = sharedAddressOption('2001:db8::100/64', 'eth0')!.address.bytes;
+    const packet = unsolicitedNeighbourAdvertisement(mac, target);
+    const addr = '20010db8000000000000000000000100';
+    assert.equal(
+      Buffer.from(packet).toString('hex'),
+      // IPv6 header: version 6, payload 32 bytes, next header 58 (ICMPv6), hop limit 255, from the address to ff02::1
+      '60000000' +
+        '0020' +
+        '3a' +
+        'ff' +
+        addr +
+        'ff020000000000000000000000000001' +
+        // ICMPv6 type 136, code 0, checksum, flags R=0 S=0 O=1, reserved, target address
+        '88' +
+        '00' +
+        '991c' +
+        '20000000' +
+        addr +
+        // option 2 (target link-layer address), length 1 (8 bytes), the MAC
+        '02' +
+        '01' +
+        '02005e100001',
+    );
+    // Checked as a receiver does: the sum over the pseudo-header and the message, checksum included, is 0xffff.
+    const msg = packet.subarray(40);
+    assert.equal(icmpv6Checksum(packet.subarray(8, 24), packet.subarray(24, 40), msg), 0);
+    assert.throws(() => unsolicitedNeighbourAdvertisement(mac, target.subarray(0, 4)), RangeError);
+    assert.throws(() => unsolicitedNeighbourAdvertisement(mac.subarray(0, 5), target), RangeError);
   });
 });
 
