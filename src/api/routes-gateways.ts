@@ -1,10 +1,11 @@
 /**
  * The gateways of the network: those registered in a shared PostgreSQL store (`weft gateway join`), with their
  * state, region, endpoint, when the store last heard from each and the members online on each, as
- * `weft gateway list` shows them. On SQLite (one gateway, nothing registered) the list is empty.
+ * `weft gateway list` shows them. On SQLite (one gateway, nothing registered) the list is empty. A gateway is
+ * removed as `weft gateway remove` does (refused while routes or sites name it as the gateway serving them).
  */
 import { z } from 'zod';
-import { gatewayOverview } from '../control/gateways.js';
+import { gatewayOverview, removeGateway } from '../control/gateways.js';
 import type { ApiContext } from './context.js';
 
 export const GatewayItem = z.object({
@@ -45,5 +46,18 @@ export function gatewayRoutes(ctx: ApiContext): void {
     errors: ['WEFT_ERR_NOT_INITIALIZED'],
     responses: { 200: { description: 'Every registered gateway', schema: z.array(GatewayItem) } },
     handler: () => gatewayOverview(ctx.controlPlane.store).gateways,
+  });
+
+  ctx.routes.add({
+    method: 'DELETE',
+    path: '/gateways/:name',
+    operationId: 'removeGateway',
+    summary:
+      'Removes a registered gateway; the others drop it from their meshes (refused while it serves routes or sites)',
+    tag: 'server',
+    params: z.strictObject({ name: z.string() }),
+    errors: ['WEFT_ERR_GATEWAY_NOT_FOUND', 'WEFT_ERR_GATEWAY_IN_USE'],
+    responses: { 204: { description: 'Removed' } },
+    handler: ({ params }) => removeGateway(ctx.controlPlane.store, params.name),
   });
 }

@@ -160,6 +160,12 @@ export const GroupPatch = z.strictObject({ description: z.string() });
 export const RouteInput = z.strictObject({
   cidr: z.string().describe('A prefix behind the gateway, e.g. 10.20.0.0/24'),
   description: z.string().optional(),
+  gateway: z
+    .string()
+    .optional()
+    .describe(
+      'The registered gateway whose host serves it; the others route it there (absent: every gateway)',
+    ),
 });
 
 const PortRange = z.strictObject({ from: z.number().int(), to: z.number().int() });
@@ -385,7 +391,11 @@ function pageOf<T extends z.ZodType>(item: T) {
 
 export const GroupPage = pageOf(GroupWithCount);
 
-export const SharedRoute = z.object({ cidr: z.string(), description: z.string() });
+export const SharedRoute = z.object({
+  cidr: z.string(),
+  description: z.string(),
+  gateway: z.string().optional().describe('The gateway serving it (absent: every gateway)'),
+});
 export const RoutePage = pageOf(SharedRoute);
 
 export const Policy = z.object({
@@ -534,6 +544,13 @@ const siteFields = {
     .int()
     .optional()
     .describe('Delete a CHILD SA after this many bytes; 0: no limit'),
+  gateway: z
+    .string()
+    .nullable()
+    .optional()
+    .describe(
+      'The registered gateway that runs IKE for the site; the others route its subnets there (null or "": every one)',
+    ),
 };
 
 export const SiteInput = z.strictObject({ name, ...siteFields });
@@ -610,6 +627,7 @@ export const SiteView = z.object({
   fragmentSize: z.number().int(),
   childRekeyBytes: z.number().int(),
   childLifeBytes: z.number().int(),
+  gateway: z.string().optional().describe('The gateway serving the site (absent: every gateway)'),
   createdAt: isoTime,
   updatedAt: isoTime,
   status: SiteStatus.nullable().describe('What the running gateway last reported; null: nothing yet'),

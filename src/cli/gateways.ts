@@ -9,6 +9,9 @@
  * their last handshakes as it last reported them (src/server/mesh.ts), the members online on it (from the
  * member statuses; those whose status does not name a gateway are counted on a line of their own), and the
  * shared addresses it holds (`server run --shared-address`: the holder of each lease, from PostgreSQL's lock table).
+ * remove NAME: deletes the gateway's registration (refused while shared routes or sites name it as the gateway
+ * serving them); the other gateways drop it from their meshes within a second. Its own data directory is left
+ * as it is (a `server run` there keeps serving its members, without the mesh, until it is stopped).
  */
 import { existsSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +20,7 @@ import { UserError } from '../control/errors.js';
 import { endpoint } from '../control/validate.js';
 import { meshPort } from '../control/gateway-registration.js';
 import { redactUrl, StoreUnavailable } from '../control/store-postgres.js';
-import { gatewayOverview, type GatewayView } from '../control/gateways.js';
+import { gatewayOverview, removeGateway, type GatewayView } from '../control/gateways.js';
 import { openPostgresStoreSync, type SyncPostgresStore } from '../control/store-postgres-sync.js';
 import { PrivateKey } from '../crypto/keys.js';
 import {
@@ -210,6 +213,23 @@ export function registerGatewayCommands(program: Command): void {
             : `${rows}\n${unassigned} member(s) online on some gateway; their status does not say which` +
                 (list.some((g) => g.membersOnline === null) ? ' (ONLINE ? : not known per gateway)' : '');
         });
+      } finally {
+        store.close();
+      }
+    });
+  gateway
+    .command('remove')
+    .argument('<name>', 'the registered gateway')
+    .description('removes a gateway from the network; the others drop it from their meshes')
+    .option('-d, --data <dir>', `data directory (default: $WEFT_DATA or ${DEFAULT_DATA_DIR})`)
+    .action((name: string, opts: GatewayOptions) => {
+      const where = storeLocation(dataDir(opts));
+      if (where.kind !== 'postgres')
+        throw new UserError('weft: gateways are registered on a shared PostgreSQL store; this one is SQLite');
+      const store = openShared(where.url);
+      try {
+        removeGateway(store, name);
+        process.stdout.write(`removed gateway ${name}\n`);
       } finally {
         store.close();
       }

@@ -720,12 +720,19 @@ export function registerPeopleCommands(program: Command): void {
 
   // ---- routes ----
   const route = program.command('route').description('shared subnets behind the gateway (e.g. a cloud VPC)');
-  data(route.command('add').argument('<cidr>').option('--description <text>', 'what lives there')).action(
-    (cidr: string, opts: DataOption & { description?: string }) =>
-      withControlPlane(opts, (cp) => {
-        const r = cp.addRoute(actor(), { cidr, description: opts.description });
-        console.log(`added route ${r.cidr}${staleNotice(cp)}`);
-      }),
+  data(
+    route
+      .command('add')
+      .argument('<cidr>')
+      .option('--description <text>', 'what lives there')
+      .option('--gateway <name>', 'the registered gateway whose host serves it (the others route it there)'),
+  ).action((cidr: string, opts: DataOption & { description?: string; gateway?: string }) =>
+    withControlPlane(opts, (cp) => {
+      const r = cp.addRoute(actor(), { cidr, description: opts.description, gateway: opts.gateway });
+      console.log(
+        `added route ${r.cidr}${r.gateway === undefined ? '' : ` (served by ${r.gateway})`}${staleNotice(cp)}`,
+      );
+    }),
   );
   data(route.command('remove').argument('<cidr>')).action((cidr: string, opts: DataOption) =>
     withControlPlane(opts, (cp) => {
@@ -738,8 +745,8 @@ export function registerPeopleCommands(program: Command): void {
       const routes = cp.listRoutes();
       print(routes, opts.json, () =>
         table(
-          ['ROUTE', 'DESCRIPTION'],
-          routes.map((r) => [r.cidr, r.description]),
+          ['ROUTE', 'GATEWAY', 'DESCRIPTION'],
+          routes.map((r) => [r.cidr, r.gateway ?? '(every)', r.description]),
         ),
       );
     }),

@@ -45,6 +45,7 @@ interface SiteFlags extends DataOption {
   fragmentSize?: string;
   childRekeyBytes?: string;
   childLifeBytes?: string;
+  gateway?: string;
 }
 
 /** "1048576", "512M", "4G", "1T" (powers of 1024) -> bytes; anything else is passed on to be refused. */
@@ -128,6 +129,7 @@ function input(opts: SiteFlags): Omit<SiteInput, 'name'> {
     fragmentSize: opts.fragmentSize,
     childRekeyBytes: byteCount(opts.childRekeyBytes),
     childLifeBytes: byteCount(opts.childLifeBytes),
+    gateway: opts.gateway,
   };
 }
 
@@ -179,6 +181,10 @@ function flags(c: Command): Command {
     .option('--fragment-size <bytes>', 'largest datagram of one IKE fragment, 576 to 9000 (default 1280)')
     .option('--child-rekey-bytes <size>', 'rekey a CHILD SA after this many bytes, e.g. 4G (0: no limit)')
     .option('--child-life-bytes <size>', 'delete a CHILD SA after this many bytes (0: no limit)')
+    .option(
+      '--gateway <name>',
+      'the registered gateway that runs IKE for the site (the others route its subnets there; "" for every one)',
+    )
     .option('--json', 'print JSON');
 }
 
@@ -225,6 +231,7 @@ function siteDetail(s: SiteView, psk: string | undefined): string {
     `start:           ${s.startAction}`,
     `groups:          ${s.groups.join(', ') || '-'}`,
     `multicast:       ${s.multicast.join(', ') || '-'}`,
+    `gateway:         ${s.gateway ?? '(every gateway)'}`,
   ];
   const st = s.status;
   if (!st) {

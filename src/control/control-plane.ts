@@ -20,6 +20,7 @@ import {
 } from '../net/ip.js';
 import { allocate, gatewayAddress, isMemberAddress, pairedIp6 } from './addressing.js';
 import { invalid, WeftError } from './errors.js';
+import { ownerGateway } from './gateways.js';
 import {
   MULTICAST_QUERIER_DEFAULTS,
   multicastQuerierSettings,
@@ -1261,18 +1262,24 @@ export class ControlPlane {
     return this.store.listRoutes();
   }
 
-  addRoute(actor: string, input: { cidr: string; description?: string }): SharedRoute {
+  addRoute(actor: string, input: { cidr: string; description?: string; gateway?: unknown }): SharedRoute {
     const s = this.settings();
     // The stored endpoint is "host:port" or "[v6]:port".
     const endpointHost = s.endpoint.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
     const uplinks = this.options.uplinks?.(endpointHost) ?? [];
     const p = v.routePrefix('cidr', input.cidr, uplinks);
-    const route = { cidr: formatPrefix(p), description: v.text('description', input.description) };
+    let route: SharedRoute = {
+      cidr: formatPrefix(p),
+      description: v.text('description', input.description),
+    };
     for (const own of [s.subnet, s.subnet6]) {
       if (own && (prefixContains(parsed(own), p) || prefixContains(p, parsed(own))))
         throw invalid('cidr', `overlaps the members' subnet ${own}`);
     }
     return this.change(() => {
+      // The gateway serving it (a shared store's mesh routes it there from the others): checked in the change.
+      const owner = ownerGateway(this.store, 'gateway', input.gateway);
+      if (owner !== undefined) route = { ...route, gateway: owner };
       if (this.store.listRoutes().some((r) => r.cidr === route.cidr))
         throw new WeftError('WEFT_ERR_ROUTE_EXISTS', `route ${route.cidr} already exists`, 'cidr');
       // A site's remote subnets are routes into its tunnel: a shared route there would take their traffic.
@@ -1285,7 +1292,10 @@ export class ControlPlane {
               'cidr',
             );
       this.store.insertRoute(route);
-      this.audit(actor, 'route.add', route.cidr, { description: route.description });
+      this.audit(actor, 'route.add', route.cidr, {
+        description: route.description,
+        ...(route.gateway === undefined ? {} : { gateway: route.gateway }),
+      });
       return route;
     });
   }
@@ -1316,6 +1326,7 @@ export class ControlPlane {
       otherSites: this.store.listSites().filter((site) => site.name !== name),
       groupExists: (g) => this.store.getGroup(g) !== undefined,
       uplinks: this.options.uplinks?.(endpointHost) ?? [],
+      owner: (field, value) => ownerGateway(this.store, field, value),
     };
   }
 

@@ -92,7 +92,7 @@ const groupSchema = z.union([
 
 const routeSchema = z.union([
   z.string(),
-  z.object({ cidr: z.string(), description: z.string().optional() }).strict(),
+  z.object({ cidr: z.string(), description: z.string().optional(), gateway: z.string().optional() }).strict(),
 ]);
 
 /** `{allow: eng, to: "10.20.0.0/24:tcp/443"}` or `{deny: "*", to: any}`. */
@@ -146,6 +146,8 @@ const siteSchema = z
     fragmentSize: z.number().int().optional(),
     childRekeyBytes: z.number().int().optional(),
     childLifeBytes: z.number().int().optional(),
+    /** The registered gateway serving the site (shared store); absent: every gateway. */
+    gateway: z.string().optional(),
   })
   .strict();
 
@@ -399,6 +401,7 @@ function applyInTransaction(
         return {
           cidr: `${v.destination('cidr', o.cidr)}`,
           description: v.text('description', o.description),
+          gateway: 'gateway' in o && o.gateway !== '' ? o.gateway : undefined,
           p,
         };
       }),
@@ -414,9 +417,9 @@ function applyInTransaction(
     wanted.forEach((r, i) =>
       within(`routes[${i}]`, () => {
         const had = existing.get(r.cidr);
-        if (had && had.description === r.description) return;
+        if (had && had.description === r.description && had.gateway === r.gateway) return;
         if (had) cp.removeRoute(actor, r.cidr);
-        cp.addRoute(actor, { cidr: r.cidr, description: r.description });
+        cp.addRoute(actor, { cidr: r.cidr, description: r.description, gateway: r.gateway });
         changes.push({ op: had ? 'update' : 'add', kind: 'route', target: r.cidr });
       }),
     );
@@ -536,7 +539,9 @@ function applySites(
         });
         return;
       }
-      const { name: _name, ...fields } = site;
+      const { name: _name, ...given } = site;
+      // The file says which gateway serves the site: absent means every one (as on add).
+      const fields = { ...given, gateway: given.gateway ?? null };
       cp.updateSite(actor, site.name, fields);
       const after = cp.store.getSite(site.name);
       if (after && after.updatedAt !== before.updatedAt) {
@@ -614,9 +619,15 @@ export function exportState(cp: ControlPlane, options: { includeSecrets?: boolea
     groups: cp
       .listGroups()
       .map((g) => (g.description ? { name: g.name, description: g.description } : g.name)),
-    routes: cp
-      .listRoutes()
-      .map((r) => (r.description ? { cidr: r.cidr, description: r.description } : r.cidr)),
+    routes: cp.listRoutes().map((r) =>
+      r.description || r.gateway !== undefined
+        ? {
+            cidr: r.cidr,
+            ...(r.description ? { description: r.description } : {}),
+            ...(r.gateway === undefined ? {} : { gateway: r.gateway }),
+          }
+        : r.cidr,
+    ),
     policies: cp.listPolicies().map((p) => {
       const [action, group, ...rest] = v.policyText(p).split(' ');
       const to = rest.join(' ');
@@ -668,6 +679,7 @@ export function exportState(cp: ControlPlane, options: { includeSecrets?: boolea
       ...(site.fragmentSize === FRAGMENT_SIZE ? {} : { fragmentSize: site.fragmentSize }),
       ...(site.childRekeyBytes === 0 ? {} : { childRekeyBytes: site.childRekeyBytes }),
       ...(site.childLifeBytes === 0 ? {} : { childLifeBytes: site.childLifeBytes }),
+      ...(site.gateway === undefined ? {} : { gateway: site.gateway }),
     })),
   };
 }

@@ -7,6 +7,7 @@
  * written by the gateway that reports it). Rows that do not say are counted in `membersOnlineUnassigned`, so
  * what is shown never claims more than the store knows.
  */
+import { WeftError, invalid } from './errors.js';
 import type { MemberStatus } from './model.js';
 import type { Store } from './store.js';
 import type { GatewayRecord } from './store-postgres.js';
@@ -99,4 +100,56 @@ export function gatewayOverview(store: Store): GatewayOverview {
     membersOnline: online.length,
     membersOnlineUnassigned: unassigned,
   };
+}
+
+/** The registered gateways' names (none on a store that is not shared). */
+export function gatewayNames(store: Store): Set<string> {
+  return new Set(isShared(store) ? store.listGateways().map((g) => g.name) : []);
+}
+
+/**
+ * The owner of a shared route or a site as given (`gateway`): undefined when absent or empty (every gateway
+ * serves it); else the name of a registered gateway, or a validation error naming the field.
+ */
+export function ownerGateway(store: Store, field: string, value: unknown): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string') throw invalid(field, 'must be the name of a registered gateway');
+  if (!gatewayNames(store).has(value))
+    throw invalid(
+      field,
+      isShared(store)
+        ? `no gateway named "${value}" is registered (weft gateway list)`
+        : `no gateway named "${value}": only a shared PostgreSQL store has gateways`,
+    );
+  return value;
+}
+
+/**
+ * Removes a gateway's registration (`weft gateway remove`, DELETE /gateways/{name}); the others drop it from
+ * their meshes at their next poll. Refused while shared routes or sites name it as the gateway serving them
+ * (their prefixes would be routed to nobody), naming them.
+ */
+export function removeGateway(store: Store, name: string): void {
+  if (!isShared(store) || !store.listGateways().some((g) => g.name === name))
+    throw new WeftError('WEFT_ERR_GATEWAY_NOT_FOUND', `no gateway named "${name}" is registered`, 'name');
+  store.transaction(() => {
+    const owned = [
+      ...store
+        .listRoutes()
+        .filter((r) => r.gateway === name)
+        .map((r) => `route ${r.cidr}`),
+      ...store
+        .listSites()
+        .filter((s) => s.gateway === name)
+        .map((s) => `site ${s.name}`),
+    ];
+    if (owned.length > 0)
+      throw new WeftError(
+        'WEFT_ERR_GATEWAY_IN_USE',
+        `gateway ${name} serves ${owned.join(', ')}; give them another gateway (or none) first`,
+        'name',
+      );
+    if (!store.removeGateway(name))
+      throw new WeftError('WEFT_ERR_GATEWAY_NOT_FOUND', `no gateway named "${name}" is registered`, 'name');
+  });
 }

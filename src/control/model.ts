@@ -110,6 +110,11 @@ export interface MemberRecord extends Member {
 export interface SharedRoute {
   readonly cidr: string;
   readonly description: string;
+  /**
+   * The gateway (its registered name) that serves it on a shared store: only its host routes the prefix; the
+   * other gateways route it to that one over the mesh. Absent: every gateway serves it from its own host.
+   */
+  readonly gateway?: string;
 }
 
 export interface PortRange {
@@ -297,6 +302,8 @@ export interface SiteRecord {
   /** 0: no byte limit. */
   childRekeyBytes: number;
   childLifeBytes: number;
+  /** The gateway that runs IKE for the site on a shared store (as SharedRoute.gateway); absent: every one. */
+  gateway?: string;
   createdAt: string;
   updatedAt: string;
 }

@@ -111,6 +111,8 @@ export interface SiteInput {
   fragmentSize?: unknown;
   childRekeyBytes?: unknown;
   childLifeBytes?: unknown;
+  /** The registered gateway that serves the site on a shared store (absent, null or "": every gateway). */
+  gateway?: unknown;
 }
 
 /** The keys of SiteInput that a patch may change (everything but the name). */
@@ -144,6 +146,7 @@ export const SITE_FIELDS = [
   'fragmentSize',
   'childRekeyBytes',
   'childLifeBytes',
+  'gateway',
 ] as const satisfies readonly (keyof SiteInput)[];
 
 /** The secret fields of a site: never in a view, an audit entry or a log. */
@@ -168,6 +171,8 @@ export interface SiteContext {
   readonly groupExists: (name: string) => boolean;
   /** The gateway's uplink networks (a remote subnet there would take the gateway's own traffic). */
   readonly uplinks: readonly v.HostNetwork[];
+  /** Checks `gateway` (the site's owner): the registered gateway's name, or undefined for every gateway. */
+  readonly owner?: (field: string, value: unknown) => string | undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -324,6 +329,13 @@ function proposals(
   });
 }
 
+function ownerOf(value: unknown, ctx: SiteContext): { gateway?: string } {
+  if (value === undefined || value === null || value === '') return {};
+  const gateway = ctx.owner ? ctx.owner('gateway', value) : undefined;
+  if (gateway === undefined) throw invalid('gateway', 'must be the name of a registered gateway');
+  return { gateway };
+}
+
 /**
  * Checks a whole site: `input` holds every field (the current record merged with a patch, or an add's input
  * with defaults still to fill in). Returns the record's fields; the caller adds the times.
@@ -474,6 +486,7 @@ export function checkSite(
     groups,
     multicast,
     ...details,
+    ...ownerOf(input.gateway, ctx),
   };
   if (key !== null) gate(record, key);
   return record;

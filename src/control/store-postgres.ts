@@ -351,6 +351,16 @@ ALTER TABLE sites ADD COLUMN child_rekey_bytes bigint NOT NULL DEFAULT 0;
 ALTER TABLE sites ADD COLUMN child_life_bytes bigint NOT NULL DEFAULT 0;
 `;
 
+/**
+ * Version 10: the gateway that serves a shared route or a site (NULL: every gateway serves it from its own
+ * host), as the SQLite store's version 10. A name, not a reference: `weft gateway remove` refuses while a
+ * route or site names the gateway, in the control plane.
+ */
+const SCHEMA_V10 = `
+ALTER TABLE routes ADD COLUMN gateway text COLLATE "C";
+ALTER TABLE sites ADD COLUMN gateway text COLLATE "C";
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
 export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V1,
@@ -362,6 +372,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V7,
   SCHEMA_V8,
   SCHEMA_V9,
+  SCHEMA_V10,
 ];
 
 /** The schema version this build writes. */
@@ -533,6 +544,7 @@ const SITE_COLUMNS = [
   'fragment_size',
   'child_rekey_bytes',
   'child_life_bytes',
+  'gateway',
 ] as const;
 
 const SITE_SELECT = `SELECT ${SITE_COLUMNS.join(', ')} FROM sites`;
@@ -571,6 +583,7 @@ interface SiteRow {
   /** bigint: pg hands it over as text. */
   readonly child_rekey_bytes: string;
   readonly child_life_bytes: string;
+  readonly gateway: string | null;
 }
 
 const CREDENTIAL_SELECT = `
@@ -917,13 +930,23 @@ export class PostgresStore implements AsyncStore {
   }
 
   async listRoutes(): Promise<SharedRoute[]> {
-    const { rows } = await this.#read<SharedRoute>('SELECT cidr, description FROM routes ORDER BY cidr');
-    return rows.map((r) => ({ cidr: r.cidr, description: r.description }));
+    const { rows } = await this.#read<{ cidr: string; description: string; gateway: string | null }>(
+      'SELECT cidr, description, gateway FROM routes ORDER BY cidr',
+    );
+    return rows.map((r) => ({
+      cidr: r.cidr,
+      description: r.description,
+      ...(r.gateway === null ? {} : { gateway: r.gateway }),
+    }));
   }
 
   insertRoute(route: SharedRoute): Promise<void> {
     return this.#change(async (q) => {
-      await q('INSERT INTO routes (cidr, description) VALUES ($1, $2)', [route.cidr, route.description]);
+      await q('INSERT INTO routes (cidr, description, gateway) VALUES ($1, $2, $3)', [
+        route.cidr,
+        route.description,
+        route.gateway ?? null,
+      ]);
       return { result: undefined, changes: [['route', route.cidr]] };
     });
   }
@@ -1939,6 +1962,7 @@ function siteParams(s: SiteRecord): unknown[] {
     s.fragmentSize,
     s.childRekeyBytes,
     s.childLifeBytes,
+    s.gateway ?? null,
   ];
 }
 
@@ -1974,6 +1998,7 @@ function siteFromRow(r: SiteRow): SiteRecord {
     fragmentSize: r.fragment_size,
     childRekeyBytes: Number(r.child_rekey_bytes),
     childLifeBytes: Number(r.child_life_bytes),
+    ...(r.gateway === null ? {} : { gateway: r.gateway }),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

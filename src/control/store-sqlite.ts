@@ -283,6 +283,15 @@ ALTER TABLE sites ADD COLUMN child_life_bytes INTEGER NOT NULL DEFAULT 0;
 `;
 
 /**
+ * Version 10: the gateway that serves a shared route or a site on a shared store (NULL: every gateway serves
+ * it from its own host). The others route its prefixes to that gateway over the mesh (src/server/mesh.ts).
+ */
+const SCHEMA_V10 = `
+ALTER TABLE routes ADD COLUMN gateway TEXT;
+ALTER TABLE sites ADD COLUMN gateway TEXT;
+`;
+
+/**
  * Version 5: IPsec sites. A site is one row; its lists (subnets, proposals, groups) are JSON arrays, since they
  * are read and written whole and nothing joins on them (a group's name is removed from every site by the
  * control plane, in the transaction that deletes the group). The live status the gateway reports is one JSON
@@ -354,6 +363,7 @@ export const MIGRATIONS: readonly Migration[] = [
   (db) => db.exec(SCHEMA_V7),
   (db) => db.exec(SCHEMA_V8),
   (db) => db.exec(SCHEMA_V9),
+  (db) => db.exec(SCHEMA_V10),
 ];
 
 /** The schema version this build writes; a file at a higher version was written by a newer build. */
@@ -469,6 +479,7 @@ interface SiteRow {
   readonly fragment_size: number;
   readonly child_rekey_bytes: number;
   readonly child_life_bytes: number;
+  readonly gateway: string | null;
 }
 
 const SITE_COLUMNS = `enabled = :enabled, remote_address = :remote_address, local_id = :local_id,
@@ -481,7 +492,7 @@ const SITE_COLUMNS = `enabled = :enabled, remote_address = :remote_address, loca
   multicast = :multicast,
   child_per_subnet_pair = :child_per_subnet_pair, ike_hard_lifetime_sec = :ike_hard_lifetime_sec,
   child_hard_lifetime_sec = :child_hard_lifetime_sec, fragment_size = :fragment_size,
-  child_rekey_bytes = :child_rekey_bytes, child_life_bytes = :child_life_bytes`;
+  child_rekey_bytes = :child_rekey_bytes, child_life_bytes = :child_life_bytes, gateway = :gateway`;
 
 interface TrafficRow {
   readonly name: string;
@@ -587,8 +598,10 @@ function prepareStatements(db: Database) {
       )
       .pluck<string>(),
 
-    listRoutes: db.prepare<SharedRoute>('SELECT cidr, description FROM routes ORDER BY cidr'),
-    insertRoute: db.prepare('INSERT INTO routes (cidr, description) VALUES (?, ?)'),
+    listRoutes: db.prepare<{ cidr: string; description: string; gateway: string | null }>(
+      'SELECT cidr, description, gateway FROM routes ORDER BY cidr',
+    ),
+    insertRoute: db.prepare('INSERT INTO routes (cidr, description, gateway) VALUES (?, ?, ?)'),
     deleteRoute: db.prepare('DELETE FROM routes WHERE cidr = ?'),
 
     listSites: db.prepare<SiteRow>('SELECT * FROM sites ORDER BY name'),
@@ -599,13 +612,13 @@ function prepareStatements(db: Database) {
                           ike_lifetime_sec, child_lifetime_sec, dpd_interval_sec, dpd_action, start_action,
                           policy_groups, created_at, updated_at, auth, certificate, private_key, ca_certificates,
                           multicast, child_per_subnet_pair, ike_hard_lifetime_sec, child_hard_lifetime_sec,
-                          fragment_size, child_rekey_bytes, child_life_bytes)
+                          fragment_size, child_rekey_bytes, child_life_bytes, gateway)
        VALUES (:name, :enabled, :remote_address, :local_id, :remote_id, :psk, :force_short_psk, :local_subnets,
                :remote_subnets, :mode, :ike_proposals, :esp_proposals, :allow_legacy_groups, :ike_lifetime_sec,
                :child_lifetime_sec, :dpd_interval_sec, :dpd_action, :start_action, :policy_groups, :created_at,
                :updated_at, :auth, :certificate, :private_key, :ca_certificates, :multicast, :child_per_subnet_pair,
                :ike_hard_lifetime_sec, :child_hard_lifetime_sec, :fragment_size, :child_rekey_bytes,
-               :child_life_bytes)`,
+               :child_life_bytes, :gateway)`,
     ),
     updateSite: db.prepare(`UPDATE sites SET ${SITE_COLUMNS} WHERE name = :name`),
     deleteSite: db.prepare('DELETE FROM sites WHERE name = ?'),
@@ -971,12 +984,12 @@ export class SqliteStore implements Store {
   }
 
   listRoutes(): SharedRoute[] {
-    return this.#sql.listRoutes.all();
+    return this.#sql.listRoutes.all().map(routeFromRow);
   }
 
   insertRoute(route: SharedRoute): void {
     this.#write(() => {
-      this.#sql.insertRoute.run(route.cidr, route.description);
+      this.#sql.insertRoute.run(route.cidr, route.description, route.gateway ?? null);
       this.#changed('route', route.cidr);
     });
   }
@@ -1482,7 +1495,12 @@ function siteParams(s: SiteRecord): Record<string, string | number | null> {
     fragment_size: s.fragmentSize,
     child_rekey_bytes: s.childRekeyBytes,
     child_life_bytes: s.childLifeBytes,
+    gateway: s.gateway ?? null,
   };
+}
+
+function routeFromRow(r: { cidr: string; description: string; gateway: string | null }): SharedRoute {
+  return { cidr: r.cidr, description: r.description, ...(r.gateway === null ? {} : { gateway: r.gateway }) };
 }
 
 function siteFromRow(r: SiteRow): SiteRecord {
@@ -1518,6 +1536,7 @@ function siteFromRow(r: SiteRow): SiteRecord {
     fragmentSize: r.fragment_size,
     childRekeyBytes: r.child_rekey_bytes,
     childLifeBytes: r.child_life_bytes,
+    ...(r.gateway === null ? {} : { gateway: r.gateway }),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

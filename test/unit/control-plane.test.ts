@@ -261,6 +261,9 @@ test('groups in use cannot be removed; routes may not overlap the member subnet;
     cp.removeGroup('t', 'eng');
     assert.equal(code(() => cp.addRoute('t', { cidr: '10.66.0.0/16' })).field, 'cidr');
     assert.equal(code(() => cp.addRoute('t', { cidr: '10.20.0.5/24' })).field, 'cidr');
+    // The gateway serving a route must be registered (a SQLite store has none); "" means every gateway.
+    assert.equal(code(() => cp.addRoute('t', { cidr: '10.20.0.0/24', gateway: 'gw-b' })).field, 'gateway');
+    assert.equal(code(() => cp.addRoute('t', { cidr: '10.20.0.0/24', gateway: 7 })).field, 'gateway');
     cp.addRoute('t', { cidr: '10.20.0.0/24' });
     assert.equal(code(() => cp.addRoute('t', { cidr: '10.20.0.0/24' })).code, 'WEFT_ERR_ROUTE_EXISTS');
     assert.equal(code(() => cp.removeRoute('t', '10.21.0.0/24')).code, 'WEFT_ERR_ROUTE_NOT_FOUND');

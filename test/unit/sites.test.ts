@@ -102,6 +102,9 @@ test('site input: each refusal names its field', () => {
     [{ childLifeBytes: 2 ** 60 }, 'childLifeBytes'],
     [{ childRekeyBytes: 2 ** 31, childLifeBytes: 2 ** 30 }, 'childLifeBytes'],
     [{ enabled: 1 }, 'enabled'],
+    // The gateway serving a site must be registered: a SQLite store has no gateways.
+    [{ gateway: 'gw-b' }, 'gateway'],
+    [{ gateway: 7 }, 'gateway'],
   ];
   for (const [patch, field, codeWanted] of cases) {
     assert.deepEqual(

@@ -155,8 +155,8 @@ test('a version 1 file is migrated to the current version and keeps its data', (
 
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(SCHEMA_VERSION, 9);
-  assert.equal(store.schemaVersion, 9);
+  assert.equal(SCHEMA_VERSION, 10);
+  assert.equal(store.schemaVersion, 10);
   assert.deepEqual(store.getSettings(), SETTINGS);
   assert.deepEqual(store.getMember('m00001'), member(1, { groups: ['eng'] }));
   assert.deepEqual(store.getAdmin('admin')?.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
@@ -563,7 +563,7 @@ test('a version 6 file is migrated to version 7: existing sites are PSK sites wi
   assert.equal(store.integrityCheck(), 'ok');
 });
 
-test('a version 7 file is migrated to version 9: existing sites have no multicast ranges and keep the IKE defaults', (t) => {
+test('a version 7 file is migrated to version 10: existing sites have no multicast ranges, keep the IKE defaults and no gateway', (t) => {
   const path = join(tempDir(t), 'weft.db');
   const v7 = new Database(path);
   try {
@@ -583,7 +583,7 @@ test('a version 7 file is migrated to version 9: existing sites have no multicas
   }
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(store.schemaVersion, 9);
+  assert.equal(store.schemaVersion, 10);
   assert.deepEqual(store.getSite('hq')?.multicast, []);
   store.updateSite({ ...store.getSite('hq')!, multicast: ['239.0.0.0/8'] });
   assert.deepEqual(store.getSite('hq')?.multicast, ['239.0.0.0/8']);
@@ -593,5 +593,11 @@ test('a version 7 file is migrated to version 9: existing sites have no multicas
     [false, null, null, 1280],
   );
   assert.deepEqual([hq.childRekeyBytes, hq.childLifeBytes], [0, 0]);
+  // Version 10: a site written before has no gateway serving it (every gateway does), and can be given one.
+  assert.equal('gateway' in hq, false);
+  store.updateSite({ ...hq, gateway: 'gw-b' });
+  assert.equal(store.getSite('hq')?.gateway, 'gw-b');
+  store.insertRoute({ cidr: '10.40.0.0/16', description: '' });
+  assert.deepEqual(store.listRoutes(), [{ cidr: '10.40.0.0/16', description: '' }]);
   assert.equal(store.integrityCheck(), 'ok');
 });
