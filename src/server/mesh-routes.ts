@@ -8,7 +8,10 @@
  * 2. Routes: a member online on another gateway, not online here, is routed to that gateway's peer as its
  *    addresses (/32, /128). The same prefixes are the peer's AllowedIPs, so a packet from that peer whose
  *    inner source is not an address of a member it holds is dropped by the WireGuard device (paper §2).
- * 3. A gateway the database has not heard from for `silentAfterMs` gets no routes: its members are left to
+ * 3. A shared route or a site's remote subnet served by another gateway (its `gateway` field) is routed to
+ *    that gateway's peer and is in its AllowedIPs (the replies from behind it come from there); one served by
+ *    this gateway, or by every gateway, is left to this gateway's host (or its own IPsec site).
+ * 4. A gateway the database has not heard from for `silentAfterMs` gets no routes: its members are left to
  *    reach this gateway (or another) themselves, and their packets are not sent into a dead peer.
  */
 import { parsePrefix, type Prefix } from '../net/ip.js';
@@ -39,6 +42,14 @@ export interface MeshPeerPlan {
   /** The member addresses it holds, routed to it (and its AllowedIPs). */
   readonly prefixes: readonly Prefix[];
   readonly members: readonly string[];
+  /** Of `prefixes`, the shared routes and site subnets it serves (step 3). */
+  readonly owned: readonly Prefix[];
+}
+
+/** A prefix one gateway serves: a shared route's, or a remote subnet of an enabled tunnel-mode site. */
+export interface OwnedPrefixInput {
+  readonly gateway: string;
+  readonly prefix: string;
 }
 
 export interface MeshPlanInput {
@@ -51,12 +62,32 @@ export interface MeshPlanInput {
   /** Whether the member's session is on this gateway (then its addresses stay local). */
   readonly isLocal: (member: string) => boolean;
   readonly silentAfterMs: number;
+  /** Shared routes and site subnets that name the gateway serving them (step 3). */
+  readonly owned?: readonly OwnedPrefixInput[];
 }
 
 export interface MeshPlan {
   readonly peers: readonly MeshPeerPlan[];
   /** Every prefix routed into the mesh (the union of the peers' prefixes). */
   readonly routes: readonly Prefix[];
+  /**
+   * The served prefixes routed to another gateway: outside the member subnet, so the host must route them
+   * into the gateway's TUN device for the router to see them.
+   */
+  readonly owned: readonly Prefix[];
+}
+
+/** Shared routes and sites as the store has them, to the prefixes each names a serving gateway for. */
+export function ownedPrefixes(
+  routes: readonly { cidr: string; gateway?: string }[],
+  sites: readonly { enabled: boolean; mode: string; remoteSubnets: readonly string[]; gateway?: string }[],
+): OwnedPrefixInput[] {
+  const out: OwnedPrefixInput[] = [];
+  for (const r of routes) if (r.gateway !== undefined) out.push({ gateway: r.gateway, prefix: r.cidr });
+  for (const site of sites)
+    if (site.gateway !== undefined && site.enabled && site.mode === 'tunnel')
+      for (const prefix of site.remoteSubnets) out.push({ gateway: site.gateway, prefix });
+  return out;
 }
 
 function hostPrefix(text: string | null, bits: 32 | 128): Prefix | undefined {
@@ -76,6 +107,7 @@ export function planMesh(input: MeshPlanInput): MeshPlan {
       live: boolean;
       prefixes: Prefix[];
       members: string[];
+      owned: Prefix[];
     }
   >();
   for (const g of input.gateways) {
@@ -95,6 +127,7 @@ export function planMesh(input: MeshPlanInput): MeshPlan {
       live: g.silentMs < input.silentAfterMs,
       prefixes: [],
       members: [],
+      owned: [],
     });
   }
   const routes: Prefix[] = [];
@@ -113,8 +146,20 @@ export function planMesh(input: MeshPlanInput): MeshPlan {
       routes.push(v6);
     }
   }
+  const owned: Prefix[] = [];
+  for (const o of input.owned ?? []) {
+    if (o.gateway === input.self) continue;
+    const peer = peers.get(o.gateway);
+    const p = parsePrefix(o.prefix);
+    if (peer === undefined || !peer.live || !p.ok) continue;
+    peer.owned.push(p.value);
+    peer.prefixes.push(p.value);
+    routes.push(p.value);
+    owned.push(p.value);
+  }
   return {
     peers: [...peers.values()].map(({ live: _live, ...p }) => p),
     routes,
+    owned,
   };
 }

@@ -7,9 +7,13 @@
  *   1. read the registered gateways and where each member's session is (the status row of the gateway
  *      holding it: member_status.gateway), in two statements;
  *   2. decide the peers and their routes (mesh-routes.ts): a member online on gateway B and not here is routed
- *      to B's peer as its /32 (/128), which are also B's AllowedIPs;
+ *      to B's peer as its /32 (/128), which are also B's AllowedIPs; so are the shared routes and the site
+ *      subnets B serves (their `gateway` field names B; read with the routes and sites, two more statements);
  *   3. apply the difference: peers added, updated (endpoint, AllowedIPs) or removed, a first handshake started
- *      with a new peer, the routes of the mesh tunnel in the Router set.
+ *      with a new peer, the routes of the mesh tunnel in the Router set, and the prefixes other gateways serve
+ *      routed by the host into the TUN device (they are outside the member subnet the host already routes there).
+ * A registration removed (`weft gateway remove`) drops its peer at the next poll; one added (`gateway join`,
+ * while this gateway runs) is a new peer with a handshake at once.
  * Every MESH_REPORT_MS the peers and their last handshakes go to the store (`weft gateway list`).
  *
  * The packet path:
@@ -23,6 +27,7 @@
  *     so the member's replies pass as they would had the flow started here.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { addRoute, removeRoute } from '../io/linux-net.js';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -38,9 +43,9 @@ import { openBestBind } from '../io/udp-linux.js';
 import type { Endpoint } from '../net/endpoint.js';
 import { formatEndpoint } from '../net/endpoint.js';
 import type { IpHeader } from '../net/ip-packet.js';
-import { formatPrefix } from '../net/ip.js';
+import { formatPrefix, type Prefix } from '../net/ip.js';
 import { Device } from '../wireguard/device.js';
-import { planMesh, type MeshPeerPlan } from './mesh-routes.js';
+import { ownedPrefixes, planMesh, type MeshPeerPlan } from './mesh-routes.js';
 
 export const GATEWAY_KEY_FILE = 'gateway-key';
 /** How often the mesh reads the store (member locations change as members connect: the status report's pace). */
@@ -57,6 +62,8 @@ export interface MeshOptions {
   /** This gateway's registered name (DATA/gateway-name). */
   readonly name: string;
   readonly gateway: Gateway;
+  /** The TUN device's name: the host routes the prefixes other gateways serve into it. */
+  readonly interfaceName: string;
   /** The network's member-facing listen port and MTU (settings). */
   readonly listenPort: number;
   readonly mtu: number;
@@ -87,6 +94,10 @@ export class Mesh {
   private readonly resolving = new Set<string>();
   private readonly timers: NodeJS.Timeout[] = [];
   private failing = false;
+  /** The prefixes other gateways serve, routed by the host into the TUN device: as asked, and as done. */
+  private kernelWanted = '';
+  private readonly kernelRouted = new Map<string, Prefix>();
+  private kernelRouting: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly options: MeshOptions,
@@ -166,6 +177,7 @@ export class Mesh {
         locations: o.store.memberLocations(o.name),
         isLocal: (member) => local.has(member),
         silentAfterMs: MESH_SILENT_AFTER_MS,
+        owned: ownedPrefixes(o.store.listRoutes(), o.store.listSites()),
       });
       this.failing = false;
     } catch (e) {
@@ -177,6 +189,39 @@ export class Mesh {
     this.counters.polls++;
     this.apply(plan.peers);
     o.gateway.setRoutes(this.wg, plan.routes);
+    this.routeHost(plan.peers);
+  }
+
+  /**
+   * Has the host route the prefixes other gateways serve into the TUN device (and no longer those they stopped
+   * serving), in order, in the background; a route the host cannot take is logged.
+   */
+  private routeHost(peers: readonly MeshPeerPlan[]): void {
+    const wanted = new Map<string, { prefix: Prefix; peer: string }>();
+    for (const p of peers)
+      for (const prefix of p.owned) wanted.set(formatPrefix(prefix), { prefix, peer: p.name });
+    const key = [...wanted].map(([text, w]) => `${text}>${w.peer}`).join(',');
+    if (key === this.kernelWanted) return;
+    this.kernelWanted = key;
+    const name = this.options.interfaceName;
+    const log = this.options.log;
+    this.kernelRouting = this.kernelRouting.then(async () => {
+      for (const [text, prefix] of [...this.kernelRouted])
+        if (!wanted.has(text)) {
+          await removeRoute(name, prefix);
+          this.kernelRouted.delete(text);
+          log(`mesh: ${text} no longer routed to another gateway`);
+        }
+      for (const [text, w] of wanted) {
+        if (this.kernelRouted.has(text)) continue;
+        try {
+          if (await addRoute(name, w.prefix)) this.kernelRouted.set(text, w.prefix);
+          log(`mesh: ${text} routed to gateway ${w.peer}, which serves it`);
+        } catch (e) {
+          log(`mesh: cannot route ${text} into ${name}: ${(e as Error).message}`);
+        }
+      }
+    });
   }
 
   private apply(planned: readonly MeshPeerPlan[]): void {
@@ -313,6 +358,10 @@ export class Mesh {
   async close(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.timers.length = 0;
+    this.kernelWanted = 'closed';
+    await this.kernelRouting;
+    for (const prefix of this.kernelRouted.values()) await removeRoute(this.options.interfaceName, prefix);
+    this.kernelRouted.clear();
     this.options.gateway.router.removeTunnel(this.wg);
     await this.wg.close();
   }

@@ -27,6 +27,7 @@ import type { LiveStore } from '../api/context.js';
 import { ControlPlane, GATEWAY_LINK_LOCAL } from '../control/control-plane.js';
 import type { Settings } from '../control/model.js';
 import { internetWarning } from '../control/internet-access.js';
+import { siteSpec } from '../control/sites.js';
 import { endpoint, interfaceName, listenAddress } from '../control/validate.js';
 import type { WgQuickConfig, InterfaceAddress } from '../config/wg-quick.js';
 import { bringUp, type Running } from '../gateway/bring-up.js';
@@ -326,6 +327,7 @@ export async function runServer(
             dataDir,
             name: joined,
             gateway: running.gateway,
+            interfaceName: name,
             listenPort: settings.listenPort,
             mtu: settings.mtu,
             localMembers: () => activeSync.onlineNow(),
@@ -412,11 +414,16 @@ export async function runServer(
     };
     const syncSites = (): void => {
       if (ipsecState.starting) return;
-      const specs: SiteSpec[] = cp.siteSpecs();
-      const text = JSON.stringify(specs);
+      // A site another gateway serves (its `gateway` field) gets no IKE here: the mesh routes its subnets there.
+      const records = cp.store.listSites();
+      const all: SiteSpec[] = records.map(siteSpec);
+      const specs: SiteSpec[] = records
+        .filter((r) => r.gateway === undefined || r.gateway === joined)
+        .map(siteSpec);
+      const text = JSON.stringify(all) + JSON.stringify(specs);
       if (text === ipsecState.seen) return;
       ipsecState.seen = text;
-      activeSync.setSites(specs.filter((s) => s.enabled));
+      activeSync.setSites(all.filter((s) => s.enabled));
       routeSites(specs);
       multicast?.setSites(specs, (site) => ipsecState.ipsec?.siteTunnel(site));
       if (ipsecState.ipsec) {

@@ -17,6 +17,12 @@
  *      `n`) and he and alice (through B) ping each other both ways; /status and `gateway list` show the peers'
  *      handshakes. eve, in a group a policy denies, connects through A: her pings to alice are dropped at A
  *      (A's firewall counts them as policy drops) and B's mesh delivers nothing from A meanwhile.
+ *   4d. A shared route served by B (its `gateway`): an unknown gateway is refused naming the field; removing B
+ *      is refused (CLI, API) while it serves the route; frank, through A, pings a host behind B's own link (A
+ *      routes the prefix to B over the mesh); moved into a denied group, his pings are dropped at A (counted)
+ *      and B's mesh delivers nothing from A.
+ *   4e. C, running without joining, joins while A and B run: both add the peer (time printed); C restarted has
+ *      mesh handshakes with both (time printed); `DELETE /gateways/gw-c` and both drop it (time printed).
  *   5. SIGTERM: each gateway exits 0.
  *
  * Topology: namespace `m` holds a bridge with the member's underlay address 192.168.71.100/24; gateways A, B,
@@ -46,6 +52,10 @@ const UNDERLAY = {
   member2: '192.168.71.101',
 };
 const MESH_PORT = PORT + 1;
+/** A shared route served by gateway B (step 4d): a host behind B's own link. */
+const ROUTE = '10.99.0.0/24';
+const ROUTE_GW = '10.99.0.1';
+const ROUTE_HOST = '10.99.0.5';
 /** Disable/enable pairs timed in step 3. */
 const CHANGES = 50;
 const API_CLIENT = fileURLToPath(new URL('./api-client.js', import.meta.url));
@@ -563,6 +573,194 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     t.diagnostic(line);
     assert.ok(dropsAfter - dropsBefore >= 5, line);
     assert.equal(deliveredAfter, deliveredBefore, line);
+  });
+
+  it('4d. a shared route served by B: a member on A reaches the host behind B, a denied one is dropped at A', async (t) => {
+    need(member, "alice's client");
+    // The host behind B: namespace h on a link of B's own (10.99.0.0/24); neither A nor its host has a route there.
+    const h = await lab.netns('h');
+    await lab.veth(netns('b'), h, {
+      aName: 'rb',
+      bName: 'rh',
+      aAddr: `${ROUTE_GW}/24`,
+      bAddr: `${ROUTE_HOST}/24`,
+    });
+    await h.exec('ip', ['route', 'add', 'default', 'via', ROUTE_GW]);
+
+    const unknown = await call('a', 'POST', '/routes', { cidr: ROUTE, gateway: 'gw-nowhere' });
+    assert.equal(unknown.status, 400, JSON.stringify(unknown));
+    assert.equal(
+      (unknown.body as { error?: { field?: string } }).error?.field,
+      'gateway',
+      JSON.stringify(unknown),
+    );
+    const added = await call('a', 'POST', '/routes', {
+      cidr: ROUTE,
+      description: 'behind B',
+      gateway: 'gw-b',
+    });
+    assert.equal(added.status, 201, JSON.stringify(added));
+    assert.equal((added.body as { gateway?: string }).gateway, 'gw-b');
+    const exported = await call('c', 'GET', '/export');
+    assert.equal(exported.status, 200, JSON.stringify(exported));
+    assert.match(
+      JSON.stringify(exported.body),
+      /"cidr":"10\.99\.0\.0\/24","description":"behind B","gateway":"gw-b"/,
+    );
+
+    // Removing B is refused while it serves the route (CLI and API), naming it.
+    const refused = await weftCli(netns('a'), ['gateway', 'remove', 'gw-b', '--data', dirs.a], {
+      timeoutMs: 30_000,
+      allowFail: true,
+    });
+    assert.notEqual(refused.code, 0, refused.stdout);
+    assert.match(refused.stderr, /gateway gw-b serves route 10\.99\.0\.0\/24/);
+    const refusedApi = await call('a', 'DELETE', '/gateways/gw-b');
+    assert.equal(refusedApi.status, 409, JSON.stringify(refusedApi));
+
+    // frank connects through A (eve goes: one member's routes in namespace n at a time); his config routes
+    // 10.99.0.0/24 into his tunnel to A, and A routes it to B over the mesh.
+    await viaA[viaA.length - 1]!.down();
+    const frank = await call('a', 'POST', '/members', { name: 'frank' });
+    assert.equal(frank.status, 201, JSON.stringify(frank));
+    const config = await call('a', 'GET', '/members/frank/config');
+    assert.match(String(config.body), /AllowedIPs = .*10\.99\.0\.0\/24/);
+    const text = String(config.body).replace(/^Endpoint = .*$/m, `Endpoint = ${UNDERLAY.a}:${PORT}`);
+    viaA.push(await wgQuickUp(netns('n'), lab.ifname('nfr'), text));
+    await server('a').waitForOutput(/mesh: 10\.99\.0\.0\/24 routed to gateway gw-b, which serves it/, 5_000);
+    const started = Date.now();
+    let first = -1;
+    for (let i = 0; i < 20 && first < 0; i++) {
+      const p = await ping(netns('n'), ROUTE_HOST, { count: 1, waitS: 1 });
+      if (p.received === 1) first = Date.now() - started;
+    }
+    assert.ok(
+      first >= 0,
+      `frank -> ${ROUTE_HOST} (behind B): no reply\n${server('a').describe()}\n${server('b').describe()}`,
+    );
+    const pings = await ping(netns('n'), ROUTE_HOST, { count: 5, intervalS: 0.2, waitS: 2 });
+    assert.equal(pings.received, 5, `frank -> host behind B:\n${pings.output}`);
+    t.diagnostic(`frank (on A) -> host behind B: first reply after ${first} ms, then 5/5`);
+
+    // frank in the quarantine group (denied everything): his pings stop at A's firewall, B gets nothing.
+    const moved = await call('a', 'PATCH', '/members/frank', { groups: ['quarantine'] });
+    assert.equal(moved.status, 200, JSON.stringify(moved));
+    const policyDrops = async (): Promise<number> => {
+      const m = await call('a', 'GET', '/metrics');
+      return Number(
+        /^weft_drops_total\{source="firewall",reason="policy"\} (\d+)$/m.exec(String(m.body))?.[1] ?? NaN,
+      );
+    };
+    const fromA = async (): Promise<number> => {
+      const st = await call('b', 'GET', '/status');
+      const peers = (st.body as { live: { mesh: { peers: { name: string; delivered: number }[] } } }).live
+        .mesh.peers;
+      return peers.find((p) => p.name === 'gw-a')?.delivered ?? NaN;
+    };
+    // Applied on A within its feed poll; wait until a ping is refused.
+    const denyBy = Date.now() + 5_000;
+    while ((await ping(netns('n'), ROUTE_HOST, { count: 1, waitS: 1 })).received === 1)
+      if (Date.now() > denyBy) assert.fail('frank, moved to quarantine, still reaches the host behind B');
+    const dropsBefore = await policyDrops();
+    const deliveredBefore = await fromA();
+    const denied = await ping(netns('n'), ROUTE_HOST, { count: 5, intervalS: 0.2, waitS: 1 });
+    const dropsAfter = await policyDrops();
+    const deliveredAfter = await fromA();
+    const line =
+      `frank (denied) 5 pings to the host behind B: received ${denied.received}; A's policy drops ` +
+      `${dropsBefore} -> ${dropsAfter}; B's mesh delivered from A ${deliveredBefore} -> ${deliveredAfter}`;
+    t.diagnostic(line);
+    assert.equal(denied.received, 0, line);
+    assert.ok(dropsAfter - dropsBefore >= 5, line);
+    assert.equal(deliveredAfter, deliveredBefore, line);
+  });
+
+  it('4e. C joins while A and B run: they add it to their meshes live; removed, they drop it', async (t) => {
+    // C ran without joining (WEFT_STORE); it joins now, while A and B run.
+    const joinedAt = Date.now();
+    const join = await weftCli(
+      netns('c'),
+      [
+        'gateway',
+        'join',
+        '--data',
+        dirs.c,
+        '--store',
+        storeUrl,
+        '--name',
+        'gw-c',
+        '--endpoint',
+        `${UNDERLAY.c}:${PORT}`,
+      ],
+      { timeoutMs: 30_000 },
+    );
+    assert.match(join.stdout, /^gateway gw-c .* joined/m);
+    const joinTook = Date.now() - joinedAt;
+    for (const key of ['a', 'b'] as const)
+      await server(key).waitForOutput(/mesh: peer gw-c \(192\.168\.71\.3:51821\)/, 5_000);
+    const added = (['a', 'b'] as const).map((key) => {
+      const at = loggedAt(server(key).stderr, /^mesh: peer gw-c /)[0] ?? NaN;
+      return `${key.toUpperCase()} ${at - joinedAt} ms`;
+    });
+    // C's own mesh starts with its `server run` (its name is read at start): C restarts, as after any join.
+    const old = server('c');
+    old.kill('SIGTERM');
+    assert.equal((await within(old.exited, 10_000))?.code, 0, old.describe());
+    const restarted = Date.now();
+    const proc = netns('c').spawn(process.execPath, [
+      WEFT_MAIN,
+      'server',
+      'run',
+      '--data',
+      dirs.c,
+      '--interface',
+      ifnames.c,
+    ]);
+    servers.c = proc;
+    await proc.waitForOutput(/mesh: gw-c on UDP port 51821, 2 peer gateway\(s\)/, 30_000);
+    const meshStarted = loggedAt(proc.stderr, /^mesh: gw-c on UDP port/)[0] ?? NaN;
+    const handshakes: string[] = [];
+    for (const key of ['a', 'b'] as const) {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const st = await call(key, 'GET', '/status');
+        const peers = (
+          st.body as { live: { mesh: { peers: { name: string; lastHandshake: string | null }[] } } }
+        ).live.mesh.peers;
+        const c = peers.find((p) => p.name === 'gw-c');
+        if (c?.lastHandshake) {
+          const at = Date.parse(c.lastHandshake);
+          handshakes.push(
+            `${key.toUpperCase()} ${at - restarted} ms (${at - meshStarted} ms after its mesh started)`,
+          );
+          break;
+        }
+        if (Date.now() > deadline)
+          assert.fail(`${key.toUpperCase()} has no handshake with gw-c: ${JSON.stringify(peers)}`);
+        await delay(100);
+      }
+    }
+    // Ready (its signal handlers installed) before step 5 stops it.
+    await proc.waitForOutput(/ready:/, 30_000);
+    const line1 = `gw-c joined: peer added on ${added.join(', ')} after the join began (the join command took ${joinTook} ms); mesh handshake with C's restarted server: ${handshakes.join(', ')} after its start`;
+    console.log(line1);
+    t.diagnostic(line1);
+
+    // Removed through A's API: A and B drop the peer.
+    const removedAt = Date.now();
+    const removed = await call('a', 'DELETE', '/gateways/gw-c');
+    assert.equal(removed.status, 204, JSON.stringify(removed));
+    const dropped: string[] = [];
+    for (const key of ['a', 'b'] as const) {
+      await server(key).waitForOutput(/mesh: peer gw-c removed \(no longer registered\)/, 5_000);
+      const at = loggedAt(server(key).stderr, /^mesh: peer gw-c removed/)[0] ?? NaN;
+      dropped.push(`${key.toUpperCase()} ${at - removedAt} ms`);
+    }
+    const gone = await call('a', 'DELETE', '/gateways/gw-c');
+    assert.equal(gone.status, 404, JSON.stringify(gone));
+    const line2 = `gw-c removed: peer dropped on ${dropped.join(', ')} after the DELETE`;
+    console.log(line2);
+    t.diagnostic(line2);
   });
 
   it('5. SIGTERM: every gateway exits 0', async () => {

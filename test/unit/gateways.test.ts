@@ -9,7 +9,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { buildApi } from '../../src/api/server.js';
 import { ControlPlane } from '../../src/control/control-plane.js';
-import { gatewayOverview, SILENT_AFTER_MS } from '../../src/control/gateways.js';
+import { applyState, exportState } from '../../src/control/desired-state.js';
+import type { WeftError } from '../../src/control/errors.js';
+import { gatewayOverview, removeGateway, SILENT_AFTER_MS } from '../../src/control/gateways.js';
 import type { MemberStatus } from '../../src/control/model.js';
 import type { GatewayRecord, LeaseHolder } from '../../src/control/store-postgres.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
@@ -170,5 +172,67 @@ describe('gateways overview', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('the gateway serving a route or a site', () => {
+  class RegistryStore extends SharedMemoryStore {
+    removeGateway(name: string): boolean {
+      const before = this.gateways.length;
+      this.gateways = this.gateways.filter((g) => g.name !== name);
+      return this.gateways.length < before;
+    }
+  }
+  const refusal = (fn: () => unknown): { code: string; field?: string; message: string } => {
+    try {
+      fn();
+    } catch (e) {
+      const w = e as WeftError;
+      return { code: w.code, message: w.message, ...(w.field === undefined ? {} : { field: w.field }) };
+    }
+    assert.fail('not refused');
+  };
+
+  it('must be registered; removing it is refused while a route or site names it; the state file keeps it', () => {
+    const store = new RegistryStore();
+    store.gateways = [gateway('gw-a', 1_000), gateway('gw-b', 1_000)];
+    ControlPlane.init(store, { endpoint: 'vpn.example.com', subnet: '10.66.0.0/24' });
+    const cp = new ControlPlane(store);
+    const bad = refusal(() => cp.addRoute('t', { cidr: '10.99.0.0/24', gateway: 'gw-x' }));
+    assert.deepEqual([bad.code, bad.field], ['WEFT_ERR_VALIDATION', 'gateway']);
+    assert.deepEqual(cp.addRoute('t', { cidr: '10.99.0.0/24', gateway: 'gw-b' }), {
+      cidr: '10.99.0.0/24',
+      description: '',
+      gateway: 'gw-b',
+    });
+    cp.addSite('t', {
+      name: 'hq',
+      remoteAddress: '198.51.100.20',
+      localSubnets: ['10.66.0.0/24'],
+      remoteSubnets: ['10.50.0.0/16'],
+      gateway: 'gw-b',
+    });
+    assert.equal(cp.getSite('hq').gateway, 'gw-b');
+    const busy = refusal(() => removeGateway(store, 'gw-b'));
+    assert.equal(busy.code, 'WEFT_ERR_GATEWAY_IN_USE');
+    assert.match(busy.message, /gateway gw-b serves route 10\.99\.0\.0\/24, site hq/);
+    assert.equal(refusal(() => removeGateway(store, 'gw-x')).code, 'WEFT_ERR_GATEWAY_NOT_FOUND');
+
+    // The state file carries it both ways; applying the export changes nothing.
+    const state = exportState(cp);
+    assert.deepEqual(state.routes, [{ cidr: '10.99.0.0/24', gateway: 'gw-b' }]);
+    assert.equal(state.sites?.[0]?.gateway, 'gw-b');
+    assert.deepEqual(applyState(cp, 't', state), []);
+
+    // A site given to every gateway ("" in a patch), the route removed: gw-b can go; gw-a stays.
+    cp.updateSite('t', 'hq', { gateway: '' });
+    assert.equal(cp.getSite('hq').gateway, undefined);
+    assert.equal(refusal(() => removeGateway(store, 'gw-b')).message.includes('site hq'), false);
+    cp.removeRoute('t', '10.99.0.0/24');
+    removeGateway(store, 'gw-b');
+    assert.deepEqual(
+      store.gateways.map((g) => g.name),
+      ['gw-a'],
+    );
   });
 });

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { formatPrefix } from '../../src/net/ip.js';
-import { planMesh, type MeshGatewayInput, type MeshPlanInput } from '../../src/server/mesh-routes.js';
+import {
+  ownedPrefixes,
+  planMesh,
+  type MeshGatewayInput,
+  type MeshPlanInput,
+} from '../../src/server/mesh-routes.js';
 
 const KEY = { a: 'A'.repeat(43) + '=', b: 'B'.repeat(43) + '=', c: 'C'.repeat(43) + '=' };
 
@@ -91,4 +96,40 @@ test("a registration with this gateway's own key is not a peer; a bad endpoint l
 test('invalid stored addresses are skipped, not thrown', () => {
   const p = plan({ locations: [{ name: 'x', gateway: 'gw-b', ip: 'not-an-ip', ip6: null }] });
   assert.deepEqual(p.routes, []);
+});
+
+test('a shared route or site subnet served by another gateway is routed to its peer and in its AllowedIPs', () => {
+  const owned = ownedPrefixes(
+    [
+      { cidr: '10.99.0.0/24', gateway: 'gw-b' },
+      { cidr: '10.98.0.0/24', gateway: 'gw-a' },
+      { cidr: '10.97.0.0/24' },
+      { cidr: '10.96.0.0/24', gateway: 'gw-gone' },
+    ],
+    [
+      { enabled: true, mode: 'tunnel', remoteSubnets: ['10.50.0.0/16', '10.51.0.0/16'], gateway: 'gw-c' },
+      { enabled: false, mode: 'tunnel', remoteSubnets: ['10.52.0.0/16'], gateway: 'gw-c' },
+      { enabled: true, mode: 'transport', remoteSubnets: ['192.0.2.9/32'], gateway: 'gw-c' },
+      { enabled: true, mode: 'tunnel', remoteSubnets: ['10.53.0.0/16'] },
+    ],
+  );
+  const p = plan({ owned });
+  assert.deepEqual(routesOf(p, 'gw-b'), ['10.66.0.2/32', 'fd66::2/128', '10.99.0.0/24']);
+  assert.deepEqual(routesOf(p, 'gw-c'), ['10.66.0.3/32', '10.50.0.0/16', '10.51.0.0/16']);
+  // Its own (gw-a), every gateway's, an unregistered gateway's, a disabled or transport site's: not routed.
+  assert.deepEqual(p.owned.map(formatPrefix), ['10.99.0.0/24', '10.50.0.0/16', '10.51.0.0/16']);
+  assert.deepEqual(p.peers.find((x) => x.name === 'gw-b')?.owned.map(formatPrefix), ['10.99.0.0/24']);
+  // The serving gateway itself routes nothing of its own into the mesh.
+  const atB = plan({ self: 'gw-b', selfPublicKey: KEY.b, owned });
+  assert.equal(
+    atB.owned.some((x) => formatPrefix(x) === '10.99.0.0/24'),
+    false,
+  );
+  // A silent serving gateway gets no routes.
+  const silent = plan({ owned, gateways: [gw('a'), gw('b', { silentMs: 40_000 }), gw('c')] });
+  assert.deepEqual(routesOf(silent, 'gw-b'), []);
+  assert.equal(
+    silent.owned.some((x) => formatPrefix(x) === '10.99.0.0/24'),
+    false,
+  );
 });
