@@ -6,11 +6,10 @@
  * The frame is an ARP Announcement (RFC 5227 §2.3): an ARP request (RFC 826) whose sender and target protocol
  * addresses are both the announced address, target hardware address zero, sent to the Ethernet broadcast
  * address. Linux updates an existing entry from it at once (a gratuitous ARP overrides the entry's locktime).
- * It leaves through an AF_PACKET datagram socket (packet(7)): the kernel writes the Ethernet header from the
- * destination given to sendto(2). Needs CAP_NET_RAW, as the gateway's TUN device does.
+ * It leaves through an AF_PACKET datagram socket (packet-socket.ts).
  */
 import { ip } from './linux-net.js';
-import * as libc from './libc.js';
+import { sendOnLink } from './packet-socket.js';
 
 /** RFC 826 / IANA: hardware type Ethernet, protocol type IPv4, operation request. */
 const HTYPE_ETHERNET = 1;
@@ -18,10 +17,8 @@ const ETH_P_IP = 0x0800;
 /** EtherType of ARP (IEEE 802 numbers), also the packet socket's protocol. */
 export const ETH_P_ARP = 0x0806;
 const ARPOP_REQUEST = 1;
-/** packet(7). */
-const AF_PACKET = 17;
-/** struct sockaddr_ll: family, protocol, ifindex, hatype, pkttype, halen, addr[8]. */
-const SOCKADDR_LL_SIZE = 20;
+/** The Ethernet broadcast address, where an ARP Announcement goes. */
+const BROADCAST = new Uint8Array(6).fill(0xff);
 export const ARP_FRAME_SIZE = 28;
 
 /** The 28-byte ARP Announcement of `address` (IPv4, 4 bytes) from the interface with hardware address `mac`. */
@@ -74,30 +71,6 @@ export async function announceAddress(
 ): Promise<boolean> {
   const mac = known ?? (await hardwareAddress(ifname));
   if (mac === undefined) return false;
-  const index = libc.ifNameToIndex(ifname);
-  if (index === 0) throw new Error(`ARP: no interface ${ifname}`);
-  const frame = arpAnnouncement(mac, address);
-  const to = new Uint8Array(SOCKADDR_LL_SIZE);
-  const v = new DataView(to.buffer);
-  v.setUint16(0, AF_PACKET, true);
-  v.setUint16(2, ETH_P_ARP); // network order
-  v.setInt32(4, index, true);
-  v.setUint16(8, HTYPE_ETHERNET, true);
-  to[11] = 6;
-  to.fill(0xff, 12, 18);
-  // The protocol argument is in network byte order (packet(7)); this socket only sends.
-  const fd = libc.socket(AF_PACKET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, htons(ETH_P_ARP));
-  if (fd < 0) throw new Error(`ARP: packet socket: ${libc.strerror(libc.errno())}`);
-  try {
-    for (let i = 0; i < count; i++)
-      if (libc.sendto(fd, frame, frame.length, 0, to, to.length) < 0)
-        throw new Error(`ARP: sendto ${ifname}: ${libc.strerror(libc.errno())}`);
-  } finally {
-    libc.close(fd);
-  }
+  sendOnLink('ARP', ifname, ETH_P_ARP, BROADCAST, arpAnnouncement(mac, address), count);
   return true;
-}
-
-function htons(n: number): number {
-  return ((n & 0xff) << 8) | ((n >> 8) & 0xff);
 }

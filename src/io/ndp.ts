@@ -14,7 +14,8 @@
  * bound to an address that may still be settling, only CAP_NET_RAW.
  */
 import { hardwareAddress } from './arp.js';
-import * as libc from './libc.js';
+import { icmpv6Checksum } from '../net/checksum.js';
+import { sendOnLink } from './packet-socket.js';
 
 /** RFC 4443 / 4861 numbers. */
 const IPPROTO_ICMPV6 = 58;
@@ -37,23 +38,6 @@ const IPV6_HEADER_SIZE = 40;
 const NA_SIZE = 24;
 const OPTION_SIZE = 8;
 export const NA_PACKET_SIZE = IPV6_HEADER_SIZE + NA_SIZE + OPTION_SIZE;
-const AF_PACKET = 17;
-const ARPHRD_ETHER = 1;
-const SOCKADDR_LL_SIZE = 20;
-
-/** The ICMPv6 checksum (RFC 4443 §2.3): over the pseudo-header (RFC 8200 §8.1) and the message. */
-export function icmpv6Checksum(source: Uint8Array, destination: Uint8Array, message: Uint8Array): number {
-  const pseudo = new Uint8Array(40);
-  pseudo.set(source, 0);
-  pseudo.set(destination, 16);
-  new DataView(pseudo.buffer).setUint32(32, message.length);
-  pseudo[39] = IPPROTO_ICMPV6;
-  let sum = 0;
-  for (const part of [pseudo, message])
-    for (let i = 0; i < part.length; i += 2) sum += (part[i]! << 8) | (part[i + 1] ?? 0);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
 
 /**
  * The 72-byte IPv6 packet of an unsolicited Neighbour Advertisement of `address` (16 bytes) from the interface
@@ -97,30 +81,13 @@ export async function advertiseAddress(
 ): Promise<boolean> {
   const mac = known ?? (await hardwareAddress(ifname));
   if (mac === undefined) return false;
-  const index = libc.ifNameToIndex(ifname);
-  if (index === 0) throw new Error(`NDP: no interface ${ifname}`);
-  const packet = unsolicitedNeighbourAdvertisement(mac, address);
-  const to = new Uint8Array(SOCKADDR_LL_SIZE);
-  const v = new DataView(to.buffer);
-  v.setUint16(0, AF_PACKET, true);
-  v.setUint16(2, ETH_P_IPV6); // network order
-  v.setInt32(4, index, true);
-  v.setUint16(8, ARPHRD_ETHER, true);
-  to[11] = 6;
-  to.set(ALL_NODES_MAC, 12);
-  // The protocol argument is in network byte order (packet(7)); this socket only sends.
-  const fd = libc.socket(
-    AF_PACKET,
-    libc.SOCK_DGRAM | libc.SOCK_CLOEXEC,
-    ((ETH_P_IPV6 & 0xff) << 8) | (ETH_P_IPV6 >> 8),
+  sendOnLink(
+    'NDP',
+    ifname,
+    ETH_P_IPV6,
+    ALL_NODES_MAC,
+    unsolicitedNeighbourAdvertisement(mac, address),
+    count,
   );
-  if (fd < 0) throw new Error(`NDP: packet socket: ${libc.strerror(libc.errno())}`);
-  try {
-    for (let i = 0; i < count; i++)
-      if (libc.sendto(fd, packet, packet.length, 0, to, to.length) < 0)
-        throw new Error(`NDP: sendto ${ifname}: ${libc.strerror(libc.errno())}`);
-  } finally {
-    libc.close(fd);
-  }
   return true;
 }

@@ -13,6 +13,7 @@
  * of the group (EXCLUDE mode, or INCLUDE with sources) is a join; INCLUDE{} and TO_IN{} are a leave; BLOCK is
  * ignored. Replication does not filter by source.
  */
+import { fold, icmpv6Checksum, internetChecksum, sum16 } from '../net/checksum.js';
 import {
   ALLOW_NEW_SOURCES,
   BLOCK_OLD_SOURCES,
@@ -109,34 +110,7 @@ export type MembershipMessage = MembershipReport | MembershipQuery;
 
 export type ParseResult = { ok: true; message: MembershipMessage } | { ok: false; reason: MembershipDrop };
 
-/** RFC 1071 one's-complement sum of `bytes`, added to `initial` (not yet folded or inverted). */
-function sum16(bytes: Uint8Array, initial = 0): number {
-  let sum = initial;
-  const n = bytes.length;
-  for (let i = 0; i + 1 < n; i += 2) sum += (bytes[i]! << 8) | bytes[i + 1]!;
-  if (n % 2 === 1) sum += bytes[n - 1]! << 8;
-  return sum;
-}
-
-function fold(sum: number): number {
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
-
-/** The Internet checksum of `bytes` (RFC 1071): 0 when verifying bytes that carry a correct one. */
-export function internetChecksum(bytes: Uint8Array): number {
-  return fold(sum16(bytes));
-}
-
-/** The ICMPv6 checksum of `message` between `source` and `destination` (RFC 4443 §2.3, RFC 8200 §8.1). */
-export function icmpv6Checksum(source: Uint8Array, destination: Uint8Array, message: Uint8Array): number {
-  let sum = sum16(source);
-  sum = sum16(destination, sum);
-  sum += (message.length >>> 16) & 0xffff;
-  sum += message.length & 0xffff;
-  sum += NEXT_ICMPV6;
-  return fold(sum16(message, sum));
-}
+export { icmpv6Checksum, internetChecksum } from '../net/checksum.js';
 
 /**
  * Writes the UDP checksum (RFC 768, over the IPv4 pseudo-header) of the unfragmented IPv4/UDP datagram in

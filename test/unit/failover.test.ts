@@ -5,7 +5,8 @@ import type { MemberRecord, MemberStatus } from '../../src/control/model.js';
 import type { Store } from '../../src/control/store.js';
 import { PrivateKey } from '../../src/crypto/keys.js';
 import { arpAnnouncement, parseMac } from '../../src/io/arp.js';
-import { icmpv6Checksum, unsolicitedNeighbourAdvertisement } from '../../src/io/ndp.js';
+import { unsolicitedNeighbourAdvertisement } from '../../src/io/ndp.js';
+import { icmpv6Checksum } from '../../src/net/checksum.js';
 import { parsePrefix } from '../../src/net/ip.js';
 import { Device, type Action } from '../../src/wireguard/device.js';
 import {
