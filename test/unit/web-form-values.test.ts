@@ -14,6 +14,7 @@ import { DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, SITE_DEFAULTS } from '../
 import {
   advancedCustomised,
   EMPTY_SITE_FORM,
+  routeBody,
   SITE_FORM_DEFAULTS,
   siteBody,
   siteFormValues,
@@ -119,6 +120,26 @@ describe('console site form values', () => {
     assert.equal(body({ ...BASIC, childLifetimeSec: '20000' }, 'edit')['ikeLifetimeSec'], 20_000);
   });
 
+  it('the gateway serving a site: named when chosen; "every gateway" left out adding, null editing', () => {
+    assert.equal(body(BASIC, 'add')['gateway'], undefined);
+    assert.ok(!('gateway' in body(BASIC, 'add')));
+    assert.equal(body(BASIC, 'edit')['gateway'], null, 'PATCH would keep the stored gateway otherwise');
+    assert.equal(body({ ...BASIC, gateway: ' gw-paris ' }, 'add')['gateway'], 'gw-paris');
+    assert.equal(body({ ...BASIC, gateway: 'gw-paris' }, 'edit')['gateway'], 'gw-paris');
+  });
+
+  it('the route form: trimmed text; "every gateway" leaves gateway out (the route schema takes no null)', () => {
+    assert.deepEqual(routeBody({ cidr: ' 10.20.0.0/24 ', description: ' lab ', gateway: '' }), {
+      cidr: '10.20.0.0/24',
+      description: 'lab',
+    });
+    assert.deepEqual(routeBody({ cidr: '10.20.0.0/24', description: '', gateway: 'gw-a' }), {
+      cidr: '10.20.0.0/24',
+      description: '',
+      gateway: 'gw-a',
+    });
+  });
+
   it('a number that is not a whole decimal number is refused, naming the field', () => {
     for (const bad of ['12x', '-5', '1.5', '1e3', '0x10', '9007199254740993', 'ten']) {
       const r = siteBody({ ...BASIC, childLifetimeSec: bad, fragmentSize: '1400' }, 'add');
@@ -165,7 +186,7 @@ describe('console site form values through the real API', () => {
   let app: FastifyInstance;
   let store: Store;
   let token = '';
-  const call = async (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: unknown) => {
+  const call = async (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: unknown) => {
     const res = await app.inject({
       method,
       url: `/api/v1${url}`,
@@ -257,5 +278,54 @@ describe('console site form values through the real API', () => {
     assert.equal(r.status, 400, r.text);
     assert.equal((r.json['error'] as { field: string }).field, 'fragmentSize');
     assert.ok(Object.keys(EMPTY_SITE_FORM).includes('fragmentSize'));
+  });
+
+  it("a site's gateway: 'every gateway' reads back as such after editing; an unknown one is a 400 naming it", async () => {
+    const values = siteFormValues((await call('GET', '/sites/paris')).json as unknown as SiteFields);
+    assert.equal(values.gateway, '', 'every gateway');
+    const saved = await call('PATCH', '/sites/paris', body(values, 'edit'));
+    assert.equal(saved.status, 200, saved.text);
+    assert.equal(siteFormValues(saved.json as unknown as SiteFields).gateway, '');
+    const served = { ...(saved.json as unknown as SiteFields), gateway: 'gw-a' };
+    assert.equal(siteFormValues(served).gateway, 'gw-a', 'a named gateway is selected on edit');
+    for (const op of ['add', 'edit'] as const) {
+      const v = { ...BASIC, name: 'nantes', remoteSubnets: '10.40.0.0/16', gateway: 'gw-nowhere' };
+      const r =
+        op === 'add'
+          ? await call('POST', '/sites', body(v, op))
+          : await call('PATCH', '/sites/paris', body({ ...v, psk: '' }, op));
+      assert.equal(r.status, 400, r.text);
+      assert.equal((r.json['error'] as { field: string }).field, 'gateway', op);
+    }
+    assert.ok(Object.keys(EMPTY_SITE_FORM).includes('gateway'));
+  });
+
+  it('a route: "every gateway" is accepted and reads back without one; an unknown gateway is a 400 naming it', async () => {
+    const added = await call(
+      'POST',
+      '/routes',
+      routeBody({ cidr: '10.50.0.0/24', description: 'lab', gateway: '' }),
+    );
+    assert.equal(added.status, 201, added.text);
+    assert.equal(added.json['gateway'], undefined);
+    const bad = await call(
+      'POST',
+      '/routes',
+      routeBody({ cidr: '10.51.0.0/24', description: '', gateway: 'gw-x' }),
+    );
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal((bad.json['error'] as { field: string }).field, 'gateway');
+    const list = await call('GET', '/routes');
+    const items = list.json['items'] as { cidr: string; gateway?: string }[];
+    assert.deepEqual(
+      items.map((r) => [r.cidr, r.gateway ?? null]),
+      [['10.50.0.0/24', null]],
+    );
+  });
+
+  it('removing a gateway that is not registered is a 404', async () => {
+    const r = await call('DELETE', '/gateways/gw-nowhere');
+    assert.equal(r.status, 404, r.text);
+    assert.equal((r.json['error'] as { code: string }).code, 'WEFT_ERR_GATEWAY_NOT_FOUND');
   });
 });

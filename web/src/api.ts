@@ -54,6 +54,9 @@ export const getMulticast = (signal?: Signal): Promise<MulticastState> =>
   requestJson('GET', '/multicast', { signal });
 export const getGateways = (signal?: Signal): Promise<GatewayItem[]> =>
   requestJson('GET', '/gateways', { signal });
+/** 409 WEFT_ERR_GATEWAY_IN_USE while routes or sites name it (the message names them). */
+export const removeGateway = (name: string): Promise<void> =>
+  requestJson('DELETE', `/gateways/${encodeURIComponent(name)}`);
 export const getSettings = (signal?: Signal): Promise<Settings> =>
   requestJson('GET', '/settings', { signal });
 export const updateSettings = (patch: SettingsPatch): Promise<Settings> =>
@@ -123,7 +126,7 @@ export const removeGroup = (name: string): Promise<void> =>
   requestJson('DELETE', `/groups/${encodeURIComponent(name)}`);
 
 export const listRoutes = (signal?: Signal): Promise<SharedRoute[]> => listAll('/routes', signal);
-export const addRoute = (input: SharedRoute): Promise<SharedRoute> =>
+export const addRoute = (input: Record<string, unknown>): Promise<SharedRoute> =>
   requestJson('POST', '/routes', { body: input });
 export const removeRoute = (cidr: string): Promise<void> =>
   requestJson('DELETE', `/routes/${encodeURIComponent(cidr)}`);

@@ -43,6 +43,8 @@ export interface SiteFormValues {
   remoteSubnets: string;
   localId: string;
   remoteId: string;
+  /** The registered gateway that serves the site; empty: every gateway. */
+  gateway: string;
   // ---- the Advanced section ----
   mode: string;
   ikeProposals: string;
@@ -93,6 +95,8 @@ export interface SiteFields {
   readonly startAction: string;
   readonly groups: readonly string[];
   readonly multicast: readonly string[];
+  /** Absent (or null): every gateway serves it. */
+  readonly gateway?: string | null;
 }
 
 export const EMPTY_SITE_FORM: Readonly<SiteFormValues> = {
@@ -107,6 +111,7 @@ export const EMPTY_SITE_FORM: Readonly<SiteFormValues> = {
   remoteSubnets: '',
   localId: '',
   remoteId: '',
+  gateway: '',
   mode: '',
   ikeProposals: '',
   espProposals: '',
@@ -187,6 +192,7 @@ export function siteFormValues(site: SiteFields): SiteFormValues {
     remoteSubnets: site.remoteSubnets.join(', '),
     localId: site.localId ?? '',
     remoteId: site.remoteId ?? '',
+    gateway: site.gateway ?? '',
     mode: site.mode,
     ikeProposals: site.ikeProposals.join(', '),
     espProposals: site.espProposals.join(', '),
@@ -247,6 +253,10 @@ export function siteBody(v: SiteFormValues, op: 'add' | 'edit'): BodyResult {
     if (v.privateKey !== '') body['privateKey'] = v.privateKey;
   }
   body['forceShortPsk'] = v.forceShortPsk;
+  // Every gateway: left out when adding, null when editing (PATCH keeps a gateway it is not given).
+  const gateway = text(v.gateway);
+  if (gateway !== null) body['gateway'] = gateway;
+  else if (edit) body['gateway'] = null;
 
   put('mode', text(v.mode) ?? undefined, SITE_FORM_DEFAULTS.mode);
   const list = (s: string): string[] | undefined => (splitList(s).length > 0 ? splitList(s) : undefined);
@@ -298,4 +308,24 @@ export function advancedCustomised(v: SiteFormValues): boolean {
     splitList(v.groups).length === 0 &&
     splitList(v.multicast).length === 0
   );
+}
+
+/** The route form's values (text as typed; gateway empty: every gateway). */
+export interface RouteFormValues {
+  cidr: string;
+  description: string;
+  gateway: string;
+}
+
+/**
+ * The body of POST /routes. "Every gateway" leaves `gateway` out: the route schema takes a gateway's name or
+ * nothing, not null.
+ */
+export function routeBody(v: RouteFormValues): Record<string, unknown> {
+  const gateway = v.gateway.trim();
+  return {
+    cidr: v.cidr.trim(),
+    description: v.description.trim(),
+    ...(gateway === '' ? {} : { gateway }),
+  };
 }

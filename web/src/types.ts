@@ -180,6 +180,8 @@ export interface GroupWithCount extends Group {
 export interface SharedRoute {
   readonly cidr: string;
   readonly description: string;
+  /** The registered gateway serving it; absent: every gateway. */
+  readonly gateway?: string;
 }
 
 export interface PortRange {
@@ -247,6 +249,8 @@ export interface Site {
   readonly childLifeBytes: number;
   /** Multicast group ranges the site sends and receives. */
   readonly multicast: readonly string[];
+  /** The registered gateway serving it; absent: every gateway. */
+  readonly gateway?: string;
   readonly status: SiteStatus | null;
 }
 

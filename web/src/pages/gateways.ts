@@ -1,11 +1,16 @@
 /**
  * Gateways: those registered in a shared PostgreSQL store (`weft gateway join`), with state, region, endpoint,
  * last heartbeat and the members online on each (GET /gateways; refreshed every 5 s). On SQLite the gateway is
- * alone and nothing is registered: the page says so.
+ * alone and nothing is registered: the page says so. Each gateway has a Remove button (asks first); the API
+ * refuses to remove one that serves routes or sites (409, naming them), and its message stays beside that
+ * row until a removal of it succeeds or the gateway is gone.
  */
 import * as api from '../api.js';
+import { showNotice } from '../banner.js';
+import { removeButton } from '../confirm.js';
 import { h, replace } from '../dom.js';
 import { showApiError } from '../form-errors.js';
+import { ApiError, isAbort } from '../http.js';
 import { formatDateTime, formatRelative } from '../format.js';
 import { every, type PageContext } from '../page.js';
 import type { GatewayItem } from '../types.js';
@@ -13,7 +18,10 @@ import { card, emptyState, loading, onlineDot, pageHeader, table } from '../ui.j
 
 const REFRESH_MS = 5_000;
 
-function view(gateways: readonly GatewayItem[]): HTMLElement[] {
+/** A gateway's Remove button and, after a refusal, the API's message beside it. */
+type RemoveCell = (g: GatewayItem) => HTMLElement;
+
+function view(gateways: readonly GatewayItem[], removeCell: RemoveCell): HTMLElement[] {
   if (gateways.length === 0)
     return [
       emptyState(
@@ -48,6 +56,7 @@ function view(gateways: readonly GatewayItem[]): HTMLElement[] {
             title: 'Members online',
             cell: (g) => (g.membersOnline === null ? '?' : String(g.membersOnline)),
           },
+          { title: 'Actions', class: 'col-actions', cell: removeCell },
         ],
         gateways,
         (g) => ({ testid: `gateway-${g.name}` }),
@@ -67,9 +76,47 @@ function view(gateways: readonly GatewayItem[]): HTMLElement[] {
 export async function gatewaysPage(ctx: PageContext): Promise<void> {
   const box = h('div', { class: 'list' }, loading());
   ctx.main.append(pageHeader('Gateways'), box);
+  /** The API's refusal per gateway, kept across the 5 s refreshes. */
+  const refused = new Map<string, string>();
+  const removeCell: RemoveCell = (g) =>
+    h(
+      'div',
+      null,
+      removeButton({
+        label: `Remove gateway ${g.name}`,
+        title: `Remove gateway ${g.name}?`,
+        message:
+          'Its registration is deleted and the other gateways drop it from their meshes. A gateway that ' +
+          'still serves routes or sites is not removed.',
+        confirm: 'Remove gateway',
+        remove: async () => {
+          await api.removeGateway(g.name);
+          refused.delete(g.name);
+        },
+        notice: `Gateway ${g.name} removed.`,
+        onNotice: showNotice,
+        after: load,
+        onError: (err) => {
+          if (isAbort(err)) return;
+          if (err instanceof ApiError && err.status !== 401) {
+            refused.set(g.name, err.message);
+            void load();
+          } else showApiError(err);
+        },
+      }),
+      refused.has(g.name)
+        ? h(
+            'p',
+            { class: 'field-error', role: 'alert', testid: `gateway-error-${g.name}` },
+            refused.get(g.name),
+          )
+        : null,
+    );
   const load = async (): Promise<void> => {
     try {
-      replace(box, ...view(await api.getGateways(ctx.signal)));
+      const gateways = await api.getGateways(ctx.signal);
+      for (const name of refused.keys()) if (!gateways.some((g) => g.name === name)) refused.delete(name);
+      replace(box, ...view(gateways, removeCell));
     } catch (err) {
       showApiError(err);
     }

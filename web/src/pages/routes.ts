@@ -6,6 +6,8 @@ import { showNotice } from '../banner.js';
 import { removeButton } from '../confirm.js';
 import { h, replace } from '../dom.js';
 import { clearFieldErrors, showApiError } from '../form-errors.js';
+import { routeBody } from '../form-values.js';
+import { gatewayNames, gatewaySelect, servedBy, setGatewayOptions } from '../gateway-picker.js';
 import type { PageContext } from '../page.js';
 import { busy, card, emptyState, field, loading, pageHeader, table } from '../ui.js';
 
@@ -29,6 +31,7 @@ export async function routesPage(ctx: PageContext): Promise<void> {
               class: 'col-grow',
               cell: (r) => (r.description ? r.description : h('span', { class: 'muted' }, '—')),
             },
+            { title: 'Served by', cell: (r) => servedBy(r.gateway) },
             {
               title: 'Actions',
               class: 'col-actions',
@@ -71,6 +74,7 @@ export async function routesPage(ctx: PageContext): Promise<void> {
     'data-field': 'description',
     testid: 'add-route-description',
   });
+  const gateway = gatewaySelect('add-route-gateway');
   const submit = h('button', { type: 'submit', class: 'primary', testid: 'add-route-submit' }, 'Add route');
   const form = h(
     'form',
@@ -80,6 +84,7 @@ export async function routesPage(ctx: PageContext): Promise<void> {
       { class: 'row' },
       field('Subnet', cidr, 'A prefix the gateway can reach.'),
       field('Description', description, undefined, { class: 'grow' }),
+      field('Served by', gateway, 'With several gateways: the one whose host reaches the subnet.'),
     ),
     h('div', { class: 'actions' }, submit),
   );
@@ -88,7 +93,9 @@ export async function routesPage(ctx: PageContext): Promise<void> {
     clearFieldErrors(form);
     void busy(submit, async () => {
       try {
-        const r = await api.addRoute({ cidr: cidr.value.trim(), description: description.value.trim() });
+        const r = await api.addRoute(
+          routeBody({ cidr: cidr.value, description: description.value, gateway: gateway.value }),
+        );
         form.reset();
         showNotice(`Route ${r.cidr} added.`);
         await reload();
@@ -108,5 +115,12 @@ export async function routesPage(ctx: PageContext): Promise<void> {
     ),
     card('Add a route', null, form),
   );
-  await reload();
+  const loadGateways = async (): Promise<void> => {
+    try {
+      setGatewayOptions(gateway, await gatewayNames(ctx.signal), gateway.value);
+    } catch (err) {
+      showApiError(err);
+    }
+  };
+  await Promise.all([reload(), loadGateways()]);
 }

@@ -18,6 +18,7 @@ import {
   type SiteFormValues,
 } from '../form-values.js';
 import { formatBytes, formatRelative } from '../format.js';
+import { gatewayNames, gatewaySelect, servedBy, setGatewayOptions } from '../gateway-picker.js';
 import { every, type PageContext } from '../page.js';
 import type { Site, SiteInput } from '../types.js';
 import { busy, card, checkbox, emptyState, facts, field, loading, pageHeader, select, table } from '../ui.js';
@@ -130,6 +131,8 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
     psk.disabled = auth.value === 'cert';
   };
   auth.addEventListener('change', showAuth);
+  const gateway = gatewaySelect('site-gateway');
+  let registered: string[] = [];
   const localId = input('localId', 'fqdn:gw.example.net');
   const remoteId = input('remoteId');
 
@@ -250,7 +253,13 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
       field('Local subnets', localSubnets, 'Ours, separated by commas.'),
       field('Remote subnets', remoteSubnets, 'Behind the peer.'),
     ),
-    h('div', { class: 'row' }, field('Local ID', localId), field('Remote ID', remoteId)),
+    h(
+      'div',
+      { class: 'row' },
+      field('Local ID', localId),
+      field('Remote ID', remoteId),
+      field('Served by', gateway, 'With several gateways: the one that runs IKE with the peer.'),
+    ),
     advanced,
     h('div', { class: 'actions' }, submit, cancel),
   );
@@ -267,6 +276,7 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
     remoteSubnets,
     localId,
     remoteId,
+    gateway,
     mode,
     ikeProposals: ike,
     espProposals: esp,
@@ -296,6 +306,7 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
     return v;
   };
   const fillForm = (v: SiteFormValues): void => {
+    setGatewayOptions(gateway, registered, v.gateway);
     for (const [k, el] of Object.entries(texts)) el.value = (v as unknown as Record<string, string>)[k] ?? '';
     for (const [k, el] of Object.entries(ticks))
       el.checked = (v as unknown as Record<string, boolean>)[k] ?? false;
@@ -304,6 +315,7 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
   const resetForm = (): void => {
     editing = null;
     form.reset();
+    setGatewayOptions(gateway, registered, '');
     nameIn.disabled = false;
     showAuth();
     submit.textContent = 'Add site';
@@ -343,6 +355,7 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
               class: 'col-grow',
               cell: (s) => `${s.localSubnets.join(', ')} ↔ ${s.remoteSubnets.join(', ')}`,
             },
+            { title: 'Served by', cell: (s) => servedBy(s.gateway) },
             {
               title: 'State',
               cell: (s) =>
@@ -462,5 +475,13 @@ export async function sitesPage(ctx: PageContext): Promise<void> {
     card('Add or edit a site', null, form),
   );
   every(ctx, REFRESH_MS, () => void reload());
-  await reload();
+  const loadGateways = async (): Promise<void> => {
+    try {
+      registered = await gatewayNames(ctx.signal);
+      setGatewayOptions(gateway, registered, gateway.value);
+    } catch (err) {
+      showApiError(err);
+    }
+  };
+  await Promise.all([reload(), loadGateways()]);
 }
