@@ -26,6 +26,9 @@
  *   8c. Static multicast memberships and the querier's timers edited on the Multicast page read back through
  *      GET /settings; a group the API refuses is shown on its row; removing a row and emptying the timers
  *      are stored.
+ *   8d. The Routes page offers "every gateway" as the only "Served by" choice (SQLite: nothing registered);
+ *      a route saved with it is listed so and reads back without a gateway; a gateway the API does not know
+ *      (one removed since the page loaded) is refused with a 400 naming `gateway`, shown beside the field.
  *   9. Logging out: the members page then sends the browser to the login page.
  *  10. Refusals: a wrong password shows an error and logs nothing in; a change with the session cookie but no
  *      (or a wrong) X-CSRF-Token is refused with 403 WEFT_ERR_CSRF, and accepted (201) with the right one.
@@ -87,6 +90,9 @@ const MEMBER = 'dana';
 const CSRF_MEMBER = 'erin';
 /** The IPsec site added through the form in step 8b. */
 const SITE = 'paris';
+/** Shared routes added on the Routes page (clear of the members', the site's and the uplinks' prefixes). */
+const ROUTE = '10.91.0.0/24';
+const ROUTE_REFUSED = '10.92.0.0/24';
 /** Bound on waiting for something the console shows after an action. */
 const UI_MS = 8_000;
 /** The client's pings must stop this soon after the disable click. */
@@ -844,6 +850,8 @@ describe(
         assert.equal(s['mode'], 'tunnel');
         assert.equal(s['childPerSubnetPair'], false);
         assert.deepEqual(s['multicast'], ['239.10.0.0/16']);
+        // "Served by" left at "every gateway": no gateway stored.
+        assert.equal(s['gateway'] ?? null, null, 'every gateway');
 
         // Editing shows the stored values, Advanced open (they are not the defaults); an emptied field is
         // the default again.
@@ -931,6 +939,63 @@ describe(
         );
         assert.equal(second['multicastQuerier'], undefined, `RFC 3376's defaults: ${JSON.stringify(second)}`);
         assert.equal(await p.getByTestId('multicast-static-row').count(), 1);
+      },
+    );
+
+    step(
+      '8d. a route saved with "every gateway" reads back without a gateway; an unknown one is refused at the field',
+      async (t) => {
+        const p = thePage();
+        const registered = await api('GET', '/gateways');
+        assert.equal(registered.status, 200, registered.text);
+        assert.deepEqual(registered.json, [], 'SQLite: no gateway is registered');
+        await p.getByTestId('nav-routes').click();
+        await atHash(p, '#/routes');
+        await visible(p, 'add-route-gateway');
+        const options = await p
+          .getByTestId('add-route-gateway')
+          .locator('option')
+          .evaluateAll((os) => os.map((o) => [(o as unknown as { value: string }).value, o.textContent]));
+        assert.deepEqual(options, [['', 'every gateway']], 'only "every gateway" when none is registered');
+
+        await p.getByTestId('add-route-cidr').fill(ROUTE);
+        await p.getByTestId('add-route-description').fill('lab');
+        await p.getByTestId('add-route-gateway').selectOption('');
+        await p.getByTestId('add-route-submit').click();
+        await visible(p, `route-row-${ROUTE}`);
+        const row = (await p.getByTestId(`route-row-${ROUTE}`).textContent()) ?? '';
+        assert.match(row, /every gateway/, row);
+        const routes = await api('GET', '/routes');
+        assert.equal(routes.status, 200, routes.text);
+        const stored = (routes.json as { items: { cidr: string; gateway?: string | null }[] }).items.find(
+          (r) => r.cidr === ROUTE,
+        );
+        t.diagnostic(`stored: ${JSON.stringify(stored)}`);
+        assert.ok(stored, routes.text);
+        assert.equal(stored.gateway ?? null, null, 'every gateway');
+
+        // A gateway offered when the page loaded and removed since (the select is filled once per visit):
+        // the API's 400 names `gateway`, and the console shows it beside the field.
+        await p.getByTestId('add-route-gateway').evaluate((el) => {
+          type Option = { value: string; textContent: string | null };
+          const select = el as unknown as {
+            ownerDocument: { createElement(tag: 'option'): Option };
+            append(o: Option): void;
+          };
+          const o = select.ownerDocument.createElement('option');
+          o.value = 'gw-gone';
+          o.textContent = 'gw-gone';
+          select.append(o);
+        });
+        await p.getByTestId('add-route-cidr').fill(ROUTE_REFUSED);
+        await p.getByTestId('add-route-gateway').selectOption('gw-gone');
+        await p.getByTestId('add-route-submit').click();
+        const error = await errorNextTo(p, 'add-route-gateway');
+        t.diagnostic(`gw-gone: ${JSON.stringify(error)}`);
+        assert.match(error, /gateway/, error);
+        assert.match(error, /gw-gone/, error);
+        const after = await api('GET', '/routes');
+        assert.ok(!after.text.includes(ROUTE_REFUSED), `the API refused it: ${after.text}`);
       },
     );
 
