@@ -58,6 +58,6 @@ export function gatewayRoutes(ctx: ApiContext): void {
     params: z.strictObject({ name: z.string() }),
     errors: ['WEFT_ERR_GATEWAY_NOT_FOUND', 'WEFT_ERR_GATEWAY_IN_USE'],
     responses: { 204: { description: 'Removed' } },
-    handler: ({ params }) => removeGateway(ctx.controlPlane.store, params.name),
+    handler: ({ actor, params }) => removeGateway(ctx.controlPlane.store, actor, params.name),
   });
 }

@@ -31,7 +31,7 @@ import {
   storeLocation,
 } from '../server/data-dir.js';
 import { STORE_ENV } from '../control/store-open.js';
-import { print, table } from './people.js';
+import { actor, print, table } from './people.js';
 
 const GATEWAY_KEY_FILE = 'gateway-key';
 
@@ -228,7 +228,7 @@ export function registerGatewayCommands(program: Command): void {
         throw new UserError('weft: gateways are registered on a shared PostgreSQL store; this one is SQLite');
       const store = openShared(where.url);
       try {
-        removeGateway(store, name);
+        removeGateway(store, actor(), name);
         process.stdout.write(`removed gateway ${name}\n`);
       } finally {
         store.close();

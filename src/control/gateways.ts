@@ -127,9 +127,10 @@ export function ownerGateway(store: Store, field: string, value: unknown): strin
 /**
  * Removes a gateway's registration (`weft gateway remove`, DELETE /gateways/{name}); the others drop it from
  * their meshes at their next poll. Refused while shared routes or sites name it as the gateway serving them
- * (their prefixes would be routed to nobody), naming them.
+ * (their prefixes would be routed to nobody), naming them. The removal and its audit entry (`gateway.remove`,
+ * by `actor`) are one transaction.
  */
-export function removeGateway(store: Store, name: string): void {
+export function removeGateway(store: Store, actor: string, name: string, now: Date = new Date()): void {
   if (!isShared(store) || !store.listGateways().some((g) => g.name === name))
     throw new WeftError('WEFT_ERR_GATEWAY_NOT_FOUND', `no gateway named "${name}" is registered`, 'name');
   store.transaction(() => {
@@ -151,5 +152,6 @@ export function removeGateway(store: Store, name: string): void {
       );
     if (!store.removeGateway(name))
       throw new WeftError('WEFT_ERR_GATEWAY_NOT_FOUND', `no gateway named "${name}" is registered`, 'name');
+    store.appendAudit({ at: now.toISOString(), actor, action: 'gateway.remove', target: name, detail: {} });
   });
 }

@@ -213,10 +213,10 @@ describe('the gateway serving a route or a site', () => {
       gateway: 'gw-b',
     });
     assert.equal(cp.getSite('hq').gateway, 'gw-b');
-    const busy = refusal(() => removeGateway(store, 'gw-b'));
+    const busy = refusal(() => removeGateway(store, 't', 'gw-b'));
     assert.equal(busy.code, 'WEFT_ERR_GATEWAY_IN_USE');
     assert.match(busy.message, /gateway gw-b serves route 10\.99\.0\.0\/24, site hq/);
-    assert.equal(refusal(() => removeGateway(store, 'gw-x')).code, 'WEFT_ERR_GATEWAY_NOT_FOUND');
+    assert.equal(refusal(() => removeGateway(store, 't', 'gw-x')).code, 'WEFT_ERR_GATEWAY_NOT_FOUND');
 
     // The state file carries it both ways; applying the export changes nothing.
     const state = exportState(cp);
@@ -227,12 +227,18 @@ describe('the gateway serving a route or a site', () => {
     // A site given to every gateway ("" in a patch), the route removed: gw-b can go; gw-a stays.
     cp.updateSite('t', 'hq', { gateway: '' });
     assert.equal(cp.getSite('hq').gateway, undefined);
-    assert.equal(refusal(() => removeGateway(store, 'gw-b')).message.includes('site hq'), false);
+    assert.equal(refusal(() => removeGateway(store, 't', 'gw-b')).message.includes('site hq'), false);
     cp.removeRoute('t', '10.99.0.0/24');
-    removeGateway(store, 'gw-b');
+    removeGateway(store, 't', 'gw-b');
     assert.deepEqual(
       store.gateways.map((g) => g.name),
       ['gw-a'],
+    );
+    // Only the removal that happened is audited, by its actor.
+    const removals = store.listAudit({ limit: 100 }).filter((e) => e.action === 'gateway.remove');
+    assert.deepEqual(
+      removals.map((e) => [e.actor, e.target]),
+      [['t', 'gw-b']],
     );
   });
 });
