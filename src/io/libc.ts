@@ -179,6 +179,30 @@ export function close(fd: number): number {
   return closeNative(fd) as number;
 }
 
+/** fcntl(2) commands and descriptor flags, include/uapi/asm-generic/fcntl.h. */
+export const F_GETFD = 1;
+export const F_SETFD = 2;
+export const FD_CLOEXEC = 1;
+
+const fcntlNative = libc.func('int fcntl(int fd, int cmd, ...)');
+
+/** fcntl(fd, F_GETFD): the descriptor's flags, or -1. */
+export function getDescriptorFlags(fd: number): number {
+  return fcntlNative(fd, F_GETFD) as number;
+}
+
+/** fcntl(fd, F_SETFD, flags): 0, or -1. */
+export function setDescriptorFlags(fd: number, flags: number): number {
+  return fcntlNative(fd, F_SETFD, 'int', flags) as number;
+}
+
+const execvNative = libc.func('int execv(const char *path, const char **argv)');
+
+/** execv(3): replaces the process image (same PID); returns only on failure (-1). */
+export function execv(path: string, argv: readonly string[]): number {
+  return execvNative(path, [...argv, null]) as number;
+}
+
 const readNative = libc.func('long read(int fd, void *buf, unsigned long count)');
 
 /** read(2) into `buf` (at most `count` bytes, which must not exceed buf.byteLength): bytes read, or -1. */

@@ -6,11 +6,33 @@
  */
 import { addressLength, maskBytes, type Family, type Prefix } from './ip.js';
 
-interface Node<T> {
-  key: Uint8Array;
-  bits: number;
-  value: T | undefined;
-  children: [Node<T> | undefined, Node<T> | undefined];
+/**
+ * One node: a prefix (the first `bits` bits of `key`), an optional value and two children chosen by the
+ * bit after the prefix. A node carries no array of its own: with 10,000 members a gateway holds ~27,000
+ * nodes across its tables, and each array or key copy would cost more than the node itself.
+ */
+class Node<T> {
+  zero: Node<T> | undefined = undefined;
+  one: Node<T> | undefined = undefined;
+  constructor(
+    /**
+     * Only the first `bits` bits are the node's; the rest are whatever the key's owner holds there. A node
+     * with a value keeps a key whose host bits are zero (entries() hands it out); a node made to split two
+     * others borrows the key of one of them instead of a masked copy.
+     */
+    public key: Uint8Array,
+    readonly bits: number,
+    public value: T | undefined,
+  ) {}
+
+  child(bit: 0 | 1): Node<T> | undefined {
+    return bit === 0 ? this.zero : this.one;
+  }
+
+  setChild(bit: 0 | 1, n: Node<T> | undefined): void {
+    if (bit === 0) this.zero = n;
+    else this.one = n;
+  }
 }
 
 function bitAt(key: Uint8Array, bit: number): 0 | 1 {
@@ -32,8 +54,13 @@ function commonBits(a: Uint8Array, b: Uint8Array, limit: number): number {
   return Math.min(n, limit);
 }
 
-function node<T>(key: Uint8Array, bits: number, value: T | undefined): Node<T> {
-  return { key, bits, value, children: [undefined, undefined] };
+/** Whether the bits of `bytes` after the first `bits` are all zero. */
+function isMasked(bytes: Uint8Array, bits: number): boolean {
+  for (let i = bits >> 3; i < bytes.length; i++) {
+    const keep = Math.max(0, bits - i * 8);
+    if ((bytes[i]! & (0xff >> keep)) !== 0) return false;
+  }
+  return true;
 }
 
 export class PrefixTrie<T> {
@@ -44,13 +71,17 @@ export class PrefixTrie<T> {
     return this.count;
   }
 
-  /** Sets the value of a prefix; returns the value it replaces, if any. */
+  /**
+   * Sets the value of a prefix; returns the value it replaces, if any. The prefix's bytes are kept, not
+   * copied (prefixes are not changed once made).
+   */
   insert(prefix: Prefix, value: T): T | undefined {
-    const key = maskBytes(prefix.bytes, prefix.bits);
+    // A prefix's host bits are zero already (ip.ts): its bytes are kept as they are, not copied.
+    const key = isMasked(prefix.bytes, prefix.bits) ? prefix.bytes : maskBytes(prefix.bytes, prefix.bits);
     const bits = prefix.bits;
     const root = this.roots[prefix.family];
     if (!root) {
-      this.roots[prefix.family] = node(key, bits, value);
+      this.roots[prefix.family] = new Node(key, bits, value);
       this.count++;
       return undefined;
     }
@@ -58,7 +89,7 @@ export class PrefixTrie<T> {
     let parent: Node<T> | undefined;
     let dir: 0 | 1 = 0;
     const replace = (n: Node<T>): void => {
-      if (parent) parent.children[dir] = n;
+      if (parent) parent.setChild(dir, n);
       else this.roots[prefix.family] = n;
     };
     for (;;) {
@@ -66,27 +97,29 @@ export class PrefixTrie<T> {
       if (common === cur.bits && cur.bits === bits) {
         const old = cur.value;
         if (old === undefined) this.count++;
+        // A node that only split others may borrow a key with host bits set: a value's node keeps its own.
+        cur.key = key;
         cur.value = value;
         return old;
       }
       if (common === cur.bits) {
         const d = bitAt(key, cur.bits);
-        const child = cur.children[d];
+        const child = cur.child(d);
         if (child) {
           parent = cur;
           dir = d;
           cur = child;
           continue;
         }
-        cur.children[d] = node(key, bits, value);
+        cur.setChild(d, new Node(key, bits, value));
       } else if (common === bits) {
-        const n = node(key, bits, value);
-        n.children[bitAt(cur.key, bits)] = cur;
+        const n = new Node(key, bits, value);
+        n.setChild(bitAt(cur.key, bits), cur);
         replace(n);
       } else {
-        const split = node<T>(maskBytes(key, common), common, undefined);
-        split.children[bitAt(cur.key, common)] = cur;
-        split.children[bitAt(key, common)] = node(key, bits, value);
+        const split = new Node<T>(key, common, undefined);
+        split.setChild(bitAt(cur.key, common), cur);
+        split.setChild(bitAt(key, common), new Node(key, bits, value));
         replace(split);
       }
       this.count++;
@@ -102,7 +135,7 @@ export class PrefixTrie<T> {
     while (cur && cur.bits <= prefix.bits && commonBits(cur.key, key, cur.bits) === cur.bits) {
       path.push(cur);
       if (cur.bits === prefix.bits) break;
-      cur = cur.children[bitAt(key, cur.bits)];
+      cur = cur.child(bitAt(key, cur.bits));
     }
     const target = path[path.length - 1];
     if (!target || target.bits !== prefix.bits || target.value === undefined) return false;
@@ -113,11 +146,10 @@ export class PrefixTrie<T> {
     for (let i = path.length - 1; i >= 0; i--) {
       const n = path[i]!;
       if (n.value !== undefined) break;
-      const kids = n.children.filter((c): c is Node<T> => c !== undefined);
-      if (kids.length === 2) break;
+      if (n.zero && n.one) break;
       const up = path[i - 1];
-      const replacement = kids[0];
-      if (up) up.children[up.children[0] === n ? 0 : 1] = replacement;
+      const replacement = n.zero ?? n.one;
+      if (up) up.setChild(up.zero === n ? 0 : 1, replacement);
       else this.roots[prefix.family] = replacement;
       if (replacement) break;
     }
@@ -133,7 +165,7 @@ export class PrefixTrie<T> {
       if (commonBits(cur.key, address, cur.bits) < cur.bits) break;
       if (cur.value !== undefined) best = cur.value;
       if (cur.bits >= max) break;
-      cur = cur.children[bitAt(address, cur.bits)];
+      cur = bitAt(address, cur.bits) === 0 ? cur.zero : cur.one;
     }
     return best;
   }
@@ -147,8 +179,8 @@ export class PrefixTrie<T> {
       while (stack.length > 0) {
         const n = stack.pop()!;
         if (n.value !== undefined) yield [{ family, bytes: n.key, bits: n.bits }, n.value];
-        if (n.children[1]) stack.push(n.children[1]);
-        if (n.children[0]) stack.push(n.children[0]);
+        if (n.one) stack.push(n.one);
+        if (n.zero) stack.push(n.zero);
       }
     }
   }

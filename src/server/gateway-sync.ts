@@ -350,7 +350,8 @@ export class GatewaySync {
     const previous = current;
     const entry: Installed = {
       name,
-      record,
+      // The gateway needs no member's private key: not keeping 10,000 of them is safer and smaller.
+      record: record.privateKey === null ? record : { ...record, privateKey: null },
       expiresAt: record.expiresAt === null ? null : Date.parse(record.expiresAt),
       rules: this.policy.rulesFor(record.groups),
       drops: previous?.drops ?? 0,

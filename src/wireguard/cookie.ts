@@ -89,19 +89,21 @@ export class CookieChecker {
 
 /** Our side as a sender of handshake messages to one peer: adds MACs and keeps the peer's cookie. */
 export class CookieGenerator {
-  private readonly mac1Key: Uint8Array;
-  private readonly decryptionKey: Uint8Array;
+  /**
+   * Derived on first use, not when the peer is added: a gateway holds thousands of peers that never
+   * handshake with it as initiator, and two keys per peer were a tenth of its memory per member.
+   */
+  private mac1Key: Uint8Array | undefined;
+  private decryptionKey: Uint8Array | undefined;
   private lastMac1: Uint8Array | undefined;
   private cookie: Uint8Array | undefined;
   private cookieSetAt = -Infinity;
 
-  constructor(peerPublic: Uint8Array) {
-    this.mac1Key = mac1Key(peerPublic);
-    this.decryptionKey = cookieKey(peerPublic);
-  }
+  constructor(private readonly peerPublic: Uint8Array) {}
 
   /** Writes mac1, and mac2 when a fresh cookie is held, into a handshake message in place. */
   addMacs(message: Uint8Array, mac1Offset: number, mac2Offset: number, now: number): void {
+    this.mac1Key ??= mac1Key(this.peerPublic);
     const mac1 = mac(this.mac1Key, message.subarray(0, mac1Offset));
     message.set(mac1, mac1Offset);
     this.lastMac1 = mac1;
@@ -115,6 +117,7 @@ export class CookieGenerator {
   /** Stores the cookie from a reply to the last message we sent; the reply's AD is that message's mac1. */
   consumeReply(reply: CookieReply, now: number): DropReason | null {
     if (!this.lastMac1) return 'unexpected-cookie';
+    this.decryptionKey ??= cookieKey(this.peerPublic);
     const cookie = xaeadOpen(this.decryptionKey, reply.nonce, reply.encryptedCookie, this.lastMac1);
     if (!cookie) return 'cookie-decrypt-failed';
     this.cookie = cookie;

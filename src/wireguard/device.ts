@@ -73,7 +73,7 @@ import {
   type Response,
   type Transport,
 } from './messages.js';
-import { Peer } from './peer.js';
+import { NO_HANDSHAKE, Peer } from './peer.js';
 import { RateLimiter, TokenBucket } from './ratelimiter.js';
 import { tai64n, tai64nAfter } from './tai64n.js';
 
@@ -338,10 +338,12 @@ export class Device {
   }
 
   private addAllowedIp(peer: Peer, prefix: Prefix): void {
-    const previous = this.allowedIps.insert(prefix, peer);
+    // The peer's copy and the table's key are one array: the trie keeps a prefix's bytes as they are.
+    const own: Prefix = { family: prefix.family, bytes: Uint8Array.from(prefix.bytes), bits: prefix.bits };
+    const previous = this.allowedIps.insert(own, peer);
     if (previous === peer) return;
     if (previous) previous.allowedIps = previous.allowedIps.filter((p) => !samePrefix(p, prefix));
-    peer.allowedIps.push({ family: prefix.family, bytes: Uint8Array.from(prefix.bytes), bits: prefix.bits });
+    peer.allowedIps.push(own);
   }
 
   private clearAllowedIps(peer: Peer): void {
@@ -560,7 +562,7 @@ export class Device {
       msg.sender,
     );
     entry.keypair = keypair;
-    peer.handshake = { state: 'none' };
+    peer.handshake = NO_HANDSHAKE;
     // Initiator: the new keypair is confirmed by the response itself and becomes current at once.
     const slots = peer.keypairs;
     if (slots.next) {
@@ -905,7 +907,7 @@ export class Device {
       this.indices.delete(peer.handshake.localIndex);
       peer.handshake.initiator.ephemeralPrivate.fill(0);
     }
-    peer.handshake = { state: 'none' };
+    peer.handshake = NO_HANDSHAKE;
   }
 
   private release(keypair: Keypair | undefined): void {

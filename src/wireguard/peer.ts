@@ -25,6 +25,9 @@ export interface KeypairSlots {
   next: Keypair | undefined;
 }
 
+/** The state of every peer with no handshake in flight: one shared value, not an object per peer. */
+export const NO_HANDSHAKE: HandshakeProgress = Object.freeze({ state: 'none' });
+
 export class Peer {
   presharedKey: PresharedKey | undefined;
   endpoint: Endpoint | undefined;
@@ -35,7 +38,7 @@ export class Peer {
    */
   staticStatic: Uint8Array | null | undefined = undefined;
   readonly cookies: CookieGenerator;
-  handshake: HandshakeProgress = { state: 'none' };
+  handshake: HandshakeProgress = NO_HANDSHAKE;
   readonly keypairs: KeypairSlots = { current: undefined, previous: undefined, next: undefined };
   readonly timers = new PeerTimers();
   staged: Uint8Array[] = [];

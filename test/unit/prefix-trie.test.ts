@@ -56,7 +56,8 @@ function permutations<T>(xs: T[]): T[][] {
 interface TrieNode {
   bits: number;
   value: unknown;
-  children: [TrieNode | undefined, TrieNode | undefined];
+  zero: TrieNode | undefined;
+  one: TrieNode | undefined;
 }
 
 function shape(t: PrefixTrie<unknown>): { nodes: number; entries: number; slack: number } {
@@ -69,7 +70,7 @@ function shape(t: PrefixTrie<unknown>): { nodes: number; entries: number; slack:
   while (stack.length > 0) {
     const n = stack.pop()!;
     nodes++;
-    const kids = n.children.filter((c): c is TrieNode => c !== undefined);
+    const kids = [n.zero, n.one].filter((c): c is TrieNode => c !== undefined);
     if (n.value !== undefined) entries++;
     else if (kids.length < 2) slack++;
     for (const k of kids) {
@@ -474,6 +475,38 @@ describe('PrefixTrie: remove', () => {
     assert.equal(look(t, '10.0.0.200'), '10.0.0.128/25');
     assert.equal(look(t, '10.0.0.100'), undefined);
     assert.equal(look(t, '10.0.1.100'), '10.0.1.0/24');
+  });
+});
+
+describe('PrefixTrie: keys', () => {
+  it("keeps a prefix's bytes without copying them, and masks a prefix given with host bits set", () => {
+    const t = new PrefixTrie<string>();
+    const host = p('10.0.0.7/32');
+    t.insert(host, 'host');
+    assert.equal([...t.entries()][0]![0].bytes, host.bytes, 'the same array, not a copy');
+    t.insert({ family: 4, bytes: a('10.1.2.3'), bits: 16 }, 'net');
+    assert.deepEqual(listed(t), [
+      ['10.0.0.7/32', 'host'],
+      ['10.1.0.0/16', 'net'],
+    ]);
+    assert.equal(look(t, '10.1.200.1'), 'net');
+  });
+
+  it('a value set where two prefixes branched lists its own masked prefix, not the key it borrowed', () => {
+    for (const order of permutations(['10.0.0.1/32', '10.0.0.0/32', '10.0.0.3/32'])) {
+      const t = build(order);
+      // 10.0.0.0/30 and 10.0.0.0/31 are branch points made from the hosts' keys.
+      t.insert(p('10.0.0.0/31'), '10.0.0.0/31');
+      t.insert(p('10.0.0.0/30'), '10.0.0.0/30');
+      assert.deepEqual(
+        listed(t).map(([prefix]) => prefix),
+        ['10.0.0.0/30', '10.0.0.0/31', '10.0.0.0/32', '10.0.0.1/32', '10.0.0.3/32'],
+        order.join(' '),
+      );
+      assert.equal(look(t, '10.0.0.2'), '10.0.0.0/30');
+      assert.equal(t.remove(p('10.0.0.1/32')), true);
+      assert.equal(look(t, '10.0.0.1'), '10.0.0.0/31');
+    }
   });
 });
 
