@@ -114,7 +114,9 @@ export function gatewayNames(store: Store): Set<string> {
 export function ownerGateway(store: Store, field: string, value: unknown): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   if (typeof value !== 'string') throw invalid(field, 'must be the name of a registered gateway');
-  if (!gatewayNames(store).has(value))
+  // On a shared store (called inside the change's transaction): the gateway's row stays locked until the change
+  // commits, so a concurrent `gateway remove` waits for it and then finds what it serves (removeGateway).
+  if (isShared(store) ? !store.lockGateway(value, 'share') : !gatewayNames(store).has(value))
     throw invalid(
       field,
       isShared(store)
@@ -128,12 +130,17 @@ export function ownerGateway(store: Store, field: string, value: unknown): strin
  * Removes a gateway's registration (`weft gateway remove`, DELETE /gateways/{name}); the others drop it from
  * their meshes at their next poll. Refused while shared routes or sites name it as the gateway serving them
  * (their prefixes would be routed to nobody), naming them. The removal and its audit entry (`gateway.remove`,
- * by `actor`) are one transaction.
+ * by `actor`) are one transaction, which first locks the gateway's row for its removal: a route or site being
+ * given this gateway at the same moment (ownerGateway, which locks the row for sharing) either commits first,
+ * and is then found here, or waits, and then finds no gateway.
  */
 export function removeGateway(store: Store, actor: string, name: string, now: Date = new Date()): void {
-  if (!isShared(store) || !store.listGateways().some((g) => g.name === name))
-    throw new WeftError('WEFT_ERR_GATEWAY_NOT_FOUND', `no gateway named "${name}" is registered`, 'name');
-  store.transaction(() => {
+  const notFound = (): WeftError =>
+    new WeftError('WEFT_ERR_GATEWAY_NOT_FOUND', `no gateway named "${name}" is registered`, 'name');
+  if (!isShared(store)) throw notFound();
+  const shared = store;
+  shared.transaction(() => {
+    if (!shared.lockGateway(name, 'update')) throw notFound();
     const owned = [
       ...store
         .listRoutes()
@@ -150,8 +157,7 @@ export function removeGateway(store: Store, actor: string, name: string, now: Da
         `gateway ${name} serves ${owned.join(', ')}; give them another gateway (or none) first`,
         'name',
       );
-    if (!store.removeGateway(name))
-      throw new WeftError('WEFT_ERR_GATEWAY_NOT_FOUND', `no gateway named "${name}" is registered`, 'name');
+    if (!store.removeGateway(name)) throw notFound();
     store.appendAudit({ at: now.toISOString(), actor, action: 'gateway.remove', target: name, detail: {} });
   });
 }

@@ -9,16 +9,19 @@
  *    this session the holder, false means another live session holds it (no waiting).
  * 2. Hold: the connection runs `SELECT 1` every `heartbeatMs` (500 ms). The lease is lost — `lost` resolves and
  *    the `onLost` callbacks run, once — when the connection reports an error or closes (a server restart ends
- *    every session with 57P01) or when no heartbeat has been answered for `lostAfterMs` (1.5 s: a silent
- *    network, a hung server); the connection is then closed, so the lock cannot stay with a session the holder
- *    no longer trusts.
+ *    every session with 57P01) or at the holder's deadline: `lostAfterMs` (2 s) after it *sent* the last check
+ *    that was answered (a silent network, a hung server). A timer is armed for that exact instant, so the
+ *    deadline does not depend on the heartbeat's period. The connection is then closed, so the lock cannot stay
+ *    with a session the holder no longer trusts.
  * 3. Server side: the session sets `idle_session_timeout` (3 s), so when the holder stops sending heartbeats —
  *    its process hangs or is stopped, its machine or network goes away without closing the socket — PostgreSQL
- *    ends the session and frees the lock 3 s after the last heartbeat it received; `tcp_user_timeout` (3 s)
+ *    ends the session and frees the lock 3 s after the last query it received; `tcp_user_timeout` (3 s)
  *    covers a holder that vanishes while the server is sending to it. When the holder's process dies but its
- *    kernel lives (kill -9, a crash), the kernel closes the socket and the lock is free at once. The holder's
- *    own deadline (at most lostAfterMs + heartbeatMs = 2 s after its last answered heartbeat) is shorter than
- *    the server's, so a cut-off holder gives the lease up before another gateway can take it.
+ *    kernel lives (kill -9, a crash), the kernel closes the socket and the lock is free at once.
+ *    Why the holder's deadline comes first: the server received the last answered check after the holder sent
+ *    it, and went idle after answering it, so the lock is freed no earlier than that send + 3 s; the holder
+ *    gives up at that send + 2 s. The difference (`serverTimeoutMs - lostAfterMs`, 1 s) is the margin within
+ *    which the holder must act on its loss (remove a shared address) before another session can take the lock.
  * 4. Release: `pg_advisory_unlock`, then the connection is closed (closing alone would free it too).
  */
 import pg from 'pg';
@@ -26,7 +29,8 @@ import pg from 'pg';
 /** The first key of every lease's advisory lock ("wlea"), apart from the migration lock's single key. */
 export const LEASE_LOCK_SPACE = 0x776c6561;
 const HEARTBEAT_MS = 500;
-const LOST_AFTER_MS = 1500;
+/** The holder's deadline: this long after it sent the last check that was answered. */
+const LOST_AFTER_MS = 2000;
 /** PostgreSQL ends the holder's session when it has sent nothing for this long (idle_session_timeout). */
 const SERVER_TIMEOUT_MS = 3000;
 /** And when data it sent stays unacknowledged for this long (tcp_user_timeout: a peer that vanished mid-reply). */
@@ -35,11 +39,15 @@ const TCP_USER_TIMEOUT_MS = 3000;
 export interface LeaseOptions {
   /** How often the holder checks its session (default 500 ms). */
   readonly heartbeatMs?: number;
-  /** The holder gives the lease up when no check was answered for this long (default 1.5 s). */
+  /**
+   * The holder gives the lease up this long after it sent the last check that was answered (default 2 s). Must
+   * exceed heartbeatMs.
+   */
   readonly lostAfterMs?: number;
   /**
    * PostgreSQL ends the session, freeing the lease, when the holder has sent nothing for this long (default
-   * 3 s). Must exceed lostAfterMs + heartbeatMs, so that a cut-off holder gives up before another can take over.
+   * 3 s). Must exceed lostAfterMs, so that a cut-off holder gives up before another can take over; the
+   * difference is the margin the holder has to act on its loss.
    */
   readonly serverTimeoutMs?: number;
   /**
@@ -84,10 +92,10 @@ export async function acquireLease(
   const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS;
   const lostAfterMs = options.lostAfterMs ?? LOST_AFTER_MS;
   const serverTimeoutMs = options.serverTimeoutMs ?? SERVER_TIMEOUT_MS;
-  if (!(heartbeatMs > 0 && lostAfterMs > 0 && serverTimeoutMs > lostAfterMs + heartbeatMs))
+  if (!(heartbeatMs > 0 && lostAfterMs > heartbeatMs && serverTimeoutMs > lostAfterMs))
     throw new RangeError(
-      `lease ${JSON.stringify(name)}: serverTimeoutMs (${serverTimeoutMs}) must exceed lostAfterMs + heartbeatMs ` +
-        `(${lostAfterMs} + ${heartbeatMs})`,
+      `lease ${JSON.stringify(name)}: heartbeatMs (${heartbeatMs}) < lostAfterMs (${lostAfterMs}) < ` +
+        `serverTimeoutMs (${serverTimeoutMs}) must hold`,
     );
   const client = new pg.Client({ ...config, keepAlive: true, keepAliveInitialDelayMillis: 1000 });
   // Until the lease exists, an error event is answered by the rejected query; without a listener it would throw.
@@ -96,6 +104,8 @@ export async function acquireLease(
     early ??= err;
   };
   client.on('error', onEarly);
+  // The lock's query counts as the first answered check: the server went idle after it, not before it was sent.
+  let lockSentAt = 0;
   try {
     await client.connect();
     await client.query(
@@ -103,6 +113,7 @@ export async function acquireLease(
        SET application_name = ${pg.escapeLiteral(leaseApplicationName(options.holder))}`,
     );
     await client.query('INSERT INTO leases (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [name]);
+    lockSentAt = Date.now();
     const { rows } = await client.query<{ held: boolean }>(
       'SELECT pg_try_advisory_lock($1, id) AS held FROM leases WHERE name = $2',
       [LEASE_LOCK_SPACE, name],
@@ -116,7 +127,7 @@ export async function acquireLease(
     await client.end().catch(() => {});
     throw err;
   }
-  const lease = new HeldLease(client, name, heartbeatMs, lostAfterMs);
+  const lease = new HeldLease(client, name, heartbeatMs, lostAfterMs, lockSentAt);
   client.off('error', onEarly);
   return lease;
 }
@@ -126,32 +137,32 @@ class HeldLease implements Lease {
   #held = true;
   #resolveLost!: (reason: Error) => void;
   #timer: NodeJS.Timeout;
-  #answeredAt = Date.now();
+  #deadline: NodeJS.Timeout | undefined;
+  /** When the last check that was answered had been sent (the deadline counts from it). */
+  #answeredSentAt: number;
   #checking = false;
 
   constructor(
     readonly client: pg.Client,
     readonly name: string,
     heartbeatMs: number,
-    lostAfterMs: number,
+    private readonly lostAfterMs: number,
+    lockSentAt: number,
   ) {
     this.lost = new Promise<Error>((resolve) => (this.#resolveLost = resolve));
+    this.#answeredSentAt = lockSentAt;
+    this.#arm();
     client.on('error', (err) => this.#lose(err));
     client.on('end', () => this.#lose(new Error(`lease ${JSON.stringify(name)}: the connection was closed`)));
     this.#timer = setInterval(() => {
-      const silentMs = Date.now() - this.#answeredAt;
-      if (silentMs > lostAfterMs) {
-        this.#lose(
-          new Error(`lease ${JSON.stringify(name)}: the server has not answered for ${silentMs} ms`),
-        );
-        return;
-      }
-      if (this.#checking) return;
+      if (this.#checking || !this.#held) return;
       this.#checking = true;
+      const sentAt = Date.now();
       client.query('SELECT 1').then(
         () => {
           this.#checking = false;
-          this.#answeredAt = Date.now();
+          if (sentAt > this.#answeredSentAt) this.#answeredSentAt = sentAt;
+          this.#arm();
         },
         (err: unknown) => {
           this.#checking = false;
@@ -159,6 +170,30 @@ class HeldLease implements Lease {
         },
       );
     }, heartbeatMs);
+  }
+
+  /** (Re)arms the deadline: lostAfterMs after the send of the last answered check. */
+  #arm(): void {
+    if (!this.#held) return;
+    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
+    const at = this.#answeredSentAt + this.lostAfterMs;
+    this.#deadline = setTimeout(
+      () => {
+        const now = Date.now();
+        // A timer that fired early (or a check answered meanwhile) re-arms instead.
+        if (now < this.#answeredSentAt + this.lostAfterMs) {
+          this.#arm();
+          return;
+        }
+        this.#lose(
+          new Error(
+            `lease ${JSON.stringify(this.name)}: no check answered for ${now - this.#answeredSentAt} ms ` +
+              `(deadline ${this.lostAfterMs} ms after the last answered one was sent)`,
+          ),
+        );
+      },
+      Math.max(0, at - Date.now()),
+    );
   }
 
   get held(): boolean {
@@ -173,6 +208,7 @@ class HeldLease implements Lease {
     if (!this.#held) return;
     this.#held = false;
     clearInterval(this.#timer);
+    clearTimeout(this.#deadline);
     try {
       await this.client.query('SELECT pg_advisory_unlock($1, id) FROM leases WHERE name = $2', [
         LEASE_LOCK_SPACE,
@@ -188,6 +224,7 @@ class HeldLease implements Lease {
     if (!this.#held) return;
     this.#held = false;
     clearInterval(this.#timer);
+    clearTimeout(this.#deadline);
     this.#resolveLost(reason);
     // A session the holder no longer trusts must not keep the lock.
     this.client.end().catch(() => {});

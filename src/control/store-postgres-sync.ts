@@ -82,6 +82,8 @@ export interface PostgresExtras {
   heartbeatGateway(name: string): boolean;
   listGateways(): GatewayRecord[];
   removeGateway(name: string): boolean;
+  /** Inside a transaction: whether the gateway is registered, locking its row until the end (store-postgres.ts). */
+  lockGateway(name: string, mode: 'share' | 'update'): boolean;
   reportGatewayMesh(name: string, peers: readonly MeshPeerReport[]): boolean;
   memberLocations(except: string): MemberLocation[];
   /** The leases held now and by whom (failover of a shared address). */
@@ -107,6 +109,7 @@ const EXTRA_METHODS = [
   'heartbeatGateway',
   'listGateways',
   'removeGateway',
+  'lockGateway',
   'reportGatewayMesh',
   'memberLocations',
   'leaseHolders',

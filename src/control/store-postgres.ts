@@ -1489,6 +1489,22 @@ export class PostgresStore implements AsyncStore {
     return rows.map(gatewayFromRow);
   }
 
+  /**
+   * Inside a transaction: whether gateway `name` is registered, with a lock on its row until the transaction
+   * ends — `share` for an assignment (a shared route or a site naming it as the gateway serving it; several may
+   * hold it at once), `update` for its removal. A removal and an assignment to the same gateway thus take turns:
+   * whichever locks second waits for the other to commit, then reads what it left (READ COMMITTED: each statement
+   * sees the rows committed before it began) — the assignment finds no gateway, or the removal finds the route or
+   * site that names it. Outside a transaction the lock ends with the statement.
+   */
+  async lockGateway(name: string, mode: 'share' | 'update'): Promise<boolean> {
+    const { rows } = await this.#read<{ name: string }>(
+      `SELECT name FROM gateways WHERE name = $1 FOR ${mode === 'update' ? 'UPDATE' : 'SHARE'}`,
+      [name],
+    );
+    return rows.length > 0;
+  }
+
   async removeGateway(name: string): Promise<boolean> {
     const { rowCount } = await this.#write((q) => q('DELETE FROM gateways WHERE name = $1', [name]));
     return (rowCount ?? 0) > 0;

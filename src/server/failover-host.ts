@@ -1,31 +1,26 @@
 /**
  * The failover state machine (failover.ts) on a running gateway: the lease from the shared PostgreSQL store,
- * the address on the interface through `ip`, the announcement by gratuitous ARP (io/arp.ts) or unsolicited
- * Neighbour Advertisements for an IPv6 address (io/ndp.ts), and the
- * handshakes through the gateway's WireGuard device.
+ * the address on the interface through `ip` and its announcement by gratuitous ARP (io/arp.ts) or unsolicited
+ * Neighbour Advertisements for an IPv6 address (io/ndp.ts) — all three kept by a thread of their own
+ * (address-keeper.ts), so that a lease lost while this thread waits for the store still takes the address off
+ * the interface at once — and the handshakes through the gateway's WireGuard device.
  */
 import { hostname } from 'node:os';
 import type { Store } from '../control/store.js';
 import { PublicKey } from '../crypto/keys.js';
-import { announceAddress, hardwareAddress } from '../io/arp.js';
-import { CommandError, ip, linkExists } from '../io/linux-net.js';
-import { advertiseAddress } from '../io/ndp.js';
+import { hardwareAddress } from '../io/arp.js';
+import { linkExists } from '../io/linux-net.js';
 import { parseEndpoint } from '../net/endpoint.js';
 import { formatAddress } from '../net/ip.js';
-import { acquireLease } from '../control/pg-lease.js';
 import type { Device } from '../wireguard/device.js';
 import type { Action } from '../wireguard/device.js';
 import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
 import { UserError } from '../control/errors.js';
+import { AddressKeeper } from './address-keeper.js';
 import { Failover, type FailoverActions, type SharedAddress } from './failover.js';
 
-/** Announcements sent at a takeover (and again a second later): a lost frame must not cost a member. */
-const ANNOUNCEMENTS = 2;
-/**
- * IPv6: one advertisement at a takeover and one a second later, within the MAX_NEIGHBOR_ADVERTISEMENT (3)
- * unsolicited advertisements RFC 4861 §7.2.6 and §10 allow.
- */
-const ADVERTISEMENTS = 1;
+/** Connecting the lease's session gives up after this long (the try is repeated). */
+const CONNECT_TIMEOUT_MS = 5000;
 /** A member is reached at a takeover when its last handshake is at most this old (its session may be live). */
 const REACH_WINDOW_MS = REJECT_AFTER_TIME + 10_000;
 
@@ -70,53 +65,33 @@ export async function startFailover(shared: SharedAddress, host: FailoverHost): 
   const dev = shared.interfaceName;
   // Looked up once: a takeover announces without waiting for `ip`.
   const mac = await hardwareAddress(dev);
+  const keeper = new AddressKeeper({
+    url: host.storeUrl,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    leaseName: shared.leaseName,
+    holder: host.holder ?? hostname(),
+    cidr: shared.cidr,
+    dev,
+    family: shared.address.family,
+    address: [...shared.address.bytes],
+    mac: mac === undefined ? undefined : [...mac],
+  });
   const actions: FailoverActions = {
-    addAddress: async () => {
-      // IPv6: nodad, usable at once; duplicate address detection would fail on the old holder's leftover copy.
-      await ip([
-        'addr',
-        'replace',
-        shared.cidr,
-        'dev',
-        dev,
-        ...(shared.address.family === 6 ? ['nodad'] : []),
-      ]);
-    },
-    removeAddress: async () => {
-      try {
-        await ip(['addr', 'del', shared.cidr, 'dev', dev]);
-      } catch (e) {
-        // Not there: nothing to remove.
-        if (!(
-          e instanceof CommandError &&
-          /Address not found|address not found|Cannot assign requested address|EADDRNOTAVAIL/.test(e.stderr)
-        ))
-          throw e;
-      }
-    },
-    announce: async () => {
-      if (shared.address.family === 6) await advertiseAddress(dev, shared.address.bytes, ADVERTISEMENTS, mac);
-      else await announceAddress(dev, shared.address.bytes, ANNOUNCEMENTS, mac);
-    },
+    ...keeper.steps,
     reachOut: () => reachOut(shared, host),
     standDown: () => {
       for (const p of host.device.peerStatuses(host.now()))
         if (p.endpoint !== undefined) host.device.setPeer({ publicKey: p.publicKey, endpoint: null });
     },
   };
-  const holder = host.holder ?? hostname();
-  const failover = new Failover(
-    shared,
-    () =>
-      acquireLease({ connectionString: host.storeUrl, connectionTimeoutMillis: 5000 }, shared.leaseName, {
-        holder,
-      }),
-    actions,
-    { log: host.log },
-  );
+  const failover = new Failover(shared, keeper.take, actions, {
+    log: host.log,
+    onStopped: () => keeper.close(),
+  });
   try {
     await failover.start();
   } catch (e) {
+    await keeper.close();
     throw new UserError(
       `weft: --shared-address: cannot clear ${shared.cidr} from ${dev} at start: ${(e as Error).message}`,
     );

@@ -17,9 +17,11 @@
  *      would otherwise wait for its own retry (REKEY_TIMEOUT + KEEPALIVE_TIMEOUT = 15 s, paper §6.4). An
  *      address that cannot be added gives the lease back (another gateway may manage), and the next try
  *      waits `failedBackoffMs`.
- *   4. Lost (the lease's connection failed or went silent, pg-lease.ts): the gateway forgets its members'
- *      endpoints (so nothing it sends from its own address makes a member roam back to it), the address is
- *      removed at once and the gateway is standby again (step 2). While standby it starts no handshake
+ *   4. Lost (the lease's connection failed or went silent, pg-lease.ts): on a running gateway the thread that
+ *      keeps the lease has removed the address already (address-keeper.ts: it does not wait for this thread,
+ *      which may be waiting for the store); here the gateway forgets its members' endpoints (so nothing it
+ *      sends from its own address makes a member roam back to it), removes the address again (a no-op then)
+ *      and is standby again (step 2). While standby it starts no handshake
  *      (`isHolder`).
  *   5. Stop: the address is removed, then the lease released, so the next holder never finds it still here.
  * Steps that touch the interface run one at a time, in order (a loss during a takeover removes the address
@@ -164,6 +166,8 @@ export interface FailoverOptions {
   readonly failedBackoffMs?: number;
   readonly log?: (line: string) => void;
   readonly clock?: FailoverClock;
+  /** Runs once at the end of `stop()` (the address removed, the lease released). */
+  readonly onStopped?: () => Promise<void>;
 }
 
 export class Failover {
@@ -182,6 +186,7 @@ export class Failover {
   readonly #failedBackoffMs: number;
   readonly #log: (line: string) => void;
   readonly #clock: FailoverClock;
+  readonly #onStopped: (() => Promise<void>) | undefined;
 
   constructor(
     readonly shared: SharedAddress,
@@ -194,6 +199,7 @@ export class Failover {
     this.#failedBackoffMs = options.failedBackoffMs ?? FAILED_BACKOFF_MS;
     this.#log = options.log ?? (() => {});
     this.#clock = options.clock ?? realClock;
+    this.#onStopped = options.onStopped;
     this.#since = this.#clock.now();
   }
 
@@ -238,6 +244,7 @@ export class Failover {
     if (lease) await lease.release().catch(() => undefined);
     if (wasHolder) this.#log(`failover: released ${this.shared.cidr}`);
     await this.#waitIdle();
+    await this.#onStopped?.().catch(() => undefined);
   }
 
   #setRole(role: FailoverRole): void {

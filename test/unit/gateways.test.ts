@@ -23,6 +23,10 @@ class SharedMemoryStore extends MemoryStore {
   listGateways(): GatewayRecord[] {
     return this.gateways;
   }
+  /** One thread, one store: nothing to wait for; whether it is registered. */
+  lockGateway(name: string): boolean {
+    return this.gateways.some((g) => g.name === name);
+  }
   leases: LeaseHolder[] = [];
   leaseHolders(): LeaseHolder[] {
     return this.leases;
