@@ -49,7 +49,7 @@ import type { OpenVpnInterface } from '../gateway/openvpn-interface.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
 import { Replicator, type MulticastSnapshot } from '../gateway/multicast.js';
 import { MulticastMembers } from './multicast-members.js';
-import { siteHasIpv4Groups } from '../multicast/site-selectors.js';
+import { siteQueryFamilies } from '../multicast/site-selectors.js';
 import { querierConfigFrom } from '../control/multicast-settings.js';
 import type { IpsecSite } from '../gateway/ipsec-site.js';
 import { LanBridge } from '../gateway/multicast-lan.js';
@@ -710,7 +710,7 @@ function startMulticast(
       members.setSites(
         specs
           .filter((s) => s.enabled && s.mode === 'tunnel' && (s.multicast?.length ?? 0) > 0)
-          .map((s) => ({ name: s.name, families: siteHasIpv4Groups(s.multicast ?? []) ? [4 as const] : [] })),
+          .map((s) => ({ name: s.name, families: siteQueryFamilies(s.multicast ?? []) })),
         tunnel,
       ),
     // Live: the querier's timers and the static memberships (the rest of multicast applies at the next start).
