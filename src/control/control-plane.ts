@@ -1054,7 +1054,12 @@ export class ControlPlane {
   async deliverClientPack(nameArg: string, os: PackOs, protocol: PackProtocol): Promise<ClientPack> {
     const name = v.name('name', nameArg);
     const config = protocol === 'openvpn' ? await this.deliverOpenVpnConfig(name) : this.deliverConfig(name);
-    return clientPack({ os, protocol, memberName: name, config });
+    const m = this.memberRecord(name);
+    const s = this.settings();
+    // Multicast on: a Windows pack routes the groups through the tunnel (found by the member's address).
+    const multicast =
+      s.multicast === true ? { address4: m.ip, address6: s.subnet6 && m.ip6 ? m.ip6 : null } : undefined;
+    return clientPack({ os, protocol, memberName: name, config, ...(multicast ? { multicast } : {}) });
   }
 
   /** The CRL of every revoked member certificate (PEM), for an OpenVPN server's `--crl-verify`. */

@@ -248,8 +248,9 @@ function swanctl(site: SiteRecord, ours: OurSide): string {
           '# Multicast: charon routes the group ranges into ipsec0 (or the XFRM interface); a sender names it',
           '# as its multicast interface (IP_MULTICAST_IF), and a receiver joins the group on it. Weft delivers',
           `# to this site the groups given to it by \`weft multicast static add site:${site.name} GROUP\`,`,
-          '# and the groups its hosts join on ipsec0 (Weft queries the site with IGMP through the CHILD SA;',
-          '# give ipsec0 an address in the local subnet so that the reports leave from it).',
+          '# and the groups its hosts join on ipsec0 (Weft queries the site with IGMP and MLD through the',
+          '# CHILD SA; give ipsec0 an address in the local subnet so that IGMP reports leave from it; MLD',
+          '# leaves from its link-local address, in fe80::/64 of the selectors).',
         ]
       : []),
     ...(cert

@@ -14,6 +14,9 @@ import type { TunDevice } from '../io/tun.js';
 import type { IpHeader } from '../net/ip-packet.js';
 import type { MulticastPort, Replicator } from './multicast.js';
 
+/** The unspecified address: the source of the IGMP queries the host gets (see attachMulticast). */
+const HOST_QUERY_SOURCE_4 = new Uint8Array(4);
+
 export class Gateway {
   readonly router = new Router();
   readonly counters = { tunPacketsIn: 0, tunPacketsOut: 0, tunWriteRefused: 0 };
@@ -42,13 +45,21 @@ export class Gateway {
 
   /**
    * Makes the host a multicast port of `replicator` (id "host"): its group traffic from the TUN device is
-   * replicated, and it receives what it joined. Returns the port.
+   * replicated, it receives what it joined, and it is queried in `families` like any port, so its
+   * memberships are renewed by its kernel's reports. Returns the port.
+   *
+   * IGMP queries to the host come from 0.0.0.0, not from the gateway's address: that address is the TUN
+   * device's own, and Linux drops a packet arriving with a local source as a martian (fib_validate_source),
+   * while it takes a zero source to a link-local group or in IGMP (ip_route_input_mc) and answers the query.
+   * MLD queries keep the replicator's link-local source (fe80::1), which the TUN device does not hold; Linux
+   * accepts only a link-local source for MLD queries (RFC 3810 §5.1.14), so :: would not do.
    */
   attachMulticast(replicator: Replicator, families: readonly (4 | 6)[], now: number): MulticastPort {
     const queued: Uint8Array[] = [];
     const port: MulticastPort = {
       id: 'host',
       families,
+      querySource4: HOST_QUERY_SOURCE_4,
       send: (packet: Uint8Array, header: IpHeader): void =>
         void queued.push(packet.subarray(0, header.length)),
       flush: (): void => {

@@ -47,6 +47,12 @@ export interface MulticastPort {
   /** Families the querier queries on this port. */
   readonly families: readonly Family[];
   /**
+   * The source of the queries sent to this port, when not the replicator's (`querySource4`/`querySource6`):
+   * the gateway's host must not be queried from an address of its own (see Gateway.attachMulticast).
+   */
+  readonly querySource4?: Uint8Array;
+  readonly querySource6?: Uint8Array;
+  /**
    * Queues `packet` (its first `header.length` bytes) for exactly this receiver. The port must not keep the
    * buffer past flush(): it is the sender's, and other ports get the same bytes.
    */
@@ -186,7 +192,7 @@ export class Replicator {
 
   /** A receiver port comes up; it gets the querier's startup queries. */
   addPort(port: MulticastPort, now: number): void {
-    const families = port.families.filter((f) => (f === 4 ? this.querySource4 : this.querySource6) !== null);
+    const families = port.families.filter((f) => this.querySource(port, f) !== null);
     this.querier.addPort(port, families, now, this.actions);
     this.perform(now);
   }
@@ -390,6 +396,11 @@ export class Replicator {
     return false;
   }
 
+  /** Where queries to `port` come from: its own source if it names one, else the replicator's. */
+  private querySource(port: MulticastPort, family: Family): Uint8Array | null {
+    return family === 4 ? (port.querySource4 ?? this.querySource4) : (port.querySource6 ?? this.querySource6);
+  }
+
   private perform(now: number): void {
     const actions = this.actions;
     if (actions.length === 0) return;
@@ -397,7 +408,7 @@ export class Replicator {
     for (const a of actions) {
       this.onAction?.(a);
       if (a.type !== 'query') continue;
-      const sourceAddress = a.family === 4 ? this.querySource4 : this.querySource6;
+      const sourceAddress = this.querySource(a.port, a.family);
       if (sourceAddress === null) continue;
       const query = buildQuery(a.family, sourceAddress, {
         group: a.group,

@@ -41,6 +41,16 @@ export const IGMP_ALL_SYSTEMS = '224.0.0.1';
 export const IGMP_ALL_ROUTERS = '224.0.0.2';
 export const IGMP_V3_REPORTS = '224.0.0.22';
 
+/**
+ * MLD's own destinations (RFC 3810 §5.1.15: general queries to ff02::1; §5.2.14: MLDv2 reports to ff02::16;
+ * RFC 2710 §3.8: MLDv1 done messages to ff02::2), and the prefix its sources come from: MLD is sent from
+ * link-local addresses (RFC 3810 §5.1.14, §5.2.13), which are fe80::/64 in practice (RFC 4291 §2.5.6).
+ */
+export const MLD_ALL_NODES = 'ff02::1';
+export const MLD_ALL_ROUTERS = 'ff02::2';
+export const MLD_V2_REPORTS = 'ff02::16';
+export const MLD_SOURCES = 'fe80::/64';
+
 /** IPv4 Router Alert option (RFC 2113 §2.1): type 148, length 4, value 0. */
 export const IPV4_ROUTER_ALERT = Uint8Array.of(0x94, 0x04, 0x00, 0x00);
 /** IPv6 Router Alert hop-by-hop option (RFC 2711 §2.1): type 5, length 2, value 0 (MLD). */

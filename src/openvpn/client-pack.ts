@@ -7,6 +7,9 @@
  *            (2.5/2.6; a 2.7 MSI has no Wintun feature and takes Drivers.OvpnDco), the profile in
  *            `C:\Program Files\OpenVPN\config-auto\` for the OpenVPNService service.
  *            WireGuard: the MSI, then `wireguard.exe /installtunnelservice C:\ProgramData\Weft\weft.conf`.
+ *            With multicast on, then: once the tunnel holds the member's address, the tunnel's interface
+ *            metric is lowered and 224.0.0.0/4 (and ff00::/8) routed through it with metric 1, so Windows
+ *            sends multicast into the tunnel rather than out of the LAN NIC.
  *   linux    POSIX sh. The package from apt or dnf; `openvpn-client@weft` (/etc/openvpn/client/weft.conf) or
  *            `wg-quick@weft` (/etc/wireguard/weft.conf), enabled and started with systemctl.
  *   macos    POSIX sh, Homebrew. OpenVPN: Tunnelblick (cask), which then installs the profile (it asks for the
@@ -37,6 +40,11 @@ export interface ClientPackInput {
   readonly memberName: string;
   /** The `.ovpn` profile or the wg-quick config, as handed out. */
   readonly config: string;
+  /**
+   * With multicast on: the member's tunnel addresses. A Windows pack then makes the tunnel the interface
+   * Windows sends multicast from (docs/multicast.md, Clients); IPv6 (ff00::/8) too where `address6` is given.
+   */
+  readonly multicast?: { readonly address4: string; readonly address6: string | null };
 }
 
 export interface ClientPack {
@@ -81,8 +89,8 @@ export function clientPack(input: ClientPackInput): ClientPack {
         mediaType: 'text/plain',
         script:
           input.protocol === 'openvpn'
-            ? windowsOpenVpn(input.memberName, config)
-            : windowsWireGuard(input.memberName, config),
+            ? windowsOpenVpn(input.memberName, config, input.multicast)
+            : windowsWireGuard(input.memberName, config, input.multicast),
       };
     case 'linux':
       return {
@@ -174,7 +182,54 @@ function Write-PrivateFile([string]$path, [string]$text) {
 `;
 }
 
-function windowsOpenVpn(memberName: string, config: string): string {
+/** Interface metric the tunnel gets with multicast on: below a LAN or cloud NIC's automatic metric (≥ 5). */
+export const WINDOWS_TUNNEL_METRIC = 5;
+/** Seconds a Windows pack waits for the tunnel to hold the member's address before giving up on the metric. */
+const WINDOWS_TUNNEL_WAIT_S = 60;
+
+/**
+ * Multicast on Windows: Windows sends a datagram to a group out of the interface whose route to it has the
+ * lowest metric (route metric + interface metric), usually the LAN or cloud NIC, not the tunnel. Once the
+ * tunnel's adapter holds the member's address (the adapter's name differs between clients: found by the
+ * address), lower its interface metric and route the groups through it with route metric 1.
+ */
+function psMulticast(multicast: ClientPackInput['multicast']): string {
+  if (multicast === undefined) return '';
+  const steps = [
+    { family: 'IPv4', address: multicast.address4, prefix: '224.0.0.0/4' },
+    ...(multicast.address6 !== null
+      ? [{ family: 'IPv6', address: multicast.address6, prefix: 'ff00::/8' }]
+      : []),
+  ];
+  return `
+# Multicast: send to groups through the tunnel, not the LAN NIC (lowest metric wins for 224.0.0.0/4, ff00::/8).
+function Set-WeftMulticastRoute([string]$family, [string]$address, [string]$prefix) {
+  $deadline = (Get-Date).AddSeconds(${WINDOWS_TUNNEL_WAIT_S})
+  $ip = $null
+  while ($null -eq $ip -and (Get-Date) -lt $deadline) {
+    $ip = Get-NetIPAddress -IPAddress $address -ErrorAction SilentlyContinue | Select-Object -First 1
+    if ($null -eq $ip) { Start-Sleep -Seconds 2 }
+  }
+  if ($null -eq $ip) {
+    Write-Warning "Weft: the tunnel did not get $address within ${WINDOWS_TUNNEL_WAIT_S} s; multicast $prefix not routed into it (run this script again once it is up)"
+    return
+  }
+  $index = $ip.InterfaceIndex
+  Set-NetIPInterface -InterfaceIndex $index -AddressFamily $family -InterfaceMetric ${WINDOWS_TUNNEL_METRIC}
+  $route = Get-NetRoute -DestinationPrefix $prefix -InterfaceIndex $index -ErrorAction SilentlyContinue
+  if ($null -ne $route) { $route | Set-NetRoute -RouteMetric 1 }
+  else { New-NetRoute -DestinationPrefix $prefix -InterfaceIndex $index -RouteMetric 1 | Out-Null }
+  Write-Host "Weft: multicast $prefix goes through the tunnel (interface $index, metric ${WINDOWS_TUNNEL_METRIC}, route metric 1)."
+}
+${steps.map((x) => `Set-WeftMulticastRoute ${psQuote(x.family)} ${psQuote(x.address)} ${psQuote(x.prefix)}`).join('\n')}
+`;
+}
+
+function windowsOpenVpn(
+  memberName: string,
+  config: string,
+  multicast?: ClientPackInput['multicast'],
+): string {
   return `${psHead(memberName, 'OpenVPN', DEFAULT_OPENVPN_MSI_URL, 'OpenVPN-*.msi')}
 ${psConfig(config)}
 
@@ -196,10 +251,14 @@ Write-PrivateFile $profilePath $config
 Set-Service -Name 'OpenVPNService' -StartupType Automatic
 Restart-Service -Name 'OpenVPNService' -Force
 Write-Host "Weft: OpenVPN profile of $memberName installed in $profilePath; the OpenVPNService service connects it at boot."
-`;
+${psMulticast(multicast)}`;
 }
 
-function windowsWireGuard(memberName: string, config: string): string {
+function windowsWireGuard(
+  memberName: string,
+  config: string,
+  multicast?: ClientPackInput['multicast'],
+): string {
   return `${psHead(memberName, 'WireGuard', DEFAULT_WIREGUARD_MSI_URL, 'wireguard-*.msi')}
 ${psConfig(config)}
 
@@ -220,7 +279,7 @@ if (Get-Service -Name 'WireGuardTunnel$${TUNNEL}' -ErrorAction SilentlyContinue)
 }
 & $wireguard /installtunnelservice $configPath
 Write-Host "Weft: WireGuard tunnel of $memberName installed from $configPath; it connects at boot."
-`;
+${psMulticast(multicast)}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@
  */
 import { PublicKey } from '../crypto/keys.js';
 import type { MemberRecord } from '../control/model.js';
+import { GATEWAY_LINK_LOCAL } from '../control/control-plane.js';
 import type { GroupTap, WireGuardInterface } from '../gateway/wireguard-interface.js';
 import type { OpenVpnSession, SessionGroupTap } from '../gateway/openvpn-interface.js';
 import type { MulticastPolicy, MulticastPort, Replicator } from '../gateway/multicast.js';
@@ -35,6 +36,13 @@ import type {
   MemberTransport,
   TransportStatus,
 } from '../gateway/member-transport.js';
+
+/** The source of MLD queries to a site: the gateway's link-local address in every tunnel. */
+const SITE_QUERY_SOURCE_6 = ((): Uint8Array => {
+  const a = parseAddress(GATEWAY_LINK_LOCAL);
+  if (!a.ok) throw new Error(`bad gateway link-local address ${GATEWAY_LINK_LOCAL}`);
+  return a.value.bytes;
+})();
 
 /** The firewall's receive-side check (GatewaySync.permits). */
 export type PermitsMember = (
@@ -116,18 +124,21 @@ export interface SitePolicy {
 
 /**
  * An IPsec site: copies are sealed into its current CHILD SA (looked up by name: it outlives config changes).
- * Queried over IPv4 when it has IPv4 group ranges: its CHILD SA then carries IGMP (site-selectors.ts), and the
- * hosts that joined a group on the far gateway's tunnel interface answer. Not over IPv6: MLD's link-local
- * sources do not fit a site's selectors.
+ * Queried over IPv4 when it has IPv4 group ranges, over IPv6 when it has IPv6 ones: its CHILD SA then carries
+ * IGMP, or MLD with its link-local sources (site-selectors.ts), and the hosts that joined a group on the far
+ * gateway's tunnel interface answer. MLD queries come from the gateway's fe80::1 even without an IPv6 member
+ * subnet (a site's IPv6 groups need none).
  */
 class SitePort implements MulticastPort {
   readonly id: string;
+  readonly querySource6: Uint8Array | undefined;
   constructor(
     readonly name: string,
     private readonly tunnel: (name: string) => IpsecSite | undefined,
     readonly families: readonly Family[],
   ) {
     this.id = `site:${name}`;
+    this.querySource6 = families.includes(6) ? SITE_QUERY_SOURCE_6 : undefined;
   }
 
   send(packet: Uint8Array, header: IpHeader, now: number): void {

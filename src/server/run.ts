@@ -49,7 +49,7 @@ import type { OpenVpnInterface } from '../gateway/openvpn-interface.js';
 import { enableForwarding, installNat, removeNat } from './nat.js';
 import { Replicator, type MulticastSnapshot } from '../gateway/multicast.js';
 import { MulticastMembers } from './multicast-members.js';
-import { siteHasIpv4Groups } from '../multicast/site-selectors.js';
+import { siteQueryFamilies } from '../multicast/site-selectors.js';
 import { querierConfigFrom } from '../control/multicast-settings.js';
 import type { IpsecSite } from '../gateway/ipsec-site.js';
 import { LanBridge } from '../gateway/multicast-lan.js';
@@ -575,9 +575,9 @@ const MULTICAST_TICK_MS = 100;
 /**
  * Multicast for members and the host: a replicator whose ports are the installed WireGuard members (through
  * GatewaySync, so a removed or disabled member leaves its groups at once), the OpenVPN sessions (attached
- * once the OpenVPN interface runs) and the host's TUN side. The host
- * is not queried (a query from the gateway's own address would be a martian to its kernel): it joins by the
- * reports its kernel sends when a socket joins, which last a group membership interval.
+ * once the OpenVPN interface runs) and the host's TUN side. The host is queried like the others, over IGMP
+ * from 0.0.0.0 (its own address would be a martian to its kernel; Gateway.attachMulticast), so the reports
+ * its kernel sends keep its memberships while its sockets stay joined.
  */
 function startMulticast(
   cp: ControlPlane,
@@ -624,7 +624,9 @@ function startMulticast(
   sync.attach(members);
   running.wg.groups = members;
   running.device.linkLocalGroups = gw6 !== undefined;
-  running.gateway.attachMulticast(replicator, [], monotonicEpochMs());
+  // The host is queried like a member (IGMP from 0.0.0.0, MLD from fe80::1), so its memberships last while
+  // its sockets stay joined.
+  running.gateway.attachMulticast(replicator, gw6 ? [4, 6] : [4], monotonicEpochMs());
   const lanName = cp.settings().multicastLan;
   let lanSocket: LanMulticastSocket | undefined;
   if (lanName !== undefined) {
@@ -708,7 +710,7 @@ function startMulticast(
       members.setSites(
         specs
           .filter((s) => s.enabled && s.mode === 'tunnel' && (s.multicast?.length ?? 0) > 0)
-          .map((s) => ({ name: s.name, families: siteHasIpv4Groups(s.multicast ?? []) ? [4 as const] : [] })),
+          .map((s) => ({ name: s.name, families: siteQueryFamilies(s.multicast ?? []) })),
         tunnel,
       ),
     // Live: the querier's timers and the static memberships (the rest of multicast applies at the next start).

@@ -32,17 +32,36 @@
  *      limit 255, from her fe80:: address (the kernel picks a link-local source for a link-local group):
  *      both get every datagram from that fe80:: address with hop limit 255 (their AllowedIPs hold fe80::/64).
  *      A unicast datagram from alice's fe80:: to carol's fe80:: is not routed: carol gets none of them.
+ *  15. frank, an OpenVPN member over TCP (the real openvpn 2.6 client, `--proto-force tcp-client`), joins
+ *      239.1.1.1 and ff15::1:1: alice's datagrams reach him (TTL / hop limit 4 → 3), and his to 239.3.3.3 reach
+ *      bob.
+ *  16. IPv6 link-local between OpenVPN members: frank (TCP) joins ff02::fb; erin (UDP) sends mDNS-style from
+ *      her tun's fe80:: address with hop limit 255: frank gets every datagram, source and hop limit unchanged;
+ *      and the other way round.
+ *  17. The gateway's host as a receiver, with short querier timers (group membership interval 7 s): a socket
+ *      on the gateway joins 239.4.4.4 and ff15::4:4 on the TUN device; the host is queried (IGMP from
+ *      0.0.0.0, MLD from fe80::1; tcpdump on the TUN device), answers, and stays joined past the interval;
+ *      alice's datagrams reach it; its leave ends the membership.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { interopSkip, Lab, waitFor, type ExecResult, type ManagedProcess, type Netns } from './harness.js';
+import {
+  capture,
+  interopSkip,
+  Lab,
+  parsePcap,
+  waitFor,
+  type ExecResult,
+  type ManagedProcess,
+  type Netns,
+} from './harness.js';
 import { weftCli, WEFT_MAIN } from './gateway-lab.js';
 import { parseWgQuick, replaceConfigLine, wgQuickUp, type WgQuickClient } from './people-lab.js';
 import { MulticastPeer } from './multicast-peer.js';
 
-const TOOLS = ['ip', 'wireguard-go', 'wg', 'wg-quick', 'python3', 'ping', 'openvpn'];
+const TOOLS = ['ip', 'wireguard-go', 'wg', 'wg-quick', 'python3', 'ping', 'openvpn', 'tcpdump'];
 const SUBNET = '10.67.0.0/24';
 const SUBNET6 = 'fd67::/64';
 const GATEWAY_IP = '10.67.0.1';
@@ -56,6 +75,8 @@ const MDNS = '224.0.0.251';
 const MDNS6 = 'ff02::fb';
 const DATA_PORT = 5000;
 const MDNS_PORT = 5353;
+const HOST_GROUP = '239.4.4.4';
+const HOST_GROUP6 = 'ff15::4:4';
 const KEYS = ['a', 'b', 'c', 'd'] as const;
 type Key = (typeof KEYS)[number];
 const NAMES: Record<Key, string> = { a: 'alice', b: 'bob', c: 'carol', d: 'dave' };
@@ -91,6 +112,11 @@ describe(
     let erinNs: Netns | undefined;
     let erin:
       { ip: string; ip6: string; profile: string; client?: ManagedProcess; peer?: MulticastPeer } | undefined;
+    /** frank: an OpenVPN member over TCP. */
+    let frankNs: Netns | undefined;
+    let frank:
+      { ip: string; ip6: string; profile: string; client?: ManagedProcess; peer?: MulticastPeer } | undefined;
+    let hostPeer: MulticastPeer | undefined;
 
     before(async () => {
       assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
@@ -116,6 +142,9 @@ describe(
       erinNs = await lab.netns('me');
       const { aIf } = await lab.veth(g, erinNs, { aName: 'pe', bName: 'ue', bAddr: '192.168.71.15/24' });
       await g.exec('ip', ['link', 'set', aIf, 'master', bridge]);
+      frankNs = await lab.netns('mf');
+      const f = await lab.veth(g, frankNs, { aName: 'pf', bName: 'uf', bAddr: '192.168.71.16/24' });
+      await g.exec('ip', ['link', 'set', f.aIf, 'master', bridge]);
       gw = g;
     });
 
@@ -124,7 +153,10 @@ describe(
       try {
         for (const m of Object.values(members)) m.peer?.process.kill('SIGTERM');
         erin?.peer?.process.kill('SIGTERM');
+        frank?.peer?.process.kill('SIGTERM');
+        hostPeer?.process.kill('SIGTERM');
         await erin?.client?.stop(3_000).catch(() => undefined);
+        await frank?.client?.stop(3_000).catch(() => undefined);
         if (server?.running) await server.stop(8_000).catch(() => undefined);
         for (const m of Object.values(members)) await m.client?.down().catch(() => undefined);
       } finally {
@@ -212,6 +244,14 @@ describe(
       };
       const profile = (await weft(['member', 'config'], ['erin', '--openvpn'])).stdout;
       erin = { ip: shown.ip, ip6: shown.ip6, profile };
+      await weft(['member', 'add'], ['frank', '--group', 'eng']);
+      const shownF = JSON.parse((await weft(['member', 'show'], ['frank', '--json'])).stdout) as {
+        ip: string;
+        ip6: string;
+      };
+      const profileF = (await weft(['member', 'config'], ['frank', '--openvpn'])).stdout;
+      assert.match(profileF, /^remote \S+ \d+ tcp-client$/m, 'the profile has a TCP remote');
+      frank = { ip: shownF.ip, ip6: shownF.ip6, profile: profileF };
     });
 
     it('2. server run; the clients come up (carol forced to IGMPv2)', async (t) => {
@@ -548,6 +588,168 @@ describe(
         assert.equal(peer('c').tagged('wire', `uc-${a}`).length, 0, `unicast to ${a} reached carol`);
         assert.equal(peer('c').tagged('rx', `uc-${a}`).length, 0, `unicast to ${a} reached carol`);
       }
+    });
+
+    /** The tun device holding `ip` in `n` (an OpenVPN client's). */
+    const tunOf = async (n: Netns, ip: string): Promise<string> => {
+      const text = (await n.exec('ip', ['-o', 'addr', 'show'])).stdout;
+      const tun = new RegExp(`^\\d+: (\\S+)\\s+inet ${ip.replaceAll('.', '\\.')}/`, 'm').exec(text)?.[1];
+      assert.ok(tun, `a tun device holds ${ip}: ${text}`);
+      return tun;
+    };
+
+    it('15. frank (OpenVPN over TCP) joins 239.1.1.1 and ff15::1:1; alice reaches him; he reaches bob', async (t) => {
+      const f = need(frank, 'frank');
+      const n = need(frankNs, "frank's namespace");
+      const file = await lab.writeSecret(`frank-${Date.now()}.ovpn`, f.profile);
+      f.client = n.spawn('openvpn', [
+        '--config',
+        file,
+        '--verb',
+        '3',
+        '--proto-force',
+        'tcp-client',
+        '--connect-retry',
+        '1',
+        '1',
+      ]);
+      await f.client.waitForOutput(/Initialization Sequence Completed/, 30_000);
+      await logLine(/member frank connected over OpenVPN \(TCP/, 5_000);
+      const tun = await tunOf(n, f.ip);
+      f.peer = await MulticastPeer.start(n, tun, f.ip, [DATA_PORT, MDNS_PORT], PEER_LIFETIME_S);
+      await f.peer.join(GROUP);
+      await f.peer.join(GROUP6);
+      await logLine(/multicast: ovpn:frank joined 239\.1\.1\.1/, 5_000);
+      await logLine(/multicast: ovpn:frank joined ff15::1:1/, 5_000);
+      await peer('a').send(GROUP, DATA_PORT, 4, 20, 20, 'tcp4');
+      await peer('a').send(GROUP6, DATA_PORT, 4, 20, 20, 'tcp6');
+      await delay(500);
+      const rx4 = f.peer.tagged('rx', 'tcp4');
+      const rx6 = f.peer.tagged('rx', 'tcp6');
+      assert.equal(rx4.length, 20, `frank received ${rx4.length}/20 over TCP (IPv4)`);
+      assert.equal(rx6.length, 20, `frank received ${rx6.length}/20 over TCP (IPv6)`);
+      assert.ok(
+        rx4.every((x) => x.ttl === 3 && x.src === member('a').ip),
+        `TTL 3, from alice: ${JSON.stringify(rx4[0])}`,
+      );
+      assert.ok(
+        rx6.every((x) => x.ttl === 3 && x.src === member('a').ip6),
+        `hop limit 3, from alice: ${JSON.stringify(rx6[0])}`,
+      );
+      await f.peer.send(ERIN_GROUP, DATA_PORT, 4, 20, 20, 'ft4');
+      await delay(500);
+      const bob = peer('b').tagged('rx', 'ft4');
+      assert.equal(bob.length, 20, `bob received ${bob.length}/20 from frank (TCP)`);
+      assert.ok(
+        bob.every((x) => x.src === f.ip && x.ttl === 3),
+        JSON.stringify(bob[0]),
+      );
+      t.diagnostic(
+        `over TCP: alice → frank ${rx4.length}/20 (v4), ${rx6.length}/20 (v6); frank → bob ${bob.length}/20`,
+      );
+    });
+
+    it('16. IPv6 link-local between OpenVPN members: mDNS to ff02::fb from fe80::, hop limit 255, both ways', async (t) => {
+      const e = need(erin?.peer, "erin's multicast probe");
+      const f = need(frank?.peer, "frank's multicast probe");
+      const pairs = [
+        { from: e, to: f, toName: 'frank', tag: 'ef6' },
+        { from: f, to: e, toName: 'erin', tag: 'fe6' },
+      ];
+      await f.join(MDNS6);
+      await e.join(MDNS6);
+      await logLine(/multicast: ovpn:frank joined ff02::fb/, 5_000);
+      await logLine(/multicast: ovpn:erin joined ff02::fb/, 5_000);
+      const seen: string[] = [];
+      for (const { from, to, toName, tag } of pairs) {
+        await from.send(MDNS6, MDNS_PORT, 255, 10, 20, tag);
+        await delay(500);
+        const rx = to.tagged('rx', tag);
+        assert.equal(rx.length, 10, `${toName} received ${rx.length}/10: ${JSON.stringify(rx.slice(0, 2))}`);
+        assert.ok(
+          rx.every((x) => x.ttl === 255 && x.src.startsWith('fe80:')),
+          `hop limit 255, from a link-local source: ${JSON.stringify(rx[0])}`,
+        );
+        assert.equal(new Set(rx.map((x) => x.src.split('%')[0])).size, 1, 'one sender, one source');
+        seen.push(`${toName} ${rx.length}/10 from ${rx[0]?.src.split('%')[0]}`);
+        // (Its own socket, joined too, gets its datagrams by the kernel's multicast loopback, not the tunnel.)
+        assert.equal(
+          from.tagged('wire', tag).length,
+          0,
+          'nothing comes back to the sender through the tunnel',
+        );
+      }
+      t.diagnostic(seen.join('; '));
+    });
+
+    it('17. the host as a receiver: queried (IGMP from 0.0.0.0, MLD from fe80::1), stays joined past the interval', async (t) => {
+      const g = need(gw, 'the gateway namespace');
+      const proc = liveServer();
+      // Group membership interval 2 × 3 s + 1 s = 7 s.
+      await weft(
+        ['multicast', 'querier'],
+        ['--robustness', '2', '--query-interval', '3', '--query-response-interval', '1'],
+      );
+      await logLine(/multicast: querier timers .*"queryIntervalS":3\b/, 10_000);
+      // (MLD sits behind a hop-by-hop header, which tcpdump's `icmp6` does not look past.)
+      const cap = await capture(g, serverIf, 'igmp or ip6');
+      hostPeer = await MulticastPeer.start(g, serverIf, GATEWAY_IP, [DATA_PORT], 60);
+      await hostPeer.join(HOST_GROUP);
+      await hostPeer.join(HOST_GROUP6);
+      await logLine(/multicast: host joined 239\.4\.4\.4/, 5_000);
+      await logLine(/multicast: host joined ff15::4:4/, 5_000);
+      const joined = Date.now();
+      await delay(12_000);
+      const listed = JSON.parse((await weft(['multicast', 'list'], ['--json'])).stdout) as {
+        groups: { group: string; receivers: { port: string; expiresInS: number | null }[] }[];
+      };
+      for (const group of [HOST_GROUP, HOST_GROUP6]) {
+        const r = listed.groups.find((x) => x.group === group)?.receivers ?? [];
+        assert.deepEqual(
+          r.map((x) => x.port),
+          ['host'],
+          `${group}: the host still joined ${Date.now() - joined} ms after its report (interval 7 s): ${JSON.stringify(r)}`,
+        );
+        assert.ok(r[0]?.expiresInS !== null, 'learned from its reports, not static');
+      }
+      assert.doesNotMatch(proc.stderr, /multicast: host left \(expired\)/);
+      await peer('a').send(HOST_GROUP, DATA_PORT, 4, 10, 20, 'h4');
+      await peer('a').send(HOST_GROUP6, DATA_PORT, 4, 10, 20, 'h6');
+      await delay(500);
+      const rx4 = hostPeer.tagged('rx', 'h4');
+      const rx6 = hostPeer.tagged('rx', 'h6');
+      assert.equal(rx4.length, 10, `the host received ${rx4.length}/10 (IPv4)`);
+      assert.equal(rx6.length, 10, `the host received ${rx6.length}/10 (IPv6)`);
+      await hostPeer.leave(HOST_GROUP);
+      await logLine(/multicast: host left \(leave\) 239\.4\.4\.4/, 5_000);
+      await cap.stop({ settleMs: 300 });
+      await weft(['multicast', 'querier'], ['--defaults']);
+      const packets = parsePcap(await fs.promises.readFile(cap.file)).records.map((r) => r.data);
+      const v4 = (d: Uint8Array, o: number): string => [...d.subarray(o, o + 4)].join('.');
+      const igmpQueries = packets.filter(
+        (d) => d[0]! >> 4 === 4 && d[9] === 2 && d[(d[0]! & 15) * 4] === 0x11,
+      );
+      const fromZero = igmpQueries.filter((d) => v4(d, 12) === '0.0.0.0' && v4(d, 16) === '224.0.0.1');
+      const reports = packets.filter(
+        (d) => d[0]! >> 4 === 4 && d[9] === 2 && d[(d[0]! & 15) * 4] === 0x22 && v4(d, 12) === GATEWAY_IP,
+      );
+      const mldAt = (d: Uint8Array): number => (d[6] === 0 ? 40 + (d[41]! + 1) * 8 : 40);
+      const mldQueries = packets.filter(
+        (d) =>
+          d[0]! >> 4 === 6 &&
+          d[mldAt(d)] === 130 &&
+          Buffer.from(d.subarray(8, 24)).toString('hex') === 'fe800000000000000000000000000001',
+      );
+      const mldReports = packets.filter((d) => d[0]! >> 4 === 6 && d[mldAt(d)] === 143);
+      t.diagnostic(
+        `on the TUN device: ${fromZero.length} IGMP general queries from 0.0.0.0 (of ${igmpQueries.length}), ` +
+          `${reports.length} IGMPv3 reports from ${GATEWAY_IP}; ${mldQueries.length} MLD queries from fe80::1, ` +
+          `${mldReports.length} MLDv2 reports; the host received ${rx4.length}/10 and ${rx6.length}/10`,
+      );
+      assert.equal(fromZero.length, igmpQueries.length, 'every IGMP query to the host comes from 0.0.0.0');
+      assert.ok(fromZero.length >= 3, `the host was queried: ${fromZero.length}`);
+      assert.ok(reports.length >= 3, `the host answered: ${reports.length}`);
+      assert.ok(mldQueries.length >= 3 && mldReports.length >= 3, 'the same over MLD');
     });
   },
 );

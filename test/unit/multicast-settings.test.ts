@@ -20,13 +20,15 @@ import { Gateway } from '../../src/gateway/gateway.js';
 import { EspPort } from '../../src/gateway/esp-port.js';
 import { MemoryNetwork, MemoryTun } from '../../src/io/memory.js';
 import { echo, readEcho } from '../../src/net/icmp.js';
-import { parsePrefix } from '../../src/net/ip.js';
+import { formatAddress, parsePrefix } from '../../src/net/ip.js';
 import { mirrorSpecs, selector } from '../support/esp-specs.js';
 import type { WireGuardInterface } from '../../src/gateway/wireguard-interface.js';
 import { Querier } from '../../src/multicast/querier.js';
 import { buildReport, buildV1V2, parseMembership } from '../../src/multicast/messages.js';
-import { CHANGE_TO_EXCLUDE, MODE_IS_EXCLUDE } from '../../src/multicast/constants.js';
-import { siteGroupSelectors } from '../../src/multicast/site-selectors.js';
+import { CHANGE_TO_EXCLUDE, CHANGE_TO_INCLUDE, MODE_IS_EXCLUDE } from '../../src/multicast/constants.js';
+import { compileSelectors, selectorsAdmit } from '../../src/ipsec/esp-selectors.js';
+import { selectorFromPrefix } from '../../src/ipsec/traffic-selectors.js';
+import { siteGroupSelectors, siteQueryFamilies } from '../../src/multicast/site-selectors.js';
 import { readIpHeader, type IpHeader } from '../../src/net/ip-packet.js';
 import { MulticastMembers } from '../../src/server/multicast-members.js';
 import { MemoryStore, openMemoryStore } from '../support/memory-store.js';
@@ -285,8 +287,9 @@ test('a site with multicast ranges: validated, in its spec, in the remote end’
   assert.deepEqual(site.multicast, ['239.0.0.0/8', 'ff15::/16']);
   assert.deepEqual(cp.siteSpecs()[0]?.multicast, ['239.0.0.0/8', 'ff15::/16']);
   const swanctl = cp.siteRemoteConfig('hq', 'swanctl');
-  // With IGMP's destinations (queries to 224.0.0.1, v2 leaves to 224.0.0.2, v3 reports to 224.0.0.22).
-  const igmp = '224.0.0.1/32, 224.0.0.2/32, 224.0.0.22/32';
+  // With IGMP's destinations (queries to 224.0.0.1, v2 leaves to 224.0.0.2, v3 reports to 224.0.0.22), and
+  // MLD's (queries to ff02::1, v1 done to ff02::2, v2 reports to ff02::16, all from fe80::/64).
+  const igmp = '224.0.0.1/32, 224.0.0.2/32, 224.0.0.22/32, ff02::1/128, ff02::2/128, ff02::16/128, fe80::/64';
   assert.ok(swanctl.includes(`local_ts = 10.20.0.0/24, 239.0.0.0/8, ff15::/16, ${igmp}\n`), swanctl);
   assert.ok(swanctl.includes(`remote_ts = 10.66.0.0/24, 239.0.0.0/8, ff15::/16, ${igmp}\n`), swanctl);
   const refused = (multicast: unknown, extra: Record<string, unknown> = {}): string =>
@@ -411,9 +414,27 @@ test('sites as ports: static memberships follow the site; policy is the site’s
   assert.deepEqual(receivers(), []);
 });
 
-test('site selectors: the group ranges and, with an IPv4 range, the IGMP destinations no range holds', () => {
+test('site selectors: the group ranges and IGMP (IPv4) and MLD (IPv6) selectors no range holds', () => {
   assert.deepEqual(siteGroupSelectors([]), []);
-  assert.deepEqual(siteGroupSelectors(['ff15::/16']), ['ff15::/16']);
+  assert.deepEqual(siteGroupSelectors(['ff15::/16']), [
+    'ff15::/16',
+    'ff02::1/128',
+    'ff02::2/128',
+    'ff02::16/128',
+    'fe80::/64',
+  ]);
+  assert.deepEqual(siteGroupSelectors(['ff00::/8']), ['ff00::/8', 'fe80::/64']);
+  assert.deepEqual(siteGroupSelectors(['239.0.0.0/8', 'ff02::/16']), [
+    '239.0.0.0/8',
+    'ff02::/16',
+    '224.0.0.1/32',
+    '224.0.0.2/32',
+    '224.0.0.22/32',
+    'fe80::/64',
+  ]);
+  assert.deepEqual(siteQueryFamilies(['239.0.0.0/8', 'ff15::/16']), [4, 6]);
+  assert.deepEqual(siteQueryFamilies(['ff15::/16']), [6]);
+  assert.deepEqual(siteQueryFamilies(['239.0.0.0/8']), [4]);
   assert.deepEqual(siteGroupSelectors(['239.0.0.0/8']), [
     '239.0.0.0/8',
     '224.0.0.1/32',
@@ -498,6 +519,80 @@ test('sites queried over IPv4: startup queries into the tunnel; a report joins; 
     ['10.66.0.1 → 239.7.7.9 ttl 1', '10.66.0.1 → 239.7.7.9 ttl 1'],
   );
   assert.deepEqual(receivers(), []);
+});
+
+test('sites queried over IPv6 (MLD from fe80::1, within the selectors); a report joins, answers keep it, a leave ends it', () => {
+  let now = 0;
+  // No IPv6 member subnet (no replicator-wide MLD source): a site with IPv6 ranges is queried all the same.
+  const replicator = new Replicator({
+    querySource4: Uint8Array.of(10, 66, 0, 1),
+    querier: { robustness: 2, queryIntervalMs: 4_000, queryResponseIntervalMs: 1_000 },
+  });
+  const sent: Uint8Array[] = [];
+  const site = {
+    name: 'hq',
+    send: (packet: Uint8Array) => void sent.push(Uint8Array.from(packet)),
+    flush: () => undefined,
+  } as unknown as IpsecSite;
+  const members = new MulticastMembers(
+    replicator,
+    {} as WireGuardInterface,
+    () => true,
+    () => true,
+    () => now,
+  );
+  replicator.policy = members;
+  const ranges = ['ff15::/16'];
+  members.setSites([{ name: 'hq', families: siteQueryFamilies(ranges) }], () => site);
+  replicator.flush();
+  // The CHILD SA's selectors as Weft negotiates them (our subnets + groups; theirs + groups).
+  const compiled = (subnets: string[]) =>
+    compileSelectors(
+      [...subnets, ...siteGroupSelectors(ranges)].map((t) => {
+        const r = selectorFromPrefix(t);
+        if (r === null) throw new Error(t);
+        return r;
+      }),
+    );
+  const ours = compiled(['fd66::/64']);
+  const theirs = compiled(['fd20::/64']);
+  const queries = (): string[] =>
+    sent.splice(0).map((q) => {
+      const parsed = parseMembership(q);
+      assert.ok(parsed.ok && parsed.message.kind === 'query', JSON.stringify(parsed));
+      assert.ok(selectorsAdmit(q, ours, theirs), 'a query fits the outbound selectors');
+      const h = readIpHeader(q)!;
+      const f = (b: Uint8Array) => formatAddress({ family: 6, bytes: b });
+      return `${f(h.source)} → ${f(h.destination)} hop ${q[7]}`;
+    });
+  assert.deepEqual(queries(), ['fe80::1 → ff02::1 hop 1'], 'a startup general query over MLD');
+
+  // The far end's tunnel interface reports from its link-local address (MLDv2, to ff02::16).
+  const host = Uint8Array.from(Buffer.from('fe80000000000000021122fffe334455', 'hex'));
+  const group = Uint8Array.from(Buffer.from('ff150000000000000000000000070709', 'hex'));
+  const join = buildReport(6, host, [{ type: CHANGE_TO_EXCLUDE, group }]);
+  assert.ok(selectorsAdmit(join, theirs, ours), 'the report fits the inbound selectors');
+  members.fromSite(site, join, readIpHeader(join)!);
+  const receivers = (): string[] =>
+    (replicator.querier.group('ff150000000000000000000000070709')?.receivers ?? []).map((p) => p.id);
+  assert.deepEqual(receivers(), ['site:hq']);
+  for (now = 0; now <= 20_000; now += 250) {
+    replicator.tick(now);
+    if (queries().length > 0) {
+      const answer = buildReport(6, host, [{ type: MODE_IS_EXCLUDE, group }]);
+      members.fromSite(site, answer, readIpHeader(answer)!);
+    }
+  }
+  assert.deepEqual(receivers(), ['site:hq'], 'still joined well past the interval (9 s)');
+  // An MLDv2 leave (TO_IN({})) ends it at once.
+  const leave = buildReport(6, host, [{ type: CHANGE_TO_INCLUDE, group }]);
+  members.fromSite(site, leave, readIpHeader(leave)!);
+  assert.deepEqual(receivers(), []);
+  // Without answers a join lapses after the interval.
+  members.fromSite(site, join, readIpHeader(join)!);
+  const joinedAt = now;
+  while (receivers().length > 0 && now < joinedAt + 20_000) replicator.tick((now += 250));
+  assert.ok(now - joinedAt <= 9_250, `lapsed after the group membership interval: ${now - joinedAt} ms`);
 });
 
 test('REST API: /multicast/static add, list, remove; errors with their field; the settings show them', async () => {

@@ -165,6 +165,94 @@ describe('client packs', () => {
     );
   });
 
+  it('Windows, multicast on: the tunnel found by its address gets the lower metric and the group routes', () => {
+    for (const protocol of PACK_PROTOCOLS) {
+      const config = protocol === 'openvpn' ? OVPN : WG;
+      const plain = clientPack({ os: 'windows', protocol, memberName: 'a', config });
+      assert.doesNotMatch(
+        plain.script,
+        /Set-WeftMulticastRoute|InterfaceMetric|New-NetRoute/,
+        'multicast off: no step',
+      );
+
+      const v4 = clientPack({
+        os: 'windows',
+        protocol,
+        memberName: 'a',
+        config,
+        multicast: { address4: '10.66.0.2', address6: null },
+      });
+      assertPowerShellStructure(v4.script);
+      const calls = v4.script.split('\n').filter((l) => l.startsWith('Set-WeftMulticastRoute '));
+      assert.deepEqual(calls, ["Set-WeftMulticastRoute 'IPv4' '10.66.0.2' '224.0.0.0/4'"]);
+      // After the tunnel is installed and started, never before.
+      const started =
+        protocol === 'openvpn'
+          ? "Restart-Service -Name 'OpenVPNService'"
+          : '/installtunnelservice $configPath';
+      assert.ok(
+        v4.script.indexOf(calls[0]!) > v4.script.indexOf(started),
+        `${protocol}: routes after the start`,
+      );
+      assert.match(v4.script, /Get-NetIPAddress -IPAddress \$address/, 'the adapter is found by the address');
+      assert.match(
+        v4.script,
+        /Set-NetIPInterface -InterfaceIndex \$index -AddressFamily \$family -InterfaceMetric 5$/m,
+      );
+      assert.match(v4.script, /\$route \| Set-NetRoute -RouteMetric 1/);
+      assert.match(
+        v4.script,
+        /New-NetRoute -DestinationPrefix \$prefix -InterfaceIndex \$index -RouteMetric 1/,
+      );
+      assert.match(v4.script, /AddSeconds\(60\)/, 'the wait for the tunnel is bounded');
+      assert.match(v4.script, /Write-Warning/, 'a tunnel that does not come up is a warning, not a hang');
+
+      const both = clientPack({
+        os: 'windows',
+        protocol,
+        memberName: 'a',
+        config,
+        multicast: { address4: '10.66.0.2', address6: 'fd66::2' },
+      });
+      assertPowerShellStructure(both.script);
+      assert.deepEqual(
+        both.script.split('\n').filter((l) => l.startsWith('Set-WeftMulticastRoute ')),
+        [
+          "Set-WeftMulticastRoute 'IPv4' '10.66.0.2' '224.0.0.0/4'",
+          "Set-WeftMulticastRoute 'IPv6' 'fd66::2' 'ff00::/8'",
+        ],
+      );
+      for (const os of ['linux', 'macos'] as const) {
+        const other = clientPack({
+          os,
+          protocol,
+          memberName: 'a',
+          config,
+          multicast: { address4: '10.66.0.2', address6: null },
+        });
+        assert.doesNotMatch(other.script, /Set-WeftMulticastRoute/, `${os}: no Windows step`);
+      }
+    }
+  });
+
+  it('the control plane hands the member addresses to a pack when multicast is on', () => {
+    const store = new MemoryStore();
+    ControlPlane.init(store, { endpoint: 'vpn.example.com', subnet: '10.66.0.0/24', subnet6: 'fd66::/64' });
+    const cp = new ControlPlane(store);
+    const m = cp.addMember('cli', { name: 'alice' });
+    return (async () => {
+      const off = await cp.deliverClientPack('alice', 'windows', 'wireguard');
+      assert.doesNotMatch(off.script, /Set-WeftMulticastRoute/);
+      cp.updateSettings('cli', { multicast: true });
+      const on = await cp.deliverClientPack('alice', 'windows', 'wireguard');
+      const calls = on.script.split('\n').filter((l) => l.startsWith('Set-WeftMulticastRoute '));
+      assert.deepEqual(calls, [
+        `Set-WeftMulticastRoute 'IPv4' '${m.ip}' '224.0.0.0/4'`,
+        `Set-WeftMulticastRoute 'IPv6' '${m.ip6}' 'ff00::/8'`,
+      ]);
+    })();
+  });
+
   it('runs as far as it can without root: the Linux script stops at its root check', () => {
     const pack = clientPack({ os: 'linux', protocol: 'openvpn', memberName: 'a', config: OVPN });
     // The script comes on standard input: the nobody user may not read the test's private directory.
