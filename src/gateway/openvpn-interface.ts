@@ -88,6 +88,8 @@ export interface OpenVpnInterfaceOptions {
    * changed now rather than at the next periodic report.
    */
   readonly onSessionEnded?: (member: string) => void;
+  /** A session started carrying its member's data, with this cipher (the warm-up's own sessions excepted). */
+  readonly onSessionConnected?: (member: string, cipher: DataCipher) => void;
   readonly clock?: Clock;
   /** At most this many sessions at once (default 4096); further clients are dropped before TLS. */
   readonly maxSessions?: number;
@@ -182,6 +184,15 @@ export class OpenVpnSession implements Tunnel {
   ended = false;
   rxBytes = 0;
   txBytes = 0;
+  /**
+   * Data packets opened, IP packets of them delivered, data packets sealed: a warm-up session's are taken off
+   * the interface's counters at its end.
+   */
+  rxPackets = 0;
+  deliveredPackets = 0;
+  txPackets = 0;
+  /** Of the packets opened, those dropped as not from the member's own address. */
+  spoofedPackets = 0;
   /** Set by the TLS engine's activity callback: poll at the next turn. */
   pollWanted = false;
   /** The throwaway session that warms the packet path at start (openvpn-warmup.ts): no member, no firewall. */
@@ -263,7 +274,6 @@ export class OpenVpnInterface implements MemberTransport {
    * string key. Checked (the session's own endpoint object, not ended) before use.
    */
   private lastSession: OpenVpnSession | undefined;
-  private warmCounters: { counters: OpenVpnInterface['counters']; drops: Map<string, number> } | undefined;
   /** Multicast replication, when on (settable after construction). */
   groups: SessionGroupTap | undefined;
   private tapped = false;
@@ -475,6 +485,7 @@ export class OpenVpnInterface implements MemberTransport {
     }
     session.lastReceived = now;
     session.rxBytes += bytes.length;
+    session.rxPackets++;
     if (result === 'ping') return true;
     if (result === 'occ') {
       if (session.data.opened.occOpcode === OCC_EXIT) this.endSession(session, 'client exited');
@@ -507,11 +518,13 @@ export class OpenVpnInterface implements MemberTransport {
     }
     if (!fromOwn) {
       this.drop('spoofed-source');
+      session.spoofedPackets++;
       return true;
     }
     // Counted against the member; the warm-up session has none (its packets go to the gateway's own address).
     if (member !== undefined ? !this.options.admit(member, packet, header) : !session.warm) return true;
     this.counters.packetsIn++;
+    session.deliveredPackets++;
     if (out === this.openBuffer) this.inbound.push(packet.slice(0, header.length));
     else {
       this.inbound.push(packet.subarray(0, header.length));
@@ -597,7 +610,7 @@ export class OpenVpnInterface implements MemberTransport {
     session.ip6 = addressBytes(member.record.ip6);
   }
 
-  private connected(session: OpenVpnSession, cipher: string, now: number): void {
+  private connected(session: OpenVpnSession, cipher: DataCipher, now: number): void {
     const member = session.member;
     if (!member) return;
     // A member has one OpenVPN session: a newer one (a client that restarted) replaces the older.
@@ -613,6 +626,7 @@ export class OpenVpnInterface implements MemberTransport {
       `member ${member.name} connected over OpenVPN (${via}, ${cipher}) from ${formatEndpoint(session.endpoint)}` +
         ` (cipher backend ${session.data.backend ?? 'none'})`,
     );
+    this.options.onSessionConnected?.(member.name, cipher);
   }
 
   /** Ends a session: its data stops now; `tell` sends the client a RESTART first (best effort). */
@@ -680,6 +694,7 @@ export class OpenVpnInterface implements MemberTransport {
       this.pending.push({ data: out.subarray(0, n), endpoint: session.link.endpoint });
     }
     session.txBytes += packet.length;
+    session.txPackets++;
     session.lastSent = now;
     this.counters.packetsOut++;
   }
@@ -749,7 +764,9 @@ export class OpenVpnInterface implements MemberTransport {
    * Opens the throwaway session that warms the packet path: UDP from `endpoint` (a loopback socket of the
    * caller's), data keys from `keyBlock`, the route of `address` (a host prefix no member has). Its packets
    * skip the member firewall (they carry echo requests to the gateway's own address) and it never shows in
-   * status. Undefined without a UDP socket or a free peer id.
+   * status. It may run beside live sessions (a second warm-up after the first client connected): their traffic
+   * is counted as usual, and its own is taken off the counters at its end. Undefined without a UDP socket or a
+   * free peer id, or once the interface is closing.
    */
   openWarmSession(
     endpoint: Endpoint,
@@ -757,7 +774,7 @@ export class OpenVpnInterface implements MemberTransport {
     keyBlock: Uint8Array,
     cipher: DataCipher,
   ): OpenVpnSession | undefined {
-    if (!this.options.udp) return undefined;
+    if (!this.options.udp || this.closing) return undefined;
     const peerId = this.allocatePeerId();
     if (peerId === undefined) return undefined;
     const now = this.clock();
@@ -774,25 +791,34 @@ export class OpenVpnInterface implements MemberTransport {
     session.data.installKey(0, keyBlock, cipher);
     session.ip4 = address.family === 4 ? address.bytes : undefined;
     session.ip6 = address.family === 6 ? address.bytes : undefined;
-    this.warmCounters = { counters: { ...this.counters }, drops: new Map(this.drops) };
     this.sessions.add(session);
     this.byPeerId.set(peerId, session);
     this.byEndpoint.set(key, session);
+    // As a client's session at connected(): the fields hold what they will hold for live sessions.
     session.routed = true;
+    session.connectedAt = now;
     this.options.router.setRoutes(session, [address]);
     return session;
   }
 
-  /** Ends the warm-up session; the counters read as if it had never been. */
+  /**
+   * Ends the warm-up session and takes its packets off the counters, so they read as if it had never been
+   * while live sessions' traffic meanwhile stays counted.
+   */
   closeWarmSession(session: OpenVpnSession): void {
-    if (!session.warm) return;
+    if (!session.warm || session.ended) return;
     this.endSession(session, 'warm-up done', false);
-    const saved = this.warmCounters;
-    this.warmCounters = undefined;
-    if (!saved) return;
-    Object.assign(this.counters, saved.counters);
-    this.drops.clear();
-    for (const [k, v] of saved.drops) this.drops.set(k, v);
+    this.counters.sessionsEnded--;
+    const c = this.counters;
+    c.datagramsIn = Math.max(0, c.datagramsIn - session.rxPackets);
+    c.packetsIn = Math.max(0, c.packetsIn - session.deliveredPackets);
+    c.datagramsOut = Math.max(0, c.datagramsOut - session.txPackets);
+    c.packetsOut = Math.max(0, c.packetsOut - session.txPackets);
+    if (session.spoofedPackets > 0) {
+      const left = (this.drops.get('spoofed-source') ?? 0) - session.spoofedPackets;
+      if (left > 0) this.drops.set('spoofed-source', left);
+      else this.drops.delete('spoofed-source');
+    }
   }
 
   // ---- MemberTransport ----

@@ -65,6 +65,8 @@ export const DATA_V1_HEADER = 1 + DATA_PACKET_ID_LENGTH + AEAD_TAG_BYTES;
 /** AD lengths. */
 const V2_AD = 8;
 const V1_AD = DATA_PACKET_ID_LENGTH;
+/** Where no seal has written yet (seal refuses an output this short, so it never matches a real one). */
+const NO_BYTES = new Uint8Array(0);
 
 /** packet_id.h PACKET_ID_MAX and PACKET_ID_WRAP_TRIGGER. */
 export const PACKET_ID_MAX = 0xffffffff;
@@ -181,8 +183,10 @@ export class DataChannel {
   private readonly tag = new Uint8Array(AEAD_TAG_BYTES);
   private readonly adV2 = new Uint8Array(V2_AD);
   private readonly adV1 = new Uint8Array(V1_AD);
-  private sealOut: Uint8Array | undefined;
-  private sealView: Uint8Array | undefined;
+  // Always arrays (an empty one before the first seal), never undefined: a channel's first seal then takes the
+  // same optimised code as every later one instead of discarding it (a new session's first packet did).
+  private sealOut: Uint8Array = NO_BYTES;
+  private sealView: Uint8Array = NO_BYTES;
 
   constructor(options: DataChannelOptions) {
     if (!Number.isInteger(options.peerId) || options.peerId < 0 || options.peerId > DATA_PEER_ID_UNDEFINED)
@@ -305,7 +309,7 @@ export class DataChannel {
     const ad = this.adV2;
     for (let i = 0; i < V2_AD; i++) ad[i] = out[i]!;
     // One view of the output per output buffer: a caller that reuses its buffer allocates nothing.
-    if (this.sealOut !== out || this.sealView === undefined) {
+    if (this.sealOut !== out) {
       this.sealOut = out;
       this.sealView = out.subarray(DATA_V2_HEADER);
     }

@@ -15,6 +15,7 @@ import type { Gateway } from '../gateway/gateway.js';
 import { OpenVpnInterface, type Identity } from '../gateway/openvpn-interface.js';
 import { warmOpenVpnPath } from '../gateway/openvpn-warmup.js';
 import { parseAddress, parsePrefix, type Address } from '../net/ip.js';
+import type { DataCipher } from '../openvpn/peer-info.js';
 import { openBestBind } from '../io/udp-linux.js';
 import { COOKIE_SECRET_LENGTH, StatelessHandshake } from '../openvpn/stateless-handshake.js';
 import { NodeTlsServerFactory } from '../openvpn/tls-engine-node.js';
@@ -65,6 +66,14 @@ export async function startOpenVpn(
     }, REPORT_AFTER_SESSION_END_MS);
     reportSoon.unref();
   };
+  // The packet path is warmed at start, and once more as soon as the first client has connected
+  // (openvpn-warmup.ts says why): set below, once the interface exists.
+  let warmAfterFirstClient: ((cipher: DataCipher) => void) | undefined;
+  const sessionConnected = (_member: string, cipher: DataCipher): void => {
+    const warm = warmAfterFirstClient;
+    warmAfterFirstClient = undefined;
+    warm?.(cipher);
+  };
   const make = (tcpPort: number | null): OpenVpnInterface =>
     new OpenVpnInterface({
       ...(udp ? { udp } : {}),
@@ -83,6 +92,7 @@ export async function startOpenVpn(
       pushFor: (member) => openVpnPushFor(cp, member.record),
       log,
       onSessionEnded: sessionEnded,
+      onSessionConnected: sessionConnected,
     });
   let ovpn: OpenVpnInterface;
   try {
@@ -101,28 +111,39 @@ export async function startOpenVpn(
     throw e;
   }
   sync.attach(ovpn);
+  const live = ovpn;
   // The packet path optimised before the first client, not after thousands of its packets.
-  const subnet = parsePrefix(settings.subnet);
-  const gatewayIp = parseAddress(cp.gatewayAddresses().ip);
-  if (subnet.ok && gatewayIp.ok) {
+  const warm = async (cipher: DataCipher, again: boolean): Promise<void> => {
+    const current = cp.settings();
+    const subnet = parsePrefix(current.subnet);
+    const gatewayIp = parseAddress(cp.gatewayAddresses().ip);
+    if (!subnet.ok || !gatewayIp.ok) return;
     const taken: Address[] = [];
     for (const m of cp.store.allMembers()) {
       const a = parseAddress(m.ip);
       if (a.ok) taken.push(a.value);
     }
-    const warm = await warmOpenVpnPath({
-      openvpn: ovpn,
+    const result = await warmOpenVpnPath({
+      openvpn: live,
       gateway: gatewayIp.value,
       subnet: subnet.value,
       taken,
-      cipher: s.dataCiphers[0] ?? 'AES-256-GCM',
+      cipher,
     });
+    const when = again ? ' again (first client connected)' : '';
     log(
-      warm.warmed
-        ? `OpenVPN packet path warmed: ${warm.packets} echo replies in ${warm.ms.toFixed(0)} ms`
-        : `OpenVPN packet path not warmed: ${warm.reason}`,
+      result.warmed
+        ? `OpenVPN packet path warmed${when}: ${result.packets} echo replies in ${result.ms.toFixed(0)} ms`
+        : `OpenVPN packet path not warmed${when}: ${result.reason}`,
     );
-  }
+  };
+  await warm(s.dataCiphers[0] ?? 'AES-256-GCM', false);
+  warmAfterFirstClient = (cipher) => {
+    // After this turn: the session's own actions (its push, its first packets) go first.
+    setImmediate(() => {
+      warm(cipher, true).catch((e: Error) => log(`OpenVPN warm-up: ${e.message}`));
+    });
+  };
   const where = [
     ovpn.udpPort !== undefined ? `UDP port ${ovpn.udpPort}` : null,
     ovpn.tcpPort !== undefined ? `TCP port ${ovpn.tcpPort}` : null,
