@@ -1,6 +1,7 @@
 /**
- * ESP bench, standalone (as root): `npm run build && node dist/bench/esp.js [--seconds N] [--runs N]`.
- * `--swan-only` runs only the strongSwan pair.
+ * ESP bench, standalone (as root): `npm run build && node dist/bench/esp.js [--seconds N] [--runs N]
+ * [--only udp,raw,swan,wsw] [--reverse]`. `--only` picks pairs (`--swan-only` is `--only swan`); `--reverse`
+ * has the host behind the second gateway send, so the first gateway opens instead of sealing.
  * Weft ↔ Weft ESP (aes256gcm16, tunnel mode, UDP 4500 and raw ESP) in the namespaces of the interop test
  * (test/interop/esp-lab.ts): single-stream TCP through iperf3 from the host behind one gateway to the host
  * behind the other, with the CPU seconds the two ESP processes spent per GB carried and their peak RSS.
@@ -140,7 +141,7 @@ async function swanctl(ns: Netns, charon: Charon, args: string[]): Promise<strin
 }
 
 /** The same four namespaces as esp-lab.ts, with two charons instead of Weft. */
-async function strongswanTopology(lab: Lab, n: number) {
+export async function strongswanTopology(lab: Lab, n: number) {
   const { a: gwA, b: gwB, a4, b4 } = await linkedPair(lab, 'gwa', 'gwb', n);
   const ha = await lab.netns('ha');
   const hb = await lab.netns('hb');
@@ -178,32 +179,43 @@ type Row = IpsecRow;
 
 const median = (v: number[]): number => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
 
-/** iperf3 single-stream TCP `runs` times from `from` to `address` in `to`, with the CPU of `pids`. */
-async function measure(
-  config: string,
-  from: Netns,
-  to: Netns,
-  address: string,
-  pids: number[],
-  seconds: number,
-  runs: number,
-): Promise<Row> {
-  const rates: number[] = [];
-  const cpuPerGb: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    const before = cpuSnapshot(pids);
-    const result = await iperf3(from, to, address, { seconds });
-    const cpu = cpuSecondsBetween(before, cpuSnapshot(pids));
-    rates.push(result.bitsPerSecond / 1e6);
-    cpuPerGb.push(cpu / (result.receivedBytes / 1e9));
-  }
-  const peak = Math.max(...pids.map((p) => memoryOf(p)?.peakRss ?? 0)) / (1 << 20);
+/** One pair under test: where iperf3 runs and which processes' CPU is counted. */
+interface Pair {
+  config: string;
+  from: Netns;
+  to: Netns;
+  pids: number[];
+  rates: number[];
+  cpuPerGb: number[];
+  retransmits: number[];
+  /** The largest peak RSS of the pair's processes seen after a run, bytes. */
+  peakRss: number;
+}
+
+/**
+ * One iperf3 single-stream TCP run from `from` to 10.2.0.2 in `to` (with `reverse`, `to` sends to `from`),
+ * with the CPU seconds of the pair's processes per GB carried.
+ */
+async function measureOnce(pair: Pair, seconds: number, reverse: boolean): Promise<void> {
+  const before = cpuSnapshot(pair.pids);
+  const result = await iperf3(pair.from, pair.to, '10.2.0.2', { seconds, reverse });
+  const cpu = cpuSecondsBetween(before, cpuSnapshot(pair.pids));
+  pair.rates.push(result.bitsPerSecond / 1e6);
+  pair.cpuPerGb.push(cpu / (result.receivedBytes / 1e9));
+  pair.retransmits.push(result.retransmits);
+  // Read while the processes live (the labs are torn down before the rows are made).
+  for (const p of pair.pids) pair.peakRss = Math.max(pair.peakRss, memoryOf(p)?.peakRss ?? 0);
+}
+
+function rowOf(pair: Pair): Row {
+  const peak = pair.peakRss / (1 << 20);
   return {
-    config,
-    mbps: median(rates),
-    cpuSecondsPerGb: median(cpuPerGb),
+    config: pair.config,
+    mbps: median(pair.rates),
+    cpuSecondsPerGb: median(pair.cpuPerGb),
     peakRssMiB: peak,
-    runsMbps: rates,
+    runsMbps: pair.rates,
+    runsRetransmits: pair.retransmits,
   };
 }
 
@@ -217,7 +229,7 @@ interface HostEvent {
  * Weft's IPsec gateway (test/interop/ipsec-gateway-host.ts: IKEv2 and ESP joined) on gwA initiating to one
  * charon on gwB, the hosts behind them as in strongswanTopology.
  */
-async function weftStrongswanTopology(lab: Lab, n: number) {
+export async function weftStrongswanTopology(lab: Lab, n: number) {
   const { a: gwA, b: gwB, a4, b4 } = await linkedPair(lab, 'gwa', 'gwb', n);
   const ha = await lab.netns('ha');
   const hb = await lab.netns('hb');
@@ -294,84 +306,88 @@ async function weftStrongswanTopology(lab: Lab, n: number) {
   return { ha, hb, pids: [host.process.pid, charon.process.pid], charon };
 }
 
+/** The pairs of the section, by the names `--only` takes. */
+export const IPSEC_PAIRS = ['udp', 'raw', 'swan', 'wsw'] as const;
+export type IpsecPairName = (typeof IPSEC_PAIRS)[number];
+
+export interface IpsecSectionOptions {
+  /** The pairs to measure (default all): Weft ↔ Weft over UDP 4500 and raw ESP, strongSwan ↔ strongSwan, Weft ↔ strongSwan. */
+  only?: readonly IpsecPairName[];
+  /** Measure the other direction: the host behind the second gateway sends (iperf3 -R). */
+  reverse?: boolean;
+}
+
 /**
  * The IPsec section of `npm run bench` (and of this script run alone): the rows, their ratios to strongSwan ↔
- * strongSwan, and the table as text. `swanOnly` measures only strongSwan ↔ strongSwan.
+ * strongSwan, and the table as text. Every pair is set up first, then the runs go round the pairs (one run
+ * of each pair, then the next round), so that a change in the machine's load falls on all pairs alike.
  */
-export async function ipsecSection(seconds: number, runs: number, swanOnly = false): Promise<IpsecResult> {
-  const rows: Row[] = [];
+export async function ipsecSection(
+  seconds: number,
+  runs: number,
+  options: IpsecSectionOptions = {},
+): Promise<IpsecResult> {
+  const only = new Set(options.only ?? IPSEC_PAIRS);
+  const reverse = options.reverse === true;
   const failures: string[] = [];
-  for (const [i, carrier] of (swanOnly ? [] : (['udp', 'raw'] as const)).entries()) {
-    const lab = await Lab.create('bench-esp', { tools: ['ip', 'iperf3'] });
-    try {
+  const labs: Lab[] = [];
+  const stops: (() => Promise<void>)[] = [];
+  const pairs: Pair[] = [];
+  const pair = (config: string, from: Netns, to: Netns, pids: number[]): void =>
+    void pairs.push({ config, from, to, pids, rates: [], cpuPerGb: [], retransmits: [], peakRss: 0 });
+  try {
+    for (const [i, carrier] of (['udp', 'raw'] as const).entries()) {
+      if (!only.has(carrier)) continue;
+      const lab = await Lab.create('bench-esp', { tools: ['ip', 'iperf3'] });
+      labs.push(lab);
       const t = await espTopology(lab, carrier, 'tunnel', 80 + i);
-      rows.push(
-        await measure(
-          `Weft ↔ Weft ESP aes256gcm16, ${carrier === 'udp' ? 'UDP 4500' : 'raw ESP'}`,
-          t.ha,
-          t.hb,
-          '10.2.0.2',
-          [t.hostA.process.pid, t.hostB.process.pid],
-          seconds,
-          runs,
-        ),
-      );
-    } finally {
-      await lab.cleanup();
+      pair(`Weft ↔ Weft ESP aes256gcm16, ${carrier === 'udp' ? 'UDP 4500' : 'raw ESP'}`, t.ha, t.hb, [
+        t.hostA.process.pid,
+        t.hostB.process.pid,
+      ]);
     }
-  }
-  {
-    const lab = await Lab.create('bench-swan', { tools: ['ip', 'iperf3', 'unshare', 'nsenter'] });
-    try {
-      const t = await strongswanTopology(lab, 82);
-      rows.push(
-        await measure(
-          'strongSwan ↔ strongSwan aes256gcm16, kernel-libipsec',
-          t.ha,
-          t.hb,
-          '10.2.0.2',
-          t.pids,
-          seconds,
-          runs,
-        ),
-      );
-    } catch (error) {
-      failures.push(`strongSwan ↔ strongSwan: ${(error as Error).message.replace(/\s+/g, ' ')}`);
-    } finally {
-      await lab.cleanup();
-    }
-  }
-  if (!swanOnly) {
-    const lab = await Lab.create('bench-wsw', { tools: ['ip', 'iperf3', 'unshare', 'nsenter'] });
-    try {
-      const t = await weftStrongswanTopology(lab, 83);
+    if (only.has('swan')) {
+      const lab = await Lab.create('bench-swan', { tools: ['ip', 'iperf3', 'unshare', 'nsenter'] });
+      labs.push(lab);
       try {
-        rows.push(
-          await measure(
-            'Weft ↔ strongSwan IPsec (IKEv2 + ESP aes256gcm16, UDP 4500)',
-            t.ha,
-            t.hb,
-            '10.2.0.2',
-            t.pids,
-            seconds,
-            runs,
-          ),
-        );
-      } finally {
-        await t.charon.stop();
+        const t = await strongswanTopology(lab, 82);
+        pair('strongSwan ↔ strongSwan aes256gcm16, kernel-libipsec', t.ha, t.hb, t.pids);
+      } catch (error) {
+        failures.push(`strongSwan ↔ strongSwan: ${(error as Error).message.replace(/\s+/g, ' ')}`);
       }
-    } catch (error) {
-      failures.push(`Weft ↔ strongSwan: ${(error as Error).message.replace(/\s+/g, ' ')}`);
-    } finally {
-      await lab.cleanup();
     }
+    if (only.has('wsw')) {
+      const lab = await Lab.create('bench-wsw', { tools: ['ip', 'iperf3', 'unshare', 'nsenter'] });
+      labs.push(lab);
+      try {
+        const t = await weftStrongswanTopology(lab, 83);
+        stops.push(() => t.charon.stop());
+        pair('Weft ↔ strongSwan IPsec (IKEv2 + ESP aes256gcm16, UDP 4500)', t.ha, t.hb, t.pids);
+      } catch (error) {
+        failures.push(`Weft ↔ strongSwan: ${(error as Error).message.replace(/\s+/g, ' ')}`);
+      }
+    }
+    for (let r = 0; r < runs; r++) {
+      for (const p of pairs) {
+        try {
+          await measureOnce(p, seconds, reverse);
+        } catch (error) {
+          failures.push(`${p.config}, run ${r + 1}: ${(error as Error).message.replace(/\s+/g, ' ')}`);
+        }
+      }
+    }
+  } finally {
+    for (const stop of stops) await stop().catch(() => undefined);
+    for (const lab of labs.reverse()) await lab.cleanup();
   }
+  const rows = pairs.filter((p) => p.rates.length > 0).map(rowOf);
   const swan = rows.find((r) => r.config.startsWith('strongSwan'));
   const ratio = (r: Row): string => (swan && swan.mbps > 0 ? `${(r.mbps / swan.mbps).toFixed(2)}x` : '-');
   const lines = rows.map(
     (r) =>
       `| ${r.config} | ${r.mbps.toFixed(0).padStart(6)} Mbit/s | ${ratio(r)} | ${r.cpuSecondsPerGb.toFixed(2)} CPU s/GB | ` +
-      `${r.peakRssMiB.toFixed(0)} MiB | ${r.runsMbps.map((x) => x.toFixed(0)).join(', ')} |`,
+      `${r.peakRssMiB.toFixed(0)} MiB | ${r.runsMbps.map((x) => x.toFixed(0)).join(', ')} | ` +
+      `${(r.runsRetransmits ?? []).join(', ')} |`,
   );
   const weftWeft = rows.find((r) => r.config.includes('Weft ↔ Weft') && r.config.includes('UDP'));
   const weftSwan = rows.find((r) => r.config.startsWith('Weft ↔ strongSwan'));
@@ -384,16 +400,26 @@ export async function ipsecSection(seconds: number, runs: number, swanOnly = fal
       : null,
   ].filter((x) => x !== null);
   const text =
-    `IPsec, single-stream TCP, iperf3 ${seconds} s x ${runs} (median)\n` +
-    '| configuration | throughput | vs strongSwan | CPU (both ends) | peak RSS (larger end) | runs (Mbit/s) |\n' +
-    `|---|---|---|---|---|---|\n${lines.join('\n')}\n\n${[...bars, ...failures.map((f) => `failed: ${f}`)].join('\n')}`;
+    `IPsec, single-stream TCP${reverse ? ' (reverse: the second gateway seals)' : ''}, iperf3 ${seconds} s x ${runs} (median)\n` +
+    '| configuration | throughput | vs strongSwan | CPU (both ends) | peak RSS (larger end) | runs (Mbit/s) | retransmits |\n' +
+    `|---|---|---|---|---|---|---|\n${lines.join('\n')}\n\n${[...bars, ...failures.map((f) => `failed: ${f}`)].join('\n')}`;
   return { ok: failures.length === 0, seconds, runs, rows, failures, text };
 }
 
 async function main(): Promise<void> {
   const seconds = arg('--seconds', 10);
   const runs = arg('--runs', 3);
-  const result = await ipsecSection(seconds, runs, process.argv.includes('--swan-only'));
+  const onlyAt = process.argv.indexOf('--only');
+  const only = process.argv.includes('--swan-only')
+    ? (['swan'] as const)
+    : onlyAt >= 0
+      ? (process.argv[onlyAt + 1] ?? '').split(',').map((name) => {
+          if (!(IPSEC_PAIRS as readonly string[]).includes(name))
+            throw new Error(`--only: unknown pair "${name}" (one or more of ${IPSEC_PAIRS.join(', ')})`);
+          return name as IpsecPairName;
+        })
+      : IPSEC_PAIRS;
+  const result = await ipsecSection(seconds, runs, { only, reverse: process.argv.includes('--reverse') });
   process.stdout.write(`${result.text}\n`);
   await fsp.mkdir(DEFAULT_OUT_DIR, { recursive: true });
   const file = path.join(DEFAULT_OUT_DIR, `esp-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);

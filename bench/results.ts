@@ -210,6 +210,8 @@ export interface IpsecRow {
   /** Peak RSS of the larger end, MiB. */
   peakRssMiB: number;
   runsMbps: number[];
+  /** TCP retransmissions iperf3 counted at the sender, per run. */
+  runsRetransmits?: number[];
 }
 
 /** The IPsec section: Weft ↔ Weft ESP, strongSwan ↔ strongSwan and Weft ↔ strongSwan in one run. */

@@ -472,21 +472,37 @@ export interface IperfResult {
 
 /**
  * One iperf3 TCP test: a one-shot server (`iperf3 -s -1`, a lab process) in `serverNs`, the client
- * (`iperf3 -c ADDRESS -t SECONDS -J`) in `clientNs`. Throws when iperf3 reports an error or the server does not
+ * (`iperf3 -c ADDRESS -t SECONDS -J`) in `clientNs`; with `reverse` (-R) the server sends and the client
+ * receives. Throws when iperf3 reports an error or the server does not
  * finish cleanly.
  */
 export async function iperf3(
   clientNs: Netns,
   serverNs: Netns,
   address: string,
-  { seconds = 2, port = freshPort() }: { seconds?: number; port?: number } = {},
+  {
+    seconds = 2,
+    port = freshPort(),
+    reverse = false,
+  }: { seconds?: number; port?: number; reverse?: boolean } = {},
 ): Promise<IperfResult> {
   const server = serverNs.spawn('iperf3', ['-s', '-1', '-p', String(port)]);
   try {
     await waitForTcpListener(serverNs, port);
     const client = await clientNs.exec(
       'iperf3',
-      ['-c', address, '-p', String(port), '-t', String(seconds), '-J', '--connect-timeout', '5000'],
+      [
+        '-c',
+        address,
+        '-p',
+        String(port),
+        '-t',
+        String(seconds),
+        '-J',
+        '--connect-timeout',
+        '5000',
+        ...(reverse ? ['-R'] : []),
+      ],
       { allowFail: true, timeoutMs: seconds * 1000 + 20_000 },
     );
     let report: {
