@@ -16,7 +16,8 @@
  *      with a new peer, the routes of the mesh tunnel in the Router set, and the prefixes other gateways serve
  *      routed by the host into the TUN device (they are outside the member subnet the host already routes there).
  * A registration removed (`weft gateway remove`) drops its peer as the feed brings it; one added (`gateway join`,
- * while this gateway runs) is a new peer with a handshake at once. A gateway that joins while its own `server
+ * while this gateway runs) is a new peer with a handshake at once (from one side of each pair first:
+ * MESH_SECOND_INITIATOR_MS). A gateway that joins while its own `server
  * run` runs starts its mesh then (run.ts calls `start` again when the feed brings a registration).
  * Every MESH_REPORT_MS the peers and their last handshakes go to the store (`weft gateway list`).
  *
@@ -61,6 +62,14 @@ export const MESH_REPORT_MS = 5000;
  * the same (a safety net, and the gateways' heartbeats for the silence below: heartbeats are not in the feed).
  */
 export const MESH_RESYNC_MS = 10_000;
+/**
+ * Two gateways that add each other at the same moment (one has just joined: the feed tells every gateway at
+ * once) would send crossing initiations: each answers the other's, drops its own, and both wait as responders
+ * for a confirmation that never comes until the retry (REKEY_TIMEOUT, 5 s; WireGuard paper §6.1). So the
+ * gateway with the lower public key initiates at once; the other initiates after this long, and only if no
+ * handshake has completed meanwhile (the first side's initiation may have reached a port not open yet).
+ */
+export const MESH_SECOND_INITIATOR_MS = 1000;
 /** Keeps each pair's NAT and stateful-firewall mappings open (seconds, as wg's PersistentKeepalive). */
 export const MESH_KEEPALIVE_S = 25;
 /** A gateway not heard from for this long gets no routes (`gateway list` shows it silent from 15 s). */
@@ -119,6 +128,7 @@ export class Mesh {
   private readonly stale = { gateways: true, routes: true };
   private pollSoon = false;
   private closed = false;
+  private readonly delayed = new Set<NodeJS.Timeout>();
 
   private constructor(
     readonly name: string,
@@ -332,7 +342,7 @@ export class Mesh {
           replaceAllowedIps: true,
         });
         this.options.log(`mesh: peer ${p.name} (${endpointText || 'endpoint unresolved'})`);
-        if (endpoint !== null) this.wg.perform(this.device.initiateHandshake(parsed.key, now));
+        if (endpoint !== null) this.initiate(applied, now);
         continue;
       }
       applied.routes = p.members.length;
@@ -340,7 +350,7 @@ export class Mesh {
         const first = applied.endpointText === '';
         applied.endpointText = endpointText;
         this.device.setPeer({ publicKey: parsed.key, endpoint });
-        if (first) this.wg.perform(this.device.initiateHandshake(parsed.key, now));
+        if (first) this.initiate(applied, now);
       }
       if (allowed !== applied.allowed) {
         applied.allowed = allowed;
@@ -352,6 +362,23 @@ export class Mesh {
         this.remove(applied);
         this.options.log(`mesh: peer ${applied.name} removed (no longer registered)`);
       }
+  }
+
+  /** A first handshake with a new peer: at once, or a moment later (see MESH_SECOND_INITIATOR_MS). */
+  private initiate(applied: AppliedPeer, now: number): void {
+    if (this.key.publicKey().toBase64() < applied.key.toBase64()) {
+      this.wg.perform(this.device.initiateHandshake(applied.key, now));
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.delayed.delete(timer);
+      if (this.closed || this.peers.get(applied.name) !== applied) return;
+      const later = monotonicEpochMs();
+      if ((this.device.peerStatus(applied.key, later)?.lastHandshake ?? 0) > 0) return;
+      this.wg.perform(this.device.initiateHandshake(applied.key, later));
+    }, MESH_SECOND_INITIATOR_MS);
+    timer.unref();
+    this.delayed.add(timer);
   }
 
   private remove(applied: AppliedPeer): void {
@@ -432,6 +459,8 @@ export class Mesh {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    for (const t of this.delayed) clearTimeout(t);
+    this.delayed.clear();
     this.timers.length = 0;
     this.kernelWanted = 'closed';
     await this.kernelRouting;
