@@ -128,7 +128,7 @@ export function ownerGateway(store: Store, field: string, value: unknown): strin
 
 /**
  * Removes a gateway's registration (`weft gateway remove`, DELETE /gateways/{name}); the others drop it from
- * their meshes at their next poll. Refused while shared routes or sites name it as the gateway serving them
+ * their meshes as the change feed brings the removal. Refused while shared routes or sites name it as the gateway serving them
  * (their prefixes would be routed to nobody), naming them. The removal and its audit entry (`gateway.remove`,
  * by `actor`) are one transaction, which first locks the gateway's row for its removal: a route or site being
  * given this gateway at the same moment (ownerGateway, which locks the row for sharing) either commits first,

@@ -252,8 +252,30 @@ export type ChangeKind = 'settings' | 'member' | 'group' | 'route' | 'policy' | 
 export interface Change {
   readonly rev: number;
   readonly kind: ChangeKind;
-  /** The member/group name, route prefix or policy id ("" for settings). */
+  /**
+   * The member/group name, route prefix or policy id ("" for settings; `gateway/NAME` for a gateway's
+   * registration, see gatewayChangeKey).
+   */
   readonly key: string;
+}
+
+/**
+ * A gateway's registration (joined, its endpoint, key or mesh port changed, removed) is a change of kind
+ * 'settings' keyed `gateway/NAME`: the gateways are part of the network's configuration, and the feed's kind
+ * column admits no other kind before the schema adds one. Followers that know the key tell it from a change of
+ * the settings row (key "").
+ */
+export const GATEWAY_CHANGE_PREFIX = 'gateway/';
+
+export function gatewayChangeKey(name: string): string {
+  return GATEWAY_CHANGE_PREFIX + name;
+}
+
+/** The gateway whose registration a change is about, if it is one. */
+export function changedGateway(change: Pick<Change, 'kind' | 'key'>): string | undefined {
+  return change.kind === 'settings' && change.key.startsWith(GATEWAY_CHANGE_PREFIX)
+    ? change.key.slice(GATEWAY_CHANGE_PREFIX.length)
+    : undefined;
 }
 
 /**

@@ -54,6 +54,7 @@ import type {
   SiteRecord,
   TrafficSample,
 } from './model.js';
+import { gatewayChangeKey } from './model.js';
 import type { SiteStatus } from '../ipsec/site-spec.js';
 import { StoreConflict, type MemberQuery } from './store.js';
 import type { AsyncStore } from './store-async.js';
@@ -1456,19 +1457,21 @@ export class PostgresStore implements AsyncStore {
   /**
    * Registers a gateway, or updates its endpoint, key and region when it registers again (a restart, a new
    * address); either way it is seen now. Throws StoreConflict ("gateways.public_key") when another gateway
-   * has the key. Not in the change feed.
+   * has the key. In the change feed (kind 'settings', key `gateway/NAME`: model.ts), so the running gateways
+   * hear of it at once; heartbeats and mesh reports are not.
    */
   async registerGateway(gateway: GatewayRegistration): Promise<GatewayRecord> {
-    const { rows } = await this.#write((q) =>
-      q<GatewayRow>(
+    const rows = await this.#change(async (q) => {
+      const { rows } = await q<GatewayRow>(
         `INSERT INTO gateways (name, endpoint, public_key, region, mesh_port) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (name) DO UPDATE SET endpoint = excluded.endpoint, public_key = excluded.public_key,
                                           region = excluded.region, mesh_port = excluded.mesh_port,
                                           last_seen = now()
          RETURNING ${GATEWAY_COLUMNS}`,
         [gateway.name, gateway.endpoint, gateway.publicKey, gateway.region, gateway.meshPort ?? null],
-      ),
-    );
+      );
+      return { result: rows, changes: [['settings', gatewayChangeKey(gateway.name)]] };
+    });
     const row = rows[0];
     if (row === undefined)
       throw new Error(`${this.path}: registering gateway ${gateway.name} returned no row`);
@@ -1505,9 +1508,14 @@ export class PostgresStore implements AsyncStore {
     return rows.length > 0;
   }
 
+  /** Removes a registration; the removal is in the change feed (as its registration was). */
   async removeGateway(name: string): Promise<boolean> {
-    const { rowCount } = await this.#write((q) => q('DELETE FROM gateways WHERE name = $1', [name]));
-    return (rowCount ?? 0) > 0;
+    return this.#change(async (q) => {
+      const { rowCount } = await q('DELETE FROM gateways WHERE name = $1', [name]);
+      return (rowCount ?? 0) === 0
+        ? { result: false, changes: [] }
+        : { result: true, changes: [['settings', gatewayChangeKey(name)]] };
+    });
   }
 
   /** Records the gateway's mesh peers as it sees them now; false when it is not registered. */

@@ -26,6 +26,7 @@ import type {
   Settings,
   TrafficSample,
 } from '../control/model.js';
+import { changedGateway } from '../control/model.js';
 import { compilePolicy, type CompiledPolicy, type MemberAddresses } from '../control/policy.js';
 import { MemberFirewall, type FirewallMember } from '../gateway/member-firewall.js';
 import type { IpHeader } from '../net/ip-packet.js';
@@ -85,6 +86,18 @@ export interface SyncEvents {
   sharedStore?: boolean;
   /** On a shared store: this gateway's registered name, written into each status row it reports (the mesh). */
   gatewayName?: string;
+  /**
+   * What the feed said changed that the mesh follows: gateway registrations, shared routes, sites; `all` when
+   * the sync rebuilt from the whole store (its first poll, or a feed pruned past it).
+   */
+  meshChanged?: (changed: MeshChanges) => void;
+}
+
+/** What the mesh reads again (see SyncEvents.meshChanged). */
+export interface MeshChanges {
+  readonly gateways: boolean;
+  readonly routes: boolean;
+  readonly all: boolean;
 }
 
 /** Nothing of the member was ever seen by this gateway. */
@@ -141,6 +154,10 @@ export class GatewaySync {
   private readonly disabledNames = new Set<string>();
   /** IPsec sites: their groups' rules decide what they send, and their subnets are flow destinations. */
   private readonly sites = new Map<string, SiteFirewall>();
+  /** This gateway's registered name in its status rows (set later when the gateway joins while running). */
+  private gatewayName: string | undefined;
+  /** Every installed member's row is written at the next report (the name in the rows changed). */
+  private reportAll = false;
 
   constructor(
     private readonly cp: ControlPlane,
@@ -148,6 +165,7 @@ export class GatewaySync {
     private readonly events: SyncEvents = {},
   ) {
     this.settings = cp.settings();
+    this.gatewayName = events.gatewayName;
     this.firewall = new MemberFirewall(this.firewallOptions());
     this.policy = this.compile();
     this.wireguard = new WireGuardMembers(
@@ -279,6 +297,7 @@ export class GatewaySync {
       // A feed that skips revisions was pruned past us: rebuild from the whole store.
       if (changes === FULL_RECONCILE || changes.length === 0 || changes[0]!.rev !== this.revision + 1) {
         this.reconcileAll(now);
+        this.events.meshChanged?.({ gateways: true, routes: true, all: true });
       } else {
         this.apply(changes, now);
       }
@@ -291,17 +310,24 @@ export class GatewaySync {
 
   private apply(changes: ReturnType<ControlPlane['store']['changesSince']>, now: number): void {
     let recompile = false;
+    let gateways = false;
+    let routes = false;
     const members = new Set<string>();
     for (const c of changes) {
       this.counters.changes++;
       if (c.kind === 'member') members.add(c.key);
+      else if (changedGateway(c) !== undefined) gateways = true;
       else if (c.kind === 'settings') {
         const previous = this.settings;
         this.settings = this.cp.settings();
         this.events.settingsChanged?.(previous, this.settings);
         recompile = true;
-      } else recompile = true;
+      } else {
+        if (c.kind === 'route' || c.kind === 'site') routes = true;
+        recompile = true;
+      }
     }
+    if (gateways || routes) this.events.meshChanged?.({ gateways, routes, all: false });
     for (const name of members) {
       const before = this.known.get(name);
       const record = this.cp.store.getMember(name);
@@ -475,6 +501,7 @@ export class GatewaySync {
         // Another gateway's report of this member stands.
       } else if (
         !last ||
+        this.reportAll ||
         last.rx !== rx ||
         last.tx !== tx ||
         last.online !== online ||
@@ -551,16 +578,30 @@ export class GatewaySync {
         ...this.reporter(),
       });
     }
-    if (rows.length === 0 && samples.length === 0) return;
+    if (rows.length === 0 && samples.length === 0) {
+      this.reportAll = false;
+      return;
+    }
     store.transaction(() => {
       if (rows.length > 0) store.putStatuses(rows);
       if (samples.length > 0) store.addTraffic(samples);
     });
+    this.reportAll = false;
   }
 
   private reporter(): { gateway?: string } {
-    const name = this.events.gatewayName;
+    const name = this.gatewayName;
     return name === undefined ? {} : { gateway: name };
+  }
+
+  /**
+   * Names this gateway in its status rows from now on (it joined while running); the next report writes every
+   * installed member's row, so the members already connected here are located by the other gateways too.
+   */
+  setGatewayName(name: string): void {
+    if (name === this.gatewayName) return;
+    this.gatewayName = name;
+    this.reportAll = true;
   }
 
   /**

@@ -3,17 +3,22 @@
  * gateway, keyed with this gateway's own key (DATA/gateway-key, not the members' shared key), whose peers are
  * the other registered gateways. It is one more Tunnel in the gateway's Router, behind the same TUN device.
  *
- * Each poll (every MESH_POLL_MS):
- *   1. read the registered gateways and where each member's session is (the status row of the gateway
- *      holding it: member_status.gateway), in two statements;
+ * Each poll (every MESH_POLL_MS, and at once when the change feed says a registration, a shared route or a site
+ * changed: `changed`, called by GatewaySync):
+ *   1. read where each member's session is (the status row of the gateway holding it: member_status.gateway),
+ *      in one statement (status rows are not in the change feed); the registered gateways, and the shared routes
+ *      and sites, only when the feed said they changed, or every MESH_RESYNC_MS as a safety resync (which also
+ *      brings the gateways' last heartbeats: how long each has been silent is counted on from that read);
  *   2. decide the peers and their routes (mesh-routes.ts): a member online on gateway B and not here is routed
  *      to B's peer as its /32 (/128), which are also B's AllowedIPs; so are the shared routes and the site
- *      subnets B serves (their `gateway` field names B; read with the routes and sites, two more statements);
+ *      subnets B serves (their `gateway` field names B);
  *   3. apply the difference: peers added, updated (endpoint, AllowedIPs) or removed, a first handshake started
  *      with a new peer, the routes of the mesh tunnel in the Router set, and the prefixes other gateways serve
  *      routed by the host into the TUN device (they are outside the member subnet the host already routes there).
- * A registration removed (`weft gateway remove`) drops its peer at the next poll; one added (`gateway join`,
- * while this gateway runs) is a new peer with a handshake at once.
+ * A registration removed (`weft gateway remove`) drops its peer as the feed brings it; one added (`gateway join`,
+ * while this gateway runs) is a new peer with a handshake at once (from one side of each pair first:
+ * MESH_SECOND_INITIATOR_MS). A gateway that joins while its own `server
+ * run` runs starts its mesh then (run.ts calls `start` again when the feed brings a registration).
  * Every MESH_REPORT_MS the peers and their last handshakes go to the store (`weft gateway list`).
  *
  * The packet path:
@@ -33,7 +38,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { LiveMesh } from '../api/context.js';
 import { defaultMeshPort } from '../control/gateway-registration.js';
-import type { MeshPeerReport } from '../control/store-postgres.js';
+import type { GatewayRecord, MeshPeerReport } from '../control/store-postgres.js';
 import type { SyncPostgresStore } from '../control/store-postgres-sync.js';
 import { PrivateKey, PublicKey } from '../crypto/keys.js';
 import type { Gateway } from '../gateway/gateway.js';
@@ -45,12 +50,26 @@ import { formatEndpoint } from '../net/endpoint.js';
 import type { IpHeader } from '../net/ip-packet.js';
 import { formatPrefix, type Prefix } from '../net/ip.js';
 import { Device } from '../wireguard/device.js';
-import { ownedPrefixes, planMesh, type MeshPeerPlan } from './mesh-routes.js';
+import type { MeshChanges } from './gateway-sync.js';
+import { ownedPrefixes, planMesh, type MeshPeerPlan, type OwnedPrefixInput } from './mesh-routes.js';
 
 export const GATEWAY_KEY_FILE = 'gateway-key';
 /** How often the mesh reads the store (member locations change as members connect: the status report's pace). */
 export const MESH_POLL_MS = 1000;
 export const MESH_REPORT_MS = 5000;
+/**
+ * The registrations, shared routes and sites come through the change feed; they are read again this often all
+ * the same (a safety net, and the gateways' heartbeats for the silence below: heartbeats are not in the feed).
+ */
+export const MESH_RESYNC_MS = 10_000;
+/**
+ * Two gateways that add each other at the same moment (one has just joined: the feed tells every gateway at
+ * once) would send crossing initiations: each answers the other's, drops its own, and both wait as responders
+ * for a confirmation that never comes until the retry (REKEY_TIMEOUT, 5 s; WireGuard paper §6.1). So the
+ * gateway with the lower public key initiates at once; the other initiates after this long, and only if no
+ * handshake has completed meanwhile (the first side's initiation may have reached a port not open yet).
+ */
+export const MESH_SECOND_INITIATOR_MS = 1000;
 /** Keeps each pair's NAT and stateful-firewall mappings open (seconds, as wg's PersistentKeepalive). */
 export const MESH_KEEPALIVE_S = 25;
 /** A gateway not heard from for this long gets no routes (`gateway list` shows it silent from 15 s). */
@@ -59,8 +78,11 @@ export const MESH_SILENT_AFTER_MS = 30_000;
 export interface MeshOptions {
   readonly store: SyncPostgresStore;
   readonly dataDir: string;
-  /** This gateway's registered name (DATA/gateway-name). */
-  readonly name: string;
+  /**
+   * This gateway's registered name (DATA/gateway-name); undefined: the registration that holds the public key
+   * of DATA/gateway-key (a `gateway join` made while this gateway runs writes the key before registering).
+   */
+  readonly name: string | undefined;
   readonly gateway: Gateway;
   /** The TUN device's name: the host routes the prefixes other gateways serve into it. */
   readonly interfaceName: string;
@@ -86,7 +108,7 @@ interface AppliedPeer {
 }
 
 export class Mesh {
-  readonly counters = { polls: 0, pollErrors: 0 };
+  readonly counters = { polls: 0, pollErrors: 0, gatewayReads: 0, routeReads: 0 };
   private readonly peers = new Map<string, AppliedPeer>();
   /** By the key object the device was given (it hands the same one back with each packet: no encoding). */
   private readonly byKey = new Map<PublicKey, AppliedPeer>();
@@ -98,8 +120,18 @@ export class Mesh {
   private kernelWanted = '';
   private readonly kernelRouted = new Map<string, Prefix>();
   private kernelRouting: Promise<void> = Promise.resolve();
+  /** The registrations and owned prefixes as last read, when (monotonic ms), and whether the feed changed them. */
+  private gateways: readonly GatewayRecord[] = [];
+  private gatewaysReadAt = -Infinity;
+  private owned: readonly OwnedPrefixInput[] = [];
+  private ownedReadAt = -Infinity;
+  private readonly stale = { gateways: true, routes: true };
+  private pollSoon = false;
+  private closed = false;
+  private readonly delayed = new Set<NodeJS.Timeout>();
 
   private constructor(
+    readonly name: string,
     private readonly options: MeshOptions,
     private readonly key: PrivateKey,
     readonly port: number,
@@ -108,23 +140,31 @@ export class Mesh {
   ) {}
 
   /**
-   * Starts the mesh of a joined gateway: undefined (logged) when it has no key file or is not registered.
-   * Throws when its UDP port cannot be opened.
+   * Starts the mesh of a joined gateway: undefined when it has no key file or is not registered (logged, unless
+   * `quiet`: a running gateway asks again as registrations arrive). Throws when its UDP port cannot be opened.
    */
-  static async start(options: MeshOptions): Promise<Mesh | undefined> {
+  static async start(options: MeshOptions, quiet = false): Promise<Mesh | undefined> {
     const file = join(options.dataDir, GATEWAY_KEY_FILE);
     if (!existsSync(file)) {
-      options.log(`mesh: off (no ${file}; run weft gateway join)`);
+      if (!quiet) options.log(`mesh: off (no ${file}; run weft gateway join)`);
       return undefined;
     }
     const parsed = PrivateKey.parse(readFileSync(file, 'utf8').trim());
     if (!parsed.ok) throw new Error(`${file} does not hold a private key`);
-    const self = options.store.listGateways().find((g) => g.name === options.name);
+    const publicKey = parsed.key.publicKey().toBase64();
+    const gateways = options.store.listGateways();
+    const self =
+      options.name !== undefined
+        ? gateways.find((g) => g.name === options.name)
+        : gateways.find((g) => g.publicKey === publicKey);
     if (self === undefined) {
-      options.log(`mesh: off (gateway ${options.name} is not registered; run weft gateway join)`);
+      if (!quiet)
+        options.log(
+          `mesh: off (${options.name === undefined ? 'this gateway' : `gateway ${options.name}`} is not registered; run weft gateway join)`,
+        );
       return undefined;
     }
-    if (self.publicKey !== parsed.key.publicKey().toBase64())
+    if (self.publicKey !== publicKey)
       throw new Error(
         `gateway ${options.name} is registered with another key than ${file}; run weft gateway join again`,
       );
@@ -143,16 +183,19 @@ export class Mesh {
         return true;
       },
     });
-    const mesh = new Mesh(options, parsed.key, port, device, wg);
+    const mesh = new Mesh(self.name, options, parsed.key, port, device, wg);
     late.mesh = mesh;
     wg.start();
+    mesh.gateways = gateways;
+    mesh.gatewaysReadAt = monotonicEpochMs();
+    mesh.stale.gateways = false;
     mesh.poll();
     mesh.timers.push(
       setInterval(() => mesh.poll(), MESH_POLL_MS),
       setInterval(() => mesh.report(), MESH_REPORT_MS),
     );
     for (const t of mesh.timers) t.unref();
-    options.log(`mesh: ${options.name} on UDP port ${port}, ${mesh.peers.size} peer gateway(s)`);
+    options.log(`mesh: ${self.name} on UDP port ${port}, ${mesh.peers.size} peer gateway(s)`);
     return mesh;
   }
 
@@ -162,22 +205,63 @@ export class Mesh {
     this.options.admitMesh(packet, header);
   }
 
+  /**
+   * The change feed brought a registration, a shared route or a site (or the sync rebuilt from the whole
+   * store): read them again, at once.
+   */
+  changed(what: MeshChanges): void {
+    if (what.gateways || what.all) this.stale.gateways = true;
+    if (what.routes || what.all) this.stale.routes = true;
+    if (this.pollSoon || this.closed) return;
+    this.pollSoon = true;
+    setImmediate(() => {
+      this.pollSoon = false;
+      if (!this.closed) this.poll();
+    });
+  }
+
   /** Reads the store and applies the plan (steps 1-3 of the header); a store error is logged once. */
   poll(): void {
     const o = this.options;
-    if (o.store.isDown()) return;
+    if (o.store.isDown() || this.closed) return;
     let plan: ReturnType<typeof planMesh>;
     try {
+      const now = monotonicEpochMs();
+      if (this.stale.gateways || now - this.gatewaysReadAt >= MESH_RESYNC_MS) {
+        this.stale.gateways = false;
+        try {
+          this.gateways = o.store.listGateways();
+        } catch (e) {
+          this.stale.gateways = true;
+          throw e;
+        }
+        this.gatewaysReadAt = now;
+        this.counters.gatewayReads++;
+      }
+      if (this.stale.routes || now - this.ownedReadAt >= MESH_RESYNC_MS) {
+        this.stale.routes = false;
+        try {
+          this.owned = ownedPrefixes(o.store.listRoutes(), o.store.listSites());
+        } catch (e) {
+          this.stale.routes = true;
+          throw e;
+        }
+        this.ownedReadAt = now;
+        this.counters.routeReads++;
+      }
+      // Silent for as long as at the read, and for the time since (a heartbeat since then is seen at the next).
+      const since = now - this.gatewaysReadAt;
       const local = o.localMembers();
       plan = planMesh({
-        self: o.name,
+        self: this.name,
         selfPublicKey: this.key.publicKey().toBase64(),
         listenPort: o.listenPort,
-        gateways: o.store.listGateways(),
-        locations: o.store.memberLocations(o.name),
+        gateways:
+          since === 0 ? this.gateways : this.gateways.map((g) => ({ ...g, silentMs: g.silentMs + since })),
+        locations: o.store.memberLocations(this.name),
         isLocal: (member) => local.has(member),
         silentAfterMs: MESH_SILENT_AFTER_MS,
-        owned: ownedPrefixes(o.store.listRoutes(), o.store.listSites()),
+        owned: this.owned,
       });
       this.failing = false;
     } catch (e) {
@@ -258,7 +342,7 @@ export class Mesh {
           replaceAllowedIps: true,
         });
         this.options.log(`mesh: peer ${p.name} (${endpointText || 'endpoint unresolved'})`);
-        if (endpoint !== null) this.wg.perform(this.device.initiateHandshake(parsed.key, now));
+        if (endpoint !== null) this.initiate(applied, now);
         continue;
       }
       applied.routes = p.members.length;
@@ -266,7 +350,7 @@ export class Mesh {
         const first = applied.endpointText === '';
         applied.endpointText = endpointText;
         this.device.setPeer({ publicKey: parsed.key, endpoint });
-        if (first) this.wg.perform(this.device.initiateHandshake(parsed.key, now));
+        if (first) this.initiate(applied, now);
       }
       if (allowed !== applied.allowed) {
         applied.allowed = allowed;
@@ -278,6 +362,23 @@ export class Mesh {
         this.remove(applied);
         this.options.log(`mesh: peer ${applied.name} removed (no longer registered)`);
       }
+  }
+
+  /** A first handshake with a new peer: at once, or a moment later (see MESH_SECOND_INITIATOR_MS). */
+  private initiate(applied: AppliedPeer, now: number): void {
+    if (this.key.publicKey().toBase64() < applied.key.toBase64()) {
+      this.wg.perform(this.device.initiateHandshake(applied.key, now));
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.delayed.delete(timer);
+      if (this.closed || this.peers.get(applied.name) !== applied) return;
+      const later = monotonicEpochMs();
+      if ((this.device.peerStatus(applied.key, later)?.lastHandshake ?? 0) > 0) return;
+      this.wg.perform(this.device.initiateHandshake(applied.key, later));
+    }, MESH_SECOND_INITIATOR_MS);
+    timer.unref();
+    this.delayed.add(timer);
   }
 
   private remove(applied: AppliedPeer): void {
@@ -312,7 +413,7 @@ export class Mesh {
   live(): LiveMesh {
     const now = monotonicEpochMs();
     return {
-      name: this.options.name,
+      name: this.name,
       port: this.port,
       publicKey: this.key.publicKey().toBase64(),
       peers: [...this.peers.values()]
@@ -344,7 +445,7 @@ export class Mesh {
       routes: p.routes,
     }));
     try {
-      o.store.reportGatewayMesh(o.name, peers);
+      o.store.reportGatewayMesh(this.name, peers);
     } catch (e) {
       if (!this.failing) o.log(`mesh: cannot report its peers: ${(e as Error).message}`);
     }
@@ -356,7 +457,10 @@ export class Mesh {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    for (const t of this.delayed) clearTimeout(t);
+    this.delayed.clear();
     this.timers.length = 0;
     this.kernelWanted = 'closed';
     await this.kernelRouting;

@@ -15,7 +15,8 @@
  *   7. with the multicast setting on: replicate group traffic between members and the host (docs/multicast.md),
  *      the gateway being the IGMP querier in every member's tunnel.
  *   8. on a shared store, a joined gateway peers with the other gateways (mesh.ts): its mesh interface is one
- *      more tunnel in the router, routing the members whose sessions other gateways hold.
+ *      more tunnel in the router, routing the members whose sessions other gateways hold. A gateway that joins
+ *      while it runs starts its mesh when the change feed brings its registration (no restart).
  *   9. with --shared-address on a PostgreSQL store: hold the shared address when the lease is ours, stand by
  *      otherwise (failover.ts).
  * Stopping (SIGTERM, SIGINT): the API, NAT, forwarding, the interface, a last status report, the store.
@@ -36,11 +37,12 @@ import { monotonicEpochMs } from '../io/clock.js';
 import { addRoute, hostAddresses, linkExists, removeRoute } from '../io/linux-net.js';
 import { formatAddress, parseAddress, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { joinedName, openStore, storeLocation } from './data-dir.js';
-import { isSyncPostgresStore } from '../control/store-postgres-sync.js';
+import { isSyncPostgresStore, type SyncPostgresStore } from '../control/store-postgres-sync.js';
 import { StoreUnavailable } from '../control/store-postgres.js';
 import { hostUplinks } from './host-networks.js';
 import { GatewaySync } from './gateway-sync.js';
-import { Mesh } from './mesh.js';
+import { Mesh, MESH_RESYNC_MS, type MeshOptions } from './mesh.js';
+import type { MeshChanges } from './gateway-sync.js';
 import { startOpenVpn } from './openvpn.js';
 import { startIpsec } from './ipsec.js';
 import type { IpsecInterface } from '../gateway/ipsec-interface.js';
@@ -238,12 +240,19 @@ export async function runServer(
 
     // A gateway that joined (`weft gateway join`) is named in its status reports and peers with the others.
     const joined = shared ? joinedName(dataDir) : undefined;
+    // Its name and mesh as of now: a gateway that joins while it runs gets both then (step 8).
+    const self: { name?: string; mesh?: Mesh; starting?: Promise<void>; stopped: boolean } = {
+      name: joined,
+      stopped: false,
+    };
+    const meshHooks: { changed?: (what: MeshChanges) => void } = {};
     // A standby gateway of a shared address reaches out to no member (its handshake would move the member here).
     const pair: { failover?: Failover } = {};
     const activeSync = new GatewaySync(cp, running.device, {
       log,
       sharedStore: shared !== undefined,
       gatewayName: joined,
+      meshChanged: (what) => meshHooks.changed?.(what),
       handshake: (key) => {
         if (pair.failover && !pair.failover.isHolder) return;
         running.wg.perform(running.device.initiateHandshake(key, monotonicEpochMs()));
@@ -303,9 +312,10 @@ export async function runServer(
     }
     // A gateway that joined tells the store it is alive, with the report's cadence.
     const heartbeat = (): void => {
-      if (joined === undefined || !shared || shared.isDown()) return;
+      const me = self.name;
+      if (me === undefined || !shared || shared.isDown()) return;
       guarded('gateway heartbeat', () => {
-        if (!shared.heartbeatGateway(joined)) log(`gateway ${joined} is not registered (weft gateway join)`);
+        if (!shared.heartbeatGateway(me)) log(`gateway ${me} is not registered (weft gateway join)`);
       });
     };
     heartbeat();
@@ -320,24 +330,26 @@ export async function runServer(
     });
 
     // 8. The peering mesh with the other joined gateways (docs/scale-out.md).
-    const mesh =
-      shared && joined !== undefined
-        ? await Mesh.start({
-            store: shared,
-            dataDir,
-            name: joined,
-            gateway: running.gateway,
-            interfaceName: name,
-            listenPort: settings.listenPort,
-            mtu: settings.mtu,
-            localMembers: () => activeSync.onlineNow(),
-            admitMesh: activeSync.admitMesh,
-            log,
-          }).catch((e: Error) => {
-            throw new UserError(`weft: the mesh cannot start: ${e.message}`);
-          })
-        : undefined;
-    if (mesh) {
+    const meshOptions = (meshName: string | undefined, sharedStore: SyncPostgresStore): MeshOptions => ({
+      store: sharedStore,
+      dataDir,
+      name: meshName,
+      gateway: running.gateway,
+      interfaceName: name,
+      listenPort: settings.listenPort,
+      mtu: settings.mtu,
+      localMembers: () => activeSync.onlineNow(),
+      admitMesh: activeSync.admitMesh,
+      log,
+    });
+    const meshStarted = async (mesh: Mesh): Promise<void> => {
+      if (self.stopped) {
+        await mesh.close();
+        return;
+      }
+      self.mesh = mesh;
+      self.name = mesh.name;
+      activeSync.setGatewayName(mesh.name);
       undo.push(() => mesh.close());
       // A member that connects here is reported at once, not at the 5 s cadence: the other gateways route it
       // here from their next mesh poll.
@@ -348,6 +360,49 @@ export async function runServer(
           });
       }, 1000);
       undo.push(() => clearInterval(arrivals));
+    };
+    if (shared && joined !== undefined) {
+      const mesh = await Mesh.start(meshOptions(joined, shared)).catch((e: Error) => {
+        throw new UserError(`weft: the mesh cannot start: ${e.message}`);
+      });
+      if (mesh) await meshStarted(mesh);
+    }
+    if (shared) {
+      // A gateway not (yet) in the mesh asks again whenever the change feed brings a registration (its own
+      // `gateway join`, made while it runs, writes DATA/gateway-key and then registers it), and every
+      // MESH_RESYNC_MS as a safety net. Once its mesh runs, the mesh follows the feed itself.
+      let lastError = '';
+      const tryJoin = (): void => {
+        if (self.mesh !== undefined || self.starting !== undefined || self.stopped || shared.isDown()) return;
+        self.starting = Mesh.start(meshOptions(joinedName(dataDir), shared), true)
+          .then(async (mesh) => {
+            if (!mesh) return;
+            await meshStarted(mesh);
+            if (!self.stopped) {
+              log(`mesh: joined while running as ${mesh.name}`);
+              guarded('status report', () => activeSync.report());
+              heartbeat();
+            }
+          })
+          .catch((e: Error) => {
+            if (e.message !== lastError) log(`mesh: cannot start: ${e.message}`);
+            lastError = e.message;
+          })
+          .finally(() => {
+            self.starting = undefined;
+          });
+      };
+      meshHooks.changed = (what) => {
+        if (self.mesh) self.mesh.changed(what);
+        else if (what.gateways) tryJoin();
+      };
+      const joinTimer = setInterval(tryJoin, MESH_RESYNC_MS);
+      joinTimer.unref();
+      undo.push(async () => {
+        clearInterval(joinTimer);
+        self.stopped = true;
+        await self.starting;
+      });
     }
     // 9. The shared member-facing address of a failover pair (docs/scale-out.md).
     if (options.sharedAddress && shared) {
@@ -418,7 +473,7 @@ export async function runServer(
       const records = cp.store.listSites();
       const all: SiteSpec[] = records.map(siteSpec);
       const specs: SiteSpec[] = records
-        .filter((r) => r.gateway === undefined || r.gateway === joined)
+        .filter((r) => r.gateway === undefined || r.gateway === self.name)
         .map(siteSpec);
       const text = JSON.stringify(all) + JSON.stringify(specs);
       if (text === ipsecState.seen) return;
@@ -482,7 +537,7 @@ export async function runServer(
           startedAt,
           ...activeSync.summary(),
           store: liveStore(),
-          ...(mesh ? { mesh: mesh.live() } : {}),
+          ...(self.mesh ? { mesh: self.mesh.live() } : {}),
           ...(pair.failover ? { failover: pair.failover.status() } : {}),
         }),
         metrics: () => ({
@@ -496,7 +551,7 @@ export async function runServer(
             firewall: { policy: activeSync.firewallCounters.dropped },
             ...(multicast ? { multicast: multicast.drops() } : {}),
             ...(openvpn ? { openvpn: Object.fromEntries(openvpn.drops) } : {}),
-            ...(mesh ? { mesh: mesh.drops() } : {}),
+            ...(self.mesh ? { mesh: self.mesh.drops() } : {}),
           },
           store: liveStore(),
           ...(pair.failover ? { failover: pair.failover.status() } : {}),

@@ -21,8 +21,14 @@
  *      is refused (CLI, API) while it serves the route; frank, through A, pings a host behind B's own link (A
  *      routes the prefix to B over the mesh); moved into a denied group, his pings are dropped at A (counted)
  *      and B's mesh delivers nothing from A.
- *   4e. C, running without joining, joins while A and B run: both add the peer (time printed); C restarted has
- *      mesh handshakes with both (time printed); `DELETE /gateways/gw-c` and both drop it (time printed).
+ *   4e. C, running without joining and holding gina's session (namespace `o`), joins while A, B and C run, none
+ *      restarted: A and B add the peer and C starts its own mesh, each timed from the registration (its
+ *      registeredAt, the database's clock on this machine); alice (on B) and gina (on C) ping each other both
+ *      ways, first replies timed likewise; `DELETE /gateways/gw-c` and both drop it (time printed).
+ *   4f. An IPsec site served by B (`site add --gateway gw-b`) against strongSwan (charon, kernel-libipsec) in a
+ *      namespace behind B, with a LAN host behind it: hank, connected through A, pings the LAN host over the
+ *      mesh and B's CHILD SA, and the host pings him back; the first reply is timed from the CHILD SA installed
+ *      on strongSwan.
  *   5. SIGTERM: each gateway exits 0.
  *
  * Topology: namespace `m` holds a bridge with the member's underlay address 192.168.71.100/24; gateways A, B,
@@ -40,6 +46,7 @@ import { interopSkip, JsonLinesProcess, Lab, type ManagedProcess, type Netns } f
 import { ping, weftCli, WEFT_MAIN, within } from './gateway-lab.js';
 import { PEOPLE_TOOLS, wgQuickUp, type WgQuickClient } from './people-lab.js';
 import { canRunPostgres, startPostgres, type PostgresServer } from './postgres-harness.js';
+import { Charon, startCharon, STRONGSWAN_TOOLS, swanctlConf } from './strongswan.js';
 
 const SUBNET = '10.67.0.0/24';
 const GATEWAY_IP = '10.67.0.1';
@@ -50,7 +57,12 @@ const UNDERLAY = {
   c: '192.168.71.3',
   member: '192.168.71.100',
   member2: '192.168.71.101',
+  member3: '192.168.71.102',
 };
+/** Step 4f: strongSwan behind B (the outer link) and the LAN behind strongSwan. */
+const SITE_OUTER = { b: '192.168.72.1', sw: '192.168.72.2' } as const;
+const SITE_LAN = { subnet: '10.12.0.0/24', sw: '10.12.0.1', host: '10.12.0.2' } as const;
+const SITE_PSK = 'mesh-site-psk-0123456789-abcdefgh';
 const MESH_PORT = PORT + 1;
 /** A shared route served by gateway B (step 4d): a host behind B's own link. */
 const ROUTE = '10.99.0.0/24';
@@ -77,6 +89,28 @@ function need<T>(value: T | undefined, what: string): T {
   return value;
 }
 
+/**
+ * Pings `dst` every 100 ms for up to `seconds` (or until 5 replies); the epoch ms of each reply (ping -D).
+ */
+async function pingStream(
+  ns: Netns,
+  dst: string,
+  seconds: number,
+): Promise<{ replies: number[]; output: string }> {
+  const r = await ns.exec(
+    'ping',
+    ['-4', '-n', '-D', '-i', '0.1', '-W', '1', '-c', '5', '-w', String(seconds), dst],
+    {
+      allowFail: true,
+      timeoutMs: (seconds + 10) * 1000,
+    },
+  );
+  const replies: number[] = [];
+  for (const m of r.stdout.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm))
+    replies.push(Math.round(Number(m[1]) * 1000));
+  return { replies, output: r.stdout + r.stderr };
+}
+
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
@@ -99,7 +133,8 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
   let pgServer: PostgresServer | undefined;
   let storeUrl = '';
   let token = '';
-  const ns: Partial<Record<GatewayKey | 'm' | 'n', Netns>> = {};
+  const ns: Partial<Record<GatewayKey | 'm' | 'n' | 'o', Netns>> = {};
+  let charon: Charon | undefined;
   const dirs: Record<GatewayKey, string> = { a: '', b: '', c: '' };
   const ifnames: Record<GatewayKey, string> = { a: '', b: '', c: '' };
   const servers: Partial<Record<GatewayKey, ManagedProcess>> = {};
@@ -139,6 +174,11 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     ns.n = n;
     const { bIf } = await lab.veth(n, m, { aName: 'un', bName: 'pn', aAddr: `${UNDERLAY.member2}/24` });
     await m.exec('ip', ['link', 'set', bIf, 'master', bridge]);
+    // The member that connects through C (step 4e).
+    const o = await lab.netns('o');
+    ns.o = o;
+    const { bIf: oIf } = await lab.veth(o, m, { aName: 'uo', bName: 'po', aAddr: `${UNDERLAY.member3}/24` });
+    await m.exec('ip', ['link', 'set', oIf, 'master', bridge]);
   });
 
   after(async () => {
@@ -147,6 +187,10 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
       for (const s of Object.values(servers)) if (s?.running) await s.stop(8_000).catch(() => undefined);
       await member?.down().catch(() => undefined);
       for (const c of viaA) await c.down().catch(() => undefined);
+      if (charon) {
+        await charon.stop().catch(() => undefined);
+        await fs.promises.rm(charon.dir, { recursive: true, force: true });
+      }
     } finally {
       try {
         await lab?.cleanup();
@@ -156,7 +200,7 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     }
   });
 
-  const netns = (key: GatewayKey | 'm' | 'n'): Netns => need(ns[key], `namespace ${key}`);
+  const netns = (key: GatewayKey | 'm' | 'n' | 'o'): Netns => need(ns[key], `namespace ${key}`);
   const server = (key: GatewayKey): ManagedProcess => {
     const s = need(servers[key], `gateway ${key.toUpperCase()}`);
     if (!s.running) throw new Error(`gateway ${key.toUpperCase()} is no longer running: ${s.describe()}`);
@@ -243,7 +287,7 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
           { env: env(key) },
         );
         servers[key] = proc;
-        await proc.waitForOutput(/ready:/, 30_000);
+        await proc.waitForOutput(/ready:/, 60_000);
         await proc.waitForOutput(/store: PostgreSQL/, 2_000);
         assert.match(proc.stderr, /store: PostgreSQL postgres:\/\/weft@localhost.*following its change feed/);
       }),
@@ -675,9 +719,29 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     assert.equal(deliveredAfter, deliveredBefore, line);
   });
 
-  it('4e. C joins while A and B run: they add it to their meshes live; removed, they drop it', async (t) => {
-    // C ran without joining (WEFT_STORE); it joins now, while A and B run.
-    const joinedAt = Date.now();
+  it('4e. C joins while A, B and C run: all three build the mesh live, no restart; removed, A and B drop it', async (t) => {
+    need(member, "alice's client");
+    const c = server('c');
+    // gina connects through C, which runs without having joined (WEFT_STORE): no mesh there yet.
+    const added = await call('a', 'POST', '/members', { name: 'gina' });
+    assert.equal(added.status, 201, JSON.stringify(added));
+    const ginaIp = String(((await call('a', 'GET', '/members/gina')).body as { ip: string }).ip);
+    const config = await call('a', 'GET', '/members/gina/config');
+    assert.equal(config.status, 200, JSON.stringify(config));
+    const text = String(config.body).replace(/^Endpoint = .*$/m, `Endpoint = ${UNDERLAY.c}:${PORT}`);
+    viaA.push(await wgQuickUp(netns('o'), lab.ifname('og'), text));
+    const toC = await ping(netns('o'), GATEWAY_IP, { count: 3, waitS: 3 });
+    assert.equal(toC.received, 3, `gina -> ${GATEWAY_IP} through C:\n${toC.output}\n${c.describe()}`);
+    await c.waitForOutput(/member gina connected/, 8_000);
+    assert.doesNotMatch(c.stderr, /mesh: gw-c on UDP port/, 'C has no mesh before it joins');
+    const aliceIp = await (async () => {
+      const r = await call('a', 'GET', '/members/alice');
+      return String((r.body as { ip: string }).ip);
+    })();
+
+    // The pings both ways run from before the join until 5 replies each (bounded: 40 s).
+    const joinBegan = Date.now();
+    const streams = [pingStream(netns('m'), ginaIp, 40), pingStream(netns('o'), aliceIp, 40)] as const;
     const join = await weftCli(
       netns('c'),
       [
@@ -695,30 +759,33 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
       { timeoutMs: 30_000 },
     );
     assert.match(join.stdout, /^gateway gw-c .* joined/m);
-    const joinTook = Date.now() - joinedAt;
-    for (const key of ['a', 'b'] as const)
-      await server(key).waitForOutput(/mesh: peer gw-c \(192\.168\.71\.3:51821\)/, 5_000);
-    const added = (['a', 'b'] as const).map((key) => {
-      const at = loggedAt(server(key).stderr, /^mesh: peer gw-c /)[0] ?? NaN;
-      return `${key.toUpperCase()} ${at - joinedAt} ms`;
+    const joinTook = Date.now() - joinBegan;
+    const list = await weftCli(netns('a'), ['gateway', 'list', '--json', '--data', dirs.a], {
+      timeoutMs: 30_000,
     });
-    // C's own mesh starts with its `server run` (its name is read at start): C restarts, as after any join.
-    const old = server('c');
-    old.kill('SIGTERM');
-    assert.equal((await within(old.exited, 10_000))?.code, 0, old.describe());
-    const restarted = Date.now();
-    const proc = netns('c').spawn(process.execPath, [
-      WEFT_MAIN,
-      'server',
-      'run',
-      '--data',
-      dirs.c,
-      '--interface',
-      ifnames.c,
-    ]);
-    servers.c = proc;
-    await proc.waitForOutput(/mesh: gw-c on UDP port 51821, 2 peer gateway\(s\)/, 30_000);
-    const meshStarted = loggedAt(proc.stderr, /^mesh: gw-c on UDP port/)[0] ?? NaN;
+    const registered = Date.parse(
+      (JSON.parse(list.stdout) as { name: string; registeredAt: string }[]).find((g) => g.name === 'gw-c')
+        ?.registeredAt ?? '',
+    );
+    assert.ok(Number.isFinite(registered), list.stdout);
+    const timings: string[] = [];
+    for (const key of ['a', 'b'] as const) {
+      await server(key).waitForOutput(/mesh: peer gw-c \(192\.168\.71\.3:51821\)/, 5_000);
+      const at = loggedAt(server(key).stderr, /^mesh: peer gw-c /)[0] ?? NaN;
+      timings.push(`${key.toUpperCase()} added the peer ${at - registered} ms`);
+      assert.ok(
+        at - registered < 1_000,
+        `${key.toUpperCase()}: peer added ${at - registered} ms after the registration`,
+      );
+    }
+    // C itself, still the same process, starts its mesh when the feed brings its own registration.
+    await c.waitForOutput(/mesh: joined while running as gw-c/, 10_000);
+    const meshAt = loggedAt(c.stderr, /^mesh: gw-c on UDP port 51821, 2 peer gateway\(s\)/)[0] ?? NaN;
+    timings.push(`C started its mesh ${meshAt - registered} ms`);
+    assert.ok(
+      meshAt - registered < 1_000,
+      `C's mesh started ${meshAt - registered} ms after the registration`,
+    );
     const handshakes: string[] = [];
     for (const key of ['a', 'b'] as const) {
       const deadline = Date.now() + 10_000;
@@ -727,12 +794,9 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
         const peers = (
           st.body as { live: { mesh: { peers: { name: string; lastHandshake: string | null }[] } } }
         ).live.mesh.peers;
-        const c = peers.find((p) => p.name === 'gw-c');
-        if (c?.lastHandshake) {
-          const at = Date.parse(c.lastHandshake);
-          handshakes.push(
-            `${key.toUpperCase()} ${at - restarted} ms (${at - meshStarted} ms after its mesh started)`,
-          );
+        const peer = peers.find((p) => p.name === 'gw-c');
+        if (peer?.lastHandshake) {
+          handshakes.push(`${key.toUpperCase()}-C ${Date.parse(peer.lastHandshake) - registered} ms`);
           break;
         }
         if (Date.now() > deadline)
@@ -740,11 +804,48 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
         await delay(100);
       }
     }
-    // Ready (its signal handlers installed) before step 5 stops it.
-    await proc.waitForOutput(/ready:/, 30_000);
-    const line1 = `gw-c joined: peer added on ${added.join(', ')} after the join began (the join command took ${joinTook} ms); mesh handshake with C's restarted server: ${handshakes.join(', ')} after its start`;
+    const st = await call('c', 'GET', '/status');
+    const cMesh = (st.body as { live: { mesh?: { name: string; peers: { name: string }[] } } }).live.mesh;
+    assert.deepEqual(
+      cMesh?.peers.map((p) => p.name),
+      ['gw-a', 'gw-b'],
+      JSON.stringify(st.body),
+    );
+    const [aliceToGina, ginaToAlice] = await Promise.all(streams);
+    for (const [what, r] of [
+      ['alice (B) -> gina (C)', aliceToGina],
+      ['gina (C) -> alice (B)', ginaToAlice],
+    ] as const) {
+      assert.ok(
+        r.replies.length >= 5,
+        `${what}: ${r.replies.length} replies\n${r.output}\n${server('b').describe()}\n${c.describe()}`,
+      );
+      timings.push(`${what} first reply ${r.replies[0]! - registered} ms`);
+    }
+    const meshLines = (key: GatewayKey): string =>
+      server(key)
+        .stderr.split('\n')
+        .filter((l) => / mesh: /.test(l))
+        .slice(-8)
+        .join('\n');
+    const meshDrops = async (key: GatewayKey): Promise<string> =>
+      String((await call(key, 'GET', '/metrics')).body)
+        .split('\n')
+        .filter((l) => /source="mesh"/.test(l) && !/ 0$/.test(l))
+        .join('; ');
+    t.diagnostic(
+      `C:\n${meshLines('c')}\n${JSON.stringify(cMesh)}\nA:\n${meshLines('a')}\nmesh drops: A ${await meshDrops('a')}; C ${await meshDrops('c')}`,
+    );
+    const line1 =
+      `gw-c joined while running (the join command took ${joinTook} ms), after its registration: ` +
+      `${timings.join(', ')}; mesh handshakes ${handshakes.join(', ')}`;
     console.log(line1);
     t.diagnostic(line1);
+    assert.ok(
+      aliceToGina.replies[0]! - registered < 5_000 && ginaToAlice.replies[0]! - registered < 5_000,
+      line1,
+    );
+    assert.doesNotMatch(c.stderr, /stopped/, 'C was not restarted');
 
     // Removed through A's API: A and B drop the peer.
     const removedAt = Date.now();
@@ -762,6 +863,146 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     console.log(line2);
     t.diagnostic(line2);
   });
+
+  it(
+    '4f. an IPsec site served by B (strongSwan behind B): a member on A reaches the LAN behind it, and back',
+    { skip: interopSkip(STRONGSWAN_TOOLS) },
+    async (t) => {
+      const b = netns('b');
+      // strongSwan on a link of B's own; the LAN host behind strongSwan. Neither A nor its host routes there.
+      const sw = await lab.netns('sw');
+      await lab.veth(b, sw, {
+        aName: 'bs',
+        bName: 'sb',
+        aAddr: `${SITE_OUTER.b}/24`,
+        bAddr: `${SITE_OUTER.sw}/24`,
+      });
+      const hs = await lab.netns('hs');
+      await lab.veth(hs, sw, {
+        aName: 'hl',
+        bName: 'sl',
+        aAddr: `${SITE_LAN.host}/24`,
+        bAddr: `${SITE_LAN.sw}/24`,
+      });
+      await hs.exec('ip', ['route', 'add', 'default', 'via', SITE_LAN.sw]);
+      await sw.sysctl('net.ipv4.ip_forward', 1);
+      for (const n of [b, sw]) {
+        await n.sysctl('net.ipv4.conf.all.rp_filter', 0);
+        await n.sysctl('net.ipv4.conf.default.rp_filter', 0);
+      }
+      charon = await startCharon(lab, sw, {
+        swanctl: swanctlConf([
+          {
+            name: 'weft',
+            localAddrs: SITE_OUTER.sw,
+            remoteAddrs: SITE_OUTER.b,
+            proposals: 'aes256gcm16-prfsha256-x25519',
+            localId: 'sw.example',
+            remoteId: 'weft.example',
+            psk: SITE_PSK,
+            children: [
+              {
+                name: 'net',
+                localTs: SITE_LAN.subnet,
+                remoteTs: SUBNET,
+                esp: 'aes256gcm16',
+                startAction: 'none',
+              },
+            ],
+          },
+        ]),
+      });
+      const loaded = await charon.swanctl(['--load-all']);
+      assert.match(loaded, /loaded connection 'weft'/, loaded);
+
+      // hank connects through A (frank goes: one member's routes in namespace n at a time).
+      await viaA.find((c) => c.ifname === lab.ifname('nfr'))?.down();
+      const hank = await call('a', 'POST', '/members', { name: 'hank' });
+      assert.equal(hank.status, 201, JSON.stringify(hank));
+      const hankIp = String(((await call('a', 'GET', '/members/hank')).body as { ip: string }).ip);
+
+      // The site, added through A's CLI, served by B: B initiates IKE; A and C route its LAN to B over the mesh.
+      const siteAdded = Date.now();
+      await weftCli(
+        netns('a'),
+        [
+          'site',
+          'add',
+          'branch',
+          '--data',
+          dirs.a,
+          '--remote',
+          SITE_OUTER.sw,
+          '--psk',
+          SITE_PSK,
+          '--local-id',
+          'fqdn:weft.example',
+          '--remote-id',
+          'fqdn:sw.example',
+          '--local-subnet',
+          SUBNET,
+          '--remote-subnet',
+          SITE_LAN.subnet,
+          '--ike-proposal',
+          'aes256gcm16-prfsha256-x25519',
+          '--esp-proposal',
+          'aes256gcm16',
+          '--start',
+          'initiate',
+          '--gateway',
+          'gw-b',
+        ],
+        { timeoutMs: 30_000 },
+      );
+      const config = await call('a', 'GET', '/members/hank/config');
+      assert.equal(config.status, 200, JSON.stringify(config));
+      // The default policy (allow) lets him reach the site; his config routes it through A once widened by
+      // hand (configs list the subnets a policy names).
+      const text = String(config.body)
+        .replace(/^Endpoint = .*$/m, `Endpoint = ${UNDERLAY.a}:${PORT}`)
+        .replace(/^AllowedIPs = (.*)$/m, `AllowedIPs = $1, ${SITE_LAN.subnet}`);
+      viaA.push(await wgQuickUp(netns('n'), lab.ifname('nha'), text));
+      // hank pings the LAN host every 100 ms while the site comes up; the CHILD SA's arrival on strongSwan timed.
+      const stream = pingStream(netns('n'), SITE_LAN.host, 40);
+      let childUp = NaN;
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        const sas = await charon.swanctl(['--list-sas']);
+        if (/ESTABLISHED/.test(sas) && /INSTALLED/.test(sas)) {
+          childUp = Date.now();
+          break;
+        }
+        await delay(50);
+      }
+      assert.ok(
+        Number.isFinite(childUp),
+        `no CHILD SA on strongSwan\n${server('b').describe()}\n--- charon ---\n${await charon.logTail()}`,
+      );
+      await server('a').waitForOutput(
+        /mesh: 10\.12\.0\.0\/24 routed to gateway gw-b, which serves it/,
+        5_000,
+      );
+      const toLan = await stream;
+      assert.ok(
+        toLan.replies.length >= 5,
+        `hank (A) -> ${SITE_LAN.host} (behind the site on B): ${toLan.replies.length} replies\n${toLan.output}\n` +
+          `${server('a').describe()}\n${server('b').describe()}\n--- charon ---\n${await charon.logTail()}`,
+      );
+      // And back: the LAN host pings hank (through strongSwan, B's site, the mesh, A).
+      const back = await ping(hs, hankIp, { count: 5, intervalS: 0.2, waitS: 2 });
+      assert.equal(back.received, 5, `LAN host -> hank (on A):\n${back.output}`);
+      const site = await weftCli(netns('a'), ['site', 'show', 'branch', '--json', '--data', dirs.a], {
+        timeoutMs: 30_000,
+      });
+      assert.match(site.stdout, /"gateway": ?"gw-b"/);
+      const line =
+        `site served by B: CHILD SA installed on strongSwan ${childUp - siteAdded} ms after the site add began; ` +
+        `hank (on A) -> LAN host first reply ${toLan.replies[0]! - childUp} ms after the CHILD SA, then ` +
+        `${toLan.replies.length} replies; LAN host -> hank ${back.received}/5`;
+      console.log(line);
+      t.diagnostic(line);
+    },
+  );
 
   it('5. SIGTERM: every gateway exits 0', async () => {
     for (const key of GATEWAYS) {

@@ -917,8 +917,19 @@ if (!can.ok) {
           first.registeredAt,
           'registering again keeps the first registration',
         );
-        assert.equal(await a.revision(), 0, 'gateways are not in the change feed');
+        // Registrations (not heartbeats) are in the change feed, keyed gateway/NAME under kind settings.
+        const feed = (await a.changesSince(0)).map((c) => `${c.kind}:${c.key}`);
+        assert.deepEqual(feed, [
+          'settings:gateway/gw-west',
+          'settings:gateway/gw-east',
+          'settings:gateway/gw-west',
+        ]);
         assert.equal(await b.removeGateway('gw-east'), true);
+        assert.equal(await b.removeGateway('gw-east'), false);
+        assert.deepEqual(
+          (await a.changesSince(3)).map((c) => `${c.kind}:${c.key}`),
+          ['settings:gateway/gw-east'],
+        );
         assert.deepEqual(
           (await a.listGateways()).map((g) => g.name),
           ['gw-west'],

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import { ControlPlane } from '../../src/control/control-plane.js';
 import { openSqliteStore } from '../../src/control/store-sqlite.js';
 import { PrivateKey, PublicKey } from '../../src/crypto/keys.js';
-import { GatewaySync } from '../../src/server/gateway-sync.js';
+import { changedGateway, gatewayChangeKey, type Change } from '../../src/control/model.js';
+import { GatewaySync, type MeshChanges } from '../../src/server/gateway-sync.js';
 import { WireGuardMembers } from '../../src/server/wireguard-members.js';
 import type {
   InstalledMember,
@@ -624,5 +625,55 @@ test('a transport that stops reporting a member and reports it again later count
     assert.equal(status?.txBytes, 30);
   } finally {
     f.close();
+  }
+});
+
+test('the mesh hears from the feed of registrations, shared routes and sites; the settings row is not one', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-sync-'));
+  const store = openSqliteStore(join(dir, 'weft.db'));
+  try {
+    ControlPlane.init(store, { endpoint: 'vpn.example.com', subnet: '10.66.0.0/24' });
+    // Registrations are feed entries of the shared store only: appended here after the SQLite store's own.
+    const extra: Change[] = [];
+    const head = (): number => Math.max(store.revision(), extra.at(-1)?.rev ?? 0);
+    const feed = new Proxy(store, {
+      get(target, prop) {
+        if (prop === 'revision') return head;
+        if (prop === 'changesSince')
+          return (rev: number, limit?: number) => [
+            ...target.changesSince(rev, limit),
+            ...extra.filter((c) => c.rev > rev),
+          ];
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const cp = new ControlPlane(feed);
+    const heard: MeshChanges[] = [];
+    const settingsSeen: string[] = [];
+    const sync = new GatewaySync(cp, new Device({ privateKey: cp.gatewayPrivateKey() }), {
+      meshChanged: (what) => heard.push(what),
+      settingsChanged: () => settingsSeen.push('settings'),
+    });
+    sync.poll();
+    assert.deepEqual(heard, [{ gateways: true, routes: true, all: true }], 'the first poll reads everything');
+    heard.length = 0;
+    store.insertRoute({ cidr: '10.99.0.0/24', description: '' });
+    sync.poll();
+    assert.deepEqual(heard, [{ gateways: false, routes: true, all: false }]);
+    heard.length = 0;
+    extra.push({ rev: head() + 1, kind: 'settings', key: gatewayChangeKey('gw-b') });
+    sync.poll();
+    assert.deepEqual(heard, [{ gateways: true, routes: false, all: false }]);
+    assert.deepEqual(settingsSeen, [], 'a registration is not a change of the settings row');
+    heard.length = 0;
+    sync.poll();
+    assert.deepEqual(heard, [], 'nothing new in the feed: nothing to read');
+    assert.equal(changedGateway({ kind: 'settings', key: 'gateway/gw-b' }), 'gw-b');
+    assert.equal(changedGateway({ kind: 'settings', key: '' }), undefined);
+    assert.equal(changedGateway({ kind: 'member', key: 'gateway/x' }), undefined);
+  } finally {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
