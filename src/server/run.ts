@@ -619,6 +619,7 @@ function startMulticast(
     sync.permits,
     monotonicEpochMs,
     sync,
+    sync,
   );
   replicator.policy = members;
   sync.attach(members);
