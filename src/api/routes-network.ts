@@ -144,7 +144,8 @@ export function networkRoutes(ctx: ApiContext): void {
     method: 'POST',
     path: '/policies',
     operationId: 'addPolicy',
-    summary: 'Adds a policy: allow or deny a group traffic to a destination',
+    summary:
+      'Adds a policy: allow or deny a group traffic to a destination, or (direction receive) copies of multicast groups',
     tag: 'policies',
     body: s.PolicyInput,
     errors: ['WEFT_ERR_GROUP_NOT_FOUND', 'WEFT_ERR_POLICY_EXISTS'],

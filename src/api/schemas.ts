@@ -173,12 +173,20 @@ const PortRange = z.strictObject({ from: z.number().int(), to: z.number().int() 
 export const PolicyInput = z.strictObject({
   action: z.enum(['allow', 'deny']),
   group: z.string().describe('A group name, or "*" for every member'),
-  destination: z.string().describe('A prefix, an address, "group:NAME" or "any"'),
+  destination: z
+    .string()
+    .describe('A prefix, an address, "group:NAME" or "any"; for a receive rule a multicast range or "any"'),
   proto: z.enum(['any', 'tcp', 'udp', 'icmp']).optional(),
   ports: PortRange.partial({ to: true })
     .nullable()
     .optional()
     .describe('tcp/udp only; `to` defaults to `from`'),
+  direction: z
+    .enum(['send', 'receive'])
+    .optional()
+    .describe(
+      '"send" (the default): what the group may send; "receive": which multicast groups the group may receive',
+    ),
 });
 
 export const TokenInput = z.strictObject({ name });
@@ -405,6 +413,7 @@ export const Policy = z.object({
   destination: z.string(),
   proto: z.enum(['any', 'tcp', 'udp', 'icmp']),
   ports: PortRange.nullable(),
+  direction: z.enum(['send', 'receive']),
 });
 
 export const PolicyPage = pageOf(Policy);

@@ -758,17 +758,25 @@ export function registerPeopleCommands(program: Command): void {
   // ---- policies ----
   const policy = program
     .command('policy')
-    .description('who reaches what: deny rules win over allow rules; the default policy decides the rest');
+    .description(
+      'who reaches what: deny rules win over allow rules; the default policy decides the rest ' +
+        '(multicast receive rules, --receive: deny by default)',
+    );
   for (const action of ['allow', 'deny'] as const) {
     data(
       policy
         .command(action)
         .argument('<group>', 'a group, or "*" for every member')
-        .argument('<dest>', 'CIDR, group:NAME or any, optionally :tcp|udp|icmp[/PORT[-PORT]]'),
-    ).action((groupName: string, dest: string, opts: DataOption) =>
+        .argument('<dest>', 'CIDR, group:NAME or any, optionally :tcp|udp|icmp[/PORT[-PORT]]')
+        .option(
+          '--receive',
+          `a multicast receive rule: <dest> is a group range (e.g. 239.1.0.0/16) or any, whose copies members of <group> ${action === 'allow' ? 'may' : 'may not'} receive`,
+        ),
+    ).action((groupName: string, dest: string, opts: DataOption & { receive?: boolean }) =>
       withControlPlane(opts, (cp) => {
         const spec = destinationSpec('destination', dest);
-        const p = cp.addPolicy(actor(), { action, group: groupName, ...spec });
+        const direction = opts.receive === true ? 'receive' : 'send';
+        const p = cp.addPolicy(actor(), { action, group: groupName, ...spec, direction });
         console.log(`added policy #${p.id}: ${policyText(p)}${staleNotice(cp)}`);
       }),
     );

@@ -814,7 +814,7 @@ export class ControlPlane {
 
   /**
    * Prefixes a member's device should send into the tunnel: the gateway's own addresses, plus what its
-   * allow policies reach (the member subnet for a group destination, everything for "any"), or everything
+   * allow (send) policies reach (the member subnet for a group destination, everything for "any"), or everything
    * for a full-tunnel member. Deny policies are not subtracted: the gateway enforces them per packet.
    */
   memberAllowedIps(m: Member, inputs: ConfigInputs = this.configInputs()): string[] {
@@ -828,7 +828,8 @@ export class ControlPlane {
         ? [s.subnet, ...(s.subnet6 ? [s.subnet6] : []), ...inputs.routes.map((r) => r.cidr)]
         : [];
     for (const p of inputs.policies) {
-      if (p.action !== 'allow' || !applies(p)) continue;
+      // Receive rules say which groups' copies it may get: copies come in through the multicast ranges below.
+      if (p.action !== 'allow' || p.direction === 'receive' || !applies(p)) continue;
       if (p.destination === 'any') return everything;
       if (p.destination.startsWith('group:')) reach.push(s.subnet, ...(s.subnet6 ? [s.subnet6] : []));
       else reach.push(p.destination);

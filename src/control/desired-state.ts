@@ -95,10 +95,13 @@ const routeSchema = z.union([
   z.object({ cidr: z.string(), description: z.string().optional(), gateway: z.string().optional() }).strict(),
 ]);
 
-/** `{allow: eng, to: "10.20.0.0/24:tcp/443"}` or `{deny: "*", to: any}`. */
+/**
+ * `{allow: eng, to: "10.20.0.0/24:tcp/443"}` or `{deny: "*", to: any}`; a multicast receive rule has
+ * `receive: true` (`{allow: eng, to: "239.1.0.0/16", receive: true}`).
+ */
 const policySchema = z.union([
-  z.object({ allow: z.string(), to: z.string() }).strict(),
-  z.object({ deny: z.string(), to: z.string() }).strict(),
+  z.object({ allow: z.string(), to: z.string(), receive: z.boolean().optional() }).strict(),
+  z.object({ deny: z.string(), to: z.string(), receive: z.boolean().optional() }).strict(),
 ]);
 
 const memberSchema = z
@@ -287,7 +290,15 @@ function policyOf(p: NonNullable<DesiredState['policies']>[number], field: strin
   const action = 'allow' in p ? 'allow' : 'deny';
   const group = 'allow' in p ? p.allow : p.deny;
   const spec = v.destinationSpec(`${field}.to`, p.to);
-  return v.policy(field, { action, group, ...spec });
+  const direction = p.receive === true ? 'receive' : 'send';
+  try {
+    return v.policy(field, { action, group, ...spec, direction });
+  } catch (err) {
+    // The file names the destination `to`.
+    if (err instanceof WeftError && err.field === `${field}.destination`)
+      throw new WeftError(err.code, `${field}.to${err.message.slice(err.field.length)}`, `${field}.to`);
+    throw err;
+  }
 }
 
 function same(a: unknown, b: unknown): boolean {
@@ -629,9 +640,9 @@ export function exportState(cp: ControlPlane, options: { includeSecrets?: boolea
         : r.cidr,
     ),
     policies: cp.listPolicies().map((p) => {
-      const [action, group, ...rest] = v.policyText(p).split(' ');
-      const to = rest.join(' ');
-      return action === 'allow' ? { allow: group!, to } : { deny: group!, to };
+      const to = v.policyTarget(p);
+      const receive = p.direction === 'receive' ? { receive: true } : {};
+      return p.action === 'allow' ? { allow: p.group, to, ...receive } : { deny: p.group, to, ...receive };
     }),
     members: cp.store.allMembers().map((m) => ({
       name: m.name,

@@ -10,7 +10,12 @@
 import type { Policy, Settings } from './model.js';
 
 function coversInternet(p: Policy): boolean {
-  return (p.destination === 'any' || p.destination === '0.0.0.0/0') && p.proto === 'any' && p.ports === null;
+  return (
+    p.direction === 'send' &&
+    (p.destination === 'any' || p.destination === '0.0.0.0/0') &&
+    p.proto === 'any' &&
+    p.ports === null
+  );
 }
 
 /** What keeps a full-tunnel member in `groups` from the internet, each with what to run; empty when nothing. */

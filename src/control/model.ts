@@ -123,8 +123,16 @@ export interface PortRange {
 }
 
 /**
+ * Which way a rule looks: `send` rules decide what a group's members (and sites) may send, unicast and to
+ * multicast groups; `receive` rules decide which multicast groups they may receive copies of.
+ */
+export type PolicyDirection = 'send' | 'receive';
+
+/**
  * `action` traffic from members of `group` ("*" for every member) to `destination`:
  * a prefix ("10.20.0.0/24"), the members of a group ("group:eng"), or anywhere ("any").
+ * A `receive` rule instead says whether members of `group` may receive copies of multicast sent to
+ * `destination` (a range inside 224.0.0.0/4 or ff00::/8, or "any" for every group).
  */
 export interface Policy {
   readonly id: number;
@@ -133,6 +141,7 @@ export interface Policy {
   readonly destination: string;
   readonly proto: Proto;
   readonly ports: PortRange | null;
+  readonly direction: PolicyDirection;
 }
 
 export type PolicyInput = Omit<Policy, 'id'>;

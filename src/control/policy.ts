@@ -7,6 +7,9 @@
  *      matches, it passes; otherwise the network's default policy decides.
  *   3. Traffic to the gateway's own tunnel addresses always passes (it is the member's next hop).
  *   4. Replies to a flow the firewall let through pass as well (member-firewall.ts keeps the flows).
+ * Receive rules (direction "receive") are apart: they decide which multicast groups a member (or a site) may
+ * receive copies of, with the group address as the rule's destination; deny first, then allow, and otherwise
+ * no copy, whatever the default policy (member-firewall.ts `receives`). They never apply to what is sent.
  */
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefix-trie.js';
@@ -36,8 +39,10 @@ export interface CompiledPolicy {
   readonly defaultAllow: boolean;
   /** Groups some rule has as its destination: their membership is part of the compiled policy. */
   readonly destinationGroups: ReadonlySet<string>;
-  /** The rules for a member with these groups, shared between members with the same groups. */
+  /** The send rules for a member with these groups, shared between members with the same groups. */
   rulesFor(groups: readonly string[]): readonly CompiledRule[];
+  /** The receive rules (multicast) for a member or site with these groups, shared likewise. */
+  receiveRulesFor(groups: readonly string[]): readonly CompiledRule[];
   /** Moves one member's addresses in the group destinations (it was added, removed, or changed groups). */
   memberChanged(before: MemberAddresses | undefined, after: MemberAddresses | undefined): void;
 }
@@ -56,7 +61,7 @@ export function compilePolicy(
   groupAddresses: (group: string) => readonly string[],
 ): CompiledPolicy {
   const compiled = policies.map(
-    (p): { group: string; destinationGroup: string | null; rule: CompiledRule } => {
+    (p): { group: string; receive: boolean; destinationGroup: string | null; rule: CompiledRule } => {
       let destinations: PrefixTrie<true> | undefined;
       if (p.destination !== 'any') {
         destinations = new PrefixTrie<true>();
@@ -70,6 +75,7 @@ export function compilePolicy(
       }
       return {
         group: p.group,
+        receive: p.direction === 'receive',
         destinationGroup: p.destination.startsWith('group:') ? p.destination.slice(6) : null,
         rule: {
           id: p.id,
@@ -83,7 +89,23 @@ export function compilePolicy(
     },
   );
   const cache = new Map<string, readonly CompiledRule[]>();
-  const byDestinationGroup = compiled.filter((c) => c.destinationGroup !== null);
+  const receiveCache = new Map<string, readonly CompiledRule[]>();
+  const send = compiled.filter((c) => !c.receive);
+  const receive = compiled.filter((c) => c.receive);
+  const byDestinationGroup = send.filter((c) => c.destinationGroup !== null);
+  const select = (
+    from: typeof compiled,
+    memo: Map<string, readonly CompiledRule[]>,
+    groups: readonly string[],
+  ): readonly CompiledRule[] => {
+    const key = groups.join('\n');
+    let rules = memo.get(key);
+    if (!rules) {
+      rules = from.filter((c) => c.group === '*' || groups.includes(c.group)).map((c) => c.rule);
+      memo.set(key, rules);
+    }
+    return rules;
+  };
   return {
     defaultAllow: defaultPolicy === 'allow',
     destinationGroups: new Set(byDestinationGroup.map((c) => c.destinationGroup!)),
@@ -104,13 +126,10 @@ export function compilePolicy(
       }
     },
     rulesFor(groups) {
-      const key = groups.join('\n');
-      let rules = cache.get(key);
-      if (!rules) {
-        rules = compiled.filter((c) => c.group === '*' || groups.includes(c.group)).map((c) => c.rule);
-        cache.set(key, rules);
-      }
-      return rules;
+      return select(send, cache, groups);
+    },
+    receiveRulesFor(groups) {
+      return select(receive, receiveCache, groups);
     },
   };
 }

@@ -47,6 +47,7 @@ import type {
   OpenVpnRevocation,
   Policy,
   PolicyAction,
+  PolicyDirection,
   PolicyInput,
   Proto,
   Settings,
@@ -364,6 +365,23 @@ ALTER TABLE routes ADD COLUMN gateway text COLLATE "C";
 ALTER TABLE sites ADD COLUMN gateway text COLLATE "C";
 `;
 
+/**
+ * Version 11: multicast receive rules, as the SQLite store's version 11: a policy's direction (`send` for
+ * every existing rule), and on a network that already has members or sites the rule `allow * any receive`,
+ * audited under the actor "upgrade", so receivers keep what they got before.
+ */
+const SCHEMA_V11 = `
+ALTER TABLE policies ADD COLUMN direction text NOT NULL DEFAULT 'send'
+  CONSTRAINT "policies.direction" CHECK (direction IN ('send', 'receive'));
+INSERT INTO policies (action, grp, destination, proto, port_from, port_to, direction)
+  SELECT 'allow', '*', 'any', 'any', NULL, NULL, 'receive'
+  WHERE EXISTS (SELECT 1 FROM members) OR EXISTS (SELECT 1 FROM sites);
+INSERT INTO audit (at, actor, action, target, detail)
+  SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'upgrade', 'policy.add',
+         '#' || id, json_build_object('rule', 'allow * any receive')
+  FROM policies WHERE direction = 'receive';
+`;
+
 /** Append only: a released build's migration never changes, the next one is added after it. */
 export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V1,
@@ -376,6 +394,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   SCHEMA_V8,
   SCHEMA_V9,
   SCHEMA_V10,
+  SCHEMA_V11,
 ];
 
 /** The schema version this build writes. */
@@ -637,6 +656,7 @@ interface PolicyRow {
   readonly proto: Proto;
   readonly port_from: number | null;
   readonly port_to: number | null;
+  readonly direction: PolicyDirection;
 }
 
 interface AuditRow {
@@ -1051,18 +1071,18 @@ export class PostgresStore implements AsyncStore {
 
   async listPolicies(): Promise<Policy[]> {
     const { rows } = await this.#read<PolicyRow>(
-      'SELECT id, action, grp, destination, proto, port_from, port_to FROM policies ORDER BY id',
+      'SELECT id, action, grp, destination, proto, port_from, port_to, direction FROM policies ORDER BY id',
     );
     return rows.map(policyFromRow);
   }
 
   insertPolicy(policy: PolicyInput): Promise<Policy> {
     return this.#change(async (q) => {
-      const { action, group, destination, proto, ports } = policy;
+      const { action, group, destination, proto, ports, direction } = policy;
       const { rows } = await q<{ id: number }>(
-        `INSERT INTO policies (action, grp, destination, proto, port_from, port_to)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-        [action, group, destination, proto, ports?.from ?? null, ports?.to ?? null],
+        `INSERT INTO policies (action, grp, destination, proto, port_from, port_to, direction)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+        [action, group, destination, proto, ports?.from ?? null, ports?.to ?? null, direction],
       );
       const id = rows[0]?.id ?? 0;
       const result: Policy = {
@@ -1072,6 +1092,7 @@ export class PostgresStore implements AsyncStore {
         destination,
         proto,
         ports: ports === null ? null : { ...ports },
+        direction,
       };
       return { result, changes: [['policy', String(id)]] };
     });
@@ -2097,6 +2118,7 @@ function policyFromRow(r: PolicyRow): Policy {
     destination: r.destination,
     proto: r.proto,
     ports: r.port_from === null || r.port_to === null ? null : { from: r.port_from, to: r.port_to },
+    direction: r.direction,
   };
 }
 

@@ -36,6 +36,7 @@ import type {
   OpenVpnRevocation,
   Policy,
   PolicyAction,
+  PolicyDirection,
   PolicyInput,
   Proto,
   Settings,
@@ -292,6 +293,24 @@ ALTER TABLE sites ADD COLUMN gateway TEXT;
 `;
 
 /**
+ * Version 11: multicast receive rules. A policy's direction: `send` (every existing rule: what a group may send)
+ * or `receive` (which multicast groups a group's members and sites may receive copies of; deny by default). A
+ * network that already has members or sites gets the rule `allow * any receive`, recorded in the audit log
+ * under the actor "upgrade", so every receiver keeps getting what the senders' rules allowed before; a new
+ * network starts without it.
+ */
+const SCHEMA_V11 = `
+ALTER TABLE policies ADD COLUMN direction TEXT NOT NULL DEFAULT 'send' CHECK (direction IN ('send', 'receive'));
+INSERT INTO policies (action, grp, destination, proto, port_from, port_to, direction)
+  SELECT 'allow', '*', 'any', 'any', NULL, NULL, 'receive'
+  WHERE EXISTS (SELECT 1 FROM members) OR EXISTS (SELECT 1 FROM sites);
+INSERT INTO audit (at, actor, action, target, detail)
+  SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'upgrade', 'policy.add', '#' || id,
+         json_object('rule', 'allow * any receive')
+  FROM policies WHERE direction = 'receive';
+`;
+
+/**
  * Version 5: IPsec sites. A site is one row; its lists (subnets, proposals, groups) are JSON arrays, since they
  * are read and written whole and nothing joins on them (a group's name is removed from every site by the
  * control plane, in the transaction that deletes the group). The live status the gateway reports is one JSON
@@ -364,6 +383,7 @@ export const MIGRATIONS: readonly Migration[] = [
   (db) => db.exec(SCHEMA_V8),
   (db) => db.exec(SCHEMA_V9),
   (db) => db.exec(SCHEMA_V10),
+  (db) => db.exec(SCHEMA_V11),
 ];
 
 /** The schema version this build writes; a file at a higher version was written by a newer build. */
@@ -409,6 +429,7 @@ interface PolicyRow {
   readonly proto: Proto;
   readonly port_from: number | null;
   readonly port_to: number | null;
+  readonly direction: PolicyDirection;
 }
 
 interface AuditRow {
@@ -628,11 +649,11 @@ function prepareStatements(db: Database) {
     allSiteStatuses: db.prepare('SELECT status FROM site_status ORDER BY name').pluck<string>(),
 
     listPolicies: db.prepare<PolicyRow>(
-      'SELECT id, action, grp, destination, proto, port_from, port_to FROM policies ORDER BY id',
+      'SELECT id, action, grp, destination, proto, port_from, port_to, direction FROM policies ORDER BY id',
     ),
     insertPolicy: db.prepare(
-      `INSERT INTO policies (action, grp, destination, proto, port_from, port_to)
-       VALUES (?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO policies (action, grp, destination, proto, port_from, port_to, direction)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
     ),
     deletePolicy: db.prepare('DELETE FROM policies WHERE id = ?'),
 
@@ -1054,7 +1075,7 @@ export class SqliteStore implements Store {
 
   insertPolicy(policy: PolicyInput): Policy {
     return this.#write(() => {
-      const { action, group, destination, proto, ports } = policy;
+      const { action, group, destination, proto, ports, direction } = policy;
       const result = this.#sql.insertPolicy.run(
         action,
         group,
@@ -1062,10 +1083,19 @@ export class SqliteStore implements Store {
         proto,
         ports?.from ?? null,
         ports?.to ?? null,
+        direction,
       );
       const id = Number(result.lastInsertRowid);
       this.#changed('policy', String(id));
-      return { id, action, group, destination, proto, ports: ports === null ? null : { ...ports } };
+      return {
+        id,
+        action,
+        group,
+        destination,
+        proto,
+        ports: ports === null ? null : { ...ports },
+        direction,
+      };
     });
   }
 
@@ -1435,6 +1465,7 @@ function policyFromRow(r: PolicyRow): Policy {
     destination: r.destination,
     proto: r.proto,
     ports: r.port_from === null || r.port_to === null ? null : { from: r.port_from, to: r.port_to },
+    direction: r.direction,
   };
 }
 

@@ -18,6 +18,7 @@ import {
   OPENVPN_CIPHERS,
   type OpenVpnSettings,
   type PolicyAction,
+  type PolicyDirection,
   type PolicyInput,
   type PortRange,
   type Proto,
@@ -392,23 +393,53 @@ export function portRange(field: string, value: unknown, p: Proto): PortRange | 
   return { from, to };
 }
 
+export function policyDirection(field: string, value: unknown): PolicyDirection {
+  if (value === undefined || value === null) return 'send';
+  if (value !== 'send' && value !== 'receive') throw invalid(field, 'must be "send" or "receive"');
+  return value;
+}
+
+/** Whether a canonical destination is "any" or a prefix inside 224.0.0.0/4 or ff00::/8. */
+function multicastDestination(destination: string): boolean {
+  if (destination === 'any') return true;
+  const p = parsePrefix(destination);
+  if (!p.ok) return false;
+  const { family, bytes, bits } = p.value;
+  return family === 4 ? bits >= 4 && (bytes[0]! & 0xf0) === 0xe0 : bits >= 8 && bytes[0] === 0xff;
+}
+
 export function policy(field: string, value: Partial<PolicyInput>): PolicyInput {
   const action = policyAction(`${field}.action`, value.action);
   const group = value.group === '*' ? '*' : name(`${field}.group`, value.group);
   const p = proto(`${field}.proto`, value.proto);
+  const direction = policyDirection(`${field}.direction`, value.direction);
+  const dest = destination(`${field}.destination`, value.destination);
+  // A receive rule names the groups copies may come from: multicast ranges only.
+  if (direction === 'receive' && !multicastDestination(dest))
+    throw invalid(
+      `${field}.destination`,
+      `a receive rule takes a multicast range (inside 224.0.0.0/4 or ff00::/8) or "any", not ${dest}`,
+    );
   return {
     action,
     group,
-    destination: destination(`${field}.destination`, value.destination),
+    destination: dest,
     proto: p,
     ports: portRange(`${field}.ports`, value.ports ?? null, p),
+    direction,
   };
 }
 
+/** "allow eng 10.20.0.0/24:tcp/443"; a receive rule ends in " receive" ("allow eng 239.1.0.0/16 receive"). */
 export function policyText(p: PolicyInput): string {
+  return `${p.action} ${p.group} ${policyTarget(p)}${p.direction === 'receive' ? ' receive' : ''}`;
+}
+
+/** The destination with its protocol and ports as the CLI and state files write it ("10.20.0.0/24:tcp/443"). */
+export function policyTarget(p: PolicyInput): string {
   const ports = p.ports ? `/${p.ports.from}${p.ports.to !== p.ports.from ? `-${p.ports.to}` : ''}` : '';
   const suffix = p.proto === 'any' && !p.ports ? '' : `:${p.proto}${ports}`;
-  return `${p.action} ${p.group} ${p.destination}${suffix}`;
+  return `${p.destination}${suffix}`;
 }
 
 export function assertFound<T>(value: T | undefined, code: WeftError['code'], what: string): T {

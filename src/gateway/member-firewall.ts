@@ -17,6 +17,8 @@ import { ICMP4, ICMP6, PROTO_NUMBER, type CompiledRule } from '../control/policy
 export interface FirewallMember {
   readonly name: string;
   rules: readonly CompiledRule[];
+  /** Its multicast receive rules (policy.ts: direction "receive"); none: it receives no group. */
+  receiveRules: readonly CompiledRule[];
   drops: number;
 }
 
@@ -174,6 +176,25 @@ export class MemberFirewall {
     for (const rule of member.rules) if (!rule.allow && matches(rule, header, t, destination)) return false;
     if (this.defaultAllow) return true;
     for (const rule of member.rules) if (rule.allow && matches(rule, header, t, destination)) return true;
+    return false;
+  }
+
+  /**
+   * Whether the member's receive rules let it have a copy of this packet to a multicast group: a matching deny
+   * rule refuses, a matching allow rule admits, and no match refuses (deny by default, whatever the default
+   * policy). The group address is the rules' destination; protocol and ports match as for send rules.
+   * Nothing is counted here (the replicator counts 'policy-receive'); nothing is allocated per call.
+   */
+  receives(member: FirewallMember, packet: Uint8Array, header: IpHeader): boolean {
+    const rules = member.receiveRules;
+    if (rules.length === 0) return false;
+    if (this.lastPacket !== packet) {
+      this.lastPacket = packet;
+      this.lastTransport = transport(packet, header);
+    }
+    const t = this.lastTransport;
+    for (const rule of rules) if (!rule.allow && matches(rule, header, t)) return false;
+    for (const rule of rules) if (rule.allow && matches(rule, header, t)) return true;
     return false;
   }
 

@@ -227,6 +227,7 @@ export class GatewaySync {
         groups: [...site.groups],
         remoteSubnets: [...site.remoteSubnets],
         rules: this.policy.rulesFor(site.groups),
+        receiveRules: this.policy.receiveRulesFor(site.groups),
         drops: 0,
       });
     this.firewall.configure(this.firewallOptions());
@@ -250,6 +251,16 @@ export class GatewaySync {
   ): boolean => {
     const site = this.sites.get(name);
     return site !== undefined && this.firewall.permits(site, packet, header, destination);
+  };
+
+  /** Whether an installed member's receive rules let it have a copy of this packet to a multicast group. */
+  readonly receives = (member: InstalledMember, packet: Uint8Array, header: IpHeader): boolean =>
+    this.installed.get(member.name) === member && this.firewall.receives(member, packet, header);
+
+  /** Whether a site's receive rules let it have a copy of this packet to a multicast group. */
+  readonly siteReceives = (name: string, packet: Uint8Array, header: IpHeader): boolean => {
+    const site = this.sites.get(name);
+    return site !== undefined && this.firewall.receives(site, packet, header);
   };
 
   get memberCount(): number {
@@ -283,8 +294,14 @@ export class GatewaySync {
 
   private recompile(): void {
     this.policy = this.compile();
-    for (const m of this.installed.values()) m.rules = this.policy.rulesFor(m.record.groups);
-    for (const site of this.sites.values()) site.rules = this.policy.rulesFor(site.groups);
+    for (const m of this.installed.values()) {
+      m.rules = this.policy.rulesFor(m.record.groups);
+      m.receiveRules = this.policy.receiveRulesFor(m.record.groups);
+    }
+    for (const site of this.sites.values()) {
+      site.rules = this.policy.rulesFor(site.groups);
+      site.receiveRules = this.policy.receiveRulesFor(site.groups);
+    }
   }
 
   /** Reads the store and makes the device match it; call often (it is cheap when nothing changed). */
@@ -380,6 +397,7 @@ export class GatewaySync {
       record: record.privateKey === null ? record : { ...record, privateKey: null },
       expiresAt: record.expiresAt === null ? null : Date.parse(record.expiresAt),
       rules: this.policy.rulesFor(record.groups),
+      receiveRules: this.policy.receiveRulesFor(record.groups),
       drops: previous?.drops ?? 0,
     };
     if (!previous) this.counters.installs++;

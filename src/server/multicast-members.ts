@@ -5,15 +5,17 @@
  * Policy is the member firewall's:
  *   - sending: the sender's rules with the group as destination, exactly as for unicast (drops are counted
  *     against the member as policy drops);
- *   - receiving: the sender's rules with the receiver's tunnel address as destination, i.e. a member gets a
+ *   - receiving: the receiver's own receive rules (policy direction "receive") must allow the group, deny by
+ *     default; and the sender's rules with the receiver's tunnel address as destination, i.e. a member gets a
  *     copy only if the sender could reach it by unicast with the same protocol and port.
  * The host (the gateway's own TUN side) is a port too; it sends and receives under no member's rules.
  *
  * IPsec sites with multicast ranges are ports too ("site:NAME"), reached through the site's CHILD SA. A site's
  * rules are its groups' (as for its unicast traffic): it may send to a group its rules let it reach, and a
  * member gets its copy only if the site's rules would let the packet reach that member's address. A site
- * gets copies by static membership (hosts behind a site gateway never send IGMP across it); what it gets is
- * what the sender may send to the group.
+ * gets copies by static membership or its hosts' reports; what it gets is what the sender may send to the
+ * group and what the receive rules of the site's groups allow. The LAN bridge and the host have no groups:
+ * no receive rules apply to them.
  *
  * Static memberships (settings.multicastStatic: member:NAME, site:NAME, lan) are kept applied here as ports
  * come and go: a member's WireGuard peer and its OpenVPN session while one is up, a site while it is a
@@ -116,6 +118,12 @@ class SessionPort extends MemberPortBase {
   }
 }
 
+/** The receive rules of a member and of a site (GatewaySync.receives, siteReceives). */
+export interface ReceivePolicy {
+  receives(member: InstalledMember, packet: Uint8Array, header: IpHeader): boolean;
+  siteReceives(name: string, packet: Uint8Array, header: IpHeader): boolean;
+}
+
 /** The site checks of the firewall (GatewaySync.admitSite, permitsSite). */
 export interface SitePolicy {
   admitSite(name: string, packet: Uint8Array, header: IpHeader): boolean;
@@ -179,6 +187,7 @@ export class MulticastMembers
     private readonly permitsMember: PermitsMember,
     private readonly clock: () => number,
     private readonly sites: SitePolicy = { admitSite: () => false, permitsSite: () => false },
+    private readonly receiving: ReceivePolicy = { receives: () => true, siteReceives: () => true },
   ) {}
 
   // ------------------------------------------------------------ static memberships
@@ -385,7 +394,9 @@ export class MulticastMembers
     packet: Uint8Array,
     header: IpHeader,
   ): boolean => {
+    if (receiver instanceof SitePort) return this.receiving.siteReceives(receiver.name, packet, header);
     if (!(receiver instanceof MemberPortBase)) return true;
+    if (!this.receiving.receives(receiver.member, packet, header)) return false;
     const destination = header.family === 4 ? receiver.address4 : receiver.address6;
     if (source instanceof MemberPortBase)
       return destination !== null && this.permitsMember(source.member, packet, header, destination);

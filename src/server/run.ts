@@ -674,6 +674,7 @@ function startMulticast(
     sync.permits,
     monotonicEpochMs,
     sync,
+    sync,
   );
   replicator.policy = members;
   sync.attach(members);

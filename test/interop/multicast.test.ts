@@ -3,8 +3,9 @@
  * members on real clients (wg-quick + wireguard-go), and real sockets joining groups (so the members' kernels
  * send real IGMPv3, or IGMPv2 where forced). Each step is one `it`, in order.
  *
- *   1. init (default allow), groups eng and muted, a policy denying muted → 239.2.0.0/16, multicast on;
- *      members alice, bob, carol (eng) and dave (muted); their configs route 224.0.0.0/4 and the subnet.
+ *   1. init (default allow), groups eng and muted, a policy denying muted → 239.2.0.0/16, a receive rule
+ *      letting eng receive every group (`--receive`; muted has none), multicast on; members alice, bob, carol
+ *      (eng) and dave (muted); their configs route 224.0.0.0/4 and the subnet.
  *   2. server run; the clients come up; carol's interface is forced to IGMPv2.
  *   3. bob (IGMPv3) and carol (IGMPv2) join 239.1.1.1; the gateway learns both joins. alice sends 20
  *      datagrams with TTL 4: bob and carol get all of them with TTL 3 (one routed hop); dave, who did not join,
@@ -42,6 +43,10 @@
  *      on the gateway joins 239.4.4.4 and ff15::4:4 on the TUN device; the host is queried (IGMP from
  *      0.0.0.0, MLD from fe80::1; tcpdump on the TUN device), answers, and stays joined past the interval;
  *      alice's datagrams reach it; its leave ends the membership.
+ *  18. Receive rules: bob (eng, allowed to receive any group) and dave (muted, no receive rule) join
+ *      239.5.5.5; alice sends 10: bob gets 10/10, dave 0/10, and `weft multicast list` counts 10
+ *      `policy-receive` drops on alice's port. `weft policy allow muted 239.5.0.0/16 --receive` while the
+ *      server runs: the next 10 reach dave too; `weft policy deny muted 239.5.5.0/24 --receive`: none again.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -208,6 +213,9 @@ describe(
       await weft(['group', 'add'], ['eng']);
       await weft(['group', 'add'], ['muted']);
       await weft(['policy', 'deny'], ['muted', '239.2.0.0/16']);
+      // Deny by default for receiving: eng may receive every group, muted none (step 15).
+      const receive = await weft(['policy', 'allow'], ['eng', 'any', '--receive']);
+      assert.match(receive.stdout, /allow eng any receive/, receive.stdout);
       const off = await weft(['server', 'multicast']);
       assert.equal(off.stdout.trim(), 'off', 'multicast is off by default');
       const on = await weft(['server', 'multicast'], ['on']);
@@ -750,6 +758,72 @@ describe(
       assert.ok(fromZero.length >= 3, `the host was queried: ${fromZero.length}`);
       assert.ok(reports.length >= 3, `the host answered: ${reports.length}`);
       assert.ok(mldQueries.length >= 3 && mldReports.length >= 3, 'the same over MLD');
+    });
+
+    it('18. receive rules: a member whose groups may not receive a group gets no copy, counted policy-receive', async (t) => {
+      const RX_GROUP = '239.5.5.5';
+      const escaped = RX_GROUP.replaceAll('.', '\\.');
+      await peer('b').join(RX_GROUP);
+      await peer('d').join(RX_GROUP);
+      await logLine(new RegExp(`multicast: wg:bob joined ${escaped}`), 5_000);
+      await logLine(new RegExp(`multicast: wg:dave joined ${escaped}`), 5_000);
+      interface Listed {
+        at: string;
+        ports: { port: string; drops: Record<string, number> }[];
+      }
+      /** alice's policy-receive drops, as a status written after `since` says. */
+      const receiveDrops = async (since: number): Promise<number> => {
+        let listed: Listed | undefined;
+        await waitFor(
+          'a multicast status written after the datagrams',
+          async () => {
+            listed = JSON.parse((await weft(['multicast', 'list'], ['--json'])).stdout) as Listed;
+            return Date.parse(listed.at) > since;
+          },
+          { timeoutMs: 8_000, intervalMs: 500 },
+        );
+        const alice = need(listed, 'the listed status').ports.find((p) => p.port === 'wg:alice');
+        return alice?.drops['policy-receive'] ?? 0;
+      };
+      const round = async (tag: string): Promise<{ bob: number; dave: number; drops: number }> => {
+        await peer('a').send(RX_GROUP, DATA_PORT, 4, 10, 20, tag);
+        await delay(500);
+        const sent = Date.now();
+        return {
+          bob: peer('b').tagged('rx', tag).length,
+          dave: peer('d').tagged('wire', tag).length,
+          drops: await receiveDrops(sent),
+        };
+      };
+      const before = await receiveDrops(0);
+      const denied = await round('rx1');
+      assert.equal(denied.bob, 10, `bob (eng may receive any group) received ${denied.bob}/10`);
+      assert.equal(denied.dave, 0, `dave (muted: no receive rule) received ${denied.dave}/10`);
+      assert.equal(
+        denied.drops - before,
+        10,
+        `policy-receive drops on wg:alice: ${before} → ${denied.drops}`,
+      );
+
+      // A receive rule for muted, added while the server runs, applies to the next packet.
+      await weft(['policy', 'allow'], ['muted', '239.5.0.0/16', '--receive']);
+      await delay(1_000);
+      const allowed = await round('rx2');
+      assert.equal(allowed.bob, 10);
+      assert.equal(allowed.dave, 10, `dave (muted may receive 239.5.0.0/16) received ${allowed.dave}/10`);
+      assert.equal(allowed.drops, denied.drops, 'no more policy-receive drops');
+
+      // A receive deny rule wins over the allow rule.
+      await weft(['policy', 'deny'], ['muted', '239.5.5.0/24', '--receive']);
+      await delay(1_000);
+      const denyWins = await round('rx3');
+      assert.equal(denyWins.bob, 10);
+      assert.equal(denyWins.dave, 0, `dave (a receive deny rule) received ${denyWins.dave}/10`);
+      assert.equal(denyWins.drops - allowed.drops, 10);
+      t.diagnostic(
+        `bob/dave: no rule ${denied.bob}/${denied.dave}, allow ${allowed.bob}/${allowed.dave}, ` +
+          `deny ${denyWins.bob}/${denyWins.dave}; policy-receive drops on wg:alice ${before} → ${denyWins.drops}`,
+      );
     });
   },
 );

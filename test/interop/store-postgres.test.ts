@@ -38,7 +38,7 @@ import {
   type PostgresStore,
 } from '../../src/control/store-postgres.js';
 import { member, SETTINGS, T0 } from '../support/store-conformance.js';
-import { asyncStoreConformance } from '../support/store-conformance-async.js';
+import { asyncStoreConformance, type OpenedAsyncStore } from '../support/store-conformance-async.js';
 import { canRunPostgres, startPostgres, type PostgresServer } from './postgres-harness.js';
 
 const T1 = '2024-05-01T12:01:00.000Z';
@@ -158,10 +158,44 @@ if (!can.ok) {
     await server?.stop();
   });
 
-  asyncStoreConformance('PostgresStore', async () => {
+  /** A database at schema version 10 (see OpenAtVersion10), written with plain SQL as that version left it. */
+  async function writeVersion10(url: string, seed: { readonly member: boolean }): Promise<void> {
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await admin.query(
+        `CREATE TABLE schema_migrations (version integer PRIMARY KEY,
+                                         applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      for (let v = 0; v < 10; v++) {
+        await admin.query(PG_MIGRATIONS[v] ?? '');
+        await admin.query('INSERT INTO schema_migrations (version) VALUES ($1)', [v + 1]);
+      }
+      if (seed.member) {
+        const m = member(1);
+        await admin.query(
+          `INSERT INTO members (name, ip, ip6, public_key, private_key, disabled, expires_at, full_tunnel,
+                                created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, false, NULL, false, $6, $6)`,
+          [m.name, m.ip, m.ip6, m.publicKey, m.privateKey, T0],
+        );
+      }
+      await admin.query(
+        `INSERT INTO policies (action, grp, destination, proto, port_from, port_to)
+         VALUES ('allow', 'eng', '10.20.0.0/16', 'tcp', 22, 22)`,
+      );
+    } finally {
+      await admin.end();
+    }
+  }
+
+  asyncStoreConformance('PostgresStore', () => openConformance(), openConformance);
+
+  async function openConformance(seed?: { readonly member: boolean }): Promise<OpenedAsyncStore> {
     const db = await freshDatabase('conformance');
     let store: PostgresStore;
     try {
+      if (seed) await writeVersion10(db.url, seed);
       store = await openPostgresStore(db.url);
     } catch (err) {
       await db.drop();
@@ -177,7 +211,7 @@ if (!can.ok) {
         }
       },
     };
-  });
+  }
 
   describe('PostgresStore: schema and migrations', () => {
     it('migrates an empty database, once, also when two stores open it at the same moment', async () => {

@@ -424,7 +424,7 @@ export class MemoryStore implements Store {
   insertPolicy(policy: PolicyInput): Policy {
     return this.transaction(() => {
       const id = this.#nextId('policy');
-      const { action, group, destination, proto, ports } = policy;
+      const { action, group, destination, proto, ports, direction } = policy;
       const stored: Policy = {
         id,
         action,
@@ -432,6 +432,7 @@ export class MemoryStore implements Store {
         destination,
         proto,
         ports: ports === null ? null : { ...ports },
+        direction,
       };
       this.#set(this.#state.policies, id, stored);
       this.#changed('policy', String(id));

@@ -70,7 +70,18 @@ async function feed(store: AsyncStore, since = 0): Promise<[string, string][]> {
 }
 
 /** Registers the suite under `describe(name)`. */
-export function asyncStoreConformance(name: string, open: () => Promise<OpenedAsyncStore>): void {
+/**
+ * An implementation's database at schema version 10 (built with its own migrations), opened with this build:
+ * with `member`, it holds the member `m00001` (as `member(1)` without groups); it always holds the policy
+ * "allow eng 10.20.0.0/16:tcp/22" (written at version 10, so it has no direction).
+ */
+export type OpenAtVersion10 = (seed: { readonly member: boolean }) => Promise<OpenedAsyncStore>;
+
+export function asyncStoreConformance(
+  name: string,
+  open: () => Promise<OpenedAsyncStore>,
+  atVersion10?: OpenAtVersion10,
+): void {
   /** A fresh store, closed when the test ends. */
   async function fresh(t: TestContext): Promise<AsyncStore> {
     const { store, close } = await open();
@@ -375,6 +386,7 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
         destination: '10.20.0.0/16',
         proto: 'tcp',
         ports: { from: 22, to: 22 },
+        direction: 'send',
       });
       const p2 = await store.insertPolicy({
         action: 'deny',
@@ -382,6 +394,7 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
         destination: 'any',
         proto: 'any',
         ports: null,
+        direction: 'send',
       });
       const p3 = await store.insertPolicy({
         action: 'allow',
@@ -389,6 +402,7 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
         destination: 'group:eng',
         proto: 'udp',
         ports: { from: 5000, to: 5100 },
+        direction: 'send',
       });
       assert.deepEqual(p1, {
         id: p1.id,
@@ -397,6 +411,7 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
         destination: '10.20.0.0/16',
         proto: 'tcp',
         ports: { from: 22, to: 22 },
+        direction: 'send',
       });
       assert.ok(p1.id < p2.id && p2.id < p3.id);
       assert.deepEqual(await store.listPolicies(), [p1, p2, p3], 'policies keep their insertion order');
@@ -410,6 +425,7 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
         destination: 'any',
         proto: 'icmp',
         ports: null,
+        direction: 'send',
       });
       assert.ok(p4.id > p3.id, 'a deleted policy id is not reused, not even the newest one');
       assert.deepEqual(await store.listPolicies(), [p1, p4]);
@@ -428,6 +444,7 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
         destination: 'any',
         proto: 'any',
         ports: null,
+        direction: 'send',
       });
       await store.updateGroup({ name: 'eng', description: 'Engineering' });
       await store.deletePolicy(policy.id);
@@ -512,6 +529,7 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
               destination: 'any',
               proto: 'any',
               ports: null,
+              direction: 'send',
             });
             await store.deleteGroup('eng');
             throw new Error('abort');
@@ -703,6 +721,7 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
           destination: 'any',
           proto: 'any',
           ports: null,
+          direction: 'send',
         });
       });
       assert.deepEqual(await store.listPolicies(), [value]);
@@ -1312,6 +1331,7 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
         destination: 'any',
         proto: 'tcp',
         ports,
+        direction: 'send',
       });
       groups.push('ops');
       settings.dns.push('1.1.1.1');
@@ -1465,5 +1485,60 @@ export function asyncStoreConformance(name: string, open: () => Promise<OpenedAs
       ((await store.listSites())[0]?.localSubnets as string[]).push('x');
       assert.deepEqual(await store.getSite('hq'), site('hq'));
     });
+
+    it(
+      'migration 10 → 11: existing rules are send rules; a network with members gets "allow * any receive", audited',
+      { skip: atVersion10 === undefined ? 'no version 10 database for this store' : false },
+      async (t) => {
+        const send = {
+          action: 'allow',
+          group: 'eng',
+          destination: '10.20.0.0/16',
+          proto: 'tcp',
+          ports: { from: 22, to: 22 },
+          direction: 'send',
+        } as const;
+        const opened = await atVersion10!({ member: true });
+        t.after(opened.close);
+        const store = opened.store;
+        assert.equal(store.schemaVersion, 11);
+        const policies = await store.listPolicies();
+        assert.equal(policies.length, 2);
+        assert.deepEqual(policies[0], { id: policies[0]!.id, ...send });
+        const compat = policies[1]!;
+        assert.deepEqual(compat, {
+          id: compat.id,
+          action: 'allow',
+          group: '*',
+          destination: 'any',
+          proto: 'any',
+          ports: null,
+          direction: 'receive',
+        });
+        const audit = await store.listAudit({ limit: 10, target: `#${compat.id}` });
+        assert.equal(audit.length, 1);
+        assert.equal(audit[0]!.actor, 'upgrade');
+        assert.equal(audit[0]!.action, 'policy.add');
+        assert.deepEqual(audit[0]!.detail, { rule: 'allow * any receive' });
+        assert.ok(!Number.isNaN(Date.parse(audit[0]!.at)), audit[0]!.at);
+        // Receive rules are stored and read back like any other.
+        const added = await store.insertPolicy({
+          ...send,
+          destination: '239.1.0.0/16',
+          direction: 'receive',
+        });
+        assert.equal((await store.listPolicies()).at(-1)?.direction, 'receive');
+        assert.equal(added.direction, 'receive');
+
+        const empty = await atVersion10!({ member: false });
+        t.after(empty.close);
+        const none = await empty.store.listPolicies();
+        assert.deepEqual(
+          none.map((p) => p.direction),
+          ['send'],
+          'a network without members or sites gets no compatibility rule',
+        );
+      },
+    );
   });
 }

@@ -485,6 +485,7 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
         destination: '10.20.0.0/16',
         proto: 'tcp',
         ports: { from: 22, to: 22 },
+        direction: 'send',
       });
       const p2 = store.insertPolicy({
         action: 'deny',
@@ -492,6 +493,7 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
         destination: 'any',
         proto: 'any',
         ports: null,
+        direction: 'send',
       });
       const p3 = store.insertPolicy({
         action: 'allow',
@@ -499,6 +501,7 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
         destination: 'group:eng',
         proto: 'udp',
         ports: { from: 5000, to: 5100 },
+        direction: 'send',
       });
       assert.deepEqual(p1, {
         id: p1.id,
@@ -507,6 +510,7 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
         destination: '10.20.0.0/16',
         proto: 'tcp',
         ports: { from: 22, to: 22 },
+        direction: 'send',
       });
       assert.ok(p1.id < p2.id && p2.id < p3.id);
       assert.deepEqual(store.listPolicies(), [p1, p2, p3], 'policies keep their insertion order');
@@ -520,6 +524,7 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
         destination: 'any',
         proto: 'icmp',
         ports: null,
+        direction: 'send',
       });
       assert.ok(p4.id > p3.id, 'a deleted policy id is not reused, not even the newest one');
       assert.deepEqual(store.listPolicies(), [p1, p4]);
@@ -538,6 +543,7 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
         destination: 'any',
         proto: 'any',
         ports: null,
+        direction: 'send',
       });
       store.updateGroup({ name: 'eng', description: 'Engineering' });
       store.deletePolicy(policy.id);
@@ -616,6 +622,7 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
               destination: 'any',
               proto: 'any',
               ports: null,
+              direction: 'send',
             });
             store.deleteGroup('eng');
             throw new Error('abort');
@@ -1255,6 +1262,7 @@ export function storeConformance(name: string, open: () => OpenedStore): void {
         destination: 'any',
         proto: 'tcp',
         ports,
+        direction: 'send',
       });
       groups.push('ops');
       settings.dns.push('1.1.1.1');

@@ -650,7 +650,42 @@ for (const { name: storeName, open } of STORES) {
           destination: '10.30.0.0/16',
           proto: 'tcp',
           ports: { from: 22, to: 22 },
+          direction: 'send',
         });
+        // A multicast receive rule: a group range (or any), never a unicast prefix or group:NAME.
+        const receive = await request(f, 'POST', '/api/v1/policies', {
+          body: { action: 'allow', group: 'ops', destination: '239.1.0.0/16', direction: 'receive' },
+        });
+        assert.equal(receive.statusCode, 201, receive.body);
+        const receiveRule = json<{ id: number }>(receive);
+        assertConforms(schemas.Policy, receiveRule);
+        assert.deepEqual(receiveRule, {
+          id: receiveRule.id,
+          action: 'allow',
+          group: 'ops',
+          destination: '239.1.0.0/16',
+          proto: 'any',
+          ports: null,
+          direction: 'receive',
+        });
+        for (const destination of ['10.30.0.0/16', 'group:ops', '2001:db8::/32'])
+          assertError(
+            await request(f, 'POST', '/api/v1/policies', {
+              body: { action: 'allow', group: 'ops', destination, direction: 'receive' },
+            }),
+            400,
+            'WEFT_ERR_VALIDATION',
+            'destination',
+          );
+        assertError(
+          await request(f, 'POST', '/api/v1/policies', {
+            body: { action: 'allow', group: 'ops', destination: 'any', direction: 'sideways' },
+          }),
+          400,
+          'WEFT_ERR_VALIDATION',
+          'direction',
+        );
+        assert.equal((await request(f, 'DELETE', `/api/v1/policies/${receiveRule.id}`)).statusCode, 204);
         assertError(
           await request(f, 'POST', '/api/v1/policies', {
             body: {

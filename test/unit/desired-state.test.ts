@@ -199,3 +199,60 @@ test('the subnet cannot change once members hold addresses from it', () => {
     cp.store.close();
   });
 });
+
+test('multicast receive rules: `receive: true` in a state file, exported and applied back; bad ones name the field', () => {
+  withDir((dir) => {
+    const a = plane(dir, 'a');
+    const file = `
+groups: [eng]
+policies:
+  - allow: eng
+    to: 239.1.0.0/16
+  - allow: eng
+    to: 239.1.0.0/16
+    receive: true
+  - deny: "*"
+    to: 239.1.9.0/24:udp/5000-5010
+    receive: true
+  - allow: "*"
+    to: any
+    receive: true
+`;
+    const changes = applyState(a, 't', parseStateYaml(file));
+    assert.deepEqual(
+      changes.filter((c) => c.kind === 'policy').map((c) => c.target),
+      [
+        'allow eng 239.1.0.0/16',
+        'allow eng 239.1.0.0/16 receive',
+        'deny * 239.1.9.0/24:udp/5000-5010 receive',
+        'allow * any receive',
+      ],
+      'the same range as a send and a receive rule are two rules',
+    );
+    assert.deepEqual(
+      a.listPolicies().map((p) => p.direction),
+      ['send', 'receive', 'receive', 'receive'],
+    );
+    const exported = formatStateYaml(exportState(a));
+    assert.match(exported, /receive: true/);
+    const b = plane(dir, 'b', '10.99.0.0/24');
+    applyState(b, 't', parseStateYaml(exported));
+    assert.equal(formatStateYaml(exportState(b)), exported);
+    assert.deepEqual(applyState(a, 't', parseStateYaml(exported)), []);
+    // A receive rule names a multicast range or any, the file's field being `to`.
+    for (const to of ['10.20.0.0/24', 'group:eng', '2001:db8::/32'])
+      assert.equal(
+        fieldOf(() =>
+          applyState(
+            b,
+            't',
+            parseStateYaml(`groups: [eng]\npolicies:\n  - allow: eng\n    to: "${to}"\n    receive: true\n`),
+          ),
+        ),
+        'policies[0].to',
+        to,
+      );
+    a.store.close();
+    b.store.close();
+  });
+});

@@ -556,7 +556,7 @@ test('WireGuard statuses: one object per member, refreshed in place at each call
     const members = new WireGuardMembers(f.device, () => true);
     for (const name of ['alice', 'bob']) {
       const record = f.cp.store.getMember(name)!;
-      members.install({ name, record, expiresAt: null, rules: [], drops: 0 }, undefined);
+      members.install({ name, record, expiresAt: null, rules: [], receiveRules: [], drops: 0 }, undefined);
     }
     const t0 = Date.parse('2026-03-01T12:00:00Z');
     const first = members.statuses(t0);
@@ -591,7 +591,14 @@ test('WireGuard statuses: one object per member, refreshed in place at each call
     assert.equal(members.statuses(t0 + 181_000).get('alice')?.online, false);
     // Removed: no longer reported.
     members.uninstall(
-      { name: 'bob', record: f.cp.store.getMember('bob')!, expiresAt: null, rules: [], drops: 0 },
+      {
+        name: 'bob',
+        record: f.cp.store.getMember('bob')!,
+        expiresAt: null,
+        rules: [],
+        receiveRules: [],
+        drops: 0,
+      },
       'removed',
       undefined,
     );

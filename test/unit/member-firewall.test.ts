@@ -69,6 +69,7 @@ function policy(
   destination: string,
   proto: Policy['proto'] = 'any',
   ports: [number, number] | null = null,
+  direction: Policy['direction'] = 'send',
 ): Policy {
   return {
     id: nextId++,
@@ -77,6 +78,7 @@ function policy(
     destination,
     proto,
     ports: ports ? { from: ports[0], to: ports[1] } : null,
+    direction,
   };
 }
 
@@ -98,7 +100,15 @@ function setup(
     gateway: [prefix('10.66.0.1/32'), prefix('fd66::1/128')],
     members: [prefix('10.66.0.0/24'), prefix('fd66::/64')],
   });
-  return { fw, member: (name, groups) => ({ name, rules: compiled.rulesFor(groups), drops: 0 }) };
+  return {
+    fw,
+    member: (name, groups) => ({
+      name,
+      rules: compiled.rulesFor(groups),
+      receiveRules: compiled.receiveRulesFor(groups),
+      drops: 0,
+    }),
+  };
 }
 
 function admit(fw: MemberFirewall, m: FirewallMember, packet: Uint8Array, now = 1000): boolean {
@@ -189,8 +199,18 @@ test('flows expire when idle and the table stays bounded', () => {
     maxFlows: 100,
     flowIdleMs: 10_000,
   });
-  const bob: FirewallMember = { name: 'bob', rules: compiled.rulesFor(['sales']), drops: 0 };
-  const alice: FirewallMember = { name: 'alice', rules: compiled.rulesFor(['eng']), drops: 0 };
+  const bob: FirewallMember = {
+    name: 'bob',
+    rules: compiled.rulesFor(['sales']),
+    receiveRules: [],
+    drops: 0,
+  };
+  const alice: FirewallMember = {
+    name: 'alice',
+    rules: compiled.rulesFor(['eng']),
+    receiveRules: [],
+    drops: 0,
+  };
   for (let port = 1; port <= 500; port++)
     admit(fw, bob, v4('10.66.0.20', '10.66.0.10', 'udp', port, 53), 1000);
   assert.equal(fw.flowCount, 100);
@@ -232,4 +252,63 @@ test('a flow admitted at another gateway (the mesh) lets the member here reply, 
   assert.ok(ho);
   fw.remember(outside, ho, 1000);
   assert.equal(fw.flowCount, 1);
+});
+
+function receives(fw: MemberFirewall, m: FirewallMember, packet: Uint8Array): boolean {
+  const h = readIpHeader(packet);
+  assert.ok(h);
+  return fw.receives(m, packet, h);
+}
+
+test('receive rules: only a matching allow rule of the receiver’s groups admits a copy; deny wins; no default', () => {
+  const rules = [
+    policy('allow', 'eng', '239.1.0.0/16', 'any', null, 'receive'),
+    policy('deny', 'eng', '239.1.9.0/24', 'any', null, 'receive'),
+    policy('allow', 'sales', '224.0.0.251/32', 'udp', [5353, 5353], 'receive'),
+    policy('allow', 'eng', 'ff15::/16', 'any', null, 'receive'),
+    // A send rule to a group range lets nobody receive it.
+    policy('allow', 'sales', '239.2.0.0/16'),
+  ];
+  // The default policy does not decide receiving, even when it is allow.
+  for (const defaultPolicy of ['deny', 'allow'] as const) {
+    const { fw, member } = setup(defaultPolicy, rules);
+    const alice = member('alice', ['eng']);
+    const bob = member('bob', ['sales']);
+    const nobody = member('carol', []);
+    assert.equal(receives(fw, alice, v4('10.66.0.20', '239.1.1.1', 'udp', 5000, 5000)), true);
+    assert.equal(receives(fw, alice, v4('10.66.0.20', '239.1.9.1', 'udp', 5000, 5000)), false, 'deny wins');
+    assert.equal(receives(fw, alice, v4('10.66.0.20', '239.3.0.1', 'udp', 5000, 5000)), false);
+    assert.equal(receives(fw, alice, v6('fd66::14', 'ff15::1:1', 'udp', 5000, 5000)), true);
+    assert.equal(receives(fw, bob, v4('10.66.0.10', '224.0.0.251', 'udp', 5353, 5353)), true);
+    assert.equal(receives(fw, bob, v4('10.66.0.10', '224.0.0.251', 'udp', 5353, 5354)), false, 'port');
+    assert.equal(receives(fw, bob, v4('10.66.0.10', '224.0.0.251', 'tcp', 5353, 5353)), false, 'proto');
+    assert.equal(receives(fw, bob, v4('10.66.0.10', '239.2.0.1', 'udp', 5000, 5000)), false, 'send rule');
+    assert.equal(receives(fw, nobody, v4('10.66.0.10', '239.1.1.1', 'udp', 5000, 5000)), false);
+    // Receive rules are not send rules: sending to the group range follows the send rules alone.
+    assert.equal(
+      admit(fw, alice, v4('10.66.0.10', '239.1.1.1', 'udp', 5000, 5000)),
+      defaultPolicy === 'allow',
+    );
+    assert.equal(admit(fw, bob, v4('10.66.0.20', '239.2.0.1', 'udp', 5000, 5000)), true);
+    assert.equal(fw.counters.dropped, defaultPolicy === 'allow' ? 0 : 1, 'receiving counts nothing here');
+  }
+});
+
+test('compile: receive rules apart from send rules, per group set, "*" for everyone', () => {
+  const compiled = compilePolicy(
+    'deny',
+    [
+      policy('allow', '*', 'any', 'any', null, 'receive'),
+      policy('allow', 'eng', '10.20.0.0/24'),
+      policy('deny', 'eng', '239.9.0.0/16', 'any', null, 'receive'),
+    ],
+    (g) => GROUPS[g] ?? [],
+  );
+  assert.equal(compiled.rulesFor(['eng']).length, 1);
+  assert.equal(compiled.receiveRulesFor(['eng']).length, 2);
+  assert.equal(compiled.receiveRulesFor(['sales']).length, 1);
+  assert.equal(compiled.receiveRulesFor([]).length, 1);
+  assert.equal(compiled.rulesFor([]).length, 0);
+  assert.equal(compiled.receiveRulesFor(['eng']), compiled.receiveRulesFor(['eng']), 'shared, not rebuilt');
+  assert.deepEqual([...compiled.destinationGroups], []);
 });

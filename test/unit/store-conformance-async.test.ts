@@ -1,7 +1,8 @@
 /**
  * The async Store conformance suite (test/support/store-conformance-async.ts) against the SQLite store through
  * the async adapter (src/control/store-async.ts), on a real file in a fresh temporary directory; after each case
- * the file is reopened and must pass SQLite's integrity check. The PostgreSQL run of the same suite is
+ * the file is reopened and must pass SQLite's integrity check. Its migration case opens a file written at
+ * schema version 10 with the migrations of that version. The PostgreSQL run of the same suite is
  * test/interop/store-postgres.test.ts (it starts a server, which needs root).
  */
 import assert from 'node:assert/strict';
@@ -11,15 +12,40 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { asyncStore } from '../../src/control/store-async.js';
 import { isPostgresUrl, openStore } from '../../src/control/store-open.js';
-import { openSqliteStore } from '../../src/control/store-sqlite.js';
+import Database from 'better-sqlite3';
+import { MIGRATIONS, openSqliteStore } from '../../src/control/store-sqlite.js';
 import { openMemoryStore } from '../support/memory-store.js';
-import { asyncStoreConformance } from '../support/store-conformance-async.js';
+import { asyncStoreConformance, type OpenedAsyncStore } from '../support/store-conformance-async.js';
+import { member } from '../support/store-conformance.js';
 
-asyncStoreConformance('SqliteStore through asyncStore', async () => {
+/** A file at schema version 10 (see OpenAtVersion10), written with plain SQL as that version left it. */
+function writeVersion10(path: string, seed: { readonly member: boolean }): void {
+  const db = new Database(path);
+  try {
+    for (const migration of MIGRATIONS.slice(0, 10)) migration(db);
+    db.pragma('user_version = 10');
+    if (seed.member) {
+      const m = member(1);
+      db.prepare(
+        `INSERT INTO members (name, ip, ip6, public_key, private_key, disabled, expires_at, full_tunnel,
+                              created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, NULL, 0, ?, ?)`,
+      ).run(m.name, m.ip, m.ip6, m.publicKey, m.privateKey, m.createdAt, m.updatedAt);
+    }
+    db.prepare(
+      `INSERT INTO policies (action, grp, destination, proto, port_from, port_to)
+       VALUES ('allow', 'eng', '10.20.0.0/16', 'tcp', 22, 22)`,
+    ).run();
+  } finally {
+    db.close();
+  }
+}
+
+async function openSqlite(seed?: { readonly member: boolean }): Promise<OpenedAsyncStore> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-conformance-async-'));
   const path = join(dir, 'weft.db');
   let sqlite;
   try {
+    if (seed) writeVersion10(path, seed);
     sqlite = openSqliteStore(path);
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
@@ -42,7 +68,9 @@ asyncStoreConformance('SqliteStore through asyncStore', async () => {
       }
     },
   };
-});
+}
+
+asyncStoreConformance('SqliteStore through asyncStore', () => openSqlite(), openSqlite);
 
 describe('asyncStore adapter', () => {
   it('refuses a transaction on a store that cannot keep one open across awaits, and runs nothing', async () => {

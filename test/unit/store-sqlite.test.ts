@@ -155,8 +155,8 @@ test('a version 1 file is migrated to the current version and keeps its data', (
 
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(SCHEMA_VERSION, 10);
-  assert.equal(store.schemaVersion, 10);
+  assert.equal(SCHEMA_VERSION, 11);
+  assert.equal(store.schemaVersion, 11);
   assert.deepEqual(store.getSettings(), SETTINGS);
   assert.deepEqual(store.getMember('m00001'), member(1, { groups: ['eng'] }));
   assert.deepEqual(store.getAdmin('admin')?.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
@@ -563,7 +563,7 @@ test('a version 6 file is migrated to version 7: existing sites are PSK sites wi
   assert.equal(store.integrityCheck(), 'ok');
 });
 
-test('a version 7 file is migrated to version 10: existing sites have no multicast ranges, keep the IKE defaults and no gateway', (t) => {
+test('a version 7 file is migrated to version 11: existing sites have no multicast ranges, keep the IKE defaults and no gateway', (t) => {
   const path = join(tempDir(t), 'weft.db');
   const v7 = new Database(path);
   try {
@@ -583,7 +583,12 @@ test('a version 7 file is migrated to version 10: existing sites have no multica
   }
   const store = openSqliteStore(path);
   t.after(() => store.close());
-  assert.equal(store.schemaVersion, 10);
+  assert.equal(store.schemaVersion, 11);
+  // Version 11: a network with a site (and no member) gets the compatibility receive rule too.
+  assert.deepEqual(
+    store.listPolicies().map((p) => [p.action, p.group, p.destination, p.direction]),
+    [['allow', '*', 'any', 'receive']],
+  );
   assert.deepEqual(store.getSite('hq')?.multicast, []);
   store.updateSite({ ...store.getSite('hq')!, multicast: ['239.0.0.0/8'] });
   assert.deepEqual(store.getSite('hq')?.multicast, ['239.0.0.0/8']);

@@ -1,6 +1,7 @@
 /**
- * Policies as readable rules: "allow eng → 10.20.0.0/24 tcp/443". The CLI's form is
- * `weft policy allow eng 10.20.0.0/24:tcp/443` (docs/people-vpn.md, "Policies").
+ * Policies as readable rules: "allow eng → 10.20.0.0/24 tcp/443", and multicast receive rules as
+ * "allow eng ← 239.1.0.0/16 (receive)". The CLI's forms are `weft policy allow eng 10.20.0.0/24:tcp/443`
+ * (docs/people-vpn.md, "Policies") and `weft policy allow eng 239.1.0.0/16 --receive` (docs/multicast.md).
  */
 import type { Policy, PortRange } from './types.js';
 
@@ -21,9 +22,15 @@ export function protoText(p: Pick<Policy, 'proto' | 'ports'>): string {
   return ports ? `${p.proto}/${ports}` : p.proto;
 }
 
+/** "→" for what the group sends, "←" for the multicast groups it receives. */
+export function arrowText(p: Pick<Policy, 'direction'>): string {
+  return p.direction === 'receive' ? '←' : '→';
+}
+
 export function policyText(p: Policy): string {
   const proto = protoText(p);
-  return `${p.action} ${groupText(p.group)} → ${p.destination}${proto ? ` ${proto}` : ''}`;
+  const receive = p.direction === 'receive' ? ' (receive)' : '';
+  return `${p.action} ${groupText(p.group)} ${arrowText(p)} ${p.destination}${proto ? ` ${proto}` : ''}${receive}`;
 }
 
 /**

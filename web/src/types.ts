@@ -196,7 +196,11 @@ export interface Policy {
   readonly destination: string;
   readonly proto: Proto;
   readonly ports: PortRange | null;
+  /** "receive": which multicast groups the group's members may receive copies of. */
+  readonly direction: PolicyDirection;
 }
+
+export type PolicyDirection = 'send' | 'receive';
 
 export interface PolicyInput {
   action: PolicyAction;
@@ -204,6 +208,7 @@ export interface PolicyInput {
   destination: string;
   proto?: Proto;
   ports?: PortRange | null;
+  direction?: PolicyDirection;
 }
 
 export interface AuditEntry {

@@ -1,6 +1,7 @@
 /**
- * Policies: the default policy, the rules as sentences ("allow eng → 10.20.0.0/24 tcp/443"), adding an
- * allow or deny rule, removing one. How the gateway decides is in docs/people-vpn.md, "Policies".
+ * Policies: the default policy, the rules as sentences ("allow eng → 10.20.0.0/24 tcp/443"; a multicast
+ * receive rule "allow eng ← 239.1.0.0/16 receive"), adding an allow or deny rule for sending or receiving,
+ * removing one. How the gateway decides is in docs/people-vpn.md, "Policies", and docs/multicast.md.
  */
 import * as api from '../api.js';
 import { showNotice } from '../banner.js';
@@ -8,8 +9,8 @@ import { removeButton } from '../confirm.js';
 import { h, replace } from '../dom.js';
 import { clearFieldErrors, showApiError, showFieldError } from '../form-errors.js';
 import type { PageContext } from '../page.js';
-import { groupText, parsePorts, policyText, protoText } from '../policy-text.js';
-import type { Policy, PolicyAction, PolicyInput, Proto } from '../types.js';
+import { arrowText, groupText, parsePorts, policyText, protoText } from '../policy-text.js';
+import type { Policy, PolicyAction, PolicyDirection, PolicyInput, Proto } from '../types.js';
 import { busy, card, emptyState, field, loading, pageHeader, select } from '../ui.js';
 
 function ruleView(p: Policy): HTMLElement {
@@ -20,10 +21,12 @@ function ruleView(p: Policy): HTMLElement {
     h('span', { class: `badge action-${p.action}` }, p.action),
     ' ',
     h('strong', null, groupText(p.group)),
-    h('span', { class: 'arrow' }, ' → '),
+    h('span', { class: 'arrow' }, ` ${arrowText(p)} `),
     h('code', null, p.destination),
     proto ? ' ' : null,
     proto ? h('code', { class: 'proto' }, proto) : null,
+    p.direction === 'receive' ? ' ' : null,
+    p.direction === 'receive' ? h('span', { class: 'badge direction-receive' }, 'receive') : null,
   );
 }
 
@@ -49,6 +52,13 @@ function addPolicyForm(groups: readonly string[], onAdded: () => Promise<void>):
     'data-field': 'destination',
     testid: 'add-policy-destination',
   });
+  const direction = select(
+    [
+      ['send', 'send (traffic from the group)'],
+      ['receive', 'receive (multicast copies to the group)'],
+    ],
+    { name: 'direction', 'data-field': 'direction', testid: 'add-policy-direction' },
+  );
   const proto = select(
     [
       ['any', 'any'],
@@ -80,7 +90,13 @@ function addPolicyForm(groups: readonly string[], onAdded: () => Promise<void>):
       { class: 'row' },
       field('Action', action),
       field('Group', group),
-      field('Destination', destination, 'A prefix, an address, group:NAME or any.', { class: 'grow' }),
+      field('Direction', direction),
+      field(
+        'Destination',
+        destination,
+        'A prefix, an address, group:NAME or any; to receive: a multicast range (239.1.0.0/16) or any.',
+        { class: 'grow' },
+      ),
     ),
     h(
       'div',
@@ -104,6 +120,7 @@ function addPolicyForm(groups: readonly string[], onAdded: () => Promise<void>):
       destination: destination.value.trim(),
       proto: proto.value as Proto,
       ports: range,
+      direction: direction.value as PolicyDirection,
     };
     void busy(submit, async () => {
       try {
@@ -168,7 +185,8 @@ export async function policiesPage(ctx: PageContext): Promise<void> {
       h(
         'p',
         { class: 'hint' },
-        'A deny rule wins over an allow rule; a packet no rule matches follows the default policy.',
+        'A deny rule wins over an allow rule; a packet no rule matches follows the default policy. ' +
+          'A member gets a copy of a multicast group only if a receive rule of its groups allows it.',
       ),
       list,
     ),
