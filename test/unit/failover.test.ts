@@ -18,6 +18,7 @@ import {
   type SharedAddress,
 } from '../../src/server/failover.js';
 import { reachOut, type FailoverHost } from '../../src/server/failover-host.js';
+import { acquireLease } from '../../src/control/pg-lease.js';
 
 const SHARED = sharedAddressOption('192.0.2.100/24', 'eth0')!;
 
@@ -232,6 +233,28 @@ describe('failover state machine (fake lease, no root)', () => {
     assert.match(lines.at(-1) ?? '', /released 192\.0\.2\.100\/24/);
     await clock.advance(5000);
     assert.deepEqual(actions.calls, ['standDown', 'remove'], 'nothing after stop');
+  });
+
+  it('stop runs onStopped once, after the address is removed and the lease released', async () => {
+    const clock = new FakeClock();
+    const server = new FakeLeaseServer();
+    const actions = new FakeHostActions();
+    const seen: string[] = [];
+    const failover = new Failover(SHARED, server.take, actions, {
+      clock,
+      onStopped: async () => {
+        seen.push(
+          `stopped: address ${actions.hasAddress ? 'still there' : 'gone'}, lease ${server.current?.released === true ? 'released' : 'held'}`,
+        );
+      },
+    });
+    server.available = true;
+    await failover.start();
+    await clock.advance(10);
+    assert.equal(failover.role, 'holder');
+    await failover.stop();
+    await failover.stop();
+    assert.deepEqual(seen, ['stopped: address gone, lease released']);
   });
 
   it('the store unreachable: logged once per outage, retried at the same pace', async () => {
@@ -458,5 +481,23 @@ describe('/metrics with a shared address', () => {
     assert.match(text('standby'), /^weft_failover_holder\{address="192\.0\.2\.100\/24"\} 0$/m);
     assert.match(text('standby'), /^weft_failover_takeovers_total\{address="192\.0\.2\.100\/24"\} 3$/m);
     assert.match(text('holder'), /^# TYPE weft_failover_holder gauge$/m);
+  });
+});
+
+describe('lease timing options (pg-lease.ts)', () => {
+  it('refuses a deadline that does not come before the server frees the lock, before connecting', async () => {
+    // No server at this address: a refusal of the options comes first, as a RangeError naming them.
+    const config = { connectionString: 'postgres://weft@127.0.0.1:1/none', connectionTimeoutMillis: 200 };
+    for (const options of [
+      { lostAfterMs: 3000, serverTimeoutMs: 3000 },
+      { lostAfterMs: 4000 },
+      { heartbeatMs: 2000, lostAfterMs: 2000 },
+      { heartbeatMs: 0 },
+    ])
+      await assert.rejects(acquireLease(config, 'x', options), (e: Error) => {
+        assert.ok(e instanceof RangeError, e.message);
+        assert.match(e.message, /heartbeatMs .* < lostAfterMs .* < serverTimeoutMs/);
+        return true;
+      });
   });
 });
