@@ -834,7 +834,7 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
         .filter((l) => /source="mesh"/.test(l) && !/ 0$/.test(l))
         .join('; ');
     t.diagnostic(
-      `C:\n${meshLines('c')}\n${JSON.stringify(cMesh)}\nA:\n${meshLines('a')}\nmesh drops: A ${await meshDrops('a')}; C ${await meshDrops('c')}`,
+      `C:\n${meshLines('c')}\n${JSON.stringify(cMesh)}\nA:\n${meshLines('a')}\nmesh drops: A ${await meshDrops('a')}; B ${await meshDrops('b')}; C ${await meshDrops('c')}`,
     );
     const line1 =
       `gw-c joined while running (the join command took ${joinTook} ms), after its registration: ` +
@@ -842,7 +842,7 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     console.log(line1);
     t.diagnostic(line1);
     assert.ok(
-      aliceToGina.replies[0]! - registered < 5_000 && ginaToAlice.replies[0]! - registered < 5_000,
+      aliceToGina.replies[0]! - registered < 8_000 && ginaToAlice.replies[0]! - registered < 8_000,
       line1,
     );
     assert.doesNotMatch(c.stderr, /stopped/, 'C was not restarted');
