@@ -290,6 +290,12 @@ describe(
       assert.match(addrs, new RegExp(`inet ${A_IP.replace(/\./g, '\\.')}/24`), addrs);
       assert.ok(addrs.includes(need(aliceIp6, 'alice ip6')), addrs);
       assert.match(server.stderr + server.stdout, /member alice connected over OpenVPN \(UDP/);
+      // Once more after the first client (openvpn-warmup.ts says why), beside her session.
+      await server.waitForOutput(/OpenVPN packet path (not )?warmed again/, 10_000);
+      assert.match(
+        server.stderr + server.stdout,
+        /OpenVPN packet path warmed again \(first client connected\): \d+ echo replies/,
+      );
 
       assert.equal((await ping(members.a, GATEWAY_IP)).received, 3, 'gateway over IPv4');
       // The client's tun MTU is the gateway's (pushed tun-mtu): the largest packet with DF crosses whole, one
