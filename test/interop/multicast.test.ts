@@ -661,8 +661,8 @@ describe(
       const e = need(erin?.peer, "erin's multicast probe");
       const f = need(frank?.peer, "frank's multicast probe");
       const pairs = [
-        { from: e, to: f, toName: 'frank', tag: 'ef6' },
-        { from: f, to: e, toName: 'erin', tag: 'fe6' },
+        { from: e, to: f, toName: 'frank', tag: 'll-ef' },
+        { from: f, to: e, toName: 'erin', tag: 'll-fe' },
       ];
       await f.join(MDNS6);
       await e.join(MDNS6);
