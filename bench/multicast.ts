@@ -104,6 +104,8 @@ export async function multicastSection(
     'allow',
   ]);
   await weft(['server', 'multicast', 'on']);
+  // Receiving is deny by default: every member may receive every group.
+  await weft(['policy', 'allow', '*', 'any', '--receive']);
 
   // The members, added to the store before the gateway starts (what `weft member add` does, 21 times).
   const store = openSqliteStore(path.join(dir, 'weft.db'));

@@ -220,6 +220,9 @@ describe(
       await weft(['policy', 'allow'], ['lan', 'group:eng']);
       await weft(['policy', 'allow'], ['eng', GROUPS]);
       await weft(['policy', 'allow'], ['lan', GROUPS]);
+      // Receiving is deny by default: eng (alice) and the site (lan) may receive the ranges; sales (bob) not.
+      await weft(['policy', 'allow'], ['eng', GROUPS, '--receive']);
+      await weft(['policy', 'allow'], ['lan', GROUPS, '--receive']);
       await weft(['server', 'multicast'], ['on']);
       await weft(['member', 'add'], ['alice', '--ip', A_IP, '--group', 'eng']);
       await weft(['member', 'add'], ['bob', '--group', 'sales']);

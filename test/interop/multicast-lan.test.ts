@@ -183,6 +183,8 @@ describe(
       assert.notEqual(bad.code, 0, 'an invalid interface name is refused');
       assert.match(bad.stderr, /multicastLan/, bad.stderr);
       await weft(['group', 'add'], ['eng']);
+      // Receiving is deny by default: the members (eng) may receive every group.
+      await weft(['policy', 'allow'], ['eng', 'any', '--receive']);
       for (const key of KEYS) {
         await weft(['member', 'add'], [NAMES[key], '--group', 'eng']);
         const shown = JSON.parse((await weft(['member', 'show'], [NAMES[key], '--json'])).stdout) as {
