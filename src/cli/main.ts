@@ -2,6 +2,8 @@
 /**
  * The `weft` command.
  */
+// First: `server run` may restart itself here, before the other modules load (server-run-restart.ts).
+import './server-run-restart.js';
 import { Command, CommanderError } from 'commander';
 import { UserError, WeftError, type ErrorCode } from '../control/errors.js';
 import { isDamageError } from '../control/store-sqlite.js';

@@ -300,9 +300,6 @@ export function registerPeopleCommands(program: Command): void {
         sharedInterface?: string;
       },
     ) => {
-      // First of all: this may run the process again with V8's young generation bounded (same PID).
-      const { ensureBoundedYoungGeneration } = await import('../server/young-generation.js');
-      ensureBoundedYoungGeneration();
       // Loaded here so the other commands start without the data plane and the HTTP server.
       const { apiListenOption, interfaceOption, readTlsFiles, serverRunForeground } =
         await import('../server/run.js');
