@@ -10,7 +10,7 @@ const rule = (
   group: string,
   destination: string,
   proto = 'any',
-): Policy => ({ id, action, group, destination, proto, ports: null }) as Policy;
+): Policy => ({ id, action, group, destination, proto, ports: null, direction: 'send' }) as Policy;
 
 test('internet gaps: NAT egress, then allow rules for the member, deny rules and the default policy', () => {
   assert.equal(internetGaps({ ...base, natEgress: null }, [rule(1, 'allow', '*', 'any')], []).length, 1);
@@ -21,6 +21,11 @@ test('internet gaps: NAT egress, then allow rules for the member, deny rules and
     /weft policy allow ops/,
   );
   assert.equal(internetGaps(base, [rule(1, 'allow', '*', '0.0.0.0/0', 'tcp')], []).length, 1, 'tcp only');
+  assert.equal(
+    internetGaps(base, [{ ...rule(1, 'allow', '*', 'any'), direction: 'receive' }], []).length,
+    1,
+    'a receive rule grants no internet access',
+  );
   assert.deepEqual(internetGaps({ ...base, defaultPolicy: 'allow' }, [], []), []);
   assert.match(
     internetGaps({ ...base, defaultPolicy: 'allow' }, [rule(1, 'deny', '*', 'any')], [])[0]!,

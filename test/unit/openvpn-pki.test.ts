@@ -452,7 +452,8 @@ test('a store at schema version 3 migrates, and the first command that needs the
       DROP TABLE config_deliveries; ALTER TABLE cd3 RENAME TO config_deliveries;
       ALTER TABLE download_links DROP COLUMN protocol;
       DROP TABLE sites; DROP TABLE site_status; ALTER TABLE routes DROP COLUMN gateway;
-      ALTER TABLE member_status DROP COLUMN protocol; ALTER TABLE member_status DROP COLUMN since;`);
+      ALTER TABLE member_status DROP COLUMN protocol; ALTER TABLE member_status DROP COLUMN since;
+      ALTER TABLE policies DROP COLUMN direction;`);
     raw.pragma('user_version = 3');
     raw.close();
     assert.equal(MIGRATIONS.length, SCHEMA_VERSION);
