@@ -17,7 +17,13 @@ export type Request =
   | { readonly id: number; readonly kind: 'begin' }
   | { readonly id: number; readonly kind: 'end'; readonly commit: boolean }
   | { readonly id: number; readonly kind: 'follow' }
-  | { readonly id: number; readonly kind: 'close' };
+  | { readonly id: number; readonly kind: 'close' }
+  /**
+   * The main thread gave up waiting for an answer (a stalled path to the server: no answer, no error). Handled
+   * on arrival, not queued behind the stalled request: the worker marks the store down, so later calls fail at
+   * once until its prober hears from the server again.
+   */
+  | { readonly id: number; readonly kind: 'unanswered' };
 
 /** An error as it crosses the thread boundary; the main thread rebuilds the store's error classes from it. */
 export interface SerializedError {

@@ -17,7 +17,8 @@
  * (well under a millisecond on a LAN, a few on loopback under load), which the SQLite store also does for its
  * disk. The cost is bounded:
  *   - every wait is bounded (10 s by default): then StoreUnavailable, and the answer, if it comes, is dropped;
- *   - while the worker knows the server is unreachable (a call failed with StoreUnavailable, or the LISTEN
+ *   - while the worker knows the server is unreachable (a call failed with StoreUnavailable, a call went
+ *     unanswered for the whole wait — a stalled path that neither answers nor fails — or the LISTEN
  *     connection was lost), the DOWN flag in the shared buffer is set and calls fail at once with
  *     StoreUnavailable without asking the worker, so the gateway's packet path never stalls behind a dead
  *     server; the worker probes the server (100 ms, doubling up to 2 s) and clears the flag when it answers.
@@ -62,6 +63,8 @@ const OPEN_TIMEOUT_MS = 30_000;
 const WORKER_YOUNG_GENERATION_MB = 6;
 /** Closing waits this long for the worker to close its connections, then ends the worker anyway. */
 const CLOSE_TIMEOUT_MS = 3_000;
+/** How long a call that went unanswered waits for the worker to raise the down flag (it does so on arrival). */
+const UNANSWERED_FLAG_WAIT_MS = 200;
 
 export interface SyncPostgresOptions extends PostgresStoreOptions {
   /** How long a call waits for an answer before it fails with StoreUnavailable (default 10 s). */
@@ -262,14 +265,28 @@ class SyncPostgresStoreImpl {
         throw this.#rebuild(a.error);
       }
       const left = deadline - Date.now();
-      if (left <= 0)
+      if (left <= 0) {
+        this.#markUnanswered();
         throw new StoreUnavailable(
           this.path,
           new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`),
         );
+      }
       // Woken by the worker's next answer; a short slice also covers an answer posted just before `seen`.
       Atomics.wait(this.#state, ANSWERS, seen, Math.min(left, 50));
     }
+  }
+
+  /**
+   * After a call went unanswered: the worker marks the store down (its prober clears that once the server
+   * answers again), so the calls that follow fail at once instead of each waiting the full timeout while the
+   * path stays stalled: the gateway goes on forwarding with the state it has. Waits briefly for the flag, so
+   * the very next call already sees it.
+   */
+  #markUnanswered(): void {
+    this.#post({ id: ++this.#nextId, kind: 'unanswered' });
+    const until = Date.now() + UNANSWERED_FLAG_WAIT_MS;
+    while (Atomics.load(this.#state, DOWN) === 0 && Date.now() < until) Atomics.wait(this.#state, DOWN, 0, 5);
   }
 
   #rebuild(e: SerializedError): Error {

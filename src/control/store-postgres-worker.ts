@@ -10,7 +10,9 @@
  *      `end` says whether COMMIT worked;
  *   3. `close`: close the store, answer, and stop.
  * The down flag: an answer that is StoreUnavailable sets it (the main thread then fails calls at once without
- * asking); a prober asks the server again (100 ms, doubling up to 2 s) and clears it when it answers.
+ * asking), and so does `unanswered`, which the main thread sends when it gave up waiting (a stalled path: a
+ * server or network that neither answers nor fails); a prober asks the server again (100 ms, doubling up to
+ * 2 s) and clears it when it answers.
  * `follow`: a LISTEN connection (store.listen) whose wake-ups and lost/recovered events are posted on the
  * events port, which the main thread reads from its event loop (not blocking).
  */
@@ -107,6 +109,10 @@ function next(): Promise<Request> {
 }
 
 parentPort?.on('message', (r: Request) => {
+  if (r.kind === 'unanswered') {
+    markDown();
+    return;
+  }
   const w = waiting;
   if (w !== undefined) {
     waiting = undefined;

@@ -9,9 +9,16 @@
  *   3. the server stopped: the first call fails with StoreUnavailable, later calls fail at once (no wait) while
  *      it is away, `follow` hears `lost`; started again: calls work within a few seconds, `recovered` is
  *      heard, and the feed goes on where it was.
+ *   4. a stalled path (the server neither answers nor fails: the store reaches it through a relay process, which
+ *      is then stopped with SIGSTOP): the first call fails with StoreUnavailable after the call timeout, the
+ *      calls after it at once; the relay continued (SIGCONT): calls work again within a few seconds.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join as joinPath } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { StoreConflict } from '../../src/control/store.js';
 import { StoreUnavailable } from '../../src/control/store-postgres.js';
@@ -27,7 +34,22 @@ const can = canRunPostgres();
 let server: PostgresServer | undefined;
 /** Databases made ahead (the suite opens its stores synchronously). */
 const spare: { name: string; url: string }[] = [];
-const SPARE_DATABASES = 40;
+const SPARE_DATABASES = 42;
+const RELAY = fileURLToPath(new URL('./unix-relay.js', import.meta.url));
+
+/** A TCP port free on 127.0.0.1 at the moment of asking. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
 
 async function until(check: () => boolean, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms;
@@ -133,6 +155,55 @@ if (!can.ok) {
         );
       } finally {
         store.close();
+      }
+    });
+
+    it('a stalled path: the first call gives up after the call timeout, the next ones at once; healed: calls work', async () => {
+      const s = server;
+      const db = spare.shift();
+      assert.ok(s && db);
+      const port = await freePort();
+      const relay = spawn(
+        process.execPath,
+        [RELAY, '127.0.0.1', String(port), joinPath(s.dir, 'socket', `.s.PGSQL.${s.port}`)],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let out = '';
+      relay.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      let store: SyncPostgresStore | undefined;
+      try {
+        await until(() => out.includes('ready'), 10_000, 'the relay to listen');
+        const url = new URL(db.url);
+        url.port = String(port);
+        store = openPostgresStoreSync(url.toString(), { connectTimeoutMs: 1000, callTimeoutMs: 1500 });
+        store.insertGroup({ name: 'before', description: '' });
+        relay.kill('SIGSTOP');
+        const t0 = performance.now();
+        assert.throws(() => store!.revision(), StoreUnavailable);
+        const first = performance.now() - t0;
+        assert.ok(first >= 1400 && first < 5000, `the first call waited the call timeout (${first} ms)`);
+        assert.ok(store.isDown(), 'the store is down after an unanswered call');
+        const t1 = performance.now();
+        for (let i = 0; i < 100; i++) assert.throws(() => store!.revision(), StoreUnavailable);
+        const perCall = (performance.now() - t1) / 100;
+        console.log(
+          `stalled path: the first call failed after ${first.toFixed(0)} ms, the next ones in ${perCall.toFixed(3)} ms each`,
+        );
+        assert.ok(perCall < 5, `calls fail at once while the path is stalled (${perCall} ms each)`);
+
+        relay.kill('SIGCONT');
+        const healed = performance.now();
+        await until(() => !store!.isDown(), 15_000, 'the store to be up again');
+        console.log(`stalled path healed: up again after ${(performance.now() - healed).toFixed(0)} ms`);
+        store.insertGroup({ name: 'after', description: '' });
+        assert.deepEqual(
+          store.changesSince(0).map((c) => c.key),
+          ['before', 'after'],
+        );
+      } finally {
+        relay.kill('SIGCONT');
+        store?.close();
+        relay.kill('SIGKILL');
       }
     });
 
