@@ -113,14 +113,19 @@ describe(
     let dataDir = '';
     let serverIf = '';
     let server: ManagedProcess | undefined;
+    interface OpenVpnMember {
+      ip: string;
+      ip6: string;
+      profile: string;
+      client?: ManagedProcess;
+      peer?: MulticastPeer;
+    }
     /** erin: an OpenVPN member. */
     let erinNs: Netns | undefined;
-    let erin:
-      { ip: string; ip6: string; profile: string; client?: ManagedProcess; peer?: MulticastPeer } | undefined;
+    let erin: OpenVpnMember | undefined;
     /** frank: an OpenVPN member over TCP. */
     let frankNs: Netns | undefined;
-    let frank:
-      { ip: string; ip6: string; profile: string; client?: ManagedProcess; peer?: MulticastPeer } | undefined;
+    let frank: OpenVpnMember | undefined;
     let hostPeer: MulticastPeer | undefined;
 
     before(async () => {
@@ -428,43 +433,63 @@ describe(
       assert.equal(peer('c').tagged('rx', 'v6b').length, 10, 'carol still gets every datagram');
     });
 
-    it('11. erin (OpenVPN) joins 239.1.1.1 and ff15::1:1; alice (WireGuard) reaches her', async (t) => {
-      const e = need(erin, 'erin');
-      const n = need(erinNs, "erin's namespace");
-      const file = await lab.writeSecret(`erin-${Date.now()}.ovpn`, e.profile);
-      e.client = n.spawn('openvpn', [
+    /** The tun device holding `ip` in `n` (an OpenVPN client's). */
+    const tunOf = async (n: Netns, ip: string): Promise<string> => {
+      const text = (await n.exec('ip', ['-o', 'addr', 'show'])).stdout;
+      const tun = new RegExp(`^\\d+: (\\S+)\\s+inet ${ip.replaceAll('.', '\\.')}/`, 'm').exec(text)?.[1];
+      assert.ok(tun, `a tun device holds ${ip}: ${text}`);
+      return tun;
+    };
+
+    /**
+     * Starts the member's real openvpn client with the profile Weft printed (`transport`: the options that pick UDP or
+     * TCP) and waits until it is up; returns its tun device.
+     */
+    const startOpenVpn = async (
+      m: OpenVpnMember,
+      n: Netns,
+      name: string,
+      transport: readonly string[],
+    ): Promise<string> => {
+      const file = await lab.writeSecret(`${name}-${Date.now()}.ovpn`, m.profile);
+      m.client = n.spawn('openvpn', [
         '--config',
         file,
         '--verb',
         '3',
-        '--proto',
-        'udp',
+        ...transport,
         '--connect-retry',
         '1',
         '1',
       ]);
-      await e.client.waitForOutput(/Initialization Sequence Completed/, 30_000);
-      const tun = /^\d+: (\S+)\s+inet 10\.67\./m.exec(
-        (await n.exec('ip', ['-o', 'addr', 'show'])).stdout,
-      )?.[1];
-      assert.ok(tun, "erin's tun has her address");
-      const routes4 = (await n.exec('ip', ['route', 'show'])).stdout;
-      const routes6 = (await n.exec('ip', ['-6', 'route', 'show'])).stdout;
-      assert.match(routes4, /^224\.0\.0\.0\/4 /m, `the push routes 224.0.0.0/4 into the tunnel: ${routes4}`);
-      assert.match(routes6, /^ff00::\/8 /m, `the push routes ff00::/8 into the tunnel: ${routes6}`);
-      e.peer = await MulticastPeer.start(n, tun, e.ip, [DATA_PORT, MDNS_PORT], PEER_LIFETIME_S);
-      await e.peer.join(GROUP);
-      await e.peer.join(GROUP6);
-      await logLine(/multicast: ovpn:erin joined 239\.1\.1\.1/, 5_000);
-      await logLine(/multicast: ovpn:erin joined ff15::1:1/, 5_000);
-      await peer('a').send(GROUP, DATA_PORT, 4, 20, 20, 'ov4');
-      await peer('a').send(GROUP6, DATA_PORT, 4, 20, 20, 'ov6');
+      await m.client.waitForOutput(/Initialization Sequence Completed/, 30_000);
+      return tunOf(n, m.ip);
+    };
+
+    /**
+     * A probe on the OpenVPN member's tun joins GROUP and GROUP6; alice sends 20 datagrams to each (tagged `tag` + 4
+     * or 6): every one arrives, with TTL / hop limit 4 → 3, from alice. Returns the counts received.
+     */
+    const joinAndHearAlice = async (
+      m: OpenVpnMember,
+      n: Netns,
+      name: string,
+      tun: string,
+      tag: string,
+    ): Promise<{ peer: MulticastPeer; v4: number; v6: number }> => {
+      const probe = await MulticastPeer.start(n, tun, m.ip, [DATA_PORT, MDNS_PORT], PEER_LIFETIME_S);
+      m.peer = probe;
+      await probe.join(GROUP);
+      await probe.join(GROUP6);
+      await logLine(new RegExp(`multicast: ovpn:${name} joined 239\\.1\\.1\\.1`), 5_000);
+      await logLine(new RegExp(`multicast: ovpn:${name} joined ff15::1:1`), 5_000);
+      await peer('a').send(GROUP, DATA_PORT, 4, 20, 20, `${tag}4`);
+      await peer('a').send(GROUP6, DATA_PORT, 4, 20, 20, `${tag}6`);
       await delay(500);
-      const rx4 = e.peer.tagged('rx', 'ov4');
-      const rx6 = e.peer.tagged('rx', 'ov6');
-      t.diagnostic(`erin received ${rx4.length}/20 over IPv4 and ${rx6.length}/20 over IPv6`);
-      assert.equal(rx4.length, 20, `erin received ${rx4.length}/20 (IPv4)`);
-      assert.equal(rx6.length, 20, `erin received ${rx6.length}/20 (IPv6)`);
+      const rx4 = probe.tagged('rx', `${tag}4`);
+      const rx6 = probe.tagged('rx', `${tag}6`);
+      assert.equal(rx4.length, 20, `${name} received ${rx4.length}/20 (IPv4)`);
+      assert.equal(rx6.length, 20, `${name} received ${rx6.length}/20 (IPv6)`);
       assert.ok(
         rx4.every((x) => x.ttl === 3 && x.src === member('a').ip),
         `TTL 3, from alice: ${JSON.stringify(rx4[0])}`,
@@ -473,6 +498,19 @@ describe(
         rx6.every((x) => x.ttl === 3 && x.src === member('a').ip6),
         `hop limit 3, from alice: ${JSON.stringify(rx6[0])}`,
       );
+      return { peer: probe, v4: rx4.length, v6: rx6.length };
+    };
+
+    it('11. erin (OpenVPN) joins 239.1.1.1 and ff15::1:1; alice (WireGuard) reaches her', async (t) => {
+      const e = need(erin, 'erin');
+      const n = need(erinNs, "erin's namespace");
+      const tun = await startOpenVpn(e, n, 'erin', ['--proto', 'udp']);
+      const routes4 = (await n.exec('ip', ['route', 'show'])).stdout;
+      const routes6 = (await n.exec('ip', ['-6', 'route', 'show'])).stdout;
+      assert.match(routes4, /^224\.0\.0\.0\/4 /m, `the push routes 224.0.0.0/4 into the tunnel: ${routes4}`);
+      assert.match(routes6, /^ff00::\/8 /m, `the push routes ff00::/8 into the tunnel: ${routes6}`);
+      const heard = await joinAndHearAlice(e, n, 'erin', tun, 'ov');
+      t.diagnostic(`erin received ${heard.v4}/20 over IPv4 and ${heard.v6}/20 over IPv6`);
       assert.equal(peer('d').tagged('wire', 'ov4').length, 0, 'dave did not join');
     });
 
@@ -598,53 +636,13 @@ describe(
       }
     });
 
-    /** The tun device holding `ip` in `n` (an OpenVPN client's). */
-    const tunOf = async (n: Netns, ip: string): Promise<string> => {
-      const text = (await n.exec('ip', ['-o', 'addr', 'show'])).stdout;
-      const tun = new RegExp(`^\\d+: (\\S+)\\s+inet ${ip.replaceAll('.', '\\.')}/`, 'm').exec(text)?.[1];
-      assert.ok(tun, `a tun device holds ${ip}: ${text}`);
-      return tun;
-    };
-
     it('15. frank (OpenVPN over TCP) joins 239.1.1.1 and ff15::1:1; alice reaches him; he reaches bob', async (t) => {
       const f = need(frank, 'frank');
       const n = need(frankNs, "frank's namespace");
-      const file = await lab.writeSecret(`frank-${Date.now()}.ovpn`, f.profile);
-      f.client = n.spawn('openvpn', [
-        '--config',
-        file,
-        '--verb',
-        '3',
-        '--proto-force',
-        'tcp-client',
-        '--connect-retry',
-        '1',
-        '1',
-      ]);
-      await f.client.waitForOutput(/Initialization Sequence Completed/, 30_000);
+      const tun = await startOpenVpn(f, n, 'frank', ['--proto-force', 'tcp-client']);
       await logLine(/member frank connected over OpenVPN \(TCP/, 5_000);
-      const tun = await tunOf(n, f.ip);
-      f.peer = await MulticastPeer.start(n, tun, f.ip, [DATA_PORT, MDNS_PORT], PEER_LIFETIME_S);
-      await f.peer.join(GROUP);
-      await f.peer.join(GROUP6);
-      await logLine(/multicast: ovpn:frank joined 239\.1\.1\.1/, 5_000);
-      await logLine(/multicast: ovpn:frank joined ff15::1:1/, 5_000);
-      await peer('a').send(GROUP, DATA_PORT, 4, 20, 20, 'tcp4');
-      await peer('a').send(GROUP6, DATA_PORT, 4, 20, 20, 'tcp6');
-      await delay(500);
-      const rx4 = f.peer.tagged('rx', 'tcp4');
-      const rx6 = f.peer.tagged('rx', 'tcp6');
-      assert.equal(rx4.length, 20, `frank received ${rx4.length}/20 over TCP (IPv4)`);
-      assert.equal(rx6.length, 20, `frank received ${rx6.length}/20 over TCP (IPv6)`);
-      assert.ok(
-        rx4.every((x) => x.ttl === 3 && x.src === member('a').ip),
-        `TTL 3, from alice: ${JSON.stringify(rx4[0])}`,
-      );
-      assert.ok(
-        rx6.every((x) => x.ttl === 3 && x.src === member('a').ip6),
-        `hop limit 3, from alice: ${JSON.stringify(rx6[0])}`,
-      );
-      await f.peer.send(ERIN_GROUP, DATA_PORT, 4, 20, 20, 'ft4');
+      const heard = await joinAndHearAlice(f, n, 'frank', tun, 'tcp');
+      await heard.peer.send(ERIN_GROUP, DATA_PORT, 4, 20, 20, 'ft4');
       await delay(500);
       const bob = peer('b').tagged('rx', 'ft4');
       assert.equal(bob.length, 20, `bob received ${bob.length}/20 from frank (TCP)`);
@@ -653,7 +651,7 @@ describe(
         JSON.stringify(bob[0]),
       );
       t.diagnostic(
-        `over TCP: alice → frank ${rx4.length}/20 (v4), ${rx6.length}/20 (v6); frank → bob ${bob.length}/20`,
+        `over TCP: alice → frank ${heard.v4}/20 (v4), ${heard.v6}/20 (v6); frank → bob ${bob.length}/20`,
       );
     });
 
