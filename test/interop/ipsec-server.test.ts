@@ -49,7 +49,7 @@ import {
   wgQuickUp,
   type WgQuickClient,
 } from './people-lab.js';
-import { Charon, startCharon, STRONGSWAN_TOOLS, swanctlConf } from './strongswan.js';
+import { Charon, siteNamespaces, startCharon, STRONGSWAN_TOOLS, swanctlConf } from './strongswan.js';
 import { MulticastPeer } from './multicast-peer.js';
 
 const TOOLS = [...new Set([...PEOPLE_TOOLS, ...STRONGSWAN_TOOLS])];
@@ -117,21 +117,7 @@ describe(
         await gw.exec('ip', ['link', 'set', aIf, 'master', bridge]);
         ms[key] = ns;
       }
-      sw = await lab.netns('sw');
-      await lab.veth(gw, sw, { aName: 'gs', bName: 'sg', aAddr: `${OUTER.gw}/24`, bAddr: `${OUTER.sw}/24` });
-      hs = await lab.netns('hs');
-      ({ aIf: hsIf } = await lab.veth(hs, sw, {
-        aName: 'hl',
-        bName: 'sl',
-        aAddr: `${LAN.host}/24`,
-        bAddr: `${LAN.sw}/24`,
-      }));
-      await hs.exec('ip', ['route', 'add', 'default', 'via', LAN.sw]);
-      await sw.sysctl('net.ipv4.ip_forward', 1);
-      for (const ns of [gw, sw]) {
-        await ns.sysctl('net.ipv4.conf.all.rp_filter', 0);
-        await ns.sysctl('net.ipv4.conf.default.rp_filter', 0);
-      }
+      ({ sw, hs, hsIf } = await siteNamespaces(lab, gw, { gateway: OUTER.gw, sw: OUTER.sw }, LAN));
       for (const key of ['a', 'b'] as const) {
         await waitFor(`m${key} to reach the endpoint host`, async () => {
           const r = await ms[key]!.exec('ping', ['-c', '1', '-W', '1', UNDERLAY.gateway], {

@@ -46,7 +46,7 @@ import { interopSkip, JsonLinesProcess, Lab, type ManagedProcess, type Netns } f
 import { ping, weftCli, WEFT_MAIN, within } from './gateway-lab.js';
 import { PEOPLE_TOOLS, wgQuickUp, type WgQuickClient } from './people-lab.js';
 import { canRunPostgres, startPostgres, type PostgresServer } from './postgres-harness.js';
-import { Charon, startCharon, STRONGSWAN_TOOLS, swanctlConf } from './strongswan.js';
+import { Charon, siteNamespaces, startCharon, STRONGSWAN_TOOLS, swanctlConf } from './strongswan.js';
 
 const SUBNET = '10.67.0.0/24';
 const GATEWAY_IP = '10.67.0.1';
@@ -870,26 +870,13 @@ describe('scale-out: three gateways on one PostgreSQL store', { skip }, () => {
     async (t) => {
       const b = netns('b');
       // strongSwan on a link of B's own; the LAN host behind strongSwan. Neither A nor its host routes there.
-      const sw = await lab.netns('sw');
-      await lab.veth(b, sw, {
-        aName: 'bs',
-        bName: 'sb',
-        aAddr: `${SITE_OUTER.b}/24`,
-        bAddr: `${SITE_OUTER.sw}/24`,
-      });
-      const hs = await lab.netns('hs');
-      await lab.veth(hs, sw, {
-        aName: 'hl',
-        bName: 'sl',
-        aAddr: `${SITE_LAN.host}/24`,
-        bAddr: `${SITE_LAN.sw}/24`,
-      });
-      await hs.exec('ip', ['route', 'add', 'default', 'via', SITE_LAN.sw]);
-      await sw.sysctl('net.ipv4.ip_forward', 1);
-      for (const n of [b, sw]) {
-        await n.sysctl('net.ipv4.conf.all.rp_filter', 0);
-        await n.sysctl('net.ipv4.conf.default.rp_filter', 0);
-      }
+      const { sw, hs } = await siteNamespaces(
+        lab,
+        b,
+        { gateway: SITE_OUTER.b, sw: SITE_OUTER.sw },
+        SITE_LAN,
+        ['bs', 'sb'],
+      );
       charon = await startCharon(lab, sw, {
         swanctl: swanctlConf([
           {

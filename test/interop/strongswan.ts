@@ -277,3 +277,49 @@ export function swanctlConf(connections: readonly SwanConnection[]): string {
   lines.push('}', '');
   return lines.join('\n');
 }
+
+/** Where a strongSwan site sits in a test: its box linked to the gateway, and a host on the LAN behind it. */
+export interface SiteNamespaces {
+  /** The strongSwan box. */
+  readonly sw: Netns;
+  /** The host on the site's LAN (default route via the box). */
+  readonly hs: Netns;
+  /** The host's interface on the LAN. */
+  readonly hsIf: string;
+}
+
+/**
+ * Makes a strongSwan site's namespaces: `sw` linked to `gateway` (outer addresses `outer.gateway` and `outer.sw`,
+ * /24, over the veth `names[0]`/`names[1]`) and `hs` on a /24 LAN behind it (`lan.host`, `lan.sw`), routing by
+ * way of `sw`; `sw` forwards, and reverse-path filtering is off on `gateway` and `sw` (the tunnel's packets enter
+ * by another interface than their replies leave).
+ */
+export async function siteNamespaces(
+  lab: Lab,
+  gateway: Netns,
+  outer: { readonly gateway: string; readonly sw: string },
+  lan: { readonly host: string; readonly sw: string },
+  names: readonly [string, string] = ['gs', 'sg'],
+): Promise<SiteNamespaces> {
+  const sw = await lab.netns('sw');
+  await lab.veth(gateway, sw, {
+    aName: names[0],
+    bName: names[1],
+    aAddr: `${outer.gateway}/24`,
+    bAddr: `${outer.sw}/24`,
+  });
+  const hs = await lab.netns('hs');
+  const { aIf: hsIf } = await lab.veth(hs, sw, {
+    aName: 'hl',
+    bName: 'sl',
+    aAddr: `${lan.host}/24`,
+    bAddr: `${lan.sw}/24`,
+  });
+  await hs.exec('ip', ['route', 'add', 'default', 'via', lan.sw]);
+  await sw.sysctl('net.ipv4.ip_forward', 1);
+  for (const n of [gateway, sw]) {
+    await n.sysctl('net.ipv4.conf.all.rp_filter', 0);
+    await n.sysctl('net.ipv4.conf.default.rp_filter', 0);
+  }
+  return { sw, hs, hsIf };
+}
