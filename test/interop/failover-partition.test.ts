@@ -27,10 +27,11 @@ import { join as joinPath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { interopSkip, JsonLinesProcess, Lab, type ManagedProcess, type Netns } from './harness.js';
-import { ping, weftCli, WEFT_MAIN, within } from './gateway-lab.js';
-import { PEOPLE_TOOLS, wgQuickUp, type WgQuickClient } from './people-lab.js';
-import { canRunPostgres, startPostgres, type PostgresServer } from './postgres-harness.js';
+import { interopSkip, type ManagedProcess, type Netns } from './harness.js';
+import { ping, WEFT_MAIN, within } from './gateway-lab.js';
+import { PEOPLE_TOOLS, wgQuickUp } from './people-lab.js';
+import { canRunPostgres } from './postgres-harness.js';
+import { FailoverLab, need, replyTimes, type GatewayKey } from './failover-lab.js';
 
 const SUBNET = '10.69.0.0/24';
 const GATEWAY_IP = '10.69.0.1';
@@ -45,34 +46,12 @@ const UNDERLAY = { a: '192.168.75.1', b: '192.168.75.2', m1: '192.168.75.201', m
  */
 const GAP_BAR_MS = 8000;
 const TOOLS = [...PEOPLE_TOOLS, 'nft'];
-const API_CLIENT = fileURLToPath(new URL('./api-client.js', import.meta.url));
 const RELAY = fileURLToPath(new URL('./unix-relay.js', import.meta.url));
 /** Samples of who holds the address: this many at most (every 50 ms: 40 s). */
 const SAMPLES = 800;
 
-type GatewayKey = 'a' | 'b';
 type MemberKey = 'm1' | 'm2';
 const MEMBERS: Record<MemberKey, string> = { m1: 'alice', m2: 'bob' };
-
-interface ApiEvent {
-  ev: string;
-  id?: number;
-  status?: number;
-  body?: unknown;
-}
-
-function need<T>(value: T | undefined, what: string): T {
-  if (value === undefined) throw new Error(`prerequisite missing: ${what} (an earlier step failed)`);
-  return value;
-}
-
-/** Reply times (ms since the epoch) from `ping -D` output. */
-function replyTimes(stdout: string): number[] {
-  const out: number[] = [];
-  for (const m of stdout.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from \S+: icmp_seq=\d+/gm))
-    out.push(Math.round(Number(m[1]) * 1000));
-  return out;
-}
 
 /** The time (ms since the epoch) of the first log line matching `pattern` (lines start with an ISO time). */
 function loggedAt(stderr: string, pattern: RegExp): number | undefined {
@@ -91,33 +70,17 @@ describe(
   'failover: a holder cut off from PostgreSQL gives the address up before the standby takes it',
   { skip },
   () => {
-    let lab: Lab;
-    let pgServer: PostgresServer | undefined;
-    let storeUrl = '';
-    let token = '';
-    const ns: Partial<Record<GatewayKey | MemberKey | 'lan', Netns>> = {};
-    const dirs: Record<GatewayKey, string> = { a: '', b: '' };
-    const ifnames: Record<GatewayKey, string> = { a: '', b: '' };
-    const lanIf: Record<GatewayKey, string> = { a: '', b: '' };
-    const servers: Partial<Record<GatewayKey, ManagedProcess>> = {};
-    const members: Partial<Record<MemberKey, WgQuickClient>> = {};
+    const fl = new FailoverLab({ kind: 'fpart', tools: TOOLS, shared: `${SHARED}/24` });
+    const storeUrl = `postgres://weft@${DB.host}:${DB.port}/weft`;
     const helpers: ManagedProcess[] = [];
-    let requests = 0;
 
     before(async () => {
       assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
-      lab = await Lab.create('fpart', { tools: TOOLS });
-      pgServer = await startPostgres();
-      await pgServer.createDatabase('weft');
-      storeUrl = `postgres://weft@${DB.host}:${DB.port}/weft`;
-      const lan = await lab.netns('lan');
-      ns.lan = lan;
-      const bridge = lab.ifname('br');
-      await lan.exec('ip', ['link', 'add', bridge, 'type', 'bridge']);
-      await lan.exec('ip', ['link', 'set', bridge, 'up']);
-      await lan.exec('ip', ['addr', 'add', `${UNDERLAY.m1}/24`, 'dev', bridge]);
-      await lan.exec('ip', ['addr', 'add', `${DB.host}/24`, 'dev', bridge]);
-      ns.m1 = lan;
+      await fl.setup();
+      const pgServer = need(fl.pg, 'PostgreSQL');
+      const lan = await fl.createLan('lan', [`${UNDERLAY.m1}/24`, `${DB.host}/24`]);
+      fl.ns.lan = lan;
+      fl.ns.m1 = lan;
       const relay = lan.spawn(process.execPath, [
         RELAY,
         DB.host,
@@ -126,121 +89,28 @@ describe(
       ]);
       helpers.push(relay);
       await relay.waitForOutput(/ready/, 10_000);
-      const attach = async (n: Netns, key: string, addr: string): Promise<string> => {
-        const { aIf, bIf } = await lab.veth(n, lan, {
-          aName: `u${key}`,
-          bName: `p${key}`,
-          aAddr: `${addr}/24`,
-        });
-        await lan.exec('ip', ['link', 'set', bIf, 'master', bridge]);
-        return aIf;
-      };
-      const m2 = await lab.netns('m2');
-      ns.m2 = m2;
-      await attach(m2, 'm2', UNDERLAY.m2);
-      for (const key of ['a', 'b'] as const) {
-        const g = await lab.netns(`g${key}`);
-        ns[key] = g;
-        lanIf[key] = await attach(g, key, UNDERLAY[key]);
-        dirs[key] = lab.file(`data-${key}`);
-        ifnames[key] = lab.ifname(`w${key}`);
-        lab.registerWgInterface(ifnames[key]);
-      }
+      const m2 = await fl.lab.netns('m2');
+      fl.ns.m2 = m2;
+      await fl.attach(m2, 'm2', `${UNDERLAY.m2}/24`);
+      for (const key of ['a', 'b'] as const)
+        await fl.addGateway(key, `g${key}`, `${UNDERLAY[key]}/24`, `w${key}`);
     });
 
     after(async () => {
-      try {
-        for (const p of helpers) if (p.running) p.kill('SIGKILL');
-        for (const s of Object.values(servers)) if (s?.running) await s.stop(15_000).catch(() => undefined);
-        for (const m of Object.values(members)) await m?.down().catch(() => undefined);
-      } finally {
-        try {
-          await lab?.cleanup();
-        } finally {
-          await pgServer?.stop();
-        }
-      }
+      await fl.cleanup(15_000, helpers);
     });
 
-    const netns = (key: GatewayKey | MemberKey | 'lan'): Netns => need(ns[key], `namespace ${key}`);
-    const server = (key: GatewayKey): ManagedProcess => {
-      const s = need(servers[key], `gateway ${key.toUpperCase()}`);
-      if (!s.running) throw new Error(`gateway ${key.toUpperCase()} is no longer running: ${s.describe()}`);
-      return s;
-    };
-    const weft = (key: GatewayKey, args: readonly string[]) =>
-      weftCli(netns(key), [...args, '--data', dirs[key]], { timeoutMs: 30_000 });
-    const start = (key: GatewayKey): ManagedProcess => {
-      const proc = netns(key).spawn(process.execPath, [
-        WEFT_MAIN,
-        'server',
-        'run',
-        '--data',
-        dirs[key],
-        '--interface',
-        ifnames[key],
-        '--shared-address',
-        `${SHARED}/24`,
-        '--shared-interface',
-        lanIf[key],
-      ]);
-      servers[key] = proc;
-      return proc;
-    };
-    const hasShared = async (key: GatewayKey): Promise<boolean> => {
-      const { stdout } = await netns(key).exec('ip', ['-4', '-o', 'addr', 'show', 'dev', lanIf[key]]);
-      return stdout.includes(` ${SHARED}/24 `);
-    };
-    /** One GET through the gateway's own API (a short-lived client in its namespace). */
-    const get = async (key: GatewayKey, path: string, timeoutMs: number): Promise<ApiEvent> => {
-      const client = new JsonLinesProcess<ApiEvent>(
-        netns(key).spawn(process.execPath, [API_CLIENT], {
-          env: { WEFT_API: 'http://127.0.0.1:8780/api/v1', WEFT_TOKEN: token },
-        }),
-      );
-      try {
-        await client.next('ready');
-        const id = ++requests;
-        client.command({ id, method: 'GET', path });
-        return await client.waitFor(
-          `reply ${id} (GET ${path})`,
-          (e) => e.ev === 'reply' && e.id === id,
-          timeoutMs,
-        );
-      } finally {
-        client.process.kill('SIGTERM');
-      }
-    };
+    const netns = (key: GatewayKey | MemberKey | 'lan'): Netns => fl.netns(key);
+    const server = (key: GatewayKey): ManagedProcess => fl.server(key);
+    const weft = (key: GatewayKey, args: readonly string[]) => fl.weft(key, args);
+    const start = (key: GatewayKey): ManagedProcess => fl.start(key);
+    const hasShared = (key: GatewayKey): Promise<boolean> => fl.hasShared(key);
 
     it('1. A holds the shared address; both members connect through it', async () => {
-      const init = await weft('a', [
-        'server',
-        'init',
-        '--store',
-        storeUrl,
-        '--endpoint',
-        `${SHARED}:${PORT}`,
-        '--subnet',
-        SUBNET,
-        '--default-policy',
-        'allow',
-      ]);
-      token = /^api token: (\S+)/m.exec(init.stdout)?.[1] ?? '';
-      assert.ok(token, init.stdout);
-      await Promise.all(
-        (['a', 'b'] as const).map((key) =>
-          weft(key, [
-            'gateway',
-            'join',
-            '--store',
-            storeUrl,
-            '--name',
-            `gw-${key}`,
-            '--endpoint',
-            `${UNDERLAY[key]}:${PORT}`,
-          ]),
-        ),
-      );
+      const init = await fl.init(storeUrl, `${SHARED}:${PORT}`, SUBNET, ['--default-policy', 'allow']);
+      fl.token = /^api token: (\S+)/m.exec(init.stdout)?.[1] ?? '';
+      assert.ok(fl.token, init.stdout);
+      await fl.join(storeUrl, { a: `${UNDERLAY.a}:${PORT}`, b: `${UNDERLAY.b}:${PORT}` });
       const a = start('a');
       await a.waitForOutput(/failover: holder of 192\.168\.75\.100\/24/, 30_000);
       const b = start('b');
@@ -251,7 +121,7 @@ describe(
         (['m1', 'm2'] as const).map(async (key) => {
           await weft('a', ['member', 'add', MEMBERS[key]]);
           const config = (await weft('a', ['member', 'config', MEMBERS[key]])).stdout;
-          members[key] = await wgQuickUp(netns(key), lab.ifname(`c${key}`), config);
+          fl.members[key] = await wgQuickUp(netns(key), fl.lab.ifname(`c${key}`), config);
           const p = await ping(netns(key), GATEWAY_IP, { count: 2, waitS: 3 });
           assert.ok(p.received >= 1, `${MEMBERS[key]} → ${GATEWAY_IP} through A:\n${p.output}`);
         }),
@@ -286,7 +156,7 @@ describe(
       const samplers = (['a', 'b'] as const).map((key) => {
         const p = netns(key).spawn('bash', [
           '-c',
-          `for ((i = 0; i < ${SAMPLES}; i++)); do s=$(ip -4 -o addr show dev ${lanIf[key]}); ` +
+          `for ((i = 0; i < ${SAMPLES}; i++)); do s=$(ip -4 -o addr show dev ${fl.lanIf[key]}); ` +
             `t=\${EPOCHREALTIME/./}; [[ $s == *" ${SHARED}/24 "* ]] && h=1 || h=0; echo "\${t:0:-3} $h"; ` +
             `sleep 0.05; done`,
         ]);
@@ -306,7 +176,7 @@ describe(
           replyTimes(p.stdout).length >= 5,
           `${MEMBERS[i === 0 ? 'm1' : 'm2']} pings A:\n${p.stdout}`,
         );
-      const rules = lab.file('partition.nft');
+      const rules = fl.lab.file('partition.nft');
       fs.writeFileSync(
         rules,
         `table inet partition {\n` +
@@ -319,7 +189,7 @@ describe(
       // A's main thread is soon waiting for its store: a request to its API now is answered only when it is done.
       await delay(300);
       const askedAt = Date.now();
-      const statusA = get('a', '/status', 40_000).then((reply) => ({ reply, at: Date.now() }));
+      const statusA = fl.get('a', ['/status'], 40_000).then(([reply]) => ({ reply, at: Date.now() }));
       await b.waitForOutput(/failover: holder of 192\.168\.75\.100\/24/, 15_000);
       await a.waitForOutput(/failover: removed 192\.168\.75\.100\/24/, 5_000);
       // The members' replies resume through B: wait until each has had 10 after the cut (at most 15 s).

@@ -25,14 +25,13 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { join as joinPath } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { interopSkip, JsonLinesProcess, Lab, type ManagedProcess, type Netns } from './harness.js';
-import { ping, weftCli, WEFT_MAIN, within } from './gateway-lab.js';
-import { PEOPLE_TOOLS, wgQuickUp, type WgQuickClient } from './people-lab.js';
-import { canRunPostgres, startPostgres, type PostgresServer } from './postgres-harness.js';
+import { interopSkip, type ManagedProcess, type Netns } from './harness.js';
+import { ping, WEFT_MAIN, within } from './gateway-lab.js';
+import { PEOPLE_TOOLS, wgQuickUp } from './people-lab.js';
+import { canRunPostgres } from './postgres-harness.js';
+import { FailoverLab, need, replyTimes, type GatewayKey } from './failover-lab.js';
 
 const SUBNET = '10.68.0.0/24';
 const GATEWAY_IP = '10.68.0.1';
@@ -51,184 +50,49 @@ const GAP_BAR_MS = 5000;
 const OPENVPN_GAP_BAR_MS = 15_000;
 const OPENVPN_MEMBER = 'carol';
 const TOOLS = [...PEOPLE_TOOLS, 'openvpn'];
-const API_CLIENT = fileURLToPath(new URL('./api-client.js', import.meta.url));
-
-type GatewayKey = 'a' | 'b';
 type MemberKey = 'm1' | 'm2';
 const MEMBERS: Record<MemberKey, string> = { m1: 'alice', m2: 'bob' };
-
-interface ApiEvent {
-  ev: string;
-  id?: number;
-  status?: number;
-  body?: unknown;
-}
-
-function need<T>(value: T | undefined, what: string): T {
-  if (value === undefined) throw new Error(`prerequisite missing: ${what} (an earlier step failed)`);
-  return value;
-}
-
-/** Reply times (ms since the epoch) from `ping -D` output. */
-function replyTimes(stdout: string): number[] {
-  const out: number[] = [];
-  for (const m of stdout.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from \S+: icmp_seq=\d+/gm))
-    out.push(Math.round(Number(m[1]) * 1000));
-  return out;
-}
 
 const pgCan = canRunPostgres();
 const skip = interopSkip(TOOLS) || (pgCan.ok ? false : pgCan.reason);
 
 describe('failover: a shared address moves when its holder is killed', { skip }, () => {
-  let lab: Lab;
-  let pgServer: PostgresServer | undefined;
-  let storeUrl = '';
-  let token = '';
-  const ns: Partial<Record<GatewayKey | MemberKey | 'm3' | 'lan', Netns>> = {};
-  const dirs: Record<GatewayKey, string> = { a: '', b: '' };
-  const ifnames: Record<GatewayKey, string> = { a: '', b: '' };
-  const lanIf: Record<GatewayKey, string> = { a: '', b: '' };
-  const servers: Partial<Record<GatewayKey, ManagedProcess>> = {};
-  const members: Partial<Record<MemberKey, WgQuickClient>> = {};
+  const fl = new FailoverLab({ kind: 'fover', tools: TOOLS, shared: `${SHARED}/24` });
   const pingers: ManagedProcess[] = [];
   let openvpnClient: ManagedProcess | undefined;
-  let requests = 0;
 
   before(async () => {
     assert.ok(fs.existsSync(WEFT_MAIN), `${WEFT_MAIN} is missing: build first (npm run build)`);
-    lab = await Lab.create('fover', { tools: TOOLS });
-    pgServer = await startPostgres();
-    await pgServer.createDatabase('weft');
-    storeUrl = `postgres://weft@localhost:${pgServer.port}/weft?host=${encodeURIComponent(joinPath(pgServer.dir, 'socket'))}`;
-    const lan = await lab.netns('lan');
-    ns.lan = lan;
-    const bridge = lab.ifname('br');
-    await lan.exec('ip', ['link', 'add', bridge, 'type', 'bridge']);
-    await lan.exec('ip', ['link', 'set', bridge, 'up']);
-    await lan.exec('ip', ['addr', 'add', `${UNDERLAY.m1}/24`, 'dev', bridge]);
-    ns.m1 = lan;
-    const m2 = await lab.netns('m2');
-    ns.m2 = m2;
-    const attach = async (n: Netns, key: string, addr: string): Promise<string> => {
-      const { aIf, bIf } = await lab.veth(n, lan, {
-        aName: `u${key}`,
-        bName: `p${key}`,
-        aAddr: `${addr}/24`,
-      });
-      await lan.exec('ip', ['link', 'set', bIf, 'master', bridge]);
-      return aIf;
-    };
-    await attach(m2, 'm2', UNDERLAY.m2);
-    const m3 = await lab.netns('m3');
-    ns.m3 = m3;
-    await attach(m3, 'm3', UNDERLAY.m3);
-    for (const key of ['a', 'b'] as const) {
-      const g = await lab.netns(`g${key}`);
-      ns[key] = g;
-      lanIf[key] = await attach(g, key, UNDERLAY[key]);
-      dirs[key] = lab.file(`data-${key}`);
-      ifnames[key] = lab.ifname(`w${key}`);
-      lab.registerWgInterface(ifnames[key]);
-    }
+    await fl.setup();
+    const lan = await fl.createLan('lan', [`${UNDERLAY.m1}/24`]);
+    fl.ns.lan = lan;
+    fl.ns.m1 = lan;
+    const m2 = await fl.lab.netns('m2');
+    fl.ns.m2 = m2;
+    await fl.attach(m2, 'm2', `${UNDERLAY.m2}/24`);
+    const m3 = await fl.lab.netns('m3');
+    fl.ns.m3 = m3;
+    await fl.attach(m3, 'm3', `${UNDERLAY.m3}/24`);
+    for (const key of ['a', 'b'] as const)
+      await fl.addGateway(key, `g${key}`, `${UNDERLAY[key]}/24`, `w${key}`);
   });
 
   after(async () => {
-    try {
-      for (const p of pingers) if (p.running) p.kill('SIGKILL');
-      if (openvpnClient?.running) openvpnClient.kill('SIGKILL');
-      for (const s of Object.values(servers)) if (s?.running) await s.stop(8_000).catch(() => undefined);
-      for (const m of Object.values(members)) await m?.down().catch(() => undefined);
-    } finally {
-      try {
-        await lab?.cleanup();
-      } finally {
-        await pgServer?.stop();
-      }
-    }
+    await fl.cleanup(8_000, [...pingers, openvpnClient]);
   });
 
-  const netns = (key: GatewayKey | MemberKey | 'm3' | 'lan'): Netns => need(ns[key], `namespace ${key}`);
-  const server = (key: GatewayKey): ManagedProcess => {
-    const s = need(servers[key], `gateway ${key.toUpperCase()}`);
-    if (!s.running) throw new Error(`gateway ${key.toUpperCase()} is no longer running: ${s.describe()}`);
-    return s;
-  };
-  const weft = (key: GatewayKey, args: readonly string[]) =>
-    weftCli(netns(key), [...args, '--data', dirs[key]], { timeoutMs: 30_000 });
-  const start = (key: GatewayKey): ManagedProcess => {
-    const proc = netns(key).spawn(process.execPath, [
-      WEFT_MAIN,
-      'server',
-      'run',
-      '--data',
-      dirs[key],
-      '--interface',
-      ifnames[key],
-      '--shared-address',
-      `${SHARED}/24`,
-      '--shared-interface',
-      lanIf[key],
-    ]);
-    servers[key] = proc;
-    return proc;
-  };
-  const hasShared = async (key: GatewayKey): Promise<boolean> => {
-    const { stdout } = await netns(key).exec('ip', ['-4', '-o', 'addr', 'show', 'dev', lanIf[key]]);
-    return stdout.includes(` ${SHARED}/24 `);
-  };
-  /** GET requests through the gateway's own API (a short-lived client in its namespace). */
-  const get = async (key: GatewayKey, paths: readonly string[]): Promise<ApiEvent[]> => {
-    const client = new JsonLinesProcess<ApiEvent>(
-      netns(key).spawn(process.execPath, [API_CLIENT], {
-        env: { WEFT_API: 'http://127.0.0.1:8780/api/v1', WEFT_TOKEN: token },
-      }),
-    );
-    try {
-      await client.next('ready');
-      const out: ApiEvent[] = [];
-      for (const path of paths) {
-        const id = ++requests;
-        client.command({ id, method: 'GET', path });
-        out.push(
-          await client.waitFor(`reply ${id} (GET ${path})`, (e) => e.ev === 'reply' && e.id === id, 15_000),
-        );
-      }
-      return out;
-    } finally {
-      client.process.kill('SIGTERM');
-    }
-  };
+  const netns = (key: GatewayKey | MemberKey | 'm3' | 'lan'): Netns => fl.netns(key);
+  const server = (key: GatewayKey): ManagedProcess => fl.server(key);
+  const weft = (key: GatewayKey, args: readonly string[]) => fl.weft(key, args);
+  const start = (key: GatewayKey): ManagedProcess => fl.start(key);
+  const hasShared = (key: GatewayKey): Promise<boolean> => fl.hasShared(key);
+  const get = (key: GatewayKey, paths: readonly string[]) => fl.get(key, paths);
 
   it('1. A holds the shared address, B stands by (the lease in PostgreSQL decides)', async (t) => {
-    const init = await weft('a', [
-      'server',
-      'init',
-      '--store',
-      storeUrl,
-      '--endpoint',
-      `${SHARED}:${PORT}`,
-      '--subnet',
-      SUBNET,
-      '--default-policy',
-      'allow',
-    ]);
-    token = /^api token: (\S+)/m.exec(init.stdout)?.[1] ?? '';
-    assert.ok(token, init.stdout);
-    await Promise.all(
-      (['a', 'b'] as const).map((key) =>
-        weft(key, [
-          'gateway',
-          'join',
-          '--store',
-          storeUrl,
-          '--name',
-          `gw-${key}`,
-          '--endpoint',
-          `${UNDERLAY[key]}:${PORT}`,
-        ]),
-      ),
-    );
+    const init = await fl.init(fl.storeUrl, `${SHARED}:${PORT}`, SUBNET, ['--default-policy', 'allow']);
+    fl.token = /^api token: (\S+)/m.exec(init.stdout)?.[1] ?? '';
+    assert.ok(fl.token, init.stdout);
+    await fl.join(fl.storeUrl, { a: `${UNDERLAY.a}:${PORT}`, b: `${UNDERLAY.b}:${PORT}` });
     const started = Date.now();
     const a = start('a');
     await a.waitForOutput(/ready:/, 30_000);
@@ -249,7 +113,7 @@ describe('failover: a shared address moves when its holder is killed', { skip },
         await weft('a', ['member', 'add', MEMBERS[key]]);
         const config = (await weft('a', ['member', 'config', MEMBERS[key]])).stdout;
         assert.match(config, new RegExp(`Endpoint = ${SHARED.replaceAll('.', '\\.')}:${PORT}`));
-        members[key] = await wgQuickUp(netns(key), lab.ifname(`c${key}`), config);
+        fl.members[key] = await wgQuickUp(netns(key), fl.lab.ifname(`c${key}`), config);
         const p = await ping(netns(key), GATEWAY_IP, { count: 2, waitS: 3 });
         assert.ok(p.received >= 1, `${MEMBERS[key]} → ${GATEWAY_IP} through A:\n${p.output}`);
       }),
@@ -257,8 +121,8 @@ describe('failover: a shared address moves when its holder is killed', { skip },
     // B knows the members' hardware addresses already (as a gateway on their LAN would): at the takeover its
     // kernel sends them no ARP request of its own, so only B's announcement tells them where the address went.
     for (const [key, dev] of [
-      ['m1', lab.ifname('br')],
-      ['m2', lab.ifname('um2')],
+      ['m1', fl.lab.ifname('br')],
+      ['m2', fl.lab.ifname('um2')],
     ] as const) {
       const link = JSON.parse((await netns(key).exec('ip', ['-j', 'link', 'show', 'dev', dev])).stdout) as {
         address: string;
@@ -271,7 +135,7 @@ describe('failover: a shared address moves when its holder is killed', { skip },
         'lladdr',
         mac,
         'dev',
-        lanIf.b,
+        fl.lanIf.b,
         'nud',
         'permanent',
       ]);
@@ -286,7 +150,7 @@ describe('failover: a shared address moves when its holder is killed', { skip },
       profile,
     );
     assert.match(profile, /^server-poll-timeout \d+$/m);
-    const file = await lab.writeSecret(`${OPENVPN_MEMBER}.ovpn`, profile);
+    const file = await fl.lab.writeSecret(`${OPENVPN_MEMBER}.ovpn`, profile);
     openvpnClient = netns('m3').spawn('openvpn', ['--config', file]);
     await openvpnClient.waitForOutput(/Initialization Sequence Completed/, 30_000);
     assert.match(openvpnClient.stdout + openvpnClient.stderr, /PUSH_REPLY.*ping 1,ping-restart 5/);
@@ -443,80 +307,34 @@ describe(
   () => {
     const SHARED6 = 'fd74::100';
     const LAN6 = { a: 'fd74::1', b: 'fd74::2', n: 'fd74::201' };
-    let lab: Lab;
-    let pgServer: PostgresServer | undefined;
-    let storeUrl = '';
-    const ns: Partial<Record<GatewayKey | 'lan', Netns>> = {};
-    const dirs: Record<GatewayKey, string> = { a: '', b: '' };
-    const ifnames: Record<GatewayKey, string> = { a: '', b: '' };
-    const lanIf: Record<GatewayKey, string> = { a: '', b: '' };
+    const fl = new FailoverLab({ kind: 'fov6', tools: TOOLS, shared: `${SHARED6}/64` });
     const macs: Record<GatewayKey | 'n', string> = { a: '', b: '', n: '' };
-    const servers: Partial<Record<GatewayKey, ManagedProcess>> = {};
     let pinger: ManagedProcess | undefined;
 
-    const netns = (key: GatewayKey | 'lan'): Netns => need(ns[key], `namespace ${key}`);
-    const weft = (key: GatewayKey, args: readonly string[]) =>
-      weftCli(netns(key), [...args, '--data', dirs[key]], { timeoutMs: 30_000 });
+    const netns = (key: GatewayKey | 'lan'): Netns => fl.netns(key);
     const macOf = async (n: Netns, dev: string): Promise<string> => {
       const link = JSON.parse((await n.exec('ip', ['-j', 'link', 'show', 'dev', dev])).stdout) as {
         address: string;
       }[];
       return need(link[0]?.address, `${dev}'s hardware address`);
     };
-    const hasShared6 = async (key: GatewayKey): Promise<boolean> => {
-      const { stdout } = await netns(key).exec('ip', ['-6', '-o', 'addr', 'show', 'dev', lanIf[key]]);
-      return stdout.includes(` ${SHARED6}/64 `);
-    };
+    const hasShared6 = (key: GatewayKey): Promise<boolean> => fl.hasShared(key);
     /** The neighbour's cached hardware address for the shared address ('' when it has none). */
     const cached = async (): Promise<string> => {
       const { stdout } = await netns('lan').exec('ip', ['-6', 'neigh', 'show', SHARED6]);
       return /lladdr (\S+)/.exec(stdout)?.[1] ?? '';
     };
-    const start = (key: GatewayKey): ManagedProcess => {
-      const proc = netns(key).spawn(process.execPath, [
-        WEFT_MAIN,
-        'server',
-        'run',
-        '--data',
-        dirs[key],
-        '--interface',
-        ifnames[key],
-        '--shared-address',
-        `${SHARED6}/64`,
-        '--shared-interface',
-        lanIf[key],
-      ]);
-      servers[key] = proc;
-      return proc;
-    };
+    const start = (key: GatewayKey): ManagedProcess => fl.start(key);
 
     before(async () => {
-      lab = await Lab.create('fov6', { tools: TOOLS });
-      pgServer = await startPostgres();
-      await pgServer.createDatabase('weft');
-      storeUrl = `postgres://weft@localhost:${pgServer.port}/weft?host=${encodeURIComponent(joinPath(pgServer.dir, 'socket'))}`;
-      const lan = await lab.netns('lan6');
-      ns.lan = lan;
-      const bridge = lab.ifname('br');
+      await fl.setup();
       // A fixed hardware address: a bridge's own otherwise follows its ports' as they join (B's static entry).
-      await lan.exec('ip', ['link', 'add', bridge, 'address', '02:00:00:74:02:01', 'type', 'bridge']);
-      await lan.exec('ip', ['link', 'set', bridge, 'up']);
-      await lan.exec('ip', ['addr', 'add', `${LAN6.n}/64`, 'dev', bridge, 'nodad']);
-      macs.n = await macOf(lan, bridge);
+      const lan = await fl.createLan('lan6', [`${LAN6.n}/64`], { mac: '02:00:00:74:02:01', nodad: true });
+      fl.ns.lan = lan;
+      macs.n = await macOf(lan, fl.bridge);
       for (const key of ['a', 'b'] as const) {
-        const g = await lab.netns(`g${key}6`);
-        ns[key] = g;
-        const { aIf, bIf } = await lab.veth(g, lan, {
-          aName: `u${key}`,
-          bName: `p${key}`,
-          aAddr6: `${LAN6[key]}/64`,
-        });
-        await lan.exec('ip', ['link', 'set', bIf, 'master', bridge]);
-        lanIf[key] = aIf;
-        macs[key] = await macOf(g, aIf);
-        dirs[key] = lab.file(`data-${key}`);
-        ifnames[key] = lab.ifname(`v${key}`);
-        lab.registerWgInterface(ifnames[key]);
+        const g = await fl.addGateway(key, `g${key}6`, `${LAN6[key]}/64`, `v${key}`);
+        macs[key] = await macOf(g, fl.lanIf[key]);
       }
       // B knows the neighbour (as a gateway on its LAN would): its kernel sends no solicitation of its own.
       await netns('b').exec('ip', [
@@ -527,50 +345,19 @@ describe(
         'lladdr',
         macs.n,
         'dev',
-        lanIf.b,
+        fl.lanIf.b,
         'nud',
         'permanent',
       ]);
     });
 
     after(async () => {
-      try {
-        if (pinger?.running) pinger.kill('SIGKILL');
-        for (const s of Object.values(servers)) if (s?.running) await s.stop(8_000).catch(() => undefined);
-      } finally {
-        try {
-          await lab?.cleanup();
-        } finally {
-          await pgServer?.stop();
-        }
-      }
+      await fl.cleanup(8_000, [pinger]);
     });
 
     it('A holds fd74::100, the neighbour caches A; kill -9 of A: the neighbour moves to B; SIGTERM to B removes it', async (t) => {
-      await weft('a', [
-        'server',
-        'init',
-        '--store',
-        storeUrl,
-        '--endpoint',
-        `[${SHARED6}]:${PORT}`,
-        '--subnet',
-        SUBNET,
-      ]);
-      await Promise.all(
-        (['a', 'b'] as const).map((key) =>
-          weft(key, [
-            'gateway',
-            'join',
-            '--store',
-            storeUrl,
-            '--name',
-            `gw-${key}`,
-            '--endpoint',
-            `[${LAN6[key]}]:${PORT}`,
-          ]),
-        ),
-      );
+      await fl.init(fl.storeUrl, `[${SHARED6}]:${PORT}`, SUBNET);
+      await fl.join(fl.storeUrl, { a: `[${LAN6.a}]:${PORT}`, b: `[${LAN6.b}]:${PORT}` });
       const a = start('a');
       await a.waitForOutput(/failover: holder of fd74::100\/64/, 30_000);
       const b = start('b');
@@ -582,7 +369,7 @@ describe(
       assert.ok(replyTimes(pinger.stdout).length >= 5, `the neighbour pings A:\n${pinger.stdout}`);
       assert.equal(await cached(), macs.a, 'the neighbour caches A for the shared address');
       // A's machine goes: its LAN link first (so its kernel answers nothing more), then its process.
-      await netns('a').exec('ip', ['link', 'set', lanIf.a, 'down']);
+      await netns('a').exec('ip', ['link', 'set', fl.lanIf.a, 'down']);
       const killedAt = Date.now();
       a.kill('SIGKILL');
       await within(a.exited, 5_000);
