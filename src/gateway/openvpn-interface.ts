@@ -39,7 +39,7 @@ import { monotonicEpochMs, type Clock } from '../io/clock.js';
 import { TcpListener, type TcpConnection, type TcpListenerOptions } from '../io/tcp-linux.js';
 import { formatEndpoint, type Endpoint } from '../net/endpoint.js';
 import { readIpHeader, type IpHeader } from '../net/ip-packet.js';
-import { parseAddress, type Prefix } from '../net/ip.js';
+import { parseAddress, type Address, type Prefix } from '../net/ip.js';
 import { P_DATA_V1, P_DATA_V2 } from '../openvpn/constants.js';
 import { ControlSession, type ControlAction, type PushDescription } from '../openvpn/control-session.js';
 import { DataChannel, DATA_V2_HEADER, isDrop } from '../openvpn/data-channel.js';
@@ -274,6 +274,10 @@ export class OpenVpnInterface implements MemberTransport {
    * string key. Checked (the session's own endpoint object, not ended) before use.
    */
   private lastSession: OpenVpnSession | undefined;
+  /** clock() of the last data packet opened or sealed for a client (not a warm-up session). */
+  private lastLiveAt = -Infinity;
+  /** Run at close (the path keeper's end: openvpn-warmup.ts). */
+  private readonly closeHooks: (() => Promise<void>)[] = [];
   /** Multicast replication, when on (settable after construction). */
   groups: SessionGroupTap | undefined;
   private tapped = false;
@@ -486,6 +490,7 @@ export class OpenVpnInterface implements MemberTransport {
     session.lastReceived = now;
     session.rxBytes += bytes.length;
     session.rxPackets++;
+    if (!session.warm) this.lastLiveAt = now;
     if (result === 'ping') return true;
     if (result === 'occ') {
       if (session.data.opened.occOpcode === OCC_EXIT) this.endSession(session, 'client exited');
@@ -697,6 +702,7 @@ export class OpenVpnInterface implements MemberTransport {
     session.txPackets++;
     session.lastSent = now;
     this.counters.packetsOut++;
+    if (!session.warm) this.lastLiveAt = now;
   }
 
   private transmit(link: Link, bytes: Uint8Array): void {
@@ -739,6 +745,7 @@ export class OpenVpnInterface implements MemberTransport {
     const ping = this.options.pingIntervalMs ?? 10_000;
     const idle = this.options.idleTimeoutMs ?? 120_000;
     for (const s of [...this.sessions]) {
+      if (s.warm) continue; // no client behind it: no timeout, no keepalive
       if (now - s.lastReceived > idle) {
         this.endSession(s, `nothing from the client for ${Math.round(idle / 1000)} s`, false);
         continue;
@@ -764,9 +771,10 @@ export class OpenVpnInterface implements MemberTransport {
    * Opens the throwaway session that warms the packet path: UDP from `endpoint` (a loopback socket of the
    * caller's), data keys from `keyBlock`, the route of `address` (a host prefix no member has). Its packets
    * skip the member firewall (they carry echo requests to the gateway's own address) and it never shows in
-   * status. It may run beside live sessions (a second warm-up after the first client connected): their traffic
-   * is counted as usual, and its own is taken off the counters at its end. Undefined without a UDP socket or a
-   * free peer id, or once the interface is closing.
+   * status. It may run beside live sessions (a second warm-up after the first client connected, the path
+   * keeper): their traffic is counted as usual, and its own is taken off the counters (uncountWarm). It ends
+   * when a member is given its address. Undefined without a UDP socket or a free peer id, or once the interface
+   * is closing.
    */
   openWarmSession(
     endpoint: Endpoint,
@@ -809,6 +817,12 @@ export class OpenVpnInterface implements MemberTransport {
     if (!session.warm || session.ended) return;
     this.endSession(session, 'warm-up done', false);
     this.counters.sessionsEnded--;
+    this.uncountWarm(session);
+  }
+
+  /** Takes a warm-up session's packets so far off the counters. */
+  uncountWarm(session: OpenVpnSession): void {
+    if (!session.warm) return;
     const c = this.counters;
     c.datagramsIn = Math.max(0, c.datagramsIn - session.rxPackets);
     c.packetsIn = Math.max(0, c.packetsIn - session.deliveredPackets);
@@ -819,12 +833,38 @@ export class OpenVpnInterface implements MemberTransport {
       if (left > 0) this.drops.set('spoofed-source', left);
       else this.drops.delete('spoofed-source');
     }
+    session.rxPackets = 0;
+    session.deliveredPackets = 0;
+    session.txPackets = 0;
+    session.spoofedPackets = 0;
+  }
+
+  /** The addresses warm-up sessions hold now (a second one must pick another). */
+  warmAddresses(): Address[] {
+    const held: Address[] = [];
+    for (const s of this.sessions) if (s.warm && s.ip4 !== undefined) held.push({ family: 4, bytes: s.ip4 });
+    return held;
+  }
+
+  /** True if a client's data packet was opened or sealed within the last `ms` milliseconds. */
+  liveWithin(ms: number): boolean {
+    return this.clock() - this.lastLiveAt < ms;
+  }
+
+  /** Runs `hook` when the interface closes, before its sockets do. */
+  onClose(hook: () => Promise<void>): void {
+    this.closeHooks.push(hook);
   }
 
   // ---- MemberTransport ----
 
   install(member: InstalledMember, previous: InstalledMember | undefined): void {
     this.members.set(member.name, member);
+    // A warm-up session holding the member's address gives it up (the path keeper picks another).
+    const ip4 = addressBytes(member.record.ip);
+    if (ip4 !== undefined)
+      for (const s of [...this.sessions])
+        if (s.warm && s.ip4 !== undefined && sameBytes(s.ip4, ip4)) this.closeWarmSession(s);
     const moved =
       previous !== undefined &&
       (previous.record.ip !== member.record.ip || previous.record.ip6 !== member.record.ip6);
@@ -919,6 +959,7 @@ export class OpenVpnInterface implements MemberTransport {
 
   async close(): Promise<void> {
     this.closing = true;
+    for (const hook of this.closeHooks.splice(0)) await hook().catch(() => undefined);
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.pollTask) clearImmediate(this.pollTask);

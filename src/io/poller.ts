@@ -16,6 +16,12 @@
  * p50 0.52 to 0.62 ms without, 0.39 to 0.47 ms with (the Go runtime behind wireguard-go keeps its threads
  * awake in much the same way). It costs CPU only while traffic is sparse, about 40 µs a wake-up: nothing on
  * a busy tunnel (the loop never waits) or an idle one (the window has passed). WEFT_POLL_WARM=0 turns it off.
+ *
+ * A wake-up keeps the thread warm, not the packet path: code and data the last packet used, and the kernel's
+ * paths it took, are cold again when the next packet comes milliseconds later. Idle hooks (onIdle) run at each
+ * short wait that ended with nothing ready, so a shell can run the path meanwhile (the OpenVPN shell sends
+ * itself a packet over loopback: openvpn-warmup.ts); a hook that sent something returns true, and the next
+ * poll does not wait.
  */
 import * as libc from './libc.js';
 
@@ -54,6 +60,8 @@ export interface PollerOptions {
 }
 
 export type ReadableHandler = () => boolean;
+/** Runs at a short wait that ended with nothing ready; true if it queued work for the poller (see above). */
+export type IdleHook = () => boolean;
 /** Called when a descriptor the caller asked to watch for writing can take more (POLLOUT). */
 export type WritableHandler = () => void;
 
@@ -64,6 +72,7 @@ export class Poller {
   private readonly handlers = new Map<number, ReadableHandler>();
   /** Descriptors also watched for POLLOUT (a stream socket with bytes waiting to be written). */
   private readonly writers = new Map<number, WritableHandler>();
+  private readonly idleHooks: IdleHook[] = [];
   private fds: number[] = [];
   private pollfds = new Uint8Array(0);
   private scheduled: NodeJS.Immediate | undefined;
@@ -106,6 +115,15 @@ export class Poller {
     this.schedule();
   }
 
+  /** Adds an idle hook (see above); the returned function removes it. */
+  onIdle(hook: IdleHook): () => void {
+    this.idleHooks.push(hook);
+    return () => {
+      const at = this.idleHooks.indexOf(hook);
+      if (at >= 0) this.idleHooks.splice(at, 1);
+    };
+  }
+
   remove(fd: number): void {
     this.handlers.delete(fd);
     this.writers.delete(fd);
@@ -134,19 +152,24 @@ export class Poller {
     this.scheduled = undefined;
     const n = this.fds.length;
     if (n === 0) return;
-    const ready = this.busy ? this.poll(this.pollfds, n, 0) > 0 : this.waitForReady(n);
+    let ready: boolean;
+    if (this.busy) ready = this.poll(this.pollfds, n, 0) > 0;
+    else {
+      const warm = this.now() - this.lastActive < this.warmWindowMs;
+      ready = this.poll(this.pollfds, n, warm ? WARM_WAIT_MS : IDLE_WAIT_MS) > 0;
+      if (!ready && warm && this.idleHooks.length > 0 && this.runIdleHooks())
+        ready = this.poll(this.pollfds, n, 0) > 0;
+    }
     this.busy = false;
     if (ready) this.serve();
     this.schedule();
   };
 
-  /**
-   * Waits until a descriptor is ready (true) or the event loop is due (false): IDLE_WAIT_MS, or WARM_WAIT_MS
-   * within the warm window.
-   */
-  private waitForReady(n: number): boolean {
-    const warm = this.now() - this.lastActive < this.warmWindowMs;
-    return this.poll(this.pollfds, n, warm ? WARM_WAIT_MS : IDLE_WAIT_MS) > 0;
+  /** True if a hook queued work. */
+  private runIdleHooks(): boolean {
+    let queued = false;
+    for (const hook of this.idleHooks) if (hook()) queued = true;
+    return queued;
   }
 
   /**

@@ -13,7 +13,7 @@ import {
 } from '../control/pki.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { OpenVpnInterface, type Identity } from '../gateway/openvpn-interface.js';
-import { warmOpenVpnPath } from '../gateway/openvpn-warmup.js';
+import { OpenVpnPathKeeper, warmOpenVpnPath } from '../gateway/openvpn-warmup.js';
 import { parseAddress, parsePrefix, type Address } from '../net/ip.js';
 import type { DataCipher } from '../openvpn/peer-info.js';
 import { openBestBind } from '../io/udp-linux.js';
@@ -69,10 +69,12 @@ export async function startOpenVpn(
   // The packet path is warmed at start, and once more as soon as the first client has connected
   // (openvpn-warmup.ts says why): set below, once the interface exists.
   let warmAfterFirstClient: ((cipher: DataCipher) => void) | undefined;
+  let keeper: OpenVpnPathKeeper | undefined;
   const sessionConnected = (_member: string, cipher: DataCipher): void => {
     const warm = warmAfterFirstClient;
     warmAfterFirstClient = undefined;
     warm?.(cipher);
+    keeper?.follow(cipher);
   };
   const make = (tcpPort: number | null): OpenVpnInterface =>
     new OpenVpnInterface({
@@ -113,21 +115,24 @@ export async function startOpenVpn(
   sync.attach(ovpn);
   const live = ovpn;
   // The packet path optimised before the first client, not after thousands of its packets.
-  const warm = async (cipher: DataCipher, again: boolean): Promise<void> => {
-    const current = cp.settings();
-    const subnet = parsePrefix(current.subnet);
-    const gatewayIp = parseAddress(cp.gatewayAddresses().ip);
-    if (!subnet.ok || !gatewayIp.ok) return;
-    const taken: Address[] = [];
+  // Members' addresses, and those warm-up sessions hold (the keeper's and a warm-up's must differ).
+  const takenAddresses = (): Address[] => {
+    const taken: Address[] = live.warmAddresses();
     for (const m of cp.store.allMembers()) {
       const a = parseAddress(m.ip);
       if (a.ok) taken.push(a.value);
     }
+    return taken;
+  };
+  const subnet = parsePrefix(settings.subnet);
+  const gatewayIp = parseAddress(cp.gatewayAddresses().ip);
+  const warm = async (cipher: DataCipher, again: boolean): Promise<void> => {
+    if (!subnet.ok || !gatewayIp.ok) return;
     const result = await warmOpenVpnPath({
       openvpn: live,
       gateway: gatewayIp.value,
       subnet: subnet.value,
-      taken,
+      taken: takenAddresses(),
       cipher,
     });
     const when = again ? ' again (first client connected)' : '';
@@ -138,6 +143,18 @@ export async function startOpenVpn(
     );
   };
   await warm(s.dataCiphers[0] ?? 'AES-256-GCM', false);
+  // Between a client's sparse packets, the path is kept warm (openvpn-warmup.ts).
+  if (subnet.ok && gatewayIp.ok) {
+    const started = await OpenVpnPathKeeper.start({
+      openvpn: live,
+      gateway: gatewayIp.value,
+      subnet: subnet.value,
+      taken: takenAddresses,
+      cipher: s.dataCiphers[0] ?? 'AES-256-GCM',
+    });
+    if (typeof started === 'string') log(`OpenVPN packet path keeper off: ${started}`);
+    else keeper = started;
+  }
   warmAfterFirstClient = (cipher) => {
     // After this turn: the session's own actions (its push, its first packets) go first.
     setImmediate(() => {

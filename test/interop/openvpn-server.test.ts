@@ -298,6 +298,35 @@ describe(
       );
 
       assert.equal((await ping(members.a, GATEWAY_IP)).received, 3, 'gateway over IPv4');
+      // Between her sparse packets the gateway keeps its path warm: echo requests from its loopback socket to
+      // its own UDP port, only in the 50 ms after her traffic (openvpn-warmup.ts).
+      const pulses = async (during: () => Promise<unknown>): Promise<number> => {
+        const capture = gw.spawn('tcpdump', [
+          '-n',
+          '-l',
+          '-i',
+          'lo',
+          'udp',
+          'and',
+          'dst',
+          'port',
+          String(UDP_PORT),
+        ]);
+        await delay(500);
+        await during();
+        await capture.stop();
+        return capture.stdout.split('\n').filter((l) => l.includes(`127.0.0.1.${UDP_PORT}:`)).length;
+      };
+      const busy = await pulses(() =>
+        members.a.exec('ping', ['-n', '-q', '-c', '100', '-i', '0.01', GATEWAY_IP], { allowFail: true }),
+      );
+      const quiet = await pulses(() => delay(1_000));
+      t.diagnostic(`keeper pulses: ${busy} during 100 pings 10 ms apart, ${quiet} in 1 s without traffic`);
+      assert.ok(busy >= 100, `the keeper pulsed ${busy} times during 100 pings 10 ms apart`);
+      assert.ok(
+        quiet <= 60,
+        `the keeper pulsed ${quiet} times in a quiet second (at most one keepalive's 50 ms)`,
+      );
       // The client's tun MTU is the gateway's (pushed tun-mtu): the largest packet with DF crosses whole, one
       // byte more is refused on the client (path MTU discovery sees the real limit, nothing is fragmented).
       const gwMtu = Number(/ mtu (\d+)/.exec((await gw.exec('ip', ['link', 'show', serverIf])).stdout)?.[1]);

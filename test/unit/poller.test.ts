@@ -151,3 +151,63 @@ describe('Poller: write interest', () => {
     }
   });
 });
+
+describe('Poller: idle hooks', () => {
+  it('run at each short wait that found nothing, inside the warm window only', async () => {
+    const r = rig(50);
+    let calls = 0;
+    const off = r.poller.onIdle(() => {
+      calls++;
+      return false;
+    });
+    try {
+      await turns(3);
+      assert.equal(calls, 0, 'no traffic yet: long waits, no hook');
+      r.readyNext();
+      await turns(4);
+      assert.equal(r.served(), 1);
+      assert.ok(calls >= 1, 'a short wait after the batch ran the hook');
+      const before = calls;
+      r.readyNext();
+      await turns(1);
+      assert.equal(calls, before, 'a wait that found something ready does not run it');
+      r.clock.now += 51;
+      await turns(2);
+      const after = calls;
+      await turns(3);
+      assert.equal(calls, after, 'the window has passed: no more calls');
+      assert.equal(r.waits.at(-1), IDLE_WAIT_MS);
+      off();
+      r.readyNext();
+      await turns(4);
+      assert.equal(calls, after, 'removed');
+    } finally {
+      off();
+      r.poller.remove(7);
+    }
+  });
+
+  it('a hook that queued something makes the poller look at once and serve it', async () => {
+    const r = rig(50);
+    let hookAt = -1;
+    let servedAtHook = -1;
+    const off = r.poller.onIdle(() => {
+      if (hookAt >= 0) return false;
+      hookAt = r.waits.length;
+      servedAtHook = r.served();
+      r.readyNext(); // what the hook sent is ready at once (loopback)
+      return true;
+    });
+    try {
+      r.readyNext();
+      await turns(6);
+      assert.ok(hookAt > 0, 'the hook ran');
+      assert.equal(r.served(), servedAtHook + 1, 'what it queued was served');
+      assert.equal(r.waits[hookAt - 1], WARM_WAIT_MS, 'it ran after a short wait found nothing');
+      assert.equal(r.waits[hookAt], 0, 'then the poller looked without waiting');
+    } finally {
+      off();
+      r.poller.remove(7);
+    }
+  });
+});
