@@ -8,17 +8,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { InstalledMember } from '../../src/gateway/member-transport.js';
-import { OpenVpnInterface } from '../../src/gateway/openvpn-interface.js';
 import { OpenVpnPathKeeper, type OpenVpnKeeperTarget } from '../../src/gateway/openvpn-warmup.js';
-import { Router } from '../../src/gateway/router.js';
 import { MemoryNetwork } from '../../src/io/memory.js';
 import { Poller } from '../../src/io/poller.js';
 import { echo } from '../../src/net/icmp.js';
 import { readIpHeader } from '../../src/net/ip-packet.js';
 import { formatAddress, parseAddress, parsePrefix, type Address } from '../../src/net/ip.js';
 import { DATA_KEY_BLOCK_LENGTH } from '../../src/openvpn/data-channel-keys.js';
-import { StatelessHandshake } from '../../src/openvpn/stateless-handshake.js';
-import type { TlsEngineFactory } from '../../src/openvpn/tls-engine.js';
+import { warmShell } from '../support/openvpn-shell.js';
 
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -39,24 +36,9 @@ function member(name: string, ip: string): InstalledMember {
   };
 }
 
-function rig(timing: { tickMs: number; idleTimeoutMs?: number } = { tickMs: 60_000 }) {
+function rig(timing?: { tickMs: number; idleTimeoutMs?: number }) {
   const net = new MemoryNetwork();
-  const router = new Router();
-  const delivered: Uint8Array[] = [];
-  const refuse = (): never => {
-    throw new Error('not used here');
-  };
-  const ovpn = new OpenVpnInterface({
-    udp: net.bind('127.0.0.1', 1194),
-    handshake: new StatelessHandshake({ kind: 'none' }, new Uint8Array(randomBytes(32))),
-    tls: refuse as unknown as TlsEngineFactory,
-    router,
-    deliver: (packets) => void delivered.push(...packets.map((p) => p.slice())),
-    admit: () => true,
-    identifyCertificate: () => ({ ok: false, reason: 'not used' }),
-    pushFor: refuse,
-    ...timing,
-  });
+  const { ovpn, router, delivered } = warmShell(net.bind('127.0.0.1', 1194), timing);
   const state = { live: true, taken: [] as Address[] };
   const subnet = parsePrefix('10.66.0.0/24');
   assert.ok(subnet.ok);
@@ -85,6 +67,21 @@ function rig(timing: { tickMs: number; idleTimeoutMs?: number } = { tickMs: 60_0
     return from;
   };
   return { ovpn, router, delivered, state, target, answer };
+}
+
+/** Runs `body` with a started keeper on a fresh rig; the interface is closed afterwards. */
+async function withKeeper(
+  body: (r: ReturnType<typeof rig>, keeper: OpenVpnPathKeeper) => Promise<void>,
+  timing?: { tickMs: number; idleTimeoutMs?: number },
+): Promise<void> {
+  const r = rig(timing);
+  const keeper = await OpenVpnPathKeeper.start(r.target);
+  assert.ok(typeof keeper !== 'string', String(keeper));
+  try {
+    await body(r, keeper);
+  } finally {
+    await r.ovpn.close();
+  }
 }
 
 describe('OpenVPN path keeper', () => {
@@ -121,10 +118,7 @@ describe('OpenVPN path keeper', () => {
   });
 
   it('gives its address up to a member and moves to the next free one', async () => {
-    const r = rig();
-    const keeper = await OpenVpnPathKeeper.start(r.target);
-    assert.ok(typeof keeper !== 'string');
-    try {
+    await withKeeper(async (r, keeper) => {
       keeper.pulse();
       await settle();
       r.answer();
@@ -148,16 +142,11 @@ describe('OpenVPN path keeper', () => {
       await settle();
       assert.deepEqual(keeper.counts, { pulses: 2, replies: 2 });
       assert.equal(r.ovpn.counters.sessionsEnded, 0);
-    } finally {
-      await r.ovpn.close();
-    }
+    });
   });
 
   it('leaves the address a warm-up session holds to it', async () => {
-    const r = rig();
-    const keeper = await OpenVpnPathKeeper.start(r.target);
-    assert.ok(typeof keeper !== 'string');
-    try {
+    await withKeeper(async (r, keeper) => {
       const other = r.ovpn.openWarmSession(
         { address: '127.0.0.1', port: 40001 },
         { ...address('10.66.0.254'), bits: 32 },
@@ -175,16 +164,11 @@ describe('OpenVPN path keeper', () => {
         'the answer reached the keeper, not the warm-up',
       );
       assert.deepEqual(r.ovpn.warmAddresses().map(formatAddress).sort(), ['10.66.0.253', '10.66.0.254']);
-    } finally {
-      await r.ovpn.close();
-    }
+    });
   });
 
   it('follows the cipher the latest client chose', async () => {
-    const r = rig();
-    const keeper = await OpenVpnPathKeeper.start(r.target);
-    assert.ok(typeof keeper !== 'string');
-    try {
+    await withKeeper(async (r, keeper) => {
       for (const cipher of ['CHACHA20-POLY1305', 'AES-128-GCM'] as const) {
         keeper.follow(cipher);
         assert.equal(keeper.holds, undefined, 'a new cipher: a new session at the next pulse');
@@ -194,26 +178,22 @@ describe('OpenVPN path keeper', () => {
         await settle();
       }
       assert.deepEqual(keeper.counts, { pulses: 2, replies: 2 });
-    } finally {
-      await r.ovpn.close();
-    }
+    });
   });
 
   it('outlives the idle timeout and sends its session no keepalives: no client is behind it', async () => {
-    const r = rig({ tickMs: 5, idleTimeoutMs: 1 });
-    const keeper = await OpenVpnPathKeeper.start(r.target);
-    assert.ok(typeof keeper !== 'string');
-    try {
-      keeper.pulse();
-      await settle();
-      r.answer();
-      await new Promise((resolve) => setTimeout(resolve, 40));
-      assert.ok(keeper.holds, 'still open after several ticks past the idle timeout');
-      assert.equal(r.ovpn.counters.datagramsOut, 0);
-      assert.deepEqual(keeper.counts, { pulses: 1, replies: 1 });
-    } finally {
-      await r.ovpn.close();
-    }
+    await withKeeper(
+      async (r, keeper) => {
+        keeper.pulse();
+        await settle();
+        r.answer();
+        await new Promise((resolve) => setTimeout(resolve, 40));
+        assert.ok(keeper.holds, 'still open after several ticks past the idle timeout');
+        assert.equal(r.ovpn.counters.datagramsOut, 0);
+        assert.deepEqual(keeper.counts, { pulses: 1, replies: 1 });
+      },
+      { tickMs: 5, idleTimeoutMs: 1 },
+    );
   });
 
   it('does not start without a UDP listener or with an IPv6 member subnet', async () => {

@@ -6,15 +6,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { OpenVpnInterface } from '../../src/gateway/openvpn-interface.js';
-import { Router } from '../../src/gateway/router.js';
 import { MemoryNetwork } from '../../src/io/memory.js';
 import { echo } from '../../src/net/icmp.js';
 import { readIpHeader } from '../../src/net/ip-packet.js';
 import { DATA_KEY_BLOCK_LENGTH } from '../../src/openvpn/data-channel-keys.js';
 import { DataChannel, DATA_V2_HEADER } from '../../src/openvpn/data-channel.js';
-import { StatelessHandshake } from '../../src/openvpn/stateless-handshake.js';
-import type { TlsEngineFactory } from '../../src/openvpn/tls-engine.js';
+import { warmShell } from '../support/openvpn-shell.js';
 
 const GATEWAY = new Uint8Array([10, 66, 0, 1]);
 const WARM = new Uint8Array([10, 66, 0, 254]);
@@ -37,22 +34,7 @@ describe('OpenVPN warm-up session', () => {
     const serverBind = net.bind('10.0.0.1', 1194);
     const clientBind = net.bind('10.0.0.2', 40000);
     const strangerBind = net.bind('10.0.0.3', 5000);
-    const router = new Router();
-    const delivered: Uint8Array[] = [];
-    const refuse = (): never => {
-      throw new Error('not used by a warm-up session');
-    };
-    const ovpn = new OpenVpnInterface({
-      udp: serverBind,
-      handshake: new StatelessHandshake({ kind: 'none' }, new Uint8Array(randomBytes(32))),
-      tls: refuse as unknown as TlsEngineFactory,
-      router,
-      deliver: (packets) => void delivered.push(...packets.map((p) => p.slice())),
-      admit: () => true,
-      identifyCertificate: () => ({ ok: false, reason: 'not used' }),
-      pushFor: refuse,
-      tickMs: 60_000,
-    });
+    const { ovpn, router, delivered } = warmShell(serverBind);
     try {
       const block = new Uint8Array(randomBytes(DATA_KEY_BLOCK_LENGTH));
       const session = ovpn.openWarmSession(
