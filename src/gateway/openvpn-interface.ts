@@ -860,15 +860,16 @@ export class OpenVpnInterface implements MemberTransport {
 
   install(member: InstalledMember, previous: InstalledMember | undefined): void {
     this.members.set(member.name, member);
-    // A warm-up session holding the member's address gives it up (the path keeper picks another).
     const ip4 = addressBytes(member.record.ip);
-    if (ip4 !== undefined)
-      for (const s of [...this.sessions])
-        if (s.warm && s.ip4 !== undefined && sameBytes(s.ip4, ip4)) this.closeWarmSession(s);
     const moved =
       previous !== undefined &&
       (previous.record.ip !== member.record.ip || previous.record.ip6 !== member.record.ip6);
     for (const s of [...this.sessions]) {
+      if (s.warm) {
+        // A warm-up session holding the member's address gives it up (the path keeper picks another).
+        if (ip4 !== undefined && s.ip4 !== undefined && sameBytes(s.ip4, ip4)) this.closeWarmSession(s);
+        continue;
+      }
       if (s.member?.name !== member.name) continue;
       if (moved) {
         // Its pushed address is no longer its own: the client reconnects and is pushed the new one.

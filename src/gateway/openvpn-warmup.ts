@@ -183,15 +183,17 @@ export interface OpenVpnKeeperTarget {
  * Keeps the OpenVPN packet path warm while traffic is sparse. The poller wakes once a millisecond after
  * traffic (poller.ts), which keeps the thread awake; but the code, data and kernel paths the last packet took
  * go cold within milliseconds, and the next packet pays for them. Measured with one ping every 10 ms through
- * `weft server run`, the gateway's part of the round trip (tcpdump at its interface) took about 250 µs with
- * the path cold and about 80 µs with it in use every millisecond; openvpn's own server took about 180 µs.
+ * `weft server run` (timestamps at each step, from the poll that woke for the datagram to the answer handed
+ * to the socket), the gateway's work per round trip took about 250 µs with the path cold and about 80 µs
+ * with it in use every millisecond; with the keeper, about 120 µs (docs/openvpn.md).
  *
  * So while a client's data packet was opened or sealed within the last KEEP_WINDOW_MS, each of the poller's
  * idle wake-ups sends one echo request to the gateway's address, sealed for a warm-up session of its own, from
  * a loopback socket to the live UDP port: it takes the live path end to end (the socket, the data channel,
  * the TUN device, the kernel's answer, the router, the seal, the socket) and its answer comes back here. It
- * costs about 40 µs of CPU a millisecond, only in the 50 ms after a client's packet and only while the
- * gateway is otherwise idle: a busy gateway never waits, so never pulses. The pulses are not counted as
+ * costs about 7% of a core (the gateway's CPU per ping every 10 ms: 1.6 ms instead of 0.8–0.9), only in the
+ * 50 ms after a client's packet and only while the gateway is otherwise idle: a busy gateway never waits, so
+ * never pulses. The pulses are not counted as
  * anyone's traffic, but they are visible on the TUN device (an echo request from the keeper's address, the
  * highest free one in the member subnet, to the gateway's). WEFT_POLL_WARM=0 turns the keeper off with the
  * short waits.
@@ -204,7 +206,8 @@ export class OpenVpnPathKeeper {
   /** this.pulses when the current session opened. */
   private sessionStart = 0;
   private replies = 0;
-  private readonly request: Uint8Array;
+  /** The echo request of the current session's address. */
+  private request: Uint8Array = new Uint8Array(0);
   private readonly sealed = new Uint8Array(DATA_V2_HEADER + 128);
   private readonly opened = new Uint8Array(65535);
   private readonly to: Endpoint;
@@ -221,8 +224,6 @@ export class OpenVpnPathKeeper {
     this.to = { address: '127.0.0.1', port };
     this.cipher = target.cipher;
     this.live = target.live ?? (() => target.openvpn.liveWithin(KEEP_WINDOW_MS));
-    // A ping's size: 56 bytes of payload.
-    this.request = new Uint8Array(84);
     bind.start((datagrams) => this.onReplies(datagrams));
   }
 
@@ -299,7 +300,8 @@ export class OpenVpnPathKeeper {
     const client = new DataChannel({ role: 'client', peerId: session.peerId });
     client.installKey(0, block, this.cipher);
     block.fill(0);
-    this.request.set(echo('request', fake.bytes, this.target.gateway.bytes, 0x7767, 1, new Uint8Array(56)));
+    // A ping's size: 56 bytes of payload.
+    this.request = echo('request', fake.bytes, this.target.gateway.bytes, 0x7767, 1, new Uint8Array(56));
     this.session = session;
     this.client = client;
     this.address = fake;
