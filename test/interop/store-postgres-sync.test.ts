@@ -15,7 +15,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join as joinPath } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +27,7 @@ import {
   type SyncPostgresStore,
 } from '../../src/control/store-postgres-sync.js';
 import { storeConformance } from '../support/store-conformance.js';
-import { canRunPostgres, startPostgres, type PostgresServer } from './postgres-harness.js';
+import { canRunPostgres, freePort, startPostgres, type PostgresServer } from './postgres-harness.js';
 
 const can = canRunPostgres();
 let server: PostgresServer | undefined;
@@ -36,20 +35,6 @@ let server: PostgresServer | undefined;
 const spare: { name: string; url: string }[] = [];
 const SPARE_DATABASES = 42;
 const RELAY = fileURLToPath(new URL('./unix-relay.js', import.meta.url));
-
-/** A TCP port free on 127.0.0.1 at the moment of asking. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.on('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 async function until(check: () => boolean, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms;
