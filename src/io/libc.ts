@@ -409,6 +409,13 @@ export function shutdown(fd: number, how: number): number {
   return shutdownNative(fd, how) as number;
 }
 
+const usleepNative = libc.func('int usleep(unsigned int usec)');
+
+/** usleep(3): the calling thread sleeps `us` microseconds (plus the kernel's timer slack); 0, or -1 (EINTR). */
+export function usleep(us: number): number {
+  return usleepNative(us) as number;
+}
+
 const ifNametoindexNative = libc.func('unsigned int if_nametoindex(const char *ifname)');
 
 /** if_nametoindex(3): the index of network interface `name`, or 0 (errno set) if there is none. */

@@ -18,7 +18,8 @@
  * Inbound, peers -> Weft (start):
  *   5. By default the main thread's poller (poller.ts) watches the socket; when it is readable, one recvmmsg(2)
  *      takes up to 64 datagrams into preallocated slots, and onDatagrams gets Uint8Array views of the slots (no
- *      copy, no allocation but the views), valid until it returns.
+ *      copy, no allocation but the views), valid until it returns. The batch's size goes to the poller
+ *      (noteBatch): several datagrams at once are a stream, which it lets gather before it looks again.
  *   6. With WEFT_READERS=worker, a worker thread (udp-reader.worker.ts) polls the socket instead and transfers
  *      each call's datagrams as one ArrayBuffer: lengths, sources, local addresses, payloads (batchLayout),
  *      which the main thread cuts into views. Either way, sources come from a cache keyed by address bytes,
@@ -492,6 +493,7 @@ export class LinuxUdpBind implements Bind {
           case 'slots': {
             const datagrams = this.#borrow(reader, r.count);
             if (datagrams.length > 0) onDatagrams(datagrams);
+            poller.mainPoller.noteBatch(this.fd, r.count);
             return r.count === RECEIVE_BATCH;
           }
           case 'empty':

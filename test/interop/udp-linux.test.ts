@@ -15,6 +15,7 @@ import type { Endpoint } from '../../src/net/endpoint.js';
 import type { Bind, Datagram } from '../../src/io/bind.js';
 import { UdpBind } from '../../src/io/udp.js';
 import { LinuxUdpBind, linuxUdpUnavailable, openBestBind } from '../../src/io/udp-linux.js';
+import { mainPoller } from '../../src/io/poller.js';
 import { Lab, requireRoot, run, waitFor } from './harness.js';
 
 const PEER = fileURLToPath(new URL('./udp-linux-peer.js', import.meta.url));
@@ -232,6 +233,33 @@ for (const mode of ['inline', 'worker'] as const) {
       assert.equal(b.counters.bytesIn, ca.bytesOut);
       assert.equal(b.counters.batchesIn, atB.batches);
     });
+
+    it(
+      'reports each batch to the poller, which lets a stream gather before it looks again',
+      { skip: mode !== 'inline' && 'the poller reads inline only' },
+      async () => {
+        const a = await open(LinuxUdpBind.open(0));
+        const b = await open(LinuxUdpBind.open(0));
+        const atB = new Sink(b);
+        const before = mainPoller.coalesced;
+        // Ten datagrams in one sendmmsg: queued together, read in one batch of ten, then a sleep.
+        a.send(
+          Array.from({ length: 10 }, (_, i) => ({ data: text(`s ${i}`), endpoint: to('127.0.0.1', b.port) })),
+        );
+        await atB.waitFor(10);
+        await waitFor('a sleep to gather', () => mainPoller.coalesced > before, {
+          timeoutMs: 2_000,
+          intervalMs: 1,
+        });
+        const lone = mainPoller.coalesced;
+        for (let i = 0; i < 5; i++) {
+          a.send([{ data: text(`lone ${i}`), endpoint: to('127.0.0.1', b.port) }]);
+          await atB.waitFor(11 + i);
+          await delay(5);
+        }
+        assert.equal(mainPoller.coalesced, lone, 'datagrams one at a time: no sleep');
+      },
+    );
 
     it('carries 10,000 datagrams of 1..1472 bytes intact over 127.0.0.1', async (t) => {
       const a = await open(LinuxUdpBind.open(0));

@@ -5,7 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { IDLE_WAIT_MS, POLLFD_REVENTS_OFFSET, Poller, WARM_WAIT_MS } from '../../src/io/poller.js';
+import {
+  COALESCE_FROM,
+  COALESCE_WAIT_MAX_US,
+  COALESCE_WAIT_US,
+  coalesceWaitFromEnv,
+  IDLE_WAIT_MS,
+  POLLFD_REVENTS_OFFSET,
+  Poller,
+  WARM_WAIT_MS,
+} from '../../src/io/poller.js';
 
 /** Lets the poller run a few turns (each is one setImmediate). */
 async function turns(k: number): Promise<void> {
@@ -208,6 +217,149 @@ describe('Poller: idle hooks', () => {
     } finally {
       off();
       r.poller.remove(7);
+    }
+  });
+});
+
+describe('Poller: gathering a stream', () => {
+  /** A poller whose handler reads `batches[i]` datagrams at its i-th call; the log interleaves polls and sleeps. */
+  function gatherRig(coalesceUs: number, batches: number[], busyAt = -1) {
+    const log: string[] = [];
+    let ready = 0;
+    let call = 0;
+    const poll = (fds: Uint8Array, _n: number, timeoutMs: number): number => {
+      log.push(`poll ${timeoutMs}`);
+      if (ready === 0) return 0;
+      ready--;
+      fds[POLLFD_REVENTS_OFFSET] = 1;
+      return 1;
+    };
+    const poller: Poller = new Poller({
+      poll,
+      now: () => 0,
+      warmWindowMs: 50,
+      coalesceUs,
+      sleep: (us) => {
+        log.push(`sleep ${us}`);
+        ready++; // the stream went on meanwhile
+      },
+    });
+    poller.add(7, () => {
+      const n = batches[call] ?? 0;
+      log.push(`read ${n}`);
+      poller.noteBatch(7, n);
+      return call++ === busyAt;
+    });
+    return { poller, log, readyNext: () => void ready++ };
+  }
+
+  it(`sleeps before looking again after a batch of ${COALESCE_FROM} or more, then looks without waiting`, async () => {
+    const r = gatherRig(COALESCE_WAIT_US, [COALESCE_FROM, 1]);
+    try {
+      r.readyNext();
+      await turns(4);
+      const first = r.log.indexOf(`read ${COALESCE_FROM}`);
+      assert.ok(first >= 0, r.log.join(', '));
+      const after = r.log.slice(first + 1);
+      const sleep = after.indexOf(`sleep ${COALESCE_WAIT_US}`);
+      assert.ok(sleep >= 0, `a sleep followed the batch: ${r.log.join(', ')}`);
+      assert.ok(
+        after.slice(0, sleep).every((e) => e === 'poll 0'),
+        `only the batch's own follow-up looks came before it: ${r.log.join(', ')}`,
+      );
+      assert.equal(after[sleep + 1], 'poll 0', 'after the sleep, a look without waiting');
+      assert.equal(after[sleep + 2], 'read 1', 'and what arrived meanwhile is read');
+      assert.equal(r.poller.coalesced, 1);
+      assert.ok(!after.slice(sleep + 3).some((e) => e.startsWith('sleep')), 'a batch of one ends no sleep');
+      assert.ok(after.includes(`poll ${WARM_WAIT_MS}`), 'then the usual short waits');
+    } finally {
+      r.poller.remove(7);
+    }
+  });
+
+  it(`never sleeps after smaller batches, with the sleep off, or when a handler stopped at its limit`, async () => {
+    for (const [coalesceUs, batches, busyAt, why] of [
+      [COALESCE_WAIT_US, [COALESCE_FROM - 1, COALESCE_FROM - 1, 1], -1, 'small batches'],
+      [0, [10, 10, 10], -1, 'WEFT_POLL_COALESCE_US=0'],
+      [COALESCE_WAIT_US, [64], 0, 'a full batch: more is queued already'],
+    ] as const) {
+      const r = gatherRig(coalesceUs, [...batches], busyAt);
+      try {
+        for (let i = 0; i < batches.length; i++) {
+          r.readyNext();
+          await turns(3);
+        }
+        if (busyAt >= 0) {
+          const read = r.log.indexOf('read 64');
+          assert.equal(r.log[read + 1], 'poll 0', `${why}: looks again at once`);
+          assert.ok(!r.log.slice(read + 1, read + 3).some((e) => e.startsWith('sleep')), why);
+        } else {
+          assert.ok(!r.log.some((e) => e.startsWith('sleep')), `${why}: ${r.log.join(', ')}`);
+          assert.equal(r.poller.coalesced, 0, why);
+        }
+      } finally {
+        r.poller.remove(7);
+      }
+    }
+  });
+
+  it('does not sleep while another descriptor has work (the TUN device with packets to send)', async () => {
+    const log: string[] = [];
+    let streamReady = false;
+    let otherPolls = 0;
+    const poll = (fds: Uint8Array, n: number, timeoutMs: number): number => {
+      log.push(`poll ${timeoutMs}`);
+      let k = 0;
+      for (let i = 0; i < n; i++) {
+        const fd = new DataView(fds.buffer).getInt32(i * 8, true);
+        const ready = fd === 7 ? streamReady : otherPolls > 0;
+        if (!ready) continue;
+        fds[i * 8 + POLLFD_REVENTS_OFFSET] = 1;
+        k++;
+      }
+      streamReady = false;
+      if (otherPolls > 0) otherPolls--;
+      return k;
+    };
+    const poller = new Poller({
+      poll,
+      now: () => 0,
+      warmWindowMs: 50,
+      coalesceUs: COALESCE_WAIT_US,
+      sleep: (us) => void log.push(`sleep ${us}`),
+    });
+    let streamReads = 0;
+    poller.add(7, () => {
+      log.push('read stream');
+      poller.noteBatch(7, streamReads++ === 0 ? 10 : 1);
+      // From this batch on the other descriptor has work for a while (longer than one turn's looks).
+      if (streamReads === 1) otherPolls = 8;
+      return false;
+    });
+    poller.add(8, () => {
+      log.push('read other');
+      return false;
+    });
+    try {
+      await turns(2);
+      streamReady = true;
+      await turns(6);
+      assert.equal(otherPolls, 0, `the other descriptor's work was served: ${log.join(', ')}`);
+      assert.equal(poller.coalesced, 0, `no sleep while it had work: ${log.join(', ')}`);
+    } finally {
+      poller.remove(7);
+      poller.remove(8);
+    }
+  });
+
+  it('takes WEFT_POLL_COALESCE_US as whole microseconds, and names the variable when it is wrong', () => {
+    assert.equal(coalesceWaitFromEnv(undefined), COALESCE_WAIT_US);
+    assert.equal(coalesceWaitFromEnv(''), COALESCE_WAIT_US);
+    assert.equal(coalesceWaitFromEnv('0'), 0);
+    assert.equal(coalesceWaitFromEnv('150'), 150);
+    assert.equal(coalesceWaitFromEnv(String(COALESCE_WAIT_MAX_US)), COALESCE_WAIT_MAX_US);
+    for (const bad of ['-1', '1.5', 'abc', '300us', String(COALESCE_WAIT_MAX_US + 1), '1e3']) {
+      assert.throws(() => coalesceWaitFromEnv(bad), /WEFT_POLL_COALESCE_US must be a whole number/, bad);
     }
   });
 });
