@@ -106,10 +106,16 @@ function serverPids(tunnel: Tunnel): number[] {
 }
 
 /** One TCP throughput run with `streams` parallel streams. */
-export async function tcpRun(rig: Rig, tunnel: Tunnel, streams: number, seconds: number): Promise<TcpRun> {
+export async function tcpRun(
+  rig: Rig,
+  tunnel: Tunnel,
+  streams: number,
+  seconds: number,
+  reverse = false,
+): Promise<TcpRun> {
   const before = cpuSnapshot(tunnelPids(tunnel));
   const serverBefore = cpuSnapshot(serverPids(tunnel));
-  const json = await iperf(rig, tunnel, ['-P', String(streams)], seconds);
+  const json = await iperf(rig, tunnel, ['-P', String(streams), ...(reverse ? ['-R'] : [])], seconds);
   const after = cpuSnapshot(tunnelPids(tunnel));
   const serverAfter = cpuSnapshot(serverPids(tunnel));
   const received = json.end?.sum_received ?? {};
@@ -176,9 +182,10 @@ export async function loadedPing(
   tunnel: Tunnel,
   seconds: number,
   intervalS: number,
+  reverse = false,
 ): Promise<PingResult & { loadMbps: number }> {
   const count = Math.max(10, Math.floor((seconds - 1) / intervalS));
-  const load = tcpRun(rig, tunnel, 1, seconds);
+  const load = tcpRun(rig, tunnel, 1, seconds, reverse);
   load.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
   await delay(500);
   const pinged = await ping(rig, tunnel, count, intervalS);
@@ -264,7 +271,7 @@ export async function measureAll(
   try {
     if (options.warmupSeconds > 0) {
       log(`  warm-up: TCP ${options.warmupSeconds} s`);
-      await tcpRun(rig, tunnel, 1, options.warmupSeconds);
+      await tcpRun(rig, tunnel, 1, options.warmupSeconds, options.reverse);
     }
 
     log(`  ping, idle: ${options.idlePings} × ${options.pingIntervalS * 1000} ms`);
@@ -282,9 +289,9 @@ export async function measureAll(
     );
 
     for (let i = 0; i < options.runs; i++) {
-      const one = await tcpRun(rig, tunnel, 1, options.tcpSeconds);
+      const one = await tcpRun(rig, tunnel, 1, options.tcpSeconds, options.reverse);
       tcp1.push(one);
-      const four = await tcpRun(rig, tunnel, 4, options.tcpSeconds);
+      const four = await tcpRun(rig, tunnel, 4, options.tcpSeconds, options.reverse);
       tcp4.push(four);
       const u = await udpRun(rig, tunnel, options.udpSeconds);
       udp.push(u);
@@ -296,7 +303,13 @@ export async function measureAll(
     }
 
     log(`  ping under load: TCP×1 for ${options.loadedPingSeconds} s`);
-    const pingLoaded = await loadedPing(rig, tunnel, options.loadedPingSeconds, options.pingIntervalS);
+    const pingLoaded = await loadedPing(
+      rig,
+      tunnel,
+      options.loadedPingSeconds,
+      options.pingIntervalS,
+      options.reverse,
+    );
     into.pingLoaded = pingLoaded;
     log(
       `    p50 ${pingLoaded.p50Ms} ms, p99 ${pingLoaded.p99Ms} ms, ${pingLoaded.received}/${pingLoaded.sent} replies, ` +

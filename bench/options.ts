@@ -9,12 +9,15 @@
  *                      multicast (bench/multicast.ts; in a full run, not with --quick)
  *   --flood            the flood section only (a handshake flood against a gateway with a member; not in the
  *                      default run); with --only, added to the sections listed
+ *   --reverse          TCP runs (throughput, CPU per GB, loaded ping) from the server side to the client
+ *                      (iperf3 -R: a download through the gateway); UDP, pings and the flood stay as they are
  *   --out DIR          where results go; default bench/results/ in the repository
  *   --report FILE      measure nothing: print the report of a saved results JSON and redraw its chart
  *                      (FILE with .svg instead of .json)
  *   --help
  *
- * The same as environment variables: BENCH_QUICK=1, BENCH_RUNS, BENCH_DURATION, BENCH_ONLY, BENCH_OUT.
+ * The same as environment variables: BENCH_QUICK=1, BENCH_RUNS, BENCH_DURATION, BENCH_ONLY, BENCH_OUT,
+ * BENCH_REVERSE=1.
  * Arguments win over the environment.
  */
 import * as path from 'node:path';
@@ -71,6 +74,8 @@ export interface BenchOptions {
   ipsec: boolean;
   /** Whether to run the multicast section. */
   multicast: boolean;
+  /** TCP runs carry data from the server side to the client (iperf3 -R: a download), not the other way. */
+  reverse: boolean;
   /** Results directory (absolute). */
   outDir: string;
 }
@@ -85,6 +90,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--duration S
   --only LIST    comma-separated configurations/sections (default: all but flood; ipsec and multicast
                  not with --quick)
   --flood        the handshake-flood section only (or, with --only, as well)
+  --reverse      TCP runs (throughput, CPU per GB, loaded ping) carry data from the server side to the
+                 client (iperf3 -R: a download through the gateway) instead of from the client
   --out DIR      results directory (default bench/results/)
   --report FILE  no measuring: print the report of a saved JSON, redraw its chart as FILE.svg
 environment: BENCH_QUICK=1 BENCH_RUNS BENCH_DURATION BENCH_ONLY BENCH_OUT`;
@@ -114,6 +121,7 @@ export function parseOptions(
   let only = env.BENCH_ONLY || undefined;
   let out = env.BENCH_OUT || undefined;
   let floodFlag = false;
+  let reverse = truthy(env.BENCH_REVERSE);
 
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -143,6 +151,9 @@ export function parseOptions(
         break;
       case '--flood':
         floodFlag = true;
+        break;
+      case '--reverse':
+        reverse = true;
         break;
       case '-h':
       case '--help':
@@ -192,6 +203,7 @@ export function parseOptions(
     flood,
     ipsec,
     multicast,
+    reverse,
     outDir: out === undefined ? DEFAULT_OUT_DIR : path.resolve(out),
   };
 }

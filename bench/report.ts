@@ -418,7 +418,8 @@ export function formatReport(results: BenchResults, checks: readonly BarCheck[])
   const base = results.configs.find((c) => c.id === BASELINE_ID);
   const parts = [
     `Weft bench — ${results.startedAt} — ${results.host.cpus} × ${results.host.cpuModel}, kernel ${results.host.kernel}`,
-    `TCP: ${o.runs} run(s) × ${o.tcpSeconds} s per stream count (median, (min–max) over runs); UDP: ${o.runs} × ${o.udpSeconds} s, ` +
+    `TCP${o.reverse === true ? ' from the server side to the client (--reverse: a download)' : ' from the client to the server side'}: ` +
+      `${o.runs} run(s) × ${o.tcpSeconds} s per stream count (median, (min–max) over runs); UDP: ${o.runs} × ${o.udpSeconds} s, ` +
       `64-byte payloads, unlimited rate; ping every ${o.pingIntervalS * 1000} ms: ${o.idlePings} idle, ` +
       `and during ${o.loadedPingSeconds} s of TCP×1. CPU and RSS: the tunnel processes of both ends ` +
       `(CPU per GB: over all TCP runs; per ping: over the idle pings; RSS: the larger VmHWM of the two).`,

@@ -144,6 +144,8 @@ export interface BenchResults {
     idlePings: number;
     pingIntervalS: number;
     warmupSeconds: number;
+    /** TCP runs went from the server side to the client (--reverse); absent in results saved before it. */
+    reverse?: boolean;
   };
   configs: ConfigResult[];
   peers?: PeersResult;

@@ -147,7 +147,7 @@ async function main(): Promise<number> {
     (options.multicast ? (options.quick ? 40 : 90) : 0);
   log(
     `Weft bench: ${[...options.configs, ...(options.peers ? ['1,000 peers'] : []), ...(options.flood ? ['flood'] : []), ...(options.multicast ? ['multicast'] : [])].join(', ')}; ${options.runs} run(s), ` +
-      `TCP ${options.tcpSeconds} s, UDP ${options.udpSeconds} s${options.quick ? ' (quick)' : ''}; ` +
+      `TCP ${options.tcpSeconds} s${options.reverse ? ' (reverse: server side → client)' : ''}, UDP ${options.udpSeconds} s${options.quick ? ' (quick)' : ''}; ` +
       `about ${Math.ceil(estimate / 60)} min`,
   );
 
@@ -275,6 +275,7 @@ async function main(): Promise<number> {
         idlePings: options.idlePings,
         pingIntervalS: options.pingIntervalS,
         warmupSeconds: options.warmupSeconds,
+        reverse: options.reverse,
       },
       configs,
       ...(peers ? { peers } : {}),
