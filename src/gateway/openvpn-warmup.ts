@@ -193,10 +193,9 @@ export interface OpenVpnKeeperTarget {
  * the TUN device, the kernel's answer, the router, the seal, the socket) and its answer comes back here. It
  * costs about 7% of a core (the gateway's CPU per ping every 10 ms: 1.6 ms instead of 0.8–0.9), only in the
  * 50 ms after a client's packet and only while the gateway is otherwise idle: a busy gateway never waits, so
- * never pulses. The pulses are not counted as
- * anyone's traffic, but they are visible on the TUN device (an echo request from the keeper's address, the
- * highest free one in the member subnet, to the gateway's). WEFT_POLL_WARM=0 turns the keeper off with the
- * short waits.
+ * never pulses. The pulses are not counted as anyone's traffic, but they are visible on the TUN device (an
+ * echo request from the keeper's address, the highest free one in the member subnet, to the gateway's).
+ * WEFT_POLL_WARM=0 turns the keeper off with the short waits.
  */
 export class OpenVpnPathKeeper {
   private session: OpenVpnWarmSession = undefined;

@@ -121,9 +121,7 @@ export class Poller {
   private readonly coalesceUs: number;
   private readonly sleep: (us: number) => void;
   /** Descriptors that reported a batch of COALESCE_FROM or more (noteBatch) since the last turn. */
-  private streams: number[] = [];
-  /** The other list of the two the turns take in turn (no allocation per turn). */
-  private spareStreams: number[] = [];
+  private readonly streams: number[] = [];
   /** Sleeps taken to gather a stream (see above). */
   coalesced = 0;
 
@@ -215,8 +213,6 @@ export class Poller {
     if (n === 0) return;
     let ready = false;
     const streams = this.streams;
-    this.streams = this.spareStreams;
-    this.spareStreams = streams;
     if (this.busy) ready = this.poll(this.pollfds, n, 0) > 0;
     else if (streams.length > 0 && this.coalesceUs > 0) {
       // A stream: unless another descriptor has work now (packets to send from the TUN device, say), let the
@@ -228,7 +224,7 @@ export class Poller {
         ready = this.poll(this.pollfds, n, 0) > 0;
       }
     }
-    streams.length = 0;
+    streams.length = 0; // before serve(), whose readers report afresh
     if (!this.busy && !ready) {
       const warm = this.now() - this.lastActive < this.warmWindowMs;
       ready = this.poll(this.pollfds, n, warm ? WARM_WAIT_MS : IDLE_WAIT_MS) > 0;
