@@ -416,6 +416,13 @@ export function usleep(us: number): number {
   return usleepNative(us) as number;
 }
 
+const schedYieldNative = libc.func('int sched_yield(void)');
+
+/** sched_yield(2): lets another thread that is ready on this CPU run first; returns at once if there is none. */
+export function schedYield(): void {
+  schedYieldNative();
+}
+
 const ifNametoindexNative = libc.func('unsigned int if_nametoindex(const char *ifname)');
 
 /** if_nametoindex(3): the index of network interface `name`, or 0 (errno set) if there is none. */

@@ -36,6 +36,19 @@
  * arrives during the sleep waits at most that long, and only while datagrams come in groups: a lone one (an
  * idle ping, a sparse flow) starts no sleep, and a full batch means more is queued already (no sleep).
  * WEFT_POLL_COALESCE_US sets the sleep (0 turns it off).
+ *
+ * Handing the CPU over after a lone answer: a turn that woke from a wait for a packet or two usually ends in
+ * one send of a datagram or two (the answer), which wakes whoever reads the other end. When that reader is
+ * on the same CPU (a client on this host, or one the scheduler put here because it woke this thread), it
+ * waits until this loop sleeps again: after the send the loop still reads the TUN device until it finds it
+ * empty, polls again and gives node's event loop its turn, about 50 µs here. So the first send of such a
+ * turn (handOff, called by the UDP bind) yields the CPU once (sched_yield(2)): a reader that is ready runs
+ * first, and with nobody waiting the call returns at once. Measured with the openvpn client on the same VM
+ * pinging `weft server run` every 10 ms (bench/idle-ping.ts), the idle round trip went from 1.01–1.16×
+ * openvpn's server to 0.79–0.91×; a scheduler trace had shown the client's openvpn runnable on the gateway's
+ * CPU from the answer's arrival until the gateway's thread slept. Busy turns (a full batch, a stream: a read
+ * of COALESCE_FROM datagrams or more), larger sends and sends from timers never yield.
+ * WEFT_POLL_HANDOFF=0 turns it off.
  */
 import * as libc from './libc.js';
 
@@ -93,6 +106,8 @@ export interface PollerOptions {
   coalesceUs?: number;
   /** Sleeps that many µs without polling (libc.usleep by default). */
   sleep?: (us: number) => void;
+  /** Gives the CPU to a ready thread (libc.schedYield by default; null, WEFT_POLL_HANDOFF=0 by default: never). */
+  yieldCpu?: (() => void) | null;
 }
 
 export type ReadableHandler = () => boolean;
@@ -120,10 +135,15 @@ export class Poller {
   private readonly warmWindowMs: number;
   private readonly coalesceUs: number;
   private readonly sleep: (us: number) => void;
+  private readonly yieldCpu: (() => void) | null;
+  /** True while serving a turn that woke from a wait (see "Handing the CPU over"), until its first send. */
+  private sparse = false;
   /** Descriptors that reported a batch of COALESCE_FROM or more (noteBatch) since the last turn. */
   private readonly streams: number[] = [];
   /** Sleeps taken to gather a stream (see above). */
   coalesced = 0;
+  /** Times the CPU was handed over after a lone answer (see above). */
+  handedOff = 0;
 
   constructor(options: PollerOptions = {}) {
     this.poll = options.poll ?? libc.poll;
@@ -131,6 +151,25 @@ export class Poller {
     this.warmWindowMs = options.warmWindowMs ?? (process.env.WEFT_POLL_WARM === '0' ? 0 : WARM_WINDOW_MS);
     this.coalesceUs = options.coalesceUs ?? coalesceWaitFromEnv(process.env.WEFT_POLL_COALESCE_US);
     this.sleep = options.sleep ?? libc.usleep;
+    this.yieldCpu =
+      options.yieldCpu !== undefined
+        ? options.yieldCpu
+        : process.env.WEFT_POLL_HANDOFF === '0'
+          ? null
+          : libc.schedYield;
+  }
+
+  /**
+   * A bind sent `count` datagrams: if this is the first send of a turn that woke from a wait for a packet or
+   * two, and itself a datagram or two, give the CPU to whoever the send woke (see "Handing the CPU over").
+   * Does nothing outside such a turn.
+   */
+  handOff(count: number): void {
+    if (!this.sparse) return;
+    this.sparse = false;
+    if (count >= COALESCE_FROM || this.yieldCpu === null) return;
+    this.handedOff++;
+    this.yieldCpu();
   }
 
   add(fd: number, onReadable: ReadableHandler): void {
@@ -159,9 +198,14 @@ export class Poller {
     this.schedule();
   }
 
-  /** The reader of `fd` read `count` datagrams in one batch: from COALESCE_FROM on, the next turn gathers (see above). */
+  /**
+   * The reader of `fd` read `count` datagrams in one batch (before it hands them on): from COALESCE_FROM on,
+   * the next turn gathers, and this one hands nothing over (see above).
+   */
   noteBatch(fd: number, count: number): void {
-    if (count >= COALESCE_FROM && !this.streams.includes(fd)) this.streams.push(fd);
+    if (count < COALESCE_FROM) return;
+    this.sparse = false; // not a lone packet: no hand-over in this turn
+    if (!this.streams.includes(fd)) this.streams.push(fd);
   }
 
   /** True if a descriptor other than `streams` has something in the last poll's results. */
@@ -225,14 +269,24 @@ export class Poller {
       }
     }
     streams.length = 0; // before serve(), whose readers report afresh
+    let woke = false;
     if (!this.busy && !ready) {
       const warm = this.now() - this.lastActive < this.warmWindowMs;
-      ready = this.poll(this.pollfds, n, warm ? WARM_WAIT_MS : IDLE_WAIT_MS) > 0;
+      woke = this.poll(this.pollfds, n, warm ? WARM_WAIT_MS : IDLE_WAIT_MS) > 0;
+      ready = woke;
+      // What an idle hook queued is the gateway's own traffic: nobody waits for its answer.
       if (!ready && warm && this.idleHooks.length > 0 && this.runIdleHooks())
         ready = this.poll(this.pollfds, n, 0) > 0;
     }
     this.busy = false;
-    if (ready) this.serve();
+    if (ready) {
+      this.sparse = woke;
+      try {
+        this.serve();
+      } finally {
+        this.sparse = false;
+      }
+    }
     this.schedule();
   };
 

@@ -491,9 +491,9 @@ export class LinuxUdpBind implements Bind {
         const r = reader.receive();
         switch (r.type) {
           case 'slots': {
+            poller.mainPoller.noteBatch(this.fd, r.count);
             const datagrams = this.#borrow(reader, r.count);
             if (datagrams.length > 0) onDatagrams(datagrams);
-            poller.mainPoller.noteBatch(this.fd, r.count);
             return r.count === RECEIVE_BATCH;
           }
           case 'empty':
@@ -650,6 +650,8 @@ export class LinuxUdpBind implements Bind {
         return;
       }
     }
+    // The answer to what woke the poller is out: its reader may run first (poller.ts, "Handing the CPU over").
+    pollerModule?.mainPoller.handOff(total);
   }
 
   /**

@@ -261,6 +261,33 @@ for (const mode of ['inline', 'worker'] as const) {
       },
     );
 
+    it(
+      'hands the CPU over after an answer sent while serving a lone datagram, not after other sends',
+      { skip: mode !== 'inline' && 'the poller reads inline only' },
+      async () => {
+        const a = await open(LinuxUdpBind.open(0));
+        const b = await open(LinuxUdpBind.open(0));
+        const atA = new Sink(a);
+        // B answers each datagram from its reader's callback, as a gateway answers a ping.
+        const atB = new Sink(b, (datagrams) =>
+          b.send(datagrams.map((d) => ({ data: text('answer'), endpoint: d.endpoint }))),
+        );
+        await delay(5);
+        const before = mainPoller.handedOff;
+        for (let i = 0; i < 5; i++) {
+          a.send([{ data: text(`ping ${i}`), endpoint: to('127.0.0.1', b.port) }]);
+          await atA.waitFor(i + 1);
+          await delay(5);
+        }
+        assert.equal(atB.datagrams.length, 5);
+        assert.equal(
+          mainPoller.handedOff - before,
+          5,
+          "one hand-over per answer; A's own sends (from a timer) none",
+        );
+      },
+    );
+
     it('carries 10,000 datagrams of 1..1472 bytes intact over 127.0.0.1', async (t) => {
       const a = await open(LinuxUdpBind.open(0));
       const b = await open(LinuxUdpBind.open(0));

@@ -221,6 +221,142 @@ describe('Poller: idle hooks', () => {
   });
 });
 
+describe('Poller: handing the CPU over after a lone answer', () => {
+  /**
+   * A poller whose handler reads a batch of `batch` datagrams (noteBatch), then "sends" `sends` times
+   * `size` datagrams (handOff), and returns `busy`.
+   */
+  function handOffRig(yieldCpu: (() => void) | null): {
+    poller: Poller;
+    yields: () => number;
+    readyNext: () => void;
+    set: (o: { sends?: number; size?: number; batch?: number; busy?: boolean }) => void;
+  } {
+    let ready = 0;
+    let yields = 0;
+    let sends = 1;
+    let size = 1;
+    let batch = 1;
+    let busy = false;
+    const poll = (fds: Uint8Array, _n: number, _timeoutMs: number): number => {
+      if (ready === 0) return 0;
+      ready--;
+      fds[POLLFD_REVENTS_OFFSET] = 1;
+      return 1;
+    };
+    const poller = new Poller({
+      poll,
+      now: () => 1_000,
+      warmWindowMs: 50,
+      yieldCpu: yieldCpu === null ? null : () => void (yields++, yieldCpu()),
+    });
+    poller.add(7, () => {
+      poller.noteBatch(7, batch);
+      for (let i = 0; i < sends; i++) poller.handOff(size);
+      return busy;
+    });
+    return {
+      poller,
+      yields: () => yields,
+      readyNext: () => void ready++,
+      set: (o) => {
+        sends = o.sends ?? sends;
+        size = o.size ?? size;
+        batch = o.batch ?? batch;
+        busy = o.busy ?? busy;
+      },
+    };
+  }
+
+  it('yields once, at the first send of a turn that woke from a wait', async () => {
+    const r = handOffRig(() => undefined);
+    try {
+      await turns(3); // the first look at a new descriptor does not wait: not a wake-up
+      assert.equal(r.yields(), 0);
+      r.set({ sends: 3 });
+      r.readyNext();
+      await turns(2);
+      assert.equal(r.yields(), 1, 'three sends in one woken turn: one yield');
+      assert.equal(r.poller.handedOff, 1);
+      r.readyNext();
+      await turns(2);
+      assert.equal(r.yields(), 2, 'the next wake-up: one more');
+      r.poller.handOff(1);
+      assert.equal(r.yields(), 2, 'a send outside a turn (a timer, say) does not yield');
+    } finally {
+      r.poller.remove(7);
+    }
+  });
+
+  it(`does not yield after a read of ${COALESCE_FROM} datagrams or more, or for a send of as many`, async () => {
+    const r = handOffRig(() => undefined);
+    try {
+      await turns(3);
+      r.set({ batch: 2, size: 2 });
+      r.readyNext();
+      await turns(2);
+      assert.equal(r.yields(), 1, 'two datagrams in, two out: still a lone answer');
+      r.set({ batch: COALESCE_FROM, size: 1 });
+      r.readyNext();
+      await turns(3);
+      assert.equal(r.yields(), 1, 'a stream: no yield');
+      r.set({ batch: 1, size: COALESCE_FROM });
+      r.readyNext();
+      await turns(3);
+      assert.equal(r.yields(), 1, 'a larger send: no yield');
+      r.set({ sends: 2, size: 1 });
+      r.readyNext();
+      await turns(3);
+      assert.equal(r.yields(), 2, 'a lone packet again');
+    } finally {
+      r.poller.remove(7);
+    }
+  });
+
+  it('does not yield in busy turns or for what an idle hook queued', async () => {
+    const r = handOffRig(() => undefined);
+    try {
+      await turns(3);
+      r.set({ busy: true });
+      r.readyNext();
+      r.readyNext();
+      r.readyNext();
+      await turns(3);
+      assert.equal(r.yields(), 1, 'the woken turn yields; the turns after a full batch do not');
+      r.set({ busy: false });
+      await turns(2);
+      let queued = false;
+      const off = r.poller.onIdle(() => {
+        if (queued) return false;
+        queued = true;
+        r.readyNext(); // the hook's own packet, ready at once
+        return true;
+      });
+      try {
+        await turns(4);
+        assert.ok(queued, 'the hook ran');
+        assert.equal(r.yields(), 1, "serving the hook's packet does not yield");
+      } finally {
+        off();
+      }
+    } finally {
+      r.poller.remove(7);
+    }
+  });
+
+  it('never yields when turned off (WEFT_POLL_HANDOFF=0)', async () => {
+    const r = handOffRig(null);
+    try {
+      await turns(3);
+      r.readyNext();
+      await turns(2);
+      assert.equal(r.poller.handedOff, 0);
+    } finally {
+      r.poller.remove(7);
+    }
+  });
+});
+
 describe('Poller: gathering a stream', () => {
   /** A poller whose handler reads `batches[i]` datagrams at its i-th call; the log interleaves polls and sleeps. */
   function gatherRig(coalesceUs: number, batches: number[], busyAt = -1) {
